@@ -1,0 +1,412 @@
+/*
+ * libpartd: an appendable key-value shuffle store.
+ *
+ * OVERVIEW
+ * ========
+ * A store maps keys to byte strings.  Appending bytes to a key concatenates
+ * them after what the key already holds; getting a key returns everything it
+ * holds, in append order; a key that was never written reads as empty.  This
+ * is the model of Python's `partd`, the buffer under dask's shuffles.
+ *
+ * Every store speaks the same interface (pd_append, pd_get, pd_delete,
+ * pd_iset, pd_drop, pd_keys, pd_lock/pd_unlock, pd_close), and stores nest:
+ *
+ *   - Dict   (pd_dict_open)   in memory, safe to share between threads;
+ *   - File   (pd_file_open)   a directory, one file per key, compatible with
+ *                             the Python reference's layout and its lock file;
+ *   - Buffer (pd_buffer_open) holds appends in a fast store and spills the
+ *                             largest keys into a slow one past a memory limit.
+ *
+ * Every call is batch-first: it takes an array of n keys (and n values).
+ *
+ * KEYS
+ * ====
+ * A key is binary-safe: any bytes, of any length up to PD_KEY_MAX, including
+ * the empty key, NUL bytes, '/', "..", and non-UTF-8 sequences.  A *tuple*
+ * key (Python partd's ('a', 'b')) is a sequence of 1 to PD_KEY_MAX_PARTS
+ * parts, each itself any bytes.  The tuple ('a', 'b') and the flat key "a/b"
+ * are different keys.  A tuple of exactly one part is the same key as that
+ * part alone (as in the reference, where ('a',) and 'a' name one file).
+ *
+ * VALUES AND RESULTS
+ * ==================
+ * Values are {data, size} pairs; the library never keeps a pointer into
+ * caller memory after a call returns.  pd_get returns one pd_result: a single
+ * allocation holding all values back to back, freed by pd_result_free.
+ *
+ * ERRORS
+ * ======
+ * Functions return 0 on success or a negative PD_ERR_* code.  The store
+ * handle keeps a message naming the layer, operation, key, path and reason,
+ * e.g. "file: append 'a\x00b': write(/tmp/s/%a%00b): No space left on
+ * device", read with pd_errmsg(store).  Functions that create a store report
+ * through pd_errmsg(NULL), the calling thread's last error.  Bad arguments
+ * (NULL arrays, unknown flags, oversized keys) return PD_ERR_MISUSE; the
+ * library never aborts the host process on bad input.
+ *
+ * LOCKING AND THREADS
+ * ===================
+ * Each call locks the store for its duration: a File takes flock(LOCK_EX) on
+ * <root>/.lock, which excludes other processes (C ones and Python partd ones)
+ * and, through a per-process mutex shared by every handle on that directory,
+ * other threads.  pd_lock/pd_unlock hold the lock across several calls; calls
+ * made inside such a section may pass PD_NOLOCK to skip re-locking (they are
+ * also safe without it: the lock is recursive for the thread holding it).
+ * Wrappers (Buffer) lock their inner stores once at the top and call them
+ * with PD_NOLOCK.  Every handle may be used from several threads.
+ *
+ * CAVEATS
+ * =======
+ *   - flock(2) is unreliable on network file systems (NFS, SMB): keep File
+ *     stores on local disks when several processes share them.
+ *   - A handle inherited through fork() is detected and re-opens its lock and
+ *     descriptors in the child, but a child must not use a handle that
+ *     another thread of the parent was using at the moment of the fork.
+ *   - Values are held whole in memory by pd_get; a store is a shuffle buffer,
+ *     not a database for values larger than memory.
+ */
+#ifndef PARTD_PARTD_H
+#define PARTD_PARTD_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- Export */
+
+#if defined(PARTD_STATIC)
+#define PD_API
+#elif defined(__GNUC__) && __GNUC__ >= 4
+#define PD_API __attribute__((visibility("default")))
+#else
+#define PD_API
+#endif
+
+/* --------------------------------------------------------------- Version */
+
+#define PARTD_VERSION_MAJOR 0
+#define PARTD_VERSION_MINOR 1
+#define PARTD_VERSION_PATCH 0
+/** MAJOR*10000 + MINOR*100 + PATCH, comparable with pd_version_number(). */
+#define PARTD_VERSION_NUMBER                                                   \
+    (PARTD_VERSION_MAJOR * 10000 + PARTD_VERSION_MINOR * 100 +                 \
+     PARTD_VERSION_PATCH)
+#define PARTD_VERSION_STRING "0.1.0"
+
+/** The version of the library linked at run time, as PARTD_VERSION_NUMBER. */
+PD_API unsigned pd_version_number(void);
+/** The same as a static string, e.g. "0.1.0".  Never NULL. */
+PD_API const char *pd_version_string(void);
+
+/* ---------------------------------------------------------------- Errors */
+
+/* Return codes.  0 is success; every error is negative.  The numbers are
+ * stable and never reused. */
+#define PD_OK 0
+#define PD_ERR_MISUSE (-1)      /* bad argument: NULL array, bad flag, ... */
+#define PD_ERR_NOMEM (-2)       /* an allocation failed; nothing changed */
+#define PD_ERR_IO (-3)          /* a system call failed; see pd_errno() */
+#define PD_ERR_KEY (-4)         /* the key cannot be stored at that place */
+#define PD_ERR_CORRUPT (-5)     /* stored data is malformed */
+#define PD_ERR_PROTOCOL (-6)    /* a peer sent a malformed message */
+#define PD_ERR_TIMEOUT (-7)     /* a peer did not answer in time */
+#define PD_ERR_UNSUPPORTED (-8) /* this store does not offer the operation */
+#define PD_ERR_LIMIT (-9)       /* a size or count exceeds a library limit */
+
+/** A static description of a PD_ERR_* code (or "ok" for 0).  Never NULL. */
+PD_API const char *pd_strerror(int code);
+
+typedef struct pd_store pd_store;
+
+/**
+ * The message of the last failed call on `store` made by the calling thread,
+ * or, if this thread made no call on it since, the last failure on the
+ * handle by any thread.  With store == NULL: the calling thread's last error
+ * from a function that creates a store (pd_*_open).  "ok" when the last call
+ * succeeded.  The string stays valid until the next call on the same handle
+ * from the same thread.  Never NULL.
+ */
+PD_API const char *pd_errmsg(const pd_store *store);
+/** The PD_ERR_* code that goes with pd_errmsg(store). */
+PD_API int pd_errcode(const pd_store *store);
+/** The errno of the failed system call that goes with pd_errmsg(store), or 0
+ *  when the error did not come from a system call. */
+PD_API int pd_errno(const pd_store *store);
+
+/* ------------------------------------------------------- Keys and values */
+
+/** A byte string.  `data` may be NULL only when `size` is 0. */
+typedef struct pd_bytes {
+    const void *data;
+    size_t size;
+} pd_bytes;
+
+/** A key: a flat byte string (nparts == 0: data/size) or a tuple of nparts
+ *  byte strings (nparts >= 1: parts; data/size are ignored). */
+typedef struct pd_key {
+    const void *data;
+    size_t size;
+    const pd_bytes *parts;
+    size_t nparts;
+} pd_key;
+
+/** Longest key, in bytes summed over its parts. */
+#define PD_KEY_MAX 16384
+/** Most parts in a tuple key. */
+#define PD_KEY_MAX_PARTS 64
+
+/** A flat key over `len` bytes at `ptr` (a compound literal, C99). */
+#define PD_KEY(ptr, len) ((pd_key){(ptr), (len), NULL, 0})
+/** A flat key over a NUL-terminated string (the NUL is not part of it). */
+#define PD_KEY_STR(s) PD_KEY((s), strlen(s))
+/** A tuple key over an array of `n` pd_bytes parts. */
+#define PD_KEY_TUPLE(parts, n) ((pd_key){NULL, 0, (parts), (n)})
+/** A value over `len` bytes at `ptr`. */
+#define PD_BYTES(ptr, len) ((pd_bytes){(ptr), (len)})
+
+/**
+ * Writes an unambiguous, printable form of `key` into buf (at most cap bytes
+ * including the terminating NUL; cap may be 0 with buf NULL to measure).
+ * A flat key prints as a single-quoted string; a tuple as ('a', 'b').
+ * Inside quotes, printable ASCII other than quote and backslash is itself;
+ * \\, \', \t, \n, \r stand for themselves, and every other byte is \xHH.
+ * Returns the length of the full form (excluding the NUL), as snprintf does,
+ * or 0 for an invalid key.  Thread-safe; no allocation.
+ */
+PD_API size_t pd_key_repr(const pd_key *key, char *buf, size_t cap);
+
+/**
+ * Parses the form written by pd_key_repr (a quoted flat key or a tuple of
+ * quoted parts; double quotes are accepted too) into a newly allocated key.
+ * On success *out is set and must be released with pd_key_free; its parts
+ * point into the same allocation.  Returns PD_ERR_MISUSE for text that is
+ * not such a form, PD_ERR_LIMIT past PD_KEY_MAX/PD_KEY_MAX_PARTS,
+ * PD_ERR_NOMEM.  On error *out is untouched.
+ */
+PD_API int pd_key_parse(const char *text, size_t len, pd_key **out);
+/** Releases a key from pd_key_parse and sets *key to NULL.  Safe on NULL. */
+PD_API void pd_key_free(pd_key **key);
+
+/* --------------------------------------------------------------- Results */
+
+/** The values returned by pd_get: one allocation, values back to back in
+ *  the order of the keys asked for. */
+typedef struct pd_result pd_result;
+
+/** Number of values (the n given to pd_get). */
+PD_API size_t pd_result_count(const pd_result *r);
+/** Value i (i < count).  Points into r; valid until pd_result_free(r).
+ *  An out-of-range i gives {NULL, 0}.  data is non-NULL whenever size > 0. */
+PD_API pd_bytes pd_result_value(const pd_result *r, size_t i);
+/** Total bytes of all values. */
+PD_API uint64_t pd_result_total(const pd_result *r);
+/** Releases r and sets *r to NULL.  Safe on NULL and twice. */
+PD_API void pd_result_free(pd_result **r);
+
+/** The keys of a store, from pd_keys. */
+typedef struct pd_keylist pd_keylist;
+
+/** Number of keys. */
+PD_API size_t pd_keylist_count(const pd_keylist *kl);
+/** Key i (i < count); the key's bytes and parts point into kl and stay valid
+ *  until pd_keylist_free.  Returns PD_ERR_MISUSE for an out-of-range i. */
+PD_API int pd_keylist_key(const pd_keylist *kl, size_t i, pd_key *out);
+/** Bytes stored under key i as that store holds them (for an encoding layer,
+ *  the encoded size).  0 for an out-of-range i. */
+PD_API uint64_t pd_keylist_size(const pd_keylist *kl, size_t i);
+/** Releases kl and sets *kl to NULL.  Safe on NULL and twice. */
+PD_API void pd_keylist_free(pd_keylist **kl);
+
+/* ----------------------------------------------------- The store interface */
+
+/* Flags for the calls below.  Unknown bits give PD_ERR_MISUSE. */
+#define PD_NOLOCK 0x1u /* the caller holds the lock (pd_lock): don't take it */
+#define PD_FSYNC 0x2u  /* append, iset: fsync what was written before return */
+
+/**
+ * Appends vals[i] to keys[i] for i in [0, n).  A key may appear several
+ * times; its values are appended in array order.
+ *
+ * Atomicity: a batch is applied whole or not at all.  If any value fails
+ * (e.g. ENOSPC), what the batch had already written is rolled back, every key
+ * keeps its previous content, and the error names the key, path and reason.
+ * Other processes and threads never see part of a batch.  (If the rollback
+ * itself fails, the message says so and names the key left with a tail.)
+ *
+ * n may be 0.  keys and vals may be NULL only when n is 0.
+ * Errors: PD_ERR_MISUSE, PD_ERR_NOMEM, PD_ERR_IO, PD_ERR_KEY, PD_ERR_LIMIT.
+ */
+PD_API int pd_append(pd_store *store, size_t n, const pd_key *keys,
+                     const pd_bytes *vals, unsigned flags);
+
+/**
+ * Reads keys[0..n) into one new pd_result stored in *out, value i for key i;
+ * a key never written (or deleted) reads as empty.  The caller frees *out with
+ * pd_result_free.  On error *out is set to NULL.
+ * Errors: PD_ERR_MISUSE, PD_ERR_NOMEM, PD_ERR_IO, PD_ERR_CORRUPT,
+ * PD_ERR_LIMIT (a value too large for this machine's address space).
+ */
+PD_API int pd_get(pd_store *store, size_t n, const pd_key *keys,
+                  pd_result **out, unsigned flags);
+
+/**
+ * Forgets keys[0..n).  Missing keys are fine.  On error, keys before the one
+ * named in the message are deleted, the rest untouched.
+ * Errors: PD_ERR_MISUSE, PD_ERR_IO.
+ */
+PD_API int pd_delete(pd_store *store, size_t n, const pd_key *keys,
+                     unsigned flags);
+
+/**
+ * Idempotent set: for each i, if this handle has already set keys[i] with
+ * pd_iset (since it was opened or last dropped), does nothing; otherwise
+ * replaces the key's content with vals[i].  A File replaces the file
+ * atomically (write to a temporary, then rename), so readers see the old or
+ * the new value, never a mix.  Errors: as pd_append.
+ */
+PD_API int pd_iset(pd_store *store, size_t n, const pd_key *keys,
+                   const pd_bytes *vals, unsigned flags);
+
+/**
+ * Deletes every key.  The store stays usable (a File keeps its directory and
+ * lock file) and forgets which keys pd_iset has seen.
+ * Errors: PD_ERR_MISUSE, PD_ERR_IO.
+ */
+PD_API int pd_drop(pd_store *store, unsigned flags);
+
+/**
+ * Lists the keys that hold data, with their sizes, into a new *out freed with
+ * pd_keylist_free.  The order is unspecified.  On error *out is NULL.
+ * Errors: PD_ERR_MISUSE, PD_ERR_NOMEM, PD_ERR_IO.
+ */
+PD_API int pd_keys(pd_store *store, pd_keylist **out, unsigned flags);
+
+/**
+ * Takes the store's lock for a multi-call section, blocking until it is free.
+ * Recursive for the calling thread: each pd_lock needs one pd_unlock.  A File
+ * lock excludes other processes (flock) and other threads.
+ * Errors: PD_ERR_MISUSE, PD_ERR_IO (the lock file could not be opened).
+ */
+PD_API int pd_lock(pd_store *store);
+/** Releases one level of pd_lock.  PD_ERR_MISUSE if this thread does not
+ *  hold the lock. */
+PD_API int pd_unlock(pd_store *store);
+
+/**
+ * Closes the store: flushes what it buffers into its inner stores (a Buffer
+ * spills everything it holds into its slow store), closes the inner stores
+ * it owns, releases every resource, removes a temporary File's directory, and
+ * sets *store to NULL.  Every step runs even if one fails; the first error is
+ * returned and its message is available from pd_errmsg(NULL).  Safe on NULL.
+ */
+PD_API int pd_close(pd_store **store);
+
+/** The kind of store: "dict", "file", "buffer", ... (static string). */
+PD_API const char *pd_store_kind(const pd_store *store);
+
+/* ------------------------------------------------------------------ Dict */
+
+/**
+ * Opens an empty in-memory store.  Errors: PD_ERR_NOMEM.
+ */
+PD_API int pd_dict_open(pd_store **out);
+
+/** Bytes of values a Dict holds (not counting bookkeeping). */
+PD_API uint64_t pd_dict_nbytes(const pd_store *dict);
+
+/* ------------------------------------------------------------------ File */
+
+/* Flags for pd_file_open / pd_file_open_temp. */
+#define PD_FILE_CREATE 0x100u /* create the directory (and parents) if missing */
+#define PD_FILE_FSYNC 0x200u  /* fsync every append and iset (as PD_FSYNC) */
+#define PD_FILE_KEEP 0x400u   /* temporary store: keep the directory on close */
+
+/**
+ * Opens the store in directory `path`.  Without PD_FILE_CREATE the directory
+ * must exist.  Creates <path>/.lock if it is missing.
+ *
+ * Layout: a flat key made only of the characters A-Z a-z 0-9 - _ . ( ) and
+ * space, at most 255 bytes, and neither "." nor ".." (nor ".lock" at the top)
+ * is stored in a file named exactly as the key: the reference's layout.  A
+ * tuple key is a path of one directory per part but the last.  Any other part
+ * is named '%' followed by the part with each byte outside that set written
+ * as %HH; a name longer than 255 bytes is cut into directories named "%~"
+ * plus a piece.  See docs/file-layout.md.  Names beginning "%#" are the
+ * store's temporary files.  Files and directories are opened relative to the
+ * root with no symlink followed, so nothing is read or written outside it.
+ *
+ * Errors: PD_ERR_MISUSE (NULL path, bad flags), PD_ERR_IO (the directory is
+ * missing or not a directory, not accessible, or .lock cannot be created),
+ * PD_ERR_NOMEM.  On error *out is NULL and pd_errmsg(NULL) tells why.
+ */
+PD_API int pd_file_open(pd_store **out, const char *path, unsigned flags);
+
+/**
+ * Opens a store in a new private (0700) directory made with mkdtemp in
+ * `parent` (NULL: $TMPDIR, else /tmp), removed with its content on close
+ * unless flags has PD_FILE_KEEP.  Errors: as pd_file_open.
+ */
+PD_API int pd_file_open_temp(pd_store **out, const char *parent,
+                             unsigned flags);
+
+/** The store's root directory (owned by the store).  NULL if not a File. */
+PD_API const char *pd_file_path(const pd_store *file);
+
+/**
+ * Writes the path of the file that holds `key` into buf (cap bytes with the
+ * NUL).  Returns the full length as snprintf does, or 0 for a bad key or a
+ * store that is not a File.  The file may not exist.
+ */
+PD_API size_t pd_file_filename(const pd_store *file, const pd_key *key,
+                               char *buf, size_t cap);
+
+/**
+ * Caps how many descriptors the store keeps open for appends (default: a
+ * quarter of RLIMIT_NOFILE, at most 1024; 0 disables the cache).
+ */
+PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
+
+/* ---------------------------------------------------------------- Buffer */
+
+/* Flag for wrappers: the caller keeps ownership of the inner stores. */
+#define PD_BORROW 0x1000u
+
+/**
+ * Opens a Buffer over `*fast` and `*slow`.  Appends go to fast; when the
+ * bytes held in fast exceed `memory`, the largest keys are moved to slow
+ * (the reference's policy: of the larger half of the keys, the biggest whose
+ * sizes sum to about 10% of the held bytes, at least 1 and at most 20 per
+ * round) until the held bytes are within `memory` again.  So fast holds at
+ * most `memory` plus one append batch.  pd_get returns a key's bytes in
+ * append order: what was spilled to slow, then what fast still holds.
+ *
+ * On success the Buffer owns both stores and sets *fast and *slow to NULL,
+ * unless flags has PD_BORROW, in which case the caller keeps them and must
+ * close them after the Buffer.  fast and slow must be different stores.
+ * Errors: PD_ERR_MISUSE, PD_ERR_NOMEM.  On error nothing is taken.
+ */
+PD_API int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
+                          uint64_t memory, unsigned flags);
+
+/** Bytes the Buffer counts as held in fast. */
+PD_API uint64_t pd_buffer_memory_usage(const pd_store *buffer);
+/** The memory limit given to pd_buffer_open. */
+PD_API uint64_t pd_buffer_memory_limit(const pd_store *buffer);
+/** The inner stores (borrowed pointers, valid while the Buffer is open). */
+PD_API pd_store *pd_buffer_fast(const pd_store *buffer);
+PD_API pd_store *pd_buffer_slow(const pd_store *buffer);
+
+/**
+ * Moves keys[0..n) (all keys when keys is NULL) from fast to slow.
+ * Errors: as pd_append on slow; on error the keys not moved stay in fast.
+ */
+PD_API int pd_buffer_flush(pd_store *buffer, size_t n, const pd_key *keys,
+                           unsigned flags);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* PARTD_PARTD_H */

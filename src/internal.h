@@ -1,0 +1,254 @@
+/*
+ * Private declarations shared by libpartd's modules.  Nothing here is part of
+ * the public API; only a module's own .c file knows its store struct.
+ *
+ * A store is a struct whose first member is `pd_store` (below), with an ops
+ * table.  Public calls go through the dispatchers in store.c, which validate
+ * arguments, clear the thread's last error, take the store's lock (unless
+ * PD_NOLOCK), call the op, and record the result.  Ops always run with the
+ * store's recursive mutex held (`mu`), so an op never needs to lock again;
+ * a wrapper calls its inner stores through the public functions with
+ * PD_NOLOCK, after its own lock hook has locked them once.
+ */
+#ifndef PARTD_INTERNAL_H
+#define PARTD_INTERNAL_H
+
+#include "partd/partd.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <sys/types.h>
+
+#define PD__MSG_MAX 1024
+#define PD__ALL_CALL_FLAGS (PD_NOLOCK | PD_FSYNC)
+
+#if defined(__GNUC__)
+#define PD__PRINTF(a, b) __attribute__((format(printf, a, b)))
+#define PD__UNUSED __attribute__((unused))
+#define PD__LIKELY(x) __builtin_expect(!!(x), 1)
+#define PD__UNLIKELY(x) __builtin_expect(!!(x), 0)
+#else
+#define PD__PRINTF(a, b)
+#define PD__UNUSED
+#define PD__LIKELY(x) (x)
+#define PD__UNLIKELY(x) (x)
+#endif
+
+/* ------------------------------------------------------------ Store base */
+
+typedef struct pd_store_ops {
+    unsigned version; /* 1; members are only ever appended */
+    const char *kind; /* "dict", "file", "buffer", ... */
+
+    /* Required.  Each runs with `mu` held; flags has PD_NOLOCK set when the
+     * dispatcher (or the caller) holds the full lock, clear otherwise. */
+    int (*append)(pd_store *s, size_t n, const pd_key *keys,
+                  const pd_bytes *vals, unsigned flags);
+    /* Appends n values (one per key, in order) to r with pd__result_*. */
+    int (*get)(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
+               unsigned flags);
+    int (*del)(pd_store *s, size_t n, const pd_key *keys, unsigned flags);
+    /* Replace each key's content (iset without the idempotence, which the
+     * dispatcher keeps). */
+    int (*set)(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
+               unsigned flags);
+    int (*drop)(pd_store *s, unsigned flags);
+    /* Adds every key and its size with pd__keylist_add. */
+    int (*keys)(pd_store *s, pd_keylist *kl, unsigned flags);
+
+    /* Optional (NULL: nothing to do).  lock runs when the store's lock depth
+     * goes 0 -> 1, unlock when it goes 1 -> 0; both with mu held. */
+    int (*lock)(pd_store *s);
+    int (*unlock)(pd_store *s);
+    /* Push buffered data into inner stores (close calls it first). */
+    int (*flush)(pd_store *s);
+    /* Required: release everything, close owned inner stores; every step
+     * runs even if one fails; returns the first error (with a message set
+     * on s).  Must not free s itself. */
+    int (*destroy)(pd_store *s);
+
+    /* Optional fast path: the chunks holding `key`'s bytes, in order, pointing
+     * into the store (valid until the next call that modifies it).  *chunks
+     * is an array owned by the store, also valid until then. */
+    int (*peek)(pd_store *s, const pd_key *key, const pd_bytes **chunks,
+                size_t *nchunks);
+} pd_store_ops;
+
+typedef struct pd__seen pd__seen; /* keys seen by iset (uthash), store.c */
+
+struct pd_store {
+    const pd_store_ops *ops;
+    pthread_mutex_t mu;     /* recursive; held by every op */
+    pthread_t lock_owner;   /* valid while lock_depth > 0 */
+    unsigned lock_depth;    /* pd_lock nesting plus dispatcher locks */
+    pd__seen *iset_seen;    /* protected by mu */
+
+    pthread_mutex_t err_mu; /* protects the four below */
+    int err_code;
+    int err_sys;
+    char err_msg[PD__MSG_MAX];
+};
+
+/* Initialises the base of a freshly allocated store.  Returns 0 or
+ * PD_ERR_NOMEM (with the thread error set). */
+int pd__store_init(pd_store *s, const pd_store_ops *ops);
+/* Frees the base's own resources (mutexes, seen-set).  Not the struct. */
+void pd__store_fini(pd_store *s);
+
+/* ---------------------------------------------------------------- Errors */
+
+/* Records an error on s (and as the calling thread's last error) and
+ * returns `code`.  The message is "<kind>: " + fmt, then ": strerror(sys)"
+ * when sys != 0.  s may be NULL (the thread's error only, kind omitted). */
+int pd__err(pd_store *s, int code, int sys, const char *fmt, ...)
+    PD__PRINTF(4, 5);
+int pd__verr(pd_store *s, int code, int sys, const char *fmt, va_list ap);
+/* Records on `s` the error `inner` just reported (its code, errno and
+ * message), prefixed with "<kind of s>: ".  Returns the code. */
+int pd__err_inner(pd_store *s, const pd_store *inner, int code);
+/* Copies s's current error to the thread's "no store" slot (pd_errmsg(NULL)). */
+void pd__err_to_thread(const pd_store *s);
+/* Sets the thread's error state to success for s. */
+void pd__err_clear(const pd_store *s);
+
+/* Writes a short printable form of key into buf (at most 96 visible chars
+ * then "..."); returns buf.  For messages. */
+#define PD__KEYSHORT_MAX 112
+const char *pd__key_short(const pd_key *key, char buf[PD__KEYSHORT_MAX]);
+
+/* ------------------------------------------------------------------ Keys */
+
+/* A key's parts, normalised: a flat key is one part; a 1-tuple the same. */
+typedef struct pd__parts {
+    size_t n;
+    const pd_bytes *p;
+    pd_bytes one; /* storage for the flat case */
+} pd__parts;
+
+/* Validates key (sizes, NULL pointers, limits).  0 or PD_ERR_MISUSE /
+ * PD_ERR_LIMIT; on error writes a reason into why (64 bytes). */
+int pd__key_check(const pd_key *key, char why[64]);
+/* Fills *pp with key's normalised parts (key already checked). */
+void pd__key_parts(const pd_key *key, pd__parts *pp);
+
+/* The packed form: injective, used for hashing and equality.
+ * flat: 0x00 bytes...      tuple (n >= 2): 0x01 then per part u32le len, bytes
+ * pd__key_packed_size gives the exact length. */
+size_t pd__key_packed_size(const pd_key *key);
+void pd__key_pack(const pd_key *key, unsigned char *out);
+/* Decodes a packed key into a pd_key whose parts are written to parts[]
+ * (capacity PD_KEY_MAX_PARTS) and point into pk.  0 or PD_ERR_CORRUPT. */
+int pd__key_unpack(const unsigned char *pk, size_t len, pd_key *out,
+                   pd_bytes *parts);
+
+/* A packed key in a small inline buffer, heap beyond it. */
+typedef struct pd__pkey {
+    unsigned char *p;
+    size_t len;
+    unsigned char inl[256];
+} pd__pkey;
+/* 0 or PD_ERR_NOMEM.  Release with pd__pkey_free. */
+int pd__pkey_set(pd__pkey *pk, const pd_key *key);
+void pd__pkey_free(pd__pkey *pk);
+
+/* -------------------------------------------------------------- Results */
+
+struct pd_result {
+    size_t count;  /* values completed */
+    size_t ncap;   /* capacity of off[] minus one */
+    uint64_t *off; /* value i is buf[off[i] .. off[i+1]) */
+    char *buf;
+    size_t len; /* bytes used, including the value being built */
+    size_t cap;
+};
+
+/* A new empty result expecting about n values and `bytes` bytes. */
+pd_result *pd__result_new(size_t n, size_t bytes);
+/* Ensures room for `extra` more bytes; returns a pointer to the end of the
+ * buffer (where the current value continues) or NULL on overflow/ENOMEM. */
+char *pd__result_reserve(pd_result *r, size_t extra);
+/* Marks `n` bytes written at the pointer from pd__result_reserve. */
+void pd__result_commit(pd_result *r, size_t n);
+/* Appends bytes to the current value.  0 or PD_ERR_NOMEM. */
+int pd__result_put(pd_result *r, const void *data, size_t n);
+/* Ends the current value (possibly empty) and starts the next.  0 or
+ * PD_ERR_NOMEM. */
+int pd__result_next(pd_result *r);
+/* Drops the bytes of the current unfinished value. */
+void pd__result_discard_current(pd_result *r);
+/* For i in [0, a->count): value i becomes a_i followed by b_i.  a and b must
+ * have the same count.  b is left untouched.  0 or PD_ERR_NOMEM (a intact). */
+int pd__result_concat_each(pd_result *a, const pd_result *b);
+
+/* -------------------------------------------------------------- Keylists */
+
+typedef struct pd__klent {
+    size_t off, len; /* packed key in buf */
+    uint64_t size;
+} pd__klent;
+
+struct pd_keylist {
+    size_t count, cap;
+    pd__klent *ent;
+    unsigned char *buf;
+    size_t blen, bcap;
+    /* built by pd__keylist_finish */
+    pd_bytes *parts; /* PD_KEY_MAX_PARTS-bounded per key, packed together */
+    size_t *part0;   /* index of key i's first part */
+    bool finished;
+};
+
+pd_keylist *pd__keylist_new(void);
+/* Adds a key (packed form) with its size.  0 or PD_ERR_NOMEM. */
+int pd__keylist_add_packed(pd_keylist *kl, const unsigned char *pk,
+                           size_t len, uint64_t size);
+int pd__keylist_add(pd_keylist *kl, const pd_key *key, uint64_t size);
+/* Prepares the part arrays for pd_keylist_key.  0 or PD_ERR_NOMEM. */
+int pd__keylist_finish(pd_keylist *kl);
+
+/* ------------------------------------------------------------ Utilities */
+
+/* Overflow-checked size arithmetic: 0 on success, -1 on overflow. */
+static inline int pd__add_ovf(size_t a, size_t b, size_t *out) {
+    return __builtin_add_overflow(a, b, out) ? -1 : 0;
+}
+static inline int pd__mul_ovf(size_t a, size_t b, size_t *out) {
+    return __builtin_mul_overflow(a, b, out) ? -1 : 0;
+}
+
+/* Recursive mutex init helper.  0 or an errno value. */
+int pd__mutex_init_recursive(pthread_mutex_t *mu);
+
+/* Calls pd_lock / pd_unlock on an inner store and, on failure, copies its
+ * error onto `outer`. */
+int pd__lock_inner(pd_store *outer, pd_store *inner);
+int pd__unlock_inner(pd_store *outer, pd_store *inner);
+
+/* ------------------------------------------------------ Syscall table */
+
+/* Every system call the File store makes goes through this table so tests
+ * can inject faults (EIO, ENOSPC, short writes, EINTR).  Replace members
+ * with pd__sys_set; NULL restores the default.  Not thread-safe to change
+ * while stores are in use. */
+typedef struct pd__sys {
+    int (*openat)(int dirfd, const char *path, int flags, mode_t mode);
+    ssize_t (*write)(int fd, const void *buf, size_t n);
+    ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
+    int (*fsync)(int fd);
+    int (*ftruncate)(int fd, off_t len);
+    int (*close)(int fd);
+    int (*mkdirat)(int dirfd, const char *path, mode_t mode);
+    int (*unlinkat)(int dirfd, const char *path, int flags);
+    int (*renameat)(int olddirfd, const char *old, int newdirfd,
+                    const char *new_);
+    int (*flock)(int fd, int op);
+} pd__sys;
+
+extern pd__sys pd__sys_table;
+/* Restores the default table. */
+void pd__sys_reset(void);
+
+#endif /* PARTD_INTERNAL_H */

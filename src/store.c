@@ -1,0 +1,523 @@
+/*
+ * The store interface: public dispatchers, per-handle and per-thread errors,
+ * version, and the iset "seen" set.  Every public store call enters here,
+ * is validated, locked, dispatched to the store's ops, and its outcome
+ * recorded.
+ */
+#include "internal.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uthash.h>
+
+/* --------------------------------------------------------------- Version */
+
+unsigned pd_version_number(void) { return PARTD_VERSION_NUMBER; }
+const char *pd_version_string(void) { return PARTD_VERSION_STRING; }
+
+/* ---------------------------------------------------------------- Errors */
+
+const char *pd_strerror(int code) {
+    switch (code) {
+    case PD_OK: return "ok";
+    case PD_ERR_MISUSE: return "invalid argument or API misuse";
+    case PD_ERR_NOMEM: return "out of memory";
+    case PD_ERR_IO: return "system call failed";
+    case PD_ERR_KEY: return "key cannot be stored";
+    case PD_ERR_CORRUPT: return "stored data is corrupt";
+    case PD_ERR_PROTOCOL: return "protocol error";
+    case PD_ERR_TIMEOUT: return "timed out";
+    case PD_ERR_UNSUPPORTED: return "operation not supported by this store";
+    case PD_ERR_LIMIT: return "size or count beyond a library limit";
+    default: return "unknown error code";
+    }
+}
+
+/* The calling thread's last error.  `store` says which handle it belongs to
+ * (NULL: a store-creating function, or pd_close). */
+typedef struct s_tlerr {
+    const pd_store *store;
+    int code;
+    int sys;
+    char msg[PD__MSG_MAX];
+} s_tlerr;
+
+static _Thread_local s_tlerr tl_err = {NULL, 0, 0, "ok"};
+static _Thread_local s_tlerr tl_null = {NULL, 0, 0, "ok"};
+static _Thread_local char tl_copy[PD__MSG_MAX];
+
+static void s_set_msg(char *dst, const char *src) {
+    size_t n = strlen(src);
+    if (n >= PD__MSG_MAX) n = PD__MSG_MAX - 1;
+    memmove(dst, src, n);
+    dst[n] = '\0';
+}
+
+static void s_record(pd_store *s, int code, int sys, const char *msg) {
+    tl_err.store = s;
+    tl_err.code = code;
+    tl_err.sys = sys;
+    s_set_msg(tl_err.msg, msg);
+    if (s) {
+        pthread_mutex_lock(&s->err_mu);
+        s->err_code = code;
+        s->err_sys = sys;
+        s_set_msg(s->err_msg, msg);
+        pthread_mutex_unlock(&s->err_mu);
+    } else {
+        tl_null = tl_err;
+    }
+}
+
+int pd__verr(pd_store *s, int code, int sys, const char *fmt, va_list ap) {
+    char msg[PD__MSG_MAX];
+    size_t len = 0;
+    if (s) {
+        int w = snprintf(msg, sizeof msg, "%s: ", s->ops->kind);
+        len = w > 0 ? (size_t)w : 0;
+    }
+    if (len < sizeof msg) {
+        int w = vsnprintf(msg + len, sizeof msg - len, fmt, ap);
+        if (w > 0) len += (size_t)w;
+    }
+    if (sys != 0 && len < sizeof msg) {
+        char eb[128];
+        const char *es = strerror_r(sys, eb, sizeof eb);
+        snprintf(msg + len, sizeof msg - len, ": %s", es);
+    }
+    s_record(s, code, sys, msg);
+    return code;
+}
+
+int pd__err(pd_store *s, int code, int sys, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    pd__verr(s, code, sys, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+int pd__err_inner(pd_store *s, const pd_store *inner, int code) {
+    int sys = pd_errno(inner);
+    int icode = pd_errcode(inner);
+    char copy[PD__MSG_MAX], msg[PD__MSG_MAX];
+    s_set_msg(copy, pd_errmsg(inner));
+    if (icode != 0) code = icode;
+    if (s)
+        snprintf(msg, sizeof msg, "%s: %s", s->ops->kind, copy);
+    else
+        s_set_msg(msg, copy);
+    s_record(s, code, sys, msg);
+    return code;
+}
+
+void pd__err_to_thread(const pd_store *s) {
+    if (!s) return;
+    tl_null.store = NULL;
+    tl_null.code = pd_errcode(s);
+    tl_null.sys = pd_errno(s);
+    s_set_msg(tl_null.msg, pd_errmsg(s));
+}
+
+void pd__err_clear(const pd_store *s) {
+    tl_err.store = s;
+    tl_err.code = 0;
+    tl_err.sys = 0;
+    strcpy(tl_err.msg, "ok");
+    if (!s) tl_null = tl_err;
+}
+
+const char *pd_errmsg(const pd_store *s) {
+    if (!s) return tl_null.msg;
+    if (tl_err.store == s) return tl_err.msg;
+    pd_store *m = (pd_store *)s;
+    pthread_mutex_lock(&m->err_mu);
+    s_set_msg(tl_copy, m->err_msg);
+    pthread_mutex_unlock(&m->err_mu);
+    return tl_copy;
+}
+
+int pd_errcode(const pd_store *s) {
+    if (!s) return tl_null.code;
+    if (tl_err.store == s) return tl_err.code;
+    pd_store *m = (pd_store *)s;
+    pthread_mutex_lock(&m->err_mu);
+    int c = m->err_code;
+    pthread_mutex_unlock(&m->err_mu);
+    return c;
+}
+
+int pd_errno(const pd_store *s) {
+    if (!s) return tl_null.sys;
+    if (tl_err.store == s) return tl_err.sys;
+    pd_store *m = (pd_store *)s;
+    pthread_mutex_lock(&m->err_mu);
+    int c = m->err_sys;
+    pthread_mutex_unlock(&m->err_mu);
+    return c;
+}
+
+/* ------------------------------------------------------------- Base init */
+
+struct pd__seen {
+    UT_hash_handle hh;
+    size_t len;
+    unsigned char key[];
+};
+
+int pd__mutex_init_recursive(pthread_mutex_t *mu) {
+    pthread_mutexattr_t a;
+    int rc = pthread_mutexattr_init(&a);
+    if (rc) return rc;
+    pthread_mutexattr_settype(&a, PTHREAD_MUTEX_RECURSIVE);
+    rc = pthread_mutex_init(mu, &a);
+    pthread_mutexattr_destroy(&a);
+    return rc;
+}
+
+int pd__store_init(pd_store *s, const pd_store_ops *ops) {
+    memset(s, 0, sizeof *s);
+    s->ops = ops;
+    int rc = pd__mutex_init_recursive(&s->mu);
+    if (rc) return pd__err(NULL, PD_ERR_NOMEM, rc, "%s: open: mutex", ops->kind);
+    rc = pthread_mutex_init(&s->err_mu, NULL);
+    if (rc) {
+        pthread_mutex_destroy(&s->mu);
+        return pd__err(NULL, PD_ERR_NOMEM, rc, "%s: open: mutex", ops->kind);
+    }
+    strcpy(s->err_msg, "ok");
+    return 0;
+}
+
+static void s_seen_clear(pd_store *s) {
+    pd__seen *e, *tmp;
+    HASH_ITER(hh, s->iset_seen, e, tmp) {
+        HASH_DEL(s->iset_seen, e);
+        free(e);
+    }
+}
+
+void pd__store_fini(pd_store *s) {
+    s_seen_clear(s);
+    pthread_mutex_destroy(&s->err_mu);
+    pthread_mutex_destroy(&s->mu);
+}
+
+/* --------------------------------------------------------------- Locking */
+
+static int s_lock(pd_store *s) {
+    pthread_mutex_lock(&s->mu);
+    if (s->lock_depth == 0 && s->ops->lock) {
+        int rc = s->ops->lock(s);
+        if (rc) {
+            pthread_mutex_unlock(&s->mu);
+            return rc;
+        }
+    }
+    if (s->lock_depth == 0) s->lock_owner = pthread_self();
+    s->lock_depth++;
+    return 0;
+}
+
+static int s_unlock(pd_store *s) {
+    int rc = 0;
+    if (--s->lock_depth == 0 && s->ops->unlock) rc = s->ops->unlock(s);
+    pthread_mutex_unlock(&s->mu);
+    return rc;
+}
+
+static bool s_holds_lock(pd_store *s) {
+    /* lock_owner is only written by the thread holding mu; if this thread
+     * is the owner it holds mu, so the read below is stable for it. */
+    return s->lock_depth > 0 && pthread_equal(s->lock_owner, pthread_self());
+}
+
+int pd_lock(pd_store *s) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "lock: NULL store");
+    pd__err_clear(s);
+    int rc = s_lock(s);
+    if (rc == 0) pd__err_clear(s);
+    return rc;
+}
+
+int pd_unlock(pd_store *s) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "unlock: NULL store");
+    pd__err_clear(s);
+    if (!s_holds_lock(s))
+        return pd__err(s, PD_ERR_MISUSE, 0,
+                       "unlock: this thread does not hold the lock");
+    int rc = s_unlock(s);
+    if (rc == 0) pd__err_clear(s);
+    return rc;
+}
+
+int pd__lock_inner(pd_store *outer, pd_store *inner) {
+    int rc = pd_lock(inner);
+    if (rc) return pd__err_inner(outer, inner, rc);
+    return 0;
+}
+
+int pd__unlock_inner(pd_store *outer, pd_store *inner) {
+    int rc = pd_unlock(inner);
+    if (rc) return pd__err_inner(outer, inner, rc);
+    return 0;
+}
+
+/* ------------------------------------------------------------ Dispatch */
+
+/* Validates the common arguments of a batch call.  Returns 0 or the error
+ * (recorded on s). */
+static int s_check_batch(pd_store *s, const char *op, size_t n,
+                         const pd_key *keys, const pd_bytes *vals,
+                         bool need_vals, unsigned flags, unsigned allowed) {
+    if (flags & ~allowed)
+        return pd__err(s, PD_ERR_MISUSE, 0, "%s: unknown flags 0x%x", op,
+                       flags & ~allowed);
+    if (n == 0) return 0;
+    if (!keys) return pd__err(s, PD_ERR_MISUSE, 0, "%s: NULL keys array", op);
+    if (need_vals && !vals)
+        return pd__err(s, PD_ERR_MISUSE, 0, "%s: NULL values array", op);
+    for (size_t i = 0; i < n; i++) {
+        char why[64];
+        int rc = pd__key_check(&keys[i], why);
+        if (rc) return pd__err(s, rc, 0, "%s: key %zu: %s", op, i, why);
+        if (need_vals && vals[i].size > 0 && !vals[i].data)
+            return pd__err(s, PD_ERR_MISUSE, 0,
+                           "%s: value %zu: NULL data with size %zu", op, i,
+                           vals[i].size);
+    }
+    return 0;
+}
+
+/* Locks (unless PD_NOLOCK), or just takes mu. */
+static int s_enter(pd_store *s, unsigned flags) {
+    if (flags & PD_NOLOCK) {
+        pthread_mutex_lock(&s->mu);
+        return 0;
+    }
+    return s_lock(s);
+}
+
+static int s_leave(pd_store *s, unsigned flags, int rc) {
+    if (flags & PD_NOLOCK) {
+        pthread_mutex_unlock(&s->mu);
+        return rc;
+    }
+    bool had_err = rc != 0;
+    int urc = s_unlock(s);
+    if (!had_err && urc) rc = urc;
+    return rc;
+}
+
+/* Records the outcome of an op: on success clears the thread error; on an
+ * error the op did not describe, writes a generic message. */
+static int s_finish(pd_store *s, const char *op, int rc) {
+    if (rc == 0) {
+        pd__err_clear(s);
+    } else if (tl_err.store != s || tl_err.code == 0) {
+        pd__err(s, rc, 0, "%s: %s", op, pd_strerror(rc));
+    }
+    return rc;
+}
+
+int pd_append(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
+              unsigned flags) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "append: NULL store");
+    pd__err_clear(s);
+    int rc = s_check_batch(s, "append", n, keys, vals, true, flags,
+                           PD__ALL_CALL_FLAGS);
+    if (rc || n == 0) return rc;
+    rc = s_enter(s, flags);
+    if (rc) return s_finish(s, "append", rc);
+    rc = s->ops->append(s, n, keys, vals, flags | PD_NOLOCK);
+    rc = s_leave(s, flags, rc);
+    return s_finish(s, "append", rc);
+}
+
+int pd_get(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
+           unsigned flags) {
+    if (out) *out = NULL;
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "get: NULL store");
+    pd__err_clear(s);
+    if (!out) return pd__err(s, PD_ERR_MISUSE, 0, "get: NULL result pointer");
+    int rc = s_check_batch(s, "get", n, keys, NULL, false, flags, PD_NOLOCK);
+    if (rc) return rc;
+    pd_result *r = pd__result_new(n, 0);
+    if (!r) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: result table");
+    if (n > 0) {
+        rc = s_enter(s, flags);
+        if (rc) {
+            pd_result_free(&r);
+            return s_finish(s, "get", rc);
+        }
+        rc = s->ops->get(s, n, keys, r, flags | PD_NOLOCK);
+        rc = s_leave(s, flags, rc);
+        if (rc == 0 && r->count != n)
+            rc = pd__err(s, PD_ERR_CORRUPT, 0,
+                         "get: store returned %zu values for %zu keys",
+                         r->count, n);
+    }
+    if (rc) {
+        pd_result_free(&r);
+        return s_finish(s, "get", rc);
+    }
+    *out = r;
+    return s_finish(s, "get", 0);
+}
+
+int pd_delete(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "delete: NULL store");
+    pd__err_clear(s);
+    int rc = s_check_batch(s, "delete", n, keys, NULL, false, flags,
+                           PD_NOLOCK);
+    if (rc || n == 0) return rc;
+    rc = s_enter(s, flags);
+    if (rc) return s_finish(s, "delete", rc);
+    rc = s->ops->del(s, n, keys, flags | PD_NOLOCK);
+    rc = s_leave(s, flags, rc);
+    return s_finish(s, "delete", rc);
+}
+
+static pd__seen *s_seen_find(pd_store *s, const pd__pkey *pk) {
+    pd__seen *e = NULL;
+    HASH_FIND(hh, s->iset_seen, pk->p, pk->len, e);
+    return e;
+}
+
+int pd_iset(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
+            unsigned flags) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "iset: NULL store");
+    pd__err_clear(s);
+    int rc = s_check_batch(s, "iset", n, keys, vals, true, flags,
+                           PD__ALL_CALL_FLAGS);
+    if (rc || n == 0) return rc;
+
+    /* Work out which keys are new (first occurrence, not seen before). */
+    pd__pkey *pks = calloc(n, sizeof *pks);
+    pd_key *nk = malloc(n * sizeof *nk);
+    pd_bytes *nv = malloc(n * sizeof *nv);
+    size_t *idx = malloc(n * sizeof *idx);
+    size_t m = 0;
+    if (!pks || !nk || !nv || !idx) {
+        rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "iset: key table");
+        goto out;
+    }
+    rc = s_enter(s, flags);
+    if (rc) {
+        rc = s_finish(s, "iset", rc);
+        goto out;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        if (pd__pkey_set(&pks[i], &keys[i])) {
+            rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "iset: key copy");
+            break;
+        }
+        if (s_seen_find(s, &pks[i])) continue;
+        bool dup = false;
+        for (size_t j = 0; j < m && !dup; j++)
+            dup = pks[idx[j]].len == pks[i].len &&
+                  memcmp(pks[idx[j]].p, pks[i].p, pks[i].len) == 0;
+        if (dup) continue;
+        idx[m] = i;
+        nk[m] = keys[i];
+        nv[m] = vals[i];
+        m++;
+    }
+    if (rc == 0 && m > 0) rc = s->ops->set(s, m, nk, nv, flags | PD_NOLOCK);
+    for (size_t j = 0; rc == 0 && j < m; j++) {
+        const pd__pkey *pk = &pks[idx[j]];
+        pd__seen *e = malloc(sizeof *e + pk->len);
+        if (!e) {
+            /* The values are set; only the memo is lost, so a repeat would
+             * set them again.  Report it: the caller asked for idempotence. */
+            rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "iset: seen-set entry");
+            break;
+        }
+        e->len = pk->len;
+        memcpy(e->key, pk->p, pk->len);
+        HASH_ADD_KEYPTR(hh, s->iset_seen, e->key, e->len, e);
+    }
+    rc = s_leave(s, flags, rc);
+    rc = s_finish(s, "iset", rc);
+out:
+    if (pks)
+        for (size_t i = 0; i < n; i++) pd__pkey_free(&pks[i]);
+    free(pks);
+    free(nk);
+    free(nv);
+    free(idx);
+    return rc;
+}
+
+int pd_drop(pd_store *s, unsigned flags) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "drop: NULL store");
+    pd__err_clear(s);
+    if (flags & ~PD_NOLOCK)
+        return pd__err(s, PD_ERR_MISUSE, 0, "drop: unknown flags 0x%x",
+                       flags & ~PD_NOLOCK);
+    int rc = s_enter(s, flags);
+    if (rc) return s_finish(s, "drop", rc);
+    rc = s->ops->drop(s, flags | PD_NOLOCK);
+    s_seen_clear(s);
+    rc = s_leave(s, flags, rc);
+    return s_finish(s, "drop", rc);
+}
+
+int pd_keys(pd_store *s, pd_keylist **out, unsigned flags) {
+    if (out) *out = NULL;
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "keys: NULL store");
+    pd__err_clear(s);
+    if (!out) return pd__err(s, PD_ERR_MISUSE, 0, "keys: NULL result pointer");
+    if (flags & ~PD_NOLOCK)
+        return pd__err(s, PD_ERR_MISUSE, 0, "keys: unknown flags 0x%x",
+                       flags & ~PD_NOLOCK);
+    pd_keylist *kl = pd__keylist_new();
+    if (!kl) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: list");
+    int rc = s_enter(s, flags);
+    if (rc) {
+        pd_keylist_free(&kl);
+        return s_finish(s, "keys", rc);
+    }
+    rc = s->ops->keys(s, kl, flags | PD_NOLOCK);
+    rc = s_leave(s, flags, rc);
+    if (rc == 0 && pd__keylist_finish(kl))
+        rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: list");
+    if (rc) {
+        pd_keylist_free(&kl);
+        return s_finish(s, "keys", rc);
+    }
+    *out = kl;
+    return s_finish(s, "keys", 0);
+}
+
+int pd_close(pd_store **sp) {
+    if (!sp || !*sp) return 0;
+    pd_store *s = *sp;
+    *sp = NULL;
+    pd__err_clear(s);
+    int rc = 0;
+    pthread_mutex_lock(&s->mu);
+    if (s->ops->flush) {
+        int frc = s->ops->flush(s);
+        if (frc) {
+            rc = frc;
+            pd__err_to_thread(s);
+        }
+    }
+    int drc = s->ops->destroy(s);
+    if (drc && !rc) {
+        rc = drc;
+        pd__err_to_thread(s);
+    }
+    pthread_mutex_unlock(&s->mu);
+    pd__store_fini(s);
+    if (tl_err.store == s) tl_err.store = NULL;
+    free(s);
+    if (!rc) pd__err_clear(NULL);
+    return rc;
+}
+
+const char *pd_store_kind(const pd_store *s) {
+    return s ? s->ops->kind : "(null)";
+}
