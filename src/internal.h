@@ -109,6 +109,8 @@ int pd__verr(pd_store *s, int code, int sys, const char *fmt, va_list ap);
 /* Records on `s` the error `inner` just reported (its code, errno and
  * message), prefixed with "<kind of s>: ".  Returns the code. */
 int pd__err_inner(pd_store *s, const pd_store *inner, int code);
+/* Replaces the errno recorded with s's current error (message unchanged). */
+void pd__err_set_sys(pd_store *s, int sys);
 /* Copies s's current error to the thread's "no store" slot (pd_errmsg(NULL)). */
 void pd__err_to_thread(const pd_store *s);
 /* Sets the thread's error state to success for s. */

@@ -112,6 +112,17 @@ int pd__err_inner(pd_store *s, const pd_store *inner, int code) {
     return code;
 }
 
+void pd__err_set_sys(pd_store *s, int sys) {
+    if (tl_err.store == s) tl_err.sys = sys;
+    if (s) {
+        pthread_mutex_lock(&s->err_mu);
+        s->err_sys = sys;
+        pthread_mutex_unlock(&s->err_mu);
+    } else {
+        tl_null.sys = sys;
+    }
+}
+
 void pd__err_to_thread(const pd_store *s) {
     if (!s) return;
     tl_null.store = NULL;
@@ -497,14 +508,33 @@ int pd_close(pd_store **sp) {
     *sp = NULL;
     pd__err_clear(s);
     int rc = 0;
+    /* A handle closed while this thread holds its lock: release every
+     * level first (the lock hooks end the sessions cleanly). */
     pthread_mutex_lock(&s->mu);
+    if (s_holds_lock(s)) {
+        while (s->lock_depth > 0) {
+            int urc = s_unlock(s);
+            if (urc && !rc) {
+                rc = urc;
+                pd__err_to_thread(s);
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
     if (s->ops->flush) {
-        int frc = s->ops->flush(s);
-        if (frc) {
+        /* Flush under the full lock, as a normal call would. */
+        int frc = s_lock(s);
+        if (frc == 0) {
+            frc = s->ops->flush(s);
+            int urc = s_unlock(s);
+            if (!frc) frc = urc;
+        }
+        if (frc && !rc) {
             rc = frc;
             pd__err_to_thread(s);
         }
     }
+    pthread_mutex_lock(&s->mu);
     int drc = s->ops->destroy(s);
     if (drc && !rc) {
         rc = drc;
