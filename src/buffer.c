@@ -1,3 +1,870 @@
-/* placeholder: being written */
-#include "internal.h"
-int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow, uint64_t memory, unsigned flags) { (void)fast; (void)slow; (void)memory; (void)flags; *out = NULL; return pd__err(NULL, PD_ERR_UNSUPPORTED, 0, "buffer: not yet"); }
+/*
+ * Buffer: appends go to a fast store; past a memory limit the largest keys
+ * are moved ("spilled") to a slow store, as partd's Buffer does.
+ *
+ * Per key the Buffer counts the bytes it put in fast (uthash on the packed
+ * key, with the key itself kept in the entry) and the total.  Before an
+ * append (or set) of B bytes it spills while usage + B > limit and fast holds
+ * anything, one round at a time with the reference's selection (see
+ * buffer.h); only then does the batch go to fast.  So fast holds at most
+ * limit + one batch, and a failed spill returns before anything of the batch
+ * is applied.
+ *
+ * Spilling a round of keys: with fast's optional `peek`, the keys' chunks
+ * are appended to slow in one batch that repeats each key once per chunk (no
+ * copy; slow's append is atomic), otherwise the keys are read with pd_get.
+ * Then they are deleted from fast and uncounted.  If the append to slow
+ * fails, they stay in fast and nothing is lost.
+ *
+ * pd_get returns slow's bytes followed by fast's: append order (the
+ * reference returns fast + slow, its defect 3).
+ *
+ * Locking: the lock hook locks fast then slow (pd__lock_inner); every op
+ * calls the inner stores through the public functions with PD_NOLOCK,
+ * except `set`, which calls fast's set op directly under fast's mutex so
+ * that fast's own iset memo cannot swallow it.
+ */
+#include "buffer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
+#define S_FRACTION 0.1
+#define S_MAXCOUNT 20
+#define S_FLUSH_BATCH 32
+
+typedef struct s_count {
+    UT_hash_handle hh;
+    uint64_t bytes; /* bytes this Buffer put in fast under the key */
+    uint64_t mark;  /* pd_buffer_flush: de-duplication stamp */
+    pd_key key;     /* points into this allocation */
+    size_t klen;
+    pd_bytes parts[]; /* nparts of key, then the packed key (klen bytes) */
+} s_count;
+
+typedef struct s_buffer {
+    pd_store base;
+    pd_store *fast, *slow;
+    bool owned;
+    uint64_t limit;
+    uint64_t usage;
+    s_count *counts;
+    uint64_t mark;
+    bool pending; /* the last op failed (see S_OP) */
+    /* scratch for moves (keys and values of one batch to slow) */
+    pd_key *mk;
+    pd_bytes *mv;
+    size_t mcap;
+    /* scratch for append/set (entries of one batch) */
+    s_count **ents;
+    bool *created;
+    size_t ecap;
+} s_buffer;
+
+static const pd_store_ops s_buffer_ops;
+
+/* --------------------------------------------------------------- Errors */
+
+/* Copies `msg` into out without a trailing ": strerror(sys)" (pd__err adds
+ * it back) and without a leading "<kind>: " when kind is given. */
+static void s_strip(char *out, size_t cap, const char *msg, int sys,
+                    const char *kind) {
+    if (kind) {
+        size_t kl = strlen(kind);
+        if (strncmp(msg, kind, kl) == 0 && msg[kl] == ':' && msg[kl + 1] == ' ')
+            msg += kl + 2;
+    }
+    size_t len = strlen(msg);
+    if (sys) {
+        char eb[128];
+        const char *es = strerror_r(sys, eb, sizeof eb);
+        size_t el = strlen(es);
+        if (len >= el + 2 && memcmp(msg + len - el, es, el) == 0 &&
+            memcmp(msg + len - el - 2, ": ", 2) == 0)
+            len -= el + 2;
+    }
+    if (len >= cap) len = cap - 1;
+    memcpy(out, msg, len);
+    out[len] = '\0';
+}
+
+/* Records on the Buffer the error `inner` just reported, with context:
+ * "buffer: <ctx>: <inner kind>: <inner message>", keeping its code and
+ * errno.  Returns the code (rc if inner recorded none). */
+static int s_err_inner(pd_store *s, const pd_store *inner, int rc,
+                       const char *fmt, ...) PD__PRINTF(4, 5);
+static int s_err_inner(pd_store *s, const pd_store *inner, int rc,
+                       const char *fmt, ...) {
+    int code = pd_errcode(inner);
+    if (code == 0) code = rc;
+    int sys = pd_errno(inner);
+    char imsg[PD__MSG_MAX], ctx[PD__MSG_MAX];
+    s_strip(imsg, sizeof imsg, pd_errmsg(inner), sys, NULL);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof ctx, fmt, ap);
+    va_end(ap);
+    return pd__err(s, code, sys, "%s: %s", ctx, imsg);
+}
+
+/* ------------------------------------------------------------ Selection */
+
+static size_t s_cutoff(uint64_t total, double fraction, size_t maxcount,
+                       size_t ntop, const uint64_t *topsz) {
+    double lim = (double)total * fraction;
+    uint64_t cum = 0;
+    size_t b = 0;
+    for (size_t i = 0; i < ntop; i++) {
+        cum += topsz[i];
+        if ((double)cum <= lim)
+            b = i + 1;
+        else
+            break;
+    }
+    if (maxcount == 0) maxcount = 1;
+    if (b < 1) b = 1;
+    if (b > maxcount) b = maxcount;
+    if (b > ntop) b = ntop;
+    return b;
+}
+
+size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
+                                double fraction, size_t maxcount,
+                                size_t *out) {
+    if (n == 0) return 0;
+    if (maxcount == 0) maxcount = 1;
+    size_t k = n / 2 > 0 ? n / 2 : 1;
+    size_t cap = k < maxcount ? k : maxcount;
+    size_t cnt = 0;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += sizes[i];
+        /* Stable insertion, biggest first: an equal size goes after. */
+        if (cnt == cap && sizes[i] <= sizes[out[cap - 1]]) continue;
+        size_t j = cnt < cap ? cnt++ : cap - 1;
+        while (j > 0 && sizes[out[j - 1]] < sizes[i]) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = i;
+    }
+    /* Cumulative sizes need only the first cnt (<= maxcount) entries. */
+    uint64_t cum = 0;
+    size_t b = 0;
+    double lim = (double)total * fraction;
+    for (size_t i = 0; i < cnt; i++) {
+        cum += sizes[out[i]];
+        if ((double)cum <= lim)
+            b = i + 1;
+        else
+            break;
+    }
+    if (b < 1) b = 1;
+    if (b > maxcount) b = maxcount;
+    if (b > cnt) b = cnt;
+    return b;
+}
+
+/* One spill round over the counted keys: writes up to S_MAXCOUNT entries
+ * to sel and returns how many. */
+static size_t s_select(s_buffer *b, s_count **sel) {
+    size_t n = HASH_COUNT(b->counts);
+    if (n == 0) return 0;
+    size_t k = n / 2 > 0 ? n / 2 : 1;
+    size_t cap = k < S_MAXCOUNT ? k : S_MAXCOUNT;
+    uint64_t topsz[S_MAXCOUNT];
+    size_t cnt = 0;
+    s_count *e, *tmp;
+    HASH_ITER(hh, b->counts, e, tmp) {
+        if (cnt == cap && e->bytes <= topsz[cap - 1]) continue;
+        size_t j = cnt < cap ? cnt++ : cap - 1;
+        while (j > 0 && topsz[j - 1] < e->bytes) {
+            topsz[j] = topsz[j - 1];
+            sel[j] = sel[j - 1];
+            j--;
+        }
+        topsz[j] = e->bytes;
+        sel[j] = e;
+    }
+    return s_cutoff(b->usage, S_FRACTION, S_MAXCOUNT, cnt, topsz);
+}
+
+/* --------------------------------------------------------------- Counts */
+
+static s_count *s_count_find(s_buffer *b, const pd__pkey *pk) {
+    s_count *e = NULL;
+    HASH_FIND(hh, b->counts, pk->p, (unsigned)pk->len, e);
+    return e;
+}
+
+static unsigned char *s_count_pk(s_count *e) {
+    return (unsigned char *)(e->parts + e->key.nparts);
+}
+
+/* A new entry with 0 bytes for `key` (packed as pk), or NULL. */
+static s_count *s_count_add(s_buffer *b, const pd_key *key,
+                            const pd__pkey *pk) {
+    size_t np = key->nparts >= 2 ? key->nparts : 0;
+    s_count *e = calloc(1, sizeof *e + np * sizeof(pd_bytes) + pk->len);
+    if (!e) return NULL;
+    e->klen = pk->len;
+    e->key.nparts = np; /* for s_count_pk */
+    unsigned char *p = s_count_pk(e);
+    memcpy(p, pk->p, pk->len);
+    if (pd__key_unpack(p, pk->len, &e->key, e->parts)) {
+        free(e);
+        return NULL;
+    }
+    HASH_ADD_KEYPTR(hh, b->counts, p, (unsigned)e->klen, e);
+    if (!e->hh.tbl) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void s_count_remove(s_buffer *b, s_count *e) {
+    b->usage -= e->bytes;
+    HASH_DEL(b->counts, e);
+    free(e);
+}
+
+static void s_counts_clear(s_buffer *b) {
+    s_count *e, *tmp;
+    HASH_ITER(hh, b->counts, e, tmp) {
+        HASH_DEL(b->counts, e);
+        free(e);
+    }
+    b->usage = 0;
+}
+
+/* Room for `need` move slots.  0 or PD_ERR_NOMEM. */
+static int s_mscratch(s_buffer *b, size_t need) {
+    if (need <= b->mcap) return 0;
+    size_t ncap = b->mcap ? b->mcap : 64;
+    while (ncap < need) ncap *= 2;
+    pd_key *nk = realloc(b->mk, ncap * sizeof *nk);
+    if (!nk) return PD_ERR_NOMEM;
+    b->mk = nk;
+    pd_bytes *nv = realloc(b->mv, ncap * sizeof *nv);
+    if (!nv) return PD_ERR_NOMEM;
+    b->mv = nv;
+    b->mcap = ncap;
+    return 0;
+}
+
+/* Looks up (creating when missing) the count entries of keys[0..n) into
+ * b->ents, flagging created ones in b->created.  On error nothing is left
+ * created. */
+static int s_ents(s_buffer *b, size_t n, const pd_key *keys, const char *op) {
+    pd_store *s = &b->base;
+    char ks[PD__KEYSHORT_MAX];
+    if (n > b->ecap) {
+        s_count **ne = realloc(b->ents, n * sizeof *ne);
+        if (!ne) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s: key table", op);
+        b->ents = ne;
+        bool *nc = realloc(b->created, n * sizeof *nc);
+        if (!nc) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s: key table", op);
+        b->created = nc;
+        b->ecap = n;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pd__pkey pk;
+        b->created[i] = false;
+        b->ents[i] = NULL;
+        if (pd__pkey_set(&pk, &keys[i]) == 0) {
+            b->ents[i] = s_count_find(b, &pk);
+            if (!b->ents[i]) {
+                b->ents[i] = s_count_add(b, &keys[i], &pk);
+                b->created[i] = b->ents[i] != NULL;
+            }
+            pd__pkey_free(&pk);
+        }
+        if (!b->ents[i]) {
+            for (size_t j = 0; j < i; j++)
+                if (b->created[j]) s_count_remove(b, b->ents[j]);
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s %s: key count entry",
+                           op, pd__key_short(&keys[i], ks));
+        }
+    }
+    return 0;
+}
+
+static void s_ents_undo(s_buffer *b, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (b->created[i]) s_count_remove(b, b->ents[i]);
+}
+
+/* ---------------------------------------------------------------- Moves */
+
+/* Moves the keys of sel[0..m) from fast to slow (one append to slow), then
+ * deletes them from fast and uncounts them.  On error the keys stay in fast
+ * and counted. */
+static int s_move(s_buffer *b, s_count **sel, size_t m, unsigned fsync) {
+    pd_store *s = &b->base, *fast = b->fast, *slow = b->slow;
+    char ks[PD__KEYSHORT_MAX];
+    const char *more = m > 1 ? " (and other keys)" : "";
+    pd_result *r = NULL;
+    size_t nv = 0;
+    int rc = 0;
+    if (fast->ops->peek) {
+        /* Zero copy: fast stays locked, so its chunks stay valid until the
+         * append to slow is done. */
+        pthread_mutex_lock(&fast->mu);
+        for (size_t i = 0; i < m && rc == 0; i++) {
+            const pd_bytes *ch = NULL;
+            size_t nch = 0;
+            pd__err_clear(fast);
+            rc = fast->ops->peek(fast, &sel[i]->key, &ch, &nch);
+            if (rc) {
+                rc = s_err_inner(s, fast, rc, "spill %s: read from fast",
+                                 pd__key_short(&sel[i]->key, ks));
+                break;
+            }
+            if (s_mscratch(b, nv + (nch ? nch : 1))) {
+                rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "spill %s: batch table",
+                             pd__key_short(&sel[i]->key, ks));
+                break;
+            }
+            if (nch == 0) {
+                b->mk[nv] = sel[i]->key;
+                b->mv[nv++] = (pd_bytes){NULL, 0};
+            }
+            for (size_t c = 0; c < nch; c++) {
+                b->mk[nv] = sel[i]->key;
+                b->mv[nv++] = ch[c];
+            }
+        }
+        if (rc == 0) {
+            rc = pd_append(slow, nv, b->mk, b->mv, PD_NOLOCK | fsync);
+            if (rc)
+                rc = s_err_inner(s, slow, rc, "spill %s%s to slow",
+                                 pd__key_short(&sel[0]->key, ks), more);
+        }
+        pthread_mutex_unlock(&fast->mu);
+        if (rc) return rc;
+    } else {
+        if (s_mscratch(b, m))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "spill %s%s: batch table",
+                           pd__key_short(&sel[0]->key, ks), more);
+        for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
+        rc = pd_get(fast, m, b->mk, &r, PD_NOLOCK);
+        if (rc)
+            return s_err_inner(s, fast, rc, "spill %s%s: read from fast",
+                               pd__key_short(&sel[0]->key, ks), more);
+        for (size_t i = 0; i < m; i++) b->mv[i] = pd_result_value(r, i);
+        rc = pd_append(slow, m, b->mk, b->mv, PD_NOLOCK | fsync);
+        pd_result_free(&r);
+        if (rc)
+            return s_err_inner(s, slow, rc, "spill %s%s to slow",
+                               pd__key_short(&sel[0]->key, ks), more);
+    }
+    /* Now in slow: forget them in fast. */
+    for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
+    rc = pd_delete(fast, m, b->mk, PD_NOLOCK);
+    if (rc)
+        return s_err_inner(s, fast, rc,
+                           "spill %s%s: copied to slow but not deleted from "
+                           "fast (now held twice)",
+                           pd__key_short(&sel[0]->key, ks), more);
+    for (size_t i = 0; i < m; i++) s_count_remove(b, sel[i]);
+    return 0;
+}
+
+/* Spills rounds until `incoming` more bytes fit under the limit (or fast
+ * holds nothing). */
+static int s_make_room(s_buffer *b, uint64_t incoming, unsigned fsync) {
+    while (b->usage > 0 && (incoming > b->limit ||
+                            b->usage > b->limit - incoming)) {
+        s_count *sel[S_MAXCOUNT];
+        size_t m = s_select(b, sel);
+        if (m == 0) break;
+        int rc = s_move(b, sel, m, fsync);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Moves every counted key to slow, S_FLUSH_BATCH at a time. */
+static int s_move_all(s_buffer *b, unsigned fsync) {
+    while (b->counts) {
+        s_count *sel[S_FLUSH_BATCH], *e, *tmp;
+        size_t m = 0;
+        HASH_ITER(hh, b->counts, e, tmp) {
+            sel[m++] = e;
+            if (m == S_FLUSH_BATCH) break;
+        }
+        int rc = s_move(b, sel, m, fsync);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static uint64_t s_sum(size_t n, const pd_bytes *vals) {
+    uint64_t t = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (t > UINT64_MAX - vals[i].size) return UINT64_MAX;
+        t += vals[i].size;
+    }
+    return t;
+}
+
+/* ------------------------------------------------------------------ Ops */
+
+static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
+    s_buffer *b = (s_buffer *)s;
+    unsigned fsync = flags & PD_FSYNC;
+    char ks[PD__KEYSHORT_MAX];
+    int rc = s_make_room(b, s_sum(n, vals), fsync);
+    if (rc) return rc;
+    rc = s_ents(b, n, keys, "append");
+    if (rc) return rc;
+    rc = pd_append(b->fast, n, keys, vals, PD_NOLOCK | fsync);
+    if (rc) {
+        s_ents_undo(b, n);
+        return s_err_inner(s, b->fast, rc, "append %s%s to fast",
+                           pd__key_short(&keys[0], ks),
+                           n > 1 ? " (batch)" : "");
+    }
+    for (size_t i = 0; i < n; i++) {
+        b->ents[i]->bytes += vals[i].size;
+        b->usage += vals[i].size;
+    }
+    return 0;
+}
+
+static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
+                 unsigned flags) {
+    (void)flags;
+    s_buffer *b = (s_buffer *)s;
+    char ks[PD__KEYSHORT_MAX];
+    pd_result *rs = NULL, *rf = NULL;
+    int rc = pd_get(b->slow, n, keys, &rs, PD_NOLOCK);
+    if (rc)
+        return s_err_inner(s, b->slow, rc, "get %s: slow",
+                           pd__key_short(&keys[0], ks));
+    rc = pd_get(b->fast, n, keys, &rf, PD_NOLOCK);
+    if (rc) {
+        pd_result_free(&rs);
+        return s_err_inner(s, b->fast, rc, "get %s: fast",
+                           pd__key_short(&keys[0], ks));
+    }
+    /* Slow's bytes were appended first. */
+    pd_result *all = rs;
+    if (rs->len == 0) {
+        all = rf;
+    } else if (pd__result_concat_each(rs, rf)) {
+        rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: joining %zu values", n);
+        goto out;
+    }
+    if (r->count == 0 && r->len == 0) {
+        /* Take all's buffers; all gets r's (freed below). */
+        pd_result t = *r;
+        r->count = all->count;
+        r->ncap = all->ncap;
+        r->off = all->off;
+        r->buf = all->buf;
+        r->len = all->len;
+        r->cap = all->cap;
+        all->off = t.off;
+        all->buf = t.buf;
+    } else {
+        for (size_t i = 0; i < n && rc == 0; i++) {
+            pd_bytes v = pd_result_value(all, i);
+            if (pd__result_put(r, v.data, v.size) || pd__result_next(r))
+                rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: result",
+                             pd__key_short(&keys[i], ks));
+        }
+    }
+out:
+    pd_result_free(&rs);
+    pd_result_free(&rf);
+    return rc;
+}
+
+static int s_del_impl(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
+    (void)flags;
+    s_buffer *b = (s_buffer *)s;
+    char ks[PD__KEYSHORT_MAX];
+    int rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
+    if (rc)
+        return s_err_inner(s, b->slow, rc, "delete %s: slow",
+                           pd__key_short(&keys[0], ks));
+    rc = pd_delete(b->fast, n, keys, PD_NOLOCK);
+    if (rc)
+        return s_err_inner(s, b->fast, rc, "delete %s: fast",
+                           pd__key_short(&keys[0], ks));
+    for (size_t i = 0; i < n; i++) {
+        pd__pkey pk;
+        if (pd__pkey_set(&pk, &keys[i]))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "delete %s: key copy",
+                           pd__key_short(&keys[i], ks));
+        s_count *e = s_count_find(b, &pk);
+        pd__pkey_free(&pk);
+        if (e) s_count_remove(b, e);
+    }
+    return 0;
+}
+
+/* Calls inner's set op (replace, without pd_iset's memo) as the dispatcher
+ * would, under its mutex, recording an error on inner. */
+static int s_inner_set(pd_store *inner, size_t n, const pd_key *keys,
+                       const pd_bytes *vals, unsigned flags) {
+    pd__err_clear(inner);
+    pthread_mutex_lock(&inner->mu);
+    int rc = inner->ops->set(inner, n, keys, vals, flags | PD_NOLOCK);
+    pthread_mutex_unlock(&inner->mu);
+    if (rc && pd_errcode(inner) == 0)
+        pd__err(inner, rc, 0, "set: %s", pd_strerror(rc));
+    return rc;
+}
+
+static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
+                 const pd_bytes *vals, unsigned flags) {
+    s_buffer *b = (s_buffer *)s;
+    unsigned fsync = flags & PD_FSYNC;
+    char ks[PD__KEYSHORT_MAX];
+    int rc = s_make_room(b, s_sum(n, vals), fsync);
+    if (rc) return rc;
+    rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
+    if (rc)
+        return s_err_inner(s, b->slow, rc, "set %s: delete from slow",
+                           pd__key_short(&keys[0], ks));
+    rc = s_ents(b, n, keys, "set");
+    if (rc) return rc;
+    rc = s_inner_set(b->fast, n, keys, vals, fsync);
+    if (rc) {
+        s_ents_undo(b, n);
+        return s_err_inner(s, b->fast, rc, "set %s: fast",
+                           pd__key_short(&keys[0], ks));
+    }
+    for (size_t i = 0; i < n; i++) {
+        s_count *e = b->ents[i];
+        b->usage -= e->bytes;
+        e->bytes = vals[i].size;
+        b->usage += e->bytes;
+    }
+    return 0;
+}
+
+static int s_drop_impl(pd_store *s, unsigned flags) {
+    (void)flags;
+    s_buffer *b = (s_buffer *)s;
+    int rc = pd_drop(b->fast, PD_NOLOCK);
+    if (rc) rc = s_err_inner(s, b->fast, rc, "drop: fast");
+    int rc2 = pd_drop(b->slow, PD_NOLOCK);
+    if (rc2 && !rc) rc = s_err_inner(s, b->slow, rc2, "drop: slow");
+    s_counts_clear(b);
+    return rc;
+}
+
+typedef struct s_union {
+    UT_hash_handle hh;
+    const unsigned char *pk;
+    size_t len;
+    uint64_t size;
+} s_union;
+
+static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
+    (void)flags;
+    s_buffer *b = (s_buffer *)s;
+    pd_keylist *lists[2] = {NULL, NULL};
+    pd_store *inner[2] = {b->slow, b->fast};
+    s_union *ents = NULL, *table = NULL;
+    int rc = 0;
+    for (int j = 0; j < 2 && rc == 0; j++) {
+        rc = pd_keys(inner[j], &lists[j], PD_NOLOCK);
+        if (rc)
+            rc = s_err_inner(s, inner[j], rc, "keys: %s",
+                             j == 0 ? "slow" : "fast");
+    }
+    if (rc) goto out;
+    size_t total = lists[0]->count + lists[1]->count, at = 0;
+    ents = calloc(total ? total : 1, sizeof *ents);
+    if (!ents) {
+        rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: %zu keys", total);
+        goto out;
+    }
+    for (int j = 0; j < 2 && rc == 0; j++) {
+        pd_keylist *l = lists[j];
+        for (size_t i = 0; i < l->count; i++) {
+            const unsigned char *pk = l->buf + l->ent[i].off;
+            size_t len = l->ent[i].len;
+            s_union *u = NULL;
+            HASH_FIND(hh, table, pk, (unsigned)len, u);
+            if (u) {
+                u->size += l->ent[i].size;
+                continue;
+            }
+            u = &ents[at++];
+            u->pk = pk;
+            u->len = len;
+            u->size = l->ent[i].size;
+            HASH_ADD_KEYPTR(hh, table, u->pk, (unsigned)u->len, u);
+            if (!u->hh.tbl) {
+                rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: %zu keys", total);
+                break;
+            }
+        }
+    }
+    for (size_t i = 0; i < at && rc == 0; i++)
+        if (pd__keylist_add_packed(kl, ents[i].pk, ents[i].len, ents[i].size))
+            rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: %zu keys", at);
+out:
+    HASH_CLEAR(hh, table);
+    free(ents);
+    pd_keylist_free(&lists[0]);
+    pd_keylist_free(&lists[1]);
+    return rc;
+}
+
+/* The dispatcher keeps an op's message only if the calling thread's last
+ * error still belongs to this store when it finishes; unlocking the inner
+ * stores (pd_unlock clears the thread's error for them) would lose it.  So
+ * an op that failed leaves `pending` set and the unlock hook records the
+ * message again after unlocking. */
+#define S_OP(name, params, args)                                               \
+    static int s_##name params {                                               \
+        int rc_ = s_##name##_impl args;                                        \
+        ((s_buffer *)s)->pending = rc_ != 0;                                   \
+        return rc_;                                                            \
+    }
+S_OP(append, (pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
+              unsigned flags), (s, n, keys, vals, flags))
+S_OP(get, (pd_store *s, size_t n, const pd_key *keys, pd_result *r,
+           unsigned flags), (s, n, keys, r, flags))
+S_OP(del, (pd_store *s, size_t n, const pd_key *keys, unsigned flags),
+     (s, n, keys, flags))
+S_OP(set, (pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
+           unsigned flags), (s, n, keys, vals, flags))
+S_OP(drop, (pd_store *s, unsigned flags), (s, flags))
+S_OP(keys, (pd_store *s, pd_keylist *kl, unsigned flags), (s, kl, flags))
+
+/* Re-records s's handle-level error as the thread's last error. */
+static void s_rerecord(pd_store *s) {
+    char keep[PD__MSG_MAX];
+    pthread_mutex_lock(&s->err_mu);
+    int code = s->err_code, sys = s->err_sys;
+    s_strip(keep, sizeof keep, s->err_msg, sys, s->ops->kind);
+    pthread_mutex_unlock(&s->err_mu);
+    if (code) pd__err(s, code, sys, "%s", keep);
+}
+
+static int s_lock_hook(pd_store *s) {
+    s_buffer *b = (s_buffer *)s;
+    int rc = pd__lock_inner(s, b->fast);
+    if (rc) return rc;
+    rc = pd_lock(b->slow);
+    if (rc) {
+        pd_unlock(b->fast);
+        return pd__err_inner(s, b->slow, rc);
+    }
+    return 0;
+}
+
+static int s_unlock_hook(pd_store *s) {
+    s_buffer *b = (s_buffer *)s;
+    int rc = pd_unlock(b->slow);
+    if (rc) rc = s_err_inner(s, b->slow, rc, "unlock slow");
+    int rc2 = pd_unlock(b->fast);
+    if (rc2 && !rc) rc = s_err_inner(s, b->fast, rc2, "unlock fast");
+    if (!rc && b->pending) s_rerecord(s);
+    b->pending = false;
+    return rc;
+}
+
+/* Called by pd_close with mu held but without the lock hook: lock the
+ * inner stores here. */
+static int s_flush_hook(pd_store *s) {
+    s_buffer *b = (s_buffer *)s;
+    if (!b->counts) return 0;
+    int rc = s_lock_hook(s);
+    if (rc) return rc;
+    rc = s_move_all(b, 0);
+    b->pending = rc != 0;
+    int urc = s_unlock_hook(s);
+    return rc ? rc : urc;
+}
+
+static int s_destroy(pd_store *s) {
+    s_buffer *b = (s_buffer *)s;
+    int rc = 0;
+    s_counts_clear(b);
+    b->pending = false;
+    free(b->mk);
+    free(b->mv);
+    free(b->ents);
+    free(b->created);
+    b->mk = NULL;
+    b->mv = NULL;
+    b->ents = NULL;
+    b->created = NULL;
+    if (b->owned) {
+        pd_store **inner[2] = {&b->fast, &b->slow};
+        const char *name[2] = {"fast", "slow"};
+        for (int j = 0; j < 2; j++) {
+            int crc = pd_close(inner[j]);
+            if (crc && !rc) {
+                char m[PD__MSG_MAX];
+                int sys = pd_errno(NULL);
+                s_strip(m, sizeof m, pd_errmsg(NULL), sys, NULL);
+                rc = pd__err(s, crc, sys, "close %s store: %s", name[j], m);
+            }
+        }
+    }
+    b->fast = NULL;
+    b->slow = NULL;
+    return rc;
+}
+
+static const pd_store_ops s_buffer_ops = {
+    .version = 1,
+    .kind = "buffer",
+    .append = s_append,
+    .get = s_get,
+    .del = s_del,
+    .set = s_set,
+    .drop = s_drop,
+    .keys = s_keys,
+    .lock = s_lock_hook,
+    .unlock = s_unlock_hook,
+    .flush = s_flush_hook,
+    .destroy = s_destroy,
+};
+
+/* --------------------------------------------------------------- Public */
+
+int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
+                   uint64_t memory, unsigned flags) {
+    if (!out)
+        return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: open: NULL out");
+    *out = NULL;
+    if (!fast || !slow || !*fast || !*slow)
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "buffer: open: NULL %s store",
+                       (!fast || !*fast) ? "fast" : "slow");
+    if (*fast == *slow)
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "buffer: open: fast and slow are the same %s store",
+                       pd_store_kind(*fast));
+    if (flags & ~PD_BORROW)
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "buffer: open: unknown flags 0x%x", flags & ~PD_BORROW);
+    s_buffer *b = calloc(1, sizeof *b);
+    if (!b) return pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "buffer: open");
+    int rc = pd__store_init(&b->base, &s_buffer_ops);
+    if (rc) {
+        free(b);
+        return rc;
+    }
+    b->fast = *fast;
+    b->slow = *slow;
+    b->limit = memory;
+    b->owned = !(flags & PD_BORROW);
+    if (b->owned) {
+        *fast = NULL;
+        *slow = NULL;
+    }
+    *out = &b->base;
+    pd__err_clear(NULL);
+    return 0;
+}
+
+static s_buffer *s_buf(const pd_store *s) {
+    return s && s->ops == &s_buffer_ops ? (s_buffer *)s : NULL;
+}
+
+uint64_t pd_buffer_memory_usage(const pd_store *s) {
+    s_buffer *b = s_buf(s);
+    if (!b) return 0;
+    pthread_mutex_lock(&b->base.mu);
+    uint64_t u = b->usage;
+    pthread_mutex_unlock(&b->base.mu);
+    return u;
+}
+
+uint64_t pd_buffer_memory_limit(const pd_store *s) {
+    s_buffer *b = s_buf(s);
+    return b ? b->limit : 0;
+}
+
+pd_store *pd_buffer_fast(const pd_store *s) {
+    s_buffer *b = s_buf(s);
+    return b ? b->fast : NULL;
+}
+
+pd_store *pd_buffer_slow(const pd_store *s) {
+    s_buffer *b = s_buf(s);
+    return b ? b->slow : NULL;
+}
+
+/* Moves the given keys (de-duplicated, only those counted) in batches. */
+static int s_move_keys(s_buffer *b, size_t n, const pd_key *keys,
+                       unsigned fsync) {
+    pd_store *s = &b->base;
+    char ks[PD__KEYSHORT_MAX];
+    uint64_t mark = ++b->mark;
+    s_count *sel[S_FLUSH_BATCH];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        pd__pkey pk;
+        if (pd__pkey_set(&pk, &keys[i]))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "flush %s: key copy",
+                           pd__key_short(&keys[i], ks));
+        s_count *e = s_count_find(b, &pk);
+        pd__pkey_free(&pk);
+        if (!e || e->mark == mark) continue;
+        e->mark = mark;
+        sel[m++] = e;
+        if (m == S_FLUSH_BATCH) {
+            int rc = s_move(b, sel, m, fsync);
+            if (rc) return rc;
+            m = 0;
+        }
+    }
+    return m ? s_move(b, sel, m, fsync) : 0;
+}
+
+int pd_buffer_flush(pd_store *s, size_t n, const pd_key *keys,
+                    unsigned flags) {
+    s_buffer *b = s_buf(s);
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: flush: NULL store");
+    pd__err_clear(s);
+    if (!b)
+        return pd__err(s, PD_ERR_MISUSE, 0, "flush: not a buffer store");
+    if (flags & ~PD__ALL_CALL_FLAGS)
+        return pd__err(s, PD_ERR_MISUSE, 0, "flush: unknown flags 0x%x",
+                       flags & ~PD__ALL_CALL_FLAGS);
+    for (size_t i = 0; keys && i < n; i++) {
+        char why[64];
+        int rc = pd__key_check(&keys[i], why);
+        if (rc) return pd__err(s, rc, 0, "flush: key %zu: %s", i, why);
+    }
+    int rc;
+    if (flags & PD_NOLOCK) {
+        pthread_mutex_lock(&s->mu);
+    } else {
+        rc = pd_lock(s);
+        if (rc) return rc;
+    }
+    unsigned fsync = flags & PD_FSYNC;
+    rc = keys ? s_move_keys(b, n, keys, fsync) : s_move_all(b, fsync);
+    int urc = 0;
+    if (flags & PD_NOLOCK) {
+        pthread_mutex_unlock(&s->mu);
+    } else {
+        b->pending = rc != 0;
+        urc = pd_unlock(s); /* clears the thread's error for s */
+        b->pending = false;
+        if (rc) s_rerecord(s);
+    }
+    if (rc) return rc;
+    if (urc) return urc;
+    pd__err_clear(s);
+    return 0;
+}

@@ -1,4 +1,481 @@
-/* placeholder: being written */
+/*
+ * Dict: the in-memory store.
+ *
+ * A uthash table keyed by the packed key (pd__key_pack: a 1-tuple and the
+ * flat key are one key, the tuple ('a', 'b') and "a/b" are two).  Each entry
+ * holds its bytes as a vector of chunks, one malloc per chunk.  An append
+ * first fills the free room of the key's last chunk, then puts what is left
+ * in a new chunk of max(rest, clamp(total/16, 512, 64 KiB)) bytes, so the
+ * slack is at most one partly filled chunk per key (<= 1/16 of the key's
+ * bytes past 8 KiB) and the chunk count grows logarithmically.  The chunk
+ * vector doubles as the `peek` answer: pd_bytes {data, size} per chunk,
+ * valid until the key is next modified.
+ *
+ * append is atomic: every key the batch touches gets an undo record the
+ * first time (its chunk count, last chunk's size and capacity, total, and
+ * whether the batch created it); on a failed allocation the records are
+ * replayed, new chunks freed, created keys removed.
+ *
+ * Thread safety: every op runs with the base mutex held by the dispatcher
+ * (store.c); there is no other locking here.
+ */
 #include "internal.h"
-int pd_dict_open(pd_store **out) { *out = NULL; return pd__err(NULL, PD_ERR_UNSUPPORTED, 0, "dict: not yet"); }
-uint64_t pd_dict_nbytes(const pd_store *d) { (void)d; return 0; }
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* A failed allocation inside uthash leaves the item out (hh.tbl == NULL)
+ * instead of exiting the process. */
+#define HASH_NONFATAL_OOM 1
+#include <uthash.h>
+
+#define S_CHUNK_MIN 512u
+#define S_CHUNK_MAX (64u * 1024u)
+#define S_CHUNK_DIV 16u
+
+typedef struct s_entry {
+    UT_hash_handle hh;
+    pd_bytes *vec;   /* chunks: data owned by the entry, size used */
+    size_t nvec;     /* chunks in use */
+    size_t capvec;   /* capacity of vec */
+    size_t tailcap;  /* capacity of vec[nvec - 1] */
+    uint64_t total;  /* bytes held */
+    uint64_t stamp;  /* batch that last recorded an undo entry */
+    size_t klen;
+    unsigned char key[]; /* packed key */
+} s_entry;
+
+typedef struct s_undo {
+    s_entry *e;
+    size_t nvec;
+    size_t tailsize;
+    size_t tailcap;
+    uint64_t total;
+    bool created;
+} s_undo;
+
+typedef struct s_dict {
+    pd_store base;
+    s_entry *table;
+    uint64_t nbytes;
+    uint64_t stamp;
+    s_undo *undo;
+    size_t undocap;
+} s_dict;
+
+static const pd_store_ops s_dict_ops;
+
+/* ------------------------------------------------------------- Entries */
+
+static s_entry *s_find(s_dict *d, const pd__pkey *pk) {
+    s_entry *e = NULL;
+    HASH_FIND(hh, d->table, pk->p, (unsigned)pk->len, e);
+    return e;
+}
+
+static void s_entry_free_chunks(s_entry *e, size_t from) {
+    for (size_t i = from; i < e->nvec; i++) free((void *)e->vec[i].data);
+    e->nvec = from;
+}
+
+static void s_entry_free(s_entry *e) {
+    s_entry_free_chunks(e, 0);
+    free(e->vec);
+    free(e);
+}
+
+/* A new empty entry added to the table, or NULL (nothing changed). */
+static s_entry *s_entry_add(s_dict *d, const pd__pkey *pk) {
+    s_entry *e = calloc(1, sizeof *e + pk->len);
+    if (!e) return NULL;
+    e->klen = pk->len;
+    memcpy(e->key, pk->p, pk->len);
+    HASH_ADD_KEYPTR(hh, d->table, e->key, (unsigned)e->klen, e);
+    if (!e->hh.tbl) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+static void s_entry_remove(s_dict *d, s_entry *e) {
+    d->nbytes -= e->total;
+    HASH_DEL(d->table, e);
+    s_entry_free(e);
+}
+
+/* Capacity for a new chunk that must take `need` bytes of a key that will
+ * then hold `total` bytes. */
+static size_t s_chunk_cap(size_t need, uint64_t total) {
+    uint64_t c = total / S_CHUNK_DIV;
+    if (c < S_CHUNK_MIN) c = S_CHUNK_MIN;
+    if (c > S_CHUNK_MAX) c = S_CHUNK_MAX;
+    return need > c ? need : (size_t)c;
+}
+
+/* Makes room for one more chunk in e->vec.  0 or PD_ERR_NOMEM. */
+static int s_vec_reserve(s_entry *e) {
+    if (e->nvec < e->capvec) return 0;
+    /* Grow by a quarter: the vector is part of the per-chunk overhead. */
+    size_t ncap = e->capvec + (e->capvec / 4 > 4 ? e->capvec / 4 : 4), sz;
+    if (pd__mul_ovf(ncap, sizeof *e->vec, &sz)) return PD_ERR_NOMEM;
+    pd_bytes *nv = realloc(e->vec, sz);
+    if (!nv) return PD_ERR_NOMEM;
+    e->vec = nv;
+    e->capvec = ncap;
+    return 0;
+}
+
+/* Appends v to e.  On PD_ERR_NOMEM, e may have had its last chunk filled
+ * further (the caller's undo record restores its size) but holds no new
+ * chunk. */
+static int s_entry_append(s_entry *e, const pd_bytes *v) {
+    const unsigned char *src = v->data;
+    size_t left = v->size;
+    if (left == 0) return 0;
+    if (e->nvec > 0) {
+        pd_bytes *t = &e->vec[e->nvec - 1];
+        size_t room = e->tailcap - t->size;
+        size_t take = room < left ? room : left;
+        if (take) {
+            memcpy((unsigned char *)t->data + t->size, src, take);
+            t->size += take;
+            src += take;
+            left -= take;
+        }
+    }
+    if (left > 0) {
+        if (s_vec_reserve(e)) return PD_ERR_NOMEM;
+        size_t cap = s_chunk_cap(left, e->total + v->size);
+        unsigned char *c = malloc(cap);
+        if (!c) return PD_ERR_NOMEM;
+        memcpy(c, src, left);
+        e->vec[e->nvec++] = (pd_bytes){c, left};
+        e->tailcap = cap;
+    }
+    e->total += v->size;
+    return 0;
+}
+
+/* ------------------------------------------------------------------ Ops */
+
+static int s_append(pd_store *s, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
+    (void)flags;
+    s_dict *d = (s_dict *)s;
+    char ks[PD__KEYSHORT_MAX];
+    if (n > d->undocap) {
+        size_t sz;
+        if (pd__mul_ovf(n, sizeof *d->undo, &sz))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "append: undo log");
+        s_undo *nu = realloc(d->undo, sz);
+        if (!nu) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "append: undo log");
+        d->undo = nu;
+        d->undocap = n;
+    }
+    uint64_t stamp = ++d->stamp;
+    uint64_t nbytes0 = d->nbytes;
+    size_t nundo = 0;
+    int rc = 0;
+    size_t i;
+    for (i = 0; i < n; i++) {
+        pd__pkey pk;
+        if (pd__pkey_set(&pk, &keys[i])) {
+            rc = PD_ERR_NOMEM;
+            break;
+        }
+        s_entry *e = s_find(d, &pk);
+        bool created = false;
+        if (!e) {
+            e = s_entry_add(d, &pk);
+            created = true;
+        }
+        pd__pkey_free(&pk);
+        if (!e) {
+            rc = PD_ERR_NOMEM;
+            break;
+        }
+        if (e->stamp != stamp) {
+            e->stamp = stamp;
+            s_undo *u = &d->undo[nundo++];
+            u->e = e;
+            u->nvec = e->nvec;
+            u->tailsize = e->nvec ? e->vec[e->nvec - 1].size : 0;
+            u->tailcap = e->tailcap;
+            u->total = e->total;
+            u->created = created;
+        }
+        if (s_entry_append(e, &vals[i])) {
+            rc = PD_ERR_NOMEM;
+            break;
+        }
+        d->nbytes += vals[i].size;
+    }
+    if (rc == 0) return 0;
+
+    /* Undo the batch: every touched key back to its state before it. */
+    while (nundo-- > 0) {
+        s_undo *u = &d->undo[nundo];
+        s_entry *e = u->e;
+        if (u->created) {
+            HASH_DEL(d->table, e);
+            s_entry_free(e);
+            continue;
+        }
+        s_entry_free_chunks(e, u->nvec);
+        if (e->nvec) e->vec[e->nvec - 1].size = u->tailsize;
+        e->tailcap = u->tailcap;
+        e->total = u->total;
+    }
+    d->nbytes = nbytes0;
+    return pd__err(s, PD_ERR_NOMEM, ENOMEM,
+                   "append %s: %zu bytes (batch of %zu undone)",
+                   pd__key_short(&keys[i], ks), vals[i].size, n);
+}
+
+static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
+                 unsigned flags) {
+    (void)flags;
+    s_dict *d = (s_dict *)s;
+    char ks[PD__KEYSHORT_MAX];
+    /* Pass 1: the exact number of bytes, so the result grows once. */
+    size_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        pd__pkey pk;
+        if (pd__pkey_set(&pk, &keys[i]))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: key copy",
+                           pd__key_short(&keys[i], ks));
+        s_entry *e = s_find(d, &pk);
+        pd__pkey_free(&pk);
+        if (e && pd__add_ovf(sum, (size_t)e->total, &sum))
+            return pd__err(s, PD_ERR_LIMIT, 0,
+                           "get %s: values too large for this machine",
+                           pd__key_short(&keys[i], ks));
+    }
+    size_t need;
+    if (pd__add_ovf(r->len, sum, &need))
+        return pd__err(s, PD_ERR_LIMIT, 0, "get: result too large");
+    if (need > r->cap) {
+        char *nb = realloc(r->buf, need);
+        if (!nb)
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: result of %zu bytes",
+                           need);
+        r->buf = nb;
+        r->cap = need;
+    }
+    /* Pass 2: copy. */
+    for (size_t i = 0; i < n; i++) {
+        pd__pkey pk;
+        if (pd__pkey_set(&pk, &keys[i]))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: key copy",
+                           pd__key_short(&keys[i], ks));
+        s_entry *e = s_find(d, &pk);
+        pd__pkey_free(&pk);
+        if (e && e->total > 0) {
+            char *p = pd__result_reserve(r, (size_t)e->total);
+            if (!p)
+                return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: %zu bytes",
+                               pd__key_short(&keys[i], ks), (size_t)e->total);
+            for (size_t c = 0; c < e->nvec; c++) {
+                memcpy(p, e->vec[c].data, e->vec[c].size);
+                p += e->vec[c].size;
+            }
+            pd__result_commit(r, (size_t)e->total);
+        }
+        if (pd__result_next(r))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: result table",
+                           pd__key_short(&keys[i], ks));
+    }
+    return 0;
+}
+
+static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
+    (void)flags;
+    s_dict *d = (s_dict *)s;
+    char ks[PD__KEYSHORT_MAX];
+    for (size_t i = 0; i < n; i++) {
+        pd__pkey pk;
+        /* Keys of up to 256 packed bytes need no allocation. */
+        if (pd__pkey_set(&pk, &keys[i]))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "delete %s: key copy",
+                           pd__key_short(&keys[i], ks));
+        s_entry *e = s_find(d, &pk);
+        pd__pkey_free(&pk);
+        if (e) s_entry_remove(d, e);
+    }
+    return 0;
+}
+
+static int s_set(pd_store *s, size_t n, const pd_key *keys,
+                 const pd_bytes *vals, unsigned flags) {
+    (void)flags;
+    s_dict *d = (s_dict *)s;
+    char ks[PD__KEYSHORT_MAX];
+    s_entry **ents = calloc(n, sizeof *ents);
+    pd_bytes **vecs = calloc(n, sizeof *vecs);
+    bool *created = calloc(n, sizeof *created);
+    int rc = 0;
+    size_t i = 0;
+    if (!ents || !vecs || !created) {
+        free(ents);
+        free(vecs);
+        free(created);
+        return pd__err(s, PD_ERR_NOMEM, ENOMEM, "set: key table");
+    }
+    /* Phase 1: allocate everything (entries for new keys, one chunk vector
+     * and one exact-size chunk per non-empty value); nothing visible
+     * changes. */
+    for (i = 0; i < n; i++) {
+        pd__pkey pk;
+        if (pd__pkey_set(&pk, &keys[i])) {
+            rc = PD_ERR_NOMEM;
+            break;
+        }
+        ents[i] = s_find(d, &pk);
+        if (!ents[i]) {
+            ents[i] = s_entry_add(d, &pk);
+            created[i] = ents[i] != NULL;
+        }
+        pd__pkey_free(&pk);
+        if (!ents[i]) {
+            rc = PD_ERR_NOMEM;
+            break;
+        }
+        if (vals[i].size > 0) {
+            vecs[i] = malloc(sizeof(pd_bytes) * 2);
+            void *c = vecs[i] ? malloc(vals[i].size) : NULL;
+            if (!c) {
+                free(vecs[i]);
+                vecs[i] = NULL;
+                rc = PD_ERR_NOMEM;
+                break;
+            }
+            memcpy(c, vals[i].data, vals[i].size);
+            vecs[i][0] = (pd_bytes){c, vals[i].size};
+        }
+    }
+    if (rc) {
+        /* i < n: the loop broke at key i. */
+        for (size_t j = 0; j <= i; j++) {
+            if (vecs[j]) {
+                free((void *)vecs[j][0].data);
+                free(vecs[j]);
+            }
+            if (created[j]) {
+                HASH_DEL(d->table, ents[j]);
+                s_entry_free(ents[j]);
+            }
+        }
+        rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "set %s: %zu bytes",
+                     pd__key_short(&keys[i], ks), vals[i].size);
+    } else {
+        /* Phase 2: swap the new contents in (a repeated key: last wins). */
+        for (i = 0; i < n; i++) {
+            s_entry *e = ents[i];
+            d->nbytes -= e->total;
+            s_entry_free_chunks(e, 0);
+            free(e->vec);
+            e->vec = vecs[i];
+            e->nvec = vecs[i] ? 1 : 0;
+            e->capvec = vecs[i] ? 2 : 0;
+            e->tailcap = vals[i].size;
+            e->total = vals[i].size;
+            d->nbytes += vals[i].size;
+        }
+    }
+    free(ents);
+    free(vecs);
+    free(created);
+    return rc;
+}
+
+static void s_clear(s_dict *d) {
+    s_entry *e, *tmp;
+    HASH_ITER(hh, d->table, e, tmp) {
+        HASH_DEL(d->table, e);
+        s_entry_free(e);
+    }
+    d->nbytes = 0;
+}
+
+static int s_drop(pd_store *s, unsigned flags) {
+    (void)flags;
+    s_clear((s_dict *)s);
+    return 0;
+}
+
+static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
+    (void)flags;
+    s_dict *d = (s_dict *)s;
+    s_entry *e, *tmp;
+    HASH_ITER(hh, d->table, e, tmp) {
+        if (pd__keylist_add_packed(kl, e->key, e->klen, e->total))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: list of %u keys",
+                           HASH_COUNT(d->table));
+    }
+    return 0;
+}
+
+static int s_peek(pd_store *s, const pd_key *key, const pd_bytes **chunks,
+                  size_t *nchunks) {
+    s_dict *d = (s_dict *)s;
+    char ks[PD__KEYSHORT_MAX];
+    pd__pkey pk;
+    if (pd__pkey_set(&pk, key))
+        return pd__err(s, PD_ERR_NOMEM, ENOMEM, "peek %s: key copy",
+                       pd__key_short(key, ks));
+    s_entry *e = s_find(d, &pk);
+    pd__pkey_free(&pk);
+    *chunks = e ? e->vec : NULL;
+    *nchunks = e ? e->nvec : 0;
+    return 0;
+}
+
+static int s_destroy(pd_store *s) {
+    s_dict *d = (s_dict *)s;
+    s_clear(d);
+    free(d->undo);
+    d->undo = NULL;
+    d->undocap = 0;
+    return 0;
+}
+
+static const pd_store_ops s_dict_ops = {
+    .version = 1,
+    .kind = "dict",
+    .append = s_append,
+    .get = s_get,
+    .del = s_del,
+    .set = s_set,
+    .drop = s_drop,
+    .keys = s_keys,
+    .destroy = s_destroy,
+    .peek = s_peek,
+};
+
+/* --------------------------------------------------------------- Public */
+
+int pd_dict_open(pd_store **out) {
+    if (!out) return pd__err(NULL, PD_ERR_MISUSE, 0, "dict: open: NULL out");
+    *out = NULL;
+    s_dict *d = calloc(1, sizeof *d);
+    if (!d) return pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "dict: open");
+    int rc = pd__store_init(&d->base, &s_dict_ops);
+    if (rc) {
+        free(d);
+        return rc;
+    }
+    *out = &d->base;
+    pd__err_clear(NULL);
+    return 0;
+}
+
+uint64_t pd_dict_nbytes(const pd_store *s) {
+    if (!s || s->ops != &s_dict_ops) return 0;
+    s_dict *d = (s_dict *)s;
+    pthread_mutex_lock(&d->base.mu);
+    uint64_t n = d->nbytes;
+    pthread_mutex_unlock(&d->base.mu);
+    return n;
+}

@@ -83,9 +83,9 @@ static void s_atfork_child(void) {
     g_locks = NULL;
 }
 
-static void s_atfork_init(void) {
-    pthread_atfork(NULL, NULL, s_atfork_child);
-}
+static void s_atfork_init(void) { pthread_atfork(NULL, NULL, s_atfork_child); }
+
+#define s_getpid pd__getpid
 
 /* ------------------------------------------------------------ The handle */
 
@@ -398,7 +398,7 @@ static s_lockobj *s_lockobj_get(s_file *f) {
     pthread_mutex_lock(&g_locks_mu);
     s_lockobj *lk = NULL;
     HASH_FIND_STR(g_locks, f->path, lk);
-    if (lk && lk->pid == getpid()) {
+    if (lk && lk->pid == s_getpid()) {
         lk->refs++;
         pthread_mutex_unlock(&g_locks_mu);
         return lk;
@@ -426,7 +426,7 @@ static s_lockobj *s_lockobj_get(s_file *f) {
     }
     lk->dev = st.st_dev;
     lk->ino = st.st_ino;
-    lk->pid = getpid();
+    lk->pid = s_getpid();
     lk->refs = 1;
     HASH_ADD_KEYPTR(hh, g_locks, lk->root, strlen(lk->root), lk);
     pthread_mutex_unlock(&g_locks_mu);
@@ -444,7 +444,7 @@ static void s_lockobj_put(s_lockobj *lk) {
     }
     pthread_mutex_unlock(&g_locks_mu);
     if (last) {
-        if (lk->pid == getpid()) {
+        if (lk->pid == s_getpid()) {
             s_close(lk->fd);
             pthread_mutex_destroy(&lk->mu);
         } else {
@@ -655,7 +655,7 @@ static void s_cache_drop_key(s_file *f, const pd__pkey *pk) {
 
 /* Forked child: drop inherited descriptors and lock. */
 static int s_check_fork(s_file *f) {
-    if (f->pid == getpid()) return 0;
+    if (PD__LIKELY(f->pid == s_getpid())) return 0;
     s_fd *e, *tmp;
     HASH_ITER(hh, f->cache, e, tmp) {
         close(e->fd);
@@ -665,7 +665,7 @@ static int s_check_fork(s_file *f) {
     s_cache_clear(f);
     s_lockobj *old = f->lk;
     f->lk = NULL;
-    f->pid = getpid();
+    f->pid = s_getpid();
     s_lockobj_put(old);
     f->lk = s_lockobj_get(f);
     if (!f->lk) return pd__err_inner(&f->base, NULL, PD_ERR_IO);
@@ -742,23 +742,44 @@ static int s_check_regular(int fd, struct stat *st) {
 }
 
 typedef struct s_target {
+    const pd_key *key;
     pd__pkey pk;
+    bool have_rel;
     s_str rel;
     size_t dirlen; /* length of the directory part of rel */
 } s_target;
 
-static int s_target_init(s_target *t, const pd_key *key) {
-    memset(t, 0, sizeof *t);
+/* Packs the key (for the cache); the file name is built by s_target_rel
+ * only when the cache misses. */
+static int s_target_pk(s_target *t, const pd_key *key) {
+    t->key = key;
+    t->have_rel = false;
+    t->pk.p = NULL;
     s_str_init(&t->rel);
-    if (pd__pkey_set(&t->pk, key)) return -1;
-    if (s_relpath(key, &t->rel)) return -1;
+    return pd__pkey_set(&t->pk, key) ? -1 : 0;
+}
+
+static int s_target_rel(s_target *t) {
+    if (t->have_rel) return 0;
+    if (s_relpath(t->key, &t->rel)) return -1;
     char *slash = strrchr(t->rel.p, '/');
     t->dirlen = slash ? (size_t)(slash - t->rel.p) : 0;
+    t->have_rel = true;
     return 0;
 }
 
+/* The relative file name, built on demand (for messages). */
+static const char *s_target_relp(s_target *t) {
+    return s_target_rel(t) == 0 ? t->rel.p : "(name unavailable)";
+}
+
+static int s_target_init(s_target *t, const pd_key *key) {
+    if (s_target_pk(t, key)) return -1;
+    return s_target_rel(t);
+}
+
 static void s_target_free(s_target *t) {
-    pd__pkey_free(&t->pk);
+    if (t->pk.p) pd__pkey_free(&t->pk);
     s_str_free(&t->rel);
 }
 
@@ -776,6 +797,10 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
             return e->fd;
         }
     }
+    if (s_target_rel(t))
+        return s_err_key(f, PD_ERR_NOMEM, ENOMEM, op, key,
+                         "building its file name", NULL),
+               -1;
     int dfd;
     const char *name, *failed;
     if (s_walk(f, t->rel.p, true, &dfd, &name, &failed) < 0) {
@@ -841,6 +866,10 @@ static int s_open_read(s_file *f, const pd_key *key, s_target *t,
             return e->fd;
         }
     }
+    if (s_target_rel(t))
+        return s_err_key(f, PD_ERR_NOMEM, ENOMEM, op, key,
+                         "building its file name", NULL),
+               -1;
     int dfd;
     const char *name, *failed;
     if (s_walk(f, t->rel.p, false, &dfd, &name, &failed) < 0) {
@@ -973,7 +1002,7 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     size_t nu = 0;
     for (size_t i = 0; i < n; i++) {
         s_target t;
-        if (s_target_init(&t, &keys[i])) {
+        if (s_target_pk(&t, &keys[i])) {
             s_target_free(&t);
             rc = s_err_key(f, PD_ERR_NOMEM, ENOMEM, "append", &keys[i],
                            "building its file name", NULL);
@@ -993,20 +1022,20 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
         nu++;
         if (w < vals[i].size) {
             rc = s_err_key(f, s_io_code(e), e, "append", &keys[i], "write",
-                           t.rel.p);
+                           s_target_relp(&t));
         } else if (dosync && s_fsync(fd) < 0) {
             e = errno;
             rc = s_err_key(f, PD_ERR_IO, e, "append", &keys[i], "fsync",
-                           t.rel.p);
+                           s_target_relp(&t));
         } else if (dosync && created) {
             int dfd;
             const char *name, *failed;
-            char *relcopy = strdup(t.rel.p);
+            char *relcopy = strdup(s_target_relp(&t));
             if (relcopy && s_walk(f, relcopy, false, &dfd, &name, &failed) == 0) {
                 if (s_fsync(dfd) < 0) {
                     e = errno;
                     rc = s_err_key(f, PD_ERR_IO, e, "append", &keys[i],
-                                   "fsync(directory of)", t.rel.p);
+                                   "fsync(directory of)", s_target_relp(&t));
                 }
                 if (dfd != f->rootfd) s_close(dfd);
             }
@@ -1023,11 +1052,11 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
 
 /* ------------------------------------------------------------------- Get */
 
-static int s_read_into(s_file *f, const pd_key *key, const char *rel, int fd,
+static int s_read_into(s_file *f, const pd_key *key, s_target *t, int fd,
                        pd_result *r) {
     struct stat st;
     if (fstat(fd, &st) < 0)
-        return s_err_key(f, PD_ERR_IO, errno, "get", key, "fstat", rel);
+        return s_err_key(f, PD_ERR_IO, errno, "get", key, "fstat", s_target_relp(t));
     if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX / 2)
         return s_err_key(f, PD_ERR_LIMIT, 0, "get", key,
                          "value larger than this machine's address space",
@@ -1045,7 +1074,7 @@ static int s_read_into(s_file *f, const pd_key *key, const char *rel, int fd,
         ssize_t k = SYS.pread(fd, p + got, size - got, (off_t)got);
         if (k < 0) {
             if (errno == EINTR) continue;
-            return s_err_key(f, PD_ERR_IO, errno, "get", key, "read", rel);
+            return s_err_key(f, PD_ERR_IO, errno, "get", key, "read", s_target_relp(t));
         }
         if (k == 0) break; /* truncated meanwhile: return what is there */
         got += (size_t)k;
@@ -1062,7 +1091,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     if (rc) return rc;
     for (size_t i = 0; i < n && rc == 0; i++) {
         s_target t;
-        if (s_target_init(&t, &keys[i])) {
+        if (s_target_pk(&t, &keys[i])) {
             s_target_free(&t);
             return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: key name");
         }
@@ -1070,7 +1099,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
         int fd = s_open_read(f, &keys[i], &t, "get", &cached);
         if (fd == -1) rc = pd_errcode(s);
         else if (fd >= 0) {
-            rc = s_read_into(f, &keys[i], t.rel.p, fd, r);
+            rc = s_read_into(f, &keys[i], &t, fd, r);
             if (!cached) s_close(fd);
         }
         if (rc == 0 && pd__result_next(r))
@@ -1161,7 +1190,7 @@ static int s_set_one(s_file *f, const pd_key *key, pd_bytes val, bool dosync) {
     }
     char tmp[64];
     static unsigned counter;
-    snprintf(tmp, sizeof tmp, "%%#%ld.%u.%lx", (long)getpid(),
+    snprintf(tmp, sizeof tmp, "%%#%ld.%u.%lx", (long)s_getpid(),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED),
              (unsigned long)time(NULL));
     int fd = s_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | S_OPEN_FLAGS,
@@ -1440,7 +1469,7 @@ static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
 static int s_destroy(pd_store *s) {
     s_file *f = (s_file *)s;
     int rc = 0;
-    if (f->pid != getpid()) {
+    if (f->pid != s_getpid()) {
         /* forked child: descriptors and lock belong to the parent's too */
         s_fd *e, *tmp;
         HASH_ITER(hh, f->cache, e, tmp) {
@@ -1449,7 +1478,7 @@ static int s_destroy(pd_store *s) {
         }
     }
     s_cache_clear(f);
-    if (f->temp && !f->keep && f->pid == getpid()) {
+    if (f->temp && !f->keep && f->pid == s_getpid()) {
         int dfd = s_openat(f->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
         const char *failed = "openat";
         if (dfd < 0 || s_rmtree_fd(dfd, false, &failed, 0) < 0)
@@ -1524,7 +1553,7 @@ static int s_open(pd_store **out, const char *path, unsigned flags, bool temp) {
     f->temp = temp;
     f->keep = flags & PD_FILE_KEEP;
     f->fsync_all = flags & PD_FILE_FSYNC;
-    f->pid = getpid();
+    f->pid = s_getpid();
     f->max_fds = s_default_max_fds();
     if ((flags & PD_FILE_CREATE) && s_mkdirs(path) < 0) {
         rc = pd__err(NULL, PD_ERR_IO, errno, "file: open: mkdir(%s)", path);

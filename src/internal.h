@@ -85,6 +85,7 @@ struct pd_store {
     pthread_t lock_owner;   /* valid while lock_depth > 0 */
     unsigned lock_depth;    /* pd_lock nesting plus dispatcher locks */
     pd__seen *iset_seen;    /* protected by mu */
+    pid_t pid;              /* process that initialised the mutexes */
 
     pthread_mutex_t err_mu; /* protects the four below */
     int err_code;
@@ -220,6 +221,9 @@ static inline int pd__add_ovf(size_t a, size_t b, size_t *out) {
 static inline int pd__mul_ovf(size_t a, size_t b, size_t *out) {
     return __builtin_mul_overflow(a, b, out) ? -1 : 0;
 }
+
+/* getpid(), cached and refreshed in forked children. */
+pid_t pd__getpid(void);
 
 /* Recursive mutex init helper.  0 or an errno value. */
 int pd__mutex_init_recursive(pthread_mutex_t *mu);

@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <uthash.h>
 
 /* --------------------------------------------------------------- Version */
@@ -198,6 +199,7 @@ int pd__store_init(pd_store *s, const pd_store_ops *ops) {
         return pd__err(NULL, PD_ERR_NOMEM, rc, "%s: open: mutex", ops->kind);
     }
     strcpy(s->err_msg, "ok");
+    s->pid = pd__getpid();
     return 0;
 }
 
@@ -215,9 +217,40 @@ void pd__store_fini(pd_store *s) {
     pthread_mutex_destroy(&s->mu);
 }
 
+/* ------------------------------------------------------------------ Fork */
+
+static pid_t g_pid; /* getpid(), refreshed in forked children */
+static pthread_once_t g_pid_once = PTHREAD_ONCE_INIT;
+
+static void s_pid_child(void) { __atomic_store_n(&g_pid, getpid(), __ATOMIC_SEQ_CST); }
+
+static void s_pid_init(void) {
+    __atomic_store_n(&g_pid, getpid(), __ATOMIC_SEQ_CST);
+    pthread_atfork(NULL, NULL, s_pid_child);
+}
+
+pid_t pd__getpid(void) {
+    pthread_once(&g_pid_once, s_pid_init);
+    return __atomic_load_n(&g_pid, __ATOMIC_RELAXED);
+}
+
+/* In a forked child only the forking thread exists: mutexes held by the
+ * parent (even by that thread, whose id changed) are reset, and the lock
+ * depth starts again at zero.  The store's own lock hook re-acquires what it
+ * needs (a File opens its own lock file). */
+static void s_check_fork(pd_store *s) {
+    pid_t me = pd__getpid();
+    if (PD__LIKELY(s->pid == me)) return;
+    pd__mutex_init_recursive(&s->mu);
+    pthread_mutex_init(&s->err_mu, NULL);
+    s->lock_depth = 0;
+    s->pid = me;
+}
+
 /* --------------------------------------------------------------- Locking */
 
 static int s_lock(pd_store *s) {
+    s_check_fork(s);
     pthread_mutex_lock(&s->mu);
     if (s->lock_depth == 0 && s->ops->lock) {
         int rc = s->ops->lock(s);
@@ -304,6 +337,7 @@ static int s_check_batch(pd_store *s, const char *op, size_t n,
 /* Locks (unless PD_NOLOCK), or just takes mu. */
 static int s_enter(pd_store *s, unsigned flags) {
     if (flags & PD_NOLOCK) {
+        s_check_fork(s);
         pthread_mutex_lock(&s->mu);
         return 0;
     }
@@ -507,6 +541,7 @@ int pd_close(pd_store **sp) {
     pd_store *s = *sp;
     *sp = NULL;
     pd__err_clear(s);
+    s_check_fork(s);
     int rc = 0;
     /* A handle closed while this thread holds its lock: release every
      * level first (the lock hooks end the sessions cleanly). */
