@@ -331,6 +331,21 @@ static int s_err_key(s_file *f, int code, int sys, const char *op,
                    pd__key_short(key, kb), call);
 }
 
+/* A key's path holds something that is not a plain file of ours. */
+static int s_err_type(s_file *f, const char *op, const pd_key *key,
+                      const char *rel, int e) {
+    const char *why = e == ELOOP    ? "is a symlink, and symlinks inside the "
+                                      "store are never followed"
+                      : e == EMLINK ? "has several hard links (refused: it "
+                                      "may be a file outside the store)"
+                      : e == EISDIR ? "is a directory (it holds tuple keys "
+                                      "that start with this key)"
+                                    : "is not a regular file (refused)";
+    char kb[PD__KEYSHORT_MAX];
+    return pd__err(&f->base, PD_ERR_KEY, 0, "%s %s: %s/%.300s %s", op,
+                   pd__key_short(key, kb), f->path, rel, why);
+}
+
 static int s_io_code(int e) {
     return e == ENOMEM ? PD_ERR_NOMEM : PD_ERR_IO;
 }
@@ -837,7 +852,7 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
     if (fd < 0) {
         if (e == ELOOP || e == EISDIR || e == EINVAL || e == EMLINK ||
             e == ENXIO)
-            return s_err_key(f, PD_ERR_KEY, e, op, key, "open", t->rel.p), -1;
+            return s_err_type(f, op, key, t->rel.p, e), -1;
         return s_err_key(f, s_io_code(e), e, op, key, "open", t->rel.p), -1;
     }
     if (f->in_session) {
@@ -882,11 +897,7 @@ static int s_open_read(s_file *f, const pd_key *key, s_target *t,
     if (dfd != f->rootfd) s_close(dfd);
     if (fd < 0) {
         if (e == ENOENT || e == ENOTDIR) return -2;
-        if (e == ELOOP)
-            return s_err_key(f, PD_ERR_KEY, e, op, key,
-                             "openat (a symlink in the store is never followed)",
-                             t->rel.p),
-                   -1;
+        if (e == ELOOP) return s_err_type(f, op, key, t->rel.p, e), -1;
         return s_err_key(f, s_io_code(e), e, op, key, "open", t->rel.p), -1;
     }
     struct stat st;

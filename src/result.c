@@ -35,7 +35,7 @@ pd_result *pd__result_new(size_t n, size_t bytes) {
 char *pd__result_reserve(pd_result *r, size_t extra) {
     size_t need;
     if (pd__add_ovf(r->len, extra, &need)) return NULL;
-    if (need > r->cap) {
+    if (need > r->cap || !r->buf) {
         size_t ncap = r->cap ? r->cap : 256;
         while (ncap < need) {
             if (ncap > SIZE_MAX / 2) {
