@@ -64,6 +64,8 @@ typedef struct s_lockobj {
     int fd;                 /* <root>/.lock */
     dev_t dev;              /* identity of the lock file we hold */
     ino_t ino;
+    dev_t rdev;             /* identity of the directory it is in */
+    ino_t rino;
     pid_t pid;              /* process that opened fd */
     pthread_mutex_t mu;     /* recursive; held for a whole session */
     unsigned depth;         /* sessions open on it (flock held when > 0) */
@@ -122,6 +124,8 @@ typedef struct s_file {
     uint64_t epoch_seen; /* lk->epoch when rootfd was opened */
     uint64_t gen_seen;
     uint64_t session;    /* incremented at each lock; 0: none yet */
+    struct stat root_st; /* fstat of rootfd taken when locking ... */
+    uint64_t root_st_session; /* ... in this session */
     bool in_session;
     uint64_t verify_all; /* session in which every entry must be verified */
     s_fd *cache;         /* hash by packed key */
@@ -133,6 +137,8 @@ typedef struct s_file {
 } s_file;
 
 static const pd_store_ops s_file_ops;
+static void s_cache_clear(s_file *f);
+#define s_cache_clear_early s_cache_clear
 
 /* ------------------------------------------------------------- Syscalls */
 
@@ -441,6 +447,11 @@ static s_lockobj *s_lockobj_get(s_file *f) {
     }
     lk->dev = st.st_dev;
     lk->ino = st.st_ino;
+    struct stat rst;
+    if (fstat(f->rootfd, &rst) == 0) {
+        lk->rdev = rst.st_dev;
+        lk->rino = rst.st_ino;
+    }
     lk->pid = s_getpid();
     lk->refs = 1;
     HASH_ADD_KEYPTR(hh, g_locks, lk->root, strlen(lk->root), lk);
@@ -470,36 +481,52 @@ static void s_lockobj_put(s_lockobj *lk) {
     }
 }
 
-/* Takes the flock on lk (depth 0 -> 1), checking that <root>/.lock is still
- * the file we lock; if the directory was replaced, reopens it.  Called with
- * lk->mu held. */
+/* Takes the flock on lk (depth 0 -> 1).  The store directory may have been
+ * removed and recreated meanwhile (Python partd's drop does that, without
+ * locking): then our lock file is not the one others lock.  One fstat of the
+ * root descriptor tells (a removed directory has no links; a handle opened
+ * on the new directory has another inode than the lock's); in that case the
+ * directory and its lock file are reopened by path.  Called with lk->mu. */
 static int s_lockobj_flock(s_file *f, s_lockobj *lk) {
-    char lp[PATH_MAX + 8];
-    snprintf(lp, sizeof lp, "%s/.lock", lk->root);
     for (int tries = 0;; tries++) {
         if (s_flock(lk->fd, LOCK_EX) < 0)
-            return pd__err(&f->base, PD_ERR_IO, errno, "lock: flock(%s)", lp);
+            return pd__err(&f->base, PD_ERR_IO, errno,
+                           "lock: flock(%s/.lock)", lk->root);
         struct stat st;
-        if (stat(lp, &st) == 0 && st.st_dev == lk->dev && st.st_ino == lk->ino)
+        if (fstat(f->rootfd, &st) == 0 && st.st_nlink > 0 &&
+            st.st_dev == lk->rdev && st.st_ino == lk->rino) {
+            f->root_st = st;
+            f->root_st_session = f->session + 1; /* the one starting */
             return 0;
-        /* Replaced or removed: reopen the directory and its lock file. */
+        }
         s_flock(lk->fd, LOCK_UN);
         if (tries >= 8)
             return pd__err(&f->base, PD_ERR_IO, 0,
-                           "lock: %s keeps changing under us", lp);
+                           "lock: %s keeps being replaced under us", lk->root);
         int rfd = open(lk->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (rfd < 0)
             return pd__err(&f->base, PD_ERR_IO, errno,
                            "lock: store directory %s", lk->root);
-        int nfd = s_lockfile_open(rfd, &st);
+        struct stat rst;
+        int nfd = fstat(rfd, &rst) == 0 ? s_lockfile_open(rfd, &st) : -1;
         int e = errno;
-        close(rfd);
-        if (nfd < 0) return pd__err(&f->base, PD_ERR_IO, e, "lock: open(%s)", lp);
+        if (nfd < 0) {
+            close(rfd);
+            return pd__err(&f->base, PD_ERR_IO, e, "lock: open(%s/.lock)",
+                           lk->root);
+        }
         s_close(lk->fd);
         lk->fd = nfd;
         lk->dev = st.st_dev;
         lk->ino = st.st_ino;
+        lk->rdev = rst.st_dev;
+        lk->rino = rst.st_ino;
         lk->epoch++;
+        /* this handle's root: the new directory */
+        s_cache_clear_early(f);
+        s_close(f->rootfd);
+        f->rootfd = rfd;
+        f->epoch_seen = lk->epoch;
     }
 }
 
@@ -560,6 +587,17 @@ static int s_dir_stat(s_file *f, const s_dir *d, struct stat *st) {
     return fstatat(f->rootfd, d->rel, st, AT_SYMLINK_NOFOLLOW);
 }
 
+/* As s_dir_stat, but the root's fstat from the lock acquisition serves
+ * when nothing can have changed since (start of the session). */
+static int s_dir_stat_start(s_file *f, const s_dir *d, struct stat *st) {
+    if (d->rellen == 0 && f->root_st_session == f->session) {
+        *st = f->root_st;
+        return 0;
+    }
+    if (d->rellen == 0) return fstat(f->rootfd, st);
+    return fstatat(f->rootfd, d->rel, st, AT_SYMLINK_NOFOLLOW);
+}
+
 static int64_t s_ts_ns(struct timespec t) {
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
@@ -568,7 +606,7 @@ static void s_dir_check(s_file *f, s_dir *d) {
     struct stat st;
     d->checked = f->session;
     d->suspect = true;
-    if (d->have_rec && s_dir_stat(f, d, &st) == 0 &&
+    if (d->have_rec && s_dir_stat_start(f, d, &st) == 0 &&
         st.st_ctim.tv_sec == d->ctime_rec.tv_sec &&
         st.st_ctim.tv_nsec == d->ctime_rec.tv_nsec &&
         s_ts_ns(d->rec_at) - s_ts_ns(d->ctime_rec) >= S_RACY_NS)
