@@ -133,8 +133,7 @@ static size_t s_cutoff(uint64_t total, double fraction, size_t maxcount,
 }
 
 size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
-                                double fraction, size_t maxcount,
-                                size_t *out) {
+                                double fraction, size_t maxcount, size_t *out) {
     if (n == 0) return 0;
     if (maxcount == 0) maxcount = 1;
     size_t k = n / 2 > 0 ? n / 2 : 1;
@@ -378,8 +377,8 @@ static int s_move(s_buffer *b, s_count **sel, size_t m, unsigned fsync) {
 /* Spills rounds until `incoming` more bytes fit under the limit (or fast
  * holds nothing). */
 static int s_make_room(s_buffer *b, uint64_t incoming, unsigned fsync) {
-    while (b->usage > 0 && (incoming > b->limit ||
-                            b->usage > b->limit - incoming)) {
+    while (b->usage > 0 &&
+           (incoming > b->limit || b->usage > b->limit - incoming)) {
         s_count *sel[S_MAXCOUNT];
         size_t m = s_select(b, sel);
         if (m == 0) break;
@@ -416,7 +415,7 @@ static uint64_t s_sum(size_t n, const pd_bytes *vals) {
 /* ------------------------------------------------------------------ Ops */
 
 static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
-                    const pd_bytes *vals, unsigned flags) {
+                         const pd_bytes *vals, unsigned flags) {
     s_buffer *b = (s_buffer *)s;
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
@@ -439,7 +438,7 @@ static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
 }
 
 static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
-                 unsigned flags) {
+                      unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
     char ks[PD__KEYSHORT_MAX];
@@ -487,7 +486,8 @@ out:
     return rc;
 }
 
-static int s_del_impl(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
+static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
+                      unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
     char ks[PD__KEYSHORT_MAX];
@@ -525,7 +525,7 @@ static int s_inner_set(pd_store *inner, size_t n, const pd_key *keys,
 }
 
 static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
-                 const pd_bytes *vals, unsigned flags) {
+                      const pd_bytes *vals, unsigned flags) {
     s_buffer *b = (s_buffer *)s;
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
@@ -634,16 +634,21 @@ out:
         ((s_buffer *)s)->pending = rc_ != 0;                                   \
         return rc_;                                                            \
     }
-S_OP(append, (pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
-              unsigned flags), (s, n, keys, vals, flags))
-S_OP(get, (pd_store *s, size_t n, const pd_key *keys, pd_result *r,
-           unsigned flags), (s, n, keys, r, flags))
-S_OP(del, (pd_store *s, size_t n, const pd_key *keys, unsigned flags),
+S_OP(append,
+     (pd_store * s, size_t n, const pd_key *keys, const pd_bytes *vals,
+      unsigned flags),
+     (s, n, keys, vals, flags))
+S_OP(get,
+     (pd_store * s, size_t n, const pd_key *keys, pd_result *r, unsigned flags),
+     (s, n, keys, r, flags))
+S_OP(del, (pd_store * s, size_t n, const pd_key *keys, unsigned flags),
      (s, n, keys, flags))
-S_OP(set, (pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
-           unsigned flags), (s, n, keys, vals, flags))
-S_OP(drop, (pd_store *s, unsigned flags), (s, flags))
-S_OP(keys, (pd_store *s, pd_keylist *kl, unsigned flags), (s, kl, flags))
+S_OP(set,
+     (pd_store * s, size_t n, const pd_key *keys, const pd_bytes *vals,
+      unsigned flags),
+     (s, n, keys, vals, flags))
+S_OP(drop, (pd_store * s, unsigned flags), (s, flags))
+S_OP(keys, (pd_store * s, pd_keylist *kl, unsigned flags), (s, kl, flags))
 
 /* Re-records s's handle-level error as the thread's last error. */
 static void s_rerecord(pd_store *s) {
@@ -741,12 +746,10 @@ static const pd_store_ops s_buffer_ops = {
 
 int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
                    uint64_t memory, unsigned flags) {
-    if (!out)
-        return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: open: NULL out");
+    if (!out) return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: open: NULL out");
     *out = NULL;
     if (!fast || !slow || !*fast || !*slow)
-        return pd__err(NULL, PD_ERR_MISUSE, 0,
-                       "buffer: open: NULL %s store",
+        return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: open: NULL %s store",
                        (!fast || !*fast) ? "fast" : "slow");
     if (*fast == *slow)
         return pd__err(NULL, PD_ERR_MISUSE, 0,
@@ -830,13 +833,11 @@ static int s_move_keys(s_buffer *b, size_t n, const pd_key *keys,
     return m ? s_move(b, sel, m, fsync) : 0;
 }
 
-int pd_buffer_flush(pd_store *s, size_t n, const pd_key *keys,
-                    unsigned flags) {
+int pd_buffer_flush(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     s_buffer *b = s_buf(s);
     if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: flush: NULL store");
     pd__err_clear(s);
-    if (!b)
-        return pd__err(s, PD_ERR_MISUSE, 0, "flush: not a buffer store");
+    if (!b) return pd__err(s, PD_ERR_MISUSE, 0, "flush: not a buffer store");
     if (flags & ~PD__ALL_CALL_FLAGS)
         return pd__err(s, PD_ERR_MISUSE, 0, "flush: unknown flags 0x%x",
                        flags & ~PD__ALL_CALL_FLAGS);

@@ -3,13 +3,21 @@
  *
  * A uthash table keyed by the packed key (pd__key_pack: a 1-tuple and the
  * flat key are one key, the tuple ('a', 'b') and "a/b" are two).  Each entry
- * holds its bytes as a vector of chunks, one malloc per chunk.  An append
- * first fills the free room of the key's last chunk, then puts what is left
- * in a new chunk of max(rest, clamp(total/16, 512, 64 KiB)) bytes, so the
- * slack is at most one partly filled chunk per key (<= 1/16 of the key's
- * bytes past 8 KiB) and the chunk count grows logarithmically.  The chunk
- * vector doubles as the `peek` answer: pd_bytes {data, size} per chunk,
- * valid until the key is next modified.
+ * holds its bytes as a list of chunks, header and data in one malloc.  An
+ * append first fills the free room of the key's last chunk, then puts what
+ * is left in a new chunk of max(rest, clamp(total/32, min(total, 512),
+ * 64 KiB)) bytes, so the slack is at most one partly filled chunk per key
+ * (<= 1/32 of the key's bytes past 16 KiB) and the chunk count grows
+ * logarithmically.  Measured (100-byte values over 1000 keys, glibc): RSS
+ * per byte held 1.07 at 20 KB per key, 1.06 at 64 KB, 1.01 at 200 KB;
+ * 1.18 at 4 KB; a key of one 100-byte value costs ~280 bytes.  A Buffer
+ * over a File with a 64 MB limit peaks at limit + 6.5% (+ the process's
+ * ~1.6 MB baseline).  (A
+ * separate chunk vector per key was measured worse: its reallocations left
+ * holes in the heap, ~7% of RSS.)
+ *
+ * `peek` answers with an array owned by the Dict, rebuilt by each peek: it
+ * stays valid until the next call on the Dict (peek included).
  *
  * append is atomic: every key the batch touches gets an undo record the
  * first time (its chunk count, last chunk's size and capacity, total, and
@@ -24,6 +32,9 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 /* A failed allocation inside uthash leaves the item out (hh.tbl == NULL)
  * instead of exiting the process. */
@@ -32,25 +43,32 @@
 
 #define S_CHUNK_MIN 512u
 #define S_CHUNK_MAX (64u * 1024u)
-#define S_CHUNK_DIV 16u
+#define S_CHUNK_DIV 32u
+
+/* One allocation: header and data. */
+typedef struct s_chunk {
+    struct s_chunk *next;
+    size_t size; /* bytes used */
+    unsigned char data[];
+} s_chunk;
 
 typedef struct s_entry {
     UT_hash_handle hh;
-    pd_bytes *vec;   /* chunks: data owned by the entry, size used */
-    size_t nvec;     /* chunks in use */
-    size_t capvec;   /* capacity of vec */
-    size_t tailcap;  /* capacity of vec[nvec - 1] */
-    uint64_t total;  /* bytes held */
-    uint64_t stamp;  /* batch that last recorded an undo entry */
+    s_chunk *head, *tail;
+    size_t nchunks;
+    size_t tailcap; /* data capacity of tail */
+    uint64_t total; /* bytes held */
+    uint64_t stamp; /* batch that last recorded an undo entry */
     size_t klen;
     unsigned char key[]; /* packed key */
 } s_entry;
 
 typedef struct s_undo {
     s_entry *e;
-    size_t nvec;
+    s_chunk *tail;
     size_t tailsize;
     size_t tailcap;
+    size_t nchunks;
     uint64_t total;
     bool created;
 } s_undo;
@@ -62,6 +80,9 @@ typedef struct s_dict {
     uint64_t stamp;
     s_undo *undo;
     size_t undocap;
+    pd_bytes *peek; /* the answer of the last peek */
+    size_t peekcap;
+    uint64_t freed; /* bytes freed since the last trim */
 } s_dict;
 
 static const pd_store_ops s_dict_ops;
@@ -74,14 +95,25 @@ static s_entry *s_find(s_dict *d, const pd__pkey *pk) {
     return e;
 }
 
-static void s_entry_free_chunks(s_entry *e, size_t from) {
-    for (size_t i = from; i < e->nvec; i++) free((void *)e->vec[i].data);
-    e->nvec = from;
+/* Frees the chunks after `keep` (all when keep is NULL); keep becomes the
+ * tail. */
+static void s_entry_cut(s_entry *e, s_chunk *keep) {
+    s_chunk *c = keep ? keep->next : e->head;
+    while (c) {
+        s_chunk *next = c->next;
+        free(c);
+        e->nchunks--;
+        c = next;
+    }
+    if (keep)
+        keep->next = NULL;
+    else
+        e->head = NULL;
+    e->tail = keep;
 }
 
 static void s_entry_free(s_entry *e) {
-    s_entry_free_chunks(e, 0);
-    free(e->vec);
+    s_entry_cut(e, NULL);
     free(e);
 }
 
@@ -99,32 +131,44 @@ static s_entry *s_entry_add(s_dict *d, const pd__pkey *pk) {
     return e;
 }
 
+/* Freed chunks leave holes that new chunks of other sizes fill only in
+ * part; when a Buffer spills keys round after round this fragmentation
+ * measured ~5% of RSS.  After freeing an eighth of what the Dict holds (at
+ * least S_TRIM_MIN), give whole free pages back to the system. */
+#define S_TRIM_MIN (1u << 20)
+
+static void s_freed(s_dict *d, uint64_t bytes) {
+    d->freed += bytes;
+    if (d->freed < S_TRIM_MIN || d->freed < d->nbytes / 8) return;
+    d->freed = 0;
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
+
 static void s_entry_remove(s_dict *d, s_entry *e) {
+    s_freed(d, e->total);
     d->nbytes -= e->total;
     HASH_DEL(d->table, e);
     s_entry_free(e);
 }
 
-/* Capacity for a new chunk that must take `need` bytes of a key that will
- * then hold `total` bytes. */
+/* Data capacity for a new chunk that must take `need` bytes of a key that
+ * will then hold `total` bytes, or 0 on overflow: max(need, clamp(total/32,
+ * min(total, 512), 64 KiB)).  Rounded up to 16k + 8 so
+ * that header + data + malloc's own 8-byte header fill whole 16-byte units
+ * (glibc): the rounding malloc would waste becomes usable room. */
 static size_t s_chunk_cap(size_t need, uint64_t total) {
     uint64_t c = total / S_CHUNK_DIV;
-    if (c < S_CHUNK_MIN) c = S_CHUNK_MIN;
+    /* A small key gets a chunk of its size, not S_CHUNK_MIN: many keys of
+     * one small value each would otherwise cost several times their
+     * bytes. */
+    uint64_t lo = total < S_CHUNK_MIN ? total : S_CHUNK_MIN;
+    if (c < lo) c = lo;
     if (c > S_CHUNK_MAX) c = S_CHUNK_MAX;
-    return need > c ? need : (size_t)c;
-}
-
-/* Makes room for one more chunk in e->vec.  0 or PD_ERR_NOMEM. */
-static int s_vec_reserve(s_entry *e) {
-    if (e->nvec < e->capvec) return 0;
-    /* Grow by a quarter: the vector is part of the per-chunk overhead. */
-    size_t ncap = e->capvec + (e->capvec / 4 > 4 ? e->capvec / 4 : 4), sz;
-    if (pd__mul_ovf(ncap, sizeof *e->vec, &sz)) return PD_ERR_NOMEM;
-    pd_bytes *nv = realloc(e->vec, sz);
-    if (!nv) return PD_ERR_NOMEM;
-    e->vec = nv;
-    e->capvec = ncap;
-    return 0;
+    size_t cap = need > c ? need : (size_t)c;
+    if (cap > SIZE_MAX - sizeof(s_chunk) - 32) return 0;
+    return ((cap + 7) & ~(size_t)15) + 8;
 }
 
 /* Appends v to e.  On PD_ERR_NOMEM, e may have had its last chunk filled
@@ -134,25 +178,31 @@ static int s_entry_append(s_entry *e, const pd_bytes *v) {
     const unsigned char *src = v->data;
     size_t left = v->size;
     if (left == 0) return 0;
-    if (e->nvec > 0) {
-        pd_bytes *t = &e->vec[e->nvec - 1];
+    if (e->tail) {
+        s_chunk *t = e->tail;
         size_t room = e->tailcap - t->size;
         size_t take = room < left ? room : left;
         if (take) {
-            memcpy((unsigned char *)t->data + t->size, src, take);
+            memcpy(t->data + t->size, src, take);
             t->size += take;
             src += take;
             left -= take;
         }
     }
     if (left > 0) {
-        if (s_vec_reserve(e)) return PD_ERR_NOMEM;
         size_t cap = s_chunk_cap(left, e->total + v->size);
-        unsigned char *c = malloc(cap);
+        s_chunk *c = cap ? malloc(sizeof *c + cap) : NULL;
         if (!c) return PD_ERR_NOMEM;
-        memcpy(c, src, left);
-        e->vec[e->nvec++] = (pd_bytes){c, left};
+        memcpy(c->data, src, left);
+        c->size = left;
+        c->next = NULL;
+        if (e->tail)
+            e->tail->next = c;
+        else
+            e->head = c;
+        e->tail = c;
         e->tailcap = cap;
+        e->nchunks++;
     }
     e->total += v->size;
     return 0;
@@ -200,9 +250,10 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
             e->stamp = stamp;
             s_undo *u = &d->undo[nundo++];
             u->e = e;
-            u->nvec = e->nvec;
-            u->tailsize = e->nvec ? e->vec[e->nvec - 1].size : 0;
+            u->tail = e->tail;
+            u->tailsize = e->tail ? e->tail->size : 0;
             u->tailcap = e->tailcap;
+            u->nchunks = e->nchunks;
             u->total = e->total;
             u->created = created;
         }
@@ -223,8 +274,8 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
             s_entry_free(e);
             continue;
         }
-        s_entry_free_chunks(e, u->nvec);
-        if (e->nvec) e->vec[e->nvec - 1].size = u->tailsize;
+        s_entry_cut(e, u->tail);
+        if (e->tail) e->tail->size = u->tailsize;
         e->tailcap = u->tailcap;
         e->total = u->total;
     }
@@ -277,9 +328,9 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
             if (!p)
                 return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: %zu bytes",
                                pd__key_short(&keys[i], ks), (size_t)e->total);
-            for (size_t c = 0; c < e->nvec; c++) {
-                memcpy(p, e->vec[c].data, e->vec[c].size);
-                p += e->vec[c].size;
+            for (const s_chunk *c = e->head; c; c = c->next) {
+                memcpy(p, c->data, c->size);
+                p += c->size;
             }
             pd__result_commit(r, (size_t)e->total);
         }
@@ -313,19 +364,18 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     s_dict *d = (s_dict *)s;
     char ks[PD__KEYSHORT_MAX];
     s_entry **ents = calloc(n, sizeof *ents);
-    pd_bytes **vecs = calloc(n, sizeof *vecs);
+    s_chunk **chunks = calloc(n, sizeof *chunks);
     bool *created = calloc(n, sizeof *created);
     int rc = 0;
     size_t i = 0;
-    if (!ents || !vecs || !created) {
+    if (!ents || !chunks || !created) {
         free(ents);
-        free(vecs);
+        free(chunks);
         free(created);
         return pd__err(s, PD_ERR_NOMEM, ENOMEM, "set: key table");
     }
-    /* Phase 1: allocate everything (entries for new keys, one chunk vector
-     * and one exact-size chunk per non-empty value); nothing visible
-     * changes. */
+    /* Phase 1: allocate everything (entries for new keys, one exact-size
+     * chunk per non-empty value); nothing visible changes. */
     for (i = 0; i < n; i++) {
         pd__pkey pk;
         if (pd__pkey_set(&pk, &keys[i])) {
@@ -343,25 +393,21 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
             break;
         }
         if (vals[i].size > 0) {
-            vecs[i] = malloc(sizeof(pd_bytes) * 2);
-            void *c = vecs[i] ? malloc(vals[i].size) : NULL;
-            if (!c) {
-                free(vecs[i]);
-                vecs[i] = NULL;
+            size_t sz;
+            if (pd__add_ovf(sizeof(s_chunk), vals[i].size, &sz) ||
+                !(chunks[i] = malloc(sz))) {
                 rc = PD_ERR_NOMEM;
                 break;
             }
-            memcpy(c, vals[i].data, vals[i].size);
-            vecs[i][0] = (pd_bytes){c, vals[i].size};
+            memcpy(chunks[i]->data, vals[i].data, vals[i].size);
+            chunks[i]->size = vals[i].size;
+            chunks[i]->next = NULL;
         }
     }
     if (rc) {
         /* i < n: the loop broke at key i. */
         for (size_t j = 0; j <= i; j++) {
-            if (vecs[j]) {
-                free((void *)vecs[j][0].data);
-                free(vecs[j]);
-            }
+            free(chunks[j]);
             if (created[j]) {
                 HASH_DEL(d->table, ents[j]);
                 s_entry_free(ents[j]);
@@ -373,19 +419,18 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
         /* Phase 2: swap the new contents in (a repeated key: last wins). */
         for (i = 0; i < n; i++) {
             s_entry *e = ents[i];
+            s_freed(d, e->total);
             d->nbytes -= e->total;
-            s_entry_free_chunks(e, 0);
-            free(e->vec);
-            e->vec = vecs[i];
-            e->nvec = vecs[i] ? 1 : 0;
-            e->capvec = vecs[i] ? 2 : 0;
+            s_entry_cut(e, NULL);
+            e->head = e->tail = chunks[i];
+            e->nchunks = chunks[i] ? 1 : 0;
             e->tailcap = vals[i].size;
             e->total = vals[i].size;
             d->nbytes += vals[i].size;
         }
     }
     free(ents);
-    free(vecs);
+    free(chunks);
     free(created);
     return rc;
 }
@@ -396,7 +441,9 @@ static void s_clear(s_dict *d) {
         HASH_DEL(d->table, e);
         s_entry_free(e);
     }
+    uint64_t was = d->nbytes;
     d->nbytes = 0;
+    s_freed(d, was);
 }
 
 static int s_drop(pd_store *s, unsigned flags) {
@@ -427,8 +474,24 @@ static int s_peek(pd_store *s, const pd_key *key, const pd_bytes **chunks,
                        pd__key_short(key, ks));
     s_entry *e = s_find(d, &pk);
     pd__pkey_free(&pk);
-    *chunks = e ? e->vec : NULL;
-    *nchunks = e ? e->nvec : 0;
+    size_t nc = e ? e->nchunks : 0;
+    if (nc > d->peekcap) {
+        size_t ncap = nc + nc / 2, sz;
+        if (pd__mul_ovf(ncap, sizeof *d->peek, &sz))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "peek %s: chunk table",
+                           pd__key_short(key, ks));
+        pd_bytes *np = realloc(d->peek, sz);
+        if (!np)
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "peek %s: chunk table",
+                           pd__key_short(key, ks));
+        d->peek = np;
+        d->peekcap = ncap;
+    }
+    size_t i = 0;
+    for (const s_chunk *c = e ? e->head : NULL; c; c = c->next)
+        d->peek[i++] = (pd_bytes){c->data, c->size};
+    *chunks = d->peek;
+    *nchunks = nc;
     return 0;
 }
 
@@ -438,6 +501,9 @@ static int s_destroy(pd_store *s) {
     free(d->undo);
     d->undo = NULL;
     d->undocap = 0;
+    free(d->peek);
+    d->peek = NULL;
+    d->peekcap = 0;
     return 0;
 }
 

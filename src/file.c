@@ -352,6 +352,16 @@ static int s_err_type(s_file *f, const char *op, const pd_key *key,
                    pd__key_short(key, kb), f->path, rel, why);
 }
 
+/* A directory on key's path is a file (another key) or a symlink. */
+static int s_err_conflict(s_file *f, const char *op, const pd_key *key,
+                          const char *rel) {
+    char kb[PD__KEYSHORT_MAX];
+    return pd__err(&f->base, PD_ERR_KEY, 0,
+                   "%s %s: %s/%.300s: a directory on its path is a file "
+                   "(another key holds that name) or a symlink",
+                   op, pd__key_short(key, kb), f->path, rel);
+}
+
 static int s_io_code(int e) {
     return e == ENOMEM ? PD_ERR_NOMEM : PD_ERR_IO;
 }
@@ -859,11 +869,7 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
     if (s_walk(f, t->rel.p, true, &dfd, &name, &failed) < 0) {
         int e = errno;
         if (e == ENOTDIR || e == EEXIST || e == ELOOP)
-            return s_err_key(f, PD_ERR_KEY, 0, op, key,
-                             "a part of its path is a file or a symlink "
-                             "(another key holds that name)",
-                             NULL),
-                   -1;
+            return s_err_conflict(f, op, key, t->rel.p), -1;
         return s_err_key(f, s_io_code(e), e, op, key, failed, t->rel.p), -1;
     }
     int flags = O_RDWR | O_APPEND | S_OPEN_FLAGS;
@@ -1230,8 +1236,7 @@ static int s_set_one(s_file *f, const pd_key *key, pd_bytes val, bool dosync) {
     if (s_walk(f, t.rel.p, true, &dfd, &name, &failed) < 0) {
         int e = errno;
         if (e == ENOTDIR || e == EEXIST || e == ELOOP)
-            rc = s_err_key(f, PD_ERR_KEY, 0, "iset", key,
-                           "a part of its path is a file or a symlink", NULL);
+            rc = s_err_conflict(f, "iset", key, t.rel.p);
         else
             rc = s_err_key(f, s_io_code(e), e, "iset", key, failed, t.rel.p);
         s_target_free(&t);

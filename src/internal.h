@@ -71,8 +71,8 @@ typedef struct pd_store_ops {
     int (*destroy)(pd_store *s);
 
     /* Optional fast path: the chunks holding `key`'s bytes, in order, pointing
-     * into the store (valid until the next call that modifies it).  *chunks
-     * is an array owned by the store, also valid until then. */
+     * into the store.  *chunks is an array owned by the store; both stay
+     * valid until the next call on the store (another peek included). */
     int (*peek)(pd_store *s, const pd_key *key, const pd_bytes **chunks,
                 size_t *nchunks);
 } pd_store_ops;

@@ -296,14 +296,21 @@ int pd_unlock(pd_store *s) {
     return rc;
 }
 
+/* Wrappers lock their inner stores from their own lock hooks.  These skip
+ * the public functions' error bookkeeping, so a failing op's message, set
+ * before the unlock, survives it. */
 int pd__lock_inner(pd_store *outer, pd_store *inner) {
-    int rc = pd_lock(inner);
+    int rc = s_lock(inner);
     if (rc) return pd__err_inner(outer, inner, rc);
     return 0;
 }
 
 int pd__unlock_inner(pd_store *outer, pd_store *inner) {
-    int rc = pd_unlock(inner);
+    if (!s_holds_lock(inner))
+        return pd__err(outer, PD_ERR_MISUSE, 0,
+                       "unlock: inner %s store is not locked by this thread",
+                       inner->ops->kind);
+    int rc = s_unlock(inner);
     if (rc) return pd__err_inner(outer, inner, rc);
     return 0;
 }

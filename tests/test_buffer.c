@@ -1,10 +1,857 @@
+/* Buffer: a fast store spilling its largest keys into a slow one. */
 #include "testutil.h"
-START_TEST(placeholder) { ck_assert_int_eq(pd_version_number(), PARTD_VERSION_NUMBER); }
+#include "buffer.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------ Helpers */
+
+static pd_store *s_dict(void) {
+    pd_store *d = NULL;
+    ck_assert_int_eq(pd_dict_open(&d), 0);
+    return d;
+}
+
+/* Buffer over two new Dicts, owned. */
+static pd_store *s_buf_dd(uint64_t limit) {
+    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    int rc = pd_buffer_open(&b, &f, &sl, limit, 0);
+    ck_assert_msg(rc == 0, "open: %s", pd_errmsg(NULL));
+    ck_assert_ptr_null(f);
+    ck_assert_ptr_null(sl);
+    ck_assert_str_eq(pd_store_kind(b), "buffer");
+    ck_assert_uint_eq(pd_buffer_memory_limit(b), limit);
+    return b;
+}
+
+static void s_expect(pd_store *s, pd_key k, const void *want, size_t wlen) {
+    size_t len = 0;
+    char *got = tu_get1(s, &k, &len);
+    ck_assert_msg(len == wlen, "length %zu, want %zu", len, wlen);
+    ck_assert_msg(wlen == 0 || memcmp(got, want, wlen) == 0, "content differs");
+    free(got);
+}
+
+static void s_expect_str(pd_store *s, pd_key k, const char *want) {
+    s_expect(s, k, want, strlen(want));
+}
+
+static size_t s_nkeys(pd_store *s) {
+    pd_keylist *kl = NULL;
+    TU_OK(pd_keys(s, &kl, 0), s);
+    size_t n = pd_keylist_count(kl);
+    pd_keylist_free(&kl);
+    return n;
+}
+
+/* Size listed for key k by pd_keys, or -1 when absent. */
+static long long s_listed(pd_store *s, pd_key k) {
+    pd_keylist *kl = NULL;
+    TU_OK(pd_keys(s, &kl, 0), s);
+    pd__pkey want, got;
+    ck_assert_int_eq(pd__pkey_set(&want, &k), 0);
+    long long size = -1;
+    for (size_t i = 0; i < pd_keylist_count(kl); i++) {
+        pd_key ki;
+        ck_assert_int_eq(pd_keylist_key(kl, i, &ki), 0);
+        ck_assert_int_eq(pd__pkey_set(&got, &ki), 0);
+        if (got.len == want.len && memcmp(got.p, want.p, got.len) == 0) {
+            ck_assert_int_eq(size, -1);
+            size = (long long)pd_keylist_size(kl, i);
+        }
+        pd__pkey_free(&got);
+    }
+    pd__pkey_free(&want);
+    pd_keylist_free(&kl);
+    return size;
+}
+
+/* Bytes held by a store over all its keys. */
+static uint64_t s_held(pd_store *s) {
+    pd_keylist *kl = NULL;
+    TU_OK(pd_keys(s, &kl, 0), s);
+    uint64_t t = 0;
+    for (size_t i = 0; i < pd_keylist_count(kl); i++)
+        t += pd_keylist_size(kl, i);
+    pd_keylist_free(&kl);
+    return t;
+}
+
+/* ------------------------------------------- A tiny store that can fail */
+
+/* "failing": a Dict behind a switch.  While `fail` is set, append and set
+ * fail with PD_ERR_IO/ENOSPC and change nothing.  Has no peek, so as a
+ * Buffer's fast store it exercises the pd_get path. */
+typedef struct t_fail {
+    pd_store base;
+    pd_store *inner;
+    bool fail;
+    int failures;
+} t_fail;
+
+static int t_append(pd_store *s, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
+    t_fail *f = (t_fail *)s;
+    char ks[PD__KEYSHORT_MAX];
+    if (f->fail) {
+        f->failures++;
+        return pd__err(s, PD_ERR_IO, ENOSPC, "append %s: write(/fake/%zu)",
+                       pd__key_short(&keys[0], ks), n);
+    }
+    int rc = pd_append(f->inner, n, keys, vals, flags & PD_FSYNC);
+    return rc ? pd__err_inner(s, f->inner, rc) : 0;
+}
+
+static int t_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
+                 unsigned flags) {
+    (void)flags;
+    t_fail *f = (t_fail *)s;
+    pd_result *ir = NULL;
+    int rc = pd_get(f->inner, n, keys, &ir, 0);
+    if (rc) return pd__err_inner(s, f->inner, rc);
+    for (size_t i = 0; i < n; i++) {
+        pd_bytes v = pd_result_value(ir, i);
+        if (pd__result_put(r, v.data, v.size) || pd__result_next(r)) {
+            pd_result_free(&ir);
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get");
+        }
+    }
+    pd_result_free(&ir);
+    return 0;
+}
+
+static int t_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
+    (void)flags;
+    t_fail *f = (t_fail *)s;
+    int rc = pd_delete(f->inner, n, keys, 0);
+    return rc ? pd__err_inner(s, f->inner, rc) : 0;
+}
+
+static int t_set(pd_store *s, size_t n, const pd_key *keys,
+                 const pd_bytes *vals, unsigned flags) {
+    (void)flags;
+    t_fail *f = (t_fail *)s;
+    if (f->fail) {
+        f->failures++;
+        return pd__err(s, PD_ERR_IO, ENOSPC, "set: write(/fake)");
+    }
+    pthread_mutex_lock(&f->inner->mu);
+    int rc = f->inner->ops->set(f->inner, n, keys, vals, PD_NOLOCK);
+    pthread_mutex_unlock(&f->inner->mu);
+    return rc ? pd__err_inner(s, f->inner, rc) : 0;
+}
+
+static int t_drop(pd_store *s, unsigned flags) {
+    (void)flags;
+    t_fail *f = (t_fail *)s;
+    int rc = pd_drop(f->inner, 0);
+    return rc ? pd__err_inner(s, f->inner, rc) : 0;
+}
+
+static int t_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
+    (void)flags;
+    t_fail *f = (t_fail *)s;
+    pd_keylist *ik = NULL;
+    int rc = pd_keys(f->inner, &ik, 0);
+    if (rc) return pd__err_inner(s, f->inner, rc);
+    for (size_t i = 0; i < pd_keylist_count(ik) && rc == 0; i++) {
+        pd_key k;
+        pd_keylist_key(ik, i, &k);
+        rc = pd__keylist_add(kl, &k, pd_keylist_size(ik, i));
+    }
+    pd_keylist_free(&ik);
+    return rc;
+}
+
+static int t_destroy(pd_store *s) {
+    t_fail *f = (t_fail *)s;
+    return pd_close(&f->inner);
+}
+
+static const pd_store_ops t_fail_ops = {
+    .version = 1,
+    .kind = "failing",
+    .append = t_append,
+    .get = t_get,
+    .del = t_del,
+    .set = t_set,
+    .drop = t_drop,
+    .keys = t_keys,
+    .destroy = t_destroy,
+};
+
+static t_fail *t_fail_open(void) {
+    t_fail *f = calloc(1, sizeof *f);
+    ck_assert_int_eq(pd__store_init(&f->base, &t_fail_ops), 0);
+    ck_assert_int_eq(pd_dict_open(&f->inner), 0);
+    return f;
+}
+
+/* ------------------------------------------------------------- Selection */
+
+START_TEST(select_docstring) {
+    /* keys_to_flush({'a': 20, 'b': 10, 'c': 15, 'd': 15, 'e': 10,
+     *                'f': 25, 'g': 5}, 0.5) == ['f', 'a'] */
+    uint64_t sizes[7] = {20, 10, 15, 15, 10, 25, 5};
+    size_t out[7];
+    size_t m = pd__buffer_keys_to_flush(sizes, 7, 0.5, 100000, out);
+    ck_assert_uint_eq(m, 2);
+    ck_assert_uint_eq(out[0], 5); /* f */
+    ck_assert_uint_eq(out[1], 0); /* a */
+    /* The Buffer's own fraction: only f (25 > 10% of 100, but >= 1). */
+    m = pd__buffer_keys_to_flush(sizes, 7, 0.1, 20, out);
+    ck_assert_uint_eq(m, 1);
+    ck_assert_uint_eq(out[0], 5);
+    /* Edge cases: nothing, one key, maxcount. */
+    ck_assert_uint_eq(pd__buffer_keys_to_flush(sizes, 0, 0.1, 20, out), 0);
+    m = pd__buffer_keys_to_flush(sizes, 1, 0.1, 20, out);
+    ck_assert_uint_eq(m, 1);
+    ck_assert_uint_eq(out[0], 0);
+    uint64_t flat[100];
+    size_t o2[50];
+    for (int i = 0; i < 100; i++) flat[i] = 1;
+    m = pd__buffer_keys_to_flush(flat, 100, 0.5, 20, o2);
+    ck_assert_uint_eq(m, 20);
+    for (size_t i = 0; i < m; i++) ck_assert_uint_eq(o2[i], i); /* ties */
+    m = pd__buffer_keys_to_flush(flat, 100, 0.5, 100000, o2);
+    ck_assert_uint_eq(m, 50);
+}
 END_TEST
+
+/* Random cases against the reference's keys_to_flush itself. */
+START_TEST(select_matches_reference) {
+    if (!tu_have_python_partd()) {
+        fprintf(stderr, "select_matches_reference: no Python partd, skipped\n");
+        return;
+    }
+    char *dir = tu_mkdtemp();
+    char in[512], outp[512], py[512];
+    snprintf(in, sizeof in, "%s/cases", dir);
+    snprintf(outp, sizeof outp, "%s/out", dir);
+    snprintf(py, sizeof py, "%s/ktf.py", dir);
+    const char *script =
+        "import sys\n"
+        "from partd.buffer import keys_to_flush\n"
+        "for line in open(sys.argv[1]):\n"
+        "    xs = [int(x) for x in line.split()]\n"
+        "    d = {i: s for i, s in enumerate(xs[2:])}\n"
+        "    print(' '.join(str(k) for k in keys_to_flush(d, xs[0] / 100,"
+        " maxcount=xs[1])))\n";
+    ck_assert_int_eq(tu_write_file(py, script, strlen(script)), 0);
+    enum { NCASES = 300, MAXN = 80 };
+    static uint64_t sizes[NCASES][MAXN];
+    static size_t ns[NCASES], fr[NCASES], mc[NCASES];
+    FILE *f = fopen(in, "w");
+    ck_assert_ptr_nonnull(f);
+    srand(12345);
+    for (int c = 0; c < NCASES; c++) {
+        ns[c] = 1 + (size_t)rand() % MAXN;
+        fr[c] = c % 3 == 0 ? 10 : (size_t)(1 + rand() % 99);
+        mc[c] = c % 2 ? 20 : (size_t)(1 + rand() % 40);
+        fprintf(f, "%zu %zu", fr[c], mc[c]);
+        int spread = c % 4 == 0 ? 4 : 1000; /* many ties, or few */
+        for (size_t i = 0; i < ns[c]; i++) {
+            sizes[c][i] = (uint64_t)(rand() % spread);
+            fprintf(f, " %llu", (unsigned long long)sizes[c][i]);
+        }
+        fputc('\n', f);
+    }
+    fclose(f);
+    ck_assert_int_eq(
+        tu_system("%s %s %s > %s", PARTD_TEST_PYTHON, py, in, outp), 0);
+    f = fopen(outp, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[4096];
+    for (int c = 0; c < NCASES; c++) {
+        ck_assert_ptr_nonnull(fgets(line, sizeof line, f));
+        size_t out[MAXN];
+        size_t m = pd__buffer_keys_to_flush(sizes[c], ns[c], fr[c] / 100.0,
+                                            mc[c], out);
+        char mine[4096];
+        size_t at = 0;
+        mine[0] = '\0';
+        for (size_t i = 0; i < m; i++)
+            at += (size_t)snprintf(mine + at, sizeof mine - at, "%s%zu",
+                                   i ? " " : "", out[i]);
+        line[strcspn(line, "\n")] = '\0';
+        ck_assert_msg(strcmp(mine, line) == 0, "case %d: mine [%s] ref [%s]", c,
+                      mine, line);
+    }
+    fclose(f);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+/* The Buffer spills what the selection says: with the docstring's sizes
+ * held and a limit of 100, one more byte spills only f. */
+START_TEST(select_in_buffer) {
+    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BORROW), b);
+    const char *names = "abcdefg";
+    int sizes[7] = {20, 10, 15, 15, 10, 25, 5};
+    static char fill[64];
+    memset(fill, '.', sizeof fill);
+    for (int i = 0; i < 7; i++)
+        tu_append1(b, PD_KEY(names + i, 1), fill, (size_t)sizes[i]);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 100);
+    ck_assert_uint_eq(s_nkeys(sl), 0);
+    tu_append1(b, PD_KEY_STR("h"), "!", 1);
+    ck_assert_uint_eq(s_nkeys(sl), 1);
+    ck_assert_int_eq(s_listed(sl, PD_KEY_STR("f")), 25);
+    ck_assert_int_eq(s_listed(f, PD_KEY_STR("f")), -1);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 76);
+    ck_assert_uint_eq(pd_dict_nbytes(f), 76);
+    pd_close(&b);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_uint_eq(pd_dict_nbytes(sl), 101); /* close flushed */
+    pd_close(&f);
+    pd_close(&sl);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- Basics */
+
+START_TEST(roundtrip_in_memory) {
+    pd_store *b = s_buf_dd(1u << 20);
+    pd_key a = PD_KEY_STR("a"), k2 = PD_KEY_STR("b");
+    tu_append1(b, a, "Hello ", 6);
+    tu_append1(b, k2, "x", 1);
+    tu_append1(b, a, "World!", 6);
+    s_expect_str(b, a, "Hello World!");
+    s_expect_str(b, k2, "x");
+    s_expect_str(b, PD_KEY_STR("none"), "");
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 13);
+    ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_fast(b)), 13);
+    ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_slow(b)), 0);
+    /* Accessors on something that is not a Buffer. */
+    ck_assert_uint_eq(pd_buffer_memory_usage(pd_buffer_fast(b)), 0);
+    ck_assert_ptr_null(pd_buffer_fast(pd_buffer_fast(b)));
+    ck_assert_ptr_null(pd_buffer_slow(NULL));
+    ck_assert_uint_eq(pd_buffer_memory_limit(NULL), 0);
+    /* A get into a result that already holds values (nested batch): */
+    pd_key ks[3] = {a, PD_KEY_STR("none"), k2};
+    pd_result *r = NULL;
+    TU_OK(pd_get(b, 3, ks, &r, 0), b);
+    ck_assert_uint_eq(pd_result_count(r), 3);
+    ck_assert_uint_eq(pd_result_value(r, 0).size, 12);
+    ck_assert_uint_eq(pd_result_value(r, 1).size, 0);
+    ck_assert(memcmp(pd_result_value(r, 2).data, "x", 1) == 0);
+    pd_result_free(&r);
+    ck_assert_int_eq(pd_close(&b), 0);
+}
+END_TEST
+
+/* The reference's defect 3: bytes must come back in append order. */
+START_TEST(order_after_spill) {
+    pd_store *b = s_buf_dd(100);
+    pd_key k = PD_KEY_STR("x");
+    char second[208];
+    memcpy(second, "second-", 7);
+    memset(second + 7, 'S', sizeof second - 7);
+    tu_append1(b, k, "first-", 6);
+    tu_append1(b, k, second, sizeof second);
+    ck_assert_uint_gt(pd_dict_nbytes(pd_buffer_slow(b)), 0); /* spilled */
+    tu_append1(b, k, "third", 5);
+    char want[6 + 208 + 5];
+    memcpy(want, "first-", 6);
+    memcpy(want + 6, second, sizeof second);
+    memcpy(want + 6 + sizeof second, "third", 5);
+    s_expect(b, k, want, sizeof want);
+    ck_assert_int_eq(s_listed(b, k), (long long)sizeof want);
+    pd_close(&b);
+}
+END_TEST
+
+/* A random workload against a model: fast stays within limit + batch, the
+ * counts match fast, and every key reads back exactly. */
+#define M_KEYS 37
+typedef struct s_model {
+    char *data[M_KEYS];
+    size_t len[M_KEYS], cap[M_KEYS];
+} s_model;
+
+static void s_model_add(s_model *m, int k, const char *v, size_t n) {
+    if (m->len[k] + n > m->cap[k]) {
+        m->cap[k] = (m->len[k] + n) * 2 + 16;
+        m->data[k] = realloc(m->data[k], m->cap[k]);
+    }
+    memcpy(m->data[k] + m->len[k], v, n);
+    m->len[k] += n;
+}
+
+static void s_model_check(s_model *m, pd_store *s) {
+    uint64_t total = 0;
+    for (int k = 0; k < M_KEYS; k++) {
+        char name[16];
+        snprintf(name, sizeof name, "key%d", k);
+        s_expect(s, PD_KEY_STR(name), m->data[k], m->len[k]);
+        total += m->len[k];
+    }
+    ck_assert_uint_eq(s_held(s), total);
+}
+
+static void s_model_free(s_model *m) {
+    for (int k = 0; k < M_KEYS; k++) free(m->data[k]);
+}
+
+static void s_random_workload(pd_store *b, pd_store *fast, uint64_t limit,
+                              int rounds, unsigned seed) {
+    s_model m;
+    memset(&m, 0, sizeof m);
+    srand(seed);
+    static char src[8192];
+    for (size_t i = 0; i < sizeof src; i++) src[i] = (char)('a' + i % 26);
+    char names[8][16];
+    for (int r = 0; r < rounds; r++) {
+        pd_key ks[8];
+        pd_bytes vs[8];
+        int n = 1 + rand() % 8;
+        uint64_t batch = 0;
+        int kidx[8];
+        for (int i = 0; i < n; i++) {
+            kidx[i] = rand() % M_KEYS;
+            snprintf(names[i], sizeof names[i], "key%d", kidx[i]);
+            size_t len = (size_t)(rand() % (rand() % 10 == 0 ? 3000 : 200));
+            size_t off = (size_t)rand() % (sizeof src - len);
+            ks[i] = PD_KEY_STR(names[i]);
+            vs[i] = (pd_bytes){src + off, len};
+            batch += len;
+        }
+        TU_OK(pd_append(b, (size_t)n, ks, vs, 0), b);
+        for (int i = 0; i < n; i++)
+            s_model_add(&m, kidx[i], vs[i].data, vs[i].size);
+        uint64_t u = pd_buffer_memory_usage(b);
+        ck_assert_msg(u <= limit + batch, "usage %llu > limit %llu + %llu",
+                      (unsigned long long)u, (unsigned long long)limit,
+                      (unsigned long long)batch);
+        if (fast) ck_assert_uint_eq(s_held(fast), u);
+        if (r % 97 == 0) s_model_check(&m, b);
+    }
+    s_model_check(&m, b);
+    s_model_free(&m);
+}
+
+START_TEST(memory_bound) {
+    pd_store *b = s_buf_dd(4000);
+    s_random_workload(b, pd_buffer_fast(b), 4000, 2000, 1);
+    ck_assert_uint_gt(pd_dict_nbytes(pd_buffer_slow(b)), 0);
+    /* flush everything: fast empty, usage 0, content unchanged */
+    uint64_t before = s_held(b);
+    TU_OK(pd_buffer_flush(b, 0, NULL, 0), b);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
+    ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_fast(b)), 0);
+    ck_assert_uint_eq(s_held(b), before);
+    pd_close(&b);
+
+    /* limit 0: fast holds only the last batch. */
+    b = s_buf_dd(0);
+    s_random_workload(b, pd_buffer_fast(b), 0, 300, 2);
+    pd_close(&b);
+}
+END_TEST
+
+/* Nested: Buffer(Buffer(Dict, Dict), Dict) -- the outer fast store has no
+ * peek, so spills read it with pd_get. */
+START_TEST(nested_buffers) {
+    pd_store *inner = s_buf_dd(1500), *slow = s_dict(), *b = NULL;
+    TU_OK(pd_buffer_open(&b, &inner, &slow, 5000, 0), b);
+    ck_assert_ptr_null(inner);
+    s_random_workload(b, pd_buffer_fast(b), 5000, 1500, 3);
+    pd_store *in = pd_buffer_fast(b);
+    ck_assert_uint_gt(pd_dict_nbytes(pd_buffer_slow(in)), 0);
+    ck_assert_uint_gt(pd_dict_nbytes(pd_buffer_slow(b)), 0);
+    pd_close(&b);
+}
+END_TEST
+
+/* A fast store without peek (the "failing" store, not failing). */
+START_TEST(fast_without_peek) {
+    t_fail *f = t_fail_open();
+    pd_store *fast = &f->base, *slow = s_dict(), *b = NULL;
+    TU_OK(pd_buffer_open(&b, &fast, &slow, 3000, 0), b);
+    s_random_workload(b, pd_buffer_fast(b), 3000, 800, 4);
+    pd_close(&b);
+}
+END_TEST
+
+START_TEST(iset_delete_drop) {
+    pd_store *b = s_buf_dd(1000);
+    pd_store *fast = pd_buffer_fast(b), *slow = pd_buffer_slow(b);
+    pd_key k = PD_KEY_STR("k");
+    tu_append1(b, k, "old", 3);
+    TU_OK(pd_buffer_flush(b, 1, &k, 0), b);
+    ck_assert_uint_eq(pd_dict_nbytes(slow), 3);
+    tu_append1(b, k, "more", 4);
+    ck_assert_int_eq(s_listed(b, k), 7);
+    /* iset replaces both parts. */
+    pd_bytes nv = {"new", 3}, zv = {"zzz", 3};
+    TU_OK(pd_iset(b, 1, &k, &nv, 0), b);
+    s_expect_str(b, k, "new");
+    ck_assert_uint_eq(pd_dict_nbytes(slow), 0);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 3);
+    /* Idempotent. */
+    TU_OK(pd_iset(b, 1, &k, &zv, 0), b);
+    s_expect_str(b, k, "new");
+    /* The set bytes are counted: they can spill. */
+    static char big[1500];
+    memset(big, 'B', sizeof big);
+    tu_append1(b, PD_KEY_STR("other"), big, 990);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 993);
+    tu_append1(b, PD_KEY_STR("third"), "12345678", 8);
+    ck_assert_uint_le(pd_buffer_memory_usage(b), 1000);
+    s_expect_str(b, k, "new");
+    /* A set larger than the limit spills first, then sits in fast. */
+    pd_key kb = PD_KEY_STR("bigset");
+    pd_bytes bv = {big, sizeof big};
+    TU_OK(pd_iset(b, 1, &kb, &bv, 0), b);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), sizeof big);
+    ck_assert_uint_eq(pd_dict_nbytes(fast), sizeof big);
+    s_expect(b, kb, big, sizeof big);
+
+    /* delete: from both stores and the counts. */
+    tu_append1(b, k, "+tail", 5); /* k: "new" in slow, "+tail" in fast */
+    s_expect_str(b, k, "new+tail");
+    uint64_t u = pd_buffer_memory_usage(b);
+    pd_key dk[2] = {k, PD_KEY_STR("absent")};
+    TU_OK(pd_delete(b, 2, dk, 0), b);
+    s_expect_str(b, k, "");
+    ck_assert_int_eq(s_listed(fast, k), -1);
+    ck_assert_int_eq(s_listed(slow, k), -1);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), u - 5);
+    tu_append1(b, k, "fresh", 5);
+    s_expect_str(b, k, "fresh");
+
+    /* drop: both, counts cleared, iset memo forgotten. */
+    TU_OK(pd_drop(b, 0), b);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
+    ck_assert_uint_eq(s_nkeys(b), 0);
+    ck_assert_uint_eq(s_nkeys(fast), 0);
+    ck_assert_uint_eq(s_nkeys(slow), 0);
+    TU_OK(pd_iset(b, 1, &k, &zv, 0), b);
+    s_expect_str(b, k, "zzz");
+    pd_close(&b);
+}
+END_TEST
+
+START_TEST(keys_union) {
+    pd_store *b = s_buf_dd(1u << 20);
+    pd_bytes parts[2] = {{"a", 1}, {"b", 1}};
+    pd_key split = PD_KEY_TUPLE(parts, 2), flat = PD_KEY_STR("a/b"),
+           only_slow = PD_KEY("\0", 1), only_fast = PD_KEY("", 0);
+    tu_append1(b, split, "abc", 3);
+    tu_append1(b, only_slow, "S", 1);
+    pd_key mv[2] = {split, only_slow};
+    TU_OK(pd_buffer_flush(b, 2, mv, 0), b);
+    tu_append1(b, split, "de", 2);
+    tu_append1(b, flat, "F", 1);
+    tu_append1(b, only_fast, "ff", 2);
+    ck_assert_uint_eq(s_nkeys(b), 4);
+    ck_assert_int_eq(s_listed(b, split), 5);
+    ck_assert_int_eq(s_listed(b, flat), 1);
+    ck_assert_int_eq(s_listed(b, only_slow), 1);
+    ck_assert_int_eq(s_listed(b, only_fast), 2);
+    s_expect_str(b, split, "abcde");
+    pd_close(&b);
+}
+END_TEST
+
+START_TEST(flush_keys) {
+    pd_store *b = s_buf_dd(1u << 20);
+    pd_store *slow = pd_buffer_slow(b);
+    tu_append1(b, PD_KEY_STR("a"), "1", 1);
+    tu_append1(b, PD_KEY_STR("b"), "22", 2);
+    tu_append1(b, PD_KEY_STR("c"), "333", 3);
+    /* Repeated and unknown keys are fine; each key moves once. */
+    pd_key ks[4] = {PD_KEY_STR("a"), PD_KEY_STR("zz"), PD_KEY_STR("a"),
+                    PD_KEY_STR("c")};
+    TU_OK(pd_buffer_flush(b, 4, ks, 0), b);
+    ck_assert_int_eq(s_listed(slow, PD_KEY_STR("a")), 1);
+    ck_assert_int_eq(s_listed(slow, PD_KEY_STR("c")), 3);
+    ck_assert_int_eq(s_listed(slow, PD_KEY_STR("zz")), -1);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 2);
+    /* Under the caller's lock, with PD_NOLOCK. */
+    TU_OK(pd_lock(b), b);
+    TU_OK(pd_buffer_flush(b, 0, NULL, PD_NOLOCK), b);
+    TU_OK(pd_unlock(b), b);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
+    ck_assert_uint_eq(pd_dict_nbytes(slow), 6);
+    s_expect_str(b, PD_KEY_STR("b"), "22");
+    /* Misuse. */
+    ck_assert_int_eq(pd_buffer_flush(NULL, 0, NULL, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_buffer_flush(slow, 0, NULL, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_buffer_flush(b, 0, NULL, 0x80), PD_ERR_MISUSE);
+    pd_key bad = {NULL, 5, NULL, 0};
+    ck_assert_int_eq(pd_buffer_flush(b, 1, &bad, 0), PD_ERR_MISUSE);
+    ck_assert_ptr_nonnull(strstr(pd_errmsg(b), "flush"));
+    pd_close(&b);
+}
+END_TEST
+
+/* ------------------------------------------------------------- Ownership */
+
+START_TEST(ownership_and_misuse) {
+    pd_store *f = s_dict(), *sl = s_dict(), *b = (pd_store *)&b;
+    /* Misuse: nothing taken, pointers untouched, *out NULL. */
+    ck_assert_int_eq(pd_buffer_open(&b, &f, &f, 10, 0), PD_ERR_MISUSE);
+    ck_assert_ptr_null(b);
+    ck_assert_ptr_nonnull(strstr(pd_errmsg(NULL), "buffer"));
+    ck_assert_ptr_nonnull(f);
+    pd_store *nul = NULL;
+    ck_assert_int_eq(pd_buffer_open(&b, &nul, &sl, 10, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_buffer_open(&b, &f, &nul, 10, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_buffer_open(&b, NULL, &sl, 10, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_buffer_open(&b, &f, NULL, 10, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_buffer_open(NULL, &f, &sl, 10, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_buffer_open(&b, &f, &sl, 10, 0x1), PD_ERR_MISUSE);
+    ck_assert_ptr_nonnull(f);
+    ck_assert_ptr_nonnull(sl);
+    ck_assert_ptr_null(b);
+
+    /* Borrowed: the caller keeps both and closes them after. */
+    pd_store *f0 = f, *s0 = sl;
+    TU_OK(pd_buffer_open(&b, &f, &sl, 10, PD_BORROW), b);
+    ck_assert_ptr_eq(f, f0);
+    ck_assert_ptr_eq(sl, s0);
+    ck_assert_ptr_eq(pd_buffer_fast(b), f);
+    ck_assert_ptr_eq(pd_buffer_slow(b), sl);
+    tu_append1(b, PD_KEY_STR("k"), "abc", 3);
+    tu_append1(b, PD_KEY_STR("j"), "0123456789", 10);
+    tu_append1(b, PD_KEY_STR("e"), "", 0);
+    ck_assert_uint_gt(pd_dict_nbytes(f), 0);
+    ck_assert_int_eq(pd_close(&b), 0);
+    ck_assert_ptr_null(b);
+    /* Closing flushed everything into slow, empty keys included. */
+    ck_assert_uint_eq(pd_dict_nbytes(f), 0);
+    s_expect_str(sl, PD_KEY_STR("j"), "0123456789");
+    s_expect_str(sl, PD_KEY_STR("k"), "abc");
+    ck_assert_int_eq(s_listed(sl, PD_KEY_STR("e")), 0);
+    tu_append1(f, PD_KEY_STR("still"), "usable", 6);
+
+    /* Owned: pointers nulled, closed with the Buffer. */
+    TU_OK(pd_buffer_open(&b, &f, &sl, 10, 0), b);
+    ck_assert_ptr_null(f);
+    ck_assert_ptr_null(sl);
+    s_expect_str(b, PD_KEY_STR("k"), "abc");
+    s_expect_str(b, PD_KEY_STR("still"), "usable"); /* fast's own data */
+    ck_assert_int_eq(pd_close(&b), 0);
+    ck_assert_ptr_null(b);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- Errors */
+
+START_TEST(failing_slow_keeps_data) {
+    t_fail *fs = t_fail_open();
+    pd_store *fast = s_dict(), *slow = &fs->base, *b = NULL;
+    TU_OK(pd_buffer_open(&b, &fast, &slow, 100, PD_BORROW), b);
+    static char v[200];
+    memset(v, 'v', sizeof v);
+    pd_key ka = PD_KEY_STR("a"), kb = PD_KEY_STR("b");
+    tu_append1(b, ka, v, 60);
+    fs->fail = true;
+    /* b needs a spill of a first, which fails: nothing of b applied. */
+    pd_bytes bv = {v, 60};
+    int rc = pd_append(b, 1, &kb, &bv, 0);
+    ck_assert_int_eq(rc, PD_ERR_IO);
+    ck_assert_int_eq(pd_errcode(b), PD_ERR_IO);
+    ck_assert_int_eq(pd_errno(b), ENOSPC);
+    const char *msg = pd_errmsg(b);
+    ck_assert_msg(strstr(msg, "buffer: ") == msg, "%s", msg);
+    ck_assert_msg(strstr(msg, "failing: append 'a'") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "No space left on device") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "spill 'a'") != NULL, "%s", msg);
+    ck_assert_int_eq(fs->failures, 1);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 60);
+    ck_assert_uint_eq(pd_dict_nbytes(fast), 60);
+    s_expect(b, ka, v, 60);
+    s_expect_str(b, kb, "");
+    /* iset too. */
+    ck_assert_int_eq(pd_iset(b, 1, &kb, &bv, 0), PD_ERR_IO);
+    s_expect_str(b, kb, "");
+    /* An explicit flush fails the same way, keeping the key. */
+    ck_assert_int_eq(pd_buffer_flush(b, 0, NULL, 0), PD_ERR_IO);
+    ck_assert_msg(strstr(pd_errmsg(b), "failing: append") != NULL, "%s",
+                  pd_errmsg(b));
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 60);
+    s_expect(b, ka, v, 60);
+    /* Healed: everything works, nothing was lost. */
+    fs->fail = false;
+    TU_OK(pd_append(b, 1, &kb, &bv, 0), b);
+    s_expect(b, ka, v, 60);
+    s_expect(b, kb, v, 60);
+    ck_assert_int_eq(s_listed(slow, ka), 60);
+    /* Closing with a failing slow reports it (fast is borrowed: keeps
+     * what could not be flushed). */
+    fs->fail = true;
+    rc = pd_close(&b);
+    ck_assert_int_eq(rc, PD_ERR_IO);
+    ck_assert_msg(strstr(pd_errmsg(NULL), "failing") != NULL, "%s",
+                  pd_errmsg(NULL));
+    ck_assert_uint_eq(pd_dict_nbytes(fast), 60);
+    pd_close(&fast);
+    pd_close(&slow);
+}
+END_TEST
+
+/* ---------------------------------------------------------------- Threads */
+
+#define S_THREADS 4
+#define S_ROUNDS 4000
+
+typedef struct s_targ {
+    pd_store *s;
+    int id;
+} s_targ;
+
+static void *s_worker(void *p) {
+    s_targ *a = p;
+    char own[16];
+    snprintf(own, sizeof own, "own%d", a->id);
+    for (int i = 0; i < S_ROUNDS; i++) {
+        char rec[16];
+        snprintf(rec, sizeof rec, "%d:%06d;", a->id, i);
+        pd_key ks[2] = {PD_KEY_STR(own), PD_KEY_STR("shared")};
+        pd_bytes vs[2] = {{rec, 9}, {rec, 9}};
+        if (pd_append(a->s, 2, ks, vs, 0) != 0) return (void *)1;
+        if (i % 400 == 0) {
+            pd_result *r = NULL;
+            if (pd_get(a->s, 1, &ks[0], &r, 0) != 0) return (void *)1;
+            bool ok = pd_result_value(r, 0).size == (size_t)(i + 1) * 9;
+            pd_result_free(&r);
+            if (!ok) return (void *)2;
+        }
+    }
+    return NULL;
+}
+
+static void s_threads_on(pd_store *s) {
+    pthread_t th[S_THREADS];
+    s_targ args[S_THREADS];
+    for (int t = 0; t < S_THREADS; t++) {
+        args[t] = (s_targ){s, t};
+        ck_assert_int_eq(pthread_create(&th[t], NULL, s_worker, &args[t]), 0);
+    }
+    for (int t = 0; t < S_THREADS; t++) {
+        void *ret = NULL;
+        pthread_join(th[t], &ret);
+        ck_assert_msg(ret == NULL, "thread %d failed: %s", t, pd_errmsg(s));
+    }
+    for (int t = 0; t < S_THREADS; t++) {
+        char own[16];
+        snprintf(own, sizeof own, "own%d", t);
+        size_t len = 0;
+        char *got = tu_get1(s, &PD_KEY_STR(own), &len);
+        ck_assert_uint_eq(len, (size_t)S_ROUNDS * 9);
+        for (int i = 0; i < S_ROUNDS; i++) {
+            char rec[16];
+            snprintf(rec, sizeof rec, "%d:%06d;", t, i);
+            ck_assert(memcmp(got + (size_t)i * 9, rec, 9) == 0);
+        }
+        free(got);
+    }
+    size_t len = 0;
+    char *got = tu_get1(s, &PD_KEY_STR("shared"), &len);
+    ck_assert_uint_eq(len, (size_t)S_THREADS * S_ROUNDS * 9);
+    int next[S_THREADS] = {0};
+    for (size_t off = 0; off < len; off += 9) {
+        int t = got[off] - '0';
+        ck_assert(t >= 0 && t < S_THREADS);
+        ck_assert_int_eq(atoi(got + off + 2), next[t]);
+        next[t]++;
+    }
+    free(got);
+    ck_assert_uint_eq(s_held(s), 2ull * S_THREADS * S_ROUNDS * 9);
+}
+
+START_TEST(threads) {
+    pd_store *b = s_buf_dd(5000);
+    s_threads_on(b);
+    ck_assert_uint_le(pd_buffer_memory_usage(b), 5000 + 18);
+    ck_assert_uint_gt(pd_dict_nbytes(pd_buffer_slow(b)), 0);
+    pd_close(&b);
+}
+END_TEST
+
+/* ------------------------------------------------------------------ File */
+
+static pd_store *s_file_or_skip(const char *test) {
+    pd_store *f = NULL;
+    int rc = pd_file_open_temp(&f, NULL, 0);
+    if (rc == PD_ERR_UNSUPPORTED) {
+        fprintf(stderr, "%s: File store not available yet, skipped\n", test);
+        return NULL;
+    }
+    ck_assert_msg(rc == 0, "file: %s", pd_errmsg(NULL));
+    return f;
+}
+
+START_TEST(dict_over_file) {
+    pd_store *file = s_file_or_skip("dict_over_file");
+    if (!file) return;
+    pd_store *fast = s_dict(), *b = NULL, *slow = file;
+    TU_OK(pd_buffer_open(&b, &fast, &slow, 3000, PD_BORROW), b);
+    s_random_workload(b, fast, 3000, 600, 5);
+    ck_assert_uint_gt(s_held(file), 0);
+    /* Order after spill, hostile keys included. */
+    pd_bytes parts[2] = {{"..", 2}, {"/x", 2}};
+    pd_key keys[3] = {PD_KEY("", 0), PD_KEY("a\0b", 3), PD_KEY_TUPLE(parts, 2)};
+    static char big[4000];
+    memset(big, 'B', sizeof big);
+    for (int i = 0; i < 3; i++) {
+        tu_append1(b, keys[i], "first-", 6);
+        tu_append1(b, keys[i], big, sizeof big);
+        tu_append1(b, keys[i], "-last", 5);
+        size_t len = 0;
+        char *got = tu_get1(b, &keys[i], &len);
+        ck_assert_uint_eq(len, 6 + sizeof big + 5);
+        ck_assert(memcmp(got, "first-", 6) == 0);
+        ck_assert(memcmp(got + len - 5, "-last", 5) == 0);
+        free(got);
+    }
+    uint64_t total = s_held(b);
+    TU_OK(pd_close(&b), b);
+    ck_assert_uint_eq(pd_dict_nbytes(fast), 0);
+    ck_assert_uint_eq(s_held(file), total);
+    pd_close(&fast);
+    ck_assert_int_eq(pd_close(&file), 0);
+}
+END_TEST
+
+START_TEST(threads_dict_over_file) {
+    pd_store *file = s_file_or_skip("threads_dict_over_file");
+    if (!file) return;
+    pd_store *fast = s_dict(), *b = NULL;
+    TU_OK(pd_buffer_open(&b, &fast, &file, 20000, 0), b);
+    s_threads_on(b);
+    pd_close(&b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("test_buffer");
-    TCase *tc = tcase_create("placeholder");
-    tcase_add_test(tc, placeholder);
+    TCase *tc = tcase_create("buffer");
+    tcase_set_timeout(tc, 300);
+    tcase_add_test(tc, select_docstring);
+    tcase_add_test(tc, select_matches_reference);
+    tcase_add_test(tc, select_in_buffer);
+    tcase_add_test(tc, roundtrip_in_memory);
+    tcase_add_test(tc, order_after_spill);
+    tcase_add_test(tc, memory_bound);
+    tcase_add_test(tc, nested_buffers);
+    tcase_add_test(tc, fast_without_peek);
+    tcase_add_test(tc, iset_delete_drop);
+    tcase_add_test(tc, keys_union);
+    tcase_add_test(tc, flush_keys);
+    tcase_add_test(tc, ownership_and_misuse);
+    tcase_add_test(tc, failing_slow_keeps_data);
+    tcase_add_test(tc, threads);
+    tcase_add_test(tc, dict_over_file);
+    tcase_add_test(tc, threads_dict_over_file);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
