@@ -414,6 +414,13 @@ static int s_walk(s_file *f, char *rel, bool create, int *dirfd,
 
 static int s_lockfile_open(int rootfd, struct stat *st) {
     int fd = s_openat(rootfd, ".lock", O_RDWR | O_CREAT | S_OPEN_FLAGS, 0666);
+    if (fd < 0 && (errno == EROFS || errno == EACCES)) {
+        /* A read-only store can still be read: flock works on a read-only
+         * descriptor of an existing lock file. */
+        int e = errno;
+        fd = s_openat(rootfd, ".lock", O_RDONLY | S_OPEN_FLAGS, 0);
+        if (fd < 0) errno = e;
+    }
     if (fd < 0) return -1;
     if (fstat(fd, st) < 0 || !S_ISREG(st->st_mode)) {
         int e = S_ISREG(st->st_mode) ? errno : EINVAL;

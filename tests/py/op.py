@@ -1,0 +1,56 @@
+"""One operation on a store with the Python reference (tests/*.c helpers).
+
+usage: op.py ROOT append KEY VALUE | iset KEY VALUE | get KEY | delete KEY...
+       | drop
+A KEY containing ',' is a tuple of its comma-separated parts.
+get writes the raw value to stdout.
+"""
+import sys
+
+
+def _file_class():
+    """partd.File without running partd/__init__.py, which imports pandas
+    and numpy (0.5 s per process).  The class is the reference's own."""
+    try:
+        import importlib.util
+        import types
+        spec = importlib.util.find_spec('partd')
+        pkg = types.ModuleType('partd')
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules['partd'] = pkg
+        from partd.file import File
+        return File
+    except Exception:
+        sys.modules.pop('partd', None)
+        import partd
+        return partd.File
+
+
+File = _file_class()
+
+
+def key(s):
+    return tuple(s.split(',')) if ',' in s else s
+
+
+def main():
+    root, op, args = sys.argv[1], sys.argv[2], sys.argv[3:]
+    p = File(root)
+    if op == 'append':
+        p.append({key(args[0]): args[1].encode()})
+    elif op == 'iset':
+        p.iset(key(args[0]), args[1].encode())
+    elif op == 'get':
+        sys.stdout.buffer.write(p.get(key(args[0])))
+    elif op == 'delete':
+        p.delete([key(a) for a in args])
+    elif op == 'drop':
+        p.drop()
+    else:
+        print('unknown op', op, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,48 @@
+"""Concurrency writer using the Python reference (test_concurrency.c).
+
+usage: writer.py ROOT WRITER BATCHES KEYS [GOFD]
+
+Each batch appends "<writer>:<batch>:<key>;" to every key k0..k{KEYS-1} in
+one partd.File.append call (which holds the store's flock for the whole
+call).  If GOFD is given, waits for EOF on that descriptor first.
+"""
+import os
+import sys
+
+
+def _file_class():
+    """partd.File without running partd/__init__.py, which imports pandas
+    and numpy (0.5 s per process).  The class is the reference's own."""
+    try:
+        import importlib.util
+        import types
+        spec = importlib.util.find_spec('partd')
+        pkg = types.ModuleType('partd')
+        pkg.__path__ = list(spec.submodule_search_locations)
+        sys.modules['partd'] = pkg
+        from partd.file import File
+        return File
+    except Exception:
+        sys.modules.pop('partd', None)
+        import partd
+        return partd.File
+
+
+File = _file_class()
+
+
+def main():
+    root, w, nb, nk = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
+    if len(sys.argv) > 5:
+        fd = int(sys.argv[5])
+        while os.read(fd, 1):
+            pass
+        os.close(fd)
+    p = File(root)
+    for b in range(nb):
+        p.append({'k%d' % k: ('%d:%d:%d;' % (w, b, k)).encode() for k in range(nk)})
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
