@@ -28,48 +28,6 @@ static pd_store *s_buf_dd(uint64_t limit) {
     return b;
 }
 
-static void s_expect(pd_store *s, pd_key k, const void *want, size_t wlen) {
-    size_t len = 0;
-    char *got = tu_get1(s, &k, &len);
-    ck_assert_msg(len == wlen, "length %zu, want %zu", len, wlen);
-    ck_assert_msg(wlen == 0 || memcmp(got, want, wlen) == 0, "content differs");
-    free(got);
-}
-
-static void s_expect_str(pd_store *s, pd_key k, const char *want) {
-    s_expect(s, k, want, strlen(want));
-}
-
-static size_t s_nkeys(pd_store *s) {
-    pd_keylist *kl = NULL;
-    TU_OK(pd_keys(s, &kl, 0), s);
-    size_t n = pd_keylist_count(kl);
-    pd_keylist_free(&kl);
-    return n;
-}
-
-/* Size listed for key k by pd_keys, or -1 when absent. */
-static long long s_listed(pd_store *s, pd_key k) {
-    pd_keylist *kl = NULL;
-    TU_OK(pd_keys(s, &kl, 0), s);
-    pd__pkey want, got;
-    ck_assert_int_eq(pd__pkey_set(&want, &k), 0);
-    long long size = -1;
-    for (size_t i = 0; i < pd_keylist_count(kl); i++) {
-        pd_key ki;
-        ck_assert_int_eq(pd_keylist_key(kl, i, &ki), 0);
-        ck_assert_int_eq(pd__pkey_set(&got, &ki), 0);
-        if (got.len == want.len && memcmp(got.p, want.p, got.len) == 0) {
-            ck_assert_int_eq(size, -1);
-            size = (long long)pd_keylist_size(kl, i);
-        }
-        pd__pkey_free(&got);
-    }
-    pd__pkey_free(&want);
-    pd_keylist_free(&kl);
-    return size;
-}
-
 /* Bytes held by a store over all its keys. */
 static uint64_t s_held(pd_store *s) {
     pd_keylist *kl = NULL;
@@ -299,11 +257,11 @@ START_TEST(select_in_buffer) {
     for (int i = 0; i < 7; i++)
         tu_append1(b, PD_KEY(names + i, 1), fill, (size_t)sizes[i]);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 100);
-    ck_assert_uint_eq(s_nkeys(sl), 0);
+    ck_assert_uint_eq(tu_nkeys(sl), 0);
     tu_append1(b, PD_KEY_STR("h"), "!", 1);
-    ck_assert_uint_eq(s_nkeys(sl), 1);
-    ck_assert_int_eq(s_listed(sl, PD_KEY_STR("f")), 25);
-    ck_assert_int_eq(s_listed(f, PD_KEY_STR("f")), -1);
+    ck_assert_uint_eq(tu_nkeys(sl), 1);
+    ck_assert_int_eq(tu_listed_size(sl, PD_KEY_STR("f")), 25);
+    ck_assert_int_eq(tu_listed_size(f, PD_KEY_STR("f")), -1);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 76);
     ck_assert_uint_eq(pd_dict_nbytes(f), 76);
     pd_close(&b);
@@ -322,9 +280,9 @@ START_TEST(roundtrip_in_memory) {
     tu_append1(b, a, "Hello ", 6);
     tu_append1(b, k2, "x", 1);
     tu_append1(b, a, "World!", 6);
-    s_expect_str(b, a, "Hello World!");
-    s_expect_str(b, k2, "x");
-    s_expect_str(b, PD_KEY_STR("none"), "");
+    tu_expect_str(b, a, "Hello World!");
+    tu_expect_str(b, k2, "x");
+    tu_expect_str(b, PD_KEY_STR("none"), "");
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 13);
     ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_fast(b)), 13);
     ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_slow(b)), 0);
@@ -361,8 +319,8 @@ START_TEST(order_after_spill) {
     memcpy(want, "first-", 6);
     memcpy(want + 6, second, sizeof second);
     memcpy(want + 6 + sizeof second, "third", 5);
-    s_expect(b, k, want, sizeof want);
-    ck_assert_int_eq(s_listed(b, k), (long long)sizeof want);
+    tu_expect(b, k, want, sizeof want);
+    ck_assert_int_eq(tu_listed_size(b, k), (long long)sizeof want);
     pd_close(&b);
 }
 END_TEST
@@ -389,7 +347,7 @@ static void s_model_check(s_model *m, pd_store *s) {
     for (int k = 0; k < M_KEYS; k++) {
         char name[16];
         snprintf(name, sizeof name, "key%d", k);
-        s_expect(s, PD_KEY_STR(name), m->data[k], m->len[k]);
+        tu_expect(s, PD_KEY_STR(name), m->data[k], m->len[k]);
         total += m->len[k];
     }
     ck_assert_uint_eq(s_held(s), total);
@@ -487,16 +445,16 @@ START_TEST(iset_delete_drop) {
     TU_OK(pd_buffer_flush(b, 1, &k, 0), b);
     ck_assert_uint_eq(pd_dict_nbytes(slow), 3);
     tu_append1(b, k, "more", 4);
-    ck_assert_int_eq(s_listed(b, k), 7);
+    ck_assert_int_eq(tu_listed_size(b, k), 7);
     /* iset replaces both parts. */
     pd_bytes nv = {"new", 3}, zv = {"zzz", 3};
     TU_OK(pd_iset(b, 1, &k, &nv, 0), b);
-    s_expect_str(b, k, "new");
+    tu_expect_str(b, k, "new");
     ck_assert_uint_eq(pd_dict_nbytes(slow), 0);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 3);
     /* Idempotent. */
     TU_OK(pd_iset(b, 1, &k, &zv, 0), b);
-    s_expect_str(b, k, "new");
+    tu_expect_str(b, k, "new");
     /* The set bytes are counted: they can spill. */
     static char big[1500];
     memset(big, 'B', sizeof big);
@@ -504,36 +462,36 @@ START_TEST(iset_delete_drop) {
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 993);
     tu_append1(b, PD_KEY_STR("third"), "12345678", 8);
     ck_assert_uint_le(pd_buffer_memory_usage(b), 1000);
-    s_expect_str(b, k, "new");
+    tu_expect_str(b, k, "new");
     /* A set larger than the limit spills first, then sits in fast. */
     pd_key kb = PD_KEY_STR("bigset");
     pd_bytes bv = {big, sizeof big};
     TU_OK(pd_iset(b, 1, &kb, &bv, 0), b);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), sizeof big);
     ck_assert_uint_eq(pd_dict_nbytes(fast), sizeof big);
-    s_expect(b, kb, big, sizeof big);
+    tu_expect(b, kb, big, sizeof big);
 
     /* delete: from both stores and the counts. */
     tu_append1(b, k, "+tail", 5); /* k: "new" in slow, "+tail" in fast */
-    s_expect_str(b, k, "new+tail");
+    tu_expect_str(b, k, "new+tail");
     uint64_t u = pd_buffer_memory_usage(b);
     pd_key dk[2] = {k, PD_KEY_STR("absent")};
     TU_OK(pd_delete(b, 2, dk, 0), b);
-    s_expect_str(b, k, "");
-    ck_assert_int_eq(s_listed(fast, k), -1);
-    ck_assert_int_eq(s_listed(slow, k), -1);
+    tu_expect_str(b, k, "");
+    ck_assert_int_eq(tu_listed_size(fast, k), -1);
+    ck_assert_int_eq(tu_listed_size(slow, k), -1);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), u - 5);
     tu_append1(b, k, "fresh", 5);
-    s_expect_str(b, k, "fresh");
+    tu_expect_str(b, k, "fresh");
 
     /* drop: both, counts cleared, iset memo forgotten. */
     TU_OK(pd_drop(b, 0), b);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
-    ck_assert_uint_eq(s_nkeys(b), 0);
-    ck_assert_uint_eq(s_nkeys(fast), 0);
-    ck_assert_uint_eq(s_nkeys(slow), 0);
+    ck_assert_uint_eq(tu_nkeys(b), 0);
+    ck_assert_uint_eq(tu_nkeys(fast), 0);
+    ck_assert_uint_eq(tu_nkeys(slow), 0);
     TU_OK(pd_iset(b, 1, &k, &zv, 0), b);
-    s_expect_str(b, k, "zzz");
+    tu_expect_str(b, k, "zzz");
     pd_close(&b);
 }
 END_TEST
@@ -550,12 +508,12 @@ START_TEST(keys_union) {
     tu_append1(b, split, "de", 2);
     tu_append1(b, flat, "F", 1);
     tu_append1(b, only_fast, "ff", 2);
-    ck_assert_uint_eq(s_nkeys(b), 4);
-    ck_assert_int_eq(s_listed(b, split), 5);
-    ck_assert_int_eq(s_listed(b, flat), 1);
-    ck_assert_int_eq(s_listed(b, only_slow), 1);
-    ck_assert_int_eq(s_listed(b, only_fast), 2);
-    s_expect_str(b, split, "abcde");
+    ck_assert_uint_eq(tu_nkeys(b), 4);
+    ck_assert_int_eq(tu_listed_size(b, split), 5);
+    ck_assert_int_eq(tu_listed_size(b, flat), 1);
+    ck_assert_int_eq(tu_listed_size(b, only_slow), 1);
+    ck_assert_int_eq(tu_listed_size(b, only_fast), 2);
+    tu_expect_str(b, split, "abcde");
     pd_close(&b);
 }
 END_TEST
@@ -570,9 +528,9 @@ START_TEST(flush_keys) {
     pd_key ks[4] = {PD_KEY_STR("a"), PD_KEY_STR("zz"), PD_KEY_STR("a"),
                     PD_KEY_STR("c")};
     TU_OK(pd_buffer_flush(b, 4, ks, 0), b);
-    ck_assert_int_eq(s_listed(slow, PD_KEY_STR("a")), 1);
-    ck_assert_int_eq(s_listed(slow, PD_KEY_STR("c")), 3);
-    ck_assert_int_eq(s_listed(slow, PD_KEY_STR("zz")), -1);
+    ck_assert_int_eq(tu_listed_size(slow, PD_KEY_STR("a")), 1);
+    ck_assert_int_eq(tu_listed_size(slow, PD_KEY_STR("c")), 3);
+    ck_assert_int_eq(tu_listed_size(slow, PD_KEY_STR("zz")), -1);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 2);
     /* Under the caller's lock, with PD_NOLOCK. */
     TU_OK(pd_lock(b), b);
@@ -580,7 +538,7 @@ START_TEST(flush_keys) {
     TU_OK(pd_unlock(b), b);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
     ck_assert_uint_eq(pd_dict_nbytes(slow), 6);
-    s_expect_str(b, PD_KEY_STR("b"), "22");
+    tu_expect_str(b, PD_KEY_STR("b"), "22");
     /* Misuse. */
     ck_assert_int_eq(pd_buffer_flush(NULL, 0, NULL, 0), PD_ERR_MISUSE);
     ck_assert_int_eq(pd_buffer_flush(slow, 0, NULL, 0), PD_ERR_MISUSE);
@@ -627,17 +585,17 @@ START_TEST(ownership_and_misuse) {
     ck_assert_ptr_null(b);
     /* Closing flushed everything into slow, empty keys included. */
     ck_assert_uint_eq(pd_dict_nbytes(f), 0);
-    s_expect_str(sl, PD_KEY_STR("j"), "0123456789");
-    s_expect_str(sl, PD_KEY_STR("k"), "abc");
-    ck_assert_int_eq(s_listed(sl, PD_KEY_STR("e")), 0);
+    tu_expect_str(sl, PD_KEY_STR("j"), "0123456789");
+    tu_expect_str(sl, PD_KEY_STR("k"), "abc");
+    ck_assert_int_eq(tu_listed_size(sl, PD_KEY_STR("e")), 0);
     tu_append1(f, PD_KEY_STR("still"), "usable", 6);
 
     /* Owned: pointers nulled, closed with the Buffer. */
     TU_OK(pd_buffer_open(&b, &f, &sl, 10, 0), b);
     ck_assert_ptr_null(f);
     ck_assert_ptr_null(sl);
-    s_expect_str(b, PD_KEY_STR("k"), "abc");
-    s_expect_str(b, PD_KEY_STR("still"), "usable"); /* fast's own data */
+    tu_expect_str(b, PD_KEY_STR("k"), "abc");
+    tu_expect_str(b, PD_KEY_STR("still"), "usable"); /* fast's own data */
     ck_assert_int_eq(pd_close(&b), 0);
     ck_assert_ptr_null(b);
 }
@@ -668,23 +626,23 @@ START_TEST(failing_slow_keeps_data) {
     ck_assert_int_eq(fs->failures, 1);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 60);
     ck_assert_uint_eq(pd_dict_nbytes(fast), 60);
-    s_expect(b, ka, v, 60);
-    s_expect_str(b, kb, "");
+    tu_expect(b, ka, v, 60);
+    tu_expect_str(b, kb, "");
     /* iset too. */
     ck_assert_int_eq(pd_iset(b, 1, &kb, &bv, 0), PD_ERR_IO);
-    s_expect_str(b, kb, "");
+    tu_expect_str(b, kb, "");
     /* An explicit flush fails the same way, keeping the key. */
     ck_assert_int_eq(pd_buffer_flush(b, 0, NULL, 0), PD_ERR_IO);
     ck_assert_msg(strstr(pd_errmsg(b), "failing: append") != NULL, "%s",
                   pd_errmsg(b));
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 60);
-    s_expect(b, ka, v, 60);
+    tu_expect(b, ka, v, 60);
     /* Healed: everything works, nothing was lost. */
     fs->fail = false;
     TU_OK(pd_append(b, 1, &kb, &bv, 0), b);
-    s_expect(b, ka, v, 60);
-    s_expect(b, kb, v, 60);
-    ck_assert_int_eq(s_listed(slow, ka), 60);
+    tu_expect(b, ka, v, 60);
+    tu_expect(b, kb, v, 60);
+    ck_assert_int_eq(tu_listed_size(slow, ka), 60);
     /* Closing with a failing slow reports it (fast is borrowed: keeps
      * what could not be flushed). */
     fs->fail = true;
@@ -703,68 +661,10 @@ END_TEST
 #define S_THREADS 4
 #define S_ROUNDS 4000
 
-typedef struct s_targ {
-    pd_store *s;
-    int id;
-} s_targ;
-
-static void *s_worker(void *p) {
-    s_targ *a = p;
-    char own[16];
-    snprintf(own, sizeof own, "own%d", a->id);
-    for (int i = 0; i < S_ROUNDS; i++) {
-        char rec[16];
-        snprintf(rec, sizeof rec, "%d:%06d;", a->id, i);
-        pd_key ks[2] = {PD_KEY_STR(own), PD_KEY_STR("shared")};
-        pd_bytes vs[2] = {{rec, 9}, {rec, 9}};
-        if (pd_append(a->s, 2, ks, vs, 0) != 0) return (void *)1;
-        if (i % 400 == 0) {
-            pd_result *r = NULL;
-            if (pd_get(a->s, 1, &ks[0], &r, 0) != 0) return (void *)1;
-            bool ok = pd_result_value(r, 0).size == (size_t)(i + 1) * 9;
-            pd_result_free(&r);
-            if (!ok) return (void *)2;
-        }
-    }
-    return NULL;
-}
-
+/* Threads on s: see tu_threads_own_shared; then s holds every record twice
+ * (own and shared keys). */
 static void s_threads_on(pd_store *s) {
-    pthread_t th[S_THREADS];
-    s_targ args[S_THREADS];
-    for (int t = 0; t < S_THREADS; t++) {
-        args[t] = (s_targ){s, t};
-        ck_assert_int_eq(pthread_create(&th[t], NULL, s_worker, &args[t]), 0);
-    }
-    for (int t = 0; t < S_THREADS; t++) {
-        void *ret = NULL;
-        pthread_join(th[t], &ret);
-        ck_assert_msg(ret == NULL, "thread %d failed: %s", t, pd_errmsg(s));
-    }
-    for (int t = 0; t < S_THREADS; t++) {
-        char own[16];
-        snprintf(own, sizeof own, "own%d", t);
-        size_t len = 0;
-        char *got = tu_get1(s, &PD_KEY_STR(own), &len);
-        ck_assert_uint_eq(len, (size_t)S_ROUNDS * 9);
-        for (int i = 0; i < S_ROUNDS; i++) {
-            char rec[16];
-            snprintf(rec, sizeof rec, "%d:%06d;", t, i);
-            ck_assert(memcmp(got + (size_t)i * 9, rec, 9) == 0);
-        }
-        free(got);
-    }
-    size_t len = 0;
-    char *got = tu_get1(s, &PD_KEY_STR("shared"), &len);
-    ck_assert_uint_eq(len, (size_t)S_THREADS * S_ROUNDS * 9);
-    int next[S_THREADS] = {0};
-    for (size_t off = 0; off < len; off += 9) {
-        int t = got[off] - '0';
-        ck_assert(t >= 0 && t < S_THREADS);
-        ck_assert_int_eq(atoi(got + off + 2), next[t]);
-        next[t]++;
-    }
-    free(got);
+    tu_threads_own_shared(s, S_THREADS, S_ROUNDS);
     ck_assert_uint_eq(s_held(s), 2ull * S_THREADS * S_ROUNDS * 9);
 }
 

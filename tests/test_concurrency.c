@@ -30,79 +30,18 @@
 
 /* ------------------------------------------------------- Child processes */
 
-/* A child reports a failure by writing a message to g_errfd and exiting 1;
- * the parent collects it into its assertion message. */
-static int g_errfd = -1;
-
-PD__PRINTF(2, 3)
-static void s_child_fail(int line, const char *fmt, ...) {
-    char buf[2048];
-    int n =
-        snprintf(buf, sizeof buf, "[child %d, line %d] ", (int)getpid(), line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (g_errfd >= 0 && write(g_errfd, buf, strlen(buf)) < 0) {
-        /* nothing more to do */
-    }
-    fprintf(stderr, "%s\n", buf);
-    _exit(1);
-}
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (!(cond)) s_child_fail(__LINE__, __VA_ARGS__);                      \
-    } while (0)
-
-typedef struct child {
-    pid_t pid;
-    int errfd; /* read end of the child's error pipe */
-} child;
-
-typedef int (*child_fn)(void *arg);
-
 /* Descriptors a forked child must close first (e.g. the write ends of the
  * pipes whose EOF it waits for). */
 static int g_child_close[8];
 static int g_nchild_close;
 
-static child s_spawn(child_fn fn, void *arg) {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(p[0]);
-        for (int i = 0; i < g_nchild_close; i++) close(g_child_close[i]);
-        g_errfd = p[1];
-        int rc = fn(arg);
-        _exit(rc);
-    }
-    close(p[1]);
-    return (child){pid, p[0]};
+static tu_child s_spawn(tu_child_fn fn, void *arg) {
+    return tu_child_spawn(fn, arg, g_child_close, g_nchild_close);
 }
 
-/* Waits for a child; returns its exit status (or 128+signal) and copies its
- * error message into msg. */
-static int s_wait(child c, char *msg, size_t cap) {
-    size_t len = 0;
-    ssize_t r;
-    while (len + 1 < cap && (r = read(c.errfd, msg + len, cap - 1 - len)) > 0)
-        len += (size_t)r;
-    msg[len] = 0;
-    close(c.errfd);
-    int st;
-    while (waitpid(c.pid, &st, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
-    return -1;
-}
-
-static void s_wait_ok(child c, const char *what) {
+static void s_wait_ok(tu_child c, const char *what) {
     char msg[4096];
-    int st = s_wait(c, msg, sizeof msg);
+    int st = tu_child_wait(c, msg, sizeof msg);
     ck_assert_msg(st == 0, "%s: exit status %d: %s", what, st, msg);
 }
 
@@ -135,13 +74,6 @@ static pid_t s_spawn_py(int outfd, int keepfd, const char *script, ...) {
     return pid;
 }
 
-static int s_waitpid(pid_t pid) {
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
-}
-
 /* Runs tests/py/op.py ROOT args... and returns its exit status; stdout is
  * captured into out (NUL-terminated) when out != NULL. */
 static int s_py_op(char *out, size_t cap, const char *root, const char *a1,
@@ -163,7 +95,7 @@ static int s_py_op(char *out, size_t cap, const char *root, const char *a1,
     }
     if (out) out[len] = 0;
     close(p[0]);
-    return s_waitpid(pid);
+    return tu_waitpid(pid);
 }
 
 static double s_now(void) {
@@ -175,6 +107,14 @@ static double s_now(void) {
 static void s_sleep_ms(int ms) {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR) {}
+}
+
+/* The keys k0..k{n-1}: keys[k] points at names[k]. */
+static void s_knames(int n, char names[][8], pd_key *keys) {
+    for (int k = 0; k < n; k++) {
+        snprintf(names[k], sizeof names[k], "k%d", k);
+        keys[k] = PD_KEY_STR(names[k]);
+    }
 }
 
 /* ------------------------------------------------------------ Records */
@@ -244,7 +184,7 @@ static int s_c_writer(void *arg) {
     s_wait_go(a->gofd);
     pd_store *s = NULL;
     int rc = pd_file_open(&s, a->root, 0);
-    CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
     /* Writers differ: some split each record into two values of the same
      * key within the batch, some hold pd_lock around the batch. */
     bool split = a->w % 3 == 1, locked = a->w % 2 == 1;
@@ -268,16 +208,16 @@ static int s_c_writer(void *arg) {
             }
         }
         if (locked) {
-            CHECK(pd_lock(s) == 0, "lock: %s", pd_errmsg(s));
+            TU_CHECK(pd_lock(s) == 0, "lock: %s", pd_errmsg(s));
             rc = pd_append(s, n, keys, vals, PD_NOLOCK);
-            CHECK(rc == 0, "append: %s", pd_errmsg(s));
-            CHECK(pd_unlock(s) == 0, "unlock: %s", pd_errmsg(s));
+            TU_CHECK(rc == 0, "append: %s", pd_errmsg(s));
+            TU_CHECK(pd_unlock(s) == 0, "unlock: %s", pd_errmsg(s));
         } else {
             rc = pd_append(s, n, keys, vals, 0);
-            CHECK(rc == 0, "append: %s", pd_errmsg(s));
+            TU_CHECK(rc == 0, "append: %s", pd_errmsg(s));
         }
     }
-    CHECK(pd_close(&s) == 0, "close: %s", pd_errmsg(NULL));
+    TU_CHECK(pd_close(&s) == 0, "close: %s", pd_errmsg(NULL));
     return 0;
 }
 
@@ -338,15 +278,12 @@ static int s_reader(void *arg) {
     s_wait_go(a->gofd);
     pd_store *s = NULL;
     int rc = pd_file_open(&s, a->root, 0);
-    CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
     rec *seq = calloc(MAXREC, sizeof *seq), *tmp = calloc(MAXREC, sizeof *tmp),
         *prev = calloc(MAXREC, sizeof *prev);
     pd_key keys[NK];
     char names[NK][8];
-    for (int k = 0; k < NK; k++) {
-        snprintf(names[k], sizeof names[k], "k%d", k);
-        keys[k] = PD_KEY_STR(names[k]);
-    }
+    s_knames(NK, names, keys);
     long prevn = 0, snaps = 0, nonempty = 0;
     char why[512];
     for (;;) {
@@ -354,11 +291,11 @@ static int s_reader(void *arg) {
         bool last = poll(&pf, 1, 0) > 0;
         pd_result *r = NULL;
         rc = pd_get(s, NK, keys, &r, 0);
-        CHECK(rc == 0, "get: %s", pd_errmsg(s));
+        TU_CHECK(rc == 0, "get: %s", pd_errmsg(s));
         long n = s_check_snapshot(r, seq, tmp, prevn, why, sizeof why);
-        CHECK(n >= 0, "snapshot %ld: %s", snaps, why);
-        CHECK(memcmp(prev, seq, (size_t)prevn * sizeof *seq) == 0,
-              "snapshot %ld does not extend the previous one", snaps);
+        TU_CHECK(n >= 0, "snapshot %ld: %s", snaps, why);
+        TU_CHECK(memcmp(prev, seq, (size_t)prevn * sizeof *seq) == 0,
+                 "snapshot %ld does not extend the previous one", snaps);
         memcpy(prev, seq, (size_t)n * sizeof *seq);
         prevn = n;
         snaps++;
@@ -366,8 +303,8 @@ static int s_reader(void *arg) {
         pd_result_free(&r);
         if (last) break;
     }
-    CHECK(prevn == MAXREC, "final snapshot has %ld records, want %d", prevn,
-          MAXREC);
+    TU_CHECK(prevn == MAXREC, "final snapshot has %ld records, want %d", prevn,
+             MAXREC);
     fprintf(stderr, "reader: %ld snapshots, %ld taken mid-run\n", snaps,
             nonempty);
     free(seq);
@@ -396,7 +333,7 @@ START_TEST(many_writers) {
     g_child_close[0] = go[1];
     g_child_close[1] = stop[1];
     g_nchild_close = 2;
-    child kids[NW + 1];
+    tu_child kids[NW + 1];
     pid_t pyk[NW];
     int npy = 0;
     wargs wa[NW];
@@ -425,7 +362,7 @@ START_TEST(many_writers) {
     for (int w = 0; w < NW; w++)
         if (kids[w].pid > 0) s_wait_ok(kids[w], "C writer");
     for (int i = 0; i < npy; i++) {
-        int st = s_waitpid(pyk[i]);
+        int st = tu_waitpid(pyk[i]);
         ck_assert_msg(st == 0, "python writer exited with %d", st);
     }
     double t1 = s_now();
@@ -438,10 +375,7 @@ START_TEST(many_writers) {
     /* Final content: every record exactly once, contiguous, in order. */
     pd_key keys[NK];
     char names[NK][8];
-    for (int k = 0; k < NK; k++) {
-        snprintf(names[k], sizeof names[k], "k%d", k);
-        keys[k] = PD_KEY_STR(names[k]);
-    }
+    s_knames(NK, names, keys);
     pd_result *r = NULL;
     TU_OK(pd_get(s, NK, keys, &r, 0), s);
     rec *seq = calloc(MAXREC, sizeof *seq), *tmp = calloc(MAXREC, sizeof *tmp);
@@ -478,13 +412,13 @@ static int s_fd_child(void *arg) {
     struct rlimit rl = {256, 256};
     pd_store *s = NULL;
     if (!a->lower_after_open)
-        CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s",
-              strerror(errno));
+        TU_CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s",
+                 strerror(errno));
     int rc = pd_file_open(&s, a->root, PD_FILE_CREATE);
-    CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
     if (a->lower_after_open)
-        CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s",
-              strerror(errno));
+        TU_CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s",
+                 strerror(errno));
     pd_key *keys = calloc(FD_BATCH, sizeof *keys);
     pd_bytes *vals = calloc(FD_BATCH, sizeof *vals);
     char(*names)[16] = calloc(FD_BATCH, 16);
@@ -499,8 +433,8 @@ static int s_fd_child(void *arg) {
                 vals[j] = PD_BYTES(vb[j], strlen(vb[j]));
             }
             rc = pd_append(s, FD_BATCH, keys, vals, 0);
-            CHECK(rc == 0, "round %d batch at %d: %s", round, base,
-                  pd_errmsg(s));
+            TU_CHECK(rc == 0, "round %d batch at %d: %s", round, base,
+                     pd_errmsg(s));
         }
     }
     /* Sample. */
@@ -511,18 +445,18 @@ static int s_fd_child(void *arg) {
         pd_key k = PD_KEY_STR(name);
         pd_result *r = NULL;
         rc = pd_get(s, 1, &k, &r, 0);
-        CHECK(rc == 0, "get %s: %s", name, pd_errmsg(s));
+        TU_CHECK(rc == 0, "get %s: %s", name, pd_errmsg(s));
         pd_bytes v = pd_result_value(r, 0);
-        CHECK(v.size == strlen(want) && !memcmp(v.data, want, v.size),
-              "key %s holds '%.*s', want '%s'", name, (int)v.size,
-              (const char *)v.data, want);
+        TU_CHECK(v.size == strlen(want) && !memcmp(v.data, want, v.size),
+                 "key %s holds '%.*s', want '%s'", name, (int)v.size,
+                 (const char *)v.data, want);
         pd_result_free(&r);
     }
     pd_keylist *kl = NULL;
     rc = pd_keys(s, &kl, 0);
-    CHECK(rc == 0, "keys: %s", pd_errmsg(s));
-    CHECK(pd_keylist_count(kl) == (size_t)a->nkeys, "keys lists %zu, want %d",
-          pd_keylist_count(kl), a->nkeys);
+    TU_CHECK(rc == 0, "keys: %s", pd_errmsg(s));
+    TU_CHECK(pd_keylist_count(kl) == (size_t)a->nkeys,
+             "keys lists %zu, want %d", pd_keylist_count(kl), a->nkeys);
     uint64_t total = 0;
     for (size_t i = 0; i < pd_keylist_count(kl); i++)
         total += pd_keylist_size(kl, i);
@@ -531,14 +465,14 @@ static int s_fd_child(void *arg) {
         char t[16];
         want += 2 * (uint64_t)snprintf(t, sizeof t, "a%d;", i);
     }
-    CHECK(total == want, "keys sizes sum to %llu, want %llu",
-          (unsigned long long)total, (unsigned long long)want);
+    TU_CHECK(total == want, "keys sizes sum to %llu, want %llu",
+             (unsigned long long)total, (unsigned long long)want);
     pd_keylist_free(&kl);
     /* Still within the limit: a descriptor can be opened. */
     int fd = open("/dev/null", O_RDONLY);
-    CHECK(fd >= 0 && fd < 256, "open /dev/null -> %d", fd);
+    TU_CHECK(fd >= 0 && fd < 256, "open /dev/null -> %d", fd);
     close(fd);
-    CHECK(pd_close(&s) == 0, "close: %s", pd_errmsg(NULL));
+    TU_CHECK(pd_close(&s) == 0, "close: %s", pd_errmsg(NULL));
     free(keys);
     free(vals);
     free(names);
@@ -598,36 +532,27 @@ static int s_stale_b(void *arg) {
     bargs *a = arg;
     pd_store *s = NULL;
     int rc = pd_file_open(&s, a->root, 0);
-    CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
     pd_bytes tp[] = {PD_BYTES("d", 1), PD_BYTES("k", 1)};
     pd_key keys[] = {PD_KEY_STR("k"), PD_KEY_TUPLE(tp, 2)};
     if (a->variant == STALE_C_DROP) {
         rc = pd_drop(s, 0);
-        CHECK(rc == 0, "drop: %s", pd_errmsg(s));
+        TU_CHECK(rc == 0, "drop: %s", pd_errmsg(s));
     } else if (a->variant == STALE_C_ISET) {
         pd_bytes v[] = {PD_BYTES("other", 5), PD_BYTES("other", 5)};
         rc = pd_iset(s, 2, keys, v, 0);
-        CHECK(rc == 0, "iset: %s", pd_errmsg(s));
+        TU_CHECK(rc == 0, "iset: %s", pd_errmsg(s));
     } else {
         rc = pd_delete(s, 2, keys, 0);
-        CHECK(rc == 0, "delete: %s", pd_errmsg(s));
+        TU_CHECK(rc == 0, "delete: %s", pd_errmsg(s));
     }
     if (a->variant == STALE_C_DELETE_REAPPEND) {
         pd_bytes v[] = {PD_BYTES("other", 5), PD_BYTES("other", 5)};
         rc = pd_append(s, 2, keys, v, 0);
-        CHECK(rc == 0, "append: %s", pd_errmsg(s));
+        TU_CHECK(rc == 0, "append: %s", pd_errmsg(s));
     }
-    CHECK(pd_close(&s) == 0, "close: %s", pd_errmsg(NULL));
+    TU_CHECK(pd_close(&s) == 0, "close: %s", pd_errmsg(NULL));
     return 0;
-}
-
-static void s_expect(pd_store *s, pd_key k, const char *want,
-                     const char *what) {
-    size_t len;
-    char *got = tu_get1(s, &k, &len);
-    ck_assert_msg(len == strlen(want) && !memcmp(got, want, len),
-                  "%s: got '%s', want '%s'", what, got, want);
-    free(got);
 }
 
 /* Process A (this one) keeps a handle with cached descriptors while
@@ -653,7 +578,7 @@ START_TEST(stale_descriptors) {
                       PD_BYTES("by", 2)};
     TU_OK(pd_append(a, 3, keys, old, 0), a);
     TU_OK(pd_append(a, 2, keys, old, 0), a); /* descriptors now cached */
-    s_expect(a, keys[0], "oldold", name);
+    tu_expect_as(a, keys[0], "oldold", name);
 
     /* B acts while A's handle stays open. */
     if (py) {
@@ -675,18 +600,18 @@ START_TEST(stale_descriptors) {
             : "";
     char want[32];
     snprintf(want, sizeof want, "%snew", base);
-    s_expect(a, keys[0], base, name);
+    tu_expect_as(a, keys[0], base, name);
     pd_bytes nv[] = {PD_BYTES("new", 3), PD_BYTES("new", 3)};
     TU_OK(pd_append(a, 2, keys, nv, 0), a);
-    s_expect(a, keys[0], want, name);
-    s_expect(a, keys[1], want, name);
-    s_expect(a, keys[2], dropped ? "" : "by", name);
+    tu_expect_as(a, keys[0], want, name);
+    tu_expect_as(a, keys[1], want, name);
+    tu_expect_as(a, keys[2], dropped ? "" : "by", name);
 
     /* What another process sees: a fresh C handle and Python. */
     pd_store *c = NULL;
     TU_OK(pd_file_open(&c, root, 0), NULL);
-    s_expect(c, keys[0], want, "fresh handle");
-    s_expect(c, keys[1], want, "fresh handle");
+    tu_expect_as(c, keys[0], want, "fresh handle");
+    tu_expect_as(c, keys[1], want, "fresh handle");
     pd_close(&c);
     if (tu_have_python_partd()) {
         char out[64];
@@ -704,7 +629,7 @@ START_TEST(stale_descriptors) {
         TU_OK(pd_lock(a), a);
         pid_t pid = -1;
         bool pyl = tu_have_python_partd();
-        child ck = {-1, -1};
+        tu_child ck = {-1, -1};
         bargs b = {root, STALE_C_DELETE_REAPPEND};
         if (pyl)
             pid = s_spawn_py(-1, -1, "op.py", root, "append", "z", "py",
@@ -720,7 +645,7 @@ START_TEST(stale_descriptors) {
         free(z);
         TU_OK(pd_unlock(a), a);
         if (pyl)
-            ck_assert_int_eq(s_waitpid(pid), 0);
+            ck_assert_int_eq(tu_waitpid(pid), 0);
         else
             s_wait_ok(ck, "locked writer");
         ck_assert_msg(!early,
@@ -750,12 +675,11 @@ static void *s_thread_writer(void *arg) {
     pd_key keys[TH_K];
     pd_bytes vals[TH_K];
     char names[TH_K][8], recs[TH_K][32];
+    s_knames(TH_K, names, keys);
     for (int b = 0; b < TH_B && !a->failed; b++) {
         for (int k = 0; k < TH_K; k++) {
-            snprintf(names[k], sizeof names[k], "k%d", k);
             int len =
                 snprintf(recs[k], sizeof recs[k], "%d:%d:%d;", a->t, b, k);
-            keys[k] = PD_KEY_STR(names[k]);
             vals[k] = PD_BYTES(recs[k], (size_t)len);
         }
         int rc = pd_append(a->s, TH_K, keys, vals, 0);
@@ -780,10 +704,7 @@ static void *s_thread_writer(void *arg) {
 static void s_check_threads(pd_store *s) {
     pd_key keys[TH_K];
     char names[TH_K][8];
-    for (int k = 0; k < TH_K; k++) {
-        snprintf(names[k], sizeof names[k], "k%d", k);
-        keys[k] = PD_KEY_STR(names[k]);
-    }
+    s_knames(TH_K, names, keys);
     pd_result *r = NULL;
     TU_OK(pd_get(s, TH_K, keys, &r, 0), s);
     rec *seq = calloc(TH_N * TH_B, sizeof *seq);
@@ -904,10 +825,10 @@ static void *s_blocked_writer(void *arg) {
 static int s_child_append(void *arg) {
     const char *root = arg;
     pd_store *s = NULL;
-    CHECK(pd_file_open(&s, root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(pd_file_open(&s, root, 0) == 0, "open: %s", pd_errmsg(NULL));
     pd_key k = PD_KEY_STR("proc");
     pd_bytes v = PD_BYTES("p", 1);
-    CHECK(pd_append(s, 1, &k, &v, 0) == 0, "append: %s", pd_errmsg(s));
+    TU_CHECK(pd_append(s, 1, &k, &v, 0) == 0, "append: %s", pd_errmsg(s));
     pd_close(&s);
     return 0;
 }
@@ -928,7 +849,7 @@ START_TEST(lock_across_handles) {
                           "holds pd_lock on handle 1 (waited 10 s)");
     pthread_join(t, NULL);
     ck_assert_msg(a.rc == 0, "rc %d: %s", a.rc, a.why);
-    s_expect(h1, PD_KEY_STR("cross"), "xx", "cross-handle appends");
+    tu_expect_as(h1, PD_KEY_STR("cross"), "xx", "cross-handle appends");
 
     /* 2. While one thread holds h1's lock, another thread's append through
      * h2 waits for it. */
@@ -950,7 +871,7 @@ START_TEST(lock_across_handles) {
 
     /* 3. While this process holds the lock, another process waits. */
     TU_OK(pd_lock(h2), h2);
-    child ck = s_spawn(s_child_append, dir);
+    tu_child ck = s_spawn(s_child_append, dir);
     s_sleep_ms(300);
     char path[PATH_MAX];
     snprintf(path, sizeof path, "%s/proc", dir);
@@ -958,7 +879,7 @@ START_TEST(lock_across_handles) {
     TU_OK(pd_unlock(h2), h2);
     s_wait_ok(ck, "child append");
     ck_assert_msg(!landed, "another process appended while pd_lock was held");
-    s_expect(h1, PD_KEY_STR("proc"), "p", "child append");
+    tu_expect_as(h1, PD_KEY_STR("proc"), "p", "child append");
 
     pd_close(&h1);
     pd_close(&h2);
@@ -975,9 +896,9 @@ static int s_fork_child(void *arg) {
     pd_key k = PD_KEY_STR("inh");
     pd_bytes v = PD_BYTES("child;", 6);
     for (int i = 0; i < 50; i++)
-        CHECK(pd_append(g_inherited, 1, &k, &v, 0) == 0, "append: %s",
-              pd_errmsg(g_inherited));
-    CHECK(pd_close(&g_inherited) == 0, "close: %s", pd_errmsg(NULL));
+        TU_CHECK(pd_append(g_inherited, 1, &k, &v, 0) == 0, "append: %s",
+                 pd_errmsg(g_inherited));
+    TU_CHECK(pd_close(&g_inherited) == 0, "close: %s", pd_errmsg(NULL));
     return 0;
 }
 
@@ -986,7 +907,7 @@ START_TEST(fork_inherited_handle) {
     TU_OK(pd_file_open(&g_inherited, dir, 0), NULL);
     pd_key k = PD_KEY_STR("inh");
     tu_append1(g_inherited, k, "parent;", 7);
-    child ck = s_spawn(s_fork_child, NULL);
+    tu_child ck = s_spawn(s_fork_child, NULL);
     pd_bytes v = PD_BYTES("parent;", 7);
     for (int i = 0; i < 50; i++)
         TU_OK(pd_append(g_inherited, 1, &k, &v, 0), g_inherited);

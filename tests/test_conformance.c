@@ -378,23 +378,12 @@ static void s_verify(cf_fix *f, cf_model *m) {
     pd_keylist_free(&kl); /* twice is safe */
 }
 
-static char *s_get1(cf_fix *f, pd_key k, size_t *len) {
-    pd_result *r = NULL;
-    int rc = pd_get(f->s, 1, &k, &r, 0);
-    ck_assert_msg(rc == 0, "[%s] get -> %d: %s", NAME(f), rc, pd_errmsg(f->s));
-    pd_bytes v = pd_result_value(r, 0);
-    char *out = malloc(v.size + 1);
-    if (v.size) memcpy(out, v.data, v.size);
-    out[v.size] = 0;
-    if (len) *len = v.size;
-    pd_result_free(&r);
-    return out;
-}
-
 static void s_expect(cf_fix *f, pd_key k, const char *want) {
     size_t len;
     char kb[256];
-    char *got = s_get1(f, k, &len);
+    char *got;
+    int rc = tu_fetch1(f->s, k, &got, &len);
+    ck_assert_msg(rc == 0, "[%s] get -> %d: %s", NAME(f), rc, pd_errmsg(f->s));
     ck_assert_msg(len == strlen(want) && memcmp(got, want, len) == 0,
                   "[%s] key %s: got '%s', want '%s'", NAME(f),
                   s_repr(&k, kb, sizeof kb), got, want);
@@ -1080,6 +1069,33 @@ START_TEST(reopen_persists) {
 }
 END_TEST
 
+/* Key k, the second of two colliding keys, was just appended `want`, with
+ * result rc: either refused with PD_ERR_KEY and a message naming the key
+ * (repr), k then being empty, or done, k then holding want. */
+static void s_collided(cf_fix *f, int rc, pd_key k, const char *repr,
+                       const char *want) {
+    if (rc != 0) {
+        ck_assert_msg(rc == PD_ERR_KEY, "[%s] collision -> %d: %s", NAME(f), rc,
+                      pd_errmsg(f->s));
+        ck_assert_msg(strstr(pd_errmsg(f->s), repr) != NULL,
+                      "[%s] message does not name the key: %s", NAME(f),
+                      pd_errmsg(f->s));
+        s_expect(f, k, "");
+    } else {
+        s_expect(f, k, want);
+    }
+}
+
+/* A Buffer spilling everything: refused or done, flat ("1") and tup ("2")
+ * readable either way. */
+static void s_flush_collided(cf_fix *f, pd_key flat, pd_key tup) {
+    int rc = pd_buffer_flush(f->s, 0, NULL, 0);
+    ck_assert_msg(rc == 0 || rc == PD_ERR_KEY, "[%s] flush -> %d: %s", NAME(f),
+                  rc, pd_errmsg(f->s));
+    s_expect(f, flat, "1");
+    s_expect(f, tup, "2");
+}
+
 /* A flat key and a tuple that starts with it ('p' and ('p', 'q')): a Dict
  * holds both; a File lays the tuple out as directory p/, which the file p
  * occupies, and may refuse with PD_ERR_KEY naming the key.  Either way the
@@ -1093,25 +1109,11 @@ START_TEST(prefix_collision) {
     pd_bytes one = V("1"), two = V("2");
     TU_OK(pd_append(f.s, 1, &flat, &one, 0), f.s);
     int rc = pd_append(f.s, 1, &tup, &two, 0);
-    if (rc != 0) {
-        ck_assert_msg(rc == PD_ERR_KEY, "[%s] collision -> %d: %s", NAME(&f),
-                      rc, pd_errmsg(f.s));
-        ck_assert_msg(strstr(pd_errmsg(f.s), "('p', 'q')") != NULL,
-                      "[%s] message does not name the key: %s", NAME(&f),
-                      pd_errmsg(f.s));
-        s_expect(&f, tup, "");
-    } else {
-        s_expect(&f, tup, "2");
-    }
+    s_collided(&f, rc, tup, "('p', 'q')", "2");
     s_expect(&f, flat, "1");
     bool buffer = strcmp(pd_store_kind(f.s), "buffer") == 0;
     if (buffer) {
-        /* Spilling everything: refused or done, data readable either way. */
-        rc = pd_buffer_flush(f.s, 0, NULL, 0);
-        ck_assert_msg(rc == 0 || rc == PD_ERR_KEY, "[%s] flush -> %d: %s",
-                      NAME(&f), rc, pd_errmsg(f.s));
-        s_expect(&f, flat, "1");
-        s_expect(&f, tup, "2");
+        s_flush_collided(&f, flat, tup);
         /* Make the store closable: remove the tuple. */
         TU_OK(pd_delete(f.s, 1, &tup, 0), f.s);
     }
@@ -1119,23 +1121,10 @@ START_TEST(prefix_collision) {
     TU_OK(pd_drop(f.s, 0), f.s);
     TU_OK(pd_append(f.s, 1, &tup, &two, 0), f.s);
     rc = pd_append(f.s, 1, &flat, &one, 0);
-    if (rc != 0) {
-        ck_assert_msg(rc == PD_ERR_KEY, "[%s] collision -> %d: %s", NAME(&f),
-                      rc, pd_errmsg(f.s));
-        ck_assert_msg(strstr(pd_errmsg(f.s), "'p'") != NULL,
-                      "[%s] message does not name the key: %s", NAME(&f),
-                      pd_errmsg(f.s));
-        s_expect(&f, flat, "");
-    } else {
-        s_expect(&f, flat, "1");
-    }
+    s_collided(&f, rc, flat, "'p'", "1");
     s_expect(&f, tup, "2");
     if (buffer) {
-        rc = pd_buffer_flush(f.s, 0, NULL, 0);
-        ck_assert_msg(rc == 0 || rc == PD_ERR_KEY, "[%s] flush -> %d: %s",
-                      NAME(&f), rc, pd_errmsg(f.s));
-        s_expect(&f, flat, "1");
-        s_expect(&f, tup, "2");
+        s_flush_collided(&f, flat, tup);
         TU_OK(pd_delete(f.s, 1, &flat, 0), f.s);
     }
     s_close(&f);

@@ -28,49 +28,6 @@ static pd_store *s_open(void) {
     return d;
 }
 
-/* Asserts that key k holds exactly (want, wlen). */
-static void s_expect(pd_store *s, pd_key k, const void *want, size_t wlen) {
-    size_t len = 0;
-    char *got = tu_get1(s, &k, &len);
-    ck_assert_msg(len == wlen, "length %zu, want %zu", len, wlen);
-    ck_assert_msg(wlen == 0 || memcmp(got, want, wlen) == 0, "content differs");
-    free(got);
-}
-
-static void s_expect_str(pd_store *s, pd_key k, const char *want) {
-    s_expect(s, k, want, strlen(want));
-}
-
-static size_t s_nkeys(pd_store *s) {
-    pd_keylist *kl = NULL;
-    TU_OK(pd_keys(s, &kl, 0), s);
-    size_t n = pd_keylist_count(kl);
-    pd_keylist_free(&kl);
-    return n;
-}
-
-/* Size listed for key k by pd_keys, or -1 when absent. */
-static long long s_listed(pd_store *s, pd_key k) {
-    pd_keylist *kl = NULL;
-    TU_OK(pd_keys(s, &kl, 0), s);
-    pd__pkey want, got;
-    ck_assert_int_eq(pd__pkey_set(&want, &k), 0);
-    long long size = -1;
-    for (size_t i = 0; i < pd_keylist_count(kl); i++) {
-        pd_key ki;
-        ck_assert_int_eq(pd_keylist_key(kl, i, &ki), 0);
-        ck_assert_int_eq(pd__pkey_set(&got, &ki), 0);
-        if (got.len == want.len && memcmp(got.p, want.p, got.len) == 0) {
-            ck_assert_int_eq(size, -1); /* listed once */
-            size = (long long)pd_keylist_size(kl, i);
-        }
-        pd__pkey_free(&got);
-    }
-    pd__pkey_free(&want);
-    pd_keylist_free(&kl);
-    return size;
-}
-
 /* ------------------------------------------------------------------ Tests */
 
 START_TEST(roundtrip) {
@@ -79,9 +36,9 @@ START_TEST(roundtrip) {
     tu_append1(d, ka, "Hello ", 6);
     tu_append1(d, kb, "x", 1);
     tu_append1(d, ka, "World!", 6);
-    s_expect_str(d, ka, "Hello World!");
-    s_expect_str(d, kb, "x");
-    s_expect_str(d, PD_KEY_STR("missing"), "");
+    tu_expect_str(d, ka, "Hello World!");
+    tu_expect_str(d, kb, "x");
+    tu_expect_str(d, PD_KEY_STR("missing"), "");
     ck_assert_uint_eq(pd_dict_nbytes(d), 13);
 
     /* A batch get: values in key order, missing keys empty. */
@@ -106,8 +63,8 @@ START_TEST(roundtrip) {
 
     /* An empty value creates the key, as the reference's Dict does. */
     tu_append1(d, PD_KEY_STR("e"), NULL, 0);
-    ck_assert_int_eq(s_listed(d, PD_KEY_STR("e")), 0);
-    s_expect_str(d, PD_KEY_STR("e"), "");
+    ck_assert_int_eq(tu_listed_size(d, PD_KEY_STR("e")), 0);
+    tu_expect_str(d, PD_KEY_STR("e"), "");
     ck_assert_int_eq(pd_close(&d), 0);
     ck_assert_ptr_null(d);
 }
@@ -131,9 +88,9 @@ START_TEST(large_and_many) {
     ck_assert_uint_le(at, n - (2u << 20));
     tu_append1(d, k, big + at, 2u << 20);
     at += 2u << 20;
-    s_expect(d, k, big, at);
+    tu_expect(d, k, big, at);
     ck_assert_uint_eq(pd_dict_nbytes(d), at);
-    ck_assert_int_eq(s_listed(d, k), (long long)at);
+    ck_assert_int_eq(tu_listed_size(d, k), (long long)at);
 
     /* peek: the chunks concatenate to the content. */
     const pd_bytes *ch = NULL;
@@ -183,19 +140,19 @@ START_TEST(hostile_keys) {
         int len = snprintf(v, sizeof v, "v%zu", i);
         tu_append1(d, keys[i], v, (size_t)len);
     }
-    ck_assert_uint_eq(s_nkeys(d), nk);
+    ck_assert_uint_eq(tu_nkeys(d), nk);
     for (size_t i = 0; i < nk; i++) {
         char v[32];
         snprintf(v, sizeof v, "v%zu", i);
-        s_expect_str(d, keys[i], v);
-        ck_assert_int_eq(s_listed(d, keys[i]), (long long)strlen(v));
+        tu_expect_str(d, keys[i], v);
+        ck_assert_int_eq(tu_listed_size(d, keys[i]), (long long)strlen(v));
     }
     /* ('a',) is the key 'a'; ('',) is the empty key. */
     tu_append1(d, PD_KEY_TUPLE(a1, 1), "+", 1);
-    s_expect_str(d, keys[2], "v2+");
+    tu_expect_str(d, keys[2], "v2+");
     tu_append1(d, PD_KEY_TUPLE(e1, 1), "+", 1);
-    s_expect_str(d, keys[0], "v0+");
-    ck_assert_uint_eq(s_nkeys(d), nk);
+    tu_expect_str(d, keys[0], "v0+");
+    ck_assert_uint_eq(tu_nkeys(d), nk);
     /* Listed keys come back as the same keys (tuples as tuples). */
     pd_keylist *kl = NULL;
     TU_OK(pd_keys(d, &kl, 0), d);
@@ -213,8 +170,8 @@ START_TEST(hostile_keys) {
     pd_keylist_free(&kl);
     /* Deleting the tuple leaves "a/b". */
     TU_OK(pd_delete(d, 1, &keys[5], 0), d);
-    s_expect_str(d, keys[5], "");
-    s_expect_str(d, keys[4], "v4");
+    tu_expect_str(d, keys[5], "");
+    tu_expect_str(d, keys[4], "v4");
     pd_close(&d);
 }
 END_TEST
@@ -225,8 +182,8 @@ START_TEST(duplicates_in_batch) {
                    PD_KEY_STR("a"), PD_KEY_STR("b")};
     pd_bytes v[5] = {{"1", 1}, {"x", 1}, {"22", 2}, {"333", 3}, {"yy", 2}};
     TU_OK(pd_append(d, 5, k, v, 0), d);
-    s_expect_str(d, k[0], "122333");
-    s_expect_str(d, k[1], "xyy");
+    tu_expect_str(d, k[0], "122333");
+    tu_expect_str(d, k[1], "xyy");
     ck_assert_uint_eq(pd_dict_nbytes(d), 9);
     /* get with a repeated key returns it twice. */
     pd_result *r = NULL;
@@ -245,35 +202,35 @@ START_TEST(iset_semantics) {
     /* set replaces what append put there. */
     tu_append1(d, k, "old-content", 11);
     TU_OK(pd_iset(d, 1, &k, &v1, 0), d);
-    s_expect_str(d, k, "one");
+    tu_expect_str(d, k, "one");
     ck_assert_uint_eq(pd_dict_nbytes(d), 3);
     /* Idempotent: a second iset of the same key does nothing. */
     TU_OK(pd_iset(d, 1, &k, &v2, 0), d);
-    s_expect_str(d, k, "one");
+    tu_expect_str(d, k, "one");
     /* Appends still work after it. */
     tu_append1(d, k, "+", 1);
-    s_expect_str(d, k, "one+");
+    tu_expect_str(d, k, "one+");
     /* Within one batch the first value wins. */
     pd_key kk[2] = {j, j};
     pd_bytes vv[2] = {{"first", 5}, {"second", 6}};
     TU_OK(pd_iset(d, 2, kk, vv, 0), d);
-    s_expect_str(d, j, "first");
+    tu_expect_str(d, j, "first");
     /* An empty value sets an empty key. */
     pd_key e = PD_KEY_STR("empty");
     pd_bytes ev = {NULL, 0};
     TU_OK(pd_iset(d, 1, &e, &ev, 0), d);
-    ck_assert_int_eq(s_listed(d, e), 0);
+    ck_assert_int_eq(tu_listed_size(d, e), 0);
     /* drop forgets the memo. */
     TU_OK(pd_drop(d, 0), d);
-    ck_assert_uint_eq(s_nkeys(d), 0);
+    ck_assert_uint_eq(tu_nkeys(d), 0);
     TU_OK(pd_iset(d, 1, &k, &v2, 0), d);
-    s_expect_str(d, k, "two");
+    tu_expect_str(d, k, "two");
     /* The set op itself (no memo) replaces every time, repeated key: last
      * wins. */
     pthread_mutex_lock(&d->mu);
     ck_assert_int_eq(d->ops->set(d, 2, kk, vv, PD_NOLOCK), 0);
     pthread_mutex_unlock(&d->mu);
-    s_expect_str(d, j, "second");
+    tu_expect_str(d, j, "second");
     pd_close(&d);
 }
 END_TEST
@@ -290,33 +247,33 @@ START_TEST(delete_and_drop) {
     TU_OK(pd_delete(d, 3, del, 0), d);
     TU_OK(pd_delete(d, 3, del, 0), d); /* again: missing keys are fine */
     ck_assert_uint_eq(pd_dict_nbytes(d), 490);
-    ck_assert_uint_eq(s_nkeys(d), 98);
-    s_expect_str(d, del[0], "");
-    s_expect_str(d, PD_KEY_STR("k3"), "12345");
+    ck_assert_uint_eq(tu_nkeys(d), 98);
+    tu_expect_str(d, del[0], "");
+    tu_expect_str(d, PD_KEY_STR("k3"), "12345");
     /* A deleted key starts afresh. */
     tu_append1(d, del[0], "new", 3);
-    s_expect_str(d, del[0], "new");
+    tu_expect_str(d, del[0], "new");
     TU_OK(pd_drop(d, 0), d);
     ck_assert_uint_eq(pd_dict_nbytes(d), 0);
-    ck_assert_uint_eq(s_nkeys(d), 0);
-    s_expect_str(d, PD_KEY_STR("k3"), "");
+    ck_assert_uint_eq(tu_nkeys(d), 0);
+    tu_expect_str(d, PD_KEY_STR("k3"), "");
     /* Usable after drop. */
     tu_append1(d, del[0], "again", 5);
-    s_expect_str(d, del[0], "again");
+    tu_expect_str(d, del[0], "again");
     pd_close(&d);
 }
 END_TEST
 
 START_TEST(keys_and_sizes) {
     pd_store *d = s_open();
-    ck_assert_uint_eq(s_nkeys(d), 0);
+    ck_assert_uint_eq(tu_nkeys(d), 0);
     pd_bytes parts[3] = {{"x", 1}, {"\0", 1}, {"", 0}};
     pd_key tk = PD_KEY_TUPLE(parts, 3);
     tu_append1(d, tk, "abc", 3);
     tu_append1(d, tk, "de", 2);
     tu_append1(d, PD_KEY_STR("flat"), "1", 1);
-    ck_assert_int_eq(s_listed(d, tk), 5);
-    ck_assert_int_eq(s_listed(d, PD_KEY_STR("flat")), 1);
+    ck_assert_int_eq(tu_listed_size(d, tk), 5);
+    ck_assert_int_eq(tu_listed_size(d, PD_KEY_STR("flat")), 1);
     pd_keylist *kl = NULL;
     TU_OK(pd_keys(d, &kl, 0), d);
     ck_assert_uint_eq(pd_keylist_count(kl), 2);
@@ -356,11 +313,11 @@ START_TEST(nomem_append_is_atomic) {
     ck_assert_int_eq(pd_errcode(d), PD_ERR_NOMEM);
     ck_assert_msg(strstr(pd_errmsg(d), "dict: append 'huge'") != NULL, "%s",
                   pd_errmsg(d));
-    s_expect_str(d, a, "x");
-    s_expect_str(d, b, "b0");
-    ck_assert_int_eq(s_listed(d, PD_KEY_STR("created")), -1);
-    ck_assert_int_eq(s_listed(d, PD_KEY_STR("huge")), -1);
-    ck_assert_uint_eq(s_nkeys(d), 2);
+    tu_expect_str(d, a, "x");
+    tu_expect_str(d, b, "b0");
+    ck_assert_int_eq(tu_listed_size(d, PD_KEY_STR("created")), -1);
+    ck_assert_int_eq(tu_listed_size(d, PD_KEY_STR("huge")), -1);
+    ck_assert_uint_eq(tu_nkeys(d), 2);
     ck_assert_uint_eq(pd_dict_nbytes(d), nb0);
 
     /* The failing value goes to an existing key with room in its last
@@ -368,7 +325,7 @@ START_TEST(nomem_append_is_atomic) {
     pd_key k2[2] = {a, a};
     pd_bytes v2[2] = {{"q", 1}, {src, huge}};
     ck_assert_int_eq(pd_append(d, 2, k2, v2, 0), PD_ERR_NOMEM);
-    s_expect_str(d, a, "x");
+    tu_expect_str(d, a, "x");
     ck_assert_uint_eq(pd_dict_nbytes(d), nb0);
 
     /* set: atomic too. */
@@ -377,12 +334,12 @@ START_TEST(nomem_append_is_atomic) {
     pd_bytes v3[2] = {{"B", 1}, {src, huge}};
     ck_assert_int_eq(d->ops->set(d, 2, k3, v3, PD_NOLOCK), PD_ERR_NOMEM);
     pthread_mutex_unlock(&d->mu);
-    s_expect_str(d, b, "b0");
-    ck_assert_int_eq(s_listed(d, PD_KEY_STR("new")), -1);
+    tu_expect_str(d, b, "b0");
+    ck_assert_int_eq(tu_listed_size(d, PD_KEY_STR("new")), -1);
 
     /* Still fully usable. */
     tu_append1(d, a, "+", 1);
-    s_expect_str(d, a, "x+");
+    tu_expect_str(d, a, "x+");
     pd_close(&d);
 }
 END_TEST
@@ -399,11 +356,11 @@ START_TEST(misuse) {
     pd_key kl = PD_KEY(toolong, sizeof toolong);
     pd_bytes ok = {"x", 1};
     ck_assert_int_eq(pd_append(d, 1, &kl, &ok, 0), PD_ERR_LIMIT);
-    ck_assert_uint_eq(s_nkeys(d), 0);
+    ck_assert_uint_eq(tu_nkeys(d), 0);
     /* Largest allowed key works. */
     pd_key kmax = PD_KEY(toolong, PD_KEY_MAX);
     tu_append1(d, kmax, "x", 1);
-    s_expect_str(d, kmax, "x");
+    tu_expect_str(d, kmax, "x");
     pd_close(&d);
     ck_assert_int_eq(pd_close(&d), 0); /* NULL: fine */
 }
@@ -414,73 +371,10 @@ END_TEST
 #define S_THREADS 4
 #define S_ROUNDS 5000
 
-typedef struct s_targ {
-    pd_store *s;
-    int id;
-} s_targ;
-
-static void *s_worker(void *p) {
-    s_targ *a = p;
-    char own[16];
-    snprintf(own, sizeof own, "own%d", a->id);
-    for (int i = 0; i < S_ROUNDS; i++) {
-        char rec[16];
-        /* Fixed-size record: thread id and sequence number. */
-        snprintf(rec, sizeof rec, "%d:%06d;", a->id, i);
-        pd_key ks[2] = {PD_KEY_STR(own), PD_KEY_STR("shared")};
-        pd_bytes vs[2] = {{rec, 9}, {rec, 9}};
-        if (pd_append(a->s, 2, ks, vs, 0) != 0) return (void *)1;
-        if (i % 500 == 0) {
-            pd_result *r = NULL;
-            if (pd_get(a->s, 1, &ks[1], &r, 0) != 0) return (void *)1;
-            pd_result_free(&r);
-        }
-    }
-    return NULL;
-}
-
 START_TEST(threads) {
     pd_store *d = s_open();
-    pthread_t th[S_THREADS];
-    s_targ args[S_THREADS];
-    for (int t = 0; t < S_THREADS; t++) {
-        args[t] = (s_targ){d, t};
-        ck_assert_int_eq(pthread_create(&th[t], NULL, s_worker, &args[t]), 0);
-    }
-    for (int t = 0; t < S_THREADS; t++) {
-        void *ret = NULL;
-        pthread_join(th[t], &ret);
-        ck_assert_ptr_null(ret);
-    }
+    tu_threads_own_shared(d, S_THREADS, S_ROUNDS);
     ck_assert_uint_eq(pd_dict_nbytes(d), 2u * S_THREADS * S_ROUNDS * 9);
-    /* Each thread's own key: its records in order. */
-    for (int t = 0; t < S_THREADS; t++) {
-        char own[16];
-        snprintf(own, sizeof own, "own%d", t);
-        size_t len = 0;
-        char *got = tu_get1(d, &PD_KEY_STR(own), &len);
-        ck_assert_uint_eq(len, (size_t)S_ROUNDS * 9);
-        for (int i = 0; i < S_ROUNDS; i++) {
-            char rec[16];
-            snprintf(rec, sizeof rec, "%d:%06d;", t, i);
-            ck_assert(memcmp(got + (size_t)i * 9, rec, 9) == 0);
-        }
-        free(got);
-    }
-    /* The shared key: whole records, each thread's in its order. */
-    size_t len = 0;
-    char *got = tu_get1(d, &PD_KEY_STR("shared"), &len);
-    ck_assert_uint_eq(len, (size_t)S_THREADS * S_ROUNDS * 9);
-    int next[S_THREADS] = {0};
-    for (size_t off = 0; off < len; off += 9) {
-        int t = got[off] - '0';
-        ck_assert(t >= 0 && t < S_THREADS);
-        ck_assert_int_eq(atoi(got + off + 2), next[t]);
-        ck_assert_int_eq(got[off + 8], ';');
-        next[t]++;
-    }
-    for (int t = 0; t < S_THREADS; t++) ck_assert_int_eq(next[t], S_ROUNDS);
-    free(got);
     pd_close(&d);
 }
 END_TEST

@@ -30,60 +30,16 @@
 
 /* ------------------------------------------------------- Child processes */
 
-static int g_errfd = -1;
-
-PD__PRINTF(2, 3)
-static void s_child_fail(int line, const char *fmt, ...) {
-    char buf[2048];
-    int n = snprintf(buf, sizeof buf, "[child line %d] ", line);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
-    va_end(ap);
-    if (g_errfd >= 0 && write(g_errfd, buf, strlen(buf)) < 0) {
-        /* nothing more to do */
-    }
-    fprintf(stderr, "%s\n", buf);
-    _exit(1);
-}
-
-#define CHECK(cond, ...)                                                       \
-    do {                                                                       \
-        if (!(cond)) s_child_fail(__LINE__, __VA_ARGS__);                      \
-    } while (0)
-
 /* Exit status 77 from a child: the test is skipped (reason on stderr). */
 #define CHILD_SKIP 77
 
-typedef int (*child_fn)(void *arg);
-
 /* Runs fn(arg) in a forked child; returns its exit status (128+sig when
  * killed), with its failure message in msg. */
-static int s_run_child(child_fn fn, void *arg, char *msg, size_t cap) {
-    int p[2];
-    ck_assert_int_eq(pipe(p), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(p[0]);
-        g_errfd = p[1];
-        _exit(fn(arg));
-    }
-    close(p[1]);
-    size_t len = 0;
-    ssize_t r;
-    while (len + 1 < cap && (r = read(p[0], msg + len, cap - 1 - len)) > 0)
-        len += (size_t)r;
-    msg[len] = 0;
-    close(p[0]);
-    int st;
-    while (waitpid(pid, &st, 0) < 0 && errno == EINTR) {}
-    if (WIFEXITED(st)) return WEXITSTATUS(st);
-    return 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
+static int s_run_child(tu_child_fn fn, void *arg, char *msg, size_t cap) {
+    return tu_child_wait(tu_child_spawn(fn, arg, NULL, 0), msg, cap);
 }
 
-static void s_child_ok(child_fn fn, void *arg, const char *what) {
+static void s_child_ok(tu_child_fn fn, void *arg, const char *what) {
     char msg[4096];
     int st = s_run_child(fn, arg, msg, sizeof msg);
     if (st == CHILD_SKIP) {
@@ -122,41 +78,16 @@ static void s_fx_close(fx *f) {
     f->dir = NULL;
 }
 
-/* Reads key into a malloc'd NUL-terminated string; returns the pd_get code
- * (the string is empty on error). */
-static int s_get(pd_store *s, pd_key k, char **out, size_t *len) {
-    pd_result *r = NULL;
-    int rc = pd_get(s, 1, &k, &r, 0);
-    pd_bytes v = rc == 0 ? pd_result_value(r, 0) : (pd_bytes){NULL, 0};
-    *out = malloc(v.size + 1);
-    if (v.size) memcpy(*out, v.data, v.size);
-    (*out)[v.size] = 0;
-    if (len) *len = v.size;
-    pd_result_free(&r);
-    return rc;
-}
-
 static bool s_has(pd_store *s, pd_key k, const char *want) {
     char *got;
     size_t len;
-    int rc = s_get(s, k, &got, &len);
+    int rc = tu_fetch1(s, k, &got, &len);
     bool ok = rc == 0 && len == strlen(want) && !memcmp(got, want, len);
     if (!ok)
         fprintf(stderr, "key holds '%s' (rc %d: %s), want '%s'\n", got, rc,
                 rc ? pd_errmsg(s) : "", want);
     free(got);
     return ok;
-}
-
-static void s_expect(pd_store *s, pd_key k, const char *want,
-                     const char *what) {
-    char *got;
-    size_t len;
-    int rc = s_get(s, k, &got, &len);
-    ck_assert_msg(rc == 0, "%s: get failed: %s", what, pd_errmsg(s));
-    ck_assert_msg(len == strlen(want) && !memcmp(got, want, len),
-                  "%s: got '%s', want '%s'", what, got, want);
-    free(got);
 }
 
 /* The message contains every needle (NULL-terminated list). */
@@ -521,8 +452,8 @@ START_TEST(iset_faults) {
         TU_OK(pd_append(f.s, 2, ks, old, 0), f.s);
     }
     ck_assert_int_gt(at, 1);
-    s_expect(f.s, ks[0], "new-a", "iset after faults");
-    s_expect(f.s, ks[1], "new-b", "iset after faults");
+    tu_expect_as(f.s, ks[0], "new-a", "iset after faults");
+    tu_expect_as(f.s, ks[1], "new-b", "iset after faults");
 
     /* rename fails: old values stay, message names the key. */
     pd_close(&f.s);
@@ -535,13 +466,13 @@ START_TEST(iset_faults) {
     ck_assert_int_eq(pd_errno(f.s), EIO);
     ck_assert_msg(s_msg_has(pd_errmsg(f.s), "'a'", f.root, (char *)NULL),
                   "message: %s", pd_errmsg(f.s));
-    s_expect(f.s, ks[0], "new-a", "rename failed");
+    tu_expect_as(f.s, ks[0], "new-a", "rename failed");
     char *tmp = s_find_prefix(f.root, "%#");
     ck_assert_msg(tmp == NULL || !*tmp, "temporary files left: %s", tmp);
     free(tmp);
     /* Not remembered: the next iset sets. */
     TU_OK(pd_iset(f.s, 1, ks, old, 0), f.s);
-    s_expect(f.s, ks[0], "old-a", "iset after failed iset");
+    tu_expect_as(f.s, ks[0], "old-a", "iset after failed iset");
     s_fx_close(&f);
 }
 END_TEST
@@ -567,11 +498,11 @@ START_TEST(short_writes) {
         ck_assert_int_gt(g_calls, 1);
         char *got;
         size_t len;
-        TU_OK(s_get(f.s, ks[0], &got, &len), f.s);
+        TU_OK(tu_fetch1(f.s, ks[0], &got, &len), f.s);
         ck_assert_uint_eq(len, chunk == 1 ? n : n + 1);
         ck_assert(memcmp(got, big, n) == 0);
         free(got);
-        TU_OK(s_get(f.s, ks[1], &got, &len), f.s);
+        TU_OK(tu_fetch1(f.s, ks[1], &got, &len), f.s);
         ck_assert_uint_eq(len, n);
         ck_assert(memcmp(got, big, n) == 0);
         free(got);
@@ -585,7 +516,7 @@ START_TEST(short_writes) {
     pd__sys_table.pread = f_pread_short;
     char *got;
     size_t len;
-    int rc = s_get(f.s, ks[0], &got, &len);
+    int rc = tu_fetch1(f.s, ks[0], &got, &len);
     pd__sys_reset();
     TU_OK(rc, f.s);
     ck_assert_uint_eq(len, n + 1);
@@ -608,12 +539,12 @@ START_TEST(eintr_retried) {
     pd__sys_reset();
     TU_OK(rc, f.s);
     ck_assert_int_gt(g_injected, 0);
-    s_expect(f.s, ks[0], "onethree", "EINTR write");
-    s_expect(f.s, ks[1], "two", "EINTR write");
+    tu_expect_as(f.s, ks[0], "onethree", "EINTR write");
+    tu_expect_as(f.s, ks[1], "two", "EINTR write");
     s_counters(0, 0);
     pd__sys_table.pread = f_pread_eintr;
     char *got;
-    rc = s_get(f.s, ks[0], &got, NULL);
+    rc = tu_fetch1(f.s, ks[0], &got, NULL);
     pd__sys_reset();
     TU_OK(rc, f.s);
     ck_assert_str_eq(got, "onethree");
@@ -631,7 +562,7 @@ START_TEST(eintr_retried) {
     TU_OK(rc, f.s);
     TU_OK(lrc, f.s);
     ck_assert_int_gt(g_injected, 0);
-    s_expect(f.s, ks[0], "onethreeone", "EINTR flock");
+    tu_expect_as(f.s, ks[0], "onethreeone", "EINTR flock");
     s_fx_close(&f);
 }
 END_TEST
@@ -651,7 +582,7 @@ START_TEST(fsync_fails) {
     TU_OK(pd_append(f.s, 2, ks, vs, PD_FSYNC), f.s);
     ck_assert_int_ge(g_calls, 1);
     pd__sys_reset();
-    s_expect(f.s, ks[0], "111", "fsync ok");
+    tu_expect_as(f.s, ks[0], "111", "fsync ok");
     /* fsync fails: error names the key, path and fsync; the batch is rolled
      * back (a batch is applied whole or not at all). */
     s_counters(0, 0);
@@ -677,7 +608,7 @@ START_TEST(fsync_fails) {
     ck_assert_int_eq(rc, PD_ERR_IO);
     ck_assert_msg(s_msg_has(pd_errmsg(f.s), "'i'", "fsync", (char *)NULL),
                   "message: %s", pd_errmsg(f.s));
-    s_expect(f.s, ik, "old", "iset with failed fsync");
+    tu_expect_as(f.s, ik, "old", "iset with failed fsync");
     char *tmp = s_find_prefix(f.root, "%#");
     ck_assert_msg(tmp == NULL || !*tmp, "temporary files left: %s", tmp);
     free(tmp);
@@ -724,7 +655,7 @@ START_TEST(rollback_fails) {
     }
     ck_assert_msg(seen, "no rollback was attempted (ftruncate never called)");
     /* 'b' is untouched whatever happened to 'a'. */
-    s_expect(f.s, ks[1], "B0", "rollback failure");
+    tu_expect_as(f.s, ks[1], "B0", "rollback failure");
     s_fx_close(&f);
 }
 END_TEST
@@ -754,9 +685,9 @@ START_TEST(flock_fails) {
     ck_assert_int_eq(grc, PD_ERR_IO);
     ck_assert_ptr_null(r);
     /* Works again afterwards, nothing changed. */
-    s_expect(f.s, k, "A0", "after flock failure");
+    tu_expect_as(f.s, k, "A0", "after flock failure");
     TU_OK(pd_append(f.s, 1, &k, &v, 0), f.s);
-    s_expect(f.s, k, "A0x", "after flock failure");
+    tu_expect_as(f.s, k, "A0x", "after flock failure");
     s_fx_close(&f);
 }
 END_TEST
@@ -794,7 +725,7 @@ START_TEST(other_calls_fail) {
     TU_OK(pd_append(f.s, 3, ks, vs, 0), f.s);
     /* mkdir fails for a tuple key: clear error, batch not applied. */
     char *before;
-    TU_OK(s_get(f.s, ks[0], &before, NULL), f.s);
+    TU_OK(tu_fetch1(f.s, ks[0], &before, NULL), f.s);
     pd_bytes tp[] = {V("dir"), V("x")};
     pd_key bk[] = {ks[0], PD_KEY_TUPLE(tp, 2)};
     s_counters(0, 0);
@@ -806,7 +737,7 @@ START_TEST(other_calls_fail) {
     ck_assert_msg(s_msg_has(pd_errmsg(f.s), "('dir', 'x')", f.root,
                             "Permission denied", (char *)NULL),
                   "message: %s", pd_errmsg(f.s));
-    s_expect(f.s, ks[0], before, "mkdir failure");
+    tu_expect_as(f.s, ks[0], before, "mkdir failure");
     free(before);
     /* pread fails: get reports key and path. */
     s_counters(0, 0);
@@ -829,35 +760,38 @@ static int s_fsize_child(void *arg) {
     const char *root = arg;
     signal(SIGXFSZ, SIG_IGN);
     pd_store *s = NULL;
-    CHECK(pd_file_open(&s, root, PD_FILE_CREATE) == 0, "open: %s",
-          pd_errmsg(NULL));
+    TU_CHECK(pd_file_open(&s, root, PD_FILE_CREATE) == 0, "open: %s",
+             pd_errmsg(NULL));
     pd_key ks[] = {K("k1"), K("k2"), K("k3")};
     pd_bytes old[] = {V("old1"), V("old2"), V("other")};
-    CHECK(pd_append(s, 3, ks, old, 0) == 0, "append: %s", pd_errmsg(s));
+    TU_CHECK(pd_append(s, 3, ks, old, 0) == 0, "append: %s", pd_errmsg(s));
     struct rlimit rl = {65536, 65536};
-    CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit: %s", strerror(errno));
+    TU_CHECK(setrlimit(RLIMIT_FSIZE, &rl) == 0, "setrlimit: %s",
+             strerror(errno));
     size_t n = 128 * 1024;
     char *big = calloc(1, n);
     pd_bytes vs[] = {V("new"), {big, n}};
     int rc = pd_append(s, 2, ks, vs, 0);
     const char *m = pd_errmsg(s);
-    CHECK(rc == PD_ERR_IO, "append over RLIMIT_FSIZE -> %d: %s", rc, m);
-    CHECK(pd_errno(s) == EFBIG, "pd_errno %d, want EFBIG: %s", pd_errno(s), m);
-    CHECK(strstr(m, "'k2'") && strstr(m, root) && strstr(m, "File too large"),
-          "message lacks key, path or reason: %s", m);
-    CHECK(s_has(s, ks[0], "old1"), "k1 not rolled back");
-    CHECK(s_has(s, ks[1], "old2"), "k2 not rolled back");
-    CHECK(s_has(s, ks[2], "other"), "k3 changed");
+    TU_CHECK(rc == PD_ERR_IO, "append over RLIMIT_FSIZE -> %d: %s", rc, m);
+    TU_CHECK(pd_errno(s) == EFBIG, "pd_errno %d, want EFBIG: %s", pd_errno(s),
+             m);
+    TU_CHECK(strstr(m, "'k2'") && strstr(m, root) &&
+                 strstr(m, "File too large"),
+             "message lacks key, path or reason: %s", m);
+    TU_CHECK(s_has(s, ks[0], "old1"), "k1 not rolled back");
+    TU_CHECK(s_has(s, ks[1], "old2"), "k2 not rolled back");
+    TU_CHECK(s_has(s, ks[2], "other"), "k3 changed");
     /* A batch that fits still works. */
     pd_bytes ok[] = {V("+1"), V("+2")};
-    CHECK(pd_append(s, 2, ks, ok, 0) == 0, "append: %s", pd_errmsg(s));
-    CHECK(s_has(s, ks[0], "old1+1") && s_has(s, ks[1], "old2+2"),
-          "append after EFBIG");
+    TU_CHECK(pd_append(s, 2, ks, ok, 0) == 0, "append: %s", pd_errmsg(s));
+    TU_CHECK(s_has(s, ks[0], "old1+1") && s_has(s, ks[1], "old2+2"),
+             "append after EFBIG");
     /* iset of a value over the limit: old value kept. */
     rc = pd_iset(s, 1, &ks[2], &vs[1], 0);
-    CHECK(rc == PD_ERR_IO && pd_errno(s) == EFBIG, "iset -> %d: %s", rc,
-          pd_errmsg(s));
-    CHECK(s_has(s, ks[2], "other"), "k3 changed by a failed iset");
+    TU_CHECK(rc == PD_ERR_IO && pd_errno(s) == EFBIG, "iset -> %d: %s", rc,
+             pd_errmsg(s));
+    TU_CHECK(s_has(s, ks[2], "other"), "k3 changed by a failed iset");
     free(big);
     pd_close(&s);
     return 0;
@@ -925,31 +859,31 @@ static void s_check_refused(pd_store *s, const char *root, int want_errno,
                             const char *how) {
     pd_key ks[] = {K("a"), K("new")};
     pd_bytes vs[] = {V("x"), V("y")};
-    CHECK(s_has(s, ks[0], "A"), "%s: read", how);
+    TU_CHECK(s_has(s, ks[0], "A"), "%s: read", how);
     int rc = pd_append(s, 2, ks, vs, 0);
     const char *m = pd_errmsg(s);
-    CHECK(rc == PD_ERR_IO && pd_errno(s) == want_errno,
-          "%s: append -> %d errno %d: %s", how, rc, pd_errno(s), m);
-    CHECK((strstr(m, "'a'") || strstr(m, "'new'")) && strstr(m, root) &&
-              strstr(m, strerror(want_errno)),
-          "%s: append message lacks key, path or reason: %s", how, m);
+    TU_CHECK(rc == PD_ERR_IO && pd_errno(s) == want_errno,
+             "%s: append -> %d errno %d: %s", how, rc, pd_errno(s), m);
+    TU_CHECK((strstr(m, "'a'") || strstr(m, "'new'")) && strstr(m, root) &&
+                 strstr(m, strerror(want_errno)),
+             "%s: append message lacks key, path or reason: %s", how, m);
     rc = pd_iset(s, 1, ks, vs, 0);
-    CHECK(rc == PD_ERR_IO, "%s: iset -> %d: %s", how, rc, pd_errmsg(s));
-    CHECK(strstr(pd_errmsg(s), "'a'"), "%s: iset message: %s", how,
-          pd_errmsg(s));
+    TU_CHECK(rc == PD_ERR_IO, "%s: iset -> %d: %s", how, rc, pd_errmsg(s));
+    TU_CHECK(strstr(pd_errmsg(s), "'a'"), "%s: iset message: %s", how,
+             pd_errmsg(s));
     rc = pd_delete(s, 1, ks, 0);
-    CHECK(rc == PD_ERR_IO, "%s: delete -> %d: %s", how, rc, pd_errmsg(s));
-    CHECK(strstr(pd_errmsg(s), "'a'"), "%s: delete message: %s", how,
-          pd_errmsg(s));
+    TU_CHECK(rc == PD_ERR_IO, "%s: delete -> %d: %s", how, rc, pd_errmsg(s));
+    TU_CHECK(strstr(pd_errmsg(s), "'a'"), "%s: delete message: %s", how,
+             pd_errmsg(s));
     rc = pd_drop(s, 0);
-    CHECK(rc == PD_ERR_IO, "%s: drop -> %d: %s", how, rc, pd_errmsg(s));
-    CHECK(strstr(pd_errmsg(s), root), "%s: drop message: %s", how,
-          pd_errmsg(s));
+    TU_CHECK(rc == PD_ERR_IO, "%s: drop -> %d: %s", how, rc, pd_errmsg(s));
+    TU_CHECK(strstr(pd_errmsg(s), root), "%s: drop message: %s", how,
+             pd_errmsg(s));
     pd__sys_reset();
-    CHECK(s_has(s, ks[0], "A"), "%s: content changed", how);
-    CHECK(s_has(s, ks[1], ""), "%s: a key was created", how);
+    TU_CHECK(s_has(s, ks[0], "A"), "%s: content changed", how);
+    TU_CHECK(s_has(s, ks[1], ""), "%s: a key was created", how);
     pd_keylist *kl = NULL;
-    CHECK(pd_keys(s, &kl, 0) == 0, "%s: keys: %s", how, pd_errmsg(s));
+    TU_CHECK(pd_keys(s, &kl, 0) == 0, "%s: keys: %s", how, pd_errmsg(s));
     pd_keylist_free(&kl);
 }
 
@@ -959,7 +893,7 @@ static int s_ro_child(void *arg) {
      * user): always possible. */
     pd_store *s = NULL;
     int rc = pd_file_open(&s, a->src, 0);
-    CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
     pd__sys_table.openat = f_openat_eacces;
     pd__sys_table.mkdirat = f_mkdirat_eacces;
     pd__sys_table.unlinkat = f_unlinkat_eacces;
@@ -983,21 +917,23 @@ static int s_ro_child(void *arg) {
     /* A read-only store with its lock file opens (the lock file read-only)
      * and reads; every write is refused with EROFS. */
     rc = pd_file_open(&s, a->dst, 0);
-    CHECK(rc == 0, "open of a read-only store -> %d: %s", rc, pd_errmsg(NULL));
+    TU_CHECK(rc == 0, "open of a read-only store -> %d: %s", rc,
+             pd_errmsg(NULL));
     if (rc == 0) {
         s_check_refused(s, a->dst, EROFS, "read-only mount");
         pd_close(&s);
     }
     /* No .lock and no way to create one. */
     rc = pd_file_open(&s, a->emptyro, 0);
-    CHECK(rc == PD_ERR_IO, "open of an empty read-only dir -> %d", rc);
-    CHECK(strstr(pd_errmsg(NULL), a->emptyro) &&
-              strstr(pd_errmsg(NULL), "Read-only file system"),
-          "message: %s", pd_errmsg(NULL));
+    TU_CHECK(rc == PD_ERR_IO, "open of an empty read-only dir -> %d", rc);
+    TU_CHECK(strstr(pd_errmsg(NULL), a->emptyro) &&
+                 strstr(pd_errmsg(NULL), "Read-only file system"),
+             "message: %s", pd_errmsg(NULL));
     /* Nor can a temporary store be made there. */
     rc = pd_file_open_temp(&s, a->emptyro, 0);
-    CHECK(rc == PD_ERR_IO, "open_temp in a read-only dir -> %d", rc);
-    CHECK(strstr(pd_errmsg(NULL), a->emptyro), "message: %s", pd_errmsg(NULL));
+    TU_CHECK(rc == PD_ERR_IO, "open_temp in a read-only dir -> %d", rc);
+    TU_CHECK(strstr(pd_errmsg(NULL), a->emptyro), "message: %s",
+             pd_errmsg(NULL));
     return 0;
 }
 
@@ -1030,7 +966,7 @@ static int s_tmpfs_child(void *arg) {
         return CHILD_SKIP;
     }
     pd_store *s = NULL;
-    CHECK(pd_file_open(&s, root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(pd_file_open(&s, root, 0) == 0, "open: %s", pd_errmsg(NULL));
     size_t n = 64 * 1024;
     char *v = malloc(n);
     int i, rc = 0;
@@ -1043,12 +979,12 @@ static int s_tmpfs_child(void *arg) {
         rc = pd_append(s, 1, &k, &b, 0);
         if (rc) break;
     }
-    CHECK(rc != 0, "1 MiB tmpfs never filled");
+    TU_CHECK(rc != 0, "1 MiB tmpfs never filled");
     const char *m = pd_errmsg(s);
-    CHECK(rc == PD_ERR_IO && pd_errno(s) == ENOSPC, "full -> %d: %s", rc, m);
-    CHECK(strstr(m, name) && strstr(m, root) &&
-              strstr(m, "No space left on device"),
-          "message lacks key, path or reason: %s", m);
+    TU_CHECK(rc == PD_ERR_IO && pd_errno(s) == ENOSPC, "full -> %d: %s", rc, m);
+    TU_CHECK(strstr(m, name) && strstr(m, root) &&
+                 strstr(m, "No space left on device"),
+             "message lacks key, path or reason: %s", m);
     fprintf(stderr, "small_tmpfs: full after %d keys: %s\n", i, m);
     /* Earlier keys intact; the failed key empty. */
     for (int j = 0; j < i; j++) {
@@ -1056,32 +992,33 @@ static int s_tmpfs_child(void *arg) {
         snprintf(nm, sizeof nm, "k%d", j);
         char *got;
         size_t len;
-        CHECK(s_get(s, K(nm), &got, &len) == 0, "get %s: %s", nm, pd_errmsg(s));
-        CHECK(len == n && got[0] == 'a' + j % 26 && got[n - 1] == got[0],
-              "key %s damaged (%zu bytes)", nm, len);
+        TU_CHECK(tu_fetch1(s, K(nm), &got, &len) == 0, "get %s: %s", nm,
+                 pd_errmsg(s));
+        TU_CHECK(len == n && got[0] == 'a' + j % 26 && got[n - 1] == got[0],
+                 "key %s damaged (%zu bytes)", nm, len);
         free(got);
     }
-    CHECK(s_has(s, K(name), ""), "failed key %s holds data", name);
+    TU_CHECK(s_has(s, K(name), ""), "failed key %s holds data", name);
     /* A batch touching an old key and overflowing: rolled back. */
     pd_key ks[] = {K("k0"), K("big")};
     size_t bn = 2 * 1024 * 1024;
     char *bv = calloc(1, bn);
     pd_bytes bb[] = {V("+x"), {bv, bn}};
     rc = pd_append(s, 2, ks, bb, 0);
-    CHECK(rc == PD_ERR_IO && pd_errno(s) == ENOSPC, "big batch -> %d: %s", rc,
-          pd_errmsg(s));
+    TU_CHECK(rc == PD_ERR_IO && pd_errno(s) == ENOSPC, "big batch -> %d: %s",
+             rc, pd_errmsg(s));
     char *got;
     size_t len;
-    CHECK(s_get(s, ks[0], &got, &len) == 0 && len == n,
-          "k0 not rolled back "
-          "(%zu bytes)",
-          len);
+    TU_CHECK(tu_fetch1(s, ks[0], &got, &len) == 0 && len == n,
+             "k0 not rolled back "
+             "(%zu bytes)",
+             len);
     free(got);
     /* Free space and carry on. */
-    CHECK(pd_delete(s, 1, ks, 0) == 0, "delete: %s", pd_errmsg(s));
-    CHECK(pd_append(s, 1, &ks[1], &bb[0], 0) == 0, "append after delete: %s",
-          pd_errmsg(s));
-    CHECK(pd_drop(s, 0) == 0, "drop: %s", pd_errmsg(s));
+    TU_CHECK(pd_delete(s, 1, ks, 0) == 0, "delete: %s", pd_errmsg(s));
+    TU_CHECK(pd_append(s, 1, &ks[1], &bb[0], 0) == 0, "append after delete: %s",
+             pd_errmsg(s));
+    TU_CHECK(pd_drop(s, 0) == 0, "drop: %s", pd_errmsg(s));
     free(bv);
     free(v);
     pd_close(&s);
@@ -1101,15 +1038,6 @@ END_TEST
 
 static void s_write(const char *path, const char *data) {
     ck_assert_int_eq(tu_write_file(path, data, strlen(data)), 0);
-}
-
-static void s_file_is(const char *path, const char *want) {
-    size_t len;
-    char *got = tu_read_file(path, &len);
-    ck_assert_msg(got && len == strlen(want) && !memcmp(got, want, len),
-                  "%s was changed: '%s', want '%s'", path, got ? got : "(gone)",
-                  want);
-    free(got);
 }
 
 /* An error must name the key; a success must not expose outside data. */
@@ -1137,7 +1065,7 @@ START_TEST(key_is_directory) {
     ck_assert_msg(s_msg_has(pd_errmsg(f.s), "'k'", f.root, (char *)NULL),
                   "message: %s", pd_errmsg(f.s));
     char *got;
-    rc = s_get(f.s, k, &got, NULL);
+    rc = tu_fetch1(f.s, k, &got, NULL);
     s_rc_clear(f.s, rc, "'k'", "get");
     ck_assert_str_eq(got, "");
     free(got);
@@ -1149,10 +1077,10 @@ START_TEST(key_is_directory) {
     s_rc_clear(f.s, rc, "'k'", "iset");
     rc = pd_delete(f.s, 1, &k, 0);
     s_rc_clear(f.s, rc, "'k'", "delete");
-    s_expect(f.s, K("o"), "other", "bystander");
+    tu_expect_as(f.s, K("o"), "other", "bystander");
     TU_OK(pd_drop(f.s, 0), f.s);
     TU_OK(pd_append(f.s, 1, &k, &v, 0), f.s);
-    s_expect(f.s, k, "x", "after drop");
+    tu_expect_as(f.s, k, "x", "after drop");
     s_fx_close(&f);
 }
 END_TEST
@@ -1192,15 +1120,15 @@ START_TEST(key_is_symlink) {
             strcat(nopath, "\n");
         }
         char *got;
-        rc = s_get(f.s, keys[i], &got, NULL);
+        rc = tu_fetch1(f.s, keys[i], &got, NULL);
         s_rc_clear(f.s, rc, reprs[i], "get");
         ck_assert_msg(!strstr(got, "SECRET"),
                       "get %s read through a symlink: '%s'", reprs[i], got);
         free(got);
     }
-    s_file_is(out, "SECRET");
+    tu_file_is(out, "SECRET");
     snprintf(p, sizeof p, "%s/x", outdir);
-    s_file_is(p, "SECRET2");
+    tu_file_is(p, "SECRET2");
     /* The listing does not descend into the symlinked directory. */
     pd_keylist *kl = NULL;
     TU_OK(pd_keys(f.s, &kl, 0), f.s);
@@ -1218,19 +1146,19 @@ START_TEST(key_is_symlink) {
     s_rc_clear(f.s, rc, "'k'", "iset");
     rc = pd_delete(f.s, 3, keys, 0);
     s_rc_clear(f.s, rc, "'k'", "delete");
-    s_file_is(out, "SECRET");
-    s_file_is(p, "SECRET2");
+    tu_file_is(out, "SECRET");
+    tu_file_is(p, "SECRET2");
     /* drop removes the store's content, not what links point at. */
     snprintf(p, sizeof p, "%s/d2", f.root);
     ck_assert_int_eq(symlink(outdir, p), 0);
     TU_OK(pd_drop(f.s, 0), f.s);
-    s_file_is(out, "SECRET");
+    tu_file_is(out, "SECRET");
     snprintf(p, sizeof p, "%s/x", outdir);
-    s_file_is(p, "SECRET2");
-    s_expect(f.s, K("o"), "", "after drop");
+    tu_file_is(p, "SECRET2");
+    tu_expect_as(f.s, K("o"), "", "after drop");
     TU_OK(pd_append(f.s, 1, &keys[0], &v, 0), f.s);
-    s_expect(f.s, keys[0], "x", "after drop");
-    s_file_is(out, "SECRET");
+    tu_expect_as(f.s, keys[0], "x", "after drop");
+    tu_file_is(out, "SECRET");
     ck_assert_msg(!*nopath, "messages without the store path:\n%s", nopath);
     s_fx_close(&f);
 }
@@ -1254,7 +1182,7 @@ START_TEST(lock_is_symlink) {
         ck_assert_msg(strstr(pd_errmsg(NULL), ".lock"), "message: %s",
                       pd_errmsg(NULL));
     }
-    s_file_is(out, "KEEP");
+    tu_file_is(out, "KEEP");
     /* .lock is a directory: open fails clearly. */
     unlink(p);
     ck_assert_int_eq(mkdir(p, 0755), 0);
@@ -1302,7 +1230,7 @@ START_TEST(key_is_hardlink) {
     ck_assert_msg(rc != 0, "append to a file with two links succeeded");
     ck_assert_msg(s_msg_has(pd_errmsg(f.s), "'k'", f.root, (char *)NULL),
                   "message: %s", pd_errmsg(f.s));
-    s_file_is(out, "SECRET");
+    tu_file_is(out, "SECRET");
     s_fx_close(&f);
 }
 END_TEST
@@ -1311,25 +1239,25 @@ static int s_fifo_child(void *arg) {
     fx *f = arg;
     alarm(10);
     pd_store *s = NULL;
-    CHECK(pd_file_open(&s, f->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(pd_file_open(&s, f->root, 0) == 0, "open: %s", pd_errmsg(NULL));
     pd_key ks[] = {K("fifo"), K("o")};
     pd_bytes v = V("x");
     int rc = pd_append(s, 1, ks, &v, 0);
-    CHECK(rc != 0, "append to a FIFO succeeded");
-    CHECK(strstr(pd_errmsg(s), "'fifo'"), "message: %s", pd_errmsg(s));
+    TU_CHECK(rc != 0, "append to a FIFO succeeded");
+    TU_CHECK(strstr(pd_errmsg(s), "'fifo'"), "message: %s", pd_errmsg(s));
     pd_result *r = NULL;
     rc = pd_get(s, 2, ks, &r, 0);
-    CHECK(rc == 0 || strstr(pd_errmsg(s), "'fifo'"), "get message: %s",
-          pd_errmsg(s));
+    TU_CHECK(rc == 0 || strstr(pd_errmsg(s), "'fifo'"), "get message: %s",
+             pd_errmsg(s));
     pd_result_free(&r);
     rc = pd_iset(s, 1, ks, &v, 0);
-    CHECK(rc == 0 || strstr(pd_errmsg(s), "'fifo'"), "iset message: %s",
-          pd_errmsg(s));
+    TU_CHECK(rc == 0 || strstr(pd_errmsg(s), "'fifo'"), "iset message: %s",
+             pd_errmsg(s));
     pd_keylist *kl = NULL;
-    CHECK(pd_keys(s, &kl, 0) == 0, "keys: %s", pd_errmsg(s));
+    TU_CHECK(pd_keys(s, &kl, 0) == 0, "keys: %s", pd_errmsg(s));
     pd_keylist_free(&kl);
-    CHECK(s_has(s, ks[1], "other"), "bystander");
-    CHECK(pd_drop(s, 0) == 0, "drop: %s", pd_errmsg(s));
+    TU_CHECK(s_has(s, ks[1], "other"), "bystander");
+    TU_CHECK(pd_drop(s, 0) == 0, "drop: %s", pd_errmsg(s));
     pd_close(&s);
     return 0;
 }
@@ -1399,14 +1327,14 @@ START_TEST(junk_in_store) {
         if (k.nparts == 0 && k.size == 4 && !memcmp(k.data, "good", 4))
             good = true;
         char *got;
-        rc = s_get(f.s, k, &got, NULL);
+        rc = tu_fetch1(f.s, k, &got, NULL);
         ck_assert_msg(rc == 0, "a listed key cannot be read: %s",
                       pd_errmsg(f.s));
         free(got);
     }
     ck_assert(rc != 0 || good || pd_keylist_count(kl) == 0);
     pd_keylist_free(&kl);
-    s_expect(f.s, K("good"), "g", "junk");
+    tu_expect_as(f.s, K("good"), "g", "junk");
     TU_OK(pd_drop(f.s, 0), f.s);
     s_fx_close(&f);
 }

@@ -54,17 +54,10 @@ START_TEST(plain_keys_use_reference_layout) {
     tu_append1(g_f, PD_KEY_TUPLE(parts, 2), "tup", 3);
     char p[8192];
     snprintf(p, sizeof p, "%s/x", g_root);
-    size_t n;
-    char *c = tu_read_file(p, &n);
-    ck_assert_ptr_nonnull(c);
-    ck_assert_str_eq(c, "hello");
-    free(c);
+    tu_file_is(p, "hello");
     ck_assert(exists("%s/part-1 (copy).csv_2", g_root));
     snprintf(p, sizeof p, "%s/a/b", g_root);
-    c = tu_read_file(p, &n);
-    ck_assert_ptr_nonnull(c);
-    ck_assert_str_eq(c, "tup");
-    free(c);
+    tu_file_is(p, "tup");
     ck_assert(exists("%s/.lock", g_root));
     pd_key k = PD_KEY_STR("x");
     ck_assert_uint_eq(pd_file_filename(g_f, &k, p, sizeof p),
@@ -109,11 +102,9 @@ START_TEST(hostile_keys_get_escaped_names) {
     }
     for (size_t i = 0; i < sizeof s_names / sizeof s_names[0]; i++) {
         pd_key k = PD_KEY(s_names[i].key, s_names[i].len);
-        char *got = tu_get1(g_f, &k, NULL);
         char v[32];
         snprintf(v, sizeof v, "v%zu", i);
-        ck_assert_str_eq(got, v);
-        free(got);
+        tu_expect_str(g_f, k, v);
     }
     ck_assert_int_eq(outside_entries(), 0);
     ck_assert(!exists("%s/x", g_tmp));
@@ -134,9 +125,7 @@ START_TEST(long_keys_nest_and_round_trip) {
             k[i] = (char)(s % 2 ? 'a' + i % 26 : (i * 7 + s) & 0xff);
         pd_key key = PD_KEY(k, sizes[s]);
         tu_append1(g_f, key, "long", 4);
-        char *got = tu_get1(g_f, &key, NULL);
-        ck_assert_str_eq(got, "long");
-        free(got);
+        tu_expect_str(g_f, key, "long");
         free(k);
     }
     pd_keylist *kl = NULL;
@@ -146,9 +135,7 @@ START_TEST(long_keys_nest_and_round_trip) {
         pd_key k;
         ck_assert_int_eq(pd_keylist_key(kl, i, &k), 0);
         ck_assert_uint_eq(pd_keylist_size(kl, i), 4);
-        char *got = tu_get1(g_f, &k, NULL);
-        ck_assert_str_eq(got, "long");
-        free(got);
+        tu_expect_str(g_f, k, "long");
         /* delete through the listed key, and the chunk dirs go too */
         TU_OK(pd_delete(g_f, 1, &k, 0), g_f);
     }
@@ -258,37 +245,37 @@ START_TEST(tuple_and_flat_conflict_is_a_clear_error) {
     ck_assert_int_eq(pd_append(g_f, 1, &t, &v, 0), PD_ERR_KEY);
     ck_assert_ptr_nonnull(strstr(pd_errmsg(g_f), "('x', 'y')"));
     /* reading the tuple: empty, not an error; the flat key is intact */
-    char *got = tu_get1(g_f, &t, NULL);
-    ck_assert_str_eq(got, "");
-    free(got);
+    tu_expect_str(g_f, t, "");
     pd_key x = PD_KEY_STR("x");
-    got = tu_get1(g_f, &x, NULL);
-    ck_assert_str_eq(got, "flat");
-    free(got);
+    tu_expect_str(g_f, x, "flat");
     /* and the other way round: a flat key naming a tuple directory */
     pd_bytes p2[2] = {{"d", 1}, {"y", 1}};
     pd_key t2 = PD_KEY_TUPLE(p2, 2);
     tu_append1(g_f, t2, "t", 1);
     pd_key d = PD_KEY_STR("d");
     ck_assert_int_eq(pd_append(g_f, 1, &d, &v, 0), PD_ERR_KEY);
-    got = tu_get1(g_f, &d, NULL);
-    ck_assert_str_eq(got, "");
-    free(got);
+    tu_expect_str(g_f, d, "");
     TU_OK(pd_delete(g_f, 1, &d, 0), g_f); /* must not remove the directory */
-    got = tu_get1(g_f, &t2, NULL);
-    ck_assert_str_eq(got, "t");
-    free(got);
+    tu_expect_str(g_f, t2, "t");
 }
 END_TEST
 
 /* ------------------------------------------------------------ Safety */
 
+/* Writes "secret" to a file outside the store (its path put in outside;
+ * tests check with tu_file_is that it stays so), and links it into the store
+ * as `name` with mk (symlink or link; that path put in p). */
+static void s_link_outside(char outside[8192], char p[8192], const char *name,
+                           int (*mk)(const char *, const char *)) {
+    snprintf(outside, 8192, "%s/outside", g_tmp);
+    ck_assert_int_eq(tu_write_file(outside, "secret", 6), 0);
+    snprintf(p, 8192, "%s/%s", g_root, name);
+    ck_assert_int_eq(mk(outside, p), 0);
+}
+
 START_TEST(symlinks_inside_are_never_followed) {
     char p[8192], outside[8192];
-    snprintf(outside, sizeof outside, "%s/outside", g_tmp);
-    ck_assert_int_eq(tu_write_file(outside, "secret", 6), 0);
-    snprintf(p, sizeof p, "%s/evil", g_root);
-    ck_assert_int_eq(symlink(outside, p), 0);
+    s_link_outside(outside, p, "evil", symlink);
     pd_key k = PD_KEY_STR("evil");
     pd_bytes v = PD_BYTES("pwned", 5);
     int rc = pd_append(g_f, 1, &k, &v, 0);
@@ -314,33 +301,22 @@ START_TEST(symlinks_inside_are_never_followed) {
     TU_OK(pd_get(g_f, 1, &t, &r, 0), g_f); /* reads as missing */
     ck_assert_uint_eq(pd_result_value(r, 0).size, 0);
     pd_result_free(&r);
-    size_t n;
-    char *c = tu_read_file(outside, &n);
-    ck_assert_str_eq(c, "secret");
-    free(c);
+    tu_file_is(outside, "secret");
     ck_assert_int_eq(tu_system("test -z \"$(ls -A '%s')\"", outdir), 0);
     /* drop removes the links, not their targets */
     TU_OK(pd_drop(g_f, 0), g_f);
-    c = tu_read_file(outside, &n);
-    ck_assert_str_eq(c, "secret");
-    free(c);
+    tu_file_is(outside, "secret");
     ck_assert(exists("%s", outdir));
 }
 END_TEST
 
 START_TEST(hard_links_fifos_and_dirs_are_refused) {
     char p[8192], outside[8192];
-    snprintf(outside, sizeof outside, "%s/outside", g_tmp);
-    ck_assert_int_eq(tu_write_file(outside, "secret", 6), 0);
-    snprintf(p, sizeof p, "%s/hl", g_root);
-    ck_assert_int_eq(link(outside, p), 0);
+    s_link_outside(outside, p, "hl", link);
     pd_key k = PD_KEY_STR("hl");
     pd_bytes v = PD_BYTES("x", 1);
     ck_assert_int_ne(pd_append(g_f, 1, &k, &v, 0), 0);
-    size_t n;
-    char *c = tu_read_file(outside, &n);
-    ck_assert_str_eq(c, "secret");
-    free(c);
+    tu_file_is(outside, "secret");
     snprintf(p, sizeof p, "%s/fifo", g_root);
     ck_assert_int_eq(mkfifo(p, 0600), 0);
     pd_key fk = PD_KEY_STR("fifo");
@@ -410,14 +386,10 @@ START_TEST(iset_replaces_atomically_and_drop_keeps_lock) {
     tu_append1(g_f, k, "old-old-old", 11);
     pd_bytes v = PD_BYTES("new", 3);
     TU_OK(pd_iset(g_f, 1, &k, &v, PD_FSYNC), g_f);
-    char *got = tu_get1(g_f, &k, NULL);
-    ck_assert_str_eq(got, "new");
-    free(got);
+    tu_expect_str(g_f, k, "new");
     pd_bytes v2 = PD_BYTES("ignored", 7);
     TU_OK(pd_iset(g_f, 1, &k, &v2, 0), g_f);
-    got = tu_get1(g_f, &k, NULL);
-    ck_assert_str_eq(got, "new");
-    free(got);
+    tu_expect_str(g_f, k, "new");
     /* no temporary left behind */
     ck_assert_int_eq(tu_system("test $(ls -A '%s' | grep -c '^%%#') -eq 0",
                                g_root), 0);
@@ -426,9 +398,7 @@ START_TEST(iset_replaces_atomically_and_drop_keeps_lock) {
     TU_OK(pd_drop(g_f, 0), g_f);
     ck_assert_int_eq(tu_system("test \"$(ls -A '%s')\" = .lock", g_root), 0);
     TU_OK(pd_iset(g_f, 1, &k, &v2, 0), g_f); /* drop forgot the iset memo */
-    got = tu_get1(g_f, &k, NULL);
-    ck_assert_str_eq(got, "ignored");
-    free(got);
+    tu_expect_str(g_f, k, "ignored");
 }
 END_TEST
 
@@ -464,14 +434,8 @@ static void stale_case(int how, bool wait_past_racy) {
         ck_assert_int_eq(rename(tmp, p), 0);
     }
     tu_append1(g_f, k, "new", 3);
-    size_t n;
-    char *c = tu_read_file(p, &n);
-    ck_assert_ptr_nonnull(c);
-    ck_assert_str_eq(c, how == 3 ? "Xnew" : "new");
-    free(c);
-    char *got = tu_get1(g_f, &k, NULL);
-    ck_assert_str_eq(got, how == 3 ? "Xnew" : "new");
-    free(got);
+    tu_file_is(p, how == 3 ? "Xnew" : "new");
+    tu_expect_str(g_f, k, how == 3 ? "Xnew" : "new");
 }
 
 START_TEST(stale_descriptor_after_unlink) { stale_case(0, _i); }
@@ -540,10 +504,8 @@ START_TEST(fd_limit_256) {
         pd_keylist_free(&kl);
         _exit(pd_close(&s) ? 8 : 0);
     }
-    int st;
-    waitpid(pid, &st, 0);
-    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "child status %d",
-                  WEXITSTATUS(st));
+    int st = tu_waitpid(pid);
+    ck_assert_msg(st == 0, "child status %d", st);
 }
 END_TEST
 
@@ -563,9 +525,7 @@ START_TEST(lock_is_recursive_and_shared_per_directory) {
     TU_OK(pd_unlock(g_f), g_f);
     TU_OK(pd_unlock(g_f), g_f);
     ck_assert_int_eq(pd_unlock(g_f), PD_ERR_MISUSE);
-    char *got = tu_get1(h2, &k, NULL);
-    ck_assert_str_eq(got, "abc");
-    free(got);
+    tu_expect_str(h2, k, "abc");
     /* closing while locked releases the lock */
     TU_OK(pd_lock(h2), h2);
     pd_close(&h2);
@@ -600,13 +560,8 @@ START_TEST(flock_excludes_other_processes) {
                     (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
     ck_assert_msg(waited > 0.15, "append did not wait for the lock (%.3f s)",
                   waited);
-    int st;
-    waitpid(pid, &st, 0);
-    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    pd_key k = PD_KEY_STR("k");
-    char *got = tu_get1(g_f, &k, NULL);
-    ck_assert_str_eq(got, "childparent");
-    free(got);
+    ck_assert_int_eq(tu_waitpid(pid), 0);
+    tu_expect_str(g_f, PD_KEY_STR("k"), "childparent");
     close(pfd[0]);
     close(pfd[1]);
 }
@@ -626,13 +581,8 @@ START_TEST(handle_survives_fork) {
     usleep(200000);
     tu_append1(g_f, PD_KEY_STR("k"), "p2,", 3);
     TU_OK(pd_unlock(g_f), g_f);
-    int st;
-    waitpid(pid, &st, 0);
-    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    pd_key k = PD_KEY_STR("k");
-    char *got = tu_get1(g_f, &k, NULL);
-    ck_assert_str_eq(got, "p1,p2,c,");
-    free(got);
+    ck_assert_int_eq(tu_waitpid(pid), 0);
+    tu_expect_str(g_f, PD_KEY_STR("k"), "p1,p2,c,");
 }
 END_TEST
 
@@ -690,13 +640,8 @@ START_TEST(python_reference_interop) {
     for (int i = 0; i < 500 && access(held, F_OK) != 0; i++) usleep(10000);
     ck_assert_int_eq(access(held, F_OK), 0);
     tu_append1(g_f, PD_KEY_STR("x"), "+c2", 3);
-    int st;
-    waitpid(pid, &st, 0);
-    ck_assert(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    pd_key x = PD_KEY_STR("x");
-    char *got = tu_get1(g_f, &x, NULL);
-    ck_assert_str_eq(got, "py-x+c+py+c2");
-    free(got);
+    ck_assert_int_eq(tu_waitpid(pid), 0);
+    tu_expect_str(g_f, PD_KEY_STR("x"), "py-x+c+py+c2");
 }
 END_TEST
 

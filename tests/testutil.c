@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -95,15 +96,9 @@ bool tu_have_python_partd(void) {
 }
 
 char *tu_get1(pd_store *s, const pd_key *k, size_t *len) {
-    pd_result *r = NULL;
-    int rc = pd_get(s, 1, k, &r, 0);
+    char *out = NULL;
+    int rc = tu_fetch1(s, *k, &out, len);
     ck_assert_msg(rc == 0, "get: %s", pd_errmsg(s));
-    pd_bytes v = pd_result_value(r, 0);
-    char *out = malloc(v.size + 1);
-    if (v.size) memcpy(out, v.data, v.size);
-    out[v.size] = 0;
-    if (len) *len = v.size;
-    pd_result_free(&r);
     return out;
 }
 
@@ -119,4 +114,229 @@ int tu_run(Suite *s) {
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
+
+/* ------------------------------------------------- Reading and listing */
+
+int tu_fetch1(pd_store *s, pd_key k, char **out, size_t *len) {
+    pd_result *r = NULL;
+    int rc = pd_get(s, 1, &k, &r, 0);
+    pd_bytes v = rc == 0 ? pd_result_value(r, 0) : (pd_bytes){NULL, 0};
+    *out = malloc(v.size + 1);
+    ck_assert_ptr_nonnull(*out);
+    if (v.size) memcpy(*out, v.data, v.size);
+    (*out)[v.size] = 0;
+    if (len) *len = v.size;
+    pd_result_free(&r);
+    return rc;
+}
+
+void tu_expect(pd_store *s, pd_key k, const void *want, size_t wlen) {
+    size_t len = 0;
+    char *got = tu_get1(s, &k, &len);
+    char ks[PD__KEYSHORT_MAX];
+    ck_assert_msg(len == wlen && (wlen == 0 || memcmp(got, want, wlen) == 0),
+                  "key %s: got %zu bytes '%.*s', want %zu bytes '%.*s'",
+                  pd__key_short(&k, ks), len, (int)(len < 64 ? len : 64), got,
+                  wlen, (int)(wlen < 64 ? wlen : 64),
+                  wlen ? (const char *)want : "");
+    free(got);
+}
+
+void tu_expect_str(pd_store *s, pd_key k, const char *want) {
+    tu_expect(s, k, want, strlen(want));
+}
+
+void tu_expect_as(pd_store *s, pd_key k, const char *want, const char *what) {
+    char *got;
+    size_t len;
+    int rc = tu_fetch1(s, k, &got, &len);
+    ck_assert_msg(rc == 0, "%s: get failed: %s", what, pd_errmsg(s));
+    ck_assert_msg(len == strlen(want) && !memcmp(got, want, len),
+                  "%s: got '%s', want '%s'", what, got, want);
+    free(got);
+}
+
+size_t tu_nkeys(pd_store *s) {
+    pd_keylist *kl = NULL;
+    TU_OK(pd_keys(s, &kl, 0), s);
+    size_t n = pd_keylist_count(kl);
+    pd_keylist_free(&kl);
+    return n;
+}
+
+long long tu_listed_size(pd_store *s, pd_key k) {
+    pd_keylist *kl = NULL;
+    TU_OK(pd_keys(s, &kl, 0), s);
+    pd__pkey want, got;
+    ck_assert_int_eq(pd__pkey_set(&want, &k), 0);
+    long long size = -1;
+    for (size_t i = 0; i < pd_keylist_count(kl); i++) {
+        pd_key ki;
+        ck_assert_int_eq(pd_keylist_key(kl, i, &ki), 0);
+        ck_assert_int_eq(pd__pkey_set(&got, &ki), 0);
+        if (got.len == want.len && memcmp(got.p, want.p, got.len) == 0) {
+            ck_assert_int_eq(size, -1); /* listed once */
+            size = (long long)pd_keylist_size(kl, i);
+        }
+        pd__pkey_free(&got);
+    }
+    pd__pkey_free(&want);
+    pd_keylist_free(&kl);
+    return size;
+}
+
+void tu_file_is(const char *path, const char *want) {
+    size_t len;
+    char *got = tu_read_file(path, &len);
+    ck_assert_msg(got && len == strlen(want) && !memcmp(got, want, len),
+                  "%s holds '%s', want '%s'", path, got ? got : "(missing)",
+                  want);
+    free(got);
+}
+
+/* --------------------------------------------------- Child processes */
+
+int tu_child_errfd = -1;
+
+void tu_child_fail(int line, const char *fmt, ...) {
+    char buf[2048];
+    int n =
+        snprintf(buf, sizeof buf, "[child %d, line %d] ", (int)getpid(), line);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf + n, sizeof buf - (size_t)n, fmt, ap);
+    va_end(ap);
+    if (tu_child_errfd >= 0 && write(tu_child_errfd, buf, strlen(buf)) < 0) {
+        /* nothing more to do */
+    }
+    fprintf(stderr, "%s\n", buf);
+    _exit(1);
+}
+
+tu_child tu_child_spawn(tu_child_fn fn, void *arg, const int *close_fds,
+                        int nclose) {
+    int p[2];
+    ck_assert_int_eq(pipe(p), 0);
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        close(p[0]);
+        for (int i = 0; i < nclose; i++) close(close_fds[i]);
+        tu_child_errfd = p[1];
+        _exit(fn(arg));
+    }
+    close(p[1]);
+    return (tu_child){pid, p[0]};
+}
+
+int tu_child_wait(tu_child c, char *msg, size_t cap) {
+    size_t len = 0;
+    ssize_t r;
+    while (len + 1 < cap && (r = read(c.errfd, msg + len, cap - 1 - len)) > 0)
+        len += (size_t)r;
+    msg[len] = 0;
+    close(c.errfd);
+    return tu_waitpid(c.pid);
+}
+
+int tu_waitpid(pid_t pid) {
+    int st;
+    pid_t r;
+    while ((r = waitpid(pid, &st, 0)) < 0 && errno == EINTR) {}
+    if (r < 0) return -1;
+    if (WIFEXITED(st)) return WEXITSTATUS(st);
+    if (WIFSIGNALED(st)) return 128 + WTERMSIG(st);
+    return -1;
+}
+
+/* ------------------------------------------------------------ Threads */
+
+typedef struct tu_targ {
+    pd_store *s;
+    int id, rounds;
+    char why[512]; /* why the thread failed, "" when it did not */
+} tu_targ;
+
+static void *s_own_shared_worker(void *p) {
+    tu_targ *a = p;
+    char own[16];
+    snprintf(own, sizeof own, "own%d", a->id);
+    int every = a->rounds / 10 > 0 ? a->rounds / 10 : 1;
+    for (int i = 0; i < a->rounds; i++) {
+        char rec[16];
+        /* Fixed-size record: thread id and sequence number. */
+        snprintf(rec, sizeof rec, "%d:%06d;", a->id, i);
+        pd_key ks[2] = {PD_KEY_STR(own), PD_KEY_STR("shared")};
+        pd_bytes vs[2] = {{rec, 9}, {rec, 9}};
+        if (pd_append(a->s, 2, ks, vs, 0) != 0) {
+            snprintf(a->why, sizeof a->why, "append %d: %s", i,
+                     pd_errmsg(a->s));
+            return a;
+        }
+        if (i % every == 0) { /* reads interleaved with writes */
+            pd_result *r = NULL;
+            if (pd_get(a->s, 2, ks, &r, 0) != 0) {
+                snprintf(a->why, sizeof a->why, "get %d: %s", i,
+                         pd_errmsg(a->s));
+                return a;
+            }
+            size_t got = pd_result_value(r, 0).size;
+            pd_result_free(&r);
+            if (got != (size_t)(i + 1) * 9) {
+                snprintf(a->why, sizeof a->why,
+                         "after append %d %s holds %zu bytes, want %zu", i, own,
+                         got, (size_t)(i + 1) * 9);
+                return a;
+            }
+        }
+    }
+    return NULL;
+}
+
+void tu_threads_own_shared(pd_store *s, int nthreads, int rounds) {
+    ck_assert(nthreads > 0 && nthreads <= TU_THREADS_MAX);
+    ck_assert(rounds > 0 && rounds < 1000000);
+    pthread_t th[TU_THREADS_MAX];
+    tu_targ args[TU_THREADS_MAX];
+    for (int t = 0; t < nthreads; t++) {
+        args[t] = (tu_targ){s, t, rounds, ""};
+        ck_assert_int_eq(
+            pthread_create(&th[t], NULL, s_own_shared_worker, &args[t]), 0);
+    }
+    for (int t = 0; t < nthreads; t++) {
+        void *ret = NULL;
+        pthread_join(th[t], &ret);
+        ck_assert_msg(ret == NULL, "thread %d failed: %s", t, args[t].why);
+    }
+    /* Each thread's own key: its records in order. */
+    for (int t = 0; t < nthreads; t++) {
+        char own[16];
+        snprintf(own, sizeof own, "own%d", t);
+        size_t len = 0;
+        char *got = tu_get1(s, &PD_KEY_STR(own), &len);
+        ck_assert_uint_eq(len, (size_t)rounds * 9);
+        for (int i = 0; i < rounds; i++) {
+            char rec[16];
+            snprintf(rec, sizeof rec, "%d:%06d;", t, i);
+            ck_assert_msg(memcmp(got + (size_t)i * 9, rec, 9) == 0,
+                          "%s: record %d is not '%s'", own, i, rec);
+        }
+        free(got);
+    }
+    /* The shared key: whole records, each thread's in its order. */
+    size_t len = 0;
+    char *got = tu_get1(s, &PD_KEY_STR("shared"), &len);
+    ck_assert_uint_eq(len, (size_t)nthreads * rounds * 9);
+    int next[TU_THREADS_MAX] = {0};
+    for (size_t off = 0; off < len; off += 9) {
+        int t = got[off] - '0';
+        ck_assert(t >= 0 && t < nthreads);
+        ck_assert_int_eq(atoi(got + off + 2), next[t]);
+        ck_assert_int_eq(got[off + 8], ';');
+        next[t]++;
+    }
+    for (int t = 0; t < nthreads; t++) ck_assert_int_eq(next[t], rounds);
+    free(got);
 }

@@ -6,6 +6,7 @@
 #include <check.h>
 #include <stdbool.h>
 #include <string.h>
+#include <sys/types.h>
 
 /* A fresh directory under $TMPDIR (or /tmp); returns a malloc'd path. */
 char *tu_mkdtemp(void);
@@ -35,5 +36,72 @@ int tu_run(Suite *s);
         ck_assert_msg(tu_rc_ == 0, "%s -> %d: %s", #expr, tu_rc_,              \
                       pd_errmsg(store));                                       \
     } while (0)
+
+/* ------------------------------------------------- Reading and listing */
+
+/* Reads key k into a malloc'd NUL-terminated copy (*out; its length in *len
+ * when len != NULL) without asserting; returns the pd_get code, with an
+ * empty copy on error. */
+int tu_fetch1(pd_store *s, pd_key k, char **out, size_t *len);
+/* Asserts that key k holds exactly (want, wlen). */
+void tu_expect(pd_store *s, pd_key k, const void *want, size_t wlen);
+/* Asserts that key k holds exactly the string want. */
+void tu_expect_str(pd_store *s, pd_key k, const char *want);
+/* Asserts that key k can be read and holds exactly the string want; the
+ * failure message starts with `what` and shows both values. */
+void tu_expect_as(pd_store *s, pd_key k, const char *want, const char *what);
+/* Number of keys pd_keys lists for s. */
+size_t tu_nkeys(pd_store *s);
+/* Size pd_keys lists for key k, or -1 when absent; asserts that k is
+ * listed at most once. */
+long long tu_listed_size(pd_store *s, pd_key k);
+
+/* Asserts that the file at path exists and holds exactly the string want. */
+void tu_file_is(const char *path, const char *want);
+
+/* --------------------------------------------------- Child processes */
+
+/* A forked child reports a failure with TU_CHECK (or tu_child_fail): the
+ * message, prefixed with its pid and the line, goes to tu_child_errfd (when
+ * >= 0; tu_child_spawn sets it) and to stderr, and the child exits 1.  The
+ * parent collects the message with tu_child_wait. */
+extern int tu_child_errfd;
+_Noreturn void tu_child_fail(int line, const char *fmt, ...) PD__PRINTF(2, 3);
+
+#define TU_CHECK(cond, ...)                                                    \
+    do {                                                                       \
+        if (!(cond)) tu_child_fail(__LINE__, __VA_ARGS__);                     \
+    } while (0)
+
+typedef int (*tu_child_fn)(void *arg);
+
+typedef struct tu_child {
+    pid_t pid;
+    int errfd; /* read end of the child's error pipe */
+} tu_child;
+
+/* Forks a child that first closes the nclose descriptors in close_fds
+ * (e.g. write ends of pipes whose EOF it waits for), then runs fn(arg) with
+ * tu_child_errfd set, and exits with what fn returns. */
+tu_child tu_child_spawn(tu_child_fn fn, void *arg, const int *close_fds,
+                        int nclose);
+/* Reads the child's failure message into msg (NUL-terminated; cap >= 1),
+ * then waits for it; returns its exit status, or 128+signal when killed. */
+int tu_child_wait(tu_child c, char *msg, size_t cap);
+/* waitpid, retried on EINTR: the exit status, 128+signal when killed, or
+ * -1 when pid cannot be waited for. */
+int tu_waitpid(pid_t pid);
+
+/* ------------------------------------------------------------ Threads */
+
+#define TU_THREADS_MAX 8
+
+/* nthreads threads (at most TU_THREADS_MAX) share s: thread t appends the
+ * 9-byte record "<t>:<i, 6 digits>;" for i = 0..rounds-1 (rounds < 10^6) to
+ * its key "own<t>" and to "shared" in one batch, and reads both keys every
+ * rounds/10 batches (its own key must hold exactly its records so far).
+ * Then asserts that each own key holds its thread's records in order, and
+ * that "shared" holds every record once, whole, each thread's in order. */
+void tu_threads_own_shared(pd_store *s, int nthreads, int rounds);
 
 #endif

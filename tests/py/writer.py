@@ -9,26 +9,9 @@ call).  If GOFD is given, waits for EOF on that descriptor first.
 import os
 import sys
 
-
-def _file_class():
-    """partd.File without running partd/__init__.py, which imports pandas
-    and numpy (0.5 s per process).  The class is the reference's own."""
-    try:
-        import importlib.util
-        import types
-        spec = importlib.util.find_spec('partd')
-        pkg = types.ModuleType('partd')
-        pkg.__path__ = list(spec.submodule_search_locations)
-        sys.modules['partd'] = pkg
-        from partd.file import File
-        return File
-    except Exception:
-        sys.modules.pop('partd', None)
-        import partd
-        return partd.File
-
-
-File = _file_class()
+sys.dont_write_bytecode = True  # keep the source tree free of __pycache__
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from _partd_file import File  # noqa: E402
 
 
 def main():
