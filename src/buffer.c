@@ -30,8 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define HASH_NONFATAL_OOM 1
-#include <uthash.h>
+#include "hash.h"
 
 #define S_FRACTION 0.1
 #define S_MAXCOUNT 20
@@ -423,7 +422,7 @@ static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
     if (rc) return rc;
     rc = s_ents(b, n, keys, "append");
     if (rc) return rc;
-    rc = pd_append(b->fast, n, keys, vals, PD_NOLOCK | fsync);
+    rc = pd__append_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
     if (rc) {
         s_ents_undo(b, n);
         return s_err_inner(s, b->fast, rc, "append %s%s to fast",
@@ -443,11 +442,11 @@ static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     s_buffer *b = (s_buffer *)s;
     char ks[PD__KEYSHORT_MAX];
     pd_result *rs = NULL, *rf = NULL;
-    int rc = pd_get(b->slow, n, keys, &rs, PD_NOLOCK);
+    int rc = pd__get_inner(b->slow, n, keys, &rs, PD_NOLOCK);
     if (rc)
         return s_err_inner(s, b->slow, rc, "get %s: slow",
                            pd__key_short(&keys[0], ks));
-    rc = pd_get(b->fast, n, keys, &rf, PD_NOLOCK);
+    rc = pd__get_inner(b->fast, n, keys, &rf, PD_NOLOCK);
     if (rc) {
         pd_result_free(&rs);
         return s_err_inner(s, b->fast, rc, "get %s: fast",

@@ -36,10 +36,7 @@
 #include <malloc.h>
 #endif
 
-/* A failed allocation inside uthash leaves the item out (hh.tbl == NULL)
- * instead of exiting the process. */
-#define HASH_NONFATAL_OOM 1
-#include <uthash.h>
+#include "hash.h" /* a failed add leaves hh.tbl == NULL, never exits */
 
 #define S_CHUNK_MIN 512u
 #define S_CHUNK_MAX (64u * 1024u)

@@ -48,7 +48,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include <uthash.h>
+#include "hash.h"
 #include <utlist.h>
 
 #define S_NAME_MAX 255
@@ -472,6 +472,8 @@ static s_lockobj *s_lockobj_get(s_file *f) {
     lk->pid = s_getpid();
     lk->refs = 1;
     HASH_ADD_KEYPTR(hh, g_locks, lk->root, strlen(lk->root), lk);
+    /* Not in the registry (no memory for its table): the handle still
+     * works with a lock object of its own. */
     pthread_mutex_unlock(&g_locks_mu);
     return lk;
 }
@@ -579,6 +581,10 @@ static s_dir *s_dir_get(s_file *f, const char *rel, size_t rellen) {
     d->rel[rellen] = 0;
     d->rellen = rellen;
     HASH_ADD(hh, f->dirs, rel, rellen, d);
+    if (!d->hh.tbl) {
+        free(d);
+        return NULL;
+    }
     return d;
 }
 
@@ -703,6 +709,10 @@ static s_fd *s_cache_add(s_file *f, const pd__pkey *pk, int fd,
     e->klen = pk->len;
     memcpy(e->key, pk->p, pk->len);
     HASH_ADD(hh, f->cache, key, e->klen, e);
+    if (!e->hh.tbl) { /* not cached: the caller closes fd after use */
+        free(e);
+        return NULL;
+    }
     DL_PREPEND(f->lru, e);
     f->ncache++;
     d->nent++;

@@ -155,7 +155,12 @@ typedef struct pd__pkey {
 } pd__pkey;
 /* 0 or PD_ERR_NOMEM.  Release with pd__pkey_free. */
 int pd__pkey_set(pd__pkey *pk, const pd_key *key);
-void pd__pkey_free(pd__pkey *pk);
+void pd__pkey_free_heap(pd__pkey *pk);
+static inline void pd__pkey_free(pd__pkey *pk) {
+    if (pk->p && pk->p != pk->inl) pd__pkey_free_heap(pk);
+    pk->p = NULL;
+    pk->len = 0;
+}
 
 /* -------------------------------------------------------------- Results */
 
@@ -227,6 +232,14 @@ pid_t pd__getpid(void);
 
 /* Recursive mutex init helper.  0 or an errno value. */
 int pd__mutex_init_recursive(pthread_mutex_t *mu);
+
+/* pd_append / pd_get on an inner store, for wrappers whose own dispatcher
+ * already validated the keys and values: the same locking and error
+ * recording, without validating them again. */
+int pd__append_inner(pd_store *inner, size_t n, const pd_key *keys,
+                     const pd_bytes *vals, unsigned flags);
+int pd__get_inner(pd_store *inner, size_t n, const pd_key *keys,
+                  pd_result **out, unsigned flags);
 
 /* Calls pd_lock / pd_unlock on an inner store and, on failure, copies its
  * error onto `outer`. */

@@ -115,6 +115,14 @@ int pd__key_unpack(const unsigned char *pk, size_t len, pd_key *out,
 }
 
 int pd__pkey_set(pd__pkey *pk, const pd_key *key) {
+    /* The common case, a short flat key: one copy, no part walk. */
+    if (key->nparts == 0 && key->size < sizeof pk->inl) {
+        pk->p = pk->inl;
+        pk->len = 1 + key->size;
+        pk->inl[0] = 0;
+        if (key->size) memcpy(pk->inl + 1, key->data, key->size);
+        return 0;
+    }
     size_t len = pd__key_packed_size(key);
     pk->p = len <= sizeof pk->inl ? pk->inl : malloc(len);
     if (!pk->p) {
@@ -126,11 +134,7 @@ int pd__pkey_set(pd__pkey *pk, const pd_key *key) {
     return 0;
 }
 
-void pd__pkey_free(pd__pkey *pk) {
-    if (pk->p && pk->p != pk->inl) free(pk->p);
-    pk->p = NULL;
-    pk->len = 0;
-}
+void pd__pkey_free_heap(pd__pkey *pk) { free(pk->p); }
 
 /* ------------------------------------------------------------------ Repr */
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include <uthash.h>
+#include "hash.h"
 
 /* --------------------------------------------------------------- Version */
 
@@ -373,6 +373,15 @@ static int s_finish(pd_store *s, const char *op, int rc) {
     return rc;
 }
 
+static int s_append_checked(pd_store *s, size_t n, const pd_key *keys,
+                            const pd_bytes *vals, unsigned flags) {
+    int rc = s_enter(s, flags);
+    if (rc) return s_finish(s, "append", rc);
+    rc = s->ops->append(s, n, keys, vals, flags | PD_NOLOCK);
+    rc = s_leave(s, flags, rc);
+    return s_finish(s, "append", rc);
+}
+
 int pd_append(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
               unsigned flags) {
     if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "append: NULL store");
@@ -380,21 +389,19 @@ int pd_append(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
     int rc = s_check_batch(s, "append", n, keys, vals, true, flags,
                            PD__ALL_CALL_FLAGS);
     if (rc || n == 0) return rc;
-    rc = s_enter(s, flags);
-    if (rc) return s_finish(s, "append", rc);
-    rc = s->ops->append(s, n, keys, vals, flags | PD_NOLOCK);
-    rc = s_leave(s, flags, rc);
-    return s_finish(s, "append", rc);
+    return s_append_checked(s, n, keys, vals, flags);
 }
 
-int pd_get(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
-           unsigned flags) {
-    if (out) *out = NULL;
-    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "get: NULL store");
+int pd__append_inner(pd_store *s, size_t n, const pd_key *keys,
+                     const pd_bytes *vals, unsigned flags) {
     pd__err_clear(s);
-    if (!out) return pd__err(s, PD_ERR_MISUSE, 0, "get: NULL result pointer");
-    int rc = s_check_batch(s, "get", n, keys, NULL, false, flags, PD_NOLOCK);
-    if (rc) return rc;
+    if (n == 0) return 0;
+    return s_append_checked(s, n, keys, vals, flags & PD__ALL_CALL_FLAGS);
+}
+
+static int s_get_checked(pd_store *s, size_t n, const pd_key *keys,
+                         pd_result **out, unsigned flags) {
+    int rc = 0;
     pd_result *r = pd__result_new(n, 0);
     if (!r) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: result table");
     if (n > 0) {
@@ -416,6 +423,24 @@ int pd_get(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
     }
     *out = r;
     return s_finish(s, "get", 0);
+}
+
+int pd_get(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
+           unsigned flags) {
+    if (out) *out = NULL;
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "get: NULL store");
+    pd__err_clear(s);
+    if (!out) return pd__err(s, PD_ERR_MISUSE, 0, "get: NULL result pointer");
+    int rc = s_check_batch(s, "get", n, keys, NULL, false, flags, PD_NOLOCK);
+    if (rc) return rc;
+    return s_get_checked(s, n, keys, out, flags);
+}
+
+int pd__get_inner(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
+                  unsigned flags) {
+    *out = NULL;
+    pd__err_clear(s);
+    return s_get_checked(s, n, keys, out, flags & PD_NOLOCK);
 }
 
 int pd_delete(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
@@ -489,6 +514,11 @@ int pd_iset(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
         e->len = pk->len;
         memcpy(e->key, pk->p, pk->len);
         HASH_ADD_KEYPTR(hh, s->iset_seen, e->key, e->len, e);
+        if (!e->hh.tbl) {
+            free(e);
+            rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "iset: seen-set table");
+            break;
+        }
     }
     rc = s_leave(s, flags, rc);
     rc = s_finish(s, "iset", rc);
