@@ -16,16 +16,19 @@
  *          pd_append call (2000 calls); append i goes to key i % 1000, so
  *          each call holds 100 distinct keys and every key ends with 200
  *          values (20000 bytes).  Then one pd_get per key (1000 calls).
- *   big    16 keys x 16 appends of 4 MiB (256 MiB), 16 keys per call.
+ *   big    16 keys x 4 appends of 4 MiB (256 MiB), 16 keys per call.
  *   memory Buffer(Dict, File, L) fed 512 MiB of 100 B..64 KiB values over
  *          1000 keys, in a forked child; its peak RSS growth against L.
  * --quick shrinks each of them so the whole run takes a few seconds.
  *
- * Method: one warm-up round (discarded), then --runs rounds (default 5);
- * the peak-memory runs need no warm-up (each is a fresh child).
+ * Method: one warm-up round (discarded; it also reads every key back and
+ * checks its bytes), then --runs rounds (default 5).  The peak-memory runs
+ * need no warm-up (each is a fresh child); --quick keeps only the one of
+ * the 4 MiB values (the cheap one).
  * Inside a round the floor and the library run back to back on fresh
- * directories, so both see the same page-cache state; stores are dropped
- * (their directories removed) between rounds.  Reported: median, min-max,
+ * directories, so both see the same page-cache state.  The 4 MiB files are
+ * dropped after every round; the small-value directories at the end of
+ * their section (see s_trash for why).  Reported: median, min-max,
  * the ratio of the medians to the floor, and PASS/FAIL against the target.
  * Time is CLOCK_MONOTONIC around the calls measured only (no open/close).
  *
@@ -80,7 +83,11 @@ typedef struct s_cfg {
 static s_cfg cfg;
 
 static void s_cfg_defaults(bool quick) {
-    cfg.nkeys = 1000;
+    /* Quick: fewer keys, because creating and removing files dominates a
+     * small run: on an ext4 that has just deleted many files, creating one
+     * can cost ~0.5 ms of CPU (its inode allocator scans past recently
+     * deleted inodes: recently_deleted() in perf). */
+    cfg.nkeys = quick ? 200 : 1000;
     cfg.vsize = 100;
     cfg.per_call = 100;
     cfg.nvals = quick ? 20000 : 200000;
@@ -89,7 +96,7 @@ static void s_cfg_defaults(bool quick) {
     cfg.spill_limit = quick ? 512u << 10 : 4u << 20;
     cfg.big_size = 4u << 20;
     cfg.big_keys = quick ? 4 : 16;
-    cfg.big_rounds = quick ? 4 : 16;
+    cfg.big_rounds = 4; /* 16 x 4 x 4 MiB = 256 MiB; quick 64 MiB */
     /* Quick: a limit large enough that one append batch (~1 MiB) stays
      * well inside the 10% allowance, as it does with 64 MiB. */
     cfg.mem_limit = quick ? 16u << 20 : 64u << 20;
@@ -112,6 +119,7 @@ typedef enum {
 
 enum {
     R_FLOOR_WRITE,
+    R_FLOOR_CREATE_WRITE,
     R_FLOOR_OWC,
     R_FILE_APPEND,
     R_FLOOR_READ,
@@ -146,8 +154,11 @@ typedef struct s_row {
 
 static s_row rows[R_COUNT] = {
     [R_FLOOR_WRITE] = {"floor_write_open_fds", 0,
-                       "floor: write() on 1000 already-open files", "rec/s",
+                       "floor: write() on the already-open files", "rec/s",
                        -1, T_FLOOR, 0},
+    [R_FLOOR_CREATE_WRITE] = {"floor_create_write", 0,
+                              "floor: create the files, then write()",
+                              "rec/s", -1, T_FLOOR, 0},
     [R_FLOOR_OWC] = {"floor_open_write_close", 0,
                      "orientation: open+write+close per value", "rec/s", -1,
                      T_FLOOR, 0},
@@ -168,7 +179,7 @@ static s_row rows[R_COUNT] = {
                        R_FLOOR_MEMCPY_APPEND, T_INFO, 0},
     [R_BUFFER_SPILL_APPEND] = {"buffer_spill_append", 0,
                                "Buffer(Dict,File,small) append, spills",
-                               "rec/s", R_FLOOR_WRITE, T_INFO, 0},
+                               "rec/s", R_FLOOR_CREATE_WRITE, T_INFO, 0},
     [R_FLOOR_MEMCPY_GET] = {"floor_memcpy_get", 0,
                             "floor: memcpy of each key's bytes", "keys/s", -1,
                             T_FLOOR, 0},
@@ -189,7 +200,9 @@ static s_row rows[R_COUNT] = {
                            T_LIMIT_MAX, 1.10},
 };
 
-static void s_add(int r, double x) { rows[r].v[rows[r].n++] = x; }
+static void s_add(int r, double x) {
+    if (rows[r].n < cfg.runs) rows[r].v[rows[r].n++] = x;
+}
 
 /* Records why row r could not be measured (first reason only); the row is
  * skipped in later rounds. */
@@ -267,9 +280,43 @@ static int s_rm_cb(const char *path, const struct stat *sb, int type,
     return 0;
 }
 
-/* rm -rf of a directory this program made with s_mkdtemp. */
+/* rm -rf of a directory this program made (s_mkdtemp, or a File store
+ * opened with PD_FILE_KEEP). */
 static void s_rmtree(const char *path) {
     nftw(path, s_rm_cb, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/*
+ * Directories whose removal is deferred to the end of the small-value
+ * section.  Why: on ext4, creating a file right after many were deleted is
+ * slow (~0.1-1 ms instead of ~25 us: the inode allocator reads and skips
+ * every recently deleted inode, recently_deleted() in perf).  Removing each
+ * round's 4000 files before the next round's creates would make the
+ * benchmark measure its own deletions.  The 4 MiB section still drops its
+ * files every round (only 17 files, but 512 MiB of page cache).
+ */
+static char **s_trash;
+static size_t s_ntrash;
+
+static void s_trash_add(const char *path) {
+    char **t = realloc(s_trash, (s_ntrash + 1) * sizeof *t);
+    char *c = strdup(path);
+    if (!t || !c) {
+        fprintf(stderr, "bench_core: out of memory\n");
+        exit(2);
+    }
+    s_trash = t;
+    s_trash[s_ntrash++] = c;
+}
+
+static void s_trash_empty(void) {
+    for (size_t i = 0; i < s_ntrash; i++) {
+        s_rmtree(s_trash[i]);
+        free(s_trash[i]);
+    }
+    free(s_trash);
+    s_trash = NULL;
+    s_ntrash = 0;
 }
 
 static int s_cmp_double(const void *a, const void *b) {
@@ -402,28 +449,43 @@ static int s_verify(pd_store *s, int r) {
     return 0;
 }
 
+/* Opens directory `dir` for the *at() calls of the floors: names are
+ * resolved relative to it, as the File store resolves them relative to its
+ * root, so the floors pay no more path walking than the store does. */
+static int s_opendir(const char *dir) {
+    return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
 /*
  * Floor for File appends: the 1000 files opened first (O_APPEND, as an
  * appending store must), then one write() per value in the same key order.
  * This is what the kernel charges for putting each value into its file: a
  * store must do at least one write per (key, call), so per value here, since
- * every call has distinct keys.  Leaves the files in `dir` for the read floor.
+ * every call has distinct keys.  The opens (which create the files) are
+ * timed apart: the second floor row, creation + writes, is what the store
+ * must also pay, since its appends create the files.  Leaves the files in
+ * `dir` for the read floor.
  */
 static void s_floor_write(const char *dir, bool record) {
     int *fds = s_xmalloc(cfg.nkeys * sizeof *fds);
     size_t opened = 0;
-    char path[PATH_MAX];
+    int dfd = s_opendir(dir);
+    if (dfd < 0) {
+        s_fail(R_FLOOR_WRITE, "open(%s): %s", dir, strerror(errno));
+        free(fds);
+        return;
+    }
+    double t0 = s_now();
     for (; opened < cfg.nkeys; opened++) {
-        fds[opened] = -1;
-        if (s_join(path, sizeof path, dir, sm.names[opened]) == 0)
-            fds[opened] = open(path,
-                               O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        fds[opened] = openat(dfd, sm.names[opened],
+                             O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fds[opened] < 0) {
-            s_fail(R_FLOOR_WRITE, "open(%s): %s", path, strerror(errno));
+            s_fail(R_FLOOR_WRITE, "open(%s/%s): %s", dir, sm.names[opened],
+                   strerror(errno));
             goto done;
         }
     }
-    double t0 = s_now();
+    double t1 = s_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
         ssize_t w = write(fds[i % cfg.nkeys], sm.vals[i].data, cfg.vsize);
         if (w != (ssize_t)cfg.vsize) {
@@ -432,10 +494,14 @@ static void s_floor_write(const char *dir, bool record) {
             goto done;
         }
     }
-    double t = s_now() - t0;
-    if (record) s_add(R_FLOOR_WRITE, (double)cfg.nvals / t);
+    double t2 = s_now();
+    if (record) {
+        s_add(R_FLOOR_WRITE, (double)cfg.nvals / (t2 - t1));
+        s_add(R_FLOOR_CREATE_WRITE, (double)cfg.nvals / (t2 - t0));
+    }
 done:
     for (size_t k = 0; k < opened; k++) close(fds[k]);
+    close(dfd);
     free(fds);
 }
 
@@ -444,19 +510,26 @@ done:
  * value costs (this is what the Python reference does per key and call).
  */
 static void s_floor_owc(bool record) {
-    char dir[PATH_MAX], path[PATH_MAX];
+    char dir[PATH_MAX];
     if (s_mkdtemp(dir, sizeof dir)) {
         s_fail(R_FLOOR_OWC, "mkdtemp in %s: %s", cfg.dir, strerror(errno));
         return;
     }
+    int dfd = s_opendir(dir);
+    if (dfd < 0) {
+        s_fail(R_FLOOR_OWC, "open(%s): %s", dir, strerror(errno));
+        s_rmtree(dir);
+        return;
+    }
     double t0 = s_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
-        int fd = -1;
-        if (s_join(path, sizeof path, dir, sm.names[i % cfg.nkeys]) == 0)
-            fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        const char *name = sm.names[i % cfg.nkeys];
+        int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
+                        0644);
         if (fd < 0 || write(fd, sm.vals[i].data, cfg.vsize) !=
                           (ssize_t)cfg.vsize) {
-            s_fail(R_FLOOR_OWC, "open/write(%s): %s", path, strerror(errno));
+            s_fail(R_FLOOR_OWC, "open/write(%s/%s): %s", dir, name,
+                   strerror(errno));
             if (fd >= 0) close(fd);
             break;
         }
@@ -464,7 +537,8 @@ static void s_floor_owc(bool record) {
     }
     double t = s_now() - t0;
     if (record && s_ok(R_FLOOR_OWC)) s_add(R_FLOOR_OWC, (double)cfg.nvals / t);
-    s_rmtree(dir);
+    close(dfd);
+    s_trash_add(dir);
 }
 
 /*
@@ -476,17 +550,20 @@ static void s_floor_owc(bool record) {
 static void s_floor_read(const char *dir, bool record) {
     unsigned char *buf = s_xmalloc(sm.per_key + 1);
     memset(buf, 0, sm.per_key + 1);
-    char path[PATH_MAX];
     uint64_t total = 0;
+    int dfd = s_opendir(dir);
+    if (dfd < 0) {
+        s_fail(R_FLOOR_READ, "open(%s): %s", dir, strerror(errno));
+        free(buf);
+        return;
+    }
     double t0 = s_now();
     for (size_t k = 0; k < cfg.nkeys; k++) {
-        int fd = -1;
-        if (s_join(path, sizeof path, dir, sm.names[k]) == 0)
-            fd = open(path, O_RDONLY | O_CLOEXEC);
+        int fd = openat(dfd, sm.names[k], O_RDONLY | O_CLOEXEC);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) != 0 ||
             (size_t)st.st_size > sm.per_key) {
-            s_fail(R_FLOOR_READ, "open/fstat(%s): %s", path,
+            s_fail(R_FLOOR_READ, "open/fstat(%s/%s): %s", dir, sm.names[k],
                    fd < 0 ? strerror(errno) : "unexpected size");
             if (fd >= 0) close(fd);
             break;
@@ -494,7 +571,7 @@ static void s_floor_read(const char *dir, bool record) {
         ssize_t got = read(fd, buf, (size_t)st.st_size);
         close(fd);
         if (got != st.st_size) {
-            s_fail(R_FLOOR_READ, "read(%s): short read", path);
+            s_fail(R_FLOOR_READ, "read(%s/%s): short read", dir, sm.names[k]);
             break;
         }
         total += (uint64_t)got;
@@ -508,6 +585,7 @@ static void s_floor_read(const char *dir, bool record) {
         else
             s_add(R_FLOOR_READ, (double)cfg.nkeys / t);
     }
+    close(dfd);
     free(buf);
 }
 
@@ -594,6 +672,7 @@ static void s_store_round(pd_store *s, int ra, int rg, bool record,
                           bool check) {
     double a = s_run_appends(s, ra);
     if (a >= 0 && record) s_add(ra, a);
+    if (a < 0 && rg >= 0) s_fail(rg, "not run: %s failed", rows[ra].id);
     if (a >= 0 && rg >= 0 && s_ok(rg)) {
         double g = s_run_gets(s, rg);
         if (g >= 0 && record) s_add(rg, g);
@@ -602,12 +681,15 @@ static void s_store_round(pd_store *s, int ra, int rg, bool record,
     if (pd_close(&s)) s_fail(ra, "pd_close: %s", pd_errmsg(NULL));
 }
 
-static pd_store *s_open_file(int r) {
+/* A File store in a new directory under cfg.dir.  `defer`: keep the
+ * directory on close and remove it with the section's trash instead. */
+static pd_store *s_open_file(int r, bool defer) {
     pd_store *f = NULL;
-    if (pd_file_open_temp(&f, cfg.dir, 0)) {
+    if (pd_file_open_temp(&f, cfg.dir, defer ? PD_FILE_KEEP : 0)) {
         s_fail(r, "pd_file_open_temp(%s): %s", cfg.dir, pd_errmsg(NULL));
         return NULL;
     }
+    if (defer) s_trash_add(pd_file_path(f));
     return f;
 }
 
@@ -617,7 +699,7 @@ static pd_store *s_open_buffer(int r, uint64_t limit) {
         s_fail(r, "pd_dict_open: %s", pd_errmsg(NULL));
         return NULL;
     }
-    f = s_open_file(r);
+    f = s_open_file(r, true);
     if (!f) {
         pd_close(&d);
         return NULL;
@@ -631,9 +713,9 @@ static pd_store *s_open_buffer(int r, uint64_t limit) {
     return b;
 }
 
-/* One round of the small-value workload: every floor and every store. */
-static void s_small_round(bool record) {
-    bool check = !record; /* full byte check in the warm-up round */
+/* One round of the small-value workload: every floor and every store.
+ * `check`: read every key back and compare its bytes (first round). */
+static void s_small_round(bool record, bool check) {
     char fdir[PATH_MAX];
 
     /* Write floor, then (same files, warm cache) the read floor. */
@@ -643,14 +725,17 @@ static void s_small_round(bool record) {
                    strerror(errno));
         } else {
             s_floor_write(fdir, record);
-            if (s_ok(R_FLOOR_WRITE) && s_ok(R_FLOOR_READ))
+            if (!s_ok(R_FLOOR_WRITE))
+                s_fail(R_FLOOR_READ, "not run: %s failed",
+                       rows[R_FLOOR_WRITE].id);
+            else if (s_ok(R_FLOOR_READ))
                 s_floor_read(fdir, record);
-            s_rmtree(fdir);
+            s_trash_add(fdir);
         }
     }
     /* The File store right after, on the same file system. */
     if (s_ok(R_FILE_APPEND)) {
-        pd_store *f = s_open_file(R_FILE_APPEND);
+        pd_store *f = s_open_file(R_FILE_APPEND, true);
         if (f) s_store_round(f, R_FILE_APPEND, R_FILE_GET, record, check);
     }
     if (s_ok(R_FLOOR_OWC)) s_floor_owc(record);
@@ -678,7 +763,7 @@ static void s_small_round(bool record) {
 /* --------------------------------------------------- The big-value workload */
 
 /*
- * 16 keys x 16 appends of 4 MiB, 16 keys per call.  The values come from 16
+ * 16 keys x 4 appends of 4 MiB (256 MiB), 16 keys per call.  The values come from 16
  * distinct 4 MiB blocks (value (round r, key k) is block (r + k) % 16) so
  * neither side reads one cache-hot block.
  *
@@ -768,8 +853,8 @@ out:
     s_rmtree(dir); /* drop the pages: the next round starts alike */
 }
 
-static void s_file_big(bool record) {
-    pd_store *f = s_open_file(R_FILE_APPEND_4M);
+static void s_file_big(bool record, bool check) {
+    pd_store *f = s_open_file(R_FILE_APPEND_4M, false);
     if (!f) return;
     double t0 = s_now();
     for (size_t r = 0; r < cfg.big_rounds; r++) {
@@ -782,7 +867,7 @@ static void s_file_big(bool record) {
     }
     double t = s_now() - t0;
     if (record) s_add(R_FILE_APPEND_4M, s_big_bytes() / t / 1e9);
-    if (!record) { /* warm-up: check one key's size */
+    if (check) { /* first round: check one key's size */
         pd_result *res = NULL;
         if (pd_get(f, 1, &bg.keys[0], &res, 0) ||
             pd_result_total(res) != (uint64_t)cfg.big_rounds * cfg.big_size)
@@ -795,12 +880,12 @@ static void s_file_big(bool record) {
 }
 
 /* One round; the order alternates so neither side always runs first. */
-static void s_big_round(int round, bool record) {
+static void s_big_round(int round, bool record, bool check) {
     for (int pass = 0; pass < 2; pass++) {
         if ((pass + round) % 2 == 0) {
             if (s_ok(R_FLOOR_SEQWRITE)) s_floor_seqwrite(record);
         } else {
-            if (s_ok(R_FILE_APPEND_4M)) s_file_big(record);
+            if (s_ok(R_FILE_APPEND_4M)) s_file_big(record, check);
         }
     }
 }
@@ -1021,8 +1106,9 @@ static const char *s_section_title(int sec, char *buf, size_t cap) {
     if (sec == 0)
         snprintf(buf, cap,
                  "%zu-byte values: %zu appends over %zu keys, %zu keys per "
-                 "call; then 1 get per key",
-                 cfg.vsize, cfg.nvals, cfg.nkeys, cfg.per_call);
+                 "call; then 1 get per key (small Buffer: %.1f MiB)",
+                 cfg.vsize, cfg.nvals, cfg.nkeys, cfg.per_call,
+                 (double)cfg.spill_limit / MIB);
     else if (sec == 1)
         snprintf(buf, cap,
                  "%zu MiB values: %zu keys x %zu appends (%.0f MiB), %zu keys "
@@ -1096,14 +1182,26 @@ static const char *s_target_text(int r, char *buf, size_t cap) {
     return buf;
 }
 
+/* Notes computed from several rows, once every run is done. */
+static void s_finish_notes(void) {
+    s_stat a = s_stats(R_FILE_APPEND), cw = s_stats(R_FLOOR_CREATE_WRITE);
+    char b[32];
+    if (a.have && cw.have && cw.med > 0)
+        snprintf(rows[R_FILE_APPEND].note, sizeof rows[R_FILE_APPEND].note,
+                 "ratio to the floor that also creates the files "
+                 "(%s rec/s): %.2f",
+                 s_fmt(cw.med, "rec/s", b, sizeof b), a.med / cw.med);
+}
+
 static void s_print_table(FILE *out) {
     fprintf(out, "\nlibpartd bench_core %s\n", pd_version_string());
     fprintf(out, "date %s | kernel %s | nproc %ld | cpu %s\n", host.date,
             host.kernel, host.nproc, host.cpu);
     fprintf(out,
-            "dir %s | runs %d (+1 warm-up) | %s | fd limit %llu | "
+            "dir %s | runs %d%s | %s | fd limit %llu | "
             "loadavg %s -> %s\n",
-            cfg.dir, cfg.runs, cfg.quick ? "QUICK (smoke sizes)" : "full",
+            cfg.dir, cfg.runs, cfg.quick ? "" : " (+1 warm-up)",
+            cfg.quick ? "QUICK (smoke sizes)" : "full",
             (unsigned long long)host.nofile, host.load0, host.load1);
     fprintf(out, "figures: median [min-max] over the runs; ratio = median / "
                  "floor median from the same run (peak memory: worst run / "
@@ -1186,14 +1284,17 @@ static int s_write_csv(const char *path) {
     FILE *fp = fopen(path, "w");
     if (!fp) return -1;
     fprintf(fp, "id,name,unit,runs,median,min,max,floor_id,floor_median,"
-                "ratio,target_kind,target,result,error\n");
+                "ratio,target_kind,target,result,error,note\n");
     for (int r = 0; r < R_COUNT; r++) {
         s_stat s = s_stats(r);
         double f = s_floor_value(r), q = s_ratio(r);
-        char errq[600];
-        /* CSV-quote the free text fields. */
+        /* The free-text fields, quoted (no quote or newline inside). */
+        char errq[600], noteq[300];
         snprintf(errq, sizeof errq, "%s", rows[r].err);
+        snprintf(noteq, sizeof noteq, "%s", rows[r].note);
         for (char *p = errq; *p; p++)
+            if (*p == '"' || *p == '\n') *p = '\'';
+        for (char *p = noteq; *p; p++)
             if (*p == '"' || *p == '\n') *p = '\'';
         fprintf(fp, "%s,\"%s\",%s,%d,", rows[r].id, rows[r].name,
                 rows[r].unit, rows[r].n);
@@ -1211,7 +1312,7 @@ static int s_write_csv(const char *path) {
         s_num(fp, q >= 0, q, false);
         fprintf(fp, ",%s,", s_tkind_name(rows[r].tkind));
         s_num(fp, rows[r].tkind > T_INFO, rows[r].target, false);
-        fprintf(fp, ",%s,\"%s\"\n", s_verdict(r), errq);
+        fprintf(fp, ",%s,\"%s\",\"%s\"\n", s_verdict(r), errq, noteq);
     }
     return fclose(fp) == 0 ? 0 : -1;
 }
@@ -1379,8 +1480,9 @@ int main(int argc, char **argv) {
     for (int r = 0; r < R_COUNT; r++)
         rows[r].v = s_xmalloc((size_t)cfg.runs * sizeof(double));
 
-    printf("bench_core: %s sizes, %d run(s) + warm-up, stores under %s\n",
-           cfg.quick ? "quick" : "full", cfg.runs, cfg.dir);
+    printf("bench_core: %s sizes, %d run(s)%s, stores under %s\n",
+           cfg.quick ? "quick" : "full", cfg.runs,
+           cfg.quick ? "" : " + warm-up", cfg.dir);
     double la = strtod(host.load0, NULL);
     if (la > 0.5 * (double)host.nproc)
         printf("bench_core: WARNING: load average %s on %ld CPUs: figures "
@@ -1388,27 +1490,38 @@ int main(int argc, char **argv) {
                host.load0, host.nproc);
     fflush(stdout);
 
-    /* Peak memory first, while this process's heap is still small.  No
-     * warm-up: every run is a fresh child. */
+    /* Order: the 4 MiB values first, before this run has deleted any file
+     * (see s_trash); then the small values, whose files are all removed at
+     * the end of their section; then peak memory, in forked children. */
     double t0 = s_now();
-    for (int run = 0; run < cfg.runs; run++) s_mem_round(true);
-    printf("bench_core: peak memory done (%.1f s)\n", s_now() - t0);
+    s_big_init();
+    /* The warm-up is kept here even with --quick: it is cheap, and without
+     * it whichever side runs first pays for the page cache's first growth. */
+    for (int run = 0; run <= cfg.runs; run++)
+        s_big_round(run, run > 0, run == 0);
+    s_big_free();
+    printf("bench_core: 4 MiB values done (%.1f s)\n", s_now() - t0);
     fflush(stdout);
 
+    /* Round 0 is the warm-up, discarded; --quick skips it (its first
+     * measured round does the checks instead). */
+    int first = cfg.quick ? 1 : 0;
     t0 = s_now();
     s_small_init();
-    for (int run = 0; run <= cfg.runs; run++) s_small_round(run > 0);
+    for (int run = first; run <= cfg.runs; run++)
+        s_small_round(run > 0, run == first);
     s_small_free();
+    s_trash_empty();
     printf("bench_core: small values done (%.1f s)\n", s_now() - t0);
     fflush(stdout);
 
+    /* No warm-up: every run is a fresh child. */
     t0 = s_now();
-    s_big_init();
-    for (int run = 0; run <= cfg.runs; run++) s_big_round(run, run > 0);
-    s_big_free();
-    printf("bench_core: 4 MiB values done (%.1f s)\n", s_now() - t0);
+    for (int run = 0; run < cfg.runs; run++) s_mem_round(true);
+    printf("bench_core: peak memory done (%.1f s)\n", s_now() - t0);
 
     s_loadavg(host.load1, sizeof host.load1);
+    s_finish_notes();
     s_print_table(stdout);
     int rc = 0;
     if (s_write_csv(cfg.csv)) {
