@@ -19,8 +19,12 @@
  * pd_get returns slow's bytes followed by fast's: append order (the
  * reference returns fast + slow, its defect 3).
  *
- * Locking: the lock hook locks fast then slow (pd__lock_inner); every op
- * calls the inner stores through the public functions with PD_NOLOCK,
+ * Locking: the lock hook locks fast; slow is locked when an op first needs
+ * it in the session (a spill, get, delete, set, drop, keys), so appends
+ * that spill nothing never touch the slow store's lock (a File's flock),
+ * except in a session opened by pd_lock, which locks both at once (a
+ * server holding a store's lock holds its directory).  Every op
+ * calls the inner stores with PD_NOLOCK,
  * except `set`, which calls fast's set op directly under fast's mutex so
  * that fast's own iset memo cannot swallow it.
  */
@@ -54,6 +58,7 @@ typedef struct s_buffer {
     s_count *counts;
     uint64_t mark;
     bool pending; /* the last op failed (see S_OP) */
+    bool slow_locked; /* this session holds slow's lock */
     /* scratch for moves (keys and values of one batch to slow) */
     pd_key *mk;
     pd_bytes *mv;
@@ -297,6 +302,16 @@ static void s_ents_undo(s_buffer *b, size_t n) {
         if (b->created[i]) s_count_remove(b, b->ents[i]);
 }
 
+/* Locks slow for the rest of the session the first time an op needs it.
+ * Outside a session (PD_NOLOCK without pd_lock) nothing is locked, as for
+ * every store. */
+static int s_need_slow(s_buffer *b) {
+    if (b->slow_locked || b->base.lock_depth == 0) return 0;
+    int rc = pd__lock_inner(&b->base, b->slow);
+    if (rc == 0) b->slow_locked = true;
+    return rc;
+}
+
 /* ---------------------------------------------------------------- Moves */
 
 /* Moves the keys of sel[0..m) from fast to slow (one append to slow), then
@@ -308,7 +323,8 @@ static int s_move(s_buffer *b, s_count **sel, size_t m, unsigned fsync) {
     const char *more = m > 1 ? " (and other keys)" : "";
     pd_result *r = NULL;
     size_t nv = 0;
-    int rc = 0;
+    int rc = s_need_slow(b);
+    if (rc) return rc;
     if (fast->ops->peek) {
         /* Zero copy: fast stays locked, so its chunks stay valid until the
          * append to slow is done. */
@@ -440,6 +456,8 @@ static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                       unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
+    int lrc = s_need_slow(b);
+    if (lrc) return lrc;
     char ks[PD__KEYSHORT_MAX];
     pd_result *rs = NULL, *rf = NULL;
     int rc = pd__get_inner(b->slow, n, keys, &rs, PD_NOLOCK);
@@ -489,6 +507,8 @@ static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
                       unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
+    int lrc = s_need_slow(b);
+    if (lrc) return lrc;
     char ks[PD__KEYSHORT_MAX];
     int rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
     if (rc)
@@ -530,6 +550,8 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
     char ks[PD__KEYSHORT_MAX];
     int rc = s_make_room(b, s_sum(n, vals), fsync);
     if (rc) return rc;
+    rc = s_need_slow(b);
+    if (rc) return rc;
     rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
     if (rc)
         return s_err_inner(s, b->slow, rc, "set %s: delete from slow",
@@ -554,6 +576,8 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
 static int s_drop_impl(pd_store *s, unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
+    int lrc = s_need_slow(b);
+    if (lrc) return lrc;
     int rc = pd_drop(b->fast, PD_NOLOCK);
     if (rc) rc = s_err_inner(s, b->fast, rc, "drop: fast");
     int rc2 = pd_drop(b->slow, PD_NOLOCK);
@@ -572,6 +596,8 @@ typedef struct s_union {
 static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
+    int lrc = s_need_slow(b);
+    if (lrc) return lrc;
     pd_keylist *lists[2] = {NULL, NULL};
     pd_store *inner[2] = {b->slow, b->fast};
     s_union *ents = NULL, *table = NULL;
@@ -663,36 +689,39 @@ static int s_lock_hook(pd_store *s) {
     s_buffer *b = (s_buffer *)s;
     int rc = pd__lock_inner(s, b->fast);
     if (rc) return rc;
-    rc = pd_lock(b->slow);
-    if (rc) {
-        pd_unlock(b->fast);
-        return pd__err_inner(s, b->slow, rc);
+    b->slow_locked = false;
+    if (s->lock_explicit) {
+        rc = pd__lock_inner(s, b->slow);
+        if (rc) {
+            pd__unlock_inner(s, b->fast);
+            return rc;
+        }
+        b->slow_locked = true;
     }
     return 0;
 }
 
 static int s_unlock_hook(pd_store *s) {
     s_buffer *b = (s_buffer *)s;
-    int rc = pd_unlock(b->slow);
-    if (rc) rc = s_err_inner(s, b->slow, rc, "unlock slow");
-    int rc2 = pd_unlock(b->fast);
+    int rc = 0;
+    if (b->slow_locked) {
+        b->slow_locked = false;
+        rc = pd__unlock_inner(s, b->slow);
+        if (rc) rc = s_err_inner(s, b->slow, rc, "unlock slow");
+    }
+    int rc2 = pd__unlock_inner(s, b->fast);
     if (rc2 && !rc) rc = s_err_inner(s, b->fast, rc2, "unlock fast");
     if (!rc && b->pending) s_rerecord(s);
     b->pending = false;
     return rc;
 }
 
-/* Called by pd_close with mu held but without the lock hook: lock the
- * inner stores here. */
+/* Called by pd_close with the Buffer's lock held (slow is locked on the
+ * first move). */
 static int s_flush_hook(pd_store *s) {
     s_buffer *b = (s_buffer *)s;
     if (!b->counts) return 0;
-    int rc = s_lock_hook(s);
-    if (rc) return rc;
-    rc = s_move_all(b, 0);
-    b->pending = rc != 0;
-    int urc = s_unlock_hook(s);
-    return rc ? rc : urc;
+    return s_move_all(b, 0); /* pd_close holds the lock */
 }
 
 static int s_destroy(pd_store *s) {

@@ -84,6 +84,9 @@ struct pd_store {
     pthread_mutex_t mu;     /* recursive; held by every op */
     pthread_t lock_owner;   /* valid while lock_depth > 0 */
     unsigned lock_depth;    /* pd_lock nesting plus dispatcher locks */
+    bool lock_explicit;     /* the session was opened by pd_lock: wrappers
+                             * then lock every inner store at once, not
+                             * lazily as an op needs it */
     pd__seen *iset_seen;    /* protected by mu */
     pid_t pid;              /* process that initialised the mutexes */
 

@@ -249,9 +249,10 @@ static void s_check_fork(pd_store *s) {
 
 /* --------------------------------------------------------------- Locking */
 
-static int s_lock(pd_store *s) {
+static int s_lock_as(pd_store *s, bool explicit_) {
     s_check_fork(s);
     pthread_mutex_lock(&s->mu);
+    if (s->lock_depth == 0) s->lock_explicit = explicit_;
     if (s->lock_depth == 0 && s->ops->lock) {
         int rc = s->ops->lock(s);
         if (rc) {
@@ -263,6 +264,8 @@ static int s_lock(pd_store *s) {
     s->lock_depth++;
     return 0;
 }
+
+static int s_lock(pd_store *s) { return s_lock_as(s, false); }
 
 static int s_unlock(pd_store *s) {
     int rc = 0;
@@ -280,7 +283,7 @@ static bool s_holds_lock(pd_store *s) {
 int pd_lock(pd_store *s) {
     if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "lock: NULL store");
     pd__err_clear(s);
-    int rc = s_lock(s);
+    int rc = s_lock_as(s, true);
     if (rc == 0) pd__err_clear(s);
     return rc;
 }
@@ -300,7 +303,7 @@ int pd_unlock(pd_store *s) {
  * the public functions' error bookkeeping, so a failing op's message, set
  * before the unlock, survives it. */
 int pd__lock_inner(pd_store *outer, pd_store *inner) {
-    int rc = s_lock(inner);
+    int rc = s_lock_as(inner, outer->lock_explicit);
     if (rc) return pd__err_inner(outer, inner, rc);
     return 0;
 }

@@ -6,6 +6,8 @@
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------ Helpers */
@@ -732,6 +734,82 @@ START_TEST(threads_dict_over_file) {
 }
 END_TEST
 
+static double s_secs(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + (double)t.tv_nsec * 1e-9;
+}
+
+/* A child takes the File's lock (pd_lock on its own handle), says so on the
+ * pipe, holds it for `hold` seconds, and exits. */
+static pid_t s_hold_file_lock(const char *path, double hold, int *rd) {
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        pd_store *f = NULL;
+        if (pd_file_open(&f, path, 0) || pd_lock(f)) _exit(2);
+        if (write(pfd[1], "L", 1) != 1) _exit(3);
+        usleep((useconds_t)(hold * 1e6));
+        pd_unlock(f);
+        pd_close(&f);
+        _exit(0);
+    }
+    close(pfd[1]);
+    *rd = pfd[0];
+    return pid;
+}
+
+/* Appends that spill nothing don't take the slow File's lock; a get (and a
+ * pd_lock section) does, so other processes are excluded when it matters. */
+START_TEST(slow_locked_only_when_needed) {
+    pd_store *d = NULL, *f = NULL, *b = NULL;
+    TU_OK(pd_dict_open(&d), NULL);
+    TU_OK(pd_file_open_temp(&f, NULL, 0), NULL);
+    char path[4096];
+    snprintf(path, sizeof path, "%s", pd_file_path(f));
+    TU_OK(pd_buffer_open(&b, &d, &f, 1 << 20, 0), NULL);
+    int rd;
+    pid_t pid = s_hold_file_lock(path, 0.4, &rd);
+    char c;
+    ck_assert_int_eq(read(rd, &c, 1), 1);
+    double t0 = s_secs();
+    tu_append1(b, PD_KEY_STR("k"), "in memory", 9);
+    double t1 = s_secs();
+    ck_assert_msg(t1 - t0 < 0.2, "append waited %.3f s for the File lock",
+                  t1 - t0);
+    tu_expect_str(b, PD_KEY_STR("k"), "in memory"); /* get reads slow too */
+    double t2 = s_secs();
+    ck_assert_msg(t2 - t0 > 0.25, "get did not wait for the File lock");
+    int st;
+    waitpid(pid, &st, 0);
+    close(rd);
+    /* pd_lock on the Buffer holds the File's lock for the whole section */
+    TU_OK(pd_lock(b), b);
+    int pfd[2];
+    ck_assert_int_eq(pipe(pfd), 0);
+    pid = fork();
+    if (pid == 0) {
+        pd_store *g = NULL;
+        double a = s_secs();
+        if (pd_file_open(&g, path, 0) || pd_lock(g)) _exit(2);
+        double waited = s_secs() - a;
+        pd_unlock(g);
+        pd_close(&g);
+        _exit(waited > 0.2 ? 0 : 1);
+    }
+    usleep(400000);
+    TU_OK(pd_unlock(b), b);
+    waitpid(pid, &st, 0);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0,
+                  "another process took the File lock during pd_lock(buffer)");
+    close(pfd[0]);
+    close(pfd[1]);
+    pd_close(&b);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("test_buffer");
     TCase *tc = tcase_create("buffer");
@@ -752,6 +830,7 @@ int main(void) {
     tcase_add_test(tc, threads);
     tcase_add_test(tc, dict_over_file);
     tcase_add_test(tc, threads_dict_over_file);
+    tcase_add_test(tc, slow_locked_only_when_needed);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
