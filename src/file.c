@@ -890,18 +890,26 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
         return s_err_key(f, s_io_code(e), e, op, key, failed, t->rel.p), -1;
     }
     int flags = O_RDWR | O_APPEND | S_OPEN_FLAGS;
-    int fd = s_openat(dfd, name, flags, 0);
-    if (fd < 0 && errno == ENOENT) {
+    int fd = -1;
+    for (int tries = 0;; tries++) {
+        /* A new file (a key's first append) costs one call, and a file this
+         * call created exclusively is surely regular with one link. */
         fd = s_openat(dfd, name, flags | O_CREAT | O_EXCL, 0666);
-        if (fd >= 0) *created = true;
-        else if (errno == EEXIST) fd = s_openat(dfd, name, flags, 0);
-    }
-    if (fd < 0 && (errno == EMFILE || errno == ENFILE) && f->ncache > 0) {
-        s_cache_trim(f, f->ncache / 2);
-        fd = s_openat(dfd, name, flags | O_CREAT, 0666);
+        if (fd >= 0) {
+            *created = true;
+            break;
+        }
+        if (errno == EEXIST) fd = s_openat(dfd, name, flags, 0);
+        if (fd >= 0 || tries == 2) break;
+        if (errno == ENOENT) continue; /* removed in between: try again */
+        if ((errno == EMFILE || errno == ENFILE) && f->ncache > 0) {
+            s_cache_trim(f, f->ncache / 2);
+            continue;
+        }
+        break;
     }
     int e = errno;
-    if (fd >= 0) {
+    if (fd >= 0 && !*created) {
         struct stat st;
         if (s_check_regular(fd, &st) < 0) {
             e = errno;
