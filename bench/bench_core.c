@@ -122,6 +122,7 @@ enum {
     R_FLOOR_CREATE_WRITE,
     R_FLOOR_OWC,
     R_FILE_APPEND,
+    R_FILE_APPEND_WARM,
     R_FLOOR_READ,
     R_FILE_GET,
     R_FLOOR_MEMCPY_APPEND,
@@ -162,8 +163,14 @@ static s_row rows[R_COUNT] = {
     [R_FLOOR_OWC] = {"floor_open_write_close", 0,
                      "orientation: open+write+close per value", "rec/s", -1,
                      T_FLOOR, 0},
-    [R_FILE_APPEND] = {"file_append", 0, "File append", "rec/s",
-                       R_FLOOR_WRITE, T_RATIO_MIN, 0.70},
+    /* The first pass creates the 1000 files, as the floor beside it does;
+     * the second appends to existing files through the store's cached
+     * descriptors, the fair match for write() on already-open files. */
+    [R_FILE_APPEND] = {"file_append", 0, "File append, new store", "rec/s",
+                       R_FLOOR_CREATE_WRITE, T_RATIO_MIN, 0.70},
+    [R_FILE_APPEND_WARM] = {"file_append_warm", 0,
+                            "File append, keys exist (2nd pass)", "rec/s",
+                            R_FLOOR_WRITE, T_RATIO_MIN, 0.70},
     [R_FLOOR_READ] = {"floor_open_fstat_read_close", 0,
                       "floor: open+fstat+read+close per key", "keys/s", -1,
                       T_FLOOR, 0},
@@ -736,7 +743,22 @@ static void s_small_round(bool record, bool check) {
     /* The File store right after, on the same file system. */
     if (s_ok(R_FILE_APPEND)) {
         pd_store *f = s_open_file(R_FILE_APPEND, true);
-        if (f) s_store_round(f, R_FILE_APPEND, R_FILE_GET, record, check);
+        if (f) {
+            double a = s_run_appends(f, R_FILE_APPEND);
+            if (a >= 0 && record) s_add(R_FILE_APPEND, a);
+            if (a >= 0 && s_ok(R_FILE_GET)) {
+                double g = s_run_gets(f, R_FILE_GET);
+                if (g >= 0 && record) s_add(R_FILE_GET, g);
+                if (g >= 0 && check) s_verify(f, R_FILE_GET);
+            }
+            /* after the gets, so they read the workload's 20 KB per key */
+            if (a >= 0 && s_ok(R_FILE_APPEND_WARM)) {
+                double w = s_run_appends(f, R_FILE_APPEND_WARM);
+                if (w >= 0 && record) s_add(R_FILE_APPEND_WARM, w);
+            }
+            if (pd_close(&f))
+                s_fail(R_FILE_APPEND, "pd_close: %s", pd_errmsg(NULL));
+        }
     }
     if (s_ok(R_FLOOR_OWC)) s_floor_owc(record);
 
@@ -1184,13 +1206,13 @@ static const char *s_target_text(int r, char *buf, size_t cap) {
 
 /* Notes computed from several rows, once every run is done. */
 static void s_finish_notes(void) {
-    s_stat a = s_stats(R_FILE_APPEND), cw = s_stats(R_FLOOR_CREATE_WRITE);
+    s_stat a = s_stats(R_FILE_APPEND), w = s_stats(R_FLOOR_WRITE);
     char b[32];
-    if (a.have && cw.have && cw.med > 0)
+    if (a.have && w.have && w.med > 0)
         snprintf(rows[R_FILE_APPEND].note, sizeof rows[R_FILE_APPEND].note,
-                 "ratio to the floor that also creates the files "
-                 "(%s rec/s): %.2f",
-                 s_fmt(cw.med, "rec/s", b, sizeof b), a.med / cw.med);
+                 "ratio to write() on already-open files (%s rec/s): %.2f; "
+                 "creating files costs what it costs on this file system",
+                 s_fmt(w.med, "rec/s", b, sizeof b), a.med / w.med);
 }
 
 static void s_print_table(FILE *out) {

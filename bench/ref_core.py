@@ -119,6 +119,7 @@ def round_file(wl, d, res):
     f = new_file(d)
     res["file_append"].append(run_appends(f, wl))
     res["file_get"].append(run_gets(f, wl))
+    res["file_append_warm"].append(run_appends(f, wl))
 
 
 def round_dict(wl, d, res):
@@ -147,7 +148,8 @@ def round_big(wl, d, res):
 
 
 ROWS = [  # id, name, unit
-    ("file_append", "File append", "rec/s"),
+    ("file_append", "File append, new store", "rec/s"),
+    ("file_append_warm", "File append, keys exist (2nd pass)", "rec/s"),
     ("file_get", "File get (1 key per call)", "keys/s"),
     ("buffer_append", "Buffer(Dict,File,64MiB) append, no spill", "rec/s"),
     ("dict_append", "Dict append", "rec/s"),
