@@ -52,8 +52,9 @@
  * other threads.  pd_lock/pd_unlock hold the lock across several calls; calls
  * made inside such a section may pass PD_NOLOCK to skip re-locking (they are
  * also safe without it: the lock is recursive for the thread holding it).
- * Wrappers (Buffer) lock their inner stores once at the top and call them
- * with PD_NOLOCK.  Every handle may be used from several threads.
+ * Wrappers (Buffer) lock each inner store once per call, when the call first
+ * needs it, and call it with PD_NOLOCK; pd_lock on a wrapper locks the whole
+ * stack at once.  Every handle may be used from several threads.
  *
  * CAVEATS
  * =======
@@ -382,6 +383,11 @@ PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
  * round) until the held bytes are within `memory` again.  So fast holds at
  * most `memory` plus one append batch.  pd_get returns a key's bytes in
  * append order: what was spilled to slow, then what fast still holds.
+ *
+ * Locking: a call locks fast, and slow only if it touches slow (a spill,
+ * get, delete, iset, drop, keys), so appends that spill nothing never wait
+ * for another process holding slow's lock (a File's flock); pd_lock on the
+ * Buffer locks both for the whole section.
  *
  * On success the Buffer owns both stores and sets *fast and *slow to NULL,
  * unless flags has PD_BORROW, in which case the caller keeps them and must
