@@ -60,6 +60,9 @@
  * =======
  *   - flock(2) is unreliable on network file systems (NFS, SMB): keep File
  *     stores on local disks when several processes share them.
+ *   - A File's descriptor cache trusts that removing or renaming a file
+ *     changes its directory's ctime, as on every local POSIX file system
+ *     (ext4, xfs, btrfs, tmpfs).  Elsewhere, pd_file_set_max_fds(s, 0).
  *   - A handle inherited through fork() is detected and re-opens its lock and
  *     descriptors in the child, but a child must not use a handle that
  *     another thread of the parent was using at the moment of the fork.
