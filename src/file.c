@@ -1407,30 +1407,47 @@ typedef struct s_walkctx {
     const char *failed;
 } s_walkctx;
 
-/* Decodes `name` (plus any accumulated "%~" pieces in acc) into a part.
- * Returns -1 for a name that is not the canonical encoding of a part. */
+/* Decodes the name of a part: `name`, preceded by the "%~<piece>/" names of
+ * the continuation directories walked through to reach it (acc, raw, each
+ * with its trailing '/').  Returns -1 for anything that is not exactly what
+ * s_encode_part writes for some part (a foreign file, a non-canonical
+ * escape, pieces cut where the encoder would not cut), so every listed key
+ * reads back from the very file that was listed. */
 static int s_decode_name(const char *name, const s_str *acc, bool top,
                          s_str *out) {
     size_t n = strlen(name);
     out->len = 0;
-    if (name[0] == '%') {
-        if (name[1] == '#' || name[1] == '~') return -1;
-        s_str enc;
-        s_str_init(&enc);
-        if (s_str_add(&enc, acc->p, acc->len) ||
-            s_str_add(&enc, name + 1, n - 1) ||
-            s_pct_decode(enc.p, enc.len, out) < 0) {
-            s_str_free(&enc);
-            return -1;
-        }
-        s_str_free(&enc);
-        /* canonical only: a part that would be plain is never encoded */
-        if (s_is_plain((const unsigned char *)out->p, out->len, top)) return -1;
-        return 0;
+    if (name[0] == '%' && (name[1] == '#' || name[1] == '~')) return -1;
+    s_str enc, full;
+    s_str_init(&enc);
+    s_str_init(&full);
+    int rc = 0;
+    /* the escaped text: every piece, then the final name */
+    for (size_t i = 0; i < acc->len && rc == 0;) {
+        const char *c = acc->p + i;
+        const char *slash = memchr(c, '/', acc->len - i);
+        size_t clen = slash ? (size_t)(slash - c) : acc->len - i;
+        if (clen < 2 || c[0] != '%' || c[1] != '~') rc = -1;
+        else rc = s_str_add(&enc, c + 2, clen - 2);
+        i += clen + 1;
     }
-    if (acc->len) return -1;
-    if (!s_is_plain((const unsigned char *)name, n, top)) return -1;
-    return s_str_add(out, name, n);
+    if (rc == 0 && name[0] == '%') {
+        rc = s_str_add(&enc, name + 1, n - 1);
+        if (rc == 0) rc = s_pct_decode(enc.p, enc.len, out);
+    } else if (rc == 0) {
+        rc = acc->len ? -1 : s_str_add(out, name, n);
+    }
+    /* canonical only: encoding the part again gives the same names */
+    if (rc == 0)
+        rc = s_encode_part(&full, (const unsigned char *)out->p, out->len,
+                           top);
+    if (rc == 0 && (full.len != acc->len + n ||
+                    memcmp(full.p, acc->p, acc->len) != 0 ||
+                    memcmp(full.p + acc->len, name, n) != 0))
+        rc = -1;
+    s_str_free(&enc);
+    s_str_free(&full);
+    return rc;
 }
 
 static int s_list_dir(s_walkctx *c, int dfd, size_t depth, s_str *acc,
@@ -1444,7 +1461,7 @@ static int s_list_entry(s_walkctx *c, int dfd, const char *nm, bool isdir,
         s_str more;
         s_str_init(&more);
         if (s_str_add(&more, acc->p, acc->len) ||
-            s_str_add(&more, nm + 2, strlen(nm + 2))) {
+            s_str_add(&more, nm, strlen(nm)) || s_str_add(&more, "/", 1)) {
             s_str_free(&more);
             return -1;
         }
