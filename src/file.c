@@ -82,7 +82,9 @@ static pthread_once_t g_atfork_once = PTHREAD_ONCE_INIT;
  * lock objects (their descriptors share the parent's flock). */
 static void s_atfork_child(void) {
     pthread_mutex_init(&g_locks_mu, NULL);
-    g_locks = NULL;
+    /* Frees the registry's table (not the lock objects: the handles that
+     * hold them release them when they notice the fork). */
+    HASH_CLEAR(hh, g_locks);
 }
 
 static void s_atfork_init(void) { pthread_atfork(NULL, NULL, s_atfork_child); }

@@ -409,16 +409,13 @@ typedef struct fdargs {
 
 static int s_fd_child(void *arg) {
     fdargs *a = arg;
-    struct rlimit rl = {256, 256};
     pd_store *s = NULL;
     if (!a->lower_after_open)
-        TU_CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s",
-                 strerror(errno));
+        TU_CHECK(tu_limit_nofile(256) == 0, "setrlimit: %s", strerror(errno));
     int rc = pd_file_open(&s, a->root, PD_FILE_CREATE);
     TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
     if (a->lower_after_open)
-        TU_CHECK(setrlimit(RLIMIT_NOFILE, &rl) == 0, "setrlimit: %s",
-                 strerror(errno));
+        TU_CHECK(tu_limit_nofile(256) == 0, "setrlimit: %s", strerror(errno));
     pd_key *keys = calloc(FD_BATCH, sizeof *keys);
     pd_bytes *vals = calloc(FD_BATCH, sizeof *vals);
     char(*names)[16] = calloc(FD_BATCH, 16);

@@ -340,3 +340,30 @@ void tu_threads_own_shared(pd_store *s, int nthreads, int rounds) {
     for (int t = 0; t < nthreads; t++) ck_assert_int_eq(next[t], rounds);
     free(got);
 }
+
+/* ------------------------------------------------- Valgrind and scale */
+
+#include <sys/resource.h>
+
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#define TU_HAVE_VALGRIND_H 1
+#endif
+#endif
+
+bool tu_under_valgrind(void) {
+#ifdef TU_HAVE_VALGRIND_H
+    if (RUNNING_ON_VALGRIND) return true;
+#endif
+    const char *e = getenv("PARTD_TEST_VALGRIND");
+    return e && strcmp(e, "1") == 0;
+}
+
+int tu_limit_nofile(unsigned long n) {
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0) return -1;
+    rl.rlim_cur = (rlim_t)n;
+    if (!tu_under_valgrind()) rl.rlim_max = (rlim_t)n;
+    return setrlimit(RLIMIT_NOFILE, &rl);
+}

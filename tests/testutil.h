@@ -104,4 +104,15 @@ int tu_waitpid(pid_t pid);
  * that "shared" holds every record once, whole, each thread's in order. */
 void tu_threads_own_shared(pd_store *s, int nthreads, int rounds);
 
+/* ------------------------------------------------- Valgrind and scale */
+
+/* True when the process runs under valgrind (its client request, when
+ * <valgrind/valgrind.h> was available at build time, else the
+ * PARTD_TEST_VALGRIND=1 environment variable that scripts/test sets). */
+bool tu_under_valgrind(void);
+/* Lowers RLIMIT_NOFILE to n descriptors: the soft and the hard limit, but
+ * only the soft one under valgrind (which refuses to change the hard
+ * limit; the library only reads the soft one).  0, or -1 with errno. */
+int tu_limit_nofile(unsigned long n);
+
 #endif
