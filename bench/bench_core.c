@@ -63,7 +63,7 @@
 typedef struct s_cfg {
     int runs;
     bool quick, strict;
-    const char *dir;  /* parent of every store and floor directory */
+    const char *dir; /* parent of every store and floor directory */
     char csv[PATH_MAX];
     const char *json; /* NULL: no JSON */
 
@@ -155,11 +155,11 @@ typedef struct s_row {
 
 static s_row rows[R_COUNT] = {
     [R_FLOOR_WRITE] = {"floor_write_open_fds", 0,
-                       "floor: write() on the already-open files", "rec/s",
-                       -1, T_FLOOR, 0},
+                       "floor: write() on the already-open files", "rec/s", -1,
+                       T_FLOOR, 0},
     [R_FLOOR_CREATE_WRITE] = {"floor_create_write", 0,
-                              "floor: create the files, then write()",
-                              "rec/s", -1, T_FLOOR, 0},
+                              "floor: create the files, then write()", "rec/s",
+                              -1, T_FLOOR, 0},
     [R_FLOOR_OWC] = {"floor_open_write_close", 0,
                      "orientation: open+write+close per value", "rec/s", -1,
                      T_FLOOR, 0},
@@ -192,14 +192,14 @@ static s_row rows[R_COUNT] = {
                             T_FLOOR, 0},
     [R_DICT_GET] = {"dict_get", 0, "Dict get (1 key per call)", "keys/s",
                     R_FLOOR_MEMCPY_GET, T_ABS_MIN, 500e3},
-    [R_BUFFER_GET] = {"buffer_get", 0, "Buffer(Dict,File,64MiB) get",
-                      "keys/s", R_FLOOR_MEMCPY_GET, T_INFO, 0},
+    [R_BUFFER_GET] = {"buffer_get", 0, "Buffer(Dict,File,64MiB) get", "keys/s",
+                      R_FLOOR_MEMCPY_GET, T_INFO, 0},
     [R_BUFFER_SPILL_GET] = {"buffer_spill_get", 0,
-                            "Buffer(Dict,File,small) get, spilled",
-                            "keys/s", R_FLOOR_READ, T_INFO, 0},
+                            "Buffer(Dict,File,small) get, spilled", "keys/s",
+                            R_FLOOR_READ, T_INFO, 0},
     [R_FLOOR_SEQWRITE] = {"floor_seq_write", 1,
-                          "floor: write() 4 MiB blocks, one open file",
-                          "GB/s", -1, T_FLOOR, 0},
+                          "floor: write() 4 MiB blocks, one open file", "GB/s",
+                          -1, T_FLOOR, 0},
     [R_FILE_APPEND_4M] = {"file_append_4m", 1, "File append 4 MiB values",
                           "GB/s", R_FLOOR_SEQWRITE, T_RATIO_MIN, 0.80},
     [R_BUFFER_PEAK_RSS] = {"buffer_peak_rss", 2,
@@ -369,8 +369,11 @@ static const char *s_fmt(double x, const char *unit, char *buf, size_t cap) {
         x /= 1e3;
         sfx = "k";
     }
-    snprintf(buf, cap, x >= 100 ? "%.0f%s" : x >= 10 ? "%.1f%s" : "%.2f%s", x,
-             sfx);
+    snprintf(buf, cap,
+             x >= 100  ? "%.0f%s"
+             : x >= 10 ? "%.1f%s"
+                       : "%.2f%s",
+             x, sfx);
     return buf;
 }
 
@@ -443,12 +446,13 @@ static int s_verify(pd_store *s, int r) {
             return -1;
         }
         pd_bytes b = pd_result_value(res, 0);
-        bool good = b.size == sm.per_key &&
-                    memcmp(b.data, s_expected(k), b.size) == 0;
+        bool good =
+            b.size == sm.per_key && memcmp(b.data, s_expected(k), b.size) == 0;
         pd_result_free(&res);
         if (!good) {
-            s_fail(r, "verify: key %s reads back %zu bytes, not the %zu "
-                      "appended (or different bytes)",
+            s_fail(r,
+                   "verify: key %s reads back %zu bytes, not the %zu "
+                   "appended (or different bytes)",
                    sm.names[k], b.size, sm.per_key);
             return -1;
         }
@@ -531,10 +535,10 @@ static void s_floor_owc(bool record) {
     double t0 = s_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
         const char *name = sm.names[i % cfg.nkeys];
-        int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC,
-                        0644);
-        if (fd < 0 || write(fd, sm.vals[i].data, cfg.vsize) !=
-                          (ssize_t)cfg.vsize) {
+        int fd =
+            openat(dfd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (fd < 0 ||
+            write(fd, sm.vals[i].data, cfg.vsize) != (ssize_t)cfg.vsize) {
             s_fail(R_FLOOR_OWC, "open/write(%s/%s): %s", dir, name,
                    strerror(errno));
             if (fd >= 0) close(fd);
@@ -568,8 +572,7 @@ static void s_floor_read(const char *dir, bool record) {
     for (size_t k = 0; k < cfg.nkeys; k++) {
         int fd = openat(dfd, sm.names[k], O_RDONLY | O_CLOEXEC);
         struct stat st;
-        if (fd < 0 || fstat(fd, &st) != 0 ||
-            (size_t)st.st_size > sm.per_key) {
+        if (fd < 0 || fstat(fd, &st) != 0 || (size_t)st.st_size > sm.per_key) {
             s_fail(R_FLOOR_READ, "open/fstat(%s/%s): %s", dir, sm.names[k],
                    fd < 0 ? strerror(errno) : "unexpected size");
             if (fd >= 0) close(fd);
@@ -785,9 +788,9 @@ static void s_small_round(bool record, bool check) {
 /* --------------------------------------------------- The big-value workload */
 
 /*
- * 16 keys x 4 appends of 4 MiB (256 MiB), 16 keys per call.  The values come from 16
- * distinct 4 MiB blocks (value (round r, key k) is block (r + k) % 16) so
- * neither side reads one cache-hot block.
+ * 16 keys x 4 appends of 4 MiB (256 MiB), 16 keys per call.  The values come
+ * from 16 distinct 4 MiB blocks (value (round r, key k) is block (r + k) % 16)
+ * so neither side reads one cache-hot block.
  *
  * Floor: write() of the same 4 MiB blocks, in the same order, into one
  * already-open file: the page cache's sequential write bandwidth, the most a
@@ -833,15 +836,13 @@ static void s_big_free(void) {
 }
 
 static double s_big_bytes(void) {
-    return (double)cfg.big_rounds * (double)cfg.big_keys *
-           (double)cfg.big_size;
+    return (double)cfg.big_rounds * (double)cfg.big_keys * (double)cfg.big_size;
 }
 
 static void s_floor_seqwrite(bool record) {
     char dir[PATH_MAX], path[PATH_MAX];
     if (s_mkdtemp(dir, sizeof dir)) {
-        s_fail(R_FLOOR_SEQWRITE, "mkdtemp in %s: %s", cfg.dir,
-               strerror(errno));
+        s_fail(R_FLOOR_SEQWRITE, "mkdtemp in %s: %s", cfg.dir, strerror(errno));
         return;
     }
     int fd = -1;
@@ -992,8 +993,7 @@ static void s_mem_child(s_memres *res) {
             done += len;
         }
         if (pd_append(b, per_call, keys, vals, 0)) {
-            snprintf(res->err, sizeof res->err, "pd_append: %s",
-                     pd_errmsg(b));
+            snprintf(res->err, sizeof res->err, "pd_append: %s", pd_errmsg(b));
             pd_close(&b);
             return;
         }
@@ -1318,15 +1318,15 @@ static int s_write_csv(const char *path) {
             if (*p == '"' || *p == '\n') *p = '\'';
         for (char *p = noteq; *p; p++)
             if (*p == '"' || *p == '\n') *p = '\'';
-        fprintf(fp, "%s,\"%s\",%s,%d,", rows[r].id, rows[r].name,
-                rows[r].unit, rows[r].n);
+        fprintf(fp, "%s,\"%s\",%s,%d,", rows[r].id, rows[r].name, rows[r].unit,
+                rows[r].n);
         s_num(fp, s.have, s.med, false);
         fputc(',', fp);
         s_num(fp, s.have, s.min, false);
         fputc(',', fp);
         s_num(fp, s.have, s.max, false);
         fprintf(fp, ",%s,",
-                rows[r].floor >= 0 ? rows[rows[r].floor].id
+                rows[r].floor >= 0             ? rows[rows[r].floor].id
                 : rows[r].tkind == T_LIMIT_MAX ? "memory_limit_mib"
                                                : "");
         s_num(fp, f > 0, f, false);

@@ -57,7 +57,7 @@ typedef struct s_buffer {
     uint64_t usage;
     s_count *counts;
     uint64_t mark;
-    bool pending; /* the last op failed (see S_OP) */
+    bool pending;     /* the last op failed (see S_OP) */
     bool slow_locked; /* this session holds slow's lock */
     /* scratch for moves (keys and values of one batch to slow) */
     pd_key *mk;

@@ -52,7 +52,7 @@
 #include <utlist.h>
 
 #define S_NAME_MAX 255
-#define S_PIECE_MAX 253 /* "%~" + piece <= 255 */
+#define S_PIECE_MAX 253      /* "%~" + piece <= 255 */
 #define S_RACY_NS 50000000LL /* 50 ms: well above any kernel clock tick */
 #define S_OPEN_FLAGS (O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY)
 
@@ -60,17 +60,17 @@
 
 typedef struct s_lockobj {
     UT_hash_handle hh;
-    char *root;             /* realpath of the store directory: hash key */
-    int fd;                 /* <root>/.lock */
-    dev_t dev;              /* identity of the lock file we hold */
+    char *root; /* realpath of the store directory: hash key */
+    int fd;     /* <root>/.lock */
+    dev_t dev;  /* identity of the lock file we hold */
     ino_t ino;
-    dev_t rdev;             /* identity of the directory it is in */
+    dev_t rdev; /* identity of the directory it is in */
     ino_t rino;
-    pid_t pid;              /* process that opened fd */
-    pthread_mutex_t mu;     /* recursive; held for a whole session */
-    unsigned depth;         /* sessions open on it (flock held when > 0) */
-    uint64_t gen;           /* bumped when a handle unlinks or renames */
-    uint64_t epoch;         /* bumped when the directory was replaced */
+    pid_t pid;          /* process that opened fd */
+    pthread_mutex_t mu; /* recursive; held for a whole session */
+    unsigned depth;     /* sessions open on it (flock held when > 0) */
+    uint64_t gen;       /* bumped when a handle unlinks or renames */
+    uint64_t epoch;     /* bumped when the directory was replaced */
     unsigned refs;
 } s_lockobj;
 
@@ -98,12 +98,12 @@ typedef struct s_dir {
     struct timespec ctime_rec; /* ctime at the end of our last session */
     struct timespec rec_at;    /* wall time when it was recorded */
     bool have_rec;
-    bool suspect;      /* in session `checked`: verify entries before use */
-    uint64_t checked;  /* session of the last check */
-    uint64_t queued;   /* session in which it is queued for re-recording */
-    unsigned nent;     /* cache entries in this directory */
+    bool suspect;     /* in session `checked`: verify entries before use */
+    uint64_t checked; /* session of the last check */
+    uint64_t queued;  /* session in which it is queued for re-recording */
+    unsigned nent;    /* cache entries in this directory */
     size_t rellen;
-    char rel[];        /* "" for the root; hash key */
+    char rel[]; /* "" for the root; hash key */
 } s_dir;
 
 typedef struct s_fd {
@@ -118,15 +118,15 @@ typedef struct s_fd {
 
 typedef struct s_file {
     pd_store base;
-    char *path;  /* realpath of the root */
+    char *path; /* realpath of the root */
     int rootfd;
     bool temp, keep, fsync_all;
     pid_t pid;
     s_lockobj *lk;
     uint64_t epoch_seen; /* lk->epoch when rootfd was opened */
     uint64_t gen_seen;
-    uint64_t session;    /* incremented at each lock; 0: none yet */
-    struct stat root_st; /* fstat of rootfd taken when locking ... */
+    uint64_t session;         /* incremented at each lock; 0: none yet */
+    struct stat root_st;      /* fstat of rootfd taken when locking ... */
     uint64_t root_st_session; /* ... in this session */
     bool in_session;
     uint64_t verify_all; /* session in which every entry must be verified */
@@ -134,7 +134,7 @@ typedef struct s_file {
     s_fd *lru;
     size_t ncache, max_fds;
     s_dir *dirs;
-    s_dir **requeue;     /* dirs to re-record at the end of the session */
+    s_dir **requeue; /* dirs to re-record at the end of the session */
     size_t nrequeue, caprequeue;
 } s_file;
 
@@ -275,8 +275,10 @@ static int s_encode_part(s_str *rel, const unsigned char *p, size_t n,
     while (rc == 0 && elen - at + 1 > S_NAME_MAX) {
         size_t cut = S_PIECE_MAX;
         /* never split a %HH triplet */
-        if (e[at + cut - 1] == '%') cut -= 1;
-        else if (e[at + cut - 2] == '%') cut -= 2;
+        if (e[at + cut - 1] == '%')
+            cut -= 1;
+        else if (e[at + cut - 2] == '%')
+            cut -= 2;
         rc = s_str_add(rel, "%~", 2);
         if (!rc) rc = s_str_add(rel, e + at, cut);
         if (!rc) rc = s_str_add(rel, "/", 1);
@@ -294,8 +296,7 @@ static int s_relpath(const pd_key *key, s_str *rel) {
     pd__key_parts(key, &pp);
     s_str_init(rel);
     for (size_t i = 0; i < pp.n; i++)
-        if (s_encode_part(rel, pp.p[i].data, pp.p[i].size, i == 0))
-            return -1;
+        if (s_encode_part(rel, pp.p[i].data, pp.p[i].size, i == 0)) return -1;
     return 0;
 }
 
@@ -335,8 +336,8 @@ static int s_err_key(s_file *f, int code, int sys, const char *op,
     if (rel)
         return pd__err(&f->base, code, sys, "%s %s: %s(%s/%.300s)", op,
                        pd__key_short(key, kb), call, f->path, rel);
-    return pd__err(&f->base, code, sys, "%s %s: %s", op,
-                   pd__key_short(key, kb), call);
+    return pd__err(&f->base, code, sys, "%s %s: %s", op, pd__key_short(key, kb),
+                   call);
 }
 
 /* A key's path holds something that is not a plain file of ours. */
@@ -364,9 +365,7 @@ static int s_err_conflict(s_file *f, const char *op, const pd_key *key,
                    op, pd__key_short(key, kb), f->path, rel);
 }
 
-static int s_io_code(int e) {
-    return e == ENOMEM ? PD_ERR_NOMEM : PD_ERR_IO;
-}
+static int s_io_code(int e) { return e == ENOMEM ? PD_ERR_NOMEM : PD_ERR_IO; }
 
 /* ------------------------------------------------------------- Path walk */
 
@@ -511,8 +510,8 @@ static void s_lockobj_put(s_lockobj *lk) {
 static int s_lockobj_flock(s_file *f, s_lockobj *lk) {
     for (int tries = 0;; tries++) {
         if (s_flock(lk->fd, LOCK_EX) < 0)
-            return pd__err(&f->base, PD_ERR_IO, errno,
-                           "lock: flock(%s/.lock)", lk->root);
+            return pd__err(&f->base, PD_ERR_IO, errno, "lock: flock(%s/.lock)",
+                           lk->root);
         struct stat st;
         if (fstat(f->rootfd, &st) == 0 && st.st_nlink > 0 &&
             st.st_dev == lk->rdev && st.st_ino == lk->rino) {
@@ -697,8 +696,8 @@ static void s_cache_trim(s_file *f, size_t target) {
     while (f->ncache > target && f->lru) s_cache_evict(f, f->lru->prev);
 }
 
-static s_fd *s_cache_add(s_file *f, const pd__pkey *pk, int fd,
-                         const char *rel, size_t dirlen) {
+static s_fd *s_cache_add(s_file *f, const pd__pkey *pk, int fd, const char *rel,
+                         size_t dirlen) {
     if (f->max_fds == 0) return NULL;
     s_dir *d = s_dir_get(f, rel, dirlen);
     if (!d) return NULL;
@@ -993,8 +992,8 @@ static int s_open_read(s_file *f, const pd_key *key, s_target *t,
 /* ---------------------------------------------------------------- Append */
 
 typedef struct s_undo {
-    size_t key;  /* index into keys */
-    size_t len;  /* bytes this batch wrote */
+    size_t key; /* index into keys */
+    size_t len; /* bytes this batch wrote */
     bool created;
 } s_undo;
 
@@ -1113,7 +1112,8 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
             int dfd;
             const char *name, *failed;
             char *relcopy = strdup(s_target_relp(&t));
-            if (relcopy && s_walk(f, relcopy, false, &dfd, &name, &failed) == 0) {
+            if (relcopy &&
+                s_walk(f, relcopy, false, &dfd, &name, &failed) == 0) {
                 if (s_fsync(dfd) < 0) {
                     e = errno;
                     rc = s_err_key(f, PD_ERR_IO, e, "append", &keys[i],
@@ -1138,7 +1138,8 @@ static int s_read_into(s_file *f, const pd_key *key, s_target *t, int fd,
                        pd_result *r) {
     struct stat st;
     if (fstat(fd, &st) < 0)
-        return s_err_key(f, PD_ERR_IO, errno, "get", key, "fstat", s_target_relp(t));
+        return s_err_key(f, PD_ERR_IO, errno, "get", key, "fstat",
+                         s_target_relp(t));
     if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX / 2)
         return s_err_key(f, PD_ERR_LIMIT, 0, "get", key,
                          "value larger than this machine's address space",
@@ -1156,7 +1157,8 @@ static int s_read_into(s_file *f, const pd_key *key, s_target *t, int fd,
         ssize_t k = SYS.pread(fd, p + got, size - got, (off_t)got);
         if (k < 0) {
             if (errno == EINTR) continue;
-            return s_err_key(f, PD_ERR_IO, errno, "get", key, "read", s_target_relp(t));
+            return s_err_key(f, PD_ERR_IO, errno, "get", key, "read",
+                             s_target_relp(t));
         }
         if (k == 0) break; /* truncated meanwhile: return what is there */
         got += (size_t)k;
@@ -1179,7 +1181,8 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
         }
         bool cached;
         int fd = s_open_read(f, &keys[i], &t, "get", &cached);
-        if (fd == -1) rc = pd_errcode(s);
+        if (fd == -1)
+            rc = pd_errcode(s);
         else if (fd >= 0) {
             rc = s_read_into(f, &keys[i], &t, fd, r);
             if (!cached) s_close(fd);
@@ -1274,8 +1277,8 @@ static int s_set_one(s_file *f, const pd_key *key, pd_bytes val, bool dosync) {
     snprintf(tmp, sizeof tmp, "%%#%ld.%u.%lx", (long)s_getpid(),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED),
              (unsigned long)time(NULL));
-    int fd = s_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | S_OPEN_FLAGS,
-                      0666);
+    int fd =
+        s_openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | S_OPEN_FLAGS, 0666);
     if (fd < 0) {
         rc = s_err_key(f, s_io_code(errno), errno, "iset", key,
                        "open(temporary for)", t.rel.p);
@@ -1429,8 +1432,10 @@ static int s_decode_name(const char *name, const s_str *acc, bool top,
         const char *c = acc->p + i;
         const char *slash = memchr(c, '/', acc->len - i);
         size_t clen = slash ? (size_t)(slash - c) : acc->len - i;
-        if (clen < 2 || c[0] != '%' || c[1] != '~') rc = -1;
-        else rc = s_str_add(&enc, c + 2, clen - 2);
+        if (clen < 2 || c[0] != '%' || c[1] != '~')
+            rc = -1;
+        else
+            rc = s_str_add(&enc, c + 2, clen - 2);
         i += clen + 1;
     }
     if (rc == 0 && name[0] == '%') {
@@ -1441,11 +1446,10 @@ static int s_decode_name(const char *name, const s_str *acc, bool top,
     }
     /* canonical only: encoding the part again gives the same names */
     if (rc == 0)
-        rc = s_encode_part(&full, (const unsigned char *)out->p, out->len,
-                           top);
-    if (rc == 0 && (full.len != acc->len + n ||
-                    memcmp(full.p, acc->p, acc->len) != 0 ||
-                    memcmp(full.p + acc->len, name, n) != 0))
+        rc = s_encode_part(&full, (const unsigned char *)out->p, out->len, top);
+    if (rc == 0 &&
+        (full.len != acc->len + n || memcmp(full.p, acc->p, acc->len) != 0 ||
+         memcmp(full.p + acc->len, name, n) != 0))
         rc = -1;
     s_str_free(&enc);
     s_str_free(&full);
@@ -1577,7 +1581,8 @@ static int s_destroy(pd_store *s) {
     }
     s_cache_clear(f);
     if (f->temp && !f->keep && f->pid == s_getpid()) {
-        int dfd = s_openat(f->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
+        int dfd =
+            s_openat(f->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
         const char *failed = "openat";
         if (dfd < 0 || s_rmtree_fd(dfd, false, &failed, 0) < 0)
             rc = pd__err(s, PD_ERR_IO, errno, "close: %s(%s)", failed, f->path);
@@ -1692,18 +1697,18 @@ fail:
 int pd_file_open(pd_store **out, const char *path, unsigned flags) {
     if (out) *out = NULL;
     if (!out || !path || !*path)
-        return pd__err(NULL, PD_ERR_MISUSE, 0,
-                       "file: open: %s", !out ? "NULL out pointer"
-                                               : "NULL or empty path");
+        return pd__err(NULL, PD_ERR_MISUSE, 0, "file: open: %s",
+                       !out ? "NULL out pointer" : "NULL or empty path");
     if (flags & ~(PD_FILE_CREATE | PD_FILE_FSYNC | PD_FILE_KEEP))
-        return pd__err(NULL, PD_ERR_MISUSE, 0, "file: open %s: unknown flags 0x%x",
-                       path, flags);
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "file: open %s: unknown flags 0x%x", path, flags);
     return s_open(out, path, flags & ~PD_FILE_KEEP, false);
 }
 
 int pd_file_open_temp(pd_store **out, const char *parent, unsigned flags) {
     if (out) *out = NULL;
-    if (!out) return pd__err(NULL, PD_ERR_MISUSE, 0, "file: open temp: NULL out");
+    if (!out)
+        return pd__err(NULL, PD_ERR_MISUSE, 0, "file: open temp: NULL out");
     if (flags & ~(PD_FILE_FSYNC | PD_FILE_KEEP))
         return pd__err(NULL, PD_ERR_MISUSE, 0,
                        "file: open temp: unknown flags 0x%x", flags);

@@ -81,14 +81,14 @@ typedef struct pd__seen pd__seen; /* keys seen by iset (uthash), store.c */
 
 struct pd_store {
     const pd_store_ops *ops;
-    pthread_mutex_t mu;     /* recursive; held by every op */
-    pthread_t lock_owner;   /* valid while lock_depth > 0 */
-    unsigned lock_depth;    /* pd_lock nesting plus dispatcher locks */
-    bool lock_explicit;     /* the session was opened by pd_lock: wrappers
-                             * then lock every inner store at once, not
-                             * lazily as an op needs it */
-    pd__seen *iset_seen;    /* protected by mu */
-    pid_t pid;              /* process that initialised the mutexes */
+    pthread_mutex_t mu;   /* recursive; held by every op */
+    pthread_t lock_owner; /* valid while lock_depth > 0 */
+    unsigned lock_depth;  /* pd_lock nesting plus dispatcher locks */
+    bool lock_explicit;   /* the session was opened by pd_lock: wrappers
+                           * then lock every inner store at once, not
+                           * lazily as an op needs it */
+    pd__seen *iset_seen;  /* protected by mu */
+    pid_t pid;            /* process that initialised the mutexes */
 
     pthread_mutex_t err_mu; /* protects the four below */
     int err_code;
@@ -115,7 +115,8 @@ int pd__verr(pd_store *s, int code, int sys, const char *fmt, va_list ap);
 int pd__err_inner(pd_store *s, const pd_store *inner, int code);
 /* Replaces the errno recorded with s's current error (message unchanged). */
 void pd__err_set_sys(pd_store *s, int sys);
-/* Copies s's current error to the thread's "no store" slot (pd_errmsg(NULL)). */
+/* Copies s's current error to the thread's "no store" slot (pd_errmsg(NULL)).
+ */
 void pd__err_to_thread(const pd_store *s);
 /* Sets the thread's error state to success for s. */
 void pd__err_clear(const pd_store *s);
@@ -214,8 +215,8 @@ struct pd_keylist {
 
 pd_keylist *pd__keylist_new(void);
 /* Adds a key (packed form) with its size.  0 or PD_ERR_NOMEM. */
-int pd__keylist_add_packed(pd_keylist *kl, const unsigned char *pk,
-                           size_t len, uint64_t size);
+int pd__keylist_add_packed(pd_keylist *kl, const unsigned char *pk, size_t len,
+                           uint64_t size);
 int pd__keylist_add(pd_keylist *kl, const pd_key *key, uint64_t size);
 /* Prepares the part arrays for pd_keylist_key.  0 or PD_ERR_NOMEM. */
 int pd__keylist_finish(pd_keylist *kl);

@@ -138,8 +138,8 @@ void pd_result_free(pd_result **rp) {
 
 pd_keylist *pd__keylist_new(void) { return calloc(1, sizeof(pd_keylist)); }
 
-int pd__keylist_add_packed(pd_keylist *kl, const unsigned char *pk,
-                           size_t len, uint64_t size) {
+int pd__keylist_add_packed(pd_keylist *kl, const unsigned char *pk, size_t len,
+                           uint64_t size) {
     if (kl->count == kl->cap) {
         size_t ncap = kl->cap ? kl->cap * 2 : 64;
         pd__klent *ne = realloc(kl->ent, ncap * sizeof *ne);

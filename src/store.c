@@ -192,7 +192,8 @@ int pd__store_init(pd_store *s, const pd_store_ops *ops) {
     memset(s, 0, sizeof *s);
     s->ops = ops;
     int rc = pd__mutex_init_recursive(&s->mu);
-    if (rc) return pd__err(NULL, PD_ERR_NOMEM, rc, "%s: open: mutex", ops->kind);
+    if (rc)
+        return pd__err(NULL, PD_ERR_NOMEM, rc, "%s: open: mutex", ops->kind);
     rc = pthread_mutex_init(&s->err_mu, NULL);
     if (rc) {
         pthread_mutex_destroy(&s->mu);
@@ -222,7 +223,9 @@ void pd__store_fini(pd_store *s) {
 static pid_t g_pid; /* getpid(), refreshed in forked children */
 static pthread_once_t g_pid_once = PTHREAD_ONCE_INIT;
 
-static void s_pid_child(void) { __atomic_store_n(&g_pid, getpid(), __ATOMIC_SEQ_CST); }
+static void s_pid_child(void) {
+    __atomic_store_n(&g_pid, getpid(), __ATOMIC_SEQ_CST);
+}
 
 static void s_pid_init(void) {
     __atomic_store_n(&g_pid, getpid(), __ATOMIC_SEQ_CST);
@@ -449,8 +452,7 @@ int pd__get_inner(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
 int pd_delete(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "delete: NULL store");
     pd__err_clear(s);
-    int rc = s_check_batch(s, "delete", n, keys, NULL, false, flags,
-                           PD_NOLOCK);
+    int rc = s_check_batch(s, "delete", n, keys, NULL, false, flags, PD_NOLOCK);
     if (rc || n == 0) return rc;
     rc = s_enter(s, flags);
     if (rc) return s_finish(s, "delete", rc);

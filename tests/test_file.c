@@ -13,7 +13,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static char *g_tmp;  /* private parent directory for each test */
+static char *g_tmp; /* private parent directory for each test */
 static char g_root[4096];
 static pd_store *g_f;
 
@@ -401,8 +401,8 @@ START_TEST(iset_replaces_atomically_and_drop_keeps_lock) {
     TU_OK(pd_iset(g_f, 1, &k, &v2, 0), g_f);
     tu_expect_str(g_f, k, "new");
     /* no temporary left behind */
-    ck_assert_int_eq(tu_system("test $(ls -A '%s' | grep -c '^%%#') -eq 0",
-                               g_root), 0);
+    ck_assert_int_eq(
+        tu_system("test $(ls -A '%s' | grep -c '^%%#') -eq 0", g_root), 0);
     pd_bytes parts[2] = {{"a", 1}, {"b", 1}};
     tu_append1(g_f, PD_KEY_TUPLE(parts, 2), "x", 1);
     TU_OK(pd_drop(g_f, 0), g_f);
@@ -603,11 +603,11 @@ START_TEST(python_reference_interop) {
                 PARTD_TEST_PYTHON);
         return;
     }
-    int rc = tu_system(
-        "%s -c \"import partd; p = partd.File('%s'); "
-        "p.append({'x': b'py-x', ('a', 'b'): b'py-ab', 7: b'seven', "
-        "'part-1': b'\\x00\\x01'})\"",
-        PARTD_TEST_PYTHON, g_root);
+    int rc =
+        tu_system("%s -c \"import partd; p = partd.File('%s'); "
+                  "p.append({'x': b'py-x', ('a', 'b'): b'py-ab', 7: b'seven', "
+                  "'part-1': b'\\x00\\x01'})\"",
+                  PARTD_TEST_PYTHON, g_root);
     ck_assert_int_eq(rc, 0);
     pd_bytes parts[2] = {{"a", 1}, {"b", 1}};
     pd_key keys[4] = {PD_KEY_STR("x"), PD_KEY_TUPLE(parts, 2), PD_KEY_STR("7"),
@@ -624,12 +624,11 @@ START_TEST(python_reference_interop) {
     pd_result_free(&r);
     pd_bytes vals[4] = {{"+c", 2}, {"+c", 2}, {"+c", 2}, {"+c", 2}};
     TU_OK(pd_append(g_f, 4, keys, vals, 0), g_f);
-    rc = tu_system(
-        "%s -c \"import partd, sys; p = partd.File('%s'); "
-        "got = p.get(['x', ('a', 'b'), 7, 'part-1']); "
-        "sys.exit(0 if got == [b'py-x+c', b'py-ab+c', b'seven+c', "
-        "b'\\x00\\x01+c'] else 1)\"",
-        PARTD_TEST_PYTHON, g_root);
+    rc = tu_system("%s -c \"import partd, sys; p = partd.File('%s'); "
+                   "got = p.get(['x', ('a', 'b'), 7, 'part-1']); "
+                   "sys.exit(0 if got == [b'py-x+c', b'py-ab+c', b'seven+c', "
+                   "b'\\x00\\x01+c'] else 1)\"",
+                   PARTD_TEST_PYTHON, g_root);
     ck_assert_int_eq(rc, 0);
     /* the Python reference holding the lock excludes us */
     pid_t pid = fork();

@@ -104,9 +104,17 @@ static int p_destroy(pd_store *s) {
 }
 
 static const pd_store_ops p_ops = {
-    .version = 1, .kind = "probe", .append = p_append, .get = p_get,
-    .del = p_del, .set = p_set, .drop = p_drop, .keys = p_keys,
-    .lock = p_lock, .unlock = p_unlock, .destroy = p_destroy,
+    .version = 1,
+    .kind = "probe",
+    .append = p_append,
+    .get = p_get,
+    .del = p_del,
+    .set = p_set,
+    .drop = p_drop,
+    .keys = p_keys,
+    .lock = p_lock,
+    .unlock = p_unlock,
+    .destroy = p_destroy,
 };
 
 static probe *probe_new(void) {
@@ -124,9 +132,10 @@ START_TEST(version_matches_header) {
 END_TEST
 
 START_TEST(strerror_covers_every_code) {
-    int codes[] = {PD_OK, PD_ERR_MISUSE, PD_ERR_NOMEM, PD_ERR_IO,
-                   PD_ERR_KEY, PD_ERR_CORRUPT, PD_ERR_PROTOCOL,
-                   PD_ERR_TIMEOUT, PD_ERR_UNSUPPORTED, PD_ERR_LIMIT};
+    int codes[] = {PD_OK,           PD_ERR_MISUSE,  PD_ERR_NOMEM,
+                   PD_ERR_IO,       PD_ERR_KEY,     PD_ERR_CORRUPT,
+                   PD_ERR_PROTOCOL, PD_ERR_TIMEOUT, PD_ERR_UNSUPPORTED,
+                   PD_ERR_LIMIT};
     for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++) {
         const char *m = pd_strerror(codes[i]);
         ck_assert_ptr_nonnull(m);
@@ -220,8 +229,9 @@ START_TEST(errors_keep_code_errno_and_message) {
     /* a wrapper copies the inner error, prefixed with its own layer */
     probe *q = probe_new();
     pd__err_inner(&q->base, s, PD_ERR_IO);
-    ck_assert_str_eq(pd_errmsg(&q->base),
-                     "probe: probe: append 'k': write(/x/k): Input/output error");
+    ck_assert_str_eq(
+        pd_errmsg(&q->base),
+        "probe: probe: append 'k': write(/x/k): Input/output error");
     ck_assert_int_eq(pd_errno(&q->base), EIO);
     /* success clears */
     TU_OK(pd_append(s, 1, &k, &v, 0), s);
@@ -364,9 +374,9 @@ START_TEST(packed_keys_are_injective) {
     pd_bytes a_b[2] = {{"a/", 2}, {"b", 1}};
     pd_bytes one[1] = {{"a/b", 3}};
     pd_bytes e2[2] = {{"", 0}, {"", 0}};
-    pd_key keys[] = {PD_KEY_STR("a/b"), PD_KEY_TUPLE(ab, 2),
+    pd_key keys[] = {PD_KEY_STR("a/b"),    PD_KEY_TUPLE(ab, 2),
                      PD_KEY_TUPLE(a_b, 2), PD_KEY("", 0),
-                     PD_KEY_TUPLE(e2, 2), PD_KEY("\x01", 1),
+                     PD_KEY_TUPLE(e2, 2),  PD_KEY("\x01", 1),
                      PD_KEY("\0", 1)};
     size_t n = sizeof keys / sizeof keys[0];
     for (size_t i = 0; i < n; i++)
@@ -431,12 +441,12 @@ START_TEST(key_repr_and_parse_round_trip) {
     ck_assert_str_eq(small, "'plain ");
     ck_assert_str_eq((pd_key_repr(&keys[2], small, 0), "ok"), "ok");
     /* bad syntax */
-    const char *bad[] = {"", "abc", "'open", "('a'", "('a' 'b')", "'\\q'",
-                         "'\\x4'", "()", "'a' trailing", "(,)"};
+    const char *bad[] = {
+        "",      "abc",    "'open", "('a'",         "('a' 'b')",
+        "'\\q'", "'\\x4'", "()",    "'a' trailing", "(,)"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         pd_key *k = NULL;
-        ck_assert_msg(pd_key_parse(bad[i], strlen(bad[i]), &k) ==
-                          PD_ERR_MISUSE,
+        ck_assert_msg(pd_key_parse(bad[i], strlen(bad[i]), &k) == PD_ERR_MISUSE,
                       "accepted %s", bad[i]);
         ck_assert_ptr_null(k);
         ck_assert_ptr_nonnull(strstr(pd_errmsg(NULL), "key parse"));

@@ -227,7 +227,8 @@ PD_API void pd_keylist_free(pd_keylist **kl);
 /* ----------------------------------------------------- The store interface */
 
 /* Flags for the calls below.  Unknown bits give PD_ERR_MISUSE. */
-#define PD_NOLOCK 0x1u /* the caller holds the lock (pd_lock): don't take it */
+#define PD_NOLOCK 0x1u /* the caller holds the lock (pd_lock): don't take it   \
+                        */
 #define PD_FSYNC 0x2u  /* append, iset: fsync what was written before return */
 
 /**
@@ -324,9 +325,10 @@ PD_API uint64_t pd_dict_nbytes(const pd_store *dict);
 /* ------------------------------------------------------------------ File */
 
 /* Flags for pd_file_open / pd_file_open_temp. */
-#define PD_FILE_CREATE 0x100u /* create the directory (and parents) if missing */
-#define PD_FILE_FSYNC 0x200u  /* fsync every append and iset (as PD_FSYNC) */
-#define PD_FILE_KEEP 0x400u   /* temporary store: keep the directory on close */
+#define PD_FILE_CREATE                                                         \
+    0x100u                   /* create the directory (and parents) if missing */
+#define PD_FILE_FSYNC 0x200u /* fsync every append and iset (as PD_FSYNC) */
+#define PD_FILE_KEEP 0x400u  /* temporary store: keep the directory on close */
 
 /**
  * Opens the store in directory `path`.  Without PD_FILE_CREATE the directory

@@ -55,8 +55,8 @@ static void s_rmtree_at(int dfd, const char *name) {
     if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0) return;
     if (S_ISDIR(st.st_mode)) {
         fchmodat(dfd, name, 0700, 0);
-        int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW |
-                                        O_CLOEXEC);
+        int cfd =
+            openat(dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
         if (cfd >= 0) {
             DIR *d = fdopendir(cfd);
             if (d) {
@@ -84,8 +84,8 @@ static void s_rm_scratch(void) {
 static void s_write_file(const char *path, const char *text) {
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     FZ_CHECK(fd >= 0, "create %s: %s", path, strerror(errno));
-    FZ_CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text),
-             "write %s", path);
+    FZ_CHECK(write(fd, text, strlen(text)) == (ssize_t)strlen(text), "write %s",
+             path);
     close(fd);
 }
 
@@ -110,8 +110,7 @@ static void s_list_names(const char *path, char *buf, size_t cap) {
     struct dirent *de;
     char *names[64];
     size_t n = 0;
-    while ((de = readdir(d)) != NULL && n < 64)
-        names[n++] = strdup(de->d_name);
+    while ((de = readdir(d)) != NULL && n < 64) names[n++] = strdup(de->d_name);
     closedir(d);
     for (size_t i = 0; i < n; i++)
         for (size_t j = i + 1; j < n; j++)
@@ -129,21 +128,32 @@ static void s_list_names(const char *path, char *buf, size_t cap) {
 
 /* Names the store reserves or must refuse to decode. */
 static const char *const s_names[] = {
-    "%zz",   "%~x",  ".lock", "%#tmp", "%",     "%~",   "%41",   "a",
-    "b",     "%%2F", "%.",    "%..",   "x",     "%~%",  "%2",    "%~aa",
-    "%a%2",  "%#",   "A",     "%%",    "%a%ZZ", "%~%4", "%x%21y", "ab",
-    "%%00",  "%~%~", "%.lock", "(x)",  "a b",   "%a%20b", "%-",   "-",
+    "%zz",  "%~x",  ".lock",  "%#tmp", "%",     "%~",     "%41",    "a",
+    "b",    "%%2F", "%.",     "%..",   "x",     "%~%",    "%2",     "%~aa",
+    "%a%2", "%#",   "A",      "%%",    "%a%ZZ", "%~%4",   "%x%21y", "ab",
+    "%%00", "%~%~", "%.lock", "(x)",   "a b",   "%a%20b", "%-",     "-",
 };
 #define S_NNAMES (sizeof s_names / sizeof s_names[0])
 
 /* Symlink targets, relative to an entry at depth d in store (d + 1 "../"
  * reach the scratch dir).  Only things inside this input's scratch dir. */
-enum { T_OUTSIDE, T_OUTDIR, T_NEW_OUTSIDE, T_ABS_OUTSIDE, T_ABS_OUTDIR,
-       T_DOT, T_DOTDOT, T_NAME, T_SELF_LOOP, T_STORE_ROOT, T_NTARGETS };
+enum {
+    T_OUTSIDE,
+    T_OUTDIR,
+    T_NEW_OUTSIDE,
+    T_ABS_OUTSIDE,
+    T_ABS_OUTDIR,
+    T_DOT,
+    T_DOTDOT,
+    T_NAME,
+    T_SELF_LOOP,
+    T_STORE_ROOT,
+    T_NTARGETS
+};
 
 typedef struct s_ctx {
-    char base[320];  /* <scratch>/N */
-    char store[352]; /* base/store */
+    char base[320];            /* <scratch>/N */
+    char store[352];           /* base/store */
     int dirs[S_MAX_DEPTH + 1]; /* fds of the current directory chain */
     int depth;
     char made[8][300]; /* names created, for made-up keys */
@@ -165,11 +175,13 @@ static void s_read_name(fz_reader *r, char *out, size_t cap) {
     for (size_t i = 0; i < len; i++)
         out[i] = (p[i] == '/' || p[i] == 0) ? '%' : (char)p[i];
     out[len] = 0;
-    if (!len || !strcmp(out, ".") || !strcmp(out, "..")) snprintf(out, cap, "%%");
+    if (!len || !strcmp(out, ".") || !strcmp(out, ".."))
+        snprintf(out, cap, "%%");
 }
 
 static void s_remember(s_ctx *c, const char *name) {
-    if (c->nmade < 8) snprintf(c->made[c->nmade++], sizeof c->made[0], "%s", name);
+    if (c->nmade < 8)
+        snprintf(c->made[c->nmade++], sizeof c->made[0], "%s", name);
 }
 
 static void s_symlink(s_ctx *c, fz_reader *r, const char *name) {
@@ -182,7 +194,9 @@ static void s_symlink(s_ctx *c, fz_reader *r, const char *name) {
     case T_ABS_OUTSIDE:
         snprintf(target, sizeof target, "%s/outside", c->base);
         break;
-    case T_ABS_OUTDIR: snprintf(target, sizeof target, "%s/outdir", c->base); break;
+    case T_ABS_OUTDIR:
+        snprintf(target, sizeof target, "%s/outdir", c->base);
+        break;
     case T_DOT: snprintf(target, sizeof target, "."); break;
     case T_DOTDOT: snprintf(target, sizeof target, ".."); break;
     case T_NAME: s_read_name(r, target, sizeof target); break;
@@ -205,8 +219,9 @@ static void s_build(s_ctx *c, fz_reader *r) {
             const uint8_t *p;
             size_t len = fz_take(r, fz_byte(r), &p);
             /* O_EXCL: never write through an existing hard link */
-            int fd = openat(dfd, name, O_WRONLY | O_CREAT | O_EXCL |
-                                           O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC,
+            int fd = openat(dfd, name,
+                            O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW |
+                                O_NONBLOCK | O_CLOEXEC,
                             0600);
             if (fd >= 0) {
                 if (len && write(fd, p, len) < 0) { /* fine */
@@ -222,8 +237,8 @@ static void s_build(s_ctx *c, fz_reader *r) {
             mkdirat(dfd, name, 0700);
             s_remember(c, name);
             if (c->depth < S_MAX_DEPTH) {
-                int cfd = openat(dfd, name, O_RDONLY | O_DIRECTORY |
-                                                O_NOFOLLOW | O_CLOEXEC);
+                int cfd = openat(
+                    dfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (cfd >= 0) c->dirs[++c->depth] = cfd;
             }
             break;
@@ -267,8 +282,7 @@ static void s_errcheck(pd_store *s, const char *op, int rc) {
     const char *msg = pd_errmsg(s);
     FZ_CHECK(msg && msg[0] && strcmp(msg, "ok") != 0,
              "%s failed (%d) with no message", op, rc);
-    FZ_CHECK(rc < 0 && rc >= PD_ERR_LIMIT, "%s: unknown error code %d", op,
-             rc);
+    FZ_CHECK(rc < 0 && rc >= PD_ERR_LIMIT, "%s: unknown error code %d", op, rc);
 }
 
 static void s_exercise(s_ctx *c, pd_store *s) {
@@ -293,8 +307,7 @@ static void s_exercise(s_ctx *c, pd_store *s) {
             if (rc) {
                 s_errcheck(s, "get listed key", rc);
             } else {
-                FZ_CHECK(pd_result_value(res, 0).size ==
-                             pd_keylist_size(kl, i),
+                FZ_CHECK(pd_result_value(res, 0).size == pd_keylist_size(kl, i),
                          "get %s: %zu bytes but keys said %llu", fz_short(&k),
                          pd_result_value(res, 0).size,
                          (unsigned long long)pd_keylist_size(kl, i));
@@ -352,8 +365,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(c.base, sizeof c.base, "%s/%lu", s_scratch, s_iter++);
     snprintf(c.store, sizeof c.store, "%s/store", c.base);
     char path[400];
-    FZ_CHECK(mkdir(c.base, 0700) == 0, "mkdir %s: %s", c.base,
-             strerror(errno));
+    FZ_CHECK(mkdir(c.base, 0700) == 0, "mkdir %s: %s", c.base, strerror(errno));
     FZ_CHECK(mkdir(c.store, 0700) == 0, "mkdir store");
     snprintf(path, sizeof path, "%s/outside", c.base);
     s_write_file(path, S_OUTSIDE);
@@ -402,12 +414,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     FZ_CHECK(s_file_is(path, S_OUTDIR_FILE), "%s changed", path);
     char after[512];
     s_list_names(c.base, after, sizeof after);
-    FZ_CHECK(!strcmp(before_base, after), "%s: entries were %s, now %s",
-             c.base, before_base, after);
+    FZ_CHECK(!strcmp(before_base, after), "%s: entries were %s, now %s", c.base,
+             before_base, after);
     snprintf(path, sizeof path, "%s/outdir", c.base);
     s_list_names(path, after, sizeof after);
-    FZ_CHECK(!strcmp(before_outdir, after), "%s: entries were %s, now %s",
-             path, before_outdir, after);
+    FZ_CHECK(!strcmp(before_outdir, after), "%s: entries were %s, now %s", path,
+             before_outdir, after);
 
     s_rmtree_at(AT_FDCWD, c.base);
     return 0;

@@ -57,8 +57,8 @@ static void s_check_name(const pd_key *k, const char *name, size_t n) {
     for (;;) {
         const char *slash = strchr(p, '/');
         size_t clen = slash ? (size_t)(slash - p) : strlen(p);
-        FZ_CHECK(clen > 0, "name of %s has an empty component: %s",
-                 fz_short(k), name);
+        FZ_CHECK(clen > 0, "name of %s has an empty component: %s", fz_short(k),
+                 name);
         FZ_CHECK(clen <= 255, "name of %s has a %zu-byte component: %s",
                  fz_short(k), clen, name);
         FZ_CHECK(!(clen == 1 && p[0] == '.') &&
@@ -69,8 +69,7 @@ static void s_check_name(const pd_key *k, const char *name, size_t n) {
             FZ_CHECK(!(clen == 5 && memcmp(p, ".lock", 5) == 0),
                      "name of %s is the lock file: %s", fz_short(k), name);
         FZ_CHECK(!(clen >= 2 && p[0] == '%' && p[1] == '#'),
-                 "name of %s uses the temporary prefix: %s", fz_short(k),
-                 name);
+                 "name of %s uses the temporary prefix: %s", fz_short(k), name);
         if (!slash) break;
         p = slash + 1;
     }
@@ -98,12 +97,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             continue;
         }
         size_t len = pd_file_filename(s_store, &e->k.key, NULL, 0);
-        FZ_CHECK(len > 0, "no file name for valid key %s",
-                 fz_short(&e->k.key));
+        FZ_CHECK(len > 0, "no file name for valid key %s", fz_short(&e->k.key));
         e->name = malloc(len + 1);
         FZ_CHECK(e->name, "out of memory");
-        FZ_CHECK(pd_file_filename(s_store, &e->k.key, e->name, len + 1) ==
-                     len,
+        FZ_CHECK(pd_file_filename(s_store, &e->k.key, e->name, len + 1) == len,
                  "filename length differs between measure and write");
         e->namelen = len;
         s_check_name(&e->k.key, e->name, len);

@@ -41,8 +41,7 @@ static char *s_roundtrip(const pd_key *k, size_t *lenp) {
     int rc = pd_key_parse(text, n, &back);
     FZ_CHECK(rc == 0, "repr does not parse back (%d: %s): %s", rc,
              pd_errmsg(NULL), text);
-    FZ_CHECK(fz_same_key(k, back), "repr round trip changed the key: %s",
-             text);
+    FZ_CHECK(fz_same_key(k, back), "repr round trip changed the key: %s", text);
     pd_key_free(&back);
     FZ_CHECK(back == NULL, "pd_key_free did not clear the pointer");
     *lenp = n;
@@ -60,8 +59,8 @@ static void s_short_buffers(const pd_key *k, const char *full, size_t n) {
         FZ_CHECK(got == n, "repr with cap %zu returned %zu, not %zu", cap, got,
                  n);
         size_t want = n < cap - 1 ? n : cap - 1;
-        FZ_CHECK(memchr(small, 0, cap) != NULL &&
-                     strlen(small) == want && memcmp(small, full, want) == 0,
+        FZ_CHECK(memchr(small, 0, cap) != NULL && strlen(small) == want &&
+                     memcmp(small, full, want) == 0,
                  "repr with cap %zu is not a NUL-terminated prefix", cap);
         if (cap < sizeof small)
             FZ_CHECK(small[cap] == 'Z', "repr wrote past cap %zu", cap);
