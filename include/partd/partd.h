@@ -227,9 +227,10 @@ PD_API void pd_keylist_free(pd_keylist **kl);
 /* ----------------------------------------------------- The store interface */
 
 /* Flags for the calls below.  Unknown bits give PD_ERR_MISUSE. */
-#define PD_NOLOCK 0x1u /* the caller holds the lock (pd_lock): don't take it   \
-                        */
-#define PD_FSYNC 0x2u  /* append, iset: fsync what was written before return */
+/* PD_NOLOCK: the caller holds the lock (pd_lock), don't take it again.
+ * PD_FSYNC: append, iset: fsync what was written before returning. */
+#define PD_NOLOCK 0x1u
+#define PD_FSYNC 0x2u
 
 /**
  * Appends vals[i] to keys[i] for i in [0, n).  A key may appear several
