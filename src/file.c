@@ -864,13 +864,12 @@ static void s_target_free(s_target *t) {
     s_str_free(&t->rel);
 }
 
-/* Opens key's file for appending (creating it and its directories).
- * Returns fd (cached: *cached set, don't close) or -1 with an error set.
- * *created tells whether the file is new. */
-static int s_open_append(s_file *f, const pd_key *key, s_target *t,
-                         const char *op, bool *cached, bool *created) {
+/* The key's cached descriptor (*cached set), or S_MISS with the file name
+ * built for opening it, or -1 with an error set. */
+#define S_MISS (-3)
+static int s_cached_fd(s_file *f, const pd_key *key, s_target *t,
+                       const char *op, bool *cached) {
     *cached = false;
-    *created = false;
     if (f->in_session) {
         s_fd *e = s_cache_find(f, &t->pk);
         if (e) {
@@ -882,6 +881,17 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
         return s_err_key(f, PD_ERR_NOMEM, ENOMEM, op, key,
                          "building its file name", NULL),
                -1;
+    return S_MISS;
+}
+
+/* Opens key's file for appending (creating it and its directories).
+ * Returns fd (cached: *cached set, don't close) or -1 with an error set.
+ * *created tells whether the file is new. */
+static int s_open_append(s_file *f, const pd_key *key, s_target *t,
+                         const char *op, bool *cached, bool *created) {
+    *created = false;
+    int fd = s_cached_fd(f, key, t, op, cached);
+    if (fd != S_MISS) return fd;
     int dfd;
     const char *name, *failed;
     if (s_walk(f, t->rel.p, true, &dfd, &name, &failed) < 0) {
@@ -891,7 +901,7 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
         return s_err_key(f, s_io_code(e), e, op, key, failed, t->rel.p), -1;
     }
     int flags = O_RDWR | O_APPEND | S_OPEN_FLAGS;
-    int fd = -1;
+    fd = -1;
     for (int tries = 0;; tries++) {
         /* A new file (a key's first append) costs one call, and a file this
          * call created exclusively is surely regular with one link. */
@@ -943,18 +953,8 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
  * -2 when the key has no file, or -1 with an error set. */
 static int s_open_read(s_file *f, const pd_key *key, s_target *t,
                        const char *op, bool *cached) {
-    *cached = false;
-    if (f->in_session) {
-        s_fd *e = s_cache_find(f, &t->pk);
-        if (e) {
-            *cached = true;
-            return e->fd;
-        }
-    }
-    if (s_target_rel(t))
-        return s_err_key(f, PD_ERR_NOMEM, ENOMEM, op, key,
-                         "building its file name", NULL),
-               -1;
+    int fd = s_cached_fd(f, key, t, op, cached);
+    if (fd != S_MISS) return fd;
     int dfd;
     const char *name, *failed;
     if (s_walk(f, t->rel.p, false, &dfd, &name, &failed) < 0) {
@@ -962,7 +962,7 @@ static int s_open_read(s_file *f, const pd_key *key, s_target *t,
         if (e == ENOENT || e == ENOTDIR || e == ELOOP) return -2;
         return s_err_key(f, s_io_code(e), e, op, key, failed, t->rel.p), -1;
     }
-    int fd = s_openat(dfd, name, O_RDONLY | S_OPEN_FLAGS, 0);
+    fd = s_openat(dfd, name, O_RDONLY | S_OPEN_FLAGS, 0);
     int e = errno;
     if (dfd != f->rootfd) s_close(dfd);
     if (fd < 0) {
