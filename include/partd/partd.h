@@ -345,6 +345,10 @@ PD_API uint64_t pd_dict_nbytes(const pd_store *dict);
  * store's temporary files.  Files and directories are opened relative to the
  * root with no symlink followed, so nothing is read or written outside it.
  *
+ * A store on a read-only file system opens if its .lock exists (opened
+ * read-only; flock works on it): gets and keys work, writes fail with
+ * PD_ERR_IO and errno EROFS.
+ *
  * Errors: PD_ERR_MISUSE (NULL path, bad flags), PD_ERR_IO (the directory is
  * missing or not a directory, not accessible, or .lock cannot be created),
  * PD_ERR_NOMEM.  On error *out is NULL and pd_errmsg(NULL) tells why.
