@@ -79,6 +79,8 @@ typedef struct s_dict {
     size_t undocap;
     pd_bytes *peek; /* the answer of the last peek */
     size_t peekcap;
+    s_entry **found; /* get: the entries looked up in its first pass */
+    size_t foundcap;
     uint64_t freed; /* bytes freed since the last trim */
 } s_dict;
 
@@ -90,6 +92,20 @@ static s_entry *s_find(s_dict *d, const pd__pkey *pk) {
     s_entry *e = NULL;
     HASH_FIND(hh, d->table, pk->p, (unsigned)pk->len, e);
     return e;
+}
+
+/* Looks key up: *e is its entry or NULL.  0, or PD_ERR_NOMEM with a
+ * message naming op and the key (packing a long key allocates). */
+static int s_lookup(s_dict *d, const pd_key *key, const char *op, s_entry **e) {
+    pd__pkey pk;
+    if (pd__pkey_set(&pk, key)) {
+        char ks[PD__KEYSHORT_MAX];
+        return pd__err(&d->base, PD_ERR_NOMEM, ENOMEM, "%s %s: key copy", op,
+                       pd__key_short(key, ks));
+    }
+    *e = s_find(d, &pk);
+    pd__pkey_free(&pk);
+    return 0;
 }
 
 /* Frees the chunks after `keep` (all when keep is NULL); keep becomes the
@@ -287,44 +303,35 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     (void)flags;
     s_dict *d = (s_dict *)s;
     char ks[PD__KEYSHORT_MAX];
-    /* Pass 1: the exact number of bytes, so the result grows once. */
+    if (n > d->foundcap) {
+        size_t sz;
+        s_entry **nf =
+            pd__mul_ovf(n, sizeof *nf, &sz) ? NULL : realloc(d->found, sz);
+        if (!nf) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: key table");
+        d->found = nf;
+        d->foundcap = n;
+    }
+    /* Pass 1: find every key once and sum the sizes, so the result grows
+     * once, to its exact size. */
     size_t sum = 0;
     for (size_t i = 0; i < n; i++) {
-        pd__pkey pk;
-        if (pd__pkey_set(&pk, &keys[i]))
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: key copy",
-                           pd__key_short(&keys[i], ks));
-        s_entry *e = s_find(d, &pk);
-        pd__pkey_free(&pk);
+        s_entry *e;
+        int rc = s_lookup(d, &keys[i], "get", &e);
+        if (rc) return rc;
+        d->found[i] = e;
         if (e && pd__add_ovf(sum, (size_t)e->total, &sum))
             return pd__err(s, PD_ERR_LIMIT, 0,
                            "get %s: values too large for this machine",
                            pd__key_short(&keys[i], ks));
     }
-    size_t need;
-    if (pd__add_ovf(r->len, sum, &need))
-        return pd__err(s, PD_ERR_LIMIT, 0, "get: result too large");
-    if (need > r->cap) {
-        char *nb = realloc(r->buf, need);
-        if (!nb)
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: result of %zu bytes",
-                           need);
-        r->buf = nb;
-        r->cap = need;
-    }
-    /* Pass 2: copy. */
+    if (!pd__result_reserve(r, sum))
+        return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: result of %zu bytes",
+                       sum);
+    /* Pass 2: copy (no allocation: the room is reserved). */
     for (size_t i = 0; i < n; i++) {
-        pd__pkey pk;
-        if (pd__pkey_set(&pk, &keys[i]))
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: key copy",
-                           pd__key_short(&keys[i], ks));
-        s_entry *e = s_find(d, &pk);
-        pd__pkey_free(&pk);
+        const s_entry *e = d->found[i];
         if (e && e->total > 0) {
             char *p = pd__result_reserve(r, (size_t)e->total);
-            if (!p)
-                return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: %zu bytes",
-                               pd__key_short(&keys[i], ks), (size_t)e->total);
             for (const s_chunk *c = e->head; c; c = c->next) {
                 memcpy(p, c->data, c->size);
                 p += c->size;
@@ -341,15 +348,10 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
 static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     s_dict *d = (s_dict *)s;
-    char ks[PD__KEYSHORT_MAX];
     for (size_t i = 0; i < n; i++) {
-        pd__pkey pk;
-        /* Keys of up to 256 packed bytes need no allocation. */
-        if (pd__pkey_set(&pk, &keys[i]))
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "delete %s: key copy",
-                           pd__key_short(&keys[i], ks));
-        s_entry *e = s_find(d, &pk);
-        pd__pkey_free(&pk);
+        s_entry *e;
+        int rc = s_lookup(d, &keys[i], "delete", &e);
+        if (rc) return rc;
         if (e) s_entry_remove(d, e);
     }
     return 0;
@@ -465,12 +467,9 @@ static int s_peek(pd_store *s, const pd_key *key, const pd_bytes **chunks,
                   size_t *nchunks) {
     s_dict *d = (s_dict *)s;
     char ks[PD__KEYSHORT_MAX];
-    pd__pkey pk;
-    if (pd__pkey_set(&pk, key))
-        return pd__err(s, PD_ERR_NOMEM, ENOMEM, "peek %s: key copy",
-                       pd__key_short(key, ks));
-    s_entry *e = s_find(d, &pk);
-    pd__pkey_free(&pk);
+    s_entry *e;
+    int rc = s_lookup(d, key, "peek", &e);
+    if (rc) return rc;
     size_t nc = e ? e->nchunks : 0;
     if (nc > d->peekcap) {
         size_t ncap = nc + nc / 2, sz;
@@ -499,6 +498,7 @@ static int s_destroy(pd_store *s) {
     d->undo = NULL;
     d->undocap = 0;
     free(d->peek);
+    free(d->found);
     d->peek = NULL;
     d->peekcap = 0;
     return 0;

@@ -36,14 +36,12 @@ char *pd__result_reserve(pd_result *r, size_t extra) {
     size_t need;
     if (pd__add_ovf(r->len, extra, &need)) return NULL;
     if (need > r->cap || !r->buf) {
-        size_t ncap = r->cap ? r->cap : 256;
-        while (ncap < need) {
-            if (ncap > SIZE_MAX / 2) {
-                ncap = need;
-                break;
-            }
-            ncap *= 2;
-        }
+        /* Exactly what is asked the first time (a store that knows its
+         * sizes reserves them at once); at least double after that, so
+         * values built piece by piece grow in amortised O(1). */
+        size_t ncap = r->cap > SIZE_MAX / 2 ? SIZE_MAX : r->cap * 2;
+        if (ncap < need) ncap = need;
+        if (ncap == 0) ncap = 1;
         char *nb = realloc(r->buf, ncap);
         if (!nb) {
             /* Retry with the exact size before giving up. */
