@@ -23,10 +23,9 @@
  * it in the session (a spill, get, delete, set, drop, keys), so appends
  * that spill nothing never touch the slow store's lock (a File's flock),
  * except in a session opened by pd_lock, which locks both at once (a
- * server holding a store's lock holds its directory).  Every op
- * calls the inner stores with PD_NOLOCK,
- * except `set`, which calls fast's set op directly under fast's mutex so
- * that fast's own iset memo cannot swallow it.
+ * server holding a store's lock holds its directory).  Every op calls the
+ * inner stores with PD_NOLOCK; `set` goes through pd__set_inner, so that
+ * fast's own iset memo cannot swallow a replace.
  */
 #include "buffer.h"
 
@@ -478,25 +477,9 @@ static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
         rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: joining %zu values", n);
         goto out;
     }
-    if (r->count == 0 && r->len == 0) {
-        /* Take all's buffers; all gets r's (freed below). */
-        pd_result t = *r;
-        r->count = all->count;
-        r->ncap = all->ncap;
-        r->off = all->off;
-        r->buf = all->buf;
-        r->len = all->len;
-        r->cap = all->cap;
-        all->off = t.off;
-        all->buf = t.buf;
-    } else {
-        for (size_t i = 0; i < n && rc == 0; i++) {
-            pd_bytes v = pd_result_value(all, i);
-            if (pd__result_put(r, v.data, v.size) || pd__result_next(r))
-                rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: result",
-                             pd__key_short(&keys[i], ks));
-        }
-    }
+    if (pd__result_move(r, all))
+        rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: result",
+                     pd__key_short(&keys[0], ks));
 out:
     pd_result_free(&rs);
     pd_result_free(&rf);
@@ -530,19 +513,6 @@ static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
     return 0;
 }
 
-/* Calls inner's set op (replace, without pd_iset's memo) as the dispatcher
- * would, under its mutex, recording an error on inner. */
-static int s_inner_set(pd_store *inner, size_t n, const pd_key *keys,
-                       const pd_bytes *vals, unsigned flags) {
-    pd__err_clear(inner);
-    pthread_mutex_lock(&inner->mu);
-    int rc = inner->ops->set(inner, n, keys, vals, flags | PD_NOLOCK);
-    pthread_mutex_unlock(&inner->mu);
-    if (rc && pd_errcode(inner) == 0)
-        pd__err(inner, rc, 0, "set: %s", pd_strerror(rc));
-    return rc;
-}
-
 static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
                       const pd_bytes *vals, unsigned flags) {
     s_buffer *b = (s_buffer *)s;
@@ -558,7 +528,7 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
                            pd__key_short(&keys[0], ks));
     rc = s_ents(b, n, keys, "set");
     if (rc) return rc;
-    rc = s_inner_set(b->fast, n, keys, vals, fsync);
+    rc = pd__set_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
     if (rc) {
         s_ents_undo(b, n);
         return s_err_inner(s, b->fast, rc, "set %s: fast",

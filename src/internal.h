@@ -191,6 +191,9 @@ int pd__result_put(pd_result *r, const void *data, size_t n);
 int pd__result_next(pd_result *r);
 /* Drops the bytes of the current unfinished value. */
 void pd__result_discard_current(pd_result *r);
+/* Appends every value of src to r, as values of their own; src is left
+ * empty (its buffers are taken when r has none).  0 or PD_ERR_NOMEM. */
+int pd__result_move(pd_result *r, pd_result *src);
 /* For i in [0, a->count): value i becomes a_i followed by b_i.  a and b must
  * have the same count.  b is left untouched.  0 or PD_ERR_NOMEM (a intact). */
 int pd__result_concat_each(pd_result *a, const pd_result *b);
@@ -244,6 +247,11 @@ int pd__append_inner(pd_store *inner, size_t n, const pd_key *keys,
                      const pd_bytes *vals, unsigned flags);
 int pd__get_inner(pd_store *inner, size_t n, const pd_key *keys,
                   pd_result **out, unsigned flags);
+/* Replaces the content of keys on an inner store: pd_iset without its
+ * "seen" memo (a wrapper's own pd_iset keeps that) and without
+ * re-validating. */
+int pd__set_inner(pd_store *inner, size_t n, const pd_key *keys,
+                  const pd_bytes *vals, unsigned flags);
 
 /* Calls pd_lock / pd_unlock on an inner store and, on failure, copies its
  * error onto `outer`. */

@@ -109,6 +109,21 @@ int pd__result_concat_each(pd_result *a, const pd_result *b) {
     return 0;
 }
 
+int pd__result_move(pd_result *r, pd_result *src) {
+    if (r->count == 0 && r->len == 0) {
+        pd_result t = *r;
+        *r = *src;
+        *src = t;
+        return 0;
+    }
+    for (size_t i = 0; i < src->count; i++) {
+        pd_bytes v = pd_result_value(src, i);
+        if (pd__result_put(r, v.data, v.size) || pd__result_next(r))
+            return PD_ERR_NOMEM;
+    }
+    return 0;
+}
+
 size_t pd_result_count(const pd_result *r) { return r ? r->count : 0; }
 
 pd_bytes pd_result_value(const pd_result *r, size_t i) {

@@ -405,6 +405,18 @@ int pd__append_inner(pd_store *s, size_t n, const pd_key *keys,
     return s_append_checked(s, n, keys, vals, flags & PD__ALL_CALL_FLAGS);
 }
 
+int pd__set_inner(pd_store *s, size_t n, const pd_key *keys,
+                  const pd_bytes *vals, unsigned flags) {
+    pd__err_clear(s);
+    if (n == 0) return 0;
+    flags &= PD__ALL_CALL_FLAGS;
+    int rc = s_enter(s, flags);
+    if (rc) return s_finish(s, "iset", rc);
+    rc = s->ops->set(s, n, keys, vals, flags | PD_NOLOCK);
+    rc = s_leave(s, flags, rc);
+    return s_finish(s, "iset", rc);
+}
+
 static int s_get_checked(pd_store *s, size_t n, const pd_key *keys,
                          pd_result **out, unsigned flags) {
     int rc = 0;
