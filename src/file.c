@@ -89,8 +89,6 @@ static void s_atfork_child(void) {
 
 static void s_atfork_init(void) { pthread_atfork(NULL, NULL, s_atfork_child); }
 
-#define s_getpid pd__getpid
-
 /* ------------------------------------------------------------ The handle */
 
 typedef struct s_dir {
@@ -140,7 +138,6 @@ typedef struct s_file {
 
 static const pd_store_ops s_file_ops;
 static void s_cache_clear(s_file *f);
-#define s_cache_clear_early s_cache_clear
 
 /* ------------------------------------------------------------- Syscalls */
 
@@ -437,7 +434,7 @@ static s_lockobj *s_lockobj_get(s_file *f) {
     pthread_mutex_lock(&g_locks_mu);
     s_lockobj *lk = NULL;
     HASH_FIND_STR(g_locks, f->path, lk);
-    if (lk && lk->pid == s_getpid()) {
+    if (lk && lk->pid == pd__getpid()) {
         lk->refs++;
         pthread_mutex_unlock(&g_locks_mu);
         return lk;
@@ -470,7 +467,7 @@ static s_lockobj *s_lockobj_get(s_file *f) {
         lk->rdev = rst.st_dev;
         lk->rino = rst.st_ino;
     }
-    lk->pid = s_getpid();
+    lk->pid = pd__getpid();
     lk->refs = 1;
     HASH_ADD_KEYPTR(hh, g_locks, lk->root, strlen(lk->root), lk);
     /* Not in the registry (no memory for its table): the handle still
@@ -490,7 +487,7 @@ static void s_lockobj_put(s_lockobj *lk) {
     }
     pthread_mutex_unlock(&g_locks_mu);
     if (last) {
-        if (lk->pid == s_getpid()) {
+        if (lk->pid == pd__getpid()) {
             s_close(lk->fd);
             pthread_mutex_destroy(&lk->mu);
         } else {
@@ -543,7 +540,7 @@ static int s_lockobj_flock(s_file *f, s_lockobj *lk) {
         lk->rino = rst.st_ino;
         lk->epoch++;
         /* this handle's root: the new directory */
-        s_cache_clear_early(f);
+        s_cache_clear(f);
         s_close(f->rootfd);
         f->rootfd = rfd;
         f->epoch_seen = lk->epoch;
@@ -736,17 +733,12 @@ static void s_cache_drop_key(s_file *f, const pd__pkey *pk) {
 
 /* Forked child: drop inherited descriptors and lock. */
 static int s_check_fork(s_file *f) {
-    if (PD__LIKELY(f->pid == s_getpid())) return 0;
-    s_fd *e, *tmp;
-    HASH_ITER(hh, f->cache, e, tmp) {
-        close(e->fd);
-        e->fd = -1;
-        s_cache_evict(f, e);
-    }
+    if (PD__LIKELY(f->pid == pd__getpid())) return 0;
+    /* Closing the child's copies leaves the parent's descriptors open. */
     s_cache_clear(f);
     s_lockobj *old = f->lk;
     f->lk = NULL;
-    f->pid = s_getpid();
+    f->pid = pd__getpid();
     s_lockobj_put(old);
     f->lk = s_lockobj_get(f);
     if (!f->lk) return pd__err_inner(&f->base, NULL, PD_ERR_IO);
@@ -1274,7 +1266,7 @@ static int s_set_one(s_file *f, const pd_key *key, pd_bytes val, bool dosync) {
     }
     char tmp[64];
     static unsigned counter;
-    snprintf(tmp, sizeof tmp, "%%#%ld.%u.%lx", (long)s_getpid(),
+    snprintf(tmp, sizeof tmp, "%%#%ld.%u.%lx", (long)pd__getpid(),
              __atomic_add_fetch(&counter, 1, __ATOMIC_RELAXED),
              (unsigned long)time(NULL));
     int fd =
@@ -1571,16 +1563,8 @@ static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
 static int s_destroy(pd_store *s) {
     s_file *f = (s_file *)s;
     int rc = 0;
-    if (f->pid != s_getpid()) {
-        /* forked child: descriptors and lock belong to the parent's too */
-        s_fd *e, *tmp;
-        HASH_ITER(hh, f->cache, e, tmp) {
-            close(e->fd);
-            e->fd = -1;
-        }
-    }
-    s_cache_clear(f);
-    if (f->temp && !f->keep && f->pid == s_getpid()) {
+    s_cache_clear(f); /* in a forked child: its copies only */
+    if (f->temp && !f->keep && f->pid == pd__getpid()) {
         int dfd =
             s_openat(f->rootfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
         const char *failed = "openat";
@@ -1656,7 +1640,7 @@ static int s_open(pd_store **out, const char *path, unsigned flags, bool temp) {
     f->temp = temp;
     f->keep = flags & PD_FILE_KEEP;
     f->fsync_all = flags & PD_FILE_FSYNC;
-    f->pid = s_getpid();
+    f->pid = pd__getpid();
     f->max_fds = s_default_max_fds();
     if ((flags & PD_FILE_CREATE) && s_mkdirs(path) < 0) {
         rc = pd__err(NULL, PD_ERR_IO, errno, "file: open: mkdir(%s)", path);
