@@ -203,6 +203,21 @@ static s_count *s_count_find(s_buffer *b, const pd__pkey *pk) {
     return e;
 }
 
+/* Looks key up in the counts: *e is its entry or NULL.  0, or
+ * PD_ERR_NOMEM with a message naming op and the key. */
+static int s_count_lookup(s_buffer *b, const pd_key *key, const char *op,
+                          s_count **e) {
+    pd__pkey pk;
+    if (pd__pkey_set(&pk, key)) {
+        char ks[PD__KEYSHORT_MAX];
+        return pd__err(&b->base, PD_ERR_NOMEM, ENOMEM, "%s %s: key copy", op,
+                       pd__key_short(key, ks));
+    }
+    *e = s_count_find(b, &pk);
+    pd__pkey_free(&pk);
+    return 0;
+}
+
 static unsigned char *s_count_pk(s_count *e) {
     return (unsigned char *)(e->parts + e->key.nparts);
 }
@@ -502,12 +517,9 @@ static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
         return s_err_inner(s, b->fast, rc, "delete %s: fast",
                            pd__key_short(&keys[0], ks));
     for (size_t i = 0; i < n; i++) {
-        pd__pkey pk;
-        if (pd__pkey_set(&pk, &keys[i]))
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "delete %s: key copy",
-                           pd__key_short(&keys[i], ks));
-        s_count *e = s_count_find(b, &pk);
-        pd__pkey_free(&pk);
+        s_count *e;
+        rc = s_count_lookup(b, &keys[i], "delete", &e);
+        if (rc) return rc;
         if (e) s_count_remove(b, e);
     }
     return 0;
@@ -807,23 +819,18 @@ pd_store *pd_buffer_slow(const pd_store *s) {
 /* Moves the given keys (de-duplicated, only those counted) in batches. */
 static int s_move_keys(s_buffer *b, size_t n, const pd_key *keys,
                        unsigned fsync) {
-    pd_store *s = &b->base;
-    char ks[PD__KEYSHORT_MAX];
     uint64_t mark = ++b->mark;
     s_count *sel[S_FLUSH_BATCH];
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        pd__pkey pk;
-        if (pd__pkey_set(&pk, &keys[i]))
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "flush %s: key copy",
-                           pd__key_short(&keys[i], ks));
-        s_count *e = s_count_find(b, &pk);
-        pd__pkey_free(&pk);
+        s_count *e;
+        int rc = s_count_lookup(b, &keys[i], "flush", &e);
+        if (rc) return rc;
         if (!e || e->mark == mark) continue;
         e->mark = mark;
         sel[m++] = e;
         if (m == S_FLUSH_BATCH) {
-            int rc = s_move(b, sel, m, fsync);
+            rc = s_move(b, sel, m, fsync);
             if (rc) return rc;
             m = 0;
         }
