@@ -479,6 +479,11 @@ static pd__seen *s_seen_find(pd_store *s, const pd__pkey *pk) {
     return e;
 }
 
+/* The keys of one iset batch, to drop repeats within it in O(1) each. */
+typedef struct s_bkey {
+    UT_hash_handle hh;
+} s_bkey;
+
 int pd_iset(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
             unsigned flags) {
     if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "iset: NULL store");
@@ -492,8 +497,9 @@ int pd_iset(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
     pd_key *nk = malloc(n * sizeof *nk);
     pd_bytes *nv = malloc(n * sizeof *nv);
     size_t *idx = malloc(n * sizeof *idx);
+    s_bkey *hk = calloc(n, sizeof *hk), *batch = NULL;
     size_t m = 0;
-    if (!pks || !nk || !nv || !idx) {
+    if (!pks || !nk || !nv || !idx || !hk) {
         rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "iset: key table");
         goto out;
     }
@@ -508,11 +514,14 @@ int pd_iset(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
             break;
         }
         if (s_seen_find(s, &pks[i])) continue;
-        bool dup = false;
-        for (size_t j = 0; j < m && !dup; j++)
-            dup = pks[idx[j]].len == pks[i].len &&
-                  memcmp(pks[idx[j]].p, pks[i].p, pks[i].len) == 0;
+        s_bkey *dup = NULL;
+        HASH_FIND(hh, batch, pks[i].p, pks[i].len, dup);
         if (dup) continue;
+        HASH_ADD_KEYPTR(hh, batch, pks[i].p, pks[i].len, &hk[i]);
+        if (!hk[i].hh.tbl) {
+            rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "iset: batch key table");
+            break;
+        }
         idx[m] = i;
         nk[m] = keys[i];
         nv[m] = vals[i];
@@ -540,6 +549,8 @@ int pd_iset(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
     rc = s_leave(s, flags, rc);
     rc = s_finish(s, "iset", rc);
 out:
+    HASH_CLEAR(hh, batch);
+    free(hk);
     if (pks)
         for (size_t i = 0; i < n; i++) pd__pkey_free(&pks[i]);
     free(pks);
