@@ -207,6 +207,7 @@ static s_count *s_count_find(s_buffer *b, const pd__pkey *pk) {
  * PD_ERR_NOMEM with a message naming op and the key. */
 static int s_count_lookup(s_buffer *b, const pd_key *key, const char *op,
                           s_count **e) {
+    *e = NULL;
     pd__pkey pk;
     if (pd__pkey_set(&pk, key)) {
         char ks[PD__KEYSHORT_MAX];

@@ -97,6 +97,7 @@ static s_entry *s_find(s_dict *d, const pd__pkey *pk) {
 /* Looks key up: *e is its entry or NULL.  0, or PD_ERR_NOMEM with a
  * message naming op and the key (packing a long key allocates). */
 static int s_lookup(s_dict *d, const pd_key *key, const char *op, s_entry **e) {
+    *e = NULL;
     pd__pkey pk;
     if (pd__pkey_set(&pk, key)) {
         char ks[PD__KEYSHORT_MAX];
