@@ -425,4 +425,9 @@ PD_API int pd_buffer_flush(pd_store *buffer, size_t n, const pd_key *keys,
 #ifdef __cplusplus
 }
 #endif
+
+/* The Encode layer and its codecs; the ZeroMQ Server and Client. */
+#include "partd/encode.h"
+#include "partd/zmq.h"
+
 #endif /* PARTD_PARTD_H */
