@@ -12,7 +12,13 @@
  * key's bytes are split into frames, each frame is decoded, and the decoded
  * bytes are concatenated.  iset encodes its value as one frame and replaces
  * the key; delete, drop, keys and lock pass through to the inner store (key
- * sizes from pd_keys are the encoded sizes).
+ * sizes from pd_keys are the encoded sizes, and a key given only empty
+ * values is listed: an empty value's frame is not empty, as in partd).
+ *
+ * An append encodes the whole batch first, into one buffer, then makes one
+ * batch append on the inner store: a value that fails to encode appends
+ * nothing, and the inner store's atomicity covers the batch.  A get makes
+ * one inner get and decodes straight into the result.
  *
  * CODECS
  * ======
@@ -25,16 +31,22 @@
  *   snappy  raw snappy block (no framing format)               Snappy
  *   blosc   one blosc 1.x chunk: blosclz, typesize 8, byte      Blosc
  *           shuffle, level 0-9 default 9 (python-blosc's
- *           defaults)
+ *           defaults); any blosc 1.x chunk is read
  *   lz4     one LZ4 frame (the standard lz4 frame format, as   (ours)
  *           `lz4` writes it) with the content size and a content
- *           checksum; level 0-12 (0-2: fast mode), default 0
+ *           checksum, linked blocks of up to 256 KiB; level 0-12
+ *           (0-2: fast mode), default 0
  *   zstd    one zstd frame (as `zstd` writes it) with the      (ours)
  *           content size and a content checksum; level 1-22
- *           (negative: faster), default 3
+ *           (negative down to -131072: faster; 0 is 3), default 3
  *
- * The first four read and write exactly what the reference does.  lz4 and
+ * The first four read and write exactly what the reference does (the same
+ * bytes, for blosc when python-blosc runs one thread: with several, its
+ * blocks may be laid out in another order, which reads the same).  lz4 and
  * zstd are standard frames, so any lz4/zstd implementation reads a payload.
+ * One difference in reading: bytes after the end of a zlib stream make the
+ * frame corrupt (Python's zlib.decompress ignores them; partd never writes
+ * them).
  *
  * BAD DATA
  * ========
@@ -42,24 +54,55 @@
  * bytes that remain, a decoder's declared output size against the layer's
  * limit (pd_encode_set_limit) before anything is allocated from it, and
  * output grows as it is produced up to that limit, so a "bomb" stops there.
- * A frame that cannot be decoded fails the get with PD_ERR_CORRUPT (a frame
- * larger than the limit: PD_ERR_LIMIT), naming the layer, key, frame number
- * and offset, and the decoder's reason.  Other keys are unaffected.
+ * A declared size is also checked against what the payload could encode
+ * (a snappy block decodes to at most about 22 times its size, an LZ4 frame
+ * to about 255 times; a blosc chunk must hold its block table; a zstd
+ * block of 4 bytes yields at most 128 KiB): a size it cannot encode makes
+ * the frame corrupt.  zstd sizes more
+ * than 1024 times the payload (plus 1 MiB) are not reserved up front: the
+ * output grows as the frame decodes, so a lie costs what the frame really
+ * decodes to.  A frame that cannot be decoded fails the get with
+ * PD_ERR_CORRUPT (a frame larger than the limit: PD_ERR_LIMIT), naming the
+ * layer, key, frame number and offset, and the decoder's reason.  Other
+ * keys are unaffected.  snappy and blosc payloads carry no checksum: damage
+ * to their compressed bytes may decode into wrong bytes without an error.
  *
  * TORN FRAMES
  * ===========
  * A writer killed in the middle of an append can leave a frame cut short at
- * the end of a key; a later append then lands after it.  Get handles this:
+ * the end of a key; a later append then lands after it, and may be cut
+ * short too.  Get handles this:
  *
- *   - a frame whose header or payload runs past the end of the key is a torn
- *     tail: it is left out;
- *   - a frame that does not decode is looked past: if, at a later offset
- *     inside the bytes it claims, a run of frames starts that decodes and
- *     ends exactly at the end of the key (torn regions in between handled the
- *     same way), the bytes before that offset are a torn frame and are left
- *     out.  Otherwise the get fails with PD_ERR_CORRUPT;
- *   - a tail made only of zero bytes that does not decode (a file extended by
- *     a crash without its data) is left out.
+ *   - a frame that does not decode, or whose header or payload runs past the
+ *     end of the key, is looked past: if, at a later offset inside the bytes
+ *     it claims (or inside the run of zero bytes starting at it), a frame
+ *     starts that decodes and after which the rest of the key reads by these
+ *     same rules, the bytes before that offset are a torn frame and are left
+ *     out;
+ *   - for codecs whose payload prefix can be checked (zlib, bz2, lz4, zstd:
+ *     by decoding it; blosc: its header states the chunk's size), such an
+ *     offset may also start a torn frame that proves itself: a header and
+ *     at least 16 payload bytes that begin a payload the codec accepts
+ *     (through to the end of the key, or up to a later offset inside its
+ *     claim that resumes the same way); the frame being looked past must
+ *     then be a header cut short or such a prefix too.  This reads a key
+ *     after several writers were killed in a row;
+ *   - otherwise a frame that runs past the end of the key is a torn tail,
+ *     left out, if it could have been written by this layer: a header cut
+ *     short, or a length no larger than a frame within the limit can have
+ *     and (zlib, bz2, blosc, lz4, zstd) a payload start the codec accepts
+ *     (all but its last 24 bytes, which may be a later writer's frame cut
+ *     short in turn; at least its first byte).  A length past the data in
+ *     front of anything else is corrupt data: the get fails;
+ *   - a tail made only of zero bytes that does not decode (a file extended
+ *     by a crash without its data) is left out;
+ *   - anything else fails the get with PD_ERR_CORRUPT.  So does a torn
+ *     frame whose bytes, up to the frame found after it, decode as one
+ *     complete frame: its length field is what is damaged, and leaving it
+ *     out would lose a value.  And so does a last frame that ends exactly
+ *     at the end of the key but does not decode, even when its last few
+ *     bytes could be the start of a next header (a writer killed after
+ *     writing them): that cannot be told from damage to the frame.
  *
  * Leaving out never fails the get: every complete frame is returned.  Each
  * region left out is counted (pd_encode_torn) and the last one described in
@@ -67,8 +110,26 @@
  * torn regions.  Recognising a resumption point relies on the decoder
  * rejecting what is not one of its payloads: zlib, bz2, lz4 and zstd carry
  * checksums, blosc a length that must match, snappy a length the block must
- * decode to exactly.  A custom codec whose decode accepts any bytes makes
- * torn frames undetectable; such data reads as the decoder makes of it.
+ * decode to exactly.  Without a checksum (snappy, blosc, custom codecs) a
+ * torn frame whose claimed bytes were filled by a later append can decode;
+ * for those codecs, when the bytes right after a frame are damaged and a
+ * resumption point inside that frame's bytes proves itself as above, the
+ * frame is left out as torn instead of returned.  A torn frame that decodes
+ * with nothing damaged after it cannot be told from a good one.  snappy and
+ * custom codecs have no prefix check, so a torn frame followed only by
+ * other torn frames reads as corrupt there.  A custom codec whose decode
+ * accepts any bytes makes torn frames undetectable; such data reads as the
+ * decoder makes of it.
+ *
+ * Cost: one pass and one decode per frame when nothing is torn.  At a
+ * damaged frame, each later offset inside its bytes is a candidate,
+ * rejected first by the length check (its frame must fit in the key, or
+ * claim no more than the limit allows), then by the codec's cheap header
+ * check, before a full decode; results are memoised per offset.  A torn
+ * tail of 64 MB is looked through in about 0.25 s.  Worst case, on hostile
+ * data, O(n^2) length checks and O(n) decodes for a key of n bytes; at most
+ * 16 torn regions nested inside one candidate run are looked through
+ * (deeper reads as corrupt).
  *
  * THREADS
  * =======
@@ -131,7 +192,8 @@ PD_API void pd_sink_reason(pd_sink *sink, const char *fmt, ...)
  * pd_encode_open fails.
  */
 typedef struct pd_codec {
-    const char *name; /* names the layer: pd_store_kind, messages (static) */
+    /* Names the layer (pd_store_kind, messages); must outlive the store. */
+    const char *name;
     void *ctx;
     int (*encode)(void *ctx, const void *src, size_t n, pd_sink *out);
     int (*decode)(void *ctx, const void *src, size_t n, pd_sink *out);
@@ -175,32 +237,39 @@ PD_API int pd_encode_open(pd_store **out, pd_store **inner,
  * pd_codec_builtin(name, level) then pd_encode_open: the usual way to get a
  * compressed store, e.g. pd_compress_open(&s, &file, "zstd", 1, 0).
  */
-PD_API int pd_compress_open(pd_store **out, pd_store **inner,
-                            const char *name, int level, unsigned flags);
+PD_API int pd_compress_open(pd_store **out, pd_store **inner, const char *name,
+                            int level, unsigned flags);
 
 /** The inner store (borrowed; valid while the layer is open), or NULL when
  *  `store` is not an Encode store. */
 PD_API pd_store *pd_encode_inner(const pd_store *store);
 
-/** Sets the largest decoded size accepted for one frame (>= 1).  A frame
- *  that would decode to more fails its get with PD_ERR_LIMIT. */
+/** Sets the largest decoded size accepted for one frame (>= 1; default
+ *  PD_ENCODE_LIMIT_DEFAULT).  A frame that would decode to more fails its
+ *  get with PD_ERR_LIMIT.  Errors: PD_ERR_MISUSE (NULL, not an Encode
+ *  store, 0). */
 PD_API int pd_encode_set_limit(pd_store *store, uint64_t max_frame);
 
-/** Torn regions left out by gets on this handle since it was opened. */
+/** Torn regions left out by gets on this handle since it was opened (0 for
+ *  a store that is not an Encode store). */
 PD_API uint64_t pd_encode_torn(const pd_store *store);
 
 /** A description of the last torn region left out ("zlib: get 'k': left out
- *  a torn frame of 123 bytes at offset 4096 of 9000"), or "" if none.
- *  Valid until the next call on the handle. */
+ *  a torn frame of 123 bytes at offset 4096 of 9000"), or "" if none (or
+ *  not an Encode store).  A copy owned by the calling thread, valid until
+ *  its next pd_encode_notice. */
 PD_API const char *pd_encode_notice(const pd_store *store);
 
 /**
  * For each key, reads it and, if get would leave out torn regions, rewrites
  * it (pd_iset semantics on the inner store: replaced atomically on a File)
- * with only its complete frames.  Stores the number of bytes removed in
- * *removed (may be NULL).  Keys that are corrupt (not torn) fail the call
- * with PD_ERR_CORRUPT and are left as they are.  Errors: as pd_get and
- * pd_iset.
+ * with only its complete frames, byte for byte.  Stores the number of bytes
+ * removed in *removed (may be NULL).  Keys that are corrupt (not torn) are
+ * left as they are; the other keys are still repaired, and the call then
+ * fails with PD_ERR_CORRUPT naming the first corrupt key.  Takes the lock
+ * for the whole call (flags: PD_NOLOCK inside pd_lock, PD_FSYNC).  Regions
+ * removed are not counted by pd_encode_torn.  Errors: PD_ERR_MISUSE, and
+ * as pd_get and pd_iset.
  */
 PD_API int pd_encode_repair(pd_store *store, size_t n, const pd_key *keys,
                             uint64_t *removed, unsigned flags);
@@ -218,8 +287,8 @@ PD_API int pd_encode_repair(pd_store *store, size_t n, const pd_key *keys,
  * NULL, is then the offset of that incomplete frame; else n).
  */
 PD_API int pd_frame_split(const void *data, size_t n,
-                          int (*fn)(void *arg, const void *payload,
-                                    size_t size, uint64_t offset),
+                          int (*fn)(void *arg, const void *payload, size_t size,
+                                    uint64_t offset),
                           void *arg, size_t *end);
 
 #ifdef __cplusplus
