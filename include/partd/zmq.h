@@ -1,6 +1,116 @@
 /*
  * libpartd: the ZeroMQ Server and Client.  Included by partd/partd.h; do not
  * include it on its own.
+ *
+ * OVERVIEW
+ * ========
+ * A Server (pd_server_open) serves one store to many processes over ZeroMQ;
+ * a Client (pd_client_open) is a pd_store whose calls run on a Server.  Both
+ * speak the wire protocol of Python partd's `partd.zmq` (1.x), so a Python
+ * `partd.Client` works against our Server and our Client works against a
+ * Python `partd.Server`.
+ *
+ *   pd_server *srv = NULL;
+ *   pd_server_open(&srv, NULL, NULL);          // Buffer(Dict, File) over ipc
+ *   pd_server_start(srv);                      // serve in a thread
+ *   ... give pd_server_address(srv, 0) to the workers ...
+ *   pd_store *c = NULL;
+ *   pd_client_open(&c, pd_server_address(srv, 0), NULL);
+ *   pd_append(c, n, keys, vals, 0);            // as on any store
+ *   pd_close(&c);
+ *   pd_server_close(&srv);
+ *
+ * WIRE PROTOCOL
+ * =============
+ * The server has a ROUTER socket, each client a DEALER.  A request is one
+ * multipart message [command, payload...]:
+ *
+ *   syn                       sent by a client when it connects
+ *   append k1 v1 k2 v2 ...    appends, applied as one atomic batch
+ *   iset k v                  idempotent set (our server also takes several
+ *                             pairs, and our client sends them only to ours)
+ *   get k1 k2 ...             values, in key order
+ *   delete k1 k2 ...
+ *   drop
+ *   close                     the server acknowledges, then stops
+ *   keys                      (ours only) list the keys and their sizes
+ *
+ * Each request gets exactly one final reply, [ack] on success.  get (and
+ * keys) first send one message of results: for get, exactly one frame per
+ * key (the value, empty for a missing key); for keys, an 8-byte
+ * little-endian count, then per key its packed form and an 8-byte
+ * little-endian size.  A client sends `syn` without waiting, then before
+ * each later request reads the final reply of the previous one, so exactly
+ * one request is in flight per client: the protocol paces every client.
+ *
+ * Keys on the wire: a flat key is its bytes; a tuple key is its parts joined
+ * by "-|-", and the server turns a key containing "-|-" back into a tuple.
+ * So a key that contains "-|-" (a flat key, or a tuple part in a way that
+ * would split differently) cannot cross the wire: the Client refuses it with
+ * PD_ERR_KEY and a message naming it, before sending anything.
+ *
+ * Errors (our server): a request that fails or cannot be parsed gets, in
+ * place of its final [ack], the message [error, CODE, MESSAGE]: CODE the
+ * PD_ERR_* number in ASCII decimal (e.g. "-4"), MESSAGE the server's
+ * description.  A failing get still sends its results message first (one
+ * empty frame per key, at least one), so the reply stream stays in step and
+ * a Python client, which asserts that each final reply is [ack], fails
+ * loudly on its next call instead of hanging.  Requests that cannot be
+ * parsed (unknown command, odd append payload, empty, over the size limit,
+ * a key with more than PD_KEY_MAX_PARTS parts, ...) get only the error
+ * message.  A frame larger than the server's max_message is dropped by
+ * libzmq together with the connection, before the server sees it: that
+ * client gets no reply (its wait times out) and the server logs the
+ * disconnection.  In every case the server logs the refusal and keeps
+ * serving everyone.
+ *
+ * How our Client tells our Server from Python's: the server's ROUTER socket
+ * has the routing id "libpartd/1", which ZeroMQ's handshake shows to the
+ * client as the "Identity" property of each message.  The Client uses the
+ * extensions (keys, batched iset) only with such a server, and never sends a
+ * Python server a command it does not know (that kills its thread).
+ *
+ * SECURITY
+ * ========
+ * Anyone who can connect can read, write and drop every key, and send
+ * `close`.  The defaults expose nothing to the network: with no bind
+ * address the server listens on an ipc socket in a new private (0700)
+ * directory, so only the same user can connect.  tcp is used only when a
+ * bind address says so; "tcp://127.0.0.1:0" listens on loopback, on a free
+ * port.  Binding all interfaces (a host of "*" or "0.0.0.0") logs a
+ * warning unless CURVE is on.
+ *
+ * CURVE (ZeroMQ's CurveZMQ: encryption and server authentication) is on
+ * when the server has a secret key (pd_server_opts.curve_secret, 40 z85
+ * characters; pd_curve_keypair makes one).  A client must then know the
+ * server's public key (pd_client_opts.curve_server_key); a client without
+ * it, or with another key, fails the handshake: it is never connected, its
+ * requests are never read, and its calls time out.  Every client that knows
+ * the server's public key is accepted (there is no list of client keys).
+ *
+ * LIMITS AND MEMORY
+ * =================
+ * The server takes one message at a time and holds it whole.  A message's
+ * frames may total at most max_message bytes (default
+ * PD_ZMQ_MAX_MESSAGE_DEFAULT); libzmq drops a connection that sends one
+ * frame above that before reading it.  Each client's queue at the server
+ * holds at most a few messages (ZMQ_RCVHWM); past that libzmq stops reading
+ * from that client.  Replies to a client that does not read them queue up to
+ * ZMQ_SNDHWM messages, then are dropped (logged): a client that never reads
+ * cannot block the server.  So the server's memory is bounded by the store
+ * (the default store is a Buffer that spills to disk past `memory` bytes)
+ * plus, per connected client, a few messages of at most max_message bytes:
+ * lower max_message when many untrusted clients may connect.
+ *
+ * THREADS, SIGNALS, FORK
+ * ======================
+ * A Server runs in one thread (pd_server_run, or the thread of
+ * pd_server_start); pd_server_stop may be called from any thread and from a
+ * signal handler.  A server handle must not be used in a forked child.  A
+ * Client is a pd_store: one call at a time per handle (calls from several
+ * threads are serialised).  A Client used in a child process after fork()
+ * notices (the pid changed) and opens a new connection of its own in the child;
+ * the parent's is left untouched.
  */
 #ifndef PARTD_ZMQ_H
 #define PARTD_ZMQ_H
@@ -9,4 +119,246 @@
 #error "include <partd/partd.h>, not <partd/zmq.h>"
 #endif
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** Default largest message (sum of its frames) a server or client accepts:
+ *  1 GiB. */
+#define PD_ZMQ_MAX_MESSAGE_DEFAULT ((uint64_t)1 << 30)
+/** Default memory limit of the server's default Buffer (as the reference's
+ *  available_memory=1e9). */
+#define PD_SERVER_MEMORY_DEFAULT ((uint64_t)1000000000)
+/** Default client timeout for each wait, in milliseconds. */
+#define PD_CLIENT_TIMEOUT_DEFAULT 60000
+/** The routing id of our server's socket (see WIRE PROTOCOL). */
+#define PD_SERVER_IDENTITY "libpartd/1"
+
+/* ---------------------------------------------------------------- Keys */
+
+/** Length of a z85 CURVE key, without the NUL. */
+#define PD_CURVE_KEY_LEN 40
+
+/**
+ * Makes a new CURVE keypair: public and secret each get 40 z85 characters
+ * and a NUL (41 bytes).  Errors: PD_ERR_MISUSE (NULL), PD_ERR_UNSUPPORTED
+ * (libzmq built without CURVE); via pd_errmsg(NULL).
+ */
+PD_API int pd_curve_keypair(char public_key[41], char secret_key[41]);
+
+/**
+ * Derives the public key from a z85 secret key (41 bytes out, with the NUL).
+ * Errors: PD_ERR_MISUSE (not 40 z85 characters), PD_ERR_UNSUPPORTED.
+ */
+PD_API int pd_curve_public(char public_key[41], const char *secret_key);
+
+/* ---------------------------------------------------------------- Server */
+
+typedef struct pd_server pd_server;
+
+/* Log levels for pd_log_fn. */
+#define PD_LOG_ERROR 0 /* the server cannot go on */
+#define PD_LOG_WARN 1  /* a refused message, a dropped reply, ... */
+#define PD_LOG_INFO 2  /* listening, stopping */
+#define PD_LOG_DEBUG 3 /* every request */
+
+/** A log sink: one line (no newline) at `level`.  Called from the thread
+ *  that serves.  Must not call back into the server. */
+typedef void (*pd_log_fn)(void *arg, int level, const char *line);
+
+/* Flags for pd_server_opts.flags. */
+/* PD_BORROW (partd.h): the caller keeps the store; the server does not close
+ * it (pd_server_close still flushes it and releases its lock). */
+#define PD_SERVER_NO_CLOSE 0x1u /* refuse the `close` command (error reply) */
+
+/** Options for pd_server_open.  Zero-initialise, then set what you need:
+ *  every zero member means its default. */
+typedef struct pd_server_opts {
+    /** Addresses to listen on, e.g. "tcp://127.0.0.1:0" (port 0: a free
+     *  port), "ipc:///run/me/partd.sock"; nbind of them.  nbind 0: one ipc
+     *  socket in a new private directory (see SECURITY). */
+    const char *const *bind;
+    size_t nbind;
+    /** Default store only: the Buffer's memory limit (0: default). */
+    uint64_t memory;
+    /** Default store and default ipc directory: where to make the private
+     *  temporary directories (NULL: $TMPDIR, else /tmp). */
+    const char *dir;
+    /** CURVE secret key, 40 z85 characters; NULL: no CURVE. */
+    const char *curve_secret;
+    /** Largest message accepted, in bytes (0: PD_ZMQ_MAX_MESSAGE_DEFAULT). */
+    uint64_t max_message;
+    /** Stop after this many milliseconds without a request (0: never). */
+    uint64_t idle_timeout_ms;
+    /** Log sink (NULL: lines "partd server: ..." on stderr) and the most
+     *  verbose level passed to it (0 means PD_LOG_INFO; PD_LOG_ERROR is 0,
+     *  so errors are always logged). */
+    pd_log_fn log;
+    void *log_arg;
+    int log_level;
+    /** PD_BORROW, PD_SERVER_NO_CLOSE. */
+    unsigned flags;
+} pd_server_opts;
+
+/**
+ * Opens a server: binds its addresses (so pd_server_address works at once;
+ * clients may connect right away, their requests wait until it runs) but
+ * does not serve yet.
+ *
+ * store: the store to serve.  NULL, or *store NULL: a new
+ *   Buffer(Dict, File) with the File in a private temporary directory,
+ *   removed by pd_server_close.  Otherwise *store is taken over (set to
+ *   NULL) and closed by pd_server_close, unless opts->flags has PD_BORROW.
+ * opts: may be NULL (all defaults).
+ *
+ * Errors (pd_errmsg(NULL) says which address and why): PD_ERR_MISUSE (bad
+ * option: unknown flag, a malformed CURVE key, an address libzmq cannot
+ * parse), PD_ERR_IO (an address cannot be bound: in use, no such
+ * directory, path too long for ipc; the temporary directory cannot be
+ * made), PD_ERR_UNSUPPORTED (CURVE asked for but libzmq lacks it),
+ * PD_ERR_NOMEM.  On error *out is NULL and the caller keeps *store.
+ */
+PD_API int pd_server_open(pd_server **out, pd_store **store,
+                          const pd_server_opts *opts);
+
+/**
+ * The address clients connect to for bind address i (the one resolved after
+ * binding: a real port for port 0, the ipc path of the default socket), or
+ * NULL past the last.  Owned by the server; valid until pd_server_close.
+ */
+PD_API const char *pd_server_address(const pd_server *srv, size_t i);
+
+/**
+ * Serves in the calling thread until pd_server_stop, the `close` command,
+ * or the idle timeout.  Takes the store's lock (pd_lock) first, waiting
+ * for it (a File locked by another process makes it wait), and holds it
+ * while it serves; on the way out it flushes the store into its inner
+ * stores and releases the lock.  A server runs once: after it stopped,
+ * run and start return PD_ERR_MISUSE.
+ * While it waits for the lock it does not look at stop requests (nor does
+ * pd_server_close, which waits for run).
+ * Returns 0 when stopped; PD_ERR_IO when the lock cannot be taken or
+ * ZeroMQ fails; PD_ERR_MISUSE (running already, or already stopped).
+ * Requests that fail are answered and logged, never returned.
+ */
+PD_API int pd_server_run(pd_server *srv);
+
+/** pd_server_run in a new thread.  Errors: PD_ERR_MISUSE, PD_ERR_IO (no
+ *  thread).  The thread's own outcome is returned by pd_server_close. */
+PD_API int pd_server_start(pd_server *srv);
+
+/**
+ * Asks the server to stop after the request it is handling.  Returns at
+ * once.  Thread-safe and async-signal-safe (it stores a flag and writes one
+ * byte to a pipe), so a SIGTERM handler may call it.  Safe before run and
+ * more than once.
+ */
+PD_API void pd_server_stop(pd_server *srv);
+
+/** True while the server serves (between run's start and its return). */
+PD_API int pd_server_running(const pd_server *srv);
+
+/**
+ * Stops the server (pd_server_stop, then waits for its thread), flushes the
+ * store and releases its lock (done by run on its way out), closes the
+ * sockets (libzmq removes the ipc socket files it made), removes the
+ * default ipc directory, closes the store unless it was borrowed (a default
+ * store's temporary directory goes with it), and sets *srv to NULL.  Must
+ * not be called from the serving thread nor from a signal handler.  Every
+ * step runs even if one fails; returns the first error (the serving
+ * thread's, then the store's), with pd_errmsg(NULL).  Safe on NULL.
+ */
+PD_API int pd_server_close(pd_server **srv);
+
+/* ---------------------------------------------------------------- Client */
+
+/* Flags for pd_client_opts.flags. */
+#define PD_CLIENT_SYNC                                                         \
+    0x1u /* wait for each request's reply before returning (see below) */
+
+/** Options for pd_client_open.  Zero-initialise; zero members are defaults.
+ */
+typedef struct pd_client_opts {
+    /** Milliseconds each wait may take (sending, each reply); 0: the
+     *  default, PD_CLIENT_TIMEOUT_DEFAULT.  Negative: PD_ERR_MISUSE (a
+     *  client never waits forever). */
+    int timeout_ms;
+    /** The server's CURVE public key (40 z85 characters); NULL: no CURVE. */
+    const char *curve_server_key;
+    /** This client's CURVE keypair; NULL: a new one is made. */
+    const char *curve_public;
+    const char *curve_secret;
+    /** Largest reply frame accepted (0: PD_ZMQ_MAX_MESSAGE_DEFAULT); libzmq
+     *  drops a connection that sends a larger one, so that call times out.
+     */
+    uint64_t max_message;
+    /** PD_CLIENT_SYNC. */
+    unsigned flags;
+} pd_client_opts;
+
+/**
+ * Opens a client of the server at `address` (e.g. the string from
+ * pd_server_address, or a Python partd.Server's `address`).  Connects and
+ * sends `syn` without waiting, as the reference does: an address where
+ * nothing listens is found out by the first call, which times out.
+ *
+ * The client is a pd_store (kind "client"): pd_append, pd_get, pd_delete,
+ * pd_iset, pd_drop run on the server; pd_keys too when the server is
+ * libpartd's (else PD_ERR_UNSUPPORTED); pd_lock/pd_unlock only serialise
+ * this handle's calls (the server runs one request at a time anyway).
+ *
+ * Replies: like the reference, append, iset, delete and drop return once
+ * the request is sent; the next call (or pd_client_sync, or pd_close)
+ * first reads its reply.  So an error of such a request is reported by the
+ * next call, with a message "the previous append (...) failed on the
+ * server: ...", and that next call is then not sent.  With PD_CLIENT_SYNC
+ * each call waits for its own reply.  get and keys always wait.
+ *
+ * Batches: an append is one request, applied whole.  An iset of several
+ * keys is one request to our server and one request per key to a Python
+ * server (not atomic there).  A get of 0 keys is answered locally.
+ *
+ * Timeouts and failures: every wait is bounded by timeout_ms.  When the
+ * server does not answer in time, the call fails with PD_ERR_TIMEOUT, naming
+ * the address; the handle then drops its connection (so a late reply cannot
+ * be taken for the answer to a later request) and makes a new one, so later
+ * calls work again once a server answers at that address.  A request that
+ * timed out may or may not have been applied.  A reply that breaks the
+ * protocol gives PD_ERR_PROTOCOL and the same reset.
+ *
+ * Errors: PD_ERR_MISUSE (NULL, a bad key or option, an address libzmq
+ * cannot parse), PD_ERR_UNSUPPORTED (CURVE without libzmq support),
+ * PD_ERR_NOMEM; via pd_errmsg(NULL).  On error *out is NULL.
+ */
+PD_API int pd_client_open(pd_store **out, const char *address,
+                          const pd_client_opts *opts);
+
+/** The address the client connects to (owned by it), or NULL if `store` is
+ *  not a client. */
+PD_API const char *pd_client_address(const pd_store *client);
+
+/**
+ * Waits for the reply of the request still in flight, if any, and returns
+ * its outcome: 0, the server's error, PD_ERR_TIMEOUT.
+ * Errors: as above; PD_ERR_MISUSE if `client` is not a client.
+ */
+PD_API int pd_client_sync(pd_store *client);
+
+/**
+ * 1 when the server the client talks to is libpartd's, 0 when it is
+ * another (Python partd), -1 when no reply has been received yet.
+ */
+PD_API int pd_client_server_is_ours(const pd_store *client);
+
+/**
+ * Sends `close` (the server acknowledges, then stops) and waits for the
+ * acknowledgement.  The handle stays open but its later calls time out
+ * unless a server comes back.  Errors: as pd_client_sync; our server
+ * started with PD_SERVER_NO_CLOSE answers with an error.
+ */
+PD_API int pd_client_close_server(pd_store *client);
+
+#ifdef __cplusplus
+}
+#endif
 #endif /* PARTD_ZMQ_H */

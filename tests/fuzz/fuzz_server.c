@@ -1,0 +1,148 @@
+/*
+ * fuzz_server: the server's request handling (pd__handle, src/server.c)
+ * over a Dict, fed any frames a peer could send.
+ *
+ * Input: a sequence of requests.  Each is a frame-count byte (n % 12
+ * frames), then per frame a length byte L (255: a 16-bit little-endian
+ * length follows, capped at 20000) and L bytes.  A first frame whose first
+ * byte is below 0x0a and of length 1 is replaced by a real command
+ * (append, get, iset, delete, drop, syn, keys, close, keys, get), so the
+ * fuzzer reaches the commands' payload handling quickly.
+ *
+ * Properties: no crash, leak or sanitizer report; every request gets
+ * exactly one final reply, last: [ack] or [error, CODE, MESSAGE] with a
+ * known negative CODE and a non-empty MESSAGE; a failed request sets the
+ * handler's message; a get of n >= 1 keys sends one results message of n
+ * frames first (on success and on failure), a keys request a results
+ * message of 1 + 2 * count frames; a successful append is read back whole
+ * by a get of the same keys when its keys are distinct.
+ */
+#include "fuzz_util.h"
+#include "zmq_internal.h"
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+#define S_MAX_FRAMES 12
+#define S_MAX_MSGS 4
+
+typedef struct s_cap {
+    size_t nmsg;
+    size_t nframes[S_MAX_MSGS];
+    int final; /* pd__wire_final of the last message */
+    int code;
+    size_t total; /* bytes in the first message */
+} s_cap;
+
+static int s_emit(void *arg, size_t n, const pd_bytes *f) {
+    s_cap *c = arg;
+    FZ_CHECK(n >= 1, "a reply message of 0 frames");
+    for (size_t i = 0; i < n; i++)
+        FZ_CHECK(f[i].data || f[i].size == 0, "frame %zu: NULL data", i);
+    if (c->nmsg < S_MAX_MSGS) c->nframes[c->nmsg] = n;
+    if (c->nmsg == 0)
+        for (size_t i = 0; i < n; i++) c->total += f[i].size;
+    pd_bytes msg;
+    c->code = 0;
+    c->final = pd__wire_final(n, f, &c->code, &msg);
+    if (c->final == 1)
+        FZ_CHECK(msg.size > 0, "an error reply without a message");
+    c->nmsg++;
+    return 0;
+}
+
+static const char *const s_cmds[] = {"append", "get", "iset", "delete",
+                                     "drop",   "syn", "keys", "close",
+                                     "keys",   "get"};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+    fz_reader r = {data, size};
+    pd_store *d = NULL;
+    if (pd_dict_open(&d) || pd_lock(d)) fz_fail("dict: %s", pd_errmsg(NULL));
+    s_cap cap;
+    pd__handler h = {0};
+    h.store = d;
+    h.emit = s_emit;
+    h.emit_arg = &cap;
+    for (int req = 0; req < 64 && r.n > 0; req++) {
+        pd_bytes fr[S_MAX_FRAMES];
+        size_t n = fz_byte(&r) % S_MAX_FRAMES;
+        for (size_t i = 0; i < n; i++) {
+            size_t len = fz_byte(&r);
+            if (len == 255) {
+                len = fz_byte(&r);
+                len |= (size_t)fz_byte(&r) << 8;
+                if (len > 20000) len = 20000;
+            }
+            const uint8_t *p;
+            len = fz_take(&r, len, &p);
+            fr[i] = (pd_bytes){len ? (const void *)p : "", len};
+        }
+        if (n > 0 && fr[0].size == 1 && *(const uint8_t *)fr[0].data < 10) {
+            const char *c = s_cmds[*(const uint8_t *)fr[0].data];
+            fr[0] = (pd_bytes){c, strlen(c)};
+        }
+        h.flags = (req & 1) ? PD_SERVER_NO_CLOSE : 0;
+        memset(&cap, 0, sizeof cap);
+        int rc = pd__handle(&h, n, fr);
+
+        FZ_CHECK(cap.nmsg >= 1 && cap.nmsg <= 2, "%zu reply messages",
+                 cap.nmsg);
+        FZ_CHECK(cap.final >= 0, "the last reply is neither ack nor error");
+        FZ_CHECK((cap.final == 0) == (rc >= 0),
+                 "handler returned %d with a final reply of kind %d", rc,
+                 cap.final);
+        if (rc < 0) {
+            FZ_CHECK(h.msg[0] != '\0', "failure %d without a message", rc);
+            FZ_CHECK(cap.code == rc || cap.code == PD_ERR_PROTOCOL,
+                     "reply code %d, handler %d", cap.code, rc);
+            FZ_CHECK(rc >= PD_ERR_LIMIT, "unknown code %d", rc);
+        }
+        bool is_get =
+            n >= 1 && fr[0].size == 3 && !memcmp(fr[0].data, "get", 3);
+        bool is_keys =
+            n >= 1 && fr[0].size == 4 && !memcmp(fr[0].data, "keys", 4);
+        if (is_get && n >= 2) {
+            FZ_CHECK(cap.nmsg == 2, "get of %zu keys: %zu messages", n - 1,
+                     cap.nmsg);
+            FZ_CHECK(cap.nframes[0] == n - 1, "get of %zu keys: %zu values",
+                     n - 1, cap.nframes[0]);
+        } else if (is_keys && rc == 0) {
+            FZ_CHECK(cap.nmsg == 2 && cap.nframes[0] % 2 == 1,
+                     "keys: %zu messages, %zu frames", cap.nmsg,
+                     cap.nframes[0]);
+        } else {
+            FZ_CHECK(cap.nmsg == 1, "%zu messages for a non-get", cap.nmsg);
+        }
+
+        /* An append that succeeded is read back whole (distinct keys). */
+        bool is_append =
+            n >= 1 && fr[0].size == 6 && !memcmp(fr[0].data, "append", 6);
+        if (is_append && rc == 0 && n >= 3 && n % 2 == 1) {
+            size_t nk = (n - 1) / 2;
+            bool distinct = true;
+            for (size_t i = 0; i < nk && distinct; i++)
+                for (size_t j = i + 1; j < nk; j++)
+                    if (fr[1 + 2 * i].size == fr[1 + 2 * j].size &&
+                        !memcmp(fr[1 + 2 * i].data, fr[1 + 2 * j].data,
+                                fr[1 + 2 * i].size))
+                        distinct = false;
+            if (distinct) {
+                pd_bytes g[S_MAX_FRAMES];
+                g[0] = (pd_bytes){"get", 3};
+                for (size_t i = 0; i < nk; i++) g[1 + i] = fr[1 + 2 * i];
+                memset(&cap, 0, sizeof cap);
+                FZ_CHECK(pd__handle(&h, 1 + nk, g) == 0, "get after append: %s",
+                         h.msg);
+                size_t want = 0;
+                for (size_t i = 0; i < nk; i++) want += fr[2 + 2 * i].size;
+                FZ_CHECK(cap.total >= want,
+                         "get after append: %zu bytes, appended %zu", cap.total,
+                         want);
+            }
+        }
+    }
+    pd__handler_fini(&h);
+    pd_unlock(d);
+    pd_close(&d);
+    return 0;
+}
