@@ -443,6 +443,179 @@ run_in "$W/text" append "$S" after-drop
 expect_rc "append after drop exits 0" 0
 roundtrip "store usable after drop" "$S" "$W/text" after-drop
 
+# ------------------------------------------------------------ codecs
+CODECS="zlib bz2 snappy blosc lz4 zstd"
+head -c 300000 /dev/urandom >"$W/rnd"
+seq 1 40000 >"$W/seq"
+: >"$W/empty"
+for c in $CODECS; do
+    D=$A/codec-$c
+    run_in "$W/seq" append --codec "$c" "$D" k
+    expect_rc "$c: append" 0
+    run_in "$W/rnd" append --codec "$c" "$D" k
+    run_in "$W/empty" append --codec "$c" "$D" k
+    cat "$W/seq" "$W/rnd" >"$W/want-$c"
+    roundtrip "$c: two appends and an empty one read back in order" \
+        "$D" "$W/want-$c" --codec "$c" k
+    run get --codec "$c" "$D" missing
+    expect_rc "$c: a missing key reads as empty" 0
+    check "$c: ... with no output" test ! -s "$W/out"
+    run get "$D" k
+    if [ "$RC" -eq 0 ] && ! cmp -s "$W/out" "$W/want-$c"; then
+        ok "$c: without --codec, get gives the framed bytes"
+    else
+        bad "$c: without --codec, get gives the framed bytes" "exit $RC"
+    fi
+done
+run_in "$W/seq" append --codec zstd --level 19 "$A/zstd19" k
+expect_rc "zstd --level 19" 0
+roundtrip "zstd --level 19 reads back" "$A/zstd19" "$W/seq" --codec zstd k
+run_in "$W/seq" append --codec nosuch "$A/nosuch" k
+expect_rc "an unknown codec is a usage error" 2
+check "... naming the known codecs" grep -q zstd "$W/err"
+run_in "$W/seq" append --codec zlib --level 42 "$A/lvl" k
+expect_rc "a level out of range is a usage error" 2
+run_in "$W/seq" append --codec zlib --level x "$A/lvl" k
+expect_rc "a level that is not a number is a usage error" 2
+run_in "$W/seq" append --level 3 "$A/lvl" k
+expect_rc "--level without --codec is a usage error" 2
+
+# Corrupt data: a clear error naming the layer and the key, exit 1; other
+# keys stay readable.
+D=$A/corrupt
+printf 'fine' | "$PARTD" append --codec zlib "$D" good
+run_in "$W/seq" append --codec zlib "$D" bad
+"$PY" -c '
+import sys
+p = sys.argv[1]
+b = bytearray(open(p, "rb").read())
+for i in range(20, 60): b[i] ^= 0x55
+open(p, "wb").write(bytes(b))' "$D/bad" 2>/dev/null ||
+    printf 'xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx' |
+    dd of="$D/bad" bs=1 seek=20 conv=notrunc 2>/dev/null
+run get --codec zlib "$D" bad
+expect_rc "corrupt frame: get fails with exit 1" 1
+check "... the message names the layer" grep -q zlib "$W/err"
+check "... and the key" grep -q "'bad'" "$W/err"
+printf 'fine' >"$W/fine"
+roundtrip "... another key stays readable" "$D" "$W/fine" --codec zlib good
+printf '\377\377\377\377\377\377\377\177abc' >"$D/huge"
+run get --codec zlib "$D" huge
+expect_rc "a length prefix past the data: exit 1" 1
+check "... message names the key" grep -q "'huge'" "$W/err"
+run get --codec snappy "$D" good
+expect_rc "zlib data read as snappy: exit 1, no crash" 1
+
+# A torn tail (a writer killed mid-append): the complete frames come back,
+# a warning on stderr, exit 0; repair rewrites the key.
+D=$A/torn
+printf 'one-' | "$PARTD" append --codec zstd "$D" t
+run_in "$W/seq" append --codec zstd "$D" t
+size=$(stat -c %s "$D/t")
+truncate -s $((size - 7)) "$D/t"
+printf 'one-' >"$W/one"
+roundtrip "torn tail: get returns the complete frames" "$D" "$W/one" --codec zstd t
+check "... and warns on stderr" grep -q "torn" "$W/err"
+printf -- '-three' | "$PARTD" append --codec zstd "$D" t
+printf 'one--three' >"$W/one3"
+roundtrip "a torn frame followed by an append: both complete frames read" \
+    "$D" "$W/one3" --codec zstd t
+run repair --codec zstd "$D" t
+expect_rc "repair" 0
+check "... prints the bytes removed" grep -qx '[1-9][0-9]*' "$W/out"
+"$PARTD" get --codec zstd "$D" t >"$W/rt" 2>"$W/err"
+check "after repair, no warning" test ! -s "$W/err"
+same_bytes "after repair, the same content" "$W/one3" "$W/rt"
+
+# Python partd's compressed layers read what we write, and the reverse.
+if "$PY" -c 'import partd, snappy, blosc' 2>/dev/null; then
+    for pair in zlib:ZLib bz2:BZ2 snappy:Snappy blosc:Blosc; do
+        c=${pair%%:*}
+        cls=${pair#*:}
+        D=$A/py-$c
+        "$PY" -c '
+import sys, partd
+p = getattr(partd, sys.argv[2])(partd.File(sys.argv[1]))
+p.append({"k": b"from-python-" * 1000})
+p.append({"k": bytes(range(256))})' "$D" "$cls"
+        "$PY" -c '
+import sys
+sys.stdout.buffer.write(b"from-python-" * 1000 + bytes(range(256)))' >"$W/pywant"
+        roundtrip "$c: partd get --codec reads Python partd's $cls" \
+            "$D" "$W/pywant" --codec "$c" k
+        run_in "$W/rnd" append --codec "$c" "$D" k
+        cat "$W/pywant" "$W/rnd" >"$W/pywant2"
+        "$PY" -c '
+import sys, partd
+p = getattr(partd, sys.argv[2])(partd.File(sys.argv[1]))
+sys.stdout.buffer.write(p.get("k"))' "$D" "$cls" >"$W/pyget" 2>"$W/err"
+        same_bytes "$c: Python partd's $cls reads what partd appended" \
+            "$W/pywant2" "$W/pyget"
+    done
+else
+    echo "SKIP - codec interop: $PY cannot import partd, snappy and blosc"
+fi
+
+# ------------------------------------------------------------ serve, --connect
+S=$A/served
+"$PARTD" serve --path "$S" >"$W/serve.out" 2>"$W/serve.err" </dev/null &
+SPID=$!
+ADDR=
+for _ in $(seq 1 100); do
+    ADDR=$(head -n 1 "$W/serve.out" 2>/dev/null)
+    [ -n "$ADDR" ] && break
+    sleep 0.1
+done
+case $ADDR in
+ipc://*) ok "serve prints its ipc address first: $ADDR" ;;
+*) bad "serve prints its ipc address first" "got '$ADDR'" ;;
+esac
+SOCK=${ADDR#ipc://}
+check "... a socket in a private 0700 directory" \
+    test "$(stat -c %a "$(dirname "$SOCK")")" = 700
+run_in "$W/seq" append --connect "$ADDR" k
+expect_rc "append --connect" 0
+run_in "$W/rnd" append --connect "$ADDR" -r "('t', 'u')"
+cat "$W/seq" >"$W/want-srv"
+"$PARTD" get --connect "$ADDR" k >"$W/rt" 2>"$W/err" </dev/null
+same_bytes "get --connect" "$W/want-srv" "$W/rt"
+"$PARTD" get --connect "$ADDR" -r "('t', 'u')" >"$W/rt" 2>"$W/err" </dev/null
+same_bytes "get --connect, a tuple key" "$W/rnd" "$W/rt"
+run keys --connect "$ADDR"
+check "keys --connect lists both keys" grep -qx "('t', 'u')" "$W/out"
+run delete --connect "$ADDR" k
+expect_rc "delete --connect" 0
+run get --connect "$ADDR" k
+check "... the key is gone" test ! -s "$W/out"
+if "$PY" -c 'import partd, zmq' 2>/dev/null; then
+    "$PY" -c '
+import sys, partd
+c = partd.Client(sys.argv[1])
+c.append({"py": b"from-python"})
+assert c.get("py") == b"from-python", c.get("py")
+assert c.get(("t", "u"))[:10] == open(sys.argv[2], "rb").read()[:10]
+c.close()' "$ADDR" "$W/rnd" 2>"$W/err"
+    check "Python partd.Client talks to partd serve" test $? -eq 0
+    "$PARTD" get --connect "$ADDR" py >"$W/rt" 2>"$W/err" </dev/null
+    check "... and we read what it appended" grep -qx from-python "$W/rt"
+fi
+kill -TERM "$SPID"
+wait "$SPID"
+RC=$?
+expect_rc "serve exits 0 on SIGTERM" 0
+check "... the socket and its directory are removed" test ! -e "$(dirname "$SOCK")"
+printf 'from-python' >"$W/fp"
+roundtrip "... and the store was flushed to --path" "$S" "$W/rnd" -r "('t', 'u')"
+run get --connect "$ADDR" --timeout 0.5 k
+expect_rc "get --connect to a dead server fails" 1
+check "... naming the address" grep -qF "$ADDR" "$W/err"
+run get --connect "$ADDR" "$S" k
+expect_rc "--connect with a DIR too is a usage error" 2
+run get --timeout 1 "$S" k
+expect_rc "--timeout without --connect is a usage error" 2
+run serve --no-such-option
+expect_rc "serve: an unknown option is a usage error" 2
+
 # ------------------------------------------------------------ Python interop
 if ! "$PY" -c 'import partd' 2>/dev/null; then
     echo "SKIP - Python interop: $PY cannot import partd (apt-get install python3-partd)"

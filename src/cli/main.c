@@ -1,12 +1,17 @@
 /*
- * partd: the command-line tool over a File store.
+ * partd: the command-line tool over a File store, or a server.
  *
- *   partd append [--fsync] [-r] DIR KEY     value = all of stdin
- *   partd get [-r] DIR KEY                  value to stdout, exact bytes
+ *   partd append [--fsync] [-r] [--codec C [--level N]] DIR KEY   (stdin)
+ *   partd get [-r] [--codec C [--level N]] DIR KEY               (stdout)
  *   partd keys [-s|--sizes] DIR             one key per line, quoted form
  *   partd delete [-r] DIR KEY...
  *   partd drop DIR
+ *   partd repair --codec C [-r] DIR KEY...  drop torn frames
+ *   partd serve [--path DIR] [--bind ADDR]... ...          (src/cli/serve.c)
  *   partd help [VERB] | --help | --version
+ *
+ * append, get, keys, delete and drop take --connect ADDR [--timeout S]
+ * instead of DIR, to work on a server's store.
  *
  * Structure: a table of verbs (s_verbs) and a table of options (s_opts).
  * Each verb names the options it accepts (a bit set), its argument counts and
@@ -24,6 +29,7 @@
  * is ignored so that the tool never dies from it; every write is checked.
  */
 #include "partd/partd.h"
+#include "serve.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -45,7 +51,17 @@
 
 /* ------------------------------------------------------------- Options */
 
-enum { S_OPT_HELP, S_OPT_FSYNC, S_OPT_REPR, S_OPT_SIZES, S_NOPTS };
+enum {
+    S_OPT_HELP,
+    S_OPT_FSYNC,
+    S_OPT_REPR,
+    S_OPT_SIZES,
+    S_OPT_CODEC,
+    S_OPT_LEVEL,
+    S_OPT_CONNECT,
+    S_OPT_TIMEOUT,
+    S_NOPTS
+};
 
 #define S_BIT(o) (1u << (o))
 
@@ -66,6 +82,20 @@ static const s_opt s_opts[S_NOPTS] = {
          "KEY is quoted, as `keys` prints it: 'a\\x00b', ('a', 'b')"},
     [S_OPT_SIZES] = {'s', "sizes", false, NULL,
                      "print \"<size>\\t<key>\" lines (size in bytes)"},
+    [S_OPT_CODEC] = {0, "codec", true, "NAME",
+                     "values are framed and compressed with NAME: zlib, bz2,\n"
+                     "                     snappy, blosc (as Python partd's "
+                     "ZLib, BZ2,\n"
+                     "                     Snappy, Blosc), lz4 or zstd"},
+    [S_OPT_LEVEL] = {0, "level", true, "N",
+                     "compression level for --codec (default: the codec's)"},
+    [S_OPT_CONNECT] = {0, "connect", true, "ADDR",
+                       "talk to the server at ADDR (partd serve, or Python\n"
+                       "                     partd.Server) instead of a "
+                       "store DIR: no DIR argument"},
+    [S_OPT_TIMEOUT] = {0, "timeout", true, "SECONDS",
+                       "with --connect: fail after waiting that long for the\n"
+                       "                     server (default 60)"},
 };
 
 /* --------------------------------------------------------------- Verbs */
@@ -96,27 +126,48 @@ static int s_verb_get(s_ctx *ctx);
 static int s_verb_keys(s_ctx *ctx);
 static int s_verb_delete(s_ctx *ctx);
 static int s_verb_drop(s_ctx *ctx);
+static int s_verb_repair(s_ctx *ctx);
 static int s_verb_help(s_ctx *ctx);
 
+#define S_CODEC_OPTS (S_BIT(S_OPT_CODEC) | S_BIT(S_OPT_LEVEL))
+#define S_NET_OPTS (S_BIT(S_OPT_CONNECT) | S_BIT(S_OPT_TIMEOUT))
+
 static const s_verb s_verbs[] = {
-    {"append", s_verb_append, 2, 2, S_BIT(S_OPT_FSYNC) | S_BIT(S_OPT_REPR),
+    {"append", s_verb_append, 1, 2,
+     S_BIT(S_OPT_FSYNC) | S_BIT(S_OPT_REPR) | S_CODEC_OPTS | S_NET_OPTS,
      "DIR KEY", "append all of standard input to KEY (creates DIR)",
      "The value is every byte read from standard input until end of file,\n"
      "binary-safe, applied in one atomic batch.  DIR is created (with its\n"
-     "parents) if it is missing.\n"},
-    {"get", s_verb_get, 2, 2, S_BIT(S_OPT_REPR), "DIR KEY",
-     "write KEY's value to standard output",
+     "parents) if it is missing.  With --codec the value is stored as one\n"
+     "compressed frame (8-byte length, then the payload), as Python partd's\n"
+     "compressed layers store it.\n"},
+    {"get", s_verb_get, 1, 2, S_BIT(S_OPT_REPR) | S_CODEC_OPTS | S_NET_OPTS,
+     "DIR KEY", "write KEY's value to standard output",
      "Writes the exact bytes KEY holds; a key never written is empty.\n"
-     "DIR must exist.\n"},
-    {"keys", s_verb_keys, 1, 1, S_BIT(S_OPT_SIZES), "DIR",
+     "DIR must exist.  With --codec the frames are decoded; corrupt data\n"
+     "fails (exit 1) naming the key, and torn frames left by a writer that\n"
+     "died mid-append are left out with a warning on stderr (exit 0; see\n"
+     "`partd repair`).\n"},
+    {"keys", s_verb_keys, 0, 1, S_BIT(S_OPT_SIZES) | S_NET_OPTS, "DIR",
      "list the keys that hold data, one per line",
      "Each key is printed in its quoted form, sorted, one per line; that\n"
      "form can be given back to the other verbs with -r.  DIR must exist.\n"},
-    {"delete", s_verb_delete, 2, -1, S_BIT(S_OPT_REPR), "DIR KEY...",
-     "forget the KEYs (missing keys are fine)", "DIR must exist.\n"},
-    {"drop", s_verb_drop, 1, 1, 0, "DIR",
+    {"delete", s_verb_delete, 1, -1, S_BIT(S_OPT_REPR) | S_NET_OPTS,
+     "DIR KEY...", "forget the KEYs (missing keys are fine)",
+     "DIR must exist.\n"},
+    {"drop", s_verb_drop, 0, 1, S_NET_OPTS, "DIR",
      "delete every key; the store stays usable",
      "Keeps DIR and its lock file.  DIR must exist.\n"},
+    {"repair", s_verb_repair, 2, -1, S_BIT(S_OPT_REPR) | S_CODEC_OPTS,
+     "--codec NAME DIR KEY...", "rewrite KEYs without their torn frames",
+     "For a store written through --codec: each KEY whose frames include\n"
+     "torn ones (cut short by a writer that died mid-append) is replaced,\n"
+     "atomically, by its complete frames only.  Prints the number of bytes\n"
+     "removed.  A corrupt key (not torn) fails and is left as it is.\n"},
+    /* serve parses its own options (src/cli/serve.c): run == NULL. */
+    {"serve", NULL, 0, -1, 0,
+     "[--path DIR] [--bind ADDR]... [--memory BYTES] [--codec NAME] ...",
+     "serve a store to clients (--connect ADDR) over ZeroMQ", NULL},
     {"help", s_verb_help, 0, 1, 0, "[VERB]", "show help, for one VERB", NULL},
 };
 
@@ -229,6 +280,10 @@ static int s_finish_stdout(const s_ctx *ctx, int rc) {
 
 static void s_usage_line(s_out *o, const s_verb *v) {
     s_out_printf(o, "  %s %s", s_prog, v->name);
+    if (!v->run) {
+        s_out_printf(o, " %s\n", v->args);
+        return;
+    }
     for (int i = 0; i < S_NOPTS; i++) {
         if (!(v->opts & S_BIT(i))) continue;
         const s_opt *op = &s_opts[i];
@@ -308,6 +363,10 @@ static void s_help_all(s_out *o) {
 }
 
 static void s_help_verb(s_out *o, const s_verb *v) {
+    if (!v->run) {
+        s_out_str(o, pd_cli_serve_help());
+        return;
+    }
     s_out_str(o, "usage:\n");
     s_usage_line(o, v);
     s_out_printf(o, "\n%s.\n", v->summary);
@@ -431,17 +490,113 @@ static int s_parse_args(s_ctx *ctx, int argc, char **argv) {
 
 /* ------------------------------------------------------------- Helpers */
 
-/* Opens the store at dir; `create`: make the directory if it is missing.
- * This is where a wrapping option (--codec) would add its layer. */
-static int s_open_store(s_ctx *ctx, const char *dir, bool create,
-                        pd_store **out) {
-    int rc = pd_file_open(out, dir, create ? PD_FILE_CREATE : 0);
-    if (rc) {
-        s_fail(ctx, pd_errmsg(NULL));
+/* The --level value (PD_LEVEL_DEFAULT when absent) into *level; exit code. */
+static int s_level_arg(s_ctx *ctx, int *level) {
+    *level = PD_LEVEL_DEFAULT;
+    const char *text = ctx->optval[S_OPT_LEVEL];
+    if (!(ctx->opts & S_BIT(S_OPT_LEVEL))) return S_EXIT_OK;
+    if (!(ctx->opts & S_BIT(S_OPT_CODEC)))
+        return s_usage_error(ctx->verb, "%s: --level needs --codec",
+                             ctx->verb->name);
+    char *end;
+    errno = 0;
+    long v = strtol(text, &end, 10);
+    if (errno || end == text || *end || v < INT_MIN + 1001 || v > INT_MAX)
+        return s_usage_error(ctx->verb, "%s: --level: not a number: '%.40s'",
+                             ctx->verb->name, text);
+    *level = (int)v;
+    return S_EXIT_OK;
+}
+
+/* Splits the positional arguments into the store (DIR, or nothing with
+ * --connect) and the keys after it: *dir (NULL with --connect) and *first,
+ * the index of the first key.  Checks their number against the verb's
+ * nkeys_min..nkeys_max (-1: no limit).  Returns S_EXIT_OK or a usage
+ * error's exit code. */
+static int s_store_args(s_ctx *ctx, int nkeys_min, int nkeys_max,
+                        const char **dir, int *first) {
+    bool net = ctx->opts & S_BIT(S_OPT_CONNECT);
+    if ((ctx->opts & S_BIT(S_OPT_TIMEOUT)) && !net)
+        return s_usage_error(ctx->verb, "%s: --timeout needs --connect",
+                             ctx->verb->name);
+    *first = net ? 0 : 1;
+    *dir = net ? NULL : (ctx->argc > 0 ? ctx->argv[0] : NULL);
+    int nkeys = ctx->argc - *first;
+    if (!net && ctx->argc == 0)
+        return s_usage_error(ctx->verb, "%s: missing DIR (or --connect ADDR)",
+                             ctx->verb->name);
+    if (nkeys < nkeys_min)
+        return s_usage_error(ctx->verb, "%s: missing KEY", ctx->verb->name);
+    if (nkeys_max >= 0 && nkeys > nkeys_max)
+        return s_usage_error(ctx->verb, "%s: too many arguments%s",
+                             ctx->verb->name,
+                             net ? " (with --connect there is no DIR)" : "");
+    return S_EXIT_OK;
+}
+
+/* A client of the --connect server, with --timeout. */
+static int s_open_client(s_ctx *ctx, pd_store **out) {
+    pd_client_opts o = {0};
+    o.flags = PD_CLIENT_SYNC; /* each call reports its own error */
+    if (ctx->opts & S_BIT(S_OPT_TIMEOUT)) {
+        const char *text = ctx->optval[S_OPT_TIMEOUT];
+        char *end;
+        errno = 0;
+        double sec = strtod(text, &end);
+        if (errno || end == text || *end || !(sec > 0) || sec > 86400.0 * 365)
+            return s_usage_error(ctx->verb,
+                                 "%s: --timeout: not a positive number of "
+                                 "seconds: '%.40s'",
+                                 ctx->verb->name, text);
+        o.timeout_ms = sec * 1000 < 1 ? 1 : (int)(sec * 1000);
+    }
+    if (pd_client_open(out, ctx->optval[S_OPT_CONNECT], &o) != 0) {
         *out = NULL;
-        return S_EXIT_FAIL;
+        return s_fail(ctx, pd_errmsg(NULL));
     }
     return S_EXIT_OK;
+}
+
+/* Opens the store at dir (or the --connect server when dir is NULL);
+ * `create`: make the directory if it is missing.  With --codec, the store
+ * is wrapped in that codec's layer. */
+static int s_open_store(s_ctx *ctx, const char *dir, bool create,
+                        pd_store **out) {
+    int level;
+    int rc = s_level_arg(ctx, &level);
+    if (rc) return rc;
+    pd_store *file = NULL;
+    *out = NULL;
+    if (!dir) {
+        rc = s_open_client(ctx, &file);
+        if (rc) return rc;
+    } else if (pd_file_open(&file, dir, create ? PD_FILE_CREATE : 0) != 0) {
+        return s_fail(ctx, pd_errmsg(NULL));
+    }
+    if (!(ctx->opts & S_BIT(S_OPT_CODEC))) {
+        *out = file;
+        return S_EXIT_OK;
+    }
+    if (pd_compress_open(out, &file, ctx->optval[S_OPT_CODEC], level, 0) != 0) {
+        int code = pd_errcode(NULL);
+        char msg[1024];
+        snprintf(msg, sizeof(msg), "%s", pd_errmsg(NULL));
+        pd_close(&file);
+        if (code == PD_ERR_UNSUPPORTED || code == PD_ERR_LIMIT)
+            return s_usage_error(ctx->verb, "%s: %s", ctx->verb->name, msg);
+        return s_fail(ctx, msg);
+    }
+    return S_EXIT_OK;
+}
+
+/* After a get or repair through --codec: a warning for torn frames. */
+static void s_torn_warning(const s_ctx *ctx, const pd_store *s,
+                           uint64_t before) {
+    uint64_t torn = pd_encode_torn(s);
+    if (torn > before)
+        s_errf("%s: %s: warning: %" PRIu64
+               " torn frame(s) left out; last: %s\n",
+               s_prog, ctx->verb->name, torn - before, pd_encode_notice(s));
 }
 
 /* Closes the store; a failure turns rc into a failure. */
@@ -512,8 +667,12 @@ static int s_read_stdin(char **data, size_t *size) {
 /* ----------------------------------------------------------------- Verbs */
 
 static int s_verb_append(s_ctx *ctx) {
+    const char *dir;
+    int first;
+    int rc = s_store_args(ctx, 1, 1, &dir, &first);
+    if (rc) return rc;
     pd_key key, *owned = NULL;
-    int rc = s_key_arg(ctx, ctx->argv[1], &key, &owned);
+    rc = s_key_arg(ctx, ctx->argv[first], &key, &owned);
     if (rc) return rc;
     char *data = NULL;
     size_t size = 0;
@@ -525,7 +684,7 @@ static int s_verb_append(s_ctx *ctx) {
         return s_fail(ctx, msg);
     }
     pd_store *s = NULL;
-    rc = s_open_store(ctx, ctx->argv[0], true, &s);
+    rc = s_open_store(ctx, dir, true, &s);
     if (rc == S_EXIT_OK) {
         pd_bytes val = PD_BYTES(data, size);
         unsigned flags = (ctx->opts & S_BIT(S_OPT_FSYNC)) ? PD_FSYNC : 0;
@@ -539,14 +698,20 @@ static int s_verb_append(s_ctx *ctx) {
 }
 
 static int s_verb_get(s_ctx *ctx) {
+    const char *dir;
+    int first;
+    int rc = s_store_args(ctx, 1, 1, &dir, &first);
+    if (rc) return rc;
     pd_key key, *owned = NULL;
-    int rc = s_key_arg(ctx, ctx->argv[1], &key, &owned);
+    rc = s_key_arg(ctx, ctx->argv[first], &key, &owned);
     if (rc) return rc;
     pd_store *s = NULL;
     pd_result *r = NULL;
-    rc = s_open_store(ctx, ctx->argv[0], false, &s);
+    rc = s_open_store(ctx, dir, false, &s);
     if (rc == S_EXIT_OK && pd_get(s, 1, &key, &r, 0) != 0)
         rc = s_fail(ctx, pd_errmsg(s));
+    if (rc == S_EXIT_OK && ctx->opts & S_BIT(S_OPT_CODEC))
+        s_torn_warning(ctx, s, 0);
     rc = s_close_store(ctx, &s, rc);
     if (rc == S_EXIT_OK) {
         pd_bytes v = pd_result_value(r, 0);
@@ -572,9 +737,13 @@ static int s_cmp_line(const void *a, const void *b) {
 }
 
 static int s_verb_keys(s_ctx *ctx) {
+    const char *dir;
+    int first;
+    int rc = s_store_args(ctx, 0, 0, &dir, &first);
+    if (rc) return rc;
     pd_store *s = NULL;
     pd_keylist *kl = NULL;
-    int rc = s_open_store(ctx, ctx->argv[0], false, &s);
+    rc = s_open_store(ctx, dir, false, &s);
     if (rc == S_EXIT_OK && pd_keys(s, &kl, 0) != 0)
         rc = s_fail(ctx, pd_errmsg(s));
     rc = s_close_store(ctx, &s, rc);
@@ -623,15 +792,18 @@ static int s_verb_keys(s_ctx *ctx) {
 }
 
 static int s_verb_delete(s_ctx *ctx) {
-    size_t n = (size_t)ctx->argc - 1;
+    const char *dir;
+    int first;
+    int rc = s_store_args(ctx, 1, -1, &dir, &first);
+    if (rc) return rc;
+    size_t n = (size_t)(ctx->argc - first);
     pd_key *keys = calloc(n, sizeof(*keys));
     pd_key **owned = calloc(n, sizeof(*owned));
-    int rc = S_EXIT_OK;
     if (!keys || !owned) rc = s_fail(ctx, "out of memory");
     for (size_t i = 0; i < n && rc == S_EXIT_OK; i++)
-        rc = s_key_arg(ctx, ctx->argv[i + 1], &keys[i], &owned[i]);
+        rc = s_key_arg(ctx, ctx->argv[i + (size_t)first], &keys[i], &owned[i]);
     pd_store *s = NULL;
-    if (rc == S_EXIT_OK) rc = s_open_store(ctx, ctx->argv[0], false, &s);
+    if (rc == S_EXIT_OK) rc = s_open_store(ctx, dir, false, &s);
     if (rc == S_EXIT_OK && pd_delete(s, n, keys, 0) != 0)
         rc = s_fail(ctx, pd_errmsg(s));
     rc = s_close_store(ctx, &s, rc);
@@ -642,10 +814,42 @@ static int s_verb_delete(s_ctx *ctx) {
 }
 
 static int s_verb_drop(s_ctx *ctx) {
+    const char *dir;
+    int first;
+    int rc = s_store_args(ctx, 0, 0, &dir, &first);
+    if (rc) return rc;
     pd_store *s = NULL;
-    int rc = s_open_store(ctx, ctx->argv[0], false, &s);
+    rc = s_open_store(ctx, dir, false, &s);
     if (rc == S_EXIT_OK && pd_drop(s, 0) != 0) rc = s_fail(ctx, pd_errmsg(s));
     return s_close_store(ctx, &s, rc);
+}
+
+static int s_verb_repair(s_ctx *ctx) {
+    if (!(ctx->opts & S_BIT(S_OPT_CODEC)))
+        return s_usage_error(ctx->verb, "%s: needs --codec NAME",
+                             ctx->verb->name);
+    size_t n = (size_t)ctx->argc - 1;
+    pd_key *keys = calloc(n, sizeof(*keys));
+    pd_key **owned = calloc(n, sizeof(*owned));
+    int rc = S_EXIT_OK;
+    if (!keys || !owned) rc = s_fail(ctx, "out of memory");
+    for (size_t i = 0; i < n && rc == S_EXIT_OK; i++)
+        rc = s_key_arg(ctx, ctx->argv[i + 1], &keys[i], &owned[i]);
+    pd_store *s = NULL;
+    uint64_t removed = 0;
+    if (rc == S_EXIT_OK) rc = s_open_store(ctx, ctx->argv[0], false, &s);
+    if (rc == S_EXIT_OK && pd_encode_repair(s, n, keys, &removed, 0) != 0)
+        rc = s_fail(ctx, pd_errmsg(s));
+    if (rc == S_EXIT_OK) s_torn_warning(ctx, s, 0);
+    rc = s_close_store(ctx, &s, rc);
+    if (rc == S_EXIT_OK) {
+        s_out_printf(&s_stdout, "%" PRIu64 "\n", removed);
+        rc = s_finish_stdout(ctx, rc);
+    }
+    for (size_t i = 0; owned && i < n; i++) pd_key_free(&owned[i]);
+    free(owned);
+    free(keys);
+    return rc;
 }
 
 static int s_verb_help(s_ctx *ctx) {
@@ -687,6 +891,7 @@ int main(int argc, char **argv) {
             return s_usage_error(NULL, "unknown option '%.100s'", name);
         return s_usage_error(NULL, "unknown verb '%.100s'", name);
     }
+    if (!v->run) return pd_cli_serve(argc - 1, argv + 1);
 
     s_ctx ctx = {.verb = v};
     ctx.argv = calloc((size_t)argc, sizeof(char *));
