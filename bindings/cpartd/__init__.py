@@ -1,0 +1,53 @@
+"""cpartd: libpartd for Python, a drop-in for the `partd` package.
+
+    import cpartd as partd            # or: cpartd.install_as_partd()
+    p = partd.Buffer(partd.Dict(), partd.File())
+    p.append({'x': b'hello', ('y', 1): b'world'})
+    p.get('x')                        # b'hello'
+
+The classes and submodules have partd's names and behaviour (see
+bindings/README.md for the differences, all of them fixes).  Errors from the
+C library: OSError (with errno) for I/O, TimeoutError, MemoryError,
+ValueError for bad keys/limits/misuse, CorruptError (a ValueError) for
+malformed stored data.
+"""
+from contextlib import suppress
+
+from . import _cpartd
+from ._cpartd import CorruptError, ProtocolError
+from .file import File
+from .dict import Dict
+from .buffer import Buffer
+from .encode import Encode
+from .pickle import Pickle
+from .python import Python
+from .compressed import *  # noqa: F401,F403
+from . import core, utils, file, dict, buffer, encode, compressed  # noqa
+from ._shim import install_as_partd
+
+__version__ = '1.3.0+cpartd.' + _cpartd.libpartd_version
+libpartd_version = _cpartd.libpartd_version
+
+# Numpy, PandasColumns, PandasBlocks, Client, Server are loaded on first use
+# (numpy and pandas take half a second to import).
+_LAZY = {'Numpy': 'numpy', 'PandasColumns': 'pandas',
+         'PandasBlocks': 'pandas', 'Client': 'zmq', 'Server': 'zmq'}
+
+
+def __getattr__(name):
+    mod = _LAZY.get(name)
+    if mod is None:
+        raise AttributeError("module 'cpartd' has no attribute %r" % name)
+    import importlib
+    try:
+        m = importlib.import_module('.' + mod, __name__)
+    except ImportError as e:
+        raise AttributeError("cpartd.%s is not available: %s" % (name, e)) \
+            from e
+    value = getattr(m, name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -1,0 +1,38 @@
+"""cpartd's tests.  Run with tests/python/run.sh <build-dir>, which puts
+<build>/python on PYTHONPATH; Debian's /usr/bin/python3 has partd 1.3."""
+import os
+import sys
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# bindings/cpartd is the source tree without the extension: never import it.
+sys.path[:] = [p for p in sys.path
+               if os.path.abspath(p or '.') != os.path.join(
+                   os.path.dirname(os.path.dirname(HERE)), 'bindings')]
+
+import cpartd  # noqa: E402
+
+try:
+    import partd as ref
+    if getattr(ref, '__file__', '') and 'cpartd' in ref.__file__:
+        ref = None
+except ImportError:  # pragma: no cover
+    ref = None
+
+
+@pytest.fixture
+def needs_ref():
+    if ref is None:
+        pytest.skip('the reference partd is not installed')
+    return ref
+
+
+@pytest.fixture
+def root(tmp_path):
+    """A directory for one store (not yet created)."""
+    return str(tmp_path / 'store')
+
+
+def build_python_dir():
+    return os.path.dirname(os.path.dirname(os.path.abspath(cpartd.__file__)))
