@@ -63,7 +63,8 @@
 typedef struct s_cfg {
     int runs;
     bool quick, strict;
-    const char *dir; /* parent of every store and floor directory */
+    unsigned sections; /* bit s: section s is run (--only) */
+    const char *dir;   /* parent of every store and floor directory */
     char csv[PATH_MAX];
     const char *json; /* NULL: no JSON */
 
@@ -1162,8 +1163,11 @@ static double s_ratio(int r) {
     return (rows[r].tkind == T_LIMIT_MAX ? s.max : s.med) / f;
 }
 
-/* "PASS", "FAIL", "ERROR", "info", "floor". */
+static bool s_section_on(int sec) { return cfg.sections & (1u << sec); }
+
+/* "PASS", "FAIL", "ERROR", "info", "floor", "skipped". */
 static const char *s_verdict(int r) {
+    if (!s_section_on(rows[r].section)) return "skipped";
     if (!s_ok(r)) return "ERROR";
     s_stat s = s_stats(r);
     if (!s.have) return "ERROR";
@@ -1231,6 +1235,7 @@ static void s_print_table(FILE *out) {
     int sec = -1;
     char t[256], a[32], b[32], c[32], d[32], tg[64], rt[16];
     for (int r = 0; r < R_COUNT; r++) {
+        if (!s_section_on(rows[r].section)) continue;
         if (rows[r].section != sec) {
             sec = rows[r].section;
             fprintf(out, "\n== %s\n", s_section_title(sec, t, sizeof t));
@@ -1411,7 +1416,7 @@ static int s_write_json(const char *path) {
 static void s_usage(FILE *fp) {
     fprintf(fp,
             "usage: bench_core [--runs N] [--quick] [--dir D] [--csv FILE]\n"
-            "                  [--json FILE] [--strict]\n"
+            "                  [--json FILE] [--strict] [--only LIST]\n"
             "  --runs N     measured runs per benchmark (default 5; 1 with "
             "--quick)\n"
             "  --quick      small smoke sizes, finishes in a few seconds\n"
@@ -1420,6 +1425,9 @@ static void s_usage(FILE *fp) {
             "  --csv FILE   CSV output (default <build dir>/bench_core.csv)\n"
             "  --json FILE  JSON output (default: none)\n"
             "  --strict     exit 1 if a target is missed\n"
+            "  --only LIST  run only these sections, comma-separated: small, "
+            "big, mem\n"
+            "               (the others are reported as skipped)\n"
             "exit status: 0 report written; 1 target missed with --strict; "
             "2 a benchmark could not run\n");
 }
@@ -1441,8 +1449,30 @@ static void s_default_csv(void) {
         memcpy(cfg.csv, tmp, sizeof tmp);
 }
 
+/* --only: sections 0 small, 1 big, 2 mem.  0, or -1 for a bad list. */
+static int s_parse_only(const char *list) {
+    static const char *names[3] = {"small", "big", "mem"};
+    unsigned bits = 0;
+    const char *p = list;
+    while (*p) {
+        size_t len = strcspn(p, ",");
+        int found = -1;
+        for (int i = 0; i < 3; i++)
+            if (strlen(names[i]) == len && strncmp(p, names[i], len) == 0)
+                found = i;
+        if (found < 0) return -1;
+        bits |= 1u << found;
+        p += len;
+        if (*p == ',') p++;
+    }
+    if (!bits) return -1;
+    cfg.sections = bits;
+    return 0;
+}
+
 int main(int argc, char **argv) {
     int runs = -1;
+    cfg.sections = 7;
     const char *csv = NULL;
     cfg.dir = getenv("TMPDIR");
     if (!cfg.dir || !*cfg.dir) cfg.dir = "/tmp";
@@ -1461,6 +1491,11 @@ int main(int argc, char **argv) {
             cfg.quick = true;
         } else if (strcmp(a, "--strict") == 0) {
             cfg.strict = true;
+        } else if (strcmp(a, "--only") == 0 && more) {
+            if (s_parse_only(argv[++i])) {
+                fprintf(stderr, "bench_core: --only wants small, big, mem\n");
+                return 2;
+            }
         } else if (strcmp(a, "--dir") == 0 && more) {
             cfg.dir = argv[++i];
         } else if (strcmp(a, "--csv") == 0 && more) {
@@ -1516,31 +1551,38 @@ int main(int argc, char **argv) {
      * (see s_trash); then the small values, whose files are all removed at
      * the end of their section; then peak memory, in forked children. */
     double t0 = s_now();
-    s_big_init();
-    /* The warm-up is kept here even with --quick: it is cheap, and without
-     * it whichever side runs first pays for the page cache's first growth. */
-    for (int run = 0; run <= cfg.runs; run++)
-        s_big_round(run, run > 0, run == 0);
-    s_big_free();
-    printf("bench_core: 4 MiB values done (%.1f s)\n", s_now() - t0);
-    fflush(stdout);
+    if (s_section_on(1)) {
+        s_big_init();
+        /* The warm-up is kept here even with --quick: it is cheap, and
+         * without it whichever side runs first pays for the page cache's
+         * first growth. */
+        for (int run = 0; run <= cfg.runs; run++)
+            s_big_round(run, run > 0, run == 0);
+        s_big_free();
+        printf("bench_core: 4 MiB values done (%.1f s)\n", s_now() - t0);
+        fflush(stdout);
+    }
 
     /* Round 0 is the warm-up, discarded; --quick skips it (its first
      * measured round does the checks instead). */
     int first = cfg.quick ? 1 : 0;
-    t0 = s_now();
-    s_small_init();
-    for (int run = first; run <= cfg.runs; run++)
-        s_small_round(run > 0, run == first);
-    s_small_free();
-    s_trash_empty();
-    printf("bench_core: small values done (%.1f s)\n", s_now() - t0);
-    fflush(stdout);
+    if (s_section_on(0)) {
+        t0 = s_now();
+        s_small_init();
+        for (int run = first; run <= cfg.runs; run++)
+            s_small_round(run > 0, run == first);
+        s_small_free();
+        s_trash_empty();
+        printf("bench_core: small values done (%.1f s)\n", s_now() - t0);
+        fflush(stdout);
+    }
 
     /* No warm-up: every run is a fresh child. */
-    t0 = s_now();
-    for (int run = 0; run < cfg.runs; run++) s_mem_round(true);
-    printf("bench_core: peak memory done (%.1f s)\n", s_now() - t0);
+    if (s_section_on(2)) {
+        t0 = s_now();
+        for (int run = 0; run < cfg.runs; run++) s_mem_round(true);
+        printf("bench_core: peak memory done (%.1f s)\n", s_now() - t0);
+    }
 
     s_loadavg(host.load1, sizeof host.load1);
     s_finish_notes();

@@ -2,8 +2,8 @@
  * Buffer: appends go to a fast store; past a memory limit the largest keys
  * are moved ("spilled") to a slow store, as partd's Buffer does.
  *
- * Per key the Buffer counts the bytes it put in fast (uthash on the packed
- * key, with the key itself kept in the entry) and the total.  Before an
+ * Per key the Buffer counts the bytes it put in fast (a key index, ktab.h,
+ * with the key itself kept in the entry) and the total.  Before an
  * append (or set) of B bytes it spills while usage + B > limit and fast holds
  * anything, one round at a time with the reference's selection (see
  * buffer.h); only then does the batch go to fast.  So fast holds at most
@@ -19,6 +19,11 @@
  * pd_get returns slow's bytes followed by fast's: append order (the
  * reference returns fast + slow, its defect 3).
  *
+ * Appends to a Dict (the usual fast store) skip its dispatcher: the Buffer
+ * hashes each key once and hands the Dict the hashes with the batch, and
+ * keeps the Dict's entry of each key, so the Dict need not look it up again
+ * (pd__dict_append_refs), the Dict being locked by the session already.
+ *
  * Locking: the lock hook locks fast; slow is locked when an op first needs
  * it in the session (a spill, get, delete, set, drop, keys), so appends
  * that spill nothing never touch the slow store's lock (a File's flock),
@@ -33,19 +38,21 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "dict.h"
 #include "hash.h"
+#include "ktab.h"
 
 #define S_FRACTION 0.1
 #define S_MAXCOUNT 20
 #define S_FLUSH_BATCH 32
 
 typedef struct s_count {
-    UT_hash_handle hh;
-    uint64_t bytes; /* bytes this Buffer put in fast under the key */
-    uint64_t mark;  /* pd_buffer_flush: de-duplication stamp */
-    pd_key key;     /* points into this allocation */
-    size_t klen;
-    pd_bytes parts[]; /* nparts of key, then the packed key (klen bytes) */
+    pd__knode kn;      /* first: the index's node is the entry */
+    uint64_t bytes;    /* bytes this Buffer put in fast under the key */
+    uint64_t mark;     /* pd_buffer_flush: de-duplication stamp */
+    pd__dict_ref dref; /* fast's entry, when fast is a Dict (dict.h) */
+    pd_key key;        /* points into this allocation */
+    pd_bytes parts[];  /* nparts of key, then the packed key */
 } s_count;
 
 typedef struct s_buffer {
@@ -54,7 +61,7 @@ typedef struct s_buffer {
     bool owned;
     uint64_t limit;
     uint64_t usage;
-    s_count *counts;
+    pd__ktab counts; /* s_count entries, in insertion order */
     uint64_t mark;
     bool pending;     /* the last op failed (see S_OP) */
     bool slow_locked; /* this session holds slow's lock */
@@ -62,10 +69,12 @@ typedef struct s_buffer {
     pd_key *mk;
     pd_bytes *mv;
     size_t mcap;
-    /* scratch for append/set (entries of one batch) */
+    /* scratch for append/set (entries of one batch, and their Dict refs) */
     s_count **ents;
     bool *created;
+    pd__dict_ref **refs;
     size_t ecap;
+    bool fast_dict; /* fast is a Dict: appends take pd__dict_append_refs */
 } s_buffer;
 
 static const pd_store_ops s_buffer_ops;
@@ -174,14 +183,14 @@ size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
 /* One spill round over the counted keys: writes up to S_MAXCOUNT entries
  * to sel and returns how many. */
 static size_t s_select(s_buffer *b, s_count **sel) {
-    size_t n = HASH_COUNT(b->counts);
+    size_t n = b->counts.count;
     if (n == 0) return 0;
     size_t k = n / 2 > 0 ? n / 2 : 1;
     size_t cap = k < S_MAXCOUNT ? k : S_MAXCOUNT;
     uint64_t topsz[S_MAXCOUNT];
     size_t cnt = 0;
-    s_count *e, *tmp;
-    HASH_ITER(hh, b->counts, e, tmp) {
+    for (pd__knode *kn = b->counts.head; kn; kn = kn->next) {
+        s_count *e = (s_count *)kn;
         if (cnt == cap && e->bytes <= topsz[cap - 1]) continue;
         size_t j = cnt < cap ? cnt++ : cap - 1;
         while (j > 0 && topsz[j - 1] < e->bytes) {
@@ -197,48 +206,29 @@ static size_t s_select(s_buffer *b, s_count **sel) {
 
 /* --------------------------------------------------------------- Counts */
 
-static s_count *s_count_find(s_buffer *b, const pd__pkey *pk) {
-    s_count *e = NULL;
-    HASH_FIND(hh, b->counts, pk->p, (unsigned)pk->len, e);
-    return e;
+/* The count entry of key (hash h), or NULL. */
+static s_count *s_count_find(const s_buffer *b, const pd_key *key, uint64_t h) {
+    return (s_count *)pd__ktab_find(&b->counts, key, h);
 }
 
-/* Looks key up in the counts: *e is its entry or NULL.  0, or
- * PD_ERR_NOMEM with a message naming op and the key. */
-static int s_count_lookup(s_buffer *b, const pd_key *key, const char *op,
-                          s_count **e) {
-    *e = NULL;
-    pd__pkey pk;
-    if (pd__pkey_set(&pk, key)) {
-        char ks[PD__KEYSHORT_MAX];
-        return pd__err(&b->base, PD_ERR_NOMEM, ENOMEM, "%s %s: key copy", op,
-                       pd__key_short(key, ks));
-    }
-    *e = s_count_find(b, &pk);
-    pd__pkey_free(&pk);
-    return 0;
-}
-
-static unsigned char *s_count_pk(s_count *e) {
-    return (unsigned char *)(e->parts + e->key.nparts);
-}
-
-/* A new entry with 0 bytes for `key` (packed as pk), or NULL. */
-static s_count *s_count_add(s_buffer *b, const pd_key *key,
-                            const pd__pkey *pk) {
+/* A new entry with 0 bytes for `key` (hash h), or NULL (nothing changed).
+ * It keeps the key packed and, for the moves, as a pd_key over that copy. */
+static s_count *s_count_add(s_buffer *b, const pd_key *key, uint64_t h) {
     size_t np = key->nparts >= 2 ? key->nparts : 0;
-    s_count *e = calloc(1, sizeof *e + np * sizeof(pd_bytes) + pk->len);
+    size_t klen = pd__key_packed_size(key);
+    s_count *e = calloc(1, sizeof *e + np * sizeof(pd_bytes) + klen);
     if (!e) return NULL;
-    e->klen = pk->len;
-    e->key.nparts = np; /* for s_count_pk */
-    unsigned char *p = s_count_pk(e);
-    memcpy(p, pk->p, pk->len);
-    if (pd__key_unpack(p, pk->len, &e->key, e->parts)) {
+    unsigned char *p = (unsigned char *)(e->parts + np);
+    pd__key_pack(key, p);
+    if (pd__key_unpack(p, klen, &e->key, e->parts)) {
         free(e);
         return NULL;
     }
-    HASH_ADD_KEYPTR(hh, b->counts, p, (unsigned)e->klen, e);
-    if (!e->hh.tbl) {
+    e->kn.pk = p;
+    e->kn.klen = klen;
+    e->kn.hash = h;
+    e->dref.hash = h;
+    if (pd__ktab_insert(&b->counts, &e->kn)) {
         free(e);
         return NULL;
     }
@@ -247,16 +237,16 @@ static s_count *s_count_add(s_buffer *b, const pd_key *key,
 
 static void s_count_remove(s_buffer *b, s_count *e) {
     b->usage -= e->bytes;
-    HASH_DEL(b->counts, e);
+    pd__ktab_remove(&b->counts, &e->kn);
     free(e);
 }
 
 static void s_counts_clear(s_buffer *b) {
-    s_count *e, *tmp;
-    HASH_ITER(hh, b->counts, e, tmp) {
-        HASH_DEL(b->counts, e);
-        free(e);
+    for (pd__knode *n = b->counts.head, *next; n; n = next) {
+        next = n->next;
+        free(n);
     }
+    pd__ktab_reset(&b->counts);
     b->usage = 0;
 }
 
@@ -276,33 +266,39 @@ static int s_mscratch(s_buffer *b, size_t need) {
 }
 
 /* Looks up (creating when missing) the count entries of keys[0..n) into
- * b->ents, flagging created ones in b->created.  On error nothing is left
- * created. */
+ * b->ents, flagging created ones in b->created, and their Dict refs into
+ * b->refs.  On error nothing is left created. */
 static int s_ents(s_buffer *b, size_t n, const pd_key *keys, const char *op) {
     pd_store *s = &b->base;
     char ks[PD__KEYSHORT_MAX];
     if (n > b->ecap) {
-        s_count **ne = realloc(b->ents, n * sizeof *ne);
+        /* Grown geometrically: a caller alternating batch sizes does not
+         * reallocate every call. */
+        size_t ncap = b->ecap > n / 2 ? b->ecap * 2 : n, sz;
+        s_count **ne =
+            pd__mul_ovf(ncap, sizeof *ne, &sz) ? NULL : realloc(b->ents, sz);
         if (!ne) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s: key table", op);
         b->ents = ne;
-        bool *nc = realloc(b->created, n * sizeof *nc);
+        bool *nc = realloc(b->created, ncap * sizeof *nc);
         if (!nc) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s: key table", op);
         b->created = nc;
-        b->ecap = n;
+        /* sz bounds ncap * sizeof(pointer) already */
+        pd__dict_ref **nr = realloc(b->refs, ncap * sizeof *nr);
+        if (!nr) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s: key table", op);
+        b->refs = nr;
+        b->ecap = ncap;
     }
     for (size_t i = 0; i < n; i++) {
-        pd__pkey pk;
+        uint64_t h = pd__khash(&keys[i]);
+        s_count *e = s_count_find(b, &keys[i], h);
         b->created[i] = false;
-        b->ents[i] = NULL;
-        if (pd__pkey_set(&pk, &keys[i]) == 0) {
-            b->ents[i] = s_count_find(b, &pk);
-            if (!b->ents[i]) {
-                b->ents[i] = s_count_add(b, &keys[i], &pk);
-                b->created[i] = b->ents[i] != NULL;
-            }
-            pd__pkey_free(&pk);
+        if (!e) {
+            e = s_count_add(b, &keys[i], h);
+            b->created[i] = e != NULL;
         }
-        if (!b->ents[i]) {
+        b->ents[i] = e;
+        if (e) b->refs[i] = &e->dref;
+        if (!e) {
             for (size_t j = 0; j < i; j++)
                 if (b->created[j]) s_count_remove(b, b->ents[j]);
             return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s %s: key count entry",
@@ -420,13 +416,12 @@ static int s_make_room(s_buffer *b, uint64_t incoming, unsigned fsync) {
 
 /* Moves every counted key to slow, S_FLUSH_BATCH at a time. */
 static int s_move_all(s_buffer *b, unsigned fsync) {
-    while (b->counts) {
-        s_count *sel[S_FLUSH_BATCH], *e, *tmp;
+    while (b->counts.head) {
+        s_count *sel[S_FLUSH_BATCH];
         size_t m = 0;
-        HASH_ITER(hh, b->counts, e, tmp) {
-            sel[m++] = e;
-            if (m == S_FLUSH_BATCH) break;
-        }
+        for (pd__knode *kn = b->counts.head; kn && m < S_FLUSH_BATCH;
+             kn = kn->next)
+            sel[m++] = (s_count *)kn;
         int rc = s_move(b, sel, m, fsync);
         if (rc) return rc;
     }
@@ -453,7 +448,16 @@ static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
     if (rc) return rc;
     rc = s_ents(b, n, keys, "append");
     if (rc) return rc;
-    rc = pd__append_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
+    if (b->fast_dict && b->base.lock_depth > 0) {
+        /* Fast path: a Dict locked by this session (lock hook), given the
+         * keys' hashes and its entries as last seen.  Without a session
+         * (PD_NOLOCK outside pd_lock) the Dict is not locked yet: the
+         * dispatcher does that. */
+        pd__err_clear(b->fast);
+        rc = pd__dict_append_refs(b->fast, n, keys, b->refs, vals);
+    } else {
+        rc = pd__append_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
+    }
     if (rc) {
         s_ents_undo(b, n);
         return s_err_inner(s, b->fast, rc, "append %s%s to fast",
@@ -518,9 +522,7 @@ static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
         return s_err_inner(s, b->fast, rc, "delete %s: fast",
                            pd__key_short(&keys[0], ks));
     for (size_t i = 0; i < n; i++) {
-        s_count *e;
-        rc = s_count_lookup(b, &keys[i], "delete", &e);
-        if (rc) return rc;
+        s_count *e = s_count_find(b, &keys[i], pd__khash(&keys[i]));
         if (e) s_count_remove(b, e);
     }
     return 0;
@@ -703,7 +705,7 @@ static int s_unlock_hook(pd_store *s) {
  * first move). */
 static int s_flush_hook(pd_store *s) {
     s_buffer *b = (s_buffer *)s;
-    if (!b->counts) return 0;
+    if (!b->counts.head) return 0;
     return s_move_all(b, 0); /* pd_close holds the lock */
 }
 
@@ -716,10 +718,12 @@ static int s_destroy(pd_store *s) {
     free(b->mv);
     free(b->ents);
     free(b->created);
+    free(b->refs);
     b->mk = NULL;
     b->mv = NULL;
     b->ents = NULL;
     b->created = NULL;
+    b->refs = NULL;
     if (b->owned) {
         pd_store **inner[2] = {&b->fast, &b->slow};
         const char *name[2] = {"fast", "slow"};
@@ -779,6 +783,7 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
     b->fast = *fast;
     b->slow = *slow;
     b->limit = memory;
+    b->fast_dict = pd__dict_is(b->fast);
     b->owned = !(flags & PD_BORROW);
     if (b->owned) {
         *fast = NULL;
@@ -824,14 +829,12 @@ static int s_move_keys(s_buffer *b, size_t n, const pd_key *keys,
     s_count *sel[S_FLUSH_BATCH];
     size_t m = 0;
     for (size_t i = 0; i < n; i++) {
-        s_count *e;
-        int rc = s_count_lookup(b, &keys[i], "flush", &e);
-        if (rc) return rc;
+        s_count *e = s_count_find(b, &keys[i], pd__khash(&keys[i]));
         if (!e || e->mark == mark) continue;
         e->mark = mark;
         sel[m++] = e;
         if (m == S_FLUSH_BATCH) {
-            rc = s_move(b, sel, m, fsync);
+            int rc = s_move(b, sel, m, fsync);
             if (rc) return rc;
             m = 0;
         }
@@ -872,6 +875,51 @@ int pd_buffer_flush(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     }
     if (rc) return rc;
     if (urc) return urc;
+    pd__err_clear(s);
+    return 0;
+}
+
+int pd_buffer_discard(pd_store *s) {
+    if (!s)
+        return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: discard: NULL store");
+    pd__err_clear(s);
+    s_buffer *b = s_buf(s);
+    if (!b) return pd__err(s, PD_ERR_MISUSE, 0, "discard: not a buffer store");
+    char ks[PD__KEYSHORT_MAX];
+    int rc = 0;
+    /* The Buffer's mutex, not pd_lock: a session would lock slow as well.
+     * Each pd_delete locks fast (recursively when this thread already holds
+     * it through a session on the Buffer). */
+    pthread_mutex_lock(&s->mu);
+    while (b->counts.head && rc == 0) {
+        s_count *sel[S_FLUSH_BATCH];
+        pd_key k[S_FLUSH_BATCH];
+        size_t m = 0;
+        for (pd__knode *kn = b->counts.head; kn && m < S_FLUSH_BATCH;
+             kn = kn->next) {
+            sel[m] = (s_count *)kn;
+            k[m] = sel[m]->key;
+            m++;
+        }
+        if (pd_delete(b->fast, m, k, 0) == 0) {
+            for (size_t i = 0; i < m; i++) s_count_remove(b, sel[i]);
+            continue;
+        }
+        /* A failed batch may have deleted some keys: redo it one key at a
+         * time (a deleted key deletes again fine), so exactly the keys
+         * still in fast stay counted. */
+        for (size_t i = 0; i < m; i++) {
+            rc = pd_delete(b->fast, 1, &k[i], 0);
+            if (rc) {
+                rc = s_err_inner(s, b->fast, rc, "discard %s: delete from fast",
+                                 pd__key_short(&k[i], ks));
+                break;
+            }
+            s_count_remove(b, sel[i]);
+        }
+    }
+    pthread_mutex_unlock(&s->mu);
+    if (rc) return rc;
     pd__err_clear(s);
     return 0;
 }

@@ -1,33 +1,38 @@
 /*
  * Dict: the in-memory store.
  *
- * A uthash table keyed by the packed key (pd__key_pack: a 1-tuple and the
- * flat key are one key, the tuple ('a', 'b') and "a/b" are two).  Each entry
- * holds its bytes as a list of chunks, header and data in one malloc.  An
- * append first fills the free room of the key's last chunk, then puts what
- * is left in a new chunk of max(rest, clamp(total/32, min(total, 512),
- * 64 KiB)) bytes, so the slack is at most one partly filled chunk per key
- * (<= 1/32 of the key's bytes past 16 KiB) and the chunk count grows
- * logarithmically.  Measured (100-byte values over 1000 keys, glibc): RSS
- * per byte held 1.07 at 20 KB per key, 1.06 at 64 KB, 1.01 at 200 KB;
- * 1.18 at 4 KB; a key of one 100-byte value costs ~280 bytes.  A Buffer
- * over a File with a 64 MB limit peaks at limit + 6.5% (+ the process's
- * ~1.6 MB baseline).  (A
- * separate chunk vector per key was measured worse: its reallocations left
- * holes in the heap, ~7% of RSS.)
+ * A key index (ktab.h) over entries holding the packed key (pd__key_pack: a
+ * 1-tuple and the flat key are one key, the tuple ('a', 'b') and "a/b" are
+ * two).  A Buffer over a Dict hands it the keys' hashes it already computed
+ * and the entries it found for them (pd__dict_append_refs, dict.h), so an
+ * append hashes each key once and, while no entry is freed, skips the
+ * lookup.
+ *
+ * Each entry holds its bytes as a list of chunks, header and data in one
+ * malloc.  An append first fills the free room of the key's last chunk,
+ * then puts what is left in a new chunk of max(rest, clamp(total/32,
+ * min(total, 512), 64 KiB)) bytes, so the slack is at most one partly
+ * filled chunk per key (<= 1/32 of the key's bytes past 16 KiB) and the
+ * chunk count grows logarithmically.  Measured (100-byte values over 1000
+ * keys, glibc): RSS per byte held 1.07 at 20 KB per key, 1.06 at 64 KB,
+ * 1.01 at 200 KB; 1.18 at 4 KB; a key of one 100-byte value costs ~280
+ * bytes.  A Buffer over a File with a 64 MB limit peaks at limit + 6.5% (+
+ * the process's ~1.6 MB baseline).  (A separate chunk vector per key was
+ * measured worse: its reallocations left holes in the heap, ~7% of RSS.)
  *
  * `peek` answers with an array owned by the Dict, rebuilt by each peek: it
  * stays valid until the next call on the Dict (peek included).
  *
  * append is atomic: every key the batch touches gets an undo record the
- * first time (its chunk count, last chunk's size and capacity, total, and
- * whether the batch created it); on a failed allocation the records are
- * replayed, new chunks freed, created keys removed.
+ * first time (its last chunk, that chunk's size, the capacity, the total,
+ * and whether the batch created it); on a failed allocation the records
+ * are replayed, new chunks freed, created keys removed.
  *
  * Thread safety: every op runs with the base mutex held by the dispatcher
- * (store.c); there is no other locking here.
+ * (store.c), pd__dict_append_refs with the lock held by its caller; there
+ * is no other locking here.
  */
-#include "internal.h"
+#include "dict.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -36,7 +41,7 @@
 #include <malloc.h>
 #endif
 
-#include "hash.h" /* a failed add leaves hh.tbl == NULL, never exits */
+#include "ktab.h"
 
 #define S_CHUNK_MIN 512u
 #define S_CHUNK_MAX (64u * 1024u)
@@ -50,13 +55,12 @@ typedef struct s_chunk {
 } s_chunk;
 
 typedef struct s_entry {
-    UT_hash_handle hh;
+    pd__knode kn; /* first: the index's node is the entry */
     s_chunk *head, *tail;
     size_t nchunks;
-    size_t tailcap; /* data capacity of tail */
-    uint64_t total; /* bytes held */
-    uint64_t stamp; /* batch that last recorded an undo entry */
-    size_t klen;
+    size_t tailcap;      /* data capacity of tail */
+    uint64_t total;      /* bytes held */
+    uint64_t stamp;      /* batch that last recorded an undo entry */
     unsigned char key[]; /* packed key */
 } s_entry;
 
@@ -65,16 +69,16 @@ typedef struct s_undo {
     s_chunk *tail;
     size_t tailsize;
     size_t tailcap;
-    size_t nchunks;
     uint64_t total;
     bool created;
 } s_undo;
 
 typedef struct s_dict {
     pd_store base;
-    s_entry *table;
+    pd__ktab tab;
     uint64_t nbytes;
     uint64_t stamp;
+    uint64_t gen; /* bumped whenever an entry is freed (pd__dict_ref) */
     s_undo *undo;
     size_t undocap;
     pd_bytes *peek; /* the answer of the last peek */
@@ -88,25 +92,13 @@ static const pd_store_ops s_dict_ops;
 
 /* ------------------------------------------------------------- Entries */
 
-static s_entry *s_find(s_dict *d, const pd__pkey *pk) {
-    s_entry *e = NULL;
-    HASH_FIND(hh, d->table, pk->p, (unsigned)pk->len, e);
-    return e;
+static s_entry *s_find(const s_dict *d, const pd_key *key, uint64_t h) {
+    return (s_entry *)pd__ktab_find(&d->tab, key, h);
 }
 
-/* Looks key up: *e is its entry or NULL.  0, or PD_ERR_NOMEM with a
- * message naming op and the key (packing a long key allocates). */
-static int s_lookup(s_dict *d, const pd_key *key, const char *op, s_entry **e) {
-    *e = NULL;
-    pd__pkey pk;
-    if (pd__pkey_set(&pk, key)) {
-        char ks[PD__KEYSHORT_MAX];
-        return pd__err(&d->base, PD_ERR_NOMEM, ENOMEM, "%s %s: key copy", op,
-                       pd__key_short(key, ks));
-    }
-    *e = s_find(d, &pk);
-    pd__pkey_free(&pk);
-    return 0;
+/* The entry of key, or NULL. */
+static s_entry *s_lookup(const s_dict *d, const pd_key *key) {
+    return s_find(d, key, pd__khash(key));
 }
 
 /* Frees the chunks after `keep` (all when keep is NULL); keep becomes the
@@ -131,18 +123,27 @@ static void s_entry_free(s_entry *e) {
     free(e);
 }
 
-/* A new empty entry added to the table, or NULL (nothing changed). */
-static s_entry *s_entry_add(s_dict *d, const pd__pkey *pk) {
-    s_entry *e = calloc(1, sizeof *e + pk->len);
+/* A new empty entry for key (hash h) added to the index, or NULL (nothing
+ * changed). */
+static s_entry *s_entry_add(s_dict *d, const pd_key *key, uint64_t h) {
+    size_t klen = pd__key_packed_size(key);
+    s_entry *e = calloc(1, sizeof *e + klen);
     if (!e) return NULL;
-    e->klen = pk->len;
-    memcpy(e->key, pk->p, pk->len);
-    HASH_ADD_KEYPTR(hh, d->table, e->key, (unsigned)e->klen, e);
-    if (!e->hh.tbl) {
+    pd__key_pack(key, e->key);
+    e->kn.pk = e->key;
+    e->kn.klen = klen;
+    e->kn.hash = h;
+    if (pd__ktab_insert(&d->tab, &e->kn)) {
         free(e);
         return NULL;
     }
     return e;
+}
+
+static void s_entry_unlink(s_dict *d, s_entry *e) {
+    d->gen++;
+    pd__ktab_remove(&d->tab, &e->kn);
+    s_entry_free(e);
 }
 
 /* Freed chunks leave holes that new chunks of other sizes fill only in
@@ -163,8 +164,7 @@ static void s_freed(s_dict *d, uint64_t bytes) {
 static void s_entry_remove(s_dict *d, s_entry *e) {
     s_freed(d, e->total);
     d->nbytes -= e->total;
-    HASH_DEL(d->table, e);
-    s_entry_free(e);
+    s_entry_unlink(d, e);
 }
 
 /* Data capacity for a new chunk that must take `need` bytes of a key that
@@ -224,9 +224,9 @@ static int s_entry_append(s_entry *e, const pd_bytes *v) {
 
 /* ------------------------------------------------------------------ Ops */
 
-static int s_append(pd_store *s, size_t n, const pd_key *keys,
-                    const pd_bytes *vals, unsigned flags) {
-    (void)flags;
+/* The append op; refs as for pd__dict_append_refs, or NULL. */
+static int s_append_refs(pd_store *s, size_t n, const pd_key *keys,
+                         pd__dict_ref *const *refs, const pd_bytes *vals) {
     s_dict *d = (s_dict *)s;
     char ks[PD__KEYSHORT_MAX];
     if (n > d->undocap) {
@@ -238,36 +238,43 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
         d->undo = nu;
         d->undocap = n;
     }
-    uint64_t stamp = ++d->stamp;
-    uint64_t nbytes0 = d->nbytes;
+    /* Locals: the stores below through entry and undo pointers would
+     * otherwise make the compiler reload these every record. */
+    const uint64_t stamp = ++d->stamp, gen = d->gen;
+    s_undo *const undo = d->undo;
+    uint64_t added = 0;
     size_t nundo = 0;
     int rc = 0;
     size_t i;
     for (i = 0; i < n; i++) {
-        pd__pkey pk;
-        if (pd__pkey_set(&pk, &keys[i])) {
-            rc = PD_ERR_NOMEM;
-            break;
-        }
-        s_entry *e = s_find(d, &pk);
+        s_entry *e;
         bool created = false;
-        if (!e) {
-            e = s_entry_add(d, &pk);
-            created = true;
-        }
-        pd__pkey_free(&pk);
-        if (!e) {
-            rc = PD_ERR_NOMEM;
-            break;
+        pd__dict_ref *ref = refs ? refs[i] : NULL;
+        if (ref && ref->gen == gen && ref->ent) {
+            e = ref->ent;
+        } else {
+            uint64_t h = ref ? ref->hash : pd__khash(&keys[i]);
+            e = s_find(d, &keys[i], h);
+            if (!e) {
+                e = s_entry_add(d, &keys[i], h);
+                created = true;
+            }
+            if (!e) {
+                rc = PD_ERR_NOMEM;
+                break;
+            }
+            if (ref) {
+                ref->ent = e;
+                ref->gen = gen; /* no entry is freed before the loop ends */
+            }
         }
         if (e->stamp != stamp) {
             e->stamp = stamp;
-            s_undo *u = &d->undo[nundo++];
+            s_undo *u = &undo[nundo++];
             u->e = e;
             u->tail = e->tail;
             u->tailsize = e->tail ? e->tail->size : 0;
             u->tailcap = e->tailcap;
-            u->nchunks = e->nchunks;
             u->total = e->total;
             u->created = created;
         }
@@ -275,17 +282,19 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
             rc = PD_ERR_NOMEM;
             break;
         }
-        d->nbytes += vals[i].size;
+        added += vals[i].size;
     }
-    if (rc == 0) return 0;
+    if (rc == 0) {
+        d->nbytes += added;
+        return 0;
+    }
 
     /* Undo the batch: every touched key back to its state before it. */
     while (nundo-- > 0) {
-        s_undo *u = &d->undo[nundo];
+        s_undo *u = &undo[nundo];
         s_entry *e = u->e;
         if (u->created) {
-            HASH_DEL(d->table, e);
-            s_entry_free(e);
+            s_entry_unlink(d, e);
             continue;
         }
         s_entry_cut(e, u->tail);
@@ -293,10 +302,15 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
         e->tailcap = u->tailcap;
         e->total = u->total;
     }
-    d->nbytes = nbytes0;
     return pd__err(s, PD_ERR_NOMEM, ENOMEM,
                    "append %s: %zu bytes (batch of %zu undone)",
                    pd__key_short(&keys[i], ks), vals[i].size, n);
+}
+
+static int s_append(pd_store *s, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
+    (void)flags;
+    return s_append_refs(s, n, keys, NULL, vals);
 }
 
 static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
@@ -316,9 +330,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
      * once, to its exact size. */
     size_t sum = 0;
     for (size_t i = 0; i < n; i++) {
-        s_entry *e;
-        int rc = s_lookup(d, &keys[i], "get", &e);
-        if (rc) return rc;
+        s_entry *e = s_lookup(d, &keys[i]);
         d->found[i] = e;
         if (e && pd__add_ovf(sum, (size_t)e->total, &sum))
             return pd__err(s, PD_ERR_LIMIT, 0,
@@ -350,9 +362,7 @@ static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     s_dict *d = (s_dict *)s;
     for (size_t i = 0; i < n; i++) {
-        s_entry *e;
-        int rc = s_lookup(d, &keys[i], "delete", &e);
-        if (rc) return rc;
+        s_entry *e = s_lookup(d, &keys[i]);
         if (e) s_entry_remove(d, e);
     }
     return 0;
@@ -377,17 +387,12 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     /* Phase 1: allocate everything (entries for new keys, one exact-size
      * chunk per non-empty value); nothing visible changes. */
     for (i = 0; i < n; i++) {
-        pd__pkey pk;
-        if (pd__pkey_set(&pk, &keys[i])) {
-            rc = PD_ERR_NOMEM;
-            break;
-        }
-        ents[i] = s_find(d, &pk);
+        uint64_t h = pd__khash(&keys[i]);
+        ents[i] = s_find(d, &keys[i], h);
         if (!ents[i]) {
-            ents[i] = s_entry_add(d, &pk);
+            ents[i] = s_entry_add(d, &keys[i], h);
             created[i] = ents[i] != NULL;
         }
-        pd__pkey_free(&pk);
         if (!ents[i]) {
             rc = PD_ERR_NOMEM;
             break;
@@ -408,10 +413,7 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
         /* i < n: the loop broke at key i. */
         for (size_t j = 0; j <= i; j++) {
             free(chunks[j]);
-            if (created[j]) {
-                HASH_DEL(d->table, ents[j]);
-                s_entry_free(ents[j]);
-            }
+            if (created[j]) s_entry_unlink(d, ents[j]);
         }
         rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "set %s: %zu bytes",
                      pd__key_short(&keys[i], ks), vals[i].size);
@@ -436,11 +438,12 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
 }
 
 static void s_clear(s_dict *d) {
-    s_entry *e, *tmp;
-    HASH_ITER(hh, d->table, e, tmp) {
-        HASH_DEL(d->table, e);
-        s_entry_free(e);
+    for (pd__knode *n = d->tab.head, *next; n; n = next) {
+        next = n->next;
+        s_entry_free((s_entry *)n);
     }
+    d->gen++;
+    pd__ktab_reset(&d->tab);
     uint64_t was = d->nbytes;
     d->nbytes = 0;
     s_freed(d, was);
@@ -455,11 +458,11 @@ static int s_drop(pd_store *s, unsigned flags) {
 static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     s_dict *d = (s_dict *)s;
-    s_entry *e, *tmp;
-    HASH_ITER(hh, d->table, e, tmp) {
-        if (pd__keylist_add_packed(kl, e->key, e->klen, e->total))
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: list of %u keys",
-                           HASH_COUNT(d->table));
+    for (const pd__knode *n = d->tab.head; n; n = n->next) {
+        if (pd__keylist_add_packed(kl, n->pk, n->klen,
+                                   ((const s_entry *)n)->total))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: list of %zu keys",
+                           d->tab.count);
     }
     return 0;
 }
@@ -468,9 +471,7 @@ static int s_peek(pd_store *s, const pd_key *key, const pd_bytes **chunks,
                   size_t *nchunks) {
     s_dict *d = (s_dict *)s;
     char ks[PD__KEYSHORT_MAX];
-    s_entry *e;
-    int rc = s_lookup(d, key, "peek", &e);
-    if (rc) return rc;
+    s_entry *e = s_lookup(d, key);
     size_t nc = e ? e->nchunks : 0;
     if (nc > d->peekcap) {
         size_t ncap = nc + nc / 2, sz;
@@ -533,6 +534,13 @@ int pd_dict_open(pd_store **out) {
     *out = &d->base;
     pd__err_clear(NULL);
     return 0;
+}
+
+bool pd__dict_is(const pd_store *s) { return s && s->ops == &s_dict_ops; }
+
+int pd__dict_append_refs(pd_store *s, size_t n, const pd_key *keys,
+                         pd__dict_ref *const *refs, const pd_bytes *vals) {
+    return s_append_refs(s, n, keys, refs, vals);
 }
 
 uint64_t pd_dict_nbytes(const pd_store *s) {

@@ -422,6 +422,18 @@ PD_API pd_store *pd_buffer_slow(const pd_store *buffer);
 PD_API int pd_buffer_flush(pd_store *buffer, size_t n, const pd_key *keys,
                            unsigned flags);
 
+/**
+ * Forgets everything the Buffer holds in fast without moving it to slow:
+ * deletes those keys from fast and sets the memory usage to 0, so a following
+ * pd_close spills nothing.  For a caller that no longer needs the data (e.g.
+ * a Python Buffer garbage-collected after its reads).  What was already
+ * spilled to slow stays there.  Locks fast only, never slow.
+ * Errors: PD_ERR_MISUSE (NULL or not a Buffer); what pd_delete on fast
+ * returns (never an error from a Dict), after which the keys not deleted
+ * stay in fast and counted.
+ */
+PD_API int pd_buffer_discard(pd_store *buffer);
+
 #ifdef __cplusplus
 }
 #endif

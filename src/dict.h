@@ -1,0 +1,36 @@
+/*
+ * Dict internals for the Buffer's fast path.  Not part of the public API.
+ */
+#ifndef PARTD_DICT_H
+#define PARTD_DICT_H
+
+#include "internal.h"
+
+/* Whether s is a Dict. */
+bool pd__dict_is(const pd_store *s);
+
+/*
+ * What a Buffer over a Dict keeps per key so that its appends skip the
+ * Dict's lookup: the key's hash, and the Dict's entry for the key as last
+ * seen, valid while the Dict's generation (bumped whenever it frees an
+ * entry) is still `gen`.  Zeroed means "not known yet"; only the Dict
+ * writes ent and gen.
+ */
+typedef struct pd__dict_ref {
+    uint64_t hash; /* pd__khash of the key, set by the owner */
+    void *ent;
+    uint64_t gen;
+} pd__dict_ref;
+
+/*
+ * The Dict's append op, with refs[i] the ref of keys[i] (several i may share
+ * one): what a Buffer over a Dict calls instead of pd_append, so a key is
+ * hashed once and, while the Dict frees no entry, looked up once per append.
+ * The caller holds d's lock (a pd_lock session or the lock of a wrapper over
+ * it) and has validated keys and values as pd_append does.  Atomic as
+ * pd_append.  0, or PD_ERR_NOMEM with the message recorded on d.
+ */
+int pd__dict_append_refs(pd_store *d, size_t n, const pd_key *keys,
+                         pd__dict_ref *const *refs, const pd_bytes *vals);
+
+#endif /* PARTD_DICT_H */
