@@ -33,6 +33,8 @@
 #include <bzlib.h>
 #include <errno.h>
 #include <limits.h>
+/* LZ4F_compressFrame_usingCDict, as src/codec_lz4.c writes its frames */
+#define LZ4F_STATIC_LINKING_ONLY
 #include <lz4frame.h>
 #include <snappy-c.h>
 #include <stdarg.h>
@@ -294,15 +296,12 @@ static size_t s_bare_encode(s_bare *b, const void *src, size_t n, void *dst,
         pr.frameInfo.contentSize = n;
         pr.compressionLevel = b->level;
         pr.autoFlush = 1;
-        unsigned char *o = dst;
-        size_t at = LZ4F_compressBegin(b->lc, o, cap, &pr);
-        if (LZ4F_isError(at)) s_die("lz4 compress");
-        size_t w = LZ4F_compressUpdate(b->lc, o + at, cap - at, src, n, NULL);
+        /* One call, as the layer: the same bytes (block size chosen from
+         * the value's size), so both sides decode the same frames. */
+        size_t w =
+            LZ4F_compressFrame_usingCDict(b->lc, dst, cap, src, n, NULL, &pr);
         if (LZ4F_isError(w)) s_die("lz4 compress");
-        at += w;
-        w = LZ4F_compressEnd(b->lc, o + at, cap - at, NULL);
-        if (LZ4F_isError(w)) s_die("lz4 compress");
-        return at + w;
+        return w;
     }
     if (!b->zc) {
         b->zc = ZSTD_createCCtx();

@@ -80,7 +80,11 @@ static int s_check(const unsigned char *p, size_t n, size_t *nbytes,
         blocksize ? *nbytes / blocksize + !!(*nbytes % blocksize) : 0;
     unsigned format = (flags >> 5) & 0x7;
     size_t ratio = format <= 2 ? 1024 : format == 3 ? 2048 : 32768;
-    if (blocksize == 0 || nblocks > (cbytes - BLOSC_MIN_HEADER_LENGTH) / 4 ||
+    /* blosc never makes a block larger than the chunk (it clamps the
+     * block size to nbytes), and the decoder's scratch is sized from the
+     * block size: bounded so, it stays within what the limit allows. */
+    if (blocksize == 0 || blocksize > *nbytes ||
+        nblocks > (cbytes - BLOSC_MIN_HEADER_LENGTH) / 4 ||
         *nbytes > pd__ratio_cap(cbytes, ratio, (size_t)1 << 20)) {
         if (why)
             pd_sink_reason(why,

@@ -9,14 +9,24 @@
  * Reading: the header (magic, descriptor, header checksum) is checked by
  * hand first; a stated content size is checked against the layer's limit
  * and against what the frame could encode (LZ4 never passes 255x, the
- * bound below has room) before the output is reserved at once.  A frame
- * without a content size grows its output as it decodes.
+ * bound below has room) before the output is reserved at once.  Such a
+ * frame (ours always state it) is then decoded here, block by block with
+ * LZ4_decompress_safe straight into that output, the output before a
+ * linked block being its dictionary: LZ4F_decompress would decode a block
+ * smaller than the frame's block size through its own staging buffer and
+ * copy it, and would allocate that buffer (up to 8 MiB for 4 MiB blocks)
+ * whatever the limit.  A frame without a content size goes through
+ * LZ4F_decompress, its output growing as it decodes; LZ4F's buffers are
+ * then bounded by the largest block size (4 MiB), whatever the input, as
+ * they are for the prefix check.
  */
 #include "codec.h"
 
 /* LZ4F_compressFrame_usingCDict: one call per frame on a reused context
  * (exported by liblz4 since 1.8, stable API in 1.10). */
 #define LZ4F_STATIC_LINKING_ONLY
+#include <limits.h>
+#include <lz4.h>
 #include <lz4frame.h>
 #include <stdlib.h>
 #include <string.h>
@@ -104,6 +114,79 @@ static int s_header(const unsigned char *p, size_t n, uint64_t *declared) {
     return 0;
 }
 
+static int s_bad(pd_sink *out, const char *why, size_t at) {
+    pd_sink_reason(out, "lz4: %s at byte %zu", why, at);
+    return PD_ERR_CORRUPT;
+}
+
+/* Decodes the frame p[0..n) (header already checked) whose content size is
+ * `declared` (within the sink's room) into the sink, in one reservation.
+ * Accepts what LZ4F_decompress does: blocks no larger than the frame's
+ * block size, block and content checksums when the frame has them, the
+ * end mark, nothing after the frame, exactly `declared` bytes out. */
+static int s_direct(const unsigned char *p, size_t n, uint64_t declared,
+                    pd_sink *out) {
+    unsigned flg = p[4], bd = p[5];
+    bool linked = !(flg & 0x20), bsum = flg & 0x10, csum = flg & 0x04;
+    size_t at = 4 + 2 + ((flg & 0x08) ? 8 : 0) + ((flg & 0x01) ? 4 : 0) + 1;
+    size_t bmax = (size_t)1 << (8 + 2 * ((bd >> 4) & 7)); /* 64 KiB.. */
+    unsigned char *dst = pd_sink_reserve(out, (size_t)declared);
+    if (!dst) return pd__sink_fail(out);
+    size_t made = 0;
+    for (;;) {
+        if (n - at < 4) return s_bad(out, "frame cut short", at);
+        uint32_t bh = pd__le32(p + at);
+        at += 4;
+        if (bh == 0) break; /* the end mark */
+        size_t bs = bh & 0x7fffffffu;
+        if (bs > bmax)
+            return s_bad(out, "block larger than the block size", at);
+        if (bs > n - at || (bsum && n - at - bs < 4))
+            return s_bad(out, "frame cut short", at);
+        if (bsum && XXH32(p + at, bs, 0) != pd__le32(p + at + bs))
+            return s_bad(out, "block checksum mismatch", at);
+        size_t room = (size_t)declared - made;
+        if (bh & 0x80000000u) { /* stored uncompressed */
+            if (bs > room)
+                return s_bad(out, "block passes the content size", at);
+            memcpy(dst + made, p + at, bs);
+            made += bs;
+        } else {
+            int cap = (int)(room < bmax ? room : bmax), r;
+            const char *in = (const char *)p + at;
+            char *o = (char *)dst + made;
+            if (linked && made > 0) {
+                int dict = made < 65536 ? (int)made : 65536;
+                r = LZ4_decompress_safe_usingDict(in, o, (int)bs, cap, o - dict,
+                                                  dict);
+            } else {
+                r = LZ4_decompress_safe(in, o, (int)bs, cap);
+            }
+            if (r < 0) return s_bad(out, "block does not decode", at);
+            made += (size_t)r;
+        }
+        at += bs + (bsum ? 4 : 0);
+    }
+    if (csum) {
+        if (n - at < 4) return s_bad(out, "frame cut short", at);
+        if (XXH32(dst, made, 0) != pd__le32(p + at))
+            return s_bad(out, "content checksum mismatch", at);
+        at += 4;
+    }
+    if (at != n) {
+        pd_sink_reason(out, "lz4: %zu bytes after the end of the frame",
+                       n - at);
+        return PD_ERR_CORRUPT;
+    }
+    if (made != declared) {
+        pd_sink_reason(out, "lz4: frame decoded to %zu bytes, declares %llu",
+                       made, (unsigned long long)declared);
+        return PD_ERR_CORRUPT;
+    }
+    pd_sink_commit(out, made);
+    return 0;
+}
+
 static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
     s_lz4 *z = ctx;
     uint64_t declared;
@@ -122,7 +205,7 @@ static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
         }
         int rc = pd__sink_check_declared(out, "lz4 frame", declared);
         if (rc) return rc;
-        first = (size_t)declared;
+        return s_direct(src, n, declared, out);
     }
     if (!z->d) {
         LZ4F_errorCode_t e =
@@ -136,13 +219,7 @@ static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
     } else {
         LZ4F_resetDecompressionContext(z->d); /* a failed frame may remain */
     }
-    int rc = pd__stream_decode(out, src, n, first, s_step, z->d, "lz4 frame");
-    if (rc == 0 && declared != UINT64_MAX && pd_sink_size(out) != declared) {
-        pd_sink_reason(out, "lz4: frame decoded to %zu bytes, declares %llu",
-                       pd_sink_size(out), (unsigned long long)declared);
-        rc = PD_ERR_CORRUPT;
-    }
-    return rc;
+    return pd__stream_decode(out, src, n, first, s_step, z->d, "lz4 frame");
 }
 
 static void s_destroy(void *ctx) {

@@ -8,6 +8,13 @@
  * 3-byte copy, yields 64 bytes, so n bytes never decode to more than
  * about 64n/3.  snappy_uncompress then checks the block decodes to exactly
  * that length.
+ *
+ * A prefix of a block (to prove a torn frame, see frame.h) is checked by
+ * walking its elements without decoding them: each literal and copy must
+ * stay within the declared length, and each copy must reach back no
+ * further than the output so far; an element cut short by the end of the
+ * prefix is accepted.  No checksum, so this is weaker evidence than the
+ * other codecs' prefix checks, but random bytes rarely pass it for long.
  */
 #include "codec.h"
 
@@ -79,6 +86,93 @@ static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
     return 0;
 }
 
+/* Whether p[0..n) can begin a block of `claimed` bytes (n < claimed). */
+static int s_prefix(void *ctx, const unsigned char *p, size_t n,
+                    uint64_t claimed, pd_sink *out) {
+    (void)ctx;
+    size_t at = 0;
+    uint64_t len = 0;
+    for (;; at++) { /* the varint length, which may be cut short too */
+        if (at == n) return 0;
+        if (at == 5) return PD_ERR_CORRUPT;
+        len |= (uint64_t)(p[at] & 0x7f) << (7 * at);
+        if (!(p[at] & 0x80)) break;
+    }
+    at++;
+    uint64_t most =
+        claimed / 3 + 1 > UINT64_MAX / 64 ? UINT64_MAX : (claimed / 3 + 1) * 64;
+    if (len > UINT32_MAX || len > most) {
+        pd_sink_reason(out, "snappy: length prefix %llu impossible",
+                       (unsigned long long)len);
+        return PD_ERR_CORRUPT;
+    }
+    int rc = pd__sink_check_declared(out, "snappy block", len);
+    if (rc) return rc;
+    uint64_t made = 0; /* output the elements so far produce */
+    while (at < n) {
+        unsigned tag = p[at];
+        uint64_t elen, off = 0;
+        size_t hdr; /* bytes of the element before any literal bytes */
+        switch (tag & 3) {
+        case 0: /* literal: length in the tag, or in 1-4 bytes after it */
+            if ((tag >> 2) < 60) {
+                hdr = 1;
+                elen = (tag >> 2) + 1;
+            } else {
+                size_t k = (tag >> 2) - 59;
+                hdr = 1 + k;
+                if (n - at < hdr) return 0;
+                elen = 0;
+                for (size_t i = 0; i < k; i++)
+                    elen |= (uint64_t)p[at + 1 + i] << (8 * i);
+                elen++;
+            }
+            break;
+        case 1: /* copy, 11-bit offset */
+            hdr = 2;
+            elen = ((tag >> 2) & 7) + 4;
+            if (n - at >= 2) off = (uint64_t)(tag >> 5) << 8 | p[at + 1];
+            break;
+        case 2: /* copy, 16-bit offset */
+            hdr = 3;
+            elen = (tag >> 2) + 1;
+            if (n - at >= 3)
+                off = (uint64_t)p[at + 1] | (uint64_t)p[at + 2] << 8;
+            break;
+        default: /* copy, 32-bit offset */
+            hdr = 5;
+            elen = (tag >> 2) + 1;
+            if (n - at >= 5) off = pd__le32(p + at + 1);
+            break;
+        }
+        if (elen > len - made) {
+            pd_sink_reason(out,
+                           "snappy: element at byte %zu passes the "
+                           "declared length %llu",
+                           at, (unsigned long long)len);
+            return PD_ERR_CORRUPT;
+        }
+        if (n - at < hdr) return 0; /* cut short inside the element */
+        if ((tag & 3) != 0 && (off == 0 || off > made)) {
+            pd_sink_reason(out,
+                           "snappy: copy at byte %zu reaches before "
+                           "the start",
+                           at);
+            return PD_ERR_CORRUPT;
+        }
+        made += elen;
+        if ((tag & 3) == 0 && elen > n - at - hdr) return 0; /* literal cut */
+        at += hdr + ((tag & 3) == 0 ? (size_t)elen : 0);
+    }
+    /* The block is complete at n: bytes after it (claimed > n) would be
+     * elements past its length. */
+    if (made == len) {
+        pd_sink_reason(out, "snappy: block ends before its frame does");
+        return PD_ERR_CORRUPT;
+    }
+    return 0;
+}
+
 static int s_make(pd_codec *out, int level) {
     (void)level;
     *out = (pd_codec){"snappy", NULL, s_encode, s_decode, NULL};
@@ -95,7 +189,5 @@ static int s_probe(const unsigned char *p, size_t n, uint64_t *declared) {
 
 /* No levels: level_min > level_max. */
 const pd__codec_ext pd__codec_snappy = {
-    "snappy", 1,      0,       0,    false,
-    s_encode, s_make, s_probe, NULL, /* a prefix shows only the length: too weak
-                                        to prove a torn frame */
+    "snappy", 1, 0, 0, false, s_encode, s_make, s_probe, s_prefix,
 };

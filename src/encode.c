@@ -149,7 +149,7 @@ typedef struct s_dctx {
     /* repair: kept frames [off, off + 8 + len) */
     uint64_t *keep;
     size_t nkeep, capkeep;
-    size_t last_len;   /* r->len before the last kept frame */
+    size_t last_len;   /* r->len before the last frame kept */
     uint64_t fail_off; /* the frame an emit failed on */
     size_t fail_index;
 } s_dctx;
@@ -174,10 +174,13 @@ static int s_emit(void *arg, const unsigned char *p, size_t n, uint64_t off,
     s_dctx *c = arg;
     c->fail_off = off;
     c->fail_index = index;
-    c->last_len = c->r->len;
+    size_t mark = c->r->len;
     int rc = s_decode_into(c->e, c->r, p, n, c->e->reason);
+    /* Only a kept frame moves the mark s_unemit goes back to: a frame that
+     * fails after it must not make its bytes stay. */
+    if (rc == 0) c->last_len = mark;
     if (rc == 0 && c->keep) {
-        c->r->len = c->last_len; /* repair keeps frames, not their bytes */
+        c->r->len = mark; /* repair keeps frames, not their bytes */
         if (c->nkeep == c->capkeep) {
             size_t ncap = c->capkeep ? c->capkeep * 2 : 16;
             uint64_t *nk = realloc(c->keep, 2 * ncap * sizeof *nk);

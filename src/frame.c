@@ -211,8 +211,10 @@ static int s_tail_ok(s_scan *sc, size_t p) {
  * itself (a header and at least S_FIRM payload bytes the codec accepts,
  * its claim reaching past where the next piece starts), and that piece is
  * the end of the key, a frame that decodes (and R after it), or another
- * such torn frame.  This reads a key where several writers were killed in
- * a row.  1, 0, -1. */
+ * such torn frame.  The next piece is looked for inside q's claim, or,
+ * when the claim runs past the end of the key, anywhere after q (a later
+ * writer's frames may fill the rest).  This reads a key where several
+ * writers were killed in a row.  1, 0, -1. */
 static int s_weak(s_scan *sc, size_t q, int depth) {
     if (sc->n - q < PD_FRAME_HEADER + S_FIRM) return 0;
     uint64_t len = pd__le64(sc->d + q);
@@ -225,9 +227,16 @@ static int s_weak(s_scan *sc, size_t q, int depth) {
     if (!m) return -1;
     if (m->chain < 0) {
         size_t avail = sc->n - q - PD_FRAME_HEADER;
-        if (len > avail) { /* a torn tail */
+        if (len > avail) {
+            /* A torn tail; or torn, with a later writer's frames inside
+             * the rest (its claim runs past them). */
             t = s_torn_ok(sc, q, sc->n, m, S_FIRM);
             if (t < 0) return -1;
+            if (!t && depth < PD__RESYNC_DEPTH) {
+                size_t q2 = s_resync(sc, q, sc->n, true, depth + 1);
+                if (sc->err) return -1;
+                t = q2 != S_NONE;
+            }
             m->chain = (signed char)t;
         } else if (depth >= PD__RESYNC_DEPTH) {
             m->chain = 0;
@@ -387,6 +396,14 @@ int pd__frame_scan(const unsigned char *data, size_t n, const pd__scan_ops *ops,
             if (rc != PD_ERR_CORRUPT) break;
             rc = 0;
         }
+        /* Zeros to the end first: a file extended by a crash is no damage
+         * to the frame before it, which is kept (as R reads it). */
+        size_t z = s_zeros(&sc, pos);
+        if (pos + z == n) {
+            if (ops->skip)
+                rc = ops->skip(ops->arg, pos, n - pos, PD__SKIP_ZERO);
+            break;
+        }
         if (ops->backtrack && last != S_NONE) {
             /* Damage right after a kept frame: was that frame a torn one
              * that decoded by chance? */
@@ -407,12 +424,6 @@ int pd__frame_scan(const unsigned char *data, size_t n, const pd__scan_ops *ops,
             }
         }
         last = S_NONE;
-        size_t z = s_zeros(&sc, pos);
-        if (pos + z == n) {
-            if (ops->skip)
-                rc = ops->skip(ops->arg, pos, n - pos, PD__SKIP_ZERO);
-            break;
-        }
         size_t q =
             s_resync(&sc, pos, s_reach(&sc, pos, fits, end, z), false, 1);
         if (sc.err) {
