@@ -26,6 +26,9 @@
 
 #include "partd/partd.h"
 
+#include <blosc.h>
+#include <snappy-c.h>
+
 #include <errno.h>
 #include <math.h>
 #include <stdbool.h>
@@ -1104,8 +1107,24 @@ static int s_close(s_store *self, bool dealloc) {
     pd_store *s = self->s;
     self->s = NULL;
     self->lock_depth = 0;
+    /* A Buffer collected without close() forgets what fast holds, as
+     * partd's does: nothing can read it any more (its slow store is
+     * usually the temporary File of a dask shuffle, about to be removed),
+     * and moving it to slow would write it all to disk.  close() moves it
+     * (pd_close). */
+    bool discard = dealloc && PyObject_TypeCheck(self, &s_BufferType);
+    /* A fast Dict nothing else can see (dask's Buffer(Dict(), File())) is
+     * dropped at once: cheaper than discard's deletes, key by key. */
+    s_store *fast = discard ? (s_store *)self->inner[0] : NULL;
+    pd_store *drop = fast && fast->s && Py_REFCNT(fast) == 1 &&
+                             fast->borrowers == 1 &&
+                             strcmp(pd_store_kind(fast->s), "dict") == 0
+                         ? fast->s
+                         : NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = pd_close(&s);
+    Py_BEGIN_ALLOW_THREADS if (drop) pd_drop(drop, 0);
+    if (discard) pd_buffer_discard(s);
+    rc = pd_close(&s);
     Py_END_ALLOW_THREADS for (int i = 0; i < 2; i++) {
         s_store *in = (s_store *)self->inner[i];
         if (in) in->borrowers--;
@@ -1862,17 +1881,25 @@ static void s_server_log(void *arg, int level, const char *line) {
         return;
     }
     PyGILState_STATE g = PyGILState_Ensure();
-    PyObject *r = PyObject_CallFunction(self->log, "is", level, line);
+    PyObject *text =
+        PyUnicode_DecodeUTF8(line, (Py_ssize_t)strlen(line), "replace");
+    PyObject *r =
+        text ? PyObject_CallFunction(self->log, "iO", level, text) : NULL;
     if (r)
         Py_DECREF(r);
     else
         PyErr_WriteUnraisable(self->log);
+    Py_XDECREF(text);
     PyGILState_Release(g);
 }
 
 static void s_server_release(s_server *self, bool raise) {
+    /* Both taken with the GIL: a concurrent close() finds nothing to do,
+     * and the store outlives the serving thread. */
     pd_server *srv = self->srv;
+    PyObject *store = self->store;
     self->srv = NULL;
+    self->store = NULL;
     int rc = 0;
     if (srv && self->pid == (long)getpid()) {
         Py_BEGIN_ALLOW_THREADS rc = pd_server_close(&srv);
@@ -1880,9 +1907,9 @@ static void s_server_release(s_server *self, bool raise) {
     }
     /* In a forked child the parent's server (its thread, its sockets) is
      * not ours to close: it is left alone. */
-    if (self->store) {
-        ((s_store *)self->store)->borrowers--;
-        Py_CLEAR(self->store);
+    if (store) {
+        ((s_store *)store)->borrowers--;
+        Py_DECREF(store);
     }
     if (rc && raise) s_raise(NULL, rc);
 }
@@ -1992,7 +2019,7 @@ static PyObject *s_server_stop(s_server *self, PyObject *Py_UNUSED(a)) {
 
 /* wait(timeout=None): wait until the server stops serving (a `close`
  * command, stop(), the idle timeout) or timeout seconds pass, with the GIL
- * released; signals (KeyboardInterrupt) are checked every 50 ms.  Returns
+ * released; signals (KeyboardInterrupt) are checked every 10 ms.  Returns
  * True once it is not running. */
 static PyObject *s_server_wait(s_server *self, PyObject *const *args,
                                Py_ssize_t nargs, PyObject *kwnames) {
@@ -2006,19 +2033,15 @@ static PyObject *s_server_wait(s_server *self, PyObject *const *args,
         if (limit == -1.0 && PyErr_Occurred()) return NULL;
         if (limit < 0) limit = 0;
     }
-    if (s_server_check(self) < 0) return NULL;
-    double waited = 0;
-    while (pd_server_running(self->srv)) {
+    double waited = 0; /* a closed server has stopped: True at once */
+    /* srv is only looked at with the GIL held: close() from another thread
+     * sets self->srv to NULL (with the GIL) before it frees the server. */
+    while (self->srv && pd_server_running(self->srv)) {
         if (limit >= 0 && waited >= limit) Py_RETURN_FALSE;
-        Py_BEGIN_ALLOW_THREADS for (int i = 0;
-                                    i < 50 && pd_server_running(self->srv);
-                                    i++) {
-            struct timespec ts = {0, 1000000};
-            nanosleep(&ts, NULL);
-        }
-        Py_END_ALLOW_THREADS waited += 0.05;
+        Py_BEGIN_ALLOW_THREADS struct timespec ts = {0, 10000000};
+        nanosleep(&ts, NULL);
+        Py_END_ALLOW_THREADS waited += 0.01;
         if (PyErr_CheckSignals() < 0) return NULL;
-        if (!self->srv) break; /* closed by a signal handler */
     }
     Py_RETURN_TRUE;
 }
@@ -2136,6 +2159,532 @@ static PyObject *s_curve_keypair_py(PyObject *Py_UNUSED(mod),
     char pub[41], sec[41];
     if (pd_curve_keypair(pub, sec)) return s_raise(NULL, pd_errcode(NULL));
     return Py_BuildValue("(ss)", pub, sec);
+}
+
+/* ------------------------------------------------- PandasBlocks and Numpy */
+
+/* The byte-level work of cpartd.pandas and cpartd.numpy, in the formats of
+ * partd's (so either implementation reads what the other wrote):
+ *   - a numeric block is its raw bytes compressed by blosc (python-blosc's
+ *     defaults: blosclz, level 9, byte shuffle, typesize the item size, one
+ *     thread), or stored raw when python-blosc is missing;
+ *   - an object block is the list of its items pickled, framed, then
+ *     compressed as text (snappy, else blosc with typesize 1, else raw).
+ * The pickle is written here for lists of str, bytes, int, float, bool and
+ * None (what string columns hold), as pickle.loads reads it; any other item
+ * makes the caller fall back to Python's pickle. */
+
+/* How one part is coded: the codec ids shared with cpartd/pandas.py. */
+enum {
+    S_CODEC_RAW = 0,
+    S_CODEC_BLOSC = 1,
+    S_CODEC_SNAPPY = 2,
+};
+
+/* A growable malloc'ed byte buffer (used without the GIL). */
+typedef struct s_buf {
+    char *p;
+    size_t len, cap;
+} s_buf;
+
+static int s_buf_room(s_buf *b, size_t extra) {
+    size_t need;
+    if (__builtin_add_overflow(b->len, extra, &need)) return -1;
+    if (need <= b->cap) return 0;
+    size_t ncap = b->cap ? b->cap : 4096;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) return -1;
+        ncap *= 2;
+    }
+    char *np = realloc(b->p, ncap);
+    if (!np) return -1;
+    b->p = np;
+    b->cap = ncap;
+    return 0;
+}
+
+static void s_le(unsigned char *p, uint64_t v, int n) {
+    for (int k = 0; k < n; k++) p[k] = (unsigned char)(v >> (8 * k));
+}
+
+/* Appends opcode `op` then the n bytes at raw. */
+static int s_pk_op(s_buf *b, unsigned char op, const void *raw, size_t n) {
+    if (s_buf_room(b, 1 + n) < 0) return -1;
+    b->p[b->len] = (char)op;
+    if (n) memcpy(b->p + b->len + 1, raw, n);
+    b->len += 1 + n;
+    return 0;
+}
+
+/* Appends op + an nlen-byte little-endian length + the len bytes of data. */
+static int s_pk_sized(s_buf *b, unsigned char op, int nlen, const void *data,
+                      size_t len) {
+    if (s_buf_room(b, 1 + (size_t)nlen + len) < 0) return -1;
+    unsigned char *p = (unsigned char *)b->p + b->len;
+    p[0] = op;
+    s_le(p + 1, (uint64_t)len, nlen);
+    if (len) memcpy(p + 1 + nlen, data, len);
+    b->len += 1 + (size_t)nlen + len;
+    return 0;
+}
+
+static int s_pk_str_like(s_buf *b, const char *data, size_t len,
+                         unsigned char op1, unsigned char op4,
+                         unsigned char op8) {
+    if (len < 256) return s_pk_sized(b, op1, 1, data, len);
+    if (len <= UINT32_MAX) return s_pk_sized(b, op4, 4, data, len);
+    return s_pk_sized(b, op8, 8, data, len);
+}
+
+/* Pickles `list` (protocol 4, no memo) into b, after an 8-byte frame
+ * header with its length (partd frames the pickle before compressing it).
+ * 0; 1 when an item is of a type not handled here (no exception set); -1
+ * with an exception. */
+static int s_text_pickle(PyObject *list, s_buf *b) {
+    Py_ssize_t n = PyList_GET_SIZE(list);
+    size_t start = b->len;
+    if (s_buf_room(b, 8 + 4) < 0) goto nomem;
+    b->len += 8;
+    memcpy(b->p + b->len, "\x80\x04]", 3); /* PROTO 4, EMPTY_LIST */
+    b->len += 3;
+    if (n > 0) b->p[b->len++] = '('; /* MARK */
+    for (Py_ssize_t i = 0; i < n; i++) {
+        PyObject *o = PyList_GET_ITEM(list, i);
+        unsigned char raw[9];
+        int rc;
+        if (PyUnicode_CheckExact(o)) {
+            Py_ssize_t len;
+            const char *s = PyUnicode_AsUTF8AndSize(o, &len);
+            if (!s) { /* lone surrogates: left to pickle */
+                PyErr_Clear();
+                return 1;
+            }
+            rc = s_pk_str_like(b, s, (size_t)len, 0x8c, 'X', 0x8d);
+        } else if (o == Py_None) {
+            rc = s_pk_op(b, 'N', NULL, 0);
+        } else if (PyFloat_CheckExact(o)) {
+            if (PyFloat_Pack8(PyFloat_AS_DOUBLE(o), (char *)raw, 0) < 0)
+                return -1;
+            rc = s_pk_op(b, 'G', raw, 8); /* BINFLOAT, big-endian */
+        } else if (o == Py_True || o == Py_False) {
+            rc = s_pk_op(b, o == Py_True ? 0x88 : 0x89, NULL, 0);
+        } else if (PyLong_CheckExact(o)) {
+            int ovf = 0;
+            long long v = PyLong_AsLongLongAndOverflow(o, &ovf);
+            if (ovf) return 1;
+            if (v == -1 && PyErr_Occurred()) return -1;
+            if (v >= INT32_MIN && v <= INT32_MAX) {
+                s_le(raw, (uint64_t)(int64_t)v, 4);
+                rc = s_pk_op(b, 'J', raw, 4); /* BININT */
+            } else {
+                raw[0] = 8; /* LONG1: 8 bytes, two's complement */
+                s_le(raw + 1, (uint64_t)v, 8);
+                rc = s_pk_op(b, 0x8a, raw, 9);
+            }
+        } else if (PyBytes_CheckExact(o)) {
+            rc = s_pk_str_like(b, PyBytes_AS_STRING(o),
+                               (size_t)PyBytes_GET_SIZE(o), 'C', 'B', 0x8e);
+        } else {
+            return 1;
+        }
+        if (rc < 0) goto nomem;
+    }
+    if (s_buf_room(b, 2) < 0) goto nomem;
+    if (n > 0) b->p[b->len++] = 'e'; /* APPENDS */
+    b->p[b->len++] = '.';            /* STOP */
+    s_le((unsigned char *)b->p + start, b->len - start - 8, 8);
+    return 0;
+nomem:
+    PyErr_NoMemory();
+    return -1;
+}
+
+/* text_pickle(list): the pickle (protocol 4) of a list of str, bytes, int,
+ * float, bool and None, as bytes; None for a list holding anything else. */
+static PyObject *s_text_pickle_py(PyObject *Py_UNUSED(mod), PyObject *arg) {
+    if (!PyList_Check(arg)) {
+        PyErr_SetString(PyExc_TypeError, "text_pickle takes a list");
+        return NULL;
+    }
+    s_buf b = {0};
+    int rc = s_text_pickle(arg, &b);
+    PyObject *out = NULL;
+    if (rc == 0)
+        out = PyBytes_FromStringAndSize(b.p + 8, (Py_ssize_t)(b.len - 8));
+    else if (rc == 1)
+        out = Py_NewRef(Py_None);
+    free(b.p);
+    return out;
+}
+
+/* Compresses src[0..n) with codec into dst (room: s_codec_bound); returns
+ * the compressed size, or 0 on failure (never for a correct bound). */
+static size_t s_codec_bound(int codec, size_t n) {
+    if (codec == S_CODEC_BLOSC) return n + BLOSC_MAX_OVERHEAD;
+    if (codec == S_CODEC_SNAPPY) return snappy_max_compressed_length(n);
+    return n;
+}
+
+static size_t s_codec_compress(int codec, size_t typesize, const void *src,
+                               size_t n, void *dst, size_t room) {
+    if (codec == S_CODEC_BLOSC) {
+        int r = blosc_compress_ctx(9, BLOSC_SHUFFLE, typesize, n, src, dst,
+                                   room, "blosclz", 0, 1);
+        return r > 0 ? (size_t)r : 0;
+    }
+    if (codec == S_CODEC_SNAPPY) {
+        size_t out = room;
+        return snappy_compress(src, n, dst, &out) == SNAPPY_OK ? out : 0;
+    }
+    if (n) memcpy(dst, src, n);
+    return n;
+}
+
+typedef struct s_part {
+    int codec;
+    size_t typesize;
+    Py_buffer view; /* view.obj NULL when text is used */
+    s_buf text;     /* a pickled, framed object list */
+    const void *src;
+    size_t n;
+} s_part;
+
+/* blocks_frames(header, parts): partd's serialize(df) (cpartd.pandas) in
+ * one buffer: frame(header), then for each part (codec, data, typesize) the
+ * frame of data compressed by codec (0 raw, 1 blosc, 2 snappy).  data is
+ * any contiguous buffer, or a list (an object block: pickled and framed
+ * first, as partd's numpy.serialize).  Compression runs without the GIL.
+ * Returns bytes, or None when a list holds an item text_pickle does not
+ * handle. */
+static PyObject *s_blocks_frames(PyObject *Py_UNUSED(mod), PyObject *args) {
+    PyObject *header, *parts;
+    if (!PyArg_ParseTuple(args, "OO!:blocks_frames", &header, &PyList_Type,
+                          &parts))
+        return NULL;
+    Py_buffer hv;
+    if (PyObject_GetBuffer(header, &hv, PyBUF_SIMPLE) < 0) return NULL;
+    Py_ssize_t np = PyList_GET_SIZE(parts);
+    s_part *ps = PyMem_Calloc(np ? (size_t)np : 1, sizeof *ps);
+    PyObject *out = NULL;
+    Py_ssize_t done = 0;
+    if (!ps) {
+        PyErr_NoMemory();
+        goto fail;
+    }
+    size_t bound = 8 + (size_t)hv.len;
+    for (; done < np; done++) {
+        s_part *p = &ps[done];
+        PyObject *it = PyList_GET_ITEM(parts, done), *data;
+        int codec;
+        Py_ssize_t ts;
+        if (!PyTuple_Check(it)) {
+            PyErr_SetString(PyExc_TypeError,
+                            "blocks_frames: a part is a tuple (codec, data, "
+                            "typesize)");
+            goto fail;
+        }
+        if (!PyArg_ParseTuple(it, "iOn:blocks_frames part", &codec, &data, &ts))
+            goto fail;
+        if (codec < S_CODEC_RAW || codec > S_CODEC_SNAPPY || ts < 1 ||
+            ts > 255) {
+            PyErr_SetString(PyExc_ValueError,
+                            "blocks_frames: a part is (codec 0-2, data, "
+                            "typesize 1-255)");
+            goto fail;
+        }
+        p->codec = codec;
+        p->typesize = (size_t)ts;
+        if (PyList_Check(data)) {
+            int rc = s_text_pickle(data, &p->text);
+            if (rc < 0) goto fail;
+            if (rc == 1) {
+                out = Py_NewRef(Py_None);
+                goto fail;
+            }
+            p->src = p->text.p;
+            p->n = p->text.len;
+        } else {
+            if (PyObject_GetBuffer(data, &p->view, PyBUF_C_CONTIGUOUS) < 0)
+                goto fail;
+            p->src = p->view.buf;
+            p->n = (size_t)p->view.len;
+        }
+        if (codec == S_CODEC_BLOSC && p->n > BLOSC_MAX_BUFFERSIZE) {
+            PyErr_Format(PyExc_ValueError,
+                         "cpartd: a block of %zu bytes is more than blosc "
+                         "takes (%d)",
+                         p->n, BLOSC_MAX_BUFFERSIZE);
+            goto fail;
+        }
+        size_t b = s_codec_bound(codec, p->n);
+        if (__builtin_add_overflow(bound, 8 + b, &bound) ||
+            bound > PY_SSIZE_T_MAX) {
+            PyErr_NoMemory();
+            goto fail;
+        }
+    }
+    out = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)bound);
+    if (!out) goto fail;
+    size_t len = 0;
+    bool ok = true;
+    char *dst = PyBytes_AS_STRING(out);
+    Py_BEGIN_ALLOW_THREADS s_le((unsigned char *)dst, (uint64_t)hv.len, 8);
+    memcpy(dst + 8, hv.buf, (size_t)hv.len);
+    len = 8 + (size_t)hv.len;
+    for (Py_ssize_t i = 0; i < np && ok; i++) {
+        s_part *p = &ps[i];
+        size_t c = s_codec_compress(p->codec, p->typesize, p->src, p->n,
+                                    dst + len + 8, bound - len - 8);
+        if (c == 0 && p->n > 0) ok = false;
+        s_le((unsigned char *)dst + len, (uint64_t)c, 8);
+        len += 8 + c;
+    }
+    Py_END_ALLOW_THREADS if (!ok) {
+        Py_CLEAR(out);
+        PyErr_SetString(PyExc_RuntimeError,
+                        "cpartd: blocks_frames: compression failed");
+        goto fail;
+    }
+    if (_PyBytes_Resize(&out, (Py_ssize_t)len) < 0) out = NULL;
+fail:
+    /* Every part: ps is zeroed, and a failing part may hold a text. */
+    for (Py_ssize_t i = 0; i < np && ps; i++) {
+        if (ps[i].view.obj) PyBuffer_Release(&ps[i].view);
+        free(ps[i].text.p);
+    }
+    PyMem_Free(ps);
+    PyBuffer_Release(&hv);
+    return out;
+}
+
+/* Limit on what one decompressed piece may claim (blosc 1.x's own). */
+#define S_DECOMPRESS_MAX ((size_t)INT32_MAX)
+
+/* The decompressed size src claims under codec: 0 and a message in why
+ * when it is not a valid piece. */
+static size_t s_codec_size(int codec, const void *src, size_t n,
+                           const char **why) {
+    if (codec == S_CODEC_BLOSC) {
+        size_t nbytes = 0;
+        if (n < BLOSC_MIN_HEADER_LENGTH ||
+            blosc_cbuffer_validate(src, n, &nbytes) != 0) {
+            *why = "not a blosc chunk";
+            return 0;
+        }
+        return nbytes;
+    }
+    if (codec == S_CODEC_SNAPPY) {
+        size_t out = 0;
+        if (snappy_uncompressed_length(src, n, &out) != SNAPPY_OK) {
+            *why = "not a snappy block";
+            return 0;
+        }
+        /* snappy cannot expand a byte past ~21 (a copy op per 3 bytes). */
+        if (out / 32 > n + 1) {
+            *why = "a snappy length the data cannot hold";
+            return 0;
+        }
+        return out;
+    }
+    return n;
+}
+
+static bool s_codec_decompress(int codec, const void *src, size_t n, void *dst,
+                               size_t size) {
+    if (codec == S_CODEC_BLOSC)
+        return blosc_decompress_ctx(src, dst, size, 1) == (int)size;
+    if (codec == S_CODEC_SNAPPY) {
+        size_t out = size;
+        return snappy_uncompress(src, n, dst, &out) == SNAPPY_OK && out == size;
+    }
+    if (n) memcpy(dst, src, n);
+    return n == size;
+}
+
+/* decompress(codec, data, out=None, offset=0): data decompressed (0 raw,
+ * 1 blosc, 2 snappy).  Without out: new bytes.  With out (a writable
+ * contiguous buffer, e.g. a numpy array): written at byte `offset`, which
+ * must leave room for all of it; returns the number of bytes written.
+ * Runs without the GIL.  A piece that does not decode raises CorruptError. */
+static PyObject *s_decompress_py(PyObject *Py_UNUSED(mod), PyObject *args,
+                                 PyObject *kwds) {
+    static char *kwlist[] = {"codec", "data", "out", "offset", NULL};
+    int codec;
+    Py_buffer src, dv = {0};
+    PyObject *outobj = Py_None, *ret = NULL;
+    Py_ssize_t offset = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "iy*|On:decompress", kwlist,
+                                     &codec, &src, &outobj, &offset))
+        return NULL;
+    if (codec < S_CODEC_RAW || codec > S_CODEC_SNAPPY) {
+        PyErr_SetString(PyExc_ValueError, "decompress: codec is 0-2");
+        goto out;
+    }
+    const char *why = NULL;
+    size_t size =
+        src.len ? s_codec_size(codec, src.buf, (size_t)src.len, &why) : 0;
+    if (why) {
+        PyErr_Format(s_CorruptError, "cpartd: decompress: %s (%zd bytes)", why,
+                     src.len);
+        goto out;
+    }
+    if (size > S_DECOMPRESS_MAX) {
+        PyErr_Format(s_CorruptError,
+                     "cpartd: decompress: a piece claims %zu bytes", size);
+        goto out;
+    }
+    char *dst;
+    if (outobj == Py_None) {
+        ret = PyBytes_FromStringAndSize(NULL, (Py_ssize_t)size);
+        if (!ret) goto out;
+        dst = PyBytes_AS_STRING(ret);
+    } else {
+        if (PyObject_GetBuffer(outobj, &dv,
+                               PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) < 0)
+            goto out;
+        if (offset < 0 || (size_t)offset > (size_t)dv.len ||
+            size > (size_t)dv.len - (size_t)offset) {
+            PyErr_Format(s_CorruptError,
+                         "cpartd: decompress: %zu bytes do not fit at offset "
+                         "%zd of %zd",
+                         size, offset, dv.len);
+            goto out;
+        }
+        dst = (char *)dv.buf + offset;
+    }
+    bool ok = true;
+    if (size) {
+        Py_BEGIN_ALLOW_THREADS ok =
+            s_codec_decompress(codec, src.buf, (size_t)src.len, dst, size);
+        Py_END_ALLOW_THREADS
+    }
+    if (!ok) {
+        Py_CLEAR(ret);
+        PyErr_Format(s_CorruptError,
+                     "cpartd: decompress: a %s piece of %zd bytes does not "
+                     "decode",
+                     codec == S_CODEC_BLOSC ? "blosc" : "snappy", src.len);
+        goto out;
+    }
+    if (outobj != Py_None) ret = PyLong_FromSize_t(size);
+out:
+    if (dv.obj) PyBuffer_Release(&dv);
+    PyBuffer_Release(&src);
+    return ret;
+}
+
+/* concat_into(codec, pieces, out, ncols, itemsize, rows): decompresses
+ * pieces[i], each an array of ncols rows of rows[i] items (C order), into
+ * out, an array of ncols rows of sum(rows) items, piece i at column offset
+ * rows[0] + ... + rows[i-1]: the concatenation of the pieces along their
+ * last axis.  One call per block of a get, without the GIL.  A piece that
+ * does not decode to its size raises CorruptError. */
+static PyObject *s_concat_into(PyObject *Py_UNUSED(mod), PyObject *args) {
+    int codec;
+    PyObject *pieces, *outobj, *rows;
+    Py_ssize_t ncols, itemsize;
+    if (!PyArg_ParseTuple(args, "iO!OnnO!:concat_into", &codec, &PyList_Type,
+                          &pieces, &outobj, &ncols, &itemsize, &PyList_Type,
+                          &rows))
+        return NULL;
+    Py_ssize_t np = PyList_GET_SIZE(pieces);
+    if (codec < S_CODEC_RAW || codec > S_CODEC_SNAPPY || ncols < 1 ||
+        itemsize < 1 || PyList_GET_SIZE(rows) != np) {
+        PyErr_SetString(PyExc_ValueError,
+                        "concat_into: codec 0-2, ncols and itemsize >= 1, "
+                        "one row count per piece");
+        return NULL;
+    }
+    Py_buffer out;
+    if (PyObject_GetBuffer(outobj, &out, PyBUF_WRITABLE | PyBUF_C_CONTIGUOUS) <
+        0)
+        return NULL;
+    Py_buffer *views = PyMem_Calloc(np ? (size_t)np : 1, sizeof *views);
+    size_t *nrow = PyMem_Calloc(np ? (size_t)np : 1, sizeof *nrow);
+    PyObject *ret = NULL;
+    Py_ssize_t got = 0;
+    if (!views || !nrow) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    size_t total = 0, row = (size_t)ncols * (size_t)itemsize, maxpiece = 0;
+    for (; got < np; got++) {
+        size_t n = PyLong_AsSize_t(PyList_GET_ITEM(rows, got));
+        if (n == (size_t)-1 && PyErr_Occurred()) goto done;
+        nrow[got] = n;
+        if (__builtin_add_overflow(total, n, &total)) goto toobig;
+        if (PyObject_GetBuffer(PyList_GET_ITEM(pieces, got), &views[got],
+                               PyBUF_SIMPLE) < 0)
+            goto done;
+    }
+    size_t need;
+    if (__builtin_mul_overflow(total, row, &need) || need != (size_t)out.len)
+        goto toobig;
+    for (Py_ssize_t i = 0; i < np; i++)
+        if (nrow[i] * (size_t)itemsize > maxpiece)
+            maxpiece = nrow[i] * (size_t)itemsize;
+    Py_ssize_t bad = -1;
+    const char *why = NULL;
+    size_t claimed = 0;
+    Py_BEGIN_ALLOW_THREADS char *scratch = NULL;
+    size_t off = 0;
+    for (Py_ssize_t i = 0; i < np && bad < 0; i++) {
+        size_t want = nrow[i] * row; /* cannot overflow: <= need */
+        size_t size = views[i].len ? s_codec_size(codec, views[i].buf,
+                                                  (size_t)views[i].len, &why)
+                                   : 0;
+        if (why || size != want) {
+            claimed = size;
+            bad = i;
+            break;
+        }
+        char *dst = (char *)out.buf + off * (size_t)itemsize;
+        if (ncols > 1) {
+            if (!scratch && !(scratch = malloc(maxpiece * (size_t)ncols))) {
+                why = "no memory";
+                bad = i;
+                break;
+            }
+            dst = scratch;
+        }
+        if (want && !s_codec_decompress(codec, views[i].buf,
+                                        (size_t)views[i].len, dst, want)) {
+            why = "does not decode";
+            bad = i;
+            break;
+        }
+        if (ncols > 1) {
+            size_t len = nrow[i] * (size_t)itemsize;
+            for (Py_ssize_t c = 0; c < ncols; c++)
+                memcpy((char *)out.buf +
+                           ((size_t)c * total + off) * (size_t)itemsize,
+                       scratch + (size_t)c * len, len);
+        }
+        off += nrow[i];
+    }
+    free(scratch);
+    Py_END_ALLOW_THREADS if (bad >= 0) {
+        if (why && strcmp(why, "no memory") == 0)
+            PyErr_NoMemory();
+        else
+            PyErr_Format(s_CorruptError,
+                         "cpartd: PandasBlocks get: piece %zd of a block: %s "
+                         "(%zu bytes where its header says %zu)",
+                         bad, why ? why : "wrong size", claimed,
+                         nrow[bad] * row);
+        goto done;
+    }
+    ret = Py_NewRef(Py_None);
+    goto done;
+toobig:
+    PyErr_SetString(PyExc_ValueError,
+                    "concat_into: out does not have the size of the pieces");
+done:
+    for (Py_ssize_t i = 0; i < got && views; i++) PyBuffer_Release(&views[i]);
+    PyMem_Free(views);
+    PyMem_Free(nrow);
+    PyBuffer_Release(&out);
+    return ret;
 }
 
 /* ---------------------------------------------------------------- Frames */
@@ -2257,6 +2806,20 @@ static PyMethodDef s_module_methods[] = {
     {"framesplit", (PyCFunction)(void (*)(void))s_framesplit,
      METH_FASTCALL | METH_KEYWORDS,
      "framesplit(b, torn='error'): list of memoryviews of the frames"},
+    {"text_pickle", (PyCFunction)s_text_pickle_py, METH_O,
+     "text_pickle(list): its pickle (protocol 4), written in C, or None when "
+     "an item is not str, bytes, int, float, bool or None"},
+    {"blocks_frames", (PyCFunction)s_blocks_frames, METH_VARARGS,
+     "blocks_frames(header, parts): frame(header) + frame(codec(data)) for "
+     "each (codec, data, typesize) part; None if an object list needs "
+     "Python's pickle"},
+    {"decompress", (PyCFunction)(void (*)(void))s_decompress_py,
+     METH_VARARGS | METH_KEYWORDS,
+     "decompress(codec, data, out=None, offset=0): bytes, or the count "
+     "written into out at offset"},
+    {"concat_into", (PyCFunction)s_concat_into, METH_VARARGS,
+     "concat_into(codec, pieces, out, ncols, itemsize, rows): decompress "
+     "the pieces into out, concatenated along their last axis"},
     {"_shutdown", (PyCFunction)s_shutdown, METH_NOARGS,
      "_shutdown(): servers stop calling Python to log (interpreter exit)"},
     {"curve_public", (PyCFunction)s_curve_public_py, METH_O,
@@ -2319,6 +2882,9 @@ PyMODINIT_FUNC PyInit__cpartd(void) {
             0 ||
         PyModule_AddIntConstant(m, "HAVE_ENCODE", CPARTD_HAVE_ENCODE) < 0 ||
         PyModule_AddIntConstant(m, "LEVEL_DEFAULT", -1000) < 0 ||
+        PyModule_AddIntConstant(m, "CODEC_RAW", S_CODEC_RAW) < 0 ||
+        PyModule_AddIntConstant(m, "CODEC_BLOSC", S_CODEC_BLOSC) < 0 ||
+        PyModule_AddIntConstant(m, "CODEC_SNAPPY", S_CODEC_SNAPPY) < 0 ||
         PyModule_AddIntConstant(m, "LOG_ERROR", PD_LOG_ERROR) < 0 ||
         PyModule_AddIntConstant(m, "LOG_WARN", PD_LOG_WARN) < 0 ||
         PyModule_AddIntConstant(m, "LOG_INFO", PD_LOG_INFO) < 0 ||

@@ -1,16 +1,32 @@
-"""cpartd vs partd on REFERENCE.md's workload, side by side in one run.
+"""cpartd vs partd through Python, side by side in one run (the workloads of
+REFERENCE.md and of the cpartd issue).
 
-    PYTHONPATH=<build>/python /usr/bin/python3 bindings/bench_py.py [--quick]
+    PYTHONPATH=<build>/python /usr/bin/python3 bindings/bench_py.py
+        [--quick] [--repeat N] [--only NAME[,NAME...]] [--rows N]
 
-Workload: 200k appends of 100-byte values over 1000 keys, 100 keys per
-call (2000 calls); then one get per key.  Stores: File, and
-Buffer(Dict, File, 64 MB).  Each (implementation, store) runs 3 times,
-interleaved, in fresh temporary directories; the median is reported, and
-the ratio cpartd/partd (targets: File >= 5x, Buffer appends >= 3x).
-Extra rows: the dask collector pattern (one get of a large value) with the
-result as bytes vs memoryview-over-frames, and ZLib(File).
+Workloads (each runs --repeat times, partd and cpartd interleaved, each run
+in a fresh temporary directory; the median is reported with the ratio
+cpartd/partd and the issue's target):
+
+  File, Buffer, ZLib(File), Server/Client:
+      200k appends of 100-byte values over 1000 keys, 100 keys per call
+      (2000 calls); then one get per key.  Buffer is Buffer(Dict(), File(),
+      64 MB).  Server/Client: the default server store (Buffer(Dict(),
+      File())) over tcp loopback (partd's only transport); the appends are
+      timed until the last one is acknowledged.
+  4MiB: 4 MiB values into a File, 16 keys per call, 4 calls (256 MiB;
+      bench/ref_core.py's "File append 4 MiB values"), then one get per key
+      (16 MiB each); MB/s.  The target is on appends.
+  shuffle: dask's disk shuffle (DataFrame.shuffle(shuffle='disk')) of
+      --rows rows (default 4M) x 3 columns (int64 key, float64, int64) from
+      32 partitions to 32, threads scheduler, with partd, with cpartd, and
+      dask's in-memory tasks shuffle; seconds end to end (compute()).
+      `import partd` inside dask resolves to whichever is in
+      sys.modules['partd'] at the time.
+  shuffle-str: the same with the third column a string (object) column.
 """
 import argparse
+import gc
 import os
 import shutil
 import statistics
@@ -23,16 +39,20 @@ if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(
         os.path.abspath(__file__)):
     del sys.path[0]
 
+import partd  # noqa: E402  (the reference: imported first, kept aside)
+import partd.zmq  # noqa: E402,F401
+import partd.pandas  # noqa: E402,F401
 import cpartd  # noqa: E402
-import partd  # noqa: E402
+import cpartd.zmq  # noqa: E402,F401
 
+REF = partd
 NKEYS = 1000
 VALUE = 100
 PER_CALL = 100
 
 
 def batches(total):
-    """The append calls: each a dict of PER_CALL keys, keys cycling."""
+    """The append calls: each a dict of PER_CALL int keys, keys cycling."""
     value = b'v' * VALUE
     calls = []
     k = 0
@@ -56,92 +76,194 @@ def make(mod, kind, root):
     raise ValueError(kind)
 
 
-def run(mod, kind, calls):
+def run_small(mod, kind, calls):
     root = tempfile.mkdtemp(prefix='bench_py.')
+    server = None
     try:
-        p = make(mod, kind, root)
+        if kind == 'Server/Client':
+            if mod is REF:
+                server = mod.zmq.Server()     # tcp://*:port (its only way)
+                port = server.address.decode().rsplit(':', 1)[1]
+                p = mod.zmq.Client('tcp://127.0.0.1:' + port)
+            else:
+                server = mod.zmq.Server(bind='tcp://127.0.0.1:0')
+                p = mod.zmq.Client(server.address)
+        else:
+            p = make(mod, kind, root)
         t0 = time.perf_counter()
         for d in calls:
             p.append(d)
+        if server is not None:
+            p.get(0)   # waits for the last append's acknowledgement
         t1 = time.perf_counter()
         total = 0
         for k in range(NKEYS):
             total += len(p.get(k))
         t2 = time.perf_counter()
         assert total == len(calls) * PER_CALL * VALUE, total
+        if server is not None:
+            p.close()
+            server.close()
         del p
         return (len(calls) * PER_CALL / (t1 - t0), NKEYS / (t2 - t1))
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def big_get(mod, size, nframes, repeat, views=False):
-    """dask's collector: one key holding nframes frames, read with get()
-    (views: with _get_views, the zero-copy path Encode takes)."""
+_BLOCKS = []
+
+
+def run_big(mod, rounds=4, nkeys=16, size=4 << 20):
+    """4 MiB values into a File (bench/ref_core.py's workload: 16 keys per
+    call, 4 rounds, distinct random blocks): append MB/s; then one get per
+    key (16 MiB each), MB/s."""
     root = tempfile.mkdtemp(prefix='bench_py.')
     try:
         p = mod.File(os.path.join(root, 'f'))
-        chunk = os.urandom(size // nframes)
-        for _ in range(nframes):
-            p.append({0: mod.utils.frame(chunk)})
-        times = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            v = p._get_views([0])[0] if views else p.get(0)
-            if mod is cpartd:
-                frames = cpartd._cpartd.framesplit(v)
-            else:
-                frames = list(partd.utils.framesplit(v))
-            assert len(frames) == nframes
-            times.append(time.perf_counter() - t0)
-            del v, frames
-        return statistics.median(times)
+        if not _BLOCKS:
+            _BLOCKS.extend(os.urandom(size) for _ in range(16))
+        blocks = _BLOCKS
+        calls = [{'big%02d' % k: blocks[(r + k) % 16] for k in range(nkeys)}
+                 for r in range(rounds)]
+        t0 = time.perf_counter()
+        for d in calls:
+            p.append(d)
+        t1 = time.perf_counter()
+        total = 0
+        for k in range(nkeys):
+            total += len(p.get('big%02d' % k))
+        t2 = time.perf_counter()
+        assert total == rounds * nkeys * size
+        mb = total / 1e6
+        return (mb / (t1 - t0), mb / (t2 - t1))
     finally:
         shutil.rmtree(root, ignore_errors=True)
+
+
+_FRAMES = {}
+
+
+def shuffle_frame(rows, strings):
+    key = (rows, strings)
+    if key not in _FRAMES:
+        import numpy as np
+        import pandas as pd
+        rng = np.random.default_rng(0)
+        df = pd.DataFrame({'k': rng.integers(0, 1 << 40, rows),
+                           'x': rng.random(rows)})
+        if strings:
+            df['s'] = pd.Series(['name-%d' % i for i in
+                                 rng.integers(0, 100000, rows)], dtype=object)
+        else:
+            df['y'] = rng.integers(0, 1000, rows)
+        _FRAMES[key] = df
+    return _FRAMES[key]
+
+
+def run_shuffle(impl, rows, strings=False):
+    """Seconds for dask's shuffle of `rows` rows, 32 -> 32 partitions."""
+    import dask
+    import dask.dataframe as dd
+    df = shuffle_frame(rows, strings)
+    ddf = dd.from_pandas(df, npartitions=32)
+    method = 'tasks' if impl == 'tasks' else 'disk'
+    saved = sys.modules['partd']
+    sys.modules['partd'] = cpartd if impl == 'cpartd' else REF
+    try:
+        gc.collect()
+        t0 = time.perf_counter()
+        with dask.config.set(scheduler='threads', shuffle=method):
+            out = ddf.shuffle('k', npartitions=32).compute()
+        t = time.perf_counter() - t0
+    finally:
+        sys.modules['partd'] = saved
+    assert len(out) == rows
+    del out
+    return t
+
+
+def median(xs):
+    return statistics.median(xs)
 
 
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--quick', action='store_true',
-                    help='20k appends instead of 200k (a smoke run)')
+                    help='20k small appends, 400k shuffle rows (a smoke run)')
     ap.add_argument('--repeat', type=int, default=3)
+    ap.add_argument('--rows', type=int, default=None)
+    ap.add_argument('--only', default='',
+                    help='comma-separated: File,Buffer,ZLib(File),'
+                    'Server/Client,4MiB,shuffle,shuffle-str')
     args = ap.parse_args()
     total = 20000 if args.quick else 200000
+    rows = args.rows or (400000 if args.quick else 4000000)
+    only = set(filter(None, args.only.split(',')))
+
+    def want(name):
+        return not only or name in only
+
     calls = batches(total)
-    kinds = ['File', 'Buffer', 'ZLib(File)']
+    small = [k for k in ('File', 'Buffer', 'ZLib(File)', 'Server/Client')
+             if want(k)]
+    targets = {'File': (5, 5), 'Buffer': (3, None), 'ZLib(File)': (3, None),
+               'Server/Client': (5, 5), '4MiB': (1, None)}
     res = {}
+    impls = (('partd', REF), ('cpartd', cpartd))
     for _ in range(args.repeat):
-        for kind in kinds:
-            for name, mod in (('partd', partd), ('cpartd', cpartd)):
-                res.setdefault((name, kind), []).append(run(mod, kind, calls))
-    print('workload: %d appends of %d-byte values over %d keys, %d keys per '
-          'call; then one get per key; median of %d' %
-          (total, VALUE, NKEYS, PER_CALL, args.repeat))
-    print('%-12s %14s %14s %14s %14s %8s %8s' %
-          ('store', 'partd app/s', 'cpartd app/s', 'partd get/s',
-           'cpartd get/s', 'app x', 'get x'))
+        for kind in small:
+            for name, mod in impls:
+                res.setdefault((name, kind), []).append(
+                    run_small(mod, kind, calls))
+        if want('4MiB'):
+            for name, mod in impls:
+                res.setdefault((name, '4MiB'), []).append(run_big(mod))
+        for label, strings in (('shuffle', False), ('shuffle-str', True)):
+            if not want(label):
+                continue
+            for impl in ('partd', 'cpartd', 'tasks'):
+                res.setdefault((impl, label), []).append(
+                    run_shuffle(impl, rows, strings))
+
+    print('cpartd %s (libpartd %s) vs partd %s; median of %d; load average '
+          '%.1f' % (cpartd.__version__, cpartd.libpartd_version,
+                    REF.__version__, args.repeat, os.getloadavg()[0]))
+    print('small: %d appends of %d-byte values over %d keys, %d keys per '
+          'call; then one get per key' % (total, VALUE, NKEYS, PER_CALL))
+    print('%-14s %12s %12s %12s %12s %7s %7s  %s' %
+          ('workload', 'partd app', 'cpartd app', 'partd get', 'cpartd get',
+           'app x', 'get x', 'target'))
     ok = True
-    for kind in kinds:
-        pa = statistics.median(r[0] for r in res[('partd', kind)])
-        pg = statistics.median(r[1] for r in res[('partd', kind)])
-        ca = statistics.median(r[0] for r in res[('cpartd', kind)])
-        cg = statistics.median(r[1] for r in res[('cpartd', kind)])
-        print('%-12s %14.0f %14.0f %14.0f %14.0f %8.1f %8.1f' %
-              (kind, pa, ca, pg, cg, ca / pa, cg / pg))
-        target = {'File': 5, 'Buffer': 3}.get(kind)
-        if target and ca / pa < target:
-            ok = False
-    size = 64 << 20
-    for nframes in (1, 64):
-        tp = big_get(partd, size, nframes, args.repeat)
-        tc = big_get(cpartd, size, nframes, args.repeat)
-        tv = big_get(cpartd, size, nframes, args.repeat, views=True)
-        print('get+framesplit of one 64 MiB key in %d frames: partd %.1f ms, '
-              'cpartd bytes %.1f ms (%.1fx), cpartd memoryviews %.1f ms '
-              '(%.1fx)' % (nframes, tp * 1e3, tc * 1e3, tp / tc, tv * 1e3,
-                           tp / tv))
-    print('targets (File >= 5x, Buffer appends >= 3x):',
-          'met' if ok else 'NOT met')
+    rows_out = [k for k in small] + (['4MiB'] if want('4MiB') else [])
+    for kind in rows_out:
+        pa = median(r[0] for r in res[('partd', kind)])
+        pg = median(r[1] for r in res[('partd', kind)])
+        ca = median(r[0] for r in res[('cpartd', kind)])
+        cg = median(r[1] for r in res[('cpartd', kind)])
+        ta, tg = targets[kind]
+        met = (ca / pa >= ta) and (tg is None or cg / pg >= tg)
+        ok &= met
+        unit = ' MB/s' if kind == '4MiB' else '/s'
+        print('%-14s %12s %12s %12s %12s %7.1f %7.1f  >= %sx app%s: %s' % (
+            kind, '%.0f%s' % (pa, unit), '%.0f%s' % (ca, unit),
+            '%.0f%s' % (pg, unit), '%.0f%s' % (cg, unit), ca / pa, cg / pg,
+            ta, '' if tg is None else ', >= %sx get' % tg,
+            'met' if met else 'NOT met'))
+    for label in ('shuffle', 'shuffle-str'):
+        if not want(label):
+            continue
+        tp = median(res[('partd', label)])
+        tc = median(res[('cpartd', label)])
+        tt = median(res[('tasks', label)])
+        met = tp / tc >= 1.3
+        ok &= met
+        print('%-14s partd %.2f s, cpartd %.2f s (%.2fx), tasks %.2f s '
+              '(cpartd/tasks %.2f)  >= 1.3x: %s' % (
+                  label + ('' if label == 'shuffle' else ''), tp, tc, tp / tc,
+                  tt, tc / tt, 'met' if met else 'NOT met'))
+    print('(%d rows x 3 columns, 32 -> 32 partitions, threads scheduler)'
+          % rows)
+    print('all targets:', 'met' if ok else 'NOT met')
     return 0
 
 

@@ -6,10 +6,13 @@
     p.get('x')                        # b'hello'
 
 The classes and submodules have partd's names and behaviour (see
-bindings/README.md for the differences, all of them fixes).  Errors from the
-C library: OSError (with errno) for I/O, TimeoutError, MemoryError,
-ValueError for bad keys/limits/misuse, CorruptError (a ValueError) for
-malformed stored data.
+bindings/README.md for the differences, all deliberate): File, Dict, Buffer,
+Encode, the compressors, Pickle, Python, Numpy, PandasColumns, PandasBlocks,
+and Server and Client (cpartd.zmq, libpartd's ZeroMQ layer: no pyzmq
+needed).  Errors from the C library: OSError (with errno) for I/O,
+TimeoutError, MemoryError, ValueError for bad keys/limits/misuse,
+CorruptError (a ValueError) for malformed stored data, ProtocolError (a
+ConnectionError) for a peer breaking the wire protocol.
 """
 from contextlib import suppress
 
@@ -29,7 +32,8 @@ __version__ = '1.3.0+cpartd.' + _cpartd.libpartd_version
 libpartd_version = _cpartd.libpartd_version
 
 # Numpy, PandasColumns, PandasBlocks, Client, Server are loaded on first use
-# (numpy and pandas take half a second to import).
+# (numpy and pandas take half a second to import; zmq is C, but its module
+# registers an atexit hook only when used).
 _LAZY = {'Numpy': 'numpy', 'PandasColumns': 'pandas',
          'PandasBlocks': 'pandas', 'Client': 'zmq', 'Server': 'zmq'}
 

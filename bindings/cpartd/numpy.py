@@ -10,11 +10,11 @@ which accepts only literals.
 """
 import ast
 from contextlib import suppress
-from functools import partial
 import pickle
 
 import numpy as np
 
+from . import _cpartd
 from .core import Interface
 from .file import File
 from .utils import frame, framesplit, suffix
@@ -72,8 +72,12 @@ class Numpy(Interface):
     def append(self, data, **kwargs):
         for k, v in data.items():
             self.partd.iset(suffix(k, '.dtype'), serialize_dtype(v.dtype))
-        self.partd.append({k: serialize(v) for k, v in data.items()},
-                          **kwargs)
+        if isinstance(self.partd, _cpartd.Store):
+            # C stores take any buffer: the array's memory, not a copy.
+            values = {k: _view(v) for k, v in data.items()}
+        else:
+            values = {k: serialize(v) for k, v in data.items()}
+        self.partd.append(values, **kwargs)
 
     def _get(self, keys, **kwargs):
         bytes = self.partd._get(keys, **kwargs)
@@ -105,24 +109,52 @@ class Numpy(Interface):
         self.partd.__exit__(*args)
 
 
+def _view(x):
+    """serialize(x) without the copy where it can be: the bytes of a
+    C-contiguous numeric array, as a buffer over its memory."""
+    if x.dtype != 'O' and x.flags.c_contiguous:
+        return x.reshape(-1).view(np.uint8)
+    return serialize(x)
+
+
+def identity(x):
+    return x
+
+
+def _loads_list(f):
+    """One framed list of an object array (msgpack when partd wrote it with
+    msgpack installed, else pickle)."""
+    if msgpack:
+        try:
+            return msgpack.unpackb(f, raw=False)
+        except Exception:
+            pass
+    return pickle.loads(f)
+
+
+def serialize_list(l):
+    """The framed pickle (or msgpack) of a list, as partd's serialize
+    writes an object array's items.  A list of str/bytes/int/float/bool/None
+    is pickled in C (cpartd._cpartd.text_pickle); anything else by pickle."""
+    b = _cpartd.text_pickle(l)
+    if b is None:
+        if msgpack:
+            with suppress(Exception):  # as partd: msgpack is faster
+                return frame(msgpack.packb(l, use_bin_type=True))
+        b = pickle.dumps(l, protocol=pickle.HIGHEST_PROTOCOL)
+    return frame(b)
+
+
 def serialize(x):
     if x.dtype == 'O':
-        l = x.flatten().tolist()
-        with suppress(Exception):  # Try msgpack (faster on strings)
-            return frame(msgpack.packb(l, use_bin_type=True))
-        return frame(pickle.dumps(l, protocol=pickle.HIGHEST_PROTOCOL))
+        return serialize_list(x.flatten().tolist())
     else:
         return x.tobytes()
 
 
 def deserialize(bytes, dtype, copy=False):
     if dtype == 'O':
-        try:
-            blocks = [msgpack.unpackb(f, raw=False)
-                      for f in framesplit(bytes)]
-        except Exception:
-            blocks = [pickle.loads(f) for f in framesplit(bytes)]
-
+        blocks = [_loads_list(f) for f in _cpartd.framesplit(bytes)]
         result = np.empty(sum(map(len, blocks)), dtype='O')
         i = 0
         for block in blocks:
@@ -136,28 +168,43 @@ def deserialize(bytes, dtype, copy=False):
         return result
 
 
-def identity(x):
-    return x
+# Compression as partd's numpy module does it: numbers with blosc (typesize
+# the item size), text (pickled object arrays) with snappy, else blosc,
+# else not at all, depending on which Python modules are installed, so that
+# partd in the same environment reads what cpartd writes.  The work is
+# done in C (libblosc, libsnappy) without the GIL.
+try:
+    import blosc as _blosc  # noqa: F401
+    NUMERIC_CODEC = _cpartd.CODEC_BLOSC
+except ImportError:
+    NUMERIC_CODEC = _cpartd.CODEC_RAW
+try:
+    from snappy import compress as _snappy  # noqa: F401
+    TEXT_CODEC = _cpartd.CODEC_SNAPPY
+except ImportError:
+    TEXT_CODEC = NUMERIC_CODEC
+TEXT_TYPESIZE = 1
 
 
-compress_text = identity
-decompress_text = identity
-compress_bytes = lambda bytes, itemsize: bytes  # noqa: E731
-decompress_bytes = identity
+def _compress(codec, data, typesize):
+    return _cpartd.blocks_frames(b'', [(codec, data, typesize)])[16:]
 
-with suppress(ImportError):
-    import blosc
-    blosc.set_nthreads(1)
 
-    compress_bytes = blosc.compress
-    decompress_bytes = blosc.decompress
+def compress_bytes(bytes, itemsize=8):
+    return _compress(NUMERIC_CODEC, bytes, itemsize if 0 < itemsize < 256
+                     else 1)
 
-    compress_text = partial(blosc.compress, typesize=1)
-    decompress_text = blosc.decompress
 
-with suppress(ImportError):
-    from snappy import compress as compress_text  # noqa: F811
-    from snappy import decompress as decompress_text  # noqa: F811
+def decompress_bytes(bytes):
+    return _cpartd.decompress(NUMERIC_CODEC, bytes)
+
+
+def compress_text(bytes):
+    return _compress(TEXT_CODEC, bytes, TEXT_TYPESIZE)
+
+
+def decompress_text(bytes):
+    return _cpartd.decompress(TEXT_CODEC, bytes)
 
 
 def compress(bytes, dtype):

@@ -164,6 +164,11 @@ class Server:
                 a = 'tcp://%s:%s' % (host, a.rsplit(':', 1)[1])
             addresses.append(a.encode())
         self.addresses = addresses
+        # The server's own client connects to the socket itself (a wildcard
+        # host through loopback), not through a name that may not resolve.
+        first = self._srv.addresses[0]
+        self._own = ('tcp://127.0.0.1:' + first.rsplit(':', 1)[1]
+                     if _wildcard(first) else first)
         self.address = addresses[0]
         #: The CURVE public key clients need (None without CURVE).
         self.curve_public_key = (None if curve_secret is None
@@ -205,7 +210,7 @@ class Server:
         if not self._srv.running:
             return None
         if self._client is None:
-            self._client = Client(self.addresses[0], timeout=self._timeout)
+            self._client = Client(self._own, timeout=self._timeout)
         return self._client
 
     def append(self, data):

@@ -423,16 +423,34 @@ def test_gc_cycle_closes(root):
     import gc
     import weakref
     f = File(root)
-    b = Buffer(Dict(), f)
+    b = Buffer(Dict(), f, available_memory=10)
     b.cycle = b
     f.cycle = b
     r = weakref.ref(b)
-    b.append({'x': b'1'})
+    b.append({'s': b'x' * 20})
+    b.append({'x': b'1'})           # spills 's' (past the limit) first
     del b, f
     gc.collect()
     assert r() is None
-    # The Buffer was closed before its File: its data reached the File.
+    # Collected, the Buffer forgot what fast held (as partd's), and it
+    # was closed before its File: what it had spilled is there.
+    assert File(root).get(['s', 'x']) == [b'x' * 20, b'']
+
+
+def test_buffer_close_moves_fast_to_slow(root):
+    b = Buffer(Dict(), File(root))
+    b.append({'x': b'1'})
+    b.close()                        # an explicit close flushes fast
     assert File(root).get('x') == b'1'
+
+
+def test_buffer_collected_forgets_fast(root):
+    # dask drops its shuffle Buffer when done: nothing is written to disk.
+    b = Buffer(Dict(), File(root))
+    b.append({'x': b'1' * 1000})
+    del b
+    assert File(root).get('x') == b''
+    assert os.listdir(root) == ['.lock']
 
 
 def test_raw_iset_replaces(store):

@@ -162,6 +162,17 @@ def test_status_start_block(tmp_path):
     c.close()
 
 
+def test_close_while_another_thread_blocks():
+    s = Server(Dict())
+    t = threading.Thread(target=s.block)
+    t.start()
+    time.sleep(0.1)
+    s.close()                 # block() sees it at once, never a freed server
+    t.join(10)
+    assert not t.is_alive()
+    assert s.status == 'closed'
+
+
 def test_block_in_constructor():
     box = {}
 
@@ -189,7 +200,9 @@ def test_explicit_binds(tmp_path):
         assert tcp.startswith('tcp://127.0.0.1:') and not tcp.endswith(':0')
         a, b = Client(s.address), Client(tcp)
         a.append({'x': b'ipc;'})
+        a.sync()
         b.append({'x': b'tcp;'})
+        b.sync()
         assert a.get('x') == b.get('x') == b'ipc;tcp;'
         a.close()
         b.close()
