@@ -75,7 +75,20 @@ typedef struct s_buffer {
     pd__dict_ref **refs;
     size_t ecap;
     bool fast_dict; /* fast is a Dict: appends take pd__dict_append_refs */
+    /* PD_BUFFER_PRIVATE: slow changes only through this Buffer, so a key
+     * never spilled has nothing in slow.  `spilled` indexes the keys moved
+     * to slow since the last drop (s_spill entries); `spilled_all` means
+     * the index is incomplete (slow held keys at open, or an entry could
+     * not be allocated) and slow must be read for every key. */
+    bool private_slow;
+    bool spilled_all;
+    pd__ktab spilled;
 } s_buffer;
+
+typedef struct s_spill {
+    pd__knode kn;       /* first: the index's node is the entry */
+    unsigned char pk[]; /* the packed key */
+} s_spill;
 
 static const pd_store_ops s_buffer_ops;
 
@@ -241,6 +254,65 @@ static void s_count_remove(s_buffer *b, s_count *e) {
     free(e);
 }
 
+/* ---------------------------------------------------------- Spilled set */
+
+/* Records the keys of sel[0..m), just appended to slow, as spilled.  An
+ * entry that cannot be allocated makes the index incomplete (spilled_all)
+ * instead of failing: the data is in slow already. */
+static void s_spilled_add(s_buffer *b, s_count **sel, size_t m) {
+    if (!b->private_slow || b->spilled_all) return;
+    for (size_t i = 0; i < m; i++) {
+        const pd__knode *c = &sel[i]->kn;
+        if (pd__ktab_find(&b->spilled, &sel[i]->key, c->hash)) continue;
+        s_spill *e = malloc(sizeof *e + c->klen);
+        if (!e) {
+            b->spilled_all = true;
+            return;
+        }
+        memcpy(e->pk, c->pk, c->klen);
+        e->kn.pk = e->pk;
+        e->kn.klen = c->klen;
+        e->kn.hash = c->hash;
+        if (pd__ktab_insert(&b->spilled, &e->kn)) {
+            free(e);
+            b->spilled_all = true;
+            return;
+        }
+    }
+}
+
+/* Whether slow may hold anything of keys[0..n) (keys NULL: of any key). */
+static bool s_slow_may_hold(const s_buffer *b, size_t n, const pd_key *keys) {
+    if (!b->private_slow || b->spilled_all) return true;
+    if (b->spilled.count == 0) return false;
+    if (!keys) return true;
+    for (size_t i = 0; i < n; i++)
+        if (pd__ktab_find(&b->spilled, &keys[i], pd__khash(&keys[i])))
+            return true;
+    return false;
+}
+
+/* Forgets keys[0..n) as spilled (they were deleted from slow). */
+static void s_spilled_remove(s_buffer *b, size_t n, const pd_key *keys) {
+    if (!b->private_slow) return;
+    for (size_t i = 0; i < n && b->spilled.count; i++) {
+        pd__knode *kn =
+            pd__ktab_find(&b->spilled, &keys[i], pd__khash(&keys[i]));
+        if (kn) {
+            pd__ktab_remove(&b->spilled, kn);
+            free(kn);
+        }
+    }
+}
+
+static void s_spilled_clear(s_buffer *b) {
+    for (pd__knode *n = b->spilled.head, *next; n; n = next) {
+        next = n->next;
+        free(n);
+    }
+    pd__ktab_reset(&b->spilled);
+}
+
 static void s_counts_clear(s_buffer *b) {
     for (pd__knode *n = b->counts.head, *next; n; n = next) {
         next = n->next;
@@ -389,6 +461,7 @@ static int s_move(s_buffer *b, s_count **sel, size_t m, unsigned fsync) {
                                pd__key_short(&sel[0]->key, ks), more);
     }
     /* Now in slow: forget them in fast. */
+    s_spilled_add(b, sel, m);
     for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
     rc = pd_delete(fast, m, b->mk, PD_NOLOCK);
     if (rc)
@@ -475,11 +548,24 @@ static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                       unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
-    int lrc = s_need_slow(b);
-    if (lrc) return lrc;
     char ks[PD__KEYSHORT_MAX];
     pd_result *rs = NULL, *rf = NULL;
-    int rc = pd__get_inner(b->slow, n, keys, &rs, PD_NOLOCK);
+    int rc;
+    if (!s_slow_may_hold(b, n, keys)) {
+        /* PD_BUFFER_PRIVATE and no key ever spilled: fast has it all. */
+        rc = pd__get_inner(b->fast, n, keys, &rf, PD_NOLOCK);
+        if (rc)
+            return s_err_inner(s, b->fast, rc, "get %s: fast",
+                               pd__key_short(&keys[0], ks));
+        if (pd__result_move(r, rf))
+            rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: result",
+                         pd__key_short(&keys[0], ks));
+        pd_result_free(&rf);
+        return rc;
+    }
+    int lrc = s_need_slow(b);
+    if (lrc) return lrc;
+    rc = pd__get_inner(b->slow, n, keys, &rs, PD_NOLOCK);
     if (rc)
         return s_err_inner(s, b->slow, rc, "get %s: slow",
                            pd__key_short(&keys[0], ks));
@@ -510,13 +596,17 @@ static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
                       unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
-    int lrc = s_need_slow(b);
-    if (lrc) return lrc;
     char ks[PD__KEYSHORT_MAX];
-    int rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
-    if (rc)
-        return s_err_inner(s, b->slow, rc, "delete %s: slow",
-                           pd__key_short(&keys[0], ks));
+    int rc;
+    if (s_slow_may_hold(b, n, keys)) {
+        int lrc = s_need_slow(b);
+        if (lrc) return lrc;
+        rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
+        if (rc)
+            return s_err_inner(s, b->slow, rc, "delete %s: slow",
+                               pd__key_short(&keys[0], ks));
+        s_spilled_remove(b, n, keys);
+    }
     rc = pd_delete(b->fast, n, keys, PD_NOLOCK);
     if (rc)
         return s_err_inner(s, b->fast, rc, "delete %s: fast",
@@ -535,12 +625,15 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
     char ks[PD__KEYSHORT_MAX];
     int rc = s_make_room(b, s_sum(n, vals), fsync);
     if (rc) return rc;
-    rc = s_need_slow(b);
-    if (rc) return rc;
-    rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
-    if (rc)
-        return s_err_inner(s, b->slow, rc, "set %s: delete from slow",
-                           pd__key_short(&keys[0], ks));
+    if (s_slow_may_hold(b, n, keys)) {
+        rc = s_need_slow(b);
+        if (rc) return rc;
+        rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
+        if (rc)
+            return s_err_inner(s, b->slow, rc, "set %s: delete from slow",
+                               pd__key_short(&keys[0], ks));
+        s_spilled_remove(b, n, keys);
+    }
     rc = s_ents(b, n, keys, "set");
     if (rc) return rc;
     rc = pd__set_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
@@ -568,6 +661,10 @@ static int s_drop_impl(pd_store *s, unsigned flags) {
     int rc2 = pd_drop(b->slow, PD_NOLOCK);
     if (rc2 && !rc) rc = s_err_inner(s, b->slow, rc2, "drop: slow");
     s_counts_clear(b);
+    if (rc2 == 0) { /* slow is empty now: the index is complete again */
+        s_spilled_clear(b);
+        b->spilled_all = false;
+    }
     return rc;
 }
 
@@ -581,6 +678,19 @@ typedef struct s_union {
 static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
+    if (!s_slow_may_hold(b, 0, NULL)) {
+        /* PD_BUFFER_PRIVATE and nothing spilled: fast's keys are all. */
+        pd_keylist *fl = NULL;
+        int rc = pd_keys(b->fast, &fl, PD_NOLOCK);
+        if (rc) return s_err_inner(s, b->fast, rc, "keys: fast");
+        for (size_t i = 0; i < fl->count && rc == 0; i++)
+            if (pd__keylist_add_packed(kl, fl->buf + fl->ent[i].off,
+                                       fl->ent[i].len, fl->ent[i].size))
+                rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "keys: %zu keys",
+                             fl->count);
+        pd_keylist_free(&fl);
+        return rc;
+    }
     int lrc = s_need_slow(b);
     if (lrc) return lrc;
     pd_keylist *lists[2] = {NULL, NULL};
@@ -713,6 +823,7 @@ static int s_destroy(pd_store *s) {
     s_buffer *b = (s_buffer *)s;
     int rc = 0;
     s_counts_clear(b);
+    s_spilled_clear(b);
     b->pending = false;
     free(b->mk);
     free(b->mv);
@@ -770,9 +881,25 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
         return pd__err(NULL, PD_ERR_MISUSE, 0,
                        "buffer: open: fast and slow are the same %s store",
                        pd_store_kind(*fast));
-    if (flags & ~PD_BORROW)
+    unsigned known = PD_BORROW | PD_BUFFER_PRIVATE;
+    if (flags & ~known)
         return pd__err(NULL, PD_ERR_MISUSE, 0,
-                       "buffer: open: unknown flags 0x%x", flags & ~PD_BORROW);
+                       "buffer: open: unknown flags 0x%x", flags & ~known);
+    bool slow_had_keys = false;
+    if (flags & PD_BUFFER_PRIVATE) {
+        /* What slow holds already was not spilled by this Buffer: with any
+         * of it, slow is read for every key until a drop. */
+        pd_keylist *kl = NULL;
+        int krc = pd_keys(*slow, &kl, 0);
+        if (krc) {
+            char m[PD__MSG_MAX];
+            int sys = pd_errno(*slow);
+            s_strip(m, sizeof m, pd_errmsg(*slow), sys, NULL);
+            return pd__err(NULL, krc, sys, "buffer: open: keys of slow: %s", m);
+        }
+        slow_had_keys = kl->count > 0;
+        pd_keylist_free(&kl);
+    }
     s_buffer *b = calloc(1, sizeof *b);
     if (!b) return pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "buffer: open");
     int rc = pd__store_init(&b->base, &s_buffer_ops);
@@ -785,6 +912,8 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
     b->limit = memory;
     b->fast_dict = pd__dict_is(b->fast);
     b->owned = !(flags & PD_BORROW);
+    b->private_slow = (flags & PD_BUFFER_PRIVATE) != 0;
+    b->spilled_all = slow_had_keys;
     if (b->owned) {
         *fast = NULL;
         *slow = NULL;

@@ -936,7 +936,7 @@ static int s_open_default_store(pd_server *srv, const pd_server_opts *o) {
     int rc = pd_dict_open(&fast);
     if (rc == 0) rc = pd_file_open_temp(&slow, o ? o->dir : NULL, 0);
     uint64_t mem = o && o->memory ? o->memory : PD_SERVER_MEMORY_DEFAULT;
-    if (rc == 0) rc = pd_buffer_open(&b, &fast, &slow, mem, 0);
+    if (rc == 0) rc = pd_buffer_open(&b, &fast, &slow, mem, PD_BUFFER_PRIVATE);
     if (rc) {
         char msg[PD__MSG_MAX];
         snprintf(msg, sizeof msg, "%s", pd_errmsg(NULL));

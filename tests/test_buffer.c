@@ -61,6 +61,7 @@ typedef struct t_fail {
     bool fail, fail_del;
     const char *fail_key; /* a delete reaching this flat key fails there */
     int failures;
+    int gets, dels, keys; /* calls reaching the store (PD_BUFFER_PRIVATE) */
 } t_fail;
 
 static int t_append(pd_store *s, size_t n, const pd_key *keys,
@@ -80,6 +81,7 @@ static int t_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                  unsigned flags) {
     (void)flags;
     t_fail *f = (t_fail *)s;
+    f->gets++;
     pd_result *ir = NULL;
     int rc = pd_get(f->inner, n, keys, &ir, 0);
     if (rc) return pd__err_inner(s, f->inner, rc);
@@ -98,6 +100,7 @@ static int t_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     t_fail *f = (t_fail *)s;
     char ks[PD__KEYSHORT_MAX];
+    f->dels++;
     for (size_t i = 0; f->fail_key && i < n; i++) {
         if (keys[i].nparts || keys[i].size != strlen(f->fail_key) ||
             memcmp(keys[i].data, f->fail_key, keys[i].size) != 0)
@@ -142,6 +145,7 @@ static int t_drop(pd_store *s, unsigned flags) {
 static int t_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     t_fail *f = (t_fail *)s;
+    f->keys++;
     pd_keylist *ik = NULL;
     int rc = pd_keys(f->inner, &ik, 0);
     if (rc) return pd__err_inner(s, f->inner, rc);
@@ -837,6 +841,141 @@ START_TEST(slow_locked_only_when_needed) {
 }
 END_TEST
 
+/* ---------------------------------------------------- PD_BUFFER_PRIVATE */
+
+static size_t s_nkeys(pd_store *s) {
+    pd_keylist *kl = NULL;
+    TU_OK(pd_keys(s, &kl, 0), s);
+    size_t n = pd_keylist_count(kl);
+    pd_keylist_free(&kl);
+    return n;
+}
+
+/* With PD_BUFFER_PRIVATE, slow is read, listed and deleted from only for
+ * keys the Buffer spilled; results are the same as without the flag. */
+START_TEST(private_skips_slow) {
+    t_fail *sf = t_fail_open();
+    pd_store *f = s_dict(), *sl = &sf->base, *b = NULL;
+    TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BUFFER_PRIVATE), NULL);
+    ck_assert_int_eq(sf->keys, 1); /* open lists slow once */
+    sf->keys = 0;
+    tu_append1(b, PD_KEY_STR("a"), "0123456789", 10);
+    tu_append1(b, PD_KEY_STR("b"), "abcdefghij", 10);
+    tu_expect_str(b, PD_KEY_STR("a"), "0123456789");
+    tu_expect_str(b, PD_KEY_STR("nope"), "");
+    ck_assert_uint_eq(s_nkeys(b), 2);
+    pd_key ka = PD_KEY_STR("a"), kb = PD_KEY_STR("b");
+    TU_OK(pd_delete(b, 1, &ka, 0), b);
+    pd_bytes v = {"set", 3};
+    TU_OK(pd_iset(b, 1, &kb, &v, 0), b);
+    tu_expect_str(b, kb, "set");
+    ck_assert_int_eq(sf->gets + sf->dels + sf->keys, 0);
+
+    /* A 200-byte append spills what fast holds; "big" itself stays. */
+    char big[200];
+    memset(big, 'x', sizeof big);
+    tu_append1(b, PD_KEY_STR("big"), big, sizeof big);
+    tu_append1(b, PD_KEY_STR("c"), "c", 1);    /* spills big */
+    ck_assert_uint_eq(s_held(sf->inner), 203); /* b (spilled first), big */
+    tu_append1(b, PD_KEY_STR("big"), "tail", 4);
+    char want[204];
+    memcpy(want, big, sizeof big);
+    memcpy(want + sizeof big, "tail", 4);
+    tu_expect(b, PD_KEY_STR("big"), want, sizeof want); /* slow, then fast */
+    ck_assert_int_ge(sf->gets, 1);
+    int gets = sf->gets;
+    tu_expect_str(b, PD_KEY_STR("c"), "c");
+    ck_assert_int_eq(sf->gets, gets); /* never spilled: fast only */
+    ck_assert_uint_eq(s_nkeys(b), 3); /* b, big, c */
+    ck_assert_int_eq(sf->keys, 1);
+    pd_key kbig = PD_KEY_STR("big");
+    TU_OK(pd_delete(b, 1, &kbig, 0), b);
+    ck_assert_int_eq(sf->dels, 1);
+    ck_assert_uint_eq(s_held(sf->inner), 3);
+    tu_expect_str(b, kbig, "");
+    ck_assert_int_eq(sf->gets, gets); /* deleted from slow: forgotten */
+
+    /* After a drop nothing is in slow. */
+    tu_append1(b, PD_KEY_STR("big"), big, sizeof big);
+    tu_append1(b, PD_KEY_STR("c"), "c", 1);
+    ck_assert_uint_ge(s_held(sf->inner), 200);
+    TU_OK(pd_drop(b, 0), b);
+    gets = sf->gets;
+    tu_expect_str(b, kbig, "");
+    ck_assert_int_eq(sf->gets, gets);
+    pd_close(&b);
+}
+END_TEST
+
+/* Keys slow held at open are found: the flag then reads slow always. */
+START_TEST(private_with_filled_slow) {
+    t_fail *sf = t_fail_open();
+    pd_store *f = s_dict(), *sl = &sf->base, *b = NULL;
+    tu_append1(sl, PD_KEY_STR("old"), "before", 6);
+    TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BUFFER_PRIVATE), NULL);
+    tu_append1(b, PD_KEY_STR("old"), "+after", 6);
+    tu_expect_str(b, PD_KEY_STR("old"), "before+after");
+    tu_append1(b, PD_KEY_STR("new"), "n", 1);
+    ck_assert_uint_eq(s_nkeys(b), 2);
+    /* A drop empties slow: afterwards it is skipped. */
+    TU_OK(pd_drop(b, 0), b);
+    tu_append1(b, PD_KEY_STR("new"), "n", 1);
+    int gets = sf->gets;
+    tu_expect_str(b, PD_KEY_STR("new"), "n");
+    ck_assert_int_eq(sf->gets, gets);
+    pd_close(&b);
+
+    /* Unknown flags are still refused, taking nothing. */
+    pd_store *f2 = s_dict(), *s2 = s_dict();
+    ck_assert_int_eq(pd_buffer_open(&b, &f2, &s2, 100, 0x4000), PD_ERR_MISUSE);
+    ck_assert_ptr_nonnull(f2);
+    ck_assert_ptr_nonnull(s2);
+    pd_close(&f2);
+    pd_close(&s2);
+}
+END_TEST
+
+/* Dict over a File in a private directory (the server's default store):
+ * spills, gets and keys agree with the unflagged Buffer. */
+START_TEST(private_dict_over_file) {
+    pd_store *b[2] = {NULL, NULL};
+    for (int j = 0; j < 2; j++) {
+        pd_store *d = s_dict(), *f = NULL;
+        TU_OK(pd_file_open_temp(&f, NULL, 0), NULL);
+        TU_OK(pd_buffer_open(&b[j], &d, &f, 4096, j ? PD_BUFFER_PRIVATE : 0),
+              NULL);
+    }
+    char v[300];
+    for (int i = 0; i < 200; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i % 37);
+        memset(v, 'a' + i % 26, sizeof v);
+        size_t n = (size_t)(i * 7) % sizeof v;
+        for (int j = 0; j < 2; j++) tu_append1(b[j], PD_KEY_STR(k), v, n);
+    }
+    ck_assert_uint_gt(s_held(pd_buffer_slow(b[1])), 0);
+    for (int i = 0; i < 40; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "k%d", i);
+        pd_key key = PD_KEY_STR(k);
+        pd_result *r0 = NULL, *r1 = NULL;
+        TU_OK(pd_get(b[0], 1, &key, &r0, 0), b[0]);
+        TU_OK(pd_get(b[1], 1, &key, &r1, 0), b[1]);
+        pd_bytes x = pd_result_value(r0, 0), y = pd_result_value(r1, 0);
+        ck_assert_uint_eq(x.size, y.size);
+        ck_assert(x.size == 0 || memcmp(x.data, y.data, x.size) == 0);
+        pd_result_free(&r0);
+        pd_result_free(&r1);
+    }
+    ck_assert_uint_eq(s_nkeys(b[0]), s_nkeys(b[1]));
+    ck_assert_uint_eq(s_held(b[0]), s_held(b[1]));
+    for (int j = 0; j < 2; j++) {
+        TU_OK(pd_drop(b[j], 0), b[j]);
+        pd_close(&b[j]);
+    }
+}
+END_TEST
+
 /* -------------------------------------------------- Order and Dict refs */
 
 /* Ties between equal sizes go to the key counted first, and a key spilled
@@ -1077,6 +1216,9 @@ int main(void) {
     tcase_add_test(tc, discard_forgets_fast);
     tcase_add_test(tc, discard_many_over_file);
     tcase_add_test(tc, discard_errors);
+    tcase_add_test(tc, private_skips_slow);
+    tcase_add_test(tc, private_with_filled_slow);
+    tcase_add_test(tc, private_dict_over_file);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -385,6 +385,19 @@ PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
 /* Flag for wrappers: the caller keeps ownership of the inner stores. */
 #define PD_BORROW 0x1000u
 
+/*
+ * Flag for pd_buffer_open: slow is written only through this Buffer (e.g. a
+ * File in a private temporary directory).  The Buffer then remembers which
+ * keys it spilled to slow (since open, or the last drop), and pd_get,
+ * pd_keys, pd_delete and pd_iset skip slow (no read, no lock) for keys it
+ * never spilled.  Without the flag slow is always consulted, since another
+ * handle or process may write it.  If slow holds keys at open, or a
+ * spilled key's record cannot be allocated, slow is read as without the
+ * flag until the next successful drop.  Wrong if anything else writes slow
+ * while the Buffer is open: such writes may be invisible through it.
+ */
+#define PD_BUFFER_PRIVATE 0x2000u
+
 /**
  * Opens a Buffer over `*fast` and `*slow`.  Appends go to fast; when the
  * bytes held in fast exceed `memory`, the largest keys are moved to slow
@@ -402,7 +415,10 @@ PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
  * On success the Buffer owns both stores and sets *fast and *slow to NULL,
  * unless flags has PD_BORROW, in which case the caller keeps them and must
  * close them after the Buffer.  fast and slow must be different stores.
- * Errors: PD_ERR_MISUSE, PD_ERR_NOMEM.  On error nothing is taken.
+ * flags: PD_BORROW, PD_BUFFER_PRIVATE (which lists slow's keys once, at
+ * open, locking it).
+ * Errors: PD_ERR_MISUSE, PD_ERR_NOMEM; with PD_BUFFER_PRIVATE, what pd_keys
+ * on slow returns.  On error nothing is taken.
  */
 PD_API int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
                           uint64_t memory, unsigned flags);
