@@ -29,6 +29,7 @@
  * is ignored so that the tool never dies from it; every write is checked.
  */
 #include "partd/partd.h"
+#include "demo.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -119,6 +120,10 @@ typedef struct s_verb {
     const char *args; /* synopsis of the arguments, e.g. "DIR KEY" */
     const char *summary;
     const char *help; /* details, may be NULL */
+    /* Verbs that parse their own options (run == NULL): their main and
+     * their help text. */
+    int (*own_main)(int argc, char **argv);
+    const char *(*own_help)(void);
 } s_verb;
 
 static int s_verb_append(s_ctx *ctx);
@@ -167,7 +172,14 @@ static const s_verb s_verbs[] = {
     /* serve parses its own options (src/cli/serve.c): run == NULL. */
     {"serve", NULL, 0, -1, 0,
      "[--path DIR] [--bind ADDR]... [--memory BYTES] [--codec NAME] ...",
-     "serve a store to clients (--connect ADDR) over ZeroMQ", NULL},
+     "serve a store to clients (--connect ADDR) over ZeroMQ", NULL,
+     pd_cli_serve, pd_cli_serve_help},
+    /* demo too (src/cli/demo.c). */
+    {"demo", NULL, 0, -1, 0,
+     "[--records N] [--workers W] [--partitions P] [--codec NAME] "
+     "[--direct] ...",
+     "a multiprocess shuffle through a server, verified and timed", NULL,
+     pd_cli_demo, pd_cli_demo_help},
     {"help", s_verb_help, 0, 1, 0, "[VERB]", "show help, for one VERB", NULL},
 };
 
@@ -364,7 +376,7 @@ static void s_help_all(s_out *o) {
 
 static void s_help_verb(s_out *o, const s_verb *v) {
     if (!v->run) {
-        s_out_str(o, pd_cli_serve_help());
+        s_out_str(o, v->own_help());
         return;
     }
     s_out_str(o, "usage:\n");
@@ -891,7 +903,7 @@ int main(int argc, char **argv) {
             return s_usage_error(NULL, "unknown option '%.100s'", name);
         return s_usage_error(NULL, "unknown verb '%.100s'", name);
     }
-    if (!v->run) return pd_cli_serve(argc - 1, argv + 1);
+    if (!v->run) return v->own_main(argc - 1, argv + 1);
 
     s_ctx ctx = {.verb = v};
     ctx.argv = calloc((size_t)argc, sizeof(char *));

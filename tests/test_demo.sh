@@ -1,0 +1,361 @@
+#!/bin/bash
+# Tests of `partd demo`, the multiprocess shuffle: small runs with each
+# transport (a server over ipc, or --direct into a File under flock) and
+# codecs, usage errors, and failures: a worker or the server killed
+# mid-run, SIGINT, a foreign write into a partition.  In every case: the
+# exit status, the verification line, no process left behind and nothing
+# left in $TMPDIR.
+# Usage: bash tests/test_demo.sh /path/to/partd
+# Prints one line per check and a last line "N passed, N failed"; exits
+# non-zero if any check failed.
+set -u
+
+PARTD=${1:-}
+if [ -z "$PARTD" ] || [ ! -x "$PARTD" ]; then
+    echo "usage: bash tests/test_demo.sh /path/to/partd" >&2
+    exit 2
+fi
+case $PARTD in /*) ;; *) PARTD=$PWD/$PARTD ;; esac
+
+T=$(mktemp -d "${TMPDIR:-/tmp}/partd-demo-test.XXXXXX") || exit 1
+BG=
+trap '[ -n "$BG" ] && kill -9 $BG 2>/dev/null; rm -rf "$T"' EXIT
+W=$T/work # the test's own files
+mkdir -p "$W" "$T/tmp"
+export TMPDIR=$T/tmp # the demo's temporary directories, checked empty
+
+PASSED=0
+FAILED=0
+ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
+bad() {
+    FAILED=$((FAILED + 1))
+    echo "FAIL - $1"
+    shift
+    local l
+    for l in "$@"; do echo "         $l"; done
+    [ -s "$W/out" ] && echo "         stdout: $(tail -c 600 "$W/out" | tr '\n' '|')"
+    [ -s "$W/err" ] && echo "         stderr: $(tail -c 600 "$W/err" | tr '\n' '|')"
+}
+check() {
+    local d=$1
+    shift
+    if "$@"; then ok "$d"; else bad "$d" "command: $*"; fi
+}
+# run ARGS...: partd demo ARGS..., output in $W/out and $W/err, status RC.
+run() {
+    "$PARTD" demo "$@" </dev/null >"$W/out" 2>"$W/err"
+    RC=$?
+}
+# tmp_clean DESC: the demo left nothing in $TMPDIR.
+tmp_clean() {
+    local left
+    left=$(ls -A "$TMPDIR")
+    if [ -z "$left" ]; then
+        ok "$1: nothing left in TMPDIR"
+    else
+        bad "$1: nothing left in TMPDIR" "left: $left"
+        rm -rf "${TMPDIR:?}"/*
+    fi
+}
+# good DESC ARGS...: a run that must verify.
+good() {
+    local d=$1
+    shift
+    run "$@"
+    if [ "$RC" -eq 0 ] && grep -q '^verify:  OK: ' "$W/out" &&
+        grep -q '^partd demo: OK$' "$W/out"; then
+        ok "$d: exit 0, verified"
+    else
+        bad "$d: exit 0, verified" "exit $RC"
+    fi
+}
+# usage DESC ARGS...: a usage error: exit 2, a message, nothing on stdout.
+usage() {
+    local d=$1
+    shift
+    run "$@"
+    if [ "$RC" -eq 2 ] && grep -q '^partd: demo: ' "$W/err" && [ ! -s "$W/out" ]; then
+        ok "usage error exits 2: $d"
+    else
+        bad "usage error exits 2: $d" "exit $RC"
+    fi
+}
+# start_bg ARGS...: partd demo ARGS... in the background; BG its pid.
+start_bg() {
+    "$PARTD" demo "$@" </dev/null >"$W/out" 2>"$W/err" &
+    BG=$!
+}
+# wait_line REGEX: waits (30 s at most) for a line of $W/out to match.
+wait_line() {
+    for _ in $(seq 300); do
+        grep -qE "$1" "$W/out" && return 0
+        kill -0 "$BG" 2>/dev/null || { grep -qE "$1" "$W/out"; return; }
+        sleep 0.1
+    done
+    return 1
+}
+# wait_bg: waits (60 s at most) for the background demo; RC its status,
+# 999 if it had to be killed (it hung).
+wait_bg() {
+    for _ in $(seq 600); do
+        kill -0 "$BG" 2>/dev/null || break
+        sleep 0.1
+    done
+    if kill -0 "$BG" 2>/dev/null; then
+        kill -9 "$BG"
+        wait "$BG"
+        RC=999
+    else
+        wait "$BG"
+        RC=$?
+    fi
+    BG=
+}
+# gone DESC PID...: none of the processes is left.
+gone() {
+    local d=$1 p left=
+    shift
+    sleep 0.1
+    for p in "$@"; do
+        kill -0 "$p" 2>/dev/null && left="$left $p"
+    done
+    if [ -z "$left" ]; then ok "$d"; else bad "$d" "still running:$left"; fi
+}
+server_pid() { sed -n 's/^server:  .*(pid \([0-9]*\)) at .*/\1/p' "$W/out"; }
+worker_pids() { sed -n 's/^workers: \(.*\) (pids)$/\1/p' "$W/out"; }
+
+echo "# partd: $PARTD"
+
+# ------------------------------------------------------------ help
+run --help
+if [ "$RC" -eq 0 ]; then ok "--help exits 0"; else bad "--help exits 0" "exit $RC"; fi
+for word in --records --workers --partitions --record-size --codec --level \
+    --memory --dir --keep --direct --seed --quiet 'default 10M' \
+    'default 64' 'Exit status'; do
+    check "--help mentions $word" grep -qF -- "$word" "$W/out"
+done
+
+"$PARTD" help demo </dev/null >"$W/out" 2>"$W/err"
+RC=$?
+if [ "$RC" -eq 0 ] && grep -q -- '--records N' "$W/out"; then
+    ok "help demo shows the demo's help"
+else
+    bad "help demo shows the demo's help" "exit $RC"
+fi
+
+# ------------------------------------------------------------ usage errors
+usage "--workers 0" --workers 0
+usage "--workers 65" --workers 65
+usage "--workers x" --workers x
+usage "--records 0" --records 0
+usage "--records abc" --records abc
+usage "--records 10X" --records 10X
+usage "--records past the limit" --records 2000G
+usage "--records without a value" --records
+usage "--partitions 0" --partitions 0
+usage "--partitions 65537" --partitions 65537
+usage "--record-size 15" --record-size 15
+usage "--record-size 65537" --record-size 65537
+usage "unknown codec" --codec nope
+usage "--level without --codec" --level 3
+usage "--level out of range" --codec zstd --level 99
+usage "--memory 0" --memory 0
+usage "--memory 1Q" --memory 1Q
+usage "--memory with --direct" --direct --memory 1M
+usage "--keep with --dir" --keep --dir "$W/d"
+usage "--seed -1" --seed -1
+usage "unknown option" --frob
+usage "an argument" extra
+tmp_clean "usage errors"
+
+# ------------------------------------------------------------ good runs
+good "server over ipc" --records 200k
+check "reports 64 keys and 200000 records" \
+    grep -q '^verify:  OK: 64 keys, 200000 records' "$W/out"
+for line in '^shuffle: 200000 records, 20.0 MB in .* MB/s, .* records/s$' \
+    '^read:    64 partitions, 20.0 MB in .* MB/s' \
+    '^server:  partd serve --path .*(pid [0-9]*) at ipc://' \
+    '^workers: [0-9]* [0-9]* (pids)$' \
+    '^memory:  peak RSS: server [0-9.]* MB, workers [0-9.]* MB' \
+    '^disk:    [0-9.]* MB used .*(removed)$' '^close:   '; do
+    check "report has /$line/" grep -q "$line" "$W/out"
+done
+check "stderr is empty (a small run shows no progress)" test ! -s "$W/err"
+tmp_clean "server over ipc"
+
+good "direct into a File under flock" --records 200k --direct
+check "direct: no server" grep -q '^server:  none' "$W/out"
+tmp_clean "direct"
+
+good "server, zstd" --records 200k --codec zstd
+check "zstd: compressed on disk" \
+    grep -qE '^disk:    ([0-9]|1[0-9])\.[0-9] MB used' "$W/out"
+good "direct, lz4 level 9" --records 100k --direct --codec lz4 --level 9
+good "server, snappy, 3 workers, 7 partitions, 37-byte records" \
+    --records 12345 --codec snappy --workers 3 --partitions 7 --record-size 37
+check "7 keys" grep -q '^verify:  OK: 7 keys, 12345 records' "$W/out"
+good "fewer records than workers" --records 1 --workers 4
+check "1 key, 1 record" grep -q '^verify:  OK: 1 keys, 1 records' "$W/out"
+good "server spills (64 KiB of memory)" --records 100k --memory 64k
+good "1 worker, 1 partition, big records" --records 2000 --workers 1 \
+    --partitions 1 --record-size 65536
+good "another seed, quiet" --records 50k --seed 7 -q
+tmp_clean "codecs and shapes"
+
+D=$W/store
+good "--dir DIR, zlib" --records 50k --dir "$D" --codec zlib
+check "--dir: the store is kept" test -f "$D/p00000"
+n=$("$PARTD" keys "$D" | wc -l)
+check "--dir: 64 keys in the store ($n)" test "$n" -eq 64
+bytes=$("$PARTD" get --codec zlib "$D" p00000 | wc -c)
+check "--dir: p00000 reads back as whole records ($bytes bytes)" \
+    test $((bytes % 100)) -eq 0 -a "$bytes" -gt 0
+run --records 10k --dir "$D"
+if [ "$RC" -eq 1 ] && grep -q 'already holds 64 keys' "$W/err"; then
+    ok "--dir holding keys: exit 1, refused"
+else
+    bad "--dir holding keys: exit 1, refused" "exit $RC"
+fi
+good "--dir DIR, direct" --records 20k --dir "$W/store2" --direct
+touch "$W/file"
+run --records 10k --dir "$W/file"
+if [ "$RC" -eq 1 ] && [ -s "$W/err" ]; then ok "--dir on a file: exit 1"; else bad "--dir on a file: exit 1" "exit $RC"; fi
+tmp_clean "--dir"
+
+good "--keep" --records 10k --keep
+kept=$(sed -n 's/^kept:    \([^ ]*\) .*/\1/p' "$W/out")
+check "--keep: the store is kept at $kept" test -n "$kept" -a -f "$kept/p00000"
+rm -rf "${TMPDIR:?}"/*
+
+TMPDIR=$W/no/such/dir run --records 10k
+if [ "$RC" -eq 1 ] && grep -q 'mkdtemp' "$W/err"; then
+    ok "missing TMPDIR: exit 1 naming mkdtemp"
+else
+    bad "missing TMPDIR: exit 1 naming mkdtemp" "exit $RC"
+fi
+
+if command -v script >/dev/null 2>&1; then
+    script -qec "'$PARTD' demo --records 2M --workers 1" /dev/null \
+        </dev/null >"$W/tty" 2>&1
+    RC=$?
+    if [ "$RC" -eq 0 ] && grep -q 'shuffle \[#*-*\] ' "$W/tty"; then
+        ok "on a terminal: a progress bar"
+    else
+        bad "on a terminal: a progress bar" "exit $RC" \
+            "tty: $(tr '\r' '\n' <"$W/tty" | head -c 400 | tr '\n' '|')"
+    fi
+    tmp_clean "tty"
+fi
+
+# ------------------------------------------------------------ failures
+# A worker killed mid-run: exit 1 naming it, not a hang nor a success.
+for mode in server direct; do
+    extra=()
+    [ $mode = direct ] && extra=(--direct)
+    start_bg --records 100M "${extra[@]}"
+    if wait_line '^workers: '; then
+        srv=$(server_pid)
+        read -r -a wp <<<"$(worker_pids)"
+        kill -9 "${wp[0]}"
+        wait_bg
+        if [ "$RC" -eq 1 ] &&
+            grep -q "worker 0 (pid ${wp[0]}) was killed by signal 9" "$W/err" &&
+            grep -q '^partd demo: FAILED$' "$W/out" && ! grep -q '^verify:  OK' "$W/out"; then
+            ok "$mode: worker killed: exit 1 naming it"
+        else
+            bad "$mode: worker killed: exit 1 naming it" "exit $RC"
+        fi
+        gone "$mode: worker killed: every process stopped" "${wp[@]}" ${srv:+"$srv"}
+    else
+        bad "$mode: worker killed: the demo started its workers"
+        wait_bg
+    fi
+    tmp_clean "$mode: worker killed"
+done
+
+# The server killed: exit 1 naming it; the workers stopped.
+start_bg --records 100M
+if wait_line '^workers: '; then
+    srv=$(server_pid)
+    read -r -a wp <<<"$(worker_pids)"
+    kill -9 "$srv"
+    wait_bg
+    if [ "$RC" -eq 1 ] && grep -q "server (pid $srv) was killed by signal 9" "$W/err"; then
+        ok "server killed: exit 1 naming it"
+    else
+        bad "server killed: exit 1 naming it" "exit $RC"
+    fi
+    gone "server killed: every process stopped" "${wp[@]}"
+else
+    bad "server killed: the demo started"
+    wait_bg
+fi
+tmp_clean "server killed"
+
+# SIGINT and SIGTERM to the demo: exit 130, everything stopped and removed.
+for sig in INT TERM; do
+    start_bg --records 100M
+    if wait_line '^workers: '; then
+        srv=$(server_pid)
+        read -r -a wp <<<"$(worker_pids)"
+        kill -$sig "$BG"
+        wait_bg
+        if [ "$RC" -eq 130 ] && grep -q 'interrupted' "$W/err"; then
+            ok "SIG$sig: exit 130"
+        else
+            bad "SIG$sig: exit 130" "exit $RC"
+        fi
+        gone "SIG$sig: every process stopped" "${wp[@]}" "$srv"
+    else
+        bad "SIG$sig: the demo started"
+        wait_bg
+    fi
+    tmp_clean "SIG$sig"
+done
+
+# A full disk, as a file size limit (ulimit -f, 1 MiB per file; the
+# children ignore SIGXFSZ, so a write fails with EFBIG): exit 1 naming the
+# process and the reason.
+fsize_case() {
+    local d=$1 want=$2
+    shift 2
+    "$PARTD" demo --records 200k --partitions 4 "$@" </dev/null >"$W/out" 2>"$W/err" &
+    BG=$!
+    wait_bg
+    if [ "$RC" -eq 1 ] && grep -qE "$want" "$W/err"; then
+        ok "file size limit, $d: exit 1, /$want/"
+    else
+        bad "file size limit, $d: exit 1, /$want/" "exit $RC"
+    fi
+    tmp_clean "file size limit, $d"
+}
+(
+    ulimit -f 1024
+    fsize_case direct '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3]: .*File too large' --direct
+    fsize_case "server, spilling" '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: .*failed on the server.*File too large' --memory 1M
+    fsize_case "server, flush at close" '^partd: demo: server \(pid [0-9]*\) exited with status 1'
+    echo "$PASSED $FAILED" >"$W/counts"
+)
+read -r PASSED FAILED <"$W/counts"
+
+# A record appended by someone else: the counts no longer match.  zlib in
+# the workers makes the shuffle take seconds, time for the foreign append.
+D=$W/store3
+start_bg --records 1M --direct --codec zlib --dir "$D"
+if wait_line '^workers: '; then
+    head -c 100 /dev/zero | "$PARTD" append --codec zlib "$D" p00000
+    wait_bg
+    if [ "$RC" -eq 1 ] &&
+        grep -q 'verify: partition p00000 holds [0-9]* records, [0-9]* were written' "$W/err"; then
+        ok "foreign record: exit 1 naming the partition"
+    else
+        bad "foreign record: exit 1 naming the partition" "exit $RC"
+    fi
+else
+    bad "foreign record: the demo started"
+    wait_bg
+fi
+tmp_clean "foreign record"
+
+echo "$PASSED passed, $FAILED failed"
+[ "$FAILED" -eq 0 ]
