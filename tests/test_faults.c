@@ -397,6 +397,11 @@ END_TEST
 START_TEST(write_eio_nth) { s_fault_loop(i_write, EIO, "write EIO", 0); }
 END_TEST
 
+START_TEST(write_edquot_nth) {
+    s_fault_loop(i_write, EDQUOT, "write EDQUOT", 0);
+}
+END_TEST
+
 START_TEST(write_eio_nth_fsync) {
     s_fault_loop(i_write, EIO, "write EIO (PD_FSYNC)", PD_FSYNC);
 }
@@ -1304,6 +1309,84 @@ START_TEST(key_mode_000) {
 }
 END_TEST
 
+/* ------------------------------------------------------ Out of memory */
+
+/* The address space in use, from /proc/self/statm (bytes), or 0. */
+static size_t s_vm_size(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    if (!f) return 0;
+    if (fscanf(f, "%lu", &pages) != 1) pages = 0;
+    fclose(f);
+    return (size_t)pages * (size_t)sysconf(_SC_PAGESIZE);
+}
+
+/* In a child: a 48 MiB value in a Dict, a File and zlib(File); then the
+ * address space is capped 24 MiB above what is in use, so reading that
+ * value back cannot be allocated.  Each get must fail with PD_ERR_NOMEM
+ * (no abort, no partial result), and the store must stay usable. */
+static int s_oom_child(void *arg) {
+    const char *root = arg;
+    size_t n = (size_t)48 << 20;
+    char *v = malloc(n);
+    TU_CHECK(v, "malloc %zu", n);
+    memset(v, 'x', n);
+    char path[4096];
+    pd_store *st[3] = {NULL, NULL, NULL}, *inner = NULL;
+    TU_CHECK(pd_dict_open(&st[0]) == 0, "dict: %s", pd_errmsg(NULL));
+    snprintf(path, sizeof path, "%s/file", root);
+    TU_CHECK(pd_file_open(&st[1], path, PD_FILE_CREATE) == 0, "file: %s",
+             pd_errmsg(NULL));
+    snprintf(path, sizeof path, "%s/zlib", root);
+    TU_CHECK(pd_file_open(&inner, path, PD_FILE_CREATE) == 0, "file: %s",
+             pd_errmsg(NULL));
+    TU_CHECK(pd_compress_open(&st[2], &inner, "zlib", 1, 0) == 0, "zlib: %s",
+             pd_errmsg(NULL));
+    pd_key keys[2] = {PD_KEY_STR("big"), PD_KEY_STR("small")};
+    pd_bytes vals[2] = {PD_BYTES(v, n), PD_BYTES("tiny", 4)};
+    for (int i = 0; i < 3; i++)
+        TU_CHECK(pd_append(st[i], 2, keys, vals, 0) == 0, "%s: append: %s",
+                 pd_store_kind(st[i]), pd_errmsg(st[i]));
+    free(v);
+    size_t used = s_vm_size();
+    TU_CHECK(used > 0, "cannot read /proc/self/statm");
+    struct rlimit rl = {used + ((size_t)24 << 20), used + ((size_t)24 << 20)};
+    TU_CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit: %s", strerror(errno));
+    for (int i = 0; i < 3; i++) {
+        const char *kind = pd_store_kind(st[i]);
+        pd_result *r = NULL;
+        int rc = pd_get(st[i], 1, &keys[0], &r, 0);
+        TU_CHECK(rc == PD_ERR_NOMEM, "%s: get of 48 MiB under a cap -> %d: %s",
+                 kind, rc, pd_errmsg(st[i]));
+        TU_CHECK(r == NULL, "%s: a result despite the error", kind);
+        TU_CHECK(strstr(pd_errmsg(st[i]), kind) &&
+                     strstr(pd_errmsg(st[i]), "get"),
+                 "%s: message: %s", kind, pd_errmsg(st[i]));
+        rc = pd_get(st[i], 1, &keys[1], &r, 0);
+        TU_CHECK(rc == 0 && pd_result_value(r, 0).size == 4,
+                 "%s: the store is unusable after running out of memory: %s",
+                 kind, pd_errmsg(st[i]));
+        pd_result_free(&r);
+    }
+    for (int i = 0; i < 3; i++) pd_close(&st[i]);
+    return 0;
+}
+
+START_TEST(get_out_of_memory) {
+#if defined(__SANITIZE_ADDRESS__)
+    return; /* ASan's shadow memory does not live under RLIMIT_AS */
+#endif
+    if (tu_under_valgrind()) return; /* nor does valgrind's */
+    char *root = tu_mkdtemp();
+    tu_child c = tu_child_spawn(s_oom_child, root, NULL, 0);
+    char msg[1024];
+    int st = tu_child_wait(c, msg, sizeof msg);
+    ck_assert_msg(st == 0, "child exited %d: %s", st, msg);
+    tu_rmtree(root);
+    free(root);
+}
+END_TEST
+
 START_TEST(junk_in_store) {
     fx f;
     s_fx_open(&f, 0);
@@ -1346,6 +1429,7 @@ int main(void) {
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, write_enospc_nth);
     tcase_add_test(tc, write_eio_nth);
+    tcase_add_test(tc, write_edquot_nth);
     tcase_add_test(tc, write_eio_nth_fsync);
     tcase_add_test(tc, openat_emfile_nth);
     tcase_add_test(tc, openat_eacces_nth);
@@ -1372,6 +1456,7 @@ int main(void) {
     tcase_add_test(tc, key_is_fifo);
     tcase_add_test(tc, key_mode_000);
     tcase_add_test(tc, junk_in_store);
+    tcase_add_test(tc, get_out_of_memory);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }
