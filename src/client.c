@@ -64,21 +64,6 @@ static int64_t s_now_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static int s_grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t ncap = *cap ? *cap : 16, sz;
-    while (ncap < need) {
-        if (ncap > SIZE_MAX / 2) return PD_ERR_NOMEM;
-        ncap *= 2;
-    }
-    if (pd__mul_ovf(ncap, elem, &sz)) return PD_ERR_NOMEM;
-    void *np = realloc(*p, sz);
-    if (!np) return PD_ERR_NOMEM;
-    *p = np;
-    *cap = ncap;
-    return 0;
-}
-
 /* ------------------------------------------------------------ Sockets */
 
 static void s_drop_msgs(s_client *c) {
@@ -209,8 +194,8 @@ static int s_recv(s_client *c, const char *op, const char *waiting_for) {
     s_drop_msgs(c);
     int64_t deadline = s_now_ms() + c->timeout_ms;
     for (;;) {
-        if (s_grow((void **)&c->msgs, &c->msgcap, c->nmsgs + 1,
-                   sizeof *c->msgs))
+        if (pd__grow((void **)&c->msgs, &c->msgcap, c->nmsgs + 1,
+                     sizeof *c->msgs))
             return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM,
                            "%s: receive from %s", op, c->address);
         zmq_msg_t *m = &c->msgs[c->nmsgs];
@@ -238,7 +223,8 @@ static int s_recv(s_client *c, const char *op, const char *waiting_for) {
             return pd__err(&c->base, PD_ERR_IO, zmq_errno(),
                            "%s: zmq_poll on %s", op, c->address);
     }
-    if (s_grow((void **)&c->frames, &c->framecap, c->nmsgs, sizeof *c->frames))
+    if (pd__grow((void **)&c->frames, &c->framecap, c->nmsgs,
+                 sizeof *c->frames))
         return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM, "%s: receive from %s",
                        op, c->address);
     for (size_t i = 0; i < c->nmsgs; i++)
@@ -327,7 +313,7 @@ static int s_send_frame(s_client *c, const char *op, const void *data,
 static int s_wire_keys(s_client *c, const char *op, size_t n,
                        const pd_key *keys) {
     c->wb.len = 0;
-    if (s_grow((void **)&c->koff, &c->koffcap, n + 1, sizeof *c->koff))
+    if (pd__grow((void **)&c->koff, &c->koffcap, n + 1, sizeof *c->koff))
         return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM, "%s: key table", op);
     for (size_t i = 0; i < n; i++) {
         char why[64];

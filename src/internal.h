@@ -234,6 +234,11 @@ static inline int pd__mul_ovf(size_t a, size_t b, size_t *out) {
     return __builtin_mul_overflow(a, b, out) ? -1 : 0;
 }
 
+/* Grows the array *p (of *cap elements of `elem` bytes) to hold at least
+ * `need` elements, doubling from 16; *p and *cap change only on success.
+ * 0 or PD_ERR_NOMEM (also on overflow). */
+int pd__grow(void **p, size_t *cap, size_t need, size_t elem);
+
 /* getpid(), cached and refreshed in forked children. */
 pid_t pd__getpid(void);
 

@@ -34,21 +34,6 @@
 
 /* ============================================================ Handler */
 
-static int s_grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t ncap = *cap ? *cap : 16, sz;
-    while (ncap < need) {
-        if (ncap > SIZE_MAX / 2) return PD_ERR_NOMEM;
-        ncap *= 2;
-    }
-    if (pd__mul_ovf(ncap, elem, &sz)) return PD_ERR_NOMEM;
-    void *np = realloc(*p, sz);
-    if (!np) return PD_ERR_NOMEM;
-    *p = np;
-    *cap = ncap;
-    return 0;
-}
-
 static int s_is(const pd_bytes *f, const char *s) {
     size_t n = strlen(s);
     return f->size == n && memcmp(f->data, s, n) == 0;
@@ -71,7 +56,7 @@ static void s_emit_error(pd__handler *h) {
  * clients that read the results before the final reply. */
 static void s_emit_empty_results(pd__handler *h, size_t n) {
     if (n == 0) n = 1;
-    if (s_grow((void **)&h->out, &h->outcap, n, sizeof *h->out)) {
+    if (pd__grow((void **)&h->out, &h->outcap, n, sizeof *h->out)) {
         pd_bytes one = {"", 0};
         h->emit(h->emit_arg, 1, &one);
         return;
@@ -142,7 +127,7 @@ static int s_pairs(pd__handler *h, const char *cmd, size_t np,
     size_t n = np / 2;
     int rc = s_keys(h, cmd, n, payload, 2, 0);
     if (rc) return rc;
-    if (s_grow((void **)&h->vals, &h->valcap, n ? n : 1, sizeof *h->vals))
+    if (pd__grow((void **)&h->vals, &h->valcap, n ? n : 1, sizeof *h->vals))
         return s_no_memory(h, cmd);
     for (size_t i = 0; i < n; i++) h->vals[i] = payload[2 * i + 1];
     rc = iset ? pd_iset(h->store, n, h->wk.keys, h->vals, PD_NOLOCK)
@@ -167,7 +152,7 @@ static int s_get(pd__handler *h, size_t n, const pd_bytes *keys) {
     pd_result *r = NULL;
     rc = pd_get(h->store, n, h->wk.keys, &r, PD_NOLOCK);
     if (rc == 0 &&
-        s_grow((void **)&h->out, &h->outcap, n, sizeof *h->out) != 0) {
+        pd__grow((void **)&h->out, &h->outcap, n, sizeof *h->out) != 0) {
         pd_result_free(&r);
         snprintf(h->msg, sizeof h->msg, "get: out of memory for %zu values", n);
         h->code = PD_ERR_NOMEM;
@@ -200,8 +185,8 @@ static int s_keys_cmd(pd__handler *h) {
     /* frames: count, then packed key and size per key */
     if (pd__mul_ovf(n, 2, &nf) || pd__add_ovf(nf, 1, &nf) ||
         pd__mul_ovf(n + 1, 8, &nb) ||
-        s_grow((void **)&h->out, &h->outcap, nf, sizeof *h->out) ||
-        s_grow((void **)&h->nums, &h->numcap, nb, 1)) {
+        pd__grow((void **)&h->out, &h->outcap, nf, sizeof *h->out) ||
+        pd__grow((void **)&h->nums, &h->numcap, nb, 1)) {
         pd_keylist_free(&kl);
         return s_no_memory(h, "keys");
     }
@@ -454,8 +439,8 @@ static int s_recv(pd_server *srv, size_t *nframes, bool *over) {
         zmq_msg_t *m = &srv->scratch;
         if (!*over) {
             if (n >= PD__WIRE_MAX_FRAMES ||
-                s_grow((void **)&srv->msgs, &srv->msgcap, n + 1,
-                       sizeof *srv->msgs)) {
+                pd__grow((void **)&srv->msgs, &srv->msgcap, n + 1,
+                         sizeof *srv->msgs)) {
                 *over = true;
             } else {
                 m = &srv->msgs[n];
@@ -487,8 +472,8 @@ static int s_recv(pd_server *srv, size_t *nframes, bool *over) {
 
 /* Serves one request read into msgs.  Returns PD__HANDLE_* or an error. */
 static int s_serve_one(pd_server *srv, size_t n) {
-    if (s_grow((void **)&srv->frames, &srv->framecap, n ? n : 1,
-               sizeof *srv->frames)) {
+    if (pd__grow((void **)&srv->frames, &srv->framecap, n ? n : 1,
+                 sizeof *srv->frames)) {
         srv->h.code = PD_ERR_NOMEM;
         snprintf(srv->h.msg, sizeof srv->h.msg,
                  "out of memory for a request of %zu frames", n);

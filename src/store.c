@@ -178,6 +178,21 @@ struct pd__seen {
     unsigned char key[];
 };
 
+int pd__grow(void **p, size_t *cap, size_t need, size_t elem) {
+    if (need <= *cap) return 0;
+    size_t ncap = *cap ? *cap : 16, sz;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) return PD_ERR_NOMEM;
+        ncap *= 2;
+    }
+    if (pd__mul_ovf(ncap, elem, &sz)) return PD_ERR_NOMEM;
+    void *np = realloc(*p, sz);
+    if (!np) return PD_ERR_NOMEM;
+    *p = np;
+    *cap = ncap;
+    return 0;
+}
+
 int pd__mutex_init_recursive(pthread_mutex_t *mu) {
     pthread_mutexattr_t a;
     int rc = pthread_mutexattr_init(&a);

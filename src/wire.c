@@ -99,25 +99,10 @@ int pd__wire_key_put(pd__wbuf *b, const pd_key *key, size_t *off, size_t *len,
     return 0;
 }
 
-static int s_grow(void **p, size_t *cap, size_t need, size_t elem) {
-    if (need <= *cap) return 0;
-    size_t ncap = *cap ? *cap : 16, sz;
-    while (ncap < need) {
-        if (ncap > SIZE_MAX / 2) return PD_ERR_NOMEM;
-        ncap *= 2;
-    }
-    if (pd__mul_ovf(ncap, elem, &sz)) return PD_ERR_NOMEM;
-    void *np = realloc(*p, sz);
-    if (!np) return PD_ERR_NOMEM;
-    *p = np;
-    *cap = ncap;
-    return 0;
-}
-
 int pd__wire_keys_decode(pd__wkeys *w, size_t n, const pd_bytes *frames,
                          size_t stride, size_t *bad) {
     *bad = 0;
-    if (s_grow((void **)&w->keys, &w->keycap, n ? n : 1, sizeof *w->keys))
+    if (pd__grow((void **)&w->keys, &w->keycap, n ? n : 1, sizeof *w->keys))
         return PD_ERR_NOMEM;
     /* First pass: count the parts of tuple keys, so the parts array is
      * sized once and the keys can point into it. */
@@ -139,8 +124,8 @@ int pd__wire_keys_decode(pd__wkeys *w, size_t n, const pd_bytes *frames,
         }
         nparts += cnt;
     }
-    if (s_grow((void **)&w->parts, &w->partcap, nparts ? nparts : 1,
-               sizeof *w->parts))
+    if (pd__grow((void **)&w->parts, &w->partcap, nparts ? nparts : 1,
+                 sizeof *w->parts))
         return PD_ERR_NOMEM;
     size_t used = 0;
     for (size_t i = 0; i < n; i++) {

@@ -27,6 +27,7 @@
  */
 #include "partd/partd.h"
 #include "demo.h"
+#include "args.h"
 #include "serve.h"
 
 #include <errno.h>
@@ -312,25 +313,6 @@ static int s_parse_count(const char *s, uint64_t *out) {
     return 0;
 }
 
-/* BYTES with an optional k/M/G/T suffix (powers of 1024), as serve. */
-static int s_parse_bytes(const char *s, uint64_t *out) {
-    if (!s || *s < '0' || *s > '9') return -1;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno) return -1;
-    unsigned shift = 0;
-    if (*end) {
-        const char *units = "kmgt";
-        const char *u = strchr(units, end[0] | 0x20);
-        if (!u || end[1]) return -1;
-        shift = 10 * (unsigned)(u - units + 1);
-    }
-    if (shift && v > (UINT64_MAX >> shift)) return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static int s_parse_u64(const char *s, uint64_t lo, uint64_t hi, uint64_t *out) {
     if (!s || *s < '0' || *s > '9') return -1;
     errno = 0;
@@ -426,7 +408,7 @@ static int s_parse(int argc, char **argv, s_opts *o) {
             break;
         }
         case 6:
-            if (s_parse_bytes(val, &v) || v == 0)
+            if (pd_cli_parse_bytes(val, &v) || v == 0)
                 return s_usage("--memory '%.100s': not a positive number of "
                                "bytes",
                                val);

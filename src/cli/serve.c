@@ -12,6 +12,7 @@
  */
 #include "partd/partd.h"
 #include "serve.h"
+#include "args.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -96,25 +97,6 @@ static int s_fail(const char *msg) {
     return 1;
 }
 
-/* BYTES with an optional k/M/G/T suffix (powers of 1024).  0 or -1. */
-static int s_parse_bytes(const char *s, uint64_t *out) {
-    if (!s || *s < '0' || *s > '9') return -1;
-    errno = 0;
-    char *end;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (errno) return -1;
-    unsigned shift = 0;
-    if (*end) {
-        const char *units = "kmgt";
-        const char *u = strchr(units, end[0] | 0x20);
-        if (!u || end[1]) return -1;
-        shift = 10 * (unsigned)(u - units + 1);
-    }
-    if (shift && v > (UINT64_MAX >> shift)) return -1;
-    *out = (uint64_t)v << shift;
-    return 0;
-}
-
 static int s_parse_int(const char *s, long lo, long hi, long *out) {
     if (!s || !*s) return -1;
     errno = 0;
@@ -195,7 +177,7 @@ static int s_parse(int argc, char **argv, s_args *a) {
             a->binds[a->nbind++] = val;
             break;
         case 2:
-            if (s_parse_bytes(val, &a->memory) || a->memory == 0)
+            if (pd_cli_parse_bytes(val, &a->memory) || a->memory == 0)
                 return s_usage("--memory '%.100s': not a positive number of "
                                "bytes",
                                val);

@@ -1,0 +1,12 @@
+/* Option values shared by the CLI's verbs (src/cli/args.c). */
+#ifndef PARTD_CLI_ARGS_H
+#define PARTD_CLI_ARGS_H
+
+#include <stdint.h>
+
+/* Parses BYTES: decimal digits with an optional k, M, G or T suffix (powers
+ * of 1024, either case), e.g. "64M".  0 with *out set, or -1 (not such a
+ * number, or past UINT64_MAX); *out is untouched on error. */
+int pd_cli_parse_bytes(const char *s, uint64_t *out);
+
+#endif
