@@ -379,11 +379,23 @@ static int s_maybe_sync(s_client *c, const char *op) {
 
 /* ------------------------------------------------------------ Ops */
 
+/* The wire has no flags: a client cannot make the server fsync, and must
+ * not pretend it did. */
+static int s_no_fsync(s_client *c, const char *op, unsigned flags) {
+    if (!(flags & PD_FSYNC)) return 0;
+    return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
+                   "%s: PD_FSYNC cannot be forwarded to the server at %s (the "
+                   "protocol has no flags): serve a File opened with "
+                   "PD_FILE_FSYNC instead",
+                   op, c->address);
+}
+
 static int s_append(pd_store *s, size_t n, const pd_key *keys,
                     const pd_bytes *vals, unsigned flags) {
-    (void)flags;
     s_client *c = (s_client *)s;
-    int rc = s_ready(c);
+    int rc = s_no_fsync(c, "append", flags);
+    if (rc) return rc;
+    rc = s_ready(c);
     if (!rc) rc = s_check_count(c, "append", n);
     if (!rc) rc = s_wire_keys(c, "append", n, keys);
     if (!rc) rc = s_settle(c, "append");
@@ -459,9 +471,10 @@ static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
 
 static int s_set(pd_store *s, size_t n, const pd_key *keys,
                  const pd_bytes *vals, unsigned flags) {
-    (void)flags;
     s_client *c = (s_client *)s;
-    int rc = s_ready(c);
+    int rc = s_no_fsync(c, "iset", flags);
+    if (rc) return rc;
+    rc = s_ready(c);
     if (!rc) rc = s_check_count(c, "iset", n);
     if (!rc) rc = s_wire_keys(c, "iset", n, keys);
     if (!rc) rc = s_settle(c, "iset"); /* also tells which server it is */

@@ -6,8 +6,16 @@
  * must hold), and closes it.  For stacks with a File underneath, the root is
  * a subdirectory of a private temporary directory, and on close we check
  * that the store wrote nothing beside its root.
+ *
+ * The client(server(...)) stacks serve a store with a Server (its own
+ * thread, an ipc socket in a private temporary directory) and run the
+ * contract through a Client with PD_CLIENT_SYNC (each call reports its own
+ * outcome, not the next call) and a short timeout (a hang fails quickly).
+ * Where the contract differs over the wire, the test says so beside the
+ * expectation, citing partd/zmq.h.
  */
 #include "testutil.h"
+#include "zmq_internal.h" /* PD__WIRE_MAX_KEYS */
 
 #include <dirent.h>
 #include <errno.h>
@@ -26,6 +34,10 @@ typedef struct cf_fix {
     char root[PATH_MAX];
     bool temp; /* the File was made by pd_file_open_temp */
     int stack;
+    /* client(server(...)) stacks: s is the Client. */
+    pd_server *srv;
+    pd_store *served; /* the served store when borrowed (PD_BORROW) */
+    char *ipcdir;     /* private temp dir of the server's ipc socket */
 } cf_fix;
 
 typedef int (*cf_open_fn)(cf_fix *f);
@@ -176,6 +188,127 @@ static int s_open_buf_lz4(cf_fix *f) {
     return s_buffer(&f->s, fast, slow, 256);
 }
 
+/* ------------------------------------------------- Client(Server(...)) */
+
+static char *s_listdir(const char *dir, int *count);
+
+/* Opens the store a server will serve; `reopen`: over the File root an
+ * earlier open made (f->root), which must exist. */
+typedef int (*cf_served_fn)(cf_fix *f, pd_store **out, bool reopen);
+
+static int s_root_file(cf_fix *f, pd_store **out, bool reopen) {
+    if (reopen) return pd_file_open(out, f->root, 0);
+    return s_file_in(f, out, 0);
+}
+
+static int s_served_dict(cf_fix *f, pd_store **out, bool reopen) {
+    (void)f;
+    ck_assert(!reopen);
+    return pd_dict_open(out);
+}
+
+static int s_served_file(cf_fix *f, pd_store **out, bool reopen) {
+    return s_root_file(f, out, reopen);
+}
+
+static int s_served_buf_file64(cf_fix *f, pd_store **out, bool reopen) {
+    pd_store *fast = NULL, *slow = NULL;
+    int rc = pd_dict_open(&fast);
+    if (rc) return rc;
+    rc = s_root_file(f, &slow, reopen);
+    if (rc) {
+        pd_close(&fast);
+        return rc;
+    }
+    return s_buffer(out, fast, slow, 64);
+}
+
+static int s_served_zlib_file(cf_fix *f, pd_store **out, bool reopen) {
+    pd_store *file = NULL;
+    int rc = s_root_file(f, &file, reopen);
+    return rc ? rc : s_encode(out, file, "zlib");
+}
+
+/* The server's log: only errors (the server cannot go on) are shown; the
+ * refusals the contract provokes (collisions) are expected. */
+static void s_server_log(void *arg, int level, const char *line) {
+    if (level == PD_LOG_ERROR)
+        fprintf(stderr, "[%s] server: %s\n", (const char *)arg, line);
+}
+
+/* Each wait of the client: short, so that a server that hangs fails the
+ * test rather than Check's timeout; longer under valgrind (8 MiB values). */
+static int s_client_timeout(void) {
+    return tu_under_valgrind() ? 60000 : 10000;
+}
+
+/* A server over the store `served` opens (NULL: the server's default
+ * store, kept under f->ipcdir), listening on ipc in f->ipcdir, started in
+ * its thread, and a client of it in f->s. */
+static int s_open_remote(cf_fix *f, cf_served_fn served, bool borrow,
+                         bool reopen, const char *name) {
+    if (!f->ipcdir) f->ipcdir = tu_mkdtemp();
+    ck_assert_ptr_nonnull(f->ipcdir);
+    pd_store *st = NULL;
+    int rc = served ? served(f, &st, reopen) : 0;
+    if (rc) return rc;
+    char addr[PATH_MAX + 16];
+    snprintf(addr, sizeof addr, "ipc://%s/srv.sock", f->ipcdir);
+    const char *bind[] = {addr};
+    pd_server_opts o = {0};
+    o.bind = bind;
+    o.nbind = 1;
+    o.dir = f->ipcdir;
+    o.log = s_server_log;
+    o.log_arg = (void *)name;
+    o.flags = borrow ? PD_BORROW : 0;
+    pd_store *given = st;
+    rc = pd_server_open(&f->srv, st ? &st : NULL, &o);
+    if (rc) {
+        pd_close(&st); /* on error the caller keeps the store */
+        return rc;
+    }
+    if (borrow) {
+        ck_assert_ptr_eq(st, given);
+        f->served = st;
+    } else {
+        ck_assert_ptr_null(st);
+    }
+    rc = pd_server_start(f->srv);
+    if (rc) return rc;
+    pd_client_opts co = {0};
+    co.timeout_ms = s_client_timeout();
+    co.flags = PD_CLIENT_SYNC;
+    return pd_client_open(&f->s, pd_server_address(f->srv, 0), &co);
+}
+
+/* Closes the client, then the server (which flushes the store and closes
+ * it unless borrowed), then a borrowed store; checks that the server left
+ * nothing in its ipc directory (libzmq removes the socket file; a default
+ * store's temporary directory goes with the server). */
+static void s_close_remote(cf_fix *f, const char *name) {
+    int rc = pd_close(&f->s);
+    ck_assert_msg(rc == 0, "[%s] client close -> %d: %s", name, rc,
+                  pd_errmsg(NULL));
+    ck_assert_ptr_null(f->s);
+    ck_assert_int_eq(pd_close(&f->s), 0);
+    rc = pd_server_close(&f->srv);
+    ck_assert_msg(rc == 0, "[%s] server close -> %d: %s", name, rc,
+                  pd_errmsg(NULL));
+    ck_assert_ptr_null(f->srv);
+    ck_assert_int_eq(pd_server_close(&f->srv), 0);
+    if (f->served) {
+        rc = pd_close(&f->served);
+        ck_assert_msg(rc == 0, "[%s] served store close -> %d: %s", name, rc,
+                      pd_errmsg(NULL));
+    }
+    int n;
+    char *list = s_listdir(f->ipcdir, &n);
+    ck_assert_msg(n == 0, "[%s] the server left in %s:\n%s", name, f->ipcdir,
+                  list ? list : "(unreadable)");
+    free(list);
+}
+
 /* `encoded`: the stack has an Encode layer, so pd_keys lists encoded sizes
  * (the stored frames, not the bytes a get returns), and a key that was
  * only given empty values holds frames (their encoding is not empty) and
@@ -184,6 +317,13 @@ static const struct {
     const char *name;
     cf_open_fn open;
     bool encoded;
+    /* client(server(served)): served NULL is the server's default store,
+     * Buffer(Dict, File); `borrow`: served with PD_BORROW (the fixture
+     * closes it after the server); `persists`: a File root that a new
+     * server can reopen; `buffered`: the served store is a Buffer. */
+    bool remote;
+    cf_served_fn served;
+    bool borrow, persists, buffered;
 } s_stacks[] = {
     {"dict", s_open_dict, false},
     {"file", s_open_file, false},
@@ -198,19 +338,43 @@ static const struct {
     {"zstd(dict)", s_open_zstd_dict, true},
     {"snappy(buffer(dict,file,64))", s_open_snappy_buf, true},
     {"buffer(dict,lz4(file),256)", s_open_buf_lz4, true},
+    {.name = "client(server(dict))",
+     .remote = true,
+     .served = s_served_dict,
+     .borrow = true},
+    {.name = "client(server(file))",
+     .remote = true,
+     .served = s_served_file,
+     .persists = true},
+    {.name = "client(server(buffer(dict,file,64)))",
+     .remote = true,
+     .served = s_served_buf_file64,
+     .borrow = true,
+     .persists = true,
+     .buffered = true},
+    {.name = "client(server(zlib(file)))",
+     .encoded = true,
+     .remote = true,
+     .served = s_served_zlib_file,
+     .persists = true},
+    {.name = "client(server(default))", .remote = true, .buffered = true},
 };
 #define NSTACKS ((int)(sizeof s_stacks / sizeof s_stacks[0]))
 
 static void s_open(cf_fix *f, int i) {
     memset(f, 0, sizeof *f);
     f->stack = i;
-    int rc = s_stacks[i].open(f);
+    int rc = s_stacks[i].remote
+                 ? s_open_remote(f, s_stacks[i].served, s_stacks[i].borrow,
+                                 false, s_stacks[i].name)
+                 : s_stacks[i].open(f);
     ck_assert_msg(rc == 0 && f->s, "[%s] open -> %d: %s", s_stacks[i].name, rc,
                   pd_errmsg(NULL));
 }
 
 #define NAME(f) (s_stacks[(f)->stack].name)
 #define ENCODED(f) (s_stacks[(f)->stack].encoded)
+#define REMOTE(f) (s_stacks[(f)->stack].remote)
 
 /* The Buffer of a stack: the store itself, or the one under its Encode
  * layer; NULL when there is none. */
@@ -262,6 +426,12 @@ static void s_check_contained(cf_fix *f) {
 
 static void s_close(cf_fix *f) {
     s_check_contained(f);
+    if (REMOTE(f)) {
+        s_close_remote(f, NAME(f));
+        tu_rmtree(f->ipcdir);
+        free(f->ipcdir);
+        f->ipcdir = NULL;
+    }
     int rc = pd_close(&f->s);
     ck_assert_msg(rc == 0, "[%s] close -> %d: %s", NAME(f), rc,
                   pd_errmsg(NULL));
@@ -904,6 +1074,91 @@ static void s_hostile_phase(cf_fix *f, cf_keys *all, int phase) {
     free(vb);
 }
 
+/* Keys that touch the tuple separator of the wire.  partd/zmq.h (Keys on
+ * the wire): a tuple crosses as its parts joined by "-|-" and the server
+ * splits a key at every "-|-", so a key whose wire form would split into
+ * other parts (a flat key containing "-|-", a part containing it, or parts
+ * whose joins make a new one) cannot cross: the Client refuses it with
+ * PD_ERR_KEY and a message naming it, before sending anything.  Every
+ * other store takes these keys as any other bytes.  (No tuple here starts
+ * with a part that is also a flat key: see prefix_collision.) */
+static void s_hostile_sep(cf_fix *f) {
+    pd_bytes t1[] = {V("x"), V("y-|-z")};
+    pd_bytes t2[] = {V("-|-x"), V("")};
+    pd_bytes t3[] = {V("q-|-r")};       /* a 1-tuple is the flat key */
+    pd_bytes t4[] = {V("a-|"), V("b")}; /* "a-|-|-b" splits as a, |-b */
+    pd_bytes t5[] = {V("-|"), V("|-")}; /* "-|-|-|-" splits as "", |, "" */
+    pd_key bad[] = {K("a-|-b"),          K("-|-"),
+                    K("-|--|-"),         PD_KEY_TUPLE(t1, 2),
+                    PD_KEY_TUPLE(t2, 2), PD_KEY_TUPLE(t3, 1),
+                    PD_KEY_TUPLE(t4, 2), PD_KEY_TUPLE(t5, 2)};
+    /* These touch the separator but split back into their parts, as
+     * Python's bytes.split does (leftmost first), so they cross. */
+    pd_bytes g1[] = {V("a-"), V("|-b")};
+    pd_bytes g2[] = {V("x-"), V("-y")};
+    pd_bytes g3[] = {V("a"), V("|-b")};
+    pd_bytes g4[] = {V("a|"), V("-b")};
+    pd_bytes g5[] = {V(""), V("-")};
+    pd_bytes g6[] = {V("-"), V("|")};
+    pd_key good[] = {PD_KEY_TUPLE(g1, 2),
+                     PD_KEY_TUPLE(g2, 2),
+                     PD_KEY_TUPLE(g3, 2),
+                     PD_KEY_TUPLE(g4, 2),
+                     PD_KEY_TUPLE(g5, 2),
+                     PD_KEY_TUPLE(g6, 2),
+                     K("--|"),
+                     K("|-"),
+                     K("-||-")};
+    enum {
+        NBAD = sizeof bad / sizeof bad[0],
+        NGOOD = sizeof good / sizeof good[0]
+    };
+    pd_bytes vs[NBAD > NGOOD ? NBAD : NGOOD];
+    char vb[NBAD > NGOOD ? NBAD : NGOOD][16];
+    for (size_t i = 0; i < sizeof vs / sizeof vs[0]; i++) {
+        snprintf(vb[i], sizeof vb[i], "s%zu;", i);
+        vs[i] = V(vb[i]);
+    }
+    cf_model m = {0};
+    s_append(f, &m, NGOOD, good, vs);
+    s_verify(f, &m);
+    if (!REMOTE(f)) {
+        s_append(f, &m, NBAD, bad, vs);
+        s_verify(f, &m);
+    } else {
+        char kb[256];
+        pd_result *r = NULL;
+        for (size_t i = 0; i < NBAD; i++) {
+            s_repr(&bad[i], kb, sizeof kb);
+            int rc[4] = {pd_append(f->s, 1, &bad[i], &vs[i], 0),
+                         pd_get(f->s, 1, &bad[i], &r, 0),
+                         pd_delete(f->s, 1, &bad[i], 0),
+                         pd_iset(f->s, 1, &bad[i], &vs[i], 0)};
+            const char *op[4] = {"append", "get", "delete", "iset"};
+            for (int j = 0; j < 4; j++)
+                ck_assert_msg(rc[j] == PD_ERR_KEY, "[%s] %s %s -> %d, want %d",
+                              NAME(f), op[j], kb, rc[j], PD_ERR_KEY);
+            ck_assert_ptr_null(r);
+            const char *msg = pd_errmsg(f->s);
+            ck_assert_msg(strstr(msg, kb) && strstr(msg, "-|-"),
+                          "[%s] message does not name %s and the "
+                          "separator: %s",
+                          NAME(f), kb, msg);
+        }
+        /* In a batch after good keys: nothing of it is sent. */
+        pd_bytes np[] = {V("new")};
+        pd_key batch[] = {PD_KEY_TUPLE(np, 1), good[0], bad[NBAD - 1]};
+        int rc = pd_append(f->s, 3, batch, vs, 0);
+        ck_assert_int_eq(rc, PD_ERR_KEY);
+        s_expect(f, batch[0], "");
+        /* The client is still in step with the server. */
+        s_verify(f, &m);
+    }
+    TU_OK(pd_drop(f->s, 0), f->s);
+    s_model_free(&m);
+    s_verify(f, &m);
+}
+
 START_TEST(hostile_keys) {
     cf_fix f;
     s_open(&f, _i);
@@ -913,6 +1168,7 @@ START_TEST(hostile_keys) {
         !*ks.escape_probe || access(ks.escape_probe, F_OK) == 0;
     s_hostile_phase(&f, &ks, 0);
     s_hostile_phase(&f, &ks, 1);
+    s_hostile_sep(&f);
     if (!probe_existed)
         ck_assert_msg(access(ks.escape_probe, F_OK) != 0,
                       "[%s] a key escaped the store: %s exists", NAME(&f),
@@ -979,6 +1235,21 @@ START_TEST(lock_unlock) {
     pd_bytes v = V("x");
     TU_OK(pd_lock(f.s), f.s);
     TU_OK(pd_lock(f.s), f.s);
+    if (REMOTE(&f)) {
+        /* partd/zmq.h: pd_lock on a client only serialises this handle's
+         * calls; the served store is not locked, so another client of the
+         * same server is not held up (its write lands before ours). */
+        pd_client_opts co = {0};
+        co.timeout_ms = s_client_timeout();
+        co.flags = PD_CLIENT_SYNC;
+        pd_store *other = NULL;
+        TU_OK(pd_client_open(&other, pd_server_address(f.srv, 0), &co), NULL);
+        pd_bytes o = V("o");
+        TU_OK(pd_append(other, 1, &k, &o, 0), other);
+        TU_OK(pd_close(&other), NULL);
+        s_expect(&f, k, "o");
+        TU_OK(pd_delete(f.s, 1, &k, 0), f.s);
+    }
     TU_OK(pd_append(f.s, 1, &k, &v, PD_NOLOCK), f.s);
     TU_OK(pd_append(f.s, 1, &k, &v, 0), f.s);
     pd_result *r = NULL;
@@ -1102,11 +1373,38 @@ START_TEST(misuse) {
     pd_bytes mv[] = {v, v};
     MISUSE(pd_append(f.s, 2, mixed, mv, 0), PD_ERR_LIMIT, "append");
     s_expect(&f, k, "keep");
-    /* At the limits exactly: fine. */
+    /* At the limits exactly: fine (over the wire too, where the joined
+     * form of a tuple is longer than PD_KEY_MAX). */
     pd_key mk64 = PD_KEY_TUPLE(many, PD_KEY_MAX_PARTS);
     TU_OK(pd_append(f.s, 1, &mk64, &v, 0), f.s);
     s_expect(&f, mk64, "v");
+    memset(huge, 'h', PD_KEY_MAX);
+    pd_bytes halves[] = {{huge, PD_KEY_MAX / 2}, {huge, PD_KEY_MAX / 2}};
+    pd_key hk2max = PD_KEY_TUPLE(halves, 2);
+    TU_OK(pd_append(f.s, 1, &hk2max, &v, 0), f.s);
+    s_expect(&f, hk2max, "v");
     free(huge);
+    if (REMOTE(&f)) {
+        /* Over the wire only: a request carries at most PD__WIRE_MAX_KEYS
+         * keys (zmq_internal.h; partd/zmq.h does not say so), and the
+         * Client refuses a larger batch with PD_ERR_LIMIT before sending
+         * it.  Local stores take any n; nothing is applied. */
+        size_t nk = PD__WIRE_MAX_KEYS + 1;
+        pd_key *lots = malloc(nk * sizeof *lots);
+        pd_bytes *lv = malloc(nk * sizeof *lv);
+        ck_assert(lots && lv);
+        for (size_t i = 0; i < nk; i++) {
+            lots[i] = k;
+            lv[i] = v;
+        }
+        MISUSE(pd_get(f.s, nk, lots, &r, 0), PD_ERR_LIMIT, "get");
+        ck_assert_ptr_null(r);
+        MISUSE(pd_append(f.s, nk, lots, lv, 0), PD_ERR_LIMIT, "append");
+        MISUSE(pd_delete(f.s, nk, lots, 0), PD_ERR_LIMIT, "delete");
+        /* (pd_iset would send this batch as the one key it repeats.) */
+        free(lots);
+        free(lv);
+    }
 
     /* Unlock without lock. */
     MISUSE(pd_unlock(f.s), PD_ERR_MISUSE, "unlock");
@@ -1125,18 +1423,38 @@ START_TEST(close_twice) {
     tu_append1(f.s, K("c"), "data", 4);
     const char *kind = pd_store_kind(f.s);
     ck_assert(kind && *kind);
-    s_close(&f); /* checks nulling and a second close */
+    if (REMOTE(&f)) ck_assert_str_eq(kind, "client");
+    if (f.served) {
+        /* A borrowed store outlives the client and the server (which
+         * flushed it and released its lock): usable from this thread, with
+         * what the client wrote. */
+        pd_store *served = f.served;
+        f.served = NULL; /* s_close_remote must leave it open */
+        s_close_remote(&f, NAME(&f));
+        tu_expect_str(served, K("c"), "data");
+        tu_append1(served, K("c"), "!", 1);
+        tu_expect_str(served, K("c"), "data!");
+        TU_OK(pd_close(&served), NULL);
+    }
+    /* Checks nulling and a second close (of the client and the server,
+     * for client stacks; closing them again, when closed above, is safe). */
+    s_close(&f);
     pd_store *s = NULL;
     ck_assert_int_eq(pd_close(&s), 0);
     ck_assert_int_eq(pd_close(NULL), 0);
 }
 END_TEST
 
-/* Data survives close and reopen for File-only stacks (non-temp). */
+/* Data survives close and reopen for File-only stacks (non-temp), and for
+ * client(server(...)) stacks over a File root: the client and the server
+ * are closed (the server flushes its store), and a new server over the
+ * same directory serves a new client. */
 START_TEST(reopen_persists) {
     cf_fix f;
     s_open(&f, _i);
-    if (!f.parent || f.temp || strcmp(pd_store_kind(f.s), "file") != 0) {
+    bool remote = REMOTE(&f) && s_stacks[_i].persists;
+    if (!remote &&
+        (!f.parent || f.temp || strcmp(pd_store_kind(f.s), "file") != 0)) {
         s_close(&f);
         return;
     }
@@ -1144,9 +1462,20 @@ START_TEST(reopen_persists) {
     pd_key ks[] = {K("p"), PD_KEY_TUPLE(tp, 2), PD_KEY("\0", 1)};
     pd_bytes vs[] = {V("1"), V("2"), V("3")};
     TU_OK(pd_append(f.s, 3, ks, vs, 0), f.s);
-    TU_OK(pd_close(&f.s), NULL);
-    TU_OK(pd_file_open(&f.s, f.root, 0), NULL);
-    s_expect(&f, ks[0], "1");
+    if (remote) {
+        s_close_remote(&f, NAME(&f));
+        int rc = s_open_remote(&f, s_stacks[_i].served, s_stacks[_i].borrow,
+                               true, NAME(&f));
+        ck_assert_msg(rc == 0, "[%s] reopen -> %d: %s", NAME(&f), rc,
+                      pd_errmsg(NULL));
+        /* Appends after the reopen go after the old data. */
+        tu_append1(f.s, ks[0], "+", 1);
+        s_expect(&f, ks[0], "1+");
+    } else {
+        TU_OK(pd_close(&f.s), NULL);
+        TU_OK(pd_file_open(&f.s, f.root, 0), NULL);
+        s_expect(&f, ks[0], "1");
+    }
     s_expect(&f, ks[1], "2");
     s_expect(&f, ks[2], "3");
     s_close(&f);
@@ -1195,9 +1524,13 @@ START_TEST(prefix_collision) {
     int rc = pd_append(f.s, 1, &tup, &two, 0);
     s_collided(&f, rc, tup, "('p', 'q')", "2");
     s_expect(&f, flat, "1");
-    bool buffer = s_buffer_of(f.s) != NULL;
+    /* Over the wire the Buffer is the server's: no command flushes it (and
+     * the server thread owns it while it serves), but the server flushes
+     * it when it closes, so the colliding key must go all the same. */
+    bool remote_buffer = REMOTE(&f) && s_stacks[_i].buffered;
+    bool buffer = s_buffer_of(f.s) != NULL || remote_buffer;
     if (buffer) {
-        s_flush_collided(&f, flat, tup);
+        if (!remote_buffer) s_flush_collided(&f, flat, tup);
         /* Make the store closable: remove the tuple. */
         TU_OK(pd_delete(f.s, 1, &tup, 0), f.s);
     }
@@ -1208,7 +1541,7 @@ START_TEST(prefix_collision) {
     s_collided(&f, rc, flat, "'p'", "1");
     s_expect(&f, tup, "2");
     if (buffer) {
-        s_flush_collided(&f, flat, tup);
+        if (!remote_buffer) s_flush_collided(&f, flat, tup);
         TU_OK(pd_delete(f.s, 1, &flat, 0), f.s);
     }
     s_close(&f);

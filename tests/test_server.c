@@ -228,6 +228,14 @@ START_TEST(commands) {
     tu_expect_str(c, keys[3], "44");
     ck_assert_int_eq(pd_client_server_is_ours(c), 1);
 
+    /* PD_FSYNC cannot cross the wire: refused, nothing sent. */
+    ck_assert_int_eq(pd_append(c, 1, keys, vals, PD_FSYNC), PD_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(pd_errmsg(c), "PD_FSYNC") &&
+                      strstr(pd_errmsg(c), addr),
+                  "%s", pd_errmsg(c));
+    ck_assert_int_eq(pd_iset(c, 1, keys, vals, PD_FSYNC), PD_ERR_UNSUPPORTED);
+    tu_expect_str(c, keys[0], "1515");
+
     /* A get of several keys, some missing, in order. */
     pd_key g[4] = {PD_KEY_STR("missing"), keys[2], PD_KEY_STR("a"),
                    PD_KEY_STR("nope")};

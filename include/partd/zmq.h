@@ -316,7 +316,12 @@ typedef struct pd_client_opts {
  *
  * Batches: an append is one request, applied whole.  An iset of several
  * keys is one request to our server and one request per key to a Python
- * server (not atomic there).  A get of 0 keys is answered locally.
+ * server (not atomic there).  A get of 0 keys is answered locally.  A call
+ * of more than 524288 keys fails with PD_ERR_LIMIT before anything is sent.
+ *
+ * Durability: the protocol carries no flags, so PD_FSYNC on a client's
+ * append or iset fails with PD_ERR_UNSUPPORTED (nothing sent); for durable
+ * appends, serve a File opened with PD_FILE_FSYNC.
  *
  * Timeouts and failures: every wait is bounded by timeout_ms.  When the
  * server does not answer in time, the call fails with PD_ERR_TIMEOUT, naming
