@@ -296,6 +296,16 @@ static int s_read_ack(int fd, int timeout_ms, uint32_t *b) {
     return 1;
 }
 
+/* A fresh store directory with its lock file, as a writer leaves it even
+ * when killed before its first append (slow children under valgrind). */
+static char *s_new_store(void) {
+    char *dir = tu_mkdtemp();
+    pd_store *f = NULL;
+    ck_assert_msg(pd_file_open(&f, dir, 0) == 0, "%s", pd_errmsg(NULL));
+    pd_close(&f);
+    return dir;
+}
+
 static void s_lock_is_free(const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/.lock", dir);
@@ -459,7 +469,7 @@ START_TEST(kill_rounds) {
     int rounds = vg ? 4 : 30;
     s_model m = {1, NULL, 0, s_seed(), CODECS[_i]};
     srand(m.seed);
-    char *dir = tu_mkdtemp();
+    char *dir = s_new_store();
     unsigned char *scratch = malloc((size_t)1 << 20);
     uint64_t torn = 0;
     int tears = 0;
@@ -501,7 +511,7 @@ static int s_count_fsync(int fd) {
  * is fsynced before the call returns, and PD_FILE_FSYNC does the same for
  * every call. */
 START_TEST(fsync_reaches_the_file) {
-    char *dir = tu_mkdtemp();
+    char *dir = s_new_store();
     pd_store *f = NULL, *s = NULL;
     TU_OK(pd_file_open(&f, dir, 0), NULL);
     TU_OK(pd_compress_open(&s, &f, "zlib", PD_LEVEL_DEFAULT, 0), NULL);
@@ -541,7 +551,7 @@ START_TEST(kill_rounds_fsync) {
     int rounds = vg ? 2 : 8;
     s_model m = {1, NULL, 0, s_seed(), "zlib"};
     srand(m.seed);
-    char *dir = tu_mkdtemp();
+    char *dir = s_new_store();
     unsigned char *scratch = malloc((size_t)1 << 20);
     for (int round = 0; round < rounds; round++) {
         s_round(&m, dir, round % 2 == 1, PD_FSYNC);
@@ -560,7 +570,7 @@ END_TEST
  * them out and repair removes them, for both codecs. */
 START_TEST(zero_tail) {
     const char *codec = CODECS[_i];
-    char *dir = tu_mkdtemp();
+    char *dir = s_new_store();
     pd_store *f = NULL, *s = NULL;
     TU_OK(pd_file_open(&f, dir, 0), NULL);
     TU_OK(pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0), NULL);
