@@ -33,4 +33,7 @@ typedef struct pd__dict_ref {
 int pd__dict_append_refs(pd_store *d, size_t n, const pd_key *keys,
                          pd__dict_ref *const *refs, const pd_bytes *vals);
 
+/* malloc_trim calls made by Dict d (for tests). */
+uint64_t pd__dict_trims(const pd_store *d);
+
 #endif /* PARTD_DICT_H */

@@ -27,13 +27,19 @@
  *
  * Descriptor cache.  Appends keep descriptors open (LRU, bounded by the fd
  * limit).  A descriptor is only used inside a locked session and only while
- * it is known to be current: at the first use in a session, its directory's
- * ctime is compared with the one recorded at the end of this handle's last
- * session (an unlink or rename by anyone changes it).  If it changed, or was
- * recorded too close to the clock tick to be trusted ("racy", as in git's
- * index), every cached descriptor in that directory is checked with fstat
- * (st_nlink == 0 means the file was deleted) before use.  So a descriptor
- * whose file another process deleted or dropped is never written through.
+ * it is known to be current: at the first use of its directory in a
+ * session, the directory's ctime is compared with the one this handle
+ * recorded (at the end of a session that changed the directory, or when it
+ * last found it changed); an unlink or rename by anyone changes it.  If it
+ * changed, or was recorded too close to the clock tick to be trusted
+ * ("racy", as in git's index), the directory's epoch is bumped and the new
+ * ctime recorded; a descriptor not verified (fstat: st_nlink == 0 means the
+ * file was deleted) since its directory's last epoch bump is verified
+ * before use.  So a descriptor whose file another process deleted or
+ * dropped is never written through or read from.  The root's ctime comes
+ * from the fstat that checks its identity when the lock is taken, and a
+ * get reads the size from the verifying fstat: a get of a cached key is
+ * flock, fstat(root), fstat(file), pread, unlock.
  */
 #include "internal.h"
 
@@ -97,6 +103,8 @@ typedef struct s_dir {
     struct timespec rec_at;    /* wall time when it was recorded */
     bool have_rec;
     bool suspect;     /* in session `checked`: verify entries before use */
+    uint64_t epoch;   /* bumped when found changed: entries verified before
+                       * are checked again before use */
     uint64_t checked; /* session of the last check */
     uint64_t queued;  /* session in which it is queued for re-recording */
     unsigned nent;    /* cache entries in this directory */
@@ -110,6 +118,7 @@ typedef struct s_fd {
     int fd;
     s_dir *dir;
     uint64_t verified; /* session in which it was last known current */
+    uint64_t epoch;    /* its directory's epoch then */
     size_t klen;
     unsigned char key[]; /* packed key: hash key */
 } s_fd;
@@ -123,9 +132,10 @@ typedef struct s_file {
     s_lockobj *lk;
     uint64_t epoch_seen; /* lk->epoch when rootfd was opened */
     uint64_t gen_seen;
-    uint64_t session;         /* incremented at each lock; 0: none yet */
-    struct stat root_st;      /* fstat of rootfd taken when locking ... */
-    uint64_t root_st_session; /* ... in this session */
+    uint64_t session;           /* incremented at each lock; 0: none yet */
+    struct stat root_st;        /* fstat of rootfd taken when locking ... */
+    struct timespec root_st_at; /* (wall time just before it) ... */
+    uint64_t root_st_session;   /* ... in this session */
     bool in_session;
     uint64_t verify_all; /* session in which every entry must be verified */
     s_fd *cache;         /* hash by packed key */
@@ -510,9 +520,12 @@ static int s_lockobj_flock(s_file *f, s_lockobj *lk) {
             return pd__err(&f->base, PD_ERR_IO, errno, "lock: flock(%s/.lock)",
                            lk->root);
         struct stat st;
+        struct timespec at;
+        clock_gettime(CLOCK_REALTIME, &at);
         if (fstat(f->rootfd, &st) == 0 && st.st_nlink > 0 &&
             st.st_dev == lk->rdev && st.st_ino == lk->rino) {
             f->root_st = st;
+            f->root_st_at = at;
             f->root_st_session = f->session + 1; /* the one starting */
             return 0;
         }
@@ -609,30 +622,45 @@ static int s_dir_stat(s_file *f, const s_dir *d, struct stat *st) {
 }
 
 /* As s_dir_stat, but the root's fstat from the lock acquisition serves
- * when nothing can have changed since (start of the session). */
-static int s_dir_stat_start(s_file *f, const s_dir *d, struct stat *st) {
+ * when nothing can have changed since (start of the session).  *at: a wall
+ * time no later than the stat. */
+static int s_dir_stat_start(s_file *f, const s_dir *d, struct stat *st,
+                            struct timespec *at) {
     if (d->rellen == 0 && f->root_st_session == f->session) {
         *st = f->root_st;
+        *at = f->root_st_at;
         return 0;
     }
-    if (d->rellen == 0) return fstat(f->rootfd, st);
-    return fstatat(f->rootfd, d->rel, st, AT_SYMLINK_NOFOLLOW);
+    clock_gettime(CLOCK_REALTIME, at);
+    return s_dir_stat(f, d, st);
 }
 
 static int64_t s_ts_ns(struct timespec t) {
     return (int64_t)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
 
+/* First use of d in this session: compares its ctime with the record.  If
+ * it changed (or the record is racy or missing), bumps d's epoch, so every
+ * entry in d is verified before its next use (this session or a later
+ * one), and records the ctime just read: entries verified after this stat
+ * and in a directory whose ctime still matches it later are current.
+ * Recording here, not at the end of the session, spares a second stat. */
 static void s_dir_check(s_file *f, s_dir *d) {
     struct stat st;
+    struct timespec at;
     d->checked = f->session;
-    d->suspect = true;
-    if (d->have_rec && s_dir_stat_start(f, d, &st) == 0 &&
-        st.st_ctim.tv_sec == d->ctime_rec.tv_sec &&
-        st.st_ctim.tv_nsec == d->ctime_rec.tv_nsec &&
-        s_ts_ns(d->rec_at) - s_ts_ns(d->ctime_rec) >= S_RACY_NS)
-        d->suspect = false;
-    if (d->suspect) s_dir_touch(f, d);
+    int src = s_dir_stat_start(f, d, &st, &at);
+    d->suspect =
+        !(d->have_rec && src == 0 && st.st_ctim.tv_sec == d->ctime_rec.tv_sec &&
+          st.st_ctim.tv_nsec == d->ctime_rec.tv_nsec &&
+          s_ts_ns(d->rec_at) - s_ts_ns(d->ctime_rec) >= S_RACY_NS);
+    if (!d->suspect) return;
+    d->epoch++;
+    d->have_rec = src == 0;
+    if (src == 0) {
+        d->ctime_rec = st.st_ctim;
+        d->rec_at = at;
+    }
 }
 
 /* End of session: record the ctime of every directory we changed or found
@@ -661,8 +689,11 @@ static void s_session_end(s_file *f) {
     }
 }
 
-/* Returns the current cached descriptor for pk, or NULL. */
-static s_fd *s_cache_find(s_file *f, const pd__pkey *pk) {
+/* Returns the current cached descriptor for pk, or NULL.  When it had to
+ * fstat the descriptor and vst is not NULL, stores that stat in *vst and
+ * sets *have_vst. */
+static s_fd *s_cache_find(s_file *f, const pd__pkey *pk, struct stat *vst,
+                          bool *have_vst) {
     s_fd *e = NULL;
     HASH_FIND(hh, f->cache, pk->p, pk->len, e);
     if (!e) return NULL;
@@ -673,7 +704,7 @@ static s_fd *s_cache_find(s_file *f, const pd__pkey *pk) {
         f->verify_all = f->session;
     }
     if (e->dir->checked != f->session) s_dir_check(f, e->dir);
-    if ((e->dir->suspect || f->verify_all == f->session) &&
+    if ((e->epoch != e->dir->epoch || f->verify_all == f->session) &&
         e->verified != f->session) {
         struct stat st;
         if (fstat(e->fd, &st) < 0 || st.st_nlink == 0) {
@@ -681,6 +712,11 @@ static s_fd *s_cache_find(s_file *f, const pd__pkey *pk) {
             return NULL;
         }
         e->verified = f->session;
+        e->epoch = e->dir->epoch;
+        if (vst) { /* the caller needs it (a get: the size) */
+            *vst = st;
+            *have_vst = true;
+        }
     }
     if (f->lru != e) {
         DL_DELETE(f->lru, e);
@@ -701,6 +737,11 @@ static s_fd *s_cache_add(s_file *f, const pd__pkey *pk, int fd, const char *rel,
     s_fd *e = malloc(sizeof *e + pk->len);
     if (!e) return NULL;
     s_cache_trim(f, f->max_fds - 1);
+    if (d->checked != f->session && d->nent > 0) {
+        /* Its other entries may be stale: check it as s_cache_find would,
+         * before marking it checked for this session. */
+        s_dir_check(f, d);
+    }
     e->fd = fd;
     e->dir = d;
     e->verified = f->session;
@@ -720,6 +761,7 @@ static s_fd *s_cache_add(s_file *f, const pd__pkey *pk, int fd, const char *rel,
         d->suspect = !d->have_rec;
         if (d->suspect) s_dir_touch(f, d);
     }
+    e->epoch = d->epoch; /* just opened: current */
     return e;
 }
 
@@ -819,7 +861,9 @@ typedef struct s_target {
     pd__pkey pk;
     bool have_rel;
     s_str rel;
-    size_t dirlen; /* length of the directory part of rel */
+    size_t dirlen;  /* length of the directory part of rel */
+    bool have_st;   /* st: a stat of the descriptor taken this session */
+    struct stat st; /* (a get reads its size from it) */
 } s_target;
 
 /* Packs the key (for the cache); the file name is built by s_target_rel
@@ -827,6 +871,7 @@ typedef struct s_target {
 static int s_target_pk(s_target *t, const pd_key *key) {
     t->key = key;
     t->have_rel = false;
+    t->have_st = false;
     t->pk.p = NULL;
     s_str_init(&t->rel);
     return pd__pkey_set(&t->pk, key) ? -1 : 0;
@@ -863,7 +908,7 @@ static int s_cached_fd(s_file *f, const pd_key *key, s_target *t,
                        const char *op, bool *cached) {
     *cached = false;
     if (f->in_session) {
-        s_fd *e = s_cache_find(f, &t->pk);
+        s_fd *e = s_cache_find(f, &t->pk, &t->st, &t->have_st);
         if (e) {
             *cached = true;
             return e->fd;
@@ -968,6 +1013,8 @@ static int s_open_read(s_file *f, const pd_key *key, s_target *t,
         s_close(fd);
         return s_err_key(f, PD_ERR_IO, e, op, key, "fstat", t->rel.p), -1;
     }
+    t->st = st; /* the read's size: no second fstat */
+    t->have_st = true;
     if (S_ISDIR(st.st_mode)) { /* the prefix of tuple keys: no value */
         s_close(fd);
         return -2;
@@ -1126,10 +1173,16 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
 
 /* ------------------------------------------------------------------- Get */
 
+/* Reads fd's whole file as the current value.  Its size comes from the
+ * stat taken under this lock when the descriptor was opened or verified
+ * (t->st), else from one fstat; a file that grows meanwhile (only a writer
+ * ignoring the lock can do that) is read up to that size. */
 static int s_read_into(s_file *f, const pd_key *key, s_target *t, int fd,
                        pd_result *r) {
     struct stat st;
-    if (fstat(fd, &st) < 0)
+    if (t->have_st)
+        st = t->st;
+    else if (fstat(fd, &st) < 0)
         return s_err_key(f, PD_ERR_IO, errno, "get", key, "fstat",
                          s_target_relp(t));
     if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX / 2)

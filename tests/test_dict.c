@@ -1,5 +1,6 @@
 /* Dict: the in-memory store. */
 #include "testutil.h"
+#include "dict.h"
 #include "ktab.h"
 
 #include <errno.h>
@@ -508,6 +509,52 @@ END_TEST
 
 /* Many keys in and out of a Dict: the index grows and shrinks, every key
  * keeps its bytes. */
+/* Memory is given back at most once per call, and only when a lot was
+ * freed: deleting every key in one call trims once, not once per eighth
+ * of what remains; small deletes do not trim. */
+START_TEST(trim_once_per_call) {
+    enum { N = 2048, SZ = 2048 }; /* 4 MiB */
+    pd_store *d = NULL;
+    TU_OK(pd_dict_open(&d), NULL);
+    static char names[N][16];
+    pd_key *keys = malloc(N * sizeof *keys);
+    pd_bytes *vals = malloc(N * sizeof *vals);
+    char *v = malloc(SZ);
+    ck_assert(keys && vals && v);
+    memset(v, 'v', SZ);
+    for (int i = 0; i < N; i++) {
+        snprintf(names[i], sizeof names[i], "k%d", i);
+        keys[i] = PD_KEY_STR(names[i]);
+        vals[i] = (pd_bytes){v, SZ};
+    }
+    TU_OK(pd_append(d, N, keys, vals, 0), d);
+    /* 64 KiB freed: far below the threshold */
+    TU_OK(pd_delete(d, 32, keys, 0), d);
+    ck_assert_uint_eq(pd__dict_trims(d), 0);
+    /* everything else in one call: one trim */
+    TU_OK(pd_delete(d, N - 32, keys + 32, 0), d);
+    ck_assert_uint_eq(pd__dict_trims(d), 1);
+    ck_assert_uint_eq(pd_dict_nbytes(d), 0);
+    /* again, key by key: each call trims at most once, and only when an
+     * eighth of what the Dict held is free */
+    TU_OK(pd_append(d, N, keys, vals, 0), d);
+    for (int i = 0; i < N; i++) TU_OK(pd_delete(d, 1, &keys[i], 0), d);
+    uint64_t t = pd__dict_trims(d) - 1;
+    ck_assert_uint_ge(t, 1);
+    ck_assert_uint_le(t, 4); /* 1 MiB steps of 4 MiB: not one per key */
+    /* iset and drop trim at most once too */
+    TU_OK(pd_append(d, N, keys, vals, 0), d);
+    uint64_t before = pd__dict_trims(d);
+    TU_OK(pd_drop(d, 0), d);
+    ck_assert_uint_eq(pd__dict_trims(d), before + 1);
+    tu_expect_str(d, keys[0], "");
+    free(v);
+    free(vals);
+    free(keys);
+    pd_close(&d);
+}
+END_TEST
+
 START_TEST(index_churn) {
     pd_store *d = s_open();
     enum { NK = 5000 };
@@ -566,6 +613,7 @@ int main(void) {
     tcase_add_test(tc, ktab_collisions);
     tcase_add_test(tc, key_equality);
     tcase_add_test(tc, index_churn);
+    tcase_add_test(tc, trim_once_per_call);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

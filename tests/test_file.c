@@ -457,6 +457,81 @@ END_TEST
 START_TEST(stale_descriptor_after_rename_over) { stale_case(3, _i); }
 END_TEST
 
+/* Replaces <root>/<rel> behind the store's back, as another process
+ * would: a new file with content "X" renamed over it. */
+static void replace_behind(const char *rel) {
+    char tmp[8192], p[8192];
+    snprintf(tmp, sizeof tmp, "%s/newfile", g_tmp);
+    snprintf(p, sizeof p, "%s/%s", g_root, rel);
+    ck_assert_int_eq(tu_write_file(tmp, "X", 1), 0);
+    ck_assert_int_eq(rename(tmp, p), 0);
+}
+
+/* A session that finds a directory changed verifies only the descriptors it
+ * uses; the others must still be verified later, even once the directory's
+ * new ctime is recorded and no longer racy. */
+START_TEST(stale_descriptor_unused_in_suspect_session) {
+    pd_key x = PD_KEY_STR("x"), y = PD_KEY_STR("y");
+    tu_append1(g_f, x, "old", 3);
+    tu_append1(g_f, y, "y", 1);
+    tu_append1(g_f, x, "+", 1); /* both cached */
+    usleep(120000);
+    replace_behind("x");
+    usleep(120000);
+    tu_expect_str(g_f, y, "y"); /* sees the change, uses only y */
+    usleep(120000);
+    tu_expect_str(g_f, x, "X"); /* not the deleted file's "old+" */
+    tu_append1(g_f, x, "new", 3);
+    char p[8192];
+    snprintf(p, sizeof p, "%s/x", g_root);
+    tu_file_is(p, "Xnew");
+}
+END_TEST
+
+/* A session whose first use of a tuple directory is opening a new key in
+ * it must still check the directory before trusting its other cached
+ * descriptors. */
+START_TEST(stale_descriptor_after_new_key_in_same_directory) {
+    pd_bytes pa[2] = {{"d", 1}, {"a", 1}}, pb[2] = {{"d", 1}, {"b", 1}},
+             pc[2] = {{"d", 1}, {"c", 1}};
+    pd_key a = PD_KEY_TUPLE(pa, 2), b = PD_KEY_TUPLE(pb, 2),
+           c = PD_KEY_TUPLE(pc, 2);
+    tu_append1(g_f, a, "old", 3);
+    tu_append1(g_f, b, "b", 1);
+    tu_append1(g_f, a, "+", 1);
+    usleep(120000);
+    replace_behind("d/a");
+    usleep(120000);
+    /* one call: c's file is opened (and cached) first, then a's */
+    pd_key ks[2] = {c, a};
+    pd_bytes vs[2] = {{"c", 1}, {"new", 3}};
+    TU_OK(pd_append(g_f, 2, ks, vs, 0), g_f);
+    char p[8192];
+    snprintf(p, sizeof p, "%s/d/a", g_root);
+    tu_file_is(p, "Xnew");
+    tu_expect_str(g_f, a, "Xnew");
+}
+END_TEST
+
+/* A batch get reads every key under one lock, each from its current file,
+ * and gives empty values for missing keys. */
+START_TEST(batch_get_reads_current_files) {
+    pd_key ks[3] = {PD_KEY_STR("p"), PD_KEY_STR("missing"), PD_KEY_STR("q")};
+    tu_append1(g_f, ks[0], "pp", 2);
+    tu_append1(g_f, ks[2], "q", 1);
+    replace_behind("q");
+    pd_result *r = NULL;
+    TU_OK(pd_get(g_f, 3, ks, &r, 0), g_f);
+    ck_assert_uint_eq(pd_result_count(r), 3);
+    pd_bytes v0 = pd_result_value(r, 0), v1 = pd_result_value(r, 1),
+             v2 = pd_result_value(r, 2);
+    ck_assert(v0.size == 2 && memcmp(v0.data, "pp", 2) == 0);
+    ck_assert_uint_eq(v1.size, 0);
+    ck_assert(v2.size == 1 && memcmp(v2.data, "X", 1) == 0);
+    pd_result_free(&r);
+}
+END_TEST
+
 START_TEST(few_descriptors_many_keys) {
     TU_OK(pd_file_set_max_fds(g_f, 4), g_f);
     enum { N = 300 };
@@ -682,6 +757,9 @@ int main(void) {
     tcase_add_loop_test(tc, stale_descriptor_after_other_handle_delete, 0, 2);
     tcase_add_loop_test(tc, stale_descriptor_after_directory_replaced, 0, 2);
     tcase_add_loop_test(tc, stale_descriptor_after_rename_over, 0, 2);
+    tcase_add_test(tc, stale_descriptor_unused_in_suspect_session);
+    tcase_add_test(tc, stale_descriptor_after_new_key_in_same_directory);
+    tcase_add_test(tc, batch_get_reads_current_files);
     tcase_add_test(tc, few_descriptors_many_keys);
     tcase_add_test(tc, fd_limit_256);
     suite_add_tcase(s, tc);
