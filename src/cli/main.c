@@ -679,8 +679,8 @@ static int s_read_stdin(char **data, size_t *size) {
 /* ----------------------------------------------------------------- Verbs */
 
 static int s_verb_append(s_ctx *ctx) {
-    const char *dir;
-    int first;
+    const char *dir = NULL;
+    int first = 0;
     int rc = s_store_args(ctx, 1, 1, &dir, &first);
     if (rc) return rc;
     pd_key key, *owned = NULL;
@@ -710,8 +710,8 @@ static int s_verb_append(s_ctx *ctx) {
 }
 
 static int s_verb_get(s_ctx *ctx) {
-    const char *dir;
-    int first;
+    const char *dir = NULL;
+    int first = 0;
     int rc = s_store_args(ctx, 1, 1, &dir, &first);
     if (rc) return rc;
     pd_key key, *owned = NULL;
@@ -749,8 +749,8 @@ static int s_cmp_line(const void *a, const void *b) {
 }
 
 static int s_verb_keys(s_ctx *ctx) {
-    const char *dir;
-    int first;
+    const char *dir = NULL;
+    int first = 0;
     int rc = s_store_args(ctx, 0, 0, &dir, &first);
     if (rc) return rc;
     pd_store *s = NULL;
@@ -804,8 +804,8 @@ static int s_verb_keys(s_ctx *ctx) {
 }
 
 static int s_verb_delete(s_ctx *ctx) {
-    const char *dir;
-    int first;
+    const char *dir = NULL;
+    int first = 0;
     int rc = s_store_args(ctx, 1, -1, &dir, &first);
     if (rc) return rc;
     size_t n = (size_t)(ctx->argc - first);
@@ -826,8 +826,8 @@ static int s_verb_delete(s_ctx *ctx) {
 }
 
 static int s_verb_drop(s_ctx *ctx) {
-    const char *dir;
-    int first;
+    const char *dir = NULL;
+    int first = 0;
     int rc = s_store_args(ctx, 0, 0, &dir, &first);
     if (rc) return rc;
     pd_store *s = NULL;
