@@ -3,6 +3,7 @@ REFERENCE.md and of the cpartd issue).
 
     PYTHONPATH=<build>/python /usr/bin/python3 bindings/bench_py.py
         [--quick] [--repeat N] [--only NAME[,NAME...]] [--rows N]
+        [--json FILE]
 
 Workloads (each runs --repeat times, partd and cpartd interleaved, each run
 in a fresh temporary directory; the median is reported with the ratio
@@ -24,9 +25,13 @@ cpartd/partd and the issue's target):
       `import partd` inside dask resolves to whichever is in
       sys.modules['partd'] at the time.
   shuffle-str: the same with the third column a string (object) column.
+
+--json FILE also writes every median with its min, max and samples (read by
+bench/report.py).
 """
 import argparse
 import gc
+import json
 import os
 import shutil
 import statistics
@@ -195,6 +200,8 @@ def main():
     ap.add_argument('--only', default='',
                     help='comma-separated: File,Buffer,ZLib(File),'
                     'Server/Client,4MiB,shuffle,shuffle-str')
+    ap.add_argument('--json', default=None,
+                    help='also write the results as JSON to this file')
     args = ap.parse_args()
     total = 20000 if args.quick else 200000
     rows = args.rows or (400000 if args.quick else 4000000)
@@ -264,7 +271,40 @@ def main():
     print('(%d rows x 3 columns, 32 -> 32 partitions, threads scheduler)'
           % rows)
     print('all targets:', 'met' if ok else 'NOT met')
+    if args.json:
+        write_json(args, res, targets, total, rows)
     return 0
+
+
+def write_json(args, res, targets, total, rows):
+    """Every (implementation, workload) series: median, min, max, samples.
+
+    Small workloads and 4MiB: rates (appends or gets per second; MB/s for
+    4MiB); shuffle: seconds."""
+    def stat(xs):
+        xs = list(xs)
+        return {'median': median(xs), 'min': min(xs), 'max': max(xs),
+                'samples': xs}
+
+    out = []
+    for (impl, kind), rs in sorted(res.items()):
+        if kind.startswith('shuffle'):
+            out.append(dict(impl=impl, workload=kind, op='shuffle',
+                            unit='s', **stat(rs)))
+            continue
+        unit = 'MB/s' if kind == '4MiB' else '/s'
+        for i, op in enumerate(('append', 'get')):
+            out.append(dict(impl=impl, workload=kind, op=op, unit=unit,
+                            **stat(r[i] for r in rs)))
+    doc = {'tool': 'bench_py', 'cpartd': cpartd.__version__,
+           'libpartd': cpartd.libpartd_version, 'partd': REF.__version__,
+           'repeat': args.repeat, 'small_appends': total, 'shuffle_rows': rows,
+           'targets': {k: {'append': a, 'get': g}
+                       for k, (a, g) in targets.items()},
+           'shuffle_target': 1.3, 'loadavg': os.getloadavg()[0],
+           'rows': out}
+    with open(args.json, 'w') as f:
+        json.dump(doc, f, indent=1)
 
 
 if __name__ == '__main__':
