@@ -2,13 +2,13 @@
  * A multiprocess shuffle through a libpartd server, in two pages: what
  * `partd demo` does, with the public API only.
  *
- * The parent opens a server (by default a Buffer over a Dict and a File in
- * a temporary directory, listening on a private ipc socket) and forks
- * WORKERS processes.  Each worker generates its share of the records, sends
- * each to partition key % PARTS through its own client, in batches, and
- * records, per partition, how many records it sent and the sum of their
- * hashes.  The parent then reads every partition back through a client and
- * checks both.  Built and run by CTest as example_shuffle; exits non-zero
+ * The parent forks WORKERS processes, then opens a server (by default a
+ * Buffer over a Dict and a File in a temporary directory) listening on an
+ * ipc socket in a private directory.  Each worker generates its share of the
+ * records, sends each to partition key % PARTS through its own client, in
+ * batches, and records, per partition, how many records it sent and the sum of
+ * their hashes.  The parent then reads every partition back through a client
+ * and checks both.  Built and run by CTest as example_shuffle; exits non-zero
  * if anything is not as expected.
  *
  *   example_shuffle [RECORDS]      (default 200000 records of 100 bytes)
@@ -175,18 +175,20 @@ int main(int argc, char **argv) {
     if (e == MAP_FAILED) return 1;
     memset(e, 0, sizeof *e);
 
-    pd_server_opts opts = {0};
-    opts.log_level = PD_LOG_WARN; /* no "listening" and "stopped" lines */
-    if (pd_server_open(&srv, NULL, &opts) != 0) {
-        fprintf(stderr, "server: %s\n", pd_errmsg(NULL));
+    /* The workers are forked first, before this process has any ZeroMQ
+     * thread (a child of a multithreaded process may only make
+     * async-signal-safe calls), so the address is chosen up front: an ipc
+     * socket in a new private directory.  Their requests wait until the
+     * server listens. */
+    char dir[] = "/tmp/partd-shuffle-XXXXXX";
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
         return 1;
     }
-    const char *address = pd_server_address(srv, 0);
+    char address[64];
+    snprintf(address, sizeof address, "ipc://%s/sock", dir);
     printf("server at %s\n", address);
     fflush(stdout);
-
-    /* Fork before the server's thread starts, so that no child inherits a
-     * lock it holds; a child never uses the server handle. */
     for (int w = 0; w < WORKERS; w++) {
         pids[w] = fork();
         if (pids[w] == 0)
@@ -196,6 +198,21 @@ int main(int argc, char **argv) {
             perror("fork");
             bad = 1;
         }
+    }
+
+    const char *binds[1] = {address};
+    pd_server_opts opts = {0};
+    opts.bind = binds;
+    opts.nbind = 1;
+    opts.log_level = PD_LOG_WARN; /* no "listening" and "stopped" lines */
+    if (pd_server_open(&srv, NULL, &opts) != 0) {
+        fprintf(stderr, "server: %s\n", pd_errmsg(NULL));
+        for (int w = 0; w < WORKERS; w++)
+            if (pids[w] > 0) kill(pids[w], SIGKILL);
+        for (int w = 0; w < WORKERS; w++)
+            if (pids[w] > 0) waitpid(pids[w], NULL, 0);
+        rmdir(dir);
+        return 1;
     }
     /* Requests wait in the socket until the server runs. */
     if (pd_server_start(srv) != 0) {
@@ -216,10 +233,14 @@ int main(int argc, char **argv) {
     printf("%llu records through %d workers into %d partitions: %s\n",
            (unsigned long long)records, WORKERS, PARTS, bad ? "FAILED" : "OK");
 
-    /* Stops the server, then closes its store: the temporary directory
-     * goes with it. */
+    /* Stops the server (which removes its socket file), then closes its
+     * store: the store's temporary directory goes with it. */
     if (pd_server_close(&srv) != 0) {
         fprintf(stderr, "server: %s\n", pd_errmsg(NULL));
+        bad = 1;
+    }
+    if (rmdir(dir) != 0) {
+        perror(dir);
         bad = 1;
     }
     munmap(e, sizeof *e);

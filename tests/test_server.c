@@ -984,17 +984,33 @@ END_TEST
 
 /* ------------------------------------------------------------ Processes */
 
+/* The appenders are forked before the server exists and read its address
+ * from a pipe: forking a process whose ZeroMQ threads are running can leave
+ * the child's allocator or libzmq locks held by threads it does not have
+ * (POSIX allows only async-signal-safe calls after such a fork; ASan's
+ * allocator made the children hang here). */
 typedef struct t_proc_arg {
-    const char *addr;
+    int rfd; /* the server's address arrives here */
     int id, rounds;
 } t_proc_arg;
 
 static int t_appender(void *p) {
     t_proc_arg *a = p;
+    char addr[512];
+    size_t got = 0;
+    for (;;) {
+        ssize_t r = read(a->rfd, addr + got, sizeof addr - 1 - got);
+        if (r < 0 && errno == EINTR) continue;
+        if (r <= 0) break;
+        got += (size_t)r;
+    }
+    addr[got] = '\0';
+    TU_CHECK(got > 0, "no server address on the pipe");
+    close(a->rfd);
     pd_client_opts o = {0};
     o.timeout_ms = 20000;
     pd_store *c = NULL;
-    TU_CHECK(pd_client_open(&c, a->addr, &o) == 0, "open: %s", pd_errmsg(NULL));
+    TU_CHECK(pd_client_open(&c, addr, &o) == 0, "open: %s", pd_errmsg(NULL));
     char own[16];
     snprintf(own, sizeof own, "own%d", a->id);
     for (int i = 0; i < a->rounds; i++) {
@@ -1009,15 +1025,26 @@ static int t_appender(void *p) {
 }
 
 START_TEST(many_processes) {
-    pd_server *srv = t_server(NULL, NULL, NULL);
-    const char *addr = pd_server_address(srv, 0);
     int np = tu_under_valgrind() ? 3 : 8;
     int rounds = tu_under_valgrind() ? 100 : 500;
     tu_child ch[8];
     t_proc_arg args[8];
+    int wfd[8];
     for (int p = 0; p < np; p++) {
-        args[p] = (t_proc_arg){addr, p, rounds};
-        ch[p] = tu_child_spawn(t_appender, &args[p], NULL, 0);
+        int fds[2];
+        ck_assert_int_eq(pipe(fds), 0);
+        args[p] = (t_proc_arg){fds[0], p, rounds};
+        wfd[p] = fds[1];
+        /* Each child closes every write end made so far. */
+        ch[p] = tu_child_spawn(t_appender, &args[p], wfd, p + 1);
+        close(fds[0]);
+    }
+    pd_server *srv = t_server(NULL, NULL, NULL);
+    const char *addr = pd_server_address(srv, 0);
+    for (int p = 0; p < np; p++) {
+        size_t len = strlen(addr);
+        ck_assert_int_eq(write(wfd[p], addr, len), (ssize_t)len);
+        close(wfd[p]);
     }
     for (int p = 0; p < np; p++) {
         char msg[512];
