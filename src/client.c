@@ -377,6 +377,18 @@ static int s_maybe_sync(s_client *c, const char *op) {
     return 0;
 }
 
+/* What every keyed request checks before it is sent: the handle works,
+ * the batch fits a request, every key can cross the wire, and the
+ * previous request's reply has been read. */
+static int s_prepare(s_client *c, const char *op, size_t n,
+                     const pd_key *keys) {
+    int rc = s_ready(c);
+    if (!rc) rc = s_check_count(c, op, n);
+    if (!rc) rc = s_wire_keys(c, op, n, keys);
+    if (!rc) rc = s_settle(c, op);
+    return rc;
+}
+
 /* ------------------------------------------------------------ Ops */
 
 /* The wire has no flags: a client cannot make the server fsync, and must
@@ -395,10 +407,7 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     s_client *c = (s_client *)s;
     int rc = s_no_fsync(c, "append", flags);
     if (rc) return rc;
-    rc = s_ready(c);
-    if (!rc) rc = s_check_count(c, "append", n);
-    if (!rc) rc = s_wire_keys(c, "append", n, keys);
-    if (!rc) rc = s_settle(c, "append");
+    rc = s_prepare(c, "append", n, keys);
     if (rc) return rc;
     rc = s_send(c, "append", "append", vals, 0, n);
     if (rc) return rc;
@@ -410,10 +419,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                  unsigned flags) {
     (void)flags;
     s_client *c = (s_client *)s;
-    int rc = s_ready(c);
-    if (!rc) rc = s_check_count(c, "get", n);
-    if (!rc) rc = s_wire_keys(c, "get", n, keys);
-    if (!rc) rc = s_settle(c, "get");
+    int rc = s_prepare(c, "get", n, keys);
     if (rc) return rc;
     rc = s_send(c, "get", "get", NULL, 0, n);
     if (rc) return rc;
@@ -458,10 +464,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
 static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     s_client *c = (s_client *)s;
-    int rc = s_ready(c);
-    if (!rc) rc = s_check_count(c, "delete", n);
-    if (!rc) rc = s_wire_keys(c, "delete", n, keys);
-    if (!rc) rc = s_settle(c, "delete");
+    int rc = s_prepare(c, "delete", n, keys);
     if (rc) return rc;
     rc = s_send(c, "delete", "delete", NULL, 0, n);
     if (rc) return rc;
@@ -474,10 +477,7 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     s_client *c = (s_client *)s;
     int rc = s_no_fsync(c, "iset", flags);
     if (rc) return rc;
-    rc = s_ready(c);
-    if (!rc) rc = s_check_count(c, "iset", n);
-    if (!rc) rc = s_wire_keys(c, "iset", n, keys);
-    if (!rc) rc = s_settle(c, "iset"); /* also tells which server it is */
+    rc = s_prepare(c, "iset", n, keys); /* also tells which server it is */
     if (rc) return rc;
     if (c->ours == 1) {
         rc = s_send(c, "iset", "iset", vals, 0, n);

@@ -22,3 +22,11 @@ int pd_cli_parse_bytes(const char *s, uint64_t *out) {
     *out = (uint64_t)v << shift;
     return 0;
 }
+
+int pd_cli_find_option(const char *name, size_t nlen, const char *const *names,
+                       int n) {
+    for (int k = 0; k < n; k++)
+        if (strlen(names[k]) == nlen && strncmp(name, names[k], nlen) == 0)
+            return k;
+    return -1;
+}

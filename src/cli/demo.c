@@ -352,11 +352,7 @@ static int s_parse(int argc, char **argv, s_opts *o) {
             return s_usage("unexpected argument '%.100s'", arg);
         const char *name = arg + 2, *val = strchr(name, '=');
         size_t nlen = val ? (size_t)(val - name) : strlen(name);
-        int which = -1;
-        for (int k = 0; k < N_WITH; k++)
-            if (strlen(with_value[k]) == nlen &&
-                strncmp(name, with_value[k], nlen) == 0)
-                which = k;
+        int which = pd_cli_find_option(name, nlen, with_value, N_WITH);
         if (which < 0)
             return s_usage("unknown option '--%.*s'",
                            (int)(nlen > 100 ? 100 : nlen), name);

@@ -154,11 +154,7 @@ static int s_parse(int argc, char **argv, s_args *a) {
         static const char *const with_value[] = {
             "path",  "bind",         "memory", "codec",
             "level", "curve-secret", "timeout"};
-        int which = -1;
-        for (int k = 0; k < 7; k++)
-            if (strlen(with_value[k]) == nlen &&
-                strncmp(name, with_value[k], nlen) == 0)
-                which = k;
+        int which = pd_cli_find_option(name, nlen, with_value, 7);
         if (which < 0)
             return s_usage("unknown option '--%.*s'",
                            (int)(nlen > 100 ? 100 : nlen), name);
