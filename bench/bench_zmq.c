@@ -3,9 +3,11 @@
  * beside a raw libzmq loop measured in the same run.
  *
  * The raw loop is the floor: a DEALER and a ROUTER exchanging exactly the
- * messages of the protocol (the same frames, the same acknowledgements, one
- * request in flight), with nothing a real server does (keys, store,
- * results, checks).  A ratio of 1.0 is the ceiling.
+ * messages of the protocol (the same frames, the same acknowledgements, the
+ * same pipelining as our client: up to PD_CLIENT_WINDOW_DEFAULT appends and
+ * 32 MiB in flight, one get), with nothing a real server does (keys, store,
+ * results, checks).  A ratio of 1.0 is the ceiling.  One more row runs our
+ * client with window 1 (the reference's pacing: one request in flight).
  *
  * The server (ours or the raw ROUTER) runs in a forked child, the client in
  * this process, over ipc in a private directory (and tcp on 127.0.0.1 for
@@ -182,11 +184,15 @@ typedef struct s_data {
     char *bigval; /* big_size */
 } s_data;
 
-/* A raw DEALER doing what our client does: one request in flight, each
- * request first reads the previous one's ack. */
+/* A raw DEALER doing what our client does with our server: an append
+ * first reads the oldest acks while PD_CLIENT_WINDOW_DEFAULT requests or
+ * 32 MiB of appends are in flight; a get reads every ack first. */
+#define S_RAW_WINDOW_BYTES ((size_t)32 << 20)
 typedef struct s_rawc {
     void *ctx, *sock;
-    bool pending;
+    size_t bytes[PD_CLIENT_WINDOW_DEFAULT]; /* in flight, a ring */
+    unsigned head, n;
+    size_t inflight;
 } s_rawc;
 
 static void s_rawc_open(s_rawc *c, const char *addr) {
@@ -194,7 +200,10 @@ static void s_rawc_open(s_rawc *c, const char *addr) {
     c->sock = zmq_socket(c->ctx, ZMQ_DEALER);
     if (zmq_connect(c->sock, addr)) s_die("connect %s", addr);
     zmq_send(c->sock, "syn", 3, 0);
-    c->pending = true;
+    c->head = 0;
+    c->n = 1;
+    c->bytes[0] = 0;
+    c->inflight = 0;
 }
 
 static size_t s_rawc_recv(s_rawc *c, size_t *bytes) {
@@ -210,9 +219,27 @@ static size_t s_rawc_recv(s_rawc *c, size_t *bytes) {
     return n;
 }
 
+static void s_rawc_pop(s_rawc *c) {
+    s_rawc_recv(c, NULL);
+    c->inflight -= c->bytes[c->head];
+    c->head = (c->head + 1) % PD_CLIENT_WINDOW_DEFAULT;
+    c->n--;
+}
+
 static void s_rawc_settle(s_rawc *c) {
-    if (c->pending) s_rawc_recv(c, NULL);
-    c->pending = false;
+    while (c->n > 0) s_rawc_pop(c);
+}
+
+static void s_rawc_room(s_rawc *c, size_t bytes) {
+    while (c->n > 0 && (c->n >= PD_CLIENT_WINDOW_DEFAULT ||
+                        c->inflight + bytes > S_RAW_WINDOW_BYTES))
+        s_rawc_pop(c);
+}
+
+static void s_rawc_push(s_rawc *c, size_t bytes) {
+    c->bytes[(c->head + c->n) % PD_CLIENT_WINDOW_DEFAULT] = bytes;
+    c->n++;
+    c->inflight += bytes;
 }
 
 static void s_rawc_close(s_rawc *c) {
@@ -230,7 +257,7 @@ static double s_raw_appends(s_rawc *c, const s_cfg *cfg, const s_data *d,
     double t0 = s_now();
     for (size_t i = 0; i < nvals; i += cfg->per_call) {
         size_t m = nvals - i < cfg->per_call ? nvals - i : cfg->per_call;
-        s_rawc_settle(c);
+        s_rawc_room(c, m * (5 + vsize));
         zmq_send(c->sock, "append", 6, ZMQ_SNDMORE);
         for (size_t j = 0; j < m; j++) {
             size_t k = (i + j) % cfg->nkeys;
@@ -238,7 +265,7 @@ static double s_raw_appends(s_rawc *c, const s_cfg *cfg, const s_data *d,
             zmq_send(c->sock, d->names[k], 5, ZMQ_SNDMORE);
             zmq_send(c->sock, v, vsize, j + 1 < m ? ZMQ_SNDMORE : 0);
         }
-        c->pending = true;
+        s_rawc_push(c, m * (5 + vsize));
     }
     s_rawc_settle(c);
     return s_now() - t0;
@@ -257,9 +284,11 @@ static double s_raw_gets(s_rawc *c, const s_cfg *cfg, const s_data *d) {
     return s_now() - t0;
 }
 
-static pd_store *s_open_client(const char *addr) {
+static pd_store *s_open_client(const char *addr, unsigned window) {
     pd_store *c = NULL;
-    if (pd_client_open(&c, addr, NULL)) s_die("client: %s", pd_errmsg(NULL));
+    pd_client_opts o = {0};
+    o.window = window;
+    if (pd_client_open(&c, addr, &o)) s_die("client: %s", pd_errmsg(NULL));
     return c;
 }
 
@@ -322,6 +351,7 @@ enum {
     R_SMALL_RAW,
     R_SMALL_OURS,
     R_SMALL_OURS_TCP,
+    R_SMALL_OURS_W1,
     R_GET_RAW,
     R_GET_OURS,
     R_BIG_RAW,
@@ -330,9 +360,13 @@ enum {
 };
 
 static const char *const s_row_names[R_N] = {
-    "small appends, raw zmq loop (ipc)", "small appends, libpartd (ipc)",
-    "small appends, libpartd (tcp)",     "single-key gets, raw zmq loop (ipc)",
-    "single-key gets, libpartd (ipc)",   "10 KB appends, raw zmq loop (ipc)",
+    "small appends, raw zmq loop (ipc)",
+    "small appends, libpartd (ipc)",
+    "small appends, libpartd (tcp)",
+    "small appends, libpartd window 1 (ipc)",
+    "single-key gets, raw zmq loop (ipc)",
+    "single-key gets, libpartd (ipc)",
+    "10 KB appends, raw zmq loop (ipc)",
     "10 KB appends, libpartd (ipc)",
 };
 
@@ -427,7 +461,7 @@ int main(int argc, char **argv) {
         }
 
         pid = s_spawn(S_OURS, ipc, 0);
-        pd_store *c = s_open_client(ipc);
+        pd_store *c = s_open_client(ipc, 0);
         t = s_our_appends(c, &cfg, &d, cfg.nvals, cfg.vsize, d.vals, false);
         tg = s_our_gets(c, &cfg, &d, !keep);
         s_our_close_server(&c);
@@ -438,11 +472,18 @@ int main(int argc, char **argv) {
         }
 
         pid = s_spawn(S_OURS, tcp, 0);
-        c = s_open_client(tcp);
+        c = s_open_client(tcp, 0);
         t = s_our_appends(c, &cfg, &d, cfg.nvals, cfg.vsize, d.vals, false);
         s_our_close_server(&c);
         s_reap(pid);
         if (keep) v[R_SMALL_OURS_TCP][run] = (double)cfg.nvals / t;
+
+        pid = s_spawn(S_OURS, ipc, 0);
+        c = s_open_client(ipc, 1);
+        t = s_our_appends(c, &cfg, &d, cfg.nvals, cfg.vsize, d.vals, false);
+        s_our_close_server(&c);
+        s_reap(pid);
+        if (keep) v[R_SMALL_OURS_W1][run] = (double)cfg.nvals / t;
 
         double mb = (double)cfg.big_vals * (double)cfg.big_size / 1e6;
         pid = s_spawn(S_RAW, ipc, 0);
@@ -454,7 +495,7 @@ int main(int argc, char **argv) {
         if (keep) v[R_BIG_RAW][run] = mb / t;
 
         pid = s_spawn(S_OURS, ipc, 0);
-        c = s_open_client(ipc);
+        c = s_open_client(ipc, 0);
         t = s_our_appends(c, &cfg, &d, cfg.big_vals, cfg.big_size, d.bigval,
                           true);
         s_our_close_server(&c);
@@ -467,8 +508,8 @@ int main(int argc, char **argv) {
     for (int r = 0; r < R_N; r++) st[r] = s_summary(v[r], cfg.runs);
     s_py py = s_run_python(&cfg);
 
-    const char *unit[R_N] = {"appends/s", "appends/s", "appends/s", "gets/s",
-                             "gets/s",    "MB/s",      "MB/s"};
+    const char *unit[R_N] = {"appends/s", "appends/s", "appends/s", "appends/s",
+                             "gets/s",    "gets/s",    "MB/s",      "MB/s"};
     printf("\nbench_zmq: median of %d run%s (min-max); libzmq %d.%d.%d\n",
            cfg.runs, cfg.runs == 1 ? "" : "s", ZMQ_VERSION_MAJOR,
            ZMQ_VERSION_MINOR, ZMQ_VERSION_PATCH);

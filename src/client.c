@@ -2,11 +2,15 @@
  * The ZeroMQ Client: a pd_store whose calls run on a Server (ours or
  * Python partd's), over a DEALER socket.  See partd/zmq.h.
  *
- * Protocol state: `pending` says a final reply is due for the last request
- * sent (`what` describes it for messages).  Every call first reads that
- * reply (s_settle), then sends its own request; append, iset, delete and
- * drop leave their reply pending (one request in flight, as the reference
- * client does) unless PD_CLIENT_SYNC; get and keys read everything.
+ * Protocol state: `q` holds the requests sent whose final reply is still
+ * due, oldest first, each described for messages.  Every call but append
+ * first reads them all (s_settle), then sends its own request; append,
+ * iset, delete and drop leave their reply pending unless PD_CLIENT_SYNC;
+ * get and keys read everything.  With a Python server one request is in
+ * flight, as the reference client does.  With ours, append only reads
+ * replies until fewer than `window` appends (and S_WINDOW_BYTES of them)
+ * are in flight (s_room), so a stream of appends is not paced by the round
+ * trip: the server runs requests in the order sent, one at a time.
  *
  * Every wait is bounded (zmq_poll with the time left).  When a wait times
  * out or a reply breaks the protocol, the socket is closed and a new one
@@ -27,6 +31,16 @@
 #include <time.h>
 #include <zmq.h>
 
+/* Bounds on the appends in flight to our server (see s_room). */
+#define S_WINDOW_MAX PD_CLIENT_WINDOW_MAX
+#define S_WINDOW_BYTES ((uint64_t)32 << 20)
+
+/* A request awaiting its final reply. */
+typedef struct s_req {
+    char what[192]; /* what it asked, for messages */
+    uint64_t bytes; /* its payload */
+} s_req;
+
 typedef struct s_client {
     pd_store base;
     char *address;
@@ -38,9 +52,11 @@ typedef struct s_client {
     char curve_server[41], curve_public[41], curve_secret[41];
     bool curve;
 
-    bool pending;     /* a final reply is due */
-    bool pending_syn; /* ... and it answers our own `syn` */
-    char what[192];   /* the request it answers, for messages */
+    s_req q[S_WINDOW_MAX]; /* requests awaiting their final reply (ring) */
+    unsigned qhead, nq;
+    uint64_t qbytes;  /* payload bytes of the requests in q */
+    bool pending_syn; /* q's oldest answers our own `syn` */
+    unsigned window;  /* appends in flight allowed with our server */
     int ours;         /* -1 unknown, 0 another server, 1 libpartd */
 
     pd__wbuf wb;  /* wire keys */
@@ -56,6 +72,37 @@ static const pd_store_ops s_client_ops;
 
 static s_client *s_cl(const pd_store *s) {
     return s && s->ops == &s_client_ops ? (s_client *)s : NULL;
+}
+
+/* ------------------------------------------------------------ In flight */
+
+static s_req *s_oldest(s_client *c) { return &c->q[c->qhead]; }
+
+static s_req *s_newest(s_client *c) {
+    return &c->q[(c->qhead + c->nq - 1) % S_WINDOW_MAX];
+}
+
+/* Records a request just sent (the caller describes it in s_newest). */
+static void s_push(s_client *c, uint64_t bytes) {
+    s_req *r = &c->q[(c->qhead + c->nq) % S_WINDOW_MAX];
+    r->what[0] = 0;
+    r->bytes = bytes;
+    c->nq++;
+    c->qbytes += bytes;
+}
+
+/* Forgets the oldest request: its final reply has been read. */
+static void s_pop(s_client *c) {
+    c->qbytes -= s_oldest(c)->bytes;
+    c->qhead = (c->qhead + 1) % S_WINDOW_MAX;
+    c->nq--;
+    c->pending_syn = false;
+}
+
+static void s_forget_all(s_client *c) {
+    c->qhead = c->nq = 0;
+    c->qbytes = 0;
+    c->pending_syn = false;
 }
 
 static int64_t s_now_ms(void) {
@@ -111,9 +158,10 @@ static int s_connect(s_client *c, pd_store *errs) {
         return rc;
     }
     c->sock = sock;
-    c->pending = true;
+    s_forget_all(c);
+    s_push(c, 0);
     c->pending_syn = true;
-    snprintf(c->what, sizeof c->what, "syn (connecting)");
+    snprintf(s_newest(c)->what, sizeof s_newest(c)->what, "syn (connecting)");
     return 0;
 }
 
@@ -131,7 +179,7 @@ static void s_reset(s_client *c) {
     s_drop_msgs(c);
     if (c->sock) zmq_close(c->sock);
     c->sock = NULL;
-    c->pending = false;
+    s_forget_all(c);
     char keep[PD__MSG_MAX];
     int code = pd_errcode(&c->base), sys = pd_errno(&c->base);
     snprintf(keep, sizeof keep, "%s", pd_errmsg(&c->base));
@@ -166,7 +214,7 @@ static int s_after_fork(s_client *c) {
     c->ctx = NULL;
     c->sock = NULL;
     c->nmsgs = 0; /* the parent's messages: not ours to close */
-    c->pending = false;
+    s_forget_all(c);
     c->pid = pd__getpid();
     c->ctx = zmq_ctx_new();
     if (!c->ctx)
@@ -271,18 +319,48 @@ static int s_final(s_client *c, const char *op, const char *what, bool prev) {
     return s_broken(c, PD_ERR_PROTOCOL);
 }
 
-/* Reads the final reply still due, if any.  `own`: it answers the request
- * of the current call (get, keys, sync), not an earlier call's. */
-static int s_settle_as(s_client *c, const char *op, bool own) {
-    if (!c->pending) return 0;
-    char what[sizeof c->what];
-    memcpy(what, c->what, sizeof what);
-    int rc = s_recv(c, op, what);
+/* Reads the oldest final reply still due.  `own`: the newest request is
+ * the current call's (get, keys, sync), not an earlier call's. */
+static int s_settle_one(s_client *c, const char *op, bool own) {
+    s_req r = *s_oldest(c);
+    bool prev = !(own && c->nq == 1) && !c->pending_syn;
+    int rc = s_recv(c, op, r.what);
     if (rc) return s_broken(c, rc);
-    c->pending = false;
-    rc = s_final(c, op, what, !own && !c->pending_syn);
+    s_pop(c);
+    rc = s_final(c, op, r.what, prev);
     s_drop_msgs(c);
     return rc;
+}
+
+/* Reads every final reply still due.  An error is the first failed
+ * request's, noting how many later ones failed too: the replies after it
+ * are read all the same, so the handle stays in step. */
+static int s_settle_as(s_client *c, const char *op, bool own) {
+    int first = 0, sys = 0, later = 0;
+    char msg[PD__MSG_MAX];
+    while (c->nq > 0) {
+        int rc = s_settle_one(c, op, own);
+        if (rc == 0) continue;
+        /* A timeout or a broken reply reset the connection: nothing is
+         * due any more but the new connection's syn. */
+        if (c->pending_syn) return rc;
+        if (first) {
+            later++;
+        } else {
+            first = rc;
+            sys = pd_errno(&c->base);
+            snprintf(msg, sizeof msg, "%s", pd_errmsg(&c->base));
+        }
+    }
+    if (later) {
+        char more[PD__MSG_MAX + 64];
+        snprintf(more, sizeof more, "%s (and %d later request%s failed too)",
+                 msg, later, later == 1 ? "" : "s");
+        s_rerecord(c, first, sys, more);
+    } else if (first) {
+        s_rerecord(c, first, sys, msg);
+    }
+    return first;
 }
 
 static int s_settle(s_client *c, const char *op) {
@@ -333,14 +411,16 @@ static pd_bytes s_wkey(s_client *c, size_t i) {
     return (pd_bytes){c->wb.p + c->koff[i], c->koff[i + 1] - c->koff[i]};
 }
 
+/* Describes the request just sent, for messages about its reply. */
 static void s_describe(s_client *c, const char *cmd, size_t n,
                        const pd_key *keys) {
+    s_req *r = s_newest(c);
     if (n == 0) {
-        snprintf(c->what, sizeof c->what, "%s", cmd);
+        snprintf(r->what, sizeof r->what, "%s", cmd);
         return;
     }
     char ks[PD__KEYSHORT_MAX];
-    snprintf(c->what, sizeof c->what, "%s of %zu key%s (%s%s)", cmd, n,
+    snprintf(r->what, sizeof r->what, "%s of %zu key%s (%s%s)", cmd, n,
              n == 1 ? "" : "s", pd__key_short(&keys[0], ks),
              n > 1 ? ", ..." : "");
 }
@@ -358,16 +438,19 @@ static int s_check_count(s_client *c, const char *op, size_t n) {
 static int s_send(s_client *c, const char *op, const char *cmd,
                   const pd_bytes *vals, size_t from, size_t count) {
     int rc = s_send_frame(c, op, cmd, strlen(cmd), count > 0);
+    uint64_t bytes = 0;
     for (size_t i = from; rc == 0 && i < from + count; i++) {
         pd_bytes k = s_wkey(c, i);
         bool last = i + 1 == from + count;
         rc = s_send_frame(c, op, k.data, k.size, vals || !last);
-        if (rc == 0 && vals)
+        bytes += k.size;
+        if (rc == 0 && vals) {
             rc = s_send_frame(c, op, vals[i].data, vals[i].size, !last);
+            bytes += vals[i].size;
+        }
     }
     if (rc) return s_broken(c, rc);
-    c->pending = true;
-    c->pending_syn = false;
+    s_push(c, bytes);
     return 0;
 }
 
@@ -377,15 +460,31 @@ static int s_maybe_sync(s_client *c, const char *op) {
     return 0;
 }
 
+/* Before an append of `bytes` is sent: reads the oldest replies until the
+ * append fits the window (fewer than `window` requests and at most
+ * S_WINDOW_BYTES in flight with it; none with a server that is not ours, or
+ * with PD_CLIENT_SYNC).  Only a full window is read, so where an error is
+ * reported does not depend on timing.  An error reply stops it: the append
+ * is then not sent (later replies stay due). */
+static int s_room(s_client *c, const char *op, uint64_t bytes) {
+    unsigned w = c->ours == 1 && !(c->flags & PD_CLIENT_SYNC) ? c->window : 1;
+    while (c->nq > 0 && (c->nq >= w || c->qbytes + bytes > S_WINDOW_BYTES)) {
+        int rc = s_settle_one(c, op, false);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
 /* What every keyed request checks before it is sent: the handle works,
- * the batch fits a request, every key can cross the wire, and the
- * previous request's reply has been read. */
-static int s_prepare(s_client *c, const char *op, size_t n,
-                     const pd_key *keys) {
+ * the batch fits a request, every key can cross the wire, and the replies
+ * of earlier requests have been read (for an append: enough of them,
+ * given its `bytes`; -1 for any other request). */
+static int s_prepare(s_client *c, const char *op, size_t n, const pd_key *keys,
+                     int64_t bytes) {
     int rc = s_ready(c);
     if (!rc) rc = s_check_count(c, op, n);
     if (!rc) rc = s_wire_keys(c, op, n, keys);
-    if (!rc) rc = s_settle(c, op);
+    if (!rc) rc = bytes < 0 ? s_settle(c, op) : s_room(c, op, (uint64_t)bytes);
     return rc;
 }
 
@@ -407,7 +506,10 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     s_client *c = (s_client *)s;
     int rc = s_no_fsync(c, "append", flags);
     if (rc) return rc;
-    rc = s_prepare(c, "append", n, keys);
+    uint64_t bytes = 0;
+    for (size_t i = 0; i < n; i++) bytes += vals[i].size;
+    rc = s_prepare(c, "append", n, keys,
+                   (int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes));
     if (rc) return rc;
     rc = s_send(c, "append", "append", vals, 0, n);
     if (rc) return rc;
@@ -419,13 +521,13 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                  unsigned flags) {
     (void)flags;
     s_client *c = (s_client *)s;
-    int rc = s_prepare(c, "get", n, keys);
+    int rc = s_prepare(c, "get", n, keys, -1);
     if (rc) return rc;
     rc = s_send(c, "get", "get", NULL, 0, n);
     if (rc) return rc;
     s_describe(c, "get", n, keys);
-    char what[sizeof c->what];
-    memcpy(what, c->what, sizeof what);
+    char what[sizeof c->q[0].what];
+    memcpy(what, s_newest(c)->what, sizeof what);
     rc = s_recv(c, "get", what);
     if (rc) return s_broken(c, rc);
     if (c->nmsgs != n) {
@@ -434,7 +536,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
         int code;
         pd_bytes msg;
         if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
-            c->pending = false;
+            s_pop(c);
             return s_final(c, "get", what, false);
         }
         pd__err(&c->base, PD_ERR_PROTOCOL, 0,
@@ -464,7 +566,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
 static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     s_client *c = (s_client *)s;
-    int rc = s_prepare(c, "delete", n, keys);
+    int rc = s_prepare(c, "delete", n, keys, -1);
     if (rc) return rc;
     rc = s_send(c, "delete", "delete", NULL, 0, n);
     if (rc) return rc;
@@ -477,7 +579,7 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     s_client *c = (s_client *)s;
     int rc = s_no_fsync(c, "iset", flags);
     if (rc) return rc;
-    rc = s_prepare(c, "iset", n, keys); /* also tells which server it is */
+    rc = s_prepare(c, "iset", n, keys, -1); /* also tells which server */
     if (rc) return rc;
     if (c->ours == 1) {
         rc = s_send(c, "iset", "iset", vals, 0, n);
@@ -506,7 +608,7 @@ static int s_drop(pd_store *s, unsigned flags) {
     if (rc) return rc;
     rc = s_send(c, "drop", "drop", NULL, 0, 0);
     if (rc) return rc;
-    snprintf(c->what, sizeof c->what, "drop");
+    snprintf(s_newest(c)->what, sizeof c->q[0].what, "drop");
     return s_maybe_sync(c, "drop");
 }
 
@@ -523,13 +625,13 @@ static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
                        c->address);
     rc = s_send(c, "keys", "keys", NULL, 0, 0);
     if (rc) return rc;
-    snprintf(c->what, sizeof c->what, "keys");
+    snprintf(s_newest(c)->what, sizeof c->q[0].what, "keys");
     rc = s_recv(c, "keys", "keys");
     if (rc) return s_broken(c, rc);
     int code;
     pd_bytes msg;
     if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
-        c->pending = false;
+        s_pop(c);
         return s_final(c, "keys", "keys", false);
     }
     /* [count, (packed key, size)...]: checked before anything is kept. */
@@ -633,6 +735,10 @@ int pd_client_open(pd_store **out, const char *address,
                        "client: open %s: timeout_ms %d (a client never "
                        "waits forever)",
                        address, o->timeout_ms);
+    if (o && o->window > PD_CLIENT_WINDOW_MAX)
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "client: open %s: window %u (at most %u)", address,
+                       o->window, PD_CLIENT_WINDOW_MAX);
     if (o && (o->flags & ~PD_CLIENT_SYNC))
         return pd__err(NULL, PD_ERR_MISUSE, 0,
                        "client: open %s: unknown flags 0x%x", address,
@@ -667,6 +773,7 @@ int pd_client_open(pd_store **out, const char *address,
     c->max_message =
         o && o->max_message ? o->max_message : PD_ZMQ_MAX_MESSAGE_DEFAULT;
     c->ours = -1;
+    c->window = o && o->window ? o->window : PD_CLIENT_WINDOW_DEFAULT;
     c->pid = pd__getpid();
     c->address = strdup(address);
     if (!c->address) rc = pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "client: open");
@@ -746,7 +853,7 @@ static int s_close_fn(s_client *c) {
     if (rc) return rc;
     rc = s_send(c, "close_server", "close", NULL, 0, 0);
     if (rc) return rc;
-    snprintf(c->what, sizeof c->what, "close");
+    snprintf(s_newest(c)->what, sizeof c->q[0].what, "close");
     return s_settle_as(c, "close_server", true);
 }
 

@@ -91,15 +91,21 @@ static pd_server *t_server(pd_store **store, pd_server_opts *o, t_log *lg) {
     return srv;
 }
 
-static pd_store *t_client(const char *addr, int timeout_ms, unsigned flags) {
+static pd_store *t_client_w(const char *addr, int timeout_ms, unsigned flags,
+                            unsigned window) {
     pd_client_opts o = {0};
     o.timeout_ms = timeout_ms;
     o.flags = flags;
+    o.window = window;
     pd_store *c = NULL;
     int rc = pd_client_open(&c, addr, &o);
     ck_assert_msg(rc == 0, "client open: %s", pd_errmsg(NULL));
     ck_assert_str_eq(pd_store_kind(c), "client");
     return c;
+}
+
+static pd_store *t_client(const char *addr, int timeout_ms, unsigned flags) {
+    return t_client_w(addr, timeout_ms, flags, 0);
 }
 
 static void t_close_server(pd_server **srv) {
@@ -444,7 +450,101 @@ START_TEST(wire_codec) {
 END_TEST
 
 /* Errors the server reports: immediately with PD_CLIENT_SYNC, by the next
- * call otherwise, and the handle stays usable. */
+ * call with window 1 (the reference's pacing), and the handle stays
+ * usable.  (Pipelined appends: server_pipeline.) */
+/* Appends to our server are pipelined: up to `window` in flight, applied in
+ * the order sent; an error is reported by the append `window` calls later or
+ * by the next call that is not an append, the appends behind it applied. */
+START_TEST(server_pipeline) {
+    char *dir = tu_mkdtemp();
+    pd_store *file = NULL;
+    TU_OK(pd_file_open(&file, dir, 0), NULL);
+    pd_server *srv = t_server(&file, NULL, NULL);
+    const char *addr = pd_server_address(srv, 0);
+    pd_client_opts bad = {0};
+    bad.window = PD_CLIENT_WINDOW_MAX + 1;
+    pd_store *none = NULL;
+    ck_assert_int_eq(pd_client_open(&none, addr, &bad), PD_ERR_MISUSE);
+    ck_assert_msg(strstr(pd_errmsg(NULL), "window"), "%s", pd_errmsg(NULL));
+    ck_assert_ptr_null(none);
+
+    /* Order: 2000 pipelined appends to one key read back in order. */
+    pd_store *c = t_client_w(addr, 5000, 0, 4);
+    pd_key k = PD_KEY_STR("k");
+    char want[2000 * 6 + 1], *w = want;
+    for (int i = 0; i < 2000; i++) {
+        char num[8];
+        int len = snprintf(num, sizeof num, "%d,", i);
+        pd_bytes v = PD_BYTES(num, (size_t)len);
+        TU_OK(pd_append(c, 1, &k, &v, 0), c);
+        memcpy(w, num, (size_t)len);
+        w += len;
+    }
+    *w = 0;
+    ck_assert_int_eq(pd_client_server_is_ours(c), 1);
+    tu_expect_str(c, k, want);
+
+    /* Errors: File cannot hold ('a', 'b') beside 'a'. */
+    pd_bytes tp[2] = {PD_BYTES("a", 1), PD_BYTES("b", 1)};
+    pd_key flat = PD_KEY_STR("a"), tuple = PD_KEY_TUPLE(tp, 2);
+    pd_bytes x = PD_BYTES("x", 1);
+    TU_OK(pd_append(c, 1, &flat, &x, 0), c);
+    TU_OK(pd_client_sync(c), c);
+    TU_OK(pd_append(c, 1, &tuple, &x, 0), c); /* fails on the server */
+    pd_key after[3] = {PD_KEY_STR("p1"), PD_KEY_STR("p2"), PD_KEY_STR("p3")};
+    for (int i = 0; i < 3; i++) TU_OK(pd_append(c, 1, &after[i], &x, 0), c);
+    /* Four in flight: the next append reads the failed one's reply. */
+    pd_key p4 = PD_KEY_STR("p4");
+    ck_assert_int_eq(pd_append(c, 1, &p4, &x, 0), PD_ERR_KEY);
+    ck_assert_msg(strstr(pd_errmsg(c), "previous request, append of 1 key") &&
+                      strstr(pd_errmsg(c), "not sent") &&
+                      strstr(pd_errmsg(c), addr),
+                  "%s", pd_errmsg(c));
+    TU_OK(pd_client_sync(c), c);
+    for (int i = 0; i < 3; i++) tu_expect_str(c, after[i], "x");
+    tu_expect_str(c, p4, ""); /* not sent */
+
+    /* Several failures: the first reported, the count of the others. */
+    for (int i = 0; i < 3; i++) TU_OK(pd_append(c, 1, &tuple, &x, 0), c);
+    ck_assert_int_eq(pd_client_sync(c), PD_ERR_KEY);
+    ck_assert_msg(strstr(pd_errmsg(c), "and 2 later requests failed too"), "%s",
+                  pd_errmsg(c));
+    TU_OK(pd_client_sync(c), c);
+    /* A get reads the failed append's reply first, and is not sent. */
+    TU_OK(pd_append(c, 1, &tuple, &x, 0), c);
+    pd_result *r = NULL;
+    ck_assert_int_eq(pd_get(c, 1, &flat, &r, 0), PD_ERR_KEY);
+    ck_assert_ptr_null(r);
+    tu_expect_str(c, flat, "x");
+
+    /* pd_close waits for every append in flight. */
+    pd_key last = PD_KEY_STR("last");
+    for (int i = 0; i < 4; i++) TU_OK(pd_append(c, 1, &last, &x, 0), c);
+    TU_OK(pd_close(&c), NULL);
+    pd_store *c2 = t_client(addr, 5000, 0);
+    tu_expect_str(c2, last, "xxxx");
+
+    /* The byte bound: appends of 12 MiB, at most 32 MiB in flight. */
+    size_t big = (size_t)12 << 20;
+    char *buf = malloc(big);
+    ck_assert_ptr_nonnull(buf);
+    memset(buf, 'b', big);
+    pd_bytes bv = PD_BYTES(buf, big);
+    pd_key bk = PD_KEY_STR("big");
+    for (int i = 0; i < 5; i++) TU_OK(pd_append(c2, 1, &bk, &bv, 0), c2);
+    TU_OK(pd_client_sync(c2), c2);
+    r = NULL;
+    TU_OK(pd_get(c2, 1, &bk, &r, 0), c2);
+    ck_assert_uint_eq(pd_result_value(r, 0).size, 5 * big);
+    pd_result_free(&r);
+    free(buf);
+    t_close(&c2);
+    t_close_server(&srv);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 START_TEST(server_errors) {
     char *dir = tu_mkdtemp();
     pd_store *file = NULL;
@@ -463,7 +563,7 @@ START_TEST(server_errors) {
     ck_assert_msg(strstr(pd_errmsg(s), addr), "%s", pd_errmsg(s));
     tu_expect_str(s, flat, "x");
 
-    pd_store *l = t_client(addr, 5000, 0);
+    pd_store *l = t_client_w(addr, 5000, 0, 1);
     TU_OK(pd_append(l, 1, &tuple, &v, 0), l); /* reply still in flight */
     pd_key other = PD_KEY_STR("other");
     ck_assert_int_eq(pd_append(l, 1, &other, &v, 0), PD_ERR_KEY);
@@ -1599,6 +1699,7 @@ int main(void) {
     tcase_add_test(tc, wire_keys);
     tcase_add_test(tc, wire_codec);
     tcase_add_test(tc, server_errors);
+    tcase_add_test(tc, server_pipeline);
     tcase_add_test(tc, failed_get);
     tcase_add_test(tc, handler);
     suite_add_tcase(s, tc);

@@ -42,6 +42,8 @@
  * little-endian size.  A client sends `syn` without waiting, then before
  * each later request reads the final reply of the previous one, so exactly
  * one request is in flight per client: the protocol paces every client.
+ * (Our client, once it knows the server is ours, may send up to `window`
+ * appends before reading their replies; our server answers each in order.)
  *
  * Keys on the wire: a flat key is its bytes; a tuple key is its parts joined
  * by "-|-", and the server turns a key containing "-|-" back into a tuple.
@@ -294,7 +296,14 @@ typedef struct pd_client_opts {
     uint64_t max_message;
     /** PD_CLIENT_SYNC. */
     unsigned flags;
+    /** Appends that may be in flight at once to libpartd's server (0:
+     *  PD_CLIENT_WINDOW_DEFAULT; 1: one request in flight, as the reference
+     *  client; at most PD_CLIENT_WINDOW_MAX).  See "Replies" below. */
+    unsigned window;
 } pd_client_opts;
+
+#define PD_CLIENT_WINDOW_DEFAULT 8u
+#define PD_CLIENT_WINDOW_MAX 64u
 
 /**
  * Opens a client of the server at `address` (e.g. the string from
@@ -308,10 +317,22 @@ typedef struct pd_client_opts {
  * this handle's calls (the server runs one request at a time anyway).
  *
  * Replies: like the reference, append, iset, delete and drop return once
- * the request is sent; the next call (or pd_client_sync, or pd_close)
- * first reads its reply.  So an error of such a request is reported by the
- * next call, with a message "the previous append (...) failed on the
- * server: ...", and that next call is then not sent.  With PD_CLIENT_SYNC
+ * the request is sent, and a later call reads their reply.  Every call but
+ * append (and pd_client_sync, and pd_close) first reads every reply still
+ * due.  With a Python server, an append does too, so one request is in
+ * flight and an error is reported by the next call.  With libpartd's
+ * server, appends are pipelined: an append reads replies only while
+ * `window` requests (or 32 MiB of appends) are in flight, oldest first, so
+ * a stream of appends is not paced by the round trip.  The server applies
+ * requests in the order sent.  So an error of a request is reported by the
+ * call that reads its reply: the append `window` calls later (the same one
+ * however fast the server is), or the next call that is not an append,
+ * whichever comes first, with a message
+ * "the previous request, append of N keys (...), failed on the server
+ * at ADDRESS: ..." (noting how many later requests failed too).  A call
+ * that reads an error before sending its own request does not send it; the
+ * appends already in flight behind a failed one are applied.  With
+ * window 1 or PD_CLIENT_SYNC, nothing is pipelined; with PD_CLIENT_SYNC
  * each call waits for its own reply.  get and keys always wait.
  *
  * Batches: an append is one request, applied whole.  An iset of several
@@ -343,8 +364,9 @@ PD_API int pd_client_open(pd_store **out, const char *address,
 PD_API const char *pd_client_address(const pd_store *client);
 
 /**
- * Waits for the reply of the request still in flight, if any, and returns
- * its outcome: 0, the server's error, PD_ERR_TIMEOUT.
+ * Waits for the replies of the requests still in flight, if any, and
+ * returns their outcome: 0, the first failed request's error (noting how
+ * many later ones failed), PD_ERR_TIMEOUT.
  * Errors: as above; PD_ERR_MISUSE if `client` is not a client.
  */
 PD_API int pd_client_sync(pd_store *client);
