@@ -345,6 +345,19 @@ static void s_our_close_server(pd_store **c) {
     pd_close(c);
 }
 
+/* A fresh server child of ours at addr, a client with `window`, appends
+ * (as s_our_appends); returns their time. */
+static double s_our_round(const char *addr, unsigned window, const s_cfg *cfg,
+                          const s_data *d, size_t nvals, size_t vsize,
+                          const char *vals, bool same_val) {
+    pid_t pid = s_spawn(S_OURS, addr, 0);
+    pd_store *c = s_open_client(addr, window);
+    double t = s_our_appends(c, cfg, d, nvals, vsize, vals, same_val);
+    s_our_close_server(&c);
+    s_reap(pid);
+    return t;
+}
+
 /* ------------------------------------------------------------ Rows */
 
 enum {
@@ -471,18 +484,9 @@ int main(int argc, char **argv) {
             v[R_GET_OURS][run] = (double)cfg.nkeys / tg;
         }
 
-        pid = s_spawn(S_OURS, tcp, 0);
-        c = s_open_client(tcp, 0);
-        t = s_our_appends(c, &cfg, &d, cfg.nvals, cfg.vsize, d.vals, false);
-        s_our_close_server(&c);
-        s_reap(pid);
+        t = s_our_round(tcp, 0, &cfg, &d, cfg.nvals, cfg.vsize, d.vals, false);
         if (keep) v[R_SMALL_OURS_TCP][run] = (double)cfg.nvals / t;
-
-        pid = s_spawn(S_OURS, ipc, 0);
-        c = s_open_client(ipc, 1);
-        t = s_our_appends(c, &cfg, &d, cfg.nvals, cfg.vsize, d.vals, false);
-        s_our_close_server(&c);
-        s_reap(pid);
+        t = s_our_round(ipc, 1, &cfg, &d, cfg.nvals, cfg.vsize, d.vals, false);
         if (keep) v[R_SMALL_OURS_W1][run] = (double)cfg.nvals / t;
 
         double mb = (double)cfg.big_vals * (double)cfg.big_size / 1e6;
@@ -494,12 +498,8 @@ int main(int argc, char **argv) {
         s_reap(pid);
         if (keep) v[R_BIG_RAW][run] = mb / t;
 
-        pid = s_spawn(S_OURS, ipc, 0);
-        c = s_open_client(ipc, 0);
-        t = s_our_appends(c, &cfg, &d, cfg.big_vals, cfg.big_size, d.bigval,
-                          true);
-        s_our_close_server(&c);
-        s_reap(pid);
+        t = s_our_round(ipc, 0, &cfg, &d, cfg.big_vals, cfg.big_size, d.bigval,
+                        true);
         if (keep) v[R_BIG_OURS][run] = mb / t;
     }
     rmdir(dir);
