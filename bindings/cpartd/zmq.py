@@ -18,8 +18,9 @@ Differences from partd 1.3 (all deliberate):
   that does not answer raises ``TimeoutError`` (default: 60 s; partd waits
   forever).  An error on the server is raised by the client as it would be
   by the store (``ValueError``, ``OSError``...), by the call that reads its
-  reply: a get at once, an append or delete by the client's next call (as
-  partd, which leaves one reply in flight; ``sync()`` waits for it).
+  reply: a get at once, an append or delete by a later call (as partd,
+  which leaves one reply in flight; against our server up to 8 appends are
+  in flight; ``sync()`` waits for them all).
 - The served store must be a cpartd store (File, Dict, Buffer, ZLib(...)
   over them...): the server runs it in C.
 - ``Server.address`` is ``bytes``, as partd's; ``addresses`` lists them all.
