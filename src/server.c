@@ -296,6 +296,9 @@ struct pd_server {
     uint64_t max_message, idle_ms;
     unsigned flags;
     bool curve;
+    void *zap;            /* the ZAP handler's socket, with an allow-list */
+    uint8_t (*allow)[32]; /* the allowed clients' public keys */
+    size_t nallow;
 
     pd__handler h;
     zmq_msg_t ident, scratch;
@@ -487,6 +490,67 @@ static int s_serve_one(pd_server *srv, size_t n) {
 }
 
 /* Drains the monitor: connection events go to the log. */
+/* Answers one ZAP request (libzmq asking whether a CURVE client may in):
+ * [version, id, domain, address, routing id, mechanism, client key] ->
+ * [version, id, status, text, user id, metadata].  200 only for a CURVE
+ * client whose key is on the allow-list. */
+#define S_ZAP_FRAMES 8
+static void s_zap(pd_server *srv) {
+    zmq_msg_t f[S_ZAP_FRAMES];
+    size_t n = 0;
+    bool more = true;
+    while (more) {
+        zmq_msg_t *m = n < S_ZAP_FRAMES ? &f[n] : &srv->scratch;
+        if (n < S_ZAP_FRAMES) zmq_msg_init(m);
+        if (zmq_msg_recv(m, srv->zap, ZMQ_DONTWAIT) < 0) {
+            if (n < S_ZAP_FRAMES) zmq_msg_close(m);
+            break; /* nothing (more) to read */
+        }
+        more = zmq_msg_more(m);
+        if (n < S_ZAP_FRAMES) n++;
+    }
+    if (n == 0) return;
+    const char *status = "400", *text = "not allowed";
+    char peer[64] = "?", key[41] = "?";
+    if (n >= 7 && zmq_msg_size(&f[0]) == 3 &&
+        memcmp(zmq_msg_data(&f[0]), "1.0", 3) == 0 &&
+        zmq_msg_size(&f[5]) == 5 &&
+        memcmp(zmq_msg_data(&f[5]), "CURVE", 5) == 0 &&
+        zmq_msg_size(&f[6]) == 32) {
+        int al = (int)(zmq_msg_size(&f[3]) < 63 ? zmq_msg_size(&f[3]) : 63);
+        snprintf(peer, sizeof peer, "%.*s", al,
+                 (const char *)zmq_msg_data(&f[3]));
+        zmq_z85_encode(key, zmq_msg_data(&f[6]), 32);
+        for (size_t i = 0; i < srv->nallow; i++)
+            if (memcmp(srv->allow[i], zmq_msg_data(&f[6]), 32) == 0) {
+                status = "200";
+                text = "OK";
+                break;
+            }
+    } else {
+        text = "not a CURVE request";
+    }
+    if (status[0] == '2')
+        s_log(srv, PD_LOG_DEBUG, "CURVE client %s from %s allowed", key, peer);
+    else
+        s_log(srv, PD_LOG_WARN,
+              "refused a CURVE client from %s: its public key %s is not on "
+              "the allow-list",
+              peer, key);
+    /* A REP socket answers every request: echo the id (empty if absent). */
+    const void *id = n >= 2 ? zmq_msg_data(&f[1]) : "";
+    size_t idlen = n >= 2 ? zmq_msg_size(&f[1]) : 0;
+    if (zmq_send(srv->zap, "1.0", 3, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(srv->zap, id, idlen, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(srv->zap, status, 3, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(srv->zap, text, strlen(text), ZMQ_SNDMORE | ZMQ_DONTWAIT) <
+            0 ||
+        zmq_send(srv->zap, "", 0, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0 ||
+        zmq_send(srv->zap, "", 0, ZMQ_DONTWAIT) < 0)
+        s_log(srv, PD_LOG_ERROR, "ZAP reply: %s", zmq_strerror(zmq_errno()));
+    for (size_t i = 0; i < n; i++) zmq_msg_close(&f[i]);
+}
+
 static void s_monitor(pd_server *srv) {
     for (;;) {
         zmq_msg_t ev, ad;
@@ -566,9 +630,14 @@ static int s_serve(pd_server *srv) {
     int64_t last = s_now_ms();
     const char *why = "stopped";
     while (!atomic_load(&srv->stop)) {
-        zmq_pollitem_t it[3] = {{srv->sock, 0, ZMQ_POLLIN, 0},
+        /* The monitor and the ZAP socket, when there are, come last. */
+        zmq_pollitem_t it[4] = {{srv->sock, 0, ZMQ_POLLIN, 0},
                                 {NULL, srv->pipefd[0], ZMQ_POLLIN, 0},
-                                {srv->mon, 0, ZMQ_POLLIN, 0}};
+                                {srv->mon, 0, ZMQ_POLLIN, 0},
+                                {srv->zap, 0, ZMQ_POLLIN, 0}};
+        int nit = 2;
+        if (srv->mon) it[nit++] = it[2];
+        if (srv->zap) it[nit++] = it[3];
         long wait = -1;
         if (srv->idle_ms) {
             int64_t left = last + (int64_t)srv->idle_ms - s_now_ms();
@@ -578,7 +647,7 @@ static int s_serve(pd_server *srv) {
             }
             wait = (long)left;
         }
-        int pr = zmq_poll(it, srv->mon ? 3 : 2, wait);
+        int pr = zmq_poll(it, nit, wait);
         if (pr < 0) {
             if (zmq_errno() == EINTR) continue;
             rc = PD_ERR_IO;
@@ -591,7 +660,11 @@ static int s_serve(pd_server *srv) {
             char b[64];
             while (read(srv->pipefd[0], b, sizeof b) > 0) {}
         }
-        if (srv->mon && it[2].revents) s_monitor(srv);
+        for (int j = 2; j < nit; j++) {
+            if (!it[j].revents) continue;
+            if (it[j].socket == srv->mon) s_monitor(srv);
+            if (it[j].socket == srv->zap) s_zap(srv);
+        }
         if (!(it[0].revents & ZMQ_POLLIN)) continue;
         /* A bounded batch, so a stop request is seen between batches. */
         for (int k = 0; k < 256 && !atomic_load(&srv->stop); k++) {
@@ -751,6 +824,13 @@ static int s_z85_ok(const char *key) {
            zmq_z85_decode(raw, key) != NULL;
 }
 
+int pd_curve_check(const char *key) {
+    if (s_z85_ok(key)) return 0;
+    return pd__err(NULL, PD_ERR_MISUSE, 0,
+                   "curve: %s is not 40 z85 characters encoding 32 bytes",
+                   key ? "the key" : "NULL");
+}
+
 int pd_curve_keypair(char public_key[41], char secret_key[41]) {
     if (!public_key || !secret_key)
         return pd__err(NULL, PD_ERR_MISUSE, 0, "curve: keypair: NULL");
@@ -888,6 +968,8 @@ static int s_sockopt_int(void *sock, int opt, int v) {
 /* Frees everything but the store (the caller decides about it). */
 static void s_free(pd_server *srv) {
     if (srv->mon) zmq_close(srv->mon);
+    if (srv->zap) zmq_close(srv->zap);
+    free(srv->allow);
     if (srv->sock) zmq_close(srv->sock);
     if (srv->ctx) zmq_ctx_term(srv->ctx);
     for (size_t i = 0; i < srv->nipcs; i++) {
@@ -961,6 +1043,18 @@ int pd_server_open(pd_server **out, pd_store **store, const pd_server_opts *o) {
                            "server: open: the CURVE secret key is not 40 z85 "
                            "characters");
     }
+    if (o && o->ncurve_clients && (!o->curve_secret || !o->curve_clients))
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "server: open: %zu CURVE client keys %s",
+                       o->ncurve_clients,
+                       o->curve_clients ? "without a CURVE secret key"
+                                        : "in a NULL array");
+    for (size_t i = 0; o && i < o->ncurve_clients; i++)
+        if (!s_z85_ok(o->curve_clients[i]))
+            return pd__err(NULL, PD_ERR_MISUSE, 0,
+                           "server: open: CURVE client key %zu is not 40 z85 "
+                           "characters",
+                           i);
     if (o && o->log_level > PD_LOG_DEBUG)
         return pd__err(NULL, PD_ERR_MISUSE, 0,
                        "server: open: log_level %d (most is PD_LOG_DEBUG)",
@@ -1013,6 +1107,21 @@ int pd_server_open(pd_server **out, pd_store **store, const pd_server_opts *o) {
                            sizeof mandatory))
             rc = pd__err(NULL, PD_ERR_IO, zmq_errno(),
                          "server: open: zmq_setsockopt");
+    }
+    if (rc == 0 && o && o->ncurve_clients) {
+        /* The ZAP handler is bound before the server socket, so no client
+         * can slip in before it. */
+        srv->allow = calloc(o->ncurve_clients, sizeof *srv->allow);
+        srv->nallow = o->ncurve_clients;
+        if (!srv->allow)
+            rc = pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "server: open");
+        for (size_t i = 0; rc == 0 && i < srv->nallow; i++)
+            zmq_z85_decode(srv->allow[i], o->curve_clients[i]);
+        if (rc == 0 && (!(srv->zap = zmq_socket(srv->ctx, ZMQ_REP)) ||
+                        s_sockopt_int(srv->zap, ZMQ_LINGER, 0) ||
+                        zmq_bind(srv->zap, "inproc://zeromq.zap.01") != 0))
+            rc = pd__err(NULL, PD_ERR_IO, zmq_errno(),
+                         "server: open: the CURVE allow-list's ZAP handler");
     }
     if (rc == 0 && srv->curve) {
         int on = 1;

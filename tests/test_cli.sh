@@ -616,6 +616,76 @@ expect_rc "--timeout without --connect is a usage error" 2
 run serve --no-such-option
 expect_rc "serve: an unknown option is a usage error" 2
 
+# ------------------------------------------------------------ serve: CURVE
+printf '# allowed\n\n' >"$W/clients-empty"
+printf 'not-a-key\n' >"$W/clients-junk"
+run serve --curve-clients "$W/clients-empty"
+expect_rc "serve: --curve-clients without --curve-secret is a usage error" 2
+SEC=$("$PY" -c 'import zmq; print(zmq.curve_keypair()[1].decode())' 2>/dev/null)
+if [ -n "$SEC" ]; then
+    run serve --curve-secret "$SEC" --curve-clients "$W/clients-junk"
+    expect_rc "serve: a junk key in --curve-clients is a usage error" 2
+    check "... naming the file and line" grep -qF "clients-junk:1" "$W/err"
+    run serve --curve-secret "$SEC" --curve-clients "$W/clients-empty"
+    expect_rc "serve: --curve-clients with no keys is a usage error" 2
+    run serve --curve-secret "$SEC" --curve-clients "$W/no-such-file"
+    expect_rc "serve: a missing --curve-clients file fails" 1
+    "$PY" - "$W" <<'EOF'
+import sys, zmq
+w = sys.argv[1]
+spub, ssec = zmq.curve_keypair()
+cpub, csec = zmq.curve_keypair()
+opub, osec = zmq.curve_keypair()
+open(w + '/srv.key', 'wb').write(ssec + b'\n')
+open(w + '/srv.pub', 'wb').write(spub)
+open(w + '/clients', 'wb').write(b'# the listed client\n' + cpub + b'\n')
+for name, pub, sec in (('in', cpub, csec), ('out', opub, osec)):
+    open(w + '/' + name + '.pub', 'wb').write(pub)
+    open(w + '/' + name + '.sec', 'wb').write(sec)
+EOF
+    "$PARTD" serve --bind tcp://127.0.0.1:0 --curve-secret "@$W/srv.key" \
+        --curve-clients "$W/clients" >"$W/cs.out" 2>"$W/cs.err" </dev/null &
+    SPID=$!
+    ADDR=
+    for _ in $(seq 1 100); do
+        ADDR=$(head -n 1 "$W/cs.out" 2>/dev/null)
+        [ -n "$ADDR" ] && break
+        sleep 0.1
+    done
+    cat >"$W/curve_client.py" <<'EOF'
+import sys, zmq
+addr, w, who = sys.argv[1:4]
+ctx = zmq.Context()
+s = ctx.socket(zmq.DEALER)
+s.linger = 0
+s.curve_serverkey = open(w + '/srv.pub', 'rb').read()
+s.curve_publickey = open(w + '/' + who + '.pub', 'rb').read()
+s.curve_secretkey = open(w + '/' + who + '.sec', 'rb').read()
+s.connect(addr)
+s.send(b'syn')
+s.send_multipart([b'append', b'curve', b'listed'])
+s.send_multipart([b'get', b'curve'])
+got = []
+while len(got) < 4 and s.poll(3000 if who == 'in' else 500):
+    got.append(s.recv_multipart())
+print(got)
+sys.exit(0 if got == [[b'ack'], [b'ack'], [b'listed'], [b'ack']] else 3)
+EOF
+    "$PY" "$W/curve_client.py" "$ADDR" "$W" in >"$W/out" 2>"$W/err"
+    RC=$?
+    expect_rc "serve --curve-clients: a listed client key gets in" 0
+    "$PY" "$W/curve_client.py" "$ADDR" "$W" out >"$W/out" 2>"$W/err"
+    RC=$?
+    expect_rc "... a key not on the list is refused (no reply)" 3
+    check "... and logged with its key" grep -qF "$(cat "$W/out.pub")" "$W/cs.err"
+    kill -TERM "$SPID"
+    wait "$SPID"
+    RC=$?
+    expect_rc "... serve exits 0 on SIGTERM" 0
+else
+    echo "SKIP - serve --curve-clients: $PY has no pyzmq with CURVE"
+fi
+
 # ------------------------------------------------------------ Python interop
 if ! "$PY" -c 'import partd' 2>/dev/null; then
     echo "SKIP - Python interop: $PY cannot import partd (apt-get install python3-partd)"

@@ -1276,6 +1276,74 @@ START_TEST(curve) {
 }
 END_TEST
 
+/* With an allow-list, only the listed client keys get in. */
+START_TEST(curve_allow) {
+    char pub[41], sec[41], cpub[41], csec[41], opub[41], osec[41];
+    TU_OK(pd_curve_keypair(pub, sec), NULL);
+    TU_OK(pd_curve_keypair(cpub, csec), NULL);
+    TU_OK(pd_curve_keypair(opub, osec), NULL);
+    const char *bind[] = {"tcp://127.0.0.1:0"};
+    const char *allowed[] = {opub, cpub}; /* opub removed below */
+    pd_server_opts o = {0};
+    o.bind = bind;
+    o.nbind = 1;
+    o.curve_clients = allowed + 1;
+    o.ncurve_clients = 1;
+    /* Misuse: a list without CURVE, a bad key, a NULL array. */
+    pd_server *bad = NULL;
+    ck_assert_int_eq(pd_server_open(&bad, NULL, &o), PD_ERR_MISUSE);
+    ck_assert_msg(strstr(pd_errmsg(NULL), "without a CURVE secret key"), "%s",
+                  pd_errmsg(NULL));
+    o.curve_secret = sec;
+    const char *junk[] = {cpub, "not a key"};
+    o.curve_clients = junk;
+    o.ncurve_clients = 2;
+    ck_assert_int_eq(pd_server_open(&bad, NULL, &o), PD_ERR_MISUSE);
+    ck_assert_msg(strstr(pd_errmsg(NULL), "client key 1"), "%s",
+                  pd_errmsg(NULL));
+    o.curve_clients = NULL;
+    ck_assert_int_eq(pd_server_open(&bad, NULL, &o), PD_ERR_MISUSE);
+    ck_assert_ptr_null(bad);
+
+    t_log *lg = t_log_new();
+    o.curve_clients = allowed + 1;
+    o.ncurve_clients = 1;
+    pd_server *srv = t_server(NULL, &o, lg);
+    const char *addr = pd_server_address(srv, 0);
+    pd_client_opts co = {0};
+    co.timeout_ms = 5000;
+    co.curve_server_key = pub;
+    co.curve_public = cpub;
+    co.curve_secret = csec;
+    pd_store *in = NULL;
+    TU_OK(pd_client_open(&in, addr, &co), NULL);
+    t_roundtrip(in, "listed", "yes");
+    /* Right server key, but a client key not on the list: refused. */
+    co.timeout_ms = 400;
+    co.curve_public = opub;
+    co.curve_secret = osec;
+    pd_store *out = NULL;
+    TU_OK(pd_client_open(&out, addr, &co), NULL);
+    pd_key k = PD_KEY_STR("listed");
+    pd_bytes v = PD_BYTES("no", 2);
+    ck_assert_int_eq(pd_append(out, 1, &k, &v, 0), PD_ERR_TIMEOUT);
+    /* A fresh random keypair: refused too. */
+    co.curve_public = co.curve_secret = NULL;
+    pd_store *anon = NULL;
+    TU_OK(pd_client_open(&anon, addr, &co), NULL);
+    ck_assert_int_eq(pd_append(anon, 1, &k, &v, 0), PD_ERR_TIMEOUT);
+    tu_expect_str(in, k, "yes"); /* the listed client still works */
+    t_close(&anon);
+    t_close(&out);
+    t_close(&in);
+    t_close_server(&srv);
+    ck_assert_msg(t_log_has(lg, "not on the allow-list") &&
+                      t_log_has(lg, opub) && t_log_has(lg, "127.0.0.1"),
+                  "log:\n%s", lg->buf);
+    t_log_free(lg);
+}
+END_TEST
+
 START_TEST(ipc_files) {
     /* The default: a private directory, removed with its socket. */
     pd_server *srv = t_server(NULL, NULL, NULL);
@@ -1715,6 +1783,7 @@ int main(void) {
     tc = tcase_create("security");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, curve);
+    tcase_add_test(tc, curve_allow);
     tcase_add_test(tc, ipc_files);
     suite_add_tcase(s, tc);
     tc = tcase_create("lifecycle");

@@ -87,8 +87,13 @@
  * characters; pd_curve_keypair makes one).  A client must then know the
  * server's public key (pd_client_opts.curve_server_key); a client without
  * it, or with another key, fails the handshake: it is never connected, its
- * requests are never read, and its calls time out.  Every client that knows
- * the server's public key is accepted (there is no list of client keys).
+ * requests are never read, and its calls time out.  By default every
+ * client that knows the server's public key is accepted.  With an
+ * allow-list (pd_server_opts.curve_clients; `partd serve --curve-clients
+ * FILE`) only clients whose own public key (pd_client_opts.curve_public) is
+ * on it are: the server answers libzmq's authentication requests (ZAP) from
+ * its loop, and refuses every other key, logging it with the peer's
+ * address.  A refused client is treated like one with the wrong server key.
  *
  * LIMITS AND MEMORY
  * =================
@@ -154,6 +159,12 @@ PD_API int pd_curve_keypair(char public_key[41], char secret_key[41]);
  */
 PD_API int pd_curve_public(char public_key[41], const char *secret_key);
 
+/**
+ * Checks that `key` is a CURVE key as the options take it: 40 z85
+ * characters encoding 32 bytes.  0, or PD_ERR_MISUSE (via pd_errmsg(NULL)).
+ */
+PD_API int pd_curve_check(const char *key);
+
 /* ---------------------------------------------------------------- Server */
 
 typedef struct pd_server pd_server;
@@ -188,6 +199,11 @@ typedef struct pd_server_opts {
     const char *dir;
     /** CURVE secret key, 40 z85 characters; NULL: no CURVE. */
     const char *curve_secret;
+    /** With curve_secret: the public keys (40 z85 characters each) of the
+     *  clients allowed in, ncurve_clients of them.  0: any client that has
+     *  the server's public key.  See SECURITY. */
+    const char *const *curve_clients;
+    size_t ncurve_clients;
     /** Largest message accepted, in bytes (0: PD_ZMQ_MAX_MESSAGE_DEFAULT). */
     uint64_t max_message;
     /** Stop after this many milliseconds without a request (0: never). */

@@ -31,6 +31,7 @@ static const char s_help[] =
     "usage:\n"
     "  partd serve [--path DIR] [--bind ADDR]... [--memory BYTES]\n"
     "              [--codec NAME [--level N]] [--curve-secret KEY|@FILE]\n"
+    "              [--curve-clients FILE]\n"
     "              [--timeout SECONDS] [-v|--verbose] [-q|--quiet]\n"
     "\n"
     "Serves a store to clients (libpartd's pd_client_open, `partd append\n"
@@ -60,6 +61,10 @@ static const char s_help[] =
     "                       other users in ps); the environment variable\n"
     "                       PARTD_CURVE_SECRET works too.  The public key,\n"
     "                       which clients need, is logged at start\n"
+    "  --curve-clients FILE with --curve-secret: admit only the clients\n"
+    "                       whose CURVE public key is in FILE (one key per\n"
+    "                       line; blank lines and lines starting with #\n"
+    "                       are skipped); others are refused and logged\n"
     "  --timeout SECONDS    stop after SECONDS without a request\n"
     "  -v, --verbose        log every request\n"
     "  -q, --quiet          log only warnings and errors\n"
@@ -121,8 +126,10 @@ static int s_read_key(const char *path, char key[41]) {
     return 0;
 }
 
+#define S_MAX_CLIENT_KEYS 65536
+
 typedef struct s_args {
-    const char *path, *codec, *curve;
+    const char *path, *codec, *curve, *clients;
     const char *binds[S_MAX_BINDS];
     size_t nbind;
     uint64_t memory;
@@ -130,6 +137,66 @@ typedef struct s_args {
     long level, timeout;
     int log_level;
 } s_args;
+
+/* Reads the CURVE public keys of --curve-clients FILE into *keys (an array
+ * of 41-byte strings, *n of them).  0, or an exit code after a message. */
+static int s_read_clients(const char *path, char (**keys)[41], size_t *n) {
+    *keys = NULL;
+    *n = 0;
+    FILE *f = fopen(path, "r");
+    if (!f) {
+        fprintf(stderr, "partd: serve: --curve-clients %s: %s\n", path,
+                strerror(errno));
+        return 1;
+    }
+    char line[256];
+    size_t cap = 0, lineno = 0;
+    int rc = 0;
+    while (rc == 0 && fgets(line, sizeof line, f)) {
+        lineno++;
+        size_t len = strcspn(line, "\r\n");
+        bool whole = line[len] != '\0' || feof(f);
+        line[len] = '\0';
+        char *p = line + strspn(line, " \t");
+        p[strcspn(p, " \t")] = '\0';
+        if (!whole) {
+            rc = s_usage("--curve-clients %.100s:%zu: line too long", path,
+                         lineno);
+        } else if (*p == '\0' || *p == '#') {
+            continue;
+        } else if (strlen(p) != 40 || pd_curve_check(p) != 0) {
+            rc = s_usage("--curve-clients %.100s:%zu: not a CURVE public key "
+                         "(40 z85 characters)",
+                         path, lineno);
+        } else if (*n == S_MAX_CLIENT_KEYS) {
+            rc = s_usage("--curve-clients %.100s: more than %d keys", path,
+                         S_MAX_CLIENT_KEYS);
+        } else {
+            if (*n == cap) {
+                cap = cap ? cap * 2 : 16;
+                char(*nk)[41] = realloc(*keys, cap * sizeof **keys);
+                if (!nk) {
+                    rc = s_fail("out of memory reading --curve-clients");
+                    break;
+                }
+                *keys = nk;
+            }
+            memcpy((*keys)[(*n)++], p, 41);
+        }
+    }
+    if (rc == 0 && ferror(f)) rc = s_fail("--curve-clients: read error");
+    fclose(f);
+    if (rc == 0 && *n == 0)
+        rc = s_usage("--curve-clients %.100s: no keys in the file (an empty "
+                     "allow-list would refuse everyone)",
+                     path);
+    if (rc) {
+        free(*keys);
+        *keys = NULL;
+        *n = 0;
+    }
+    return rc;
+}
 
 /* Parses argv[1..argc) into a; returns -1 to go on, else an exit code. */
 static int s_parse(int argc, char **argv, s_args *a) {
@@ -152,9 +219,9 @@ static int s_parse(int argc, char **argv, s_args *a) {
         const char *name = arg + 2, *val = strchr(name, '=');
         size_t nlen = val ? (size_t)(val - name) : strlen(name);
         static const char *const with_value[] = {
-            "path",  "bind",         "memory", "codec",
-            "level", "curve-secret", "timeout"};
-        int which = pd_cli_find_option(name, nlen, with_value, 7);
+            "path",  "bind",         "memory",  "codec",
+            "level", "curve-secret", "timeout", "curve-clients"};
+        int which = pd_cli_find_option(name, nlen, with_value, 8);
         if (which < 0)
             return s_usage("unknown option '--%.*s'",
                            (int)(nlen > 100 ? 100 : nlen), name);
@@ -192,6 +259,7 @@ static int s_parse(int argc, char **argv, s_args *a) {
                                "seconds",
                                val);
             break;
+        case 7: a->clients = val; break;
         }
     }
     if (a->have_level && !a->codec) return s_usage("--level needs --codec");
@@ -246,18 +314,44 @@ int pd_cli_serve(int argc, char **argv) {
         if (pd_curve_public(public_key, secret)) return s_fail(pd_errmsg(NULL));
     }
 
+    char(*clients)[41] = NULL;
+    size_t nclients = 0;
+    if (a.clients) {
+        if (!secret[0]) return s_usage("--curve-clients needs --curve-secret");
+        rc = s_read_clients(a.clients, &clients, &nclients);
+        if (rc) return rc;
+    }
+    const char **client_keys = NULL;
+    if (nclients) {
+        client_keys = malloc(nclients * sizeof *client_keys);
+        if (!client_keys) {
+            free(clients);
+            return s_fail("out of memory");
+        }
+        for (size_t i = 0; i < nclients; i++) client_keys[i] = clients[i];
+    }
+
     pd_store *store = NULL;
-    if ((a.path || a.codec) && s_open_store(&a, &store)) return 1;
+    if ((a.path || a.codec) && s_open_store(&a, &store)) {
+        free(client_keys);
+        free(clients);
+        return 1;
+    }
 
     pd_server_opts o = {0};
     o.bind = a.nbind ? a.binds : NULL;
     o.nbind = a.nbind;
     o.memory = a.have_memory ? a.memory : 0;
     o.curve_secret = secret[0] ? secret : NULL;
+    o.curve_clients = client_keys;
+    o.ncurve_clients = nclients;
     o.idle_timeout_ms = (uint64_t)a.timeout * 1000;
     o.log_level = a.log_level;
     pd_server *srv = NULL;
-    if (pd_server_open(&srv, &store, &o)) {
+    rc = pd_server_open(&srv, &store, &o);
+    free(client_keys); /* the server keeps its own copy */
+    free(clients);
+    if (rc) {
         s_fail(pd_errmsg(NULL));
         pd_close(&store);
         return 1;
