@@ -476,15 +476,24 @@ static int s_room(s_client *c, const char *op, uint64_t bytes) {
 }
 
 /* What every keyed request checks before it is sent: the handle works,
- * the batch fits a request, every key can cross the wire, and the replies
- * of earlier requests have been read (for an append: enough of them,
- * given its `bytes`; -1 for any other request). */
+ * the batch fits a request, every key can cross the wire, the replies of
+ * earlier requests have been read (for an append, `pipelined`: enough of
+ * them), and a request with values (vals) fits our server's max_message,
+ * which would drop it with the connection. */
 static int s_prepare(s_client *c, const char *op, size_t n, const pd_key *keys,
-                     int64_t bytes) {
+                     const pd_bytes *vals, bool pipelined) {
     int rc = s_ready(c);
     if (!rc) rc = s_check_count(c, op, n);
     if (!rc) rc = s_wire_keys(c, op, n, keys);
-    if (!rc) rc = bytes < 0 ? s_settle(c, op) : s_room(c, op, (uint64_t)bytes);
+    uint64_t bytes = c->wb.len + strlen(op);
+    for (size_t i = 0; vals && i < n; i++) bytes += vals[i].size;
+    if (!rc) rc = pipelined ? s_room(c, op, bytes) : s_settle(c, op);
+    if (!rc && vals && c->ours != 0 && bytes > c->max_message)
+        rc = pd__err(&c->base, PD_ERR_LIMIT, 0,
+                     "%s: a request of %" PRIu64 " bytes to %s is over the "
+                     "largest message, %" PRIu64
+                     " bytes (max_message): split the batch",
+                     op, bytes, c->address, c->max_message);
     return rc;
 }
 
@@ -506,10 +515,7 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     s_client *c = (s_client *)s;
     int rc = s_no_fsync(c, "append", flags);
     if (rc) return rc;
-    uint64_t bytes = 0;
-    for (size_t i = 0; i < n; i++) bytes += vals[i].size;
-    rc = s_prepare(c, "append", n, keys,
-                   (int64_t)(bytes > INT64_MAX ? INT64_MAX : bytes));
+    rc = s_prepare(c, "append", n, keys, vals, true);
     if (rc) return rc;
     rc = s_send(c, "append", "append", vals, 0, n);
     if (rc) return rc;
@@ -521,7 +527,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                  unsigned flags) {
     (void)flags;
     s_client *c = (s_client *)s;
-    int rc = s_prepare(c, "get", n, keys, -1);
+    int rc = s_prepare(c, "get", n, keys, NULL, false);
     if (rc) return rc;
     rc = s_send(c, "get", "get", NULL, 0, n);
     if (rc) return rc;
@@ -566,7 +572,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
 static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     s_client *c = (s_client *)s;
-    int rc = s_prepare(c, "delete", n, keys, -1);
+    int rc = s_prepare(c, "delete", n, keys, NULL, false);
     if (rc) return rc;
     rc = s_send(c, "delete", "delete", NULL, 0, n);
     if (rc) return rc;
@@ -579,7 +585,7 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     s_client *c = (s_client *)s;
     int rc = s_no_fsync(c, "iset", flags);
     if (rc) return rc;
-    rc = s_prepare(c, "iset", n, keys, -1); /* also tells which server */
+    rc = s_prepare(c, "iset", n, keys, vals, false); /* also: which server */
     if (rc) return rc;
     if (c->ours == 1) {
         rc = s_send(c, "iset", "iset", vals, 0, n);

@@ -837,6 +837,25 @@ START_TEST(garbage) {
     t_raw_send(&r, 5, big, bl);
     t_raw_expect_error(&r, PD_ERR_LIMIT, "over max_message");
     tu_expect_str(good, PD_KEY_STR("k"), "");
+    /* Our client refuses such a request itself, before sending it. */
+    pd_client_opts co = {0};
+    co.timeout_ms = 5000;
+    co.max_message = 64 * 1024;
+    pd_store *lim = NULL;
+    TU_OK(pd_client_open(&lim, addr, &co), NULL);
+    pd_key bk[2] = {PD_KEY_STR("k"), PD_KEY_STR("k2")};
+    pd_bytes bv[2] = {PD_BYTES(chunk, sizeof chunk),
+                      PD_BYTES(chunk, sizeof chunk)};
+    ck_assert_int_eq(pd_append(lim, 2, bk, bv, 0), PD_ERR_LIMIT);
+    ck_assert_msg(strstr(pd_errmsg(lim), "split the batch") &&
+                      strstr(pd_errmsg(lim), addr),
+                  "%s", pd_errmsg(lim));
+    ck_assert_int_eq(pd_iset(lim, 2, bk, bv, 0), PD_ERR_LIMIT);
+    TU_OK(pd_append(lim, 1, bk, bv, 0), lim); /* one chunk fits */
+    TU_OK(pd_client_sync(lim), lim);
+    tu_expect(good, bk[0], chunk, sizeof chunk);
+    TU_OK(pd_delete(lim, 1, bk, 0), lim);
+    t_close(&lim);
 
     /* A get the server cannot parse still gets its results message. */
     char many[65 * 4];

@@ -63,7 +63,8 @@
  * message.  A frame larger than the server's max_message is dropped by
  * libzmq together with the connection, before the server sees it: that
  * client gets no reply (its wait times out) and the server logs the
- * disconnection.  In every case the server logs the refusal and keeps
+ * disconnection.  (Our client refuses such a request itself, with
+ * PD_ERR_LIMIT: see pd_client_opts.max_message.)  In every case the server logs the refusal and keeps
  * serving everyone.
  *
  * How our Client tells our Server from Python's: the server's ROUTER socket
@@ -308,7 +309,10 @@ typedef struct pd_client_opts {
     const char *curve_secret;
     /** Largest reply frame accepted (0: PD_ZMQ_MAX_MESSAGE_DEFAULT); libzmq
      *  drops a connection that sends a larger one, so that call times out.
-     */
+     *  Also the largest append or iset request sent to a libpartd server
+     *  (keys and values together): a larger one fails with PD_ERR_LIMIT
+     *  before anything is sent, since a server with the same limit (the
+     *  same default) would drop it with the connection. */
     uint64_t max_message;
     /** PD_CLIENT_SYNC. */
     unsigned flags;
