@@ -9,12 +9,15 @@
  * iset, _iset, drop, keys, close, lock.
  *
  * Conventions (see STYLE.md, "Bindings"):
- *   - Every libpartd call runs with the GIL released.  While it is
- *     released no Python API is used; the call only reads memory pinned
- *     before: key objects are held by reference (a dict passed to append
- *     may be changed by another thread meanwhile), values through Py_buffer.
- *   - Buffers and references taken for a call live in one s_batch, released
- *     on every path through one exit label.
+ *   - Every libpartd call on a store goes through S_CALL: the store is
+ *     marked busy, the GIL released around the call, its error raised.
+ *     While the GIL is released no Python API is used; the call only reads
+ *     memory pinned before: key objects are held by reference (a dict
+ *     passed to append may be changed by another thread meanwhile), values
+ *     through Py_buffer (bytes through their reference).
+ *   - Buffers and references taken for a call live in one s_batch (on the
+ *     caller's stack for a few keys), released by s_batch_free on every
+ *     path.
  *   - Errors from the library go through one function, s_raise.
  *   - A store is closed by close(), by the File/Buffer __exit__ in Python,
  *     or when the object is collected.  Closing is refused while another
@@ -137,6 +140,51 @@ static int s_check_open(s_store *self) {
     return -1;
 }
 
+/* ---------------------------------------------------------- Dispatching */
+
+/* Marks a call in flight (close() is refused meanwhile): 0, or
+ * PD_ERR_MISUSE with an exception when the store is closed. */
+static int s_enter(s_store *self) {
+    if (s_check_open(self) < 0) return PD_ERR_MISUSE;
+    self->busy++;
+    return 0;
+}
+
+/* Ends what s_enter began, with the GIL held again: a failure (rc != 0)
+ * raises the error saved in *saved, or (saved NULL) the store's, read by
+ * the thread that made the call.  Returns rc. */
+static int s_leave(s_store *self, int rc, const s_saved_err *saved) {
+    if (rc && saved)
+        s_raise_as(saved->code, saved->sys, saved->msg);
+    else if (rc)
+        s_raise(self->s, rc);
+    self->busy--;
+    return rc;
+}
+
+/* Runs one statement with the GIL released: it uses no Python API, and
+ * only memory pinned before (see the file comment). */
+#define S_NOGIL(stmt)                                                          \
+    do {                                                                       \
+        PyThreadState *s_ts_ = PyEval_SaveThread();                            \
+        stmt;                                                                  \
+        PyEval_RestoreThread(s_ts_);                                           \
+    } while (0)
+
+/* rc = call, an expression calling libpartd on self's store, evaluated
+ * with the GIL released while the store is marked busy.  On rc != 0 (the
+ * store closed, or the call failed) an exception is set: the error saved
+ * in *saved when that is not NULL, else the store's.  Every call on an open
+ * store goes through here. */
+#define S_CALL_SAVED(self, rc, call, saved)                                    \
+    do {                                                                       \
+        if (((rc) = s_enter(self)) == 0) {                                     \
+            S_NOGIL((rc) = (call));                                            \
+            (rc) = s_leave((self), (rc), (saved));                             \
+        }                                                                      \
+    } while (0)
+#define S_CALL(self, rc, call) S_CALL_SAVED(self, rc, call, NULL)
+
 /* ------------------------------------------------------------ Arguments */
 
 /* Keyword parsing for METH_FASTCALL | METH_KEYWORDS methods: `names` are
@@ -204,6 +252,36 @@ static int s_flags(PyObject *lock, PyObject *fsync, unsigned *flags) {
     return 0;
 }
 
+/* The signature of a store method (every parameter may be given by
+ * position or by name). */
+typedef struct s_sig {
+    const char *fn;
+    const char *names[4]; /* the parameters in order */
+    int nreq;             /* the first nreq are required */
+    int lock, fsync;      /* the indexes of lock= and fsync= (-1: none) */
+    bool lenient;         /* unknown keywords are ignored (partd's **kwargs) */
+} s_sig;
+
+/* A store method's arguments: a[i] (a slot per name) is the argument for
+ * names[i] or NULL, *flags come from lock= and fsync=, and the store must
+ * be open.  0, or -1 with an exception.  One positional argument, the
+ * common call, needs no parsing. */
+static int s_args(s_store *self, const s_sig *sig, PyObject *const *args,
+                  Py_ssize_t nargs, PyObject *kwnames, PyObject **a,
+                  unsigned *flags) {
+    int n = 0;
+    while (n < 4 && sig->names[n]) a[n++] = NULL;
+    if (nargs == 1 && !kwnames && sig->nreq <= 1)
+        a[0] = args[0];
+    else if (s_parse(sig->fn, args, nargs, kwnames, sig->names, n, n, sig->nreq,
+                     sig->lenient, a) < 0)
+        return -1;
+    if (s_flags(sig->lock >= 0 ? a[sig->lock] : NULL,
+                sig->fsync >= 0 ? a[sig->fsync] : NULL, flags) < 0)
+        return -1;
+    return s_check_open(self);
+}
+
 /* ----------------------------------------------------------------- Keys */
 
 /* Keys are converted as partd's token() names files: str is its UTF-8
@@ -214,21 +292,36 @@ static int s_flags(PyObject *lock, PyObject *fsync, unsigned *flags) {
 
 #define S_NUM 24 /* room for str() of any 64-bit integer */
 
+/* A batch keeps up to S_INLINE entries, and S_INLINE_MEM bytes of the
+ * tables after objs, in itself (on the caller's stack): a call with a few
+ * keys allocates nothing. */
+#define S_INLINE 8
+#define S_INLINE_MEM 1024
+
 typedef struct s_batch {
     Py_ssize_t n;       /* entries */
+    bool values;        /* objs holds values too */
     PyObject **objs;    /* n keys, then n values (owned references) */
-    Py_ssize_t nobjs;   /* references taken in objs */
+    Py_ssize_t nobjs;   /* entries whose references objs holds */
     Py_ssize_t nparts;  /* total parts of the tuple keys */
     pd_key *keys;       /* n */
     pd_bytes *vals;     /* n (NULL without values) */
-    Py_buffer *views;   /* n (NULL without values) */
-    Py_ssize_t nviews;  /* views acquired */
+    Py_buffer *views;   /* n, made for the first value that is not bytes */
     pd_bytes *parts;    /* nparts */
     char (*num)[S_NUM]; /* n + nparts: decimal text of int keys */
     PyObject **tmp;     /* n + nparts: str() results kept alive */
     Py_ssize_t ntmp;
-    void *mem;
+    char *mem; /* keys, vals, parts, tmp, num: inline_mem or PyMem */
+    /* Not zeroed by s_batch_init: only the part s_batch_begin and
+     * s_batch_convert fill is read. */
+    PyObject *inline_objs[2 * S_INLINE];
+    _Alignas(max_align_t) char inline_mem[S_INLINE_MEM];
 } s_batch;
+
+/* Readies b for the builders and s_batch_free. */
+static void s_batch_init(s_batch *b) {
+    memset(b, 0, offsetof(s_batch, inline_objs));
+}
 
 /* Parts a tuple key contributes, nested tuples flattened; -1 with an
  * exception for an empty tuple or one nested too deep. */
@@ -257,20 +350,36 @@ static Py_ssize_t s_count_parts(PyObject *t, int depth) {
     return c;
 }
 
-/* Writes the decimal form of v into buf (S_NUM bytes); returns its length. */
-static size_t s_itoa(long long v, char *buf) {
-    char tmp[S_NUM];
-    size_t n = 0;
+/* The decimal text of v, written at the end of num (S_NUM bytes), two
+ * digits per step. */
+static pd_bytes s_int_text(long long v, char *num) {
+    static const char d2[] = "00010203040506070809"
+                             "10111213141516171819"
+                             "20212223242526272829"
+                             "30313233343536373839"
+                             "40414243444546474849"
+                             "50515253545556575859"
+                             "60616263646566676869"
+                             "70717273747576777879"
+                             "80818283848586878889"
+                             "90919293949596979899";
+    char *end = num + S_NUM, *p = end;
     unsigned long long u =
         v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
-    do {
-        tmp[n++] = (char)('0' + (int)(u % 10));
-        u /= 10;
-    } while (u);
-    size_t len = 0;
-    if (v < 0) buf[len++] = '-';
-    while (n) buf[len++] = tmp[--n];
-    return len;
+    while (u >= 100) {
+        size_t r = (size_t)(u % 100) * 2;
+        u /= 100;
+        p -= 2;
+        memcpy(p, d2 + r, 2);
+    }
+    if (u >= 10) {
+        p -= 2;
+        memcpy(p, d2 + 2 * u, 2);
+    } else {
+        *--p = (char)('0' + u);
+    }
+    if (v < 0) *--p = '-';
+    return (pd_bytes){p, (size_t)(end - p)};
 }
 
 /* numpy.float32 and the like: a number with __float__ but no __index__. */
@@ -279,21 +388,10 @@ static bool s_floatlike(PyObject *o) {
     return nm && nm->nb_float && !PyComplex_Check(o);
 }
 
-/* A float key (dask's shuffles use float partition keys): an integral value
- * is the text of the int it equals (1.0 and 1 are one key, as in a Python
- * dict, partd's Dict), any other is str(key), as partd's File names it. */
-static int s_float_key(s_batch *b, PyObject *o, pd_bytes *out) {
-    double d = PyFloat_AsDouble(o);
-    if (d == -1.0 && PyErr_Occurred()) return -1;
-    PyObject *s;
-    if (isfinite(d) && d == floor(d)) {
-        PyObject *i = PyLong_FromDouble(d);
-        if (!i) return -1;
-        s = PyObject_Str(i);
-        Py_DECREF(i);
-    } else {
-        s = PyObject_Str(o);
-    }
+/* *out = the UTF-8 of str(o) (s when not NULL, else computed), kept alive
+ * in the batch.  0, or -1 with an exception. */
+static int s_str_key(s_batch *b, PyObject *o, PyObject *s, pd_bytes *out) {
+    if (!s) s = PyObject_Str(o);
     if (!s) return -1;
     b->tmp[b->ntmp++] = s;
     Py_ssize_t len;
@@ -303,9 +401,61 @@ static int s_float_key(s_batch *b, PyObject *o, pd_bytes *out) {
     return 0;
 }
 
-/* Converts one non-tuple key (or part) to bytes; num is its scratch for an
- * int's text.  0, or -1 with an exception. */
-static int s_scalar(s_batch *b, PyObject *o, char *num, pd_bytes *out) {
+/* A float key (dask's shuffles use float partition keys): an integral value
+ * is the text of the int it equals (1.0 and 1 are one key, as in a Python
+ * dict, partd's Dict), any other is str(key), as partd's File names it. */
+static int s_float_key(s_batch *b, PyObject *o, pd_bytes *out) {
+    double d = PyFloat_AsDouble(o);
+    if (d == -1.0 && PyErr_Occurred()) return -1;
+    if (!isfinite(d) || d != floor(d)) return s_str_key(b, o, NULL, out);
+    PyObject *i = PyLong_FromDouble(d);
+    if (!i) return -1;
+    PyObject *s = PyObject_Str(i);
+    Py_DECREF(i);
+    return s ? s_str_key(b, o, s, out) : -1;
+}
+
+/* The keys most calls carry, converted without a call: an int of one
+ * digit (a partition number), an ASCII str, bytes.  False for the others,
+ * which s_scalar_slow converts. */
+static inline bool s_quick_key(PyObject *o, char *num, pd_bytes *out) {
+#if PY_VERSION_HEX >= 0x030B0000 /* before 3.11: s_scalar_slow */
+    if (PyLong_CheckExact(o)) {
+#if PY_VERSION_HEX >= 0x030C0000
+        if (!PyUnstable_Long_IsCompact((PyLongObject *)o)) return false;
+        long long v =
+            (long long)PyUnstable_Long_CompactValue((PyLongObject *)o);
+#else
+        Py_ssize_t size = Py_SIZE(o);
+        if (size < -1 || size > 1) return false;
+        long long v =
+            size ? size * (long long)((PyLongObject *)o)->ob_digit[0] : 0;
+#endif
+        *out = s_int_text(v, num);
+        return true;
+    }
+#endif
+    if (PyUnicode_CheckExact(o) && PyUnicode_IS_COMPACT_ASCII(o)) {
+        *out = (pd_bytes){PyUnicode_DATA(o), (size_t)PyUnicode_GET_LENGTH(o)};
+        return true;
+    }
+    if (PyBytes_CheckExact(o)) {
+        *out = (pd_bytes){PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o)};
+        return true;
+    }
+    return false;
+}
+
+/* Converts the keys s_quick_key leaves.  0, or -1 with an exception. */
+static int s_scalar_slow(s_batch *b, PyObject *o, char *num, pd_bytes *out) {
+    if (PyLong_CheckExact(o)) {
+        int ovf = 0;
+        long long v = PyLong_AsLongLongAndOverflow(o, &ovf);
+        if (ovf) return s_str_key(b, o, NULL, out); /* a big int */
+        if (v == -1 && PyErr_Occurred()) return -1;
+        *out = s_int_text(v, num);
+        return 0;
+    }
     if (PyUnicode_Check(o)) {
         Py_ssize_t len;
         const char *p = PyUnicode_AsUTF8AndSize(o, &len);
@@ -317,31 +467,20 @@ static int s_scalar(s_batch *b, PyObject *o, char *num, pd_bytes *out) {
         *out = (pd_bytes){PyBytes_AS_STRING(o), (size_t)PyBytes_GET_SIZE(o)};
         return 0;
     }
-    if (PyLong_CheckExact(o)) {
-        int ovf = 0;
-        long long v = PyLong_AsLongLongAndOverflow(o, &ovf);
-        if (!ovf) {
-            if (v == -1 && PyErr_Occurred()) return -1;
-            *out = (pd_bytes){num, s_itoa(v, num)};
-            return 0;
-        }
-    } else if (!PyLong_Check(o) && !PyIndex_Check(o)) {
-        if (PyFloat_Check(o) || s_floatlike(o)) return s_float_key(b, o, out);
-        PyErr_Format(PyExc_TypeError,
-                     "cpartd: a key must be str, bytes, int, float or a "
-                     "tuple of them, not %.100s",
-                     Py_TYPE(o)->tp_name);
-        return -1;
-    }
-    /* Big ints, bool, IntEnum, numpy integers: str(key), as partd. */
-    PyObject *s = PyObject_Str(o);
-    if (!s) return -1;
-    b->tmp[b->ntmp++] = s;
-    Py_ssize_t len;
-    const char *p = PyUnicode_AsUTF8AndSize(s, &len);
-    if (!p) return -1;
-    *out = (pd_bytes){p, (size_t)len};
-    return 0;
+    /* bool, IntEnum, numpy integers: str(key), as partd. */
+    if (PyLong_Check(o) || PyIndex_Check(o)) return s_str_key(b, o, NULL, out);
+    if (PyFloat_Check(o) || s_floatlike(o)) return s_float_key(b, o, out);
+    PyErr_Format(PyExc_TypeError,
+                 "cpartd: a key must be str, bytes, int, float or a tuple of "
+                 "them, not %.100s",
+                 Py_TYPE(o)->tp_name);
+    return -1;
+}
+
+/* Converts one non-tuple key (or part) to bytes; num is its scratch for an
+ * int's text.  0, or -1 with an exception. */
+static inline int s_scalar(s_batch *b, PyObject *o, char *num, pd_bytes *out) {
+    return s_quick_key(o, num, out) ? 0 : s_scalar_slow(b, o, num, out);
 }
 
 static int s_fill_parts(s_batch *b, PyObject *t, Py_ssize_t *j) {
@@ -358,21 +497,32 @@ static int s_fill_parts(s_batch *b, PyObject *t, Py_ssize_t *j) {
 }
 
 static void s_batch_free(s_batch *b) {
-    for (Py_ssize_t i = 0; i < b->nviews; i++)
-        if (b->views[i].obj) PyBuffer_Release(&b->views[i]);
+    if (b->views) {
+        for (Py_ssize_t i = 0; i < b->n; i++)
+            if (b->views[i].obj) PyBuffer_Release(&b->views[i]);
+        PyMem_Free(b->views);
+    }
     for (Py_ssize_t i = 0; i < b->ntmp; i++) Py_DECREF(b->tmp[i]);
-    for (Py_ssize_t i = 0; i < b->nobjs; i++) Py_XDECREF(b->objs[i]);
-    PyMem_Free(b->mem);
-    PyMem_Free(b->objs);
-    memset(b, 0, sizeof *b);
+    for (Py_ssize_t i = 0; i < b->nobjs; i++) {
+        Py_DECREF(b->objs[i]);
+        if (b->values) Py_DECREF(b->objs[b->n + i]);
+    }
+    if (b->mem != b->inline_mem) PyMem_Free(b->mem);
+    if (b->objs != b->inline_objs) PyMem_Free(b->objs);
+    s_batch_init(b);
 }
 
-/* Allocates a batch of n entries whose objs[] the caller fills. */
+/* Sizes b (after s_batch_init) for n entries whose objs[] the caller
+ * fills, counting them in nobjs. */
 static int s_batch_begin(s_batch *b, Py_ssize_t n, bool values) {
-    memset(b, 0, sizeof *b);
     b->n = n;
+    b->values = values;
     size_t m = (size_t)n * (values ? 2 : 1);
-    b->objs = PyMem_Calloc(m ? m : 1, sizeof *b->objs);
+    if (m <= 2 * S_INLINE) {
+        b->objs = b->inline_objs;
+        return 0;
+    }
+    b->objs = PyMem_Malloc(m * sizeof *b->objs);
     if (!b->objs) {
         PyErr_NoMemory();
         return -1;
@@ -380,9 +530,27 @@ static int s_batch_begin(s_batch *b, Py_ssize_t n, bool values) {
     return 0;
 }
 
+/* Takes a buffer on value i, which is not bytes. */
+static int s_batch_view(s_batch *b, Py_ssize_t i, PyObject *v) {
+    if (!b->views) {
+        b->views = PyMem_Calloc((size_t)b->n, sizeof *b->views);
+        if (!b->views) {
+            PyErr_NoMemory();
+            return -1;
+        }
+    }
+    Py_buffer *view = &b->views[i];
+    if (PyObject_GetBuffer(v, view, PyBUF_SIMPLE) < 0) {
+        view->obj = NULL;
+        return -1;
+    }
+    b->vals[i] = (pd_bytes){view->buf, (size_t)view->len};
+    return 0;
+}
+
 /* With objs[0..n) (and values at objs[n..2n)) filled: converts the keys
- * and acquires the values' buffers.  0, or -1 with an exception. */
-static int s_batch_convert(s_batch *b, bool values) {
+ * and takes the values' bytes.  0, or -1 with an exception. */
+static int s_batch_convert(s_batch *b) {
     Py_ssize_t n = b->n, np = 0;
     for (Py_ssize_t i = 0; i < n; i++) {
         PyObject *k = b->objs[i];
@@ -396,22 +564,20 @@ static int s_batch_convert(s_batch *b, bool values) {
     size_t nn = (size_t)n, npp = (size_t)np;
     size_t sz = nn * sizeof(pd_key) + npp * sizeof(pd_bytes) +
                 (nn + npp) * (S_NUM + sizeof(PyObject *));
-    if (values) sz += nn * (sizeof(pd_bytes) + sizeof(Py_buffer));
-    char *mem = PyMem_Malloc(sz ? sz : 1);
-    if (!mem) {
+    if (b->values) sz += nn * sizeof(pd_bytes);
+    char *mem = b->inline_mem;
+    if (sz > S_INLINE_MEM && !(mem = PyMem_Malloc(sz))) {
         PyErr_NoMemory();
         return -1;
     }
     b->mem = mem;
-    /* Largest alignment first: Py_buffer and pointers, then the rest. */
-    if (values) {
-        b->views = (Py_buffer *)mem;
-        mem += nn * sizeof(Py_buffer);
+    /* Pointers and sizes first, then the text. */
+    b->keys = (pd_key *)mem;
+    mem += nn * sizeof(pd_key);
+    if (b->values) {
         b->vals = (pd_bytes *)mem;
         mem += nn * sizeof(pd_bytes);
     }
-    b->keys = (pd_key *)mem;
-    mem += nn * sizeof(pd_key);
     b->parts = (pd_bytes *)mem;
     mem += npp * sizeof(pd_bytes);
     b->tmp = (PyObject **)mem;
@@ -431,24 +597,13 @@ static int s_batch_convert(s_batch *b, bool values) {
             b->keys[i] = (pd_key){v.data, v.size, NULL, 0};
         }
     }
-    if (values) {
-        for (Py_ssize_t i = 0; i < n; i++) {
-            PyObject *v = b->objs[n + i];
-            Py_buffer *view = &b->views[i];
-            b->nviews++;
-            if (PyBytes_CheckExact(v)) {
-                /* The common case, held through objs: no view needed. */
-                view->obj = NULL;
-                b->vals[i] = (pd_bytes){PyBytes_AS_STRING(v),
-                                        (size_t)PyBytes_GET_SIZE(v)};
-                continue;
-            }
-            if (PyObject_GetBuffer(v, view, PyBUF_SIMPLE) < 0) {
-                view->obj = NULL;
-                return -1;
-            }
-            b->vals[i] = (pd_bytes){view->buf, (size_t)view->len};
-        }
+    for (Py_ssize_t i = 0; b->values && i < n; i++) {
+        PyObject *v = b->objs[n + i];
+        if (PyBytes_CheckExact(v)) /* held through objs: no view needed */
+            b->vals[i] =
+                (pd_bytes){PyBytes_AS_STRING(v), (size_t)PyBytes_GET_SIZE(v)};
+        else if (s_batch_view(b, i, v) < 0)
+            return -1;
     }
     return 0;
 }
@@ -456,19 +611,21 @@ static int s_batch_convert(s_batch *b, bool values) {
 /* A batch of the items of a mapping (append's data). */
 static int s_batch_from_mapping(s_batch *b, PyObject *data) {
     if (PyDict_Check(data)) {
-        if (s_batch_begin(b, PyDict_GET_SIZE(data), true) < 0) return -1;
-        Py_ssize_t pos = 0, i = 0, n = b->n;
+        Py_ssize_t pos = 0, i = 0, n = PyDict_GET_SIZE(data);
+        if (s_batch_begin(b, n, true) < 0) return -1;
         PyObject *k, *v;
         /* No Python code runs in this loop, so the dict cannot change. */
         while (i < n && PyDict_Next(data, &pos, &k, &v)) {
-            Py_INCREF(k);
-            Py_INCREF(v);
-            b->objs[i] = k;
-            b->objs[n + i] = v;
-            i++;
+            b->objs[i] = Py_NewRef(k);
+            b->objs[n + i] = Py_NewRef(v);
+            b->nobjs = ++i;
         }
-        b->nobjs = 2 * n;
-        return s_batch_convert(b, true);
+        if (i < n) { /* cannot happen: nothing above runs Python code */
+            PyErr_SetString(PyExc_RuntimeError,
+                            "cpartd: append's dict changed size");
+            return -1;
+        }
+        return s_batch_convert(b);
     }
     if (!PyMapping_Check(data) || PyUnicode_Check(data) ||
         PyBytes_Check(data) || PyList_Check(data) || PyTuple_Check(data)) {
@@ -481,26 +638,21 @@ static int s_batch_from_mapping(s_batch *b, PyObject *data) {
     PyObject *items = PyMapping_Items(data);
     if (!items) return -1;
     Py_ssize_t n = PyList_GET_SIZE(items);
-    if (s_batch_begin(b, n, true) < 0) {
-        Py_DECREF(items);
-        return -1;
-    }
-    for (Py_ssize_t i = 0; i < n; i++) {
+    int rc = s_batch_begin(b, n, true);
+    for (Py_ssize_t i = 0; rc == 0 && i < n; i++) {
         PyObject *it = PyList_GET_ITEM(items, i);
         if (!PyTuple_Check(it) || PyTuple_GET_SIZE(it) != 2) {
             PyErr_SetString(PyExc_TypeError,
                             "cpartd: items() must give (key, value) pairs");
-            Py_DECREF(items);
-            return -1;
+            rc = -1;
+            break;
         }
         b->objs[i] = Py_NewRef(PyTuple_GET_ITEM(it, 0));
         b->objs[n + i] = Py_NewRef(PyTuple_GET_ITEM(it, 1));
+        b->nobjs = i + 1;
     }
-    b->nobjs = 2 * n;
     Py_DECREF(items);
-    for (Py_ssize_t i = 0; i < 2 * n; i++)
-        if (!b->objs[i]) return -1;
-    return s_batch_convert(b, true);
+    return rc == 0 ? s_batch_convert(b) : -1;
 }
 
 /* A batch of keys from a sequence (list, tuple of keys, set...). */
@@ -508,67 +660,65 @@ static int s_batch_from_keys(s_batch *b, PyObject *seq) {
     PyObject *fast = PySequence_Fast(seq, "cpartd: keys must be a list");
     if (!fast) return -1;
     Py_ssize_t n = PySequence_Fast_GET_SIZE(fast);
-    if (s_batch_begin(b, n, false) < 0) {
-        Py_DECREF(fast);
-        return -1;
+    int rc = s_batch_begin(b, n, false);
+    if (rc == 0) {
+        PyObject **items = PySequence_Fast_ITEMS(fast);
+        for (Py_ssize_t i = 0; i < n; i++) b->objs[i] = Py_NewRef(items[i]);
+        b->nobjs = n;
     }
-    PyObject **items = PySequence_Fast_ITEMS(fast);
-    for (Py_ssize_t i = 0; i < n; i++) b->objs[i] = Py_NewRef(items[i]);
-    b->nobjs = n;
     Py_DECREF(fast);
-    return s_batch_convert(b, false);
+    return rc == 0 ? s_batch_convert(b) : -1;
 }
 
-/* A batch of one key (and value). */
+/* A batch of one key (and value, when not NULL). */
 static int s_batch_one(s_batch *b, PyObject *key, PyObject *value) {
     if (s_batch_begin(b, 1, value != NULL) < 0) return -1;
     b->objs[0] = Py_NewRef(key);
+    if (value) b->objs[1] = Py_NewRef(value);
     b->nobjs = 1;
-    if (value) {
-        b->objs[1] = Py_NewRef(value);
-        b->nobjs = 2;
-    }
-    return s_batch_convert(b, value != NULL);
+    return s_batch_convert(b);
 }
 
-/* ---------------------------------------------------------- Dispatching */
-
-/* Marks a call in flight; the GIL is released between enter and leave. */
-static int s_enter(s_store *self) {
-    if (s_check_open(self) < 0) return -1;
-    self->busy++;
-    return 0;
-}
-static void s_leave(s_store *self) { self->busy--; }
+/* ------------------------------------------------------------------ Gets */
 
 /* pd_get on a batch; returns a new list of bytes or NULL. */
 static PyObject *s_get_list(s_store *self, s_batch *b, unsigned flags) {
     pd_result *r = NULL;
     int rc;
     if (b->n == 0) return PyList_New(0);
-    if (s_enter(self) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS rc =
-        pd_get(self->s, (size_t)b->n, b->keys, &r, flags);
-    Py_END_ALLOW_THREADS if (rc) {
-        s_raise(self->s, rc);
-        s_leave(self);
-        return NULL;
-    }
-    s_leave(self);
+    S_CALL(self, rc, pd_get(self->s, (size_t)b->n, b->keys, &r, flags));
+    if (rc) return NULL;
     PyObject *list = PyList_New(b->n);
-    if (!list) goto out;
-    for (Py_ssize_t i = 0; i < b->n; i++) {
+    for (Py_ssize_t i = 0; list && i < b->n; i++) {
         pd_bytes v = pd_result_value(r, (size_t)i);
         PyObject *o = PyBytes_FromStringAndSize(v.data, (Py_ssize_t)v.size);
         if (!o) {
             Py_CLEAR(list);
-            goto out;
+            break;
         }
         PyList_SET_ITEM(list, i, o);
     }
-out:
     pd_result_free(&r);
     return list;
+}
+
+/* pd_get of one key (get(key), iget): its value as bytes, or NULL. */
+static PyObject *s_get_one(s_store *self, PyObject *key, unsigned flags) {
+    s_batch b;
+    s_batch_init(&b);
+    PyObject *ret = NULL;
+    if (s_batch_one(&b, key, NULL) == 0) {
+        pd_result *r = NULL;
+        int rc;
+        S_CALL(self, rc, pd_get(self->s, 1, b.keys, &r, flags));
+        if (!rc) {
+            pd_bytes v = pd_result_value(r, 0);
+            ret = PyBytes_FromStringAndSize(v.data, (Py_ssize_t)v.size);
+            pd_result_free(&r);
+        }
+    }
+    s_batch_free(&b);
+    return ret;
 }
 
 /* A pd_result exported through the buffer protocol: the values of one get,
@@ -610,11 +760,7 @@ static PyObject *s_get_views(s_store *self, s_batch *b, unsigned flags) {
     pd_result *r = NULL;
     int rc;
     if (b->n == 0) return PyList_New(0);
-    if (s_enter(self) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS rc =
-        pd_get(self->s, (size_t)b->n, b->keys, &r, flags);
-    Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-    s_leave(self);
+    S_CALL(self, rc, pd_get(self->s, (size_t)b->n, b->keys, &r, flags));
     if (rc) return NULL;
     s_result *res = PyObject_New(s_result, &s_ResultType);
     if (!res) {
@@ -653,29 +799,20 @@ out:
 
 static PyObject *s_store_append(s_store *self, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"data", "lock", "fsync"};
-    PyObject *a[3] = {NULL, NULL, NULL};
-    if (s_parse("append", args, nargs, kwnames, names, 3, 3, 1, true, a) < 0)
-        return NULL;
+    static const s_sig sig = {"append", {"data", "lock", "fsync"}, 1, 1, 2,
+                              true};
+    PyObject *a[3];
     unsigned flags;
-    if (s_flags(a[1], a[2], &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
-    s_batch b = {0};
-    PyObject *ret = NULL;
-    if (s_batch_from_mapping(&b, a[0]) < 0) goto out;
-    if (b.n > 0) {
-        int rc;
-        if (s_enter(self) < 0) goto out;
-        Py_BEGIN_ALLOW_THREADS rc =
-            pd_append(self->s, (size_t)b.n, b.keys, b.vals, flags);
-        Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-        s_leave(self);
-        if (rc) goto out;
-    }
-    ret = Py_NewRef(Py_None);
-out:
+    if (s_args(self, &sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
+    s_batch b;
+    s_batch_init(&b);
+    int rc = s_batch_from_mapping(&b, a[0]);
+    if (rc == 0 && b.n > 0)
+        S_CALL(self, rc,
+               pd_append(self->s, (size_t)b.n, b.keys, b.vals, flags));
     s_batch_free(&b);
-    return ret;
+    if (rc) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* Appends each value as one frame (8-byte little-endian length, then the
@@ -683,27 +820,25 @@ out:
  * (an append batch is atomic and keeps array order). */
 static PyObject *s_store_append_framed(s_store *self, PyObject *const *args,
                                        Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"data", "lock", "fsync"};
-    PyObject *a[3] = {NULL, NULL, NULL};
-    if (s_parse("_append_framed", args, nargs, kwnames, names, 3, 3, 1, true,
-                a) < 0)
-        return NULL;
+    static const s_sig sig = {
+        "_append_framed", {"data", "lock", "fsync"}, 1, 1, 2, true};
+    PyObject *a[3];
     unsigned flags;
-    if (s_flags(a[1], a[2], &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
-    s_batch b = {0};
-    PyObject *ret = NULL;
+    if (s_args(self, &sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
+    s_batch b;
+    s_batch_init(&b);
     pd_key *keys = NULL;
     pd_bytes *vals = NULL;
     unsigned char(*hdr)[8] = NULL;
-    if (s_batch_from_mapping(&b, a[0]) < 0) goto out;
-    if (b.n > 0) {
+    int rc = s_batch_from_mapping(&b, a[0]);
+    if (rc == 0 && b.n > 0) {
         size_t n = (size_t)b.n;
         keys = PyMem_Malloc(2 * n * sizeof *keys);
         vals = PyMem_Malloc(2 * n * sizeof *vals);
         hdr = PyMem_Malloc(n * sizeof *hdr);
         if (!keys || !vals || !hdr) {
             PyErr_NoMemory();
+            rc = -1;
             goto out;
         }
         for (size_t i = 0; i < n; i++) {
@@ -714,21 +849,15 @@ static PyObject *s_store_append_framed(s_store *self, PyObject *const *args,
             vals[2 * i] = (pd_bytes){hdr[i], 8};
             vals[2 * i + 1] = b.vals[i];
         }
-        int rc;
-        if (s_enter(self) < 0) goto out;
-        Py_BEGIN_ALLOW_THREADS rc =
-            pd_append(self->s, 2 * n, keys, vals, flags);
-        Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-        s_leave(self);
-        if (rc) goto out;
+        S_CALL(self, rc, pd_append(self->s, 2 * n, keys, vals, flags));
     }
-    ret = Py_NewRef(Py_None);
 out:
     PyMem_Free(keys);
     PyMem_Free(vals);
     PyMem_Free(hdr);
     s_batch_free(&b);
-    return ret;
+    if (rc) return NULL;
+    Py_RETURN_NONE;
 }
 
 /* Flattens nested lists of keys into `flat` (a list), as partd's flatten. */
@@ -791,43 +920,34 @@ static PyObject *s_unflatten(PyObject *keys, PyObject *flat, Py_ssize_t *pos) {
     return out;
 }
 
-/* get(keys, lock=True): bytes for one key, a list for a list of keys, with
- * the same nesting for nested lists. */
-static PyObject *s_store_get(s_store *self, PyObject *const *args,
-                             Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"keys", "lock"};
-    PyObject *a[2] = {NULL, NULL};
-    if (s_parse("get", args, nargs, kwnames, names, 2, 2, 1, true, a) < 0)
-        return NULL;
-    unsigned flags;
-    if (s_flags(a[1], NULL, &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
-    PyObject *keys = a[0], *ret = NULL;
-    s_batch b = {0};
-    if (!PyList_Check(keys)) {
-        if (s_batch_one(&b, keys, NULL) < 0) goto out;
-        PyObject *list = s_get_list(self, &b, flags);
-        if (list) {
-            ret = Py_NewRef(PyList_GET_ITEM(list, 0));
-            Py_DECREF(list);
-        }
-        goto out;
-    }
+/* pd_get of a sequence of keys: a list of bytes, or of memoryviews over
+ * one Result. */
+static PyObject *s_get_flat(s_store *self, PyObject *keys, unsigned flags,
+                            bool views) {
+    s_batch b;
+    s_batch_init(&b);
+    PyObject *ret = NULL;
+    if (s_batch_from_keys(&b, keys) == 0)
+        ret =
+            views ? s_get_views(self, &b, flags) : s_get_list(self, &b, flags);
+    s_batch_free(&b);
+    return ret;
+}
+
+/* pd_get of a list of keys as a list of bytes, with the nesting of nested
+ * lists. */
+static PyObject *s_get_nested(s_store *self, PyObject *keys, unsigned flags) {
     bool nested = false;
     for (Py_ssize_t i = 0; i < PyList_GET_SIZE(keys) && !nested; i++)
         nested = PyList_Check(PyList_GET_ITEM(keys, i));
-    if (!nested) {
-        if (s_batch_from_keys(&b, keys) < 0) goto out;
-        ret = s_get_list(self, &b, flags);
-        goto out;
-    }
+    if (!nested) return s_get_flat(self, keys, flags, false);
     /* A private copy of the nesting: the caller's lists could change while
      * the GIL is released. */
     PyObject *shape = s_shape_copy(keys, 0), *flat = NULL, *vals = NULL;
+    PyObject *ret = NULL;
     if (shape) flat = PyList_New(0);
-    if (flat && s_flatten(shape, flat, 0) == 0 &&
-        s_batch_from_keys(&b, flat) == 0)
-        vals = s_get_list(self, &b, flags);
+    if (flat && s_flatten(shape, flat, 0) == 0)
+        vals = s_get_flat(self, flat, flags, false);
     if (vals) {
         Py_ssize_t pos = 0;
         ret = s_unflatten(shape, vals, &pos);
@@ -835,21 +955,28 @@ static PyObject *s_store_get(s_store *self, PyObject *const *args,
     Py_XDECREF(shape);
     Py_XDECREF(flat);
     Py_XDECREF(vals);
-out:
-    s_batch_free(&b);
     return ret;
+}
+
+/* get(keys, lock=True): bytes for one key, a list for a list of keys, with
+ * the same nesting for nested lists. */
+static PyObject *s_store_get(s_store *self, PyObject *const *args,
+                             Py_ssize_t nargs, PyObject *kwnames) {
+    static const s_sig sig = {"get", {"keys", "lock"}, 1, 1, -1, true};
+    PyObject *a[2];
+    unsigned flags;
+    if (s_args(self, &sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
+    if (!PyList_Check(a[0])) return s_get_one(self, a[0], flags);
+    return s_get_nested(self, a[0], flags);
 }
 
 /* _get(keys, lock=True): a list, one value per key (no nesting). */
 static PyObject *s_store__get(s_store *self, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"keys", "lock"};
-    PyObject *a[2] = {NULL, NULL};
-    if (s_parse("_get", args, nargs, kwnames, names, 2, 2, 1, true, a) < 0)
-        return NULL;
+    static const s_sig sig = {"_get", {"keys", "lock"}, 1, 1, -1, true};
+    PyObject *a[2];
     unsigned flags;
-    if (s_flags(a[1], NULL, &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
+    if (s_args(self, &sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
     if (PyUnicode_Check(a[0]) || PyBytes_Check(a[0]) || PyLong_Check(a[0]) ||
         PyDict_Check(a[0])) {
         PyErr_Format(PyExc_TypeError,
@@ -857,165 +984,123 @@ static PyObject *s_store__get(s_store *self, PyObject *const *args,
                      Py_TYPE(a[0])->tp_name);
         return NULL;
     }
-    s_batch b = {0};
-    PyObject *ret = NULL;
-    if (s_batch_from_keys(&b, a[0]) == 0) ret = s_get_list(self, &b, flags);
-    s_batch_free(&b);
-    return ret;
+    return s_get_flat(self, a[0], flags, false);
 }
 
 /* _get_views(keys, lock=True): as _get, but memoryviews (no copy). */
 static PyObject *s_store__get_views(s_store *self, PyObject *const *args,
                                     Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"keys", "lock"};
-    PyObject *a[2] = {NULL, NULL};
-    if (s_parse("_get_views", args, nargs, kwnames, names, 2, 2, 1, true, a) <
-        0)
-        return NULL;
+    static const s_sig sig = {"_get_views", {"keys", "lock"}, 1, 1, -1, true};
+    PyObject *a[2];
     unsigned flags;
-    if (s_flags(a[1], NULL, &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
+    if (s_args(self, &sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
     if (!PyList_Check(a[0]) && !PyTuple_Check(a[0])) {
         PyErr_Format(PyExc_TypeError,
                      "cpartd: _get_views takes a list of keys, not %.100s",
                      Py_TYPE(a[0])->tp_name);
         return NULL;
     }
-    s_batch b = {0};
-    PyObject *ret = NULL;
-    if (s_batch_from_keys(&b, a[0]) == 0) ret = s_get_views(self, &b, flags);
-    s_batch_free(&b);
-    return ret;
+    return s_get_flat(self, a[0], flags, true);
 }
 
 static PyObject *s_store_iget(s_store *self, PyObject *key) {
     if (s_check_open(self) < 0) return NULL;
-    s_batch b = {0};
-    PyObject *ret = NULL;
-    if (s_batch_one(&b, key, NULL) == 0) {
-        PyObject *list = s_get_list(self, &b, PD_NOLOCK);
-        if (list) {
-            ret = Py_NewRef(PyList_GET_ITEM(list, 0));
-            Py_DECREF(list);
-        }
-    }
-    s_batch_free(&b);
-    return ret;
+    return s_get_one(self, key, PD_NOLOCK);
 }
 
-static PyObject *s_do_delete(s_store *self, const char *fn,
+static PyObject *s_do_delete(s_store *self, const s_sig *sig,
                              PyObject *const *args, Py_ssize_t nargs,
                              PyObject *kwnames, bool single_ok) {
-    static const char *const names[] = {"keys", "lock"};
-    PyObject *a[2] = {NULL, NULL};
-    if (s_parse(fn, args, nargs, kwnames, names, 2, 2, 1, false, a) < 0)
-        return NULL;
+    PyObject *a[2];
     unsigned flags;
-    if (s_flags(a[1], NULL, &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
-    s_batch b = {0};
-    PyObject *ret = NULL;
-    int crc = (single_ok && !PyList_Check(a[0])) ? s_batch_one(&b, a[0], NULL)
-                                                 : s_batch_from_keys(&b, a[0]);
-    if (crc < 0) goto out;
-    if (b.n > 0) {
-        int rc;
-        if (s_enter(self) < 0) goto out;
-        Py_BEGIN_ALLOW_THREADS rc =
-            pd_delete(self->s, (size_t)b.n, b.keys, flags);
-        Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-        s_leave(self);
-        if (rc) goto out;
-    }
-    ret = Py_NewRef(Py_None);
-out:
+    if (s_args(self, sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
+    s_batch b;
+    s_batch_init(&b);
+    int rc = (single_ok && !PyList_Check(a[0])) ? s_batch_one(&b, a[0], NULL)
+                                                : s_batch_from_keys(&b, a[0]);
+    if (rc == 0 && b.n > 0)
+        S_CALL(self, rc, pd_delete(self->s, (size_t)b.n, b.keys, flags));
     s_batch_free(&b);
-    return ret;
+    if (rc) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *s_store_delete(s_store *self, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames) {
-    return s_do_delete(self, "delete", args, nargs, kwnames, true);
+    static const s_sig sig = {"delete", {"keys", "lock"}, 1, 1, -1, false};
+    return s_do_delete(self, &sig, args, nargs, kwnames, true);
 }
 
 static PyObject *s_store__delete(s_store *self, PyObject *const *args,
                                  Py_ssize_t nargs, PyObject *kwnames) {
-    return s_do_delete(self, "_delete", args, nargs, kwnames, false);
+    static const s_sig sig = {"_delete", {"keys", "lock"}, 1, 1, -1, false};
+    return s_do_delete(self, &sig, args, nargs, kwnames, false);
+}
+
+/* Replaces key's content (delete, then append) under one hold of the
+ * store's lock (none with PD_NOLOCK); runs without the GIL.  A failure's
+ * error is saved in *err: unlocking clears the store's. */
+static int s_replace(pd_store *s, const pd_key *key, const pd_bytes *val,
+                     unsigned flags, s_saved_err *err) {
+    int rc = 0;
+    bool have = false;
+    if (!(flags & PD_NOLOCK)) {
+        rc = pd_lock(s);
+        have = rc == 0;
+    }
+    if (!rc) rc = pd_delete(s, 1, key, PD_NOLOCK);
+    if (!rc) rc = pd_append(s, 1, key, val, (flags & PD_FSYNC) | PD_NOLOCK);
+    if (rc) s_save_err(s, rc, err);
+    if (have) {
+        int urc = pd_unlock(s);
+        if (urc && !rc) {
+            rc = urc;
+            s_save_err(s, rc, err);
+        }
+    }
+    return rc;
+}
+
+/* iset(key, value, lock=True): pd_iset; _iset: replace the key's content,
+ * every time (the raw set under partd's iset, which wrappers such as Numpy
+ * call directly). */
+static PyObject *s_do_iset(s_store *self, const s_sig *sig,
+                           PyObject *const *args, Py_ssize_t nargs,
+                           PyObject *kwnames, bool replace) {
+    PyObject *a[4];
+    unsigned flags;
+    if (s_args(self, sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
+    s_batch b;
+    s_batch_init(&b);
+    s_saved_err err;
+    int rc = s_batch_one(&b, a[0], a[1]);
+    if (rc == 0 && replace)
+        S_CALL_SAVED(self, rc, s_replace(self->s, b.keys, b.vals, flags, &err),
+                     &err);
+    else if (rc == 0)
+        S_CALL(self, rc, pd_iset(self->s, 1, b.keys, b.vals, flags));
+    s_batch_free(&b);
+    if (rc) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyObject *s_store_iset(s_store *self, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"key", "value", "lock", "fsync"};
-    PyObject *a[4] = {NULL, NULL, NULL, NULL};
-    if (s_parse("iset", args, nargs, kwnames, names, 4, 4, 2, false, a) < 0)
-        return NULL;
-    unsigned flags;
-    if (s_flags(a[2], a[3], &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
-    s_batch b = {0};
-    PyObject *ret = NULL;
-    if (s_batch_one(&b, a[0], a[1]) < 0) goto out;
-    int rc;
-    if (s_enter(self) < 0) goto out;
-    Py_BEGIN_ALLOW_THREADS rc = pd_iset(self->s, 1, b.keys, b.vals, flags);
-    Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-    s_leave(self);
-    if (!rc) ret = Py_NewRef(Py_None);
-out:
-    s_batch_free(&b);
-    return ret;
+    static const s_sig sig = {
+        "iset", {"key", "value", "lock", "fsync"}, 2, 2, 3, false};
+    return s_do_iset(self, &sig, args, nargs, kwnames, false);
 }
 
-/* _iset(key, value, lock=True): replace the key's content, every time (the
- * raw set under partd's iset, which wrappers such as Numpy call directly):
- * delete then append, in one locked section. */
 static PyObject *s_store__iset(s_store *self, PyObject *const *args,
                                Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"key", "value", "lock", "fsync"};
-    PyObject *a[4] = {NULL, NULL, NULL, NULL};
-    if (s_parse("_iset", args, nargs, kwnames, names, 4, 4, 2, false, a) < 0)
-        return NULL;
-    unsigned flags;
-    if (s_flags(a[2], a[3], &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
-    s_batch b = {0};
-    PyObject *ret = NULL;
-    if (s_batch_one(&b, a[0], a[1]) < 0) goto out;
-    int rc = 0;
-    bool locked = !(flags & PD_NOLOCK);
-    s_saved_err err;
-    if (s_enter(self) < 0) goto out;
-    Py_BEGIN_ALLOW_THREADS bool have = false;
-    if (locked) {
-        rc = pd_lock(self->s);
-        have = rc == 0;
-    }
-    if (!rc) rc = pd_delete(self->s, 1, b.keys, PD_NOLOCK);
-    if (!rc)
-        rc = pd_append(self->s, 1, b.keys, b.vals,
-                       (flags & PD_FSYNC) | PD_NOLOCK);
-    if (rc) s_save_err(self->s, rc, &err); /* pd_unlock clears it */
-    if (have) {
-        int urc = pd_unlock(self->s);
-        if (urc && !rc) {
-            rc = urc;
-            s_save_err(self->s, rc, &err);
-        }
-    }
-    Py_END_ALLOW_THREADS if (rc) s_raise_as(err.code, err.sys, err.msg);
-    s_leave(self);
-    if (!rc) ret = Py_NewRef(Py_None);
-out:
-    s_batch_free(&b);
-    return ret;
+    static const s_sig sig = {
+        "_iset", {"key", "value", "lock", "fsync"}, 2, 2, 3, false};
+    return s_do_iset(self, &sig, args, nargs, kwnames, true);
 }
 
 static PyObject *s_store_drop(s_store *self, PyObject *Py_UNUSED(ignored)) {
     int rc;
-    if (s_enter(self) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS rc = pd_drop(self->s, 0);
-    Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-    s_leave(self);
+    S_CALL(self, rc, pd_drop(self->s, 0));
     if (rc) return NULL;
     Py_RETURN_NONE;
 }
@@ -1048,18 +1133,13 @@ static PyObject *s_key_obj(const pd_key *k) {
  * bytes; int keys come back as their str), in no particular order. */
 static PyObject *s_store_keys(s_store *self, PyObject *const *args,
                               Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"lock"};
-    PyObject *a[1] = {NULL};
-    if (s_parse("keys", args, nargs, kwnames, names, 1, 1, 0, false, a) < 0)
-        return NULL;
+    static const s_sig sig = {"keys", {"lock"}, 0, 0, -1, false};
+    PyObject *a[1];
     unsigned flags;
-    if (s_flags(a[0], NULL, &flags) < 0) return NULL;
+    if (s_args(self, &sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
     pd_keylist *kl = NULL;
     int rc;
-    if (s_enter(self) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS rc = pd_keys(self->s, &kl, flags);
-    Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-    s_leave(self);
+    S_CALL(self, rc, pd_keys(self->s, &kl, flags));
     if (rc) return NULL;
     size_t n = pd_keylist_count(kl);
     PyObject *list = PyList_New((Py_ssize_t)n);
@@ -1078,6 +1158,14 @@ static PyObject *s_store_keys(s_store *self, PyObject *const *args,
     }
     pd_keylist_free(&kl);
     return list;
+}
+
+/* s_close's libpartd part, without the GIL: drop first drops `drop` (a
+ * Buffer's fast Dict), and discard makes a Buffer forget its fast store. */
+static int s_shut(pd_store **s, pd_store *drop, bool discard) {
+    if (drop) pd_drop(drop, 0);
+    if (discard) pd_buffer_discard(*s);
+    return pd_close(s);
 }
 
 /* Closes the handle (and ends the borrow of inner stores).  Refused while
@@ -1122,10 +1210,8 @@ static int s_close(s_store *self, bool dealloc) {
                          ? fast->s
                          : NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS if (drop) pd_drop(drop, 0);
-    if (discard) pd_buffer_discard(s);
-    rc = pd_close(&s);
-    Py_END_ALLOW_THREADS for (int i = 0; i < 2; i++) {
+    S_NOGIL(rc = s_shut(&s, drop, discard));
+    for (int i = 0; i < 2; i++) {
         s_store *in = (s_store *)self->inner[i];
         if (in) in->borrowers--;
     }
@@ -1198,6 +1284,17 @@ static int s_store_init(s_store *self, PyObject *Py_UNUSED(args),
     PyErr_SetString(PyExc_TypeError, "cpartd: Store is abstract; use Dict, "
                                      "File or Buffer");
     return -1;
+}
+
+/* Takes the handle an open call gave (rc 0), or raises its error. */
+static int s_adopt(s_store *self, int rc, pd_store *s, const char *kind) {
+    if (rc) {
+        s_raise(NULL, rc);
+        return -1;
+    }
+    self->s = s;
+    self->kind = kind;
+    return 0;
 }
 
 /* Reopening an object (calling __init__ twice) closes the old handle. */
@@ -1309,10 +1406,7 @@ static PyObject *s_lock_acquire(s_lock *self, PyObject *const *args,
     }
     s_store *st = self->store;
     int rc;
-    if (s_enter(st) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS rc = pd_lock(st->s);
-    Py_END_ALLOW_THREADS if (rc) s_raise(st->s, rc);
-    s_leave(st);
+    S_CALL(st, rc, pd_lock(st->s));
     if (rc) return NULL;
     st->lock_owner = PyThread_get_thread_ident();
     st->lock_depth++;
@@ -1329,9 +1423,9 @@ static PyObject *s_lock_release(s_lock *self, PyObject *Py_UNUSED(ignored)) {
     }
     int rc;
     /* pd_unlock may close a File's lock session (I/O): no GIL. */
-    Py_BEGIN_ALLOW_THREADS rc = pd_unlock(st->s);
-    Py_END_ALLOW_THREADS st->lock_depth--;
-    if (rc) return s_raise(st->s, rc);
+    S_CALL(st, rc, pd_unlock(st->s));
+    st->lock_depth--; /* the store was open: the call was made */
+    if (rc) return NULL;
     Py_RETURN_NONE;
 }
 
@@ -1372,13 +1466,7 @@ static int s_dict_init(s_store *self, PyObject *args, PyObject *kwds) {
     if (s_reinit(self) < 0) return -1;
     pd_store *s = NULL;
     int rc = pd_dict_open(&s);
-    if (rc) {
-        s_raise(NULL, rc);
-        return -1;
-    }
-    self->s = s;
-    self->kind = "Dict";
-    return 0;
+    return s_adopt(self, rc, s, "Dict");
 }
 
 static PyObject *s_dict_nbytes(s_store *self, void *Py_UNUSED(c)) {
@@ -1421,15 +1509,9 @@ static int s_file_init(s_store *self, PyObject *args, PyObject *kwds) {
     pd_store *s = NULL;
     unsigned flags = PD_FILE_CREATE | (fsync ? PD_FILE_FSYNC : 0);
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = pd_file_open(&s, p, flags);
-    Py_END_ALLOW_THREADS Py_DECREF(path);
-    if (rc) {
-        s_raise(NULL, rc);
-        return -1;
-    }
-    self->s = s;
-    self->kind = "File";
-    return 0;
+    S_NOGIL(rc = pd_file_open(&s, p, flags));
+    Py_DECREF(path);
+    return s_adopt(self, rc, s, "File");
 }
 
 /* The store's root as libpartd resolved it (realpath). */
@@ -1560,12 +1642,7 @@ static int s_buffer_init(s_store *self, PyObject *args, PyObject *kwds) {
     s_store *f = (s_store *)fast, *sl = (s_store *)slow;
     pd_store *s = NULL, *fs = f->s, *ss = sl->s;
     int rc = pd_buffer_open(&s, &fs, &ss, limit, PD_BORROW);
-    if (rc) {
-        s_raise(NULL, rc);
-        return -1;
-    }
-    self->s = s;
-    self->kind = "Buffer";
+    if (s_adopt(self, rc, s, "Buffer") < 0) return -1;
     self->inner[0] = Py_NewRef(fast);
     self->inner[1] = Py_NewRef(slow);
     f->borrowers++;
@@ -1595,27 +1672,20 @@ static PyObject *s_buffer_inner(s_store *self, void *c) {
 /* flush(keys=None, block=None): move keys (all when None) to slow. */
 static PyObject *s_buffer_flush(s_store *self, PyObject *const *args,
                                 Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"keys", "block", "lock"};
-    PyObject *a[3] = {NULL, NULL, NULL};
-    if (s_parse("flush", args, nargs, kwnames, names, 3, 3, 0, false, a) < 0)
-        return NULL;
+    static const s_sig sig = {"flush", {"keys", "block", "lock"}, 0, 2, -1,
+                              false};
+    PyObject *a[3];
     unsigned flags;
-    if (s_flags(a[2], NULL, &flags) < 0) return NULL;
-    if (s_check_open(self) < 0) return NULL;
-    s_batch b = {0};
-    PyObject *ret = NULL;
+    if (s_args(self, &sig, args, nargs, kwnames, a, &flags) < 0) return NULL;
+    s_batch b;
+    s_batch_init(&b);
     bool all = !a[0] || a[0] == Py_None;
-    if (!all && s_batch_from_keys(&b, a[0]) < 0) goto out;
-    int rc;
-    if (s_enter(self) < 0) goto out;
-    Py_BEGIN_ALLOW_THREADS rc = pd_buffer_flush(self->s, all ? 0 : (size_t)b.n,
-                                                all ? NULL : b.keys, flags);
-    Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-    s_leave(self);
-    if (!rc) ret = Py_NewRef(Py_None);
-out:
+    int rc = all ? 0 : s_batch_from_keys(&b, a[0]);
+    if (rc == 0)
+        S_CALL(self, rc, pd_buffer_flush(self->s, (size_t)b.n, b.keys, flags));
     s_batch_free(&b);
-    return ret;
+    if (rc) return NULL;
+    Py_RETURN_NONE;
 }
 
 static PyMethodDef s_buffer_methods[] = {
@@ -1660,12 +1730,7 @@ static int s_compressed_init(s_store *self, PyObject *args, PyObject *kwds) {
     s_store *in = (s_store *)inner;
     pd_store *s = NULL, *is = in->s;
     int rc = pd_compress_open(&s, &is, codec, level, PD_BORROW);
-    if (rc) {
-        s_raise(NULL, rc);
-        return -1;
-    }
-    self->s = s;
-    self->kind = "Compressed";
+    if (s_adopt(self, rc, s, "Compressed") < 0) return -1;
     self->inner[0] = Py_NewRef(inner);
     in->borrowers++;
     return 0;
@@ -1786,24 +1851,15 @@ static int s_client_init(s_store *self, PyObject *args, PyObject *kwds) {
     pd_store *s = NULL;
     int rc;
     const char *ap = PyBytes_AS_STRING(a);
-    Py_BEGIN_ALLOW_THREADS rc = pd_client_open(&s, ap, &o);
-    Py_END_ALLOW_THREADS Py_DECREF(a);
-    if (rc) {
-        s_raise(NULL, rc);
-        return -1;
-    }
-    self->s = s;
-    self->kind = "Client";
-    return 0;
+    S_NOGIL(rc = pd_client_open(&s, ap, &o));
+    Py_DECREF(a);
+    return s_adopt(self, rc, s, "Client");
 }
 
 /* Runs a client-only call (sync, close_server) with the GIL released. */
 static PyObject *s_client_call(s_store *self, int (*fn)(pd_store *)) {
     int rc;
-    if (s_enter(self) < 0) return NULL;
-    Py_BEGIN_ALLOW_THREADS rc = fn(self->s);
-    Py_END_ALLOW_THREADS if (rc) s_raise(self->s, rc);
-    s_leave(self);
+    S_CALL(self, rc, fn(self->s));
     if (rc) return NULL;
     Py_RETURN_NONE;
 }
@@ -1902,8 +1958,7 @@ static void s_server_release(s_server *self, bool raise) {
     self->store = NULL;
     int rc = 0;
     if (srv && self->pid == (long)getpid()) {
-        Py_BEGIN_ALLOW_THREADS rc = pd_server_close(&srv);
-        Py_END_ALLOW_THREADS
+        S_NOGIL(rc = pd_server_close(&srv));
     }
     /* In a forked child the parent's server (its thread, its sockets) is
      * not ours to close: it is left alone. */
@@ -1983,8 +2038,8 @@ static int s_server_init(s_server *self, PyObject *args, PyObject *kwds) {
     pd_store *ps = st->s;
     pd_server *srv = NULL;
     int rc;
-    Py_BEGIN_ALLOW_THREADS rc = pd_server_open(&srv, &ps, &o);
-    Py_END_ALLOW_THREADS if (rc) {
+    S_NOGIL(rc = pd_server_open(&srv, &ps, &o));
+    if (rc) {
         s_raise(NULL, rc);
         goto out;
     }
