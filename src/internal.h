@@ -168,13 +168,16 @@ static inline void pd__pkey_free(pd__pkey *pk) {
 
 /* -------------------------------------------------------------- Results */
 
+#define PD__RESULT_INLINE 16 /* values whose offsets need no allocation */
+
 struct pd_result {
     size_t count;  /* values completed */
     size_t ncap;   /* capacity of off[] minus one */
-    uint64_t *off; /* value i is buf[off[i] .. off[i+1]) */
+    uint64_t *off; /* value i is buf[off[i] .. off[i+1]); off0 or malloc'd */
     char *buf;
     size_t len; /* bytes used, including the value being built */
     size_t cap;
+    uint64_t off0[PD__RESULT_INLINE + 1];
 };
 
 /* A new empty result expecting about n values and `bytes` bytes. */

@@ -5,6 +5,7 @@
 #include "internal.h"
 
 #include <errno.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -39,18 +40,21 @@ static char *s_buf_resize(pd_result *r, size_t ncap) {
     return realloc(r->buf, ncap);
 }
 
+/* The offsets of up to PD__RESULT_INLINE values live in the result itself
+ * (off0), so a get of a few keys allocates the result and its bytes only. */
 pd_result *pd__result_new(size_t n, size_t bytes) {
-    pd_result *r = calloc(1, sizeof *r);
+    pd_result *r = malloc(sizeof *r);
     if (!r) return NULL;
-    size_t ncap = n < 16 ? 16 : n, sz;
-    if (pd__mul_ovf(ncap + 1, sizeof *r->off, &sz)) {
-        free(r);
-        return NULL;
-    }
-    r->off = malloc(sz);
-    if (!r->off) {
-        free(r);
-        return NULL;
+    memset(r, 0, offsetof(pd_result, off0));
+    size_t ncap = PD__RESULT_INLINE, sz;
+    r->off = r->off0;
+    if (n > ncap) {
+        ncap = n;
+        if (pd__mul_ovf(ncap + 1, sizeof *r->off, &sz) ||
+            !(r->off = malloc(sz))) {
+            free(r);
+            return NULL;
+        }
     }
     r->ncap = ncap;
     r->off[0] = 0;
@@ -99,8 +103,10 @@ int pd__result_next(pd_result *r) {
     if (r->count + 1 > r->ncap) {
         size_t ncap = r->ncap * 2, sz;
         if (pd__mul_ovf(ncap + 1, sizeof *r->off, &sz)) return PD_ERR_NOMEM;
-        uint64_t *no = realloc(r->off, sz);
+        bool inl = r->off == r->off0;
+        uint64_t *no = realloc(inl ? NULL : r->off, sz);
         if (!no) return PD_ERR_NOMEM;
+        if (inl) memcpy(no, r->off0, (r->count + 1) * sizeof *no);
         r->off = no;
         r->ncap = ncap;
     }
@@ -143,6 +149,9 @@ int pd__result_move(pd_result *r, pd_result *src) {
         pd_result t = *r;
         *r = *src;
         *src = t;
+        /* Inline offsets moved with the struct: point at the new copy. */
+        if (r->off == src->off0) r->off = r->off0;
+        if (src->off == r->off0) src->off = src->off0;
         return 0;
     }
     for (size_t i = 0; i < src->count; i++) {
@@ -171,7 +180,7 @@ void pd_result_free(pd_result **rp) {
     if (!rp || !*rp) return;
     pd_result *r = *rp;
     free(r->buf);
-    free(r->off);
+    if (r->off != r->off0) free(r->off);
     free(r);
     *rp = NULL;
 }
