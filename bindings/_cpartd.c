@@ -1823,16 +1823,23 @@ static int s_curve_arg(PyObject *o, char buf[41], const char **out) {
 }
 
 static int s_client_init(s_store *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {
-        "address",      "timeout",      "sync",        "curve_server_key",
-        "curve_public", "curve_secret", "max_message", NULL};
+    static char *kwlist[] = {"address",          "timeout",      "sync",
+                             "curve_server_key", "curve_public", "curve_secret",
+                             "max_message",      "window",       NULL};
     PyObject *addr, *timeout = NULL, *skey = NULL, *pub = NULL, *sec = NULL;
-    int sync = 0;
+    int sync = 0, window = 0;
     unsigned long long maxmsg = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OpOOOK:Client", kwlist,
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O|OpOOOKi:Client", kwlist,
                                      &addr, &timeout, &sync, &skey, &pub, &sec,
-                                     &maxmsg))
+                                     &maxmsg, &window))
         return -1;
+    if (window < 0 || window > (int)PD_CLIENT_WINDOW_MAX) {
+        PyErr_Format(PyExc_ValueError,
+                     "cpartd: Client window must be 1 to %u (0: the "
+                     "default, %u), not %d",
+                     PD_CLIENT_WINDOW_MAX, PD_CLIENT_WINDOW_DEFAULT, window);
+        return -1;
+    }
     pd_client_opts o = {0};
     char kbuf[3][41];
     if (s_timeout_arg(timeout, &o.timeout_ms) < 0 ||
@@ -1841,6 +1848,7 @@ static int s_client_init(s_store *self, PyObject *args, PyObject *kwds) {
         s_curve_arg(sec, kbuf[2], &o.curve_secret) < 0)
         return -1;
     o.max_message = maxmsg;
+    o.window = (unsigned)window;
     o.flags = sync ? PD_CLIENT_SYNC : 0;
     PyObject *a = s_address_arg(addr, "address");
     if (!a) return -1;

@@ -271,11 +271,13 @@ class Client(_cpartd.Client, Interface):
     timeout: seconds each wait may take (None: 60 s); a server that does
     not answer in time raises TimeoutError (the request may or may not have
     been applied), and the client reconnects for the next call.
+    window: appends in flight at once to a cpartd server (default 8; 1:
+    partd's pacing, one request in flight).
     Pickles to its address and timeout.
     """
 
     _OPTIONS = ('sync', 'curve_server_key', 'curve_public', 'curve_secret',
-                'max_message')
+                'max_message', 'window')
 
     def __init__(self, address=None, create_server=False, timeout=None,
                  **kwargs):

@@ -326,6 +326,41 @@ def test_server_error_is_raised(tmp_path):
         s.close()
 
 
+def test_pipelined_appends_and_window(tmp_path):
+    s = Server(File(str(tmp_path / 's')))
+    try:
+        with pytest.raises(ValueError, match='window'):
+            Client(s.address, window=65)
+        with pytest.raises(ValueError, match='window'):
+            Client(s.address, window=-1)
+        # window 3: the 3rd append after a failed one reads its reply.
+        c = Client(s.address, timeout=20, window=3)
+        c.append({'a': b'1'})
+        c.sync()
+        c.append({('a', 'b'): b'2'})     # fails on the server
+        c.append({'p1': b'x'})
+        c.append({'p2': b'x'})           # 3 in flight
+        with pytest.raises(ValueError, match='previous request.*not sent'):
+            c.append({'p3': b'x'})
+        c.sync()
+        assert c.get(['p1', 'p2', 'p3']) == [b'x', b'x', b'']
+        # In order, however many are in flight; pickling keeps the window.
+        for i in range(500):
+            c.append({'k': b'%d,' % i})
+        assert c.get('k') == b''.join(b'%d,' % i for i in range(500))
+        c2 = pickle.loads(pickle.dumps(c))
+        assert c2._options == {'window': 3}
+        c2.close()
+        c.close()
+        one = Client(s.address, timeout=20, window=1)   # partd's pacing
+        one.append({('a', 'b'): b'2'})
+        with pytest.raises(ValueError, match='not sent'):
+            one.append({'p4': b'x'})
+        one.close()
+    finally:
+        s.close()
+
+
 def test_unknown_command_does_not_kill_server(server):
     zmq = pytest.importorskip('zmq')
     ctx = zmq.Context()
