@@ -25,21 +25,30 @@
  * the directory was removed and recreated (Python's drop), the lock file and
  * root are reopened.
  *
- * Descriptor cache.  Appends keep descriptors open (LRU, bounded by the fd
- * limit).  A descriptor is only used inside a locked session and only while
- * it is known to be current: at the first use of its directory in a
- * session, the directory's ctime is compared with the one this handle
- * recorded (at the end of a session that changed the directory, or when it
- * last found it changed); an unlink or rename by anyone changes it.  If it
- * changed, or was recorded too close to the clock tick to be trusted
- * ("racy", as in git's index), the directory's epoch is bumped and the new
- * ctime recorded; a descriptor not verified (fstat: st_nlink == 0 means the
- * file was deleted) since its directory's last epoch bump is verified
- * before use.  So a descriptor whose file another process deleted or
- * dropped is never written through or read from.  The root's ctime comes
- * from the fstat that checks its identity when the lock is taken, and a
- * get reads the size from the verifying fstat: a get of a cached key is
- * flock, fstat(root), fstat(file), pread, unlock.
+ * Descriptor cache.  Appends and gets keep descriptors open (LRU, bounded
+ * by the fd limit; a get's is read-only, and an append replaces it).  A
+ * descriptor is only used inside a locked session and only while it is
+ * known to be current: at the first use of its directory in a session, the
+ * directory's ctime is compared with the one this handle recorded (at the
+ * end of a session that changed the directory, or when it last found it
+ * changed); an unlink or rename by anyone changes it.  If it changed, or
+ * was recorded too close to the clock tick to be trusted ("racy", as in
+ * git's index), the directory's epoch is bumped and the new ctime recorded;
+ * a descriptor not verified (fstat: st_nlink == 0 means the file was
+ * deleted) since its directory's last epoch bump is verified before use.
+ * So a descriptor whose file another process deleted or dropped is never
+ * written through or read from.  The root's ctime comes from the fstat that
+ * checks its identity when the lock is taken.  A get reads to the end of
+ * the file, reserving the size the entry remembers (last read or stat,
+ * plus our appends) plus slack: a short read there is the end, so a get of
+ * a cached key is flock, fstat(root), pread, unlock (plus the verifying
+ * fstat after an epoch bump, a second pread when the file shrank, and
+ * fstat + pread when it grew past the slack).  A get of an uncached key
+ * adds openat and fstat (its type and size), and caches the descriptor.  An
+ * append that misses the cache costs openat(O_CREAT|O_EXCL) for a new file,
+ * openat + fstat (type, links, size) for an existing one: which to try first is
+ * guessed from the recent misses, so either workload (new keys; keys reopened
+ * after eviction) pays one openat.
  */
 #include "internal.h"
 
@@ -119,6 +128,8 @@ typedef struct s_fd {
     s_dir *dir;
     uint64_t verified; /* session in which it was last known current */
     uint64_t epoch;    /* its directory's epoch then */
+    uint64_t size;     /* file size as last seen: read, stat, our appends */
+    bool rdonly;       /* opened by a get: an append reopens it */
     size_t klen;
     unsigned char key[]; /* packed key: hash key */
 } s_fd;
@@ -144,6 +155,8 @@ typedef struct s_file {
     s_dir *dirs;
     s_dir **requeue; /* dirs to re-record at the end of the session */
     size_t nrequeue, caprequeue;
+    unsigned exist_bias; /* 0..3: >= 2 when recent append opens that missed
+                          * the cache mostly found the file existing */
 } s_file;
 
 static const pd_store_ops s_file_ops;
@@ -713,6 +726,7 @@ static s_fd *s_cache_find(s_file *f, const pd__pkey *pk, struct stat *vst,
         }
         e->verified = f->session;
         e->epoch = e->dir->epoch;
+        e->size = (uint64_t)st.st_size;
         if (vst) { /* the caller needs it (a get: the size) */
             *vst = st;
             *have_vst = true;
@@ -729,8 +743,11 @@ static void s_cache_trim(s_file *f, size_t target) {
     while (f->ncache > target && f->lru) s_cache_evict(f, f->lru->prev);
 }
 
+/* Caches fd (just opened under the lock: current) for pk, whose file, of
+ * `size` bytes, is rel (directory part: dirlen bytes).  NULL when not
+ * cached (no cache, no memory): the caller closes fd after use. */
 static s_fd *s_cache_add(s_file *f, const pd__pkey *pk, int fd, const char *rel,
-                         size_t dirlen) {
+                         size_t dirlen, uint64_t size, bool rdonly) {
     if (f->max_fds == 0) return NULL;
     s_dir *d = s_dir_get(f, rel, dirlen);
     if (!d) return NULL;
@@ -744,6 +761,8 @@ static s_fd *s_cache_add(s_file *f, const pd__pkey *pk, int fd, const char *rel,
     }
     e->fd = fd;
     e->dir = d;
+    e->size = size;
+    e->rdonly = rdonly;
     e->verified = f->session;
     e->klen = pk->len;
     memcpy(e->key, pk->p, pk->len);
@@ -863,7 +882,9 @@ typedef struct s_target {
     s_str rel;
     size_t dirlen;  /* length of the directory part of rel */
     bool have_st;   /* st: a stat of the descriptor taken this session */
-    struct stat st; /* (a get reads its size from it) */
+    struct stat st; /* (a get reads its expected size from it) */
+    s_fd *ent;      /* the cache entry of the descriptor in use, or NULL */
+    bool exists;    /* the file is known to exist (append: open it first) */
 } s_target;
 
 /* Packs the key (for the cache); the file name is built by s_target_rel
@@ -872,6 +893,8 @@ static int s_target_pk(s_target *t, const pd_key *key) {
     t->key = key;
     t->have_rel = false;
     t->have_st = false;
+    t->ent = NULL;
+    t->exists = false;
     t->pk.p = NULL;
     s_str_init(&t->rel);
     return pd__pkey_set(&t->pk, key) ? -1 : 0;
@@ -901,16 +924,23 @@ static void s_target_free(s_target *t) {
     s_str_free(&t->rel);
 }
 
-/* The key's cached descriptor (*cached set), or S_MISS with the file name
- * built for opening it, or -1 with an error set. */
+/* The key's cached descriptor (*cached set, t->ent its entry), or S_MISS
+ * with the file name built for opening it, or -1 with an error set.  For
+ * `write`, a read-only descriptor (a get's) is closed and missed, with
+ * t->exists set: its file was there a moment ago. */
 #define S_MISS (-3)
 static int s_cached_fd(s_file *f, const pd_key *key, s_target *t,
-                       const char *op, bool *cached) {
+                       const char *op, bool write, bool *cached) {
     *cached = false;
     if (f->in_session) {
         s_fd *e = s_cache_find(f, &t->pk, &t->st, &t->have_st);
-        if (e) {
+        if (e && write && e->rdonly) {
+            s_cache_evict(f, e);
+            t->have_st = false;
+            t->exists = true;
+        } else if (e) {
             *cached = true;
+            t->ent = e;
             return e->fd;
         }
     }
@@ -927,7 +957,7 @@ static int s_cached_fd(s_file *f, const pd_key *key, s_target *t,
 static int s_open_append(s_file *f, const pd_key *key, s_target *t,
                          const char *op, bool *cached, bool *created) {
     *created = false;
-    int fd = s_cached_fd(f, key, t, op, cached);
+    int fd = s_cached_fd(f, key, t, op, true, cached);
     if (fd != S_MISS) return fd;
     int dfd;
     const char *name, *failed;
@@ -937,33 +967,42 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
             return s_err_conflict(f, op, key, t->rel.p), -1;
         return s_err_key(f, s_io_code(e), e, op, key, failed, t->rel.p), -1;
     }
+    /* A new file costs one call with O_CREAT|O_EXCL (and a file this call
+     * created exclusively is surely regular with one link); an existing one
+     * one plain open (plus the fstat that checks it).  Whichever fails is
+     * followed by the other, so guess: an existing file when the cache just
+     * held it, or when the recent misses mostly found their files (keys
+     * reopened after eviction), else a new one (keys' first appends). */
     int flags = O_RDWR | O_APPEND | S_OPEN_FLAGS;
+    bool excl = !(t->exists || f->exist_bias >= 2);
     fd = -1;
-    for (int tries = 0;; tries++) {
-        /* A new file (a key's first append) costs one call, and a file this
-         * call created exclusively is surely regular with one link. */
-        fd = s_openat(dfd, name, flags | O_CREAT | O_EXCL, 0666);
+    for (int tries = 0; tries < 6; tries++) {
+        fd = s_openat(dfd, name, excl ? flags | O_CREAT | O_EXCL : flags, 0666);
         if (fd >= 0) {
-            *created = true;
+            *created = excl;
             break;
         }
-        if (errno == EEXIST) fd = s_openat(dfd, name, flags, 0);
-        if (fd >= 0 || tries == 2) break;
-        if (errno == ENOENT) continue; /* removed in between: try again */
-        if ((errno == EMFILE || errno == ENFILE) && f->ncache > 0) {
+        if (excl && errno == EEXIST) {
+            excl = false; /* there (maybe created meanwhile): open it */
+        } else if (!excl && errno == ENOENT) {
+            excl = true; /* not there (maybe removed meanwhile): create it */
+        } else if ((errno == EMFILE || errno == ENFILE) && f->ncache > 0) {
             s_cache_trim(f, f->ncache / 2);
-            continue;
+        } else {
+            break;
         }
-        break;
     }
     int e = errno;
-    if (fd >= 0 && !*created) {
-        struct stat st;
-        if (s_check_regular(fd, &st) < 0) {
-            e = errno;
-            s_close(fd);
-            fd = -1;
-        }
+    struct stat st;
+    st.st_size = 0;
+    if (fd >= 0 && !*created && s_check_regular(fd, &st) < 0) {
+        e = errno;
+        s_close(fd);
+        fd = -1;
+    }
+    if (fd >= 0 && !t->exists) {
+        if (*created && f->exist_bias > 0) f->exist_bias--;
+        if (!*created && f->exist_bias < 3) f->exist_bias++;
     }
     if (dfd != f->rootfd) s_close(dfd);
     if (fd < 0) {
@@ -974,9 +1013,11 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
     }
     if (f->in_session) {
         s_dir *d = NULL;
-        if (s_cache_add(f, &t->pk, fd, t->rel.p, t->dirlen)) {
+        t->ent = s_cache_add(f, &t->pk, fd, t->rel.p, t->dirlen,
+                             (uint64_t)st.st_size, false);
+        if (t->ent) {
             *cached = true;
-            HASH_FIND(hh, f->dirs, t->rel.p, t->dirlen, d);
+            d = t->ent->dir;
         }
         if (*created) {
             if (!d) d = s_dir_get(f, t->rel.p, t->dirlen);
@@ -987,10 +1028,12 @@ static int s_open_append(s_file *f, const pd_key *key, s_target *t,
 }
 
 /* Opens key's file for reading.  Returns fd (to close unless *cached), or
- * -2 when the key has no file, or -1 with an error set. */
+ * -2 when the key has no file, or -1 with an error set.  A descriptor
+ * opened here is cached too (read-only): a key read again costs no open,
+ * and caching costs nothing (the close just comes later, at eviction). */
 static int s_open_read(s_file *f, const pd_key *key, s_target *t,
                        const char *op, bool *cached) {
-    int fd = s_cached_fd(f, key, t, op, cached);
+    int fd = s_cached_fd(f, key, t, op, false, cached);
     if (fd != S_MISS) return fd;
     int dfd;
     const char *name, *failed;
@@ -999,7 +1042,13 @@ static int s_open_read(s_file *f, const pd_key *key, s_target *t,
         if (e == ENOENT || e == ENOTDIR || e == ELOOP) return -2;
         return s_err_key(f, s_io_code(e), e, op, key, failed, t->rel.p), -1;
     }
-    fd = s_openat(dfd, name, O_RDONLY | S_OPEN_FLAGS, 0);
+    for (int tries = 0;; tries++) {
+        fd = s_openat(dfd, name, O_RDONLY | S_OPEN_FLAGS, 0);
+        if (fd >= 0 || tries == 2 || (errno != EMFILE && errno != ENFILE) ||
+            f->ncache == 0)
+            break;
+        s_cache_trim(f, f->ncache / 2); /* our cache holds the descriptors */
+    }
     int e = errno;
     if (dfd != f->rootfd) s_close(dfd);
     if (fd < 0) {
@@ -1013,7 +1062,7 @@ static int s_open_read(s_file *f, const pd_key *key, s_target *t,
         s_close(fd);
         return s_err_key(f, PD_ERR_IO, e, op, key, "fstat", t->rel.p), -1;
     }
-    t->st = st; /* the read's size: no second fstat */
+    t->st = st; /* the read's expected size: no second fstat */
     t->have_st = true;
     if (S_ISDIR(st.st_mode)) { /* the prefix of tuple keys: no value */
         s_close(fd);
@@ -1024,6 +1073,11 @@ static int s_open_read(s_file *f, const pd_key *key, s_target *t,
         return s_err_key(f, PD_ERR_KEY, 0, op, key,
                          "not a regular file (refusing to read it)", t->rel.p),
                -1;
+    }
+    if (f->in_session) {
+        t->ent = s_cache_add(f, &t->pk, fd, t->rel.p, t->dirlen,
+                             (uint64_t)st.st_size, true);
+        *cached = t->ent != NULL;
     }
     return fd;
 }
@@ -1048,14 +1102,16 @@ static int s_undo_one(s_file *f, const pd_key *key, const s_undo *u) {
     int rc = 0, dfd = -1, fd = -1;
     const char *name, *failed;
     bool cached = false;
+    s_fd *ent = NULL;
     if (u->created) {
         s_cache_drop_key(f, &t.pk);
     } else if (f->in_session) {
-        s_fd *e = NULL;
-        HASH_FIND(hh, f->cache, t.pk.p, t.pk.len, e);
-        if (e) {
-            fd = e->fd;
+        HASH_FIND(hh, f->cache, t.pk.p, t.pk.len, ent);
+        if (ent && !ent->rdonly) {
+            fd = ent->fd;
             cached = true;
+        } else {
+            ent = NULL;
         }
     }
     if (fd < 0) {
@@ -1081,6 +1137,7 @@ static int s_undo_one(s_file *f, const pd_key *key, const s_undo *u) {
         rc = -1;
     } else {
         rc = SYS.ftruncate(fd, st.st_size - (off_t)u->len);
+        if (rc == 0 && ent) ent->size = (uint64_t)st.st_size - u->len;
     }
 out:;
     int e = errno;
@@ -1138,6 +1195,7 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
         undo[nu] = (s_undo){i, 0, created};
         size_t w = s_write_all(fd, vals[i].data, vals[i].size);
         int e = errno;
+        if (t.ent) t.ent->size += w; /* a get's expected size */
         undo[nu].len = w;
         nu++;
         if (w < vals[i].size) {
@@ -1173,42 +1231,94 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
 
 /* ------------------------------------------------------------------- Get */
 
-/* Reads fd's whole file as the current value.  Its size comes from the
- * stat taken under this lock when the descriptor was opened or verified
- * (t->st), else from one fstat; a file that grows meanwhile (only a writer
- * ignoring the lock can do that) is read up to that size. */
+/* Slack reserved beyond a value's expected size: a read that comes back
+ * short inside it finds the end of the file in one call, even when the file
+ * grew a little (another handle appended).  Bounded, so that reserving it
+ * wastes little memory however large the value. */
+#define S_SLACK_MIN 256
+#define S_SLACK_MAX 4096
+#define S_GROW_MAX 8         /* fstats for a file growing while we read it */
+#define S_READ_MAX (1 << 30) /* bytes per pread (Linux's own cap: 2 GiB) */
+
+static size_t s_slack(uint64_t expect) {
+    uint64_t s = expect / 16;
+    return s < S_SLACK_MIN   ? S_SLACK_MIN
+           : s > S_SLACK_MAX ? S_SLACK_MAX
+                             : (size_t)s;
+}
+
+/* Reads fd's file to its end as the current value.  The expected size is
+ * the stat taken under this lock (open or verification) or else the size
+ * the cache remembers for the descriptor (as last read, plus our appends):
+ * one pread of it plus slack, and a read that comes back short at or past
+ * the expected size is the end of the file (a regular file's reads are
+ * short only there), so a cached get needs no fstat.  A short read before
+ * it (the file was truncated, or the file system splits reads) reads on
+ * until a read returns 0.  A read that fills the reservation means the
+ * file grew (another handle or process appended): one fstat sizes the
+ * rest.  A file that keeps growing (only a writer ignoring the lock can do
+ * that) is read up to its size at the last of S_GROW_MAX fstats. */
 static int s_read_into(s_file *f, const pd_key *key, s_target *t, int fd,
                        pd_result *r) {
     struct stat st;
+    uint64_t expect;
     if (t->have_st)
-        st = t->st;
+        expect = (uint64_t)t->st.st_size;
+    else if (t->ent)
+        expect = t->ent->size;
     else if (fstat(fd, &st) < 0)
         return s_err_key(f, PD_ERR_IO, errno, "get", key, "fstat",
                          s_target_relp(t));
-    if ((uint64_t)st.st_size > (uint64_t)SIZE_MAX / 2)
-        return s_err_key(f, PD_ERR_LIMIT, 0, "get", key,
-                         "value larger than this machine's address space",
-                         NULL);
-    size_t size = (size_t)st.st_size;
-    char *p = pd__result_reserve(r, size);
-    if (!p) {
-        char kb[PD__KEYSHORT_MAX];
-        return pd__err(&f->base, PD_ERR_NOMEM, ENOMEM,
-                       "get %s: no memory for its %zu bytes",
-                       pd__key_short(key, kb), size);
-    }
+    else
+        expect = (uint64_t)st.st_size;
     size_t got = 0;
-    while (got < size) {
-        ssize_t k = SYS.pread(fd, p + got, size - got, (off_t)got);
+    int rc = 0;
+    for (int grows = 0;;) {
+        if (expect > (uint64_t)SIZE_MAX / 2) {
+            rc = s_err_key(f, PD_ERR_LIMIT, 0, "get", key,
+                           "value larger than this machine's address space",
+                           NULL);
+            break;
+        }
+        size_t want =
+            ((size_t)expect > got ? (size_t)expect - got : 0) + s_slack(expect);
+        char *p = pd__result_reserve(r, want);
+        if (!p) {
+            char kb[PD__KEYSHORT_MAX];
+            rc = pd__err(&f->base, PD_ERR_NOMEM, ENOMEM,
+                         "get %s: no memory for its %llu bytes",
+                         pd__key_short(key, kb), (unsigned long long)expect);
+            break;
+        }
+        size_t ask = want < S_READ_MAX ? want : S_READ_MAX;
+        ssize_t k = SYS.pread(fd, p, ask, (off_t)got);
         if (k < 0) {
             if (errno == EINTR) continue;
-            return s_err_key(f, PD_ERR_IO, errno, "get", key, "read",
-                             s_target_relp(t));
+            rc = s_err_key(f, PD_ERR_IO, errno, "get", key, "read",
+                           s_target_relp(t));
+            break;
         }
-        if (k == 0) break; /* truncated meanwhile: return what is there */
+        /* committed at once: growing the reservation keeps only what is
+         * committed */
+        pd__result_commit(r, (size_t)k);
         got += (size_t)k;
+        if (k == 0 || ((size_t)k < ask && got >= expect)) break; /* EOF */
+        if ((size_t)k < want) continue;
+        /* filled: the file is longer than expected */
+        if (++grows > S_GROW_MAX) break;
+        if (fstat(fd, &st) < 0) {
+            rc = s_err_key(f, PD_ERR_IO, errno, "get", key, "fstat",
+                           s_target_relp(t));
+            break;
+        }
+        if ((uint64_t)st.st_size <= got) break; /* exactly filled */
+        expect = (uint64_t)st.st_size;
     }
-    pd__result_commit(r, got);
+    if (rc) {
+        pd__result_discard_current(r);
+        return rc;
+    }
+    if (t->ent) t->ent->size = got;
     return 0;
 }
 
