@@ -60,6 +60,7 @@ typedef struct s_store {
     Py_ssize_t lock_depth; /* levels taken through the Lock object */
     PyObject *inner[2];    /* Buffer: fast, slow; Compressed: inner */
     PyObject *weakrefs;
+    Py_ssize_t get_hint; /* size of the last single-key get (s_get_one) */
 } s_store;
 
 static PyTypeObject s_StoreType;
@@ -702,21 +703,60 @@ static PyObject *s_get_list(s_store *self, s_batch *b, unsigned flags) {
     return list;
 }
 
-/* pd_get of one key (get(key), iget): its value as bytes, or NULL. */
+/* Values from this size up are read straight into a bytes object. */
+#define S_INTO_MIN 4096
+
+/* pd_get of one key (get(key), iget): its value as bytes, or NULL.  When
+ * the last single-key get on this store was large, the value is read
+ * straight into a bytes object of that size plus some slack (pd_get_into),
+ * then shrunk: no copy, as partd's f.read().  A wrong guess costs the copy
+ * it saves. */
 static PyObject *s_get_one(s_store *self, PyObject *key, unsigned flags) {
     s_batch b;
     s_batch_init(&b);
-    PyObject *ret = NULL;
+    PyObject *ret = NULL, *buf = NULL;
     if (s_batch_one(&b, key, NULL) == 0) {
+        Py_ssize_t hint = self->get_hint, cap = 0;
+        if (hint >= S_INTO_MIN && hint < PY_SSIZE_T_MAX - 8192) {
+            Py_ssize_t slack = hint / 16 > 4096 ? 4096 : hint / 16;
+            cap = hint + slack + 1; /* File reads the size + up to 4 KiB */
+            buf = PyBytes_FromStringAndSize(NULL, cap);
+            if (!buf) {
+                PyErr_Clear(); /* no room for the guess: read as usual */
+                cap = 0;
+            }
+        }
+        char *bp = buf ? PyBytes_AS_STRING(buf) : NULL;
         pd_result *r = NULL;
         int rc;
-        S_CALL(self, rc, pd_get(self->s, 1, b.keys, &r, flags));
+        S_CALL(self, rc,
+               pd_get_into(self->s, 1, b.keys, bp, (size_t)cap, &r, flags));
         if (!rc) {
             pd_bytes v = pd_result_value(r, 0);
-            ret = PyBytes_FromStringAndSize(v.data, (Py_ssize_t)v.size);
-            pd_result_free(&r);
+            self->get_hint = (Py_ssize_t)v.size;
+            if (buf && pd_result_in(r, bp)) {
+                pd_result_free(&r); /* buf stays */
+                Py_ssize_t len = (Py_ssize_t)v.size;
+                if (cap - len <= 8192) {
+                    /* A few KiB over: keep the block (a realloc would make
+                     * it one malloc cannot hand out again for the next get
+                     * of this size); the object, fresh and unshared, just
+                     * says it is shorter. */
+                    Py_SET_SIZE(buf, len);
+                    bp[len] = '\0';
+                    ret = buf;
+                    buf = NULL;
+                } else if (_PyBytes_Resize(&buf, len) == 0) {
+                    ret = buf;
+                    buf = NULL;
+                }
+            } else {
+                ret = PyBytes_FromStringAndSize(v.data, (Py_ssize_t)v.size);
+                pd_result_free(&r);
+            }
         }
     }
+    Py_XDECREF(buf);
     s_batch_free(&b);
     return ret;
 }

@@ -177,11 +177,14 @@ struct pd_result {
     char *buf;
     size_t len; /* bytes used, including the value being built */
     size_t cap;
+    bool ext; /* buf is the caller's (pd_get_into): never freed here */
     uint64_t off0[PD__RESULT_INLINE + 1];
 };
 
 /* A new empty result expecting about n values and `bytes` bytes. */
 pd_result *pd__result_new(size_t n, size_t bytes);
+/* Makes an empty result r (no buffer yet) fill the caller's buf first. */
+void pd__result_use(pd_result *r, void *buf, size_t cap);
 /* Ensures room for `extra` more bytes; returns a pointer to the end of the
  * buffer (where the current value continues) or NULL on overflow/ENOMEM. */
 char *pd__result_reserve(pd_result *r, size_t extra);

@@ -30,14 +30,31 @@ static char *s_buf_alloc(size_t n) {
 }
 
 /* r->buf resized to ncap bytes, keeping its r->len used bytes; NULL (r
- * unchanged) when out of memory. */
+ * unchanged) when out of memory.  The caller's buffer (r->ext) is left for
+ * one of r's own. */
 static char *s_buf_resize(pd_result *r, size_t ncap) {
-    if (r->len == 0 && ncap >= S_ALIGN_MIN) {
+    if (r->ext || (r->len == 0 && ncap >= S_ALIGN_MIN)) {
         char *nb = s_buf_alloc(ncap);
-        if (nb) free(r->buf);
+        if (!nb) return NULL;
+        if (!r->ext)
+            free(r->buf);
+        else if (r->len)
+            memcpy(nb, r->buf, r->len);
+        r->ext = false;
         return nb;
     }
     return realloc(r->buf, ncap);
+}
+
+void pd__result_use(pd_result *r, void *buf, size_t cap) {
+    if (!buf || cap == 0) return;
+    r->buf = buf;
+    r->cap = cap;
+    r->ext = true;
+}
+
+int pd_result_in(const pd_result *r, const void *buf) {
+    return r && buf && r->ext && r->buf == buf;
 }
 
 /* The offsets of up to PD__RESULT_INLINE values live in the result itself
@@ -125,7 +142,7 @@ int pd__result_concat_each(pd_result *a, const pd_result *b) {
     size_t total;
     if (pd__add_ovf(a->len, b->len, &total)) return PD_ERR_NOMEM;
     if (total > a->cap) {
-        char *nb = realloc(a->buf, total);
+        char *nb = s_buf_resize(a, total);
         if (!nb) return PD_ERR_NOMEM;
         a->buf = nb;
         a->cap = total;
@@ -179,7 +196,7 @@ uint64_t pd_result_total(const pd_result *r) {
 void pd_result_free(pd_result **rp) {
     if (!rp || !*rp) return;
     pd_result *r = *rp;
-    free(r->buf);
+    if (!r->ext) free(r->buf);
     if (r->off != r->off0) free(r->off);
     free(r);
     *rp = NULL;

@@ -439,10 +439,12 @@ int pd__set_inner(pd_store *s, size_t n, const pd_key *keys,
 }
 
 static int s_get_checked(pd_store *s, size_t n, const pd_key *keys,
-                         pd_result **out, unsigned flags) {
+                         pd_result **out, unsigned flags, void *buf,
+                         size_t cap) {
     int rc = 0;
     pd_result *r = pd__result_new(n, 0);
     if (!r) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: result table");
+    pd__result_use(r, buf, cap);
     if (n > 0) {
         rc = s_enter(s, flags);
         if (rc) {
@@ -472,14 +474,28 @@ int pd_get(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
     if (!out) return pd__err(s, PD_ERR_MISUSE, 0, "get: NULL result pointer");
     int rc = s_check_batch(s, "get", n, keys, NULL, false, flags, PD_NOLOCK);
     if (rc) return rc;
-    return s_get_checked(s, n, keys, out, flags);
+    return s_get_checked(s, n, keys, out, flags, NULL, 0);
+}
+
+int pd_get_into(pd_store *s, size_t n, const pd_key *keys, void *buf,
+                size_t cap, pd_result **out, unsigned flags) {
+    if (out) *out = NULL;
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "get: NULL store");
+    pd__err_clear(s);
+    if (!out) return pd__err(s, PD_ERR_MISUSE, 0, "get: NULL result pointer");
+    if (!buf && cap)
+        return pd__err(s, PD_ERR_MISUSE, 0, "get: NULL buffer of %zu bytes",
+                       cap);
+    int rc = s_check_batch(s, "get", n, keys, NULL, false, flags, PD_NOLOCK);
+    if (rc) return rc;
+    return s_get_checked(s, n, keys, out, flags, buf, cap);
 }
 
 int pd__get_inner(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
                   unsigned flags) {
     *out = NULL;
     pd__err_clear(s);
-    return s_get_checked(s, n, keys, out, flags & PD_NOLOCK);
+    return s_get_checked(s, n, keys, out, flags & PD_NOLOCK, NULL, 0);
 }
 
 int pd_delete(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {

@@ -753,6 +753,55 @@ START_TEST(get_many) {
 }
 END_TEST
 
+/* pd_get_into: the same values whether they fit the caller's buffer or
+ * not; the buffer is never freed by the library (valgrind checks that). */
+START_TEST(get_into) {
+    cf_fix f;
+    s_open(&f, _i);
+    cf_model m = {0};
+    char big[6000];
+    for (size_t i = 0; i < sizeof big; i++) big[i] = (char)('a' + i % 23);
+    pd_key keys[3] = {K("g1"), K("g2"), K("g3")};
+    pd_bytes vs[3] = {PD_BYTES(big, sizeof big), V("short"), V("")};
+    s_append(&f, &m, 3, keys, vs);
+    s_append(&f, &m, 1, keys, vs + 1);
+    size_t caps[] = {0, 16, sizeof big, sizeof big + 5 + 4096, 64 * 1024};
+    for (size_t c = 0; c < sizeof caps / sizeof caps[0]; c++) {
+        char *buf = caps[c] ? malloc(caps[c]) : NULL;
+        for (size_t n = 1; n <= 3; n++) {
+            pd_result *r = NULL;
+            TU_OK(pd_get_into(f.s, n, keys, buf, caps[c], &r, 0), f.s);
+            ck_assert_uint_eq(pd_result_count(r), n);
+            uint64_t total = 0;
+            for (size_t i = 0; i < n; i++) {
+                cf_ent *e = s_model_find(&m, &keys[i], false);
+                pd_bytes v = pd_result_value(r, i);
+                size_t wl = e ? e->len : 0;
+                ck_assert_msg(v.size == wl &&
+                                  (wl == 0 || !memcmp(v.data, e->val, wl)),
+                              "[%s] get_into cap %zu: value %zu wrong",
+                              NAME(&f), caps[c], i);
+                total += wl;
+            }
+            /* In buf only if they fit, and then from its start. */
+            if (pd_result_in(r, buf)) {
+                ck_assert_uint_le(total, caps[c]);
+                ck_assert_ptr_eq(pd_result_value(r, 0).data, buf);
+            }
+            if (caps[c] < total) ck_assert(!pd_result_in(r, buf));
+            pd_result_free(&r);
+        }
+        free(buf);
+    }
+    pd_result *r = NULL;
+    ck_assert_int_eq(pd_get_into(f.s, 1, keys, NULL, 10, &r, 0), PD_ERR_MISUSE);
+    ck_assert_ptr_null(r);
+    ck_assert_int_eq(pd_result_in(NULL, big), 0);
+    s_model_free(&m);
+    s_close(&f);
+}
+END_TEST
+
 START_TEST(delete_keys) {
     cf_fix f;
     s_open(&f, _i);
@@ -1557,6 +1606,7 @@ int main(void) {
         {"append_order", append_order},
         {"missing_and_zero", missing_and_zero},
         {"get_many", get_many},
+        {"get_into", get_into},
         {"delete_keys", delete_keys},
         {"iset_idempotent", iset_idempotent},
         {"drop_store", drop_store},

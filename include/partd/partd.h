@@ -259,6 +259,24 @@ PD_API int pd_get(pd_store *store, size_t n, const pd_key *keys,
                   pd_result **out, unsigned flags);
 
 /**
+ * pd_get reading into the caller's memory when the values fit: the result's
+ * bytes start in buf (cap bytes, valid until pd_result_free(*out); never
+ * freed by the library) and move to memory of the result's own only if the
+ * store needs more room than cap (a store may ask a little more than the
+ * values' size, e.g. File reads to the end of a file in one call with some
+ * slack) or builds its bytes elsewhere.  pd_result_in(*out, buf) then tells
+ * whether the values are in buf, back to back from its start, so a caller
+ * that sized buf well (e.g. from the last get's size) uses them there
+ * without a copy.  buf may be NULL with cap 0 (then as pd_get).
+ * Errors: as pd_get.
+ */
+PD_API int pd_get_into(pd_store *store, size_t n, const pd_key *keys,
+                       void *buf, size_t cap, pd_result **out, unsigned flags);
+/** 1 when r's values are in buf (the buffer given to pd_get_into), back to
+ *  back from its start; 0 otherwise (or for NULL). */
+PD_API int pd_result_in(const pd_result *r, const void *buf);
+
+/**
  * Forgets keys[0..n).  Missing keys are fine.  On error, keys before the one
  * named in the message are deleted, the rest untouched.
  * Errors: PD_ERR_MISUSE, PD_ERR_IO.

@@ -304,3 +304,44 @@ def test_threads_small_batches(root):
         assert p.get(('t', t)) == b''.join(b'%d,' % i for i in range(rounds))
     assert sum(len(p.get(i)) for i in range(5)) == nthreads * rounds
     p.close()
+
+
+# ---------------------------------------------------------------------------
+# Single-key gets read straight into a bytes object sized from the last one
+
+
+@pytest.mark.parametrize('kind', ['Dict', 'File', 'Buffer', 'ZLib'])
+def test_get_into_sizes(tmp_path, kind):
+    if kind == 'Dict':
+        p = cpartd.Dict()
+    elif kind == 'File':
+        p = cpartd.File(str(tmp_path / 'f'))
+    elif kind == 'Buffer':
+        p = cpartd.Buffer(cpartd.Dict(), cpartd.File(str(tmp_path / 'f')),
+                          available_memory=10000)
+    else:
+        p = cpartd.ZLib(cpartd.File(str(tmp_path / 'f')))
+    vals = {}
+    # sizes around the guess: equal, a little more, much more, less, empty
+    for i, size in enumerate([5000, 5000, 5001, 5000 + 313, 5000 + 5000,
+                              70000, 70000, 64, 0, 200000, 200000 + 4096,
+                              200000 + 4097, 8192, 1 << 20, 4096]):
+        key = 'k%d' % i
+        v = bytes((i * 7 + j) % 251 for j in range(min(size, 1000))) * (
+            size // 1000) + b'x' * (size % 1000)
+        assert len(v) == size
+        if size:
+            p.append({key: v})
+        vals[key] = v
+    for _ in range(2):
+        for key, v in vals.items():
+            got = p.get(key)
+            assert type(got) is bytes
+            assert got == v, (key, len(got), len(v))
+            assert len(got) == len(v) and hash(got) == hash(bytes(v))
+            assert got + b'!' == v + b'!'
+    # a value that grows between gets of the same key
+    p.append({'k0': b'y' * 10000})
+    assert p.get('k0') == vals['k0'] + b'y' * 10000
+    assert p.get('missing') == b''
+    p.close()
