@@ -128,6 +128,7 @@ enum {
     R_FILE_GET,
     R_FLOOR_MEMCPY_APPEND,
     R_BUFFER_APPEND,
+    R_BUFFER_APPEND_FAULTS,
     R_DICT_APPEND,
     R_BUFFER_SPILL_APPEND,
     R_FLOOR_MEMCPY_GET,
@@ -183,6 +184,11 @@ static s_row rows[R_COUNT] = {
     [R_BUFFER_APPEND] = {"buffer_append", 0,
                          "Buffer(Dict,File,64MiB) append, no spill", "rec/s",
                          R_FLOOR_MEMCPY_APPEND, T_ABS_MIN, 10e6},
+    /* Minor page faults taken by those appends (getrusage): first touches
+     * of the Dict's fresh memory, the kernel's share of an append. */
+    [R_BUFFER_APPEND_FAULTS] = {"buffer_append_faults", 0,
+                                "Buffer(Dict,File,64MiB) append, page faults",
+                                "flt/1k", -1, T_INFO, 0},
     [R_DICT_APPEND] = {"dict_append", 0, "Dict append", "rec/s",
                        R_FLOOR_MEMCPY_APPEND, T_INFO, 0},
     [R_BUFFER_SPILL_APPEND] = {"buffer_spill_append", 0,
@@ -638,9 +644,18 @@ static void s_floor_memcpy(bool record) {
     free(dst);
 }
 
+/* Minor page faults of the last s_run_appends. */
+static long s_append_faults;
+
+static long s_minflt(void) {
+    struct rusage ru;
+    return getrusage(RUSAGE_SELF, &ru) == 0 ? ru.ru_minflt : 0;
+}
+
 /* Runs the append workload on s (2000 calls of 100 keys); returns records/s
  * or -1 after recording the error on row r. */
 static double s_run_appends(pd_store *s, int r) {
+    long f0 = s_minflt();
     double t0 = s_now();
     for (size_t i = 0; i < cfg.nvals; i += cfg.per_call) {
         size_t n = cfg.nvals - i < cfg.per_call ? cfg.nvals - i : cfg.per_call;
@@ -650,7 +665,9 @@ static double s_run_appends(pd_store *s, int r) {
             return -1;
         }
     }
-    return (double)cfg.nvals / (s_now() - t0);
+    double t = s_now() - t0;
+    s_append_faults = s_minflt() - f0;
+    return (double)cfg.nvals / t;
 }
 
 /* Runs one single-key pd_get per key; returns keys/s or -1. */
@@ -776,7 +793,13 @@ static void s_small_round(bool record, bool check) {
     }
     if (s_ok(R_BUFFER_APPEND)) {
         pd_store *b = s_open_buffer(R_BUFFER_APPEND, cfg.buf_limit);
-        if (b) s_store_round(b, R_BUFFER_APPEND, R_BUFFER_GET, record, check);
+        if (b) {
+            s_append_faults = -1;
+            s_store_round(b, R_BUFFER_APPEND, R_BUFFER_GET, record, check);
+            if (record && s_append_faults >= 0)
+                s_add(R_BUFFER_APPEND_FAULTS,
+                      (double)s_append_faults * 1000.0 / (double)cfg.nvals);
+        }
     }
     if (s_ok(R_BUFFER_SPILL_APPEND)) {
         pd_store *b = s_open_buffer(R_BUFFER_SPILL_APPEND, cfg.spill_limit);

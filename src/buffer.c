@@ -23,6 +23,9 @@
  * hashes each key once and hands the Dict the hashes with the batch, and
  * keeps the Dict's entry of each key, so the Dict need not look it up again
  * (pd__dict_append_refs), the Dict being locked by the session already.
+ * The pass that looks the keys up also adds their sizes to the counts (and
+ * takes them back if the Dict fails).  At open the Buffer tells a Dict its
+ * limit (pd__dict_expect: with a large one, huge pages from the start).
  *
  * Locking: the lock hook locks fast; slow is locked when an op first needs
  * it in the session (a spill, get, delete, set, drop, keys), so appends
@@ -337,10 +340,21 @@ static int s_mscratch(s_buffer *b, size_t need) {
     return 0;
 }
 
+/* Takes back s_ents: the sizes of vals (unless NULL) from the entries'
+ * counts, then the entries it created. */
+static void s_ents_undo(s_buffer *b, size_t n, const pd_bytes *vals) {
+    for (size_t i = 0; vals && i < n; i++) b->ents[i]->bytes -= vals[i].size;
+    for (size_t i = 0; i < n; i++)
+        if (b->created[i]) s_count_remove(b, b->ents[i]);
+}
+
 /* Looks up (creating when missing) the count entries of keys[0..n) into
  * b->ents, flagging created ones in b->created, and their Dict refs into
- * b->refs.  On error nothing is left created. */
-static int s_ents(s_buffer *b, size_t n, const pd_key *keys, const char *op) {
+ * b->refs.  With vals (an append), also adds each value's size to its
+ * entry's count, in the same pass (s_ents_undo takes it back; usage is
+ * the caller's).  On error nothing is left changed. */
+static int s_ents(s_buffer *b, size_t n, const pd_key *keys,
+                  const pd_bytes *vals, const char *op) {
     pd_store *s = &b->base;
     char ks[PD__KEYSHORT_MAX];
     if (n > b->ecap) {
@@ -361,28 +375,28 @@ static int s_ents(s_buffer *b, size_t n, const pd_key *keys, const char *op) {
         b->ecap = ncap;
     }
     for (size_t i = 0; i < n; i++) {
-        uint64_t h = pd__khash(&keys[i]);
-        s_count *e = s_count_find(b, &keys[i], h);
-        b->created[i] = false;
-        if (!e) {
+        /* The key is loaded once for its hash and its lookup. */
+        pd__kprobe p;
+        pd__kprobe_init(&p, &keys[i]);
+        uint64_t h = pd__kprobe_hash(&p);
+        s_count *e = (s_count *)pd__ktab_find_probe(&b->counts, &p, h);
+        bool created = false;
+        if (PD__UNLIKELY(!e)) {
             e = s_count_add(b, &keys[i], h);
-            b->created[i] = e != NULL;
+            if (!e) {
+                s_ents_undo(b, i, vals);
+                return pd__err(s, PD_ERR_NOMEM, ENOMEM,
+                               "%s %s: key count entry", op,
+                               pd__key_short(&keys[i], ks));
+            }
+            created = true;
         }
+        b->created[i] = created;
         b->ents[i] = e;
-        if (e) b->refs[i] = &e->dref;
-        if (!e) {
-            for (size_t j = 0; j < i; j++)
-                if (b->created[j]) s_count_remove(b, b->ents[j]);
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s %s: key count entry",
-                           op, pd__key_short(&keys[i], ks));
-        }
+        b->refs[i] = &e->dref;
+        if (vals) e->bytes += vals[i].size;
     }
     return 0;
-}
-
-static void s_ents_undo(s_buffer *b, size_t n) {
-    for (size_t i = 0; i < n; i++)
-        if (b->created[i]) s_count_remove(b, b->ents[i]);
 }
 
 /* Locks slow for the rest of the session the first time an op needs it.
@@ -517,9 +531,10 @@ static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
     s_buffer *b = (s_buffer *)s;
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
-    int rc = s_make_room(b, s_sum(n, vals), fsync);
+    uint64_t incoming = s_sum(n, vals);
+    int rc = s_make_room(b, incoming, fsync);
     if (rc) return rc;
-    rc = s_ents(b, n, keys, "append");
+    rc = s_ents(b, n, keys, vals, "append");
     if (rc) return rc;
     if (b->fast_dict && b->base.lock_depth > 0) {
         /* Fast path: a Dict locked by this session (lock hook), given the
@@ -532,15 +547,12 @@ static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
         rc = pd__append_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
     }
     if (rc) {
-        s_ents_undo(b, n);
+        s_ents_undo(b, n, vals);
         return s_err_inner(s, b->fast, rc, "append %s%s to fast",
                            pd__key_short(&keys[0], ks),
                            n > 1 ? " (batch)" : "");
     }
-    for (size_t i = 0; i < n; i++) {
-        b->ents[i]->bytes += vals[i].size;
-        b->usage += vals[i].size;
-    }
+    b->usage += incoming; /* the entries' counts were added by s_ents */
     return 0;
 }
 
@@ -634,11 +646,11 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
                                pd__key_short(&keys[0], ks));
         s_spilled_remove(b, n, keys);
     }
-    rc = s_ents(b, n, keys, "set");
+    rc = s_ents(b, n, keys, NULL, "set");
     if (rc) return rc;
     rc = pd__set_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
     if (rc) {
-        s_ents_undo(b, n);
+        s_ents_undo(b, n, NULL);
         return s_err_inner(s, b->fast, rc, "set %s: fast",
                            pd__key_short(&keys[0], ks));
     }
@@ -911,6 +923,7 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
     b->slow = *slow;
     b->limit = memory;
     b->fast_dict = pd__dict_is(b->fast);
+    if (b->fast_dict) pd__dict_expect(b->fast, memory);
     b->owned = !(flags & PD_BORROW);
     b->private_slow = (flags & PD_BUFFER_PRIVATE) != 0;
     b->spilled_all = slow_had_keys;

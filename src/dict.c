@@ -9,16 +9,37 @@
  * lookup.
  *
  * Each entry holds its bytes as a list of chunks, header and data in one
- * malloc.  An append first fills the free room of the key's last chunk,
- * then puts what is left in a new chunk of max(rest, clamp(total/32,
- * min(total, 512), 64 KiB)) bytes, so the slack is at most one partly
- * filled chunk per key (<= 1/32 of the key's bytes past 16 KiB) and the
- * chunk count grows logarithmically.  Measured (100-byte values over 1000
- * keys, glibc): RSS per byte held 1.07 at 20 KB per key, 1.06 at 64 KB,
- * 1.01 at 200 KB; 1.18 at 4 KB; a key of one 100-byte value costs ~280
- * bytes.  A Buffer over a File with a 64 MB limit peaks at limit + 6.5% (+
- * the process's ~1.6 MB baseline).  (A separate chunk vector per key was
- * measured worse: its reallocations left holes in the heap, ~7% of RSS.)
+ * block.  An append first fills the free room of the key's last chunk
+ * (inline copy for small values), then puts what is left in a new chunk
+ * with room for clamp(total/32, min(total, 496), 64 KiB - 16) bytes,
+ * rounded down to a block of the arena (arena.h), or more when the rest
+ * needs more: so the slack is at most one partly filled chunk per key
+ * (<= 1/32 of the key's bytes past 16 KiB) and the chunk count grows
+ * logarithmically.  A rest that does not fit such a chunk and is larger
+ * than 4 KiB, or larger than 64 KiB, gets a malloc'd chunk of its exact
+ * size (S_EXACT_MIN says why).
+ *
+ * Why an arena and not malloc: a fresh Buffer(Dict, File, 64 MB) fed 200k
+ * values of 100 bytes over 1000 keys (20 MB) took ~5170 page faults, 42%
+ * of its time in the kernel (fault, zeroing, memory-cgroup charge, then
+ * unmapping).  The arena's 2 MiB segments are advised MADV_HUGEPAGE: 68
+ * faults per such fill, and zeroing 2 MiB at once.  Measured on this
+ * workload (the C Buffer alone, bench/bench_core "Buffer append"): ~97 ->
+ * ~46 ns per record; instructions per record (callgrind, a round with its
+ * discard) 359 -> 265, malloc and free were ~70 of them; through the
+ * Python binding 129 -> 73 ns per record.
+ *
+ * Memory: RSS per byte held, 100-byte values over 1000 keys (malloc ->
+ * arena): 1.20 -> 1.12 at 4 KB per key, 1.07 -> 1.17 at 20 KB, 1.06 ->
+ * 1.06 at 64 KB, 1.015 -> 1.04 at 200 KB; a key of one 100-byte value
+ * costs ~320 bytes (was ~280).  The arena's share is (blocks in use) +
+ * the partly used page of each block size in use + the segment being
+ * filled, resident whole as a huge page: at most 2 MiB more (hence the
+ * 20 KB case).  A Buffer over a File with a 64 MB limit fed 512 MB of 100
+ * B..64 KiB values (bench_core) peaks at limit + 8% (was + 7%).  Deleted
+ * keys' blocks are reused by the next chunks of their size; free pages
+ * and segments go back to the system at a trim (s_trim_maybe); drop and
+ * close unmap the whole arena.
  *
  * `peek` answers with an array owned by the Dict, rebuilt by each peek: it
  * stays valid until the next call on the Dict (peek included).
@@ -41,24 +62,42 @@
 #include <malloc.h>
 #endif
 
+#include "arena.h"
 #include "ktab.h"
 
-#define S_CHUNK_MIN 512u
-#define S_CHUNK_MAX (64u * 1024u)
-#define S_CHUNK_DIV 32u
-
-/* One allocation: header and data. */
+/* One block: header and data, from the arena or from malloc (S_HEAP). */
 typedef struct s_chunk {
     struct s_chunk *next;
-    size_t size; /* bytes used */
+    size_t size; /* bytes used; S_HEAP set when malloc'd */
     unsigned char data[];
 } s_chunk;
+
+/* The top bit of a chunk's size (and of its entry's tailcap while it is
+ * the tail, so that tailcap - size stays the room): the chunk is
+ * malloc'd, not an arena block.  Sizes never come near it. */
+#define S_HEAP ((size_t)1 << (sizeof(size_t) * 8 - 1))
+
+static inline size_t s_used(const s_chunk *c) { return c->size & ~S_HEAP; }
+
+#define S_CHUNK_DIV 32u
+/* The room a key's next chunk gets as it grows (s_chunk_want) is between
+ * a 512-byte block and a 64 KiB one (the arena's largest, a whole page:
+ * the large chunks of a deleted key free whole pages). */
+#define S_CHUNK_MIN (512u - sizeof(s_chunk))
+#define S_CHUNK_MAX (PD__ARENA_MAX - sizeof(s_chunk))
+/* A part that does not fit the chunk its key grows by gets a malloc'd
+ * chunk of its exact size when larger than this.  In the arena it would
+ * be rounded up to a block (up to a fifth, slack in the key's last chunk)
+ * and fill the pages of its size only in part: a Buffer with a 64 MB
+ * limit fed values of 100 B..64 KiB (bench_core) peaked 3 MB higher.
+ * Below 4 KiB the arena measured better than malloc. */
+#define S_EXACT_MIN (4096u - sizeof(s_chunk))
 
 typedef struct s_entry {
     pd__knode kn; /* first: the index's node is the entry */
     s_chunk *head, *tail;
     size_t nchunks;
-    size_t tailcap;      /* data capacity of tail */
+    size_t tailcap;      /* data capacity of tail (with its S_HEAP bit) */
     uint64_t total;      /* bytes held */
     uint64_t stamp;      /* batch that last recorded an undo entry */
     unsigned char key[]; /* packed key */
@@ -85,8 +124,11 @@ typedef struct s_dict {
     size_t peekcap;
     s_entry **found; /* get: the entries looked up in its first pass */
     size_t foundcap;
-    uint64_t freed; /* bytes freed since the last trim */
-    uint64_t trims; /* malloc_trim calls (pd__dict_trims, for tests) */
+    pd__arena arena;     /* chunk memory */
+    uint64_t freed;      /* bytes freed since the last trim */
+    uint64_t heap_freed; /* malloc'd bytes freed since the last malloc_trim */
+    size_t nheap;        /* malloc'd chunks held */
+    uint64_t trims;      /* trims (pd__dict_trims, for tests) */
 } s_dict;
 
 static const pd_store_ops s_dict_ops;
@@ -102,13 +144,55 @@ static s_entry *s_lookup(const s_dict *d, const pd_key *key) {
     return s_find(d, key, pd__khash(key));
 }
 
+/* A new empty chunk for (the start of) `need` data bytes (need > 0) with
+ * room for about `want` (<= S_CHUNK_MAX), or NULL.  *cap gets its room
+ * (>= need), with the S_HEAP bit of the chunk's size. */
+static s_chunk *s_chunk_new(s_dict *d, size_t need, size_t want, size_t *cap) {
+    const size_t h = sizeof(s_chunk);
+    s_chunk *c;
+    if (need > S_CHUNK_MAX || (need > want && need > S_EXACT_MIN)) {
+        /* Rounded so that header + data + malloc's own 8-byte header fill
+         * whole 16-byte units (glibc): what malloc would round up becomes
+         * room. */
+        if (need > SIZE_MAX / 2 - 64) return NULL;
+        size_t room = ((need + 7) & ~(size_t)15) + 8;
+        if (!(c = malloc(h + room))) return NULL;
+        d->nheap++;
+        c->size = S_HEAP;
+        *cap = room | S_HEAP;
+    } else {
+        unsigned k = pd__arena_class(h + need);
+        if (want > need) {
+            /* Up to want, rounded down: want is a growth policy. */
+            unsigned w = pd__arena_class(h + want);
+            if (pd__arena_class_size(w) > h + want && w > 0) w--;
+            if (w > k) k = w;
+        }
+        if (!(c = pd__arena_alloc(&d->arena, k))) return NULL;
+        c->size = 0;
+        *cap = pd__arena_class_size(k) - h;
+    }
+    c->next = NULL;
+    return c;
+}
+
+static void s_chunk_free(s_dict *d, s_chunk *c) {
+    if (c->size & S_HEAP) {
+        d->heap_freed += s_used(c);
+        d->nheap--;
+        free(c);
+    } else {
+        pd__arena_free(&d->arena, c);
+    }
+}
+
 /* Frees the chunks after `keep` (all when keep is NULL); keep becomes the
  * tail. */
-static void s_entry_cut(s_entry *e, s_chunk *keep) {
+static void s_entry_cut(s_dict *d, s_entry *e, s_chunk *keep) {
     s_chunk *c = keep ? keep->next : e->head;
     while (c) {
         s_chunk *next = c->next;
-        free(c);
+        s_chunk_free(d, c);
         e->nchunks--;
         c = next;
     }
@@ -119,8 +203,9 @@ static void s_entry_cut(s_entry *e, s_chunk *keep) {
     e->tail = keep;
 }
 
-static void s_entry_free(s_entry *e) {
-    s_entry_cut(e, NULL);
+static void s_entry_free(s_dict *d, s_entry *e) {
+    s_entry_cut(d, e, NULL);
+    d->heap_freed += sizeof *e + e->kn.klen;
     free(e);
 }
 
@@ -144,28 +229,41 @@ static s_entry *s_entry_add(s_dict *d, const pd_key *key, uint64_t h) {
 static void s_entry_unlink(s_dict *d, s_entry *e) {
     d->gen++;
     pd__ktab_remove(&d->tab, &e->kn);
-    s_entry_free(e);
+    s_entry_free(d, e);
 }
 
-/* Freed chunks leave holes that new chunks of other sizes fill only in
- * part; when a Buffer spills keys round after round this fragmentation
- * measured ~5% of RSS.  So give whole free pages back to the system, but
- * at most once per call (s_trim_maybe, at the end of a delete, set or
- * drop: malloc_trim walks the whole heap and trimming as a big delete
- * shrinks the Dict cost thousands of madvise calls per shuffle), and only
- * once at least S_TRIM_MIN and an eighth of what the Dict held before
- * (what it holds now plus what was freed since the last trim) is free. */
+/* Memory freed by deletes goes back to the system at most once per call
+ * (s_trim_maybe, at the end of a delete, set or drop: trimming as a big
+ * delete shrinks the Dict cost thousands of madvise calls per shuffle),
+ * and only once at least S_TRIM_MIN and an eighth of what the Dict held
+ * before (what it holds now plus what was freed since the last trim) is
+ * free.  Then the arena gives back every free page (blocks freed in pages
+ * still in use wait for the next chunks of their size).  Keeping free
+ * pages for the refill of a spilling Buffer saved ~40% of its page faults
+ * but not time (the spill's writes dominate), and they made its peak RSS
+ * 1 MiB higher.  malloc_trim runs only when S_TRIM_MIN of malloc'd memory
+ * (entries, parts of more than 4 KiB) was freed: it walks the whole heap. */
 #define S_TRIM_MIN (1u << 20)
+/* pd__dict_expect: from this many bytes expected on, huge pages from the
+ * first segment (its 2 MiB are then ~6% of the bytes or less). */
+#define S_HUGE_FIRST_MIN ((uint64_t)32 << 20)
 
 static void s_freed(s_dict *d, uint64_t bytes) { d->freed += bytes; }
+
+static void s_heap_trim(s_dict *d) {
+    if (d->heap_freed < S_TRIM_MIN) return;
+    d->heap_freed = 0;
+#if defined(__GLIBC__)
+    malloc_trim(0);
+#endif
+}
 
 static void s_trim_maybe(s_dict *d) {
     if (d->freed < S_TRIM_MIN || d->freed < (d->nbytes + d->freed) / 8) return;
     d->freed = 0;
     d->trims++;
-#if defined(__GLIBC__)
-    malloc_trim(0);
-#endif
+    pd__arena_trim(&d->arena, 0);
+    s_heap_trim(d);
 }
 
 static void s_entry_remove(s_dict *d, s_entry *e) {
@@ -174,12 +272,9 @@ static void s_entry_remove(s_dict *d, s_entry *e) {
     s_entry_unlink(d, e);
 }
 
-/* Data capacity for a new chunk that must take `need` bytes of a key that
- * will then hold `total` bytes, or 0 on overflow: max(need, clamp(total/32,
- * min(total, 512), 64 KiB)).  Rounded up to 16k + 8 so
- * that header + data + malloc's own 8-byte header fill whole 16-byte units
- * (glibc): the rounding malloc would waste becomes usable room. */
-static size_t s_chunk_cap(size_t need, uint64_t total) {
+/* Data room wanted for the next chunk of a key that will then hold
+ * `total` bytes: clamp(total/32, min(total, S_CHUNK_MIN), S_CHUNK_MAX). */
+static size_t s_chunk_want(uint64_t total) {
     uint64_t c = total / S_CHUNK_DIV;
     /* A small key gets a chunk of its size, not S_CHUNK_MIN: many keys of
      * one small value each would otherwise cost several times their
@@ -187,38 +282,74 @@ static size_t s_chunk_cap(size_t need, uint64_t total) {
     uint64_t lo = total < S_CHUNK_MIN ? total : S_CHUNK_MIN;
     if (c < lo) c = lo;
     if (c > S_CHUNK_MAX) c = S_CHUNK_MAX;
-    size_t cap = need > c ? need : (size_t)c;
-    if (cap > SIZE_MAX - sizeof(s_chunk) - 32) return 0;
-    return ((cap + 7) & ~(size_t)15) + 8;
+    return (size_t)c;
 }
 
-/* Appends v to e.  On PD_ERR_NOMEM, e may have had its last chunk filled
- * further (the caller's undo record restores its size) but holds no new
- * chunk. */
-static int s_entry_append(s_entry *e, const pd_bytes *v) {
+/* memcpy, inline up to 128 bytes: for the small records of a shuffle the
+ * libc call and its size dispatch cost about as much as the copy.  Blocks
+ * of 16 from both ends, overlapping in the middle. */
+static inline void s_copy(unsigned char *dst, const unsigned char *src,
+                          size_t n) {
+#define S_COPY16(o) memcpy(dst + (o), src + (o), 16)
+    if (n > 128) {
+        memcpy(dst, src, n);
+    } else if (n > 64) {
+        S_COPY16(0);
+        S_COPY16(16);
+        S_COPY16(32);
+        S_COPY16(48);
+        S_COPY16(n - 64);
+        S_COPY16(n - 48);
+        S_COPY16(n - 32);
+        S_COPY16(n - 16);
+    } else if (n > 32) {
+        S_COPY16(0);
+        S_COPY16(16);
+        S_COPY16(n - 32);
+        S_COPY16(n - 16);
+    } else if (n >= 16) {
+        S_COPY16(0);
+        S_COPY16(n - 16);
+    } else if (n >= 8) {
+        memcpy(dst, src, 8);
+        memcpy(dst + n - 8, src + n - 8, 8);
+    } else if (n >= 4) {
+        memcpy(dst, src, 4);
+        memcpy(dst + n - 4, src + n - 4, 4);
+    } else if (n > 0) {
+        dst[0] = src[0];
+        dst[n >> 1] = src[n >> 1];
+        dst[n - 1] = src[n - 1];
+    }
+#undef S_COPY16
+}
+
+/* Appends v to e when it does not fit the room of e's last chunk (the
+ * caller's fast path handles that).  On PD_ERR_NOMEM e may have had its
+ * last chunk filled and new chunks added: the caller's undo record
+ * restores the size and cuts them. */
+static int s_entry_append(s_dict *d, s_entry *e, const pd_bytes *v) {
     const unsigned char *src = v->data;
     size_t left = v->size;
     if (left == 0) return 0;
-    if (e->tail) {
-        s_chunk *t = e->tail;
-        size_t room = e->tailcap - t->size;
-        size_t take = room < left ? room : left;
-        if (take) {
-            memcpy(t->data + t->size, src, take);
-            t->size += take;
-            src += take;
-            left -= take;
-        }
+    s_chunk *t = e->tail;
+    if (t) {
+        size_t take = e->tailcap - t->size;
+        if (take > left) take = left;
+        memcpy(t->data + s_used(t), src, take);
+        t->size += take;
+        src += take;
+        left -= take;
     }
     if (left > 0) {
-        size_t cap = s_chunk_cap(left, e->total + v->size);
-        s_chunk *c = cap ? malloc(sizeof *c + cap) : NULL;
+        size_t cap;
+        s_chunk *c =
+            s_chunk_new(d, left, s_chunk_want(e->total + v->size), &cap);
         if (!c) return PD_ERR_NOMEM;
         memcpy(c->data, src, left);
-        c->size = left;
-        c->next = NULL;
-        if (e->tail)
-            e->tail->next = c;
+        c->size += left;
+        if (t)
+            t->next = c;
         else
             e->head = c;
         e->tail = c;
@@ -275,21 +406,28 @@ static int s_append_refs(pd_store *s, size_t n, const pd_key *keys,
                 ref->gen = gen; /* no entry is freed before the loop ends */
             }
         }
+        s_chunk *t = e->tail;
         if (e->stamp != stamp) {
             e->stamp = stamp;
             s_undo *u = &undo[nundo++];
             u->e = e;
-            u->tail = e->tail;
-            u->tailsize = e->tail ? e->tail->size : 0;
+            u->tail = t;
+            u->tailsize = t ? t->size : 0;
             u->tailcap = e->tailcap;
             u->total = e->total;
             u->created = created;
         }
-        if (s_entry_append(e, &vals[i])) {
+        size_t len = vals[i].size;
+        if (PD__LIKELY(t && len <= e->tailcap - t->size)) {
+            /* The usual case: it fits the last chunk's room. */
+            s_copy(t->data + s_used(t), vals[i].data, len);
+            t->size += len;
+            e->total += len;
+        } else if (s_entry_append(d, e, &vals[i])) {
             rc = PD_ERR_NOMEM;
             break;
         }
-        added += vals[i].size;
+        added += len;
     }
     if (rc == 0) {
         d->nbytes += added;
@@ -304,7 +442,7 @@ static int s_append_refs(pd_store *s, size_t n, const pd_key *keys,
             s_entry_unlink(d, e);
             continue;
         }
-        s_entry_cut(e, u->tail);
+        s_entry_cut(d, e, u->tail);
         if (e->tail) e->tail->size = u->tailsize;
         e->tailcap = u->tailcap;
         e->total = u->total;
@@ -353,8 +491,8 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
         if (e && e->total > 0) {
             char *p = pd__result_reserve(r, (size_t)e->total);
             for (const s_chunk *c = e->head; c; c = c->next) {
-                memcpy(p, c->data, c->size);
-                p += c->size;
+                memcpy(p, c->data, s_used(c));
+                p += s_used(c);
             }
             pd__result_commit(r, (size_t)e->total);
         }
@@ -384,12 +522,14 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     s_entry **ents = calloc(n, sizeof *ents);
     s_chunk **chunks = calloc(n, sizeof *chunks);
     bool *created = calloc(n, sizeof *created);
+    size_t *caps = calloc(n, sizeof *caps);
     int rc = 0;
     size_t i = 0;
-    if (!ents || !chunks || !created) {
+    if (!ents || !chunks || !created || !caps) {
         free(ents);
         free(chunks);
         free(created);
+        free(caps);
         return pd__err(s, PD_ERR_NOMEM, ENOMEM, "set: key table");
     }
     /* Phase 1: allocate everything (entries for new keys, one exact-size
@@ -406,21 +546,19 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
             break;
         }
         if (vals[i].size > 0) {
-            size_t sz;
-            if (pd__add_ovf(sizeof(s_chunk), vals[i].size, &sz) ||
-                !(chunks[i] = malloc(sz))) {
+            size_t sz = vals[i].size;
+            if (!(chunks[i] = s_chunk_new(d, sz, sz, &caps[i]))) {
                 rc = PD_ERR_NOMEM;
                 break;
             }
-            memcpy(chunks[i]->data, vals[i].data, vals[i].size);
-            chunks[i]->size = vals[i].size;
-            chunks[i]->next = NULL;
+            memcpy(chunks[i]->data, vals[i].data, sz);
+            chunks[i]->size += sz;
         }
     }
     if (rc) {
         /* i < n: the loop broke at key i. */
         for (size_t j = 0; j <= i; j++) {
-            free(chunks[j]);
+            if (chunks[j]) s_chunk_free(d, chunks[j]);
             if (created[j]) s_entry_unlink(d, ents[j]);
         }
         rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "set %s: %zu bytes",
@@ -431,10 +569,10 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
             s_entry *e = ents[i];
             s_freed(d, e->total);
             d->nbytes -= e->total;
-            s_entry_cut(e, NULL);
+            s_entry_cut(d, e, NULL);
             e->head = e->tail = chunks[i];
             e->nchunks = chunks[i] ? 1 : 0;
-            e->tailcap = vals[i].size;
+            e->tailcap = caps[i];
             e->total = vals[i].size;
             d->nbytes += vals[i].size;
         }
@@ -443,14 +581,25 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     free(ents);
     free(chunks);
     free(created);
+    free(caps);
     return rc;
 }
 
+/* Empties d.  The arena is unmapped whole, so only malloc'd chunks are
+ * freed one by one, and the chunk lists are walked only if there are any:
+ * freeing 20 MB of small chunks block by block cost a cache miss each. */
 static void s_clear(s_dict *d) {
     for (pd__knode *n = d->tab.head, *next; n; n = next) {
         next = n->next;
-        s_entry_free((s_entry *)n);
+        s_entry *e = (s_entry *)n;
+        for (s_chunk *c = d->nheap ? e->head : NULL, *cn; c; c = cn) {
+            cn = c->next;
+            if (c->size & S_HEAP) s_chunk_free(d, c);
+        }
+        d->heap_freed += sizeof *e + e->kn.klen;
+        free(e);
     }
+    pd__arena_fini(&d->arena);
     d->gen++;
     pd__ktab_reset(&d->tab);
     uint64_t was = d->nbytes;
@@ -497,7 +646,7 @@ static int s_peek(pd_store *s, const pd_key *key, const pd_bytes **chunks,
     }
     size_t i = 0;
     for (const s_chunk *c = e ? e->head : NULL; c; c = c->next)
-        d->peek[i++] = (pd_bytes){c->data, c->size};
+        d->peek[i++] = (pd_bytes){c->data, s_used(c)};
     *chunks = d->peek;
     *nchunks = nc;
     return 0;
@@ -506,7 +655,7 @@ static int s_peek(pd_store *s, const pd_key *key, const pd_bytes **chunks,
 static int s_destroy(pd_store *s) {
     s_dict *d = (s_dict *)s;
     s_clear(d);
-    s_trim_maybe(d);
+    s_heap_trim(d);
     free(d->undo);
     d->undo = NULL;
     d->undocap = 0;
@@ -542,6 +691,7 @@ int pd_dict_open(pd_store **out) {
         free(d);
         return rc;
     }
+    pd__arena_init(&d->arena, false);
     *out = &d->base;
     pd__err_clear(NULL);
     return 0;
@@ -554,6 +704,14 @@ int pd__dict_append_refs(pd_store *s, size_t n, const pd_key *keys,
     return s_append_refs(s, n, keys, refs, vals);
 }
 
+void pd__dict_expect(pd_store *s, uint64_t bytes) {
+    if (!s || s->ops != &s_dict_ops) return;
+    s_dict *d = (s_dict *)s;
+    pthread_mutex_lock(&d->base.mu);
+    d->arena.huge_first = bytes >= S_HUGE_FIRST_MIN;
+    pthread_mutex_unlock(&d->base.mu);
+}
+
 uint64_t pd_dict_nbytes(const pd_store *s) {
     if (!s || s->ops != &s_dict_ops) return 0;
     s_dict *d = (s_dict *)s;
@@ -563,9 +721,8 @@ uint64_t pd_dict_nbytes(const pd_store *s) {
     return n;
 }
 
-/* How many times d gave free memory back to the system (malloc_trim): for
- * tests of the trimming policy.  Declared by its users (dict.h is not this
- * module's to change yet). */
+/* How many times d gave free memory back to the system: for tests of the
+ * trimming policy. */
 uint64_t pd__dict_trims(const pd_store *s) {
     if (!s || s->ops != &s_dict_ops) return 0;
     s_dict *d = (s_dict *)s;
@@ -573,4 +730,9 @@ uint64_t pd__dict_trims(const pd_store *s) {
     uint64_t n = d->trims;
     pthread_mutex_unlock(&d->base.mu);
     return n;
+}
+
+const pd__arena *pd__dict_arena(const pd_store *s) {
+    if (!s || s->ops != &s_dict_ops) return NULL;
+    return &((const s_dict *)s)->arena;
 }

@@ -64,6 +64,9 @@ int pd__ktab_insert(pd__ktab *t, pd__knode *n) {
         }
         if (s_resize(t, ncap)) return -1;
     }
+    n->flat16 = n->klen >= 1 && n->klen <= 17 && n->pk[0] == 0;
+    n->kw[0] = n->kw[1] = 0;
+    if (n->flat16) pd__load16(n->pk + 1, n->klen - 1, &n->kw[0], &n->kw[1]);
     s_place(t->slots, t->mask, n);
     n->next = NULL;
     n->prev = t->tail;

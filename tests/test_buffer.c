@@ -1,11 +1,14 @@
 /* Buffer: a fast store spilling its largest keys into a slow one. */
 #include "testutil.h"
+#include "arena.h"
 #include "buffer.h"
+#include "dict.h"
 
 #include <errno.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -1190,6 +1193,99 @@ START_TEST(discard_errors) {
 }
 END_TEST
 
+/* ------------------------------------------------------- Dict fast path */
+
+/* A Buffer tells its Dict its limit: huge pages from the start only for a
+ * large one. */
+START_TEST(dict_expects_limit) {
+    for (int big = 0; big < 2; big++) {
+        pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+        uint64_t limit = big ? (uint64_t)64 << 20 : 1u << 20;
+        TU_OK(pd_buffer_open(&b, &f, &sl, limit, 0), NULL);
+        const pd__arena *a = pd__dict_arena(pd_buffer_fast(b));
+        ck_assert_ptr_nonnull(a);
+        ck_assert(a->huge_first == (big == 1));
+        tu_append1(b, PD_KEY_STR("k"), "v", 1);
+        tu_expect_str(b, PD_KEY_STR("k"), "v");
+        pd_close(&b);
+    }
+}
+END_TEST
+
+/* In a child: a batch over keys the Buffer holds fails in its Dict (the
+ * address space capped, one value too large to allocate).  The Buffer's
+ * counts and usage stay as they were, so that later spills move exactly
+ * what fast holds. */
+static int s_counts_oom_child(void *arg) {
+    (void)arg;
+    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    TU_CHECK(pd_buffer_open(&b, &f, &sl, (uint64_t)1 << 30, 0) == 0, "open: %s",
+             pd_errmsg(NULL));
+    pd_key ka = PD_KEY_STR("a"), kb = PD_KEY_STR("b"), kc = PD_KEY_STR("c");
+    tu_append1(b, ka, "aa", 2);
+    tu_append1(b, kb, "b", 1);
+    size_t big = (size_t)256 << 20;
+    char *src = malloc(big); /* untouched: no resident memory */
+    TU_CHECK(src, "malloc");
+    FILE *fp = fopen("/proc/self/statm", "r");
+    unsigned long pages = 0;
+    TU_CHECK(fp && fscanf(fp, "%lu", &pages) == 1, "statm");
+    fclose(fp);
+    size_t used = pages * (size_t)sysconf(_SC_PAGESIZE);
+    struct rlimit rl = {used + ((size_t)32 << 20), RLIM_INFINITY};
+    TU_CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit: %s", strerror(errno));
+    /* a: fits the room it has; c: created; b: cannot be allocated */
+    pd_key k[4] = {ka, kc, kb, ka};
+    pd_bytes v[4] = {{"x", 1}, {"y", 1}, {src, big}, {"z", 1}};
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass) TU_CHECK(pd_lock(b) == 0, "lock: %s", pd_errmsg(b));
+        int rc = pd_append(b, 4, k, v, pass ? PD_NOLOCK : 0);
+        if (pass) TU_CHECK(pd_unlock(b) == 0, "unlock: %s", pd_errmsg(b));
+        TU_CHECK(rc == PD_ERR_NOMEM, "append -> %d: %s", rc, pd_errmsg(b));
+        TU_CHECK(pd_buffer_memory_usage(b) == 3, "usage %llu",
+                 (unsigned long long)pd_buffer_memory_usage(b));
+    }
+    rl.rlim_cur = RLIM_INFINITY;
+    TU_CHECK(setrlimit(RLIMIT_AS, &rl) == 0, "setrlimit: %s", strerror(errno));
+    free(src);
+    v[2] = (pd_bytes){"B", 1};
+    TU_CHECK(pd_append(b, 4, k, v, 0) == 0, "append: %s", pd_errmsg(b));
+    TU_CHECK(pd_buffer_memory_usage(b) == 7, "usage %llu",
+             (unsigned long long)pd_buffer_memory_usage(b));
+    /* Moving every key empties the counts exactly. */
+    TU_CHECK(pd_buffer_flush(b, 0, NULL, 0) == 0, "flush: %s", pd_errmsg(b));
+    TU_CHECK(pd_buffer_memory_usage(b) == 0, "usage after flush %llu",
+             (unsigned long long)pd_buffer_memory_usage(b));
+    pd_key all[3] = {ka, kb, kc};
+    const char *want[3] = {"aaxz", "bB", "y"};
+    pd_store *slow = pd_buffer_slow(b); /* the Buffer owns it */
+    for (int i = 0; i < 3; i++) {
+        pd_result *r = NULL;
+        TU_CHECK(pd_get(slow, 1, &all[i], &r, 0) == 0, "get: %s",
+                 pd_errmsg(slow));
+        pd_bytes got = pd_result_value(r, 0);
+        TU_CHECK(got.size == strlen(want[i]) &&
+                     memcmp(got.data, want[i], got.size) == 0,
+                 "key %d in slow: %.*s", i, (int)got.size,
+                 (const char *)got.data);
+        pd_result_free(&r);
+    }
+    pd_close(&b);
+    return 0;
+}
+
+START_TEST(nomem_keeps_counts) {
+#if defined(__SANITIZE_ADDRESS__)
+    return; /* ASan's shadow memory does not live under RLIMIT_AS */
+#endif
+    if (tu_under_valgrind()) return; /* nor does valgrind's */
+    tu_child c = tu_child_spawn(s_counts_oom_child, NULL, NULL, 0);
+    char msg[1024];
+    int st = tu_child_wait(c, msg, sizeof msg);
+    ck_assert_msg(st == 0, "child exited %d: %s", st, msg);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("test_buffer");
     TCase *tc = tcase_create("buffer");
@@ -1216,6 +1312,8 @@ int main(void) {
     tcase_add_test(tc, discard_forgets_fast);
     tcase_add_test(tc, discard_many_over_file);
     tcase_add_test(tc, discard_errors);
+    tcase_add_test(tc, dict_expects_limit);
+    tcase_add_test(tc, nomem_keeps_counts);
     tcase_add_test(tc, private_skips_slow);
     tcase_add_test(tc, private_with_filled_slow);
     tcase_add_test(tc, private_dict_over_file);
