@@ -270,8 +270,8 @@ PD_API int pd_get(pd_store *store, size_t n, const pd_key *keys,
  * without a copy.  buf may be NULL with cap 0 (then as pd_get).
  * Errors: as pd_get.
  */
-PD_API int pd_get_into(pd_store *store, size_t n, const pd_key *keys,
-                       void *buf, size_t cap, pd_result **out, unsigned flags);
+PD_API int pd_get_into(pd_store *store, size_t n, const pd_key *keys, void *buf,
+                       size_t cap, pd_result **out, unsigned flags);
 /** 1 when r's values are in buf (the buffer given to pd_get_into), back to
  *  back from its start; 0 otherwise (or for NULL). */
 PD_API int pd_result_in(const pd_result *r, const void *buf);

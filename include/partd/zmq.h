@@ -64,8 +64,8 @@
  * libzmq together with the connection, before the server sees it: that
  * client gets no reply (its wait times out) and the server logs the
  * disconnection.  (Our client refuses such a request itself, with
- * PD_ERR_LIMIT: see pd_client_opts.max_message.)  In every case the server logs the refusal and keeps
- * serving everyone.
+ * PD_ERR_LIMIT: see pd_client_opts.max_message.)  In every case the server logs
+ * the refusal and keeps serving everyone.
  *
  * How our Client tells our Server from Python's: the server's ROUTER socket
  * has the routing id "libpartd/1", which ZeroMQ's handshake shows to the
