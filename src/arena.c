@@ -32,28 +32,33 @@
 /* p[0..n) becomes accessible (contents undefined) / inaccessible.  The
  * memcheck requests only when running under valgrind (a->memcheck): they
  * cost a dozen instructions each otherwise. */
-static inline void s_open(const pd__arena *a, void *p, size_t n) {
+static inline void s_access(const pd__arena *a, void *p, size_t n, bool open) {
 #ifdef S_ASAN
-    ASAN_UNPOISON_MEMORY_REGION(p, n);
+    if (open)
+        ASAN_UNPOISON_MEMORY_REGION(p, n);
+    else
+        ASAN_POISON_MEMORY_REGION(p, n);
 #endif
 #ifdef S_MEMCHECK
-    if (PD__UNLIKELY(a->memcheck)) VALGRIND_MAKE_MEM_UNDEFINED(p, n);
+    if (PD__UNLIKELY(a->memcheck)) {
+        if (open)
+            VALGRIND_MAKE_MEM_UNDEFINED(p, n);
+        else
+            VALGRIND_MAKE_MEM_NOACCESS(p, n);
+    }
 #endif
     (void)a;
     (void)p;
     (void)n;
+    (void)open;
+}
+
+static inline void s_open(const pd__arena *a, void *p, size_t n) {
+    s_access(a, p, n, true);
 }
 
 static inline void s_close(const pd__arena *a, void *p, size_t n) {
-#ifdef S_ASAN
-    ASAN_POISON_MEMORY_REGION(p, n);
-#endif
-#ifdef S_MEMCHECK
-    if (PD__UNLIKELY(a->memcheck)) VALGRIND_MAKE_MEM_NOACCESS(p, n);
-#endif
-    (void)a;
-    (void)p;
-    (void)n;
+    s_access(a, p, n, false);
 }
 
 /* The free-list link in the first word of a free block. */

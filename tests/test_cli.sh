@@ -39,6 +39,17 @@ check() {
     shift
     if "$@"; then ok "$d"; else bad "$d" "command: $*"; fi
 }
+# first_line FILE: waits up to 10 s for FILE's first line (the address a
+# server prints) and prints it.
+first_line() {
+    local l=
+    for _ in $(seq 1 100); do
+        l=$(head -n 1 "$1" 2>/dev/null)
+        [ -n "$l" ] && break
+        sleep 0.1
+    done
+    printf '%s' "$l"
+}
 # run ARGS...: runs partd with stdin from /dev/null; sets RC, output in
 # $W/out and $W/err.
 run() {
@@ -560,12 +571,7 @@ fi
 S=$A/served
 "$PARTD" serve --path "$S" >"$W/serve.out" 2>"$W/serve.err" </dev/null &
 SPID=$!
-ADDR=
-for _ in $(seq 1 100); do
-    ADDR=$(head -n 1 "$W/serve.out" 2>/dev/null)
-    [ -n "$ADDR" ] && break
-    sleep 0.1
-done
+ADDR=$(first_line "$W/serve.out")
 case $ADDR in
 ipc://*) ok "serve prints its ipc address first: $ADDR" ;;
 *) bad "serve prints its ipc address first" "got '$ADDR'" ;;
@@ -646,12 +652,7 @@ EOF
     "$PARTD" serve --bind tcp://127.0.0.1:0 --curve-secret "@$W/srv.key" \
         --curve-clients "$W/clients" >"$W/cs.out" 2>"$W/cs.err" </dev/null &
     SPID=$!
-    ADDR=
-    for _ in $(seq 1 100); do
-        ADDR=$(head -n 1 "$W/cs.out" 2>/dev/null)
-        [ -n "$ADDR" ] && break
-        sleep 0.1
-    done
+    ADDR=$(first_line "$W/cs.out")
     cat >"$W/curve_client.py" <<'EOF'
 import sys, zmq
 addr, w, who = sys.argv[1:4]

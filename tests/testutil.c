@@ -367,3 +367,18 @@ int tu_limit_nofile(unsigned long n) {
     if (!tu_under_valgrind()) rl.rlim_max = (rlim_t)n;
     return setrlimit(RLIMIT_NOFILE, &rl);
 }
+
+bool tu_oom_child(tu_child_fn fn, void *arg) {
+#if defined(__SANITIZE_ADDRESS__)
+    (void)fn;
+    (void)arg;
+    return false;
+#else
+    if (tu_under_valgrind()) return false;
+    tu_child c = tu_child_spawn(fn, arg, NULL, 0);
+    char msg[1024];
+    int st = tu_child_wait(c, msg, sizeof msg);
+    ck_assert_msg(st == 0, "child exited %d: %s", st, msg);
+    return true;
+#endif
+}

@@ -88,6 +88,11 @@ tu_child tu_child_spawn(tu_child_fn fn, void *arg, const int *close_fds,
 /* Reads the child's failure message into msg (NUL-terminated; cap >= 1),
  * then waits for it; returns its exit status, or 128+signal when killed. */
 int tu_child_wait(tu_child c, char *msg, size_t cap);
+
+/* Runs fn(arg), which caps its own address space (RLIMIT_AS), in a child;
+ * fails the test unless it exits 0.  Returns false, running nothing, under
+ * ASan or valgrind, whose memory does not live under RLIMIT_AS. */
+bool tu_oom_child(tu_child_fn fn, void *arg);
 /* waitpid, retried on EINTR: the exit status, 128+signal when killed, or
  * -1 when pid cannot be waited for. */
 int tu_waitpid(pid_t pid);
