@@ -82,7 +82,7 @@ static s_req *s_newest(s_client *c) {
     return &c->q[(c->qhead + c->nq - 1) % S_WINDOW_MAX];
 }
 
-/* Records a request just sent (the caller describes it in s_newest). */
+/* Records a request just sent (described next, in s_newest). */
 static void s_push(s_client *c, uint64_t bytes) {
     s_req *r = &c->q[(c->qhead + c->nq) % S_WINDOW_MAX];
     r->what[0] = 0;
@@ -433,10 +433,13 @@ static int s_check_count(s_client *c, const char *op, size_t n) {
     return 0;
 }
 
-/* Sends [cmd, (key, value)...] or [cmd, key...] (vals NULL).  On a send
- * failure the socket is reset (a message may be half sent). */
+/* Sends [cmd, (key, value)...] or [cmd, key...] (vals NULL) for keys[from ..
+ * from + count), whose wire forms are in c->wb, and records the request as
+ * in flight, described for messages about its reply.  On a send failure the
+ * socket is reset (a message may be half sent). */
 static int s_send(s_client *c, const char *op, const char *cmd,
-                  const pd_bytes *vals, size_t from, size_t count) {
+                  const pd_key *keys, const pd_bytes *vals, size_t from,
+                  size_t count) {
     int rc = s_send_frame(c, op, cmd, strlen(cmd), count > 0);
     uint64_t bytes = 0;
     for (size_t i = from; rc == 0 && i < from + count; i++) {
@@ -451,6 +454,7 @@ static int s_send(s_client *c, const char *op, const char *cmd,
     }
     if (rc) return s_broken(c, rc);
     s_push(c, bytes);
+    s_describe(c, cmd, count, count ? keys + from : NULL);
     return 0;
 }
 
@@ -517,9 +521,8 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     if (rc) return rc;
     rc = s_prepare(c, "append", n, keys, vals, true);
     if (rc) return rc;
-    rc = s_send(c, "append", "append", vals, 0, n);
+    rc = s_send(c, "append", "append", keys, vals, 0, n);
     if (rc) return rc;
-    s_describe(c, "append", n, keys);
     return s_maybe_sync(c, "append");
 }
 
@@ -529,9 +532,8 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     s_client *c = (s_client *)s;
     int rc = s_prepare(c, "get", n, keys, NULL, false);
     if (rc) return rc;
-    rc = s_send(c, "get", "get", NULL, 0, n);
+    rc = s_send(c, "get", "get", keys, NULL, 0, n);
     if (rc) return rc;
-    s_describe(c, "get", n, keys);
     char what[sizeof c->q[0].what];
     memcpy(what, s_newest(c)->what, sizeof what);
     rc = s_recv(c, "get", what);
@@ -574,9 +576,8 @@ static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     s_client *c = (s_client *)s;
     int rc = s_prepare(c, "delete", n, keys, NULL, false);
     if (rc) return rc;
-    rc = s_send(c, "delete", "delete", NULL, 0, n);
+    rc = s_send(c, "delete", "delete", keys, NULL, 0, n);
     if (rc) return rc;
-    s_describe(c, "delete", n, keys);
     return s_maybe_sync(c, "delete");
 }
 
@@ -588,9 +589,8 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     rc = s_prepare(c, "iset", n, keys, vals, false); /* also: which server */
     if (rc) return rc;
     if (c->ours == 1) {
-        rc = s_send(c, "iset", "iset", vals, 0, n);
+        rc = s_send(c, "iset", "iset", keys, vals, 0, n);
         if (rc) return rc;
-        s_describe(c, "iset", n, keys);
         return s_maybe_sync(c, "iset");
     }
     /* Python's server takes one key per iset. */
@@ -599,9 +599,8 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
             rc = s_settle(c, "iset");
             if (rc) return rc;
         }
-        rc = s_send(c, "iset", "iset", vals, i, 1);
+        rc = s_send(c, "iset", "iset", keys, vals, i, 1);
         if (rc) return rc;
-        s_describe(c, "iset", 1, &keys[i]);
     }
     return s_maybe_sync(c, "iset");
 }
@@ -612,9 +611,8 @@ static int s_drop(pd_store *s, unsigned flags) {
     int rc = s_ready(c);
     if (!rc) rc = s_settle(c, "drop");
     if (rc) return rc;
-    rc = s_send(c, "drop", "drop", NULL, 0, 0);
+    rc = s_send(c, "drop", "drop", NULL, NULL, 0, 0);
     if (rc) return rc;
-    snprintf(s_newest(c)->what, sizeof c->q[0].what, "drop");
     return s_maybe_sync(c, "drop");
 }
 
@@ -629,9 +627,8 @@ static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
                        "keys: the server at %s is not libpartd's (Python "
                        "partd?): it has no keys command",
                        c->address);
-    rc = s_send(c, "keys", "keys", NULL, 0, 0);
+    rc = s_send(c, "keys", "keys", NULL, NULL, 0, 0);
     if (rc) return rc;
-    snprintf(s_newest(c)->what, sizeof c->q[0].what, "keys");
     rc = s_recv(c, "keys", "keys");
     if (rc) return s_broken(c, rc);
     int code;
@@ -857,9 +854,8 @@ static int s_sync_fn(s_client *c) { return s_settle(c, "sync"); }
 static int s_close_fn(s_client *c) {
     int rc = s_settle(c, "close_server");
     if (rc) return rc;
-    rc = s_send(c, "close_server", "close", NULL, 0, 0);
+    rc = s_send(c, "close_server", "close", NULL, NULL, 0, 0);
     if (rc) return rc;
-    snprintf(s_newest(c)->what, sizeof c->q[0].what, "close");
     return s_settle_as(c, "close_server", true);
 }
 
