@@ -433,9 +433,11 @@ static pd_store *s_codec_dict(const s_codec *c) {
     return s;
 }
 
-static void s_layer_round(const s_codec *c, double *tapp, double *tget,
-                          bool check) {
-    pd_store *s = s_codec_dict(c);
+/* The payload through store s: every chunk appended to its partition,
+ * NPARTS keys per call (*tapp seconds), then one get per partition (*tget),
+ * checked against the payload when `check`. */
+static void s_payload_round(pd_store *s, const char *label, double *tapp,
+                            double *tget, bool check) {
     size_t nb = pl.nchunks / NPARTS;
     double t0 = s_now();
     for (size_t b = 0; b < nb; b++) {
@@ -444,19 +446,25 @@ static void s_layer_round(const s_codec *c, double *tapp, double *tget,
             vals[p] = PD_BYTES(pl.data[b * NPARTS + (size_t)p],
                                pl.len[b * NPARTS + (size_t)p]);
         if (pd_append(s, NPARTS, pkeys, vals, 0))
-            s_die("%s append: %s", c->label, pd_errmsg(s));
+            s_die("%s append: %s", label, pd_errmsg(s));
     }
     *tapp = s_now() - t0;
     t0 = s_now();
     for (int p = 0; p < NPARTS; p++) {
         pd_result *r = NULL;
         if (pd_get(s, 1, &pkeys[p], &r, 0))
-            s_die("%s get: %s", c->label, pd_errmsg(s));
+            s_die("%s get: %s", label, pd_errmsg(s));
         if (check && !s_part_ok(p, pd_result_value(r, 0)))
-            s_die("%s: partition %d reads back wrong", c->label, p);
+            s_die("%s: partition %d reads back wrong", label, p);
         pd_result_free(&r);
     }
     *tget = s_now() - t0;
+}
+
+static void s_layer_round(const s_codec *c, double *tapp, double *tget,
+                          bool check) {
+    pd_store *s = s_codec_dict(c);
+    s_payload_round(s, c->label, tapp, tget, check);
     pd_close(&s);
 }
 
@@ -542,27 +550,9 @@ static void s_file_round(const s_codec *c, double *tapp, double *tget,
         s = f;
         f = NULL;
     }
-    size_t nb = pl.nchunks / NPARTS;
-    double t0 = s_now();
-    for (size_t b = 0; b < nb; b++) {
-        pd_bytes vals[NPARTS];
-        for (int p = 0; p < NPARTS; p++)
-            vals[p] = PD_BYTES(pl.data[b * NPARTS + (size_t)p],
-                               pl.len[b * NPARTS + (size_t)p]);
-        if (pd_append(s, NPARTS, pkeys, vals, 0))
-            s_die("%s append: %s", c->label, pd_errmsg(s));
-    }
-    *tapp = s_now() - t0;
-    t0 = s_now();
-    for (int p = 0; p < NPARTS; p++) {
-        pd_result *r = NULL;
-        if (pd_get(s, 1, &pkeys[p], &r, 0))
-            s_die("%s get: %s", c->label, pd_errmsg(s));
-        if (check && !s_part_ok(p, pd_result_value(r, 0)))
-            s_die("%s(File): partition %d reads back wrong", c->label, p);
-        pd_result_free(&r);
-    }
-    *tget = s_now() - t0;
+    char label[64];
+    snprintf(label, sizeof label, c->name ? "%s(File)" : "%s", c->label);
+    s_payload_round(s, label, tapp, tget, check);
     pd_keylist *kl = NULL;
     if (pd_keys(s, &kl, 0)) s_die("keys: %s", pd_errmsg(s));
     uint64_t stored = 0;
