@@ -27,12 +27,12 @@ import argparse
 import csv
 import json
 import os
-import platform
 import re
 import statistics
 import subprocess
 import sys
-import time
+
+from report import machine  # bench/ is sys.path[0] when run as a script
 
 SHUFFLE = re.compile(
     r'^shuffle: (\d+) records, ([\d.]+) MB in ([\d.]+) s: ([\d.]+) MB/s, '
@@ -42,26 +42,6 @@ READ = re.compile(
     r'([\d.]+) records/s$', re.M)
 PEAK = re.compile(r'^memory: +peak RSS: server ([\d.]+) MB', re.M)
 BAND = 0.20
-
-
-def machine():
-    """Date, nproc, CPU model and kernel: recorded with every result."""
-    cpu = ''
-    try:
-        with open('/proc/cpuinfo') as f:
-            for line in f:
-                if line.startswith('model name'):
-                    cpu = line.split(':', 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    return {
-        'date': time.strftime('%Y-%m-%d %H:%M:%S %Z'),
-        'nproc': os.cpu_count(),
-        'cpu': cpu or platform.processor(),
-        'kernel': platform.release(),
-        'loadavg': os.getloadavg()[0],
-    }
 
 
 def sweeps(args):
