@@ -29,6 +29,8 @@
  */
 #include "partd/partd.h"
 
+#include "bench.h"
+
 #include <blosc.h>
 #include <bzlib.h>
 #include <errno.h>
@@ -55,12 +57,6 @@
 
 /* ------------------------------------------------------------ Helpers */
 
-static double s_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
 static _Noreturn void s_die(const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
@@ -75,25 +71,6 @@ static void *s_xmalloc(size_t n) {
     void *p = malloc(n ? n : 1);
     if (!p) s_die("out of memory (%zu bytes)", n);
     return p;
-}
-
-static int s_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct s_stat {
-    double med, min, max;
-} s_stat;
-
-static s_stat s_stats(const double *v, int n) {
-    double *c = s_xmalloc((size_t)n * sizeof *c);
-    memcpy(c, v, (size_t)n * sizeof *c);
-    qsort(c, (size_t)n, sizeof *c, s_cmp_double);
-    s_stat s = {n % 2 ? c[n / 2] : (c[n / 2 - 1] + c[n / 2]) / 2, c[0],
-                c[n - 1]};
-    free(c);
-    return s;
 }
 
 static uint64_t s_rand(uint64_t *st) { /* splitmix64 */
@@ -439,7 +416,7 @@ static pd_store *s_codec_dict(const s_codec *c) {
 static void s_payload_round(pd_store *s, const char *label, double *tapp,
                             double *tget, bool check) {
     size_t nb = pl.nchunks / NPARTS;
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t b = 0; b < nb; b++) {
         pd_bytes vals[NPARTS];
         for (int p = 0; p < NPARTS; p++)
@@ -448,8 +425,8 @@ static void s_payload_round(pd_store *s, const char *label, double *tapp,
         if (pd_append(s, NPARTS, pkeys, vals, 0))
             s_die("%s append: %s", label, pd_errmsg(s));
     }
-    *tapp = s_now() - t0;
-    t0 = s_now();
+    *tapp = bench_now() - t0;
+    t0 = bench_now();
     for (int p = 0; p < NPARTS; p++) {
         pd_result *r = NULL;
         if (pd_get(s, 1, &pkeys[p], &r, 0))
@@ -458,7 +435,7 @@ static void s_payload_round(pd_store *s, const char *label, double *tapp,
             s_die("%s: partition %d reads back wrong", label, p);
         pd_result_free(&r);
     }
-    *tget = s_now() - t0;
+    *tget = bench_now() - t0;
 }
 
 static void s_layer_round(const s_codec *c, double *tapp, double *tget,
@@ -487,7 +464,7 @@ static void s_bare_round(const s_codec *c, double *tapp, double *tget,
         caps[p] = s_bare_bound(&b, most);
         scratch[p] = s_xmalloc(8 + caps[p]);
     }
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t bi = 0; bi < nb; bi++) {
         pd_bytes vals[NPARTS];
         for (int p = 0; p < NPARTS; p++) {
@@ -501,8 +478,8 @@ static void s_bare_round(const s_codec *c, double *tapp, double *tget,
         if (pd_append(d, NPARTS, pkeys, vals, 0))
             s_die("dict append: %s", pd_errmsg(d));
     }
-    *tapp = s_now() - t0;
-    t0 = s_now();
+    *tapp = bench_now() - t0;
+    t0 = bench_now();
     for (int p = 0; p < NPARTS; p++) {
         pd_result *r = NULL;
         if (pd_get(d, 1, &pkeys[p], &r, 0)) s_die("dict get: %s", pd_errmsg(d));
@@ -524,7 +501,7 @@ static void s_bare_round(const s_codec *c, double *tapp, double *tget,
         free(out);
         pd_result_free(&r);
     }
-    *tget = s_now() - t0;
+    *tget = bench_now() - t0;
     for (int p = 0; p < NPARTS; p++) free(scratch[p]);
     s_bare_free(&b);
     pd_close(&d);
@@ -654,7 +631,7 @@ int main(int argc, char **argv) {
     }
 
     /* (a) */
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t c = 1; c < NCODECS && !cfg.no_overhead; c++) {
         if (s_skip(c)) continue;
         for (int run = -1; run < nr; run++) {
@@ -674,11 +651,11 @@ int main(int argc, char **argv) {
             over[c].bare_get[run] = bg;
         }
     }
-    printf("bench_codec: layer overhead done (%.1f s)\n", s_now() - t0);
+    printf("bench_codec: layer overhead done (%.1f s)\n", bench_now() - t0);
     fflush(stdout);
 
     /* (b) */
-    t0 = s_now();
+    t0 = bench_now();
     for (size_t c = 0; c < NCODECS && !cfg.no_file; c++) {
         if (s_skip(c)) continue;
         for (int run = -1; run < nr; run++) {
@@ -690,7 +667,7 @@ int main(int argc, char **argv) {
             filer[c].get[run] = g;
         }
     }
-    printf("bench_codec: File payload done (%.1f s)\n", s_now() - t0);
+    printf("bench_codec: File payload done (%.1f s)\n", bench_now() - t0);
 
     FILE *csv = NULL;
     if (cfg.csv) {
@@ -710,8 +687,10 @@ int main(int argc, char **argv) {
     for (size_t c = 1; c < NCODECS && !cfg.no_overhead; c++) {
         if (s_skip(c)) continue;
         for (int op = 0; op < 2; op++) {
-            s_stat l = s_stats(op ? over[c].lay_get : over[c].lay_app, nr);
-            s_stat b = s_stats(op ? over[c].bare_get : over[c].bare_app, nr);
+            bench_stat l =
+                bench_stats(op ? over[c].lay_get : over[c].lay_app, nr);
+            bench_stat b =
+                bench_stats(op ? over[c].bare_get : over[c].bare_app, nr);
             double q = l.med / b.med;
             bool ok = q <= 1.05;
             miss |= !ok;
@@ -739,7 +718,8 @@ int main(int argc, char **argv) {
     }
     for (size_t c = 0; c < NCODECS && !cfg.no_file; c++) {
         if (s_skip(c)) continue;
-        s_stat a = s_stats(filer[c].app, nr), g = s_stats(filer[c].get, nr);
+        bench_stat a = bench_stats(filer[c].app, nr),
+                   g = bench_stats(filer[c].get, nr);
         char as[48], gs[48];
         snprintf(as, sizeof as, "%.0f [%.0f-%.0f]", mbytes / a.med,
                  mbytes / a.max, mbytes / a.min);
@@ -749,7 +729,7 @@ int main(int argc, char **argv) {
                filer[c].ratio);
         if (csv)
             for (int op = 0; op < 2; op++) {
-                s_stat s = op ? g : a;
+                bench_stat s = op ? g : a;
                 fprintf(csv, "libpartd,file,%s,%s,%.6f,%.6f,%.6f,%.1f,,,%.4f\n",
                         codecs[c].label, op ? "get" : "append", s.med, s.min,
                         s.max, mbytes / s.med, filer[c].ratio);

@@ -38,6 +38,8 @@
  */
 #include "partd/partd.h"
 
+#include "bench.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -232,12 +234,6 @@ static bool s_ok(int r) { return rows[r].err[0] == '\0'; }
 
 /* --------------------------------------------------------------- Utilities */
 
-static double s_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
 /* xorshift64*: deterministic data, the same in every run. */
 static uint64_t s_rand(uint64_t *st) {
     uint64_t x = *st;
@@ -333,29 +329,15 @@ static void s_trash_empty(void) {
     s_ntrash = 0;
 }
 
-static int s_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return (x > y) - (x < y);
-}
-
 typedef struct s_stat {
     double med, min, max;
     bool have;
 } s_stat;
 
 static s_stat s_stats(int r) {
-    s_stat st = {0, 0, 0, false};
-    int n = rows[r].n;
-    if (n == 0) return st;
-    double *t = s_xmalloc((size_t)n * sizeof *t);
-    memcpy(t, rows[r].v, (size_t)n * sizeof *t);
-    qsort(t, (size_t)n, sizeof *t, s_cmp_double);
-    st.min = t[0];
-    st.max = t[n - 1];
-    st.med = n % 2 ? t[n / 2] : (t[n / 2 - 1] + t[n / 2]) / 2;
-    st.have = true;
-    free(t);
-    return st;
+    if (rows[r].n == 0) return (s_stat){0, 0, 0, false};
+    bench_stat b = bench_stats(rows[r].v, rows[r].n);
+    return (s_stat){b.med, b.min, b.max, true};
 }
 
 /* "1.52M", "185k", "2.31": three significant figures with an SI suffix for
@@ -493,7 +475,7 @@ static void s_floor_write(const char *dir, bool record) {
         free(fds);
         return;
     }
-    double t0 = s_now();
+    double t0 = bench_now();
     for (; opened < cfg.nkeys; opened++) {
         fds[opened] = openat(dfd, sm.names[opened],
                              O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
@@ -503,7 +485,7 @@ static void s_floor_write(const char *dir, bool record) {
             goto done;
         }
     }
-    double t1 = s_now();
+    double t1 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
         ssize_t w = write(fds[i % cfg.nkeys], sm.vals[i].data, cfg.vsize);
         if (w != (ssize_t)cfg.vsize) {
@@ -512,7 +494,7 @@ static void s_floor_write(const char *dir, bool record) {
             goto done;
         }
     }
-    double t2 = s_now();
+    double t2 = bench_now();
     if (record) {
         s_add(R_FLOOR_WRITE, (double)cfg.nvals / (t2 - t1));
         s_add(R_FLOOR_CREATE_WRITE, (double)cfg.nvals / (t2 - t0));
@@ -539,7 +521,7 @@ static void s_floor_owc(bool record) {
         s_rmtree(dir);
         return;
     }
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
         const char *name = sm.names[i % cfg.nkeys];
         int fd =
@@ -553,7 +535,7 @@ static void s_floor_owc(bool record) {
         }
         close(fd);
     }
-    double t = s_now() - t0;
+    double t = bench_now() - t0;
     if (record && s_ok(R_FLOOR_OWC)) s_add(R_FLOOR_OWC, (double)cfg.nvals / t);
     close(dfd);
     s_trash_add(dir);
@@ -575,7 +557,7 @@ static void s_floor_read(const char *dir, bool record) {
         free(buf);
         return;
     }
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t k = 0; k < cfg.nkeys; k++) {
         int fd = openat(dfd, sm.names[k], O_RDONLY | O_CLOEXEC);
         struct stat st;
@@ -593,7 +575,7 @@ static void s_floor_read(const char *dir, bool record) {
         }
         total += (uint64_t)got;
     }
-    double t = s_now() - t0;
+    double t = bench_now() - t0;
     if (record && s_ok(R_FLOOR_READ)) {
         if (total != (uint64_t)sm.per_key * cfg.nkeys)
             s_fail(R_FLOOR_READ, "read %llu bytes, expected %llu",
@@ -621,19 +603,19 @@ static void s_floor_memcpy(bool record) {
     memset(dst, 1, sm.per_key);
     if (!fill) exit(2);
 
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
         size_t k = i % cfg.nkeys;
         memcpy(mem + k * sm.per_key + fill[k], sm.vals[i].data, cfg.vsize);
         fill[k] += cfg.vsize;
     }
-    double t1 = s_now();
+    double t1 = bench_now();
     unsigned sum = 0;
     for (size_t k = 0; k < cfg.nkeys; k++) {
         memcpy(dst, mem + k * sm.per_key, fill[k]);
         sum += dst[k % fill[k]]; /* keeps the copy observable */
     }
-    double t2 = s_now();
+    double t2 = bench_now();
     if (record) {
         s_add(R_FLOOR_MEMCPY_APPEND, (double)cfg.nvals / (t1 - t0));
         s_add(R_FLOOR_MEMCPY_GET, (double)cfg.nkeys / (t2 - t1));
@@ -656,7 +638,7 @@ static long s_minflt(void) {
  * or -1 after recording the error on row r. */
 static double s_run_appends(pd_store *s, int r) {
     long f0 = s_minflt();
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i += cfg.per_call) {
         size_t n = cfg.nvals - i < cfg.per_call ? cfg.nvals - i : cfg.per_call;
         int rc = pd_append(s, n, &sm.keys[i], &sm.vals[i], 0);
@@ -665,7 +647,7 @@ static double s_run_appends(pd_store *s, int r) {
             return -1;
         }
     }
-    double t = s_now() - t0;
+    double t = bench_now() - t0;
     s_append_faults = s_minflt() - f0;
     return (double)cfg.nvals / t;
 }
@@ -673,7 +655,7 @@ static double s_run_appends(pd_store *s, int r) {
 /* Runs one single-key pd_get per key; returns keys/s or -1. */
 static double s_run_gets(pd_store *s, int r) {
     uint64_t total = 0;
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t k = 0; k < cfg.nkeys; k++) {
         pd_result *res = NULL;
         int rc = pd_get(s, 1, &sm.keys1[k], &res, 0);
@@ -684,7 +666,7 @@ static double s_run_gets(pd_store *s, int r) {
         total += pd_result_total(res);
         pd_result_free(&res);
     }
-    double t = s_now() - t0;
+    double t = bench_now() - t0;
     if (total != (uint64_t)sm.per_key * cfg.nkeys) {
         s_fail(r, "gets returned %llu bytes, expected %llu",
                (unsigned long long)total,
@@ -878,7 +860,7 @@ static void s_floor_seqwrite(bool record) {
         return;
     }
     size_t n = cfg.big_rounds * cfg.big_keys;
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t i = 0; i < n; i++) {
         const unsigned char *p = bg.vals[i].data;
         size_t left = cfg.big_size;
@@ -893,7 +875,7 @@ static void s_floor_seqwrite(bool record) {
             left -= (size_t)w;
         }
     }
-    double t = s_now() - t0;
+    double t = bench_now() - t0;
     if (record) s_add(R_FLOOR_SEQWRITE, s_big_bytes() / t / 1e9);
 out:
     close(fd);
@@ -903,7 +885,7 @@ out:
 static void s_file_big(bool record, bool check) {
     pd_store *f = s_open_file(R_FILE_APPEND_4M, false);
     if (!f) return;
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t r = 0; r < cfg.big_rounds; r++) {
         size_t i = r * cfg.big_keys;
         if (pd_append(f, cfg.big_keys, &bg.keys[i], &bg.vals[i], 0)) {
@@ -912,7 +894,7 @@ static void s_file_big(bool record, bool check) {
             return;
         }
     }
-    double t = s_now() - t0;
+    double t = bench_now() - t0;
     if (record) s_add(R_FILE_APPEND_4M, s_big_bytes() / t / 1e9);
     if (check) { /* first round: check one key's size */
         pd_result *res = NULL;
@@ -1002,7 +984,7 @@ static void s_mem_child(s_memres *res) {
     res->rss_before_kb = s_status_kb("VmRSS");
 
     uint64_t st = 99, done = 0;
-    double t0 = s_now();
+    double t0 = bench_now();
     while (done < cfg.mem_total) {
         for (size_t j = 0; j < per_call; j++) {
             size_t oct = (size_t)(s_rand(&st) % 10); /* 100 * 2^oct */
@@ -1024,7 +1006,7 @@ static void s_mem_child(s_memres *res) {
         double u = (double)pd_buffer_memory_usage(b);
         if (u > res->max_usage) res->max_usage = u;
     }
-    res->seconds = s_now() - t0;
+    res->seconds = bench_now() - t0;
     res->bytes = (double)done;
     res->hwm_append_kb = s_status_kb("VmHWM");
     if (pd_close(&b))
@@ -1573,7 +1555,7 @@ int main(int argc, char **argv) {
     /* Order: the 4 MiB values first, before this run has deleted any file
      * (see s_trash); then the small values, whose files are all removed at
      * the end of their section; then peak memory, in forked children. */
-    double t0 = s_now();
+    double t0 = bench_now();
     if (s_section_on(1)) {
         s_big_init();
         /* The warm-up is kept here even with --quick: it is cheap, and
@@ -1582,7 +1564,7 @@ int main(int argc, char **argv) {
         for (int run = 0; run <= cfg.runs; run++)
             s_big_round(run, run > 0, run == 0);
         s_big_free();
-        printf("bench_core: 4 MiB values done (%.1f s)\n", s_now() - t0);
+        printf("bench_core: 4 MiB values done (%.1f s)\n", bench_now() - t0);
         fflush(stdout);
     }
 
@@ -1590,21 +1572,21 @@ int main(int argc, char **argv) {
      * measured round does the checks instead). */
     int first = cfg.quick ? 1 : 0;
     if (s_section_on(0)) {
-        t0 = s_now();
+        t0 = bench_now();
         s_small_init();
         for (int run = first; run <= cfg.runs; run++)
             s_small_round(run > 0, run == first);
         s_small_free();
         s_trash_empty();
-        printf("bench_core: small values done (%.1f s)\n", s_now() - t0);
+        printf("bench_core: small values done (%.1f s)\n", bench_now() - t0);
         fflush(stdout);
     }
 
     /* No warm-up: every run is a fresh child. */
     if (s_section_on(2)) {
-        t0 = s_now();
+        t0 = bench_now();
         for (int run = 0; run < cfg.runs; run++) s_mem_round(true);
-        printf("bench_core: peak memory done (%.1f s)\n", s_now() - t0);
+        printf("bench_core: peak memory done (%.1f s)\n", bench_now() - t0);
     }
 
     s_loadavg(host.load1, sizeof host.load1);

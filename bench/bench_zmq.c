@@ -32,6 +32,8 @@
  */
 #include "partd/partd.h"
 
+#include "bench.h"
+
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -67,28 +69,6 @@ static void s_die(const char *fmt, ...) {
     fprintf(stderr, "\n");
     va_end(ap);
     exit(2);
-}
-
-static double s_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
-
-static int s_cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-typedef struct s_stat {
-    double med, min, max;
-} s_stat;
-
-static s_stat s_summary(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, s_cmp_double);
-    s_stat s = {n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2, v[0],
-                v[n - 1]};
-    return s;
 }
 
 /* ------------------------------------------------------------ Servers */
@@ -254,7 +234,7 @@ static void s_rawc_close(s_rawc *c) {
 static double s_raw_appends(s_rawc *c, const s_cfg *cfg, const s_data *d,
                             size_t nvals, size_t vsize, const char *vals,
                             bool same_val) {
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t i = 0; i < nvals; i += cfg->per_call) {
         size_t m = nvals - i < cfg->per_call ? nvals - i : cfg->per_call;
         s_rawc_room(c, m * (5 + vsize));
@@ -268,11 +248,11 @@ static double s_raw_appends(s_rawc *c, const s_cfg *cfg, const s_data *d,
         s_rawc_push(c, m * (5 + vsize));
     }
     s_rawc_settle(c);
-    return s_now() - t0;
+    return bench_now() - t0;
 }
 
 static double s_raw_gets(s_rawc *c, const s_cfg *cfg, const s_data *d) {
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t k = 0; k < cfg->nkeys; k++) {
         s_rawc_settle(c);
         zmq_send(c->sock, "get", 3, ZMQ_SNDMORE);
@@ -281,7 +261,7 @@ static double s_raw_gets(s_rawc *c, const s_cfg *cfg, const s_data *d) {
         s_rawc_recv(c, &bytes);
         s_rawc_recv(c, NULL);
     }
-    return s_now() - t0;
+    return bench_now() - t0;
 }
 
 static pd_store *s_open_client(const char *addr, unsigned window) {
@@ -297,7 +277,7 @@ static double s_our_appends(pd_store *c, const s_cfg *cfg, const s_data *d,
                             bool same_val) {
     pd_key *keys = malloc(cfg->per_call * sizeof *keys);
     pd_bytes *vs = malloc(cfg->per_call * sizeof *vs);
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t i = 0; i < nvals; i += cfg->per_call) {
         size_t m = nvals - i < cfg->per_call ? nvals - i : cfg->per_call;
         for (size_t j = 0; j < m; j++) {
@@ -308,7 +288,7 @@ static double s_our_appends(pd_store *c, const s_cfg *cfg, const s_data *d,
         if (pd_append(c, m, keys, vs, 0)) s_die("append: %s", pd_errmsg(c));
     }
     if (pd_client_sync(c)) s_die("append: %s", pd_errmsg(c));
-    double t = s_now() - t0;
+    double t = bench_now() - t0;
     free(keys);
     free(vs);
     return t;
@@ -317,7 +297,7 @@ static double s_our_appends(pd_store *c, const s_cfg *cfg, const s_data *d,
 static double s_our_gets(pd_store *c, const s_cfg *cfg, const s_data *d,
                          bool check) {
     size_t per_key = cfg->nvals / cfg->nkeys * cfg->vsize;
-    double t0 = s_now();
+    double t0 = bench_now();
     for (size_t k = 0; k < cfg->nkeys; k++) {
         pd_key key = PD_KEY(d->names[k], 5);
         pd_result *r = NULL;
@@ -337,7 +317,7 @@ static double s_our_gets(pd_store *c, const s_cfg *cfg, const s_data *d,
         }
         pd_result_free(&r);
     }
-    return s_now() - t0;
+    return bench_now() - t0;
 }
 
 static void s_our_close_server(pd_store **c) {
@@ -504,8 +484,8 @@ int main(int argc, char **argv) {
     }
     rmdir(dir);
 
-    s_stat st[R_N];
-    for (int r = 0; r < R_N; r++) st[r] = s_summary(v[r], cfg.runs);
+    bench_stat st[R_N];
+    for (int r = 0; r < R_N; r++) st[r] = bench_stats(v[r], cfg.runs);
     s_py py = s_run_python(&cfg);
 
     const char *unit[R_N] = {"appends/s", "appends/s", "appends/s", "appends/s",
