@@ -2,6 +2,7 @@
 #include "args.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -23,10 +24,26 @@ int pd_cli_parse_bytes(const char *s, uint64_t *out) {
     return 0;
 }
 
-int pd_cli_find_option(const char *name, size_t nlen, const char *const *names,
-                       int n) {
-    for (int k = 0; k < n; k++)
+int pd_cli_take_option(int argc, char **argv, int *i, const char *const *names,
+                       int n, const char **val, char *why, size_t cap) {
+    const char *name = argv[*i] + 2, *eq = strchr(name, '=');
+    size_t nlen = eq ? (size_t)(eq - name) : strlen(name);
+    int which = -1;
+    for (int k = 0; k < n && which < 0; k++)
         if (strlen(names[k]) == nlen && strncmp(name, names[k], nlen) == 0)
-            return k;
-    return -1;
+            which = k;
+    if (which < 0) {
+        snprintf(why, cap, "unknown option '--%.*s'",
+                 (int)(nlen > 100 ? 100 : nlen), name);
+        return -1;
+    }
+    if (eq) {
+        *val = eq + 1;
+    } else if (*i + 1 < argc) {
+        *val = argv[++*i];
+    } else {
+        snprintf(why, cap, "option '--%s' needs a value", names[which]);
+        return -1;
+    }
+    return which;
 }

@@ -10,9 +10,11 @@
  * number, or past UINT64_MAX); *out is untouched on error. */
 int pd_cli_parse_bytes(const char *s, uint64_t *out);
 
-/* The index in names[0..n) of the long option name[0..nlen) (the text
- * after "--", up to any '='), or -1 if it is none of them. */
-int pd_cli_find_option(const char *name, size_t nlen, const char *const *names,
-                       int n);
+/* argv[*i] is a long option "--NAME" or "--NAME=VALUE": returns the index
+ * of NAME in names[0..n), with *val the text after '=', or else argv[*i+1]
+ * (*i then advanced past it).  -1 with why (cap bytes) set to the usage
+ * error: an unknown option, or one without its value. */
+int pd_cli_take_option(int argc, char **argv, int *i, const char *const *names,
+                       int n, const char **val, char *why, size_t cap);
 
 #endif

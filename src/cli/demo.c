@@ -350,19 +350,11 @@ static int s_parse(int argc, char **argv, s_opts *o) {
         }
         if (strncmp(arg, "--", 2) != 0 || arg[2] == '\0')
             return s_usage("unexpected argument '%.100s'", arg);
-        const char *name = arg + 2, *val = strchr(name, '=');
-        size_t nlen = val ? (size_t)(val - name) : strlen(name);
-        int which = pd_cli_find_option(name, nlen, with_value, N_WITH);
-        if (which < 0)
-            return s_usage("unknown option '--%.*s'",
-                           (int)(nlen > 100 ? 100 : nlen), name);
-        if (val) {
-            val++;
-        } else if (i + 1 < argc) {
-            val = argv[++i];
-        } else {
-            return s_usage("option '--%s' needs a value", with_value[which]);
-        }
+        const char *val = NULL;
+        char why[160];
+        int which = pd_cli_take_option(argc, argv, &i, with_value, N_WITH, &val,
+                                       why, sizeof why);
+        if (which < 0) return s_usage("%s", why);
         uint64_t v = 0;
         switch (which) {
         case 0:
