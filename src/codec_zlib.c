@@ -95,8 +95,9 @@ static int s_step(void *st, const unsigned char *in, size_t in_n, size_t *used,
     return s_zerr(sink, "inflate", zrc, z);
 }
 
-static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
-    s_zlib *z = ctx;
+/* The inflate stream, initialised the first time and reset after: 0 or an
+ * error recorded on out. */
+static int s_inflate_ready(s_zlib *z, pd_sink *out) {
     int zrc;
     if (!z->inf_ok) {
         zrc = inflateInit2(&z->inf, MAX_WBITS);
@@ -105,6 +106,13 @@ static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
     } else if ((zrc = inflateReset(&z->inf)) != Z_OK) {
         return s_zerr(out, "inflateReset", zrc, &z->inf);
     }
+    return 0;
+}
+
+static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
+    s_zlib *z = ctx;
+    int rc = s_inflate_ready(z, out);
+    if (rc) return rc;
     /* No size in the stream: start at 4x (zlib's usual ratio is 2-5) and
      * grow as output comes, up to the layer's limit. */
     return pd__stream_decode(out, src, n, pd__ratio_cap(n, 4, 4096), s_step,
@@ -146,14 +154,8 @@ static int s_prefix(void *ctx, const unsigned char *p, size_t n,
     if (n >= 2 && ((p[1] & 0x20) || ((unsigned)p[0] << 8 | p[1]) % 31 != 0))
         return PD_ERR_CORRUPT;
     if (n <= 2) return 0;
-    int zrc;
-    if (!z->inf_ok) {
-        zrc = inflateInit2(&z->inf, MAX_WBITS);
-        if (zrc != Z_OK) return s_zerr(out, "inflateInit2", zrc, &z->inf);
-        z->inf_ok = true;
-    } else if ((zrc = inflateReset(&z->inf)) != Z_OK) {
-        return s_zerr(out, "inflateReset", zrc, &z->inf);
-    }
+    int rc = s_inflate_ready(z, out);
+    if (rc) return rc;
     return pd__stream_prefix(out, p, n, s_step, &z->inf, "zlib stream");
 }
 
