@@ -20,25 +20,7 @@ A=$T/arena           # stores, and the canaries beside them
 mkdir -p "$W" "$A"
 
 # ------------------------------------------------------------ helpers
-PASSED=0
-FAILED=0
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    shift
-    local l
-    for l in "$@"; do echo "         $l"; done
-    if [ -s "$W/err" ]; then
-        echo "         stderr: $(head -c 400 "$W/err" | tr '\n' '|')"
-    fi
-}
-# check DESC CMD...: passes if CMD succeeds.
-check() {
-    local d=$1
-    shift
-    if "$@"; then ok "$d"; else bad "$d" "command: $*"; fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 # first_line FILE: waits up to 10 s for FILE's first line (the address a
 # server prints) and prints it.
 first_line() {
@@ -62,10 +44,6 @@ run_in() {
     shift
     "$PARTD" "$@" <"$in" >"$W/out" 2>"$W/err"
     RC=$?
-}
-# expect_rc DESC WANT: checks RC from the last run.
-expect_rc() {
-    if [ "$RC" -eq "$2" ]; then ok "$1"; else bad "$1" "exit $RC, want $2"; fi
 }
 # same_bytes DESC WANTFILE GOTFILE
 same_bytes() {
@@ -757,5 +735,4 @@ print(repr(partd.File(sys.argv[1]).get("x")))' "$Q" >"$W/out"
     check "partd delete is seen by Python" grep -qx "b''" "$W/out"
 fi
 
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+tap_summary

@@ -24,23 +24,7 @@ W=$T/work # the test's own files
 mkdir -p "$W" "$T/tmp"
 export TMPDIR=$T/tmp # the demo's temporary directories, checked empty
 
-PASSED=0
-FAILED=0
-ok() { PASSED=$((PASSED + 1)); echo "ok   - $1"; }
-bad() {
-    FAILED=$((FAILED + 1))
-    echo "FAIL - $1"
-    shift
-    local l
-    for l in "$@"; do echo "         $l"; done
-    [ -s "$W/out" ] && echo "         stdout: $(tail -c 600 "$W/out" | tr '\n' '|')"
-    [ -s "$W/err" ] && echo "         stderr: $(tail -c 600 "$W/err" | tr '\n' '|')"
-}
-check() {
-    local d=$1
-    shift
-    if "$@"; then ok "$d"; else bad "$d" "command: $*"; fi
-}
+. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
 # run ARGS...: partd demo ARGS..., output in $W/out and $W/err, status RC.
 run() {
     "$PARTD" demo "$@" </dev/null >"$W/out" 2>"$W/err"
@@ -357,5 +341,4 @@ else
 fi
 tmp_clean "foreign record"
 
-echo "$PASSED passed, $FAILED failed"
-[ "$FAILED" -eq 0 ]
+tap_summary
