@@ -40,12 +40,16 @@ class Encode(Interface):
             frame = _cpartd.frame
             inner.append({k: frame(v) for k, v in data.items()}, **kwargs)
 
-    def _get(self, keys, **kwargs):
+    def _raw(self, keys, **kwargs):
+        """The inner store's bytes for each key: memoryviews over one
+        result when it is a cpartd store (no copy)."""
         inner = self.partd
         if isinstance(inner, _cpartd.Store):
-            raw = inner._get_views(keys, **kwargs)  # no copy
-        else:
-            raw = inner._get(keys, **kwargs)
+            return inner._get_views(keys, **kwargs)
+        return inner._get(keys, **kwargs)
+
+    def _get(self, keys, **kwargs):
+        raw = self._raw(keys, **kwargs)
         decode, join, split = self.decode, self.join, _cpartd.framesplit
         return [join([decode(f) for f in split(chunk, torn='drop')])
                 for chunk in raw]

@@ -409,9 +409,4 @@ class PandasBlocks(Encode):
         return (PandasBlocks, (self.partd,))
 
     def _get(self, keys, **kwargs):
-        inner = self.partd
-        if isinstance(inner, _cpartd.Store):
-            raw = inner._get_views(keys, **kwargs)  # no copy
-        else:
-            raw = inner._get(keys, **kwargs)
-        return [_get_one(chunk) for chunk in raw]
+        return [_get_one(chunk) for chunk in self._raw(keys, **kwargs)]
