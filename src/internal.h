@@ -197,8 +197,10 @@ int pd__result_put(pd_result *r, const void *data, size_t n);
 int pd__result_next(pd_result *r);
 /* Drops the bytes of the current unfinished value. */
 void pd__result_discard_current(pd_result *r);
-/* Appends every value of src to r, as values of their own; src is left
- * empty (its buffers are taken when r has none).  0 or PD_ERR_NOMEM. */
+/* Appends every value of src to r, as values of their own.  An empty r
+ * takes src's buffers (src is left empty), unless r fills the caller's
+ * buffer (pd_get_into) and src's bytes fit there: then, as for a non-empty
+ * r, they are copied.  0 or PD_ERR_NOMEM. */
 int pd__result_move(pd_result *r, pd_result *src);
 /* For i in [0, a->count): value i becomes a_i followed by b_i.  a and b must
  * have the same count.  b is left untouched.  0 or PD_ERR_NOMEM (a intact). */

@@ -162,7 +162,9 @@ int pd__result_concat_each(pd_result *a, const pd_result *b) {
 }
 
 int pd__result_move(pd_result *r, pd_result *src) {
-    if (r->count == 0 && r->len == 0) {
+    /* An empty r takes src's buffers, unless it fills the caller's buffer
+     * (pd_get_into) and src fits there: then the values are copied in. */
+    if (r->count == 0 && r->len == 0 && (!r->ext || src->len > r->cap)) {
         pd_result t = *r;
         *r = *src;
         *src = t;
