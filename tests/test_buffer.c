@@ -1,8 +1,8 @@
 /* Buffer: a fast store spilling its largest keys into a slow one. */
 #include "testutil.h"
-#include "arena.h"
-#include "buffer.h"
-#include "dict.h"
+#include "dict/arena.h"
+#include "buffer/buffer.h"
+#include "dict/dict.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -15,7 +15,7 @@
  * expectation, citing partd/zmq.h.
  */
 #include "testutil.h"
-#include "zmq_internal.h" /* PD__WIRE_MAX_KEYS */
+#include "zmq/zmq_internal.h" /* PD__WIRE_MAX_KEYS */
 
 #include <dirent.h>
 #include <errno.h>

@@ -1,8 +1,8 @@
 /* Dict: the in-memory store. */
 #include "testutil.h"
-#include "arena.h"
-#include "dict.h"
-#include "ktab.h"
+#include "dict/arena.h"
+#include "dict/dict.h"
+#include "core/ktab.h"
 
 #include <errno.h>
 #include <pthread.h>

@@ -9,7 +9,7 @@
  */
 #include "testutil.h"
 
-#include "codec.h"
+#include "encode/codec.h"
 
 #include <errno.h>
 #include <limits.h>

@@ -1,6 +1,6 @@
 /* The ZeroMQ Server and Client: protocol, faults, security, CLI, interop. */
 #include "testutil.h"
-#include "zmq_internal.h"
+#include "zmq/zmq_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -2,7 +2,7 @@
 #ifndef PARTD_TESTUTIL_H
 #define PARTD_TESTUTIL_H
 
-#include "internal.h"
+#include "core/internal.h"
 #include <check.h>
 #include <stdbool.h>
 #include <string.h>

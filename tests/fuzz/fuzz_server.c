@@ -18,7 +18,7 @@
  * by a get of the same keys when its keys are distinct.
  */
 #include "fuzz_util.h"
-#include "zmq_internal.h"
+#include "zmq/zmq_internal.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -6,7 +6,7 @@
 #ifndef PARTD_FUZZ_UTIL_H
 #define PARTD_FUZZ_UTIL_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <stdarg.h>
 #include <stdint.h>

@@ -6,7 +6,7 @@
  * (7.5 MB to compress at level 9, 3.6 MB to decompress) come from a small
  * cache of blocks kept by the codec, so a fresh state costs no mmap.
  */
-#include "codec.h"
+#include "encode/codec.h"
 
 #include <bzlib.h>
 #include <limits.h>

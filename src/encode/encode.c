@@ -23,8 +23,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "frame.h"
+#include "encode/codec.h"
+#include "encode/frame.h"
 
 /* A batch buffer past this size is freed after the call, not kept. */
 #define S_KEEP_MAX ((size_t)8 << 20)

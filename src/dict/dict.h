@@ -4,7 +4,7 @@
 #ifndef PARTD_DICT_H
 #define PARTD_DICT_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* Whether s is a Dict. */
 bool pd__dict_is(const pd_store *s);

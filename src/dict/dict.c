@@ -53,7 +53,7 @@
  * (store.c), pd__dict_append_refs with the lock held by its caller; there
  * is no other locking here.
  */
-#include "dict.h"
+#include "dict/dict.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -62,8 +62,8 @@
 #include <malloc.h>
 #endif
 
-#include "arena.h"
-#include "ktab.h"
+#include "dict/arena.h"
+#include "core/ktab.h"
 
 /* One block: header and data, from the arena or from malloc (S_HEAP). */
 typedef struct s_chunk {

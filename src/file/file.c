@@ -50,7 +50,7 @@
  * guessed from the recent misses, so either workload (new keys; keys reopened
  * after eviction) pays one openat.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -63,7 +63,7 @@
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
-#include "hash.h"
+#include "core/hash.h"
 #include <utlist.h>
 
 #define S_NAME_MAX 255

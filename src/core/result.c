@@ -2,7 +2,7 @@
  * pd_result (values of a get, one buffer plus an offset table) and
  * pd_keylist (keys with sizes), with the builders the stores use.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <stddef.h>

@@ -13,7 +13,7 @@
  * could produce from cbytes bytes (blosclz, lz4 and snappy stay under
  * 256x, zlib under 1032x, zstd under 32768x; the bounds below have room).
  */
-#include "codec.h"
+#include "encode/codec.h"
 
 #include <blosc.h>
 #include <stdlib.h>

@@ -4,13 +4,13 @@
  * is validated, locked, dispatched to the store's ops, and its outcome
  * recorded.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
-#include "hash.h"
+#include "core/hash.h"
 
 /* --------------------------------------------------------------- Version */
 

@@ -20,7 +20,7 @@
  * then bounded by the largest block size (4 MiB), whatever the input, as
  * they are for the prefix check.
  */
-#include "codec.h"
+#include "encode/codec.h"
 
 /* LZ4F_compressFrame_usingCDict: one call per frame on a reused context
  * (exported by liblz4 since 1.8, stable API in 1.10). */

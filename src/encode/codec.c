@@ -2,7 +2,7 @@
  * Codec plumbing: the sink the callbacks write to, the table of built-in
  * codecs, pd_codec_builtin and pd_codec_names.
  */
-#include "codec.h"
+#include "encode/codec.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -7,7 +7,7 @@
 #ifndef PARTD_ZMQ_INTERNAL_H
 #define PARTD_ZMQ_INTERNAL_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* The tuple separator of Python partd's wire keys. */
 #define PD__WIRE_SEP "-|-"

@@ -7,7 +7,7 @@
  * can only come from damage, and refusing them keeps torn-frame detection
  * sharp).
  */
-#include "codec.h"
+#include "encode/codec.h"
 
 #include <limits.h>
 #include <stdlib.h>

@@ -16,7 +16,7 @@
  * prefix is accepted.  No checksum, so this is weaker evidence than the
  * other codecs' prefix checks, but random bytes rarely pass it for long.
  */
-#include "codec.h"
+#include "encode/codec.h"
 
 #include <snappy-c.h>
 #include <stdlib.h>

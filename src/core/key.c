@@ -2,7 +2,7 @@
  * Keys: validation, normalisation to parts, the packed (hashable) form, and
  * the printable repr used in messages and by the CLI.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <errno.h>
 #include <stdlib.h>

@@ -6,7 +6,7 @@
 #ifndef PARTD_FRAME_H
 #define PARTD_FRAME_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 typedef enum pd__skip_kind {
     PD__SKIP_TORN = 1, /* a torn frame followed by complete ones */

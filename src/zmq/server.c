@@ -16,7 +16,7 @@
  * process or others, wait until the server stops.  Ops are then called with
  * PD_NOLOCK.
  */
-#include "zmq_internal.h"
+#include "zmq/zmq_internal.h"
 
 #include <errno.h>
 #include <fcntl.h>

@@ -4,7 +4,7 @@
 #ifndef PARTD_BUFFER_H
 #define PARTD_BUFFER_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /*
  * The reference's spill selection (partd/buffer.py keys_to_flush): of the

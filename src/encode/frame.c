@@ -21,14 +21,14 @@
  * Decodes, R, W and prefix checks are memoised per offset (only on this
  * damaged path).
  */
-#include "frame.h"
+#include "encode/frame.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "codec.h"
-#include "hash.h"
+#include "encode/codec.h"
+#include "core/hash.h"
 
 #define S_NONE SIZE_MAX
 

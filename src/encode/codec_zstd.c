@@ -20,7 +20,7 @@
  * size and are single-segment (window = content size), so any frame
  * within the limit passes.
  */
-#include "codec.h"
+#include "encode/codec.h"
 
 #include <stdlib.h>
 #include <string.h>

@@ -1,14 +1,14 @@
 /*
  * The chunk allocator of arena.h: segments, pages, classes.
  */
-#include "arena.h"
+#include "dict/arena.h"
 
 #include <assert.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/mman.h>
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* Free blocks and free pages are made inaccessible to AddressSanitizer and
  * memcheck, as free() would make them. */

@@ -1,7 +1,7 @@
 /*
  * The key index of ktab.h: slot array management and tuple keys.
  */
-#include "ktab.h"
+#include "core/ktab.h"
 
 #include <stdlib.h>
 

@@ -6,7 +6,7 @@
 #ifndef PARTD_CODEC_H
 #define PARTD_CODEC_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 /* ------------------------------------------------------------------ Sink */
 

@@ -2,7 +2,7 @@
  * The replaceable system-call table (see internal.h).  Tests swap members
  * to inject EIO, ENOSPC, short writes and EINTR into the File store.
  */
-#include "internal.h"
+#include "core/internal.h"
 
 #include <fcntl.h>
 #include <sys/file.h>

@@ -4,7 +4,7 @@
  * replies ([ack] or [error, CODE, MESSAGE]), and little-endian sizes.
  * Everything here is pure computation over bytes: no sockets.
  */
-#include "zmq_internal.h"
+#include "zmq/zmq_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>

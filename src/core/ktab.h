@@ -26,7 +26,7 @@
 #ifndef PARTD_KTAB_H
 #define PARTD_KTAB_H
 
-#include "internal.h"
+#include "core/internal.h"
 
 #include <string.h>
 

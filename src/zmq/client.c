@@ -22,7 +22,7 @@
  * leaves the parent's context alone (its threads do not exist in the child;
  * closing it there could hang) and opens a new one.
  */
-#include "zmq_internal.h"
+#include "zmq/zmq_internal.h"
 
 #include <errno.h>
 #include <inttypes.h>

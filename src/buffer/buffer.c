@@ -35,15 +35,15 @@
  * inner stores with PD_NOLOCK; `set` goes through pd__set_inner, so that
  * fast's own iset memo cannot swallow a replace.
  */
-#include "buffer.h"
+#include "buffer/buffer.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dict.h"
-#include "hash.h"
-#include "ktab.h"
+#include "dict/dict.h"
+#include "core/hash.h"
+#include "core/ktab.h"
 
 #define S_FRACTION 0.1
 #define S_MAXCOUNT 20

@@ -1,0 +1,24 @@
+# The library's sources, one list per folder (one folder per concept; see
+# docs/architecture.md).  Every file is named: a source moved or added
+# without being listed here is a link error, never silently dropped.
+set(PARTD_SOURCES_CORE
+  src/core/key.c src/core/ktab.c src/core/result.c src/core/store.c
+  src/core/sys.c)
+set(PARTD_SOURCES_DICT src/dict/arena.c src/dict/dict.c)
+set(PARTD_SOURCES_FILE src/file/file.c)
+set(PARTD_SOURCES_BUFFER src/buffer/buffer.c)
+set(PARTD_SOURCES_ENCODE
+  src/encode/codec.c src/encode/encode.c src/encode/frame.c
+  src/encode/codec_blosc.c src/encode/codec_bz2.c src/encode/codec_lz4.c
+  src/encode/codec_snappy.c src/encode/codec_zlib.c src/encode/codec_zstd.c)
+set(PARTD_SOURCES_ZMQ src/zmq/client.c src/zmq/server.c src/zmq/wire.c)
+set(PARTD_SOURCES_CLI
+  src/cli/args.c src/cli/demo.c src/cli/main.c src/cli/serve.c)
+
+set(PARTD_SOURCES)
+foreach(folder CORE DICT FILE BUFFER ENCODE ZMQ)
+  foreach(f ${PARTD_SOURCES_${folder}})
+    list(APPEND PARTD_SOURCES ${PROJECT_SOURCE_DIR}/${f})
+  endforeach()
+endforeach()
+list(TRANSFORM PARTD_SOURCES_CLI PREPEND ${PROJECT_SOURCE_DIR}/)
