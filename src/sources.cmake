@@ -7,6 +7,9 @@ set(PARTD_SOURCES_CORE
   src/core/sys.c)
 set(PARTD_SOURCES_DICT src/dict/arena.c src/dict/dict.c)
 set(PARTD_SOURCES_FILE src/file/file.c)
+set(PARTD_SOURCES_LOG
+  src/log/compact.c src/log/format.c src/log/index.c src/log/log.c
+  src/log/segment.c)
 set(PARTD_SOURCES_BUFFER src/buffer/buffer.c)
 set(PARTD_SOURCES_ENCODE
   src/encode/codec.c src/encode/encode.c src/encode/frame.c
@@ -17,7 +20,7 @@ set(PARTD_SOURCES_CLI
   src/cli/args.c src/cli/demo.c src/cli/main.c src/cli/serve.c)
 
 set(PARTD_SOURCES)
-foreach(folder CORE DICT FILE BUFFER ENCODE ZMQ)
+foreach(folder CORE DICT FILE LOG BUFFER ENCODE ZMQ)
   foreach(f ${PARTD_SOURCES_${folder}})
     list(APPEND PARTD_SOURCES ${PROJECT_SOURCE_DIR}/${f})
   endforeach()

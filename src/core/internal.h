@@ -15,11 +15,13 @@
 
 #include "partd/partd.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/stat.h>
 #include <sys/types.h>
 
 #define PD__MSG_MAX 1024
@@ -289,6 +291,8 @@ typedef struct pd__sys {
     int (*renameat)(int olddirfd, const char *old, int newdirfd,
                     const char *new_);
     int (*flock)(int fd, int op);
+    int (*fstat)(int fd, struct stat *st);
+    DIR *(*fdopendir)(int fd);
 } pd__sys;
 
 extern pd__sys pd__sys_table;

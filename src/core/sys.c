@@ -4,6 +4,7 @@
  */
 #include "core/internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/file.h>
 #include <sys/stat.h>
@@ -14,13 +15,13 @@ static int s_openat(int dirfd, const char *path, int flags, mode_t mode) {
 }
 
 static const pd__sys s_default = {
-    s_openat, write,   pread,    fsync,    ftruncate,
-    close,    mkdirat, unlinkat, renameat, flock,
+    s_openat, write,    pread,    fsync, ftruncate, close,
+    mkdirat,  unlinkat, renameat, flock, fstat,     fdopendir,
 };
 
 pd__sys pd__sys_table = {
-    s_openat, write,   pread,    fsync,    ftruncate,
-    close,    mkdirat, unlinkat, renameat, flock,
+    s_openat, write,    pread,    fsync, ftruncate, close,
+    mkdirat,  unlinkat, renameat, flock, fstat,     fdopendir,
 };
 
 void pd__sys_reset(void) { pd__sys_table = s_default; }
