@@ -250,6 +250,18 @@ static int s_resync(lg_store *l, uint32_t si, uint64_t x, uint64_t size,
         at += n - LG_HDR + 1;
     }
     free(buf);
+    if (y < size && y + LG_HDR - x >= lg_rec_len(&h)) {
+        /* A trailer (the region's end)?  If its record's table checks, the
+         * record is recovered. */
+        uint64_t start = y + LG_HDR - lg_rec_len(&h);
+        int rc = s_index_at(l, si, start, &h, op);
+        if (rc <= 0) {
+            if (rc == 0 && start > x)
+                s_damage(l, s, x, start, "bad record header");
+            *next = y + LG_HDR;
+            return rc;
+        }
+    }
     if (y == size && !s_writer_gone(l, s)) return 2;
     *next = y;
     /* The trailer before y: the same header, describing [x, y)? */

@@ -173,15 +173,16 @@ int lg_open_dir(lg_store *l, unsigned flags) {
     (void)flags;
     int rc = s_marker(l);
     if (rc < 0) return rc;
+    bool create = rc == 1;
     l->lockfd =
         s_openat(l->dirfd, LG_LOCK, O_RDWR | O_CREAT | S_OPEN_FLAGS, 0666);
     if (l->lockfd < 0)
         return pd__err(NULL, PD_ERR_IO, errno, "log: open %s/%s", l->path,
                        LG_LOCK);
-    if (s_flock_fd(l->lockfd, rc == 1 ? LOCK_EX : LOCK_SH) < 0)
+    if (s_flock_fd(l->lockfd, create ? LOCK_EX : LOCK_SH) < 0)
         return pd__err(NULL, PD_ERR_IO, errno, "log: open: flock(%s/%s)",
                        l->path, LG_LOCK);
-    if (rc == 1) {
+    if (create) {
         /* Re-check under the lock: another process may have made it. */
         int fd = s_openat(l->dirfd, LG_MARKER, O_RDONLY | S_OPEN_FLAGS, 0);
         if (fd >= 0) {
@@ -216,7 +217,7 @@ int lg_open_dir(lg_store *l, unsigned flags) {
                      LG_STATE);
         goto unlock;
     }
-    l->flock_mode = rc == 1 ? LOCK_EX : LOCK_SH;
+    l->flock_mode = create ? LOCK_EX : LOCK_SH;
     if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0) {
         /* A new or lost state file: the counters are rebuilt from the
          * segments (the sequence must never go back), exclusively. */
