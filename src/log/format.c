@@ -57,7 +57,8 @@ int lg_hdr_parse(const unsigned char *p, lg_hdr *h) {
     h->table_hash = s_get64(p + 32);
     if (h->type < LG_APPEND || h->type > LG_BASE) return -1;
     if (h->table_len % 8 || h->table_len > LG_MAX_TABLE ||
-        h->nkeys > LG_MAX_KEYS || h->data_len > LG_MAX_DATA || h->seq == 0)
+        h->nkeys > LG_MAX_KEYS || h->data_len > LG_MAX_DATA || h->seq == 0 ||
+        h->seq >= LG_SEQ_MAX)
         return -1;
     if ((uint64_t)h->nkeys * (LG_ENT + 8) > h->table_len) return -1;
     if (h->nkeys == 0 && h->table_len) return -1;

@@ -145,7 +145,15 @@ static int s_apply_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
 int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                  const unsigned char *table) {
     if (lg_table_walk(h, table, NULL, NULL)) return PD_ERR_CORRUPT;
-    if (h->seq > l->max_seq) l->max_seq = h->seq;
+    if (h->seq > l->max_seq) {
+        /* A state file behind the segments (damaged, or lost and rebuilt
+         * from a partial view) is moved past them. */
+        l->max_seq = h->seq;
+        uint64_t cur = __atomic_load_n(&l->sh->seq, __ATOMIC_SEQ_CST);
+        while (cur < h->seq && !__atomic_compare_exchange_n(
+                                   &l->sh->seq, &cur, h->seq, false,
+                                   __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST)) {}
+    }
     if (h->type == LG_BASE) {
         if (l->segs[seg].compacted && off == 0) l->base_seq = h->seq;
         return 0;

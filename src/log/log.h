@@ -31,6 +31,7 @@
 #define LG_MAX_TABLE (64u << 20) /* largest key table a reader accepts */
 #define LG_MAX_DATA (1ull << 40) /* largest record data a reader accepts */
 #define LG_MAX_KEYS (1u << 24)   /* most keys in one record */
+#define LG_SEQ_MAX (1ull << 62)  /* sequence numbers stay below it */
 
 enum lg_type {
     LG_APPEND = 1, /* values appended to keys */

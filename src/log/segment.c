@@ -218,7 +218,7 @@ int lg_open_dir(lg_store *l, unsigned flags) {
         goto unlock;
     }
     l->flock_mode = create ? LOCK_EX : LOCK_SH;
-    if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0) {
+    if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0 || l->sh->seq >= LG_SEQ_MAX) {
         /* A new or lost state file: the counters are rebuilt from the
          * segments (the sequence must never go back), exclusively. */
         if (l->flock_mode != LOCK_EX && lg_flock(l, LOCK_EX)) {
@@ -226,7 +226,8 @@ int lg_open_dir(lg_store *l, unsigned flags) {
             pd__err_to_thread(&l->base);
             goto unlock;
         }
-        if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0) {
+        if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0 ||
+            l->sh->seq >= LG_SEQ_MAX) {
             memset(l->sh, 0, sizeof *l->sh);
             rc = lg_catch_up(l, "open");
             if (rc) {
