@@ -848,6 +848,23 @@ static int f_fsync_fail(int fd) {
     return -1;
 }
 
+/* Another handle reads the record just written, then fsync fails: the
+ * undo shrinks the segment under what that handle read. */
+static pd_store *g_reader, *g_other;
+static bool g_saw;
+static int f_fsync_read_fail(int fd) {
+    (void)fd;
+    pd__sys_reset();
+    tu_append1(g_other, K("z"), "z", 1); /* readers have news to read */
+    char *v = NULL;
+    size_t n;
+    tu_fetch1(g_reader, K("k"), &v, &n);
+    g_saw = n > 0 && v[n - 1] == 'j';
+    free(v);
+    errno = EIO;
+    return -1;
+}
+
 static ssize_t f_pread_fail(int fd, void *b, size_t n, off_t off) {
     if (++g_calls == g_fail_at) {
         errno = EIO;
@@ -926,6 +943,17 @@ START_TEST(faults) {
     pd__sys_reset();
     s_expect_fail(rc, s, PD_ERR_IO, "fsync");
     tu_expect_str(r, K("k"), "base;more;after;intr;");
+    g_reader = r;
+    g_other = fx_open(&f);
+    pd__sys_table.fsync = f_fsync_read_fail;
+    rc = pd_append(s, 1, ks, vs + 1, PD_FSYNC);
+    pd__sys_reset();
+    s_expect_fail(rc, s, PD_ERR_IO, "fsync");
+    ck_assert(g_saw);
+    TU_OK(pd_close(&g_other), NULL);
+    tu_expect_str(r, K("k"), "base;more;after;intr;");
+    tu_append1(s, K("k"), "y", 1);
+    tu_expect_str(r, K("k"), "base;more;after;intr;y");
     /* Reads failing: the error names the path; then all is well. */
     g_calls = 0;
     g_fail_at = 1;
@@ -935,13 +963,13 @@ START_TEST(faults) {
     rc = pd_get(t, 1, ks, &res, 0);
     pd__sys_reset();
     s_expect_fail(rc, t, PD_ERR_IO, f.root);
-    tu_expect_str(t, K("k"), "base;more;after;intr;");
+    tu_expect_str(t, K("k"), "base;more;after;intr;y");
     tu_append1(s, K("k"), "x", 1);
     pd__sys_table.fstat = f_fstat_fail;
     rc = pd_get(t, 1, ks, &res, 0);
     pd__sys_reset();
     s_expect_fail(rc, t, PD_ERR_IO, "fstat");
-    tu_expect_str(t, K("k"), "base;more;after;intr;x");
+    tu_expect_str(t, K("k"), "base;more;after;intr;yx");
     /* No descriptor for a new segment. */
     pd__sys_table.openat = f_openat_fail;
     rc = pd_append(t, 1, ks, vs + 1, 0);
@@ -954,7 +982,7 @@ START_TEST(faults) {
     TU_OK(pd_close(&s), NULL);
     TU_OK(pd_close(&r), NULL);
     s = fx_open(&f);
-    tu_expect_str(s, K("k"), "base;more;after;intr;x");
+    tu_expect_str(s, K("k"), "base;more;after;intr;yx");
     TU_OK(pd_close(&s), NULL);
     fx_done(&f);
 }

@@ -292,6 +292,7 @@ static int s_catch_seg(lg_store *l, uint32_t si, const char *op) {
         return pd__err(&l->base, PD_ERR_IO, errno, "%s: fstat(%s/%s)", op,
                        l->path, s->name);
     uint64_t size = (uint64_t)st.st_size;
+    if (size < s->parsed) return 3; /* a record we read was undone */
     while (s->parsed < size) {
         uint64_t off = s->parsed;
         size_t len = (size_t)(size - off < S_CHUNK ? size - off : S_CHUNK);
@@ -397,6 +398,10 @@ static int s_list(lg_store *l, const char *op) {
             SYS.close(sfd);
         else
             rc = s_catch_seg(l, 0, op);
+        if (rc == 3)
+            rc = pd__err(&l->base, PD_ERR_CORRUPT, 0,
+                         "%s: %s/%s shrank (compacted segments never change)",
+                         op, l->path, nm);
         l->cgen = cgen;
     }
     rewinddir(d);
@@ -428,8 +433,12 @@ static int s_list(lg_store *l, const char *op) {
 }
 
 int lg_catch_up(lg_store *l, const char *op) {
+    uint64_t writes = __atomic_load_n(&l->sh->writes, __ATOMIC_SEQ_CST);
     uint64_t gen = __atomic_load_n(&l->sh->gen, __ATOMIC_SEQ_CST);
     uint64_t created = __atomic_load_n(&l->sh->created, __ATOMIC_SEQ_CST);
+    if (l->listed && gen == l->gen_seen && created == l->created_seen &&
+        writes == l->writes_seen)
+        return 0; /* nothing written since the last catch-up */
     if (gen != l->gen_seen) lg_index_reset(l);
     if (!l->listed || created != l->created_seen || gen != l->gen_seen) {
         int rc = s_list(l, op);
@@ -439,8 +448,16 @@ int lg_catch_up(lg_store *l, const char *op) {
     }
     for (size_t i = 0; i < l->nsegs; i++) {
         int rc = s_catch_seg(l, (uint32_t)i, op);
+        if (rc == 3) {
+            /* A segment shrank under a record we had read (a write undone
+             * after a failed fsync): read everything again. */
+            lg_index_reset(l);
+            l->gen_seen = UINT64_MAX;
+            return lg_catch_up(l, op);
+        }
         if (rc) return rc;
     }
+    l->writes_seen = writes;
     return 0;
 }
 

@@ -85,6 +85,8 @@ typedef struct lg_shared {
     uint64_t seq;     /* last sequence number handed out */
     uint64_t gen;     /* compaction generation (bumped by compact/drop) */
     uint64_t created; /* segments created (a reader relists when it moves) */
+    uint64_t writes;  /* records written or undone (a reader that saw the
+                       * same value has nothing new to read) */
 } lg_shared;
 
 typedef struct lg_ext {
@@ -133,7 +135,7 @@ typedef struct lg_store {
     lg_seg *segs;
     size_t nsegs, capsegs;
     pd__ktab keys;
-    uint64_t gen_seen, created_seen;
+    uint64_t gen_seen, created_seen, writes_seen;
     bool listed;
     uint64_t base_seq;  /* records at or below it live in the compacted
                          * segment only */

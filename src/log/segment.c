@@ -360,6 +360,7 @@ static void s_undo(lg_store *l, uint64_t start) {
     int rc;
     do rc = SYS.ftruncate(l->wfd, (off_t)start);
     while (rc < 0 && errno == EINTR);
+    __atomic_add_fetch(&l->sh->writes, 1, __ATOMIC_SEQ_CST);
     if (rc < 0) {
         s_close(l->wfd);
         l->wfd = -1;
@@ -398,6 +399,7 @@ int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
         }
     }
     l->wsize = start + n;
+    __atomic_add_fetch(&l->sh->writes, 1, __ATOMIC_SEQ_CST);
     /* Index our own record now (the bytes are in hand). */
     lg_seg *sg = l->wseg < l->nsegs ? &l->segs[l->wseg] : NULL;
     if (sg && sg->parsed == start) {
