@@ -400,15 +400,8 @@ int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
     }
     l->wsize = start + n;
     __atomic_add_fetch(&l->sh->writes, 1, __ATOMIC_SEQ_CST);
-    /* Index our own record now (the bytes are in hand). */
-    lg_seg *sg = l->wseg < l->nsegs ? &l->segs[l->wseg] : NULL;
-    if (sg && sg->parsed == start) {
-        lg_hdr h;
-        lg_hdr_parse(l->rec.p, &h);
-        int rc = lg_index_rec(l, l->wseg, start, &h, l->rec.p + LG_HDR);
-        if (rc == 0) sg->parsed = start + n;
-        /* On failure (no memory) the next catch-up reads it again. */
-    }
+    /* Not indexed here: a writer that never reads (a map task) does not
+     * pay for an index; a get reads it back at its catch-up. */
     l->appended = true;
     return 0;
 }
