@@ -20,8 +20,6 @@
 #include <sys/file.h>
 #include <unistd.h>
 
-#define S_BATCH (4u << 20) /* data per record written */
-
 typedef struct s_out {
     lg_store *l;
     int fd;
@@ -33,7 +31,7 @@ typedef struct s_out {
 static int s_emit(s_out *o, unsigned type, size_t n, const pd_key *keys,
                   const pd_bytes *vals) {
     lg_store *l = o->l;
-    int rc = lg_rec_build(&l->rec, type, o->seq, n, keys, vals);
+    int rc = type ? lg_rec_build(&l->rec, type, o->seq, n, keys, vals) : 0;
     if (rc)
         return pd__err(&l->base, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,
                        "%s: build record for %s/%s", o->op, l->path, o->name);
@@ -49,81 +47,188 @@ static int s_emit(s_out *o, unsigned type, size_t n, const pd_key *keys,
     return 0;
 }
 
-/* Salvage: the extents of k that pass their checksum, one by one. */
-static int s_read_salvage(lg_store *l, const lg_key *k, const pd_key *key,
-                          pd_result *r, const char *op) {
-    for (uint32_t i = 0; i < k->n; i++) {
-        lg_key one = *k;
-        one.ext = (lg_ext *)&k->ext[i];
-        one.n = 1;
-        one.size = k->ext[i].len;
-        int rc = lg_read_key(l, &one, key, r, op);
-        if (rc && rc != PD_ERR_CORRUPT) return rc; /* corrupt: left out */
+/* Keys are rewritten in groups of about S_GROUP bytes: the group's extents
+ * are read in (segment, offset) order with few large reads (reading past
+ * gaps of up to S_GAP), each is checked, and the group is written as one
+ * record. */
+#define S_GROUP (16u << 20)
+#define S_WINDOW (8u << 20)
+#define S_GAP (256u << 10)
+
+typedef struct s_piece {
+    const lg_ext *x;
+    size_t key; /* index in the group */
+    size_t dst; /* offset in the group's buffer */
+    bool bad;
+} s_piece;
+
+typedef struct s_group {
+    lg_key **ks;
+    size_t n, cap, bytes, table;
+    s_piece *pc;
+    size_t np, cappc;
+    struct s_ord *ord;
+    unsigned char *buf;
+} s_group;
+
+/* A piece's place in read order, sorted without following pointers. */
+typedef struct s_ord {
+    uint64_t seg, off, len, hash;
+    size_t dst, i;
+} s_ord;
+
+static int s_ord_cmp(const void *a, const void *b) {
+    const s_ord *x = a, *y = b;
+    if (x->seg != y->seg) return x->seg < y->seg ? -1 : 1;
+    return x->off < y->off ? -1 : x->off > y->off;
+}
+
+static int s_pread_all(int fd, void *buf, size_t n, uint64_t off) {
+    size_t done = 0;
+    while (done < n) {
+        ssize_t r =
+            SYS.pread(fd, (char *)buf + done, n - done, (off_t)(off + done));
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -1;
+        if (r == 0) {
+            errno = 0;
+            return 1;
+        }
+        done += (size_t)r;
     }
     return 0;
 }
 
-/* Emits the n keys ks (their values in r) as one record. */
-static int s_flush(s_out *o, lg_key **ks, size_t n, pd_result *r) {
-    pd_key *keys = malloc(n * sizeof *keys);
-    pd_bytes *vals = malloc(n * sizeof *vals);
-    pd_bytes *parts = malloc(n * PD_KEY_MAX_PARTS * sizeof *parts);
-    int rc = keys && vals && parts ? 0 : PD_ERR_NOMEM;
-    for (size_t i = 0; rc == 0 && i < n; i++) {
-        if (pd__key_unpack(ks[i]->pk, ks[i]->node.klen, &keys[i],
-                           parts + i * PD_KEY_MAX_PARTS))
-            rc = PD_ERR_CORRUPT;
-        vals[i] = pd_result_value(r, i);
+/* Reads every piece of the group into g->buf and checks it. */
+static int s_gather(s_out *o, s_group *g) {
+    lg_store *l = o->l;
+    for (size_t i = 0; i < g->np; i++)
+        g->ord[i] = (s_ord){g->pc[i].x->seg,  g->pc[i].x->off, g->pc[i].x->len,
+                            g->pc[i].x->hash, g->pc[i].dst,    i};
+    qsort(g->ord, g->np, sizeof *g->ord, s_ord_cmp);
+    for (size_t i = 0; i < g->np;) {
+        const s_ord *x = &g->ord[i];
+        uint64_t start = x->off, end = x->off + x->len;
+        size_t j = i + 1;
+        while (j < g->np) {
+            const s_ord *y = &g->ord[j];
+            if (y->seg != x->seg || y->off < end || y->off - end > S_GAP ||
+                y->off + y->len - start > S_WINDOW)
+                break;
+            end = y->off + y->len;
+            j++;
+        }
+        const lg_seg *sg = &l->segs[x->seg];
+        unsigned char *dst;
+        if (j == i + 1) {
+            dst = g->buf + x->dst; /* straight into place */
+        } else {
+            pd__buf_clear(&l->rbuf);
+            if (pd__buf_reserve(&l->rbuf, (size_t)(end - start)))
+                return pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s: read",
+                               o->op);
+            dst = l->rbuf.p;
+        }
+        int rc = s_pread_all(sg->fd, dst, (size_t)(end - start), start);
+        if (rc)
+            return pd__err(&l->base, rc < 0 ? PD_ERR_IO : PD_ERR_CORRUPT,
+                           rc < 0 ? errno : 0, "%s: %s(%s/%s) at %llu", o->op,
+                           rc < 0 ? "pread" : "short read", l->path, sg->name,
+                           (unsigned long long)start);
+        for (; i < j; i++) {
+            const s_ord *p = &g->ord[i];
+            unsigned char *at = g->buf + p->dst;
+            if (dst != at) memcpy(at, dst + (p->off - start), p->len);
+            if (XXH3_64bits(at, (size_t)p->len) != p->hash)
+                g->pc[p->i].bad = true;
+        }
     }
-    if (rc == 0)
-        rc = s_emit(o, LG_APPEND, n, keys, vals);
-    else
-        pd__err(&o->l->base, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,
-                "%s: key batch", o->op);
-    free(keys);
+    return 0;
+}
+
+/* Writes the group as one record (salvage: leaving out bad pieces). */
+static int s_group_flush(s_out *o, s_group *g, bool salvage) {
+    lg_store *l = o->l;
+    int rc = s_gather(o, g);
+    if (rc) return rc;
+    pd_bytes *vals = malloc((g->n ? g->n : 1) * sizeof *vals);
+    if (!vals) return pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s", o->op);
+    size_t p = 0;
+    for (size_t k = 0; k < g->n; k++) {
+        unsigned char *v = g->buf + (p < g->np ? g->pc[p].dst : 0);
+        size_t len = 0;
+        for (; p < g->np && g->pc[p].key == k; p++) {
+            const s_piece *pc = &g->pc[p];
+            if (pc->bad && !salvage) {
+                free(vals);
+                pd_key key;
+                pd_bytes parts[PD_KEY_MAX_PARTS];
+                char kb[PD__KEYSHORT_MAX] = "?";
+                if (!pd__key_unpack(g->ks[k]->pk, g->ks[k]->node.klen, &key,
+                                    parts))
+                    pd__key_short(&key, kb);
+                return pd__err(&l->base, PD_ERR_CORRUPT, 0,
+                               "%s %s: %llu bytes at offset %llu of %s/%s "
+                               "fail their checksum",
+                               o->op, kb, (unsigned long long)pc->x->len,
+                               (unsigned long long)pc->x->off, l->path,
+                               l->segs[pc->x->seg].name);
+            }
+            if (pc->bad) continue;
+            if (v + len != g->buf + pc->dst)
+                memmove(v + len, g->buf + pc->dst, (size_t)pc->x->len);
+            len += (size_t)pc->x->len;
+        }
+        vals[k] = PD_BYTES(v, len);
+    }
+    rc = lg_rec_build_packed(&l->rec, LG_APPEND, o->seq, g->n,
+                             (const lg_key *const *)g->ks, vals);
     free(vals);
-    free(parts);
-    return rc;
+    if (rc)
+        return pd__err(&l->base, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,
+                       "%s: build record", o->op);
+    return s_emit(o, 0, 0, NULL, NULL);
 }
 
 static int s_write_keys(s_out *o, bool salvage) {
     lg_store *l = o->l;
-    size_t cap = 0, n = 0;
-    lg_key **ks = NULL;
-    pd_result *r = pd__result_new(16, 0);
-    int rc = r ? 0 : pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s", o->op);
-    for (pd__knode *nd = l->keys.head; nd && rc == 0; nd = nd->next) {
-        lg_key *k = (lg_key *)nd;
-        if (k->size == 0) continue;
-        if (pd__grow((void **)&ks, &cap, n + 1, sizeof *ks)) {
-            rc = pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s: keys", o->op);
-            break;
-        }
-        pd_key key;
-        pd_bytes parts[PD_KEY_MAX_PARTS];
-        if (pd__key_unpack(k->pk, k->node.klen, &key, parts)) {
-            rc = pd__err(&l->base, PD_ERR_CORRUPT, 0, "%s: a key", o->op);
-            break;
-        }
-        rc = lg_read_key(l, k, &key, r, o->op);
-        if (rc == PD_ERR_CORRUPT && salvage)
-            rc = s_read_salvage(l, k, &key, r, o->op);
-        if (rc == 0 && pd__result_next(r))
-            rc = pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s", o->op);
-        if (rc) break;
-        ks[n++] = k;
-        if (r->len >= S_BATCH) {
-            rc = s_flush(o, ks, n, r);
-            n = 0;
-            pd_result_free(&r);
-            r = pd__result_new(16, 0);
-            if (!r && rc == 0)
+    s_group g = {0};
+    int rc = 0;
+    for (pd__knode *nd = l->keys.head; rc == 0; nd = nd->next) {
+        lg_key *k = nd ? (lg_key *)nd : NULL;
+        if (k && k->size == 0) continue;
+        size_t kt = k ? LG_ENT + ((k->node.klen + 7) & ~(size_t)7) : 0;
+        if (g.n && (!k || g.bytes + k->size > S_GROUP ||
+                    g.table + kt > LG_MAX_TABLE / 2)) {
+            g.buf = malloc(g.bytes ? g.bytes : 1);
+            g.ord = malloc((g.np ? g.np : 1) * sizeof *g.ord);
+            if (!g.buf || !g.ord)
                 rc = pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s", o->op);
+            if (rc == 0) rc = s_group_flush(o, &g, salvage);
+            free(g.buf);
+            free(g.ord);
+            g.buf = NULL;
+            g.ord = NULL;
+            g.n = g.np = g.bytes = g.table = 0;
         }
+        if (!k || rc) break;
+        if (k->size > SIZE_MAX / 2 ||
+            pd__grow((void **)&g.ks, &g.cap, g.n + 1, sizeof *g.ks) ||
+            pd__grow((void **)&g.pc, &g.cappc, g.np + k->n, sizeof *g.pc)) {
+            rc = pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s", o->op);
+            break;
+        }
+        size_t dst = g.bytes;
+        for (uint32_t i = 0; i < k->n; i++) {
+            g.pc[g.np++] = (s_piece){&k->ext[i], g.n, dst, false};
+            dst += (size_t)k->ext[i].len;
+        }
+        g.ks[g.n++] = k;
+        g.bytes = dst;
+        g.table += kt;
     }
-    if (rc == 0 && n) rc = s_flush(o, ks, n, r);
-    pd_result_free(&r);
-    free(ks);
+    free(g.ks);
+    free(g.pc);
     return rc;
 }
 

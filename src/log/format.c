@@ -196,3 +196,37 @@ out:
     free(pks);
     return rc;
 }
+
+int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,
+                        const lg_key *const *keys, const pd_bytes *vals) {
+    size_t table_len = 0, data_len = 0, total;
+    for (size_t i = 0; i < n; i++) {
+        table_len += LG_ENT + s_pad8(keys[i]->node.klen);
+        if (pd__add_ovf(data_len, vals[i].size, &data_len)) return PD_ERR_LIMIT;
+    }
+    if (n > LG_MAX_KEYS || table_len > LG_MAX_TABLE || data_len > LG_MAX_DATA ||
+        pd__add_ovf(table_len + 2 * LG_HDR, data_len, &total))
+        return PD_ERR_LIMIT;
+    pd__buf_clear(b);
+    if (pd__buf_reserve(b, total)) return PD_ERR_NOMEM;
+    unsigned char *rec = b->p, *tab = rec + LG_HDR, *data = tab + table_len;
+    memset(tab, 0, table_len);
+    size_t at = 0, dat = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t kl = keys[i]->node.klen;
+        if (vals[i].size) memcpy(data + dat, vals[i].data, vals[i].size);
+        s_put32(tab + at, (uint32_t)kl);
+        s_put64(tab + at + 8, vals[i].size);
+        s_put64(tab + at + 16, XXH3_64bits(data + dat, vals[i].size));
+        memcpy(tab + at + LG_ENT, keys[i]->pk, kl);
+        at += LG_ENT + s_pad8(kl);
+        dat += vals[i].size;
+    }
+    lg_hdr h = {type, (uint32_t)n, (uint32_t)table_len,
+                seq,  data_len,    XXH3_64bits(tab, table_len)};
+    lg_hdr_write(&h, rec);
+    memcpy(data + data_len, rec, LG_HDR);
+    b->len = total;
+    b->p[total] = 0;
+    return 0;
+}

@@ -77,6 +77,11 @@ int lg_table_walk(const lg_hdr *h, const unsigned char *table, lg_ent_fn fn,
 int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
                  const pd_key *keys, const pd_bytes *vals);
 
+struct lg_key;
+/* As lg_rec_build, for n distinct keys of the index (compaction). */
+int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,
+                        const struct lg_key *const *keys, const pd_bytes *vals);
+
 /* ----------------------------------------------------------- The store */
 
 /* The shared counters, in the mmap'd state file. */
