@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -74,6 +75,8 @@ static long long s_seg_bytes(const char *root) {
     if (d) closedir(d);
     return n;
 }
+
+static void s_only(const char *root, const char *prefix, char *out, size_t cap);
 
 /* ------------------------------------------------------------ Basics */
 
@@ -333,6 +336,32 @@ START_TEST(compaction) {
     pd_result_free(&g1);
     TU_OK(pd_close(&s), NULL);
     TU_OK(pd_close(&r), NULL);
+    fx_done(&f);
+}
+END_TEST
+
+/* The last handle to close compacts if anything was written since the last
+ * compaction, whether or not it wrote. */
+START_TEST(close_compacts) {
+    fx f;
+    fx_init(&f);
+    pd_store *w = fx_open(&f), *r = fx_open(&f);
+    tu_append1(w, K("k"), "1", 1);
+    TU_OK(pd_close(&w), NULL);
+    ck_assert_int_eq(s_count(f.root, "w-"), 1);
+    ck_assert_int_eq(s_count(f.root, "c-"), 0);
+    tu_expect_str(r, K("k"), "1");
+    TU_OK(pd_close(&r), NULL);
+    ck_assert_int_eq(s_count(f.root, "w-"), 0);
+    ck_assert_int_eq(s_count(f.root, "c-"), 1);
+    /* Nothing new: no compaction (the compacted segment stays). */
+    char before[PATH_MAX + 300], after[PATH_MAX + 300];
+    s_only(f.root, "c-", before, sizeof before);
+    r = fx_open(&f);
+    tu_expect_str(r, K("k"), "1");
+    TU_OK(pd_close(&r), NULL);
+    s_only(f.root, "c-", after, sizeof after);
+    ck_assert_str_eq(before, after);
     fx_done(&f);
 }
 END_TEST
@@ -682,6 +711,17 @@ static void s_only(const char *root, const char *prefix, char *out,
     ck_assert_int_eq(n, 1);
 }
 
+/* Holds the state file's shared flock as an open handle does, so closing
+ * every real handle does not compact.  Returns the descriptor. */
+static int s_hold_state(const char *root) {
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/state", root);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(flock(fd, LOCK_SH), 0);
+    return fd;
+}
+
 enum { NK = 3 };
 static const char *const s_want[NK] = {"first;second;third", "b-value", ""};
 
@@ -719,6 +759,7 @@ static unsigned s_check_flipped(const char *root, long off) {
 static void s_flip_all(const char *root, const char *prefix, bool *isolated) {
     char seg[PATH_MAX + 300];
     s_only(root, prefix, seg, sizeof seg);
+    int hold = s_hold_state(root); /* no compaction at the closes */
     struct stat st;
     ck_assert_int_eq(stat(seg, &st), 0);
     for (long off = 0; off < st.st_size; off++) {
@@ -732,12 +773,14 @@ static void s_flip_all(const char *root, const char *prefix, bool *isolated) {
         s_flip(seg, off);
     }
     ck_assert_uint_eq(s_check_flipped(root, -1), (1u << NK) - 1);
+    close(hold);
 }
 
 START_TEST(bit_flips) {
     fx f;
     fx_init(&f);
-    pd_store *hold = fx_open(&f), *s = fx_open(&f);
+    pd_store *s = fx_open(&f);
+    int hold = s_hold_state(f.root);
     pd_key ks[] = {K("a"), K("b"), K("gone")};
     pd_bytes v1[] = {V("first;"), V("b-value"), V("x")};
     TU_OK(pd_append(s, 3, ks, v1, 0), s);
@@ -746,7 +789,7 @@ START_TEST(bit_flips) {
     tu_append1(s, ks[0], "third", 5);
     /* Not the last handle: no compaction at close. */
     TU_OK(pd_close(&s), NULL);
-    TU_OK(pd_close(&hold), NULL);
+    close(hold);
     bool isolated = false;
     s_flip_all(f.root, "w-", &isolated);
     ck_assert_msg(isolated, "no flip failed one key alone");
@@ -763,12 +806,13 @@ END_TEST
 START_TEST(salvage) {
     fx f;
     fx_init(&f);
-    pd_store *hold = fx_open(&f), *s = fx_open(&f);
+    pd_store *s = fx_open(&f);
+    int hold = s_hold_state(f.root);
     tu_append1(s, K("a"), "aaaa", 4);
     tu_append1(s, K("b"), "bbbb", 4);
     tu_append1(s, K("a"), "AAAA", 4);
     TU_OK(pd_close(&s), NULL);
-    TU_OK(pd_close(&hold), NULL);
+    close(hold);
     char seg[PATH_MAX + 300];
     s_only(f.root, "w-", seg, sizeof seg);
     size_t n;
@@ -776,6 +820,7 @@ START_TEST(salvage) {
     char *at = memmem(raw, n, "AAAA", 4);
     ck_assert_ptr_nonnull(at);
     s_flip(seg, (long)(at - raw) + 1);
+    hold = s_hold_state(f.root);
     /* One extent's data damaged: that key fails, the others read. */
     s = fx_open(&f);
     ck_assert_int_eq(pd_get(s, 1, &K("a"), &(pd_result *){NULL}, 0),
@@ -789,10 +834,9 @@ START_TEST(salvage) {
     tu_expect_str(s, K("b"), "bbbb");
     /* A damaged key table: its keys are unknown, so every get fails until
      * a salvaging compaction drops the record. */
-    hold = fx_open(&f);
     tu_append1(s, K("c"), "cccc", 4);
     TU_OK(pd_close(&s), NULL);
-    TU_OK(pd_close(&hold), NULL);
+    close(hold);
     s_only(f.root, "w-", seg, sizeof seg);
     s_flip(seg, 48 + 24 + 1); /* the first key-table entry's key */
     s = fx_open(&f);
@@ -1001,6 +1045,7 @@ int main(void) {
         {"refuses_foreign_and_newer", refuses_foreign_and_newer},
         {"compaction", compaction},
         {"compaction_concurrent_reader", compaction_concurrent_reader},
+        {"close_compacts", close_compacts},
         {"processes_append_together", processes_append_together},
         {"threads_one_and_many_handles", threads_one_and_many_handles},
         {"lock_excludes_processes", lock_excludes_processes},

@@ -270,6 +270,7 @@ int lg_compact(lg_store *l, bool empty, bool salvage, const char *op) {
         if (rc) return rc;
         if (l->ndamaged && !salvage) return lg_damage_check(l, NULL, op);
     }
+    uint64_t writes = __atomic_load_n(&l->sh->writes, __ATOMIC_SEQ_CST);
     uint64_t gen = __atomic_load_n(&l->sh->gen, __ATOMIC_SEQ_CST);
     if (gen < l->cgen) gen = l->cgen;
     gen++;
@@ -298,6 +299,7 @@ int lg_compact(lg_store *l, bool empty, bool salvage, const char *op) {
     }
     SYS.fsync(l->dirfd);
     __atomic_store_n(&l->sh->gen, gen, __ATOMIC_SEQ_CST);
+    __atomic_store_n(&l->sh->compacted, writes, __ATOMIC_SEQ_CST);
     /* Our own segment holds superseded records only. */
     if (l->wfd >= 0) {
         SYS.close(l->wfd);
@@ -307,6 +309,5 @@ int lg_compact(lg_store *l, bool empty, bool salvage, const char *op) {
     }
     s_cleanup(l, cname);
     lg_index_reset(l);
-    l->appended = false;
     return 0;
 }

@@ -139,10 +139,13 @@ static int s_drop(pd_store *s, unsigned flags) {
 }
 
 /* The last handle open on the directory (the state file's shared lock is
- * ours alone) compacts what it appended, best effort: a failure leaves the
- * store as it was. */
+ * ours alone) compacts if anything was written since the last compaction,
+ * best effort: a failure leaves the store as it was. */
 static void s_close_compact(lg_store *l) {
-    if (!l->appended || l->temp || l->statefd < 0) return;
+    if (l->temp || l->statefd < 0 || !l->sh ||
+        __atomic_load_n(&l->sh->writes, __ATOMIC_SEQ_CST) ==
+            __atomic_load_n(&l->sh->compacted, __ATOMIC_SEQ_CST))
+        return;
     if (SYS.flock(l->statefd, LOCK_EX | LOCK_NB) < 0) return;
     if (lg_flock(l, LOCK_EX) == 0) {
         lg_compact(l, false, false, "close");

@@ -86,12 +86,13 @@ int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,
 
 /* The shared counters, in the mmap'd state file. */
 typedef struct lg_shared {
-    char magic[8];    /* "PDLOGST1" once initialised */
-    uint64_t seq;     /* last sequence number handed out */
-    uint64_t gen;     /* compaction generation (bumped by compact/drop) */
-    uint64_t created; /* segments created (a reader relists when it moves) */
-    uint64_t writes;  /* records written or undone (a reader that saw the
-                       * same value has nothing new to read) */
+    char magic[8];      /* "PDLOGST1" once initialised */
+    uint64_t seq;       /* last sequence number handed out */
+    uint64_t gen;       /* compaction generation (bumped by compact/drop) */
+    uint64_t created;   /* segments created (a reader relists when it moves) */
+    uint64_t writes;    /* records written or undone (a reader that saw the
+                         * same value has nothing new to read) */
+    uint64_t compacted; /* `writes` when the last compaction ran */
 } lg_shared;
 
 typedef struct lg_ext {
@@ -133,7 +134,6 @@ typedef struct lg_store {
     uint64_t wsize;    /* its size */
     uint64_t wgen;     /* generation it was created in */
     unsigned ncreated; /* segments this handle created (names) */
-    bool appended;     /* since open or the last compaction */
     pd__buf rec;       /* record being built */
 
     /* reader */

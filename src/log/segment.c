@@ -402,7 +402,6 @@ int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
     __atomic_add_fetch(&l->sh->writes, 1, __ATOMIC_SEQ_CST);
     /* Not indexed here: a writer that never reads (a map task) does not
      * pay for an index; a get reads it back at its catch-up. */
-    l->appended = true;
     return 0;
 }
 
