@@ -263,6 +263,15 @@ START_TEST(refuses_foreign_and_newer) {
     s = fx_open(&f);
     tu_expect_str(s, K("k"), "v");
     TU_OK(pd_close(&s), NULL);
+    /* A FIFO and a directory named like segments: not ours, ignored (never
+     * opened blocking). */
+    snprintf(p, sizeof p, "%s/w-fifo", f.root);
+    ck_assert_int_eq(mkfifo(p, 0600), 0);
+    snprintf(p, sizeof p, "%s/w-dir", f.root);
+    ck_assert_int_eq(mkdir(p, 0700), 0);
+    s = fx_open(&f);
+    tu_expect_str(s, K("k"), "v");
+    TU_OK(pd_close(&s), NULL);
     /* A lost state file is rebuilt from the segments: the sequence goes
      * on after the old records. */
     snprintf(p, sizeof p, "%s/state", f.root);

@@ -389,8 +389,8 @@ static int s_list(lg_store *l, const char *op) {
     if (cgen && l->nsegs == 0) {
         char nm[32];
         snprintf(nm, sizeof nm, "c-%016llx", (unsigned long long)cgen);
-        int sfd =
-            SYS.openat(l->dirfd, nm, O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+        int sfd = SYS.openat(l->dirfd, nm,
+                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
         if (sfd < 0)
             rc = pd__err(&l->base, PD_ERR_IO, errno, "%s: open %s/%s", op,
                          l->path, nm);
@@ -412,7 +412,7 @@ static int s_list(lg_store *l, const char *op) {
             have = !strcmp(l->segs[i].name, de->d_name);
         if (have) continue;
         int sfd = SYS.openat(l->dirfd, de->d_name,
-                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW, 0);
+                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
         if (sfd < 0) {
             /* Removed since: a writer rotating away from a segment that a
              * compaction superseded. */
@@ -420,6 +420,11 @@ static int s_list(lg_store *l, const char *op) {
             rc = pd__err(&l->base, PD_ERR_IO, errno, "%s: open %s/%s", op,
                          l->path, de->d_name);
             break;
+        }
+        struct stat st;
+        if (SYS.fstat(sfd, &st) == 0 && !S_ISREG(st.st_mode)) {
+            SYS.close(sfd); /* not a segment of ours */
+            continue;
         }
         int ix = lg_seg_add(l, de->d_name, sfd, false);
         if (ix < 0) {

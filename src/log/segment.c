@@ -20,7 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define S_OPEN_FLAGS (O_CLOEXEC | O_NOFOLLOW | O_NOCTTY)
+#define S_OPEN_FLAGS (O_CLOEXEC | O_NOFOLLOW | O_NOCTTY | O_NONBLOCK)
 #define S_STATE_SIZE 4096
 
 static int s_openat(int dirfd, const char *name, int flags, mode_t mode) {
