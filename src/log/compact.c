@@ -245,13 +245,15 @@ static void s_cleanup(lg_store *l, const char *keep) {
         const char *n = de->d_name;
         if (!strcmp(n, keep)) continue;
         if (!strncmp(n, "c-", 2) || !strncmp(n, "t-", 2)) {
-            SYS.unlinkat(l->dirfd, n, 0);
+            SYS.unlinkat(l->dirfd, n, 0); /* a directory stays */
         } else if (!strncmp(n, "w-", 2) && strcmp(n, l->wname) != 0) {
             int sfd = SYS.openat(
                 l->dirfd, n, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
             if (sfd < 0) continue;
-            if (SYS.flock(sfd, LOCK_EX | LOCK_NB) == 0)
-                SYS.unlinkat(l->dirfd, n, 0);
+            struct stat st;
+            if (SYS.fstat(sfd, &st) == 0 && S_ISREG(st.st_mode) &&
+                SYS.flock(sfd, LOCK_EX | LOCK_NB) == 0)
+                SYS.unlinkat(l->dirfd, n, 0); /* its writer is gone */
             SYS.close(sfd);
         }
     }
