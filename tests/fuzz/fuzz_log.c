@@ -65,8 +65,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv) {
     return 0;
 }
 
-static void s_put(const char *dir, const char *name, const void *p,
-                  size_t n) {
+static void s_put(const char *dir, const char *name, const void *p, size_t n) {
     char path[600];
     snprintf(path, sizeof path, "%s/%s", dir, name);
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -85,8 +84,7 @@ static int s_check_keys(pd_store *s, size_t *n) {
     int rc = pd_keys(s, &kl, 0);
     *n = 0;
     if (rc) {
-        FZ_CHECK(rc == PD_ERR_CORRUPT || rc == PD_ERR_IO ||
-                     rc == PD_ERR_NOMEM,
+        FZ_CHECK(rc == PD_ERR_CORRUPT || rc == PD_ERR_IO || rc == PD_ERR_NOMEM,
                  "keys -> %d: %s", rc, pd_errmsg(s));
         S_MSG(s);
         return rc;
@@ -188,8 +186,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     rc = pd_log_compact(s, PD_LOG_SALVAGE);
     FZ_CHECK(rc == 0, "salvage -> %d: %s", rc, pd_errmsg(s));
-    FZ_CHECK(s_check_keys(s, &n) == 0, "keys after salvage: %s",
-             pd_errmsg(s));
+    FZ_CHECK(s_check_keys(s, &n) == 0, "keys after salvage: %s", pd_errmsg(s));
     FZ_CHECK(s_check_tail(s) == 0, "tail after salvage: %s", pd_errmsg(s));
     rc = pd_drop(s, 0);
     FZ_CHECK(rc == 0, "drop -> %d: %s", rc, pd_errmsg(s));
