@@ -167,7 +167,6 @@ static int t_destroy(pd_store *s) {
 }
 
 static const pd_store_ops t_fail_ops = {
-    .version = 1,
     .kind = "failing",
     .append = t_append,
     .get = t_get,

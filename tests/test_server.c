@@ -658,8 +658,7 @@ static int t_fg_destroy(pd_store *s) {
     return pd_close(&g->inner);
 }
 
-static const pd_store_ops t_fg_ops = {.version = 1,
-                                      .kind = "failget",
+static const pd_store_ops t_fg_ops = {.kind = "failget",
                                       .append = t_fg_append,
                                       .get = t_fg_get,
                                       .del = t_fg_del,

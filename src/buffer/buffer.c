@@ -66,7 +66,6 @@ typedef struct s_buffer {
     uint64_t usage;
     pd__ktab counts; /* s_count entries, in insertion order */
     uint64_t mark;
-    bool pending;     /* the last op failed (see S_OP) */
     bool slow_locked; /* this session holds slow's lock */
     /* scratch for moves (keys and values of one batch to slow) */
     pd_key *mk;
@@ -96,48 +95,6 @@ typedef struct s_spill {
 static const pd_store_ops s_buffer_ops;
 
 /* --------------------------------------------------------------- Errors */
-
-/* Copies `msg` into out without a trailing ": strerror(sys)" (pd__err adds
- * it back) and without a leading "<kind>: " when kind is given. */
-static void s_strip(char *out, size_t cap, const char *msg, int sys,
-                    const char *kind) {
-    if (kind) {
-        size_t kl = strlen(kind);
-        if (strncmp(msg, kind, kl) == 0 && msg[kl] == ':' && msg[kl + 1] == ' ')
-            msg += kl + 2;
-    }
-    size_t len = strlen(msg);
-    if (sys) {
-        char eb[128];
-        const char *es = strerror_r(sys, eb, sizeof eb);
-        size_t el = strlen(es);
-        if (len >= el + 2 && memcmp(msg + len - el, es, el) == 0 &&
-            memcmp(msg + len - el - 2, ": ", 2) == 0)
-            len -= el + 2;
-    }
-    if (len >= cap) len = cap - 1;
-    memcpy(out, msg, len);
-    out[len] = '\0';
-}
-
-/* Records on the Buffer the error `inner` just reported, with context:
- * "buffer: <ctx>: <inner kind>: <inner message>", keeping its code and
- * errno.  Returns the code (rc if inner recorded none). */
-static int s_err_inner(pd_store *s, const pd_store *inner, int rc,
-                       const char *fmt, ...) PD__PRINTF(4, 5);
-static int s_err_inner(pd_store *s, const pd_store *inner, int rc,
-                       const char *fmt, ...) {
-    int code = pd_errcode(inner);
-    if (code == 0) code = rc;
-    int sys = pd_errno(inner);
-    char imsg[PD__MSG_MAX], ctx[PD__MSG_MAX];
-    s_strip(imsg, sizeof imsg, pd_errmsg(inner), sys, NULL);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx, sizeof ctx, fmt, ap);
-    va_end(ap);
-    return pd__err(s, code, sys, "%s: %s", ctx, imsg);
-}
 
 /* ------------------------------------------------------------ Selection */
 
@@ -432,8 +389,8 @@ static int s_move(s_buffer *b, s_count **sel, size_t m, unsigned fsync) {
             pd__err_clear(fast);
             rc = fast->ops->peek(fast, &sel[i]->key, &ch, &nch);
             if (rc) {
-                rc = s_err_inner(s, fast, rc, "spill %s: read from fast",
-                                 pd__key_short(&sel[i]->key, ks));
+                rc = pd__err_wrap(s, fast, rc, "spill %s: read from fast",
+                                  pd__key_short(&sel[i]->key, ks));
                 break;
             }
             if (s_mscratch(b, nv + (nch ? nch : 1))) {
@@ -453,8 +410,8 @@ static int s_move(s_buffer *b, s_count **sel, size_t m, unsigned fsync) {
         if (rc == 0) {
             rc = pd_append(slow, nv, b->mk, b->mv, PD_NOLOCK | fsync);
             if (rc)
-                rc = s_err_inner(s, slow, rc, "spill %s%s to slow",
-                                 pd__key_short(&sel[0]->key, ks), more);
+                rc = pd__err_wrap(s, slow, rc, "spill %s%s to slow",
+                                  pd__key_short(&sel[0]->key, ks), more);
         }
         pthread_mutex_unlock(&fast->mu);
         if (rc) return rc;
@@ -465,24 +422,24 @@ static int s_move(s_buffer *b, s_count **sel, size_t m, unsigned fsync) {
         for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
         rc = pd_get(fast, m, b->mk, &r, PD_NOLOCK);
         if (rc)
-            return s_err_inner(s, fast, rc, "spill %s%s: read from fast",
-                               pd__key_short(&sel[0]->key, ks), more);
+            return pd__err_wrap(s, fast, rc, "spill %s%s: read from fast",
+                                pd__key_short(&sel[0]->key, ks), more);
         for (size_t i = 0; i < m; i++) b->mv[i] = pd_result_value(r, i);
         rc = pd_append(slow, m, b->mk, b->mv, PD_NOLOCK | fsync);
         pd_result_free(&r);
         if (rc)
-            return s_err_inner(s, slow, rc, "spill %s%s to slow",
-                               pd__key_short(&sel[0]->key, ks), more);
+            return pd__err_wrap(s, slow, rc, "spill %s%s to slow",
+                                pd__key_short(&sel[0]->key, ks), more);
     }
     /* Now in slow: forget them in fast. */
     s_spilled_add(b, sel, m);
     for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
     rc = pd_delete(fast, m, b->mk, PD_NOLOCK);
     if (rc)
-        return s_err_inner(s, fast, rc,
-                           "spill %s%s: copied to slow but not deleted from "
-                           "fast (now held twice)",
-                           pd__key_short(&sel[0]->key, ks), more);
+        return pd__err_wrap(s, fast, rc,
+                            "spill %s%s: copied to slow but not deleted from "
+                            "fast (now held twice)",
+                            pd__key_short(&sel[0]->key, ks), more);
     for (size_t i = 0; i < m; i++) s_count_remove(b, sel[i]);
     return 0;
 }
@@ -526,8 +483,8 @@ static uint64_t s_sum(size_t n, const pd_bytes *vals) {
 
 /* ------------------------------------------------------------------ Ops */
 
-static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
-                         const pd_bytes *vals, unsigned flags) {
+static int s_append(pd_store *s, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
     s_buffer *b = (s_buffer *)s;
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
@@ -548,16 +505,16 @@ static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
     }
     if (rc) {
         s_ents_undo(b, n, vals);
-        return s_err_inner(s, b->fast, rc, "append %s%s to fast",
-                           pd__key_short(&keys[0], ks),
-                           n > 1 ? " (batch)" : "");
+        return pd__err_wrap(s, b->fast, rc, "append %s%s to fast",
+                            pd__key_short(&keys[0], ks),
+                            n > 1 ? " (batch)" : "");
     }
     b->usage += incoming; /* the entries' counts were added by s_ents */
     return 0;
 }
 
-static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
-                      unsigned flags) {
+static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
+                 unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
     char ks[PD__KEYSHORT_MAX];
@@ -567,8 +524,8 @@ static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
         /* PD_BUFFER_PRIVATE and no key ever spilled: fast has it all. */
         rc = pd__get_inner(b->fast, n, keys, &rf, PD_NOLOCK);
         if (rc)
-            return s_err_inner(s, b->fast, rc, "get %s: fast",
-                               pd__key_short(&keys[0], ks));
+            return pd__err_wrap(s, b->fast, rc, "get %s: fast",
+                                pd__key_short(&keys[0], ks));
         if (pd__result_move(r, rf))
             rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: result",
                          pd__key_short(&keys[0], ks));
@@ -579,13 +536,13 @@ static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     if (lrc) return lrc;
     rc = pd__get_inner(b->slow, n, keys, &rs, PD_NOLOCK);
     if (rc)
-        return s_err_inner(s, b->slow, rc, "get %s: slow",
-                           pd__key_short(&keys[0], ks));
+        return pd__err_wrap(s, b->slow, rc, "get %s: slow",
+                            pd__key_short(&keys[0], ks));
     rc = pd__get_inner(b->fast, n, keys, &rf, PD_NOLOCK);
     if (rc) {
         pd_result_free(&rs);
-        return s_err_inner(s, b->fast, rc, "get %s: fast",
-                           pd__key_short(&keys[0], ks));
+        return pd__err_wrap(s, b->fast, rc, "get %s: fast",
+                            pd__key_short(&keys[0], ks));
     }
     /* Slow's bytes were appended first. */
     pd_result *all = rs;
@@ -604,8 +561,7 @@ out:
     return rc;
 }
 
-static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
-                      unsigned flags) {
+static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
     char ks[PD__KEYSHORT_MAX];
@@ -615,14 +571,14 @@ static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
         if (lrc) return lrc;
         rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
         if (rc)
-            return s_err_inner(s, b->slow, rc, "delete %s: slow",
-                               pd__key_short(&keys[0], ks));
+            return pd__err_wrap(s, b->slow, rc, "delete %s: slow",
+                                pd__key_short(&keys[0], ks));
         s_spilled_remove(b, n, keys);
     }
     rc = pd_delete(b->fast, n, keys, PD_NOLOCK);
     if (rc)
-        return s_err_inner(s, b->fast, rc, "delete %s: fast",
-                           pd__key_short(&keys[0], ks));
+        return pd__err_wrap(s, b->fast, rc, "delete %s: fast",
+                            pd__key_short(&keys[0], ks));
     for (size_t i = 0; i < n; i++) {
         s_count *e = s_count_find(b, &keys[i], pd__khash(&keys[i]));
         if (e) s_count_remove(b, e);
@@ -630,8 +586,8 @@ static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
     return 0;
 }
 
-static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
-                      const pd_bytes *vals, unsigned flags) {
+static int s_set(pd_store *s, size_t n, const pd_key *keys,
+                 const pd_bytes *vals, unsigned flags) {
     s_buffer *b = (s_buffer *)s;
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
@@ -642,8 +598,8 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
         if (rc) return rc;
         rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
         if (rc)
-            return s_err_inner(s, b->slow, rc, "set %s: delete from slow",
-                               pd__key_short(&keys[0], ks));
+            return pd__err_wrap(s, b->slow, rc, "set %s: delete from slow",
+                                pd__key_short(&keys[0], ks));
         s_spilled_remove(b, n, keys);
     }
     rc = s_ents(b, n, keys, NULL, "set");
@@ -651,8 +607,8 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
     rc = pd__set_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
     if (rc) {
         s_ents_undo(b, n, NULL);
-        return s_err_inner(s, b->fast, rc, "set %s: fast",
-                           pd__key_short(&keys[0], ks));
+        return pd__err_wrap(s, b->fast, rc, "set %s: fast",
+                            pd__key_short(&keys[0], ks));
     }
     for (size_t i = 0; i < n; i++) {
         s_count *e = b->ents[i];
@@ -663,15 +619,15 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
     return 0;
 }
 
-static int s_drop_impl(pd_store *s, unsigned flags) {
+static int s_drop(pd_store *s, unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
     int lrc = s_need_slow(b);
     if (lrc) return lrc;
     int rc = pd_drop(b->fast, PD_NOLOCK);
-    if (rc) rc = s_err_inner(s, b->fast, rc, "drop: fast");
+    if (rc) rc = pd__err_wrap(s, b->fast, rc, "drop: fast");
     int rc2 = pd_drop(b->slow, PD_NOLOCK);
-    if (rc2 && !rc) rc = s_err_inner(s, b->slow, rc2, "drop: slow");
+    if (rc2 && !rc) rc = pd__err_wrap(s, b->slow, rc2, "drop: slow");
     s_counts_clear(b);
     if (rc2 == 0) { /* slow is empty now: the index is complete again */
         s_spilled_clear(b);
@@ -687,14 +643,14 @@ typedef struct s_union {
     uint64_t size;
 } s_union;
 
-static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
+static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     s_buffer *b = (s_buffer *)s;
     if (!s_slow_may_hold(b, 0, NULL)) {
         /* PD_BUFFER_PRIVATE and nothing spilled: fast's keys are all. */
         pd_keylist *fl = NULL;
         int rc = pd_keys(b->fast, &fl, PD_NOLOCK);
-        if (rc) return s_err_inner(s, b->fast, rc, "keys: fast");
+        if (rc) return pd__err_wrap(s, b->fast, rc, "keys: fast");
         for (size_t i = 0; i < fl->count && rc == 0; i++)
             if (pd__keylist_add_packed(kl, fl->buf + fl->ent[i].off,
                                        fl->ent[i].len, fl->ent[i].size))
@@ -712,8 +668,8 @@ static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
     for (int j = 0; j < 2 && rc == 0; j++) {
         rc = pd_keys(inner[j], &lists[j], PD_NOLOCK);
         if (rc)
-            rc = s_err_inner(s, inner[j], rc, "keys: %s",
-                             j == 0 ? "slow" : "fast");
+            rc = pd__err_wrap(s, inner[j], rc, "keys: %s",
+                              j == 0 ? "slow" : "fast");
     }
     if (rc) goto out;
     size_t total = lists[0]->count + lists[1]->count, at = 0;
@@ -755,43 +711,6 @@ out:
     return rc;
 }
 
-/* The dispatcher keeps an op's message only if the calling thread's last
- * error still belongs to this store when it finishes; unlocking the inner
- * stores (pd_unlock clears the thread's error for them) would lose it.  So
- * an op that failed leaves `pending` set and the unlock hook records the
- * message again after unlocking. */
-#define S_OP(name, params, args)                                               \
-    static int s_##name params {                                               \
-        int rc_ = s_##name##_impl args;                                        \
-        ((s_buffer *)s)->pending = rc_ != 0;                                   \
-        return rc_;                                                            \
-    }
-S_OP(append,
-     (pd_store * s, size_t n, const pd_key *keys, const pd_bytes *vals,
-      unsigned flags),
-     (s, n, keys, vals, flags))
-S_OP(get,
-     (pd_store * s, size_t n, const pd_key *keys, pd_result *r, unsigned flags),
-     (s, n, keys, r, flags))
-S_OP(del, (pd_store * s, size_t n, const pd_key *keys, unsigned flags),
-     (s, n, keys, flags))
-S_OP(set,
-     (pd_store * s, size_t n, const pd_key *keys, const pd_bytes *vals,
-      unsigned flags),
-     (s, n, keys, vals, flags))
-S_OP(drop, (pd_store * s, unsigned flags), (s, flags))
-S_OP(keys, (pd_store * s, pd_keylist *kl, unsigned flags), (s, kl, flags))
-
-/* Re-records s's handle-level error as the thread's last error. */
-static void s_rerecord(pd_store *s) {
-    char keep[PD__MSG_MAX];
-    pthread_mutex_lock(&s->err_mu);
-    int code = s->err_code, sys = s->err_sys;
-    s_strip(keep, sizeof keep, s->err_msg, sys, s->ops->kind);
-    pthread_mutex_unlock(&s->err_mu);
-    if (code) pd__err(s, code, sys, "%s", keep);
-}
-
 static int s_lock_hook(pd_store *s) {
     s_buffer *b = (s_buffer *)s;
     int rc = pd__lock_inner(s, b->fast);
@@ -814,12 +733,10 @@ static int s_unlock_hook(pd_store *s) {
     if (b->slow_locked) {
         b->slow_locked = false;
         rc = pd__unlock_inner(s, b->slow);
-        if (rc) rc = s_err_inner(s, b->slow, rc, "unlock slow");
+        if (rc) rc = pd__err_wrap(s, b->slow, rc, "unlock slow");
     }
     int rc2 = pd__unlock_inner(s, b->fast);
-    if (rc2 && !rc) rc = s_err_inner(s, b->fast, rc2, "unlock fast");
-    if (!rc && b->pending) s_rerecord(s);
-    b->pending = false;
+    if (rc2 && !rc) rc = pd__err_wrap(s, b->fast, rc2, "unlock fast");
     return rc;
 }
 
@@ -836,7 +753,6 @@ static int s_destroy(pd_store *s) {
     int rc = 0;
     s_counts_clear(b);
     s_spilled_clear(b);
-    b->pending = false;
     free(b->mk);
     free(b->mv);
     free(b->ents);
@@ -852,12 +768,8 @@ static int s_destroy(pd_store *s) {
         const char *name[2] = {"fast", "slow"};
         for (int j = 0; j < 2; j++) {
             int crc = pd_close(inner[j]);
-            if (crc && !rc) {
-                char m[PD__MSG_MAX];
-                int sys = pd_errno(NULL);
-                s_strip(m, sizeof m, pd_errmsg(NULL), sys, NULL);
-                rc = pd__err(s, crc, sys, "close %s store: %s", name[j], m);
-            }
+            if (crc && !rc)
+                rc = pd__err_wrap(s, NULL, crc, "close %s store", name[j]);
         }
     }
     b->fast = NULL;
@@ -866,7 +778,6 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_buffer_ops = {
-    .version = 1,
     .kind = "buffer",
     .append = s_append,
     .get = s_get,
@@ -903,12 +814,8 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
          * of it, slow is read for every key until a drop. */
         pd_keylist *kl = NULL;
         int krc = pd_keys(*slow, &kl, 0);
-        if (krc) {
-            char m[PD__MSG_MAX];
-            int sys = pd_errno(*slow);
-            s_strip(m, sizeof m, pd_errmsg(*slow), sys, NULL);
-            return pd__err(NULL, krc, sys, "buffer: open: keys of slow: %s", m);
-        }
+        if (krc)
+            return pd__err_wrap(NULL, *slow, krc, "buffer: open: keys of slow");
         slow_had_keys = kl->count > 0;
         pd_keylist_free(&kl);
     }
@@ -937,7 +844,7 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
 }
 
 static s_buffer *s_buf(const pd_store *s) {
-    return s && s->ops == &s_buffer_ops ? (s_buffer *)s : NULL;
+    return pd__store_as(s, &s_buffer_ops);
 }
 
 uint64_t pd_buffer_memory_usage(const pd_store *s) {
@@ -984,41 +891,30 @@ static int s_move_keys(s_buffer *b, size_t n, const pd_key *keys,
     return m ? s_move(b, sel, m, fsync) : 0;
 }
 
+typedef struct s_flush_args {
+    size_t n;
+    const pd_key *keys; /* NULL: every key */
+} s_flush_args;
+
+static int s_flush_call(pd_store *s, void *arg, unsigned flags) {
+    const s_flush_args *fa = arg;
+    unsigned fsync = flags & PD_FSYNC;
+    return fa->keys ? s_move_keys((s_buffer *)s, fa->n, fa->keys, fsync)
+                    : s_move_all((s_buffer *)s, fsync);
+}
+
 int pd_buffer_flush(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
-    s_buffer *b = s_buf(s);
     if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: flush: NULL store");
     pd__err_clear(s);
-    if (!b) return pd__err(s, PD_ERR_MISUSE, 0, "flush: not a buffer store");
-    if (flags & ~PD__ALL_CALL_FLAGS)
-        return pd__err(s, PD_ERR_MISUSE, 0, "flush: unknown flags 0x%x",
-                       flags & ~PD__ALL_CALL_FLAGS);
+    if (!s_buf(s))
+        return pd__err(s, PD_ERR_MISUSE, 0, "flush: not a buffer store");
     for (size_t i = 0; keys && i < n; i++) {
         char why[64];
         int rc = pd__key_check(&keys[i], why);
         if (rc) return pd__err(s, rc, 0, "flush: key %zu: %s", i, why);
     }
-    int rc;
-    if (flags & PD_NOLOCK) {
-        pthread_mutex_lock(&s->mu);
-    } else {
-        rc = pd_lock(s);
-        if (rc) return rc;
-    }
-    unsigned fsync = flags & PD_FSYNC;
-    rc = keys ? s_move_keys(b, n, keys, fsync) : s_move_all(b, fsync);
-    int urc = 0;
-    if (flags & PD_NOLOCK) {
-        pthread_mutex_unlock(&s->mu);
-    } else {
-        b->pending = rc != 0;
-        urc = pd_unlock(s); /* clears the thread's error for s */
-        b->pending = false;
-        if (rc) s_rerecord(s);
-    }
-    if (rc) return rc;
-    if (urc) return urc;
-    pd__err_clear(s);
-    return 0;
+    s_flush_args fa = {n, keys};
+    return pd__call(s, "flush", flags, PD__ALL_CALL_FLAGS, s_flush_call, &fa);
 }
 
 int pd_buffer_discard(pd_store *s) {
@@ -1053,7 +949,8 @@ int pd_buffer_discard(pd_store *s) {
         for (size_t i = 0; i < m; i++) {
             rc = pd_delete(b->fast, 1, &k[i], 0);
             if (rc) {
-                rc = s_err_inner(s, b->fast, rc, "discard %s: delete from fast",
+                rc =
+                    pd__err_wrap(s, b->fast, rc, "discard %s: delete from fast",
                                  pd__key_short(&k[i], ks));
                 break;
             }

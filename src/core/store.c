@@ -113,6 +113,54 @@ int pd__err_inner(pd_store *s, const pd_store *inner, int code) {
     return code;
 }
 
+/* Copies msg into out without a trailing ": strerror(sys)" (pd__err adds it
+ * back) and without a leading "<kind>: " when kind is given. */
+static void s_strip(char *out, size_t cap, const char *msg, int sys,
+                    const char *kind) {
+    if (kind) {
+        size_t kl = strlen(kind);
+        if (strncmp(msg, kind, kl) == 0 && msg[kl] == ':' && msg[kl + 1] == ' ')
+            msg += kl + 2;
+    }
+    size_t len = strlen(msg);
+    if (sys) {
+        char eb[128];
+        const char *es = strerror_r(sys, eb, sizeof eb);
+        size_t el = strlen(es);
+        if (len >= el + 2 && memcmp(msg + len - el, es, el) == 0 &&
+            memcmp(msg + len - el - 2, ": ", 2) == 0)
+            len -= el + 2;
+    }
+    if (len >= cap) len = cap - 1;
+    memcpy(out, msg, len);
+    out[len] = '\0';
+}
+
+int pd__err_wrap(pd_store *s, const pd_store *inner, int rc, const char *fmt,
+                 ...) {
+    int code = pd_errcode(inner);
+    if (code == 0) code = rc;
+    int sys = pd_errno(inner);
+    char imsg[PD__MSG_MAX], ctx[PD__MSG_MAX];
+    s_strip(imsg, sizeof imsg, pd_errmsg(inner), sys, NULL);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ctx, sizeof ctx, fmt, ap);
+    va_end(ap);
+    return pd__err(s, code, sys, "%s: %s", ctx, imsg);
+}
+
+void pd__err_save(const pd_store *s, pd__errsave *sv) {
+    sv->code = pd_errcode(s);
+    sv->sys = pd_errno(s);
+    s_set_msg(sv->msg, pd_errmsg(s));
+}
+
+int pd__err_restore(pd_store *s, const pd__errsave *sv) {
+    s_record(s, sv->code, sv->sys, sv->msg);
+    return sv->code;
+}
+
 void pd__err_set_sys(pd_store *s, int sys) {
     if (tl_err.store == s) tl_err.sys = sys;
     if (s) {
@@ -378,14 +426,20 @@ static int s_enter(pd_store *s, unsigned flags) {
     return s_lock(s);
 }
 
+/* Unlocks (or releases mu).  An op's error survives the unlock hooks: a
+ * wrapper's hook unlocks its inner stores, whose bookkeeping may replace
+ * the thread's last error. */
 static int s_leave(pd_store *s, unsigned flags, int rc) {
     if (flags & PD_NOLOCK) {
         pthread_mutex_unlock(&s->mu);
         return rc;
     }
-    bool had_err = rc != 0;
-    int urc = s_unlock(s);
-    if (!had_err && urc) rc = urc;
+    if (PD__LIKELY(rc == 0)) return s_unlock(s);
+    pd__errsave sv;
+    bool mine = tl_err.store == s && tl_err.code != 0;
+    if (mine) pd__err_save(s, &sv);
+    s_unlock(s);
+    if (mine) pd__err_restore(s, &sv);
     return rc;
 }
 
@@ -636,6 +690,19 @@ int pd_keys(pd_store *s, pd_keylist **out, unsigned flags) {
     }
     *out = kl;
     return s_finish(s, "keys", 0);
+}
+
+int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
+             pd__call_fn fn, void *arg) {
+    pd__err_clear(s);
+    if (flags & ~allowed)
+        return pd__err(s, PD_ERR_MISUSE, 0, "%s: unknown flags 0x%x", op,
+                       flags & ~allowed);
+    int rc = s_enter(s, flags);
+    if (rc) return s_finish(s, op, rc);
+    rc = fn(s, arg, flags | PD_NOLOCK);
+    rc = s_leave(s, flags, rc);
+    return s_finish(s, op, rc);
 }
 
 int pd_close(pd_store **sp) {

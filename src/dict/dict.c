@@ -667,7 +667,6 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_dict_ops = {
-    .version = 1,
     .kind = "dict",
     .append = s_append,
     .get = s_get,

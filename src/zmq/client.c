@@ -708,7 +708,6 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_client_ops = {
-    .version = 1,
     .kind = "client",
     .append = s_append,
     .get = s_get,
