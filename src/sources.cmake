@@ -7,7 +7,7 @@ set(PARTD_SOURCES_CORE
   src/core/sys.c)
 set(PARTD_SOURCES_DICT src/dict/arena.c src/dict/dict.c)
 set(PARTD_SOURCES_FILE src/file/file.c)
-set(PARTD_SOURCES_BUFFER src/buffer/buffer.c)
+set(PARTD_SOURCES_BUFFER src/buffer/buffer.c src/buffer/spill.c)
 set(PARTD_SOURCES_ENCODE
   src/encode/codec.c src/encode/encode.c src/encode/frame.c
   src/encode/codec_blosc.c src/encode/codec_bz2.c src/encode/codec_lz4.c

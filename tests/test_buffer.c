@@ -339,7 +339,8 @@ START_TEST(roundtrip_in_memory) {
 }
 END_TEST
 
-/* The reference's defect 3: bytes must come back in append order. */
+/* Bytes come back in append order across spills (partd returns fast's
+ * bytes before slow's). */
 START_TEST(order_after_spill) {
     pd_store *b = s_buf_dd(100);
     pd_key k = PD_KEY_STR("x");
