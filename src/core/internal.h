@@ -128,6 +128,10 @@ void pd__err_set_sys(pd_store *s, int sys);
 void pd__err_to_thread(const pd_store *s);
 /* Sets the thread's error state to success for s. */
 void pd__err_clear(const pd_store *s);
+/* Whether the calling thread's last error is an error recorded on s. */
+bool pd__err_is_current(const pd_store *s);
+/* Detaches the thread's last error from s (s is being freed). */
+void pd__err_forget(const pd_store *s);
 
 /* Records on s the error `inner` just reported, in context: the message
  * becomes "<kind of s>: <ctx>: <inner's message>", keeping inner's code
