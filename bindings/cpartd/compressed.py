@@ -4,7 +4,8 @@
 Over a cpartd store (File, Dict, Buffer, ...) the codec runs in C with the
 GIL released: libpartd's Encode layer (pd_compress_open), whose frames are
 byte-for-byte partd's for zlib, bz2, snappy and blosc; it leaves torn
-frames out on get (REFERENCE.md defect 7).  Over any other store, ZLib,
+frames out on get (partd 1.3 cannot read a key past a torn frame, which a
+writer killed during an append leaves).  Over any other store, ZLib,
 BZ2, Snappy and Blosc are partd's Python ``Encode`` with that module's
 compress/decompress (as partd: a `partial`-like factory, so
 ``isinstance(p, Encode)`` holds either way).
