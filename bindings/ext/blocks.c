@@ -10,29 +10,32 @@
  * Pieces are coded by libpartd's codecs, those of its Encode layer
  * (src/encode/codec_snappy.c, codec_blosc.c), run over the caller's memory
  * through a sink: the same bytes, and every piece read gets their header
- * checks before anything is decoded.  The one exception is blosc encoding:
- * libpartd's blosc codec shuffles with typesize 8 (python-blosc's default
- * for bytes) while partd compresses a block with its item size, a
- * different chunk, so that call is made here.
+ * checks before anything is decoded.  partd compresses a numeric block with
+ * its item size as blosc's typesize, so blosc encoders are made per
+ * typesize (pd__codec_blosc_typed).
  */
 #include "cpartd.h"
 
 #include "encode/codec.h"
 
-#include <blosc.h>
-#include <snappy-c.h>
+#include <blosc.h> /* BLOSC_MAX_BUFFERSIZE */
 #include <stdio.h>
 #include <string.h>
 
 /* libpartd's snappy and blosc codecs (made once; neither keeps state
  * between calls, so threads share them). */
 static pd_codec s_snappy, s_blosc;
+/* Blosc encoders for the common item sizes, typesize i at [i]. */
+#define S_TYPED_MAX 16
+static pd_codec s_blosc_typed[S_TYPED_MAX + 1];
 
 int cp_blocks_init(void) {
     static bool ready;
     if (ready) return 0;
     int rc = pd_codec_builtin(&s_snappy, "snappy", PD_LEVEL_DEFAULT);
     if (!rc) rc = pd_codec_builtin(&s_blosc, "blosc", 9);
+    for (size_t t = 1; t <= S_TYPED_MAX && !rc; t++)
+        rc = pd__codec_blosc_typed(&s_blosc_typed[t], 9, t);
     if (rc) {
         cp_raise(NULL, rc);
         return -1;
@@ -68,8 +71,8 @@ static int s_run(int (*fn)(void *, const void *, size_t, pd_sink *), void *ctx,
 
 /* The room compressing n bytes with codec may take. */
 static size_t s_codec_bound(int codec, size_t n) {
-    if (codec == CP_CODEC_BLOSC) return n + BLOSC_MAX_OVERHEAD;
-    if (codec == CP_CODEC_SNAPPY) return snappy_max_compressed_length(n);
+    if (codec == CP_CODEC_BLOSC) return pd__codec_blosc.bound(n);
+    if (codec == CP_CODEC_SNAPPY) return pd__codec_snappy.bound(n);
     return n;
 }
 
@@ -77,13 +80,19 @@ static size_t s_codec_bound(int codec, size_t n) {
  * the compressed size, or 0 on failure (never for a correct bound). */
 static size_t s_codec_compress(int codec, size_t typesize, const void *src,
                                size_t n, void *dst, size_t room) {
+    size_t out;
     if (codec == CP_CODEC_BLOSC) {
-        int r = blosc_compress_ctx(9, BLOSC_SHUFFLE, typesize, n, src, dst,
-                                   room, "blosclz", 0, 1);
-        return r > 0 ? (size_t)r : 0;
+        /* An uncommon item size gets an encoder for this call only. */
+        pd_codec tmp = {0}, *c = &tmp;
+        if (typesize >= 1 && typesize <= S_TYPED_MAX)
+            c = &s_blosc_typed[typesize];
+        else if (pd__codec_blosc_typed(&tmp, 9, typesize))
+            return 0;
+        int rc = s_run(c->encode, c->ctx, src, n, dst, room, &out, NULL);
+        if (c == &tmp) tmp.destroy(tmp.ctx);
+        return rc ? 0 : out;
     }
     if (codec == CP_CODEC_SNAPPY) {
-        size_t out;
         return s_run(s_snappy.encode, s_snappy.ctx, src, n, dst, room, &out,
                      NULL)
                    ? 0
