@@ -36,6 +36,7 @@ static void s_emit_empty_results(pd__handler *h, size_t n) {
     h->emit(h->emit_arg, n, h->out);
 }
 
+/* Records the outcome of a failed request and sends its error reply. */
 static int s_vfail(pd__handler *h, int code, int malformed, const char *fmt,
                    va_list ap) {
     vsnprintf(h->msg, sizeof h->msg, fmt, ap);
