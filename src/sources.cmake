@@ -11,7 +11,9 @@ set(PARTD_SOURCES_ENCODE
   src/encode/codec.c src/encode/encode.c src/encode/frame.c
   src/encode/codec_blosc.c src/encode/codec_bz2.c src/encode/codec_lz4.c
   src/encode/codec_snappy.c src/encode/codec_zlib.c src/encode/codec_zstd.c)
-set(PARTD_SOURCES_ZMQ src/zmq/client.c src/zmq/server.c src/zmq/wire.c)
+set(PARTD_SOURCES_ZMQ
+  src/zmq/client.c src/zmq/client_pipe.c src/zmq/curve.c src/zmq/handler.c
+  src/zmq/server.c src/zmq/server_open.c src/zmq/wire.c)
 set(PARTD_SOURCES_CLI
   src/cli/args.c src/cli/demo.c src/cli/main.c src/cli/serve.c)
 

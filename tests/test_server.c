@@ -368,7 +368,7 @@ END_TEST
 START_TEST(wire_codec) {
     unsigned seed = 12345;
     const char alpha[] = "-|ab";
-    pd__wbuf wb = {0};
+    pd__buf wb = {0};
     pd__wkeys wk = {0};
     int accepted = 0, refused = 0;
     for (int iter = 0; iter < 20000; iter++) {
@@ -426,7 +426,7 @@ START_TEST(wire_codec) {
     ck_assert_int_eq(pd__wire_keys_decode(&wk, 2, f, 1, &bad), 0);
     ck_assert_uint_eq(wk.keys[1].nparts, 64);
     pd__wkeys_free(&wk);
-    pd__wbuf_free(&wb);
+    pd__buf_free(&wb);
 
     /* Final replies. */
     int code = 0;
