@@ -33,13 +33,6 @@
 #define PD_DEMO_MIN_RECSIZE 16u /* key and index */
 #define PD_DEMO_MAX_RECSIZE 65536u
 #define PD_DEMO_MAX_RECORDS ((uint64_t)1 << 40)
-#define PD_DEMO_BATCH 65536u /* a partition's buffer, appended when full */
-#define PD_DEMO_BATCH_BUDGET                                                   \
-    (16u << 20) /* all of a worker's buffers together */
-#define PD_DEMO_CLIENT_TIMEOUT_MS 60000
-#define PD_DEMO_SERVER_START_S 30.0 /* to print its address */
-#define PD_DEMO_SERVER_STOP_S 300.0 /* to flush the Buffer to disk and exit */
-#define PD_DEMO_GRACE_S 5.0         /* between SIGTERM and SIGKILL */
 
 /* --------------------------------------------------------------- State */
 

@@ -19,6 +19,12 @@
 #include <sys/prctl.h>
 #endif
 
+#define S_BATCH 65536u /* a partition's buffer, appended when full */
+#define S_BATCH_BUDGET (16u << 20) /* all of a worker's buffers together */
+#define S_CLIENT_TIMEOUT_MS 60000
+#define S_SERVER_START_S 30.0 /* for the server to print its address */
+#define S_GRACE_S 5.0         /* between SIGTERM and SIGKILL */
+
 static void s_report_workers(const pd_demo *d);
 
 double pd_demo_now(void) {
@@ -163,7 +169,7 @@ void pd_demo_stop_children(pd_demo *d) {
     for (unsigned w = 0; w < d->o.workers; w++)
         if (d->workers[w].live) kill(d->workers[w].pid, SIGTERM);
     if (d->server.live) kill(d->server.pid, SIGTERM);
-    double until = pd_demo_now() + PD_DEMO_GRACE_S;
+    double until = pd_demo_now() + S_GRACE_S;
     for (;;) {
         bool any = false;
         for (unsigned w = 0; w < d->o.workers; w++)
@@ -218,7 +224,7 @@ int pd_demo_start_server(pd_demo *d) {
 
     /* Its first line is the address. */
     size_t len = 0;
-    double until = pd_demo_now() + PD_DEMO_SERVER_START_S;
+    double until = pd_demo_now() + S_SERVER_START_S;
     int rc = 0;
     bool eof = false;
     while (rc == 0) {
@@ -228,7 +234,7 @@ int pd_demo_start_server(pd_demo *d) {
         }
         if (pd_demo_now() > until) {
             rc = pd_demo_fail(d, "server (pid %d) printed no address in %.0f s",
-                              (int)pid, PD_DEMO_SERVER_START_S);
+                              (int)pid, S_SERVER_START_S);
             break;
         }
         struct pollfd pf = {fds[0], POLLIN, 0};
@@ -283,7 +289,7 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
         rc = pd_file_open(&inner, d->dir, 0);
     } else {
         pd_client_opts co = {0};
-        co.timeout_ms = PD_DEMO_CLIENT_TIMEOUT_MS;
+        co.timeout_ms = S_CLIENT_TIMEOUT_MS;
         rc = pd_client_open(&inner, d->addr, &co);
         *client = inner;
     }
@@ -311,9 +317,9 @@ static int s_worker(pd_demo *d, unsigned w) {
     uint64_t hi = d->o.records * (w + 1) / d->o.workers;
 
     /* Records per partition buffer: 64 KiB worth, fewer when there are so
-     * many partitions that the buffers would pass PD_DEMO_BATCH_BUDGET. */
-    size_t per = PD_DEMO_BATCH / B;
-    size_t budget = PD_DEMO_BATCH_BUDGET / P / B;
+     * many partitions that the buffers would pass S_BATCH_BUDGET. */
+    size_t per = S_BATCH / B;
+    size_t budget = S_BATCH_BUDGET / P / B;
     if (budget < per) per = budget;
     if (per == 0) per = 1;
     size_t cap = per * B;

@@ -9,6 +9,9 @@
 #include <inttypes.h>
 #include <sys/wait.h>
 
+/* For the server to flush its Buffer to disk and exit after `close`. */
+#define S_SERVER_STOP_S 300.0
+
 static int s_check_part(pd_demo *d, unsigned p, pd_bytes v, pd_demo_sum *got) {
     const size_t B = d->o.recsize;
     const unsigned char *data = v.data;
@@ -118,11 +121,11 @@ int pd_demo_wait_server(pd_demo *d, double *secs) {
     double t0 = pd_demo_now();
     while (!pd_demo_reap(&d->server, false)) {
         if (pd_demo_stop) return PD_CLI_EXIT_INTR;
-        if (pd_demo_now() - t0 > PD_DEMO_SERVER_STOP_S)
+        if (pd_demo_now() - t0 > S_SERVER_STOP_S)
             return pd_demo_fail(d,
                                 "server (pid %d) did not exit %.0f s after "
                                 "`close`",
-                                (int)d->server.pid, PD_DEMO_SERVER_STOP_S);
+                                (int)d->server.pid, S_SERVER_STOP_S);
         pd_demo_sleep_ms(10);
     }
     *secs = pd_demo_now() - t0;
