@@ -141,18 +141,6 @@ check "usage errors created no store" test ! -e "$S"
 # One parser for every verb: "--" ends the options, values as --opt=VALUE
 # or --opt VALUE, short options grouped, sizes with their units, and usage
 # errors that name the verb and the option.
-# usage_msg DESC REGEX ARGS...: a usage error (exit 2) whose first line on
-# stderr matches REGEX.
-usage_msg() {
-    local d=$1 re=$2
-    shift 2
-    run "$@"
-    if [ "$RC" -eq 2 ] && head -n 1 "$W/err" | grep -qE -- "$re" && [ ! -s "$W/out" ]; then
-        ok "usage error names it: $d"
-    else
-        bad "usage error names it: $d" "exit $RC, want 2 and /$re/"
-    fi
-}
 O=$A/opts
 printf 'dash' >"$W/dash"
 run_in "$W/dash" append "$O" -- -x

@@ -153,18 +153,6 @@ usage "an argument" extra
 tmp_clean "usage errors"
 
 # The one option parser and size parser (shared with the other verbs).
-# usage_msg DESC REGEX ARGS...: a usage error whose first line on stderr
-# matches REGEX (it names the verb and the option).
-usage_msg() {
-    local d=$1 re=$2
-    shift 2
-    run "$@"
-    if [ "$RC" -eq 2 ] && head -n 1 "$W/err" | grep -qE -- "$re" && [ ! -s "$W/out" ]; then
-        ok "usage error names it: $d"
-    else
-        bad "usage error names it: $d" "exit $RC, want 2 and /$re/"
-    fi
-}
 usage "an argument after --" --records 1k -- extra
 usage_msg "unknown option" "^partd: demo: unknown option '--frob'" --frob
 usage_msg "unknown short option" "^partd: demo: unknown option '-z'" -qz
