@@ -256,9 +256,10 @@ void pd_cli_usage_line(pd_cli_out *o, const pd_cli_verb *v) {
             char shrt[8] = "";
             if (op->id < PD_CLI_LONG)
                 snprintf(shrt, sizeof shrt, "-%c|", op->id);
-            snprintf(item, sizeof item, "[%s--%s%s%s]%s", shrt, op->name,
-                     op->arg ? " " : "", op->arg ? op->arg : "",
-                     op->repeat ? "..." : "");
+            bool need = i < PD_CLI_MAX_OPTS && (v->need >> i & 1u);
+            snprintf(item, sizeof item, "%s%s--%s%s%s%s%s", need ? "" : "[",
+                     shrt, op->name, op->arg ? " " : "", op->arg ? op->arg : "",
+                     need ? "" : "]", op->repeat ? "..." : "");
         }
         size_t len = strlen(item);
         if (used + 1 + len > S_OPTS_WIDTH) {

@@ -42,6 +42,8 @@ typedef struct pd_cli_verb {
     const pd_cli_opt *opts;
     size_t nopts;
     unsigned only;    /* bit i set: takes opts[i]; 0: takes every one */
+    unsigned need;    /* bit i set: opts[i] is required (the usage shows it
+                         without brackets) */
     const char *tail; /* what follows the options in its help, or NULL */
 } pd_cli_verb;
 

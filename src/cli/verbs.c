@@ -159,36 +159,37 @@ static const char s_repair_about[] =
     "atomically, by its complete frames only.  Prints the number of bytes\n"
     "removed.  A corrupt key (not torn) fails and is left as it is.\n";
 
-/* A row of s_verbs: every store verb takes s_all's options in `opts`, -h,
- * and has the same tail in its help. */
-#define S_VERB(name_, opts_, args_, summary_, about_)                          \
+/* A row of s_verbs: every store verb takes s_all's options in `opts_`
+ * (those in `need_` are required) and -h, and has the same tail in its
+ * help. */
+#define S_VERB(name_, opts_, need_, args_, summary_, about_)                   \
     {                                                                          \
         .name = name_, .run = s_run, .args = args_, .summary = summary_,       \
         .about = about_, .opts = s_all, .nopts = S_NOPTS,                      \
-        .only = (opts_) | S_COMMON, .tail = pd_cli_store_tail                  \
+        .only = (opts_) | S_COMMON, .need = need_, .tail = pd_cli_store_tail   \
     }
 
 static const s_verb s_verbs[] = {
     {S_VERB("append",
             S_BIT(S_OPT_FSYNC) | S_BIT(S_OPT_REPR) | S_CODEC_OPTS | S_NET_OPTS,
-            "DIR KEY", "append all of standard input to KEY (creates DIR)",
+            0, "DIR KEY", "append all of standard input to KEY (creates DIR)",
             s_append_about),
      s_verb_append, 1, 2},
-    {S_VERB("get", S_BIT(S_OPT_REPR) | S_CODEC_OPTS | S_NET_OPTS, "DIR KEY",
+    {S_VERB("get", S_BIT(S_OPT_REPR) | S_CODEC_OPTS | S_NET_OPTS, 0, "DIR KEY",
             "write KEY's value to standard output", s_get_about),
      s_verb_get, 1, 2},
-    {S_VERB("keys", S_BIT(S_OPT_SIZES) | S_NET_OPTS, "DIR",
+    {S_VERB("keys", S_BIT(S_OPT_SIZES) | S_NET_OPTS, 0, "DIR",
             "list the keys that hold data, one per line", s_keys_about),
      s_verb_keys, 0, 1},
-    {S_VERB("delete", S_BIT(S_OPT_REPR) | S_NET_OPTS, "DIR KEY...",
+    {S_VERB("delete", S_BIT(S_OPT_REPR) | S_NET_OPTS, 0, "DIR KEY...",
             "forget the KEYs (missing keys are fine)", "DIR must exist.\n"),
      s_verb_delete, 1, -1},
-    {S_VERB("drop", S_NET_OPTS, "DIR",
+    {S_VERB("drop", S_NET_OPTS, 0, "DIR",
             "delete every key; the store stays usable",
             "Keeps DIR and its lock file.  DIR must exist.\n"),
      s_verb_drop, 0, 1},
-    {S_VERB("repair", S_BIT(S_OPT_REPR) | S_CODEC_OPTS,
-            "--codec NAME DIR KEY...", "rewrite KEYs without their torn frames",
+    {S_VERB("repair", S_BIT(S_OPT_REPR) | S_CODEC_OPTS, S_BIT(S_OPT_CODEC),
+            "DIR KEY...", "rewrite KEYs without their torn frames",
             s_repair_about),
      s_verb_repair, 2, -1},
 };
