@@ -19,7 +19,8 @@
 #include <zmq.h>
 
 /* The CLI verb, tested in forked children without the CLI's main(). */
-#include "cli/args.c"
+#include "cli/opts.c"
+#include "cli/out.c"
 #include "cli/serve.c"
 
 #ifndef PARTD_SOURCE_DIR
