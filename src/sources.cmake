@@ -12,11 +12,12 @@ set(PARTD_SOURCES_ENCODE
   src/encode/codec_blosc.c src/encode/codec_bz2.c src/encode/codec_lz4.c
   src/encode/codec_snappy.c src/encode/codec_zlib.c src/encode/codec_zstd.c)
 set(PARTD_SOURCES_ZMQ src/zmq/client.c src/zmq/server.c src/zmq/wire.c)
+set(PARTD_SOURCES_FANOUT src/fanout/fanout.c src/fanout/namespace.c)
 set(PARTD_SOURCES_CLI
   src/cli/args.c src/cli/demo.c src/cli/main.c src/cli/serve.c)
 
 set(PARTD_SOURCES)
-foreach(folder CORE DICT FILE BUFFER ENCODE ZMQ)
+foreach(folder CORE DICT FILE BUFFER ENCODE ZMQ FANOUT)
   foreach(f ${PARTD_SOURCES_${folder}})
     list(APPEND PARTD_SOURCES ${PROJECT_SOURCE_DIR}/${f})
   endforeach()
