@@ -93,8 +93,9 @@ static pd_store *t_fanout(pd_store **inner, size_t n) {
  * (XXH64 of the packed key, jump consistent hash) gives the same. */
 START_TEST(routing_reference) {
     static const size_t ns[] = {1, 2, 3, 5, 8, 100};
-    char big[100];
+    char big[1000];
     memset(big, 'L', sizeof big);
+    pd_bytes t3[] = {{big, 300}, V("x")};
     pd_bytes t1[] = {V("a"), V("b")};
     pd_bytes t2[] = {V("x"), {"", 0}, V("1")};
     struct {
@@ -109,6 +110,9 @@ START_TEST(routing_reference) {
         {PD_KEY_TUPLE(t1, 2), 0x47a9beb5053f3f6cULL, {0, 1, 1, 1, 1, 63}},
         {PD_KEY_TUPLE(t2, 3), 0xf0b29a7939ebfa28ULL, {0, 0, 0, 0, 0, 95}},
         {PD_KEY(big, 100), 0x603a08a0d699dd01ULL, {0, 1, 1, 1, 5, 78}},
+        /* Packed forms over 256 bytes are hashed another way. */
+        {PD_KEY(big, 1000), 0xe16368f3e76a2b5dULL, {0, 1, 2, 2, 6, 18}},
+        {PD_KEY_TUPLE(t3, 2), 0xafdd40824c9d1f7cULL, {0, 1, 2, 2, 7, 78}},
     };
     for (size_t i = 0; i < sizeof ref / sizeof ref[0]; i++) {
         ck_assert_msg(pd_fanout_hash(&ref[i].k) == ref[i].hash,
@@ -341,6 +345,68 @@ START_TEST(ops_clients) {
         tu_expect_str(s[i].dict, K("where"), (size_t)i == at ? "w" : "");
         TU_OK(pd_close(&s[i].dict), NULL);
     }
+}
+END_TEST
+
+/* Several threads share a Fanout of Clients (and a Fanout of Dicts). */
+START_TEST(threads_share) {
+    t_srv s[2];
+    pd_store *in[2];
+    for (int i = 0; i < 2; i++) {
+        t_srv_open(&s[i]);
+        in[i] = t_client(s[i].addr, 10000);
+    }
+    pd_store *f = t_fanout(in, 2);
+    tu_threads_own_shared(f, 4, 200);
+    TU_OK(pd_close(&f), NULL);
+    pd_store *d[3] = {t_dict(), t_dict(), t_dict()};
+    TU_OK(pd_fanout_open(&f, d, 3, 0), NULL);
+    tu_threads_own_shared(f, 4, 500);
+    TU_OK(pd_close(&f), NULL);
+    for (int i = 0; i < 2; i++) {
+        TU_OK(pd_close(&in[i]), NULL);
+        t_srv_close(&s[i]);
+    }
+}
+END_TEST
+
+/* A forked child has no Fanout threads: it calls its Clients itself. */
+static int t_fork_child(void *arg) {
+    pd_store *f = arg;
+    char kb[16];
+    for (size_t i = 0; i < 20; i++) {
+        pd_key k = t_ki(kb, sizeof kb, i);
+        pd_bytes v = V("c");
+        TU_CHECK(pd_append(f, 1, &k, &v, 0) == 0, "append: %s", pd_errmsg(f));
+    }
+    pd_keylist *kl = NULL;
+    TU_CHECK(pd_keys(f, &kl, 0) == 0, "keys: %s", pd_errmsg(f));
+    TU_CHECK(pd_keylist_count(kl) == 20, "keys: %zu", pd_keylist_count(kl));
+    pd_keylist_free(&kl);
+    TU_CHECK(pd_lock(f) == 0, "lock: %s", pd_errmsg(f));
+    TU_CHECK(pd_unlock(f) == 0, "unlock: %s", pd_errmsg(f));
+    TU_CHECK(pd_close(&f) == 0, "close: %s", pd_errmsg(NULL));
+    return 0;
+}
+
+START_TEST(forked_child) {
+    t_srv s[2];
+    pd_store *in[2];
+    for (int i = 0; i < 2; i++) {
+        t_srv_open(&s[i]);
+        in[i] = t_client(s[i].addr, 10000);
+    }
+    pd_store *f = NULL;
+    TU_OK(pd_fanout_open(&f, in, 2, 0), NULL);
+    tu_append1(f, K("k0"), "p", 1);
+    tu_child c = tu_child_spawn(t_fork_child, f, NULL, 0);
+    char msg[512];
+    int st = tu_child_wait(c, msg, sizeof msg);
+    ck_assert_msg(st == 0, "child: %d %s", st, msg);
+    tu_expect_str(f, K("k0"), "pc");
+    tu_expect_str(f, K("k19"), "c");
+    TU_OK(pd_close(&f), NULL);
+    for (int i = 0; i < 2; i++) t_srv_close(&s[i]);
 }
 END_TEST
 
@@ -757,6 +823,8 @@ int main(void) {
         {"ops_dicts", ops_dicts},
         {"ops_files", ops_files},
         {"ops_clients", ops_clients},
+        {"threads_share", threads_share},
+        {"forked_child", forked_child},
         {"errors_name_the_store", errors_name_the_store},
         {"server_killed", server_killed},
         {"ns_dict", ns_dict},

@@ -82,10 +82,15 @@ static const pd_store_ops s_fanout_ops;
 
 /* ---------------------------------------------------------------- Routing */
 
-uint64_t pd_fanout_hash(const pd_key *key) {
-    char why[64];
-    if (!key || pd__key_check(key, why)) return 0;
-    /* XXH64 of pd__key_pack's form, streamed: no copy, no allocation. */
+/* XXH64 (seed 0) of the packed form of a valid key: packed on the stack
+ * when short, else streamed (no allocation either way). */
+static uint64_t s_hash(const pd_key *key) {
+    unsigned char buf[256];
+    size_t len = pd__key_packed_size(key);
+    if (len <= sizeof buf) {
+        pd__key_pack(key, buf);
+        return XXH64(buf, len, 0);
+    }
     XXH64_state_t st;
     XXH64_reset(&st, 0);
     pd__parts pp;
@@ -93,7 +98,7 @@ uint64_t pd_fanout_hash(const pd_key *key) {
     unsigned char tag = pp.n == 1 ? 0 : 1;
     XXH64_update(&st, &tag, 1);
     if (pp.n == 1) {
-        if (pp.p[0].size) XXH64_update(&st, pp.p[0].data, pp.p[0].size);
+        XXH64_update(&st, pp.p[0].data, pp.p[0].size);
         return XXH64_digest(&st);
     }
     for (size_t i = 0; i < pp.n; i++) {
@@ -105,6 +110,12 @@ uint64_t pd_fanout_hash(const pd_key *key) {
         if (l) XXH64_update(&st, pp.p[i].data, l);
     }
     return XXH64_digest(&st);
+}
+
+uint64_t pd_fanout_hash(const pd_key *key) {
+    char why[64];
+    if (!key || pd__key_check(key, why)) return 0;
+    return s_hash(key);
 }
 
 /* Jump consistent hash: the bucket in [0, n) of a 64-bit hash.  The double
@@ -124,7 +135,7 @@ size_t pd_fanout_index(const pd_key *key, size_t n) {
     char why[64];
     if (!key || n == 0 || n > INT32_MAX || pd__key_check(key, why))
         return SIZE_MAX;
-    return s_jump(pd_fanout_hash(key), n);
+    return s_jump(s_hash(key), n);
 }
 
 /* Grows the op scratch to n keys.  0 or PD_ERR_NOMEM (recorded). */
@@ -153,7 +164,7 @@ static int s_split(s_fanout *f, size_t n, const pd_key *keys,
     if (rc) return rc;
     for (size_t i = 0; i < f->n; i++) f->part[i].n = f->part[i].fill = 0;
     for (size_t k = 0; k < n; k++) {
-        f->route[k] = s_jump(pd_fanout_hash(&keys[k]), f->n);
+        f->route[k] = s_jump(s_hash(&keys[k]), f->n);
         f->part[f->route[k]].n++;
     }
     size_t at = 0;
