@@ -5,6 +5,7 @@
  */
 #include "testutil.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -178,6 +179,75 @@ START_TEST(ns_client) {
 }
 END_TEST
 
+/* Namespaces used at the same time from several threads over one File:
+ * each sees only its own keys, through appends, keys and drops. */
+typedef struct t_conc {
+    pd_store *shared;
+    char name[16];
+    int bad;
+} t_conc;
+
+static void *t_conc_run(void *arg) {
+    t_conc *c = arg;
+    pd_store *ns = NULL, *in = c->shared;
+    if (pd_namespace_open(&ns, &in, c->name, strlen(c->name), PD_BORROW)) {
+        c->bad++;
+        return NULL;
+    }
+    char kb[16];
+    for (size_t r = 0; r < 60; r++) {
+        pd_key k = t_ki(kb, sizeof kb, r % 7);
+        pd_bytes v = V(c->name);
+        if (pd_append(ns, 1, &k, &v, 0)) c->bad++;
+        pd_keylist *kl = NULL;
+        if (pd_keys(ns, &kl, 0)) {
+            c->bad++;
+            continue;
+        }
+        size_t want = r % 10 < 7 ? r % 10 + 1 : 7;
+        if (pd_keylist_count(kl) != want) c->bad++;
+        pd_keylist_free(&kl);
+        pd_result *res = NULL;
+        if (pd_get(ns, 1, &k, &res, 0) == 0) {
+            pd_bytes got = pd_result_value(res, 0);
+            /* Only this namespace's name, repeated. */
+            for (size_t i = 0; i < got.size; i++)
+                if (((const char *)got.data)[i] != c->name[i % strlen(c->name)])
+                    c->bad++;
+            pd_result_free(&res);
+        } else {
+            c->bad++;
+        }
+        if (r % 10 == 9 && pd_drop(ns, 0)) c->bad++;
+    }
+    if (pd_close(&ns)) c->bad++;
+    return NULL;
+}
+
+START_TEST(ns_concurrent) {
+    char *dir = tu_mkdtemp();
+    pd_store *fs = NULL;
+    TU_OK(pd_file_open(&fs, dir, 0), NULL);
+    t_conc c[3];
+    pthread_t th[3];
+    for (int i = 0; i < 3; i++) {
+        c[i].shared = fs;
+        snprintf(c[i].name, sizeof c[i].name, "ns%c%c", 'a' + i, 'a' + i);
+        c[i].bad = 0;
+        ck_assert_int_eq(pthread_create(&th[i], NULL, t_conc_run, &c[i]), 0);
+    }
+    for (int i = 0; i < 3; i++) {
+        pthread_join(th[i], NULL);
+        ck_assert_msg(c[i].bad == 0, "namespace %s: %d wrong results",
+                      c[i].name, c[i].bad);
+    }
+    ck_assert_uint_eq(tu_nkeys(fs), 0);
+    TU_OK(pd_close(&fs), NULL);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* The shuffle layout: namespaces over a Fanout of clients of two servers,
  * and a Fanout of namespaces over each client: the same keys either way. */
 START_TEST(ns_over_fanout) {
@@ -297,6 +367,7 @@ int main(void) {
         {"ns_dict", ns_dict},
         {"ns_file", ns_file},
         {"ns_client", ns_client},
+        {"ns_concurrent", ns_concurrent},
         {"ns_over_fanout", ns_over_fanout},
         {"ns_hostile_keys", ns_hostile_keys},
         {"ns_open_misuse", ns_open_misuse},
