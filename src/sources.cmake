@@ -14,12 +14,13 @@ set(PARTD_SOURCES_ENCODE
 set(PARTD_SOURCES_ZMQ
   src/zmq/client.c src/zmq/client_pipe.c src/zmq/curve.c src/zmq/handler.c
   src/zmq/server.c src/zmq/server_open.c src/zmq/wire.c)
+set(PARTD_SOURCES_FANOUT src/fanout/fanout.c src/fanout/namespace.c)
 set(PARTD_SOURCES_CLI
   src/cli/demo.c src/cli/demo_proc.c src/cli/demo_verify.c src/cli/main.c
   src/cli/opts.c src/cli/out.c src/cli/serve.c src/cli/verbs.c)
 
 set(PARTD_SOURCES)
-foreach(folder CORE DICT FILE BUFFER ENCODE ZMQ)
+foreach(folder CORE DICT FILE BUFFER ENCODE ZMQ FANOUT)
   foreach(f ${PARTD_SOURCES_${folder}})
     list(APPEND PARTD_SOURCES ${PROJECT_SOURCE_DIR}/${f})
   endforeach()
