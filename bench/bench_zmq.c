@@ -17,8 +17,9 @@
  * Workloads:
  *   small  200k appends of 100-byte values over 1000 keys (k0000..k0999),
  *          100 keys per request (2000 requests), append i to key i % 1000
- *          (REFERENCE.md's workload), through to the last acknowledgement;
- *          then one single-key get per key (1000 gets of 20000 bytes)
+ *          (bench_core's small-value workload), through to the last
+ *          acknowledgement; then one single-key get per key (1000 gets of
+ *          20000 bytes)
  *   big    20k appends of 10 KB values (200 MB), 100 per request
  * Targets: small appends >= 0.70 x raw; big >= 1 GB/s; gets >= 50k/s.
  * The Python reference (bench/ref_zmq.py, partd.Server/Client over tcp,

@@ -1,5 +1,5 @@
-"""cpartd vs partd through Python, side by side in one run (the workloads of
-REFERENCE.md and of the cpartd issue).
+"""cpartd vs partd through Python, side by side in one run (the workloads
+below, those of the cpartd issue).
 
     PYTHONPATH=<build>/python /usr/bin/python3 bindings/bench_py.py
         [--quick] [--repeat N] [--only NAME[,NAME...]] [--rows N]

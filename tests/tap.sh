@@ -2,7 +2,8 @@
 # tests/test_demo.sh): counting checks, and reporting a failure with the
 # last command's output.  The sourcing script sets W (its scratch
 # directory, where $W/out and $W/err hold the last command's output) and
-# RC (that command's exit status).
+# RC (that command's exit status), and defines run ARGS... (runs partd,
+# setting both) for usage_msg.
 
 PASSED=0
 FAILED=0
@@ -27,6 +28,19 @@ check() {
 # expect_rc DESC STATUS: passes if RC is STATUS.
 expect_rc() {
     if [ "$RC" -eq "$2" ]; then ok "$1"; else bad "$1" "exit $RC, want $2"; fi
+}
+# usage_msg DESC REGEX ARGS...: `run ARGS...` (the sourcing script's run)
+# must be a usage error: exit 2, nothing on stdout, and a first line on
+# stderr that matches REGEX (the message names the verb and the option).
+usage_msg() {
+    local d=$1 re=$2
+    shift 2
+    run "$@"
+    if [ "$RC" -eq 2 ] && head -n 1 "$W/err" | grep -qE -- "$re" && [ ! -s "$W/out" ]; then
+        ok "usage error names it: $d"
+    else
+        bad "usage error names it: $d" "exit $RC, want 2 and /$re/"
+    fi
 }
 # tap_summary: the closing line; the exit status says whether all passed.
 tap_summary() {

@@ -167,7 +167,6 @@ static int t_destroy(pd_store *s) {
 }
 
 static const pd_store_ops t_fail_ops = {
-    .version = 1,
     .kind = "failing",
     .append = t_append,
     .get = t_get,
@@ -340,7 +339,8 @@ START_TEST(roundtrip_in_memory) {
 }
 END_TEST
 
-/* The reference's defect 3: bytes must come back in append order. */
+/* Bytes come back in append order across spills (partd returns fast's
+ * bytes before slow's). */
 START_TEST(order_after_spill) {
     pd_store *b = s_buf_dd(100);
     pd_key k = PD_KEY_STR("x");

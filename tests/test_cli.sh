@@ -137,6 +137,81 @@ usage_case "option of another verb" keys --fsync "$S"
 usage_case "help for an unknown verb" help frobnicate
 check "usage errors created no store" test ! -e "$S"
 
+# ------------------------------------------------------------ option parsing
+# One parser for every verb: "--" ends the options, values as --opt=VALUE
+# or --opt VALUE, short options grouped, sizes with their units, and usage
+# errors that name the verb and the option.
+O=$A/opts
+printf 'dash' >"$W/dash"
+run_in "$W/dash" append "$O" -- -x
+expect_rc "append DIR -- -x: a KEY starting with '-'" 0
+roundtrip "get DIR -- -x reads it" "$O" "$W/dash" -- -x
+run keys -s -- "$O"
+check "keys -s -- DIR lists it with its size" grep -qxF "4	'-x'" "$W/out"
+run get -r -- "$O" "'-x'"
+same_bytes "get -r -- DIR 'KEY'" "$W/dash" "$W/out"
+run delete "$O" -- -x -
+expect_rc "delete DIR -- -x - (and '-' is a KEY)" 0
+run keys "$O"
+check "... the key is gone" test ! -s "$W/out"
+run drop -- "$O"
+expect_rc "drop -- DIR" 0
+printf 'zz' >"$W/zz"
+run_in "$W/zz" append --codec=zstd --level=3 "$O" z
+expect_rc "append --codec=zstd --level=3" 0
+run get --codec=zstd "$O" z
+same_bytes "get --codec=zstd" "$W/zz" "$W/out"
+run get "$O" z --codec zstd
+same_bytes "get DIR KEY --codec zstd (options after the arguments)" "$W/zz" "$W/out"
+run get --cod zstd "$O" z
+same_bytes "get --cod zstd (a long option shortened)" "$W/zz" "$W/out"
+run keys --sizes -- "$O"
+check "keys --sizes --" grep -qE "^[0-9]+	'z'$" "$W/out"
+run get -rh
+expect_rc "get -rh (grouped short options) shows the help" 0
+check "... get's help" grep -q '^  partd get ' "$W/out"
+run serve -qh
+expect_rc "serve -qh (grouped short options) shows the help" 0
+check "... serve's help" grep -q '^  partd serve ' "$W/out"
+usage_msg "get -rs: -s is not get's" "^partd: get: unknown option '-s'" \
+    get -rs "$O" z
+usage_msg "get --zap" "^partd: get: unknown option '--zap'" get --zap "$O" z
+usage_msg "get --zap=1" "^partd: get: unknown option '--zap'" get --zap=1 "$O" z
+usage_msg "keys --sizes=1" "^partd: keys: option '--sizes' takes no value" \
+    keys --sizes=1 "$O"
+usage_msg "get KEY --codec (no value)" "^partd: get: option '--codec' needs a value" \
+    get "$O" z --codec
+usage_msg "get --co (ambiguous)" "^partd: get: option '--co' is ambiguous: --codec, --connect" \
+    get --co zlib "$O" z
+usage_msg "get --level x" "^partd: get: --level 'x': not an integer" \
+    get --codec zlib --level x "$O" z
+usage_msg "append --fsync=yes" "^partd: append: option '--fsync' takes no value" \
+    append --fsync=yes "$O" z
+usage_msg "serve --bogus" "^partd: serve: unknown option '--bogus'" serve --bogus
+usage_msg "serve -x" "^partd: serve: unknown option '-x'" serve -x
+usage_msg "serve -- extra" "^partd: serve: unexpected argument 'extra'" serve -- extra
+usage_msg "serve --bind (no value)" "^partd: serve: option '--bind' needs a value: ADDR" \
+    serve --bind
+usage_msg "serve --timeout=x" "^partd: serve: --timeout 'x': not a whole number" \
+    serve --timeout=x
+usage_msg "help a b" "^partd: help: too many arguments" help get keys
+# Sizes: --memory (serve) takes bytes, K, M, G, T, KiB ... TiB (any case),
+# powers of 1024.  Options are handled in order, so a good size before
+# --help gives the help, a bad one a usage error.
+for m in 1 65536 64k 64K 64KiB 64kib 1M 1MiB 2g 2GiB 1t 1TiB; do
+    run serve --memory "$m" --help
+    expect_rc "serve --memory $m is a size" 0
+done
+for m in 1Q 1KB 1Ki 1.5M -1 " 1" "" 0 0K k 99999999999T; do
+    usage_msg "serve --memory '$m' is not a size" \
+        "^partd: serve: --memory '$m': (not a size|must be at least 1 byte)" \
+        serve --memory "$m" --help
+done
+run serve --memory=64KiB --timeout=1 -q --path="$A/srv-opts" --
+expect_rc "serve --memory=64KiB --timeout=1 -q --path=DIR -- (stops when idle)" 0
+check "... printed its address" grep -q '^ipc://' "$W/out"
+check "... and made its store" test -d "$A/srv-opts"
+
 # ------------------------------------------------------------ round trips
 printf 'hello, world\n' >"$W/text"
 printf 'a\000b\000\000\377\376\n\r\\x' >"$W/bin"

@@ -215,6 +215,73 @@ static int s_open_buf_lz4(cf_fix *f) {
     return s_buffer(&f->s, fast, slow, 256);
 }
 
+/* ------------------------------------------------ Fanout and Namespace */
+
+/* A Fanout over inner[0..n) (taken). */
+static int s_fanout(pd_store **out, pd_store **inner, size_t n) {
+    int rc = pd_fanout_open(out, inner, n, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (rc) pd_close(&inner[i]);
+        ck_assert_ptr_null(inner[i]);
+    }
+    return rc;
+}
+
+static int s_open_fanout_dicts(cf_fix *f) {
+    (void)f;
+    pd_store *in[3] = {NULL, NULL, NULL};
+    for (int i = 0; i < 3; i++) {
+        int rc = pd_dict_open(&in[i]);
+        if (rc) {
+            for (int j = 0; j < i; j++) pd_close(&in[j]);
+            return rc;
+        }
+    }
+    return s_fanout(&f->s, in, 3);
+}
+
+/* Two Files in directories a and b of the fixture's root. */
+static int s_open_fanout_files(cf_fix *f) {
+    f->parent = tu_mkdtemp();
+    ck_assert_ptr_nonnull(f->parent);
+    snprintf(f->root, sizeof f->root, "%s/root", f->parent);
+    pd_store *in[2] = {NULL, NULL};
+    for (int i = 0; i < 2; i++) {
+        char dir[PATH_MAX + 8];
+        snprintf(dir, sizeof dir, "%s/%c", f->root, "ab"[i]);
+        int rc = pd_file_open(&in[i], dir, PD_FILE_CREATE);
+        if (rc) {
+            pd_close(&in[0]);
+            return rc;
+        }
+    }
+    return s_fanout(&f->s, in, 2);
+}
+
+/* The name of the Namespace stacks (see `nsname` in s_stacks). */
+#define S_NSNAME "shuffle-1"
+
+static int s_namespace(cf_fix *f, pd_store *inner) {
+    int rc = pd_namespace_open(&f->s, &inner, S_NSNAME, strlen(S_NSNAME), 0);
+    if (rc)
+        pd_close(&inner);
+    else
+        ck_assert_ptr_null(inner);
+    return rc;
+}
+
+static int s_open_ns_dict(cf_fix *f) {
+    pd_store *d = NULL;
+    int rc = pd_dict_open(&d);
+    return rc ? rc : s_namespace(f, d);
+}
+
+static int s_open_ns_file(cf_fix *f) {
+    pd_store *file = NULL;
+    int rc = s_file_in(f, &file, 0);
+    return rc ? rc : s_namespace(f, file);
+}
+
 /* ------------------------------------------------- Client(Server(...)) */
 
 static char *s_listdir(const char *dir, int *count);
@@ -351,6 +418,9 @@ static const struct {
     bool remote;
     cf_served_fn served;
     bool borrow, persists, buffered;
+    /* A Namespace: every key gets the part nsname (partd.h), so keys at
+     * PD_KEY_MAX or PD_KEY_MAX_PARTS no longer fit (PD_ERR_KEY). */
+    const char *nsname;
 } s_stacks[] = {
     {"dict", s_open_dict, false},
     {"file", s_open_file, false},
@@ -368,6 +438,10 @@ static const struct {
     {"log", s_open_log, false},
     {"buffer(dict,log,64)", s_open_buf_log, false},
     {"zstd(log)", s_open_zstd_log, true},
+    {"fanout(dict,dict,dict)", s_open_fanout_dicts, false},
+    {"fanout(file,file)", s_open_fanout_files, false},
+    {.name = "namespace(dict)", .open = s_open_ns_dict, .nsname = S_NSNAME},
+    {.name = "namespace(file)", .open = s_open_ns_file, .nsname = S_NSNAME},
     {.name = "client(server(dict))",
      .remote = true,
      .served = s_served_dict,
@@ -405,6 +479,9 @@ static void s_open(cf_fix *f, int i) {
 #define NAME(f) (s_stacks[(f)->stack].name)
 #define ENCODED(f) (s_stacks[(f)->stack].encoded)
 #define REMOTE(f) (s_stacks[(f)->stack].remote)
+/* Bytes a Namespace stack adds to every key (0 for the others). */
+#define NSBYTES(f)                                                             \
+    (s_stacks[(f)->stack].nsname ? strlen(s_stacks[(f)->stack].nsname) : 0)
 
 /* The Buffer of a stack: the store itself, or the one under its Encode
  * layer; NULL when there is none. */
@@ -1092,7 +1169,7 @@ static void s_hostile(cf_keys *ks, cf_fix *f) {
     {
         char *k = malloc(PD_KEY_MAX);
         for (size_t i = 0; i < PD_KEY_MAX; i++) k[i] = "ab%/."[i % 5];
-        s_kflat(ks, k, PD_KEY_MAX);
+        s_kflat(ks, k, PD_KEY_MAX - NSBYTES(f)); /* the longest that fits */
         free(k);
     }
     s_ktuple(ks, 4, "p", "q", "r", "s");
@@ -1461,11 +1538,20 @@ START_TEST(misuse) {
     /* At the limits exactly: fine (over the wire too, where the joined
      * form of a tuple is longer than PD_KEY_MAX). */
     pd_key mk64 = PD_KEY_TUPLE(many, PD_KEY_MAX_PARTS);
-    TU_OK(pd_append(f.s, 1, &mk64, &v, 0), f.s);
-    s_expect(&f, mk64, "v");
     memset(huge, 'h', PD_KEY_MAX);
     pd_bytes halves[] = {{huge, PD_KEY_MAX / 2}, {huge, PD_KEY_MAX / 2}};
     pd_key hk2max = PD_KEY_TUPLE(halves, 2);
+    if (NSBYTES(&f)) {
+        /* partd.h (Namespace): the name is one more part and its bytes;
+         * keys at the limits are refused naming the key, one part or the
+         * name's bytes less fit. */
+        MISUSE(pd_append(f.s, 1, &mk64, &v, 0), PD_ERR_KEY, "('p', 'p'");
+        MISUSE(pd_append(f.s, 1, &hk2max, &v, 0), PD_ERR_KEY, "('hhh");
+        mk64.nparts--;
+        halves[1].size -= NSBYTES(&f);
+    }
+    TU_OK(pd_append(f.s, 1, &mk64, &v, 0), f.s);
+    s_expect(&f, mk64, "v");
     TU_OK(pd_append(f.s, 1, &hk2max, &v, 0), f.s);
     s_expect(&f, hk2max, "v");
     free(huge);

@@ -152,6 +152,31 @@ usage "unknown option" --frob
 usage "an argument" extra
 tmp_clean "usage errors"
 
+# The one option parser and size parser (shared with the other verbs).
+usage "an argument after --" --records 1k -- extra
+usage_msg "unknown option" "^partd: demo: unknown option '--frob'" --frob
+usage_msg "unknown short option" "^partd: demo: unknown option '-z'" -qz
+usage_msg "--records without a value" "^partd: demo: option '--records' needs a value: N" --records
+usage_msg "--keep=1" "^partd: demo: option '--keep' takes no value" --keep=1
+usage_msg "--memory 1Q" "^partd: demo: --memory '1Q': not a size" --memory 1Q
+usage_msg "--memory=1KB" "^partd: demo: --memory '1KB': not a size" --memory=1KB
+usage_msg "--record-size 64KB" "^partd: demo: --record-size '64KB': not a size" --record-size 64KB
+usage_msg "--record-size 65KiB" "^partd: demo: --record-size '65KiB': must be from 16 to 65536" \
+    --record-size 65KiB
+usage_msg "--records 1KiB (a count, not a size)" "^partd: demo: --records '1KiB': not a count" \
+    --records 1KiB
+usage_msg "--workers 2k (a plain number)" "^partd: demo: --workers '2k': not a whole number" \
+    --workers 2k
+run -qh
+if [ "$RC" -eq 0 ] && grep -q -- '--records N' "$W/out"; then
+    ok "-qh (grouped short options) shows the help"
+else
+    bad "-qh (grouped short options) shows the help" "exit $RC"
+fi
+check "--help states the units of a size" grep -q 'powers of 1024' "$W/out"
+check "--help states the units of a count" grep -q 'powers of 1000' "$W/out"
+tmp_clean "option parsing"
+
 # ------------------------------------------------------------ good runs
 good "server over ipc" --records 200k
 check "reports 64 keys and 200000 records" \
@@ -184,6 +209,13 @@ good "server spills (64 KiB of memory)" --records 100k --memory 64k
 good "1 worker, 1 partition, big records" --records 2000 --workers 1 \
     --partitions 1 --record-size 65536
 good "another seed, quiet" --records 50k --seed 7 -q
+good "--opt=value, sizes with units, and --" --records=2k --workers=1 \
+    --partitions=3 --record-size=1KiB --memory=1MiB --seed=7 -q --
+check "1KiB records are 1024 bytes, 2k records are 2000" \
+    grep -q '^partd demo: 2000 records of 1024 B' "$W/out"
+check "--memory=1MiB is 1048576 bytes" grep -q -- '--memory 1048576 ' "$W/out"
+good "--record-size 64k, --memory 1g" --records 100 --record-size 64k --memory 1g -q
+check "64k records are 65536 bytes" grep -q '^partd demo: 100 records of 65536 B' "$W/out"
 tmp_clean "codecs and shapes"
 
 D=$W/store

@@ -19,7 +19,8 @@
 #include <zmq.h>
 
 /* The CLI verb, tested in forked children without the CLI's main(). */
-#include "cli/args.c"
+#include "cli/opts.c"
+#include "cli/out.c"
 #include "cli/serve.c"
 
 #ifndef PARTD_SOURCE_DIR
@@ -368,7 +369,7 @@ END_TEST
 START_TEST(wire_codec) {
     unsigned seed = 12345;
     const char alpha[] = "-|ab";
-    pd__wbuf wb = {0};
+    pd__buf wb = {0};
     pd__wkeys wk = {0};
     int accepted = 0, refused = 0;
     for (int iter = 0; iter < 20000; iter++) {
@@ -426,7 +427,7 @@ START_TEST(wire_codec) {
     ck_assert_int_eq(pd__wire_keys_decode(&wk, 2, f, 1, &bad), 0);
     ck_assert_uint_eq(wk.keys[1].nparts, 64);
     pd__wkeys_free(&wk);
-    pd__wbuf_free(&wb);
+    pd__buf_free(&wb);
 
     /* Final replies. */
     int code = 0;
@@ -658,8 +659,7 @@ static int t_fg_destroy(pd_store *s) {
     return pd_close(&g->inner);
 }
 
-static const pd_store_ops t_fg_ops = {.version = 1,
-                                      .kind = "failget",
+static const pd_store_ops t_fg_ops = {.kind = "failget",
                                       .append = t_fg_append,
                                       .get = t_fg_get,
                                       .del = t_fg_del,

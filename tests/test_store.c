@@ -104,7 +104,6 @@ static int p_destroy(pd_store *s) {
 }
 
 static const pd_store_ops p_ops = {
-    .version = 1,
     .kind = "probe",
     .append = p_append,
     .get = p_get,

@@ -4,7 +4,8 @@
 Over a cpartd store (File, Dict, Buffer, ...) the codec runs in C with the
 GIL released: libpartd's Encode layer (pd_compress_open), whose frames are
 byte-for-byte partd's for zlib, bz2, snappy and blosc; it leaves torn
-frames out on get (REFERENCE.md defect 7).  Over any other store, ZLib,
+frames out on get (partd 1.3 cannot read a key past a torn frame, which a
+writer killed during an append leaves).  Over any other store, ZLib,
 BZ2, Snappy and Blosc are partd's Python ``Encode`` with that module's
 compress/decompress (as partd: a `partial`-like factory, so
 ``isinstance(p, Encode)`` holds either way).
@@ -22,31 +23,29 @@ def bytes_concat(L):
     return b''.join(L)
 
 
-if _cpartd.HAVE_ENCODE:
-    class CEncode(_cpartd.Compressed, Encode):
-        """A libpartd Encode layer with a built-in codec over a cpartd
-        store (borrowed: the inner store stays usable and open)."""
+class CEncode(_cpartd.Compressed, Encode):
+    """A libpartd Encode layer with a built-in codec over a cpartd
+    store (borrowed: the inner store stays usable and open)."""
 
-        def __init__(self, codec, partd, level=None):
-            _cpartd.Compressed.__init__(
-                self, codec, partd,
-                _cpartd.LEVEL_DEFAULT if level is None else level)
-            self.codec = codec
-            self.level = level
+    def __init__(self, codec, partd, level=None):
+        _cpartd.Compressed.__init__(
+            self, codec, partd,
+            _cpartd.LEVEL_DEFAULT if level is None else level)
+        self.codec = codec
+        self.level = level
 
-        def __reduce__(self):
-            return (CEncode, (self.codec, self.partd, self.level))
+    def __reduce__(self):
+        return (CEncode, (self.codec, self.partd, self.level))
 
-        def __enter__(self):
-            return self
+    def __enter__(self):
+        return self
 
-        def __exit__(self, *args):
-            inner = self.partd
-            self.drop()
-            self.close()
-            inner.__exit__(*args)
-else:  # pragma: no cover - a library without the Encode layer
-    CEncode = None
+    def __exit__(self, *args):
+        inner = self.partd
+        self.drop()
+        self.close()
+        inner.__exit__(*args)
+
 
 _C_CODECS = set(_cpartd.codecs())
 

@@ -1,7 +1,8 @@
 """partd.file: File, a directory with one file per key (libpartd pd_file).
 
-Differences from partd 1.3 (all deliberate, see REFERENCE.md "Defects"):
-keys are never written outside the directory and never share a file; the
+Differences from partd 1.3 (all deliberate): keys are never written outside
+the directory (partd writes ``'../x'`` there) and never share a file (partd
+maps ``'x!y'`` and ``'xy'`` to one); the
 lock is the same flock on <root>/.lock, so cpartd and partd processes
 exclude each other and read each other's files.
 """

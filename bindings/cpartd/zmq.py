@@ -10,10 +10,10 @@ Differences from partd 1.3 (all deliberate):
   (0700) directory, so only this user on this machine can connect (partd
   binds every network interface).  ``bind`` takes any ZeroMQ address
   (``'tcp://127.0.0.1:0'``, ``'ipc:///path'``, a list of them), which
-  partd 1.3 cannot (REFERENCE.md defect 5); ``hostname=`` without ``bind``
-  gives partd's ``tcp://*`` on a free port.
+  partd 1.3 cannot (its explicit binds fail under Python 3); ``hostname=``
+  without ``bind`` gives partd's ``tcp://*`` on a free port.
 - A bad request (unknown command, malformed payload) is refused and logged;
-  the server keeps serving (defect 6).
+  the server keeps serving (partd's listening thread dies on one).
 - ``Client(address, timeout=seconds)``: every wait is bounded and a server
   that does not answer raises ``TimeoutError`` (default: 60 s; partd waits
   forever).  An error on the server is raised by the client as it would be

@@ -48,104 +48,13 @@
  * frame corrupt (Python's zlib.decompress ignores them; partd never writes
  * them).
  *
- * BAD DATA
- * ========
- * Get never trusts a stored length: a frame length is checked against the
- * bytes that remain, a decoder's declared output size against the layer's
- * limit (pd_encode_set_limit) before anything is allocated from it, and
- * output grows as it is produced up to that limit, so a "bomb" stops there.
- * A declared size is also checked against what the payload could encode
- * (a snappy block decodes to at most about 22 times its size, an LZ4 frame
- * to about 255 times; a blosc chunk must hold its block table; a zstd
- * block of 4 bytes yields at most 128 KiB): a size it cannot encode makes
- * the frame corrupt.  zstd sizes more
- * than 1024 times the payload (plus 1 MiB) are not reserved up front: the
- * output grows as the frame decodes.  The decoders' own memory is bounded
- * too: the window a zstd frame asks for (what streaming it allocates; for
- * a frame that states its size in one segment, that size) may be at most
- * the limit rounded up to a power of two, at least 1 MiB and at most
- * 128 MiB, else the get fails with PD_ERR_LIMIT; a blosc chunk's block
- * size may not pass its decoded size; bz2 needs at most 3.6 MB per stream
- * and lz4 at most about 8 MiB (its largest block size, for frames that do
- * not state their size: those that do are decoded straight into the
- * result), whatever the input.  A frame that cannot be decoded fails the
- * get with
- * PD_ERR_CORRUPT (a frame larger than the limit: PD_ERR_LIMIT), naming the
- * layer, key, frame number and offset, and the decoder's reason.  Other
- * keys are unaffected.  snappy and blosc payloads carry no checksum: damage
- * to their compressed bytes may decode into wrong bytes without an error.
- *
- * TORN FRAMES
- * ===========
- * A writer killed in the middle of an append can leave a frame cut short at
- * the end of a key; a later append then lands after it, and may be cut
- * short too.  Get handles this:
- *
- *   - a frame that does not decode, or whose header or payload runs past the
- *     end of the key, is looked past: if, at a later offset inside the bytes
- *     it claims (or inside the run of zero bytes starting at it), a frame
- *     starts that decodes and after which the rest of the key reads by these
- *     same rules, the bytes before that offset are a torn frame and are left
- *     out;
- *   - for codecs whose payload prefix can be checked (zlib, bz2, lz4, zstd:
- *     by decoding it; blosc: its header states the chunk's size; snappy:
- *     its elements stay within its declared length and copy from output
- *     already made), such an offset may also start a torn frame that
- *     proves itself: a header and at least 16 payload bytes that begin a
- *     payload the codec accepts (through to the end of the key, or up to a
- *     later offset inside its claim, or after it when the claim runs past
- *     the end of the key, that resumes the same way); the frame being
- *     looked past must then be a header cut short or such a prefix too.
- *     This reads a key after several writers were killed in a row;
- *   - otherwise a frame that runs past the end of the key is a torn tail,
- *     left out, if it could have been written by this layer: a header cut
- *     short, or a length no larger than a frame within the limit can have
- *     and (built-in codecs) a payload start the codec accepts
- *     (all but its last 24 bytes, which may be a later writer's frame cut
- *     short in turn; at least its first byte).  A length past the data in
- *     front of anything else is corrupt data: the get fails;
- *   - a tail made only of zero bytes that does not decode (a file extended
- *     by a crash without its data) is left out, and the frame before it is
- *     kept;
- *   - anything else fails the get with PD_ERR_CORRUPT.  So does a torn
- *     frame whose bytes, up to the frame found after it, decode as one
- *     complete frame: its length field is what is damaged, and leaving it
- *     out would lose a value.  And so does a last frame that ends exactly
- *     at the end of the key but does not decode, even when its last few
- *     bytes could be the start of a next header (a writer killed after
- *     writing them): that cannot be told from damage to the frame (read
- *     as torn, a bit flip in the last frame of a key would silently drop
- *     it).  A crash does not leave that: the kernel cuts a write killed by
- *     SIGKILL at a page boundary (it copies page by page, checking for
- *     fatal signals between pages), so a next writer, starting on that
- *     boundary, cannot be cut after fewer than 8 bytes.
- *
- * Leaving out never fails the get: every complete frame is returned.  Each
- * region left out is counted (pd_encode_torn) and the last one described in
- * a notice (pd_encode_notice); pd_encode_repair rewrites keys without their
- * torn regions.  Recognising a resumption point relies on the decoder
- * rejecting what is not one of its payloads: zlib, bz2, lz4 and zstd carry
- * checksums, blosc a length that must match, snappy a length the block must
- * decode to exactly.  Without a checksum (snappy, blosc, custom codecs) a
- * torn frame whose claimed bytes were filled by a later append can decode;
- * for those codecs, when the bytes right after a frame are damaged and a
- * resumption point inside that frame's bytes proves itself as above, the
- * frame is left out as torn instead of returned.  A torn frame that decodes
- * with nothing damaged after it cannot be told from a good one.  Custom
- * codecs have no prefix check, so a torn frame followed only by other torn
- * frames reads as corrupt there.  A custom codec whose decode
- * accepts any bytes makes torn frames undetectable; such data reads as the
- * decoder makes of it.
- *
- * Cost: one pass and one decode per frame when nothing is torn.  At a
- * damaged frame, each later offset inside its bytes is a candidate,
- * rejected first by the length check (its frame must fit in the key, or
- * claim no more than the limit allows), then by the codec's cheap header
- * check, before a full decode; results are memoised per offset.  A torn
- * tail of 64 MB is looked through in about 0.25 s.  Worst case, on hostile
- * data, O(n^2) length checks and O(n) decodes for a key of n bytes; at most
- * 16 torn regions nested inside one candidate run are looked through
- * (deeper reads as corrupt).
+ * BAD DATA AND TORN FRAMES
+ * =========================
+ * Get never trusts a stored length, bounds every allocation by the layer's
+ * limit (pd_encode_set_limit), fails a frame that does not decode with
+ * PD_ERR_CORRUPT naming layer, key, frame and offset (other keys are
+ * unaffected), and leaves out frames torn by a killed writer, counting
+ * them (pd_encode_torn).  The exact rules: docs/encode.md.
  *
  * THREADS
  * =======

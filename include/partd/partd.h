@@ -532,6 +532,91 @@ PD_API int pd_buffer_flush(pd_store *buffer, size_t n, const pd_key *keys,
  */
 PD_API int pd_buffer_discard(pd_store *buffer);
 
+/* ---------------------------------------------------------------- Fanout */
+
+/*
+ * A Fanout spreads one store over n inner stores (e.g. Clients of several
+ * servers, or Files on several disks): each key lives in exactly one of
+ * them, inner store pd_fanout_index(key, n), so every process (C or Python)
+ * that opens a Fanout over the same stores in the same order maps a key to
+ * the same store.  The index is jump consistent hash (Lamping and Veach) of
+ * pd_fanout_hash(key), the XXH64 (seed 0) of the key's packed form: a flat
+ * key is the byte 0x00 then its bytes; a tuple (2 parts or more) is 0x01
+ * then, per part, its length as 4 bytes little-endian and its bytes (a
+ * 1-tuple is the flat key).  Growing n by one moves only the keys that go
+ * to the new store.  See docs/fanout.md, with reference values.
+ *
+ * A batch is split per store, keeping each store's keys in batch order, and
+ * each part sent to its store; Clients each get a thread of their own, so
+ * their round trips overlap.  get reassembles the values in the order of
+ * the keys; keys lists the union (each store's keys, disjoint); delete,
+ * iset and drop go to every store concerned.
+ *
+ * Atomicity: each store applies its part whole or not at all (as its own
+ * calls do), but a batch over several stores is not atomic across them.
+ * Every part is tried; if one fails the call returns the error of the
+ * lowest failing store, with its code and errno, and a message naming it
+ * (its index, kind and, for a Client, its address), which other stores
+ * applied their part and which failed too.  Over Clients, an append's
+ * failure may only show on a later call to that store (partd/zmq.h).
+ *
+ * Locking: pd_lock locks every inner store in index order (lock Fanouts
+ * that share stores in the same order); a call outside pd_lock locks each
+ * inner store for its own part only.  While a pd_lock session holds them,
+ * the inner Clients are held by the Fanout's threads: do not call them
+ * directly then.
+ */
+
+/**
+ * Opens a Fanout over inners[0..n).  On success the Fanout owns them and
+ * sets inners[i] to NULL, unless flags has PD_BORROW, in which case the
+ * caller keeps them and closes them after the Fanout.
+ * Errors: PD_ERR_MISUSE (n == 0, more than 1024 stores, a NULL or repeated
+ * store, unknown flags), PD_ERR_NOMEM.  On error nothing is taken.
+ */
+PD_API int pd_fanout_open(pd_store **out, pd_store **inners, size_t n,
+                          unsigned flags);
+/** XXH64 (seed 0) of key's packed form (above); 0 for an invalid key. */
+PD_API uint64_t pd_fanout_hash(const pd_key *key);
+/** The inner store in [0, n) that holds key in a Fanout of n stores;
+ *  SIZE_MAX for an invalid key, n == 0 or n > INT32_MAX. */
+PD_API size_t pd_fanout_index(const pd_key *key, size_t n);
+/** Number of inner stores; 0 if not a Fanout. */
+PD_API size_t pd_fanout_count(const pd_store *fanout);
+/** Inner store i (borrowed, valid while the Fanout is open); NULL if out of
+ *  range or not a Fanout. */
+PD_API pd_store *pd_fanout_inner(const pd_store *fanout, size_t i);
+
+/* ------------------------------------------------------------- Namespace */
+
+/*
+ * A Namespace gives one shuffle its own key space on a shared store: its
+ * key k is stored in the inner store as the tuple (name, k), and its tuple
+ * key (a, b, ...) as (name, a, b, ...) (a 1-tuple is the flat key, so flat
+ * keys map to 2 parts and tuples to 3 or more).  pd_keys lists only the
+ * keys under `name`, without it; pd_drop deletes only those (listing them,
+ * then deleting them in one batch on the locked inner store: over a Client,
+ * another client's append between the two survives).  Namespaces with
+ * different names over one store never see each other's keys.  A key that
+ * no longer fits PD_KEY_MAX or PD_KEY_MAX_PARTS with the name part gives
+ * PD_ERR_KEY naming it.  See docs/fanout.md.
+ */
+
+/**
+ * Opens a Namespace named name[0..len) (any bytes, the empty name too, but
+ * not containing "-|-" nor ending in "-|": it must cross a Client's wire)
+ * over *inner, owned as by pd_buffer_open (PD_BORROW: the caller keeps it).
+ * Errors: PD_ERR_MISUSE (NULL inner, bad name, unknown flags),
+ * PD_ERR_NOMEM.  On error nothing is taken.
+ */
+PD_API int pd_namespace_open(pd_store **out, pd_store **inner, const void *name,
+                             size_t len, unsigned flags);
+/** The name (owned by the Namespace) and its length in *len; NULL if not a
+ *  Namespace. */
+PD_API const void *pd_namespace_name(const pd_store *ns, size_t *len);
+/** The inner store (borrowed); NULL if not a Namespace. */
+PD_API pd_store *pd_namespace_inner(const pd_store *ns);
+
 #ifdef __cplusplus
 }
 #endif

@@ -20,105 +20,8 @@
  *   pd_close(&c);
  *   pd_server_close(&srv);
  *
- * WIRE PROTOCOL
- * =============
- * The server has a ROUTER socket, each client a DEALER.  A request is one
- * multipart message [command, payload...]:
- *
- *   syn                       sent by a client when it connects
- *   append k1 v1 k2 v2 ...    appends, applied as one atomic batch
- *   iset k v                  idempotent set (our server also takes several
- *                             pairs, and our client sends them only to ours)
- *   get k1 k2 ...             values, in key order
- *   delete k1 k2 ...
- *   drop
- *   close                     the server acknowledges, then stops
- *   keys                      (ours only) list the keys and their sizes
- *
- * Each request gets exactly one final reply, [ack] on success.  get (and
- * keys) first send one message of results: for get, exactly one frame per
- * key (the value, empty for a missing key); for keys, an 8-byte
- * little-endian count, then per key its packed form and an 8-byte
- * little-endian size.  A client sends `syn` without waiting, then before
- * each later request reads the final reply of the previous one, so exactly
- * one request is in flight per client: the protocol paces every client.
- * (Our client, once it knows the server is ours, may send up to `window`
- * appends before reading their replies; our server answers each in order.)
- *
- * Keys on the wire: a flat key is its bytes; a tuple key is its parts joined
- * by "-|-", and the server turns a key containing "-|-" back into a tuple.
- * So a key that contains "-|-" (a flat key, or a tuple part in a way that
- * would split differently) cannot cross the wire: the Client refuses it with
- * PD_ERR_KEY and a message naming it, before sending anything.
- *
- * Errors (our server): a request that fails or cannot be parsed gets, in
- * place of its final [ack], the message [error, CODE, MESSAGE]: CODE the
- * PD_ERR_* number in ASCII decimal (e.g. "-4"), MESSAGE the server's
- * description.  A failing get still sends its results message first (one
- * empty frame per key, at least one), so the reply stream stays in step and
- * a Python client, which asserts that each final reply is [ack], fails
- * loudly on its next call instead of hanging.  Requests that cannot be
- * parsed (unknown command, odd append payload, empty, over the size limit,
- * a key with more than PD_KEY_MAX_PARTS parts, ...) get only the error
- * message.  A frame larger than the server's max_message is dropped by
- * libzmq together with the connection, before the server sees it: that
- * client gets no reply (its wait times out) and the server logs the
- * disconnection.  (Our client refuses such a request itself, with
- * PD_ERR_LIMIT: see pd_client_opts.max_message.)  In every case the server logs
- * the refusal and keeps serving everyone.
- *
- * How our Client tells our Server from Python's: the server's ROUTER socket
- * has the routing id "libpartd/1", which ZeroMQ's handshake shows to the
- * client as the "Identity" property of each message.  The Client uses the
- * extensions (keys, batched iset) only with such a server, and never sends a
- * Python server a command it does not know (that kills its thread).
- *
- * SECURITY
- * ========
- * Anyone who can connect can read, write and drop every key, and send
- * `close`.  The defaults expose nothing to the network: with no bind
- * address the server listens on an ipc socket in a new private (0700)
- * directory, so only the same user can connect.  tcp is used only when a
- * bind address says so; "tcp://127.0.0.1:0" listens on loopback, on a free
- * port.  Binding all interfaces (a host of "*" or "0.0.0.0") logs a
- * warning unless CURVE is on.
- *
- * CURVE (ZeroMQ's CurveZMQ: encryption and server authentication) is on
- * when the server has a secret key (pd_server_opts.curve_secret, 40 z85
- * characters; pd_curve_keypair makes one).  A client must then know the
- * server's public key (pd_client_opts.curve_server_key); a client without
- * it, or with another key, fails the handshake: it is never connected, its
- * requests are never read, and its calls time out.  By default every
- * client that knows the server's public key is accepted.  With an
- * allow-list (pd_server_opts.curve_clients; `partd serve --curve-clients
- * FILE`) only clients whose own public key (pd_client_opts.curve_public) is
- * on it are: the server answers libzmq's authentication requests (ZAP) from
- * its loop, and refuses every other key, logging it with the peer's
- * address.  A refused client is treated like one with the wrong server key.
- *
- * LIMITS AND MEMORY
- * =================
- * The server takes one message at a time and holds it whole.  A message's
- * frames may total at most max_message bytes (default
- * PD_ZMQ_MAX_MESSAGE_DEFAULT); libzmq drops a connection that sends one
- * frame above that before reading it.  Each client's queue at the server
- * holds at most a few messages (ZMQ_RCVHWM); past that libzmq stops reading
- * from that client.  Replies to a client that does not read them queue up to
- * ZMQ_SNDHWM messages, then are dropped (logged): a client that never reads
- * cannot block the server.  So the server's memory is bounded by the store
- * (the default store is a Buffer that spills to disk past `memory` bytes)
- * plus, per connected client, a few messages of at most max_message bytes:
- * lower max_message when many untrusted clients may connect.
- *
- * THREADS, SIGNALS, FORK
- * ======================
- * A Server runs in one thread (pd_server_run, or the thread of
- * pd_server_start); pd_server_stop may be called from any thread and from a
- * signal handler.  A server handle must not be used in a forked child.  A
- * Client is a pd_store: one call at a time per handle (calls from several
- * threads are serialised).  A Client used in a child process after fork()
- * notices (the pid changed) and opens a new connection of its own in the child;
- * the parent's is left untouched.
+ * The wire protocol, security (ipc by default, CURVE for tcp), limits and
+ * memory, and threads/signals/fork are described in docs/zmq.md.
  */
 #ifndef PARTD_ZMQ_H
 #define PARTD_ZMQ_H
@@ -139,7 +42,7 @@ extern "C" {
 #define PD_SERVER_MEMORY_DEFAULT ((uint64_t)1000000000)
 /** Default client timeout for each wait, in milliseconds. */
 #define PD_CLIENT_TIMEOUT_DEFAULT 60000
-/** The routing id of our server's socket (see WIRE PROTOCOL). */
+/** The routing id of our server's socket (docs/zmq.md, "Wire protocol"). */
 #define PD_SERVER_IDENTITY "libpartd/1"
 
 /* ---------------------------------------------------------------- Keys */
@@ -190,7 +93,7 @@ typedef void (*pd_log_fn)(void *arg, int level, const char *line);
 typedef struct pd_server_opts {
     /** Addresses to listen on, e.g. "tcp://127.0.0.1:0" (port 0: a free
      *  port), "ipc:///run/me/partd.sock"; nbind of them.  nbind 0: one ipc
-     *  socket in a new private directory (see SECURITY). */
+     *  socket in a new private directory (docs/zmq.md, "Security"). */
     const char *const *bind;
     size_t nbind;
     /** Default store only: the Buffer's memory limit (0: default). */
@@ -202,7 +105,7 @@ typedef struct pd_server_opts {
     const char *curve_secret;
     /** With curve_secret: the public keys (40 z85 characters each) of the
      *  clients allowed in, ncurve_clients of them.  0: any client that has
-     *  the server's public key.  See SECURITY. */
+     *  the server's public key.  See docs/zmq.md, "Security". */
     const char *const *curve_clients;
     size_t ncurve_clients;
     /** Largest message accepted, in bytes (0: PD_ZMQ_MAX_MESSAGE_DEFAULT). */
@@ -318,7 +221,8 @@ typedef struct pd_client_opts {
     unsigned flags;
     /** Appends that may be in flight at once to libpartd's server (0:
      *  PD_CLIENT_WINDOW_DEFAULT; 1: one request in flight, as the reference
-     *  client; at most PD_CLIENT_WINDOW_MAX).  See "Replies" below. */
+     *  client; at most PD_CLIENT_WINDOW_MAX).  See docs/zmq.md, "The client".
+     */
     unsigned window;
 } pd_client_opts;
 
@@ -336,41 +240,9 @@ typedef struct pd_client_opts {
  * libpartd's (else PD_ERR_UNSUPPORTED); pd_lock/pd_unlock only serialise
  * this handle's calls (the server runs one request at a time anyway).
  *
- * Replies: like the reference, append, iset, delete and drop return once
- * the request is sent, and a later call reads their reply.  Every call but
- * append (and pd_client_sync, and pd_close) first reads every reply still
- * due.  With a Python server, an append does too, so one request is in
- * flight and an error is reported by the next call.  With libpartd's
- * server, appends are pipelined: an append reads replies only while
- * `window` requests (or 32 MiB of appends) are in flight, oldest first, so
- * a stream of appends is not paced by the round trip.  The server applies
- * requests in the order sent.  So an error of a request is reported by the
- * call that reads its reply: the append `window` calls later (the same one
- * however fast the server is), or the next call that is not an append,
- * whichever comes first, with a message
- * "the previous request, append of N keys (...), failed on the server
- * at ADDRESS: ..." (noting how many later requests failed too).  A call
- * that reads an error before sending its own request does not send it; the
- * appends already in flight behind a failed one are applied.  With
- * window 1 or PD_CLIENT_SYNC, nothing is pipelined; with PD_CLIENT_SYNC
- * each call waits for its own reply.  get and keys always wait.
- *
- * Batches: an append is one request, applied whole.  An iset of several
- * keys is one request to our server and one request per key to a Python
- * server (not atomic there).  A get of 0 keys is answered locally.  A call
- * of more than 524288 keys fails with PD_ERR_LIMIT before anything is sent.
- *
- * Durability: the protocol carries no flags, so PD_FSYNC on a client's
- * append or iset fails with PD_ERR_UNSUPPORTED (nothing sent); for durable
- * appends, serve a File opened with PD_FILE_FSYNC.
- *
- * Timeouts and failures: every wait is bounded by timeout_ms.  When the
- * server does not answer in time, the call fails with PD_ERR_TIMEOUT, naming
- * the address; the handle then drops its connection (so a late reply cannot
- * be taken for the answer to a later request) and makes a new one, so later
- * calls work again once a server answers at that address.  A request that
- * timed out may or may not have been applied.  A reply that breaks the
- * protocol gives PD_ERR_PROTOCOL and the same reset.
+ * Appends are pipelined to libpartd's server (up to `window` in flight);
+ * an error comes back with a later call.  How replies, batches, PD_FSYNC,
+ * timeouts and reconnection work: docs/zmq.md, "The client".
  *
  * Errors: PD_ERR_MISUSE (NULL, a bad key or option, an address libzmq
  * cannot parse), PD_ERR_UNSUPPORTED (CURVE without libzmq support),

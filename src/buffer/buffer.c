@@ -17,7 +17,7 @@
  * fails, they stay in fast and nothing is lost.
  *
  * pd_get returns slow's bytes followed by fast's: append order (the
- * reference returns fast + slow, its defect 3).
+ * reference returns fast's bytes first, out of append order).
  *
  * Appends to a Dict (the usual fast store) skip its dispatcher: the Buffer
  * hashes each key once and hands the Dict the hashes with the batch, and
@@ -45,307 +45,25 @@
 #include "core/hash.h"
 #include "core/ktab.h"
 
-#define S_FRACTION 0.1
-#define S_MAXCOUNT 20
-#define S_FLUSH_BATCH 32
-
-typedef struct s_count {
-    pd__knode kn;      /* first: the index's node is the entry */
-    uint64_t bytes;    /* bytes this Buffer put in fast under the key */
-    uint64_t mark;     /* pd_buffer_flush: de-duplication stamp */
-    pd__dict_ref dref; /* fast's entry, when fast is a Dict (dict.h) */
-    pd_key key;        /* points into this allocation */
-    pd_bytes parts[];  /* nparts of key, then the packed key */
-} s_count;
-
-typedef struct s_buffer {
-    pd_store base;
-    pd_store *fast, *slow;
-    bool owned;
-    uint64_t limit;
-    uint64_t usage;
-    pd__ktab counts; /* s_count entries, in insertion order */
-    uint64_t mark;
-    bool pending;     /* the last op failed (see S_OP) */
-    bool slow_locked; /* this session holds slow's lock */
-    /* scratch for moves (keys and values of one batch to slow) */
-    pd_key *mk;
-    pd_bytes *mv;
-    size_t mcap;
-    /* scratch for append/set (entries of one batch, and their Dict refs) */
-    s_count **ents;
-    bool *created;
-    pd__dict_ref **refs;
-    size_t ecap;
-    bool fast_dict; /* fast is a Dict: appends take pd__dict_append_refs */
-    /* PD_BUFFER_PRIVATE: slow changes only through this Buffer, so a key
-     * never spilled has nothing in slow.  `spilled` indexes the keys moved
-     * to slow since the last drop (s_spill entries); `spilled_all` means
-     * the index is incomplete (slow held keys at open, or an entry could
-     * not be allocated) and slow must be read for every key. */
-    bool private_slow;
-    bool spilled_all;
-    pd__ktab spilled;
-} s_buffer;
-
-typedef struct s_spill {
-    pd__knode kn;       /* first: the index's node is the entry */
-    unsigned char pk[]; /* the packed key */
-} s_spill;
-
 static const pd_store_ops s_buffer_ops;
 
-/* --------------------------------------------------------------- Errors */
-
-/* Copies `msg` into out without a trailing ": strerror(sys)" (pd__err adds
- * it back) and without a leading "<kind>: " when kind is given. */
-static void s_strip(char *out, size_t cap, const char *msg, int sys,
-                    const char *kind) {
-    if (kind) {
-        size_t kl = strlen(kind);
-        if (strncmp(msg, kind, kl) == 0 && msg[kl] == ':' && msg[kl + 1] == ' ')
-            msg += kl + 2;
-    }
-    size_t len = strlen(msg);
-    if (sys) {
-        char eb[128];
-        const char *es = strerror_r(sys, eb, sizeof eb);
-        size_t el = strlen(es);
-        if (len >= el + 2 && memcmp(msg + len - el, es, el) == 0 &&
-            memcmp(msg + len - el - 2, ": ", 2) == 0)
-            len -= el + 2;
-    }
-    if (len >= cap) len = cap - 1;
-    memcpy(out, msg, len);
-    out[len] = '\0';
-}
-
-/* Records on the Buffer the error `inner` just reported, with context:
- * "buffer: <ctx>: <inner kind>: <inner message>", keeping its code and
- * errno.  Returns the code (rc if inner recorded none). */
-static int s_err_inner(pd_store *s, const pd_store *inner, int rc,
-                       const char *fmt, ...) PD__PRINTF(4, 5);
-static int s_err_inner(pd_store *s, const pd_store *inner, int rc,
-                       const char *fmt, ...) {
-    int code = pd_errcode(inner);
-    if (code == 0) code = rc;
-    int sys = pd_errno(inner);
-    char imsg[PD__MSG_MAX], ctx[PD__MSG_MAX];
-    s_strip(imsg, sizeof imsg, pd_errmsg(inner), sys, NULL);
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(ctx, sizeof ctx, fmt, ap);
-    va_end(ap);
-    return pd__err(s, code, sys, "%s: %s", ctx, imsg);
-}
-
-/* ------------------------------------------------------------ Selection */
-
-static size_t s_cutoff(uint64_t total, double fraction, size_t maxcount,
-                       size_t ntop, const uint64_t *topsz) {
-    double lim = (double)total * fraction;
-    uint64_t cum = 0;
-    size_t b = 0;
-    for (size_t i = 0; i < ntop; i++) {
-        cum += topsz[i];
-        if ((double)cum <= lim)
-            b = i + 1;
-        else
-            break;
-    }
-    if (maxcount == 0) maxcount = 1;
-    if (b < 1) b = 1;
-    if (b > maxcount) b = maxcount;
-    if (b > ntop) b = ntop;
-    return b;
-}
-
-size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
-                                double fraction, size_t maxcount, size_t *out) {
-    if (n == 0) return 0;
-    if (maxcount == 0) maxcount = 1;
-    size_t k = n / 2 > 0 ? n / 2 : 1;
-    size_t cap = k < maxcount ? k : maxcount;
-    size_t cnt = 0;
-    uint64_t total = 0;
+static uint64_t s_sum(size_t n, const pd_bytes *vals) {
+    uint64_t t = 0;
     for (size_t i = 0; i < n; i++) {
-        total += sizes[i];
-        /* Stable insertion, biggest first: an equal size goes after. */
-        if (cnt == cap && sizes[i] <= sizes[out[cap - 1]]) continue;
-        size_t j = cnt < cap ? cnt++ : cap - 1;
-        while (j > 0 && sizes[out[j - 1]] < sizes[i]) {
-            out[j] = out[j - 1];
-            j--;
-        }
-        out[j] = i;
+        if (t > UINT64_MAX - vals[i].size) return UINT64_MAX;
+        t += vals[i].size;
     }
-    /* Cumulative sizes need only the first cnt (<= maxcount) entries. */
-    uint64_t cum = 0;
-    size_t b = 0;
-    double lim = (double)total * fraction;
-    for (size_t i = 0; i < cnt; i++) {
-        cum += sizes[out[i]];
-        if ((double)cum <= lim)
-            b = i + 1;
-        else
-            break;
-    }
-    if (b < 1) b = 1;
-    if (b > maxcount) b = maxcount;
-    if (b > cnt) b = cnt;
-    return b;
+    return t;
 }
 
-/* One spill round over the counted keys: writes up to S_MAXCOUNT entries
- * to sel and returns how many. */
-static size_t s_select(s_buffer *b, s_count **sel) {
-    size_t n = b->counts.count;
-    if (n == 0) return 0;
-    size_t k = n / 2 > 0 ? n / 2 : 1;
-    size_t cap = k < S_MAXCOUNT ? k : S_MAXCOUNT;
-    uint64_t topsz[S_MAXCOUNT];
-    size_t cnt = 0;
-    for (pd__knode *kn = b->counts.head; kn; kn = kn->next) {
-        s_count *e = (s_count *)kn;
-        if (cnt == cap && e->bytes <= topsz[cap - 1]) continue;
-        size_t j = cnt < cap ? cnt++ : cap - 1;
-        while (j > 0 && topsz[j - 1] < e->bytes) {
-            topsz[j] = topsz[j - 1];
-            sel[j] = sel[j - 1];
-            j--;
-        }
-        topsz[j] = e->bytes;
-        sel[j] = e;
-    }
-    return s_cutoff(b->usage, S_FRACTION, S_MAXCOUNT, cnt, topsz);
-}
-
-/* --------------------------------------------------------------- Counts */
-
-/* The count entry of key (hash h), or NULL. */
-static s_count *s_count_find(const s_buffer *b, const pd_key *key, uint64_t h) {
-    return (s_count *)pd__ktab_find(&b->counts, key, h);
-}
-
-/* A new entry with 0 bytes for `key` (hash h), or NULL (nothing changed).
- * It keeps the key packed and, for the moves, as a pd_key over that copy. */
-static s_count *s_count_add(s_buffer *b, const pd_key *key, uint64_t h) {
-    size_t np = key->nparts >= 2 ? key->nparts : 0;
-    size_t klen = pd__key_packed_size(key);
-    s_count *e = calloc(1, sizeof *e + np * sizeof(pd_bytes) + klen);
-    if (!e) return NULL;
-    unsigned char *p = (unsigned char *)(e->parts + np);
-    pd__key_pack(key, p);
-    if (pd__key_unpack(p, klen, &e->key, e->parts)) {
-        free(e);
-        return NULL;
-    }
-    e->kn.pk = p;
-    e->kn.klen = klen;
-    e->kn.hash = h;
-    e->dref.hash = h;
-    if (pd__ktab_insert(&b->counts, &e->kn)) {
-        free(e);
-        return NULL;
-    }
-    return e;
-}
-
-static void s_count_remove(s_buffer *b, s_count *e) {
-    b->usage -= e->bytes;
-    pd__ktab_remove(&b->counts, &e->kn);
-    free(e);
-}
-
-/* ---------------------------------------------------------- Spilled set */
-
-/* Records the keys of sel[0..m), just appended to slow, as spilled.  An
- * entry that cannot be allocated makes the index incomplete (spilled_all)
- * instead of failing: the data is in slow already. */
-static void s_spilled_add(s_buffer *b, s_count **sel, size_t m) {
-    if (!b->private_slow || b->spilled_all) return;
-    for (size_t i = 0; i < m; i++) {
-        const pd__knode *c = &sel[i]->kn;
-        if (pd__ktab_find(&b->spilled, &sel[i]->key, c->hash)) continue;
-        s_spill *e = malloc(sizeof *e + c->klen);
-        if (!e) {
-            b->spilled_all = true;
-            return;
-        }
-        memcpy(e->pk, c->pk, c->klen);
-        e->kn.pk = e->pk;
-        e->kn.klen = c->klen;
-        e->kn.hash = c->hash;
-        if (pd__ktab_insert(&b->spilled, &e->kn)) {
-            free(e);
-            b->spilled_all = true;
-            return;
-        }
-    }
-}
-
-/* Whether slow may hold anything of keys[0..n) (keys NULL: of any key). */
-static bool s_slow_may_hold(const s_buffer *b, size_t n, const pd_key *keys) {
-    if (!b->private_slow || b->spilled_all) return true;
-    if (b->spilled.count == 0) return false;
-    if (!keys) return true;
-    for (size_t i = 0; i < n; i++)
-        if (pd__ktab_find(&b->spilled, &keys[i], pd__khash(&keys[i])))
-            return true;
-    return false;
-}
-
-/* Forgets keys[0..n) as spilled (they were deleted from slow). */
-static void s_spilled_remove(s_buffer *b, size_t n, const pd_key *keys) {
-    if (!b->private_slow) return;
-    for (size_t i = 0; i < n && b->spilled.count; i++) {
-        pd__knode *kn =
-            pd__ktab_find(&b->spilled, &keys[i], pd__khash(&keys[i]));
-        if (kn) {
-            pd__ktab_remove(&b->spilled, kn);
-            free(kn);
-        }
-    }
-}
-
-static void s_spilled_clear(s_buffer *b) {
-    for (pd__knode *n = b->spilled.head, *next; n; n = next) {
-        next = n->next;
-        free(n);
-    }
-    pd__ktab_reset(&b->spilled);
-}
-
-static void s_counts_clear(s_buffer *b) {
-    for (pd__knode *n = b->counts.head, *next; n; n = next) {
-        next = n->next;
-        free(n);
-    }
-    pd__ktab_reset(&b->counts);
-    b->usage = 0;
-}
-
-/* Room for `need` move slots.  0 or PD_ERR_NOMEM. */
-static int s_mscratch(s_buffer *b, size_t need) {
-    if (need <= b->mcap) return 0;
-    size_t ncap = b->mcap ? b->mcap : 64;
-    while (ncap < need) ncap *= 2;
-    pd_key *nk = realloc(b->mk, ncap * sizeof *nk);
-    if (!nk) return PD_ERR_NOMEM;
-    b->mk = nk;
-    pd_bytes *nv = realloc(b->mv, ncap * sizeof *nv);
-    if (!nv) return PD_ERR_NOMEM;
-    b->mv = nv;
-    b->mcap = ncap;
-    return 0;
-}
+/* ---------------------------------------------------------------- Entries */
 
 /* Takes back s_ents: the sizes of vals (unless NULL) from the entries'
  * counts, then the entries it created. */
-static void s_ents_undo(s_buffer *b, size_t n, const pd_bytes *vals) {
+static void s_ents_undo(pd__buffer *b, size_t n, const pd_bytes *vals) {
     for (size_t i = 0; vals && i < n; i++) b->ents[i]->bytes -= vals[i].size;
     for (size_t i = 0; i < n; i++)
-        if (b->created[i]) s_count_remove(b, b->ents[i]);
+        if (b->created[i]) pd__buffer_count_remove(b, b->ents[i]);
 }
 
 /* Looks up (creating when missing) the count entries of keys[0..n) into
@@ -353,7 +71,7 @@ static void s_ents_undo(s_buffer *b, size_t n, const pd_bytes *vals) {
  * b->refs.  With vals (an append), also adds each value's size to its
  * entry's count, in the same pass (s_ents_undo takes it back; usage is
  * the caller's).  On error nothing is left changed. */
-static int s_ents(s_buffer *b, size_t n, const pd_key *keys,
+static int s_ents(pd__buffer *b, size_t n, const pd_key *keys,
                   const pd_bytes *vals, const char *op) {
     pd_store *s = &b->base;
     char ks[PD__KEYSHORT_MAX];
@@ -361,7 +79,7 @@ static int s_ents(s_buffer *b, size_t n, const pd_key *keys,
         /* Grown geometrically: a caller alternating batch sizes does not
          * reallocate every call. */
         size_t ncap = b->ecap > n / 2 ? b->ecap * 2 : n, sz;
-        s_count **ne =
+        pd__bcount **ne =
             pd__mul_ovf(ncap, sizeof *ne, &sz) ? NULL : realloc(b->ents, sz);
         if (!ne) return pd__err(s, PD_ERR_NOMEM, ENOMEM, "%s: key table", op);
         b->ents = ne;
@@ -379,10 +97,10 @@ static int s_ents(s_buffer *b, size_t n, const pd_key *keys,
         pd__kprobe p;
         pd__kprobe_init(&p, &keys[i]);
         uint64_t h = pd__kprobe_hash(&p);
-        s_count *e = (s_count *)pd__ktab_find_probe(&b->counts, &p, h);
+        pd__bcount *e = (pd__bcount *)pd__ktab_find_probe(&b->counts, &p, h);
         bool created = false;
         if (PD__UNLIKELY(!e)) {
-            e = s_count_add(b, &keys[i], h);
+            e = pd__buffer_count_add(b, &keys[i], h);
             if (!e) {
                 s_ents_undo(b, i, vals);
                 return pd__err(s, PD_ERR_NOMEM, ENOMEM,
@@ -399,140 +117,15 @@ static int s_ents(s_buffer *b, size_t n, const pd_key *keys,
     return 0;
 }
 
-/* Locks slow for the rest of the session the first time an op needs it.
- * Outside a session (PD_NOLOCK without pd_lock) nothing is locked, as for
- * every store. */
-static int s_need_slow(s_buffer *b) {
-    if (b->slow_locked || b->base.lock_depth == 0) return 0;
-    int rc = pd__lock_inner(&b->base, b->slow);
-    if (rc == 0) b->slow_locked = true;
-    return rc;
-}
-
-/* ---------------------------------------------------------------- Moves */
-
-/* Moves the keys of sel[0..m) from fast to slow (one append to slow), then
- * deletes them from fast and uncounts them.  On error the keys stay in fast
- * and counted. */
-static int s_move(s_buffer *b, s_count **sel, size_t m, unsigned fsync) {
-    pd_store *s = &b->base, *fast = b->fast, *slow = b->slow;
-    char ks[PD__KEYSHORT_MAX];
-    const char *more = m > 1 ? " (and other keys)" : "";
-    pd_result *r = NULL;
-    size_t nv = 0;
-    int rc = s_need_slow(b);
-    if (rc) return rc;
-    if (fast->ops->peek) {
-        /* Zero copy: fast stays locked, so its chunks stay valid until the
-         * append to slow is done. */
-        pthread_mutex_lock(&fast->mu);
-        for (size_t i = 0; i < m && rc == 0; i++) {
-            const pd_bytes *ch = NULL;
-            size_t nch = 0;
-            pd__err_clear(fast);
-            rc = fast->ops->peek(fast, &sel[i]->key, &ch, &nch);
-            if (rc) {
-                rc = s_err_inner(s, fast, rc, "spill %s: read from fast",
-                                 pd__key_short(&sel[i]->key, ks));
-                break;
-            }
-            if (s_mscratch(b, nv + (nch ? nch : 1))) {
-                rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "spill %s: batch table",
-                             pd__key_short(&sel[i]->key, ks));
-                break;
-            }
-            if (nch == 0) {
-                b->mk[nv] = sel[i]->key;
-                b->mv[nv++] = (pd_bytes){NULL, 0};
-            }
-            for (size_t c = 0; c < nch; c++) {
-                b->mk[nv] = sel[i]->key;
-                b->mv[nv++] = ch[c];
-            }
-        }
-        if (rc == 0) {
-            rc = pd_append(slow, nv, b->mk, b->mv, PD_NOLOCK | fsync);
-            if (rc)
-                rc = s_err_inner(s, slow, rc, "spill %s%s to slow",
-                                 pd__key_short(&sel[0]->key, ks), more);
-        }
-        pthread_mutex_unlock(&fast->mu);
-        if (rc) return rc;
-    } else {
-        if (s_mscratch(b, m))
-            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "spill %s%s: batch table",
-                           pd__key_short(&sel[0]->key, ks), more);
-        for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
-        rc = pd_get(fast, m, b->mk, &r, PD_NOLOCK);
-        if (rc)
-            return s_err_inner(s, fast, rc, "spill %s%s: read from fast",
-                               pd__key_short(&sel[0]->key, ks), more);
-        for (size_t i = 0; i < m; i++) b->mv[i] = pd_result_value(r, i);
-        rc = pd_append(slow, m, b->mk, b->mv, PD_NOLOCK | fsync);
-        pd_result_free(&r);
-        if (rc)
-            return s_err_inner(s, slow, rc, "spill %s%s to slow",
-                               pd__key_short(&sel[0]->key, ks), more);
-    }
-    /* Now in slow: forget them in fast. */
-    s_spilled_add(b, sel, m);
-    for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
-    rc = pd_delete(fast, m, b->mk, PD_NOLOCK);
-    if (rc)
-        return s_err_inner(s, fast, rc,
-                           "spill %s%s: copied to slow but not deleted from "
-                           "fast (now held twice)",
-                           pd__key_short(&sel[0]->key, ks), more);
-    for (size_t i = 0; i < m; i++) s_count_remove(b, sel[i]);
-    return 0;
-}
-
-/* Spills rounds until `incoming` more bytes fit under the limit (or fast
- * holds nothing). */
-static int s_make_room(s_buffer *b, uint64_t incoming, unsigned fsync) {
-    while (b->usage > 0 &&
-           (incoming > b->limit || b->usage > b->limit - incoming)) {
-        s_count *sel[S_MAXCOUNT];
-        size_t m = s_select(b, sel);
-        if (m == 0) break;
-        int rc = s_move(b, sel, m, fsync);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-/* Moves every counted key to slow, S_FLUSH_BATCH at a time. */
-static int s_move_all(s_buffer *b, unsigned fsync) {
-    while (b->counts.head) {
-        s_count *sel[S_FLUSH_BATCH];
-        size_t m = 0;
-        for (pd__knode *kn = b->counts.head; kn && m < S_FLUSH_BATCH;
-             kn = kn->next)
-            sel[m++] = (s_count *)kn;
-        int rc = s_move(b, sel, m, fsync);
-        if (rc) return rc;
-    }
-    return 0;
-}
-
-static uint64_t s_sum(size_t n, const pd_bytes *vals) {
-    uint64_t t = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (t > UINT64_MAX - vals[i].size) return UINT64_MAX;
-        t += vals[i].size;
-    }
-    return t;
-}
-
 /* ------------------------------------------------------------------ Ops */
 
-static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
-                         const pd_bytes *vals, unsigned flags) {
-    s_buffer *b = (s_buffer *)s;
+static int s_append(pd_store *s, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
+    pd__buffer *b = (pd__buffer *)s;
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
     uint64_t incoming = s_sum(n, vals);
-    int rc = s_make_room(b, incoming, fsync);
+    int rc = pd__buffer_make_room(b, incoming, fsync);
     if (rc) return rc;
     rc = s_ents(b, n, keys, vals, "append");
     if (rc) return rc;
@@ -548,44 +141,44 @@ static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
     }
     if (rc) {
         s_ents_undo(b, n, vals);
-        return s_err_inner(s, b->fast, rc, "append %s%s to fast",
-                           pd__key_short(&keys[0], ks),
-                           n > 1 ? " (batch)" : "");
+        return pd__err_wrap(s, b->fast, rc, "append %s%s to fast",
+                            pd__key_short(&keys[0], ks),
+                            n > 1 ? " (batch)" : "");
     }
     b->usage += incoming; /* the entries' counts were added by s_ents */
     return 0;
 }
 
-static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
-                      unsigned flags) {
+static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
+                 unsigned flags) {
     (void)flags;
-    s_buffer *b = (s_buffer *)s;
+    pd__buffer *b = (pd__buffer *)s;
     char ks[PD__KEYSHORT_MAX];
     pd_result *rs = NULL, *rf = NULL;
     int rc;
-    if (!s_slow_may_hold(b, n, keys)) {
+    if (!pd__buffer_slow_may_hold(b, n, keys)) {
         /* PD_BUFFER_PRIVATE and no key ever spilled: fast has it all. */
         rc = pd__get_inner(b->fast, n, keys, &rf, PD_NOLOCK);
         if (rc)
-            return s_err_inner(s, b->fast, rc, "get %s: fast",
-                               pd__key_short(&keys[0], ks));
+            return pd__err_wrap(s, b->fast, rc, "get %s: fast",
+                                pd__key_short(&keys[0], ks));
         if (pd__result_move(r, rf))
             rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get %s: result",
                          pd__key_short(&keys[0], ks));
         pd_result_free(&rf);
         return rc;
     }
-    int lrc = s_need_slow(b);
+    int lrc = pd__buffer_need_slow(b);
     if (lrc) return lrc;
     rc = pd__get_inner(b->slow, n, keys, &rs, PD_NOLOCK);
     if (rc)
-        return s_err_inner(s, b->slow, rc, "get %s: slow",
-                           pd__key_short(&keys[0], ks));
+        return pd__err_wrap(s, b->slow, rc, "get %s: slow",
+                            pd__key_short(&keys[0], ks));
     rc = pd__get_inner(b->fast, n, keys, &rf, PD_NOLOCK);
     if (rc) {
         pd_result_free(&rs);
-        return s_err_inner(s, b->fast, rc, "get %s: fast",
-                           pd__key_short(&keys[0], ks));
+        return pd__err_wrap(s, b->fast, rc, "get %s: fast",
+                            pd__key_short(&keys[0], ks));
     }
     /* Slow's bytes were appended first. */
     pd_result *all = rs;
@@ -604,58 +197,57 @@ out:
     return rc;
 }
 
-static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
-                      unsigned flags) {
+static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
-    s_buffer *b = (s_buffer *)s;
+    pd__buffer *b = (pd__buffer *)s;
     char ks[PD__KEYSHORT_MAX];
     int rc;
-    if (s_slow_may_hold(b, n, keys)) {
-        int lrc = s_need_slow(b);
+    if (pd__buffer_slow_may_hold(b, n, keys)) {
+        int lrc = pd__buffer_need_slow(b);
         if (lrc) return lrc;
         rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
         if (rc)
-            return s_err_inner(s, b->slow, rc, "delete %s: slow",
-                               pd__key_short(&keys[0], ks));
-        s_spilled_remove(b, n, keys);
+            return pd__err_wrap(s, b->slow, rc, "delete %s: slow",
+                                pd__key_short(&keys[0], ks));
+        pd__buffer_spilled_remove(b, n, keys);
     }
     rc = pd_delete(b->fast, n, keys, PD_NOLOCK);
     if (rc)
-        return s_err_inner(s, b->fast, rc, "delete %s: fast",
-                           pd__key_short(&keys[0], ks));
+        return pd__err_wrap(s, b->fast, rc, "delete %s: fast",
+                            pd__key_short(&keys[0], ks));
     for (size_t i = 0; i < n; i++) {
-        s_count *e = s_count_find(b, &keys[i], pd__khash(&keys[i]));
-        if (e) s_count_remove(b, e);
+        pd__bcount *e = pd__buffer_count_find(b, &keys[i], pd__khash(&keys[i]));
+        if (e) pd__buffer_count_remove(b, e);
     }
     return 0;
 }
 
-static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
-                      const pd_bytes *vals, unsigned flags) {
-    s_buffer *b = (s_buffer *)s;
+static int s_set(pd_store *s, size_t n, const pd_key *keys,
+                 const pd_bytes *vals, unsigned flags) {
+    pd__buffer *b = (pd__buffer *)s;
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
-    int rc = s_make_room(b, s_sum(n, vals), fsync);
+    int rc = pd__buffer_make_room(b, s_sum(n, vals), fsync);
     if (rc) return rc;
-    if (s_slow_may_hold(b, n, keys)) {
-        rc = s_need_slow(b);
+    if (pd__buffer_slow_may_hold(b, n, keys)) {
+        rc = pd__buffer_need_slow(b);
         if (rc) return rc;
         rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
         if (rc)
-            return s_err_inner(s, b->slow, rc, "set %s: delete from slow",
-                               pd__key_short(&keys[0], ks));
-        s_spilled_remove(b, n, keys);
+            return pd__err_wrap(s, b->slow, rc, "set %s: delete from slow",
+                                pd__key_short(&keys[0], ks));
+        pd__buffer_spilled_remove(b, n, keys);
     }
     rc = s_ents(b, n, keys, NULL, "set");
     if (rc) return rc;
     rc = pd__set_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
     if (rc) {
         s_ents_undo(b, n, NULL);
-        return s_err_inner(s, b->fast, rc, "set %s: fast",
-                           pd__key_short(&keys[0], ks));
+        return pd__err_wrap(s, b->fast, rc, "set %s: fast",
+                            pd__key_short(&keys[0], ks));
     }
     for (size_t i = 0; i < n; i++) {
-        s_count *e = b->ents[i];
+        pd__bcount *e = b->ents[i];
         b->usage -= e->bytes;
         e->bytes = vals[i].size;
         b->usage += e->bytes;
@@ -663,18 +255,18 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
     return 0;
 }
 
-static int s_drop_impl(pd_store *s, unsigned flags) {
+static int s_drop(pd_store *s, unsigned flags) {
     (void)flags;
-    s_buffer *b = (s_buffer *)s;
-    int lrc = s_need_slow(b);
+    pd__buffer *b = (pd__buffer *)s;
+    int lrc = pd__buffer_need_slow(b);
     if (lrc) return lrc;
     int rc = pd_drop(b->fast, PD_NOLOCK);
-    if (rc) rc = s_err_inner(s, b->fast, rc, "drop: fast");
+    if (rc) rc = pd__err_wrap(s, b->fast, rc, "drop: fast");
     int rc2 = pd_drop(b->slow, PD_NOLOCK);
-    if (rc2 && !rc) rc = s_err_inner(s, b->slow, rc2, "drop: slow");
-    s_counts_clear(b);
+    if (rc2 && !rc) rc = pd__err_wrap(s, b->slow, rc2, "drop: slow");
+    pd__buffer_counts_clear(b);
     if (rc2 == 0) { /* slow is empty now: the index is complete again */
-        s_spilled_clear(b);
+        pd__buffer_spilled_clear(b);
         b->spilled_all = false;
     }
     return rc;
@@ -687,14 +279,14 @@ typedef struct s_union {
     uint64_t size;
 } s_union;
 
-static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
+static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
-    s_buffer *b = (s_buffer *)s;
-    if (!s_slow_may_hold(b, 0, NULL)) {
+    pd__buffer *b = (pd__buffer *)s;
+    if (!pd__buffer_slow_may_hold(b, 0, NULL)) {
         /* PD_BUFFER_PRIVATE and nothing spilled: fast's keys are all. */
         pd_keylist *fl = NULL;
         int rc = pd_keys(b->fast, &fl, PD_NOLOCK);
-        if (rc) return s_err_inner(s, b->fast, rc, "keys: fast");
+        if (rc) return pd__err_wrap(s, b->fast, rc, "keys: fast");
         for (size_t i = 0; i < fl->count && rc == 0; i++)
             if (pd__keylist_add_packed(kl, fl->buf + fl->ent[i].off,
                                        fl->ent[i].len, fl->ent[i].size))
@@ -703,7 +295,7 @@ static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
         pd_keylist_free(&fl);
         return rc;
     }
-    int lrc = s_need_slow(b);
+    int lrc = pd__buffer_need_slow(b);
     if (lrc) return lrc;
     pd_keylist *lists[2] = {NULL, NULL};
     pd_store *inner[2] = {b->slow, b->fast};
@@ -712,8 +304,8 @@ static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
     for (int j = 0; j < 2 && rc == 0; j++) {
         rc = pd_keys(inner[j], &lists[j], PD_NOLOCK);
         if (rc)
-            rc = s_err_inner(s, inner[j], rc, "keys: %s",
-                             j == 0 ? "slow" : "fast");
+            rc = pd__err_wrap(s, inner[j], rc, "keys: %s",
+                              j == 0 ? "slow" : "fast");
     }
     if (rc) goto out;
     size_t total = lists[0]->count + lists[1]->count, at = 0;
@@ -755,45 +347,8 @@ out:
     return rc;
 }
 
-/* The dispatcher keeps an op's message only if the calling thread's last
- * error still belongs to this store when it finishes; unlocking the inner
- * stores (pd_unlock clears the thread's error for them) would lose it.  So
- * an op that failed leaves `pending` set and the unlock hook records the
- * message again after unlocking. */
-#define S_OP(name, params, args)                                               \
-    static int s_##name params {                                               \
-        int rc_ = s_##name##_impl args;                                        \
-        ((s_buffer *)s)->pending = rc_ != 0;                                   \
-        return rc_;                                                            \
-    }
-S_OP(append,
-     (pd_store * s, size_t n, const pd_key *keys, const pd_bytes *vals,
-      unsigned flags),
-     (s, n, keys, vals, flags))
-S_OP(get,
-     (pd_store * s, size_t n, const pd_key *keys, pd_result *r, unsigned flags),
-     (s, n, keys, r, flags))
-S_OP(del, (pd_store * s, size_t n, const pd_key *keys, unsigned flags),
-     (s, n, keys, flags))
-S_OP(set,
-     (pd_store * s, size_t n, const pd_key *keys, const pd_bytes *vals,
-      unsigned flags),
-     (s, n, keys, vals, flags))
-S_OP(drop, (pd_store * s, unsigned flags), (s, flags))
-S_OP(keys, (pd_store * s, pd_keylist *kl, unsigned flags), (s, kl, flags))
-
-/* Re-records s's handle-level error as the thread's last error. */
-static void s_rerecord(pd_store *s) {
-    char keep[PD__MSG_MAX];
-    pthread_mutex_lock(&s->err_mu);
-    int code = s->err_code, sys = s->err_sys;
-    s_strip(keep, sizeof keep, s->err_msg, sys, s->ops->kind);
-    pthread_mutex_unlock(&s->err_mu);
-    if (code) pd__err(s, code, sys, "%s", keep);
-}
-
 static int s_lock_hook(pd_store *s) {
-    s_buffer *b = (s_buffer *)s;
+    pd__buffer *b = (pd__buffer *)s;
     int rc = pd__lock_inner(s, b->fast);
     if (rc) return rc;
     b->slow_locked = false;
@@ -809,39 +364,40 @@ static int s_lock_hook(pd_store *s) {
 }
 
 static int s_unlock_hook(pd_store *s) {
-    s_buffer *b = (s_buffer *)s;
+    pd__buffer *b = (pd__buffer *)s;
     int rc = 0;
     if (b->slow_locked) {
         b->slow_locked = false;
         rc = pd__unlock_inner(s, b->slow);
-        if (rc) rc = s_err_inner(s, b->slow, rc, "unlock slow");
+        if (rc) rc = pd__err_wrap(s, b->slow, rc, "unlock slow");
     }
     int rc2 = pd__unlock_inner(s, b->fast);
-    if (rc2 && !rc) rc = s_err_inner(s, b->fast, rc2, "unlock fast");
-    if (!rc && b->pending) s_rerecord(s);
-    b->pending = false;
+    if (rc2 && !rc) rc = pd__err_wrap(s, b->fast, rc2, "unlock fast");
     return rc;
 }
 
 /* Called by pd_close with the Buffer's lock held (slow is locked on the
  * first move). */
 static int s_flush_hook(pd_store *s) {
-    s_buffer *b = (s_buffer *)s;
+    pd__buffer *b = (pd__buffer *)s;
     if (!b->counts.head) return 0;
-    return s_move_all(b, 0); /* pd_close holds the lock */
+    return pd__buffer_move_all(b, 0); /* pd_close holds the lock */
 }
 
 static int s_destroy(pd_store *s) {
-    s_buffer *b = (s_buffer *)s;
+    pd__buffer *b = (pd__buffer *)s;
     int rc = 0;
-    s_counts_clear(b);
-    s_spilled_clear(b);
-    b->pending = false;
+    pd__buffer_counts_clear(b);
+    pd__buffer_spilled_clear(b);
     free(b->mk);
     free(b->mv);
     free(b->ents);
     free(b->created);
     free(b->refs);
+    free(b->selsz);
+    free(b->selnode);
+    b->selsz = NULL;
+    b->selnode = NULL;
     b->mk = NULL;
     b->mv = NULL;
     b->ents = NULL;
@@ -852,12 +408,8 @@ static int s_destroy(pd_store *s) {
         const char *name[2] = {"fast", "slow"};
         for (int j = 0; j < 2; j++) {
             int crc = pd_close(inner[j]);
-            if (crc && !rc) {
-                char m[PD__MSG_MAX];
-                int sys = pd_errno(NULL);
-                s_strip(m, sizeof m, pd_errmsg(NULL), sys, NULL);
-                rc = pd__err(s, crc, sys, "close %s store: %s", name[j], m);
-            }
+            if (crc && !rc)
+                rc = pd__err_wrap(s, NULL, crc, "close %s store", name[j]);
         }
     }
     b->fast = NULL;
@@ -866,7 +418,6 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_buffer_ops = {
-    .version = 1,
     .kind = "buffer",
     .append = s_append,
     .get = s_get,
@@ -903,16 +454,12 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
          * of it, slow is read for every key until a drop. */
         pd_keylist *kl = NULL;
         int krc = pd_keys(*slow, &kl, 0);
-        if (krc) {
-            char m[PD__MSG_MAX];
-            int sys = pd_errno(*slow);
-            s_strip(m, sizeof m, pd_errmsg(*slow), sys, NULL);
-            return pd__err(NULL, krc, sys, "buffer: open: keys of slow: %s", m);
-        }
+        if (krc)
+            return pd__err_wrap(NULL, *slow, krc, "buffer: open: keys of slow");
         slow_had_keys = kl->count > 0;
         pd_keylist_free(&kl);
     }
-    s_buffer *b = calloc(1, sizeof *b);
+    pd__buffer *b = calloc(1, sizeof *b);
     if (!b) return pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "buffer: open");
     int rc = pd__store_init(&b->base, &s_buffer_ops);
     if (rc) {
@@ -936,12 +483,12 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
     return 0;
 }
 
-static s_buffer *s_buf(const pd_store *s) {
-    return s && s->ops == &s_buffer_ops ? (s_buffer *)s : NULL;
+static pd__buffer *s_buf(const pd_store *s) {
+    return pd__store_as(s, &s_buffer_ops);
 }
 
 uint64_t pd_buffer_memory_usage(const pd_store *s) {
-    s_buffer *b = s_buf(s);
+    pd__buffer *b = s_buf(s);
     if (!b) return 0;
     pthread_mutex_lock(&b->base.mu);
     uint64_t u = b->usage;
@@ -950,82 +497,52 @@ uint64_t pd_buffer_memory_usage(const pd_store *s) {
 }
 
 uint64_t pd_buffer_memory_limit(const pd_store *s) {
-    s_buffer *b = s_buf(s);
+    pd__buffer *b = s_buf(s);
     return b ? b->limit : 0;
 }
 
 pd_store *pd_buffer_fast(const pd_store *s) {
-    s_buffer *b = s_buf(s);
+    pd__buffer *b = s_buf(s);
     return b ? b->fast : NULL;
 }
 
 pd_store *pd_buffer_slow(const pd_store *s) {
-    s_buffer *b = s_buf(s);
+    pd__buffer *b = s_buf(s);
     return b ? b->slow : NULL;
 }
 
-/* Moves the given keys (de-duplicated, only those counted) in batches. */
-static int s_move_keys(s_buffer *b, size_t n, const pd_key *keys,
-                       unsigned fsync) {
-    uint64_t mark = ++b->mark;
-    s_count *sel[S_FLUSH_BATCH];
-    size_t m = 0;
-    for (size_t i = 0; i < n; i++) {
-        s_count *e = s_count_find(b, &keys[i], pd__khash(&keys[i]));
-        if (!e || e->mark == mark) continue;
-        e->mark = mark;
-        sel[m++] = e;
-        if (m == S_FLUSH_BATCH) {
-            int rc = s_move(b, sel, m, fsync);
-            if (rc) return rc;
-            m = 0;
-        }
-    }
-    return m ? s_move(b, sel, m, fsync) : 0;
+typedef struct s_flush_args {
+    size_t n;
+    const pd_key *keys; /* NULL: every key */
+} s_flush_args;
+
+static int s_flush_call(pd_store *s, void *arg, unsigned flags) {
+    const s_flush_args *fa = arg;
+    unsigned fsync = flags & PD_FSYNC;
+    return fa->keys
+               ? pd__buffer_move_keys((pd__buffer *)s, fa->n, fa->keys, fsync)
+               : pd__buffer_move_all((pd__buffer *)s, fsync);
 }
 
 int pd_buffer_flush(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
-    s_buffer *b = s_buf(s);
     if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: flush: NULL store");
     pd__err_clear(s);
-    if (!b) return pd__err(s, PD_ERR_MISUSE, 0, "flush: not a buffer store");
-    if (flags & ~PD__ALL_CALL_FLAGS)
-        return pd__err(s, PD_ERR_MISUSE, 0, "flush: unknown flags 0x%x",
-                       flags & ~PD__ALL_CALL_FLAGS);
+    if (!s_buf(s))
+        return pd__err(s, PD_ERR_MISUSE, 0, "flush: not a buffer store");
     for (size_t i = 0; keys && i < n; i++) {
         char why[64];
         int rc = pd__key_check(&keys[i], why);
         if (rc) return pd__err(s, rc, 0, "flush: key %zu: %s", i, why);
     }
-    int rc;
-    if (flags & PD_NOLOCK) {
-        pthread_mutex_lock(&s->mu);
-    } else {
-        rc = pd_lock(s);
-        if (rc) return rc;
-    }
-    unsigned fsync = flags & PD_FSYNC;
-    rc = keys ? s_move_keys(b, n, keys, fsync) : s_move_all(b, fsync);
-    int urc = 0;
-    if (flags & PD_NOLOCK) {
-        pthread_mutex_unlock(&s->mu);
-    } else {
-        b->pending = rc != 0;
-        urc = pd_unlock(s); /* clears the thread's error for s */
-        b->pending = false;
-        if (rc) s_rerecord(s);
-    }
-    if (rc) return rc;
-    if (urc) return urc;
-    pd__err_clear(s);
-    return 0;
+    s_flush_args fa = {n, keys};
+    return pd__call(s, "flush", flags, PD__ALL_CALL_FLAGS, s_flush_call, &fa);
 }
 
 int pd_buffer_discard(pd_store *s) {
     if (!s)
         return pd__err(NULL, PD_ERR_MISUSE, 0, "buffer: discard: NULL store");
     pd__err_clear(s);
-    s_buffer *b = s_buf(s);
+    pd__buffer *b = s_buf(s);
     if (!b) return pd__err(s, PD_ERR_MISUSE, 0, "discard: not a buffer store");
     char ks[PD__KEYSHORT_MAX];
     int rc = 0;
@@ -1034,17 +551,17 @@ int pd_buffer_discard(pd_store *s) {
      * it through a session on the Buffer). */
     pthread_mutex_lock(&s->mu);
     while (b->counts.head && rc == 0) {
-        s_count *sel[S_FLUSH_BATCH];
-        pd_key k[S_FLUSH_BATCH];
+        pd__bcount *sel[PD__BUFFER_FLUSH_BATCH];
+        pd_key k[PD__BUFFER_FLUSH_BATCH];
         size_t m = 0;
-        for (pd__knode *kn = b->counts.head; kn && m < S_FLUSH_BATCH;
+        for (pd__knode *kn = b->counts.head; kn && m < PD__BUFFER_FLUSH_BATCH;
              kn = kn->next) {
-            sel[m] = (s_count *)kn;
+            sel[m] = (pd__bcount *)kn;
             k[m] = sel[m]->key;
             m++;
         }
         if (pd_delete(b->fast, m, k, 0) == 0) {
-            for (size_t i = 0; i < m; i++) s_count_remove(b, sel[i]);
+            for (size_t i = 0; i < m; i++) pd__buffer_count_remove(b, sel[i]);
             continue;
         }
         /* A failed batch may have deleted some keys: redo it one key at a
@@ -1053,11 +570,12 @@ int pd_buffer_discard(pd_store *s) {
         for (size_t i = 0; i < m; i++) {
             rc = pd_delete(b->fast, 1, &k[i], 0);
             if (rc) {
-                rc = s_err_inner(s, b->fast, rc, "discard %s: delete from fast",
+                rc =
+                    pd__err_wrap(s, b->fast, rc, "discard %s: delete from fast",
                                  pd__key_short(&k[i], ks));
                 break;
             }
-            s_count_remove(b, sel[i]);
+            pd__buffer_count_remove(b, sel[i]);
         }
     }
     pthread_mutex_unlock(&s->mu);

@@ -1,10 +1,61 @@
 /*
- * Buffer internals exposed for tests.  Not part of the public API.
+ * The Buffer's private header: its state, shared by buffer.c (the ops and
+ * the public calls) and spill.c (what to spill and how it moves), and the
+ * spill choice, exposed for the tests that compare it with partd's.
  */
 #ifndef PARTD_BUFFER_H
 #define PARTD_BUFFER_H
 
 #include "core/internal.h"
+#include "core/ktab.h"
+#include "dict/dict.h"
+
+#define PD__BUFFER_FRACTION 0.1
+#define PD__BUFFER_MAXCOUNT 20
+#define PD__BUFFER_FLUSH_BATCH 32
+
+typedef struct pd__bcount {
+    pd__knode kn;      /* first: the index's node is the entry */
+    uint64_t bytes;    /* bytes this Buffer put in fast under the key */
+    uint64_t mark;     /* pd_buffer_flush: de-duplication stamp */
+    pd__dict_ref dref; /* fast's entry, when fast is a Dict (dict.h) */
+    pd_key key;        /* points into this allocation */
+    pd_bytes parts[];  /* nparts of key, then the packed key */
+} pd__bcount;
+
+typedef struct pd__buffer {
+    pd_store base;
+    pd_store *fast, *slow;
+    bool owned;
+    uint64_t limit;
+    uint64_t usage;
+    pd__ktab counts; /* pd__bcount entries, in insertion order */
+    uint64_t mark;
+    bool slow_locked; /* this session holds slow's lock */
+    /* scratch for moves (keys and values of one batch to slow) */
+    pd_key *mk;
+    pd_bytes *mv;
+    size_t mcap;
+    /* scratch for append/set (entries of one batch, and their Dict refs) */
+    pd__bcount **ents;
+    bool *created;
+    pd__dict_ref **refs;
+    size_t ecap;
+    /* scratch for choosing what to spill (sizes and entries of fast) */
+    uint64_t *selsz;
+    size_t selszcap;
+    pd__bcount **selnode;
+    size_t selnodecap;
+    bool fast_dict; /* fast is a Dict: appends take pd__dict_append_refs */
+    /* PD_BUFFER_PRIVATE: slow changes only through this Buffer, so a key
+     * never spilled has nothing in slow.  `spilled` indexes the keys moved
+     * to slow since the last drop (s_spill entries); `spilled_all` means
+     * the index is incomplete (slow held keys at open, or an entry could
+     * not be allocated) and slow must be read for every key. */
+    bool private_slow;
+    bool spilled_all;
+    pd__ktab spilled;
+} pd__buffer;
 
 /*
  * The reference's spill selection (partd/buffer.py keys_to_flush): of the
@@ -18,5 +69,23 @@
  */
 size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
                                 double fraction, size_t maxcount, size_t *out);
+
+/* spill.c: the counts, the spilled set and the moves. */
+pd__bcount *pd__buffer_count_find(const pd__buffer *b, const pd_key *key,
+                                  uint64_t h);
+pd__bcount *pd__buffer_count_add(pd__buffer *b, const pd_key *key, uint64_t h);
+void pd__buffer_count_remove(pd__buffer *b, pd__bcount *e);
+bool pd__buffer_slow_may_hold(const pd__buffer *b, size_t n,
+                              const pd_key *keys);
+void pd__buffer_spilled_remove(pd__buffer *b, size_t n, const pd_key *keys);
+void pd__buffer_spilled_clear(pd__buffer *b);
+void pd__buffer_counts_clear(pd__buffer *b);
+int pd__buffer_mscratch(pd__buffer *b, size_t need);
+int pd__buffer_need_slow(pd__buffer *b);
+int pd__buffer_move_keys(pd__buffer *b, size_t n, const pd_key *keys,
+                         unsigned fsync);
+int pd__buffer_move_all(pd__buffer *b, unsigned fsync);
+int pd__buffer_make_room(pd__buffer *b, uint64_t incoming, unsigned fsync);
+int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync);
 
 #endif /* PARTD_BUFFER_H */

@@ -22,7 +22,7 @@
  */
 int pd_cli_demo(int argc, char **argv);
 
-/* The help text of `partd demo` (static), for `partd help demo`. */
-const char *pd_cli_demo_help(void);
+/* The verb: its options and help, for `partd help demo`. */
+extern const struct pd_cli_verb pd_cli_demo_verb;
 
 #endif

@@ -12,7 +12,8 @@
  */
 #include "partd/partd.h"
 #include "serve.h"
-#include "args.h"
+#include "exit.h"
+#include "opts.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -27,56 +28,84 @@
 
 #define S_MAX_BINDS 16
 
-static const char s_help[] =
-    "usage:\n"
-    "  partd serve [--path DIR] [--bind ADDR]... [--memory BYTES]\n"
-    "              [--codec NAME [--level N]] [--curve-secret KEY|@FILE]\n"
-    "              [--curve-clients FILE]\n"
-    "              [--timeout SECONDS] [-v|--verbose] [-q|--quiet]\n"
-    "\n"
+enum {
+    S_PATH = PD_CLI_LONG,
+    S_BIND,
+    S_MEMORY,
+    S_CODEC,
+    S_LEVEL,
+    S_CURVE_SECRET,
+    S_CURVE_CLIENTS,
+    S_TIMEOUT
+};
+
+static const pd_cli_opt s_opts[] = {
+    {S_PATH, "path", "DIR",
+     "keep the data in DIR (created if missing; a File store, locked while "
+     "serving); default: a private temporary directory, removed on exit",
+     false},
+    {S_BIND, "bind", "ADDR",
+     "listen on ADDR, e.g. tcp://127.0.0.1:0 (port 0: a free one; the real "
+     "port is printed) or ipc:///path/sock; repeatable (at most 16).  "
+     "Default: an ipc socket in a new private (0700) directory",
+     true},
+    {S_MEMORY, "memory", "BYTES",
+     "keep up to BYTES in memory before spilling to the File (a size: see "
+     "below); default 1000000000",
+     false},
+    {S_CODEC, "codec", "NAME",
+     "compress what spills: zlib, bz2, snappy, blosc, lz4, zstd", false},
+    {S_LEVEL, "level", "N", "the codec's compression level (needs --codec)",
+     false},
+    {S_CURVE_SECRET, "curve-secret", "KEY|@FILE",
+     "require CURVE: KEY is this server's secret key (40 z85 characters), or "
+     "@FILE to read it from FILE (a key on the command line is visible to "
+     "other users in ps); the environment variable PARTD_CURVE_SECRET works "
+     "too.  The public key, which clients need, is logged at start",
+     false},
+    {S_CURVE_CLIENTS, "curve-clients", "FILE",
+     "with --curve-secret: admit only the clients whose CURVE public key is "
+     "in FILE (one key per line; blank lines and lines starting with # are "
+     "skipped); others are refused and logged",
+     false},
+    {S_TIMEOUT, "timeout", "SECONDS",
+     "stop after SECONDS (a whole number) without a request", false},
+    {'v', "verbose", NULL, "log every request", false},
+    {'q', "quiet", NULL, "log only warnings and errors", false},
+    {'h', "help", NULL, "show this help", false},
+};
+
+static int s_run(const pd_cli_verb *v, int argc, char **argv) {
+    (void)v;
+    return pd_cli_serve(argc, argv);
+}
+
+static const char s_about[] =
     "Serves a store to clients (libpartd's pd_client_open, `partd append\n"
     "--connect`, Python partd.Client) until SIGINT or SIGTERM, a client's\n"
     "`close` command, or --timeout.  Prints the address clients connect to\n"
     "as the first line of standard output (one line per --bind), logs on\n"
     "standard error.  On the way out the store is flushed to DIR, its lock\n"
-    "released and the ipc socket file removed; the exit status is then 0.\n"
-    "\n"
-    "Options:\n"
-    "  --path DIR           keep the data in DIR (created if missing; a\n"
-    "                       File store, locked while serving); default: a\n"
-    "                       private temporary directory, removed on exit\n"
-    "  --bind ADDR          listen on ADDR, e.g. tcp://127.0.0.1:0 (port 0:\n"
-    "                       a free one; the real port is printed) or\n"
-    "                       ipc:///path/sock; repeatable.  Default: an ipc\n"
-    "                       socket in a new private (0700) directory\n"
-    "  --memory BYTES       keep up to BYTES in memory before spilling to\n"
-    "                       the File (suffix k, M, G, T: powers of 1024);\n"
-    "                       default 1000000000\n"
-    "  --codec NAME         compress what spills: zlib, bz2, snappy, blosc,\n"
-    "                       lz4, zstd\n"
-    "  --level N            the codec's compression level\n"
-    "  --curve-secret KEY   require CURVE: KEY is this server's secret key\n"
-    "                       (40 z85 characters), or @FILE to read it from\n"
-    "                       FILE (a key on the command line is visible to\n"
-    "                       other users in ps); the environment variable\n"
-    "                       PARTD_CURVE_SECRET works too.  The public key,\n"
-    "                       which clients need, is logged at start\n"
-    "  --curve-clients FILE with --curve-secret: admit only the clients\n"
-    "                       whose CURVE public key is in FILE (one key per\n"
-    "                       line; blank lines and lines starting with #\n"
-    "                       are skipped); others are refused and logged\n"
-    "  --timeout SECONDS    stop after SECONDS without a request\n"
-    "  -v, --verbose        log every request\n"
-    "  -q, --quiet          log only warnings and errors\n"
-    "  -h, --help           show this help\n"
-    "\n"
+    "released and the ipc socket file removed; the exit status is then 0.\n";
+
+static const char s_tail[] =
+    "\n" PD_CLI_UNITS_HELP "\n"
     "Anyone who can connect can read, write and drop the store: keep tcp on\n"
     "127.0.0.1, or use CURVE.\n"
     "\n"
     "Exit status: 0 after a clean stop, 1 on failure (message on standard\n"
     "error), 2 on a usage error.\n";
 
-const char *pd_cli_serve_help(void) { return s_help; }
+const pd_cli_verb pd_cli_serve_verb = {
+    .name = "serve",
+    .run = s_run,
+    .summary = "serve a store to clients (--connect ADDR) over ZeroMQ",
+    .about = s_about,
+    .opts = s_opts,
+    .nopts = sizeof s_opts / sizeof s_opts[0],
+    .tail = s_tail};
+
+#define S_V (&pd_cli_serve_verb)
 
 static pd_server *volatile s_srv;
 
@@ -86,30 +115,12 @@ static void s_on_signal(int sig) {
     if (srv) pd_server_stop(srv);
 }
 
-static int s_usage(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int s_usage(const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    fprintf(stderr, "partd: serve: ");
-    vfprintf(stderr, fmt, ap);
-    fprintf(stderr, "\nTry 'partd serve --help'.\n");
-    va_end(ap);
-    return 2;
-}
+/* A usage error: message and usage on stderr; the exit status. */
+#define s_usage(...) pd_cli_usage(S_V, __VA_ARGS__)
 
 static int s_fail(const char *msg) {
     fprintf(stderr, "partd: serve: %s\n", msg);
-    return 1;
-}
-
-static int s_parse_int(const char *s, long lo, long hi, long *out) {
-    if (!s || !*s) return -1;
-    errno = 0;
-    char *end;
-    long v = strtol(s, &end, 10);
-    if (errno || *end || v < lo || v > hi) return -1;
-    *out = v;
-    return 0;
+    return PD_CLI_EXIT_FAIL;
 }
 
 /* Reads the first line of path into key (40 characters). */
@@ -147,7 +158,7 @@ static int s_read_clients(const char *path, char (**keys)[41], size_t *n) {
     if (!f) {
         fprintf(stderr, "partd: serve: --curve-clients %s: %s\n", path,
                 strerror(errno));
-        return 1;
+        return PD_CLI_EXIT_FAIL;
     }
     char line[256];
     size_t cap = 0, lineno = 0;
@@ -200,60 +211,45 @@ static int s_read_clients(const char *path, char (**keys)[41], size_t *n) {
 
 /* Parses argv[1..argc) into a; returns -1 to go on, else an exit code. */
 static int s_parse(int argc, char **argv, s_args *a) {
-    for (int i = 1; i < argc; i++) {
-        char *arg = argv[i];
-        if (strcmp(arg, "-h") == 0 || strcmp(arg, "--help") == 0) {
-            fputs(s_help, stdout);
-            return fflush(stdout) == 0 ? 0 : 1;
-        }
-        if (strcmp(arg, "-v") == 0 || strcmp(arg, "--verbose") == 0) {
-            a->log_level = PD_LOG_DEBUG;
-            continue;
-        }
-        if (strcmp(arg, "-q") == 0 || strcmp(arg, "--quiet") == 0) {
-            a->log_level = PD_LOG_WARN;
-            continue;
-        }
-        if (strncmp(arg, "--", 2) != 0)
-            return s_usage("unexpected argument '%.100s'", arg);
-        static const char *const with_value[] = {
-            "path",  "bind",         "memory",  "codec",
-            "level", "curve-secret", "timeout", "curve-clients"};
-        const char *val = NULL;
-        char why[160];
-        int which = pd_cli_take_option(argc, argv, &i, with_value, 8, &val, why,
-                                       sizeof why);
-        if (which < 0) return s_usage("%s", why);
-        switch (which) {
-        case 0: a->path = val; break;
-        case 1:
+    pd_cli_parser p;
+    pd_cli_parser_init(&p, S_V, argc, argv);
+    const char *val;
+    uint64_t n;
+    int id, rc = 0;
+    while (rc == 0 && (id = pd_cli_next(&p, &val)) != PD_CLI_END) {
+        switch (id) {
+        case PD_CLI_BAD: return PD_CLI_EXIT_USAGE;
+        case PD_CLI_ARG: return s_usage("unexpected argument '%.100s'", val);
+        case 'h': return pd_cli_help_exit(S_V);
+        case 'v': a->log_level = PD_LOG_DEBUG; break;
+        case 'q': a->log_level = PD_LOG_WARN; break;
+        case S_PATH: a->path = val; break;
+        case S_BIND:
             if (a->nbind == S_MAX_BINDS)
                 return s_usage("at most %d --bind options", S_MAX_BINDS);
             a->binds[a->nbind++] = val;
             break;
-        case 2:
-            if (pd_cli_parse_bytes(val, &a->memory) || a->memory == 0)
-                return s_usage("--memory '%.100s': not a positive number of "
-                               "bytes",
-                               val);
+        case S_MEMORY:
+            rc = pd_cli_opt_num(S_V, "--memory", val, PD_CLI_SIZE, 1,
+                                UINT64_MAX, &a->memory);
             a->have_memory = true;
             break;
-        case 3: a->codec = val; break;
-        case 4:
-            if (s_parse_int(val, -1000000, 1000000, &a->level))
-                return s_usage("--level '%.100s': not an integer", val);
+        case S_CODEC: a->codec = val; break;
+        case S_LEVEL:
+            rc = pd_cli_opt_int(S_V, "--level", val, -1000000, 1000000,
+                                &a->level);
             a->have_level = true;
             break;
-        case 5: a->curve = val; break;
-        case 6:
-            if (s_parse_int(val, 1, 100000000, &a->timeout))
-                return s_usage("--timeout '%.100s': not a positive number of "
-                               "seconds",
-                               val);
+        case S_CURVE_SECRET: a->curve = val; break;
+        case S_TIMEOUT:
+            rc = pd_cli_opt_num(S_V, "--timeout", val, PD_CLI_PLAIN, 1,
+                                100000000, &n);
+            a->timeout = (long)n;
             break;
-        case 7: a->clients = val; break;
+        case S_CURVE_CLIENTS: a->clients = val; break;
         }
     }
+    if (rc) return rc;
     if (a->have_level && !a->codec) return s_usage("--level needs --codec");
     return -1;
 }
@@ -327,7 +323,7 @@ int pd_cli_serve(int argc, char **argv) {
     if ((a.path || a.codec) && s_open_store(&a, &store)) {
         free(client_keys);
         free(clients);
-        return 1;
+        return PD_CLI_EXIT_FAIL;
     }
 
     pd_server_opts o = {0};
@@ -346,7 +342,7 @@ int pd_cli_serve(int argc, char **argv) {
     if (rc) {
         s_fail(pd_errmsg(NULL));
         pd_close(&store);
-        return 1;
+        return PD_CLI_EXIT_FAIL;
     }
     memset(secret, 0, sizeof secret);
 

@@ -9,12 +9,13 @@
  * timeout.  Prints the addresses clients connect to on standard output, one
  * per line, the first one first, flushed at once; logs on standard error.
  * Returns the exit status: 0 after a clean stop (store flushed, lock
- * released, ipc socket removed), 1 on failure, 2 on a usage error.
+ * released, ipc socket removed), 1 on failure, 2 on a usage error (see
+ * exit.h).
  * Installs handlers for SIGINT and SIGTERM while it runs.
  */
 int pd_cli_serve(int argc, char **argv);
 
-/* The help text of `partd serve` (static), for `partd help serve`. */
-const char *pd_cli_serve_help(void);
+/* The verb: its options and help, for `partd help serve`. */
+extern const struct pd_cli_verb pd_cli_serve_verb;
 
 #endif

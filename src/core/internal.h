@@ -42,8 +42,10 @@
 /* ------------------------------------------------------------ Store base */
 
 typedef struct pd_store_ops {
-    unsigned version; /* 1; members are only ever appended */
     const char *kind; /* "dict", "file", "buffer", ... */
+    /* The table this one is a copy of (an Encode layer copies its template
+     * to name itself after its codec), for pd__store_as; NULL otherwise. */
+    const struct pd_store_ops *base;
 
     /* Required.  Each runs with `mu` held; flags has PD_NOLOCK set when the
      * dispatcher (or the caller) holds the full lock, clear otherwise. */
@@ -104,6 +106,12 @@ int pd__store_init(pd_store *s, const pd_store_ops *ops);
 /* Frees the base's own resources (mutexes, seen-set).  Not the struct. */
 void pd__store_fini(pd_store *s);
 
+/* Returns s when it is a store of the kind whose ops table is `ops` (the
+ * one kind check: each module passes its own table), NULL otherwise. */
+static inline void *pd__store_as(const pd_store *s, const pd_store_ops *ops) {
+    return s && (s->ops == ops || s->ops->base == ops) ? (void *)s : NULL;
+}
+
 /* ---------------------------------------------------------------- Errors */
 
 /* Records an error on s (and as the calling thread's last error) and
@@ -122,6 +130,26 @@ void pd__err_set_sys(pd_store *s, int sys);
 void pd__err_to_thread(const pd_store *s);
 /* Sets the thread's error state to success for s. */
 void pd__err_clear(const pd_store *s);
+/* Whether the calling thread's last error is an error recorded on s. */
+bool pd__err_is_current(const pd_store *s);
+/* Detaches the thread's last error from s (s is being freed). */
+void pd__err_forget(const pd_store *s);
+
+/* Records on s the error `inner` just reported, in context: the message
+ * becomes "<kind of s>: <ctx>: <inner's message>", keeping inner's code
+ * (rc if it recorded none) and errno.  Returns the code. */
+int pd__err_wrap(pd_store *s, const pd_store *inner, int rc, const char *fmt,
+                 ...) PD__PRINTF(4, 5);
+
+/* A store's current error, saved so it can be recorded again after calls
+ * that replace it (a reconnect, a public call on the same handle). */
+typedef struct pd__errsave {
+    int code, sys;
+    char msg[PD__MSG_MAX];
+} pd__errsave;
+void pd__err_save(const pd_store *s, pd__errsave *sv);
+/* Records the saved error on s again, verbatim; returns its code. */
+int pd__err_restore(pd_store *s, const pd__errsave *sv);
 
 /* Writes a short printable form of key into buf (at most 96 visible chars
  * then "..."); returns buf.  For messages. */
@@ -255,6 +283,17 @@ pid_t pd__getpid(void);
 /* Recursive mutex init helper.  0 or an errno value. */
 int pd__mutex_init_recursive(pthread_mutex_t *mu);
 
+/* ----------------------------------------------------------------- Layers */
+
+/*
+ * A layer is a store over inner stores (Buffer, Encode; the Client over a
+ * socket).  One pattern for all: its lock hook locks the inner stores with
+ * pd__lock_inner (its unlock hook releases them), every op calls them with
+ * PD_NOLOCK through the pd__*_inner calls or the public ones, wraps their
+ * errors with pd__err_wrap, and a store-specific call runs through
+ * pd__call.  The dispatchers keep an op's error through the unlock hooks.
+ */
+
 /* pd_append / pd_get on an inner store, for wrappers whose own dispatcher
  * already validated the keys and values: the same locking and error
  * recording, without validating them again. */
@@ -267,6 +306,15 @@ int pd__get_inner(pd_store *inner, size_t n, const pd_key *keys,
  * re-validating. */
 int pd__set_inner(pd_store *inner, size_t n, const pd_key *keys,
                   const pd_bytes *vals, unsigned flags);
+
+/* A store-specific call (pd_buffer_flush, pd_encode_repair, ...) run the
+ * way the dispatchers run an op: refuses flags outside `allowed`, clears
+ * the error, locks s (only its mutex with PD_NOLOCK), calls fn, unlocks
+ * keeping fn's error through the unlock hooks, and records the outcome
+ * under `op`.  fn gets flags with PD_NOLOCK set.  s must be non-NULL. */
+typedef int (*pd__call_fn)(pd_store *s, void *arg, unsigned flags);
+int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
+             pd__call_fn fn, void *arg);
 
 /* Calls pd_lock / pd_unlock on an inner store and, on failure, copies its
  * error onto `outer`. */

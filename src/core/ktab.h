@@ -3,17 +3,16 @@
  * at most half full) over {hash, node} slots, plus a list of the nodes in
  * insertion order.
  *
- * Why not uthash: its chains reach ~10 entries before it adds buckets, so a
- * lookup among 1000 keys walked ~4 scattered entries, and every module packed
- * the key into a buffer first to hash it.  Here a key is hashed once from its
+ * Why not uthash: its chains grow long before it adds buckets, so a lookup
+ * walked several scattered entries, and every module packed the key into
+ * a buffer first to hash it.  Here a key is hashed once from its
  * parts (pd__khash, no copy), the hash can be handed from a wrapper to the
  * store under it (the Buffer to its Dict), a lookup reads one 16-byte slot
  * and compares the stored packed key in place (pd__keq).  Everything on that
  * path is inline: a Buffer append looks up every key it is given, and the
  * calls, XXH3's length dispatch and a byte loop for short keys cost more
- * than the lookup (measured 108 instructions per lookup of a 3-byte key,
- * ~45 now).  The hashes live in memory only (never on disk or the wire), so
- * the function may change.
+ * than the lookup (docs/perf-notes.md).  The hashes live in memory only
+ * (never on disk or the wire), so the function may change.
  *
  * The insertion-order list is what the Buffer's spill selection needs: the
  * reference breaks ties between equal sizes by the order of its dict, where

@@ -11,15 +11,13 @@
 
 /* ---------------------------------------------------------------- Result */
 
-/* The kernel copies file data (page-aligned in the page cache) 6-7x slower
- * into a buffer that starts 8 or 16 bytes past a page boundary, where glibc
- * puts every mmap-sized block (>= 128 KiB): 4K aliasing between the copy's
- * loads and stores.  Measured with pread from the page cache on this
- * project's VM (AMD EPYC, Linux 6.18): 1 MB in 48 us at page offsets 0, 32,
- * 64 or 128, 360 us at 8 or 16; 20 KB 1.2 vs 7.6 us.  So a buffer allocated
- * empty, which a store's first value is read into, starts on a cache line
- * (a page offset of 0 or >= 64).  Small ones are not worth the aligned
- * allocator's cost. */
+/* The kernel copies file data (page-aligned in the page cache) several
+ * times slower into a buffer that starts 8 or 16 bytes past a page
+ * boundary, where glibc puts every mmap-sized block (>= 128 KiB): 4K
+ * aliasing between the copy's loads and stores (figures:
+ * docs/perf-notes.md).  So a buffer allocated empty, which a store's first
+ * value is read into, starts on a cache line.  Small ones are not worth
+ * the aligned allocator's cost. */
 #define S_ALIGN 64
 #define S_ALIGN_MIN 1024
 

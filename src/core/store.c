@@ -1,7 +1,7 @@
 /*
- * The store interface: public dispatchers, per-handle and per-thread errors,
- * version, and the iset "seen" set.  Every public store call enters here,
- * is validated, locked, dispatched to the store's ops, and its outcome
+ * The store interface: public dispatchers, locking, the version, and the
+ * iset "seen" set (errors are in error.c).  Every public store call enters
+ * here, is validated, locked, dispatched to the store's ops, and its outcome
  * recorded.
  */
 #include "core/internal.h"
@@ -16,159 +16,6 @@
 
 unsigned pd_version_number(void) { return PARTD_VERSION_NUMBER; }
 const char *pd_version_string(void) { return PARTD_VERSION_STRING; }
-
-/* ---------------------------------------------------------------- Errors */
-
-const char *pd_strerror(int code) {
-    switch (code) {
-    case PD_OK: return "ok";
-    case PD_ERR_MISUSE: return "invalid argument or API misuse";
-    case PD_ERR_NOMEM: return "out of memory";
-    case PD_ERR_IO: return "system call failed";
-    case PD_ERR_KEY: return "key cannot be stored";
-    case PD_ERR_CORRUPT: return "stored data is corrupt";
-    case PD_ERR_PROTOCOL: return "protocol error";
-    case PD_ERR_TIMEOUT: return "timed out";
-    case PD_ERR_UNSUPPORTED: return "operation not supported by this store";
-    case PD_ERR_LIMIT: return "size or count beyond a library limit";
-    default: return "unknown error code";
-    }
-}
-
-/* The calling thread's last error.  `store` says which handle it belongs to
- * (NULL: a store-creating function, or pd_close). */
-typedef struct s_tlerr {
-    const pd_store *store;
-    int code;
-    int sys;
-    char msg[PD__MSG_MAX];
-} s_tlerr;
-
-static _Thread_local s_tlerr tl_err = {NULL, 0, 0, "ok"};
-static _Thread_local s_tlerr tl_null = {NULL, 0, 0, "ok"};
-static _Thread_local char tl_copy[PD__MSG_MAX];
-
-static void s_set_msg(char *dst, const char *src) {
-    size_t n = strlen(src);
-    if (n >= PD__MSG_MAX) n = PD__MSG_MAX - 1;
-    memmove(dst, src, n);
-    dst[n] = '\0';
-}
-
-static void s_record(pd_store *s, int code, int sys, const char *msg) {
-    tl_err.store = s;
-    tl_err.code = code;
-    tl_err.sys = sys;
-    s_set_msg(tl_err.msg, msg);
-    if (s) {
-        pthread_mutex_lock(&s->err_mu);
-        s->err_code = code;
-        s->err_sys = sys;
-        s_set_msg(s->err_msg, msg);
-        pthread_mutex_unlock(&s->err_mu);
-    } else {
-        tl_null = tl_err;
-    }
-}
-
-int pd__verr(pd_store *s, int code, int sys, const char *fmt, va_list ap) {
-    char msg[PD__MSG_MAX];
-    size_t len = 0;
-    if (s) {
-        int w = snprintf(msg, sizeof msg, "%s: ", s->ops->kind);
-        len = w > 0 ? (size_t)w : 0;
-    }
-    if (len < sizeof msg) {
-        int w = vsnprintf(msg + len, sizeof msg - len, fmt, ap);
-        if (w > 0) len += (size_t)w;
-    }
-    if (sys != 0 && len < sizeof msg) {
-        char eb[128];
-        const char *es = strerror_r(sys, eb, sizeof eb);
-        snprintf(msg + len, sizeof msg - len, ": %s", es);
-    }
-    s_record(s, code, sys, msg);
-    return code;
-}
-
-int pd__err(pd_store *s, int code, int sys, const char *fmt, ...) {
-    va_list ap;
-    va_start(ap, fmt);
-    pd__verr(s, code, sys, fmt, ap);
-    va_end(ap);
-    return code;
-}
-
-int pd__err_inner(pd_store *s, const pd_store *inner, int code) {
-    int sys = pd_errno(inner);
-    int icode = pd_errcode(inner);
-    char copy[PD__MSG_MAX], msg[PD__MSG_MAX];
-    s_set_msg(copy, pd_errmsg(inner));
-    if (icode != 0) code = icode;
-    if (s)
-        snprintf(msg, sizeof msg, "%s: %s", s->ops->kind, copy);
-    else
-        s_set_msg(msg, copy);
-    s_record(s, code, sys, msg);
-    return code;
-}
-
-void pd__err_set_sys(pd_store *s, int sys) {
-    if (tl_err.store == s) tl_err.sys = sys;
-    if (s) {
-        pthread_mutex_lock(&s->err_mu);
-        s->err_sys = sys;
-        pthread_mutex_unlock(&s->err_mu);
-    } else {
-        tl_null.sys = sys;
-    }
-}
-
-void pd__err_to_thread(const pd_store *s) {
-    if (!s) return;
-    tl_null.store = NULL;
-    tl_null.code = pd_errcode(s);
-    tl_null.sys = pd_errno(s);
-    s_set_msg(tl_null.msg, pd_errmsg(s));
-}
-
-void pd__err_clear(const pd_store *s) {
-    tl_err.store = s;
-    tl_err.code = 0;
-    tl_err.sys = 0;
-    strcpy(tl_err.msg, "ok");
-    if (!s) tl_null = tl_err;
-}
-
-const char *pd_errmsg(const pd_store *s) {
-    if (!s) return tl_null.msg;
-    if (tl_err.store == s) return tl_err.msg;
-    pd_store *m = (pd_store *)s;
-    pthread_mutex_lock(&m->err_mu);
-    s_set_msg(tl_copy, m->err_msg);
-    pthread_mutex_unlock(&m->err_mu);
-    return tl_copy;
-}
-
-int pd_errcode(const pd_store *s) {
-    if (!s) return tl_null.code;
-    if (tl_err.store == s) return tl_err.code;
-    pd_store *m = (pd_store *)s;
-    pthread_mutex_lock(&m->err_mu);
-    int c = m->err_code;
-    pthread_mutex_unlock(&m->err_mu);
-    return c;
-}
-
-int pd_errno(const pd_store *s) {
-    if (!s) return tl_null.sys;
-    if (tl_err.store == s) return tl_err.sys;
-    pd_store *m = (pd_store *)s;
-    pthread_mutex_lock(&m->err_mu);
-    int c = m->err_sys;
-    pthread_mutex_unlock(&m->err_mu);
-    return c;
-}
 
 /* ------------------------------------------------------------- Base init */
 
@@ -378,14 +225,20 @@ static int s_enter(pd_store *s, unsigned flags) {
     return s_lock(s);
 }
 
+/* Unlocks (or releases mu).  An op's error survives the unlock hooks: a
+ * wrapper's hook unlocks its inner stores, whose bookkeeping may replace
+ * the thread's last error. */
 static int s_leave(pd_store *s, unsigned flags, int rc) {
     if (flags & PD_NOLOCK) {
         pthread_mutex_unlock(&s->mu);
         return rc;
     }
-    bool had_err = rc != 0;
-    int urc = s_unlock(s);
-    if (!had_err && urc) rc = urc;
+    if (PD__LIKELY(rc == 0)) return s_unlock(s);
+    pd__errsave sv;
+    bool mine = pd__err_is_current(s);
+    if (mine) pd__err_save(s, &sv);
+    s_unlock(s);
+    if (mine) pd__err_restore(s, &sv);
     return rc;
 }
 
@@ -394,7 +247,7 @@ static int s_leave(pd_store *s, unsigned flags, int rc) {
 static int s_finish(pd_store *s, const char *op, int rc) {
     if (rc == 0) {
         pd__err_clear(s);
-    } else if (tl_err.store != s || tl_err.code == 0) {
+    } else if (!pd__err_is_current(s)) {
         pd__err(s, rc, 0, "%s: %s", op, pd_strerror(rc));
     }
     return rc;
@@ -638,6 +491,19 @@ int pd_keys(pd_store *s, pd_keylist **out, unsigned flags) {
     return s_finish(s, "keys", 0);
 }
 
+int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
+             pd__call_fn fn, void *arg) {
+    pd__err_clear(s);
+    if (flags & ~allowed)
+        return pd__err(s, PD_ERR_MISUSE, 0, "%s: unknown flags 0x%x", op,
+                       flags & ~allowed);
+    int rc = s_enter(s, flags);
+    if (rc) return s_finish(s, op, rc);
+    rc = fn(s, arg, flags | PD_NOLOCK);
+    rc = s_leave(s, flags, rc);
+    return s_finish(s, op, rc);
+}
+
 int pd_close(pd_store **sp) {
     if (!sp || !*sp) return 0;
     pd_store *s = *sp;
@@ -679,7 +545,7 @@ int pd_close(pd_store **sp) {
     }
     pthread_mutex_unlock(&s->mu);
     pd__store_fini(s);
-    if (tl_err.store == s) tl_err.store = NULL;
+    pd__err_forget(s);
     free(s);
     if (!rc) pd__err_clear(NULL);
     return rc;

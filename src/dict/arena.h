@@ -2,36 +2,28 @@
  * The Dict's chunk memory: a small-block allocator over 2 MiB segments that
  * the kernel can back with transparent huge pages.  Not part of the API.
  *
- * Why not malloc: a Dict filling 20 MB of fresh memory took ~5000 page
- * faults (one per 4 KiB: fault entry, zeroing, memory-cgroup charge), ~42%
- * of an append's time, and giving the memory back cost as much again.  A
- * segment here is one 2 MiB-aligned mapping advised MADV_HUGEPAGE, so the
- * kernel can map it with one fault; a freed block is reused by the next
- * block of its size without a system call; dropping a Dict unmaps a few
- * segments instead of freeing every chunk.
+ * Why not malloc: filling fresh malloc'd memory takes a page fault per
+ * 4 KiB and giving it back costs as much again.  A segment here is one
+ * 2 MiB-aligned mapping advised MADV_HUGEPAGE (one fault), a freed block is
+ * reused by the next block of its size without a system call, and dropping
+ * a Dict unmaps a few segments.  Figures: docs/dict-arena.md.
  *
  * Layout (the mimalloc scheme, much simplified): a segment is 32 pages of
- * 64 KiB, then a 4 KiB page with its header (outside the huge page, so
- * that every page is whole).  Each page in use serves one size class
- * (pd__arena_sizes: 32 bytes to 64 KiB, four per doubling) and carves its
- * blocks by bumping, then recycles them through a free list.  A page whose
- * blocks are all free goes back to its segment and may serve any class
- * next; a segment whose pages are all free is unmapped (one is kept as a
- * spare, so that a Dict hovering at a segment boundary does not map and
- * unmap each call).  A block finds its page from its address: the segment
- * is the address rounded down to 2 MiB.
+ * 64 KiB, then a 4 KiB page with its header (outside the huge page).  Each
+ * page in use serves one size class (pd__arena_sizes: 32 bytes to 64 KiB,
+ * four per doubling), carving blocks by bumping, then recycling them
+ * through a free list.  A wholly free page may serve any class next; a
+ * wholly free segment is unmapped (one kept as a spare against churn at a
+ * boundary).  A block's segment is its address rounded down to 2 MiB.
  *
- * Memory held beyond the blocks in use: per class in use, one partly
- * carved page; the free blocks of partly used pages (reused first, before
- * fresh pages); free pages, until pd__arena_trim gives them back; and,
- * with huge pages, the whole of the segment being filled (at most 2 MiB).
- * Huge pages are asked for from the second segment on, or from the first
- * when the owner expects to hold megabytes (pd__arena_init): a Dict
- * holding a few keys keeps its resident memory in 4 KiB pages.  A trim
- * splits the huge pages of the segments it gives pages back from, and
- * advises them MADV_NOHUGEPAGE so that khugepaged does not collapse them
- * again, given-back pages included (without it a Buffer's peak RSS in
- * bench_core varied by 1 MiB from run to run).
+ * Held beyond the blocks in use: one partly carved page per class in use,
+ * free blocks of partly used pages, free pages until pd__arena_trim, and
+ * with huge pages the whole segment being filled.  Huge pages are asked
+ * for from the second segment on, or from the first when the owner expects
+ * megabytes (pd__arena_init), so a small Dict stays in 4 KiB pages.  A
+ * trim splits the huge pages of the segments it gives pages back from and
+ * advises them MADV_NOHUGEPAGE, so that khugepaged does not collapse them
+ * again (which made peak RSS vary from run to run).
  *
  * Not thread-safe: the owning Dict's mutex protects it.  Without
  * MADV_HUGEPAGE (or with THP "never") it still works, with 4 KiB faults.

@@ -9,37 +9,19 @@
  * lookup.
  *
  * Each entry holds its bytes as a list of chunks, header and data in one
- * block.  An append first fills the free room of the key's last chunk
- * (inline copy for small values), then puts what is left in a new chunk
- * with room for clamp(total/32, min(total, 496), 64 KiB - 16) bytes,
- * rounded down to a block of the arena (arena.h), or more when the rest
- * needs more: so the slack is at most one partly filled chunk per key
- * (<= 1/32 of the key's bytes past 16 KiB) and the chunk count grows
- * logarithmically.  A rest that does not fit such a chunk and is larger
- * than 4 KiB, or larger than 64 KiB, gets a malloc'd chunk of its exact
- * size (S_EXACT_MIN says why).
+ * block.  An append fills the free room of the key's last chunk, then puts
+ * the rest in a new chunk of about 1/32 of the key's bytes (s_chunk_want),
+ * or more when the rest needs it: the slack is at most one partly filled
+ * chunk per key and the chunk count grows logarithmically.  A rest larger
+ * than S_EXACT_MIN that does not fit such a chunk gets a malloc'd chunk of
+ * its exact size.
  *
- * Why an arena and not malloc: a fresh Buffer(Dict, File, 64 MB) fed 200k
- * values of 100 bytes over 1000 keys (20 MB) took ~5170 page faults, 42%
- * of its time in the kernel (fault, zeroing, memory-cgroup charge, then
- * unmapping).  The arena's 2 MiB segments are advised MADV_HUGEPAGE: 68
- * faults per such fill, and zeroing 2 MiB at once.  Measured on this
- * workload (the C Buffer alone, bench/bench_core "Buffer append"): ~97 ->
- * ~46 ns per record; instructions per record (callgrind, a round with its
- * discard) 359 -> 265, malloc and free were ~70 of them; through the
- * Python binding 129 -> 73 ns per record.
- *
- * Memory: RSS per byte held, 100-byte values over 1000 keys (malloc ->
- * arena): 1.20 -> 1.12 at 4 KB per key, 1.07 -> 1.17 at 20 KB, 1.06 ->
- * 1.06 at 64 KB, 1.015 -> 1.04 at 200 KB; a key of one 100-byte value
- * costs ~320 bytes (was ~280).  The arena's share is (blocks in use) +
- * the partly used page of each block size in use + the segment being
- * filled, resident whole as a huge page: at most 2 MiB more (hence the
- * 20 KB case).  A Buffer over a File with a 64 MB limit fed 512 MB of 100
- * B..64 KiB values (bench_core) peaks at limit + 8% (was + 7%).  Deleted
- * keys' blocks are reused by the next chunks of their size; free pages
- * and segments go back to the system at a trim (s_trim_maybe); drop and
- * close unmap the whole arena.
+ * Chunks come from an arena (arena.h), not malloc: a fill takes a few
+ * huge-page faults instead of one per 4 KiB, and freed blocks are reused
+ * without a system call, for slightly more resident memory (at most the
+ * 2 MiB segment being filled).  Free pages and segments go back to the
+ * system at a trim (s_trim_maybe); drop and close unmap the whole arena.
+ * The measurements: docs/dict-arena.md.
  *
  * `peek` answers with an array owned by the Dict, rebuilt by each peek: it
  * stays valid until the next call on the Dict (peek included).
@@ -88,9 +70,8 @@ static inline size_t s_used(const s_chunk *c) { return c->size & ~S_HEAP; }
 /* A part that does not fit the chunk its key grows by gets a malloc'd
  * chunk of its exact size when larger than this.  In the arena it would
  * be rounded up to a block (up to a fifth, slack in the key's last chunk)
- * and fill the pages of its size only in part: a Buffer with a 64 MB
- * limit fed values of 100 B..64 KiB (bench_core) peaked 3 MB higher.
- * Below 4 KiB the arena measured better than malloc. */
+ * and fill the pages of its size only in part, which raised a Buffer's
+ * peak memory; below 4 KiB the arena does better (docs/dict-arena.md). */
 #define S_EXACT_MIN (4096u - sizeof(s_chunk))
 
 typedef struct s_entry {
@@ -238,14 +219,14 @@ static void s_entry_unlink(s_dict *d, s_entry *e) {
  * and only once at least S_TRIM_MIN and an eighth of what the Dict held
  * before (what it holds now plus what was freed since the last trim) is
  * free.  Then the arena gives back every free page (blocks freed in pages
- * still in use wait for the next chunks of their size).  Keeping free
- * pages for the refill of a spilling Buffer saved ~40% of its page faults
- * but not time (the spill's writes dominate), and they made its peak RSS
- * 1 MiB higher.  malloc_trim runs only when S_TRIM_MIN of malloc'd memory
- * (entries, parts of more than 4 KiB) was freed: it walks the whole heap. */
+ * still in use wait for the next chunks of their size): keeping free
+ * pages for a spilling Buffer's refill saved faults but not time, and
+ * raised its peak memory (docs/dict-arena.md).  malloc_trim runs only when
+ * S_TRIM_MIN of malloc'd memory (entries, parts of more than 4 KiB) was
+ * freed: it walks the whole heap. */
 #define S_TRIM_MIN (1u << 20)
 /* pd__dict_expect: from this many bytes expected on, huge pages from the
- * first segment (its 2 MiB are then ~6% of the bytes or less). */
+ * first segment (its 2 MiB are then a small share of the bytes). */
 #define S_HUGE_FIRST_MIN ((uint64_t)32 << 20)
 
 static void s_freed(s_dict *d, uint64_t bytes) { d->freed += bytes; }
@@ -667,7 +648,6 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_dict_ops = {
-    .version = 1,
     .kind = "dict",
     .append = s_append,
     .get = s_get,

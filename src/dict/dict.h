@@ -37,7 +37,7 @@ int pd__dict_append_refs(pd_store *d, size_t n, const pd_key *keys,
  * Tells Dict d it will likely hold up to `bytes` (a Buffer over it says
  * its limit).  From 32 MiB on, d asks for huge pages from its first 2 MiB
  * of chunk memory on, not from its second (see arena.h): 2 MiB resident
- * at the first append, and ~500 fewer page faults per fill.  Takes d's
+ * at the first append, and hundreds fewer page faults per fill.  Takes d's
  * lock; never fails.
  */
 void pd__dict_expect(pd_store *d, uint64_t bytes);

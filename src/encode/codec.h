@@ -60,6 +60,8 @@ typedef struct pd__codec_ext {
      * which the caller throws away.  Proves torn frames (frame.h). */
     int (*prefix)(void *ctx, const unsigned char *p, size_t n, uint64_t claimed,
                   pd_sink *out);
+    /* Most bytes encoding n bytes can take (NULL: no fixed bound). */
+    size_t (*bound)(size_t n);
 } pd__codec_ext;
 
 extern const pd__codec_ext pd__codec_zlib;
@@ -68,6 +70,11 @@ extern const pd__codec_ext pd__codec_snappy;
 extern const pd__codec_ext pd__codec_blosc;
 extern const pd__codec_ext pd__codec_lz4;
 extern const pd__codec_ext pd__codec_zstd;
+
+/* A blosc codec as pd_codec_builtin makes it, but whose byte shuffle takes
+ * items of `typesize` bytes (python-blosc's blosc.compress(data, typesize));
+ * 0 counts as 1.  0 or PD_ERR_NOMEM. */
+int pd__codec_blosc_typed(pd_codec *out, int level, size_t typesize);
 
 /* The extras of a built-in codec (recognised by its encode callback), or
  * NULL for a custom codec. */

@@ -16,10 +16,12 @@
 #include "encode/codec.h"
 
 #include <blosc.h>
+#include <stdint.h>
 #include <stdlib.h>
 
 typedef struct s_blosc {
     int level;
+    size_t typesize; /* what the byte shuffle takes as one item */
 } s_blosc;
 
 static int s_encode(void *ctx, const void *src, size_t n, pd_sink *out) {
@@ -34,8 +36,8 @@ static int s_encode(void *ctx, const void *src, size_t n, pd_sink *out) {
     size_t cap = n + BLOSC_MAX_OVERHEAD;
     void *dst = pd_sink_reserve(out, cap);
     if (!dst) return pd__sink_fail(out);
-    int c = blosc_compress_ctx(b->level, BLOSC_SHUFFLE, 8, n, src, dst, cap,
-                               "blosclz", 0, 1);
+    int c = blosc_compress_ctx(b->level, BLOSC_SHUFFLE, b->typesize, n, src,
+                               dst, cap, "blosclz", 0, 1);
     if (c <= 0) {
         pd_sink_reason(out, "blosc_compress_ctx failed (%d)", c);
         return PD_ERR_CORRUPT;
@@ -117,12 +119,22 @@ static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
 
 static void s_destroy(void *ctx) { free(ctx); }
 
-static int s_make(pd_codec *out, int level) {
+int pd__codec_blosc_typed(pd_codec *out, int level, size_t typesize) {
     s_blosc *b = calloc(1, sizeof *b);
     if (!b) return PD_ERR_NOMEM;
     b->level = level;
+    b->typesize = typesize ? typesize : 1;
     *out = (pd_codec){"blosc", b, s_encode, s_decode, s_destroy};
     return 0;
+}
+
+static int s_make(pd_codec *out, int level) {
+    return pd__codec_blosc_typed(out, level, 8);
+}
+
+static size_t s_bound(size_t n) {
+    return n > SIZE_MAX - BLOSC_MAX_OVERHEAD ? SIZE_MAX
+                                             : n + BLOSC_MAX_OVERHEAD;
 }
 
 static int s_probe(const unsigned char *p, size_t n, uint64_t *declared) {
@@ -148,5 +160,5 @@ static int s_prefix(void *ctx, const unsigned char *p, size_t n,
 }
 
 const pd__codec_ext pd__codec_blosc = {
-    "blosc", 0, 9, 9, false, s_encode, s_make, s_probe, s_prefix,
+    "blosc", 0, 9, 9, false, s_encode, s_make, s_probe, s_prefix, s_bound,
 };

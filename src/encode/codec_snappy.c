@@ -188,6 +188,8 @@ static int s_probe(const unsigned char *p, size_t n, uint64_t *declared) {
 }
 
 /* No levels: level_min > level_max. */
+static size_t s_bound(size_t n) { return snappy_max_compressed_length(n); }
+
 const pd__codec_ext pd__codec_snappy = {
-    "snappy", 1, 0, 0, false, s_encode, s_make, s_probe, s_prefix,
+    "snappy", 1, 0, 0, false, s_encode, s_make, s_probe, s_prefix, s_bound,
 };

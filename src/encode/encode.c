@@ -15,9 +15,8 @@
  * decoded size (snappy, blosc, lz4, zstd), the result is sized once up
  * front.  The frame scanner (frame.c) leaves out torn regions.
  *
- * Locking follows buffer.c: the lock hook locks the inner store, every op
- * calls it with PD_NOLOCK, and an op's failure is recorded again after the
- * inner store is unlocked (its unlock may record errors of its own).
+ * Locking is every layer's: the lock hook locks the inner store and every
+ * op calls it with PD_NOLOCK (core/internal.h, "Layers").
  */
 #include <errno.h>
 #include <stdlib.h>
@@ -39,10 +38,6 @@ typedef struct s_enc {
     uint64_t limit;
     uint64_t torn;
     char notice[PD__MSG_MAX];
-    /* the failure of the last op, recorded again after the unlock */
-    bool pending;
-    int pcode, psys;
-    char pmsg[PD__MSG_MAX];
     /* batch scratch: frames buffer, frame offsets, values */
     pd_result *buf;
     size_t *offs;
@@ -55,12 +50,8 @@ typedef struct s_enc {
 } s_enc;
 
 static const pd_store_ops s_ops;
-static int s_append(pd_store *s, size_t n, const pd_key *keys,
-                    const pd_bytes *vals, unsigned flags);
 
-static s_enc *s_enc_of(const pd_store *s) {
-    return s && s->ops->append == s_append ? (s_enc *)s : NULL;
-}
+static s_enc *s_enc_of(const pd_store *s) { return pd__store_as(s, &s_ops); }
 
 /* Codes a callback may return; anything else is the callback's bug. */
 static int s_norm(int rc, int dflt) {
@@ -336,8 +327,8 @@ static size_t s_presize(const s_enc *e, const pd_result *raw) {
 
 /* ------------------------------------------------------------------ Ops */
 
-static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
-                         const pd_bytes *vals, unsigned flags) {
+static int s_append(pd_store *s, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
     s_enc *e = (s_enc *)s;
     int rc = s_encode_batch(e, n, keys, vals, "append");
     if (rc == 0) {
@@ -349,8 +340,8 @@ static int s_append_impl(pd_store *s, size_t n, const pd_key *keys,
     return rc;
 }
 
-static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
-                      const pd_bytes *vals, unsigned flags) {
+static int s_set(pd_store *s, size_t n, const pd_key *keys,
+                 const pd_bytes *vals, unsigned flags) {
     s_enc *e = (s_enc *)s;
     int rc = s_encode_batch(e, n, keys, vals, "iset");
     if (rc == 0) {
@@ -362,8 +353,8 @@ static int s_set_impl(pd_store *s, size_t n, const pd_key *keys,
     return rc;
 }
 
-static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
-                      unsigned flags) {
+static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
+                 unsigned flags) {
     (void)flags;
     s_enc *e = (s_enc *)s;
     pd_result *raw = NULL;
@@ -392,22 +383,21 @@ static int s_get_impl(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     return rc;
 }
 
-static int s_del_impl(pd_store *s, size_t n, const pd_key *keys,
-                      unsigned flags) {
+static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     s_enc *e = (s_enc *)s;
     int rc = pd_delete(e->inner, n, keys, PD_NOLOCK);
     return rc ? pd__err_inner(s, e->inner, rc) : 0;
 }
 
-static int s_drop_impl(pd_store *s, unsigned flags) {
+static int s_drop(pd_store *s, unsigned flags) {
     (void)flags;
     s_enc *e = (s_enc *)s;
     int rc = pd_drop(e->inner, PD_NOLOCK);
     return rc ? pd__err_inner(s, e->inner, rc) : 0;
 }
 
-static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
+static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     s_enc *e = (s_enc *)s;
     pd_keylist *ik = NULL;
@@ -421,60 +411,12 @@ static int s_keys_impl(pd_store *s, pd_keylist *kl, unsigned flags) {
     return rc;
 }
 
-/* Records the op's failure for s_unlock_hook (see the file comment). */
-static int s_note(s_enc *e, int rc) {
-    e->pending = rc != 0;
-    if (rc) {
-        pd_store *s = &e->base;
-        e->pcode = pd_errcode(s) ? pd_errcode(s) : rc;
-        e->psys = pd_errno(s);
-        snprintf(e->pmsg, sizeof e->pmsg, "%s", pd_errmsg(s));
-    }
-    return rc;
-}
-
-static void s_rerecord(s_enc *e) {
-    pd_store *s = &e->base;
-    const char *m = e->pmsg;
-    size_t kl = strlen(e->ops.kind);
-    if (strncmp(m, e->ops.kind, kl) == 0 && m[kl] == ':' && m[kl + 1] == ' ')
-        m += kl + 2;
-    pd__err(s, e->pcode, 0, "%s", m);
-    pd__err_set_sys(s, e->psys);
-}
-
-static int s_append(pd_store *s, size_t n, const pd_key *keys,
-                    const pd_bytes *vals, unsigned flags) {
-    return s_note((s_enc *)s, s_append_impl(s, n, keys, vals, flags));
-}
-static int s_set(pd_store *s, size_t n, const pd_key *keys,
-                 const pd_bytes *vals, unsigned flags) {
-    return s_note((s_enc *)s, s_set_impl(s, n, keys, vals, flags));
-}
-static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
-                 unsigned flags) {
-    return s_note((s_enc *)s, s_get_impl(s, n, keys, r, flags));
-}
-static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
-    return s_note((s_enc *)s, s_del_impl(s, n, keys, flags));
-}
-static int s_drop(pd_store *s, unsigned flags) {
-    return s_note((s_enc *)s, s_drop_impl(s, flags));
-}
-static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
-    return s_note((s_enc *)s, s_keys_impl(s, kl, flags));
-}
-
 static int s_lock_hook(pd_store *s) {
     return pd__lock_inner(s, ((s_enc *)s)->inner);
 }
 
 static int s_unlock_hook(pd_store *s) {
-    s_enc *e = (s_enc *)s;
-    int rc = pd__unlock_inner(s, e->inner);
-    if (rc == 0 && e->pending) s_rerecord(e);
-    e->pending = false;
-    return rc;
+    return pd__unlock_inner(s, ((s_enc *)s)->inner);
 }
 
 /* pd_close runs this with the lock held, so the inner store is locked. */
@@ -512,7 +454,6 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_ops = {
-    .version = 1,
     .kind = "encode",
     .append = s_append,
     .get = s_get,
@@ -556,6 +497,7 @@ int pd_encode_open(pd_store **out, pd_store **inner, const pd_codec *codec,
     }
     e->ops = s_ops;
     e->ops.kind = codec->name;
+    e->ops.base = &s_ops;
     int rc = pd__store_init(&e->base, &e->ops);
     if (rc) {
         free(e);
@@ -672,17 +614,43 @@ static int s_repair_key(s_enc *e, const pd_key *key, uint64_t *removed,
     return rc;
 }
 
+typedef struct s_repair_args {
+    size_t n;
+    const pd_key *keys;
+    uint64_t removed;
+} s_repair_args;
+
+/* Repairs every key; a corrupt key is left as it is and the first one is
+ * reported once the others are done. */
+static int s_repair_call(pd_store *s, void *arg, unsigned flags) {
+    s_enc *e = (s_enc *)s;
+    s_repair_args *ra = arg;
+    bool have_corrupt = false;
+    pd__errsave corrupt;
+    int rc = 0;
+    for (size_t i = 0; i < ra->n && rc == 0; i++) {
+        bool is_corrupt;
+        int krc = s_repair_key(e, &ra->keys[i], &ra->removed, flags & PD_FSYNC,
+                               &is_corrupt);
+        if (krc && is_corrupt) {
+            if (!have_corrupt) pd__err_save(s, &corrupt);
+            have_corrupt = true;
+            continue;
+        }
+        rc = krc;
+    }
+    s_trim(e);
+    if (rc == 0 && have_corrupt) rc = pd__err_restore(s, &corrupt);
+    return rc;
+}
+
 int pd_encode_repair(pd_store *store, size_t n, const pd_key *keys,
                      uint64_t *removed, unsigned flags) {
     if (removed) *removed = 0;
     if (!store) return pd__err(NULL, PD_ERR_MISUSE, 0, "repair: NULL store");
     pd__err_clear(store);
-    s_enc *e = s_enc_of(store);
-    if (!e)
+    if (!s_enc_of(store))
         return pd__err(store, PD_ERR_MISUSE, 0, "repair: not an encode store");
-    if (flags & ~PD__ALL_CALL_FLAGS)
-        return pd__err(store, PD_ERR_MISUSE, 0, "repair: unknown flags 0x%x",
-                       flags & ~PD__ALL_CALL_FLAGS);
     if (n && !keys)
         return pd__err(store, PD_ERR_MISUSE, 0, "repair: NULL keys array");
     for (size_t i = 0; i < n; i++) {
@@ -690,56 +658,9 @@ int pd_encode_repair(pd_store *store, size_t n, const pd_key *keys,
         int rc = pd__key_check(&keys[i], why);
         if (rc) return pd__err(store, rc, 0, "repair: key %zu: %s", i, why);
     }
-    int rc;
-    if (flags & PD_NOLOCK) {
-        pthread_mutex_lock(&store->mu);
-    } else {
-        rc = pd_lock(store);
-        if (rc) return rc;
-    }
-    uint64_t rem = 0;
-    int first_corrupt = 0;
-    int ccode = 0, csys = 0;
-    char cmsg[PD__MSG_MAX] = "";
-    rc = 0;
-    for (size_t i = 0; i < n && rc == 0; i++) {
-        bool corrupt;
-        int krc = s_repair_key(e, &keys[i], &rem, flags & PD_FSYNC, &corrupt);
-        if (krc && corrupt) {
-            /* Leave it as it is, repair the others, report it at the end. */
-            if (!first_corrupt) {
-                first_corrupt = 1;
-                ccode = krc;
-                csys = pd_errno(store);
-                snprintf(cmsg, sizeof cmsg, "%s", pd_errmsg(store));
-            }
-            continue;
-        }
-        rc = krc;
-    }
-    s_trim(e);
-    if (removed) *removed = rem;
-    if (rc == 0 && first_corrupt) {
-        rc = ccode;
-        e->pcode = ccode;
-        e->psys = csys;
-        snprintf(e->pmsg, sizeof e->pmsg, "%s", cmsg);
-    } else if (rc) {
-        s_note(e, rc);
-    }
-    int urc = 0;
-    if (flags & PD_NOLOCK) {
-        pthread_mutex_unlock(&store->mu);
-    } else {
-        e->pending = false;
-        urc = pd_unlock(store); /* clears the thread's error for store */
-    }
-    if (rc) {
-        s_rerecord(e);
-        e->pending = false;
-        return rc;
-    }
-    if (urc) return urc;
-    pd__err_clear(store);
-    return 0;
+    s_repair_args ra = {n, keys, 0};
+    int rc = pd__call(store, "repair", flags, PD__ALL_CALL_FLAGS, s_repair_call,
+                      &ra);
+    if (removed) *removed = ra.removed;
+    return rc;
 }

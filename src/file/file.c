@@ -1747,7 +1747,6 @@ static int s_destroy(pd_store *s) {
 /* ------------------------------------------------------------------ Open */
 
 static const pd_store_ops s_file_ops = {
-    .version = 1,
     .kind = "file",
     .append = s_append,
     .get = s_get,

@@ -173,7 +173,6 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_log_ops = {
-    .version = 1,
     .kind = "log",
     .append = s_append,
     .get = s_get,

@@ -1,36 +1,16 @@
 /*
  * The wire forms of the ZeroMQ protocol (see WIRE PROTOCOL in partd/zmq.h):
  * keys as Python partd's serialize_key/deserialize_key make them, final
- * replies ([ack] or [error, CODE, MESSAGE]), and little-endian sizes.
- * Everything here is pure computation over bytes: no sockets.
+ * replies ([ack] or [error, CODE, MESSAGE]), and little-endian sizes; then
+ * the few helpers the server and the client share (a clock, an int socket
+ * option).  The wire forms are pure computation over bytes: no sockets.
  */
 #include "zmq/zmq_internal.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-
-/* ------------------------------------------------------------ Buffers */
-
-int pd__wbuf_reserve(pd__wbuf *b, size_t extra) {
-    size_t need;
-    if (pd__add_ovf(b->len, extra, &need)) return PD_ERR_NOMEM;
-    if (need <= b->cap) return 0;
-    size_t ncap = b->cap > SIZE_MAX / 2 ? SIZE_MAX : b->cap * 2;
-    if (ncap < need) ncap = need;
-    if (ncap < 256) ncap = 256;
-    unsigned char *np = realloc(b->p, ncap);
-    if (!np) return PD_ERR_NOMEM;
-    b->p = np;
-    b->cap = ncap;
-    return 0;
-}
-
-void pd__wbuf_free(pd__wbuf *b) {
-    free(b->p);
-    b->p = NULL;
-    b->len = b->cap = 0;
-}
+#include <time.h>
 
 /* ------------------------------------------------------------ Keys */
 
@@ -53,14 +33,14 @@ int pd__wire_has_sep(const void *data, size_t n) {
     return n >= PD__WIRE_SEP_LEN && s_next_sep(data, n, 0) < n;
 }
 
-int pd__wire_key_put(pd__wbuf *b, const pd_key *key, size_t *off, size_t *len,
+int pd__wire_key_put(pd__buf *b, const pd_key *key, size_t *off, size_t *len,
                      char why[64]) {
     pd__parts pp;
     pd__key_parts(key, &pp);
     size_t total = 0;
     for (size_t i = 0; i < pp.n; i++) total += pp.p[i].size;
     total += (pp.n - 1) * PD__WIRE_SEP_LEN; /* keys are checked: no overflow */
-    if (pd__wbuf_reserve(b, total)) {
+    if (pd__buf_reserve(b, total)) {
         snprintf(why, 64, "out of memory");
         return PD_ERR_NOMEM;
     }
@@ -89,11 +69,13 @@ int pd__wire_key_put(pd__wbuf *b, const pd_key *key, size_t *off, size_t *len,
                          "part %u: \"-|-\" (tuple separator) "
                          "would split it",
                          (unsigned)i);
+            b->p[start] = 0; /* the buffer's NUL, where it was */
             return PD_ERR_KEY;
         }
         at = end + PD__WIRE_SEP_LEN;
     }
     b->len += total;
+    b->p[b->len] = 0;
     if (off) *off = start;
     if (len) *len = total;
     return 0;
@@ -157,14 +139,14 @@ void pd__wkeys_free(pd__wkeys *w) {
 
 /* ------------------------------------------------------------ Replies */
 
-static int s_is(const pd_bytes *f, const char *s) {
+int pd__wire_is(const pd_bytes *f, const char *s) {
     size_t n = strlen(s);
     return f->size == n && (n == 0 || memcmp(f->data, s, n) == 0);
 }
 
 int pd__wire_final(size_t n, const pd_bytes *frames, int *code, pd_bytes *msg) {
-    if (n == 1 && s_is(&frames[0], PD__WIRE_ACK)) return 0;
-    if (n != 3 || !s_is(&frames[0], PD__WIRE_ERROR)) return -1;
+    if (n == 1 && pd__wire_is(&frames[0], PD__WIRE_ACK)) return 0;
+    if (n != 3 || !pd__wire_is(&frames[0], PD__WIRE_ERROR)) return -1;
     const pd_bytes *c = &frames[1];
     if (c->size < 2 || c->size > 11) return -1;
     const unsigned char *p = c->data;
@@ -207,4 +189,16 @@ const char *pd__wire_cmd_name(const pd_bytes *cmd, char buf[48]) {
         memcpy(buf + 40, "...", 4);
     }
     return buf;
+}
+
+/* ------------------------------------------------------------ Shared */
+
+int64_t pd__now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int pd__sockopt_int(void *sock, int opt, int v) {
+    return zmq_setsockopt(sock, opt, &v, sizeof v);
 }

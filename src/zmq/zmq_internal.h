@@ -1,13 +1,23 @@
 /*
- * Private declarations of the ZeroMQ Server and Client (src/wire.c,
- * src/server.c, src/client.c): the wire forms of keys and replies, and the
- * server's request handler, which takes a request's frames and a store and
- * is also the fuzz target's entry point (tests/fuzz/fuzz_server.c).
+ * Private declarations of the ZeroMQ transport (src/zmq/):
+ *   wire.c         the wire forms of keys and replies; helpers both ends use
+ *   handler.c      the server's socket-free request handler (pd__handle),
+ *                  also the fuzz target's entry point (tests/fuzz/
+ *                  fuzz_server.c)
+ *   server.c       the serving loop: receive, reply, run/start/stop
+ *   server_open.c  opening (binds, the default store) and closing a server
+ *   curve.c        CURVE keys, z85 checks, the ZAP allow-list handler
+ *   client_pipe.c  the Client's connection: requests in flight, replies
+ *   client.c       the Client's store ops and public calls
  */
 #ifndef PARTD_ZMQ_INTERNAL_H
 #define PARTD_ZMQ_INTERNAL_H
 
+#include "core/buf.h"
 #include "core/internal.h"
+
+#include <stdatomic.h>
+#include <zmq.h>
 
 /* The tuple separator of Python partd's wire keys. */
 #define PD__WIRE_SEP "-|-"
@@ -19,17 +29,14 @@
 #define PD__WIRE_MAX_KEYS ((size_t)1 << 19)
 #define PD__WIRE_MAX_FRAMES (2 * PD__WIRE_MAX_KEYS + 1)
 
-/* ------------------------------------------------------------ Buffers */
+/* ------------------------------------------------------------ Shared */
 
-/* A growable byte buffer. */
-typedef struct pd__wbuf {
-    unsigned char *p;
-    size_t len, cap;
-} pd__wbuf;
-
-/* Makes room for `extra` more bytes.  0 or PD_ERR_NOMEM. */
-int pd__wbuf_reserve(pd__wbuf *b, size_t extra);
-void pd__wbuf_free(pd__wbuf *b);
+/* A monotonic clock in milliseconds, for deadlines and rate limits. */
+int64_t pd__now_ms(void);
+/* zmq_setsockopt of an int option.  0 or -1 (zmq_errno says why). */
+int pd__sockopt_int(void *sock, int opt, int v);
+/* True when key is 40 z85 characters encoding 32 bytes (a CURVE key). */
+bool pd__z85_ok(const char *key);
 
 /* ------------------------------------------------------------ Keys */
 
@@ -40,8 +47,11 @@ void pd__wbuf_free(pd__wbuf *b);
  * (it contains "-|-" where the server would split it differently), with the
  * reason in why (64 bytes), or PD_ERR_NOMEM.  On error b->len is unchanged.
  */
-int pd__wire_key_put(pd__wbuf *b, const pd_key *key, size_t *off, size_t *len,
+int pd__wire_key_put(pd__buf *b, const pd_key *key, size_t *off, size_t *len,
                      char why[64]);
+
+/* True when frame f is exactly the C string s (a command, a reply word). */
+int pd__wire_is(const pd_bytes *f, const char *s);
 
 /* True when a flat key's bytes contain the separator. */
 int pd__wire_has_sep(const void *data, size_t n);
@@ -132,10 +142,173 @@ typedef struct pd__handler {
  */
 int pd__handle(pd__handler *h, size_t n, const pd_bytes *frames);
 
+/* Answers the current request with an error reply of its own (a request
+ * refused before pd__handle saw it: too large, no memory for its frames)
+ * and records it as pd__handle would; `malformed` as in the handler.
+ * Returns code. */
+int pd__handle_fail(pd__handler *h, int code, int malformed, const char *fmt,
+                    ...) PD__PRINTF(4, 5);
+
 /* Frees the handler's scratch (not the store). */
 void pd__handler_fini(pd__handler *h);
 
 /* A command's printable name for messages: its bytes, escaped and cut. */
 const char *pd__wire_cmd_name(const pd_bytes *cmd, char buf[48]);
+
+/* ------------------------------------------------------------ Server */
+
+#define PD__SERVER_LOG_BURST 20 /* warnings per second, then suppressed */
+#define PD__SERVER_RCVHWM 8
+#define PD__SERVER_SNDHWM 64 /* replies queued for one peer */
+#define PD__SERVER_LINGER_MS 1000
+
+enum { PD__SERVER_NEW, PD__SERVER_RUNNING, PD__SERVER_DONE };
+
+/* An ipc socket file made by bind, removed on close if it is still the
+ * same file. */
+typedef struct pd__ipcfile {
+    char *path;
+    dev_t dev;
+    ino_t ino;
+} pd__ipcfile;
+
+/* A Server: server.c runs it, server_open.c makes and frees it, curve.c
+ * answers its ZAP requests. */
+struct pd_server {
+    void *ctx, *sock, *mon;
+    pd_store *store;
+    bool own_store, default_store;
+    char **addrs;
+    size_t naddrs;
+    char *ipc_dir;  /* the default ipc directory, removed on close */
+    char *ipc_path; /* its socket file */
+    pd__ipcfile *ipcs;
+    size_t nipcs;
+    int pipefd[2]; /* written by pd_server_stop, polled by the loop */
+    atomic_int stop;
+    atomic_int state;   /* PD__SERVER_* */
+    pthread_mutex_t mu; /* guards done-waiting */
+    pthread_cond_t cv;
+    pthread_t thread;
+    bool have_thread;
+    int run_rc;
+    char run_msg[PD__MSG_MAX];
+
+    pd_log_fn log;
+    void *log_arg;
+    int log_level;
+    uint64_t max_message, idle_ms;
+    unsigned flags;
+    bool curve;
+    void *zap;            /* the ZAP handler's socket, with an allow-list */
+    uint8_t (*allow)[32]; /* the allowed clients' public keys */
+    size_t nallow;
+
+    pd__handler h;
+    zmq_msg_t ident, scratch;
+    zmq_msg_t *msgs;
+    size_t msgcap;
+    pd_bytes *frames;
+    size_t framecap;
+
+    /* log rate limit: at most PD__SERVER_LOG_BURST warnings per second */
+    int64_t log_sec;
+    unsigned log_count;
+    unsigned long log_dropped;
+    uint64_t served, refused;
+};
+
+/* server.c: a log line at `level` (rate-limited from warnings up), the
+ * default log (stderr), and the handler's emit (a reply to the peer of the
+ * current request). */
+void pd__server_log(pd_server *srv, int level, const char *fmt, ...)
+    PD__PRINTF(3, 4);
+void pd__server_log_stderr(void *arg, int level, const char *line);
+int pd__server_emit(void *arg, size_t n, const pd_bytes *frames);
+
+/* curve.c: binds the ZAP handler that admits only the CURVE clients whose
+ * public keys are in keys[0..n) (checked), before the server socket binds.
+ * 0 or an error recorded on the thread. */
+int pd__zap_open(pd_server *srv, size_t n, const char *const *keys);
+/* Answers the ZAP requests waiting on srv->zap. */
+void pd__zap_answer(pd_server *srv);
+
+/* ------------------------------------------------------------ Client */
+
+/* Bounds on the appends in flight to our server (see client_pipe.c). */
+#define PD__CLIENT_WINDOW_BYTES ((uint64_t)32 << 20)
+
+/* A request awaiting its final reply. */
+typedef struct pd__creq {
+    char what[192]; /* what it asked, for messages */
+    uint64_t bytes; /* its payload */
+} pd__creq;
+
+typedef struct pd__client {
+    pd_store base;
+    char *address;
+    void *ctx, *sock;
+    pid_t pid; /* process that made ctx */
+    int timeout_ms;
+    unsigned flags;
+    uint64_t max_message;
+    char curve_server[41], curve_public[41], curve_secret[41];
+    bool curve;
+
+    pd__creq q[PD_CLIENT_WINDOW_MAX]; /* awaiting their final reply (ring) */
+    unsigned qhead, nq;
+    uint64_t qbytes;  /* payload bytes of the requests in q */
+    bool pending_syn; /* q's oldest answers our own `syn` */
+    unsigned window;  /* appends in flight allowed with our server */
+    int ours;         /* -1 unknown, 0 another server, 1 libpartd */
+
+    pd__buf wb;   /* wire keys */
+    size_t *koff; /* their offsets in wb */
+    size_t koffcap;
+    zmq_msg_t *msgs; /* a received message */
+    size_t nmsgs, msgcap;
+    pd_bytes *frames; /* its frames */
+    size_t framecap;
+} pd__client;
+
+/* client_pipe.c.  Each records its error on the handle (pd__client_connect
+ * on `errs`, NULL while opening), with `op` naming the public call. */
+
+/* A new socket, connected, with `syn` sent. */
+int pd__client_connect(pd__client *c, pd_store *errs);
+/* Every op starts here: a forked child gets its own connection; a handle
+ * whose reconnect failed tries again. */
+int pd__client_ready(pd__client *c);
+/* Closes the socket and context (leaves them alone in a forked child). */
+void pd__client_hangup(pd__client *c);
+
+/* The request just sent, the oldest one's reply read, a message released. */
+pd__creq *pd__client_newest(pd__client *c);
+void pd__client_pop(pd__client *c);
+void pd__client_drop_msgs(pd__client *c);
+
+/* Receives one whole message into c->msgs / c->frames within the timeout. */
+int pd__client_recv(pd__client *c, const char *op, const char *waiting_for);
+/* A failure that leaves the stream out of step: reconnects (keeping the
+ * error), returns rc. */
+int pd__client_broken(pd__client *c, int rc);
+/* Interprets the final reply just received for request `what`; `prev`: it
+ * answers an earlier call's request. */
+int pd__client_final(pd__client *c, const char *op, const char *what,
+                     bool prev);
+/* Reads every final reply still due; `own`: the newest request is the
+ * current call's. */
+int pd__client_settle(pd__client *c, const char *op, bool own);
+
+/* Checks a keyed request before it is sent (wire forms into c->wb, earlier
+ * replies read: for an append, `pipelined`, only enough of them), sends
+ * one, and reads its reply at once with PD_CLIENT_SYNC. */
+int pd__client_prepare(pd__client *c, const char *op, size_t n,
+                       const pd_key *keys, const pd_bytes *vals,
+                       bool pipelined);
+int pd__client_send(pd__client *c, const char *op, const char *cmd,
+                    const pd_key *keys, const pd_bytes *vals, size_t from,
+                    size_t count);
+int pd__client_maybe_sync(pd__client *c, const char *op);
 
 #endif /* PARTD_ZMQ_INTERNAL_H */

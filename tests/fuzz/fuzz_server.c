@@ -1,5 +1,5 @@
 /*
- * fuzz_server: the server's request handling (pd__handle, src/server.c)
+ * fuzz_server: the server's request handling (pd__handle, src/zmq/handler.c)
  * over a Dict, fed any frames a peer could send.
  *
  * Input: a sequence of requests.  Each is a frame-count byte (n % 12

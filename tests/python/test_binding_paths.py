@@ -1,4 +1,4 @@
-"""The extension's fast paths (bindings/_cpartd.c): get and iget of one key,
+"""The extension's fast paths (bindings/ext/): get and iget of one key,
 keys converted without a call (small ints, ASCII str, bytes), batches held
 in the call's own memory up to 8 entries, the argument parsing skipped for
 one positional argument.  Each must give what the general path gives, raise

@@ -1,0 +1,340 @@
+/*
+ * What the Buffer spills and how: the per-key counts of what it put in fast,
+ * the set of keys it spilled (PD_BUFFER_PRIVATE), the choice of keys to
+ * spill (pd__buffer_keys_to_flush, the function the tests compare with
+ * partd's keys_to_flush) and the moves from fast to slow.
+ */
+#include "buffer/buffer.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/hash.h"
+
+typedef struct s_spill {
+    pd__knode kn;       /* first: the index's node is the entry */
+    unsigned char pk[]; /* the packed key */
+} s_spill;
+
+/* ------------------------------------------------------------ Selection */
+
+size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
+                                double fraction, size_t maxcount, size_t *out) {
+    if (n == 0) return 0;
+    if (maxcount == 0) maxcount = 1;
+    size_t k = n / 2 > 0 ? n / 2 : 1;
+    size_t cap = k < maxcount ? k : maxcount;
+    size_t cnt = 0;
+    uint64_t total = 0;
+    for (size_t i = 0; i < n; i++) {
+        total += sizes[i];
+        /* Stable insertion, biggest first: an equal size goes after. */
+        if (cnt == cap && sizes[i] <= sizes[out[cap - 1]]) continue;
+        size_t j = cnt < cap ? cnt++ : cap - 1;
+        while (j > 0 && sizes[out[j - 1]] < sizes[i]) {
+            out[j] = out[j - 1];
+            j--;
+        }
+        out[j] = i;
+    }
+    /* Cumulative sizes need only the first cnt (<= maxcount) entries. */
+    uint64_t cum = 0;
+    size_t b = 0;
+    double lim = (double)total * fraction;
+    for (size_t i = 0; i < cnt; i++) {
+        cum += sizes[out[i]];
+        if ((double)cum <= lim)
+            b = i + 1;
+        else
+            break;
+    }
+    if (b < 1) b = 1;
+    if (b > maxcount) b = maxcount;
+    if (b > cnt) b = cnt;
+    return b;
+}
+
+/* One spill round over the counted keys, chosen by
+ * pd__buffer_keys_to_flush over their sizes in insertion order: writes up
+ * to PD__BUFFER_MAXCOUNT entries to sel and sets *m to how many.  0 or
+ * PD_ERR_NOMEM (recorded). */
+static int pd__buffer_select(pd__buffer *b, pd__bcount **sel, size_t *m) {
+    size_t n = b->counts.count;
+    *m = 0;
+    if (n == 0) return 0;
+    if (pd__grow((void **)&b->selsz, &b->selszcap, n, sizeof *b->selsz) ||
+        pd__grow((void **)&b->selnode, &b->selnodecap, n, sizeof *b->selnode))
+        return pd__err(&b->base, PD_ERR_NOMEM, ENOMEM,
+                       "spill: choosing among %zu keys", n);
+    size_t i = 0;
+    for (pd__knode *kn = b->counts.head; kn; kn = kn->next, i++) {
+        b->selnode[i] = (pd__bcount *)kn;
+        b->selsz[i] = b->selnode[i]->bytes;
+    }
+    size_t idx[PD__BUFFER_MAXCOUNT];
+    *m = pd__buffer_keys_to_flush(b->selsz, n, PD__BUFFER_FRACTION,
+                                  PD__BUFFER_MAXCOUNT, idx);
+    for (size_t j = 0; j < *m; j++) sel[j] = b->selnode[idx[j]];
+    return 0;
+}
+
+/* --------------------------------------------------------------- Counts */
+
+/* The count entry of key (hash h), or NULL. */
+pd__bcount *pd__buffer_count_find(const pd__buffer *b, const pd_key *key,
+                                  uint64_t h) {
+    return (pd__bcount *)pd__ktab_find(&b->counts, key, h);
+}
+
+/* A new entry with 0 bytes for `key` (hash h), or NULL (nothing changed).
+ * It keeps the key packed and, for the moves, as a pd_key over that copy. */
+pd__bcount *pd__buffer_count_add(pd__buffer *b, const pd_key *key, uint64_t h) {
+    size_t np = key->nparts >= 2 ? key->nparts : 0;
+    size_t klen = pd__key_packed_size(key);
+    pd__bcount *e = calloc(1, sizeof *e + np * sizeof(pd_bytes) + klen);
+    if (!e) return NULL;
+    unsigned char *p = (unsigned char *)(e->parts + np);
+    pd__key_pack(key, p);
+    if (pd__key_unpack(p, klen, &e->key, e->parts)) {
+        free(e);
+        return NULL;
+    }
+    e->kn.pk = p;
+    e->kn.klen = klen;
+    e->kn.hash = h;
+    e->dref.hash = h;
+    if (pd__ktab_insert(&b->counts, &e->kn)) {
+        free(e);
+        return NULL;
+    }
+    return e;
+}
+
+void pd__buffer_count_remove(pd__buffer *b, pd__bcount *e) {
+    b->usage -= e->bytes;
+    pd__ktab_remove(&b->counts, &e->kn);
+    free(e);
+}
+
+/* ---------------------------------------------------------- Spilled set */
+
+/* Records the keys of sel[0..m), just appended to slow, as spilled.  An
+ * entry that cannot be allocated makes the index incomplete (spilled_all)
+ * instead of failing: the data is in slow already. */
+static void pd__buffer_spilled_add(pd__buffer *b, pd__bcount **sel, size_t m) {
+    if (!b->private_slow || b->spilled_all) return;
+    for (size_t i = 0; i < m; i++) {
+        const pd__knode *c = &sel[i]->kn;
+        if (pd__ktab_find(&b->spilled, &sel[i]->key, c->hash)) continue;
+        s_spill *e = malloc(sizeof *e + c->klen);
+        if (!e) {
+            b->spilled_all = true;
+            return;
+        }
+        memcpy(e->pk, c->pk, c->klen);
+        e->kn.pk = e->pk;
+        e->kn.klen = c->klen;
+        e->kn.hash = c->hash;
+        if (pd__ktab_insert(&b->spilled, &e->kn)) {
+            free(e);
+            b->spilled_all = true;
+            return;
+        }
+    }
+}
+
+/* Whether slow may hold anything of keys[0..n) (keys NULL: of any key). */
+bool pd__buffer_slow_may_hold(const pd__buffer *b, size_t n,
+                              const pd_key *keys) {
+    if (!b->private_slow || b->spilled_all) return true;
+    if (b->spilled.count == 0) return false;
+    if (!keys) return true;
+    for (size_t i = 0; i < n; i++)
+        if (pd__ktab_find(&b->spilled, &keys[i], pd__khash(&keys[i])))
+            return true;
+    return false;
+}
+
+/* Forgets keys[0..n) as spilled (they were deleted from slow). */
+void pd__buffer_spilled_remove(pd__buffer *b, size_t n, const pd_key *keys) {
+    if (!b->private_slow) return;
+    for (size_t i = 0; i < n && b->spilled.count; i++) {
+        pd__knode *kn =
+            pd__ktab_find(&b->spilled, &keys[i], pd__khash(&keys[i]));
+        if (kn) {
+            pd__ktab_remove(&b->spilled, kn);
+            free(kn);
+        }
+    }
+}
+
+void pd__buffer_spilled_clear(pd__buffer *b) {
+    for (pd__knode *n = b->spilled.head, *next; n; n = next) {
+        next = n->next;
+        free(n);
+    }
+    pd__ktab_reset(&b->spilled);
+}
+
+void pd__buffer_counts_clear(pd__buffer *b) {
+    for (pd__knode *n = b->counts.head, *next; n; n = next) {
+        next = n->next;
+        free(n);
+    }
+    pd__ktab_reset(&b->counts);
+    b->usage = 0;
+}
+
+/* Room for `need` move slots.  0 or PD_ERR_NOMEM. */
+int pd__buffer_mscratch(pd__buffer *b, size_t need) {
+    if (need <= b->mcap) return 0;
+    size_t ncap = b->mcap ? b->mcap : 64;
+    while (ncap < need) ncap *= 2;
+    pd_key *nk = realloc(b->mk, ncap * sizeof *nk);
+    if (!nk) return PD_ERR_NOMEM;
+    b->mk = nk;
+    pd_bytes *nv = realloc(b->mv, ncap * sizeof *nv);
+    if (!nv) return PD_ERR_NOMEM;
+    b->mv = nv;
+    b->mcap = ncap;
+    return 0;
+}
+
+/* Locks slow for the rest of the session the first time an op needs it.
+ * Outside a session (PD_NOLOCK without pd_lock) nothing is locked, as for
+ * every store. */
+int pd__buffer_need_slow(pd__buffer *b) {
+    if (b->slow_locked || b->base.lock_depth == 0) return 0;
+    int rc = pd__lock_inner(&b->base, b->slow);
+    if (rc == 0) b->slow_locked = true;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- Moves */
+
+/* Moves the keys of sel[0..m) from fast to slow (one append to slow), then
+ * deletes them from fast and uncounts them.  On error the keys stay in fast
+ * and counted. */
+int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync) {
+    pd_store *s = &b->base, *fast = b->fast, *slow = b->slow;
+    char ks[PD__KEYSHORT_MAX];
+    const char *more = m > 1 ? " (and other keys)" : "";
+    pd_result *r = NULL;
+    size_t nv = 0;
+    int rc = pd__buffer_need_slow(b);
+    if (rc) return rc;
+    if (fast->ops->peek) {
+        /* Zero copy: fast stays locked, so its chunks stay valid until the
+         * append to slow is done. */
+        pthread_mutex_lock(&fast->mu);
+        for (size_t i = 0; i < m && rc == 0; i++) {
+            const pd_bytes *ch = NULL;
+            size_t nch = 0;
+            pd__err_clear(fast);
+            rc = fast->ops->peek(fast, &sel[i]->key, &ch, &nch);
+            if (rc) {
+                rc = pd__err_wrap(s, fast, rc, "spill %s: read from fast",
+                                  pd__key_short(&sel[i]->key, ks));
+                break;
+            }
+            if (pd__buffer_mscratch(b, nv + (nch ? nch : 1))) {
+                rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "spill %s: batch table",
+                             pd__key_short(&sel[i]->key, ks));
+                break;
+            }
+            if (nch == 0) {
+                b->mk[nv] = sel[i]->key;
+                b->mv[nv++] = (pd_bytes){NULL, 0};
+            }
+            for (size_t c = 0; c < nch; c++) {
+                b->mk[nv] = sel[i]->key;
+                b->mv[nv++] = ch[c];
+            }
+        }
+        if (rc == 0) {
+            rc = pd_append(slow, nv, b->mk, b->mv, PD_NOLOCK | fsync);
+            if (rc)
+                rc = pd__err_wrap(s, slow, rc, "spill %s%s to slow",
+                                  pd__key_short(&sel[0]->key, ks), more);
+        }
+        pthread_mutex_unlock(&fast->mu);
+        if (rc) return rc;
+    } else {
+        if (pd__buffer_mscratch(b, m))
+            return pd__err(s, PD_ERR_NOMEM, ENOMEM, "spill %s%s: batch table",
+                           pd__key_short(&sel[0]->key, ks), more);
+        for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
+        rc = pd_get(fast, m, b->mk, &r, PD_NOLOCK);
+        if (rc)
+            return pd__err_wrap(s, fast, rc, "spill %s%s: read from fast",
+                                pd__key_short(&sel[0]->key, ks), more);
+        for (size_t i = 0; i < m; i++) b->mv[i] = pd_result_value(r, i);
+        rc = pd_append(slow, m, b->mk, b->mv, PD_NOLOCK | fsync);
+        pd_result_free(&r);
+        if (rc)
+            return pd__err_wrap(s, slow, rc, "spill %s%s to slow",
+                                pd__key_short(&sel[0]->key, ks), more);
+    }
+    /* Now in slow: forget them in fast. */
+    pd__buffer_spilled_add(b, sel, m);
+    for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
+    rc = pd_delete(fast, m, b->mk, PD_NOLOCK);
+    if (rc)
+        return pd__err_wrap(s, fast, rc,
+                            "spill %s%s: copied to slow but not deleted from "
+                            "fast (now held twice)",
+                            pd__key_short(&sel[0]->key, ks), more);
+    for (size_t i = 0; i < m; i++) pd__buffer_count_remove(b, sel[i]);
+    return 0;
+}
+
+/* Spills rounds until `incoming` more bytes fit under the limit (or fast
+ * holds nothing). */
+int pd__buffer_make_room(pd__buffer *b, uint64_t incoming, unsigned fsync) {
+    while (b->usage > 0 &&
+           (incoming > b->limit || b->usage > b->limit - incoming)) {
+        pd__bcount *sel[PD__BUFFER_MAXCOUNT];
+        size_t m;
+        int rc = pd__buffer_select(b, sel, &m);
+        if (rc) return rc;
+        if (m == 0) break;
+        rc = pd__buffer_move(b, sel, m, fsync);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Moves every counted key to slow, PD__BUFFER_FLUSH_BATCH at a time. */
+int pd__buffer_move_all(pd__buffer *b, unsigned fsync) {
+    while (b->counts.head) {
+        pd__bcount *sel[PD__BUFFER_FLUSH_BATCH];
+        size_t m = 0;
+        for (pd__knode *kn = b->counts.head; kn && m < PD__BUFFER_FLUSH_BATCH;
+             kn = kn->next)
+            sel[m++] = (pd__bcount *)kn;
+        int rc = pd__buffer_move(b, sel, m, fsync);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+/* Moves the given keys (de-duplicated, only those counted) in batches. */
+int pd__buffer_move_keys(pd__buffer *b, size_t n, const pd_key *keys,
+                         unsigned fsync) {
+    uint64_t mark = ++b->mark;
+    pd__bcount *sel[PD__BUFFER_FLUSH_BATCH];
+    size_t m = 0;
+    for (size_t i = 0; i < n; i++) {
+        pd__bcount *e = pd__buffer_count_find(b, &keys[i], pd__khash(&keys[i]));
+        if (!e || e->mark == mark) continue;
+        e->mark = mark;
+        sel[m++] = e;
+        if (m == PD__BUFFER_FLUSH_BATCH) {
+            int rc = pd__buffer_move(b, sel, m, fsync);
+            if (rc) return rc;
+            m = 0;
+        }
+    }
+    return m ? pd__buffer_move(b, sel, m, fsync) : 0;
+}

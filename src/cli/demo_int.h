@@ -1,0 +1,211 @@
+/*
+ * `partd demo`, shared by its files: demo.c (options, directories, the
+ * report, pd_cli_demo), demo_proc.c (the server and worker processes, the
+ * shuffle phase) and demo_verify.c (reading every partition back).  See
+ * demo.c for how it works.
+ */
+#ifndef PARTD_CLI_DEMO_INT_H
+#define PARTD_CLI_DEMO_INT_H
+
+#include "partd/partd.h"
+#include "exit.h"
+
+#include <limits.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/types.h>
+
+/* Defaults: about 20 s on 2 cores (see the help text). */
+#define PD_DEMO_DEF_RECORDS 10000000u
+#define PD_DEMO_DEF_WORKERS 2u
+#define PD_DEMO_DEF_PARTS 64u
+#define PD_DEMO_DEF_RECSIZE 100u
+#define PD_DEMO_DEF_MEMORY ((uint64_t)256 << 20)
+#define PD_DEMO_DEF_SEED 42u
+
+#define PD_DEMO_MAX_WORKERS 64u
+#define PD_DEMO_MAX_PARTS 65536u
+#define PD_DEMO_MIN_RECSIZE 16u /* key and index */
+#define PD_DEMO_MAX_RECSIZE 65536u
+#define PD_DEMO_MAX_RECORDS ((uint64_t)1 << 40)
+
+/* --------------------------------------------------------------- State */
+
+typedef struct pd_demo_opts {
+    uint64_t records, memory, seed;
+    unsigned workers, parts;
+    size_t recsize;
+    const char *codec, *dir;
+    int level;
+    bool have_memory, keep, direct, quiet;
+} pd_demo_opts;
+
+/* A worker's corner of the shared mapping. */
+typedef struct pd_demo_slot {
+    _Atomic uint64_t sent; /* records handed to the store */
+    char error[512];       /* why it failed, when it exits 1 */
+} pd_demo_slot;
+
+/* Per worker and partition, in the shared mapping after the slots. */
+typedef struct pd_demo_sum {
+    uint64_t count, sum;
+} pd_demo_sum;
+
+typedef struct pd_demo_child {
+    pid_t pid; /* 0: never started */
+    bool live;
+    int status;
+    struct rusage ru;
+} pd_demo_child;
+
+typedef struct pd_demo {
+    pd_demo_opts o;
+    char run[PATH_MAX]; /* private (0700): the socket, the temporary store */
+    char dir[PATH_MAX]; /* the store: --dir, or run/store */
+    char bind[PATH_MAX + 16];
+    bool temp; /* dir is run/store: removed at the end unless --keep */
+    char addr[1024];
+    pd_demo_child server;
+    pd_demo_child *workers;
+    pid_t pgid; /* the children's process group */
+    void *shm;
+    size_t shm_size;
+    pd_demo_slot *slots;
+    pd_demo_sum *expect; /* [worker * parts + partition] */
+    bool tty;
+    double last_shown; /* progress, pd_demo_now() */
+    bool line_open;    /* a progress line without its newline */
+    char failure[1024];
+    int failed; /* PD_CLI_EXIT_FAIL or PD_CLI_EXIT_INTR once failed */
+} pd_demo;
+
+typedef struct pd_demo_phase {
+    double secs;
+    uint64_t bytes, records;
+} pd_demo_phase;
+
+/* The signal that asked the demo to stop (SIGINT, SIGTERM, SIGHUP), or 0. */
+extern volatile sig_atomic_t pd_demo_stop;
+
+/* ------------------------------------------------------------ Output */
+
+double pd_demo_now(void); /* CLOCK_MONOTONIC, seconds */
+void pd_demo_sleep_ms(int ms);
+/* Ends a progress line on a terminal. */
+void pd_demo_clear_line(pd_demo *d);
+/* "partd: demo: ..." on stderr. */
+void pd_demo_errf(pd_demo *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* Records the first failure (later ones are consequences); returns 1. */
+int pd_demo_fail(pd_demo *d, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+/* The progress of a phase on stderr; `final` draws it whatever the time. */
+void pd_demo_progress(pd_demo *d, const char *phase, uint64_t done,
+                      uint64_t total, const char *unit, uint64_t bytes,
+                      double t_start, bool final);
+
+/* --------------------------------------------------------- Processes */
+
+/* Reaps c if it exited (block: wait for it).  Returns true if it is gone. */
+bool pd_demo_reap(pd_demo_child *c, bool block);
+/* "exited with status 1", "was killed by signal 9 (Killed)". */
+const char *pd_demo_status_str(int st, char *buf, size_t cap);
+/* Stops and reaps every live child. */
+void pd_demo_stop_children(pd_demo *d);
+/* Forks the server and reads its address; 0, 1 or PD_CLI_EXIT_INTR. */
+int pd_demo_start_server(pd_demo *d);
+/* The store a worker or the read-back uses (see demo_proc.c). */
+int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
+                       char *why, size_t cap);
+/* A child that ended: a failure unless it is a worker that exited 0. */
+int pd_demo_check_exits(pd_demo *d);
+/* Starts the workers and waits for them, drawing progress. */
+int pd_demo_shuffle(pd_demo *d, pd_demo_phase *ph);
+
+/* ------------------------------------------------------------ Verify */
+
+/* Reads every partition back and checks it; then stops the server. */
+int pd_demo_read_back(pd_demo *d, pd_demo_phase *ph, uint64_t *nkeys);
+/* Waits for the server to exit after `close`. */
+int pd_demo_wait_server(pd_demo *d, double *secs);
+
+/* ------------------------------------------------------------- Records */
+
+/* Inline here: the workers make and hash every record (demo_proc.c), the
+ * read-back hashes them again (demo_verify.c). */
+
+static inline uint64_t pd_demo_mix(uint64_t x) { /* splitmix64's finaliser */
+    x ^= x >> 30;
+    x *= 0xbf58476d1ce4e5b9u;
+    x ^= x >> 27;
+    x *= 0x94d049bb133111ebu;
+    return x ^ (x >> 31);
+}
+
+static inline uint64_t pd_demo_load64(const unsigned char *p) {
+    uint64_t v;
+    memcpy(&v, p, 8);
+    return v;
+}
+
+/* The key of record number g of the run with this seed. */
+static inline uint64_t pd_demo_record_key(uint64_t seed, uint64_t g) {
+    return pd_demo_mix(seed ^ pd_demo_mix(g + 0x9e3779b97f4a7c15u));
+}
+
+/* Record number g, whose key is `key`, into rec[0..size). */
+static inline void pd_demo_make_record(uint64_t key, uint64_t g,
+                                       unsigned char *rec, size_t size) {
+    memcpy(rec, &key, 8);
+    memcpy(rec + 8, &g, 8);
+    uint64_t x = key;
+    for (size_t i = 16; i < size; i += 16) {
+        /* 16 letters a-p from one 64-bit draw: its nibbles. */
+        x = pd_demo_mix(x + 0x9e3779b97f4a7c15u);
+        unsigned char l[16];
+        uint64_t lo = (x & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u;
+        uint64_t hi = ((x >> 4) & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u;
+        memcpy(l, &lo, 8);
+        memcpy(l + 8, &hi, 8);
+        memcpy(rec + i, l, size - i < 16 ? size - i : 16);
+    }
+}
+
+/* A 64-bit hash of one record, for the order-independent checksum. */
+static inline uint64_t pd_demo_hash(const unsigned char *p, size_t n) {
+    uint64_t h = 0x243f6a8885a308d3u ^ n;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        h = (h ^ pd_demo_load64(p + i)) * 0x9fb21c651e98df25u;
+        h ^= h >> 29;
+    }
+    if (i < n) {
+        uint64_t w = 0;
+        memcpy(&w, p + i, n - i);
+        h = (h ^ w) * 0x9fb21c651e98df25u;
+    }
+    return pd_demo_mix(h);
+}
+
+static inline void pd_demo_part_name(unsigned p, char name[8]) {
+    snprintf(name, 8, "p%05u", p % 100000); /* p < PD_DEMO_MAX_PARTS */
+}
+
+/* Whether k is the name of one of the P partitions. */
+static inline bool pd_demo_is_part_key(const pd_key *k, unsigned P) {
+    const char *c = k->data;
+    if (k->nparts != 0 || k->size != 6 || c[0] != 'p') return false;
+    unsigned p = 0;
+    for (int i = 1; i < 6; i++) {
+        if (c[i] < '0' || c[i] > '9') return false;
+        p = p * 10 + (unsigned)(c[i] - '0');
+    }
+    return p < P;
+}
+
+#endif

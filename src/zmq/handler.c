@@ -1,0 +1,250 @@
+/*
+ * The server's request handler: one request's frames in, store calls and
+ * reply messages out through an emit callback (see WIRE PROTOCOL in
+ * partd/zmq.h).  It knows nothing of sockets, so the fuzz target
+ * (tests/fuzz/fuzz_server.c) drives it directly; server.c feeds it what
+ * the ROUTER socket receives.
+ */
+#include "zmq/zmq_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void s_emit_ack(pd__handler *h) {
+    pd_bytes f = {PD__WIRE_ACK, 3};
+    h->emit(h->emit_arg, 1, &f);
+}
+
+static void s_emit_error(pd__handler *h) {
+    char code[12];
+    size_t cl = pd__wire_code(h->code, code);
+    pd_bytes f[3] = {{PD__WIRE_ERROR, 5}, {code, cl}, {h->msg, strlen(h->msg)}};
+    h->emit(h->emit_arg, 3, f);
+}
+
+/* A get that cannot answer still sends its results message (one empty frame
+ * per key, at least one) before the error, so the stream stays in step for
+ * clients that read the results before the final reply. */
+static void s_emit_empty_results(pd__handler *h, size_t n) {
+    if (n == 0) n = 1;
+    if (pd__grow((void **)&h->out, &h->outcap, n, sizeof *h->out)) {
+        pd_bytes one = {"", 0};
+        h->emit(h->emit_arg, 1, &one);
+        return;
+    }
+    for (size_t i = 0; i < n; i++) h->out[i] = (pd_bytes){"", 0};
+    h->emit(h->emit_arg, n, h->out);
+}
+
+/* Records the outcome of a failed request and sends its error reply. */
+static int s_vfail(pd__handler *h, int code, int malformed, const char *fmt,
+                   va_list ap) {
+    vsnprintf(h->msg, sizeof h->msg, fmt, ap);
+    h->code = code;
+    h->malformed = malformed;
+    s_emit_error(h);
+    return code;
+}
+
+int pd__handle_fail(pd__handler *h, int code, int malformed, const char *fmt,
+                    ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    s_vfail(h, code, malformed, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Records a refusal of a malformed request and answers it. */
+static int s_refuse(pd__handler *h, int code, const char *fmt, ...)
+    PD__PRINTF(3, 4);
+static int s_refuse(pd__handler *h, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    s_vfail(h, code, 1, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
+/* Records a store error (the store's own message) and answers it. */
+static int s_store_failed(pd__handler *h, int code) {
+    snprintf(h->msg, sizeof h->msg, "%s", pd_errmsg(h->store));
+    h->code = code;
+    s_emit_error(h);
+    return code;
+}
+
+static int s_no_memory(pd__handler *h, const char *cmd) {
+    return s_refuse(h, PD_ERR_NOMEM, "%s: out of memory for the request", cmd);
+}
+
+/* Decodes n keys at frames[0], frames[stride], ...  0, or the refusal
+ * (already answered unless `quiet`). */
+static int s_keys(pd__handler *h, const char *cmd, size_t n,
+                  const pd_bytes *frames, size_t stride, int quiet) {
+    size_t bad = 0;
+    int rc = pd__wire_keys_decode(&h->wk, n, frames, stride, &bad);
+    if (rc == 0) return 0;
+    if (rc == PD_ERR_NOMEM) {
+        snprintf(h->msg, sizeof h->msg, "%s: out of memory for %zu keys", cmd,
+                 n);
+    } else {
+        pd_bytes f = frames[bad * stride];
+        pd_key k = PD_KEY(f.data, f.size);
+        char ks[PD__KEYSHORT_MAX];
+        snprintf(h->msg, sizeof h->msg,
+                 "%s: key %zu %s: more than %d parts separated by \"-|-\"", cmd,
+                 bad, pd__key_short(&k, ks), PD_KEY_MAX_PARTS);
+    }
+    h->code = rc;
+    h->malformed = 1;
+    if (!quiet) s_emit_error(h);
+    return rc;
+}
+
+/* append / iset: payload is key, value pairs. */
+static int s_pairs(pd__handler *h, const char *cmd, size_t np,
+                   const pd_bytes *payload, int iset) {
+    if (np % 2)
+        return s_refuse(h, PD_ERR_PROTOCOL,
+                        "%s: %zu payload frames: keys and values must pair up",
+                        cmd, np);
+    if (iset && np == 0)
+        return s_refuse(h, PD_ERR_PROTOCOL, "iset: no key and value");
+    size_t n = np / 2;
+    int rc = s_keys(h, cmd, n, payload, 2, 0);
+    if (rc) return rc;
+    if (pd__grow((void **)&h->vals, &h->valcap, n ? n : 1, sizeof *h->vals))
+        return s_no_memory(h, cmd);
+    for (size_t i = 0; i < n; i++) h->vals[i] = payload[2 * i + 1];
+    rc = iset ? pd_iset(h->store, n, h->wk.keys, h->vals, PD_NOLOCK)
+              : pd_append(h->store, n, h->wk.keys, h->vals, PD_NOLOCK);
+    if (rc) return s_store_failed(h, rc);
+    s_emit_ack(h);
+    return 0;
+}
+
+static int s_get(pd__handler *h, size_t n, const pd_bytes *keys) {
+    int rc;
+    if (n == 0) {
+        rc = s_refuse(h, PD_ERR_PROTOCOL, "get: no key");
+        return rc; /* no results message: see below */
+    }
+    rc = s_keys(h, "get", n, keys, 1, 1);
+    if (rc) {
+        s_emit_empty_results(h, n);
+        s_emit_error(h);
+        return rc;
+    }
+    pd_result *r = NULL;
+    rc = pd_get(h->store, n, h->wk.keys, &r, PD_NOLOCK);
+    if (rc == 0 &&
+        pd__grow((void **)&h->out, &h->outcap, n, sizeof *h->out) != 0) {
+        pd_result_free(&r);
+        snprintf(h->msg, sizeof h->msg, "get: out of memory for %zu values", n);
+        h->code = PD_ERR_NOMEM;
+        s_emit_empty_results(h, n);
+        s_emit_error(h);
+        return PD_ERR_NOMEM;
+    }
+    if (rc) {
+        snprintf(h->msg, sizeof h->msg, "%s", pd_errmsg(h->store));
+        h->code = rc;
+        s_emit_empty_results(h, n);
+        s_emit_error(h);
+        return rc;
+    }
+    for (size_t i = 0; i < n; i++) {
+        pd_bytes v = pd_result_value(r, i);
+        h->out[i] = v.size ? v : (pd_bytes){"", 0};
+    }
+    h->emit(h->emit_arg, n, h->out);
+    pd_result_free(&r);
+    s_emit_ack(h);
+    return 0;
+}
+
+static int s_keys_cmd(pd__handler *h) {
+    pd_keylist *kl = NULL;
+    int rc = pd_keys(h->store, &kl, PD_NOLOCK);
+    if (rc) return s_store_failed(h, rc);
+    size_t n = kl->count, nf, nb;
+    /* frames: count, then packed key and size per key */
+    if (pd__mul_ovf(n, 2, &nf) || pd__add_ovf(nf, 1, &nf) ||
+        pd__mul_ovf(n + 1, 8, &nb) ||
+        pd__grow((void **)&h->out, &h->outcap, nf, sizeof *h->out) ||
+        pd__grow((void **)&h->nums, &h->numcap, nb, 1)) {
+        pd_keylist_free(&kl);
+        return s_no_memory(h, "keys");
+    }
+    pd__wire_put_u64(h->nums, n);
+    h->out[0] = (pd_bytes){h->nums, 8};
+    for (size_t i = 0; i < n; i++) {
+        const pd__klent *e = &kl->ent[i];
+        pd__wire_put_u64(h->nums + 8 * (i + 1), e->size);
+        h->out[1 + 2 * i] = (pd_bytes){kl->buf + e->off, e->len};
+        h->out[2 + 2 * i] = (pd_bytes){h->nums + 8 * (i + 1), 8};
+    }
+    h->emit(h->emit_arg, nf, h->out);
+    pd_keylist_free(&kl);
+    s_emit_ack(h);
+    return 0;
+}
+
+int pd__handle(pd__handler *h, size_t n, const pd_bytes *frames) {
+    h->code = 0;
+    h->malformed = 0;
+    h->msg[0] = '\0';
+    if (n == 0) return s_refuse(h, PD_ERR_PROTOCOL, "empty request");
+    const pd_bytes *cmd = &frames[0];
+    const pd_bytes *pl = frames + 1;
+    size_t np = n - 1;
+    if (n > PD__WIRE_MAX_FRAMES)
+        return s_refuse(h, PD_ERR_LIMIT,
+                        "request of %zu frames (at most %zu: %zu keys)", n,
+                        PD__WIRE_MAX_FRAMES, PD__WIRE_MAX_KEYS);
+    int rc;
+    if (pd__wire_is(cmd, "append")) return s_pairs(h, "append", np, pl, 0);
+    if (pd__wire_is(cmd, "get")) return s_get(h, np, pl);
+    if (pd__wire_is(cmd, "syn")) {
+        s_emit_ack(h);
+        return 0;
+    }
+    if (pd__wire_is(cmd, "iset")) return s_pairs(h, "iset", np, pl, 1);
+    if (pd__wire_is(cmd, "delete")) {
+        rc = s_keys(h, "delete", np, pl, 1, 0);
+        if (rc) return rc;
+        rc = pd_delete(h->store, np, h->wk.keys, PD_NOLOCK);
+        if (rc) return s_store_failed(h, rc);
+        s_emit_ack(h);
+        return 0;
+    }
+    if (pd__wire_is(cmd, "drop")) {
+        rc = pd_drop(h->store, PD_NOLOCK);
+        if (rc) return s_store_failed(h, rc);
+        s_emit_ack(h);
+        return 0;
+    }
+    if (pd__wire_is(cmd, "keys")) return s_keys_cmd(h);
+    if (pd__wire_is(cmd, "close")) {
+        if (h->flags & PD_SERVER_NO_CLOSE)
+            return s_refuse(h, PD_ERR_UNSUPPORTED,
+                            "close: this server does not take the close "
+                            "command (PD_SERVER_NO_CLOSE)");
+        s_emit_ack(h);
+        return PD__HANDLE_CLOSE;
+    }
+    char cn[48];
+    return s_refuse(h, PD_ERR_PROTOCOL, "unknown command %s",
+                    pd__wire_cmd_name(cmd, cn));
+}
+
+void pd__handler_fini(pd__handler *h) {
+    pd__wkeys_free(&h->wk);
+    free(h->vals);
+    free(h->out);
+    free(h->nums);
+    h->vals = h->out = NULL;
+    h->nums = NULL;
+    h->valcap = h->outcap = h->numcap = 0;
+}
