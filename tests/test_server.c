@@ -22,6 +22,7 @@
 #include "cli/opts.c"
 #include "cli/out.c"
 #include "cli/serve.c"
+#include "cli/store.c"
 
 #ifndef PARTD_SOURCE_DIR
 #define PARTD_SOURCE_DIR "."

@@ -52,7 +52,8 @@ enum {
     S_DIR,
     S_KEEP,
     S_DIRECT,
-    S_SEED
+    S_SEED,
+    S_STORE
 };
 
 static const pd_cli_opt s_optab[] = {
@@ -85,8 +86,14 @@ static const pd_cli_opt s_optab[] = {
     {S_KEEP, "keep", NULL, "keep that temporary store (its path is printed)",
      false},
     {S_DIRECT, "direct", NULL,
-     "no server: workers append straight into a File store in DIR, under its "
-     "lock (flock)",
+     "no server: workers append straight into the store in DIR (a File under "
+     "its lock (flock), or a Log: one segment per worker)",
+     false},
+    {S_STORE, "store", "KIND",
+     "file (one file per partition) or log (append-only segments, one per "
+     "writer): what the server's Buffer spills to, or with --direct what the "
+     "workers append to; default: a Log if --dir holds its marker file "
+     "partd-log, else a File",
      false},
     {S_SEED, "seed", "S", "seed of the records; default 42", false},
     {'q', "quiet", NULL, "no progress, only the report and errors", false},
@@ -184,6 +191,10 @@ static int s_parse(int argc, char **argv, pd_demo_opts *o) {
             if (!*val) return s_usage("--dir: empty");
             o->dir = val;
             break;
+        case S_STORE:
+            if (pd_cli_store_kind_parse(val, &o->kind) != 0)
+                return s_usage("--store '%.100s': not file or log", val);
+            break;
         case S_SEED:
             rc = pd_cli_opt_num(S_V, "--seed", val, PD_CLI_PLAIN, 0, UINT64_MAX,
                                 &o->seed);
@@ -256,10 +267,12 @@ static int s_prepare_dir(pd_demo *d) {
                          d->o.dir ? d->o.dir : d->run) >= sizeof d->dir - 8)
         return pd_demo_fail(d, "--dir: path too long");
     if (d->temp) strcat(d->dir, "/store");
+    d->o.kind = pd_cli_store_kind_of(d->dir, d->o.kind);
     pd_store *f = NULL;
     pd_keylist *kl = NULL;
-    if (pd_file_open(&f, d->dir, PD_FILE_CREATE) != 0)
-        return pd_demo_fail(d, "%s", pd_errmsg(NULL));
+    char why[1024];
+    if (pd_cli_open_dir(&f, d->dir, d->o.kind, true, why, sizeof why) != 0)
+        return pd_demo_fail(d, "%s", why);
     int rc = 0;
     if (pd_keys(f, &kl, 0) != 0)
         rc = pd_demo_fail(d, "%s", pd_errmsg(f));
@@ -299,16 +312,18 @@ static void s_report_start(const pd_demo *d) {
            "%u partitions, seed %" PRIu64 "\n",
            o->records, o->recsize, s_mb(o->records * o->recsize), o->workers,
            o->workers == 1 ? "" : "s", o->parts, o->seed);
-    printf("store:   %s (%s), codec %s\n", d->dir,
+    bool log = o->kind == PD_CLI_STORE_LOG;
+    printf("store:   %s (%s %s), codec %s\n", d->dir,
            d->temp ? (o->keep ? "temporary, kept" : "temporary") : "kept",
-           o->codec ? o->codec : "none");
+           log ? "Log" : "File", o->codec ? o->codec : "none");
     if (o->direct)
-        printf("server:  none: workers append straight into the File store "
-               "(flock)\n");
+        printf("server:  none: workers append straight into the %s\n",
+               log ? "Log store (a segment each)" : "File store (flock)");
     else
-        printf("server:  partd serve --path %s --memory %" PRIu64
+        printf("server:  partd serve --path %s --store %s --memory %" PRIu64
                " (pid %d) at %s\n",
-               d->dir, o->have_memory ? o->memory : PD_DEMO_DEF_MEMORY,
+               d->dir, log ? "log" : "file",
+               o->have_memory ? o->memory : PD_DEMO_DEF_MEMORY,
                (int)d->server.pid, d->addr);
     fflush(stdout);
 }

@@ -9,6 +9,7 @@
 
 #include "partd/partd.h"
 #include "exit.h"
+#include "store.h"
 
 #include <limits.h>
 #include <signal.h>
@@ -41,6 +42,7 @@ typedef struct pd_demo_opts {
     unsigned workers, parts;
     size_t recsize;
     const char *codec, *dir;
+    pd_cli_store_kind kind; /* --store; resolved by demo.c before the run */
     int level;
     bool have_memory, keep, direct, quiet;
 } pd_demo_opts;

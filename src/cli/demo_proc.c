@@ -187,7 +187,7 @@ void pd_demo_stop_children(pd_demo *d) {
     pd_demo_reap(&d->server, true);
 }
 
-/* The server: `partd serve --path DIR --memory M -q` in a child, its
+/* The server: `partd serve --path DIR --store K --memory M -q` in a child, its
  * standard output (where it prints its address) a pipe read here. */
 int pd_demo_start_server(pd_demo *d) {
     int fds[2];
@@ -206,13 +206,14 @@ int pd_demo_start_server(pd_demo *d) {
         s_child_setup(d, SIGTERM);
         if (dup2(fds[1], STDOUT_FILENO) < 0) _exit(PD_CLI_EXIT_FAIL);
         char mem[32], a0[] = "serve", a1[] = "--path", a3[] = "--memory",
-                      a5[] = "-q", a6[] = "--bind";
+                      a5[] = "-q", a6[] = "--bind", a8[] = "--store", a9[8];
         snprintf(mem, sizeof mem, "%" PRIu64,
                  d->o.have_memory ? d->o.memory : PD_DEMO_DEF_MEMORY);
-        char *argv[] = {a0, a1, d->dir, a3, mem, a5, a6, d->bind, NULL};
+        snprintf(a9, sizeof a9, "%s", pd_cli_store_kind_name(d->o.kind));
+        char *argv[] = {a0, a1, d->dir, a3, mem, a5, a8, a9, a6, d->bind, NULL};
         /* Without --bind (a path too long for ipc) the server makes its
          * own private socket directory. */
-        int rc = pd_cli_serve(d->bind[0] ? 8 : 6, argv);
+        int rc = pd_cli_serve(d->bind[0] ? 10 : 8, argv);
         fflush(NULL);
         _exit(rc);
     }
@@ -277,7 +278,7 @@ int pd_demo_start_server(pd_demo *d) {
     return rc;
 }
 
-/* The worker's store: a client of the server, or the File in DIR; with
+/* The worker's store: a client of the server, or the File or Log in DIR; with
  * --codec, an Encode layer over it.  *client: the client, borrowed. */
 int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
                        char *why, size_t cap) {
@@ -286,7 +287,8 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
     *client = NULL;
     int rc;
     if (d->o.direct) {
-        rc = pd_file_open(&inner, d->dir, 0);
+        rc = pd_cli_open_dir(&inner, d->dir, d->o.kind, false, why, cap);
+        if (rc) return rc;
     } else {
         pd_client_opts co = {0};
         co.timeout_ms = S_CLIENT_TIMEOUT_MS;

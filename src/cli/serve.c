@@ -4,16 +4,18 @@
  *
  * The store: Buffer(Dict, File) as the server's default, with the File in
  * DIR (--path, kept after exit) or in a private temporary directory
- * (removed on exit).  --codec puts an Encode layer between the Buffer and
- * the File, Buffer(Dict, Encode(File)): appends stay in memory
- * uncompressed, and what spills is compressed, framed as Python partd's
- * compressed stores frame it, so DIR is what `partd.ZLib(partd.File(DIR))`
- * (for zlib, bz2, snappy, blosc) reads.
+ * (removed on exit); with --store log (or a --path that holds a Log),
+ * Buffer(Dict, Log) the same way.  --codec puts an Encode layer between
+ * the Buffer and the File, Buffer(Dict, Encode(File)): appends stay in
+ * memory uncompressed, and what spills is compressed, framed as Python
+ * partd's compressed stores frame it, so DIR is what
+ * `partd.ZLib(partd.File(DIR))` (for zlib, bz2, snappy, blosc) reads.
  */
 #include "partd/partd.h"
 #include "serve.h"
 #include "exit.h"
 #include "opts.h"
+#include "store.h"
 
 #include <errno.h>
 #include <inttypes.h>
@@ -36,13 +38,20 @@ enum {
     S_LEVEL,
     S_CURVE_SECRET,
     S_CURVE_CLIENTS,
-    S_TIMEOUT
+    S_TIMEOUT,
+    S_STORE
 };
 
 static const pd_cli_opt s_opts[] = {
     {S_PATH, "path", "DIR",
      "keep the data in DIR (created if missing; a File store, locked while "
-     "serving); default: a private temporary directory, removed on exit",
+     "serving, or a Log: see --store); default: a private temporary "
+     "directory, removed on exit",
+     false},
+    {S_STORE, "store", "KIND",
+     "what the Buffer spills to: file (one file per key) or log (append-only "
+     "segments: for many keys).  Default: a Log if --path DIR holds its "
+     "marker file partd-log, else a File",
      false},
     {S_BIND, "bind", "ADDR",
      "listen on ADDR, e.g. tcp://127.0.0.1:0 (port 0: a free one; the real "
@@ -50,7 +59,8 @@ static const pd_cli_opt s_opts[] = {
      "Default: an ipc socket in a new private (0700) directory",
      true},
     {S_MEMORY, "memory", "BYTES",
-     "keep up to BYTES in memory before spilling to the File (a size: see "
+     "keep up to BYTES in memory before spilling to the File or Log (a size: "
+     "see "
      "below); default 1000000000",
      false},
     {S_CODEC, "codec", "NAME",
@@ -141,6 +151,7 @@ static int s_read_key(const char *path, char key[41]) {
 
 typedef struct s_args {
     const char *path, *codec, *curve, *clients;
+    pd_cli_store_kind kind; /* --store; AUTO without it */
     const char *binds[S_MAX_BINDS];
     size_t nbind;
     uint64_t memory;
@@ -247,6 +258,10 @@ static int s_parse(int argc, char **argv, s_args *a) {
             a->timeout = (long)n;
             break;
         case S_CURVE_CLIENTS: a->clients = val; break;
+        case S_STORE:
+            if (pd_cli_store_kind_parse(val, &a->kind) != 0)
+                return s_usage("--store '%.100s': not file or log", val);
+            break;
         }
     }
     if (rc) return rc;
@@ -254,11 +269,23 @@ static int s_parse(int argc, char **argv, s_args *a) {
     return -1;
 }
 
-/* Builds Buffer(Dict, [Encode](File)) for --path and/or --codec. */
+/* Builds Buffer(Dict, [Encode](File or Log)) for --path, --codec and/or
+ * --store. */
 static int s_open_store(const s_args *a, pd_store **out) {
     pd_store *file = NULL, *slow = NULL, *fast = NULL;
-    int rc = a->path ? pd_file_open(&file, a->path, PD_FILE_CREATE)
-                     : pd_file_open_temp(&file, NULL, 0);
+    int rc;
+    char why[1024];
+    if (a->path) {
+        rc = pd_cli_open_dir(&file, a->path, a->kind, true, why, sizeof why);
+        if (rc) {
+            s_fail(why);
+            return rc;
+        }
+    } else if (a->kind == PD_CLI_STORE_LOG) {
+        rc = pd_log_open_temp(&file, NULL, 0);
+    } else {
+        rc = pd_file_open_temp(&file, NULL, 0);
+    }
     if (rc == 0 && a->codec) {
         rc = pd_compress_open(&slow, &file, a->codec,
                               a->have_level ? (int)a->level : PD_LEVEL_DEFAULT,
@@ -320,7 +347,8 @@ int pd_cli_serve(int argc, char **argv) {
     }
 
     pd_store *store = NULL;
-    if ((a.path || a.codec) && s_open_store(&a, &store)) {
+    if ((a.path || a.codec || a.kind != PD_CLI_STORE_AUTO) &&
+        s_open_store(&a, &store)) {
         free(client_keys);
         free(clients);
         return PD_CLI_EXIT_FAIL;

@@ -1,6 +1,7 @@
 /*
  * The store verbs of `partd`: append, get, keys, delete, drop and repair,
- * over a File store in DIR or, with --connect, a server's store.
+ * over a File or Log store in DIR (store.c tells which) or, with --connect,
+ * a server's store.
  *
  * They share one table of options (s_all); each verb takes some of them.
  * The options are parsed (opts.c) into a s_ctx: which were seen, their
@@ -14,6 +15,7 @@
 #include "exit.h"
 #include "opts.h"
 #include "out.h"
+#include "store.h"
 #include "verbs.h"
 
 #include <errno.h>
@@ -38,6 +40,7 @@ enum {
     S_OPT_LEVEL,
     S_OPT_CONNECT,
     S_OPT_TIMEOUT,
+    S_OPT_STORE,
     S_OPT_HELP,
     S_NOPTS
 };
@@ -70,6 +73,8 @@ static const pd_cli_opt s_all[S_NOPTS] = {
                        "with --connect: fail after waiting that long for the "
                        "server (default 60)",
                        false},
+    [S_OPT_STORE] = {S_LONG(S_OPT_STORE), "store", "KIND", PD_CLI_STORE_HELP,
+                     false},
     [S_OPT_HELP] = {'h', "help", NULL, "show help for the verb", false},
 };
 const pd_cli_opt *const pd_cli_store_opts = s_all;
@@ -137,11 +142,13 @@ static int s_verb_repair(s_ctx *ctx);
 #define S_COMMON S_BIT(S_OPT_HELP)
 #define S_CODEC_OPTS (S_BIT(S_OPT_CODEC) | S_BIT(S_OPT_LEVEL))
 #define S_NET_OPTS (S_BIT(S_OPT_CONNECT) | S_BIT(S_OPT_TIMEOUT))
+#define S_DIR_OPTS S_BIT(S_OPT_STORE)
 
 static const char s_append_about[] =
     "The value is every byte read from standard input until end of file,\n"
     "binary-safe, applied in one atomic batch.  DIR is created (with its\n"
-    "parents) if it is missing.  With --codec the value is stored as one\n"
+    "parents) if it is missing, as a File unless --store log.  With --codec "
+    "the value is stored as one\n"
     "compressed frame (8-byte length, then the payload), as Python partd's\n"
     "compressed layers store it.\n";
 static const char s_get_about[] =
@@ -166,7 +173,8 @@ static const char s_repair_about[] =
     {                                                                          \
         .name = name_, .run = s_run, .args = args_, .summary = summary_,       \
         .about = about_, .opts = s_all, .nopts = S_NOPTS,                      \
-        .only = (opts_) | S_COMMON, .need = need_, .tail = pd_cli_store_tail   \
+        .only = (opts_) | S_COMMON | S_DIR_OPTS, .need = need_,                \
+        .tail = pd_cli_store_tail                                              \
     }
 
 static const s_verb s_verbs[] = {
@@ -278,6 +286,8 @@ static int s_store_args(s_ctx *ctx, int nkeys_min, int nkeys_max,
     bool net = ctx->opts & S_BIT(S_OPT_CONNECT);
     if ((ctx->opts & S_BIT(S_OPT_TIMEOUT)) && !net)
         return s_usage(ctx, "--timeout needs --connect");
+    if ((ctx->opts & S_BIT(S_OPT_STORE)) && net)
+        return s_usage(ctx, "--store is for a DIR: not with --connect");
     *first = net ? 0 : 1;
     *dir = net ? NULL : (ctx->argc > 0 ? ctx->argv[0] : NULL);
     int nkeys = ctx->argc - *first;
@@ -313,21 +323,28 @@ static int s_open_client(s_ctx *ctx, pd_store **out) {
     return PD_CLI_EXIT_OK;
 }
 
-/* Opens the store at dir (or the --connect server when dir is NULL);
- * `create`: make the directory if it is missing.  With --codec, the store
- * is wrapped in that codec's layer. */
+/* Opens the store at dir (a File or a Log: --store, else what dir holds)
+ * or the --connect server when dir is NULL; `create`: make the directory
+ * if it is missing.  With --codec, the store is wrapped in that codec's
+ * layer. */
 static int s_open_store(s_ctx *ctx, const char *dir, bool create,
                         pd_store **out) {
     int level;
     int rc = s_level_arg(ctx, &level);
     if (rc) return rc;
+    pd_cli_store_kind kind = PD_CLI_STORE_AUTO;
+    if ((ctx->opts & S_BIT(S_OPT_STORE)) &&
+        pd_cli_store_kind_parse(ctx->optval[S_OPT_STORE], &kind) != 0)
+        return s_usage(ctx, "--store '%.100s': not file or log",
+                       ctx->optval[S_OPT_STORE]);
     pd_store *file = NULL;
     *out = NULL;
+    char why[1024];
     if (!dir) {
         rc = s_open_client(ctx, &file);
         if (rc) return rc;
-    } else if (pd_file_open(&file, dir, create ? PD_FILE_CREATE : 0) != 0) {
-        return s_fail(ctx, pd_errmsg(NULL));
+    } else if (pd_cli_open_dir(&file, dir, kind, create, why, sizeof why)) {
+        return s_fail(ctx, why);
     }
     if (!(ctx->opts & S_BIT(S_OPT_CODEC))) {
         *out = file;
