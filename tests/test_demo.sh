@@ -114,7 +114,7 @@ echo "# partd: $PARTD"
 run --help
 if [ "$RC" -eq 0 ]; then ok "--help exits 0"; else bad "--help exits 0" "exit $RC"; fi
 for word in --records --workers --partitions --record-size --codec --level \
-    --memory --dir --keep --direct --seed --quiet 'default 10M' \
+    --memory --dir --keep --direct --store --seed --quiet 'default 10M' \
     'default 64' 'Exit status'; do
     check "--help mentions $word" grep -qF -- "$word" "$W/out"
 done
@@ -233,6 +233,47 @@ else
     bad "--dir holding keys: exit 1, refused" "exit $RC"
 fi
 good "--dir DIR, direct" --records 20k --dir "$W/store2" --direct
+
+# --store log: the Log store, direct (one segment per worker) and served
+# (Buffer(Dict, Log)); a --dir that holds a Log is one without --store.
+good "--store log, direct, 4 workers, 4096 partitions" --records 200k \
+    --direct --store log --workers 4 --partitions 4096
+check "log direct: the report names the Log" grep -q '^store:  .*temporary Log' "$W/out"
+check "log direct: no server" grep -q '^server:  none: .*Log store' "$W/out"
+good "--store log, through the server" --records 200k --store log
+check "log served: the server spills to a Log" \
+    grep -q '^server:  partd serve .*--store log' "$W/out"
+good "--store log, served, spills (64 KiB), zstd" --records 100k --store log \
+    --memory 64k --codec zstd
+good "--store log, direct, 65536 partitions" --records 100k --direct \
+    --store log --partitions 65536 -q
+check "65536 partitions read, 100000 records" grep -q \
+    '^read:    65536 partitions' "$W/out"
+check "... 100000 records verified" grep -qE '^verify:  OK: [0-9]+ keys, 100000 records' "$W/out"
+tmp_clean "--store log"
+D=$W/store-log
+good "--dir DIR --store log, direct" --records 20k --dir "$D" --store log --direct
+check "--dir: a Log (its marker file)" test -f "$D/partd-log"
+n=$("$PARTD" keys "$D" | wc -l)
+check "--dir: partd keys reads the Log without --store ($n keys)" test "$n" -eq 64
+run --records 10k --dir "$D"
+if [ "$RC" -eq 1 ] && grep -q 'already holds 64 keys' "$W/err"; then
+    ok "--dir holding a Log with keys: exit 1, refused"
+else
+    bad "--dir holding a Log with keys: exit 1, refused" "exit $RC"
+fi
+"$PARTD" drop "$D" </dev/null >/dev/null 2>&1
+good "--dir holding an empty Log, served, without --store" --records 20k --dir "$D"
+check "... the server used the Log" grep -q -- '--store log' "$W/out"
+run --records 10k --dir "$W/store2" --store log
+if [ "$RC" -eq 1 ] && grep -q 'not a Log' "$W/err"; then
+    ok "--store log on a File's --dir: exit 1, refused"
+else
+    bad "--store log on a File's --dir: exit 1, refused" "exit $RC"
+fi
+usage "--store bogus" --store bogus
+tmp_clean "--dir, log"
+
 touch "$W/file"
 run --records 10k --dir "$W/file"
 if [ "$RC" -eq 1 ] && [ -s "$W/err" ]; then ok "--dir on a file: exit 1"; else bad "--dir on a file: exit 1" "exit $RC"; fi
