@@ -19,13 +19,14 @@ from contextlib import suppress
 from . import _cpartd
 from ._cpartd import CorruptError, ProtocolError
 from .file import File
+from .log import Log
 from .dict import Dict
 from .buffer import Buffer
 from .encode import Encode
 from .pickle import Pickle
 from .python import Python
 from .compressed import *  # noqa: F401,F403
-from . import core, utils, file, dict, buffer, encode, compressed  # noqa
+from . import core, utils, file, log, dict, buffer, encode, compressed  # noqa
 from ._shim import install_as_partd
 
 __version__ = '1.3.0+cpartd.' + _cpartd.libpartd_version

@@ -8,13 +8,14 @@
  *   keys.c     Python keys and values to pd_key/pd_bytes (cp_batch)
  *   methods.c  Store's methods: append, get, _get, iget, delete, iset, keys
  *   stores.c   the store types Dict, File, Buffer, Compressed
+ *   log.c      the store type Log
  *   zmq.c      Client, Server and the CURVE helpers
  *   pickle.c   the pickle writer for object blocks (text_pickle)
  *   blocks.c   PandasBlocks/Numpy serialisation through libpartd's codecs
  *   frames.c   frame and framesplit
  *   module.c   the module's functions and PyInit__cpartd
  *
- * One C type per store class (Dict, File, Buffer, Compressed, Client), all
+ * One C type per store class (Dict, File, Log, Buffer, Compressed, Client), all
  * sharing one struct (cp_store) and the methods of the base type Store.
  *
  * Conventions:
@@ -67,6 +68,7 @@ extern PyTypeObject cp_LockType;   /* store.c */
 extern PyTypeObject cp_ResultType; /* methods.c */
 extern PyTypeObject cp_DictType;   /* stores.c */
 extern PyTypeObject cp_FileType;
+extern PyTypeObject cp_LogType;
 extern PyTypeObject cp_BufferType;
 extern PyTypeObject cp_CompressedType;
 extern PyTypeObject cp_ClientType; /* zmq.c */

@@ -69,6 +69,7 @@ PyMODINIT_FUNC PyInit__cpartd(void) {
     if (!m) return NULL;
     cp_DictType.tp_base = &cp_StoreType;
     cp_FileType.tp_base = &cp_StoreType;
+    cp_LogType.tp_base = &cp_StoreType;
     cp_BufferType.tp_base = &cp_StoreType;
     cp_ClientType.tp_base = &cp_StoreType;
     cp_CompressedType.tp_base = &cp_StoreType;
@@ -89,6 +90,7 @@ PyMODINIT_FUNC PyInit__cpartd(void) {
         s_add_type(m, &cp_ResultType, "Result") < 0 ||
         s_add_type(m, &cp_DictType, "Dict") < 0 ||
         s_add_type(m, &cp_FileType, "File") < 0 ||
+        s_add_type(m, &cp_LogType, "Log") < 0 ||
         s_add_type(m, &cp_BufferType, "Buffer") < 0 ||
         s_add_type(m, &cp_ClientType, "Client") < 0 ||
         s_add_type(m, &cp_ServerType, "Server") < 0 ||

@@ -1,0 +1,90 @@
+/*
+ * The Log store type (pd_log): a directory of append-only segments, one
+ * per writer, for shuffles with many keys.  Its Python class (cpartd.Log)
+ * adds the temporary directory and pickling by path.
+ */
+#include "cpartd.h"
+
+#include <string.h>
+
+static int s_log_init(cp_store *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"path", "fsync", NULL};
+    PyObject *path = NULL;
+    int fsync = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|p:Log", kwlist,
+                                     PyUnicode_FSConverter, &path, &fsync))
+        return -1;
+    if (cp_reinit(self) < 0) {
+        Py_DECREF(path);
+        return -1;
+    }
+    const char *p = PyBytes_AS_STRING(path);
+    if (strlen(p) != (size_t)PyBytes_GET_SIZE(path)) {
+        PyErr_SetString(PyExc_ValueError, "cpartd: embedded NUL in path");
+        Py_DECREF(path);
+        return -1;
+    }
+    pd_store *s = NULL;
+    unsigned flags = PD_LOG_CREATE | (fsync ? PD_LOG_FSYNC : 0);
+    int rc;
+    CP_NOGIL(rc = pd_log_open(&s, p, flags));
+    Py_DECREF(path);
+    return cp_adopt(self, rc, s, "Log");
+}
+
+/* The store's directory as libpartd holds it. */
+static PyObject *s_log_root(cp_store *self, void *Py_UNUSED(c)) {
+    if (cp_check_open(self) < 0) return NULL;
+    return PyUnicode_DecodeFSDefault(pd_log_path(self->s));
+}
+
+static PyObject *s_log_torn(cp_store *self, void *Py_UNUSED(c)) {
+    if (cp_check_open(self) < 0) return NULL;
+    return PyLong_FromUnsignedLongLong(pd_log_torn(self->s));
+}
+
+static PyObject *s_log_notice(cp_store *self, void *Py_UNUSED(c)) {
+    if (cp_check_open(self) < 0) return NULL;
+    return PyUnicode_FromString(pd_log_notice(self->s));
+}
+
+/* compact(salvage=False): rewrite the live data grouped by key. */
+static PyObject *s_log_compact(cp_store *self, PyObject *args, PyObject *kwds) {
+    static char *kwlist[] = {"salvage", NULL};
+    int salvage = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p:compact", kwlist,
+                                     &salvage))
+        return NULL;
+    if (cp_check_open(self) < 0) return NULL;
+    int rc;
+    CP_CALL(self, rc, pd_log_compact(self->s, salvage ? PD_LOG_SALVAGE : 0));
+    if (rc) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef s_log_methods[] = {
+    {"compact", (PyCFunction)(void (*)(void))s_log_compact,
+     METH_VARARGS | METH_KEYWORDS,
+     "compact(salvage=False): rewrite the live data grouped by key, "
+     "reclaiming dead space (salvage: drop damaged data instead of "
+     "failing)"},
+    {NULL, NULL, 0, NULL}};
+
+static PyGetSetDef s_log_getset[] = {
+    {"_root", (getter)s_log_root, NULL, "the store's directory", NULL},
+    {"torn", (getter)s_log_torn, NULL,
+     "torn records (left by writers that died) left out by this handle", NULL},
+    {"notice", (getter)s_log_notice, NULL,
+     "the last torn record left out, or ''", NULL},
+    {NULL, NULL, NULL, NULL, NULL}};
+
+PyTypeObject cp_LogType = {
+    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Log",
+    .tp_basicsize = sizeof(cp_store),
+    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
+    .tp_doc = "Log(path, fsync=False): a directory of append-only segments, "
+              "one per writer (pd_log).",
+    .tp_init = (initproc)s_log_init,
+    .tp_methods = s_log_methods,
+    .tp_getset = s_log_getset,
+};
