@@ -90,7 +90,7 @@ static void s_usage(FILE *fp) {
             "  --json FILE  JSON output (default: none)\n"
             "  --strict     exit 1 if a target is missed\n"
             "  --only LIST  run only these sections, comma-separated: small, "
-            "big, mem\n"
+            "big, mem, log\n"
             "               (the others are reported as skipped)\n"
             "exit status: 0 report written; 1 target missed with --strict; "
             "2 a benchmark could not run\n");
@@ -113,15 +113,16 @@ static void s_default_csv(void) {
         memcpy(cfg.csv, tmp, sizeof tmp);
 }
 
-/* --only: sections 0 small, 1 big, 2 mem.  0, or -1 for a bad list. */
+/* --only: sections 0 small, 1 big, 2 mem, 3 log.  0, or -1 for a bad
+ * list. */
 static int s_parse_only(const char *list) {
-    static const char *names[3] = {"small", "big", "mem"};
+    static const char *names[4] = {"small", "big", "mem", "log"};
     unsigned bits = 0;
     const char *p = list;
     while (*p) {
         size_t len = strcspn(p, ",");
         int found = -1;
-        for (int i = 0; i < 3; i++)
+        for (int i = 0; i < 4; i++)
             if (strlen(names[i]) == len && strncmp(p, names[i], len) == 0)
                 found = i;
         if (found < 0) return -1;
@@ -136,7 +137,7 @@ static int s_parse_only(const char *list) {
 
 int main(int argc, char **argv) {
     int runs = -1;
-    cfg.sections = 7;
+    cfg.sections = 15;
     const char *csv = NULL;
     cfg.dir = getenv("TMPDIR");
     if (!cfg.dir || !*cfg.dir) cfg.dir = "/tmp";
@@ -157,7 +158,8 @@ int main(int argc, char **argv) {
             cfg.strict = true;
         } else if (strcmp(a, "--only") == 0 && more) {
             if (s_parse_only(argv[++i])) {
-                fprintf(stderr, "bench_core: --only wants small, big, mem\n");
+                fprintf(stderr,
+                        "bench_core: --only wants small, big, mem, log\n");
                 return 2;
             }
         } else if (strcmp(a, "--dir") == 0 && more) {
@@ -238,6 +240,17 @@ int main(int argc, char **argv) {
         bc_small_free();
         bc_trash_empty();
         printf("bench_core: small values done (%.1f s)\n", bench_now() - t0);
+        fflush(stdout);
+    }
+
+    if (bc_section_on(3)) {
+        t0 = bench_now();
+        bc_log_init();
+        for (int run = first; run <= cfg.runs; run++)
+            bc_log_round(run > 0, run == first);
+        bc_log_free();
+        bc_trash_empty();
+        printf("bench_core: Log done (%.1f s)\n", bench_now() - t0);
         fflush(stdout);
     }
 

@@ -77,12 +77,22 @@ enum {
     R_FLOOR_SEQWRITE,
     R_FILE_APPEND_4M,
     R_BUFFER_PEAK_RSS,
+    R_FLOOR_LOG_WRITEV,
+    R_LOG_APPEND,
+    R_LOG_FILE_APPEND,
+    R_LOG_GET,
+    R_LOG_FILE_GET,
+    R_FLOOR_SEQREAD,
+    R_LOG_READBACK,
+    R_FILE_READBACK,
+    R_LOG_APPEND_1T,
+    R_LOG_APPEND_NT,
     R_COUNT
 };
 
 typedef struct bc_row {
     const char *id;   /* stable name used in CSV/JSON and by ref_core.py */
-    int section;      /* 0 small values, 1 big values, 2 memory */
+    int section;      /* 0 small values, 1 big values, 2 memory, 3 Log */
     const char *name; /* shown in the table */
     const char *unit; /* "rec/s", "keys/s", "GB/s", "MiB" */
     int floor;        /* row index of its floor, or -1 */
@@ -165,6 +175,14 @@ double bc_big_bytes(void);
 
 /* Section 2, peak memory (bench_core_mem.c): one forked child per call. */
 void bc_mem_round(bool record);
+
+/* Section 3, the Log against File and the sequential floors
+ * (bench_core_log.c). */
+void bc_log_init(void);
+void bc_log_round(bool record, bool check);
+void bc_log_free(void);
+/* Bytes the partition workload appends. */
+double bc_log_part_bytes(void);
 
 /* ----------------------------------------------------------------- Report */
 

@@ -66,6 +66,12 @@ static const char *s_section_title(int sec, char *buf, size_t cap) {
                  "per call",
                  cfg.big_size >> 20, cfg.big_keys, cfg.big_rounds,
                  bc_big_bytes() / MIB, cfg.big_keys);
+    else if (sec == 3)
+        snprintf(buf, cap,
+                 "Log vs File: the %zu-byte values above; then %.0f MiB in "
+                 "4 KiB values over 1024 partitions, 16 per call, read back "
+                 "(cached) and appended from threads",
+                 cfg.vsize, bc_log_part_bytes() / MIB);
     else
         snprintf(buf, cap,
                  "peak memory: Buffer(Dict,File,%.0f MiB) fed %.0f MiB of "

@@ -1,0 +1,360 @@
+/*
+ * bench_core, section 3: the Log store against File and against the page
+ * cache's sequential floors.
+ *
+ * Small values: the small-value workload of section 0 (same sizes, same
+ * call shape) appended to a new Log and to a new File, beside a floor that
+ * writes each call's values with one writev() to one open file (the least
+ * a store that keeps a call's bytes together can pay); then one get per key
+ * from each, reopened (the Log compacted by its close).
+ *
+ * Partitions: P partitions filled as a shuffle's map side fills them (calls
+ * of 16 keys x 4 KiB), the Log closed (compacted) and reopened, then every
+ * partition read back with one pd_get each, beside a floor reading the same
+ * bytes from one cached file with one read() per partition; the same for a
+ * File.  Then the same appends from T threads (one handle each, one
+ * directory, one process) against one thread.
+ */
+#include "bench_core.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <unistd.h>
+
+#define S_PVAL 4096u  /* partition workload: bytes per value */
+#define S_PCALL 16u   /* values per call */
+#define S_PARTS 1024u /* partitions */
+
+typedef struct s_log {
+    unsigned char *pool; /* small workload */
+    char (*names)[16];
+    pd_key *keys1, *keys;
+    pd_bytes *vals;
+    size_t per_key;
+    /* Partition workload. */
+    unsigned char *ppool;
+    char (*pnames)[16];
+    pd_key *pkeys;   /* one per value */
+    pd_bytes *pvals; /* one per value */
+    size_t pvals_n, ppart_bytes;
+} s_log;
+
+static s_log lg;
+
+static size_t s_pbytes(void) { return cfg.quick ? 32u << 20 : 256u << 20; }
+
+void bc_log_init(void) {
+    lg.pool = bc_xmalloc(cfg.nvals * cfg.vsize);
+    bc_fill(lg.pool, cfg.nvals * cfg.vsize, 42);
+    lg.names = bc_xmalloc(cfg.nkeys * sizeof *lg.names);
+    lg.keys1 = bc_xmalloc(cfg.nkeys * sizeof *lg.keys1);
+    for (size_t k = 0; k < cfg.nkeys; k++) {
+        int w = snprintf(lg.names[k], sizeof lg.names[k], "k%04zu", k);
+        lg.keys1[k] = PD_KEY(lg.names[k], (size_t)w);
+    }
+    lg.keys = bc_xmalloc(cfg.nvals * sizeof *lg.keys);
+    lg.vals = bc_xmalloc(cfg.nvals * sizeof *lg.vals);
+    for (size_t i = 0; i < cfg.nvals; i++) {
+        lg.keys[i] = lg.keys1[i % cfg.nkeys];
+        lg.vals[i] = PD_BYTES(lg.pool + i * cfg.vsize, cfg.vsize);
+    }
+    lg.per_key = (cfg.nvals / cfg.nkeys) * cfg.vsize;
+
+    /* Partition p gets values v with v % S_PARTS == p; values are slices of
+     * a 16 MiB pool, so the input costs no page faults. */
+    lg.pvals_n = s_pbytes() / S_PVAL;
+    lg.ppart_bytes = lg.pvals_n / S_PARTS * S_PVAL;
+    size_t pool = 16u << 20;
+    lg.ppool = bc_xmalloc(pool);
+    bc_fill(lg.ppool, pool, 7);
+    lg.pnames = bc_xmalloc(S_PARTS * sizeof *lg.pnames);
+    lg.pkeys = bc_xmalloc(lg.pvals_n * sizeof *lg.pkeys);
+    lg.pvals = bc_xmalloc(lg.pvals_n * sizeof *lg.pvals);
+    for (unsigned p = 0; p < S_PARTS; p++)
+        snprintf(lg.pnames[p], sizeof lg.pnames[p], "p%05u", p);
+    for (size_t v = 0; v < lg.pvals_n; v++) {
+        /* Calls of S_PCALL distinct partitions, scattered. */
+        unsigned p = (unsigned)((v * 37u) % S_PARTS);
+        lg.pkeys[v] = PD_KEY(lg.pnames[p], 6);
+        lg.pvals[v] = PD_BYTES(lg.ppool + (v * S_PVAL) % pool, S_PVAL);
+    }
+}
+
+void bc_log_free(void) {
+    free(lg.pool);
+    free(lg.names);
+    free(lg.keys1);
+    free(lg.keys);
+    free(lg.vals);
+    free(lg.ppool);
+    free(lg.pnames);
+    free(lg.pkeys);
+    free(lg.pvals);
+}
+
+/* A Log in a new directory under cfg.dir, removed with the trash. */
+static pd_store *s_open_log(int r, const char *dir) {
+    pd_store *s = NULL;
+    int rc = dir ? pd_log_open(&s, dir, 0)
+                 : pd_log_open_temp(&s, cfg.dir, PD_LOG_KEEP);
+    if (rc) {
+        bc_fail(r, "pd_log_open(%s): %s", dir ? dir : cfg.dir, pd_errmsg(NULL));
+        return NULL;
+    }
+    if (!dir) bc_trash_add(pd_log_path(s));
+    return s;
+}
+
+/* Appends the whole small workload to s; seconds, or -1 after bc_fail. */
+static double s_small_append(pd_store *s, int r) {
+    double t0 = bench_now();
+    for (size_t i = 0; i < cfg.nvals; i += cfg.per_call)
+        if (pd_append(s, cfg.per_call, &lg.keys[i], &lg.vals[i], 0)) {
+            bc_fail(r, "append: %s", pd_errmsg(s));
+            return -1;
+        }
+    return bench_now() - t0;
+}
+
+/* One get per key; seconds, or -1.  `check`: compare every key's bytes. */
+static double s_small_get(pd_store *s, int r, bool check) {
+    double t0 = bench_now();
+    for (size_t k = 0; k < cfg.nkeys; k++) {
+        pd_result *res = NULL;
+        if (pd_get(s, 1, &lg.keys1[k], &res, 0)) {
+            bc_fail(r, "get %s: %s", lg.names[k], pd_errmsg(s));
+            return -1;
+        }
+        pd_bytes b = pd_result_value(res, 0);
+        bool bad =
+            b.size != lg.per_key ||
+            (check && memcmp(b.data, lg.pool + k * cfg.vsize, cfg.vsize) != 0);
+        pd_result_free(&res);
+        if (bad) {
+            bc_fail(r, "get %s: %zu bytes, not the %zu appended", lg.names[k],
+                    b.size, lg.per_key);
+            return -1;
+        }
+    }
+    return bench_now() - t0;
+}
+
+/* Floor: one writev() per call of its values, to one open file. */
+static void s_floor_writev(bool record) {
+    char dir[PATH_MAX], path[PATH_MAX];
+    if (bc_mkdtemp(dir, sizeof dir) || bc_join(path, sizeof path, dir, "f")) {
+        bc_fail(R_FLOOR_LOG_WRITEV, "mkdtemp in %s: %s", cfg.dir,
+                strerror(errno));
+        return;
+    }
+    bc_trash_add(dir);
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    struct iovec *iov = bc_xmalloc(cfg.per_call * sizeof *iov);
+    double t0 = bench_now();
+    for (size_t i = 0; fd >= 0 && i < cfg.nvals; i += cfg.per_call) {
+        for (size_t j = 0; j < cfg.per_call; j++)
+            iov[j] = (struct iovec){(void *)lg.vals[i + j].data, cfg.vsize};
+        if (writev(fd, iov, (int)cfg.per_call) !=
+            (ssize_t)(cfg.per_call * cfg.vsize)) {
+            bc_fail(R_FLOOR_LOG_WRITEV, "writev(%s): %s", path,
+                    strerror(errno));
+            break;
+        }
+    }
+    double t = bench_now() - t0;
+    if (fd < 0)
+        bc_fail(R_FLOOR_LOG_WRITEV, "open(%s): %s", path, strerror(errno));
+    if (record && bc_ok(R_FLOOR_LOG_WRITEV))
+        bc_add(R_FLOOR_LOG_WRITEV, (double)cfg.nvals / t);
+    if (fd >= 0) close(fd);
+    free(iov);
+}
+
+static void s_small(bool record, bool check) {
+    s_floor_writev(record);
+    pd_store *s = s_open_log(R_LOG_APPEND, NULL);
+    if (!s) return;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", pd_log_path(s));
+    double t = s_small_append(s, R_LOG_APPEND);
+    if (t > 0 && record) bc_add(R_LOG_APPEND, (double)cfg.nvals / t);
+    pd_close(&s); /* compacts: the last handle wrote */
+    s = s_open_log(R_LOG_GET, dir);
+    if (s) {
+        t = s_small_get(s, R_LOG_GET, check);
+        if (t > 0 && record) bc_add(R_LOG_GET, (double)cfg.nkeys / t);
+        pd_close(&s);
+    }
+    s = bc_open_file(R_LOG_FILE_APPEND, true);
+    if (!s) return;
+    t = s_small_append(s, R_LOG_FILE_APPEND);
+    if (t > 0 && record) bc_add(R_LOG_FILE_APPEND, (double)cfg.nvals / t);
+    t = s_small_get(s, R_LOG_FILE_GET, check);
+    if (t > 0 && record) bc_add(R_LOG_FILE_GET, (double)cfg.nkeys / t);
+    pd_close(&s);
+}
+
+/* ------------------------------------------------------------ Partitions */
+
+/* Appends values [lo, hi) of the partition workload, S_PCALL per call. */
+static int s_part_append(pd_store *s, size_t lo, size_t hi) {
+    for (size_t v = lo; v < hi; v += S_PCALL) {
+        size_t n = hi - v < S_PCALL ? hi - v : S_PCALL;
+        if (pd_append(s, n, &lg.pkeys[v], &lg.pvals[v], 0)) return -1;
+    }
+    return 0;
+}
+
+/* Reads every partition back; bytes/s, or -1 after bc_fail. */
+static double s_part_read(pd_store *s, int r) {
+    uint64_t total = 0;
+    double t0 = bench_now();
+    for (unsigned p = 0; p < S_PARTS; p++) {
+        pd_key k = PD_KEY(lg.pnames[p], 6);
+        pd_result *res = NULL;
+        if (pd_get(s, 1, &k, &res, 0)) {
+            bc_fail(r, "get %s: %s", lg.pnames[p], pd_errmsg(s));
+            return -1;
+        }
+        total += pd_result_value(res, 0).size;
+        pd_result_free(&res);
+    }
+    double t = bench_now() - t0;
+    if (total != (uint64_t)lg.ppart_bytes * S_PARTS) {
+        bc_fail(r, "read back %llu bytes, not %llu", (unsigned long long)total,
+                (unsigned long long)lg.ppart_bytes * S_PARTS);
+        return -1;
+    }
+    return (double)total / t;
+}
+
+/* Floor: the same bytes in one file (written, so cached), then one read()
+ * per partition's worth into a reused buffer. */
+static void s_floor_seqread(bool record) {
+    char dir[PATH_MAX], path[PATH_MAX];
+    if (bc_mkdtemp(dir, sizeof dir) || bc_join(path, sizeof path, dir, "f")) {
+        bc_fail(R_FLOOR_SEQREAD, "mkdtemp in %s: %s", cfg.dir, strerror(errno));
+        return;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    for (size_t v = 0; fd >= 0 && v < lg.pvals_n; v++)
+        if (write(fd, lg.pvals[v].data, S_PVAL) != (ssize_t)S_PVAL) {
+            bc_fail(R_FLOOR_SEQREAD, "write(%s): %s", path, strerror(errno));
+            break;
+        }
+    unsigned char *buf = bc_xmalloc(lg.ppart_bytes);
+    memset(buf, 0, lg.ppart_bytes);
+    uint64_t total = 0;
+    double t0 = bench_now();
+    for (unsigned p = 0; fd >= 0 && p < S_PARTS; p++) {
+        ssize_t n = pread(fd, buf, lg.ppart_bytes, (off_t)p * lg.ppart_bytes);
+        if (n != (ssize_t)lg.ppart_bytes) {
+            bc_fail(R_FLOOR_SEQREAD, "pread(%s): %s", path, strerror(errno));
+            break;
+        }
+        total += (uint64_t)n;
+    }
+    double t = bench_now() - t0;
+    if (fd < 0) bc_fail(R_FLOOR_SEQREAD, "open(%s): %s", path, strerror(errno));
+    if (record && bc_ok(R_FLOOR_SEQREAD))
+        bc_add(R_FLOOR_SEQREAD, (double)total / t / 1e9);
+    if (fd >= 0) close(fd);
+    free(buf);
+    bc_rmtree(dir);
+}
+
+typedef struct s_thr {
+    const char *dir;
+    size_t lo, hi;
+    int rc;
+    char err[256];
+} s_thr;
+
+static void *s_thr_main(void *arg) {
+    s_thr *t = arg;
+    pd_store *s = NULL;
+    t->rc = pd_log_open(&s, t->dir, 0);
+    if (t->rc == 0 && s_part_append(s, t->lo, t->hi)) t->rc = -1;
+    if (t->rc) snprintf(t->err, sizeof t->err, "%s", pd_errmsg(s));
+    /* The closes are outside the timing (see s_threads). */
+    return s;
+}
+
+/* The partition workload appended by nt threads, one Log handle each, to
+ * one directory; records/s into row r (-1 after bc_fail).  A handle kept
+ * open meanwhile stops the writers' closes from compacting. */
+static void s_threads(int r, unsigned nt, bool record) {
+    pd_store *hold = s_open_log(r, NULL);
+    if (!hold) return;
+    s_thr t[8];
+    pthread_t id[8];
+    pd_store *s[8] = {0};
+    double t0 = bench_now();
+    for (unsigned i = 0; i < nt; i++) {
+        /* Whole calls per thread. */
+        size_t calls = (lg.pvals_n + S_PCALL - 1) / S_PCALL;
+        t[i] = (s_thr){pd_log_path(hold), calls * i / nt * S_PCALL,
+                       calls * (i + 1) / nt * S_PCALL, 0, ""};
+        if (t[i].hi > lg.pvals_n) t[i].hi = lg.pvals_n;
+        pthread_create(&id[i], NULL, s_thr_main, &t[i]);
+    }
+    for (unsigned i = 0; i < nt; i++) pthread_join(id[i], (void **)&s[i]);
+    double el = bench_now() - t0;
+    for (unsigned i = 0; i < nt; i++) {
+        if (t[i].rc) bc_fail(r, "thread %u: %s", i, t[i].err);
+        pd_close(&s[i]);
+    }
+    pd_drop(hold, 0);
+    pd_close(&hold);
+    if (record && bc_ok(r)) bc_add(r, (double)lg.pvals_n / el);
+}
+
+static void s_parts(bool record, bool check) {
+    (void)check;
+    s_floor_seqread(record);
+    pd_store *s = s_open_log(R_LOG_READBACK, NULL);
+    if (!s) return;
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof dir, "%s", pd_log_path(s));
+    if (s_part_append(s, 0, lg.pvals_n)) {
+        bc_fail(R_LOG_READBACK, "append: %s", pd_errmsg(s));
+        pd_close(&s);
+        return;
+    }
+    pd_close(&s); /* compacts: every partition one range */
+    s = s_open_log(R_LOG_READBACK, dir);
+    if (!s) return;
+    double bps = s_part_read(s, R_LOG_READBACK);
+    if (bps > 0 && record) bc_add(R_LOG_READBACK, bps / 1e9);
+    pd_drop(s, 0);
+    pd_close(&s);
+
+    s = bc_open_file(R_FILE_READBACK, true);
+    if (!s) return;
+    if (s_part_append(s, 0, lg.pvals_n)) {
+        bc_fail(R_FILE_READBACK, "append: %s", pd_errmsg(s));
+    } else {
+        bps = s_part_read(s, R_FILE_READBACK);
+        if (bps > 0 && record) bc_add(R_FILE_READBACK, bps / 1e9);
+    }
+    pd_drop(s, 0);
+    pd_close(&s);
+
+    long nproc = sysconf(_SC_NPROCESSORS_ONLN);
+    unsigned nt = nproc < 2 ? 2 : nproc > 8 ? 8 : (unsigned)nproc;
+    s_threads(R_LOG_APPEND_1T, 1, record);
+    s_threads(R_LOG_APPEND_NT, nt, record);
+    snprintf(rows[R_LOG_APPEND_NT].note, sizeof rows[R_LOG_APPEND_NT].note,
+             "%u threads", nt);
+}
+
+void bc_log_round(bool record, bool check) {
+    s_small(record, check);
+    s_parts(record, check);
+}
+
+double bc_log_part_bytes(void) { return (double)s_pbytes(); }
