@@ -15,6 +15,9 @@ cpartd/partd and the issue's target):
       64 MB).  Server/Client: the default server store (Buffer(Dict(),
       File())) over tcp loopback (partd's only transport); the appends are
       timed until the last one is acknowledged.
+  Log: the same workload on cpartd.Log against partd.File (the reference
+      has no Log: File is what a partd user would use); the gets read the
+      Log as it is (not compacted: its handle is still open).
   4MiB: 4 MiB values into a File, 16 keys per call, 4 calls (256 MiB;
       bench/ref_core.py's "File append 4 MiB values"), then one get per key
       (16 MiB each); MB/s.  The target is on appends.
@@ -76,6 +79,10 @@ def make(mod, kind, root):
     if kind == 'Buffer':
         return mod.Buffer(mod.Dict(), mod.File(os.path.join(root, 'f')),
                           available_memory=64e6)
+    if kind == 'Log':
+        if mod is REF:
+            return mod.File(os.path.join(root, 'f'))
+        return mod.Log(os.path.join(root, 'f'))
     if kind == 'ZLib(File)':
         return mod.ZLib(mod.File(os.path.join(root, 'f')))
     raise ValueError(kind)
@@ -199,7 +206,7 @@ def main():
     ap.add_argument('--rows', type=int, default=None)
     ap.add_argument('--only', default='',
                     help='comma-separated: File,Buffer,ZLib(File),'
-                    'Server/Client,4MiB,shuffle,shuffle-str')
+                    'Server/Client,Log,4MiB,shuffle,shuffle-str')
     ap.add_argument('--json', default=None,
                     help='also write the results as JSON to this file')
     args = ap.parse_args()
@@ -211,10 +218,11 @@ def main():
         return not only or name in only
 
     calls = batches(total)
-    small = [k for k in ('File', 'Buffer', 'ZLib(File)', 'Server/Client')
-             if want(k)]
+    small = [k for k in ('File', 'Buffer', 'ZLib(File)', 'Server/Client',
+                         'Log') if want(k)]
     targets = {'File': (5, 5), 'Buffer': (3, None), 'ZLib(File)': (3, None),
-               'Server/Client': (5, 5), '4MiB': (1, None)}
+               'Server/Client': (5, 5), 'Log': (10, None),
+               '4MiB': (1, None)}
     res = {}
     impls = (('partd', REF), ('cpartd', cpartd))
     for _ in range(args.repeat):

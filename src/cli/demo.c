@@ -377,6 +377,13 @@ int pd_cli_demo(int argc, char **argv) {
     d.expect = (pd_demo_sum *)(d.slots + d.o.workers);
 
     if (s_prepare_dir(&d)) goto out;
+    if (d.o.direct && d.o.kind == PD_CLI_STORE_LOG) {
+        char why[1024];
+        if (pd_cli_open_dir(&d.hold, d.dir, d.o.kind, false, why, sizeof why)) {
+            pd_demo_fail(&d, "%s", why);
+            goto out;
+        }
+    }
     if (!d.o.direct && (rc = pd_demo_start_server(&d)) != 0) {
         if (rc == PD_CLI_EXIT_INTR) d.failed = PD_CLI_EXIT_INTR;
         goto out;
@@ -401,6 +408,24 @@ int pd_cli_demo(int argc, char **argv) {
            d.o.parts, s_mb(readback.bytes), readback.secs,
            s_rate(s_mb(readback.bytes), readback.secs),
            s_rate((double)readback.records, readback.secs));
+    if (d.hold) {
+        /* The last handle: it compacts what the workers wrote, for later
+         * readers of a kept store; a store about to be removed is dropped
+         * first, leaving nothing to compact. */
+        double t0 = pd_demo_now();
+        if (d.temp && !d.o.keep && pd_drop(d.hold, 0) != 0) {
+            pd_demo_fail(&d, "drop: %s", pd_errmsg(d.hold));
+            goto out;
+        }
+        if (pd_close(&d.hold) != 0) {
+            pd_demo_fail(&d, "close: %s", pd_errmsg(NULL));
+            goto out;
+        }
+        printf("close:   the last Log handle %s in %.2f s\n",
+               d.temp && !d.o.keep ? "dropped the store and closed"
+                                   : "compacted the store and closed",
+               pd_demo_now() - t0);
+    }
     if (!d.o.direct) {
         rc = pd_demo_wait_server(&d, &close_secs);
         if (rc == PD_CLI_EXIT_INTR) d.failed = PD_CLI_EXIT_INTR;
@@ -439,6 +464,7 @@ out:
     pd_demo_clear_line(&d);
     if (pd_demo_stop && !d.failed) d.failed = PD_CLI_EXIT_INTR;
     if (d.workers) pd_demo_stop_children(&d);
+    if (d.hold) pd_close(&d.hold); /* after a failure */
     if (d.failed == PD_CLI_EXIT_INTR)
         pd_demo_errf(&d, "interrupted by signal %d (%s): stopped",
                      (int)pd_demo_stop, strsignal((int)pd_demo_stop));

@@ -71,6 +71,11 @@ typedef struct pd_demo {
     char dir[PATH_MAX]; /* the store: --dir, or run/store */
     char bind[PATH_MAX + 16];
     bool temp; /* dir is run/store: removed at the end unless --keep */
+    /* --direct --store log: a handle held from before the workers start
+     * to after the read-back, as a shuffle's driver holds its store, so
+     * the workers' closes leave the Log as they wrote it (the last close
+     * of a Log compacts it) and the read-back reads it so. */
+    pd_store *hold;
     char addr[1024];
     pd_demo_child server;
     pd_demo_child *workers;
