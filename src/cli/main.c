@@ -1,5 +1,5 @@
 /*
- * partd: the command-line tool over a File store, or a server.
+ * partd: the command-line tool over a File or Log store, or a server.
  *
  *   partd append [--fsync] [-r] [--codec C [--level N]] DIR KEY   (stdin)
  *   partd get [-r] [--codec C [--level N]] DIR KEY               (stdout)
@@ -12,7 +12,8 @@
  *   partd help [VERB] | --help | --version
  *
  * append, get, keys, delete and drop take --connect ADDR [--timeout S]
- * instead of DIR, to work on a server's store.
+ * instead of DIR, to work on a server's store.  A DIR holding partd-log is
+ * a Log, any other a File; --store file|log chooses (store.c).
  *
  * The files: this one picks the verb and prints the overall help; every
  * verb is a pd_cli_verb (opts.h): its options, its help and its run
@@ -79,8 +80,9 @@ static void s_usage(pd_cli_out *o) {
 
 static void s_help_all(pd_cli_out *o) {
     pd_cli_printf(o,
-                  "partd %s - an appendable key-value store in a directory, "
-                  "compatible with Python partd.File\n\n",
+                  "partd %s - an appendable key-value store in a directory: "
+                  "a File (compatible\nwith Python partd.File) or a Log "
+                  "(append-only segments, for many keys)\n\n",
                   PARTD_VERSION_STRING);
     s_usage(o);
     pd_cli_puts(o, "\nVerbs:\n");

@@ -100,6 +100,7 @@ const char pd_cli_store_tail[] =
     "  Any key is stored inside DIR, whatever its bytes (see\n"
     "  docs/file-layout.md); Python partd.File(DIR) reads and writes the\n"
     "  same store for keys made of A-Z a-z 0-9 - _ . ( ) and space.\n"
+    "  A Log (docs/log-format.md) is read and written by cpartd.Log(DIR).\n"
     "\n"
     "Exit status:\n"
     "  0    success\n"
@@ -147,10 +148,9 @@ static int s_verb_repair(s_ctx *ctx);
 static const char s_append_about[] =
     "The value is every byte read from standard input until end of file,\n"
     "binary-safe, applied in one atomic batch.  DIR is created (with its\n"
-    "parents) if it is missing, as a File unless --store log.  With --codec "
-    "the value is stored as one\n"
-    "compressed frame (8-byte length, then the payload), as Python partd's\n"
-    "compressed layers store it.\n";
+    "parents) if it is missing, as a File unless --store log.  With --codec\n"
+    "the value is stored as one compressed frame (8-byte length, then the\n"
+    "payload), as Python partd's compressed layers store it.\n";
 static const char s_get_about[] =
     "Writes the exact bytes KEY holds; a key never written is empty.\n"
     "DIR must exist.  With --codec the frames are decoded; corrupt data\n"
