@@ -430,7 +430,7 @@ PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
  * that died is left out and counted (pd_log_torn); it was never
  * acknowledged.  pd_lock excludes every other call on the directory,
  * including from other handles of this process (a thread holding it must
- * not call another handle of the same directory).
+ * not open or call another handle of the same directory).
  *
  * Errors: PD_ERR_MISUSE, PD_ERR_IO, PD_ERR_NOMEM, PD_ERR_CORRUPT,
  * PD_ERR_UNSUPPORTED.  On error *out is NULL and pd_errmsg(NULL) says why.

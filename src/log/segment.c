@@ -270,8 +270,11 @@ int lg_check_fork(lg_store *l) {
     l->flock_mode = 0;
     if (l->wfd >= 0) close(l->wfd); /* the parent keeps its segment */
     l->wfd = -1;
-    close(l->lockfd);
-    close(l->statefd);
+    l->wname[0] = 0;
+    l->wseg = UINT32_MAX;
+    if (l->lockfd >= 0) close(l->lockfd);
+    if (l->statefd >= 0) close(l->statefd);
+    l->statefd = -1;
     l->lockfd =
         s_openat(l->dirfd, LG_LOCK, O_RDWR | O_CREAT | S_OPEN_FLAGS, 0666);
     if (l->lockfd < 0)
