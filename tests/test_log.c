@@ -451,6 +451,35 @@ START_TEST(processes_append_together) {
 }
 END_TEST
 
+/* Processes making the same new directory a Log at once all open it. */
+static int s_create_child(void *p) {
+    wr_arg *a = p;
+    pd_store *s = NULL;
+    int rc = pd_log_open(&s, a->root, PD_LOG_CREATE);
+    TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
+    tu_append1(s, K("k"), "x", 1);
+    TU_CHECK(pd_close(&s) == 0, "close: %s", pd_errmsg(NULL));
+    return 0;
+}
+
+START_TEST(concurrent_create) {
+    fx f;
+    fx_init(&f);
+    enum { C = 6 };
+    wr_arg a = {f.root, NULL, 0, 0};
+    tu_child c[C];
+    for (int i = 0; i < C; i++)
+        c[i] = tu_child_spawn(s_create_child, &a, NULL, 0);
+    char msg[1024];
+    for (int i = 0; i < C; i++)
+        ck_assert_msg(tu_child_wait(c[i], msg, sizeof msg) == 0, "%s", msg);
+    pd_store *s = fx_open(&f);
+    tu_expect_str(s, K("k"), "xxxxxx");
+    TU_OK(pd_close(&s), NULL);
+    fx_done(&f);
+}
+END_TEST
+
 START_TEST(threads_one_and_many_handles) {
     fx f;
     fx_init(&f);
@@ -518,6 +547,7 @@ int main(void) {
         {"compaction_concurrent_reader", compaction_concurrent_reader},
         {"close_compacts", close_compacts},
         {"processes_append_together", processes_append_together},
+        {"concurrent_create", concurrent_create},
         {"threads_one_and_many_handles", threads_one_and_many_handles},
         {"lock_excludes_processes", lock_excludes_processes},
     };

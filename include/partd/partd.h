@@ -418,9 +418,10 @@ PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
  * number of threads and processes may append and read at once; a get sees
  * every append that completed before it began, in completion order.
  * Without PD_LOG_CREATE the directory must exist; an empty directory
- * becomes a Log.  A directory that is not a Log (PD_ERR_CORRUPT), or a Log
- * of a newer format version (PD_ERR_UNSUPPORTED), is refused.  Format and
- * guarantees: docs/log-format.md.
+ * becomes a Log.  The directory must be writable (the shared counters are
+ * a file there, mapped read-write).  A directory that is not a Log
+ * (PD_ERR_CORRUPT), or a Log of a newer format version (PD_ERR_UNSUPPORTED), is
+ * refused.  Format and guarantees: docs/log-format.md.
  *
  * Damage: a key whose data fails its checksum fails its get with
  * PD_ERR_CORRUPT (naming the key, segment and offset); other keys read
@@ -429,7 +430,7 @@ PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
  * that died is left out and counted (pd_log_torn); it was never
  * acknowledged.  pd_lock excludes every other call on the directory,
  * including from other handles of this process (a thread holding it must
- * not call another handle of the same directory).
+ * not open or call another handle of the same directory).
  *
  * Errors: PD_ERR_MISUSE, PD_ERR_IO, PD_ERR_NOMEM, PD_ERR_CORRUPT,
  * PD_ERR_UNSUPPORTED.  On error *out is NULL and pd_errmsg(NULL) says why.
@@ -445,9 +446,10 @@ PD_API int pd_log_open_temp(pd_store **out, const char *parent, unsigned flags);
  * Rewrites the live data grouped by key (each key one sequential range)
  * and reclaims the space of deleted, replaced and dropped data, atomically
  * for readers in any process.  Takes the store's lock (pd_lock).  Also
- * done by the last handle to close after appending, and after a delete or
- * iset once dead bytes pass 64 MiB and the live bytes.  flags: 0, or
- * PD_LOG_SALVAGE to drop damaged regions and data failing its checksum
+ * done by the last handle open on the directory when it closes, if
+ * anything was written since the last compaction (best effort), and after
+ * a delete or iset once dead bytes pass 64 MiB and the live bytes.  flags: 0,
+ * or PD_LOG_SALVAGE to drop damaged regions and data failing its checksum
  * (otherwise such damage fails with PD_ERR_CORRUPT and nothing changes).
  * Errors: PD_ERR_MISUSE, PD_ERR_IO, PD_ERR_NOMEM, PD_ERR_CORRUPT.
  */

@@ -146,11 +146,12 @@ static void s_close_compact(lg_store *l) {
         __atomic_load_n(&l->sh->writes, __ATOMIC_SEQ_CST) ==
             __atomic_load_n(&l->sh->compacted, __ATOMIC_SEQ_CST))
         return;
-    if (SYS.flock(l->statefd, LOCK_EX | LOCK_NB) < 0) return;
-    if (lg_flock(l, LOCK_EX) == 0) {
+    /* .lock first: an opener takes the state file's shared lock while it
+     * holds .lock, so it never waits for us while we wait for it. */
+    if (lg_flock(l, LOCK_EX)) return;
+    if (SYS.flock(l->statefd, LOCK_EX | LOCK_NB) == 0)
         lg_compact(l, false, false, "close");
-        lg_flock(l, LOCK_UN);
-    }
+    lg_flock(l, LOCK_UN);
 }
 
 static int s_destroy(pd_store *s) {

@@ -28,9 +28,9 @@
 #define LG_REC_MAGIC 0x52444c50u /* "PLDR" little-endian */
 #define LG_HDR 48                /* record header (and trailer) size */
 #define LG_ENT 24                /* key-table entry, before the key */
-#define LG_MAX_TABLE (64u << 20) /* largest key table a reader accepts */
+#define LG_MAX_TABLE (1u << 30)  /* largest key table a reader accepts */
 #define LG_MAX_DATA (1ull << 40) /* largest record data a reader accepts */
-#define LG_MAX_KEYS (1u << 24)   /* most keys in one record */
+#define LG_MAX_KEYS (1u << 25)   /* most keys in one record */
 #define LG_SEQ_MAX (1ull << 62)  /* sequence numbers stay below it */
 
 enum lg_type {

@@ -144,7 +144,7 @@ static int s_marker_create(lg_store *l) {
     return 0;
 }
 
-static int s_marker(lg_store *l) {
+static int s_marker_try(lg_store *l, bool again) {
     int fd = s_openat(l->dirfd, LG_MARKER, O_RDONLY | S_OPEN_FLAGS, 0);
     if (fd < 0 && errno != ENOENT)
         return pd__err(NULL, PD_ERR_IO, errno, "log: open %s/%s", l->path,
@@ -159,6 +159,8 @@ static int s_marker(lg_store *l) {
     int nonempty = s_dir_nonempty(l);
     if (nonempty < 0)
         return pd__err(NULL, PD_ERR_IO, errno, "log: open: list %s", l->path);
+    /* Another process may have just made it a Log. */
+    if (nonempty && again) return s_marker_try(l, false);
     if (nonempty)
         return pd__err(NULL, PD_ERR_CORRUPT, 0,
                        "log: open %s: not a Log store (no %s marker, and the "
@@ -166,6 +168,8 @@ static int s_marker(lg_store *l) {
                        l->path, LG_MARKER);
     return 1; /* create it under the lock */
 }
+
+static int s_marker(lg_store *l) { return s_marker_try(l, true); }
 
 /* ----------------------------------------------------------------- Open */
 
@@ -266,8 +270,11 @@ int lg_check_fork(lg_store *l) {
     l->flock_mode = 0;
     if (l->wfd >= 0) close(l->wfd); /* the parent keeps its segment */
     l->wfd = -1;
-    close(l->lockfd);
-    close(l->statefd);
+    l->wname[0] = 0;
+    l->wseg = UINT32_MAX;
+    if (l->lockfd >= 0) close(l->lockfd);
+    if (l->statefd >= 0) close(l->statefd);
+    l->statefd = -1;
     l->lockfd =
         s_openat(l->dirfd, LG_LOCK, O_RDWR | O_CREAT | S_OPEN_FLAGS, 0666);
     if (l->lockfd < 0)
