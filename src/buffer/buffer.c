@@ -3,12 +3,15 @@
  * are moved ("spilled") to a slow store, as partd's Buffer does.
  *
  * Per key the Buffer counts the bytes it put in fast (a key index, ktab.h,
- * with the key itself kept in the entry) and the total.  Before an
- * append (or set) of B bytes it spills while usage + B > limit and fast holds
- * anything, one round at a time with the reference's selection (see
- * buffer.h); only then does the batch go to fast.  So fast holds at most
- * limit + one batch, and a failed spill returns before anything of the batch
- * is applied.
+ * with the key itself kept in the entry) and the total.  An append (of B
+ * bytes) that keeps usage + B within the limit goes to fast alone.  One
+ * that does not is placed as partd places it (append to fast, then spill
+ * rounds with the reference's selection, see buffer.h, while usage > limit),
+ * but the rounds are simulated on the counts first (pd__buffer_plan), and
+ * the chosen keys go to slow in ONE append holding fast's bytes of each and
+ * the batch's values of it: a failed spill leaves nothing of the batch
+ * applied.  Then they are deleted from fast and the rest of the batch is
+ * appended to fast.  So fast holds at most the limit after an append.
  *
  * Spilling a round of keys: with fast's optional `peek`, the keys' chunks
  * are appended to slow in one batch that repeats each key once per chunk (no
