@@ -53,6 +53,19 @@ class CBuffer(CStore, _cpartd.Buffer, Buffer):
         keys = fast.keys()
         return defaultdict(int, zip(keys, map(len, fast._get(keys))))
 
+    def iset(self, key, value, lock=True, fsync=False):
+        """partd's: once per key (``_iset_seen``), and through fast's own
+        ``iset``, so a key fast has seen is not set again either."""
+        if key in self._iset_seen:
+            return
+        fast = self.fast
+        fseen = fast._iset_seen if isinstance(fast, CStore) else None
+        if fseen is None or key not in fseen:
+            self._iset(key, value, lock=lock, fsync=fsync)
+            if fseen is not None:
+                fseen.add(key)
+        self._iset_seen.add(key)
+
     def drop(self):
         super().drop()
         for p in (self.fast, self.slow):  # dropped by libpartd with it
