@@ -145,6 +145,11 @@ ext = Extension(
     extra_compile_args=['-std=c11', '-fvisibility=hidden',
                         '-Wno-missing-field-initializers'] + dep_cflags(),
     extra_objects=[ARCHIVE],
+    # rebuilt when libpartd or a header changes, not only its own sources
+    depends=[ARCHIVE] + sorted(
+        glob(os.path.join(ROOT, 'src', '**', '*.h'), recursive=True) +
+        glob(os.path.join(ROOT, 'include', 'partd', '*.h')) +
+        glob(os.path.join(HERE, 'ext', '*.h'))),
     extra_link_args=[t for t in lib_flags if not t.startswith('-l')],
     libraries=[t[2:] for t in lib_flags if t.startswith('-l')] + ['m'],
 )
