@@ -20,7 +20,11 @@ import pickle
 
 import numpy as np
 import pandas as pd
-from pandas.core.internals import create_block_manager_from_blocks, make_block
+from pandas.core.internals import create_block_manager_from_blocks
+try:  # the supported home of make_block (pandas >= 1.3; 2.x warns on the
+    from pandas.core.internals.api import make_block  # other one)
+except ImportError:  # pragma: no cover
+    from pandas.core.internals import make_block
 
 from . import _cpartd
 from . import numpy as pnp
