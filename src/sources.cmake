@@ -5,7 +5,9 @@ set(PARTD_SOURCES_CORE
   src/core/buf.c src/core/error.c src/core/key.c src/core/ktab.c
   src/core/result.c src/core/store.c src/core/sys.c)
 set(PARTD_SOURCES_DICT src/dict/arena.c src/dict/dict.c)
-set(PARTD_SOURCES_FILE src/file/file.c)
+set(PARTD_SOURCES_FILE
+  src/file/fdcache.c src/file/file.c src/file/keyfile.c src/file/lock.c
+  src/file/names.c src/file/ops.c src/file/walk.c)
 set(PARTD_SOURCES_LOG
   src/log/compact.c src/log/format.c src/log/index.c src/log/log.c
   src/log/segment.c)

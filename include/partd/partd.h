@@ -484,12 +484,17 @@ PD_API const char *pd_log_path(const pd_store *log);
 
 /**
  * Opens a Buffer over `*fast` and `*slow`.  Appends go to fast; when the
- * bytes held in fast exceed `memory`, the largest keys are moved to slow
- * (the reference's policy: of the larger half of the keys, the biggest whose
- * sizes sum to about 10% of the held bytes, at least 1 and at most 20 per
- * round) until the held bytes are within `memory` again.  So fast holds at
- * most `memory` plus one append batch.  pd_get returns a key's bytes in
- * append order: what was spilled to slow, then what fast still holds.
+ * bytes held in fast, the batch included, exceed `memory`, the largest keys
+ * are moved to slow (the reference's policy and placement: after the
+ * append, rounds each choosing, of the larger half of the keys, the biggest
+ * whose sizes sum to about 10% of the held bytes, at least 1 and at most 20)
+ * until the held bytes are within `memory` again.  So fast holds at most
+ * `memory` after an append.  The rounds are chosen before anything is
+ * written: the chosen keys, with the batch's values of them, go to slow in
+ * one append, then the rest of the batch to fast; if slow fails nothing of
+ * the batch is applied.  (If fast then fails, the error says the batch was
+ * partly applied: the chosen keys are in slow.)  pd_get returns a key's
+ * bytes in append order: what was spilled to slow, then what fast holds.
  *
  * Locking: a call locks fast, and slow only if it touches slow (a spill,
  * get, delete, iset, drop, keys), so appends that spill nothing never wait
