@@ -96,16 +96,24 @@ void bc_log_free(void) {
     free(lg.pvals);
 }
 
-/* A Log in a new directory under cfg.dir, removed with the trash. */
+/* The Log in dir, or (dir NULL) in a new directory under cfg.dir, removed
+ * with the trash.  Not pd_log_open_temp: a temporary Log is never
+ * compacted by its close, and the gets below read a compacted one. */
 static pd_store *s_open_log(int r, const char *dir) {
     pd_store *s = NULL;
-    int rc = dir ? pd_log_open(&s, dir, 0)
-                 : pd_log_open_temp(&s, cfg.dir, PD_LOG_KEEP);
-    if (rc) {
-        bc_fail(r, "pd_log_open(%s): %s", dir ? dir : cfg.dir, pd_errmsg(NULL));
+    char tmp[PATH_MAX];
+    if (!dir) {
+        if (bc_mkdtemp(tmp, sizeof tmp)) {
+            bc_fail(r, "mkdtemp in %s: %s", cfg.dir, strerror(errno));
+            return NULL;
+        }
+        bc_trash_add(tmp);
+        dir = tmp;
+    }
+    if (pd_log_open(&s, dir, 0)) {
+        bc_fail(r, "pd_log_open(%s): %s", dir, pd_errmsg(NULL));
         return NULL;
     }
-    if (!dir) bc_trash_add(pd_log_path(s));
     return s;
 }
 
@@ -232,7 +240,7 @@ static double s_part_read(pd_store *s, int r) {
     return (double)total / t;
 }
 
-/* Floor: the same bytes in one file (written, so cached), then one read()
+/* Floor: the same bytes in one file (written, so cached), then one pread()
  * per partition's worth into a reused buffer. */
 static void s_floor_seqread(bool record) {
     char dir[PATH_MAX], path[PATH_MAX];
@@ -248,17 +256,25 @@ static void s_floor_seqread(bool record) {
         }
     unsigned char *buf = bc_xmalloc(lg.ppart_bytes);
     memset(buf, 0, lg.ppart_bytes);
+    /* The best of three passes: the floor is what the cache can give. */
     uint64_t total = 0;
-    double t0 = bench_now();
-    for (unsigned p = 0; fd >= 0 && p < S_PARTS; p++) {
-        ssize_t n = pread(fd, buf, lg.ppart_bytes, (off_t)p * lg.ppart_bytes);
-        if (n != (ssize_t)lg.ppart_bytes) {
-            bc_fail(R_FLOOR_SEQREAD, "pread(%s): %s", path, strerror(errno));
-            break;
+    double t = 1e30;
+    for (int pass = 0; pass < 3 && bc_ok(R_FLOOR_SEQREAD); pass++) {
+        total = 0;
+        double t0 = bench_now();
+        for (unsigned p = 0; fd >= 0 && p < S_PARTS; p++) {
+            ssize_t n =
+                pread(fd, buf, lg.ppart_bytes, (off_t)p * lg.ppart_bytes);
+            if (n != (ssize_t)lg.ppart_bytes) {
+                bc_fail(R_FLOOR_SEQREAD, "pread(%s): %s", path,
+                        strerror(errno));
+                break;
+            }
+            total += (uint64_t)n;
         }
-        total += (uint64_t)n;
+        double el = bench_now() - t0;
+        if (el < t) t = el;
     }
-    double t = bench_now() - t0;
     if (fd < 0) bc_fail(R_FLOOR_SEQREAD, "open(%s): %s", path, strerror(errno));
     if (record && bc_ok(R_FLOOR_SEQREAD))
         bc_add(R_FLOOR_SEQREAD, (double)total / t / 1e9);
@@ -325,6 +341,9 @@ static void s_parts(bool record, bool check) {
         pd_close(&s);
         return;
     }
+    /* As the writer left it (its handle still open), then compacted. */
+    double bps0 = s_part_read(s, R_LOG_READBACK_RAW);
+    if (bps0 > 0 && record) bc_add(R_LOG_READBACK_RAW, bps0 / 1e9);
     pd_close(&s); /* compacts: every partition one range */
     s = s_open_log(R_LOG_READBACK, dir);
     if (!s) return;

@@ -11,6 +11,8 @@ Reads whatever results bench/run left in --in (default build-bench/):
   bench_py.json     cpartd vs partd through Python; dask's disk shuffle
                     with cpartd, with partd, and dask's tasks shuffle
   sweep.json        `partd demo` over records / partitions / workers
+  logsweep.json     `partd demo` File vs Log, direct and served, 1..65536
+                    partitions, beside page-cache write and read floors
 A missing file is reported and skipped.  Prints one table (group, benchmark,
 ours, baseline, ratio, target, met/missed/info) and writes into --out
 (default docs/bench/): results.csv, results.json (with the machine: date,
@@ -241,9 +243,12 @@ def python(indir):
         if not p:
             continue
         t = (d.get('targets', {}).get(wl) or {}).get(op)
-        out.append(row('python', 'cpartd %s %s' % (wl, op),
+        # The reference has no Log: cpartd.Log is compared with partd.File.
+        out.append(row('python', 'cpartd %s %s' % (
+            'Log (vs partd.File)' if wl == 'Log' else wl, op),
                        spread(r['median'], r['min'], r['max'], r['unit']),
-                       'partd: %s' % fmt(p['median'], p['unit']),
+                       '%s: %s' % ('partd.File' if wl == 'Log' else 'partd',
+                                   fmt(p['median'], p['unit'])),
                        r['median'] / p['median'], t))
     for wl in ('shuffle', 'shuffle-str'):
         c = res.get(('cpartd', wl, 'shuffle'))
@@ -287,6 +292,54 @@ def sweep(indir):
                            r['workers'])))
         out[-1]['target'] = '%.1f..%.1f' % (1 - band, 1 + band)
     return {'rows': out, 'raw': d}
+
+
+def logsweep(indir):
+    """The Log's targets on the demo: --direct >= 0.70 of the sequential
+    write floor from 16 to 65536 partitions, 65536 >= 0.8 of 64; served
+    >= 0.60 of direct; the read phase >= 2x File's.  File: information."""
+    d = load_json(os.path.join(indir, 'logsweep.json'))
+    if not d:
+        return None
+    fw, fr = d['floor_write_mb_s'], d['floor_read_mb_s']
+    pts = {(r['store'], r['mode'], r['partitions']): r for r in d['rows']}
+    parts = sorted({r['partitions'] for r in d['rows']})
+    out = []
+
+    def mb(r, key='mb_s'):
+        return spread(r[key], r[key + '_min'], r[key + '_max'], 'MB/s')
+
+    for p in parts:
+        for store in ('log', 'file'):
+            for mode in ('direct', 'served'):
+                r = pts.get((store, mode, p))
+                if not r:
+                    continue
+                target = 0.70 if (store, mode) == ('log', 'direct') and \
+                    p >= 16 else None
+                out.append(row('demo %s' % store,
+                               '%s %s, %d partitions' % (
+                                   store.capitalize(), mode, p), mb(r),
+                               'write floor: %s' % fmt(fw, 'MB/s'),
+                               r['mb_s'] / fw, target))
+        ld, ls = pts.get(('log', 'direct', p)), pts.get(('log', 'served', p))
+        fd = pts.get(('file', 'direct', p))
+        if ld and ls:
+            out.append(row('demo log', 'served / direct, %d partitions' % p,
+                           mb(ls), 'direct: %s' % fmt(ld['mb_s'], 'MB/s'),
+                           ls['mb_s'] / ld['mb_s'], 0.60))
+        if ld and fd:
+            out.append(row('demo log', 'read phase, Log / File (direct), %d '
+                           'partitions' % p, mb(ld, 'read_mb_s'),
+                           'File: %s' % fmt(fd['read_mb_s'], 'MB/s'),
+                           ld['read_mb_s'] / fd['read_mb_s'], 2.0,
+                           note='read floor %s' % fmt(fr, 'MB/s')))
+    a, b = pts.get(('log', 'direct', 65536)), pts.get(('log', 'direct', 64))
+    if a and b:
+        out.append(row('demo log', 'direct, 65536 / 64 partitions', mb(a),
+                       '64 partitions: %s' % fmt(b['mb_s'], 'MB/s'),
+                       a['mb_s'] / b['mb_s'], 0.80))
+    return {'rows': out}
 
 
 def print_table(rows):
@@ -424,7 +477,8 @@ def main():
                         ('codec', codec, 'bench_codec.csv'),
                         ('zmq', zmq, 'bench_zmq.csv'),
                         ('python', python, 'bench_py.json'),
-                        ('sweep', sweep, 'sweep.json')):
+                        ('sweep', sweep, 'sweep.json'),
+                        ('logsweep', logsweep, 'logsweep.json')):
         res = fn(args.indir)
         if res is None:
             print('report.py: no %s results (%s): skipped' % (
