@@ -106,7 +106,8 @@ def core(indir):
     names = {r['id']: r['name'] for r in rows}
     out = []
     for r in rows:
-        if r.get('result') == 'floor':
+        # Floors are baselines; a section left out (--only) has no figure.
+        if r.get('result') in ('floor', 'skipped'):
             continue
         kind, t = r.get('target_kind'), r.get('target')
         fid = r.get('floor_id') or ''
