@@ -14,6 +14,9 @@
  *   - Dict   (pd_dict_open)   in memory, safe to share between threads;
  *   - File   (pd_file_open)   a directory, one file per key, compatible with
  *                             the Python reference's layout and its lock file;
+ *   - Log    (pd_log_open)    a directory of append-only segments, one per
+ *                             writer: appends cost the same at any number
+ *                             of keys (shuffles);
  *   - Buffer (pd_buffer_open) holds appends in a fast store and spills the
  *                             largest keys into a slow one past a memory limit.
  *
@@ -397,6 +400,69 @@ PD_API size_t pd_file_filename(const pd_store *file, const pd_key *key,
  * quarter of RLIMIT_NOFILE, at most 1024; 0 disables the cache).
  */
 PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
+
+/* ------------------------------------------------------------------- Log */
+
+/* Flags for pd_log_open / pd_log_open_temp / pd_log_compact. */
+#define PD_LOG_CREATE 0x100u  /* create the directory (and parents) */
+#define PD_LOG_FSYNC 0x200u   /* fsync every write (as PD_FSYNC) */
+#define PD_LOG_KEEP 0x400u    /* temporary store: keep it on close */
+#define PD_LOG_SALVAGE 0x800u /* compact: drop damaged data, keep the rest */
+
+/**
+ * Opens the Log store in directory `dir`: a store for shuffles whose cost
+ * per append does not depend on the number of keys.  Each handle appends
+ * its batches to a segment file of its own, one write() per batch; a get
+ * reads a key's extents from the segments (after pd_log_compact or the
+ * close of the last handle, from one sequential range).  Handles in any
+ * number of threads and processes may append and read at once; a get sees
+ * every append that completed before it began, in completion order.
+ * Without PD_LOG_CREATE the directory must exist; an empty directory
+ * becomes a Log.  The directory must be writable (the shared counters are
+ * a file there, mapped read-write).  A directory that is not a Log
+ * (PD_ERR_CORRUPT), or a Log of a newer format version (PD_ERR_UNSUPPORTED), is
+ * refused.  Format and guarantees: docs/log-format.md.
+ *
+ * Damage: a key whose data fails its checksum fails its get with
+ * PD_ERR_CORRUPT (naming the key, segment and offset); other keys read
+ * fine.  A damaged region whose keys cannot be told fails every get and
+ * pd_keys until pd_log_compact(PD_LOG_SALVAGE).  A record torn by a writer
+ * that died is left out and counted (pd_log_torn); it was never
+ * acknowledged.  pd_lock excludes every other call on the directory,
+ * including from other handles of this process (a thread holding it must
+ * not open or call another handle of the same directory).
+ *
+ * Errors: PD_ERR_MISUSE, PD_ERR_IO, PD_ERR_NOMEM, PD_ERR_CORRUPT,
+ * PD_ERR_UNSUPPORTED.  On error *out is NULL and pd_errmsg(NULL) says why.
+ */
+PD_API int pd_log_open(pd_store **out, const char *dir, unsigned flags);
+
+/** A Log in a new private directory made with mkdtemp in `parent` (NULL:
+ *  $TMPDIR, else /tmp), removed on close unless PD_LOG_KEEP.  flags:
+ *  PD_LOG_FSYNC, PD_LOG_KEEP.  Errors: as pd_log_open. */
+PD_API int pd_log_open_temp(pd_store **out, const char *parent, unsigned flags);
+
+/**
+ * Rewrites the live data grouped by key (each key one sequential range)
+ * and reclaims the space of deleted, replaced and dropped data, atomically
+ * for readers in any process.  Takes the store's lock (pd_lock).  Also
+ * done by the last handle open on the directory when it closes, if
+ * anything was written since the last compaction (best effort), and after
+ * a delete or iset once dead bytes pass 64 MiB and the live bytes.  flags: 0,
+ * or PD_LOG_SALVAGE to drop damaged regions and data failing its checksum
+ * (otherwise such damage fails with PD_ERR_CORRUPT and nothing changes).
+ * Errors: PD_ERR_MISUSE, PD_ERR_IO, PD_ERR_NOMEM, PD_ERR_CORRUPT.
+ */
+PD_API int pd_log_compact(pd_store *log, unsigned flags);
+
+/** Torn records (left by writers that died mid-write) this handle has left
+ *  out since it was opened; 0 for a store that is not a Log. */
+PD_API uint64_t pd_log_torn(const pd_store *log);
+/** The last torn record left out, described ("" if none, or not a Log).  A
+ *  copy owned by the calling thread, valid until its next call. */
+PD_API const char *pd_log_notice(const pd_store *log);
+/** The store's directory (owned by the store).  NULL if not a Log. */
+PD_API const char *pd_log_path(const pd_store *log);
 
 /* ---------------------------------------------------------------- Buffer */
 

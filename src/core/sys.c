@@ -4,6 +4,7 @@
  */
 #include "core/internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/file.h>
