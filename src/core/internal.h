@@ -326,6 +326,19 @@ int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
 int pd__lock_inner(pd_store *outer, pd_store *inner);
 int pd__unlock_inner(pd_store *outer, pd_store *inner);
 
+/* ------------------------------------------------------------ Directories */
+
+/* Called for each entry of a directory: dfd is the directory, type a DT_*
+ * (DT_UNKNOWN only when even fstatat could not tell).  Nonzero stops the
+ * listing and is returned by pd__dir_each. */
+typedef int (*pd__dirent_fn)(void *arg, int dfd, const char *name,
+                             unsigned char type);
+/* The one readdir loop: calls fn for every entry of directory dfd
+ * (consumed: closed on return) but "." and "..", through the syscall
+ * table.  Returns 0, fn's nonzero result, or -1 with errno and *failed
+ * ("opendir" or "readdir") when the listing itself fails. */
+int pd__dir_each(int dfd, pd__dirent_fn fn, void *arg, const char **failed);
+
 /* ------------------------------------------------------ Syscall table */
 
 /* Every system call (and libc directory or path call) the File store makes
