@@ -35,6 +35,13 @@ named() {
 "$partd" --help >"$W/help" 2>"$W/err" ||
     { bad "partd --help exits 0"; tap_summary; exit 1; }
 ok "partd --help exits 0"
+# The page's title line names the version the CLI prints.
+version=$(sed -n '1s/^partd \([^ ]*\) .*/\1/p' "$W/help")
+if grep -q "^\.TH PARTD 1 .*\"libpartd $version\"" "$W/page"; then
+    ok "page is for version $version"
+else
+    bad "page is for version $version" "update the .TH line of $page"
+fi
 verbs=$(sed -n '/^Verbs:/,/^$/p' "$W/help" | awk 'NR > 1 && NF { print $1 }')
 [[ -n "$verbs" ]] && ok "partd --help lists verbs" ||
     bad "partd --help lists verbs"
