@@ -14,6 +14,7 @@
 #define PARTD_INTERNAL_H
 
 #include "partd/partd.h"
+#include "core/buf.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -217,9 +218,9 @@ struct pd_result {
 };
 
 /* A new empty result expecting about n values and `bytes` bytes. */
-pd_result *pd__result_new(size_t n, size_t bytes);
+PD__API pd_result *pd__result_new(size_t n, size_t bytes);
 /* Makes an empty result r (no buffer yet) fill the caller's buf first. */
-void pd__result_use(pd_result *r, void *buf, size_t cap);
+PD__API void pd__result_use(pd_result *r, void *buf, size_t cap);
 /* Ensures room for `extra` more bytes; returns a pointer to the end of the
  * buffer (where the current value continues) or NULL on overflow/ENOMEM. */
 char *pd__result_reserve(pd_result *r, size_t extra);
