@@ -2,7 +2,7 @@
 # docs/architecture.md).  Every file is named: a source moved or added
 # without being listed here is a link error, never silently dropped.
 set(PARTD_SOURCES_CORE
-  src/core/buf.c src/core/error.c src/core/key.c src/core/ktab.c
+  src/core/buf.c src/core/dir.c src/core/error.c src/core/key.c src/core/ktab.c
   src/core/result.c src/core/store.c src/core/sys.c)
 set(PARTD_SOURCES_DICT src/dict/arena.c src/dict/dict.c)
 set(PARTD_SOURCES_FILE

@@ -94,14 +94,10 @@ extern "C" {
 
 /* --------------------------------------------------------------- Version */
 
-#define PARTD_VERSION_MAJOR 0
-#define PARTD_VERSION_MINOR 1
-#define PARTD_VERSION_PATCH 0
-/** MAJOR*10000 + MINOR*100 + PATCH, comparable with pd_version_number(). */
-#define PARTD_VERSION_NUMBER                                                   \
-    (PARTD_VERSION_MAJOR * 10000 + PARTD_VERSION_MINOR * 100 +                 \
-     PARTD_VERSION_PATCH)
-#define PARTD_VERSION_STRING "0.1.0"
+/* PARTD_VERSION_MAJOR, _MINOR, _PATCH, _NUMBER (MAJOR*10000 + MINOR*100 +
+ * PATCH), PARTD_VERSION_STRING ("0.1.0") and PARTD_SOVERSION: generated from
+ * the project version in CMakeLists.txt (cmake/version.h.in). */
+#include "partd/version.h"
 
 /** The version of the library linked at run time, as PARTD_VERSION_NUMBER. */
 PD_API unsigned pd_version_number(void);

@@ -9,6 +9,14 @@
 
 #include <stddef.h>
 
+#include "partd/partd.h"
+
+/* Private, but exported from libpartd.so for cpartd alone (not part of the
+ * ABI: cpartd is built with the library and depends on its exact version). */
+#ifndef PD__API
+#define PD__API PD_API
+#endif
+
 typedef struct pd__buf {
     unsigned char *p; /* the bytes: inl or the heap; NULL while empty */
     size_t len;       /* bytes used (the NUL after them not counted) */
@@ -25,7 +33,7 @@ typedef struct pd__buf {
 void pd__buf_init(pd__buf *b, void *inl, size_t inlcap);
 /* Makes room for `extra` more bytes (and the NUL).  0 or PD_ERR_NOMEM (also
  * on overflow); the content is unchanged on failure. */
-int pd__buf_reserve(pd__buf *b, size_t extra);
+PD__API int pd__buf_reserve(pd__buf *b, size_t extra);
 /* Appends n bytes.  0 or PD_ERR_NOMEM. */
 int pd__buf_add(pd__buf *b, const void *data, size_t n);
 /* Appends a C string (without its NUL).  0 or PD_ERR_NOMEM. */
@@ -33,6 +41,6 @@ int pd__buf_str(pd__buf *b, const char *s);
 /* Empties the buffer, keeping its storage. */
 void pd__buf_clear(pd__buf *b);
 /* Frees heap storage; the buffer is empty again (still over its inl). */
-void pd__buf_free(pd__buf *b);
+PD__API void pd__buf_free(pd__buf *b);
 
 #endif /* PARTD_CORE_BUF_H */

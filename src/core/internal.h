@@ -14,6 +14,7 @@
 #define PARTD_INTERNAL_H
 
 #include "partd/partd.h"
+#include "core/buf.h"
 
 #include <dirent.h>
 #include <pthread.h>
@@ -217,9 +218,9 @@ struct pd_result {
 };
 
 /* A new empty result expecting about n values and `bytes` bytes. */
-pd_result *pd__result_new(size_t n, size_t bytes);
+PD__API pd_result *pd__result_new(size_t n, size_t bytes);
 /* Makes an empty result r (no buffer yet) fill the caller's buf first. */
-void pd__result_use(pd_result *r, void *buf, size_t cap);
+PD__API void pd__result_use(pd_result *r, void *buf, size_t cap);
 /* Ensures room for `extra` more bytes; returns a pointer to the end of the
  * buffer (where the current value continues) or NULL on overflow/ENOMEM. */
 char *pd__result_reserve(pd_result *r, size_t extra);
@@ -325,6 +326,19 @@ int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
  * error onto `outer`. */
 int pd__lock_inner(pd_store *outer, pd_store *inner);
 int pd__unlock_inner(pd_store *outer, pd_store *inner);
+
+/* ------------------------------------------------------------ Directories */
+
+/* Called for each entry of a directory: dfd is the directory, type a DT_*
+ * (DT_UNKNOWN only when even fstatat could not tell).  Nonzero stops the
+ * listing and is returned by pd__dir_each. */
+typedef int (*pd__dirent_fn)(void *arg, int dfd, const char *name,
+                             unsigned char type);
+/* The one readdir loop: calls fn for every entry of directory dfd
+ * (consumed: closed on return) but "." and "..", through the syscall
+ * table.  Returns 0, fn's nonzero result, or -1 with errno and *failed
+ * ("opendir" or "readdir") when the listing itself fails. */
+int pd__dir_each(int dfd, pd__dirent_fn fn, void *arg, const char **failed);
 
 /* ------------------------------------------------------ Syscall table */
 

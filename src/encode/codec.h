@@ -25,7 +25,7 @@ struct pd_sink {
 };
 
 /* Starts a sink at the end of r's buffer accepting up to `limit` bytes. */
-void pd__sink_init(pd_sink *sink, pd_result *r, size_t limit);
+PD__API void pd__sink_init(pd_sink *sink, pd_result *r, size_t limit);
 /* Drops everything committed through the sink (r->len back to start). */
 void pd__sink_rollback(pd_sink *sink);
 /* The error a callback should return after a failed reserve. */
@@ -66,15 +66,15 @@ typedef struct pd__codec_ext {
 
 extern const pd__codec_ext pd__codec_zlib;
 extern const pd__codec_ext pd__codec_bz2;
-extern const pd__codec_ext pd__codec_snappy;
-extern const pd__codec_ext pd__codec_blosc;
+PD__API extern const pd__codec_ext pd__codec_snappy;
+PD__API extern const pd__codec_ext pd__codec_blosc;
 extern const pd__codec_ext pd__codec_lz4;
 extern const pd__codec_ext pd__codec_zstd;
 
 /* A blosc codec as pd_codec_builtin makes it, but whose byte shuffle takes
  * items of `typesize` bytes (python-blosc's blosc.compress(data, typesize));
  * 0 counts as 1.  0 or PD_ERR_NOMEM. */
-int pd__codec_blosc_typed(pd_codec *out, int level, size_t typesize);
+PD__API int pd__codec_blosc_typed(pd_codec *out, int level, size_t typesize);
 
 /* The extras of a built-in codec (recognised by its encode callback), or
  * NULL for a custom codec. */

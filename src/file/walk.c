@@ -1,7 +1,7 @@
 /*
  * Walks: down a key's path (opening or creating its directories, one
  * component at a time, never following a symlink), and over a directory's
- * entries: one readdir loop (s_each) that drop, close and keys use.
+ * entries: the one readdir loop (core's pd__dir_each) for drop, close and keys.
  */
 #include "file/file.h"
 
@@ -56,52 +56,25 @@ int pd__file_walk(pd__file *f, char *rel, bool create, int *dirfd,
 
 /* ------------------------------------------------------------ Listings */
 
-/* Called for each entry of a directory: dfd is the directory, type a
- * DT_* (DT_UNKNOWN only when even fstatat could not tell).  Nonzero stops
- * the listing and is returned by s_each. */
-typedef int (*s_entry_fn)(void *arg, int dfd, const char *name,
-                          unsigned char type);
+typedef struct s_each_ctx {
+    pd__dirent_fn fn;
+    void *arg;
+} s_each_ctx;
 
-/* The one readdir loop: calls fn for every entry of directory dfd
- * (consumed) but "." and ".." (and the lock file when `top`).  Returns 0,
- * fn's nonzero result, or -1 with errno and *failed ("opendir" or
- * "readdir") when the listing itself fails. */
-static int s_each(int dfd, bool top, s_entry_fn fn, void *arg,
+static int s_skip_lock(void *arg, int dfd, const char *name,
+                       unsigned char type) {
+    const s_each_ctx *c = arg;
+    if (!strcmp(name, ".lock")) return 0;
+    return c->fn(c->arg, dfd, name, type);
+}
+
+/* pd__dir_each over directory dfd (consumed), leaving out the lock file
+ * when `top` (the store's root). */
+static int s_each(int dfd, bool top, pd__dirent_fn fn, void *arg,
                   const char **failed) {
-    DIR *d = SYS.fdopendir(dfd);
-    if (!d) {
-        int e = errno;
-        pd__file_close(dfd);
-        *failed = "opendir";
-        errno = e;
-        return -1;
-    }
-    int rc = 0;
-    for (;;) {
-        errno = 0;
-        struct dirent *de = SYS.readdir(d);
-        if (!de) {
-            if (errno) {
-                *failed = "readdir";
-                rc = -1;
-            }
-            break;
-        }
-        const char *nm = de->d_name;
-        if (!strcmp(nm, ".") || !strcmp(nm, "..")) continue;
-        if (top && !strcmp(nm, ".lock")) continue;
-        unsigned char type = de->d_type;
-        struct stat st;
-        if (type == DT_UNKNOWN &&
-            SYS.fstatat(dirfd(d), nm, &st, AT_SYMLINK_NOFOLLOW) == 0)
-            type = IFTODT(st.st_mode);
-        rc = fn(arg, dirfd(d), nm, type);
-        if (rc) break;
-    }
-    int e = errno;
-    SYS.closedir(d);
-    errno = e;
-    return rc;
+    if (!top) return pd__dir_each(dfd, fn, arg, failed);
+    s_each_ctx c = {fn, arg};
+    return pd__dir_each(dfd, s_skip_lock, &c, failed);
 }
 
 /* ----------------------------------------------------------------- Drop */

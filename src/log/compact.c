@@ -232,32 +232,39 @@ static int s_write_keys(s_out *o, bool salvage) {
     return rc;
 }
 
-/* Removes what the new generation supersedes. */
+typedef struct s_cleanctx {
+    lg_store *l;
+    const char *keep;
+} s_cleanctx;
+
+static int s_clean_entry(void *arg, int dfd, const char *n,
+                         unsigned char type) {
+    (void)type;
+    const s_cleanctx *c = arg;
+    if (!strcmp(n, c->keep)) return 0;
+    if (!strncmp(n, "c-", 2) || !strncmp(n, "t-", 2)) {
+        SYS.unlinkat(dfd, n, 0); /* a directory stays */
+    } else if (!strncmp(n, "w-", 2) && strcmp(n, c->l->wname) != 0) {
+        int sfd = SYS.openat(dfd, n,
+                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
+        if (sfd < 0) return 0;
+        struct stat st;
+        if (SYS.fstat(sfd, &st) == 0 && S_ISREG(st.st_mode) &&
+            SYS.flock(sfd, LOCK_EX | LOCK_NB) == 0)
+            SYS.unlinkat(dfd, n, 0); /* its writer is gone */
+        SYS.close(sfd);
+    }
+    return 0;
+}
+
+/* Removes what the new generation supersedes (best effort: what stays is
+ * removed by the next compaction). */
 static void s_cleanup(lg_store *l, const char *keep) {
     int fd = SYS.openat(l->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? SYS.fdopendir(fd) : NULL;
-    if (!d) {
-        if (fd >= 0) SYS.close(fd);
-        return; /* left for the next compaction */
-    }
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        const char *n = de->d_name;
-        if (!strcmp(n, keep)) continue;
-        if (!strncmp(n, "c-", 2) || !strncmp(n, "t-", 2)) {
-            SYS.unlinkat(l->dirfd, n, 0); /* a directory stays */
-        } else if (!strncmp(n, "w-", 2) && strcmp(n, l->wname) != 0) {
-            int sfd = SYS.openat(
-                l->dirfd, n, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
-            if (sfd < 0) continue;
-            struct stat st;
-            if (SYS.fstat(sfd, &st) == 0 && S_ISREG(st.st_mode) &&
-                SYS.flock(sfd, LOCK_EX | LOCK_NB) == 0)
-                SYS.unlinkat(l->dirfd, n, 0); /* its writer is gone */
-            SYS.close(sfd);
-        }
-    }
-    closedir(d);
+    if (fd < 0) return;
+    s_cleanctx c = {l, keep};
+    const char *failed;
+    pd__dir_each(fd, s_clean_entry, &c, &failed);
 }
 
 bool lg_compact_pays(const lg_store *l) {

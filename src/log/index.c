@@ -366,26 +366,76 @@ static int s_catch_seg(lg_store *l, uint32_t si, const char *op) {
 
 /* ------------------------------------------------------------- Listing */
 
-static int s_list(lg_store *l, const char *op) {
+/* Lists the directory (pd__dir_each) into fn; 0 or the error recorded. */
+static int s_listdir(lg_store *l, const char *op, pd__dirent_fn fn, void *arg) {
+    const char *failed = "open";
     int fd = SYS.openat(l->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? SYS.fdopendir(fd) : NULL;
-    if (!d) {
-        int e = errno;
-        if (fd >= 0) SYS.close(fd);
-        return pd__err(&l->base, PD_ERR_IO, e, "%s: list %s", op, l->path);
+    int rc = fd < 0 ? -1 : pd__dir_each(fd, fn, arg, &failed);
+    if (rc == -1)
+        return pd__err(&l->base, PD_ERR_IO, errno, "%s: list %s: %s", op,
+                       l->path, failed);
+    return rc;
+}
+
+static int s_newest_compacted(void *arg, int dfd, const char *name,
+                              unsigned char type) {
+    (void)dfd;
+    (void)type;
+    uint64_t *cgen = arg;
+    unsigned long long g;
+    char tail;
+    if (sscanf(name, "c-%16llx%c", &g, &tail) == 1 && strlen(name) == 18 &&
+        g > *cgen)
+        *cgen = g;
+    return 0;
+}
+
+typedef struct s_addctx {
+    lg_store *l;
+    const char *op;
+    int rc;
+} s_addctx;
+
+/* Indexes a writer segment not seen yet. */
+static int s_add_writer(void *arg, int dfd, const char *name,
+                        unsigned char type) {
+    (void)dfd;
+    (void)type;
+    s_addctx *c = arg;
+    lg_store *l = c->l;
+    if (strncmp(name, "w-", 2) != 0) return 0;
+    for (size_t i = 0; i < l->nsegs; i++)
+        if (!strcmp(l->segs[i].name, name)) return 0;
+    int sfd = SYS.openat(l->dirfd, name,
+                         O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
+    if (sfd < 0) {
+        /* Removed since: a writer rotating away from a segment that a
+         * compaction superseded. */
+        if (errno == ENOENT) return 0;
+        c->rc = pd__err(&l->base, PD_ERR_IO, errno, "%s: open %s/%s", c->op,
+                        l->path, name);
+        return 1;
     }
+    struct stat st;
+    if (SYS.fstat(sfd, &st) == 0 && !S_ISREG(st.st_mode)) {
+        SYS.close(sfd); /* not a segment of ours */
+        return 0;
+    }
+    int ix = lg_seg_add(l, name, sfd, false);
+    if (ix < 0) {
+        SYS.close(sfd);
+        c->rc = ix;
+        return 1;
+    }
+    return 0;
+}
+
+static int s_list(lg_store *l, const char *op) {
     /* The newest compacted segment first. */
     uint64_t cgen = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        unsigned long long g;
-        char tail;
-        if (sscanf(de->d_name, "c-%16llx%c", &g, &tail) == 1 &&
-            strlen(de->d_name) == 18 && g > cgen)
-            cgen = g;
-    }
+    int rc = s_listdir(l, op, s_newest_compacted, &cgen);
+    if (rc < 0) return rc;
     if (cgen != l->cgen && l->nsegs) lg_index_reset(l);
-    int rc = 0;
     if (cgen && l->nsegs == 0) {
         char nm[32];
         snprintf(nm, sizeof nm, "c-%016llx", (unsigned long long)cgen);
@@ -404,35 +454,11 @@ static int s_list(lg_store *l, const char *op) {
                          op, l->path, nm);
         l->cgen = cgen;
     }
-    rewinddir(d);
-    while (rc >= 0 && (de = readdir(d)) != NULL) {
-        if (strncmp(de->d_name, "w-", 2) != 0) continue;
-        bool have = false;
-        for (size_t i = 0; i < l->nsegs && !have; i++)
-            have = !strcmp(l->segs[i].name, de->d_name);
-        if (have) continue;
-        int sfd = SYS.openat(l->dirfd, de->d_name,
-                             O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK, 0);
-        if (sfd < 0) {
-            /* Removed since: a writer rotating away from a segment that a
-             * compaction superseded. */
-            if (errno == ENOENT) continue;
-            rc = pd__err(&l->base, PD_ERR_IO, errno, "%s: open %s/%s", op,
-                         l->path, de->d_name);
-            break;
-        }
-        struct stat st;
-        if (SYS.fstat(sfd, &st) == 0 && !S_ISREG(st.st_mode)) {
-            SYS.close(sfd); /* not a segment of ours */
-            continue;
-        }
-        int ix = lg_seg_add(l, de->d_name, sfd, false);
-        if (ix < 0) {
-            SYS.close(sfd);
-            rc = ix;
-        }
+    if (rc >= 0) {
+        s_addctx c = {l, op, 0};
+        rc = s_listdir(l, op, s_add_writer, &c);
+        if (rc == 1) rc = c.rc;
     }
-    closedir(d);
     if (rc >= 0) l->listed = true;
     return rc < 0 ? rc : 0;
 }

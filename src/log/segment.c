@@ -83,28 +83,19 @@ static int s_marker_check(lg_store *l, int fd) {
 
 /* Whether the directory holds anything but .lock (an empty directory may
  * become a Log; anything else is refused).  -1 on error (errno). */
+static int s_not_log_entry(void *arg, int dfd, const char *n,
+                           unsigned char type) {
+    (void)arg;
+    (void)dfd;
+    (void)type;
+    return strcmp(n, LG_LOCK) && strcmp(n, LG_MARKER ".tmp") ? 1 : 0;
+}
+
 static int s_dir_nonempty(lg_store *l) {
     int fd = s_openat(l->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
     if (fd < 0) return -1;
-    DIR *d = SYS.fdopendir(fd);
-    if (!d) {
-        int e = errno;
-        s_close(fd);
-        errno = e;
-        return -1;
-    }
-    int found = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        const char *n = de->d_name;
-        if (strcmp(n, ".") && strcmp(n, "..") && strcmp(n, LG_LOCK) &&
-            strcmp(n, LG_MARKER ".tmp")) {
-            found = 1;
-            break;
-        }
-    }
-    closedir(d);
-    return found;
+    const char *failed;
+    return pd__dir_each(fd, s_not_log_entry, NULL, &failed);
 }
 
 /* Creates the marker (called with .lock held exclusively). */
@@ -413,24 +404,28 @@ int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
 }
 
 /* Removes everything in the directory (a temporary store closing). */
+typedef struct s_rmctx {
+    lg_store *l;
+    int rc;
+} s_rmctx;
+
+static int s_rm_entry(void *arg, int dfd, const char *n, unsigned char type) {
+    (void)type;
+    s_rmctx *c = arg;
+    if (SYS.unlinkat(dfd, n, 0) < 0 && !c->rc)
+        c->rc = pd__err(&c->l->base, PD_ERR_IO, errno, "close: unlink %s/%s",
+                        c->l->path, n);
+    return 0;
+}
+
 int lg_rm_contents(lg_store *l) {
     int fd = s_openat(l->dirfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC, 0);
-    DIR *d = fd >= 0 ? SYS.fdopendir(fd) : NULL;
-    if (!d) {
-        int e = errno;
-        s_close(fd);
-        return pd__err(&l->base, PD_ERR_IO, e, "close: list %s", l->path);
-    }
-    int rc = 0;
-    struct dirent *de;
-    while ((de = readdir(d)) != NULL) {
-        if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..")) continue;
-        if (SYS.unlinkat(l->dirfd, de->d_name, 0) < 0 && !rc)
-            rc = pd__err(&l->base, PD_ERR_IO, errno, "close: unlink %s/%s",
-                         l->path, de->d_name);
-    }
-    closedir(d);
-    if (!rc && rmdir(l->path) < 0)
-        rc = pd__err(&l->base, PD_ERR_IO, errno, "close: rmdir(%s)", l->path);
-    return rc;
+    s_rmctx c = {l, 0};
+    const char *failed = "open";
+    if (fd < 0 || pd__dir_each(fd, s_rm_entry, &c, &failed) < 0)
+        return pd__err(&l->base, PD_ERR_IO, errno, "close: list %s: %s",
+                       l->path, failed);
+    if (!c.rc && SYS.rmdir(l->path) < 0)
+        c.rc = pd__err(&l->base, PD_ERR_IO, errno, "close: rmdir(%s)", l->path);
+    return c.rc;
 }
