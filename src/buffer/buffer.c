@@ -490,17 +490,10 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_buffer_ops = {
-    .kind = "buffer",
-    .append = s_append,
-    .get = s_get,
-    .del = s_del,
-    .set = s_set,
-    .drop = s_drop,
-    .keys = s_keys,
+    PD__STORE_OPS("buffer"),
     .lock = s_lock_hook,
     .unlock = s_unlock_hook,
     .flush = s_flush_hook,
-    .destroy = s_destroy,
 };
 
 /* --------------------------------------------------------------- Public */

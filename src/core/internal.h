@@ -84,6 +84,13 @@ typedef struct pd_store_ops {
                 size_t *nchunks);
 } pd_store_ops;
 
+/* The members of an ops table that every store module names alike: the
+ * kind and the module's s_append, s_get, s_del, s_set, s_drop, s_keys and
+ * s_destroy.  A table adds its optional members after it. */
+#define PD__STORE_OPS(kind_)                                                   \
+    .kind = kind_, .append = s_append, .get = s_get, .del = s_del,             \
+    .set = s_set, .drop = s_drop, .keys = s_keys, .destroy = s_destroy
+
 typedef struct pd__seen pd__seen; /* keys seen by iset (uthash), store.c */
 
 struct pd_store {

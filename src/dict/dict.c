@@ -648,14 +648,7 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_dict_ops = {
-    .kind = "dict",
-    .append = s_append,
-    .get = s_get,
-    .del = s_del,
-    .set = s_set,
-    .drop = s_drop,
-    .keys = s_keys,
-    .destroy = s_destroy,
+    PD__STORE_OPS("dict"),
     .peek = s_peek,
 };
 

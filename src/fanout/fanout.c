@@ -524,16 +524,9 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_fanout_ops = {
-    .kind = "fanout",
-    .append = s_append,
-    .get = s_get,
-    .del = s_del,
-    .set = s_set,
-    .drop = s_drop,
-    .keys = s_keys,
+    PD__STORE_OPS("fanout"),
     .lock = s_lock_hook,
     .unlock = s_unlock_hook,
-    .destroy = s_destroy,
 };
 
 /* --------------------------------------------------------------- Public */

@@ -230,16 +230,9 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_ns_ops = {
-    .kind = "namespace",
-    .append = s_append,
-    .get = s_get,
-    .del = s_del,
-    .set = s_set,
-    .drop = s_drop,
-    .keys = s_keys,
+    PD__STORE_OPS("namespace"),
     .lock = s_lock_hook,
     .unlock = s_unlock_hook,
-    .destroy = s_destroy,
 };
 
 /* --------------------------------------------------------------- Public */

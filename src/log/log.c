@@ -174,16 +174,9 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_log_ops = {
-    .kind = "log",
-    .append = s_append,
-    .get = s_get,
-    .del = s_del,
-    .set = s_set,
-    .drop = s_drop,
-    .keys = s_keys,
+    PD__STORE_OPS("log"),
     .lock = s_lock,
     .unlock = s_unlock,
-    .destroy = s_destroy,
 };
 
 /* ---------------------------------------------------------------- Open */

@@ -202,15 +202,8 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_client_ops = {
-    .kind = "client",
-    .append = s_append,
-    .get = s_get,
-    .del = s_del,
-    .set = s_set,
-    .drop = s_drop,
-    .keys = s_keys,
+    PD__STORE_OPS("client"),
     .flush = s_flush,
-    .destroy = s_destroy,
 };
 
 /* ------------------------------------------------------------ Public */
