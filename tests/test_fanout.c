@@ -12,79 +12,14 @@
 #include <string.h>
 #include <time.h>
 
-#define K(s) PD_KEY_STR(s)
-#define V(s) PD_BYTES((s), strlen(s))
+#include "fanoutfix.h"
 
 /* ------------------------------------------------------------ Helpers */
-
-static pd_store *t_dict(void) {
-    pd_store *d = NULL;
-    TU_OK(pd_dict_open(&d), NULL);
-    return d;
-}
-
-/* The key "k<i>" into buf. */
-static pd_key t_ki(char *buf, size_t cap, size_t i) {
-    snprintf(buf, cap, "k%zu", i);
-    return K(buf);
-}
 
 static int64_t t_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-/* A server over a borrowed Dict on tcp loopback, and a client of it. */
-typedef struct t_srv {
-    pd_server *srv;
-    pd_store *dict;
-    char addr[128];
-} t_srv;
-
-/* The servers' log: errors only (the tests stop servers on purpose). */
-static void t_log(void *arg, int level, const char *line) {
-    (void)arg;
-    if (level == PD_LOG_ERROR) fprintf(stderr, "server: %s\n", line);
-}
-
-static void t_srv_open(t_srv *t) {
-    t->dict = t_dict();
-    const char *bind[] = {"tcp://127.0.0.1:0"};
-    pd_server_opts o = {0};
-    o.bind = bind;
-    o.nbind = 1;
-    o.flags = PD_BORROW;
-    o.log = t_log;
-    pd_store *d = t->dict;
-    TU_OK(pd_server_open(&t->srv, &d, &o), NULL);
-    TU_OK(pd_server_start(t->srv), NULL);
-    snprintf(t->addr, sizeof t->addr, "%s", pd_server_address(t->srv, 0));
-}
-
-static void t_srv_close(t_srv *t) {
-    TU_OK(pd_server_close(&t->srv), NULL);
-    TU_OK(pd_close(&t->dict), NULL);
-}
-
-static pd_store *t_client(const char *addr, int timeout_ms) {
-    pd_client_opts co = {0};
-    co.timeout_ms = timeout_ms;
-    co.flags = PD_CLIENT_SYNC;
-    pd_store *c = NULL;
-    TU_OK(pd_client_open(&c, addr, &co), NULL);
-    return c;
-}
-
-/* A Fanout over inner[0..n), borrowed. */
-static pd_store *t_fanout(pd_store **inner, size_t n) {
-    pd_store *f = NULL;
-    TU_OK(pd_fanout_open(&f, inner, n, PD_BORROW), NULL);
-    ck_assert_str_eq(pd_store_kind(f), "fanout");
-    ck_assert_uint_eq(pd_fanout_count(f), n);
-    for (size_t i = 0; i < n; i++)
-        ck_assert_ptr_eq(pd_fanout_inner(f, i), inner[i]);
-    return f;
 }
 
 /* ------------------------------------------------------------ Routing */
@@ -497,11 +432,6 @@ static t_fail *t_fail_new(void) {
     ck_assert_int_eq(pd__store_init(&f->base, &t_fail_ops), 0);
     f->inner = t_dict();
     return f;
-}
-
-static void t_has(pd_store *s, const char *what) {
-    ck_assert_msg(strstr(pd_errmsg(s), what) != NULL,
-                  "message does not say '%s': %s", what, pd_errmsg(s));
 }
 
 START_TEST(errors_name_the_store) {
