@@ -1724,11 +1724,7 @@ START_TEST(prefix_collision) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_conformance");
-    struct {
-        const char *name;
-        const TTest *fn;
-    } tests[] = {
+    const tu_case cases[] = {
         {"append_order", append_order},
         {"missing_and_zero", missing_and_zero},
         {"get_many", get_many},
@@ -1745,11 +1741,6 @@ int main(void) {
         {"reopen_persists", reopen_persists},
         {"prefix_collision", prefix_collision},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 60);
-        tcase_add_loop_test(tc, tests[i].fn, 0, NSTACKS);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_conformance", cases,
+                        sizeof cases / sizeof cases[0], 60, NSTACKS);
 }

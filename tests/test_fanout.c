@@ -540,11 +540,7 @@ START_TEST(server_killed) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_fanout");
-    struct {
-        const char *name;
-        const TTest *fn;
-    } tests[] = {
+    const tu_case cases[] = {
         {"routing_reference", routing_reference},
         {"routing_consistent", routing_consistent},
         {"open_misuse", open_misuse},
@@ -556,11 +552,6 @@ int main(void) {
         {"errors_name_the_store", errors_name_the_store},
         {"server_killed", server_killed},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_fanout", cases, sizeof cases / sizeof cases[0],
+                        120, 0);
 }

@@ -533,11 +533,7 @@ START_TEST(lock_excludes_processes) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_log");
-    struct {
-        const char *name;
-        const TTest *fn;
-    } tests[] = {
+    const tu_case cases[] = {
         {"round_trip", round_trip},
         {"delete_iset_drop_across_handles", delete_iset_drop_across_handles},
         {"order_across_handles", order_across_handles},
@@ -551,11 +547,6 @@ int main(void) {
         {"threads_one_and_many_handles", threads_one_and_many_handles},
         {"lock_excludes_processes", lock_excludes_processes},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_log", cases, sizeof cases / sizeof cases[0], 120,
+                        0);
 }

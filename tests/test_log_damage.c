@@ -460,21 +460,12 @@ START_TEST(faults) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_log_damage");
-    struct {
-        const char *name;
-        const TTest *fn;
-    } tests[] = {
+    const tu_case cases[] = {
         {"kill9_writers", kill9_writers},
         {"bit_flips", bit_flips},
         {"salvage", salvage},
         {"faults", faults},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_log_damage", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

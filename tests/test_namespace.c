@@ -287,11 +287,7 @@ START_TEST(ns_open_misuse) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_namespace");
-    struct {
-        const char *name;
-        const TTest *fn;
-    } tests[] = {
+    const tu_case cases[] = {
         {"ns_dict", ns_dict},
         {"ns_file", ns_file},
         {"ns_client", ns_client},
@@ -300,11 +296,6 @@ int main(void) {
         {"ns_hostile_keys", ns_hostile_keys},
         {"ns_open_misuse", ns_open_misuse},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 120);
-        tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_namespace", cases, sizeof cases / sizeof cases[0],
+                        120, 0);
 }

@@ -108,6 +108,21 @@ void tu_append1(pd_store *s, pd_key k, const void *v, size_t n) {
     ck_assert_msg(rc == 0, "append: %s", pd_errmsg(s));
 }
 
+int tu_run_cases(const char *suite, const tu_case *cases, size_t n,
+                 double timeout, int loop) {
+    Suite *s = suite_create(suite);
+    for (size_t i = 0; i < n; i++) {
+        TCase *tc = tcase_create(cases[i].name);
+        tcase_set_timeout(tc, timeout);
+        if (loop > 0)
+            tcase_add_loop_test(tc, cases[i].fn, 0, loop);
+        else
+            tcase_add_test(tc, cases[i].fn);
+        suite_add_tcase(s, tc);
+    }
+    return tu_run(s);
+}
+
 int tu_run(Suite *s) {
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -30,6 +30,16 @@ void tu_append1(pd_store *s, pd_key k, const void *v, size_t n);
  * returns the process exit status. */
 int tu_run(Suite *s);
 
+/* One Check test, run as a case of its own (so CK_RUN_CASE can pick it). */
+typedef struct tu_case {
+    const char *name;
+    const TTest *fn;
+} tu_case;
+/* Builds suite `suite` from cases[0..n), each with `timeout` seconds (and,
+ * when loop > 0, run once for each _i in [0, loop)), and runs it (tu_run). */
+int tu_run_cases(const char *suite, const tu_case *cases, size_t n,
+                 double timeout, int loop);
+
 #define TU_OK(expr, store)                                                     \
     do {                                                                       \
         int tu_rc_ = (expr);                                                   \
