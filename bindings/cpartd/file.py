@@ -5,6 +5,13 @@ the directory (partd writes ``'../x'`` there) and never share a file (partd
 maps ``'x!y'`` and ``'xy'`` to one); the
 lock is the same flock on <root>/.lock, so cpartd and partd processes
 exclude each other and read each other's files.
+
+Across machines: with CPARTD_SERVERS=tcp://HOST:PORT,... set, File(path)
+gives a cpartd.fanout.ServerFile instead, the namespace named after this
+host and path on a Fanout over those servers (bindings/README.md).  A File
+unpickled where its directory does not exist raises FileNotFoundError
+instead of creating an empty store (partd would, losing the data written
+on the other host).
 """
 import atexit
 from contextlib import suppress
@@ -25,6 +32,17 @@ class File(CStore, _cpartd.File, Interface):
     its parents if missing).  Without a path: a new
     ``tempfile.mkdtemp(suffix='.partd', dir=dir)``, removed when the object
     is collected or the process exits (``cleanup_files``)."""
+
+    def __new__(cls, path=None, dir=None):
+        if cls is File:
+            from . import fanout
+            servers = fanout.servers_from_env()
+            if servers is not None:
+                if not path:
+                    path = tempfile.mkdtemp(suffix='.partd', dir=dir)
+                    cleanup_files.append(path)
+                return fanout.server_file(path, servers)
+        return super().__new__(cls)
 
     def __init__(self, path=None, dir=None):
         if not path:
@@ -62,8 +80,28 @@ class File(CStore, _cpartd.File, Interface):
         _remove_tree(self.path)
 
 
+MISSING_DIRECTORY = (
+    "cpartd: the store's directory %r is missing on this host (%s); dask's "
+    "disk shuffle needs a shared filesystem or CPARTD_SERVERS (servers "
+    "holding the store: see cpartd's README, 'Across machines')")
+
+
 def _restore_file(cls, path):
-    return cls(path)
+    # A File travels by its path: where that path is not a directory, the
+    # data written through it is elsewhere (another host), and making an
+    # empty store here would lose it without a word.
+    if not os.path.isdir(path):
+        import errno
+        import socket
+        raise FileNotFoundError(errno.ENOENT,
+                                MISSING_DIRECTORY % (path,
+                                                     socket.gethostname()),
+                                path)
+    # Not cls(path): under CPARTD_SERVERS that would give a server store,
+    # and this File's data is in its directory.
+    f = _cpartd.File.__new__(cls)
+    f.__init__(path)
+    return f
 
 
 def _remove_tree(path):
