@@ -127,9 +127,12 @@ class ServerFile(Namespace):
     client's secret key: the process unpickling it connects to the same
     servers in the same order (the order decides where each key lives).
 
-    fsync is accepted and ignored: the data is on the servers, whose own
-    stores decide its durability (start them over a File with --fsync for
-    that).  drop() deletes the namespace's keys on every server."""
+    fsync=True (dask's shuffle appends with it) waits until every server
+    has answered the appends in flight (Fanout.sync), so a failed append
+    raises there and then; the Clients cannot forward PD_FSYNC, and how
+    durable the data is on a server is its own store's business (a
+    server over a File with --fsync for disk durability).  drop() deletes
+    the namespace's keys on every server."""
 
     def __init__(self, addresses, server_keys, name, path=None):
         fan, name = _open(addresses, server_keys, name)
@@ -143,16 +146,22 @@ class ServerFile(Namespace):
                 (self.addresses, self.server_keys, self.name, self.path))
 
     def append(self, data, **kwargs):
-        kwargs.pop('fsync', None)
-        return Namespace.append(self, data, **kwargs)
+        fsync = kwargs.pop('fsync', False)
+        Namespace.append(self, data, **kwargs)
+        if fsync:
+            self.partd.sync()
 
     def _append_framed(self, data, **kwargs):
-        kwargs.pop('fsync', None)
-        return Namespace._append_framed(self, data, **kwargs)
+        fsync = kwargs.pop('fsync', False)
+        Namespace._append_framed(self, data, **kwargs)
+        if fsync:
+            self.partd.sync()
 
     def iset(self, key, value, **kwargs):
-        kwargs.pop('fsync', None)
-        return Namespace.iset(self, key, value, **kwargs)
+        fsync = kwargs.pop('fsync', False)
+        Namespace.iset(self, key, value, **kwargs)
+        if fsync:
+            self.partd.sync()
 
     def __exit__(self, *args):
         # partd's File: drop, then remove the directory (if this host has it)

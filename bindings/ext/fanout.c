@@ -9,6 +9,7 @@
  */
 #include "cpartd.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* ---------------------------------------------------------------- Fanout */
@@ -114,6 +115,53 @@ PyObject *cp_fanout_index(PyObject *Py_UNUSED(mod), PyObject *args) {
     return ret;
 }
 
+/* Puts "fanout: sync: store i of n: " before msg (cut to fit). */
+static void s_prefix(char *msg, size_t size, size_t i, size_t n) {
+    char pre[80];
+    int p = snprintf(pre, sizeof pre, "fanout: sync: store %zu of %zu: ", i, n);
+    size_t pl = p < 0 ? 0 : (size_t)p, ml = strlen(msg);
+    if (pl >= size) return;
+    if (pl + ml >= size) ml = size - pl - 1;
+    memmove(msg + pl, msg, ml);
+    memcpy(msg, pre, pl);
+    msg[pl + ml] = '\0';
+}
+
+/* s_fanout_sync's work, without the GIL: every inner Client is synced (all
+ * of them, even after a failure); the first failure is saved, named by its
+ * store's index. */
+static int s_sync_all(pd_store *fan, cp_saved_err *saved) {
+    size_t n = pd_fanout_count(fan);
+    int first = 0;
+    for (size_t i = 0; i < n; i++) {
+        pd_store *in = pd_fanout_inner(fan, i);
+        if (!in || strcmp(pd_store_kind(in), "client") != 0) continue;
+        int rc = pd_client_sync(in);
+        if (rc && !first) {
+            first = rc;
+            cp_save_err(in, rc, saved);
+            s_prefix(saved->msg, sizeof saved->msg, i, n);
+        }
+    }
+    return first;
+}
+
+/* sync(): waits until every inner Client's requests in flight are answered
+ * (pd_client_sync), raising the first failure. */
+static PyObject *s_fanout_sync(cp_store *self, PyObject *Py_UNUSED(ignored)) {
+    cp_saved_err saved;
+    int rc;
+    CP_CALL_SAVED(self, rc, s_sync_all(self->s, &saved), &saved);
+    if (rc) return NULL;
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef s_fanout_methods[] = {
+    {"sync", (PyCFunction)s_fanout_sync, METH_NOARGS,
+     "sync(): wait for the replies of every inner Client's requests in "
+     "flight; raises the first failure"},
+    {NULL, NULL, 0, NULL}};
+
 static PyGetSetDef s_fanout_getset[] = {{"nstores", (getter)s_fanout_count,
                                          NULL, "the number of inner stores",
                                          NULL},
@@ -126,6 +174,7 @@ PyTypeObject cp_FanoutType = {
     .tp_doc = "Fanout(stores): one store spread over several (pd_fanout); "
               "takes the stores over (they read as closed afterwards).",
     .tp_init = (initproc)s_fanout_init,
+    .tp_methods = s_fanout_methods,
     .tp_getset = s_fanout_getset,
 };
 

@@ -315,3 +315,27 @@ def test_file_unpickled_with_its_directory_is_a_file(tmp_path, servers):
     blob = pickle.dumps(cpartd.file._restore_file(File, path))
     g = pickle.loads(blob)
     assert type(g) is File and g.path == path
+
+
+def test_fsync_waits_for_the_servers_and_names_a_dead_one(tmp_path,
+                                                           monkeypatch):
+    srvs = [cpartd.Server(Dict(), bind='tcp://127.0.0.1:0') for _ in range(2)]
+    try:
+        monkeypatch.setenv('CPARTD_SERVERS',
+                           ','.join(s.address.decode() for s in srvs))
+        monkeypatch.setenv('CPARTD_TIMEOUT', '2')
+        f = File(str(tmp_path))
+        batch = {i: b'x' for i in range(50)}
+        f.append(batch, fsync=True)
+        dead = srvs[1].address.decode()
+        srvs[1].close()
+        t0 = time.time()
+        with pytest.raises(TimeoutError) as e:
+            f.append(batch, fsync=True)
+        assert time.time() - t0 < 30
+        assert dead in str(e.value) and 'store 1 of 2' in str(e.value)
+        with pytest.raises(TimeoutError, match=dead):
+            f.get(list(batch))
+    finally:
+        for s in srvs:
+            s.close()
