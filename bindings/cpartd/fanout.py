@@ -163,6 +163,15 @@ class ServerFile(Namespace):
         if fsync:
             self.partd.sync()
 
+    def drop(self):
+        try:
+            return Namespace.drop(self)
+        except Exception:
+            # A server is gone: still drop the namespace on the others.
+            with suppress(Exception):
+                _drop_namespace(self.addresses, self.server_keys, self.name)
+            raise
+
     def __exit__(self, *args):
         # partd's File: drop, then remove the directory (if this host has it)
         Namespace.__exit__(self, *args)
@@ -205,13 +214,28 @@ POLL_SECONDS = float(os.environ.get('CPARTD_WATCH_SECONDS', '1.0'))
 
 
 def _drop_namespace(addresses, keys, name):
-    fan, _ = _open(addresses, keys, name)
-    ns = Namespace(fan, name)
-    try:
-        ns.drop()
-    finally:
-        ns.close()
-        fan.close()
+    """Drops the namespace on each server on its own, through a connection
+    of its own: a server that is gone (whose Client times out) does not
+    keep the others' keys alive, as one Namespace drop over the Fanout
+    would (it lists the keys on every server first).  Raises the first
+    failure, which names its server."""
+    from .zmq import Client
+    first = None
+    for address, key in zip(addresses, keys or (None,) * len(addresses)):
+        try:
+            c = Client(address, **_client_options(key))
+            try:
+                ns = Namespace(c, name)
+                try:
+                    ns.drop()
+                finally:
+                    ns.close()
+            finally:
+                c.close()
+        except Exception as e:
+            first = first or e
+    if first is not None:
+        raise first
 
 
 def _watch(f):

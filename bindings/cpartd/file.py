@@ -9,9 +9,9 @@ exclude each other and read each other's files.
 Across machines: with CPARTD_SERVERS=tcp://HOST:PORT,... set, File(path)
 gives a cpartd.fanout.ServerFile instead, the namespace named after this
 host and path on a Fanout over those servers (bindings/README.md).  A File
-unpickled where its directory does not exist raises FileNotFoundError
-instead of creating an empty store (partd would, losing the data written
-on the other host).
+unpickled where its directory does not exist is a MissingFile, whose every
+use raises FileNotFoundError, instead of an empty new store (partd's,
+losing the data written on the other host).
 """
 import atexit
 from contextlib import suppress
@@ -91,17 +91,52 @@ def _restore_file(cls, path):
     # data written through it is elsewhere (another host), and making an
     # empty store here would lose it without a word.
     if not os.path.isdir(path):
-        import errno
-        import socket
-        raise FileNotFoundError(errno.ENOENT,
-                                MISSING_DIRECTORY % (path,
-                                                     socket.gethostname()),
-                                path)
+        return MissingFile(cls, path)
     # Not cls(path): under CPARTD_SERVERS that would give a server store,
     # and this File's data is in its directory.
     f = _cpartd.File.__new__(cls)
     f.__init__(path)
     return f
+
+
+class MissingFile(Interface):
+    """What a File unpickles to where its directory does not exist: every
+    use raises FileNotFoundError saying so.  (Raising in the unpickling
+    itself would not reach the user of dask.distributed: a worker that
+    cannot deserialize a dependency retries the transfer instead of failing
+    the task.)  Pickles back to the File."""
+
+    def __init__(self, cls, path):
+        self._cls = cls
+        self.path = path
+        self.closed = False
+        Interface.__init__(self)
+
+    def error(self):
+        import errno
+        import socket
+        return FileNotFoundError(
+            errno.ENOENT, MISSING_DIRECTORY % (self.path, socket.gethostname()),
+            self.path)
+
+    def __reduce__(self):
+        return (_restore_file, (self._cls, self.path))
+
+    def _fail(self, *args, **kwargs):
+        raise self.error()
+
+    append = _get = get = keys = delete = _delete = iset = _iset = drop = \
+        _fail
+
+    @property
+    def lock(self):
+        raise self.error()
+
+    def close(self):
+        self.closed = True
+
+    def __exit__(self, *args):
+        pass
 
 
 def _remove_tree(path):

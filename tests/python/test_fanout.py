@@ -297,11 +297,16 @@ def test_file_unpickled_without_its_directory_fails_loudly(tmp_path,
     blob = pickle.dumps(cpartd.PandasBlocks(f))
     f.close()
     shutil.rmtree(path)
-    with pytest.raises(FileNotFoundError) as e:
-        pickle.loads(blob)
-    assert 'missing on this host' in str(e.value)
+    p = pickle.loads(blob)                     # a task fails, not a transfer
+    for use in (lambda: p.partd.append({'x': b'1'}, fsync=True),
+                lambda: p.get(0),
+                lambda: p.partd.keys(), p.drop):
+        with pytest.raises(FileNotFoundError) as e:
+            use()
+        assert 'missing on this host' in str(e.value)
     assert 'CPARTD_SERVERS' in str(e.value) and path in str(e.value)
     assert not os.path.exists(path)
+    assert isinstance(pickle.loads(pickle.dumps(p)).partd, cpartd.file.MissingFile)
     # a File made directly still creates its directory, as partd's
     g = File(path)
     assert os.path.isdir(path)
@@ -336,6 +341,25 @@ def test_fsync_waits_for_the_servers_and_names_a_dead_one(tmp_path,
         assert dead in str(e.value) and 'store 1 of 2' in str(e.value)
         with pytest.raises(TimeoutError, match=dead):
             f.get(list(batch))
+    finally:
+        for s in srvs:
+            s.close()
+
+
+def test_drop_with_a_dead_server_still_drops_the_others(tmp_path,
+                                                        monkeypatch):
+    srvs = [cpartd.Server(Dict(), bind='tcp://127.0.0.1:0') for _ in range(3)]
+    try:
+        monkeypatch.setenv('CPARTD_SERVERS',
+                           ','.join(s.address.decode() for s in srvs))
+        monkeypatch.setenv('CPARTD_TIMEOUT', '2')
+        f = File(str(tmp_path))
+        f.append({i: b'x' for i in range(60)}, fsync=True)
+        dead = srvs[2].address.decode()
+        srvs[2].close()
+        with pytest.raises(TimeoutError, match=dead):
+            f.drop()
+        assert server_keys(srvs[:2]) == []
     finally:
         for s in srvs:
             s.close()
