@@ -206,7 +206,7 @@ def server_file(path, servers):
 # the shuffle's directory (or the creating worker exits, removing it with
 # cleanup_files).  One daemon thread polls the directories of the live
 # namespaces; each drop goes through connections of its own.
-_watched = {}  # path -> (addresses, server keys, name)
+_watched = {}  # path -> (addresses, server keys, name, creator's pid)
 _watch_lock = threading.Lock()
 _watch_cond = threading.Condition(_watch_lock)
 _watcher = None
@@ -242,7 +242,7 @@ def _watch(f):
     global _watcher
     with _watch_lock:
         _watched[os.path.abspath(f.path)] = (f.addresses, f.server_keys,
-                                             f.name)
+                                             f.name, os.getpid())
         if _watcher is None or not _watcher.is_alive():
             _watcher = threading.Thread(target=_watch_loop, daemon=True,
                                         name='cpartd-namespace-watch')
@@ -253,9 +253,10 @@ def _watch_loop():
     while True:
         with _watch_lock:
             _watch_cond.wait(POLL_SECONDS)
-            gone = [p for p in _watched if not os.path.isdir(p)]
+            gone = [p for p, v in _watched.items()
+                    if v[3] == os.getpid() and not os.path.isdir(p)]
             items = [(p, _watched.pop(p)) for p in gone]
-        for path, (addresses, keys, name) in items:
+        for path, (addresses, keys, name, _) in items:
             try:
                 _drop_namespace(addresses, keys, name)
             except Exception as e:  # the servers may be gone already
@@ -271,7 +272,9 @@ def drop_watched(paths=None):
         todo = [p for p in list(_watched)
                 if paths is None or p in paths]
         items = [(p, _watched.pop(p)) for p in todo]
-    for path, (addresses, keys, name) in items:
+    for path, (addresses, keys, name, pid) in items:
+        if pid != os.getpid():
+            continue  # a forked child: the store is its parent's
         with suppress(Exception):
             _drop_namespace(addresses, keys, name)
 

@@ -33,6 +33,16 @@ static int s_takeable(PyObject *o, Py_ssize_t i, PyObject *seen) {
                      i, in->kind ? in->kind : "store");
         return -1;
     }
+    if (in->inner[0] || in->inner[1]) {
+        /* Its own inner stores stay borrowed by a handle it no longer
+         * holds: they could never be closed. */
+        PyErr_Format(PyExc_ValueError,
+                     "cpartd: Fanout's store %zd (%s) wraps other stores; give "
+                     "a Fanout plain stores (Client, File, Dict) and wrap the "
+                     "Fanout instead",
+                     i, in->kind ? in->kind : "store");
+        return -1;
+    }
     int dup = PySet_Contains(seen, o);
     if (dup < 0) return -1;
     if (dup) {

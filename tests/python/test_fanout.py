@@ -86,6 +86,8 @@ def test_fanout_refuses_bad_stores():
     with pytest.raises(ValueError, match='in use'):
         Fanout([inner])
     b.close()
+    with pytest.raises(ValueError, match='wraps other stores'):
+        Fanout([cpartd.Buffer(Dict(), Dict())])
     closed = Dict()
     closed.close()
     with pytest.raises(ValueError):
@@ -297,20 +299,41 @@ def test_file_unpickled_without_its_directory_fails_loudly(tmp_path,
     blob = pickle.dumps(cpartd.PandasBlocks(f))
     f.close()
     shutil.rmtree(path)
+    here = cpartd.file._hostname()
+    monkeypatch.setattr(cpartd.file, '_hostname', lambda: 'elsewhere')
     p = pickle.loads(blob)                     # a task fails, not a transfer
     for use in (lambda: p.partd.append({'x': b'1'}, fsync=True),
                 lambda: p.get(0),
                 lambda: p.partd.keys(), p.drop):
         with pytest.raises(FileNotFoundError) as e:
             use()
-        assert 'missing on this host' in str(e.value)
+        assert 'missing on this host (elsewhere)' in str(e.value)
+        assert 'made on %s' % here in str(e.value)
     assert 'CPARTD_SERVERS' in str(e.value) and path in str(e.value)
     assert not os.path.exists(path)
-    assert isinstance(pickle.loads(pickle.dumps(p)).partd, cpartd.file.MissingFile)
-    # a File made directly still creates its directory, as partd's
+    assert isinstance(pickle.loads(pickle.dumps(p)).partd,
+                      cpartd.file.MissingFile)
+    # on its own host the directory is made again, as partd does (dask's
+    # bag groupby: a child's temporary File is removed before any append)
+    monkeypatch.setattr(cpartd.file, '_hostname', lambda: here)
+    q = pickle.loads(blob)
+    assert type(q.partd) is File and os.path.isdir(path)
+    q.partd.close()
+    # and a File made directly creates its directory, as partd's
+    shutil.rmtree(path)
     g = File(path)
     assert os.path.isdir(path)
     g.close()
+
+
+def test_file_unpickled_elsewhere_with_its_directory_is_a_file(tmp_path,
+                                                               monkeypatch):
+    path = str(tmp_path / 'shared.partd')
+    File(path).append({'x': b'1'})
+    blob = pickle.dumps(File(path))
+    monkeypatch.setattr(cpartd.file, '_hostname', lambda: 'elsewhere')
+    g = pickle.loads(blob)                   # a shared filesystem
+    assert type(g) is File and g.get('x') == b'1'
 
 
 def test_file_unpickled_with_its_directory_is_a_file(tmp_path, servers):
