@@ -386,3 +386,14 @@ def test_drop_with_a_dead_server_still_drops_the_others(tmp_path,
     finally:
         for s in srvs:
             s.close()
+
+
+def test_namespaced_fanout_of_clients_pickles(servers):
+    addrs = [s.address for s in servers]
+    p = Namespace(Fanout([cpartd.Client(a, timeout=10) for a in addrs]), 'n1')
+    fill(p)
+    q = pickle.loads(pickle.dumps(p))
+    assert [c.address for c in q.partd.stores] == addrs
+    assert q.get(list(DATA)) == [expected()[k] for k in DATA]
+    q.drop()
+    assert p.keys() == [] and server_keys(servers) == []
