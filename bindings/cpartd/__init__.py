@@ -8,6 +8,7 @@
 The classes and submodules have partd's names and behaviour (see
 bindings/README.md for the differences, all deliberate): File, Dict, Buffer,
 Encode, the compressors, Pickle, Python, Numpy, PandasColumns, PandasBlocks,
+Fanout and Namespace (cpartd.fanout: one store over several servers),
 and Server and Client (cpartd.zmq, libpartd's ZeroMQ layer: no pyzmq
 needed).  Errors from the C library: OSError (with errno) for I/O,
 TimeoutError, MemoryError, ValueError for bad keys/limits/misuse,
@@ -26,7 +27,9 @@ from .encode import Encode
 from .pickle import Pickle
 from .python import Python
 from .compressed import *  # noqa: F401,F403
+from .fanout import Fanout, Namespace
 from . import core, utils, file, log, dict, buffer, encode, compressed  # noqa
+from . import fanout  # noqa: F401
 from ._shim import install_as_partd
 
 try:

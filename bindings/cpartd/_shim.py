@@ -18,7 +18,8 @@ import sys
 __all__ = ['install_as_partd', 'SUBMODULES']
 
 SUBMODULES = ('core', 'file', 'dict', 'buffer', 'utils', 'encode',
-              'compressed', 'pickle', 'python', 'numpy', 'pandas', 'zmq')
+              'compressed', 'pickle', 'python', 'numpy', 'pandas', 'zmq',
+              'fanout')
 
 
 class _Alias(importlib.abc.Loader):

@@ -5,6 +5,14 @@ the directory (partd writes ``'../x'`` there) and never share a file (partd
 maps ``'x!y'`` and ``'xy'`` to one); the
 lock is the same flock on <root>/.lock, so cpartd and partd processes
 exclude each other and read each other's files.
+
+Across machines: with CPARTD_SERVERS=tcp://HOST:PORT,... set, File(path)
+gives a cpartd.fanout.ServerFile instead, the namespace named after this
+host and path on a Fanout over those servers (bindings/README.md).  A File
+unpickled on another host (by name) where its directory does not exist
+is a MissingFile, whose every
+use raises FileNotFoundError, instead of an empty new store (partd's,
+losing the data written on the other host).
 """
 import atexit
 from contextlib import suppress
@@ -26,6 +34,17 @@ class File(CStore, _cpartd.File, Interface):
     ``tempfile.mkdtemp(suffix='.partd', dir=dir)``, removed when the object
     is collected or the process exits (``cleanup_files``)."""
 
+    def __new__(cls, path=None, dir=None):
+        if cls is File:
+            from . import fanout
+            servers = fanout.servers_from_env()
+            if servers is not None:
+                if not path:
+                    path = tempfile.mkdtemp(suffix='.partd', dir=dir)
+                    cleanup_files.append(path)
+                return fanout.server_file(path, servers)
+        return super().__new__(cls)
+
     def __init__(self, path=None, dir=None):
         if not path:
             path = tempfile.mkdtemp(suffix='.partd', dir=dir)
@@ -38,7 +57,7 @@ class File(CStore, _cpartd.File, Interface):
 
     def __reduce__(self):
         # A File pickles to its path, as partd's; the copy never removes it.
-        return (_restore_file, (type(self), self.path))
+        return (_restore_file, (type(self), self.path, _hostname()))
 
     def filename(self, key):
         return os.path.join(self.path, self._relname(key))
@@ -62,8 +81,73 @@ class File(CStore, _cpartd.File, Interface):
         _remove_tree(self.path)
 
 
-def _restore_file(cls, path):
-    return cls(path)
+MISSING_DIRECTORY = (
+    "cpartd: the store's directory %r (made on %s) is missing on this host "
+    "(%s); dask's disk shuffle needs a shared filesystem or CPARTD_SERVERS "
+    "(servers holding the store: see cpartd's README, 'Across machines')")
+
+
+def _hostname():
+    import socket
+    return socket.gethostname()
+
+
+def _restore_file(cls, path, host=None):
+    # A File travels by its path and its host's name.  On another host
+    # where that path is not a directory, the data written through it is
+    # elsewhere, and making an empty store here would lose it without a
+    # word.  On its own host a missing directory is made again, as partd
+    # does (dask's bag groupby relies on it: its processes scheduler's child
+    # removes the temporary directory it made when its File is collected,
+    # before any data is appended, and the parent makes it again).
+    if host is not None and host != _hostname() and not os.path.isdir(path):
+        return MissingFile(cls, path, host)
+    # Not cls(path): under CPARTD_SERVERS that would give a server store,
+    # and this File's data is in its directory.
+    f = _cpartd.File.__new__(cls)
+    f.__init__(path)
+    return f
+
+
+class MissingFile(Interface):
+    """What a File unpickles to where its directory does not exist: every
+    use raises FileNotFoundError saying so.  (Raising in the unpickling
+    itself would not reach the user of dask.distributed: a worker that
+    cannot deserialize a dependency retries the transfer instead of failing
+    the task.)  Pickles back to the File."""
+
+    def __init__(self, cls, path, host):
+        self._cls = cls
+        self.path = path
+        self.host = host
+        self.closed = False
+        Interface.__init__(self)
+
+    def error(self):
+        import errno
+        return FileNotFoundError(
+            errno.ENOENT, MISSING_DIRECTORY % (self.path, self.host,
+                                               _hostname()),
+            self.path)
+
+    def __reduce__(self):
+        return (_restore_file, (self._cls, self.path, self.host))
+
+    def _fail(self, *args, **kwargs):
+        raise self.error()
+
+    append = _get = get = keys = delete = _delete = iset = _iset = drop = \
+        _fail
+
+    @property
+    def lock(self):
+        raise self.error()
+
+    def close(self):
+        self.closed = True
+
+    def __exit__(self, *args):
+        pass
 
 
 def _remove_tree(path):

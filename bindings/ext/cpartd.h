@@ -10,6 +10,7 @@
  *   stores.c   the store types Dict, File, Buffer, Compressed
  *   log.c      the store type Log
  *   zmq.c      Client, Server and the CURVE helpers
+ *   fanout.c   the store types Fanout and Namespace
  *   pickle.c   the pickle writer for object blocks (text_pickle)
  *   blocks.c   PandasBlocks/Numpy serialisation through libpartd's codecs
  *   frames.c   frame and framesplit
@@ -73,6 +74,8 @@ extern PyTypeObject cp_BufferType;
 extern PyTypeObject cp_CompressedType;
 extern PyTypeObject cp_ClientType; /* zmq.c */
 extern PyTypeObject cp_ServerType;
+extern PyTypeObject cp_FanoutType; /* fanout.c */
+extern PyTypeObject cp_NamespaceType;
 extern PyMethodDef cp_store_methods[]; /* methods.c */
 
 extern PyObject *cp_CorruptError; /* module.c */
@@ -218,6 +221,9 @@ int cp_batch_one(cp_batch *b, PyObject *key, PyObject *value);
 PyObject *cp_shutdown(PyObject *mod, PyObject *ignored);
 PyObject *cp_curve_public_py(PyObject *mod, PyObject *arg);
 PyObject *cp_curve_keypair_py(PyObject *mod, PyObject *ignored);
+
+/* fanout.c */
+PyObject *cp_fanout_index(PyObject *mod, PyObject *args);
 
 /* pickle.c */
 /* Pickles `list` (protocol 4, no memo) into b, after an 8-byte frame

@@ -45,6 +45,8 @@ static PyMethodDef s_module_methods[] = {
      "curve_public(secret): the CURVE public key of a z85 secret key"},
     {"curve_keypair", (PyCFunction)cp_curve_keypair_py, METH_NOARGS,
      "curve_keypair(): a new CURVE (public, secret) pair, z85 text"},
+    {"fanout_index", (PyCFunction)cp_fanout_index, METH_VARARGS,
+     "fanout_index(key, n): the store of n that a Fanout puts key in"},
     {"codecs", (PyCFunction)s_codecs, METH_NOARGS,
      "codecs(): libpartd's built-in codec names"},
     {NULL, NULL, 0, NULL}};
@@ -73,6 +75,8 @@ PyMODINIT_FUNC PyInit__cpartd(void) {
     cp_BufferType.tp_base = &cp_StoreType;
     cp_ClientType.tp_base = &cp_StoreType;
     cp_CompressedType.tp_base = &cp_StoreType;
+    cp_FanoutType.tp_base = &cp_StoreType;
+    cp_NamespaceType.tp_base = &cp_StoreType;
     cp_CorruptError = PyErr_NewExceptionWithDoc(
         "cpartd.CorruptError",
         "Stored data is malformed (libpartd PD_ERR_CORRUPT).  A ValueError: "
@@ -95,6 +99,8 @@ PyMODINIT_FUNC PyInit__cpartd(void) {
         s_add_type(m, &cp_ClientType, "Client") < 0 ||
         s_add_type(m, &cp_ServerType, "Server") < 0 ||
         s_add_type(m, &cp_CompressedType, "Compressed") < 0 ||
+        s_add_type(m, &cp_FanoutType, "Fanout") < 0 ||
+        s_add_type(m, &cp_NamespaceType, "Namespace") < 0 ||
         PyModule_AddStringConstant(m, "libpartd_version", pd_version_string()) <
             0 ||
         PyModule_AddIntConstant(m, "LEVEL_DEFAULT", -1000) < 0 ||
