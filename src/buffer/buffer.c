@@ -487,6 +487,15 @@ static pd__buffer *s_buf(const pd_store *s) {
     return pd__store_as(s, &s_buffer_ops);
 }
 
+uint64_t pd_buffer_spills(const pd_store *s) {
+    pd__buffer *b = s_buf(s);
+    if (!b) return 0;
+    pthread_mutex_lock(&b->base.mu);
+    uint64_t n = b->spills;
+    pthread_mutex_unlock(&b->base.mu);
+    return n;
+}
+
 uint64_t pd_buffer_memory_usage(const pd_store *s) {
     pd__buffer *b = s_buf(s);
     if (!b) return 0;
