@@ -4,11 +4,16 @@
  *
  * The store: Buffer(Dict, File) as the server's default, with the File in
  * DIR (--path, kept after exit) or in a private temporary directory
- * (removed on exit).  --codec puts an Encode layer between the Buffer and
+ * (removed on exit).  Several --path: Buffer(Dict, Fanout(File DIR1, File
+ * DIR2, ...)), one memory limit for them all, each key spilled to the DIR
+ * the Fanout maps it to.  --codec puts an Encode layer between the Buffer and
  * the File, Buffer(Dict, Encode(File)): appends stay in memory
  * uncompressed, and what spills is compressed, framed as Python partd's
  * compressed stores frame it, so DIR is what `partd.ZLib(partd.File(DIR))`
- * (for zlib, bz2, snappy, blosc) reads.
+ * (for zlib, bz2, snappy, blosc) reads (with several DIRs: Buffer(Dict,
+ * Encode(Fanout(Files))), each DIR holding its keys' frames).
+ * On exit the server's figures (pd_server_get_stats) are logged in one
+ * line.
  */
 #include "partd/partd.h"
 #include "serve.h"
@@ -27,6 +32,7 @@
 #include <unistd.h>
 
 #define S_MAX_BINDS 16
+#define S_MAX_PATHS 64
 
 enum {
     S_PATH = PD_CLI_LONG,
@@ -42,8 +48,12 @@ enum {
 static const pd_cli_opt s_opts[] = {
     {S_PATH, "path", "DIR",
      "keep the data in DIR (created if missing; a File store, locked while "
-     "serving); default: a private temporary directory, removed on exit",
-     false},
+     "serving); default: a private temporary directory, removed on exit.  "
+     "Repeatable (at most 64): the store is spread over the DIRs, each key in "
+     "one of them (a Fanout of Files, docs/fanout.md); the order of the "
+     "--path options decides which, so serve the same DIRs in the same order "
+     "again to read the data back",
+     true},
     {S_BIND, "bind", "ADDR",
      "listen on ADDR, e.g. tcp://127.0.0.1:0 (port 0: a free one; the real "
      "port is printed) or ipc:///path/sock; repeatable (at most 16).  "
@@ -140,7 +150,9 @@ static int s_read_key(const char *path, char key[41]) {
 #define S_MAX_CLIENT_KEYS 65536
 
 typedef struct s_args {
-    const char *path, *codec, *curve, *clients;
+    const char *paths[S_MAX_PATHS];
+    size_t npath;
+    const char *codec, *curve, *clients;
     const char *binds[S_MAX_BINDS];
     size_t nbind;
     uint64_t memory;
@@ -223,7 +235,11 @@ static int s_parse(int argc, char **argv, s_args *a) {
         case 'h': return pd_cli_help_exit(S_V);
         case 'v': a->log_level = PD_LOG_DEBUG; break;
         case 'q': a->log_level = PD_LOG_WARN; break;
-        case S_PATH: a->path = val; break;
+        case S_PATH:
+            if (a->npath == S_MAX_PATHS)
+                return s_usage("at most %d --path options", S_MAX_PATHS);
+            a->paths[a->npath++] = val;
+            break;
         case S_BIND:
             if (a->nbind == S_MAX_BINDS)
                 return s_usage("at most %d --bind options", S_MAX_BINDS);
@@ -254,11 +270,31 @@ static int s_parse(int argc, char **argv, s_args *a) {
     return -1;
 }
 
-/* Builds Buffer(Dict, [Encode](File)) for --path and/or --codec. */
+/* The File of each --path (or a temporary one), under a Fanout when there
+ * are several, into *out.  0, a PD_ERR_* code (pd_errmsg(NULL)), or -1 after
+ * a message was printed. */
+static int s_open_files(const s_args *a, pd_store **out) {
+    if (a->npath == 0) return pd_file_open_temp(out, NULL, 0);
+    if (a->npath == 1) return pd_file_open(out, a->paths[0], PD_FILE_CREATE);
+    pd_store *files[S_MAX_PATHS] = {0};
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < a->npath; i++)
+        rc = pd_file_open(&files[i], a->paths[i], PD_FILE_CREATE);
+    if (rc == 0) rc = pd_fanout_open(out, files, a->npath, 0);
+    if (rc) {
+        /* The message goes out before the closes could replace it. */
+        s_fail(pd_errmsg(NULL));
+        for (size_t i = 0; i < a->npath; i++) pd_close(&files[i]);
+        return -1;
+    }
+    return 0;
+}
+
+/* Builds Buffer(Dict, [Encode](File or Fanout)) for --path and/or --codec. */
 static int s_open_store(const s_args *a, pd_store **out) {
     pd_store *file = NULL, *slow = NULL, *fast = NULL;
-    int rc = a->path ? pd_file_open(&file, a->path, PD_FILE_CREATE)
-                     : pd_file_open_temp(&file, NULL, 0);
+    int rc = s_open_files(a, &file);
+    if (rc < 0) return rc; /* reported */
     if (rc == 0 && a->codec) {
         rc = pd_compress_open(&slow, &file, a->codec,
                               a->have_level ? (int)a->level : PD_LEVEL_DEFAULT,
@@ -279,6 +315,30 @@ static int s_open_store(const s_args *a, pd_store **out) {
         pd_close(&file);
     }
     return rc;
+}
+
+/* One line of the server's figures on stderr, after it stopped. */
+static void s_log_summary(pd_server *srv) {
+    pd_server_stats st = {.size = sizeof st};
+    if (pd_server_get_stats(srv, &st) != 0) {
+        fprintf(stderr, "partd server: warning: no stats at exit: %s\n",
+                pd_errmsg(NULL));
+        return;
+    }
+    fprintf(stderr,
+            "partd server: info: stats: keys %" PRIu64 ", bytes %" PRIu64
+            ", records appended %" PRIu64 " (%" PRIu64
+            " bytes), requests %" PRIu64 " (%" PRIu64 " failed; append %" PRIu64
+            ", get %" PRIu64 ", iset %" PRIu64 ", delete %" PRIu64
+            ", drop %" PRIu64 ", keys %" PRIu64 ", stats %" PRIu64
+            ", syn %" PRIu64 ", close %" PRIu64 ", other %" PRIu64
+            "), memory %" PRIu64 " of %" PRIu64 ", spills %" PRIu64
+            ", rss %" PRIu64 ", clients %" PRIu64 ", uptime %" PRIu64 " ms\n",
+            st.keys, st.bytes, st.records, st.appended_bytes, st.requests,
+            st.failed, st.req_append, st.req_get, st.req_iset, st.req_delete,
+            st.req_drop, st.req_keys, st.req_stats, st.req_syn, st.req_close,
+            st.req_other, st.memory, st.memory_limit, st.spills, st.rss,
+            st.clients, st.uptime_ms);
 }
 
 int pd_cli_serve(int argc, char **argv) {
@@ -320,7 +380,7 @@ int pd_cli_serve(int argc, char **argv) {
     }
 
     pd_store *store = NULL;
-    if ((a.path || a.codec) && s_open_store(&a, &store)) {
+    if ((a.npath || a.codec) && s_open_store(&a, &store)) {
         free(client_keys);
         free(clients);
         return PD_CLI_EXIT_FAIL;
@@ -365,6 +425,7 @@ int pd_cli_serve(int argc, char **argv) {
 
     int status = 0;
     if (pd_server_run(srv)) status = s_fail(pd_errmsg(NULL));
+    if (a.log_level >= PD_LOG_INFO) s_log_summary(srv);
     s_srv = NULL;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
