@@ -29,6 +29,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define S_MAX_BINDS 16
@@ -277,13 +278,29 @@ static int s_open_files(const s_args *a, pd_store **out) {
     if (a->npath == 0) return pd_file_open_temp(out, NULL, 0);
     if (a->npath == 1) return pd_file_open(out, a->paths[0], PD_FILE_CREATE);
     pd_store *files[S_MAX_PATHS] = {0};
+    struct stat st[S_MAX_PATHS];
     int rc = 0;
-    for (size_t i = 0; rc == 0 && i < a->npath; i++)
+    bool twice = false;
+    for (size_t i = 0; rc == 0 && !twice && i < a->npath; i++) {
         rc = pd_file_open(&files[i], a->paths[i], PD_FILE_CREATE);
-    if (rc == 0) rc = pd_fanout_open(out, files, a->npath, 0);
-    if (rc) {
+        if (rc == 0 && stat(a->paths[i], &st[i]) != 0)
+            memset(&st[i], 0, sizeof st[i]);
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (st[i].st_ino && st[i].st_dev == st[j].st_dev &&
+                st[i].st_ino == st[j].st_ino) {
+                /* Its two Files would wait for each other's lock. */
+                fprintf(stderr,
+                        "partd: serve: --path %s and --path %s are the same "
+                        "directory\n",
+                        a->paths[j], a->paths[i]);
+                twice = true;
+                break;
+            }
+    }
+    if (rc == 0 && !twice) rc = pd_fanout_open(out, files, a->npath, 0);
+    if (rc || twice) {
         /* The message goes out before the closes could replace it. */
-        s_fail(pd_errmsg(NULL));
+        if (rc) s_fail(pd_errmsg(NULL));
         for (size_t i = 0; i < a->npath; i++) pd_close(&files[i]);
         return -1;
     }
