@@ -741,6 +741,17 @@ d = json.load(open(sys.argv[1]))
 assert isinstance(d, dict) and d["keys"] == int(sys.argv[2]), d
 print("ok")' "$W/out" "$(wc -l <"$W/kb")" >"$W/py" 2>&1
 check "stats --json of one server: one object" grep -qx ok "$W/py"
+run help stats
+expect_rc "help stats exits 0" 0
+check "... shows its usage with --connect and --json" \
+    grep -q '^  partd stats --connect ADDR\[,ADDR\]\.\.\. .*--json' "$W/out"
+run --help
+check "--help lists the stats verb" grep -q '^  stats ' "$W/out"
+run help serve
+check "help serve: --path is repeatable" grep -q '\[--path DIR\]\.\.\.' "$W/out"
+run serve --path "$A/twice" --path "$A/twice/." --timeout 1 -q
+expect_rc "serve --path A --path A/. is refused" 1
+check "... as the same directory" grep -q "are the same directory" "$W/err"
 run stats
 expect_rc "stats without --connect is a usage error" 2
 run stats --connect "$SA,"

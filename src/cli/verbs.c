@@ -14,6 +14,7 @@
 #include "exit.h"
 #include "opts.h"
 #include "out.h"
+#include "stats.h"
 #include "verbs.h"
 
 #include <errno.h>
@@ -171,6 +172,14 @@ static const char s_stats_about[] =
     "the process's resident size), spills, clients and uptime.  Prints\n"
     "`name value` lines, a block per server headed by its address, or JSON\n"
     "with --json (see docs/zmq.md, \"Stats\").\n";
+static const char s_stats_tail[] =
+    "\n"
+    "Exit status:\n"
+    "  0    success\n"
+    "  1    failure: a server did not answer in time, or is not libpartd's;\n"
+    "       the reason is on stderr as \"partd: stats: message\"\n"
+    "  2    usage error: unknown option, no --connect, an empty address\n"
+    "  141  standard output was closed by its reader\n";
 static const char s_repair_about[] =
     "For a store written through --codec: each KEY whose frames include\n"
     "torn ones (cut short by a writer that died mid-append) is replaced,\n"
@@ -210,9 +219,19 @@ static const s_verb s_verbs[] = {
             "DIR KEY...", "rewrite KEYs without their torn frames",
             s_repair_about),
      s_verb_repair, 2, -1},
-    {S_VERB("stats", S_BIT(S_OPT_JSON) | S_NET_OPTS, S_BIT(S_OPT_CONNECT), "",
-            "print the figures of the --connect servers", s_stats_about),
-     s_verb_stats, 0, 0},
+    {{.name = "stats",
+      .run = s_run,
+      .args = "",
+      .summary = "print the figures of the --connect servers",
+      .about = s_stats_about,
+      .opts = s_all,
+      .nopts = S_NOPTS,
+      .only = S_BIT(S_OPT_JSON) | S_NET_OPTS | S_COMMON,
+      .need = S_BIT(S_OPT_CONNECT),
+      .tail = s_stats_tail},
+     s_verb_stats,
+     0,
+     0},
 };
 
 const pd_cli_verb *const pd_cli_store_verbs[PD_CLI_NSTORE_VERBS] = {
@@ -700,61 +719,6 @@ static int s_verb_repair(s_ctx *ctx) {
     return rc;
 }
 
-/* The figures of pd_server_stats, in the order printed. */
-#define S_STAT(m)                                                              \
-    { #m, offsetof(pd_server_stats, m) }
-static const struct {
-    const char *name;
-    size_t off;
-} s_stat_fields[] = {
-    S_STAT(keys),           S_STAT(bytes),       S_STAT(records),
-    S_STAT(appended_bytes), S_STAT(requests),    S_STAT(failed),
-    S_STAT(req_syn),        S_STAT(req_append),  S_STAT(req_get),
-    S_STAT(req_iset),       S_STAT(req_delete),  S_STAT(req_drop),
-    S_STAT(req_keys),       S_STAT(req_stats),   S_STAT(req_close),
-    S_STAT(req_other),      S_STAT(buffer),      S_STAT(memory),
-    S_STAT(memory_limit),   S_STAT(spills),      S_STAT(rss),
-    S_STAT(clients),        S_STAT(connections), S_STAT(uptime_ms),
-};
-#undef S_STAT
-
-/* s as a JSON string (quotes, backslashes and control bytes escaped). */
-static void s_json_str(const char *s) {
-    pd_cli_puts(&pd_cli_stdout, "\"");
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\')
-            pd_cli_printf(&pd_cli_stdout, "\\%c", c);
-        else if (c < 0x20 || c == 0x7f)
-            pd_cli_printf(&pd_cli_stdout, "\\u%04x", c);
-        else
-            pd_cli_write(&pd_cli_stdout, s, 1);
-    }
-    pd_cli_puts(&pd_cli_stdout, "\"");
-}
-
-static void s_print_stats(const char *addr, const pd_server_stats *st,
-                          bool json, bool first, bool many) {
-    pd_cli_out *o = &pd_cli_stdout;
-    if (json) {
-        pd_cli_puts(o, first ? (many ? "[{" : "{") : ",\n {");
-        pd_cli_puts(o, "\"address\": ");
-        s_json_str(addr);
-    } else {
-        if (!first) pd_cli_puts(o, "\n");
-        pd_cli_printf(o, "server %s\n", addr);
-    }
-    for (size_t i = 0; i < sizeof s_stat_fields / sizeof *s_stat_fields; i++) {
-        uint64_t v;
-        memcpy(&v, (const char *)st + s_stat_fields[i].off, sizeof v);
-        if (json)
-            pd_cli_printf(o, ", \"%s\": %" PRIu64, s_stat_fields[i].name, v);
-        else
-            pd_cli_printf(o, "%s %" PRIu64 "\n", s_stat_fields[i].name, v);
-    }
-    if (json) pd_cli_puts(o, "}");
-}
-
 static int s_verb_stats(s_ctx *ctx) {
     if (!(ctx->opts & S_BIT(S_OPT_CONNECT)))
         return s_usage(ctx, "needs --connect ADDR");
@@ -776,7 +740,8 @@ static int s_verb_stats(s_ctx *ctx) {
     }
     bool json = ctx->opts & S_BIT(S_OPT_JSON);
     for (size_t i = 0; i < n && rc == PD_CLI_EXIT_OK; i++)
-        s_print_stats(pd_client_address(cl[i]), &st[i], json, i == 0, n > 1);
+        pd_cli_print_stats(pd_client_address(cl[i]), &st[i], json, i == 0,
+                           n > 1);
     if (rc == PD_CLI_EXIT_OK) {
         if (json) pd_cli_puts(&pd_cli_stdout, n > 1 ? "]\n" : "\n");
         rc = pd_cli_finish_stdout(ctx->verb->v.name, rc);
