@@ -714,6 +714,8 @@ check "delete --connect A,B removes from whichever server" \
 run stats --connect "$SA"
 expect_rc "stats --connect A" 0
 check "stats prints a block headed by the address" grep -qx "server $SA" "$W/out"
+check "... with its keys" grep -qx "keys $(wc -l <"$W/ka")" "$W/out"
+check "... and the requests it served per command" grep -qx "req_stats 1" "$W/out"
 run stats --connect "$SA,$SB" --json
 expect_rc "stats --connect A,B --json" 0
 "$PY" -c '

@@ -724,12 +724,7 @@ static int s_verb_stats(s_ctx *ctx) {
         return s_usage(ctx, "needs --connect ADDR");
     pd_store **cl = NULL;
     size_t n = 0;
-    char *buf = NULL;
-    char *addrs[S_MAX_ADDRS];
-    int rc = s_split_addrs(ctx, &buf, addrs, &n);
-    if (rc) return rc;
-    free(buf);
-    rc = s_open_clients(ctx, &cl, &n);
+    int rc = s_open_clients(ctx, &cl, &n);
     if (rc) return rc;
     pd_server_stats *st = calloc(n, sizeof *st);
     if (!st) rc = s_fail(ctx, "out of memory");
@@ -746,7 +741,7 @@ static int s_verb_stats(s_ctx *ctx) {
         if (json) pd_cli_puts(&pd_cli_stdout, n > 1 ? "]\n" : "\n");
         rc = pd_cli_finish_stdout(ctx->verb->v.name, rc);
     }
-    for (size_t i = 0; i < n; i++) s_close_store(ctx, &cl[i], rc);
+    for (size_t i = 0; i < n; i++) rc = s_close_store(ctx, &cl[i], rc);
     free(cl);
     free(st);
     return rc;
