@@ -2,10 +2,15 @@
 # docs/architecture.md).  Every file is named: a source moved or added
 # without being listed here is a link error, never silently dropped.
 set(PARTD_SOURCES_CORE
-  src/core/buf.c src/core/error.c src/core/key.c src/core/ktab.c
+  src/core/buf.c src/core/dir.c src/core/error.c src/core/key.c src/core/ktab.c
   src/core/result.c src/core/store.c src/core/sys.c)
 set(PARTD_SOURCES_DICT src/dict/arena.c src/dict/dict.c)
-set(PARTD_SOURCES_FILE src/file/file.c)
+set(PARTD_SOURCES_FILE
+  src/file/fdcache.c src/file/file.c src/file/keyfile.c src/file/lock.c
+  src/file/names.c src/file/ops.c src/file/walk.c)
+set(PARTD_SOURCES_LOG
+  src/log/compact.c src/log/format.c src/log/index.c src/log/log.c
+  src/log/segment.c)
 set(PARTD_SOURCES_BUFFER src/buffer/buffer.c src/buffer/spill.c)
 set(PARTD_SOURCES_ENCODE
   src/encode/codec.c src/encode/encode.c src/encode/frame.c
@@ -20,7 +25,7 @@ set(PARTD_SOURCES_CLI
   src/cli/opts.c src/cli/out.c src/cli/serve.c src/cli/stats.c src/cli/verbs.c)
 
 set(PARTD_SOURCES)
-foreach(folder CORE DICT FILE BUFFER ENCODE ZMQ FANOUT)
+foreach(folder CORE DICT FILE LOG BUFFER ENCODE ZMQ FANOUT)
   foreach(f ${PARTD_SOURCES_${folder}})
     list(APPEND PARTD_SOURCES ${PROJECT_SOURCE_DIR}/${f})
   endforeach()

@@ -420,7 +420,8 @@ static void s_random_workload(pd_store *b, pd_store *fast, uint64_t limit,
         for (int i = 0; i < n; i++)
             s_model_add(&m, kidx[i], vs[i].data, vs[i].size);
         uint64_t u = pd_buffer_memory_usage(b);
-        ck_assert_msg(u <= limit + batch, "usage %llu > limit %llu + %llu",
+        /* Spilled after the append, as partd: at most the limit is left. */
+        ck_assert_msg(u <= limit, "usage %llu > limit %llu (batch %llu)",
                       (unsigned long long)u, (unsigned long long)limit,
                       (unsigned long long)batch);
         if (fast) ck_assert_uint_eq(s_held(fast), u);
@@ -442,9 +443,10 @@ START_TEST(memory_bound) {
     ck_assert_uint_eq(s_held(b), before);
     pd_close(&b);
 
-    /* limit 0: fast holds only the last batch. */
+    /* limit 0: every append ends in slow, fast holds nothing. */
     b = s_buf_dd(0);
     s_random_workload(b, pd_buffer_fast(b), 0, 300, 2);
+    ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_fast(b)), 0);
     pd_close(&b);
 }
 END_TEST
@@ -692,6 +694,98 @@ START_TEST(failing_slow_keeps_data) {
 }
 END_TEST
 
+/* partd's placement: a batch is appended, then the largest keys are spilled
+ * until fast holds at most the limit; a spilled key's batch values go to
+ * slow with what fast held of it, in one append to slow. */
+START_TEST(spill_after_append) {
+    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    TU_OK(pd_buffer_open(&b, &f, &sl, 10, PD_BORROW), b);
+    pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
+    pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
+    pd_bytes v2[2] = {{"World!", 6}, {"def", 3}};
+    TU_OK(pd_append(b, 2, k, v1, 0), b);
+    ck_assert_uint_eq(tu_nkeys(sl), 0);
+    TU_OK(pd_append(b, 2, k, v2, 0), b);
+    tu_expect_str(sl, k[0], "HelloWorld!");
+    ck_assert_int_eq(tu_listed_size(f, k[0]), -1);
+    tu_expect_str(f, k[1], "abcdef");
+    ck_assert_int_eq(tu_listed_size(sl, k[1]), -1);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 6);
+    tu_expect_str(b, k[0], "HelloWorld!");
+    /* A batch larger than the limit on its own key: all of it to slow. */
+    pd_key kz = PD_KEY_STR("z");
+    tu_append1(b, kz, "0123456789ab", 12);
+    tu_expect_str(sl, kz, "0123456789ab");
+    ck_assert_int_eq(tu_listed_size(f, kz), -1);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 6);
+    pd_close(&b);
+    pd_close(&f);
+    pd_close(&sl);
+}
+END_TEST
+
+/* A failing slow store: the batch whose spill fails is not applied at all,
+ * neither its spilled keys nor the others. */
+START_TEST(failing_spill_applies_nothing) {
+    t_fail *fs = t_fail_open();
+    pd_store *fast = s_dict(), *slow = &fs->base, *b = NULL;
+    TU_OK(pd_buffer_open(&b, &fast, &slow, 10, PD_BORROW), b);
+    pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
+    pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
+    pd_bytes v2[2] = {{"World!", 6}, {"def", 3}};
+    TU_OK(pd_append(b, 2, k, v1, 0), b);
+    fs->fail = true;
+    ck_assert_int_eq(pd_append(b, 2, k, v2, 0), PD_ERR_IO);
+    ck_assert_msg(strstr(pd_errmsg(b), "spill 'x' to slow") != NULL, "%s",
+                  pd_errmsg(b));
+    tu_expect_str(b, k[0], "Hello");
+    tu_expect_str(b, k[1], "abc");
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 8);
+    ck_assert_uint_eq(pd_dict_nbytes(fast), 8);
+    /* A new key chosen for spilling is forgotten too. */
+    pd_key kn = PD_KEY_STR("new");
+    pd_bytes vn = {"0123456789ab", 12};
+    ck_assert_int_eq(pd_append(b, 1, &kn, &vn, 0), PD_ERR_IO);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 8);
+    ck_assert_uint_eq(tu_nkeys(b), 2);
+    fs->fail = false;
+    TU_OK(pd_append(b, 2, k, v2, 0), b);
+    tu_expect_str(slow, k[0], "HelloWorld!");
+    tu_expect_str(fast, k[1], "abcdef");
+    pd_close(&b);
+    pd_close(&fast);
+    pd_close(&slow);
+}
+END_TEST
+
+/* A fast store failing after slow took the spilled keys: the error says
+ * the batch was partly applied, and which part. */
+START_TEST(failing_fast_after_spill_says_so) {
+    t_fail *ff = t_fail_open();
+    pd_store *fast = &ff->base, *slow = s_dict(), *b = NULL;
+    TU_OK(pd_buffer_open(&b, &fast, &slow, 10, PD_BORROW), b);
+    pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
+    pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
+    pd_bytes v2[2] = {{"World!", 6}, {"def", 3}};
+    TU_OK(pd_append(b, 2, k, v1, 0), b);
+    ff->fail = true;
+    ck_assert_int_eq(pd_append(b, 2, k, v2, 0), PD_ERR_IO);
+    const char *msg = pd_errmsg(b);
+    ck_assert_msg(strstr(msg, "PARTLY APPLIED") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "1 keys spilled went to slow, the other 1 "
+                              "values were not applied") != NULL,
+                  "%s", msg);
+    ck_assert_msg(strstr(msg, "No space left on device") != NULL, "%s", msg);
+    ff->fail = false;
+    tu_expect_str(b, k[0], "HelloWorld!");
+    tu_expect_str(b, k[1], "abc");
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 3);
+    pd_close(&b);
+    pd_close(&fast);
+    pd_close(&slow);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- Threads */
 
 #define S_THREADS 4
@@ -874,12 +968,15 @@ START_TEST(private_skips_slow) {
     tu_expect_str(b, kb, "set");
     ck_assert_int_eq(sf->gets + sf->dels + sf->keys, 0);
 
-    /* A 200-byte append spills what fast holds; "big" itself stays. */
+    /* A 200-byte append goes over the limit: then the largest key, big
+     * itself, is spilled (partd's order: append, then spill). */
     char big[200];
     memset(big, 'x', sizeof big);
     tu_append1(b, PD_KEY_STR("big"), big, sizeof big);
     tu_append1(b, PD_KEY_STR("c"), "c", 1);    /* spills big */
-    ck_assert_uint_eq(s_held(sf->inner), 203); /* b (spilled first), big */
+    ck_assert_uint_eq(s_held(sf->inner), 200); /* big; b stays in fast */
+    ck_assert_int_eq(tu_listed_size(pd_buffer_fast(b), PD_KEY_STR("big")), -1);
+    ck_assert_int_eq(tu_listed_size(pd_buffer_fast(b), kb), 3);
     tu_append1(b, PD_KEY_STR("big"), "tail", 4);
     char want[204];
     memcpy(want, big, sizeof big);
@@ -894,7 +991,7 @@ START_TEST(private_skips_slow) {
     pd_key kbig = PD_KEY_STR("big");
     TU_OK(pd_delete(b, 1, &kbig, 0), b);
     ck_assert_int_eq(sf->dels, 1);
-    ck_assert_uint_eq(s_held(sf->inner), 3);
+    ck_assert_uint_eq(s_held(sf->inner), 0);
     tu_expect_str(b, kbig, "");
     ck_assert_int_eq(sf->gets, gets); /* deleted from slow: forgotten */
 
@@ -1037,14 +1134,18 @@ START_TEST(dict_refs_stay_valid) {
     TU_OK(pd_drop(f, 0), f);
     tu_append1(b, ka, "3", 1);
     tu_expect_str(b, ka, "3");
-    /* A batch that fails in the Dict: the key it created is freed.  The
-     * huge value first makes the Buffer spill everything it holds. */
+    /* A batch that fails in a Dict: the key it created is freed.  The huge
+     * value is the key chosen for spilling, which slow (a Dict) refuses:
+     * nothing of the batch is applied. */
     static char src[16];
     size_t huge = (size_t)1 << 62;
     pd_key k3[3] = {kb, PD_KEY_STR("new"), PD_KEY_STR("huge")};
     pd_bytes v3[3] = {{"b", 1}, {"n", 1}, {src, huge}};
     /* Without a session, and inside one (the Dict fast path). */
     for (int pass = 0; pass < 2; pass++) {
+        uint64_t held = pd_buffer_memory_usage(b);
+        long long had_new = tu_listed_size(f, PD_KEY_STR("new"));
+        long long had_b = tu_listed_size(f, kb);
         if (pass == 1) TU_OK(pd_lock(b), b);
         int rc = pd_append(b, 3, k3, v3, pass ? PD_NOLOCK : 0);
         ck_assert_int_eq(rc, PD_ERR_NOMEM);
@@ -1052,9 +1153,10 @@ START_TEST(dict_refs_stay_valid) {
                       pd_errmsg(b));
         ck_assert_int_eq(pd_errcode(b), PD_ERR_NOMEM);
         if (pass == 1) TU_OK(pd_unlock(b), b);
-        ck_assert_int_eq(tu_listed_size(f, PD_KEY_STR("new")), -1);
-        ck_assert_int_eq(tu_listed_size(f, kb), -1);
-        ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
+        ck_assert_int_eq(tu_listed_size(f, PD_KEY_STR("new")), had_new);
+        ck_assert_int_eq(tu_listed_size(f, kb), had_b);
+        ck_assert_int_eq(tu_listed_size(sl, PD_KEY_STR("huge")), -1);
+        ck_assert_uint_eq(pd_buffer_memory_usage(b), held);
         v3[2].size = 1;
         TU_OK(pd_append(b, 3, k3, v3, 0), b);
         tu_expect_str(b, PD_KEY_STR("new"), pass ? "nn" : "n");
@@ -1294,6 +1396,9 @@ int main(void) {
     tcase_add_test(tc, flush_keys);
     tcase_add_test(tc, ownership_and_misuse);
     tcase_add_test(tc, failing_slow_keeps_data);
+    tcase_add_test(tc, spill_after_append);
+    tcase_add_test(tc, failing_spill_applies_nothing);
+    tcase_add_test(tc, failing_fast_after_spill_says_so);
     tcase_add_test(tc, threads);
     tcase_add_test(tc, dict_over_file);
     tcase_add_test(tc, threads_dict_over_file);

@@ -49,7 +49,16 @@ static int s_file_in(cf_fix *f, pd_store **out, unsigned flags) {
     return pd_file_open(out, f->root, PD_FILE_CREATE | flags);
 }
 
+static int s_log_in(cf_fix *f, pd_store **out) {
+    f->parent = tu_mkdtemp();
+    ck_assert_ptr_nonnull(f->parent);
+    snprintf(f->root, sizeof f->root, "%s/root", f->parent);
+    return pd_log_open(out, f->root, PD_LOG_CREATE);
+}
+
 static int s_open_dict(cf_fix *f) { return pd_dict_open(&f->s); }
+
+static int s_open_log(cf_fix *f) { return s_log_in(f, &f->s); }
 
 static int s_open_file(cf_fix *f) { return s_file_in(f, &f->s, 0); }
 
@@ -142,6 +151,24 @@ static int s_encode(pd_store **out, pd_store *inner, const char *codec) {
     else
         ck_assert_ptr_null(inner);
     return rc;
+}
+
+static int s_open_buf_log(cf_fix *f) {
+    pd_store *fast = NULL, *slow = NULL;
+    int rc = pd_dict_open(&fast);
+    if (rc) return rc;
+    rc = s_log_in(f, &slow);
+    if (rc) {
+        pd_close(&fast);
+        return rc;
+    }
+    return s_buffer(&f->s, fast, slow, 64);
+}
+
+static int s_open_zstd_log(cf_fix *f) {
+    pd_store *log = NULL;
+    int rc = s_log_in(f, &log);
+    return rc ? rc : s_encode(&f->s, log, "zstd");
 }
 
 static int s_open_zlib_file(cf_fix *f) {
@@ -412,6 +439,9 @@ static const struct {
     {"fanout(file,file)", s_open_fanout_files, false},
     {.name = "namespace(dict)", .open = s_open_ns_dict, .nsname = S_NSNAME},
     {.name = "namespace(file)", .open = s_open_ns_file, .nsname = S_NSNAME},
+    {"log", s_open_log, false},
+    {"buffer(dict,log,64)", s_open_buf_log, false},
+    {"zstd(log)", s_open_zstd_log, true},
     {.name = "client(server(dict))",
      .remote = true,
      .served = s_served_dict,
@@ -1594,8 +1624,9 @@ START_TEST(reopen_persists) {
     cf_fix f;
     s_open(&f, _i);
     bool remote = REMOTE(&f) && s_stacks[_i].persists;
-    if (!remote &&
-        (!f.parent || f.temp || strcmp(pd_store_kind(f.s), "file") != 0)) {
+    bool log = strcmp(pd_store_kind(f.s), "log") == 0;
+    if (!remote && (!f.parent || f.temp ||
+                    (strcmp(pd_store_kind(f.s), "file") != 0 && !log))) {
         s_close(&f);
         return;
     }
@@ -1614,7 +1645,10 @@ START_TEST(reopen_persists) {
         s_expect(&f, ks[0], "1+");
     } else {
         TU_OK(pd_close(&f.s), NULL);
-        TU_OK(pd_file_open(&f.s, f.root, 0), NULL);
+        if (log)
+            TU_OK(pd_log_open(&f.s, f.root, 0), NULL);
+        else
+            TU_OK(pd_file_open(&f.s, f.root, 0), NULL);
         s_expect(&f, ks[0], "1");
     }
     s_expect(&f, ks[1], "2");

@@ -40,8 +40,10 @@ readme_block=$(awk -v b="$begin" -v e="$end" '
     $0 == e { inside = 0 }
     inside && !/^```/ { print }
     $0 == b { inside = 1 }' "$src/README.md")
-if [[ "$readme_block" != "$(cat "$src/examples/basic.c")" ]]; then
-    diff <(echo "$readme_block") "$src/examples/basic.c" >&2 || true
+# (The example's SPDX licence lines, scripts/spdx, are not shown in README.)
+example=$(grep -v 'SPDX-' "$src/examples/basic.c")
+if [[ "$readme_block" != "$example" ]]; then
+    diff <(echo "$readme_block") <(echo "$example") >&2 || true
     fail "README.md's example differs from examples/basic.c (diff above)"
 fi
 ok "README.md example == examples/basic.c"
@@ -54,6 +56,10 @@ cmake --install "$build" --prefix "$prefix" >"$tmp/install.log" ||
     { cat "$tmp/install.log" >&2; fail "cmake --install"; }
 [[ -x "$prefix/bin/partd" ]] || fail "bin/partd not installed"
 [[ -f "$prefix/include/partd/partd.h" ]] || fail "partd.h not installed"
+[[ -f "$prefix/include/partd/version.h" ]] || fail "partd/version.h not installed"
+[[ -f "$prefix/share/man/man1/partd.1" ]] || fail "man page partd.1 not installed"
+[[ -f "$prefix/share/bash-completion/completions/partd" ]] ||
+    fail "bash completion not installed"
 
 # The library directory is GNUInstallDirs' (lib or lib/<multiarch>): find it
 # through the installed .pc file.
@@ -68,6 +74,18 @@ pkgc() { PKG_CONFIG_PATH=$(dirname "$pc") pkg-config "$@" partd; }
     fail "partd.pc libdir $(pkgc --variable=libdir) is not $libdir"
 ok "installed into $prefix (libdir ${libdir#"$prefix"/})"
 
+# The SONAME carries major.minor while the version is 0.x (CMakeLists.txt),
+# and the CMake package accepts the same minor version only.
+version=$(pkgc --modversion)
+IFS=. read -r vmajor vminor _ <<<"$version"
+soname=libpartd.so.$vmajor
+((vmajor == 0)) && soname=$soname.$vminor
+readelf -d "$libdir/libpartd.so" | grep -q "SONAME.*\[$soname\]" ||
+    fail "libpartd.so's SONAME is not $soname"
+grep -q "PARTD_VERSION_STRING \"$version\"" "$prefix/include/partd/version.h" ||
+    fail "partd/version.h does not say $version (partd.pc does)"
+ok "SONAME $soname, version.h and partd.pc say $version"
+
 # needs_so BINARY: true if BINARY has libpartd.so in its NEEDED entries.
 needs_so() { readelf -d "$1" | grep -q 'NEEDED.*libpartd\.so'; }
 
@@ -81,7 +99,7 @@ needs_so "$tmp/pc_shared" || fail "pc_shared does not link libpartd.so"
 LD_LIBRARY_PATH=$libdir "$tmp/pc_shared" || fail "pc_shared run"
 resolved=$(LD_LIBRARY_PATH=$libdir ldd "$tmp/pc_shared" |
     awk '/libpartd/ {print $3}')
-[[ "$resolved" -ef "$libdir/libpartd.so.0" ]] ||
+[[ "$resolved" -ef "$libdir/$soname" ]] ||
     fail "pc_shared loads libpartd from '$resolved', not $libdir"
 ok "pkg-config, shared"
 

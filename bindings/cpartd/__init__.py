@@ -28,8 +28,13 @@ from .compressed import *  # noqa: F401,F403
 from . import core, utils, file, dict, buffer, encode, compressed  # noqa
 from ._shim import install_as_partd
 
-__version__ = '1.3.0+cpartd.' + _cpartd.libpartd_version
+try:
+    from ._version import version as __version__  # written by the build
+except ImportError:  # pragma: no cover - a source tree without a build
+    __version__ = _cpartd.libpartd_version
 libpartd_version = _cpartd.libpartd_version
+# The version of Python partd whose API and behaviour cpartd follows.
+PARTD_API_VERSION = '1.4'
 
 # Numpy, PandasColumns, PandasBlocks, Client, Server are loaded on first use
 # (numpy and pandas take half a second to import; zmq is C, but its module

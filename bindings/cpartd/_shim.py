@@ -5,8 +5,9 @@ loaded submodule cpartd.X is registered as partd.X, and a finder at the
 front of sys.meta_path serves later `import partd.X` from cpartd.X (the same
 module object, so classes are identical under both names).
 
-Child processes: put <build>/python/partd_shim (or, installed, nothing:
-call install_as_partd() in sitecustomize) before the real partd on
+Child processes: with cpartd installed by pip, set CPARTD_AS_PARTD=1 (the
+drop-in, _cpartd_dropin.py: every process imports cpartd as partd); with a
+build tree, put <build>/python/partd_shim before the real partd on
 PYTHONPATH; its `partd` package calls install_as_partd() when imported.
 """
 import importlib

@@ -14,7 +14,7 @@ from operator import itemgetter
 from threading import RLock
 
 from . import _cpartd
-from .core import Interface
+from .core import CStore, Interface
 
 __all__ = ['Buffer', 'keys_to_flush']
 
@@ -38,10 +38,39 @@ class Buffer(Interface):
         self.drop()
 
 
-class CBuffer(_cpartd.Buffer, Buffer):
+class CBuffer(CStore, _cpartd.Buffer, Buffer):
     """A Buffer over two cpartd stores, in C.  It borrows them: they cannot
     be closed while it is open.  Collecting or closing it moves what fast
-    holds into slow (libpartd's close)."""
+    holds into slow (libpartd's close).  Placement is partd's: a batch is
+    appended, then the largest keys spill while memory_usage exceeds
+    available_memory."""
+
+    @property
+    def lengths(self):
+        """{key: bytes held in fast} (partd's ``lengths``; str keys as
+        ``keys()`` gives them)."""
+        fast = self.fast
+        keys = fast.keys()
+        return defaultdict(int, zip(keys, map(len, fast._get(keys))))
+
+    def iset(self, key, value, lock=True, fsync=False):
+        """partd's: once per key (``_iset_seen``), and through fast's own
+        ``iset``, so a key fast has seen is not set again either."""
+        if key in self._iset_seen:
+            return
+        fast = self.fast
+        fseen = fast._iset_seen if isinstance(fast, CStore) else None
+        if fseen is None or key not in fseen:
+            self._iset(key, value, lock=lock, fsync=fsync)
+            if fseen is not None:
+                fseen.add(key)
+        self._iset_seen.add(key)
+
+    def drop(self):
+        super().drop()
+        for p in (self.fast, self.slow):  # dropped by libpartd with it
+            if isinstance(p, CStore):
+                p._iset_seen.clear()
 
     def __reduce__(self):
         return (_restore_buffer,

@@ -12,7 +12,7 @@ import string
 
 from .utils import nested_get, flatten
 
-__all__ = ['Interface', 'token', 'escape_filename', 'filename', 'valid_chars']
+__all__ = ['Interface', 'CStore', 'token', 'escape_filename', 'filename', 'valid_chars']
 
 # http://stackoverflow.com/questions/295135/turn-a-string-into-a-valid-filename-in-python
 valid_chars = "-_.() " + string.ascii_letters + string.digits + os.path.sep
@@ -99,3 +99,35 @@ class Interface:
             self.delete(keys if isinstance(keys, list) else [keys],
                         lock=False)
         return result
+
+
+class CStore:
+    """What partd's Interface gives every store, for the C stores (Dict,
+    File, the C Buffer), which inherit it first: ``_iset_seen``, the set of
+    keys ``iset`` has written on this handle (cleared by ``drop``, empty in
+    an unpickled copy), consulted and filled as partd's ``iset`` does."""
+
+    @property
+    def _iset_seen(self):
+        seen = self.__dict__.get('_iset_seen_keys')
+        if seen is None:
+            seen = self.__dict__['_iset_seen_keys'] = set()
+        return seen
+
+    @_iset_seen.setter
+    def _iset_seen(self, value):
+        self.__dict__['_iset_seen_keys'] = value
+
+    def iset(self, key, value, lock=True, fsync=False):
+        """Set key to value once: a key already in ``_iset_seen`` is left
+        alone (partd's idempotent set)."""
+        seen = self._iset_seen
+        if key in seen:
+            return
+        self._iset(key, value, lock=lock, fsync=fsync)
+        seen.add(key)
+
+    def drop(self):
+        super().drop()
+        self._iset_seen.clear()
+

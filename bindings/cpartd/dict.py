@@ -1,11 +1,11 @@
 """partd.dict: Dict, the in-memory store (libpartd pd_dict)."""
 from . import _cpartd
-from .core import Interface
+from .core import CStore, Interface
 
 __all__ = ['Dict']
 
 
-class Dict(_cpartd.Dict, Interface):
+class Dict(CStore, _cpartd.Dict, Interface):
     """Dict(): keys to bytes in memory.  Keys are converted as File names
     them (an int key is its str), so Dict, File and Buffer agree on keys."""
 

@@ -13,14 +13,14 @@ import shutil
 import tempfile
 
 from . import _cpartd
-from .core import Interface, escape_filename, token, valid_chars
+from .core import CStore, Interface, escape_filename, token, valid_chars
 from .core import filename  # noqa: F401  (partd.file.filename)
 
 __all__ = ['File', 'cleanup_files', 'cleanup', 'filename', 'escape_filename',
            'token', 'valid_chars']
 
 
-class File(_cpartd.File, Interface):
+class File(CStore, _cpartd.File, Interface):
     """File(path=None, dir=None): a store in directory `path` (created with
     its parents if missing).  Without a path: a new
     ``tempfile.mkdtemp(suffix='.partd', dir=dir)``, removed when the object

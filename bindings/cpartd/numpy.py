@@ -135,12 +135,15 @@ def _loads_list(f):
 def serialize_list(l):
     """The framed pickle (or msgpack) of a list, as partd's serialize
     writes an object array's items.  A list of str/bytes/int/float/bool/None
-    is pickled in C (cpartd._cpartd.text_pickle); anything else by pickle."""
+    is pickled in C (cpartd._cpartd.text_pickle); anything else by pickle.
+    With msgpack installed, msgpack first, as partd: the reference reads a
+    key's frames all as msgpack or all as pickle, so a key that both append
+    to must get the same kind from both."""
+    if msgpack:
+        with suppress(Exception):
+            return frame(msgpack.packb(l, use_bin_type=True))
     b = _cpartd.text_pickle(l)
     if b is None:
-        if msgpack:
-            with suppress(Exception):  # as partd: msgpack is faster
-                return frame(msgpack.packb(l, use_bin_type=True))
         b = pickle.dumps(l, protocol=pickle.HIGHEST_PROTOCOL)
     return frame(b)
 

@@ -20,7 +20,11 @@ import pickle
 
 import numpy as np
 import pandas as pd
-from pandas.core.internals import create_block_manager_from_blocks, make_block
+from pandas.core.internals import create_block_manager_from_blocks
+try:  # the supported home of make_block (pandas >= 1.3; 2.x warns on the
+    from pandas.core.internals.api import make_block  # other one)
+except ImportError:  # pragma: no cover
+    from pandas.core.internals import make_block
 
 from . import _cpartd
 from . import numpy as pnp
@@ -28,31 +32,17 @@ from .core import Interface
 from .encode import Encode
 from .utils import extend, framesplit, frame  # noqa: F401 (partd's names)
 
-try:
-    from pandas.api.types import is_datetime64tz_dtype
-except ImportError:  # pragma: no cover - very old pandas
-    from pandas.core.common import is_datetime64tz_dtype
-from pandas.api.types import is_categorical_dtype
+# Dtype checks by class (pandas >= 1.0), not the is_*_dtype helpers that
+# pandas 2 deprecates; blocks through DataFrame._mgr (partd 1.4), never the
+# _data that pandas 2 removed.
+from pandas.api.extensions import ExtensionArray, ExtensionDtype
+from pandas import CategoricalDtype, DatetimeTZDtype
 
-try:
-    # pandas >= 0.24.0
-    from pandas.api.types import is_extension_array_dtype
-except ImportError:  # pragma: no cover
-    def is_extension_array_dtype(dtype):
-        return False
 
-try:
-    # Some `ExtensionArray`s can have a `.dtype` which is not a `ExtensionDtype`
-    # (e.g. they can be backed by a NumPy dtype). For these cases we check
-    # whether the instance is a `ExtensionArray`.
-    # https://github.com/dask/partd/issues/48
-    from pandas.api.extensions import ExtensionArray
+def is_extension_array(x):
+    # Some ExtensionArrays have a numpy .dtype (dask/partd issue 48).
+    return isinstance(x, ExtensionArray)
 
-    def is_extension_array(x):
-        return isinstance(x, ExtensionArray)
-except ImportError:  # pragma: no cover
-    def is_extension_array(x):
-        return False
 
 __all__ = ['PandasColumns', 'PandasBlocks', 'serialize', 'deserialize',
            'join', 'index_to_header_bytes', 'index_from_header_bytes',
@@ -140,12 +130,12 @@ def _index_parts(ind):
     # These have special `__reduce__` methods, just use pickle
     if isinstance(ind, (pd.DatetimeIndex, pd.MultiIndex, pd.RangeIndex)):
         return None, (_cpartd.CODEC_RAW, dumps(ind), 1)
-    if isinstance(ind, pd.CategoricalIndex):
-        cat = (ind.ordered, ind.categories)
-        values = ind.codes
-    else:
-        cat = None
-        values = ind.values
+    if isinstance(ind.dtype, ExtensionDtype):
+        # partd 1.4: indexes of extension dtypes (nullable numbers and
+        # booleans, strings, categoricals, intervals, ...) are pickled.
+        return None, (_cpartd.CODEC_RAW, dumps(ind), 1)
+    cat = None
+    values = ind.values
     header = (type(ind), {k: getattr(ind, k, None) for k in ind._attributes},
               values.dtype, cat)
     return header, _values_part(values)
@@ -156,10 +146,11 @@ def _block_parts(block):
     if isinstance(values, pd.Categorical):
         extension = ('categorical_type', (values.ordered, values.categories))
         values = values.codes
-    elif is_datetime64tz_dtype(block):
+    elif isinstance(block.dtype, DatetimeTZDtype):
         extension = ('datetime64_tz_type', (block.values.tzinfo,))
-        values = values.view('i8')
-    elif is_extension_array_dtype(block.dtype) or is_extension_array(values):
+        values = np.asarray(values.asi8 if hasattr(values, 'asi8')
+                            else values.view('i8'))
+    elif isinstance(block.dtype, ExtensionDtype) or is_extension_array(values):
         extension = ("other", ())
     else:
         extension = ('numpy_type', ())
@@ -266,9 +257,11 @@ def join(dfs):
     if not dfs:
         return pd.DataFrame()
     result = pd.concat(dfs)
+    first = dfs[0].dtypes
     dtypes = {col: 'category' for col in result.columns
-              if is_categorical_dtype(dfs[0].dtypes[col])
-              and not is_categorical_dtype(result.dtypes[col])}
+              if col in first
+              and isinstance(first[col], CategoricalDtype)
+              and not isinstance(result.dtypes[col], CategoricalDtype)}
     if dtypes:
         result = result.astype(dtypes)
     return result
@@ -299,7 +292,8 @@ def _plan(headers, frames):
     h0 = headers[0]
     c0, i0, b0 = h0[0], h0[1], h0[2:]
     if (c0 is None or c0[3] is not None or i0 is None or i0[3] is not None
-            or not b0):
+            or not b0 or i0[1].get('freq') is not None):
+        # (an index with a freq, e.g. a TimedeltaIndex: concat decides it)
         return False
     for h in b0:
         if h[3][0] == 'other' or h[1] == 'O' and len(h[2]) != 2:

@@ -123,7 +123,14 @@ typedef struct pd_codec {
     int (*encode)(void *ctx, const void *src, size_t n, pd_sink *out);
     int (*decode)(void *ctx, const void *src, size_t n, pd_sink *out);
     void (*destroy)(void *ctx);
+    /* The layout of this struct the caller was built with: 0 (the library's
+     * current one) or PD_CODEC_VERSION; pd_encode_open refuses a larger one
+     * (PD_ERR_MISUSE).  New members are only ever added after this one. */
+    unsigned struct_version;
 } pd_codec;
+
+/** The pd_codec layout this header declares. */
+#define PD_CODEC_VERSION 1u
 
 /** Level argument meaning "the codec's default". */
 #define PD_LEVEL_DEFAULT (-1000)

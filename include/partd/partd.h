@@ -14,6 +14,9 @@
  *   - Dict   (pd_dict_open)   in memory, safe to share between threads;
  *   - File   (pd_file_open)   a directory, one file per key, compatible with
  *                             the Python reference's layout and its lock file;
+ *   - Log    (pd_log_open)    a directory of append-only segments, one per
+ *                             writer: appends cost the same at any number
+ *                             of keys (shuffles);
  *   - Buffer (pd_buffer_open) holds appends in a fast store and spills the
  *                             largest keys into a slow one past a memory limit.
  *
@@ -91,14 +94,10 @@ extern "C" {
 
 /* --------------------------------------------------------------- Version */
 
-#define PARTD_VERSION_MAJOR 0
-#define PARTD_VERSION_MINOR 1
-#define PARTD_VERSION_PATCH 0
-/** MAJOR*10000 + MINOR*100 + PATCH, comparable with pd_version_number(). */
-#define PARTD_VERSION_NUMBER                                                   \
-    (PARTD_VERSION_MAJOR * 10000 + PARTD_VERSION_MINOR * 100 +                 \
-     PARTD_VERSION_PATCH)
-#define PARTD_VERSION_STRING "0.1.0"
+/* PARTD_VERSION_MAJOR, _MINOR, _PATCH, _NUMBER (MAJOR*10000 + MINOR*100 +
+ * PATCH), PARTD_VERSION_STRING ("0.1.0") and PARTD_SOVERSION: generated from
+ * the project version in CMakeLists.txt (cmake/version.h.in). */
+#include "partd/version.h"
 
 /** The version of the library linked at run time, as PARTD_VERSION_NUMBER. */
 PD_API unsigned pd_version_number(void);
@@ -398,6 +397,69 @@ PD_API size_t pd_file_filename(const pd_store *file, const pd_key *key,
  */
 PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
 
+/* ------------------------------------------------------------------- Log */
+
+/* Flags for pd_log_open / pd_log_open_temp / pd_log_compact. */
+#define PD_LOG_CREATE 0x100u  /* create the directory (and parents) */
+#define PD_LOG_FSYNC 0x200u   /* fsync every write (as PD_FSYNC) */
+#define PD_LOG_KEEP 0x400u    /* temporary store: keep it on close */
+#define PD_LOG_SALVAGE 0x800u /* compact: drop damaged data, keep the rest */
+
+/**
+ * Opens the Log store in directory `dir`: a store for shuffles whose cost
+ * per append does not depend on the number of keys.  Each handle appends
+ * its batches to a segment file of its own, one write() per batch; a get
+ * reads a key's extents from the segments (after pd_log_compact or the
+ * close of the last handle, from one sequential range).  Handles in any
+ * number of threads and processes may append and read at once; a get sees
+ * every append that completed before it began, in completion order.
+ * Without PD_LOG_CREATE the directory must exist; an empty directory
+ * becomes a Log.  The directory must be writable (the shared counters are
+ * a file there, mapped read-write).  A directory that is not a Log
+ * (PD_ERR_CORRUPT), or a Log of a newer format version (PD_ERR_UNSUPPORTED), is
+ * refused.  Format and guarantees: docs/log-format.md.
+ *
+ * Damage: a key whose data fails its checksum fails its get with
+ * PD_ERR_CORRUPT (naming the key, segment and offset); other keys read
+ * fine.  A damaged region whose keys cannot be told fails every get and
+ * pd_keys until pd_log_compact(PD_LOG_SALVAGE).  A record torn by a writer
+ * that died is left out and counted (pd_log_torn); it was never
+ * acknowledged.  pd_lock excludes every other call on the directory,
+ * including from other handles of this process (a thread holding it must
+ * not open or call another handle of the same directory).
+ *
+ * Errors: PD_ERR_MISUSE, PD_ERR_IO, PD_ERR_NOMEM, PD_ERR_CORRUPT,
+ * PD_ERR_UNSUPPORTED.  On error *out is NULL and pd_errmsg(NULL) says why.
+ */
+PD_API int pd_log_open(pd_store **out, const char *dir, unsigned flags);
+
+/** A Log in a new private directory made with mkdtemp in `parent` (NULL:
+ *  $TMPDIR, else /tmp), removed on close unless PD_LOG_KEEP.  flags:
+ *  PD_LOG_FSYNC, PD_LOG_KEEP.  Errors: as pd_log_open. */
+PD_API int pd_log_open_temp(pd_store **out, const char *parent, unsigned flags);
+
+/**
+ * Rewrites the live data grouped by key (each key one sequential range)
+ * and reclaims the space of deleted, replaced and dropped data, atomically
+ * for readers in any process.  Takes the store's lock (pd_lock).  Also
+ * done by the last handle open on the directory when it closes, if
+ * anything was written since the last compaction (best effort), and after
+ * a delete or iset once dead bytes pass 64 MiB and the live bytes.  flags: 0,
+ * or PD_LOG_SALVAGE to drop damaged regions and data failing its checksum
+ * (otherwise such damage fails with PD_ERR_CORRUPT and nothing changes).
+ * Errors: PD_ERR_MISUSE, PD_ERR_IO, PD_ERR_NOMEM, PD_ERR_CORRUPT.
+ */
+PD_API int pd_log_compact(pd_store *log, unsigned flags);
+
+/** Torn records (left by writers that died mid-write) this handle has left
+ *  out since it was opened; 0 for a store that is not a Log. */
+PD_API uint64_t pd_log_torn(const pd_store *log);
+/** The last torn record left out, described ("" if none, or not a Log).  A
+ *  copy owned by the calling thread, valid until its next call. */
+PD_API const char *pd_log_notice(const pd_store *log);
+/** The store's directory (owned by the store).  NULL if not a Log. */
+PD_API const char *pd_log_path(const pd_store *log);
+
 /* ---------------------------------------------------------------- Buffer */
 
 /* Flag for wrappers: the caller keeps ownership of the inner stores. */
@@ -418,12 +480,17 @@ PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
 
 /**
  * Opens a Buffer over `*fast` and `*slow`.  Appends go to fast; when the
- * bytes held in fast exceed `memory`, the largest keys are moved to slow
- * (the reference's policy: of the larger half of the keys, the biggest whose
- * sizes sum to about 10% of the held bytes, at least 1 and at most 20 per
- * round) until the held bytes are within `memory` again.  So fast holds at
- * most `memory` plus one append batch.  pd_get returns a key's bytes in
- * append order: what was spilled to slow, then what fast still holds.
+ * bytes held in fast, the batch included, exceed `memory`, the largest keys
+ * are moved to slow (the reference's policy and placement: after the
+ * append, rounds each choosing, of the larger half of the keys, the biggest
+ * whose sizes sum to about 10% of the held bytes, at least 1 and at most 20)
+ * until the held bytes are within `memory` again.  So fast holds at most
+ * `memory` after an append.  The rounds are chosen before anything is
+ * written: the chosen keys, with the batch's values of them, go to slow in
+ * one append, then the rest of the batch to fast; if slow fails nothing of
+ * the batch is applied.  (If fast then fails, the error says the batch was
+ * partly applied: the chosen keys are in slow.)  pd_get returns a key's
+ * bytes in append order: what was spilled to slow, then what fast holds.
  *
  * Locking: a call locks fast, and slow only if it touches slow (a spill,
  * get, delete, iset, drop, keys), so appends that spill nothing never wait

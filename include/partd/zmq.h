@@ -121,7 +121,15 @@ typedef struct pd_server_opts {
     int log_level;
     /** PD_BORROW, PD_SERVER_NO_CLOSE. */
     unsigned flags;
+    /** The layout of this struct the caller was built with: 0 (the
+     *  library's current one) or PD_SERVER_OPTS_VERSION.  A larger number
+     *  (a newer header than the library) is PD_ERR_MISUSE.  New members are
+     *  only ever added after this one. */
+    unsigned struct_version;
 } pd_server_opts;
+
+/** The pd_server_opts layout this header declares. */
+#define PD_SERVER_OPTS_VERSION 1u
 
 /**
  * Opens a server: binds its addresses (so pd_server_address works at once;
@@ -225,7 +233,12 @@ typedef struct pd_client_opts {
      *  client; at most PD_CLIENT_WINDOW_MAX).  See docs/zmq.md, "The client".
      */
     unsigned window;
+    /** 0 (current) or PD_CLIENT_OPTS_VERSION, as in pd_server_opts. */
+    unsigned struct_version;
 } pd_client_opts;
+
+/** The pd_client_opts layout this header declares. */
+#define PD_CLIENT_OPTS_VERSION 1u
 
 #define PD_CLIENT_WINDOW_DEFAULT 8u
 #define PD_CLIENT_WINDOW_MAX 64u

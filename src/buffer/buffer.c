@@ -3,12 +3,15 @@
  * are moved ("spilled") to a slow store, as partd's Buffer does.
  *
  * Per key the Buffer counts the bytes it put in fast (a key index, ktab.h,
- * with the key itself kept in the entry) and the total.  Before an
- * append (or set) of B bytes it spills while usage + B > limit and fast holds
- * anything, one round at a time with the reference's selection (see
- * buffer.h); only then does the batch go to fast.  So fast holds at most
- * limit + one batch, and a failed spill returns before anything of the batch
- * is applied.
+ * with the key itself kept in the entry) and the total.  An append (of B
+ * bytes) that keeps usage + B within the limit goes to fast alone.  One
+ * that does not is placed as partd places it (append to fast, then spill
+ * rounds with the reference's selection, see buffer.h, while usage > limit),
+ * but the rounds are simulated on the counts first (pd__buffer_plan), and
+ * the chosen keys go to slow in ONE append holding fast's bytes of each and
+ * the batch's values of it: a failed spill leaves nothing of the batch
+ * applied.  Then they are deleted from fast and the rest of the batch is
+ * appended to fast.  So fast holds at most the limit after an append.
  *
  * Spilling a round of keys: with fast's optional `peek`, the keys' chunks
  * are appended to slow in one batch that repeats each key once per chunk (no
@@ -119,16 +122,85 @@ static int s_ents(pd__buffer *b, size_t n, const pd_key *keys,
 
 /* ------------------------------------------------------------------ Ops */
 
+/* The append of a batch that takes usage over the limit: partd's rounds
+ * chosen on the counts (the batch's sizes added), then ONE append to slow of
+ * the chosen keys (fast's bytes of each, then the batch's values of it),
+ * their deletion from fast, and the append of the rest of the batch to fast.
+ * A failing slow append leaves nothing applied.  The rest is appended to
+ * fast after slow took its part: if fast fails then (it can only run out of
+ * memory: a Dict), the error says which part of the batch was applied. */
+static int s_append_spill(pd__buffer *b, size_t n, const pd_key *keys,
+                          const pd_bytes *vals, uint64_t incoming,
+                          unsigned fsync) {
+    pd_store *s = &b->base;
+    char ks[PD__KEYSHORT_MAX];
+    uint64_t stamp = ++b->mark;
+    size_t m = 0;
+    bool in_slow = false;
+    int rc = pd__buffer_mscratch(b, n)
+                 ? pd__err(s, PD_ERR_NOMEM, ENOMEM, "append %s: batch table",
+                           pd__key_short(&keys[0], ks))
+                 : pd__buffer_plan(b, stamp, &m);
+    if (rc == 0 && m > 0) {
+        pd__spill_batch batch = {n, keys, vals, b->ents, stamp};
+        rc = pd__buffer_move_batch(b, b->selnode, m, &batch, fsync, &in_slow);
+    }
+    if (rc) {
+        s_ents_undo(b, n, vals);
+        b->usage -= incoming;
+        if (!in_slow) return rc; /* nothing of the batch applied */
+        /* fast's delete failed: say what the batch left in slow. */
+        pd__errsave sv;
+        pd__err_save(s, &sv);
+        rc = pd__err(s, sv.code, 0,
+                     "append %s (batch of %zu): PARTLY APPLIED: the batch's "
+                     "values of the %zu keys spilled are in slow, its other "
+                     "values were not applied: %s",
+                     pd__key_short(&keys[0], ks), n, m, sv.msg);
+        pd__err_set_sys(s, sv.sys);
+        return rc;
+    }
+    /* The chosen keys are in slow, batch values included: uncount them and
+     * append the rest (b->mk/mv, free again, hold n). */
+    size_t nr = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (b->ents[i]->mark == stamp) {
+            b->ents[i] = NULL;
+            continue;
+        }
+        b->mk[nr] = keys[i];
+        b->mv[nr++] = vals[i];
+    }
+    for (size_t j = 0; j < m; j++) pd__buffer_count_remove(b, b->selnode[j]);
+    rc =
+        nr ? pd__append_inner(b->fast, nr, b->mk, b->mv, PD_NOLOCK | fsync) : 0;
+    if (rc == 0) return 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!b->ents[i]) continue;
+        b->ents[i]->bytes -= vals[i].size;
+        b->usage -= vals[i].size;
+    }
+    for (size_t i = 0; i < n; i++)
+        if (b->ents[i] && b->created[i]) pd__buffer_count_remove(b, b->ents[i]);
+    return pd__err_wrap(s, b->fast, rc,
+                        "append %s (batch of %zu): PARTLY APPLIED: the values "
+                        "of the %zu keys spilled went to slow, the other %zu "
+                        "values were not applied: fast",
+                        pd__key_short(&keys[0], ks), n, m, nr);
+}
+
 static int s_append(pd_store *s, size_t n, const pd_key *keys,
                     const pd_bytes *vals, unsigned flags) {
     pd__buffer *b = (pd__buffer *)s;
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
     uint64_t incoming = s_sum(n, vals);
-    int rc = pd__buffer_make_room(b, incoming, fsync);
+    int rc = s_ents(b, n, keys, vals, "append");
     if (rc) return rc;
-    rc = s_ents(b, n, keys, vals, "append");
-    if (rc) return rc;
+    if (incoming > b->limit || b->usage > b->limit - incoming) {
+        b->usage += incoming; /* the entries' counts were added by s_ents */
+        return s_append_spill(b, n, keys, vals, incoming, fsync);
+    }
     if (b->fast_dict && b->base.lock_depth > 0) {
         /* Fast path: a Dict locked by this session (lock hook), given the
          * keys' hashes and its entries as last seen.  Without a session

@@ -89,4 +89,18 @@ int pd__buffer_move_all(pd__buffer *b, unsigned fsync);
 int pd__buffer_make_room(pd__buffer *b, uint64_t incoming, unsigned fsync);
 int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync);
 
+/* The values of an append batch that go to slow with the keys spilled
+ * after it: those of the batch whose count entry ents[i] is marked stamp. */
+typedef struct pd__spill_batch {
+    size_t n;
+    const pd_key *keys;
+    const pd_bytes *vals;
+    pd__bcount *const *ents;
+    uint64_t stamp;
+} pd__spill_batch;
+int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
+                          const pd__spill_batch *batch, unsigned fsync,
+                          bool *in_slow);
+int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m);
+
 #endif /* PARTD_BUFFER_H */

@@ -213,15 +213,22 @@ int pd__buffer_need_slow(pd__buffer *b) {
 
 /* ---------------------------------------------------------------- Moves */
 
-/* Moves the keys of sel[0..m) from fast to slow (one append to slow), then
- * deletes them from fast and uncounts them.  On error the keys stay in fast
- * and counted. */
-int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync) {
+/* Appends to slow, in one batch, the keys of sel[0..m) (marked `stamp`):
+ * for each, what fast holds of it, then (when nb > 0) the values of the
+ * batch bkeys/bvals whose count entry bents[i] carries the stamp, in batch
+ * order.  Then deletes the keys from fast; they stay counted (the caller
+ * uncounts them).  *in_slow tells whether slow took the data: if not,
+ * nothing changed; if so and the error is fast's delete, the keys' old
+ * bytes are held twice (the message says so). */
+int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
+                          const pd__spill_batch *batch, unsigned fsync,
+                          bool *in_slow) {
     pd_store *s = &b->base, *fast = b->fast, *slow = b->slow;
     char ks[PD__KEYSHORT_MAX];
     const char *more = m > 1 ? " (and other keys)" : "";
     pd_result *r = NULL;
-    size_t nv = 0;
+    size_t nv = 0, nb = batch ? batch->n : 0;
+    *in_slow = false;
     int rc = pd__buffer_need_slow(b);
     if (rc) return rc;
     if (fast->ops->peek) {
@@ -238,7 +245,7 @@ int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync) {
                                   pd__key_short(&sel[i]->key, ks));
                 break;
             }
-            if (pd__buffer_mscratch(b, nv + (nch ? nch : 1))) {
+            if (pd__buffer_mscratch(b, nv + (nch ? nch : 1) + nb)) {
                 rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "spill %s: batch table",
                              pd__key_short(&sel[i]->key, ks));
                 break;
@@ -252,16 +259,8 @@ int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync) {
                 b->mv[nv++] = ch[c];
             }
         }
-        if (rc == 0) {
-            rc = pd_append(slow, nv, b->mk, b->mv, PD_NOLOCK | fsync);
-            if (rc)
-                rc = pd__err_wrap(s, slow, rc, "spill %s%s to slow",
-                                  pd__key_short(&sel[0]->key, ks), more);
-        }
-        pthread_mutex_unlock(&fast->mu);
-        if (rc) return rc;
     } else {
-        if (pd__buffer_mscratch(b, m))
+        if (pd__buffer_mscratch(b, m + nb))
             return pd__err(s, PD_ERR_NOMEM, ENOMEM, "spill %s%s: batch table",
                            pd__key_short(&sel[0]->key, ks), more);
         for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
@@ -270,13 +269,25 @@ int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync) {
             return pd__err_wrap(s, fast, rc, "spill %s%s: read from fast",
                                 pd__key_short(&sel[0]->key, ks), more);
         for (size_t i = 0; i < m; i++) b->mv[i] = pd_result_value(r, i);
-        rc = pd_append(slow, m, b->mk, b->mv, PD_NOLOCK | fsync);
-        pd_result_free(&r);
-        if (rc)
-            return pd__err_wrap(s, slow, rc, "spill %s%s to slow",
-                                pd__key_short(&sel[0]->key, ks), more);
+        nv = m;
     }
+    if (rc == 0) {
+        /* The batch's values of the chosen keys follow fast's bytes. */
+        for (size_t i = 0; i < nb; i++) {
+            if (batch->ents[i]->mark != batch->stamp) continue;
+            b->mk[nv] = batch->keys[i];
+            b->mv[nv++] = batch->vals[i];
+        }
+        rc = pd_append(slow, nv, b->mk, b->mv, PD_NOLOCK | fsync);
+        if (rc)
+            rc = pd__err_wrap(s, slow, rc, "spill %s%s to slow",
+                              pd__key_short(&sel[0]->key, ks), more);
+    }
+    if (fast->ops->peek) pthread_mutex_unlock(&fast->mu);
+    pd_result_free(&r);
+    if (rc) return rc;
     /* Now in slow: forget them in fast. */
+    *in_slow = true;
     pd__buffer_spilled_add(b, sel, m);
     for (size_t i = 0; i < m; i++) b->mk[i] = sel[i]->key;
     rc = pd_delete(fast, m, b->mk, PD_NOLOCK);
@@ -285,7 +296,56 @@ int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync) {
                             "spill %s%s: copied to slow but not deleted from "
                             "fast (now held twice)",
                             pd__key_short(&sel[0]->key, ks), more);
+    return 0;
+}
+
+/* Moves the keys of sel[0..m) from fast to slow (one append to slow), then
+ * deletes them from fast and uncounts them.  On error the keys stay in fast
+ * and counted. */
+int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync) {
+    bool in_slow;
+    int rc = pd__buffer_move_batch(b, sel, m, NULL, fsync, &in_slow);
+    if (rc) return rc;
     for (size_t i = 0; i < m; i++) pd__buffer_count_remove(b, sel[i]);
+    return 0;
+}
+
+/* partd's rounds after an append (`while memory_usage > available_memory:
+ * flush(keys_to_flush(lengths, 0.1, maxcount=20))`), simulated on the
+ * counts: each round chooses among the keys not chosen yet, in insertion
+ * order, and marks the chosen ones `stamp`.  Leaves the chosen entries in
+ * insertion order in b->selnode[0..*m).  0 or PD_ERR_NOMEM (recorded,
+ * nothing marked that matters: the caller drops the stamp). */
+int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m) {
+    size_t n = b->counts.count;
+    *m = 0;
+    if (n == 0) return 0;
+    if (pd__grow((void **)&b->selsz, &b->selszcap, n, sizeof *b->selsz) ||
+        pd__grow((void **)&b->selnode, &b->selnodecap, n, sizeof *b->selnode))
+        return pd__err(&b->base, PD_ERR_NOMEM, ENOMEM,
+                       "spill: choosing among %zu keys", n);
+    uint64_t usage = b->usage;
+    while (usage > b->limit) {
+        size_t k = 0;
+        for (pd__knode *kn = b->counts.head; kn; kn = kn->next) {
+            pd__bcount *e = (pd__bcount *)kn;
+            if (e->mark == stamp) continue;
+            b->selnode[k] = e;
+            b->selsz[k++] = e->bytes;
+        }
+        if (k == 0) break;
+        size_t idx[PD__BUFFER_MAXCOUNT];
+        size_t c = pd__buffer_keys_to_flush(b->selsz, k, PD__BUFFER_FRACTION,
+                                            PD__BUFFER_MAXCOUNT, idx);
+        for (size_t j = 0; j < c; j++) {
+            pd__bcount *e = b->selnode[idx[j]];
+            e->mark = stamp;
+            usage -= e->bytes;
+        }
+    }
+    for (pd__knode *kn = b->counts.head; kn; kn = kn->next)
+        if (((pd__bcount *)kn)->mark == stamp)
+            b->selnode[(*m)++] = (pd__bcount *)kn;
     return 0;
 }
 

@@ -159,7 +159,9 @@ int main(int argc, char **argv) {
     }
     if (strcmp(name, "--version") == 0 || strcmp(name, "-V") == 0) {
         if (argc > 2) return s_usage_error("--version takes no arguments");
-        pd_cli_printf(&pd_cli_stdout, "partd %s (libpartd %s)\n",
+        pd_cli_printf(&pd_cli_stdout,
+                      "partd %s (libpartd %s)\n"
+                      "BSD-3-Clause licence, copyright the libpartd authors\n",
                       PARTD_VERSION_STRING, pd_version_string());
         return pd_cli_finish_stdout(NULL, PD_CLI_EXIT_OK);
     }

@@ -15,12 +15,16 @@
 
 #include "partd/partd.h"
 
+#include <dirent.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/types.h>
+#include <time.h>
 
 #define PD__MSG_MAX 1024
 #define PD__ALL_CALL_FLAGS (PD_NOLOCK | PD_FSYNC)
@@ -153,6 +157,9 @@ int pd__err_restore(pd_store *s, const pd__errsave *sv);
  * then "..."); returns buf.  For messages. */
 #define PD__KEYSHORT_MAX 112
 const char *pd__key_short(const pd_key *key, char buf[PD__KEYSHORT_MAX]);
+
+/* The value of hex digit c (0-9, a-f, A-F), or -1 when c is none. */
+int pd__hexval(int c);
 
 /* ------------------------------------------------------------------ Keys */
 
@@ -319,11 +326,27 @@ int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
 int pd__lock_inner(pd_store *outer, pd_store *inner);
 int pd__unlock_inner(pd_store *outer, pd_store *inner);
 
+/* ------------------------------------------------------------ Directories */
+
+/* Called for each entry of a directory: dfd is the directory, type a DT_*
+ * (DT_UNKNOWN only when even fstatat could not tell).  Nonzero stops the
+ * listing and is returned by pd__dir_each. */
+typedef int (*pd__dirent_fn)(void *arg, int dfd, const char *name,
+                             unsigned char type);
+/* The one readdir loop: calls fn for every entry of directory dfd
+ * (consumed: closed on return) but "." and "..", through the syscall
+ * table.  Returns 0, fn's nonzero result, or -1 with errno and *failed
+ * ("opendir" or "readdir") when the listing itself fails. */
+int pd__dir_each(int dfd, pd__dirent_fn fn, void *arg, const char **failed);
+
 /* ------------------------------------------------------ Syscall table */
 
-/* Every system call the File store makes goes through this table so tests
- * can inject faults (EIO, ENOSPC, short writes, EINTR).  Replace members
- * with pd__sys_set; NULL restores the default.  Not thread-safe to change
+/* Every system call (and libc directory or path call) the File store makes
+ * goes through this table, so tests can inject faults (EIO, ENOSPC, short
+ * writes, EINTR).  Each member has the name and the signature of the libc
+ * function it stands for (open and openat take their mode always).  A test
+ * assigns members of pd__sys_table directly (pd__sys_table.fstat = fn) and
+ * calls pd__sys_reset() to restore every default.  Not thread-safe to change
  * while stores are in use. */
 typedef struct pd__sys {
     int (*openat)(int dirfd, const char *path, int flags, mode_t mode);
@@ -337,6 +360,18 @@ typedef struct pd__sys {
     int (*renameat)(int olddirfd, const char *old, int newdirfd,
                     const char *new_);
     int (*flock)(int fd, int op);
+    int (*fstat)(int fd, struct stat *st);
+    int (*fstatat)(int dirfd, const char *path, struct stat *st, int flags);
+    int (*open)(const char *path, int flags, mode_t mode);
+    int (*mkdir)(const char *path, mode_t mode);
+    int (*rmdir)(const char *path);
+    char *(*realpath)(const char *path, char *resolved);
+    char *(*mkdtemp)(char *tmpl);
+    DIR *(*fdopendir)(int fd);
+    struct dirent *(*readdir)(DIR *d);
+    int (*closedir)(DIR *d);
+    int (*getrlimit)(int resource, struct rlimit *rl);
+    int (*clock_gettime)(clockid_t clk, struct timespec *ts);
 } pd__sys;
 
 extern pd__sys pd__sys_table;

@@ -220,7 +220,7 @@ const char *pd__key_short(const pd_key *key, char buf[PD__KEYSHORT_MAX]) {
 
 /* ----------------------------------------------------------------- Parse */
 
-static int s_hexval(int c) {
+int pd__hexval(int c) {
     if (c >= '0' && c <= '9') return c - '0';
     if (c >= 'a' && c <= 'f') return c - 'a' + 10;
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
@@ -253,7 +253,7 @@ static size_t s_parse_quoted(const char *t, size_t len, size_t *i,
             case '0': c = '\0'; break;
             case 'x': {
                 if (len - *i < 2) return (size_t)-1;
-                int h = s_hexval(t[*i]), l = s_hexval(t[*i + 1]);
+                int h = pd__hexval(t[*i]), l = pd__hexval(t[*i + 1]);
                 if (h < 0 || l < 0) return (size_t)-1;
                 c = (unsigned char)(h * 16 + l);
                 *i += 2;

@@ -4,23 +4,41 @@
  */
 #include "core/internal.h"
 
+#include <dirent.h>
 #include <fcntl.h>
+#include <stdlib.h>
 #include <sys/file.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
+/* open and openat are variadic in libc; the table always passes a mode. */
 static int s_openat(int dirfd, const char *path, int flags, mode_t mode) {
     return openat(dirfd, path, flags, mode);
 }
 
-static const pd__sys s_default = {
-    s_openat, write,   pread,    fsync,    ftruncate,
-    close,    mkdirat, unlinkat, renameat, flock,
-};
+static int s_open(const char *path, int flags, mode_t mode) {
+    return open(path, flags, mode);
+}
 
-pd__sys pd__sys_table = {
-    s_openat, write,   pread,    fsync,    ftruncate,
-    close,    mkdirat, unlinkat, renameat, flock,
-};
+/* glibc's getrlimit takes an enum under _GNU_SOURCE. */
+static int s_getrlimit(int resource, struct rlimit *rl) {
+    return getrlimit(resource, rl);
+}
+
+#define S_DEFAULTS                                                             \
+    {                                                                          \
+        .openat = s_openat, .write = write, .pread = pread, .fsync = fsync,    \
+        .ftruncate = ftruncate, .close = close, .mkdirat = mkdirat,            \
+        .unlinkat = unlinkat, .renameat = renameat, .flock = flock,            \
+        .fstat = fstat, .fstatat = fstatat, .open = s_open, .mkdir = mkdir,    \
+        .rmdir = rmdir, .realpath = realpath, .mkdtemp = mkdtemp,              \
+        .fdopendir = fdopendir, .readdir = readdir, .closedir = closedir,      \
+        .getrlimit = s_getrlimit, .clock_gettime = clock_gettime,              \
+    }
+
+static const pd__sys s_default = S_DEFAULTS;
+
+pd__sys pd__sys_table = S_DEFAULTS;
 
 void pd__sys_reset(void) { pd__sys_table = s_default; }

@@ -478,6 +478,8 @@ int pd_encode_open(pd_store **out, pd_store **inner, const pd_codec *codec,
         why = "NULL inner store";
     else if (!codec)
         why = "NULL codec";
+    else if (codec->struct_version > PD_CODEC_VERSION)
+        why = "pd_codec.struct_version newer than this library's";
     else if (!codec->name || !*codec->name)
         why = "codec without a name";
     else if (!codec->encode || !codec->decode)

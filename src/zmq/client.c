@@ -222,6 +222,11 @@ int pd_client_open(pd_store **out, const char *address,
     *out = NULL;
     if (!address || !*address)
         return pd__err(NULL, PD_ERR_MISUSE, 0, "client: open: no address");
+    if (o && o->struct_version > PD_CLIENT_OPTS_VERSION)
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "client: open %s: pd_client_opts.struct_version %u "
+                       "(this library knows up to %u)",
+                       address, o->struct_version, PD_CLIENT_OPTS_VERSION);
     if (o && o->timeout_ms < 0)
         return pd__err(NULL, PD_ERR_MISUSE, 0,
                        "client: open %s: timeout_ms %d (a client never "

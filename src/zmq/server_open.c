@@ -175,6 +175,11 @@ static int s_open_default_store(pd_server *srv, const pd_server_opts *o) {
 int pd_server_open(pd_server **out, pd_store **store, const pd_server_opts *o) {
     if (!out) return pd__err(NULL, PD_ERR_MISUSE, 0, "server: open: NULL out");
     *out = NULL;
+    if (o && o->struct_version > PD_SERVER_OPTS_VERSION)
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "server: open: pd_server_opts.struct_version %u "
+                       "(this library knows up to %u)",
+                       o->struct_version, PD_SERVER_OPTS_VERSION);
     unsigned flags = o ? o->flags : 0;
     if (flags & ~(PD_BORROW | PD_SERVER_NO_CLOSE))
         return pd__err(NULL, PD_ERR_MISUSE, 0,

@@ -36,3 +36,13 @@ def root(tmp_path):
 
 def build_python_dir():
     return os.path.dirname(os.path.dirname(os.path.abspath(cpartd.__file__)))
+
+
+# scripts/test's pip pass (tests/python/pip.sh) runs this suite against a
+# cpartd that pip installed into a virtual environment and sets this: the
+# tests of the installed package's metadata and drop-in must run there.
+INSTALLED = os.environ.get('CPARTD_TEST_INSTALLED') == '1'
+
+
+def repo_root():
+    return os.path.dirname(os.path.dirname(HERE))

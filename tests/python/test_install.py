@@ -6,11 +6,22 @@ import sys
 from conftest import build_python_dir
 
 
+def shim_dir(py):
+    """The build's partd_shim, or the source tree's (an installed cpartd:
+    the shim is not installed)."""
+    built = os.path.join(py, 'partd_shim')
+    if os.path.isdir(built):
+        return built
+    here = os.path.dirname(os.path.abspath(__file__))
+    return os.path.join(os.path.dirname(os.path.dirname(here)), 'bindings',
+                        'partd_shim')
+
+
 def run(code, shim=False, tmp=None):
     env = dict(os.environ)
+    env.pop('CPARTD_AS_PARTD', None)  # the drop-in stays off here
     py = build_python_dir()
-    env['PYTHONPATH'] = (os.path.join(py, 'partd_shim') + ':' + py) if shim \
-        else py
+    env['PYTHONPATH'] = (shim_dir(py) + ':' + py) if shim else py
     if tmp is not None:          # a script file (multiprocessing's spawn
         script = os.path.join(tmp, 'script.py')   # re-imports __main__)
         with open(script, 'w') as f:

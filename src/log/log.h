@@ -1,0 +1,186 @@
+/*
+ * Log: a store in a directory of append-only segment files, one per open
+ * handle, for shuffles (docs/log-format.md).  Private to src/log.
+ *
+ * Files: format.c (records: building, checking, parsing), segment.c (the
+ * directory, its lock and shared state, the writer), index.c (the reader:
+ * key index, catch-up, gets), compact.c (compaction), log.c (the store
+ * ops and the public functions).
+ */
+#ifndef PARTD_LOG_H
+#define PARTD_LOG_H
+
+#include "core/buf.h"
+#include "core/internal.h"
+#include "core/ktab.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+/* ------------------------------------------------------------- Format */
+
+#define LG_FORMAT 1u             /* format version this code writes */
+#define LG_MARKER "partd-log"    /* the marker file */
+#define LG_MAGIC "PARTDLOG"      /* its first 8 bytes */
+#define LG_MARKER_SIZE 16        /* magic, u32 version, u32 reserved */
+#define LG_STATE "state"         /* the shared counters (mmap'd) */
+#define LG_LOCK ".lock"          /* flock: SH per call, EX for pd_lock */
+#define LG_REC_MAGIC 0x52444c50u /* "PLDR" little-endian */
+#define LG_HDR 48                /* record header (and trailer) size */
+#define LG_ENT 24                /* key-table entry, before the key */
+#define LG_MAX_TABLE (1u << 30)  /* largest key table a reader accepts */
+#define LG_MAX_DATA (1ull << 40) /* largest record data a reader accepts */
+#define LG_MAX_KEYS (1u << 25)   /* most keys in one record */
+#define LG_SEQ_MAX (1ull << 62)  /* sequence numbers stay below it */
+
+enum lg_type {
+    LG_APPEND = 1, /* values appended to keys */
+    LG_SET = 2,    /* keys replaced by values (iset) */
+    LG_DELETE = 3, /* keys forgotten (values empty) */
+    LG_BASE = 4,   /* first record of a compacted segment: seq is its base */
+};
+
+/* A record header as parsed (all fields checked by lg_hdr_parse). */
+typedef struct lg_hdr {
+    unsigned type;
+    uint32_t nkeys, table_len;
+    uint64_t seq, data_len, table_hash;
+} lg_hdr;
+
+/* Total bytes of a record: header, table, data, trailer. */
+static inline uint64_t lg_rec_len(const lg_hdr *h) {
+    return (uint64_t)LG_HDR * 2 + h->table_len + h->data_len;
+}
+
+/* Writes the 48-byte header for h into out (its hash included). */
+void lg_hdr_write(const lg_hdr *h, unsigned char out[LG_HDR]);
+/* Checks and decodes a header.  0, or -1 if it is not a valid header. */
+int lg_hdr_parse(const unsigned char *p, lg_hdr *h);
+
+/* One key of a record's table, as parsed. */
+typedef struct lg_ent {
+    pd_key key; /* unpacked, valid during the callback */
+    const unsigned char *pk;
+    uint32_t pklen;
+    uint64_t vlen, vhash, doff; /* doff: offset of its data in the record */
+} lg_ent;
+
+/* Calls fn for each entry of a table whose hash was checked.  0, or -1 if
+ * the table is malformed (bad key, lengths not summing to data_len). */
+typedef int (*lg_ent_fn)(void *arg, const lg_hdr *h, const lg_ent *e);
+int lg_table_walk(const lg_hdr *h, const unsigned char *table, lg_ent_fn fn,
+                  void *arg);
+
+/* Builds a whole record (header, table, data grouped per key, trailer) for
+ * n keys/values into b.  Values of a repeated key are concatenated in
+ * order under its first occurrence.  0 or PD_ERR_NOMEM / PD_ERR_LIMIT. */
+int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
+                 const pd_key *keys, const pd_bytes *vals);
+
+struct lg_key;
+/* As lg_rec_build, for n distinct keys of the index (compaction). */
+int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,
+                        const struct lg_key *const *keys, const pd_bytes *vals);
+
+/* ----------------------------------------------------------- The store */
+
+/* The shared counters, in the mmap'd state file. */
+typedef struct lg_shared {
+    char magic[8];      /* "PDLOGST1" once initialised */
+    uint64_t seq;       /* last sequence number handed out */
+    uint64_t gen;       /* compaction generation (bumped by compact/drop) */
+    uint64_t created;   /* segments created (a reader relists when it moves) */
+    uint64_t writes;    /* records written or undone (a reader that saw the
+                         * same value has nothing new to read) */
+    uint64_t compacted; /* `writes` when the last compaction ran */
+} lg_shared;
+
+typedef struct lg_ext {
+    uint64_t seq, off, len, hash;
+    uint32_t seg;
+    uint32_t pad;
+} lg_ext;
+
+typedef struct lg_key {
+    pd__knode node; /* first: pk points to pk[] below */
+    uint64_t floor; /* extents with seq < floor are gone (delete, set) */
+    uint64_t size;  /* bytes of the extents */
+    lg_ext *ext;    /* sorted by seq */
+    uint32_t n, cap;
+    unsigned char pk[];
+} lg_key;
+
+typedef struct lg_seg {
+    char *name;
+    int fd;          /* read-only */
+    uint64_t parsed; /* bytes of whole records (or skipped damage) */
+    bool compacted;  /* the current compacted segment */
+    bool done;       /* a dead writer's torn tail was left out */
+} lg_seg;
+
+typedef struct lg_store {
+    pd_store base;
+    char *path;
+    int dirfd, lockfd, statefd;
+    lg_shared *sh;
+    bool temp, keep, fsync_all;
+    pid_t pid;
+    int flock_mode; /* 0, LOCK_SH or LOCK_EX: what lockfd holds */
+
+    /* writer */
+    int wfd;           /* own segment (O_APPEND), -1 until the first write */
+    uint32_t wseg;     /* its index in segs (UINT32_MAX: not listed) */
+    char wname[96];    /* its name */
+    uint64_t wsize;    /* its size */
+    uint64_t wgen;     /* generation it was created in */
+    unsigned ncreated; /* segments this handle created (names) */
+    pd__buf rec;       /* record being built */
+
+    /* reader */
+    lg_seg *segs;
+    size_t nsegs, capsegs;
+    pd__ktab keys;
+    uint64_t gen_seen, created_seen, writes_seen;
+    bool listed;
+    uint64_t base_seq;  /* records at or below it live in the compacted
+                         * segment only */
+    uint64_t cgen;      /* generation of the compacted segment (0: none) */
+    uint64_t max_seq;   /* highest sequence number indexed */
+    uint64_t rec_bytes; /* bytes of records indexed (for dead space) */
+    uint64_t live_bytes;
+    pd__buf rbuf; /* catch-up read buffer */
+
+    /* damage */
+    uint64_t torn;
+    uint64_t ndamaged;            /* damaged regions whose keys are unknown */
+    char damage[PD__MSG_MAX / 2]; /* the first one, described */
+    char notice[PD__MSG_MAX / 2];
+} lg_store;
+
+#define SYS pd__sys_table
+
+/* segment.c */
+int lg_flock(lg_store *l, int op);
+int lg_open_dir(lg_store *l, unsigned flags);
+void lg_close_dir(lg_store *l);
+int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync);
+uint64_t lg_next_seq(lg_store *l);
+int lg_rm_contents(lg_store *l);
+int lg_check_fork(lg_store *l);
+
+/* index.c */
+int lg_catch_up(lg_store *l, const char *op);
+void lg_index_reset(lg_store *l);
+int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
+                 const unsigned char *table);
+lg_key *lg_find(lg_store *l, const pd_key *key);
+int lg_read_key(lg_store *l, const lg_key *k, const pd_key *key, pd_result *r,
+                const char *op);
+int lg_damage_check(lg_store *l, const pd_key *key, const char *op);
+int lg_seg_add(lg_store *l, const char *name, int fd, bool compacted);
+
+/* compact.c */
+int lg_compact(lg_store *l, bool empty, bool salvage, const char *op);
+bool lg_compact_pays(const lg_store *l);
+
+#endif /* PARTD_LOG_H */

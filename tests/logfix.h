@@ -1,0 +1,98 @@
+/* The fixture shared by the Log suites (test_log.c, test_log_damage.c). */
+#ifndef PARTD_TESTS_LOGFIX_H
+#define PARTD_TESTS_LOGFIX_H
+
+#include "testutil.h"
+
+#include <dirent.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#define K(s) PD_KEY_STR(s)
+#define V(s) PD_BYTES((s), strlen(s))
+
+typedef struct fx {
+    char *dir;
+    char root[PATH_MAX];
+} fx;
+
+static PD__UNUSED void fx_init(fx *f) {
+    f->dir = tu_mkdtemp();
+    ck_assert_ptr_nonnull(f->dir);
+    snprintf(f->root, sizeof f->root, "%s/log", f->dir);
+}
+
+static PD__UNUSED pd_store *fx_open(fx *f) {
+    pd_store *s = NULL;
+    TU_OK(pd_log_open(&s, f->root, PD_LOG_CREATE), NULL);
+    ck_assert_str_eq(pd_store_kind(s), "log");
+    return s;
+}
+
+static PD__UNUSED void fx_done(fx *f) {
+    pd__sys_reset();
+    tu_rmtree(f->dir);
+    free(f->dir);
+}
+
+/* Names in f's root starting with prefix. */
+static PD__UNUSED int s_count(const char *root, const char *prefix) {
+    DIR *d = opendir(root);
+    int n = 0;
+    struct dirent *e;
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, prefix, strlen(prefix))) n++;
+    if (d) closedir(d);
+    return n;
+}
+
+/* Sum of the sizes of the segment files. */
+static PD__UNUSED long long s_seg_bytes(const char *root) {
+    DIR *d = opendir(root);
+    long long n = 0;
+    struct dirent *e;
+    char p[PATH_MAX + 300];
+    struct stat st;
+    while (d && (e = readdir(d))) {
+        if (strncmp(e->d_name, "w-", 2) && strncmp(e->d_name, "c-", 2))
+            continue;
+        snprintf(p, sizeof p, "%s/%s", root, e->d_name);
+        if (stat(p, &st) == 0) n += st.st_size;
+    }
+    if (d) closedir(d);
+    return n;
+}
+
+/* The only file in root starting with prefix. */
+static PD__UNUSED void s_only(const char *root, const char *prefix, char *out,
+                              size_t cap) {
+    DIR *d = opendir(root);
+    struct dirent *e;
+    int n = 0;
+    while (d && (e = readdir(d)))
+        if (!strncmp(e->d_name, prefix, strlen(prefix))) {
+            snprintf(out, cap, "%s/%s", root, e->d_name);
+            n++;
+        }
+    if (d) closedir(d);
+    ck_assert_int_eq(n, 1);
+}
+
+/* Holds the state file's shared flock as an open handle does, so closing
+ * every real handle does not compact.  Returns the descriptor. */
+static PD__UNUSED int s_hold_state(const char *root) {
+    char p[PATH_MAX + 16];
+    snprintf(p, sizeof p, "%s/state", root);
+    int fd = open(p, O_RDONLY | O_CLOEXEC);
+    ck_assert_int_ge(fd, 0);
+    ck_assert_int_eq(flock(fd, LOCK_SH), 0);
+    return fd;
+}
+
+#endif /* PARTD_TESTS_LOGFIX_H */
