@@ -510,9 +510,9 @@ PD_API int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
 
 /** Bytes the Buffer counts as held in fast. */
 PD_API uint64_t pd_buffer_memory_usage(const pd_store *buffer);
-/** Spills so far: batches of keys moved from fast to slow because the memory
- *  limit was reached (pd_buffer_flush and pd_close are not counted); 0 if
- *  not a Buffer. */
+/** Spills so far: times the Buffer moved keys from fast to slow because its
+ *  memory limit was reached (pd_buffer_flush and pd_close are not counted);
+ *  0 if not a Buffer. */
 PD_API uint64_t pd_buffer_spills(const pd_store *buffer);
 /** The memory limit given to pd_buffer_open. */
 PD_API uint64_t pd_buffer_memory_limit(const pd_store *buffer);

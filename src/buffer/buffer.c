@@ -144,6 +144,7 @@ static int s_append_spill(pd__buffer *b, size_t n, const pd_key *keys,
     if (rc == 0 && m > 0) {
         pd__spill_batch batch = {n, keys, vals, b->ents, stamp};
         rc = pd__buffer_move_batch(b, b->selnode, m, &batch, fsync, &in_slow);
+        if (rc == 0) b->spills++;
     }
     if (rc) {
         s_ents_undo(b, n, vals);
