@@ -343,11 +343,13 @@ static int s_split_addrs(s_ctx *ctx, char **buf, char **addrs, size_t *n) {
         char *comma = strchr(p, ',');
         if (comma) *comma = '\0';
         if (!*p || *n == S_MAX_ADDRS) {
+            bool empty = !*p;
             free(*buf);
             *buf = NULL;
             return s_usage(ctx,
-                           !*p ? "--connect '%.200s': an empty address"
-                               : "--connect '%.200s': more than 1024 addresses",
+                           empty ? "--connect '%.200s': an empty address"
+                                 : "--connect '%.200s': more than 1024 "
+                                   "addresses",
                            list);
         }
         addrs[(*n)++] = p;
