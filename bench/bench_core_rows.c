@@ -60,6 +60,20 @@ bc_row rows[R_COUNT] = {
     [R_BUFFER_SPILL_GET] = {"buffer_spill_get", 0,
                             "Buffer(Dict,File,small) get, spilled", "keys/s",
                             R_FLOOR_READ, T_INFO, 0},
+    /* A Fanout over one inner store against the store alone, run back to
+     * back in each round (in alternating order): the Fanout's own cost
+     * (splitting the batch, reassembling a get) on top of the store's. */
+    [R_FANOUT_FILE_APPEND] = {"fanout_file_append", 0,
+                              "Fanout(File) append, new store", "rec/s",
+                              R_FILE_APPEND, T_RATIO_MIN, 0.95},
+    [R_FANOUT_FILE_GET] = {"fanout_file_get", 0,
+                           "Fanout(File) get (1 key per call)", "keys/s",
+                           R_FILE_GET, T_RATIO_MIN, 0.95},
+    [R_FANOUT_DICT_APPEND] = {"fanout_dict_append", 0, "Fanout(Dict) append",
+                              "rec/s", R_DICT_APPEND, T_RATIO_MIN, 0.95},
+    [R_FANOUT_DICT_GET] = {"fanout_dict_get", 0,
+                           "Fanout(Dict) get (1 key per call)", "keys/s",
+                           R_DICT_GET, T_RATIO_MIN, 0.95},
     [R_FLOOR_SEQWRITE] = {"floor_seq_write", 1,
                           "floor: write() 4 MiB blocks, one open file", "GB/s",
                           -1, T_FLOOR, 0},

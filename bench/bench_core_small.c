@@ -357,10 +357,34 @@ static pd_store *s_open_buffer(int r, uint64_t limit) {
     return b;
 }
 
+/* Fanout over one inner store (a File in a new directory, or a Dict): the
+ * workload of the store alone, on rows ra and rg. */
+static void s_fanout_round(bool file, int ra, int rg, bool record, bool check) {
+    if (!bc_ok(ra)) return;
+    pd_store *in = NULL, *fo = NULL;
+    if (file) {
+        in = bc_open_file(ra, true);
+        if (!in) return;
+    } else if (pd_dict_open(&in)) {
+        bc_fail(ra, "pd_dict_open: %s", pd_errmsg(NULL));
+        return;
+    }
+    if (pd_fanout_open(&fo, &in, 1, 0)) {
+        bc_fail(ra, "pd_fanout_open: %s", pd_errmsg(NULL));
+        pd_close(&in);
+        return;
+    }
+    s_store_round(fo, ra, rg, record, check);
+}
+
 /* One round of the small-value workload: every floor and every store.
  * `check`: read every key back and compare its bytes (first round). */
 void bc_small_round(bool record, bool check) {
     char fdir[PATH_MAX];
+    /* The Fanout rows run right before or right after their store, in
+     * turn, so neither always sees the other's page-cache state. */
+    static unsigned nround;
+    bool fanout_first = nround++ & 1;
 
     /* Write floor, then (same files, warm cache) the read floor. */
     if (bc_ok(R_FLOOR_WRITE)) {
@@ -377,6 +401,9 @@ void bc_small_round(bool record, bool check) {
             bc_trash_add(fdir);
         }
     }
+    if (fanout_first)
+        s_fanout_round(true, R_FANOUT_FILE_APPEND, R_FANOUT_FILE_GET, record,
+                       check);
     /* The File store right after, on the same file system. */
     if (bc_ok(R_FILE_APPEND)) {
         pd_store *f = bc_open_file(R_FILE_APPEND, true);
@@ -397,9 +424,15 @@ void bc_small_round(bool record, bool check) {
                 bc_fail(R_FILE_APPEND, "pd_close: %s", pd_errmsg(NULL));
         }
     }
+    if (!fanout_first)
+        s_fanout_round(true, R_FANOUT_FILE_APPEND, R_FANOUT_FILE_GET, record,
+                       check);
     if (bc_ok(R_FLOOR_OWC)) s_floor_owc(record);
 
     s_floor_memcpy(record);
+    if (fanout_first)
+        s_fanout_round(false, R_FANOUT_DICT_APPEND, R_FANOUT_DICT_GET, record,
+                       check);
     if (bc_ok(R_DICT_APPEND)) {
         pd_store *d = NULL;
         if (pd_dict_open(&d))
@@ -407,6 +440,9 @@ void bc_small_round(bool record, bool check) {
         else
             s_store_round(d, R_DICT_APPEND, R_DICT_GET, record, check);
     }
+    if (!fanout_first)
+        s_fanout_round(false, R_FANOUT_DICT_APPEND, R_FANOUT_DICT_GET, record,
+                       check);
     if (bc_ok(R_BUFFER_APPEND)) {
         pd_store *b = s_open_buffer(R_BUFFER_APPEND, cfg.buf_limit);
         if (b) {

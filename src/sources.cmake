@@ -22,8 +22,8 @@ set(PARTD_SOURCES_ZMQ
 set(PARTD_SOURCES_FANOUT src/fanout/fanout.c src/fanout/namespace.c)
 set(PARTD_SOURCES_CLI
   src/cli/demo.c src/cli/demo_proc.c src/cli/demo_verify.c src/cli/main.c
-  src/cli/opts.c src/cli/out.c src/cli/serve.c src/cli/store.c
-  src/cli/verbs.c)
+  src/cli/opts.c src/cli/out.c src/cli/serve.c src/cli/stats.c
+  src/cli/store.c src/cli/verbs.c)
 
 set(PARTD_SOURCES)
 foreach(folder CORE DICT FILE LOG BUFFER ENCODE ZMQ FANOUT)

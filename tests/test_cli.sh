@@ -675,6 +675,104 @@ expect_rc "--timeout without --connect is a usage error" 2
 run serve --no-such-option
 expect_rc "serve: an unknown option is a usage error" 2
 
+# ------------------------------------------- several servers, stats, --path x2
+# --connect A,B is one store spread over both servers (a Fanout): the same
+# list in the same order reads everything back, and each server holds only
+# the keys that list maps to it.
+"$PARTD" serve -q >"$W/sa.out" 2>"$W/sa.err" </dev/null &
+SAPID=$!
+"$PARTD" serve --path "$A/fan1" --path "$A/fan2" --memory 4 \
+    >"$W/sb.out" 2>"$W/sb.err" </dev/null &
+SBPID=$!
+SA=$(first_line "$W/sa.out")
+SB=$(first_line "$W/sb.out")
+for i in 1 2 3 4 5 6 7 8; do
+    printf 'val-%s' "$i" >"$W/fv$i"
+    run_in "$W/fv$i" append --connect "$SA,$SB" "fk$i"
+done
+expect_rc "append --connect A,B" 0
+allback=0
+for i in 1 2 3 4 5 6 7 8; do
+    "$PARTD" get --connect "$SA,$SB" "fk$i" >"$W/rt" 2>"$W/err" </dev/null
+    cmp -s "$W/fv$i" "$W/rt" || allback=1
+done
+check "get --connect A,B reads every key back" test "$allback" = 0
+run keys --connect "$SA,$SB"
+check "keys --connect A,B lists all 8 keys" test "$(wc -l <"$W/out")" = 8
+"$PARTD" keys --connect "$SA" >"$W/ka" 2>"$W/err" </dev/null
+"$PARTD" keys --connect "$SB" >"$W/kb" 2>"$W/err" </dev/null
+check "each server holds some keys, and none twice" \
+    test "$(wc -l <"$W/ka")" -ge 1 -a "$(wc -l <"$W/kb")" -ge 1 -a \
+    "$(sort "$W/ka" "$W/kb" | uniq -d | wc -l)" = 0
+check "... together all 8" test "$(cat "$W/ka" "$W/kb" | wc -l)" = 8
+run delete --connect "$SA,$SB" fk1 fk2
+run keys --connect "$SA,$SB"
+check "delete --connect A,B removes from whichever server" \
+    test "$(wc -l <"$W/out")" = 6
+"$PARTD" keys --connect "$SA" >"$W/ka" 2>"$W/err" </dev/null
+"$PARTD" keys --connect "$SB" >"$W/kb" 2>"$W/err" </dev/null
+run stats --connect "$SA"
+expect_rc "stats --connect A" 0
+check "stats prints a block headed by the address" grep -qx "server $SA" "$W/out"
+check "... with its keys" grep -qx "keys $(wc -l <"$W/ka")" "$W/out"
+check "... and the requests it served per command" grep -qx "req_stats 1" "$W/out"
+run stats --connect "$SA,$SB" --json
+expect_rc "stats --connect A,B --json" 0
+"$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert isinstance(d, list) and len(d) == 2, d
+a, b = d
+assert a["address"] == sys.argv[2] and b["address"] == sys.argv[3]
+assert a["keys"] + b["keys"] == 6, (a["keys"], b["keys"])
+assert a["records"] + b["records"] == 8
+assert a["req_append"] + b["req_append"] == 8
+assert a["keys"] == int(sys.argv[4]) and b["keys"] == int(sys.argv[5])
+assert a["req_stats"] == 2 and b["req_stats"] == 1, (a["req_stats"], b["req_stats"])
+assert a["req_delete"] == 1 and b["req_delete"] == 1
+assert a["buffer"] == 1 and b["memory_limit"] == 4
+assert a["spills"] == 0 and (b["spills"] >= 1 or b["records"] < 2)
+assert a["rss"] > 0 and a["failed"] == 0
+print("ok")' "$W/out" "$SA" "$SB" "$(wc -l <"$W/ka")" "$(wc -l <"$W/kb")" \
+    >"$W/py" 2>&1
+check "stats --json: one object per server, the counts add up" grep -qx ok "$W/py"
+run stats --connect "$SB" --json
+"$PY" -c '
+import json, sys
+d = json.load(open(sys.argv[1]))
+assert isinstance(d, dict) and d["keys"] == int(sys.argv[2]), d
+print("ok")' "$W/out" "$(wc -l <"$W/kb")" >"$W/py" 2>&1
+check "stats --json of one server: one object" grep -qx ok "$W/py"
+run help stats
+expect_rc "help stats exits 0" 0
+check "... shows its usage with --connect and --json" \
+    grep -q '^  partd stats --connect ADDR\[,ADDR\]\.\.\. .*--json' "$W/out"
+run --help
+check "--help lists the stats verb" grep -q '^  stats ' "$W/out"
+run help serve
+check "help serve: --path is repeatable" grep -q '\[--path DIR\]\.\.\.' "$W/out"
+run serve --path "$A/twice" --path "$A/twice/." --timeout 1 -q
+expect_rc "serve --path A --path A/. is refused" 1
+check "... as the same directory" grep -q "are the same directory" "$W/err"
+run stats
+expect_rc "stats without --connect is a usage error" 2
+run stats --connect "$SA,"
+expect_rc "--connect with an empty address is a usage error" 2
+kill -TERM "$SAPID" "$SBPID"
+wait "$SBPID"
+RC=$?
+expect_rc "serve --path A --path B exits 0" 0
+wait "$SAPID"
+check "serve logs a stats line at exit" grep -q "stats: keys .*requests .*uptime" \
+    "$W/sb.err"
+check "serve -q does not" test -z "$(grep 'stats:' "$W/sa.err")"
+fankeys=$(("$("$PARTD" keys "$A/fan1" | wc -l)" + "$("$PARTD" keys "$A/fan2" | wc -l)"))
+check "the Fanout's keys were flushed over both --path DIRs" \
+    test "$fankeys" = "$(wc -l <"$W/kb")"
+"$PARTD" keys "$A/fan1" >"$W/f1"
+"$PARTD" keys "$A/fan2" >"$W/f2"
+check "... no key in both DIRs" test -z "$(sort "$W/f1" "$W/f2" | uniq -d)"
+
 # ------------------------------------------------------------ serve: CURVE
 printf '# allowed\n\n' >"$W/clients-empty"
 printf 'not-a-key\n' >"$W/clients-junk"

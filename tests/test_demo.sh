@@ -279,6 +279,42 @@ run --records 10k --dir "$W/file"
 if [ "$RC" -eq 1 ] && [ -s "$W/err" ]; then ok "--dir on a file: exit 1"; else bad "--dir on a file: exit 1" "exit $RC"; fi
 tmp_clean "--dir"
 
+# Several --dir: the store spread over them (serve --path A --path B, or a
+# Fanout of Files with --direct): every partition in exactly one DIR.
+fan_dirs() {
+    local d=$1 a=$2 b=$3
+    local na nb
+    na=$("$PARTD" keys "$a" 2>/dev/null | wc -l)
+    nb=$("$PARTD" keys "$b" 2>/dev/null | wc -l)
+    check "$d: the 64 partitions are split over both DIRs ($na + $nb)" \
+        test "$na" -ge 1 -a "$nb" -ge 1 -a "$((na + nb))" -eq 64
+    check "$d: no partition in both" \
+        test -z "$(sort <("$PARTD" keys "$a") <("$PARTD" keys "$b") | uniq -d)"
+}
+good "--dir A --dir B, through the server" --records 50k --dir "$W/fa1" \
+    --dir "$W/fa2" --memory 64K
+check "... the report names both" grep -q "^store:   $W/fa1, $W/fa2 (kept File)" "$W/out"
+check "... and the server serves both" \
+    grep -q "^server:  partd serve --path $W/fa1 --path $W/fa2 " "$W/out"
+fan_dirs "server" "$W/fa1" "$W/fa2"
+good "--dir A --dir B --direct, zstd" --records 50k --dir "$W/fb1" \
+    --dir "$W/fb2" --direct --codec zstd
+fan_dirs "direct" "$W/fb1" "$W/fb2"
+"$PARTD" get --codec zstd "$W/fb1" p00000 >"$W/p0a" 2>/dev/null
+"$PARTD" get --codec zstd "$W/fb2" p00000 >"$W/p0b" 2>/dev/null
+check "direct: p00000 holds whole records in one DIR" \
+    test "$(($(wc -c <"$W/p0a") + $(wc -c <"$W/p0b")))" -gt 0 -a \
+    "$((($(wc -c <"$W/p0a") + $(wc -c <"$W/p0b")) % 100))" -eq 0
+usage "--dir given twice" --dir "$W/same" --dir "$W/same"
+mkdir -p "$W/same2"
+run --records 1k --dir "$W/same2" --dir "$W/same2/."
+if [ "$RC" -eq 1 ] && grep -q "are the same directory" "$W/err"; then
+    ok "--dir A --dir A/.: exit 1, the same directory"
+else
+    bad "--dir A --dir A/.: exit 1, the same directory" "exit $RC"
+fi
+tmp_clean "--dir A --dir B"
+
 good "--keep" --records 10k --keep
 kept=$(sed -n 's/^kept:    \([^ ]*\) .*/\1/p' "$W/out")
 check "--keep: the store is kept at $kept" test -n "$kept" -a -f "$kept/p00000"

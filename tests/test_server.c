@@ -800,6 +800,161 @@ START_TEST(handler) {
 }
 END_TEST
 
+/* The stats command through the handler: exact counts, refusals
+ * included, and the reply's [name, 8-byte value] frames. */
+START_TEST(handler_stats) {
+    pd_store *d = NULL;
+    TU_OK(pd_dict_open(&d), NULL);
+    TU_OK(pd_lock(d), d);
+    t_cap cap;
+    pd__handler h = {0};
+    h.store = d;
+    h.emit = t_cap_emit;
+    h.emit_arg = &cap;
+    const char *syn[] = {"syn"};
+    const char *app[] = {"append", "k", "vv", "k2", "www"};
+    const char *get[] = {"get", "k"};
+    const char *bogus[] = {"bogus"};
+    const char *odd[] = {"append", "k"};
+    const char *st[] = {"stats"};
+    ck_assert_int_eq(t_handle(&h, &cap, 1, syn), 0);
+    ck_assert_int_eq(t_handle(&h, &cap, 5, app), 0);
+    ck_assert_int_eq(t_handle(&h, &cap, 5, app), 0);
+    ck_assert_int_eq(t_handle(&h, &cap, 2, get), 0);
+    ck_assert_int_lt(t_handle(&h, &cap, 1, bogus), 0);
+    ck_assert_int_lt(t_handle(&h, &cap, 2, odd), 0);
+    ck_assert_int_lt(pd__handle(&h, 0, NULL), 0);
+    ck_assert_int_eq(t_handle(&h, &cap, 1, st), 0);
+    ck_assert_uint_eq(cap.nmsg, 2);
+    ck_assert_uint_eq(cap.nframes[0], 2 * pd__nstat_fields);
+    ck_assert_str_eq(cap.first[0], "keys");
+    ck_assert_str_eq(cap.first[1], "ack");
+    pd_server_stats s = {.size = sizeof s};
+    TU_OK(pd__handler_stats(&h, &s, PD_NOLOCK), d);
+    ck_assert_uint_eq(s.keys, 2);
+    ck_assert_uint_eq(s.bytes, 10);
+    ck_assert_uint_eq(s.records, 4);
+    ck_assert_uint_eq(s.appended_bytes, 10);
+    ck_assert_uint_eq(s.requests, 8);
+    ck_assert_uint_eq(s.failed, 3);
+    ck_assert_uint_eq(s.req_syn, 1);
+    ck_assert_uint_eq(s.req_append, 3); /* the odd one too */
+    ck_assert_uint_eq(s.req_get, 1);
+    ck_assert_uint_eq(s.req_stats, 1);
+    ck_assert_uint_eq(s.req_other, 2);
+    ck_assert_uint_eq(
+        s.req_iset + s.req_delete + s.req_drop + s.req_keys + s.req_close, 0);
+    ck_assert_uint_eq(s.clients, 1);
+    ck_assert_uint_eq(s.buffer, 0);    /* a Dict */
+    ck_assert_uint_eq(s.uptime_ms, 0); /* never served */
+    /* A request refused before the handler saw it counts too. */
+    ck_assert_int_eq(pd__handle_fail(&h, PD_ERR_LIMIT, 1, "too large"),
+                     PD_ERR_LIMIT);
+    TU_OK(pd__handler_stats(&h, &s, PD_NOLOCK), d);
+    ck_assert_uint_eq(s.requests, 9);
+    ck_assert_uint_eq(s.failed, 4);
+    ck_assert_uint_eq(s.req_other, 3);
+    pd__handler_fini(&h);
+    TU_OK(pd_unlock(d), d);
+    t_close(&d);
+}
+END_TEST
+
+/* pd_client_stats: a round trip with exact counts after known requests,
+ * the size member, misuse; pd_server_get_stats before and after a run. */
+START_TEST(stats) {
+    pd_server_opts o = {0};
+    o.memory = 8; /* the default Buffer spills at once */
+    pd_server *srv = NULL;
+    o.log = t_log_fn;
+    t_log *lg = t_log_new();
+    o.log_arg = lg;
+    TU_OK(pd_server_open(&srv, NULL, &o), NULL);
+    pd_server_stats s = {.size = sizeof s};
+    TU_OK(pd_server_get_stats(srv, &s), NULL);
+    ck_assert_uint_eq(s.requests, 0);
+    ck_assert_uint_eq(s.keys, 0);
+    ck_assert_uint_eq(s.buffer, 1);
+    ck_assert_uint_eq(s.memory_limit, 8);
+    TU_OK(pd_server_start(srv), NULL);
+    ck_assert_int_eq(pd_server_get_stats(srv, &s), PD_ERR_MISUSE);
+    pd_store *c = t_client(pd_server_address(srv, 0), 10000, PD_CLIENT_SYNC);
+    pd_key k[3] = {PD_KEY_STR("a"), PD_KEY_STR("b"), PD_KEY_STR("c")};
+    pd_bytes v[3] = {PD_BYTES("12345", 5), PD_BYTES("67890", 5),
+                     PD_BYTES("xyz", 3)};
+    TU_OK(pd_append(c, 2, k, v, 0), c);
+    TU_OK(pd_append(c, 1, &k[2], &v[2], 0), c);
+    TU_OK(pd_append(c, 1, &k[0], &v[0], 0), c);
+    pd_result *r = NULL;
+    TU_OK(pd_get(c, 3, k, &r, 0), c);
+    pd_result_free(&r);
+    pd_key zz = PD_KEY_STR("zz");
+    TU_OK(pd_delete(c, 1, &zz, 0), c);
+    memset(&s, 0xff, sizeof s);
+    s.size = sizeof s;
+    TU_OK(pd_client_stats(c, &s), c);
+    ck_assert_uint_eq(s.size, sizeof s);
+    ck_assert_uint_eq(s.keys, 3);
+    ck_assert_uint_eq(s.bytes, 18);
+    ck_assert_uint_eq(s.records, 4);
+    ck_assert_uint_eq(s.appended_bytes, 18);
+    ck_assert_uint_eq(s.req_syn, 1);
+    ck_assert_uint_eq(s.req_append, 3);
+    ck_assert_uint_eq(s.req_get, 1);
+    ck_assert_uint_eq(s.req_delete, 1);
+    ck_assert_uint_eq(s.req_stats, 1);
+    ck_assert_uint_eq(
+        s.req_iset + s.req_drop + s.req_keys + s.req_close + s.req_other, 0);
+    ck_assert_uint_eq(s.requests, 7);
+    ck_assert_uint_eq(s.failed, 0);
+    ck_assert_uint_eq(s.buffer, 1);
+    ck_assert_uint_eq(s.memory_limit, 8);
+    ck_assert_uint_le(s.memory, 18);
+    ck_assert_uint_ge(s.spills, 1);
+    ck_assert_uint_gt(s.rss, 0);
+    ck_assert_uint_eq(s.clients, 1);
+    ck_assert_uint_le(s.connections, 1);
+    ck_assert_uint_lt(s.uptime_ms, 600000);
+    /* A second client; a second stats counts the first. */
+    pd_store *c2 = t_client(pd_server_address(srv, 0), 10000, 0);
+    TU_OK(pd_client_stats(c2, &s), c2);
+    ck_assert_uint_eq(s.clients, 2);
+    ck_assert_uint_eq(s.req_stats, 2);
+    ck_assert_uint_eq(s.requests, 9);
+    /* A smaller size: the members past it are left alone. */
+    pd_server_stats small;
+    memset(&small, 0xab, sizeof small);
+    small.size = offsetof(pd_server_stats, bytes);
+    TU_OK(pd_client_stats(c, &small), c);
+    ck_assert_uint_eq(small.keys, 3);
+    ck_assert_uint_eq(small.bytes, 0xababababababababull);
+    small.size = sizeof(size_t);
+    ck_assert_int_eq(pd_client_stats(c, &small), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_client_stats(c, NULL), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_client_stats(NULL, &s), PD_ERR_MISUSE);
+    pd_store *d = NULL;
+    TU_OK(pd_dict_open(&d), NULL);
+    ck_assert_int_eq(pd_client_stats(d, &s), PD_ERR_MISUSE);
+    t_close(&d);
+    /* The client still works after the refusals. */
+    tu_expect_str(c, k[2], "xyz");
+    t_close(&c2);
+    t_close(&c);
+    /* After the run: the same counts, read from the server itself. */
+    pd_server_stop(srv);
+    while (pd_server_running(srv)) usleep(1000);
+    s.size = sizeof s;
+    TU_OK(pd_server_get_stats(srv, &s), NULL);
+    ck_assert_uint_eq(s.keys, 3);
+    ck_assert_uint_eq(s.req_stats, 3);
+    ck_assert_uint_eq(s.req_get, 2);
+    ck_assert_uint_eq(s.clients, 2);
+    ck_assert_uint_eq(s.connections, 0);
+    t_close_server(&srv);
+    t_log_free(lg);
+}
+END_TEST
+
 /* ------------------------------------------------------------ Faults */
 
 /* Garbage from a raw socket is answered with errors and logged; a good
@@ -1748,6 +1903,10 @@ START_TEST(python_server) {
     /* keys is ours only: refused locally, the server is not told. */
     pd_keylist *kl = NULL;
     ck_assert_int_eq(pd_keys(c, &kl, 0), PD_ERR_UNSUPPORTED);
+    /* So is stats. */
+    pd_server_stats pst = {.size = sizeof pst};
+    ck_assert_int_eq(pd_client_stats(c, &pst), PD_ERR_UNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(pd_errmsg(c), "no stats command"));
     /* iset of several keys: one request each. */
     pd_key ik[2] = {PD_KEY_STR("i1"), PD_KEY_STR("i2")};
     pd_bytes iv[2] = {PD_BYTES("one", 3), PD_BYTES("two", 3)};
@@ -1792,6 +1951,8 @@ int main(void) {
     tcase_add_test(tc, server_pipeline);
     tcase_add_test(tc, failed_get);
     tcase_add_test(tc, handler);
+    tcase_add_test(tc, handler_stats);
+    tcase_add_test(tc, stats);
     suite_add_tcase(s, tc);
     tc = tcase_create("faults");
     tcase_set_timeout(tc, 120);

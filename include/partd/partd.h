@@ -510,6 +510,10 @@ PD_API int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
 
 /** Bytes the Buffer counts as held in fast. */
 PD_API uint64_t pd_buffer_memory_usage(const pd_store *buffer);
+/** Spills so far: times the Buffer moved keys from fast to slow because its
+ *  memory limit was reached (pd_buffer_flush and pd_close are not counted);
+ *  0 if not a Buffer. */
+PD_API uint64_t pd_buffer_spills(const pd_store *buffer);
 /** The memory limit given to pd_buffer_open. */
 PD_API uint64_t pd_buffer_memory_limit(const pd_store *buffer);
 /** The inner stores (borrowed pointers, valid while the Buffer is open). */

@@ -21,7 +21,8 @@
  *   pd_server_close(&srv);
  *
  * The wire protocol, security (ipc by default, CURVE for tcp), limits and
- * memory, and threads/signals/fork are described in docs/zmq.md.
+ * memory, threads/signals/fork and the `stats` command are described in
+ * docs/zmq.md.
  */
 #ifndef PARTD_ZMQ_H
 #define PARTD_ZMQ_H
@@ -289,6 +290,64 @@ PD_API int pd_client_server_is_ours(const pd_store *client);
  * started with PD_SERVER_NO_CLOSE answers with an error.
  */
 PD_API int pd_client_close_server(pd_store *client);
+
+/* ---------------------------------------------------------------- Stats */
+
+/**
+ * What a libpartd server reports about itself (pd_client_stats,
+ * pd_server_get_stats; `partd stats`).  Set `size` to sizeof(pd_server_stats)
+ * before the call: members past `size` are not written, so a program built
+ * against an older header (a smaller struct) keeps working with a newer
+ * library.  Members the server did not send are 0.
+ */
+typedef struct pd_server_stats {
+    size_t size; /**< in: sizeof(pd_server_stats) */
+    /* The store, at the time of the call. */
+    uint64_t keys;  /**< keys that hold data */
+    uint64_t bytes; /**< bytes they hold (sum of their sizes) */
+    /* Since the server started. */
+    uint64_t records;        /**< key-value pairs appended (append requests
+                                  that succeeded) */
+    uint64_t appended_bytes; /**< bytes of those values */
+    uint64_t requests;       /**< requests answered, this one included */
+    uint64_t failed;         /**< of which refused or failed (error reply) */
+    /* Requests per command (the rest are req_other: unknown or refused
+     * before their command could be read). */
+    uint64_t req_syn, req_append, req_get, req_iset, req_delete, req_drop,
+        req_keys, req_stats, req_close, req_other;
+    /* Memory. */
+    uint64_t buffer;       /**< 1 when the store is a Buffer, else 0 */
+    uint64_t memory;       /**< the Buffer's pd_buffer_memory_usage */
+    uint64_t memory_limit; /**< the Buffer's pd_buffer_memory_limit */
+    uint64_t spills;       /**< the Buffer's pd_buffer_spills */
+    uint64_t rss;          /**< the server process's resident memory, bytes
+                                (0 where it cannot be read) */
+    /* Clients. */
+    uint64_t clients;     /**< `syn` received: clients that connected (one
+                               that reconnects after a timeout counts again) */
+    uint64_t connections; /**< connections open now */
+    uint64_t uptime_ms;   /**< since the server started serving */
+} pd_server_stats;
+
+/**
+ * Asks the libpartd server that `client` talks to for its figures (the
+ * `stats` command, docs/zmq.md), waiting for the reply.  out->size must be
+ * set (see pd_server_stats).  Errors: PD_ERR_MISUSE (not a client, NULL,
+ * out->size too small), PD_ERR_UNSUPPORTED (the server is not libpartd's:
+ * a Python server has no stats command and is never sent one), the errors
+ * of any call (PD_ERR_TIMEOUT, PD_ERR_PROTOCOL, an earlier request's
+ * failure); via pd_errmsg(client).
+ */
+PD_API int pd_client_stats(pd_store *client, pd_server_stats *out);
+
+/**
+ * The same figures read from the server itself, while it does not serve
+ * (before pd_server_run or after it returned, e.g. for a summary at exit;
+ * connections is then 0).  Errors: PD_ERR_MISUSE (NULL, out->size too
+ * small, the server is running), the store's pd_keys errors; via
+ * pd_errmsg(NULL).
+ */
+PD_API int pd_server_get_stats(pd_server *srv, pd_server_stats *out);
 
 #ifdef __cplusplus
 }

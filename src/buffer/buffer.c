@@ -144,6 +144,7 @@ static int s_append_spill(pd__buffer *b, size_t n, const pd_key *keys,
     if (rc == 0 && m > 0) {
         pd__spill_batch batch = {n, keys, vals, b->ents, stamp};
         rc = pd__buffer_move_batch(b, b->selnode, m, &batch, fsync, &in_slow);
+        if (rc == 0) b->spills++;
     }
     if (rc) {
         s_ents_undo(b, n, vals);
@@ -550,6 +551,15 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
 
 static pd__buffer *s_buf(const pd_store *s) {
     return pd__store_as(s, &s_buffer_ops);
+}
+
+uint64_t pd_buffer_spills(const pd_store *s) {
+    pd__buffer *b = s_buf(s);
+    if (!b) return 0;
+    pthread_mutex_lock(&b->base.mu);
+    uint64_t n = b->spills;
+    pthread_mutex_unlock(&b->base.mu);
+    return n;
 }
 
 uint64_t pd_buffer_memory_usage(const pd_store *s) {

@@ -29,6 +29,7 @@ typedef struct pd__buffer {
     bool owned;
     uint64_t limit;
     uint64_t usage;
+    uint64_t spills; /* moves to slow to stay under the limit */
     pd__ktab counts; /* pd__bcount entries, in insertion order */
     uint64_t mark;
     bool slow_locked; /* this session holds slow's lock */

@@ -361,6 +361,7 @@ int pd__buffer_make_room(pd__buffer *b, uint64_t incoming, unsigned fsync) {
         if (m == 0) break;
         rc = pd__buffer_move(b, sel, m, fsync);
         if (rc) return rc;
+        b->spills++;
     }
     return 0;
 }

@@ -81,8 +81,10 @@ static const pd_cli_opt s_optab[] = {
     {S_DIR, "dir", "DIR",
      "the store's directory (created if missing; must hold no keys yet), "
      "kept at the end; default: in a new private directory in $TMPDIR "
-     "(else /tmp), removed at the end",
-     false},
+     "(else /tmp), removed at the end.  Repeatable (at most 16): the store "
+     "is spread over the DIRs, each partition in one of them (`partd serve "
+     "--path DIR1 --path DIR2 ...`, or with --direct a Fanout of Files)",
+     true},
     {S_KEEP, "keep", NULL, "keep that temporary store (its path is printed)",
      false},
     {S_DIRECT, "direct", NULL,
@@ -189,7 +191,13 @@ static int s_parse(int argc, char **argv, pd_demo_opts *o) {
             break;
         case S_DIR:
             if (!*val) return s_usage("--dir: empty");
-            o->dir = val;
+            if (o->ndirs == PD_DEMO_MAX_DIRS)
+                return s_usage("at most %u --dir options", PD_DEMO_MAX_DIRS);
+            for (unsigned i = 0; i < o->ndirs; i++)
+                if (strcmp(o->dirs[i], val) == 0)
+                    return s_usage("--dir %.100s given twice", val);
+            if (!o->dir) o->dir = val;
+            o->dirs[o->ndirs++] = val;
             break;
         case S_STORE:
             if (pd_cli_store_kind_parse(val, &o->kind) != 0)
@@ -245,8 +253,31 @@ static int s_rm_fn(const char *path, const struct stat *st, int type,
     return 0;
 }
 
+/* Makes the store directory at path if missing; refuses one that holds
+ * keys. */
+static int s_check_store_dir(pd_demo *d, const char *path) {
+    pd_store *f = NULL;
+    pd_keylist *kl = NULL;
+    char why[1024];
+    if (pd_cli_open_dir(&f, path, d->o.kind, true, why, sizeof why) != 0)
+        return pd_demo_fail(d, "%s", why);
+    int rc = 0;
+    if (pd_keys(f, &kl, 0) != 0)
+        rc = pd_demo_fail(d, "%s", pd_errmsg(f));
+    else if (pd_keylist_count(kl) > 0)
+        rc = pd_demo_fail(d,
+                          "%s already holds %zu keys: give a new or empty "
+                          "directory (or `partd drop %s`)",
+                          path, pd_keylist_count(kl), path);
+    pd_keylist_free(&kl);
+    if (pd_close(&f) != 0 && rc == 0)
+        rc = pd_demo_fail(d, "%s", pd_errmsg(NULL));
+    return rc;
+}
+
 /* Makes the private run directory, and the store directory in it or at
- * --dir; refuses a store that holds keys. */
+ * --dir (each --dir); refuses a store that holds keys, and one directory
+ * named twice. */
 static int s_prepare_dir(pd_demo *d) {
     const char *tmp = getenv("TMPDIR");
     if (!tmp || !*tmp) tmp = "/tmp";
@@ -268,23 +299,32 @@ static int s_prepare_dir(pd_demo *d) {
         return pd_demo_fail(d, "--dir: path too long");
     if (d->temp) strcat(d->dir, "/store");
     d->o.kind = pd_cli_store_kind_of(d->dir, d->o.kind);
-    pd_store *f = NULL;
-    pd_keylist *kl = NULL;
-    char why[1024];
-    if (pd_cli_open_dir(&f, d->dir, d->o.kind, true, why, sizeof why) != 0)
-        return pd_demo_fail(d, "%s", why);
-    int rc = 0;
-    if (pd_keys(f, &kl, 0) != 0)
-        rc = pd_demo_fail(d, "%s", pd_errmsg(f));
-    else if (pd_keylist_count(kl) > 0)
-        rc = pd_demo_fail(d,
-                          "%s already holds %zu keys: give a new or empty "
-                          "directory (or `partd drop %s`)",
-                          d->dir, pd_keylist_count(kl), d->dir);
-    pd_keylist_free(&kl);
-    if (pd_close(&f) != 0 && rc == 0)
-        rc = pd_demo_fail(d, "%s", pd_errmsg(NULL));
+    int rc = s_check_store_dir(d, d->dir);
+    struct stat st[PD_DEMO_MAX_DIRS];
+    for (unsigned i = 1; rc == 0 && i < d->o.ndirs; i++)
+        rc = s_check_store_dir(d, d->o.dirs[i]);
+    for (unsigned i = 0; rc == 0 && i < d->o.ndirs; i++) {
+        if (stat(d->o.dirs[i], &st[i]) != 0)
+            return pd_demo_fail(d, "stat %s: %s", d->o.dirs[i],
+                                strerror(errno));
+        for (unsigned j = 0; j < i; j++)
+            if (st[i].st_dev == st[j].st_dev && st[i].st_ino == st[j].st_ino)
+                return pd_demo_fail(d,
+                                    "--dir %s and --dir %s are the same "
+                                    "directory",
+                                    d->o.dirs[j], d->o.dirs[i]);
+    }
     return rc;
+}
+
+/* The store's directories, for the report: "A", or "A, B, ...". */
+static void s_print_dirs(const pd_demo *d, const char *sep) {
+    if (d->o.ndirs < 2) {
+        printf("%s", d->dir);
+        return;
+    }
+    for (unsigned i = 0; i < d->o.ndirs; i++)
+        printf("%s%s", i ? sep : "", d->o.dirs[i]);
 }
 
 /* Removes the run directory, or with --keep only what is not the store. */
@@ -313,18 +353,23 @@ static void s_report_start(const pd_demo *d) {
            o->records, o->recsize, s_mb(o->records * o->recsize), o->workers,
            o->workers == 1 ? "" : "s", o->parts, o->seed);
     bool log = o->kind == PD_CLI_STORE_LOG;
-    printf("store:   %s (%s %s), codec %s\n", d->dir,
+    printf("store:   ");
+    s_print_dirs(d, ", ");
+    printf(" (%s %s), codec %s\n",
            d->temp ? (o->keep ? "temporary, kept" : "temporary") : "kept",
            log ? "Log" : "File", o->codec ? o->codec : "none");
     if (o->direct)
-        printf("server:  none: workers append straight into the %s\n",
-               log ? "Log store (a segment each)" : "File store (flock)");
-    else
-        printf("server:  partd serve --path %s --store %s --memory %" PRIu64
-               " (pid %d) at %s\n",
-               d->dir, log ? "log" : "file",
+        printf("server:  none: workers append straight into the %s%s\n",
+               log ? "Log store (a segment each)" : "File store (flock)",
+               o->ndirs > 1 ? ", a Fanout over the DIRs" : "");
+    else {
+        printf("server:  partd serve --path ");
+        s_print_dirs(d, " --path ");
+        printf(" --store %s --memory %" PRIu64 " (pid %d) at %s\n",
+               log ? "log" : "file",
                o->have_memory ? o->memory : PD_DEMO_DEF_MEMORY,
                (int)d->server.pid, d->addr);
+    }
     fflush(stdout);
 }
 
@@ -454,10 +499,15 @@ int pd_cli_demo(int argc, char **argv) {
                s_mb((uint64_t)d.server.ru.ru_maxrss * 1024), s_mb(wmax * 1024),
                s_mb((uint64_t)self.ru_maxrss * 1024));
     s_du_blocks = s_du_size = 0;
-    if (nftw(d.dir, s_du_fn, 16, FTW_PHYS) == 0)
-        printf("disk:    %.1f MB used (%.1f MB of data) in %s%s\n",
-               s_mb(s_du_blocks), s_mb(s_du_size), d.dir,
-               d.temp && !d.o.keep ? " (removed)" : "");
+    bool du_ok = nftw(d.dir, s_du_fn, 16, FTW_PHYS) == 0;
+    for (unsigned i = 1; du_ok && i < d.o.ndirs; i++)
+        du_ok = nftw(d.o.dirs[i], s_du_fn, 16, FTW_PHYS) == 0;
+    if (du_ok) {
+        printf("disk:    %.1f MB used (%.1f MB of data) in ", s_mb(s_du_blocks),
+               s_mb(s_du_size));
+        s_print_dirs(&d, ", ");
+        printf("%s\n", d.temp && !d.o.keep ? " (removed)" : "");
+    }
     fflush(stdout);
 
 out:

@@ -34,6 +34,7 @@
 #define PD_DEMO_MIN_RECSIZE 16u /* key and index */
 #define PD_DEMO_MAX_RECSIZE 65536u
 #define PD_DEMO_MAX_RECORDS ((uint64_t)1 << 40)
+#define PD_DEMO_MAX_DIRS 16u /* --dir: the store spread over them */
 
 /* --------------------------------------------------------------- State */
 
@@ -41,7 +42,9 @@ typedef struct pd_demo_opts {
     uint64_t records, memory, seed;
     unsigned workers, parts;
     size_t recsize;
-    const char *codec, *dir;
+    const char *codec, *dir;            /* dir: the first --dir */
+    const char *dirs[PD_DEMO_MAX_DIRS]; /* every --dir, in order */
+    unsigned ndirs;
     pd_cli_store_kind kind; /* --store; resolved by demo.c before the run */
     int level;
     bool have_memory, keep, direct, quiet;
@@ -68,7 +71,7 @@ typedef struct pd_demo_child {
 typedef struct pd_demo {
     pd_demo_opts o;
     char run[PATH_MAX]; /* private (0700): the socket, the temporary store */
-    char dir[PATH_MAX]; /* the store: --dir, or run/store */
+    char dir[PATH_MAX]; /* the store: --dir (the first), or run/store */
     char bind[PATH_MAX + 16];
     bool temp; /* dir is run/store: removed at the end unless --keep */
     /* --direct --store log: a handle held from before the workers start

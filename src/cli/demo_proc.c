@@ -210,10 +210,30 @@ int pd_demo_start_server(pd_demo *d) {
         snprintf(mem, sizeof mem, "%" PRIu64,
                  d->o.have_memory ? d->o.memory : PD_DEMO_DEF_MEMORY);
         snprintf(a9, sizeof a9, "%s", pd_cli_store_kind_name(d->o.kind));
-        char *argv[] = {a0, a1, d->dir, a3, mem, a5, a8, a9, a6, d->bind, NULL};
+        /* serve --path DIR [--path DIR2]... --memory M -q --store K
+         * [--bind B] */
+        char *argv[2 * PD_DEMO_MAX_DIRS + 10];
+        int argc = 0;
+        argv[argc++] = a0;
+        argv[argc++] = a1;
+        argv[argc++] = (char *)d->dir;
+        for (unsigned i = 1; i < d->o.ndirs; i++) {
+            argv[argc++] = a1;
+            argv[argc++] = (char *)d->o.dirs[i];
+        }
+        argv[argc++] = a3;
+        argv[argc++] = mem;
+        argv[argc++] = a5;
+        argv[argc++] = a8;
+        argv[argc++] = a9;
         /* Without --bind (a path too long for ipc) the server makes its
          * own private socket directory. */
-        int rc = pd_cli_serve(d->bind[0] ? 10 : 8, argv);
+        if (d->bind[0]) {
+            argv[argc++] = a6;
+            argv[argc++] = (char *)d->bind;
+        }
+        argv[argc] = NULL;
+        int rc = pd_cli_serve(argc, argv);
         fflush(NULL);
         _exit(rc);
     }
@@ -286,7 +306,22 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
     *out = NULL;
     *client = NULL;
     int rc;
-    if (d->o.direct) {
+    if (d->o.direct && d->o.ndirs > 1) {
+        /* A Fanout of the stores, in the order of the --dir options. */
+        pd_store *files[PD_DEMO_MAX_DIRS] = {0};
+        rc = 0;
+        for (unsigned i = 0; rc == 0 && i < d->o.ndirs; i++)
+            rc = pd_cli_open_dir(&files[i], d->o.dirs[i], d->o.kind, false, why,
+                                 cap);
+        if (rc == 0 && pd_fanout_open(&inner, files, d->o.ndirs, 0) != 0) {
+            snprintf(why, cap, "%s", pd_errmsg(NULL));
+            rc = -1;
+        }
+        if (rc) {
+            for (unsigned i = 0; i < d->o.ndirs; i++) pd_close(&files[i]);
+            return rc;
+        }
+    } else if (d->o.direct) {
         rc = pd_cli_open_dir(&inner, d->dir, d->o.kind, false, why, cap);
         if (rc) return rc;
     } else {

@@ -11,9 +11,11 @@
  *   partd demo [--records N] [--workers W] ...             (demo*.c)
  *   partd help [VERB] | --help | --version
  *
- * append, get, keys, delete and drop take --connect ADDR [--timeout S]
- * instead of DIR, to work on a server's store.  A DIR holding partd-log is
- * a Log, any other a File; --store file|log chooses (store.c).
+ * append, get, keys, delete and drop take --connect ADDR[,ADDR]...
+ * [--timeout S] instead of DIR, to work on a server's store (several
+ * addresses: a Fanout over their clients).  A DIR holding partd-log is a
+ * Log, any other a File; --store file|log chooses (store.c).
+ *   partd stats --connect ADDR[,ADDR]... [--json]   the servers' figures
  *
  * The files: this one picks the verb and prints the overall help; every
  * verb is a pd_cli_verb (opts.h): its options, its help and its run
@@ -89,7 +91,7 @@ static void s_help_all(pd_cli_out *o) {
     for (size_t i = 0; i < S_NVERBS; i++)
         pd_cli_printf(o, "  %-8s %s\n", s_verbs[i]->name, s_verbs[i]->summary);
     pd_cli_puts(o, "\nOptions of the store verbs (append, get, keys, delete, "
-                   "drop, repair):\n");
+                   "drop, repair, stats):\n");
     pd_cli_opt_list(o, pd_cli_store_opts, pd_cli_nstore_opts, 0);
     static const pd_cli_opt version = {'V', "version", NULL,
                                        "print the version and exit", false};

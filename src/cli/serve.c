@@ -5,11 +5,16 @@
  * The store: Buffer(Dict, File) as the server's default, with the File in
  * DIR (--path, kept after exit) or in a private temporary directory
  * (removed on exit); with --store log (or a --path that holds a Log),
- * Buffer(Dict, Log) the same way.  --codec puts an Encode layer between
- * the Buffer and the File, Buffer(Dict, Encode(File)): appends stay in
- * memory uncompressed, and what spills is compressed, framed as Python
- * partd's compressed stores frame it, so DIR is what
- * `partd.ZLib(partd.File(DIR))` (for zlib, bz2, snappy, blosc) reads.
+ * Buffer(Dict, Log) the same way.  Several --path: Buffer(Dict, Fanout(DIR1,
+ * DIR2, ...)), each DIR a File or a Log as above, one memory limit for them
+ * all, each key spilled to the DIR the Fanout maps it to.  --codec puts an
+ * Encode layer between the Buffer and the File, Buffer(Dict, Encode(File)):
+ * appends stay in memory uncompressed, and what spills is compressed, framed
+ * as Python partd's compressed stores frame it, so DIR is what
+ * `partd.ZLib(partd.File(DIR))` (for zlib, bz2, snappy, blosc) reads (with
+ * several DIRs: Buffer(Dict, Encode(Fanout(...))), each DIR holding its
+ * keys' frames).  On exit the server's figures (pd_server_get_stats) are
+ * logged in one line.
  */
 #include "partd/partd.h"
 #include "serve.h"
@@ -26,9 +31,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #define S_MAX_BINDS 16
+#define S_MAX_PATHS 64
 
 enum {
     S_PATH = PD_CLI_LONG,
@@ -46,8 +53,11 @@ static const pd_cli_opt s_opts[] = {
     {S_PATH, "path", "DIR",
      "keep the data in DIR (created if missing; a File store, locked while "
      "serving, or a Log: see --store); default: a private temporary "
-     "directory, removed on exit",
-     false},
+     "directory, removed on exit.  Repeatable (at most 64): the store is "
+     "spread over the DIRs, each key in one of them (a Fanout, "
+     "docs/fanout.md); the order of the --path options decides which, so "
+     "serve the same DIRs in the same order again to read the data back",
+     true},
     {S_STORE, "store", "KIND",
      "what the Buffer spills to: file (one file per key) or log (append-only "
      "segments: for many keys).  Default: a Log if --path DIR holds its "
@@ -150,7 +160,9 @@ static int s_read_key(const char *path, char key[41]) {
 #define S_MAX_CLIENT_KEYS 65536
 
 typedef struct s_args {
-    const char *path, *codec, *curve, *clients;
+    const char *paths[S_MAX_PATHS];
+    size_t npath;
+    const char *codec, *curve, *clients;
     pd_cli_store_kind kind; /* --store; AUTO without it */
     const char *binds[S_MAX_BINDS];
     size_t nbind;
@@ -234,7 +246,11 @@ static int s_parse(int argc, char **argv, s_args *a) {
         case 'h': return pd_cli_help_exit(S_V);
         case 'v': a->log_level = PD_LOG_DEBUG; break;
         case 'q': a->log_level = PD_LOG_WARN; break;
-        case S_PATH: a->path = val; break;
+        case S_PATH:
+            if (a->npath == S_MAX_PATHS)
+                return s_usage("at most %d --path options", S_MAX_PATHS);
+            a->paths[a->npath++] = val;
+            break;
         case S_BIND:
             if (a->nbind == S_MAX_BINDS)
                 return s_usage("at most %d --bind options", S_MAX_BINDS);
@@ -269,23 +285,58 @@ static int s_parse(int argc, char **argv, s_args *a) {
     return -1;
 }
 
-/* Builds Buffer(Dict, [Encode](File or Log)) for --path, --codec and/or
- * --store. */
+/* The store of one --path DIR (a File or a Log).  0, or -1 once reported. */
+static int s_open_dir(const s_args *a, const char *dir, pd_store **out) {
+    char why[1024];
+    if (pd_cli_open_dir(out, dir, a->kind, true, why, sizeof why) == 0)
+        return 0;
+    s_fail(why);
+    return -1;
+}
+
+/* The store of each --path (or a temporary one), under a Fanout when there
+ * are several, into *out.  0, or -1 once reported. */
+static int s_open_files(const s_args *a, pd_store **out) {
+    if (a->npath == 1) return s_open_dir(a, a->paths[0], out);
+    if (a->npath == 0) {
+        int rc = a->kind == PD_CLI_STORE_LOG ? pd_log_open_temp(out, NULL, 0)
+                                             : pd_file_open_temp(out, NULL, 0);
+        if (rc) s_fail(pd_errmsg(NULL));
+        return rc ? -1 : 0;
+    }
+    pd_store *files[S_MAX_PATHS] = {0};
+    struct stat st[S_MAX_PATHS];
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < a->npath; i++) {
+        rc = s_open_dir(a, a->paths[i], &files[i]);
+        if (rc == 0 && stat(a->paths[i], &st[i]) != 0)
+            memset(&st[i], 0, sizeof st[i]);
+        for (size_t j = 0; rc == 0 && j < i; j++)
+            if (st[i].st_ino && st[i].st_dev == st[j].st_dev &&
+                st[i].st_ino == st[j].st_ino) {
+                /* Its two stores would wait for each other's lock. */
+                fprintf(stderr,
+                        "partd: serve: --path %s and --path %s are the same "
+                        "directory\n",
+                        a->paths[j], a->paths[i]);
+                rc = -1;
+            }
+    }
+    if (rc == 0 && pd_fanout_open(out, files, a->npath, 0) != 0) {
+        s_fail(pd_errmsg(NULL));
+        rc = -1;
+    }
+    if (rc)
+        for (size_t i = 0; i < a->npath; i++) pd_close(&files[i]);
+    return rc;
+}
+
+/* Builds Buffer(Dict, [Encode](File, Log or Fanout)) for --path, --codec
+ * and/or --store. */
 static int s_open_store(const s_args *a, pd_store **out) {
     pd_store *file = NULL, *slow = NULL, *fast = NULL;
-    int rc;
-    char why[1024];
-    if (a->path) {
-        rc = pd_cli_open_dir(&file, a->path, a->kind, true, why, sizeof why);
-        if (rc) {
-            s_fail(why);
-            return rc;
-        }
-    } else if (a->kind == PD_CLI_STORE_LOG) {
-        rc = pd_log_open_temp(&file, NULL, 0);
-    } else {
-        rc = pd_file_open_temp(&file, NULL, 0);
-    }
+    int rc = s_open_files(a, &file);
+    if (rc) return rc; /* reported */
     if (rc == 0 && a->codec) {
         rc = pd_compress_open(&slow, &file, a->codec,
                               a->have_level ? (int)a->level : PD_LEVEL_DEFAULT,
@@ -306,6 +357,30 @@ static int s_open_store(const s_args *a, pd_store **out) {
         pd_close(&file);
     }
     return rc;
+}
+
+/* One line of the server's figures on stderr, after it stopped. */
+static void s_log_summary(pd_server *srv) {
+    pd_server_stats st = {.size = sizeof st};
+    if (pd_server_get_stats(srv, &st) != 0) {
+        fprintf(stderr, "partd server: warning: no stats at exit: %s\n",
+                pd_errmsg(NULL));
+        return;
+    }
+    fprintf(stderr,
+            "partd server: info: stats: keys %" PRIu64 ", bytes %" PRIu64
+            ", records appended %" PRIu64 " (%" PRIu64
+            " bytes), requests %" PRIu64 " (%" PRIu64 " failed; append %" PRIu64
+            ", get %" PRIu64 ", iset %" PRIu64 ", delete %" PRIu64
+            ", drop %" PRIu64 ", keys %" PRIu64 ", stats %" PRIu64
+            ", syn %" PRIu64 ", close %" PRIu64 ", other %" PRIu64
+            "), memory %" PRIu64 " of %" PRIu64 ", spills %" PRIu64
+            ", rss %" PRIu64 ", clients %" PRIu64 ", uptime %" PRIu64 " ms\n",
+            st.keys, st.bytes, st.records, st.appended_bytes, st.requests,
+            st.failed, st.req_append, st.req_get, st.req_iset, st.req_delete,
+            st.req_drop, st.req_keys, st.req_stats, st.req_syn, st.req_close,
+            st.req_other, st.memory, st.memory_limit, st.spills, st.rss,
+            st.clients, st.uptime_ms);
 }
 
 int pd_cli_serve(int argc, char **argv) {
@@ -347,7 +422,7 @@ int pd_cli_serve(int argc, char **argv) {
     }
 
     pd_store *store = NULL;
-    if ((a.path || a.codec || a.kind != PD_CLI_STORE_AUTO) &&
+    if ((a.npath || a.codec || a.kind != PD_CLI_STORE_AUTO) &&
         s_open_store(&a, &store)) {
         free(client_keys);
         free(clients);
@@ -393,6 +468,7 @@ int pd_cli_serve(int argc, char **argv) {
 
     int status = 0;
     if (pd_server_run(srv)) status = s_fail(pd_errmsg(NULL));
+    if (a.log_level >= PD_LOG_INFO) s_log_summary(srv);
     s_srv = NULL;
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);

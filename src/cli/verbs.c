@@ -16,11 +16,13 @@
 #include "opts.h"
 #include "out.h"
 #include "store.h"
+#include "stats.h"
 #include "verbs.h"
 
 #include <errno.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <stddef.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -41,6 +43,7 @@ enum {
     S_OPT_CONNECT,
     S_OPT_TIMEOUT,
     S_OPT_STORE,
+    S_OPT_JSON,
     S_OPT_HELP,
     S_NOPTS
 };
@@ -65,9 +68,13 @@ static const pd_cli_opt s_all[S_NOPTS] = {
     [S_OPT_LEVEL] = {S_LONG(S_OPT_LEVEL), "level", "N",
                      "compression level for --codec (default: the codec's)",
                      false},
-    [S_OPT_CONNECT] = {S_LONG(S_OPT_CONNECT), "connect", "ADDR",
+    [S_OPT_CONNECT] = {S_LONG(S_OPT_CONNECT), "connect", "ADDR[,ADDR]...",
                        "talk to the server at ADDR (partd serve, or Python "
-                       "partd.Server) instead of a store DIR: no DIR argument",
+                       "partd.Server) instead of a store DIR: no DIR argument. "
+                       "Several addresses, comma-separated: one store spread "
+                       "over those servers (a Fanout, docs/fanout.md), each "
+                       "key on one of them; the order decides which, so give "
+                       "every command the same list in the same order",
                        false},
     [S_OPT_TIMEOUT] = {S_LONG(S_OPT_TIMEOUT), "timeout", "SECONDS",
                        "with --connect: fail after waiting that long for the "
@@ -75,6 +82,10 @@ static const pd_cli_opt s_all[S_NOPTS] = {
                        false},
     [S_OPT_STORE] = {S_LONG(S_OPT_STORE), "store", "KIND", PD_CLI_STORE_HELP,
                      false},
+    [S_OPT_JSON] = {S_LONG(S_OPT_JSON), "json", NULL,
+                    "print JSON: one object (an array of them, one per "
+                    "server, with several addresses)",
+                    false},
     [S_OPT_HELP] = {'h', "help", NULL, "show help for the verb", false},
 };
 const pd_cli_opt *const pd_cli_store_opts = s_all;
@@ -138,6 +149,7 @@ static int s_verb_keys(s_ctx *ctx);
 static int s_verb_delete(s_ctx *ctx);
 static int s_verb_drop(s_ctx *ctx);
 static int s_verb_repair(s_ctx *ctx);
+static int s_verb_stats(s_ctx *ctx);
 
 /* The options every store verb takes, and groups of them. */
 #define S_COMMON S_BIT(S_OPT_HELP)
@@ -160,6 +172,21 @@ static const char s_get_about[] =
 static const char s_keys_about[] =
     "Each key is printed in its quoted form, sorted, one per line; that\n"
     "form can be given back to the other verbs with -r.  DIR must exist.\n";
+static const char s_stats_about[] =
+    "Asks each server (libpartd's `partd serve` only: a Python server has\n"
+    "no stats command) for its figures: keys and bytes stored, records\n"
+    "appended, requests served per command, memory in use (the Buffer's and\n"
+    "the process's resident size), spills, clients and uptime.  Prints\n"
+    "`name value` lines, a block per server headed by its address, or JSON\n"
+    "with --json (see docs/zmq.md, \"Stats\").\n";
+static const char s_stats_tail[] =
+    "\n"
+    "Exit status:\n"
+    "  0    success\n"
+    "  1    failure: a server did not answer in time, or is not libpartd's;\n"
+    "       the reason is on stderr as \"partd: stats: message\"\n"
+    "  2    usage error: unknown option, no --connect, an empty address\n"
+    "  141  standard output was closed by its reader\n";
 static const char s_repair_about[] =
     "For a store written through --codec: each KEY whose frames include\n"
     "torn ones (cut short by a writer that died mid-append) is replaced,\n"
@@ -200,11 +227,24 @@ static const s_verb s_verbs[] = {
             "DIR KEY...", "rewrite KEYs without their torn frames",
             s_repair_about),
      s_verb_repair, 2, -1},
+    {{.name = "stats",
+      .run = s_run,
+      .args = "",
+      .summary = "print the figures of the --connect servers",
+      .about = s_stats_about,
+      .opts = s_all,
+      .nopts = S_NOPTS,
+      .only = S_BIT(S_OPT_JSON) | S_NET_OPTS | S_COMMON,
+      .need = S_BIT(S_OPT_CONNECT),
+      .tail = s_stats_tail},
+     s_verb_stats,
+     0,
+     0},
 };
 
 const pd_cli_verb *const pd_cli_store_verbs[PD_CLI_NSTORE_VERBS] = {
-    &s_verbs[0].v, &s_verbs[1].v, &s_verbs[2].v,
-    &s_verbs[3].v, &s_verbs[4].v, &s_verbs[5].v};
+    &s_verbs[0].v, &s_verbs[1].v, &s_verbs[2].v, &s_verbs[3].v,
+    &s_verbs[4].v, &s_verbs[5].v, &s_verbs[6].v};
 
 /* ---------------------------------------------------------- Messages */
 
@@ -300,8 +340,36 @@ static int s_store_args(s_ctx *ctx, int nkeys_min, int nkeys_max,
     return PD_CLI_EXIT_OK;
 }
 
-/* A client of the --connect server, with --timeout. */
-static int s_open_client(s_ctx *ctx, pd_store **out) {
+/* The --connect list split at commas into addrs (at most S_MAX_ADDRS), each
+ * a NUL-terminated copy in buf; *n of them.  Exit code. */
+#define S_MAX_ADDRS 1024
+static int s_split_addrs(s_ctx *ctx, char **buf, char **addrs, size_t *n) {
+    const char *list = ctx->optval[S_OPT_CONNECT];
+    *n = 0;
+    *buf = strdup(list);
+    if (!*buf) return s_fail(ctx, "out of memory");
+    char *p = *buf;
+    for (;;) {
+        char *comma = strchr(p, ',');
+        if (comma) *comma = '\0';
+        if (!*p || *n == S_MAX_ADDRS) {
+            bool empty = !*p;
+            free(*buf);
+            *buf = NULL;
+            return s_usage(ctx,
+                           empty ? "--connect '%.200s': an empty address"
+                                 : "--connect '%.200s': more than 1024 "
+                                   "addresses",
+                           list);
+        }
+        addrs[(*n)++] = p;
+        if (!comma) return PD_CLI_EXIT_OK;
+        p = comma + 1;
+    }
+}
+
+/* A client of server `addr`, with --timeout. */
+static int s_open_one(s_ctx *ctx, const char *addr, pd_store **out) {
     pd_client_opts o = {0};
     o.flags = PD_CLIENT_SYNC; /* each call reports its own error */
     if (ctx->opts & S_BIT(S_OPT_TIMEOUT)) {
@@ -316,11 +384,55 @@ static int s_open_client(s_ctx *ctx, pd_store **out) {
                            text);
         o.timeout_ms = sec * 1000 < 1 ? 1 : (int)(sec * 1000);
     }
-    if (pd_client_open(out, ctx->optval[S_OPT_CONNECT], &o) != 0) {
+    if (pd_client_open(out, addr, &o) != 0) {
         *out = NULL;
         return s_fail(ctx, pd_errmsg(NULL));
     }
     return PD_CLI_EXIT_OK;
+}
+
+/* Clients of the --connect servers, each opened by s_open_one: *n of them
+ * into a malloc'd *out.  Exit code. */
+static int s_open_clients(s_ctx *ctx, pd_store ***out, size_t *n) {
+    char *buf = NULL;
+    char **addrs = malloc(S_MAX_ADDRS * sizeof *addrs);
+    *out = NULL;
+    *n = 0;
+    if (!addrs) return s_fail(ctx, "out of memory");
+    int rc = s_split_addrs(ctx, &buf, addrs, n);
+    pd_store **cl = rc ? NULL : calloc(*n, sizeof *cl);
+    if (!rc && !cl) rc = s_fail(ctx, "out of memory");
+    for (size_t i = 0; !rc && i < *n; i++)
+        rc = s_open_one(ctx, addrs[i], &cl[i]);
+    if (rc && cl)
+        for (size_t i = 0; i < *n; i++) pd_close(&cl[i]);
+    if (rc) {
+        free(cl);
+        cl = NULL;
+        *n = 0;
+    }
+    free(addrs);
+    free(buf);
+    *out = cl;
+    return rc;
+}
+
+/* The --connect store: a client, or a Fanout over the clients of several
+ * addresses (in the order given: it decides where each key lives). */
+static int s_open_client(s_ctx *ctx, pd_store **out) {
+    pd_store **cl = NULL;
+    size_t n = 0;
+    *out = NULL;
+    int rc = s_open_clients(ctx, &cl, &n);
+    if (rc) return rc;
+    if (n == 1) {
+        *out = cl[0];
+    } else if (pd_fanout_open(out, cl, n, 0) != 0) {
+        rc = s_fail(ctx, pd_errmsg(NULL));
+        for (size_t i = 0; i < n; i++) pd_close(&cl[i]);
+    }
+    free(cl);
+    return rc;
 }
 
 /* Opens the store at dir (a File or a Log: --store, else what dir holds)
@@ -623,5 +735,33 @@ static int s_verb_repair(s_ctx *ctx) {
     for (size_t i = 0; owned && i < n; i++) pd_key_free(&owned[i]);
     free(owned);
     free(keys);
+    return rc;
+}
+
+static int s_verb_stats(s_ctx *ctx) {
+    if (!(ctx->opts & S_BIT(S_OPT_CONNECT)))
+        return s_usage(ctx, "needs --connect ADDR");
+    pd_store **cl = NULL;
+    size_t n = 0;
+    int rc = s_open_clients(ctx, &cl, &n);
+    if (rc) return rc;
+    pd_server_stats *st = calloc(n, sizeof *st);
+    if (!st) rc = s_fail(ctx, "out of memory");
+    for (size_t i = 0; i < n && rc == PD_CLI_EXIT_OK; i++) {
+        st[i].size = sizeof st[i];
+        if (pd_client_stats(cl[i], &st[i]) != 0)
+            rc = s_fail(ctx, pd_errmsg(cl[i]));
+    }
+    bool json = ctx->opts & S_BIT(S_OPT_JSON);
+    for (size_t i = 0; i < n && rc == PD_CLI_EXIT_OK; i++)
+        pd_cli_print_stats(pd_client_address(cl[i]), &st[i], json, i == 0,
+                           n > 1);
+    if (rc == PD_CLI_EXIT_OK) {
+        if (json) pd_cli_puts(&pd_cli_stdout, n > 1 ? "]\n" : "\n");
+        rc = pd_cli_finish_stdout(ctx->verb->v.name, rc);
+    }
+    for (size_t i = 0; i < n; i++) rc = s_close_store(ctx, &cl[i], rc);
+    free(cl);
+    free(st);
     return rc;
 }

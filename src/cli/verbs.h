@@ -4,8 +4,8 @@
 
 #include "opts.h"
 
-/* append, get, keys, delete, drop, repair. */
-#define PD_CLI_NSTORE_VERBS 6
+/* append, get, keys, delete, drop, repair, stats. */
+#define PD_CLI_NSTORE_VERBS 7
 extern const pd_cli_verb *const pd_cli_store_verbs[PD_CLI_NSTORE_VERBS];
 
 /* Every option of the store verbs, for `partd --help`. */

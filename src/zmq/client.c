@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -334,6 +335,72 @@ static int s_call(pd_store *s, const char *op, pd__call_fn fn) {
     if (!s_cl(s))
         return pd__err(s, PD_ERR_MISUSE, 0, "%s: not a client store", op);
     return pd__call(s, op, 0, 0, fn, NULL);
+}
+
+/* stats: [name, 8-byte value]... then [ack]; names this client does not
+ * know are skipped, members the server did not send stay 0. */
+static int s_stats_call(pd_store *s, void *arg, unsigned flags) {
+    (void)flags;
+    pd__client *c = (pd__client *)s;
+    pd_server_stats *out = arg;
+    int rc = pd__client_ready(c);
+    if (!rc) rc = pd__client_settle(c, "stats", false);
+    if (rc) return rc;
+    if (c->ours != 1)
+        return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
+                       "stats: the server at %s is not libpartd's (Python "
+                       "partd?): it has no stats command",
+                       c->address);
+    rc = pd__client_send(c, "stats", "stats", NULL, NULL, 0, 0);
+    if (rc) return rc;
+    rc = pd__client_recv(c, "stats", "stats");
+    if (rc) return pd__client_broken(c, rc);
+    int code;
+    pd_bytes msg;
+    if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
+        pd__client_pop(c);
+        return pd__client_final(c, "stats", "stats", false);
+    }
+    size_t nf = c->nmsgs;
+    bool ok = nf % 2 == 0;
+    for (size_t i = 0; ok && i < nf; i += 2)
+        ok = c->frames[i].size > 0 && c->frames[i].size <= 64 &&
+             c->frames[i + 1].size == 8;
+    if (!ok) {
+        pd__err(&c->base, PD_ERR_PROTOCOL, 0,
+                "stats: the server at %s sent a malformed stats reply (%zu "
+                "frames); connection reset",
+                c->address, nf);
+        return pd__client_broken(c, PD_ERR_PROTOCOL);
+    }
+    pd_server_stats st;
+    memset(&st, 0, sizeof st);
+    for (size_t i = 0; i < nf; i += 2)
+        for (size_t j = 0; j < pd__nstat_fields; j++) {
+            const pd__stat_field *f = &pd__stat_fields[j];
+            if (!pd__wire_is(&c->frames[i], f->name)) continue;
+            uint64_t v = pd__wire_get_u64(c->frames[i + 1].data);
+            memcpy((char *)&st + f->off, &v, sizeof v);
+        }
+    pd__client_drop_msgs(c);
+    rc = pd__client_settle(c, "stats", true);
+    if (rc) return rc;
+    size_t size = out->size;
+    st.size = size;
+    memcpy(out, &st, size < sizeof st ? size : sizeof st);
+    return 0;
+}
+
+int pd_client_stats(pd_store *s, pd_server_stats *out) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "client: stats: NULL");
+    pd__err_clear(s);
+    if (!s_cl(s))
+        return pd__err(s, PD_ERR_MISUSE, 0, "stats: not a client store");
+    if (!out || out->size < offsetof(pd_server_stats, keys) + sizeof out->keys)
+        return pd__err(s, PD_ERR_MISUSE, 0,
+                       "stats: out is NULL or out->size is too small (set "
+                       "it to sizeof(pd_server_stats))");
+    return pd__call(s, "stats", 0, 0, s_stats_call, out);
 }
 
 int pd_client_sync(pd_store *s) { return s_call(s, "sync", s_sync_call); }

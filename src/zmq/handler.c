@@ -48,6 +48,9 @@ static int s_vfail(pd__handler *h, int code, int malformed, const char *fmt,
 
 int pd__handle_fail(pd__handler *h, int code, int malformed, const char *fmt,
                     ...) {
+    h->requests++;
+    h->req[PD__CMD_OTHER]++;
+    h->failed++;
     va_list ap;
     va_start(ap, fmt);
     s_vfail(h, code, malformed, fmt, ap);
@@ -120,6 +123,10 @@ static int s_pairs(pd__handler *h, const char *cmd, size_t np,
     rc = iset ? pd_iset(h->store, n, h->wk.keys, h->vals, PD_NOLOCK)
               : pd_append(h->store, n, h->wk.keys, h->vals, PD_NOLOCK);
     if (rc) return s_store_failed(h, rc);
+    if (!iset) {
+        h->records += n;
+        for (size_t i = 0; i < n; i++) h->appended_bytes += h->vals[i].size;
+    }
     s_emit_ack(h);
     return 0;
 }
@@ -191,7 +198,82 @@ static int s_keys_cmd(pd__handler *h) {
     return 0;
 }
 
+int pd__handler_stats(pd__handler *h, pd_server_stats *st, unsigned flags) {
+    size_t size = st->size;
+    memset(st, 0, sizeof *st);
+    st->size = size;
+    pd_keylist *kl = NULL;
+    int rc = pd_keys(h->store, &kl, flags);
+    if (rc) return rc;
+    st->keys = pd_keylist_count(kl);
+    for (size_t i = 0; i < st->keys; i++) st->bytes += pd_keylist_size(kl, i);
+    pd_keylist_free(&kl);
+    st->records = h->records;
+    st->appended_bytes = h->appended_bytes;
+    st->requests = h->requests;
+    st->failed = h->failed;
+    uint64_t *req[PD__CMD_N] = {&st->req_syn,  &st->req_append, &st->req_get,
+                                &st->req_iset, &st->req_delete, &st->req_drop,
+                                &st->req_keys, &st->req_stats,  &st->req_close,
+                                &st->req_other};
+    for (int i = 0; i < PD__CMD_N; i++) *req[i] = h->req[i];
+    if (strcmp(pd_store_kind(h->store), "buffer") == 0) {
+        st->buffer = 1;
+        st->memory = pd_buffer_memory_usage(h->store);
+        st->memory_limit = pd_buffer_memory_limit(h->store);
+        st->spills = pd_buffer_spills(h->store);
+    }
+    st->rss = pd__rss_bytes();
+    st->clients = h->req[PD__CMD_SYN];
+    st->connections = h->connections;
+    if (h->start_ms) st->uptime_ms = (uint64_t)(pd__now_ms() - h->start_ms);
+    return 0;
+}
+
+/* stats: [name, 8-byte value] per figure, then [ack]. */
+static int s_stats_cmd(pd__handler *h) {
+    pd_server_stats st = {.size = sizeof st};
+    int rc = pd__handler_stats(h, &st, PD_NOLOCK);
+    if (rc) return s_store_failed(h, rc);
+    size_t nf = 2 * pd__nstat_fields;
+    if (pd__grow((void **)&h->out, &h->outcap, nf, sizeof *h->out) ||
+        pd__grow((void **)&h->nums, &h->numcap, 8 * pd__nstat_fields, 1))
+        return s_no_memory(h, "stats");
+    for (size_t i = 0; i < pd__nstat_fields; i++) {
+        const pd__stat_field *f = &pd__stat_fields[i];
+        uint64_t v;
+        memcpy(&v, (const char *)&st + f->off, sizeof v);
+        pd__wire_put_u64(h->nums + 8 * i, v);
+        h->out[2 * i] = (pd_bytes){f->name, strlen(f->name)};
+        h->out[2 * i + 1] = (pd_bytes){h->nums + 8 * i, 8};
+    }
+    h->emit(h->emit_arg, nf, h->out);
+    s_emit_ack(h);
+    return 0;
+}
+
+/* The counted command of a request. */
+static int s_cmd_index(size_t n, const pd_bytes *frames) {
+    static const char *const names[PD__CMD_OTHER] = {"syn",  "append", "get",
+                                                     "iset", "delete", "drop",
+                                                     "keys", "stats",  "close"};
+    if (n == 0 || n > PD__WIRE_MAX_FRAMES) return PD__CMD_OTHER;
+    for (int i = 0; i < PD__CMD_OTHER; i++)
+        if (pd__wire_is(&frames[0], names[i])) return i;
+    return PD__CMD_OTHER;
+}
+
+static int s_dispatch(pd__handler *h, size_t n, const pd_bytes *frames);
+
 int pd__handle(pd__handler *h, size_t n, const pd_bytes *frames) {
+    h->requests++;
+    h->req[s_cmd_index(n, frames)]++;
+    int rc = s_dispatch(h, n, frames);
+    if (rc < 0) h->failed++;
+    return rc;
+}
+
+static int s_dispatch(pd__handler *h, size_t n, const pd_bytes *frames) {
     h->code = 0;
     h->malformed = 0;
     h->msg[0] = '\0';
@@ -226,6 +308,7 @@ int pd__handle(pd__handler *h, size_t n, const pd_bytes *frames) {
         return 0;
     }
     if (pd__wire_is(cmd, "keys")) return s_keys_cmd(h);
+    if (pd__wire_is(cmd, "stats")) return s_stats_cmd(h);
     if (pd__wire_is(cmd, "close")) {
         if (h->flags & PD_SERVER_NO_CLOSE)
             return s_refuse(h, PD_ERR_UNSUPPORTED,

@@ -19,6 +19,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -212,10 +213,12 @@ static void s_monitor(pd_server *srv) {
         }
         switch (id) {
         case ZMQ_EVENT_ACCEPTED:
+            srv->h.connections++;
             pd__server_log(srv, PD_LOG_DEBUG, "connection accepted on %s",
                            addr);
             break;
         case ZMQ_EVENT_DISCONNECTED:
+            if (srv->h.connections) srv->h.connections--;
             pd__server_log(
                 srv, PD_LOG_DEBUG,
                 "a connection on %s closed (a client left, or sent a "
@@ -264,6 +267,7 @@ static int s_serve(pd_server *srv) {
         pd__server_log(srv, PD_LOG_INFO, "serving a %s store at %s",
                        pd_store_kind(srv->store), srv->addrs[i]);
     int64_t last = pd__now_ms();
+    srv->h.start_ms = last ? last : 1;
     const char *why = "stopped";
     while (!atomic_load(&srv->stop)) {
         /* The monitor and the ZAP socket, when there are, come last. */
@@ -375,6 +379,8 @@ out:;
                    "%s after %" PRIu64 " requests (%" PRIu64
                    " refused or failed)",
                    why, srv->served, srv->refused);
+    srv->stopped_ms = pd__now_ms();
+    srv->h.connections = 0;
     return rc;
 }
 
@@ -449,4 +455,29 @@ int pd_server_running(const pd_server *srv) {
 
 const char *pd_server_address(const pd_server *srv, size_t i) {
     return srv && i < srv->naddrs ? srv->addrs[i] : NULL;
+}
+
+int pd_server_get_stats(pd_server *srv, pd_server_stats *out) {
+    if (!srv || !out)
+        return pd__err(NULL, PD_ERR_MISUSE, 0, "server: stats: NULL");
+    if (out->size < offsetof(pd_server_stats, keys) + sizeof out->keys)
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "server: stats: out->size %zu (set it to "
+                       "sizeof(pd_server_stats))",
+                       out->size);
+    if (atomic_load(&srv->state) == PD__SERVER_RUNNING)
+        return pd__err(NULL, PD_ERR_MISUSE, 0,
+                       "server: stats: the server is running (ask it with "
+                       "pd_client_stats)");
+    pd_server_stats st = {.size = out->size};
+    int rc = pd__handler_stats(&srv->h, &st, 0);
+    if (rc)
+        return pd__err(NULL, rc, pd_errno(srv->store), "server: stats: %s",
+                       pd_errmsg(srv->store));
+    /* After a run, uptime is the time it served. */
+    if (srv->h.start_ms && srv->stopped_ms)
+        st.uptime_ms = (uint64_t)(srv->stopped_ms - srv->h.start_ms);
+    memcpy(out, &st, out->size < sizeof st ? out->size : sizeof st);
+    pd__err_clear(NULL);
+    return 0;
 }

@@ -8,9 +8,12 @@
 #include "zmq/zmq_internal.h"
 
 #include <errno.h>
+#include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 /* ------------------------------------------------------------ Keys */
 
@@ -201,4 +204,31 @@ int64_t pd__now_ms(void) {
 
 int pd__sockopt_int(void *sock, int opt, int v) {
     return zmq_setsockopt(sock, opt, &v, sizeof v);
+}
+
+/* ------------------------------------------------------------ Stats */
+
+#define S_F(m)                                                                 \
+    { #m, offsetof(pd_server_stats, m) }
+const pd__stat_field pd__stat_fields[] = {
+    S_F(keys),     S_F(bytes),     S_F(records),      S_F(appended_bytes),
+    S_F(requests), S_F(failed),    S_F(req_syn),      S_F(req_append),
+    S_F(req_get),  S_F(req_iset),  S_F(req_delete),   S_F(req_drop),
+    S_F(req_keys), S_F(req_stats), S_F(req_close),    S_F(req_other),
+    S_F(buffer),   S_F(memory),    S_F(memory_limit), S_F(spills),
+    S_F(rss),      S_F(clients),   S_F(connections),  S_F(uptime_ms),
+};
+#undef S_F
+const size_t pd__nstat_fields =
+    sizeof pd__stat_fields / sizeof *pd__stat_fields;
+
+uint64_t pd__rss_bytes(void) {
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    unsigned long long size = 0, rss = 0;
+    int n = fscanf(f, "%llu %llu", &size, &rss);
+    fclose(f);
+    long page = sysconf(_SC_PAGESIZE);
+    if (n != 2 || page <= 0) return 0;
+    return (uint64_t)rss * (uint64_t)page;
 }

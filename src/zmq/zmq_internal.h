@@ -97,6 +97,36 @@ size_t pd__wire_code(int code, char buf[12]);
 void pd__wire_put_u64(unsigned char out[8], uint64_t v);
 uint64_t pd__wire_get_u64(const unsigned char in[8]);
 
+/* ------------------------------------------------------------ Stats */
+
+/* The commands counted per name in pd_server_stats (req_*). */
+enum {
+    PD__CMD_SYN,
+    PD__CMD_APPEND,
+    PD__CMD_GET,
+    PD__CMD_ISET,
+    PD__CMD_DELETE,
+    PD__CMD_DROP,
+    PD__CMD_KEYS,
+    PD__CMD_STATS,
+    PD__CMD_CLOSE,
+    PD__CMD_OTHER,
+    PD__CMD_N
+};
+
+/* A member of pd_server_stats as the stats reply names it: the reply is
+ * [name, 8-byte little-endian value] per member (docs/zmq.md). */
+typedef struct pd__stat_field {
+    const char *name;
+    size_t off; /* offsetof(pd_server_stats, member) */
+} pd__stat_field;
+extern const pd__stat_field pd__stat_fields[];
+extern const size_t pd__nstat_fields;
+
+/* This process's resident set size in bytes (/proc/self/statm), 0 if it
+ * cannot be read. */
+uint64_t pd__rss_bytes(void);
+
 /* ------------------------------------------------------------ Handler */
 
 /* Sends one reply message of n frames to the peer that sent the request.
@@ -125,6 +155,12 @@ typedef struct pd__handler {
     size_t outcap;
     unsigned char *nums; /* 8-byte sizes of a keys reply */
     size_t numcap;
+
+    /* Figures for the stats command, counted by pd__handle. */
+    uint64_t req[PD__CMD_N];
+    uint64_t requests, failed, records, appended_bytes;
+    uint64_t connections; /* kept by the server from its monitor */
+    int64_t start_ms;     /* pd__now_ms when serving started; 0: never */
 } pd__handler;
 
 /* Results of pd__handle besides the error codes. */
@@ -148,6 +184,11 @@ int pd__handle(pd__handler *h, size_t n, const pd_bytes *frames);
  * Returns code. */
 int pd__handle_fail(pd__handler *h, int code, int malformed, const char *fmt,
                     ...) PD__PRINTF(4, 5);
+
+/* Fills st (the whole struct; st->size is left alone) with the handler's
+ * counts and the store's figures, calling pd_keys with `flags`.  0, or the
+ * store's error (its message on h->store). */
+int pd__handler_stats(pd__handler *h, pd_server_stats *st, unsigned flags);
 
 /* Frees the handler's scratch (not the store). */
 void pd__handler_fini(pd__handler *h);
@@ -216,6 +257,7 @@ struct pd_server {
     unsigned log_count;
     unsigned long log_dropped;
     uint64_t served, refused;
+    int64_t stopped_ms; /* when the run ended (pd_server_get_stats) */
 };
 
 /* server.c: a log line at `level` (rate-limited from warnings up), the

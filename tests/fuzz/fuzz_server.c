@@ -5,8 +5,9 @@
  * Input: a sequence of requests.  Each is a frame-count byte (n % 12
  * frames), then per frame a length byte L (255: a 16-bit little-endian
  * length follows, capped at 20000) and L bytes.  A first frame whose first
- * byte is below 0x0a and of length 1 is replaced by a real command
- * (append, get, iset, delete, drop, syn, keys, close, keys, get), so the
+ * byte is below 0x0b and of length 1 is replaced by a real command
+ * (append, get, iset, delete, drop, syn, keys, close, keys, get, stats), so
+ * the
  * fuzzer reaches the commands' payload handling quickly.
  *
  * Properties: no crash, leak or sanitizer report; every request gets
@@ -14,8 +15,10 @@
  * known negative CODE and a non-empty MESSAGE; a failed request sets the
  * handler's message; a get of n >= 1 keys sends one results message of n
  * frames first (on success and on failure), a keys request a results
- * message of 1 + 2 * count frames; a successful append is read back whole
- * by a get of the same keys when its keys are distinct.
+ * message of 1 + 2 * count frames, a stats request a results message of a
+ * name and a value per figure, its request count that of every request so
+ * far; a successful append is read back whole by a get of the same keys
+ * when its keys are distinct.
  */
 #include "fuzz_util.h"
 #include "zmq/zmq_internal.h"
@@ -52,7 +55,7 @@ static int s_emit(void *arg, size_t n, const pd_bytes *f) {
 
 static const char *const s_cmds[] = {"append", "get", "iset", "delete",
                                      "drop",   "syn", "keys", "close",
-                                     "keys",   "get"};
+                                     "keys",   "get", "stats"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_reader r = {data, size};
@@ -63,6 +66,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     h.store = d;
     h.emit = s_emit;
     h.emit_arg = &cap;
+    uint64_t handled = 0;
     for (int req = 0; req < 64 && r.n > 0; req++) {
         pd_bytes fr[S_MAX_FRAMES];
         size_t n = fz_byte(&r) % S_MAX_FRAMES;
@@ -77,13 +81,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             len = fz_take(&r, len, &p);
             fr[i] = (pd_bytes){len ? (const void *)p : "", len};
         }
-        if (n > 0 && fr[0].size == 1 && *(const uint8_t *)fr[0].data < 10) {
+        if (n > 0 && fr[0].size == 1 && *(const uint8_t *)fr[0].data < 11) {
             const char *c = s_cmds[*(const uint8_t *)fr[0].data];
             fr[0] = (pd_bytes){c, strlen(c)};
         }
         h.flags = (req & 1) ? PD_SERVER_NO_CLOSE : 0;
         memset(&cap, 0, sizeof cap);
         int rc = pd__handle(&h, n, fr);
+        handled++;
 
         FZ_CHECK(cap.nmsg >= 1 && cap.nmsg <= 2, "%zu reply messages",
                  cap.nmsg);
@@ -101,11 +106,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             n >= 1 && fr[0].size == 3 && !memcmp(fr[0].data, "get", 3);
         bool is_keys =
             n >= 1 && fr[0].size == 4 && !memcmp(fr[0].data, "keys", 4);
+        bool is_stats =
+            n >= 1 && fr[0].size == 5 && !memcmp(fr[0].data, "stats", 5);
         if (is_get && n >= 2) {
             FZ_CHECK(cap.nmsg == 2, "get of %zu keys: %zu messages", n - 1,
                      cap.nmsg);
             FZ_CHECK(cap.nframes[0] == n - 1, "get of %zu keys: %zu values",
                      n - 1, cap.nframes[0]);
+        } else if (is_stats && rc == 0) {
+            FZ_CHECK(cap.nmsg == 2 && cap.nframes[0] == 2 * pd__nstat_fields,
+                     "stats: %zu messages, %zu frames", cap.nmsg,
+                     cap.nframes[0]);
+            pd_server_stats st = {.size = sizeof st};
+            FZ_CHECK(pd__handler_stats(&h, &st, PD_NOLOCK) == 0, "stats: %s",
+                     pd_errmsg(d));
+            FZ_CHECK(st.requests == handled, "stats: %llu requests, %llu sent",
+                     (unsigned long long)st.requests,
+                     (unsigned long long)handled);
         } else if (is_keys && rc == 0) {
             FZ_CHECK(cap.nmsg == 2 && cap.nframes[0] % 2 == 1,
                      "keys: %zu messages, %zu frames", cap.nmsg,
@@ -133,6 +150,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                 memset(&cap, 0, sizeof cap);
                 FZ_CHECK(pd__handle(&h, 1 + nk, g) == 0, "get after append: %s",
                          h.msg);
+                handled++;
                 size_t want = 0;
                 for (size_t i = 0; i < nk; i++) want += fr[2 + 2 * i].size;
                 FZ_CHECK(cap.total >= want,
