@@ -1,4 +1,4 @@
-"""Two-way codec check against the reference (tests/test_codec_compat.c).
+"""Two-way codec check against the reference (tests/test_codec_compat_ref.c).
 
 usage: codec_check.py write ROOT CODEC
        codec_check.py read ROOT CODEC
@@ -7,7 +7,7 @@ CODEC is zlib, bz2, snappy or blosc: the reference's partd.ZLib, BZ2,
 Snappy, Blosc over partd.File(ROOT).  `write` stores the data set below;
 `read` checks that ROOT holds exactly it (values, and one frame per
 append in each key's file), printing what differs and exiting 1 if
-anything does.  test_codec_compat.c builds the same data set in C
+anything does.  tests/compatfix.h builds the same data set in C
 (s_live_value there): keep the two in step.
 
 Data set: keys k0..k5 and the tuple ('t', 'u') (index 6); ROUNDS append

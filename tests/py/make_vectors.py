@@ -12,7 +12,7 @@ one line per key,
 where <frames> is the number of frames in the key's file and <value> is
 "hex:<bytes in hex>" (values up to 64 bytes) or "sha256:<digest in hex>".
 A key that was never written is listed with size 0 and 0 frames.  Lines
-starting with '#' are comments.  tests/test_codec_compat.c reads them.
+starting with '#' are comments.  tests/test_codec_compat_ref.c reads them.
 
 Keys stay in the reference's safe file-name set (A-Z a-z 0-9 - _ . ( )
 space) so that both implementations name the files the same way.  The

@@ -1,4 +1,4 @@
-"""Concurrency writer using the Python reference (test_concurrency.c).
+"""Concurrency writer using the Python reference (test_concurrency_writers.c).
 
 usage: writer.py ROOT WRITER BATCHES KEYS [GOFD]
 

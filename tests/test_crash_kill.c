@@ -10,94 +10,18 @@
  * on the same store and keys, so a torn tail becomes a torn middle frame.
  *
  * After every kill the parent checks: the store opens; get fails on no key;
- * every acknowledged batch's values are in their keys, whole and in order
- * (values are derived from (batch, key, index), so contents are checked
- * exactly); the batch in flight at the kill is absent or a prefix of its
- * values per key; nothing else is there; torn regions are counted by
- * pd_encode_torn; every few rounds pd_encode_repair leaves the keys reading
- * the same with no torn region left; the lock is free.
+ * every acknowledged batch's values are in their keys, whole and in order;
+ * the batch in flight at the kill is absent or a prefix of its values per
+ * key; nothing else is there; torn regions are counted by pd_encode_torn;
+ * every few rounds pd_encode_repair leaves the keys reading the same with
+ * no torn region left; the lock is free.
  *
  * Also: PD_FSYNC reaches the File under the Encode layer (fsync counted
- * through the syscall table) and acknowledged data survives kills with it;
- * a zero-filled tail (a file extended without its data) is left out.
+ * through the syscall table) and acknowledged data survives kills with it.
  *
  * PARTD_CRASH_SEED=N repeats a run (the seed is printed on failure).
  */
-#include "testutil.h"
-
-#include <errno.h>
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/file.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
-enum { NKEYS = 6, MAXVALS = 4, HDR = 30 };
-
-static size_t g_maxval = (size_t)1 << 20; /* smaller under valgrind */
-
-/* ------------------------------------------------------ Derived values */
-
-static uint32_t s_hash(uint32_t a, uint32_t b, uint32_t c) {
-    uint32_t h = a * 0x9e3779b1u ^ (b + 0x7f4a7c15u) * 0x85ebca77u ^
-                 (c + 0x165667b1u) * 0xc2b2ae3du;
-    h ^= h >> 15;
-    h *= 0x2c1b3c6du;
-    h ^= h >> 12;
-    h *= 0x297a2d39u;
-    h ^= h >> 15;
-    return h;
-}
-
-/* Batch b: 1..MAXVALS values, each to a key (keys may repeat within the
- * batch), of 1 KiB..1 MiB (log-uniform). */
-typedef struct s_batch {
-    int n;
-    int key[MAXVALS];
-    size_t len[MAXVALS];
-} s_batch;
-
-static void s_batch_of(uint32_t b, s_batch *out) {
-    out->n = 1 + (int)(s_hash(b, 0, 1) % MAXVALS);
-    for (int i = 0; i < out->n; i++) {
-        out->key[i] = (int)(s_hash(b, (uint32_t)i, 2) % NKEYS);
-        size_t base = (size_t)1024 << (s_hash(b, (uint32_t)i, 3) % 11);
-        size_t len = base + s_hash(b, (uint32_t)i, 4) % base;
-        if (len > ((size_t)1 << 20)) len = (size_t)1 << 20;
-        if (len > g_maxval) len = g_maxval;
-        out->len[i] = len;
-    }
-}
-
-/* Value (b, k, i) of `len` bytes: a header naming it, then compressible
- * text with sparse changes that depend on it. */
-static void s_fill(uint32_t b, int k, int i, size_t len, unsigned char *p) {
-    char hdr[64]; /* HDR bytes used: b < 10^10, len < 10^8 */
-    snprintf(hdr, sizeof hdr, "B%010u K%02d I%02d L%08zu\n", (unsigned)b, k, i,
-             len);
-    memcpy(p, hdr, HDR);
-    static const char text[] =
-        "the quick brown fox jumps over the lazy dog 0123456789\n";
-    uint32_t seed = s_hash(b, (uint32_t)k, (uint32_t)i + 100);
-    for (size_t n = HDR; n < len; n++) {
-        uint32_t x = (uint32_t)n * 2654435761u ^ seed;
-        p[n] = x >> 26 == 0 ? (unsigned char)('A' + (n ^ seed) % 26)
-                            : (unsigned char)text[(n + seed) % 55];
-    }
-}
-
-/* Which keys the store uses: "c0".."c5". */
-static void s_keys(char names[NKEYS][4], pd_key keys[NKEYS]) {
-    for (int k = 0; k < NKEYS; k++) {
-        snprintf(names[k], 4, "c%d", k);
-        keys[k] = PD_KEY_STR(names[k]);
-    }
-}
+#include "crashfix.h"
 
 /* ------------------------------------------------------------- Child */
 
@@ -296,16 +220,6 @@ static int s_read_ack(int fd, int timeout_ms, uint32_t *b) {
     return 1;
 }
 
-/* A fresh store directory with its lock file, as a writer leaves it even
- * when killed before its first append (slow children under valgrind). */
-static char *s_new_store(void) {
-    char *dir = tu_mkdtemp();
-    pd_store *f = NULL;
-    ck_assert_msg(pd_file_open(&f, dir, 0) == 0, "%s", pd_errmsg(NULL));
-    pd_close(&f);
-    return dir;
-}
-
 static void s_lock_is_free(const char *dir) {
     char path[4096];
     snprintf(path, sizeof path, "%s/.lock", dir);
@@ -363,15 +277,6 @@ static void s_round(s_model *m, const char *dir, bool tear, unsigned flags) {
     for (uint32_t x = m->next; x <= hi; x++) s_set_state(m, x, ST_ACKED);
     s_set_state(m, hi + 1, ST_MAYBE); /* in flight when it died */
     m->next = hi + 2;
-}
-
-static pd_store *s_open(const char *dir, const char *codec) {
-    pd_store *f = NULL, *s = NULL;
-    int rc = pd_file_open(&f, dir, 0);
-    ck_assert_msg(rc == 0, "reopen after a kill: %s", pd_errmsg(NULL));
-    rc = pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0);
-    ck_assert_msg(rc == 0, "%s open: %s", codec, pd_errmsg(NULL));
-    return s;
 }
 
 static int s_tile_cb(void *arg, const void *payload, size_t size,
@@ -459,8 +364,6 @@ static unsigned s_seed(void) {
     clock_gettime(CLOCK_REALTIME, &ts);
     return (unsigned)(ts.tv_nsec ^ ts.tv_sec ^ getpid());
 }
-
-static const char *const CODECS[] = {"zlib", "zstd"};
 
 /* Kills at random moments and torn writes, tens of rounds on one store. */
 START_TEST(kill_rounds) {
@@ -564,256 +467,13 @@ START_TEST(kill_rounds_fsync) {
 }
 END_TEST
 
-/* -------------------------------------------------------- Zero tails */
-
-/* A file extended by a crash without its data ends in zeros: get leaves
- * them out and repair removes them, for both codecs. */
-START_TEST(zero_tail) {
-    const char *codec = CODECS[_i];
-    char *dir = s_new_store();
-    pd_store *f = NULL, *s = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0), NULL);
-    pd_key k = PD_KEY_STR("z");
-    unsigned char *v = malloc(5000);
-    s_fill(1, 0, 0, 5000, v);
-    tu_append1(s, k, v, 5000);
-    tu_append1(s, k, "second", 6);
-    char path[4096];
-    ck_assert_uint_gt(
-        pd_file_filename(pd_encode_inner(s), &k, path, sizeof path), 0);
-    struct stat st;
-    ck_assert_int_eq(stat(path, &st), 0);
-    off_t whole = st.st_size;
-    const off_t zeros[] = {1, 7, 8, 9, 4096, 65536};
-    for (size_t z = 0; z < sizeof zeros / sizeof zeros[0]; z++) {
-        ck_assert_int_eq(truncate(path, whole + zeros[z]), 0);
-        pd_store *f2 = NULL, *s2 = NULL;
-        TU_OK(pd_file_open(&f2, dir, 0), NULL);
-        TU_OK(pd_compress_open(&s2, &f2, codec, PD_LEVEL_DEFAULT, 0), NULL);
-        size_t len;
-        char *got = NULL;
-        int rc = tu_fetch1(s2, k, &got, &len);
-        ck_assert_msg(rc == 0, "%s: %lld zero bytes at the end: %s", codec,
-                      (long long)zeros[z], pd_errmsg(s2));
-        ck_assert_uint_eq(len, 5006);
-        ck_assert_mem_eq(got, v, 5000);
-        ck_assert_mem_eq(got + 5000, "second", 6);
-        free(got);
-        ck_assert_uint_eq(pd_encode_torn(s2), 1);
-        uint64_t removed = 0;
-        TU_OK(pd_encode_repair(s2, 1, &k, &removed, 0), s2);
-        ck_assert_uint_eq(removed, (uint64_t)zeros[z]);
-        ck_assert_int_eq(stat(path, &st), 0);
-        ck_assert_int_eq(st.st_size, whole);
-        ck_assert_int_eq(pd_close(&s2), 0);
-    }
-    ck_assert_int_eq(pd_close(&s), 0);
-    free(v);
-    tu_rmtree(dir);
-    free(dir);
-}
-END_TEST
-
-/* ------------------------------------------------ Two crashes in a row */
-
-static const char *const ALL[] = {"zlib",  "bz2", "snappy",
-                                  "blosc", "lz4", "zstd"};
-
-/* The framed bytes of one value through `codec` (over a scratch Dict). */
-static unsigned char *s_framed(const char *codec, const void *v, size_t n,
-                               size_t *len) {
-    pd_store *d = NULL, *s = NULL;
-    ck_assert_int_eq(pd_dict_open(&d), 0);
-    TU_OK(pd_compress_open(&s, &d, codec, PD_LEVEL_DEFAULT, 0), NULL);
-    pd_key k = PD_KEY_STR("x");
-    tu_append1(s, k, v, n);
-    char *raw = NULL;
-    ck_assert_int_eq(tu_fetch1(pd_encode_inner(s), k, &raw, len), 0);
-    ck_assert_int_eq(pd_close(&s), 0);
-    return (unsigned char *)raw;
-}
-
-/* Damaged layouts made of frames f0..f3 (values 3000, 5000, 5000, 2000
- * bytes): each piece is a frame, whole or cut to `len` bytes (a writer
- * killed inside it), the next piece written after it by the next writer.
- * Every whole frame must read, in order; the cut ones are left out and
- * repair removes exactly their bytes. */
-typedef struct s_piece {
-    int frame;
-    long len; /* -1: whole; >= 0: the first len bytes; < -1: all but -len */
-} s_piece;
-
-#define S_WHOLE (-1)
-#define S_HALF (-1000000) /* half of the frame */
-#define S_FIRST(n) (n)
-#define S_BUT(n) (-(long)(n)-1) /* all but the last n bytes */
-
-typedef struct s_layout {
-    const char *what;
-    s_piece p[5];
-    int n;
-    bool corrupt; /* reads as PD_ERR_CORRUPT, see below */
-} s_layout;
-
-static const s_layout LAYOUTS[] = {
-    {"torn frame, then a torn tail reaching past its claim",
-     {{0, S_WHOLE}, {1, S_HALF}, {2, S_BUT(1)}},
-     3},
-    {"frame cut 1 byte short, then a torn tail",
-     {{0, S_WHOLE}, {1, S_BUT(1)}, {2, S_HALF}},
-     3},
-    {"header and 1 payload byte, then a torn tail",
-     {{0, S_WHOLE}, {1, S_FIRST(9)}, {2, S_BUT(1)}},
-     3},
-    /* f1's claim ends exactly at the end of the key, and its last k <= 7
-     * bytes are the start of f2's header.  A last frame that ends at the
-     * end of the key and does not decode cannot be told from damage to
-     * it: read as torn, a bit flip anywhere in the last frame of a zlib
-     * key would silently drop that frame.  So these read as corrupt, and
-     * a crash cannot make them: a write killed by SIGKILL is cut by the
-     * kernel at page granularity (it copies page by page and checks for
-     * fatal signals between pages), so a torn write ends on a page
-     * boundary, and the next writer, starting there, cannot be cut after
-     * only k < 8 bytes.  The random rounds above tear writes the same way
-     * (s_tear_write). */
-    {"frame cut 3 bytes short, then 3 bytes of a header: the claim ends "
-     "exactly at the end of the key",
-     {{0, S_WHOLE}, {1, S_BUT(3)}, {2, S_FIRST(3)}},
-     3,
-     true},
-    {"frame cut 7 bytes short, then 7 bytes of a header",
-     {{0, S_WHOLE}, {1, S_BUT(7)}, {2, S_FIRST(7)}},
-     3,
-     true},
-    {"frame cut 5 bytes short, then 2 bytes of a header",
-     {{0, S_WHOLE}, {1, S_BUT(5)}, {2, S_FIRST(2)}},
-     3},
-    {"two torn frames, then a whole one",
-     {{0, S_WHOLE}, {1, S_HALF}, {2, S_HALF}, {3, S_WHOLE}},
-     4},
-    {"torn header, torn frame, whole frame",
-     {{0, S_WHOLE}, {1, S_FIRST(3)}, {2, S_BUT(2)}, {3, S_WHOLE}},
-     4},
-    {"torn frame cut 4 short, whole frame, torn header",
-     {{0, S_WHOLE}, {1, S_BUT(4)}, {3, S_WHOLE}, {2, S_FIRST(4)}},
-     4},
-};
-#define NLAYOUTS (sizeof LAYOUTS / sizeof LAYOUTS[0])
-
-static size_t s_piece_len(const s_piece *pc, size_t whole) {
-    if (pc->len == S_WHOLE) return whole;
-    if (pc->len == S_HALF) return whole / 2;
-    if (pc->len < -1) return whole - (size_t)(-pc->len - 1);
-    return (size_t)pc->len;
-}
-
-/* Writers killed one after another: the layouts above, for every codec. */
-START_TEST(successive_torn_writes) {
-    const char *codec = ALL[_i];
-    const size_t nv[4] = {3000, 5000, 5000, 2000};
-    unsigned char *v[4], *f[4];
-    size_t fl[4];
-    for (int x = 0; x < 4; x++) {
-        v[x] = malloc(nv[x]);
-        s_fill((uint32_t)x + 1, 0, 0, nv[x], v[x]);
-        f[x] = s_framed(codec, v[x], nv[x], &fl[x]);
-    }
-    int failures = 0;
-    char first[1024] = "", failed[128] = "";
-    for (size_t l = 0; l < NLAYOUTS; l++) {
-        const s_layout *ly = &LAYOUTS[l];
-        size_t total = 0, cut = 0, want = 0;
-        unsigned char raw[32768], exp[32768];
-        for (int i = 0; i < ly->n; i++) {
-            const s_piece *pc = &ly->p[i];
-            size_t len = s_piece_len(pc, fl[pc->frame]);
-            ck_assert(len <= fl[pc->frame] && total + len <= sizeof raw);
-            memcpy(raw + total, f[pc->frame], len);
-            total += len;
-            if (len == fl[pc->frame]) {
-                memcpy(exp + want, v[pc->frame], nv[pc->frame]);
-                want += nv[pc->frame];
-            } else {
-                cut += len;
-            }
-        }
-        pd_store *d = NULL, *s = NULL;
-        ck_assert_int_eq(pd_dict_open(&d), 0);
-        pd_key k = PD_KEY_STR("k");
-        pd_bytes rv = PD_BYTES(raw, total);
-        TU_OK(pd_append(d, 1, &k, &rv, 0), d);
-        TU_OK(pd_compress_open(&s, &d, codec, PD_LEVEL_DEFAULT, 0), NULL);
-        size_t len = 0;
-        char *got = NULL;
-        int rc = tu_fetch1(s, k, &got, &len);
-        bool ok = rc == 0 && len == want && memcmp(got, exp, want) == 0;
-        if (ly->corrupt) {
-            /* Corrupt, named so, and repair leaves the key alone. */
-            const char *m = pd_errmsg(s);
-            ok = rc == PD_ERR_CORRUPT &&
-                 strncmp(m, codec, strlen(codec)) == 0 &&
-                 strstr(m, "'k'") != NULL;
-            if (ok) {
-                uint64_t removed = 99;
-                ok =
-                    pd_encode_repair(s, 1, &k, &removed, 0) == PD_ERR_CORRUPT &&
-                    removed == 0;
-                char *now = NULL;
-                size_t nlen = 0;
-                ck_assert_int_eq(tu_fetch1(pd_encode_inner(s), k, &now, &nlen),
-                                 0);
-                ok = ok && nlen == total && memcmp(now, raw, total) == 0;
-                free(now);
-            }
-        }
-        if (!ok && failures++ == 0)
-            snprintf(first, sizeof first,
-                     "%s: %s: get -> %d, %zu bytes of "
-                     "%zu: %s",
-                     codec, ly->what, rc, len, want,
-                     ly->corrupt ? "want PD_ERR_CORRUPT naming the layer, "
-                                   "the key, and repair leaving it"
-                     : rc        ? pd_errmsg(s)
-                                 : "wrong bytes");
-        if (!ok) {
-            size_t at = strlen(failed);
-            snprintf(failed + at, sizeof failed - at, " %zu", l);
-        }
-        free(got);
-        if (ok && !ly->corrupt) {
-            ck_assert_msg(pd_encode_torn(s) >= 1, "%s: %s: nothing counted",
-                          codec, ly->what);
-            uint64_t removed = 0;
-            rc = pd_encode_repair(s, 1, &k, &removed, 0);
-            ck_assert_msg(rc == 0, "%s: %s: repair: %s", codec, ly->what,
-                          pd_errmsg(s));
-            ck_assert_msg(removed == cut,
-                          "%s: %s: repair removed %llu bytes,"
-                          " the torn pieces are %zu",
-                          codec, ly->what, (unsigned long long)removed, cut);
-            tu_expect(s, k, exp, want);
-        }
-        ck_assert_int_eq(pd_close(&s), 0);
-    }
-    for (int x = 0; x < 4; x++) {
-        free(v[x]);
-        free(f[x]);
-    }
-    ck_assert_msg(failures == 0, "%d of %zu layouts fail (#%s); first: %s",
-                  failures, NLAYOUTS, failed, first);
-}
-END_TEST
-
 int main(void) {
-    Suite *s = suite_create("test_crash");
+    Suite *s = suite_create("test_crash_kill");
     TCase *tc = tcase_create("crash");
     tcase_set_timeout(tc, 300);
     tcase_add_loop_test(tc, kill_rounds, 0, 2);
     tcase_add_test(tc, fsync_reaches_the_file);
     tcase_add_test(tc, kill_rounds_fsync);
-    tcase_add_loop_test(tc, zero_tail, 0, 2);
-    tcase_add_loop_test(tc, successive_torn_writes, 0, 6);
     suite_add_tcase(s, tc);
     return tu_run(s);
 }

@@ -1,0 +1,276 @@
+/*
+ * Encode and torn frames: a tail cut at every offset, a torn middle,
+ * successive crashes, a zero-filled tail, and their repair.
+ */
+#include "encfix.h"
+
+/* ---------------------------------------------------------- Torn frames */
+
+/* The last frame cut at every offset: the earlier frames read, the cut one
+ * is left out and counted. */
+START_TEST(torn_tail_every_offset) {
+    t_fx fx;
+    s_fx_open(&fx, s_names[_i]);
+    size_t step = s_small() ? 37 : 1;
+    uint64_t torn = 0;
+    for (size_t cut = fx.ends[1]; cut < fx.n; cut += step) {
+        s_raw_set(fx.inner, K("k"), fx.raw, cut);
+        s_expect_vals(&fx, K("k"), 0, 2, NULL, 0);
+        if (cut > fx.ends[1]) {
+            torn++;
+            ck_assert_uint_eq(pd_encode_torn(fx.s), torn);
+            ck_assert_msg(strstr(pd_encode_notice(fx.s), "torn tail") ||
+                              strstr(pd_encode_notice(fx.s), "zero-filled"),
+                          "%s", pd_encode_notice(fx.s));
+        }
+    }
+    /* The middle frame (70000 bytes of mostly-letters) cut at a few points:
+     * only the first value reads. */
+    for (size_t cut = fx.ends[0] + 1; cut < fx.ends[1]; cut += 997) {
+        s_raw_set(fx.inner, K("k"), fx.raw, cut);
+        s_expect_vals(&fx, K("k"), 0, 1, NULL, 0);
+    }
+    char want[128];
+    snprintf(want, sizeof want, "%s: get 'k': left out a torn tail of",
+             s_names[_i]);
+    ck_assert_msg(strstr(pd_encode_notice(fx.s), want), "%s",
+                  pd_encode_notice(fx.s));
+    s_fx_close(&fx);
+}
+END_TEST
+
+/* A torn frame followed by more appends, in the middle of a key, twice. */
+START_TEST(torn_middle) {
+    t_fx fx;
+    s_fx_open(&fx, s_names[_i]);
+    size_t f1 = fx.ends[1] - fx.ends[0]; /* frame 1's size */
+    size_t f2 = fx.n - fx.ends[1];
+    unsigned char *buf = malloc(2 * fx.n);
+    size_t cuts[] = {1, 5, 8, 9, 20, f1 / 2, f1 - 1};
+    for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
+        /* frame0, frame1 cut at cuts[c], frame2, frame1 cut again, frame2 */
+        size_t n = 0, cut = cuts[c], cut2 = f1 - cuts[c];
+        memcpy(buf, fx.raw, fx.ends[0]);
+        n = fx.ends[0];
+        memcpy(buf + n, fx.raw + fx.ends[0], cut);
+        n += cut;
+        memcpy(buf + n, fx.raw + fx.ends[1], f2);
+        n += f2;
+        memcpy(buf + n, fx.raw + fx.ends[0], cut2);
+        n += cut2;
+        memcpy(buf + n, fx.raw + fx.ends[1], f2);
+        n += f2;
+        s_raw_set(fx.inner, K("k"), buf, n);
+        uint64_t before = pd_encode_torn(fx.s);
+        size_t wn = fx.sizes[0] + 2 * fx.sizes[2];
+        unsigned char *w = malloc(wn);
+        memcpy(w, fx.vals[0], fx.sizes[0]);
+        memcpy(w + fx.sizes[0], fx.vals[2], fx.sizes[2]);
+        memcpy(w + fx.sizes[0] + fx.sizes[2], fx.vals[2], fx.sizes[2]);
+        tu_expect(fx.s, K("k"), w, wn);
+        free(w);
+        ck_assert_msg(pd_encode_torn(fx.s) == before + 2,
+                      "[%s] cut %zu: torn %llu -> %llu", s_names[_i], cut,
+                      (unsigned long long)before,
+                      (unsigned long long)pd_encode_torn(fx.s));
+        char want[64];
+        snprintf(want, sizeof want, "torn frame of %zu bytes", cut2);
+        ck_assert_msg(strstr(pd_encode_notice(fx.s), want), "cut %zu: %s", cut,
+                      pd_encode_notice(fx.s));
+    }
+    /* A torn frame, then a later batch, then a torn tail: both left out. */
+    size_t n = 0;
+    memcpy(buf, fx.raw, fx.ends[1] - 10);
+    n = fx.ends[1] - 10;
+    memcpy(buf + n, fx.raw + fx.ends[1], f2);
+    n += f2;
+    memcpy(buf + n, fx.raw, 30);
+    n += 30;
+    s_raw_set(fx.inner, K("k"), buf, n);
+    uint64_t before = pd_encode_torn(fx.s);
+    size_t wn = fx.sizes[0] + fx.sizes[2];
+    unsigned char *w = malloc(wn);
+    memcpy(w, fx.vals[0], fx.sizes[0]);
+    memcpy(w + fx.sizes[0], fx.vals[2], fx.sizes[2]);
+    tu_expect(fx.s, K("k"), w, wn);
+    ck_assert_uint_eq(pd_encode_torn(fx.s), before + 2);
+    free(w);
+    free(buf);
+    s_fx_close(&fx);
+}
+END_TEST
+
+/* Writers killed one after another: a torn frame, then a torn tail; two
+ * torn frames, then a whole one beyond the first one's claim.  Each torn
+ * frame proves itself by a payload prefix the codec accepts (snappy's by
+ * walking its elements). */
+START_TEST(successive_crashes) {
+    t_fx fx;
+    s_fx_open(&fx, s_names[_i]);
+    size_t f0 = fx.ends[0], f1 = fx.ends[1] - fx.ends[0],
+           f2 = fx.n - fx.ends[1];
+    unsigned char *buf = malloc(3 * fx.n);
+    /* f0, f1 cut in half, f1 again all but its last byte (a torn tail). */
+    size_t n = 0;
+    memcpy(buf, fx.raw, f0), n = f0;
+    memcpy(buf + n, fx.raw + f0, f1 / 2), n += f1 / 2;
+    memcpy(buf + n, fx.raw + f0, f1 - 1), n += f1 - 1;
+    s_raw_set(fx.inner, K("k"), buf, n);
+    s_expect_vals(&fx, K("k"), 0, 1, NULL, 0);
+    ck_assert_uint_eq(pd_encode_torn(fx.s), 2);
+    /* f0, f1 cut to 40 bytes, f1 cut in half, f2 whole: f2 lies beyond
+     * the first torn frame's claim. */
+    n = 0;
+    memcpy(buf, fx.raw, f0), n = f0;
+    memcpy(buf + n, fx.raw + f0, 40), n += 40;
+    memcpy(buf + n, fx.raw + f0, f1 / 2), n += f1 / 2;
+    memcpy(buf + n, fx.raw + fx.ends[1], f2), n += f2;
+    s_raw_set(fx.inner, K("k"), buf, n);
+    uint64_t before = pd_encode_torn(fx.s);
+    size_t wn = fx.sizes[0] + fx.sizes[2];
+    unsigned char *w = malloc(wn);
+    memcpy(w, fx.vals[0], fx.sizes[0]);
+    memcpy(w + fx.sizes[0], fx.vals[2], fx.sizes[2]);
+    /* (When f2 lies inside the first torn frame's claim too, the two torn
+     * pieces may be left out as one region.) */
+    char *got;
+    size_t gl;
+    int rc = tu_fetch1(fx.s, K("k"), &got, &gl);
+    ck_assert_msg(rc == 0, "%s", pd_errmsg(fx.s));
+    ck_assert(gl == wn && memcmp(got, w, wn) == 0);
+    ck_assert_uint_ge(pd_encode_torn(fx.s), before + 1);
+    free(got);
+    free(w);
+    free(buf);
+    s_fx_close(&fx);
+}
+END_TEST
+
+START_TEST(zero_tail) {
+    t_fx fx;
+    s_fx_open(&fx, s_names[_i]);
+    unsigned char *buf = calloc(1, fx.n + 2 * 4096 + 600);
+    /* A tail of zeros (a file extended without its data). */
+    memcpy(buf, fx.raw, fx.n);
+    s_raw_set(fx.inner, K("k"), buf, fx.n + 4096);
+    s_expect_vals(&fx, K("k"), 0, 3, NULL, 0);
+    ck_assert_uint_eq(pd_encode_torn(fx.s), 1);
+    ck_assert_msg(strstr(pd_encode_notice(fx.s), "zero-filled tail of 4096"),
+                  "%s", pd_encode_notice(fx.s));
+    /* Fewer than 8 zero bytes. */
+    s_raw_set(fx.inner, K("k"), buf, fx.n + 3);
+    s_expect_vals(&fx, K("k"), 0, 3, NULL, 0);
+    ck_assert_uint_eq(pd_encode_torn(fx.s), 2);
+    /* Zeros in the middle, then a later append. */
+    memset(buf, 0, fx.n + 4096);
+    memcpy(buf, fx.raw, fx.ends[0]);
+    memcpy(buf + fx.ends[0] + 500, fx.raw + fx.ends[1], fx.n - fx.ends[1]);
+    s_raw_set(fx.inner, K("k"), buf, fx.ends[0] + 500 + fx.n - fx.ends[1]);
+    size_t wn = fx.sizes[0] + fx.sizes[2];
+    unsigned char *w = malloc(wn);
+    memcpy(w, fx.vals[0], fx.sizes[0]);
+    memcpy(w + fx.sizes[0], fx.vals[2], fx.sizes[2]);
+    tu_expect(fx.s, K("k"), w, wn);
+    ck_assert_uint_eq(pd_encode_torn(fx.s), 3);
+    free(w);
+    /* A key of zeros only reads as empty. */
+    memset(buf, 0, 600);
+    s_raw_set(fx.inner, K("k"), buf, 600);
+    tu_expect_str(fx.s, K("k"), "");
+    free(buf);
+    s_fx_close(&fx);
+}
+END_TEST
+
+START_TEST(repair) {
+    const char *name = s_names[_i];
+    char *dir = tu_mkdtemp();
+    pd_store *f = NULL, *s = NULL;
+    TU_OK(pd_file_open(&f, dir, 0), NULL);
+    TU_OK(pd_compress_open(&s, &f, name, PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *inner = pd_encode_inner(s);
+    unsigned char *a = s_bytes(5000, 30, false), *b = s_bytes(3000, 31, true);
+    pd_bytes vs[2] = {{a, 5000}, {b, 3000}};
+    size_t n, ends[2];
+    unsigned char *fr = s_frames(s, inner, 2, vs, &n, ends);
+    /* "torn": frame a, frame b cut, frame a, then a cut tail of b. */
+    size_t fb = n - ends[0];
+    unsigned char *buf = malloc(3 * n);
+    size_t m = 0;
+    memcpy(buf + m, fr, ends[0]), m += ends[0];
+    memcpy(buf + m, fr + ends[0], fb / 2), m += fb / 2;
+    memcpy(buf + m, fr, ends[0]), m += ends[0];
+    memcpy(buf + m, fr + ends[0], 11), m += 11;
+    s_raw_set(inner, K("torn"), buf, m);
+    tu_append1(s, K("clean"), a, 5000);
+    /* "bad": corrupt, not torn. */
+    memcpy(buf, fr, n);
+    buf[s_hit(name, 0, ends[0])] ^= 0x10;
+    s_raw_set(inner, K("bad"), buf, n);
+
+    unsigned char *w = malloc(10000);
+    memcpy(w, a, 5000);
+    memcpy(w + 5000, a, 5000);
+    tu_expect(s, K("torn"), w, 10000);
+    ck_assert_uint_eq(pd_encode_torn(s), 2);
+
+    pd_key ks[] = {K("clean"), K("torn"), K("bad"), K("missing")};
+    uint64_t removed = 99;
+    int rc = pd_encode_repair(s, 4, ks, &removed, 0);
+    ck_assert_int_eq(rc, PD_ERR_CORRUPT);
+    ck_assert_msg(strstr(pd_errmsg(s), "'bad'"), "%s", pd_errmsg(s));
+    ck_assert_uint_eq(removed, fb / 2 + 11);
+    /* The torn key was rewritten anyway; the bad one left as it was. */
+    tu_expect(s, K("torn"), w, 10000);
+    ck_assert_uint_eq(pd_encode_torn(s), 2);
+    ck_assert_int_eq(tu_listed_size(s, K("torn")), (long long)(2 * ends[0]));
+    size_t bn;
+    unsigned char *braw = s_raw(inner, K("bad"), &bn);
+    ck_assert(bn == n && memcmp(braw, buf, n) == 0);
+    free(braw);
+    /* A second repair finds nothing to do. */
+    TU_OK(pd_encode_repair(s, 2, ks, &removed, PD_FSYNC), s);
+    ck_assert_uint_eq(removed, 0);
+    tu_expect(s, K("clean"), a, 5000);
+    /* Inside a lock section, with PD_NOLOCK. */
+    s_raw_set(inner, K("torn"), fr, ends[0] + 3);
+    TU_OK(pd_lock(s), s);
+    TU_OK(pd_encode_repair(s, 1, &ks[1], &removed, PD_NOLOCK), s);
+    TU_OK(pd_unlock(s), s);
+    ck_assert_uint_eq(removed, 3);
+    TU_OK(pd_close(&s), NULL);
+    free(w);
+    free(buf);
+    free(fr);
+    free(a);
+    free(b);
+    tu_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("test_encode_torn");
+    /* One case per test, so CK_RUN_CASE can pick one. */
+    struct {
+        const char *name;
+        const TTest *fn;
+        int loop; /* over the codecs */
+    } tests[] = {
+        {"torn_tail_every_offset", torn_tail_every_offset, 1},
+        {"torn_middle", torn_middle, 1},
+        {"successive_crashes", successive_crashes, 1},
+        {"zero_tail", zero_tail, 1},
+        {"repair", repair, 1},
+    };
+    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
+        TCase *tc = tcase_create(tests[i].name);
+        tcase_set_timeout(tc, 300);
+        if (tests[i].loop)
+            tcase_add_loop_test(tc, tests[i].fn, 0, NCODECS);
+        else
+            tcase_add_test(tc, tests[i].fn);
+        suite_add_tcase(s, tc);
+    }
+    return tu_run(s);
+}
