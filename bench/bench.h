@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * What the C benchmarks share: a monotonic clock, and the median, min and
  * max of a set of runs.  Header-only: each benchmark is one program.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * bench_core: throughput and memory of libpartd's core stores (File, Dict,
  * Buffer(Dict, File)), each figure printed beside a floor measured in the

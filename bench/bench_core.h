@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * What the parts of bench_core share: the configuration, the table of rows
  * (one per figure reported), and the helpers the workloads and the report

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * bench_core, section 1: 4 MiB values appended to a File store, beside
  * sequential write() of the same blocks.

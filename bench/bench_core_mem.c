@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * bench_core, section 2: the peak memory of a Buffer(Dict, File, L) fed
  * much more than L, measured in a forked child so that every run starts

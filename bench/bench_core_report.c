@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * bench_core's report: the host it ran on, each row's verdict against its
  * target, and the table, CSV and JSON (bench/run and bench/report.py read

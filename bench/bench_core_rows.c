@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * bench_core's rows (one per figure reported) and the helpers its workloads
  * share: data, temporary directories, statistics and number formatting.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * bench_core, section 0: small values.  The File, Dict and Buffer stores
  * run the append-then-get workload, each beside the floors that produce

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * bench_zmq: throughput of libpartd's ZeroMQ Client and Server, each figure
  * beside a raw libzmq loop measured in the same run.

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """The Log store against File on `partd demo`, beside sequential page-cache
 floors measured in the same run.
 

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """The shuffle payload of bench/bench_codec.c through the Python reference.
 
 Run with /usr/bin/python3 (Debian's python3-partd).  Reads the payload that

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """The workloads of bench/bench_core.c, run on the Python reference (partd).
 
 Run with /usr/bin/python3 (the interpreter that has Debian's python3-partd).

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """The workloads of bench/bench_zmq.c on the Python reference's
 partd.Server / partd.Client (tcp: the only transport it has; it binds a
 random port on all interfaces, and this script connects over loopback).

@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """One table of every libpartd benchmark against its baseline (issue 6).
 
     /usr/bin/python3 bench/report.py [--in DIR] [--out DIR] [--no-plots]

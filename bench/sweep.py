@@ -1,4 +1,6 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """How libpartd's cost grows: `partd demo -q` swept over records,
 partitions and workers (issue 6).
 

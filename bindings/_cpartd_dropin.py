@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """The opt-in drop-in: with CPARTD_AS_PARTD=1 in the environment, `import
 partd` (and `import partd.X`) gives cpartd in every Python process that has
 cpartd installed, dask's worker processes included, without code changes.

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd vs partd through Python, side by side in one run (the workloads
 below, those of the cpartd issue).
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """Builds cpartd with setuptools: `pip install --no-build-isolation ./bindings`
 (or `pip wheel --no-build-isolation --no-deps ./bindings`).  See README.md,
 "pip".

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * libpartd in one page: a Buffer keeps appends in memory (a Dict) and spills
  * the largest keys to disk (a File store) once it holds more than a limit.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * A multiprocess shuffle through a libpartd server, in two pages: what
  * `partd demo` does, with the public API only.

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # The library's sources, one list per folder (one folder per concept; see
 # docs/architecture.md).  Every file is named: a source moved or added
 # without being listed here is a link error, never silently dropped.

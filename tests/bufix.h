@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The fixture shared by the Buffer suites (tests/test_buffer_*.c): Buffers
  * over Dicts, a tiny store that can fail, a random workload checked against

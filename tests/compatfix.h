@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The fixture shared by the codec compatibility suites
  * (tests/test_codec_compat_*.c): the codecs shared with the Python

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The fixture shared by the Concurrency suites (tests/test_concurrency_*.c):
  * C and Python (tests/py) child processes, clocks, key names, and parsing

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The fixture shared by the Crash suites (tests/test_crash_*.c): values
  * derived from (batch, key, index), so contents are checked exactly, and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The fixture shared by the Dict suites (tests/test_dict_*.c): opening a
  * Dict, and malloc returning NULL under the sanitizers (the NOMEM tests).

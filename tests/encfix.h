@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The fixture shared by the Encode suites (tests/test_encode_*.c): the six
  * codecs' names, test data, an Encode layer over a Dict it borrows (so the

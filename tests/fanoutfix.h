@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * What test_fanout.c and test_namespace.c share: key and value shorthands,
  * a Dict, servers over borrowed Dicts on tcp loopback and their clients, a

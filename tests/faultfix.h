@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The fixture shared by the Fault suites (tests/test_faults_*.c): children
  * for tests that need limits or mounts, a File store in a private temp dir,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The fixture shared by the File suites (tests/test_file_*.c): a store in a
  * private parent directory per test (setup/teardown), and replacing a file

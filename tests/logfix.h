@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* The fixture shared by the Log suites (test_log.c, test_log_damage.c). */
 #ifndef PARTD_TESTS_LOGFIX_H
 #define PARTD_TESTS_LOGFIX_H

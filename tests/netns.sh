@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # tests/netns.sh: simulated hosts for the test suite, sourced by a test.
 #
 # Each "host" is a Linux network namespace with one interface (eth0) on a

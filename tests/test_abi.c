@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The ABI guards of the public option structs: pd_server_opts,
  * pd_client_opts and pd_codec carry struct_version; 0 and the header's

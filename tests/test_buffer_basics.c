@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Buffer: a fast store spilling its largest keys into a slow one.  Which
  * keys spill, round trips, the memory bound, nesting, iset/delete/drop,

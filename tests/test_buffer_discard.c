@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Buffer: spill order among ties, Dict references that stay valid, and
  * discarding the fast store.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Buffer errors: a failing slow or fast store keeps or reports the data,
  * a failing spill applies nothing; a Buffer's Dict and out of memory.

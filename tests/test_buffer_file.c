@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Buffer over File and from threads: locking the slow store only when
  * needed, and PD_BUFFER_PRIVATE skipping the slow store.

@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # Tests of the `partd` command-line tool, and of its interop with the Python
 # reference (partd.File).  Usage: bash tests/test_cli.sh /path/to/partd
 # Prints one line per check and a last line "N passed, N failed"; exits

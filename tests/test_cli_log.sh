@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # Tests of the `partd` store verbs and `partd serve` on a Log store: every
 # verb on a Log directory (found by its marker file, or asked for with
 # --store log), --store file|log when creating, the refusals, and `partd

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * lz4 and zstd (ours only): round trips, and every payload is one standard
  * frame with its content size and checksum, checked with the libraries' own

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Concurrency and descriptors: descriptor limits (also lowered after open)
  * and cached descriptors surviving what other processes, C and Python, do

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Concurrency: a writer killed with SIGKILL at random moments loses nothing
  * it acknowledged and leaves the lock free.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Concurrency: threads on one or two handles, the lock across handles,
  * threads and processes, and a handle inherited through fork.

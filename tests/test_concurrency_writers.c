@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Concurrency: many C and Python writers on one File store while readers
  * check that every snapshot holds whole batches, in order, exactly once.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Crash consistency of framed stores, torn in set ways: a zero-filled tail
  * (a file extended without its data) is left out, and two crashes in a row

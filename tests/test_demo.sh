@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # Tests of `partd demo`, the multiprocess shuffle: small runs with each
 # transport (a server over ipc, or --direct into a File under flock) and
 # codecs, usage errors, and failures: a worker or the server killed

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Dict's arena: size classes, blocks, trimming, the chunk policy, memory
  * returned to the system, the expect hint, and out of memory.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Encode and bad data: corrupt payloads and length fields, lengths past the
  * end, decompression bombs, lying sizes, codec-specific frame shapes, and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Encode: round trips through the six codecs and their levels, the builtin
  * table, custom codecs, and the pass-through operations (frame splitting

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Encode stacked over File and Buffer, from several threads, over payloads
  * written by other codecs, and over a failing disk.

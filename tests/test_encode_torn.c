@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Encode and torn frames: a tail cut at every offset, a torn middle,
  * successive crashes, a zero-filled tail, and their repair.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The Fanout layer: routing (reference values shared with
  * docs/fanout.md), every op over Dicts, Files in several directories and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Faults from the environment: RLIMIT_FSIZE, an unwritable directory (a
  * read-only bind mount, root only) and a full tmpfs (root only).

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Faults: hostile store directories (keys that are directories, symlinks,
  * hard links, FIFOs or unreadable; a symlinked lock; junk files) and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Faults: failing, short and interrupted writes, opens, fsyncs, locks and
  * renames during batches; a failed batch rolls every key back.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Faults in the rest of the syscall table: fstat, open, mkdir, realpath,
  * mkdtemp, rmdir, directory listing, fstatat, untyped entries, getrlimit

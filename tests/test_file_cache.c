@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The File store's descriptor cache: stale descriptors after another actor
  * unlinks, deletes, replaces or renames over a file, and descriptor limits.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The File store: its on-disk layout and key escaping, safety against
  * symlinks, hard links, FIFOs and directories, opening and closing.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * File store locking (recursive, shared per directory, across processes and
  * fork) and interop with the Python reference.

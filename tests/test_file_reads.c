@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * File store reads: growth and truncation by others, stale read
  * descriptors, large values and empty files, and system call counts.

@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # tests/test_install.sh SRC BUILD
 # Installs the BUILD tree into a temporary prefix and builds programs against
 # the installed copy only, the ways a downstream project would:

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The Log store: round trips, order across batches, handles, threads and
  * processes, persistence, foreign and newer directories, compaction.

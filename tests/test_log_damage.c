@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The Log store under damage: writers killed mid-write (kill -9), bit flips
  * at every offset of a small store, salvaging compaction, and system-call

@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # tests/test_manpage.sh PARTD MANPAGE
 # Keeps the manual page (docs/partd.1) true to the CLI: every verb that
 # `partd --help` lists has its entry, and every option that `partd --help`

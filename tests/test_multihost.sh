@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # dask's disk shuffle across hosts that share no filesystem, through cpartd
 # and `partd serve` (bindings/README.md, "Across machines").  Five simulated
 # hosts (tests/netns.sh: network namespaces on a private bridge, each with

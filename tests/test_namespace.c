@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The Namespace layer: namespaces isolated over one Dict, File or Client
  * store, over a Fanout, hostile keys at the key limits once the name part

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* The ZeroMQ Server and Client: protocol, faults, security, CLI, interop. */
 #include "testutil.h"
 #include "zmq/zmq_internal.h"

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* The store interface itself: dispatchers, errors, keys, results, keylists,
  * version.  Uses a tiny recording store defined here, so it depends on no
  * real store. */

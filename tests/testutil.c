@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* Shared helpers for the Check suites. */
 #include "testutil.h"
 #ifndef PARTD_TEST_PYTHON

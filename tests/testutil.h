@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* Shared helpers for the Check suites. */
 #ifndef PARTD_TESTUTIL_H
 #define PARTD_TESTUTIL_H

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd: libpartd for Python, a drop-in for the `partd` package.
 
     import cpartd as partd            # or: cpartd.install_as_partd()

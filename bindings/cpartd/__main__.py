@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """python3 -m cpartd: cpartd's and libpartd's versions, where cpartd is,
 and whether `partd` is cpartd in this process (the drop-in)."""
 import os

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # Type stubs of cpartd._cpartd, the C extension (bindings/ext/).
 from typing import (Any, Callable, Iterable, List, Mapping, Optional,
                     Sequence, Tuple, Union)

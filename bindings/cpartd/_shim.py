@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """install_as_partd(): make `import partd` and `import partd.X` give cpartd.
 
 In this process: sys.modules['partd'] becomes the cpartd package, every

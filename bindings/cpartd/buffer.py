@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd.buffer: Buffer(fast, slow, available_memory=1e9).
 
 When fast and slow are cpartd stores (Dict, File, a C Buffer, ...), the

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd.compressed: ZLib, BZ2, Snappy, Blosc (partd's) and LZ4, Zstd
 (cpartd's), each ``NAME(partd=None, level=None)``.
 

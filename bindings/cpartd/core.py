@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd.core: the Interface every store shares, and partd's key-to-name
 helpers (token, escape_filename, filename).
 

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd.dict: Dict, the in-memory store (libpartd pd_dict)."""
 from . import _cpartd
 from .core import CStore, Interface

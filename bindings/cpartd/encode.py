@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd.encode: Encode(encode, decode, join, partd=None).
 
 Each appended value is encoded, then framed (8-byte little-endian length +

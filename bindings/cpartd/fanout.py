@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd.fanout: Fanout (one store spread over several, e.g. Clients of
 several servers) and Namespace (one shuffle's key space on a shared store),
 libpartd's pd_fanout and pd_namespace; and the server-backed store that

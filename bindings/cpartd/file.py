@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd.file: File, a directory with one file per key (libpartd pd_file).
 
 Differences from partd 1.3 (all deliberate): keys are never written outside

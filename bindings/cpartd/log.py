@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd.log: Log, a directory of append-only segments (libpartd pd_log).
 
 A store for shuffles with many keys: each handle appends its batches to a

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """ Store arrays
 
 We put arrays on disk as raw bytes, extending along the first dimension.

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd.pandas: PandasColumns and PandasBlocks, in partd's format.
 
 PandasBlocks stores each appended DataFrame as partd's ``serialize`` does

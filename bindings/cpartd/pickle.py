@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """
 get/put functions that consume/produce Python lists using Pickle to serialize
 """

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """Helpers with the names and behaviour of partd.utils; frame and framesplit
 run in C (cpartd._cpartd)."""
 from contextlib import contextmanager

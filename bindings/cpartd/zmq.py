@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd.zmq: Server and Client over libpartd's ZeroMQ layer.
 
 The wire protocol is partd's, so a cpartd Client talks to a partd Server and

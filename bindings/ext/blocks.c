@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The byte-level work of cpartd.pandas and cpartd.numpy, in partd's formats
  * (so either implementation reads what the other wrote):

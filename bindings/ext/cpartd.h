@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * _cpartd: CPython bindings for libpartd (the C types under the `cpartd`
  * package, which adds the Python-level classes and the partd-compatible

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The store types Fanout (pd_fanout: one store spread over several) and
  * Namespace (pd_namespace: one shuffle's key space on a shared store).

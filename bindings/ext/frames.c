@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * partd's framing (utils.frame and framesplit): an 8-byte little-endian
  * length, then that many bytes; split by libpartd's pd_frame_split, the

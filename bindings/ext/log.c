@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The Log store type (pd_log): a directory of append-only segments, one
  * per writer, for shuffles with many keys.  Its Python class (cpartd.Log)

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The methods of the base type Store (cp_store_methods): append, get,
  * _get, _get_views, iget, delete, _delete, iset, _iset, drop, keys, close.

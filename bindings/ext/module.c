@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The module cpartd._cpartd: its functions, constants and exceptions, and
  * PyInit__cpartd, which readies the types of the other files.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The pickle writer of cpartd.pandas and cpartd.numpy.  An object block is
  * stored as partd stores it: the list of its items pickled, framed, then

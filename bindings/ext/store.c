@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The base type Store: libpartd errors as Python exceptions, the call
  * discipline (cp_enter/cp_leave under CP_CALL), argument parsing, closing

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The store types over libpartd's stores: Dict (pd_dict), File (pd_file),
  * Buffer (pd_buffer over two cpartd stores) and Compressed (the Encode

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * ZeroMQ: Client (a store whose calls run on a server), Server (serves a
  * cpartd store) and the CURVE key helpers.

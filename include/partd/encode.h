@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * libpartd: the Encode layer and its codecs (zlib, bz2, snappy, blosc, lz4,
  * zstd).  Included by partd/partd.h; do not include it on its own.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * libpartd: the ZeroMQ Server and Client.  Included by partd/partd.h; do not
  * include it on its own.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Buffer: appends go to a fast store; past a memory limit the largest keys
  * are moved ("spilled") to a slow store, as partd's Buffer does.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The Buffer's private header: its state, shared by buffer.c (the ops and
  * the public calls) and spill.c (what to spill and how it moves), and the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * What the Buffer spills and how: the per-key counts of what it put in fast,
  * the set of keys it spilled (PD_BUFFER_PRIVATE), the choice of keys to

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * `partd demo`: the job libpartd is for, end to end: a multiprocess
  * shuffle (see demo.h and the help text below).  This file: the options,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* `partd demo`: a multiprocess shuffle through a store (src/cli/demo.c). */
 #ifndef PARTD_CLI_DEMO_H
 #define PARTD_CLI_DEMO_H

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * `partd demo`, shared by its files: demo.c (options, directories, the
  * report, pd_cli_demo), demo_proc.c (the server and worker processes, the

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * `partd demo`: its processes (see demo.c): the server (`partd serve` in a
  * forked child), the workers that generate records and append them, and

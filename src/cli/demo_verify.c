@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * `partd demo`: reading every partition back (see demo.c).  Each holds
  * whole records of its own, as many as the workers wrote to it, whose

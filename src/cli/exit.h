@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* The exit statuses of every `partd` verb, in one place (src/cli/exit.h). */
 #ifndef PARTD_CLI_EXIT_H
 #define PARTD_CLI_EXIT_H

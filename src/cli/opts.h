@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The command line of every `partd` verb (src/cli/opts.c): the one option
  * parser (getopt_long), the one number parser (sizes and counts with their

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* Buffered output of the `partd` CLI (see out.h). */
 #include "out.h"
 #include "exit.h"

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* Buffered output of the `partd` CLI (src/cli/out.c). */
 #ifndef PARTD_CLI_OUT_H
 #define PARTD_CLI_OUT_H

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * `partd serve`: serves a store over ZeroMQ in the foreground (see
  * serve.h and the help text below).

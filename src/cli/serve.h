@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* `partd serve`: the CLI verb that runs a ZeroMQ Server (src/cli/serve.c). */
 #ifndef PARTD_CLI_SERVE_H
 #define PARTD_CLI_SERVE_H

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * `partd stats`: how a server's figures (pd_server_stats) are printed, as
  * `name value` lines or as JSON (see stats.h).  The verb itself is a store

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* Printing a server's figures for `partd stats` (src/cli/stats.c). */
 #ifndef PARTD_CLI_STATS_H
 #define PARTD_CLI_STATS_H

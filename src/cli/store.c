@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Opening a store directory for the verbs (see store.h).  The kind of an
  * existing directory is read from what it holds, so `partd get DIR KEY`

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Opening a store directory for every `partd` verb (src/cli/store.c): a
  * File or a Log, told apart by the Log's marker file (partd-log), or as

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The store verbs of `partd`: append, get, keys, delete, drop and repair,
  * over a File or Log store in DIR (store.c tells which) or, with --connect,

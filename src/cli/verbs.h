@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /* The store verbs of `partd` (src/cli/verbs.c). */
 #ifndef PARTD_CLI_VERBS_H
 #define PARTD_CLI_VERBS_H

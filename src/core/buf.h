@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * One growable byte buffer for the whole library: wire keys, path names,
  * encoded batches.  It may start in storage the caller provides (a stack

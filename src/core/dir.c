@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The one readdir loop (internal.h, "Directories"), for every store that
  * keeps files in a directory.

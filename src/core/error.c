@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Errors: every call records its outcome per handle and as the calling
  * thread's last error; messages name the store kind, the operation, the key

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Hash tables for every module: uthash (Debian uthash-dev, header-only)
  * with XXH3 from xxhash.h (Debian libxxhash-dev, inlined, so no run-time

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Private declarations shared by libpartd's modules.  Nothing here is part of
  * the public API; only a module's own .c file knows its store struct.

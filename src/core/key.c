@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Keys: validation, normalisation to parts, the packed (hashable) form, and
  * the printable repr used in messages and by the CLI.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * A key index for the Dict and the Buffer: open addressing (linear probing,
  * at most half full) over {hash, node} slots, plus a list of the nodes in

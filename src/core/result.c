@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * pd_result (values of a get, one buffer plus an offset table) and
  * pd_keylist (keys with sizes), with the builders the stores use.

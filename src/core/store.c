@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The store interface: public dispatchers, locking, the version, and the
  * iset "seen" set (errors are in error.c).  Every public store call enters

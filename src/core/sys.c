@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The replaceable system-call table (see internal.h).  Tests swap members
  * to inject EIO, ENOSPC, short writes and EINTR into the File store.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The Dict's chunk memory: a small-block allocator over 2 MiB segments that
  * the kernel can back with transparent huge pages.  Not part of the API.

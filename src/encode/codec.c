@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Codec plumbing: the sink the callbacks write to, the table of built-in
  * codecs, pd_codec_builtin and pd_codec_names.

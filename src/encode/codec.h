@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Private side of the Encode layer: the sink the codec callbacks write to,
  * the built-in codecs' extras (cheap header checks, declared sizes), and

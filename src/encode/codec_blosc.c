@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * blosc: one blosc 1.x chunk per frame, what python-blosc's
  * blosc.compress(data) writes with its defaults (typesize 8, byte shuffle,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * bz2: one bzip2 stream per frame, what Python's bz2.compress(data) writes
  * (block size 9 by default, work factor 0) and bz2.decompress reads,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * lz4: one LZ4 frame per frame (the standard frame format, readable by the
  * `lz4` tool and every LZ4F implementation), with the content size and a

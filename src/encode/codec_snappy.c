@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * snappy: one raw snappy block per frame (no framing format), what
  * python-snappy's snappy.compress writes and snappy.decompress reads.

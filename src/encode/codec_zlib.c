@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * zlib: one zlib stream (RFC 1950) per frame, what Python's
  * zlib.compress(data) writes (level -1, i.e. 6, window 15, memLevel 8,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * zstd: one zstd frame per frame (as `zstd` writes it: readable by every
  * zstd implementation), with the content size and a content checksum.  One

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Encode: a wrapper store that writes each value as one frame (8-byte
  * little-endian length + the codec's payload) to its inner store, and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Frames: pd_frame_split, and the scanner that reads a key's frames and
  * leaves out torn regions (see frame.h and partd/encode.h, TORN FRAMES).

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The frame scanner behind an Encode layer's get and repair: walks a key's
  * bytes frame by frame and finds the torn regions partd/encode.h describes

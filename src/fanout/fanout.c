@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Fanout: one store spread over N inner stores, each key living in exactly
  * one of them (see partd.h and docs/fanout.md).  src/fanout holds the two

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Namespace: one shuffle's own key space on a shared store (see partd.h and
  * docs/fanout.md).  It lives beside the Fanout (src/fanout): together they

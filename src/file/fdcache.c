@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The descriptor cache.  Appends and gets keep descriptors open (LRU,
  * bounded by the fd limit; a get's is read-only, and an append replaces

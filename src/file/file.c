@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * File: a store in a directory, one file per key (file.h lists the files
  * of this folder).  Here: opening and closing a store, its ops table and

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The File store's private header, shared by the files of src/file/: a store
  * in a directory, one file per key, compatible with the Python reference's

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Opening a key's file: from the descriptor cache when it holds a current
  * one, else by walking the key's path.  A get of an uncached key costs

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The lock.  flock(LOCK_EX) on <root>/.lock, exactly what Python partd's
  * locket does, so C and Python processes exclude each other.  One lock

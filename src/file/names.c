@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Key <-> file name (docs/file-layout.md).  A key part made only of the
  * characters [A-Za-z0-9-_.() ], 1..255 bytes, not "." or ".." (and not

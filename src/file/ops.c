@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The data ops: append (undone on failure), get, delete, iset.  A get
  * reads to the end of the file, reserving the size the cache remembers

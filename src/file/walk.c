@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Walks: down a key's path (opening or creating its directories, one
  * component at a time, never following a symlink), and over a directory's

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Log: compaction.  With the directory locked exclusively (no write is in
  * progress anywhere), the live data is rewritten grouped by key into a new

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Log records (docs/log-format.md): a 48-byte header, a key table, the data
  * grouped per key, and a copy of the header as trailer.  Checksums (XXH3):

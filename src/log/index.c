@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Log: the reader.  Each handle keeps an index key -> extents (segment,
  * offset, length, sequence number, checksum), sorted by sequence number,

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Log: a store in a directory of append-only segment files, one per open
  * handle, for shuffles (docs/log-format.md).  Private to src/log.

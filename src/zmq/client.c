@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The ZeroMQ Client: a pd_store whose calls run on a Server (ours or
  * Python partd's), over a DEALER socket.  See partd/zmq.h.  This file has

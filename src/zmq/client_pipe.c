@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The ZeroMQ Client's connection (see client.c for the store): the socket,
  * the requests in flight, and reading their replies.

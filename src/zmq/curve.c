@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * CURVE: the key helpers of the public API (pd_curve_*), the z85 check both
  * ends use on keys they are given, and the server's ZAP handler, which

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The server's request handler: one request's frames in, store calls and
  * reply messages out through an emit callback (see WIRE PROTOCOL in

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The ZeroMQ Server's serving loop: a ROUTER socket in front of one store,
  * wire-compatible with Python partd's partd.zmq.Server (see partd/zmq.h).

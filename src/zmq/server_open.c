@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Opening and closing a ZeroMQ Server: the ROUTER socket and its options,
  * the binds (an ipc path is checked first, so a live server's socket or a

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * The wire forms of the ZeroMQ protocol (see WIRE PROTOCOL in partd/zmq.h):
  * keys as Python partd's serialize_key/deserialize_key make them, final

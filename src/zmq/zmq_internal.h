@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Private declarations of the ZeroMQ transport (src/zmq/):
  *   wire.c         the wire forms of keys and replies; helpers both ends use

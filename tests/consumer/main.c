@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * A program built against an *installed* libpartd (tests/test_install.sh):
  * checks that the header and the library agree on the version and that a

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * fuzz_log: opening a Log store whose segment and state files someone else
  * wrote (hostile bytes).

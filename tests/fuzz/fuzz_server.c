@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * fuzz_server: the server's request handling (pd__handle, src/zmq/handler.c)
  * over a Dict, fed any frames a peer could send.

@@ -1,3 +1,5 @@
+/* SPDX-License-Identifier: BSD-3-Clause */
+/* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Helpers shared by the libFuzzer targets in tests/fuzz: a byte reader that
  * turns fuzzer input into keys, a packed-key comparison, and a checker that

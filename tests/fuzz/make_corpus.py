@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """Writes the seed corpora of fuzz_frame and fuzz_decode.
 
 usage: /usr/bin/python3 tests/fuzz/make_corpus.py

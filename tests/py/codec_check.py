@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """Two-way codec check against the reference (tests/test_codec_compat_ref.c).
 
 usage: codec_check.py write ROOT CODEC

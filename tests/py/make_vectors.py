@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """Writes the codec cross-compatibility vectors (tests/vectors/).
 
 usage: /usr/bin/python3 tests/py/make_vectors.py [OUTDIR]

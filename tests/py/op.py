@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """One operation on a store with the Python reference (tests/*.c helpers).
 
 usage: op.py ROOT append KEY VALUE | iset KEY VALUE | get KEY | delete KEY...

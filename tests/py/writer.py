@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """Concurrency writer using the Python reference (test_concurrency_writers.c).
 
 usage: writer.py ROOT WRITER BATCHES KEYS [GOFD]

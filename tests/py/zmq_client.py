@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """A Python partd.Client against a server, for the interop tests
 (tests/test_server.c).
 

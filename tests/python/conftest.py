@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd's tests.  Run with tests/python/run.sh <build-dir>, which puts
 <build>/python on PYTHONPATH; Debian's /usr/bin/python3 has partd 1.3."""
 import os

@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # cpartd as a pip user gets it, in a fresh virtual environment:
 #   tests/python/pip.sh <build-dir> [pytest args...]
 # 1. /usr/bin/python3 -m venv --system-site-packages (Debian's numpy,

@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # cpartd's Python tests against a build tree, then dask's suites against it:
 #   tests/python/run.sh <build-dir> [pytest args...]
 # 1. tests/python/test_*.py (cpartd alone, and beside the reference partd);

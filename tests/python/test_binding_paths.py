@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """The extension's fast paths (bindings/ext/): get and iget of one key,
 keys converted without a call (small ints, ASCII str, bytes), batches held
 in the call's own memory up to 8 entries, the argument parsing skipped for

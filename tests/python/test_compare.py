@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd and cpartd side by side: the same operations give the same
 results, and each reads the other's File stores."""
 import os

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """The opt-in drop-in: with cpartd installed by pip, CPARTD_AS_PARTD=1 makes
 `import partd` give cpartd in every process (a subprocess, multiprocessing's
 spawned children, dask's process workers); without it partd is partd.

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd.Fanout and cpartd.Namespace, and File(path) under CPARTD_SERVERS
 (one store spread over several servers: dask's disk shuffle without a
 shared filesystem), and the error a File gives where its directory is

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """Hostile keys stay inside the store, never collide, and bad input fails
 with the right exception."""
 import errno

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """install_as_partd() in this process, and the partd_shim for children."""
 import os
 import subprocess

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd.Log: the Log store (libpartd pd_log) with the partd surface:
 round trips, pickling by path, under Buffer and the codec layers, and two
 processes appending to one directory at once."""

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd as a package: its version (the project's), the partd API level it
 follows, `python3 -m cpartd`, the typing files; installed by pip, its
 metadata (checked in scripts/test's pip pass, CPARTD_TEST_INSTALLED=1)."""

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """PandasBlocks and Numpy: the C serialization (blocks_frames, text_pickle,
 decompress, concat_into), the one-pass get, and the format against partd's
 (each reads what the other wrote)."""

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """partd 1.4's behaviour, side by side with the reference where partd 1.3
 (Debian's) agrees with 1.4 (the Buffer, pickles, _iset_seen, extension-dtype
 columns), against 1.4's documented behaviour where 1.3 differs (extension-

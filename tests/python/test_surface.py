@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """The partd surface on cpartd's File, Dict and Buffer (the reference's own
 tests, ported, plus what they leave out)."""
 import os

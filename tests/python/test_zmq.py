@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """cpartd.zmq: Server and Client (partd's tests, ported), explicit binds,
 timeouts, hostile peers, and interop with the reference's Server/Client."""
 import os

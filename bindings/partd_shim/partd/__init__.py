@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """A `partd` that is cpartd: put this directory's parent first on
 PYTHONPATH (with cpartd's directory), and `import partd` in any process
 gives cpartd, with partd.X as cpartd.X.

@@ -1,3 +1,5 @@
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 """A pytest plugin that runs dask's own test suites (from Debian's
 python3-dask) against cpartd, loaded by tests/python/dask/run.sh with
 ``-p cpartd_dask_plugin``.

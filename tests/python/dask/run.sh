@@ -1,4 +1,6 @@
 #!/bin/bash
+# SPDX-License-Identifier: BSD-3-Clause
+# SPDX-FileCopyrightText: the libpartd authors
 # dask's own test suites against cpartd:
 #   tests/python/dask/run.sh <build-dir> [pytest args...]
 # Runs dask/dataframe/tests/test_shuffle.py and dask/bag/tests/test_bag.py
