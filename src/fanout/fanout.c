@@ -165,8 +165,9 @@ static int s_split(s_fanout *f, size_t n, const pd_key *keys,
     int rc = s_scratch(f, n, op);
     if (rc) return rc;
     for (size_t i = 0; i < f->n; i++) f->part[i].n = f->part[i].fill = 0;
+    /* Over one store every key goes there: no hash to compute. */
     for (size_t k = 0; k < n; k++) {
-        f->route[k] = s_jump(s_hash(&keys[k]), f->n);
+        f->route[k] = f->n == 1 ? 0 : s_jump(s_hash(&keys[k]), f->n);
         f->part[f->route[k]].n++;
     }
     size_t at = 0;
