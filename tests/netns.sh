@@ -7,9 +7,11 @@
 # bridge living in a namespace of its own.  Nothing is created in the
 # caller's network namespace, so no traffic can leave the namespaces made
 # here.  Commands run on a host (netns_run) also get a mount namespace in
-# which /tmp is the host's own directory (shared by that host's processes,
-# invisible to the others) and a UTS namespace with the host's name: hosts
-# share no filesystem for temporary files, as separate machines.
+# which $TMPDIR is the host's own directory (one path on every host, shared
+# by that host's processes, invisible to the others) and a UTS namespace
+# with the host's name: hosts share no filesystem for temporary files, as
+# separate machines.  The rest of the filesystem (the build tree, even
+# under /tmp) stays visible.
 #
 #   . tests/netns.sh
 #   netns_check || exit 77                  # needs root and `ip netns`
@@ -26,7 +28,7 @@ NETNS_PREFIX=${NETNS_PREFIX:-pdt$$}
 NETNS_SUBNET=${NETNS_SUBNET:-10.213.77}
 NETNS_NAMES=()   # every namespace made here, the bridge's included
 NETNS_PIDS=()    # every process started with netns_spawn
-NETNS_ROOT=      # the hosts' /tmp directories
+NETNS_ROOT=      # the hosts' temporary directories, and their mount point
 
 # netns_check: 0 when simulated hosts can be made here, else prints why.
 netns_check() {
@@ -64,12 +66,13 @@ _netns_ns() { echo "${NETNS_PREFIX}-$1"; }
 # netns_addr HOST: HOST's address (h1 -> .11, h2 -> .12, ...).
 netns_addr() { echo "$NETNS_SUBNET.$((${1#h} + 10))"; }
 
-# netns_setup N DIR: hosts h1..hN on one bridge; their /tmp directories
-# under DIR (which must not be under /tmp: /tmp is replaced on the hosts).
+# netns_setup N DIR: hosts h1..hN on one bridge; their temporary
+# directories under DIR, each mounted at DIR/hosts/tmp ($TMPDIR) on its
+# host.
 netns_setup() {
     local n=$1 i ns br
     NETNS_ROOT=$2/hosts
-    mkdir -p "$NETNS_ROOT" || return 1
+    mkdir -p "$NETNS_ROOT/tmp" && chmod 1777 "$NETNS_ROOT/tmp" || return 1
     br=$(_netns_ns br)
     ip netns add "$br" || return 1
     NETNS_NAMES+=("$br")
@@ -92,15 +95,16 @@ netns_setup() {
 }
 
 # _netns_cmd HOST CMD...: sets NETNS_CMD to the command line that runs CMD
-# on HOST (its network, its /tmp, its name); each step execs the next, so
+# on HOST (its network, its $TMPDIR, its name); each step execs the next, so
 # the process started keeps its pid down to CMD.
 _netns_cmd() {
     local host=$1
     shift
     NETNS_CMD=(ip netns exec "$(_netns_ns "$host")"
         unshare --mount --uts --propagation private
-        sh -c 'mount --bind "$1" /tmp && hostname "$2" && shift 2 &&
-               exec "$@"' sh "$NETNS_ROOT/$host" "$NETNS_PREFIX-$host" "$@")
+        sh -c 'mount --bind "$1" "$2" && export TMPDIR="$2" &&
+               hostname "$3" && shift 3 && exec "$@"' sh \
+        "$NETNS_ROOT/$host" "$NETNS_ROOT/tmp" "$NETNS_PREFIX-$host" "$@")
 }
 
 # netns_run HOST CMD...: runs CMD on HOST and waits for it.

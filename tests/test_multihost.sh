@@ -4,7 +4,7 @@
 # dask's disk shuffle across hosts that share no filesystem, through cpartd
 # and `partd serve` (bindings/README.md, "Across machines").  Five simulated
 # hosts (tests/netns.sh: network namespaces on a private bridge, each with
-# its own /tmp): h1-h3 run `partd serve`, h4 the dask scheduler, a worker
+# its own $TMPDIR): h1-h3 run `partd serve`, h4 the dask scheduler, a worker
 # and the client, h5 a second worker.  Every Python process imports cpartd
 # as partd (PYTHONPATH=<build>/python/partd_shim:<build>/python).
 #
@@ -44,7 +44,7 @@ for t in dask-scheduler dask-worker; do
     fi
 done
 
-# Scratch space outside /tmp (the hosts' /tmp is replaced).
+# Scratch space in the build tree (each host mounts its own $TMPDIR there).
 T=$(mktemp -d "$BUILD/multihost.XXXXXX") || exit 1
 W=$T/work
 mkdir -p "$W"
