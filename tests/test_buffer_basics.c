@@ -396,21 +396,20 @@ START_TEST(ownership_and_misuse) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_buffer_basics");
-    TCase *tc = tcase_create("buffer");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, select_docstring);
-    tcase_add_test(tc, select_matches_reference);
-    tcase_add_test(tc, select_in_buffer);
-    tcase_add_test(tc, roundtrip_in_memory);
-    tcase_add_test(tc, order_after_spill);
-    tcase_add_test(tc, memory_bound);
-    tcase_add_test(tc, nested_buffers);
-    tcase_add_test(tc, fast_without_peek);
-    tcase_add_test(tc, iset_delete_drop);
-    tcase_add_test(tc, keys_union);
-    tcase_add_test(tc, flush_keys);
-    tcase_add_test(tc, ownership_and_misuse);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"select_docstring", select_docstring},
+        {"select_matches_reference", select_matches_reference},
+        {"select_in_buffer", select_in_buffer},
+        {"roundtrip_in_memory", roundtrip_in_memory},
+        {"order_after_spill", order_after_spill},
+        {"memory_bound", memory_bound},
+        {"nested_buffers", nested_buffers},
+        {"fast_without_peek", fast_without_peek},
+        {"iset_delete_drop", iset_delete_drop},
+        {"keys_union", keys_union},
+        {"flush_keys", flush_keys},
+        {"ownership_and_misuse", ownership_and_misuse},
+    };
+    return tu_run_cases("test_buffer_basics", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }
