@@ -344,6 +344,36 @@ START_TEST(flush_keys) {
 }
 END_TEST
 
+/* pd_buffer_spills counts the moves that keep the Buffer under its limit,
+ * on an append (one per append that spills) and before a set (one per
+ * round), and not pd_buffer_flush's. */
+START_TEST(spills_counted) {
+    pd_store *b = s_buf_dd(100);
+    char v[100];
+    memset(v, 'v', sizeof v);
+    ck_assert_uint_eq(pd_buffer_spills(b), 0);
+    tu_append1(b, PD_KEY_STR("a"), v, 60);
+    ck_assert_uint_eq(pd_buffer_spills(b), 0);
+    tu_append1(b, PD_KEY_STR("b"), v, 60);
+    ck_assert_uint_eq(pd_buffer_spills(b), 1);
+    uint64_t before = pd_buffer_spills(b);
+    pd_key c = PD_KEY_STR("c");
+    pd_bytes cv = PD_BYTES(v, 90);
+    TU_OK(pd_iset(b, 1, &c, &cv, 0), b);
+    ck_assert_uint_gt(pd_buffer_spills(b), before);
+    ck_assert_uint_le(pd_buffer_memory_usage(b), 100);
+    before = pd_buffer_spills(b);
+    TU_OK(pd_buffer_flush(b, 0, NULL, 0), b);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
+    ck_assert_uint_eq(pd_buffer_spills(b), before);
+    tu_expect(b, PD_KEY_STR("a"), v, 60);
+    tu_expect(b, PD_KEY_STR("b"), v, 60);
+    tu_expect(b, c, v, 90);
+    ck_assert_uint_eq(pd_buffer_spills(pd_buffer_slow(b)), 0);
+    pd_close(&b);
+}
+END_TEST
+
 /* ------------------------------------------------------------- Ownership */
 
 START_TEST(ownership_and_misuse) {
@@ -408,6 +438,7 @@ int main(void) {
         {"iset_delete_drop", iset_delete_drop},
         {"keys_union", keys_union},
         {"flush_keys", flush_keys},
+        {"spills_counted", spills_counted},
         {"ownership_and_misuse", ownership_and_misuse},
     };
     return tu_run_cases("test_buffer_basics", cases,
