@@ -551,15 +551,22 @@ static int s_read_stdin(char **data, size_t *size) {
     return 0;
 }
 
+/* The arguments of a verb on one key: the store (s_store_args) and the key
+ * (s_key_arg). */
+static int s_one_key_args(s_ctx *ctx, const char **dir, pd_key *key,
+                          pd_key **owned) {
+    int first = 0;
+    *owned = NULL;
+    int rc = s_store_args(ctx, 1, 1, dir, &first);
+    return rc ? rc : s_key_arg(ctx, ctx->argv[first], key, owned);
+}
+
 /* ----------------------------------------------------------------- Verbs */
 
 static int s_verb_append(s_ctx *ctx) {
     const char *dir = NULL;
-    int first = 0;
-    int rc = s_store_args(ctx, 1, 1, &dir, &first);
-    if (rc) return rc;
     pd_key key, *owned = NULL;
-    rc = s_key_arg(ctx, ctx->argv[first], &key, &owned);
+    int rc = s_one_key_args(ctx, &dir, &key, &owned);
     if (rc) return rc;
     char *data = NULL;
     size_t size = 0;
@@ -586,11 +593,8 @@ static int s_verb_append(s_ctx *ctx) {
 
 static int s_verb_get(s_ctx *ctx) {
     const char *dir = NULL;
-    int first = 0;
-    int rc = s_store_args(ctx, 1, 1, &dir, &first);
-    if (rc) return rc;
     pd_key key, *owned = NULL;
-    rc = s_key_arg(ctx, ctx->argv[first], &key, &owned);
+    int rc = s_one_key_args(ctx, &dir, &key, &owned);
     if (rc) return rc;
     pd_store *s = NULL;
     pd_result *r = NULL;

@@ -387,5 +387,9 @@ typedef struct pd__sys {
 extern pd__sys pd__sys_table;
 /* Restores the default table. */
 void pd__sys_reset(void);
+/* Writes all n bytes of p to fd through the table's write, retrying on
+ * EINTR; returns n, or the bytes written before an error (errno set; EIO
+ * for a write that wrote nothing). */
+size_t pd__write_all(int fd, const void *p, size_t n);
 
 #endif /* PARTD_INTERNAL_H */

@@ -7,6 +7,7 @@
 #include "core/internal.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <sys/file.h>
@@ -44,3 +45,21 @@ static const pd__sys s_default = S_DEFAULTS;
 pd__sys pd__sys_table = S_DEFAULTS;
 
 void pd__sys_reset(void) { pd__sys_table = s_default; }
+
+size_t pd__write_all(int fd, const void *p, size_t n) {
+    const char *c = p;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = pd__sys_table.write(fd, c + done, n - done);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return done;
+        }
+        if (w == 0) {
+            errno = EIO;
+            return done;
+        }
+        done += (size_t)w;
+    }
+    return done;
+}

@@ -13,25 +13,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Writes all n bytes; returns bytes written before an error (errno set)
- * or n. */
-static size_t s_write_all(int fd, const char *p, size_t n) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = SYS.write(fd, p + done, n - done);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return done;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return done;
-        }
-        done += (size_t)w;
-    }
-    return done;
-}
-
 /* ---------------------------------------------------------------- Append */
 
 typedef struct s_undo {
@@ -145,7 +126,7 @@ int pd__file_append(pd_store *s, size_t n, const pd_key *keys,
             break;
         }
         undo[nu] = (s_undo){i, 0, created};
-        size_t w = s_write_all(fd, vals[i].data, vals[i].size);
+        size_t w = pd__write_all(fd, vals[i].data, vals[i].size);
         int e = errno;
         if (t.ent) t.ent->size += w; /* a get's expected size */
         undo[nu].len = w;
@@ -396,7 +377,7 @@ static int s_set_one(pd__file *f, const pd_key *key, pd_bytes val,
         rc = pd__file_err_key(f, pd__file_io_code(errno), errno, "iset", key,
                               "open(temporary for)", pd__file_str(&t.rel));
     } else {
-        size_t w = s_write_all(fd, val.data, val.size);
+        size_t w = pd__write_all(fd, val.data, val.size);
         int e = errno;
         if (w < val.size)
             rc = pd__file_err_key(f, pd__file_io_code(e), e, "iset", key,

@@ -37,15 +37,9 @@ static int s_emit(s_out *o, unsigned type, size_t n, const pd_key *keys,
     if (rc)
         return pd__err(&l->base, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,
                        "%s: build record for %s/%s", o->op, l->path, o->name);
-    size_t done = 0;
-    while (done < l->rec.len) {
-        ssize_t w = SYS.write(o->fd, l->rec.p + done, l->rec.len - done);
-        if (w < 0 && errno == EINTR) continue;
-        if (w <= 0)
-            return pd__err(&l->base, PD_ERR_IO, w < 0 ? errno : EIO,
-                           "%s: write(%s/%s)", o->op, l->path, o->name);
-        done += (size_t)w;
-    }
+    if (pd__write_all(o->fd, l->rec.p, l->rec.len) < l->rec.len)
+        return pd__err(&l->base, PD_ERR_IO, errno, "%s: write(%s/%s)", o->op,
+                       l->path, o->name);
     return 0;
 }
 

@@ -335,25 +335,6 @@ static int s_new_segment(lg_store *l, const char *op, const char *ks) {
     return 0;
 }
 
-/* Writes all n bytes; returns the bytes written before an error (errno
- * set) or n. */
-static size_t s_write_all(int fd, const unsigned char *p, size_t n) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t w = SYS.write(fd, p + done, n - done);
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            return done;
-        }
-        if (w == 0) {
-            errno = EIO;
-            return done;
-        }
-        done += (size_t)w;
-    }
-    return done;
-}
-
 /* Undoes a failed record: truncates back to its start, or abandons the
  * segment (its tail is then a torn record of a closed writer). */
 static void s_undo(lg_store *l, uint64_t start) {
@@ -378,7 +359,7 @@ int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
     const char *seg = l->wname;
     uint64_t start = l->wsize;
     size_t n = l->rec.len;
-    size_t done = s_write_all(l->wfd, l->rec.p, n);
+    size_t done = pd__write_all(l->wfd, l->rec.p, n);
     if (done != n) {
         int e = errno;
         s_undo(l, start);
