@@ -223,4 +223,20 @@ static PD__UNUSED void t_default_signals(void) {
     signal(SIGINT, SIG_DFL);
 }
 
+/* A key of 65 parts, one more than the wire allows ("p-|-p-|-...p"),
+ * NUL-terminated in out (T_MANY_PARTS_CAP bytes); returns its length. */
+#define T_MANY_PARTS_CAP (65 * 4)
+static PD__UNUSED size_t t_many_parts(char *out) {
+    size_t l = 0;
+    for (int i = 0; i < 65; i++) {
+        if (i) {
+            memcpy(out + l, "-|-", 3);
+            l += 3;
+        }
+        out[l++] = 'p';
+    }
+    out[l] = 0;
+    return l;
+}
+
 #endif

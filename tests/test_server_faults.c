@@ -65,16 +65,8 @@ START_TEST(garbage) {
     t_close(&lim);
 
     /* A get the server cannot parse still gets its results message. */
-    char many[65 * 4];
-    size_t l = 0;
-    for (int i = 0; i < 65; i++) {
-        if (i) {
-            memcpy(many + l, "-|-", 3);
-            l += 3;
-        }
-        many[l++] = 'p';
-    }
-    many[l] = 0;
+    char many[T_MANY_PARTS_CAP];
+    t_many_parts(many);
     const char *g[] = {"get", "a", many};
     t_raw_send(&r, 3, g, NULL);
     char f[4][256];

@@ -31,15 +31,23 @@ static int t_handle(pd__handler *h, t_cap *cap, size_t n,
     return pd__handle(h, n, fr);
 }
 
-START_TEST(handler) {
+/* A handler over a new, locked Dict, capturing its replies in cap;
+ * returns the Dict. */
+static pd_store *t_handler_dict(pd__handler *h, t_cap *cap) {
     pd_store *d = NULL;
     TU_OK(pd_dict_open(&d), NULL);
     TU_OK(pd_lock(d), d);
+    *h = (pd__handler){0};
+    h->store = d;
+    h->emit = t_cap_emit;
+    h->emit_arg = cap;
+    return d;
+}
+
+START_TEST(handler) {
     t_cap cap;
-    pd__handler h = {0};
-    h.store = d;
-    h.emit = t_cap_emit;
-    h.emit_arg = &cap;
+    pd__handler h;
+    pd_store *d = t_handler_dict(&h, &cap);
     const char *app[] = {"append", "k", "v", "k2", "w"};
     ck_assert_int_eq(t_handle(&h, &cap, 5, app), 0);
     ck_assert_uint_eq(cap.nmsg, 1);
@@ -66,16 +74,8 @@ START_TEST(handler) {
     ck_assert_int_lt(pd__handle(&h, 0, NULL), 0);
     ck_assert_str_eq(cap.first[0], "error");
     /* A get that fails still sends its results first. */
-    char many[65 * 4];
-    size_t l = 0;
-    for (int i = 0; i < 65; i++) {
-        if (i) {
-            memcpy(many + l, "-|-", 3);
-            l += 3;
-        }
-        many[l++] = 'p';
-    }
-    many[l] = 0;
+    char many[T_MANY_PARTS_CAP];
+    t_many_parts(many);
     const char *g2[] = {"get", "k", many};
     ck_assert_int_eq(t_handle(&h, &cap, 3, g2), PD_ERR_LIMIT);
     ck_assert_uint_eq(cap.nmsg, 2);
@@ -102,14 +102,9 @@ END_TEST
 /* The stats command through the handler: exact counts, refusals
  * included, and the reply's [name, 8-byte value] frames. */
 START_TEST(handler_stats) {
-    pd_store *d = NULL;
-    TU_OK(pd_dict_open(&d), NULL);
-    TU_OK(pd_lock(d), d);
     t_cap cap;
-    pd__handler h = {0};
-    h.store = d;
-    h.emit = t_cap_emit;
-    h.emit_arg = &cap;
+    pd__handler h;
+    pd_store *d = t_handler_dict(&h, &cap);
     const char *syn[] = {"syn"};
     const char *app[] = {"append", "k", "vv", "k2", "www"};
     const char *get[] = {"get", "k"};

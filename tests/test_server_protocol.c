@@ -202,15 +202,8 @@ START_TEST(wire_codec) {
     ck_assert_int_gt(accepted, 1000);
     ck_assert_int_gt(refused, 1000);
     /* 65 parts: refused by the decoder. */
-    char many[65 * 4];
-    size_t l = 0;
-    for (int i = 0; i < 65; i++) {
-        if (i) {
-            memcpy(many + l, "-|-", 3);
-            l += 3;
-        }
-        many[l++] = 'p';
-    }
+    char many[T_MANY_PARTS_CAP];
+    size_t l = t_many_parts(many);
     pd_bytes f[2] = {{"ok", 2}, {many, l}};
     size_t bad = 0;
     ck_assert_int_eq(pd__wire_keys_decode(&wk, 2, f, 1, &bad), PD_ERR_LIMIT);

@@ -57,18 +57,27 @@ size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
     return b;
 }
 
+/* Readies a selection: *m = 0, *n = the counted keys, and room for them
+ * in the scratch (selsz, selnode).  0 or PD_ERR_NOMEM (recorded). */
+static int s_sel_begin(pd__buffer *b, size_t *m, size_t *n) {
+    *n = b->counts.count;
+    *m = 0;
+    if (*n == 0) return 0;
+    if (pd__grow((void **)&b->selsz, &b->selszcap, *n, sizeof *b->selsz) ||
+        pd__grow((void **)&b->selnode, &b->selnodecap, *n, sizeof *b->selnode))
+        return pd__err(&b->base, PD_ERR_NOMEM, ENOMEM,
+                       "spill: choosing among %zu keys", *n);
+    return 0;
+}
+
 /* One spill round over the counted keys, chosen by
  * pd__buffer_keys_to_flush over their sizes in insertion order: writes up
  * to PD__BUFFER_MAXCOUNT entries to sel and sets *m to how many.  0 or
  * PD_ERR_NOMEM (recorded). */
 static int pd__buffer_select(pd__buffer *b, pd__bcount **sel, size_t *m) {
-    size_t n = b->counts.count;
-    *m = 0;
-    if (n == 0) return 0;
-    if (pd__grow((void **)&b->selsz, &b->selszcap, n, sizeof *b->selsz) ||
-        pd__grow((void **)&b->selnode, &b->selnodecap, n, sizeof *b->selnode))
-        return pd__err(&b->base, PD_ERR_NOMEM, ENOMEM,
-                       "spill: choosing among %zu keys", n);
+    size_t n;
+    int rc = s_sel_begin(b, m, &n);
+    if (rc || n == 0) return rc;
     size_t i = 0;
     for (pd__knode *kn = b->counts.head; kn; kn = kn->next, i++) {
         b->selnode[i] = (pd__bcount *)kn;
@@ -322,13 +331,9 @@ int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync,
  * insertion order in b->selnode[0..*m).  0 or PD_ERR_NOMEM (recorded,
  * nothing marked that matters: the caller drops the stamp). */
 int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m) {
-    size_t n = b->counts.count;
-    *m = 0;
-    if (n == 0) return 0;
-    if (pd__grow((void **)&b->selsz, &b->selszcap, n, sizeof *b->selsz) ||
-        pd__grow((void **)&b->selnode, &b->selnodecap, n, sizeof *b->selnode))
-        return pd__err(&b->base, PD_ERR_NOMEM, ENOMEM,
-                       "spill: choosing among %zu keys", n);
+    size_t n;
+    int rc = s_sel_begin(b, m, &n);
+    if (rc || n == 0) return rc;
     uint64_t usage = b->usage;
     while (usage > b->limit) {
         size_t k = 0;
