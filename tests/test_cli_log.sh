@@ -10,31 +10,10 @@
 # non-zero if any check failed.
 set -u
 
-PARTD=${1:-}
-if [ -z "$PARTD" ] || [ ! -x "$PARTD" ]; then
-    echo "usage: bash tests/test_cli_log.sh /path/to/partd" >&2
-    exit 2
-fi
-case $PARTD in /*) ;; *) PARTD=$PWD/$PARTD ;; esac
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/partd-cli-log.XXXXXX") || exit 1
+. "$(dirname "${BASH_SOURCE[0]}")/clifix.sh" "$@"
 SPID=
 trap '[ -n "$SPID" ] && kill -9 $SPID 2>/dev/null; rm -rf "$T"' EXIT
-W=$T/work
-A=$T/arena
-mkdir -p "$W" "$A"
 
-. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
-run() {
-    "$PARTD" "$@" </dev/null >"$W/out" 2>"$W/err"
-    RC=$?
-}
-run_in() {
-    local in=$1
-    shift
-    "$PARTD" "$@" <"$in" >"$W/out" 2>"$W/err"
-    RC=$?
-}
 # got DESC WANT ARGS...: `partd ARGS...` exits 0 and prints exactly WANT.
 got() {
     local d=$1 want=$2
@@ -45,15 +24,6 @@ got() {
     else
         bad "$d" "exit $RC, want '$want'"
     fi
-}
-first_line() {
-    local l=
-    for _ in $(seq 1 100); do
-        l=$(head -n 1 "$1" 2>/dev/null)
-        [ -n "$l" ] && break
-        sleep 0.1
-    done
-    printf '%s' "$l"
 }
 
 # ------------------------------------------------------------ help
