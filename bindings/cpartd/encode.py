@@ -17,11 +17,33 @@ from .file import File
 __all__ = ['Encode']
 
 
-class Encode(Interface):
-    def __init__(self, encode, decode, join, partd=None):
+class _Wrapping:
+    """What the layers over an inner store (self.partd) written in Python
+    share, as partd's: a File by default, and drop, lock and the end of a
+    ``with`` block passed to the inner store."""
+
+    @staticmethod
+    def _inner(partd):
+        # The store to wrap: a new File when not given or given a path.
         if not partd or isinstance(partd, str):
             partd = File(partd)
-        self.partd = partd
+        return partd
+
+    def drop(self):
+        return self.partd.drop()
+
+    @property
+    def lock(self):
+        return self.partd.lock
+
+    def __exit__(self, *args):
+        self.drop()
+        self.partd.__exit__(*args)
+
+
+class Encode(_Wrapping, Interface):
+    def __init__(self, encode, decode, join, partd=None):
+        self.partd = self._inner(partd)
         self.encode = encode
         self.decode = decode
         self.join = join
@@ -63,13 +85,3 @@ class Encode(Interface):
         return self.partd.iset(key, _cpartd.frame(self.encode(value)),
                                **kwargs)
 
-    def drop(self):
-        return self.partd.drop()
-
-    @property
-    def lock(self):
-        return self.partd.lock
-
-    def __exit__(self, *args):
-        self.drop()
-        self.partd.__exit__(*args)

@@ -29,7 +29,19 @@ __all__ = ['Fanout', 'Namespace', 'ServerFile', 'servers_from_env',
 fanout_index = _cpartd.fanout_index
 
 
-class Fanout(_cpartd.Fanout, Interface):
+class _DropOnExit:
+    """Fanout's and Namespace's end of a ``with`` block: drop, then close."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *args):
+        if not self.closed:
+            self.drop()
+            self.close()
+
+
+class Fanout(_DropOnExit, _cpartd.Fanout, Interface):
     """Fanout(stores): each key lives in one of `stores` (a list of cpartd
     stores: Client, File, Dict...), chosen by a hash of the key, so every
     process opening a Fanout over the same stores in the same order finds
@@ -44,16 +56,8 @@ class Fanout(_cpartd.Fanout, Interface):
     def __reduce__(self):
         return (Fanout, (self.stores,))
 
-    def __enter__(self):
-        return self
 
-    def __exit__(self, *args):
-        if not self.closed:
-            self.drop()
-            self.close()
-
-
-class Namespace(_cpartd.Namespace, Interface):
+class Namespace(_DropOnExit, _cpartd.Namespace, Interface):
     """Namespace(store, name): the keys of `store` under `name` (str or
     bytes; not containing "-|-" nor ending in "-|").  keys() lists only
     those, drop() deletes only those.  Borrows store (it stays open)."""
@@ -65,14 +69,6 @@ class Namespace(_cpartd.Namespace, Interface):
 
     def __reduce__(self):
         return (Namespace, (self.partd, self.name))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        if not self.closed:
-            self.drop()
-            self.close()
 
 
 # ---------------------------------------------- CPARTD_SERVERS: File(path)

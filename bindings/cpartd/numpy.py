@@ -18,7 +18,8 @@ import numpy as np
 
 from . import _cpartd
 from .core import Interface
-from .file import File
+from .encode import _Wrapping
+from .file import File  # noqa: F401  (partd.numpy.File)
 from .utils import frame, framesplit, suffix
 
 try:
@@ -61,11 +62,9 @@ def parse_dtype(s):
     return np.dtype(s)
 
 
-class Numpy(Interface):
+class Numpy(_Wrapping, Interface):
     def __init__(self, partd=None):
-        if not partd or isinstance(partd, str):
-            partd = File(partd)
-        self.partd = partd
+        self.partd = self._inner(partd)
         Interface.__init__(self)
 
     def __getstate__(self):
@@ -95,20 +94,9 @@ class Numpy(Interface):
     def _iset(self, key, value):
         return self.partd._iset(key, value)
 
-    def drop(self):
-        return self.partd.drop()
-
     def __del__(self):
         # partd calls self.partd.__del__(), which only a File has.
         pass
-
-    @property
-    def lock(self):
-        return self.partd.lock
-
-    def __exit__(self, *args):
-        self.drop()
-        self.partd.__exit__(*args)
 
 
 def _view(x):

@@ -31,7 +31,7 @@ except ImportError:  # pragma: no cover
 from . import _cpartd
 from . import numpy as pnp
 from .core import Interface
-from .encode import Encode
+from .encode import Encode, _Wrapping
 from .utils import extend, framesplit, frame  # noqa: F401 (partd's names)
 
 # Dtype checks by class (pandas >= 1.0), not the is_*_dtype helpers that
@@ -53,7 +53,7 @@ __all__ = ['PandasColumns', 'PandasBlocks', 'serialize', 'deserialize',
 dumps = partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
 
 
-class PandasColumns(Interface):
+class PandasColumns(_Wrapping, Interface):
     def __init__(self, partd=None):
         self.partd = pnp.Numpy(partd)
         Interface.__init__(self)
@@ -100,16 +100,9 @@ class PandasColumns(Interface):
     def _iset(self, key, value):
         return self.partd._iset(key, value)
 
-    def drop(self):
-        return self.partd.drop()
-
     @property
     def lock(self):
         return self.partd.partd.lock
-
-    def __exit__(self, *args):
-        self.drop()
-        self.partd.__exit__(*args)
 
     def __del__(self):
         pass
