@@ -107,6 +107,19 @@ typedef struct s_node {
     uint64_t vlen;
 } s_node;
 
+/* Ends a record whose table and data b->p holds: the header (its table's
+ * checksum included) before them, its copy after them, b->len = total. */
+static void s_rec_seal(pd__buf *b, unsigned type, uint64_t seq, size_t nkeys,
+                       size_t table_len, uint64_t data_len, size_t total) {
+    unsigned char *rec = b->p, *tab = rec + LG_HDR;
+    lg_hdr h = {type, (uint32_t)nkeys, (uint32_t)table_len,
+                seq,  data_len,        XXH3_64bits(tab, table_len)};
+    lg_hdr_write(&h, rec);
+    memcpy(tab + table_len + data_len, rec, LG_HDR);
+    b->len = total;
+    b->p[total] = 0;
+}
+
 int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
                  const pd_key *keys, const pd_bytes *vals) {
     int rc = PD_ERR_NOMEM;
@@ -183,12 +196,7 @@ int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
         memcpy(tab + at + LG_ENT, sn->node.pk, sn->node.klen);
         at += LG_ENT + s_pad8(sn->node.klen);
     }
-    lg_hdr h = {type, (uint32_t)nd, (uint32_t)table_len,
-                seq,  data_len,     XXH3_64bits(tab, table_len)};
-    lg_hdr_write(&h, rec);
-    memcpy(data + data_len, rec, LG_HDR);
-    b->len = total;
-    b->p[total] = 0;
+    s_rec_seal(b, type, seq, nd, table_len, data_len, total);
     rc = 0;
 out:
     pd__ktab_reset(&t);
@@ -224,11 +232,6 @@ int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,
         at += LG_ENT + s_pad8(kl);
         dat += vals[i].size;
     }
-    lg_hdr h = {type, (uint32_t)n, (uint32_t)table_len,
-                seq,  data_len,    XXH3_64bits(tab, table_len)};
-    lg_hdr_write(&h, rec);
-    memcpy(data + data_len, rec, LG_HDR);
-    b->len = total;
-    b->p[total] = 0;
+    s_rec_seal(b, type, seq, n, table_len, data_len, total);
     return 0;
 }
