@@ -410,6 +410,32 @@ START_TEST(lz4_frame_shapes) {
 }
 END_TEST
 
+/* What a decoder says of the size its input declares: more than the input
+ * can encode (PD_ERR_CORRUPT), over the sink's room (PD_ERR_LIMIT), or
+ * nothing when it fits. */
+START_TEST(size_claims) {
+    pd_result *r = pd__result_new(0, 0);
+    ck_assert_ptr_nonnull(r);
+    pd_sink sk;
+    pd__sink_init(&sk, r, 1000);
+    ck_assert_int_eq(pd__sink_check_claim(&sk, "lz4", "frame", 10, 5000, 4096),
+                     PD_ERR_CORRUPT);
+    ck_assert_str_eq(sk.reason, "lz4: frame of 10 bytes declares 5000 decoded "
+                                "bytes, more than it can encode");
+    pd__sink_init(&sk, r, 1000);
+    ck_assert_int_eq(
+        pd__sink_check_claim(&sk, "snappy", "block", 10, 2000, 4096),
+        PD_ERR_LIMIT);
+    ck_assert_str_eq(sk.reason, "snappy block declares 2000 decoded bytes, "
+                                "over the limit of 1000");
+    pd__sink_init(&sk, r, 1000);
+    ck_assert_int_eq(
+        pd__sink_check_claim(&sk, "snappy", "block", 10, 1000, 4096), 0);
+    ck_assert_str_eq(sk.reason, "");
+    pd_result_free(&r);
+}
+END_TEST
+
 /* The snappy prefix check (it proves torn frames): every prefix of a real
  * block passes; a literal or copy past the declared length, a copy
  * reaching before the start, a block complete before its claim, or a
@@ -643,6 +669,7 @@ int main(void) {
         {"zstd_window_bound", zstd_window_bound},
         {"lz4_frame_shapes", lz4_frame_shapes},
         {"snappy_prefix", snappy_prefix},
+        {"size_claims", size_claims},
         {"repair_keeps_what_get_returns", repair_keeps_what_get_returns},
         {"random_corruption", random_corruption, NCODECS},
     };

@@ -8,6 +8,7 @@
 
 #include <errno.h>
 #include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -94,6 +95,20 @@ int pd__sink_check_declared(pd_sink *sink, const char *what,
                    what, (unsigned long long)declared, room);
     sink->fail = PD_ERR_LIMIT;
     return PD_ERR_LIMIT;
+}
+
+int pd__sink_check_claim(pd_sink *sink, const char *codec, const char *unit,
+                         size_t n, uint64_t declared, uint64_t most) {
+    if (declared > most) {
+        pd_sink_reason(sink,
+                       "%s: %s of %zu bytes declares %llu decoded bytes, more "
+                       "than it can encode",
+                       codec, unit, n, (unsigned long long)declared);
+        return PD_ERR_CORRUPT;
+    }
+    char what[64];
+    snprintf(what, sizeof what, "%s %s", codec, unit);
+    return pd__sink_check_declared(sink, what, declared);
 }
 
 static int s_stream(pd_sink *sink, const void *src, size_t n, size_t first,

@@ -141,5 +141,11 @@ int pd__stream_prefix(pd_sink *sink, const void *src, size_t n,
 /* The sink's reason for a declared size the sink cannot take: PD_ERR_LIMIT
  * past its room.  Returns 0 when `declared` fits. */
 int pd__sink_check_declared(pd_sink *sink, const char *what, uint64_t declared);
+/* A decoder's check of the size its input of n bytes declares: the
+ * sink's reason and PD_ERR_CORRUPT past `most` (what n bytes of `codec`'s
+ * `unit`, "frame" or "block", can encode), else as pd__sink_check_declared
+ * for "codec unit". */
+int pd__sink_check_claim(pd_sink *sink, const char *codec, const char *unit,
+                         size_t n, uint64_t declared, uint64_t most);
 
 #endif /* PARTD_CODEC_H */

@@ -198,14 +198,8 @@ static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
     }
     size_t first = pd__ratio_cap(n, 4, 4096);
     if (declared != UINT64_MAX) {
-        if (declared > s_most(n)) {
-            pd_sink_reason(out,
-                           "lz4: frame of %zu bytes declares %llu decoded "
-                           "bytes, more than it can encode",
-                           n, (unsigned long long)declared);
-            return PD_ERR_CORRUPT;
-        }
-        int rc = pd__sink_check_declared(out, "lz4 frame", declared);
+        int rc =
+            pd__sink_check_claim(out, "lz4", "frame", n, declared, s_most(n));
         if (rc) return rc;
         return s_direct(src, n, declared, out);
     }

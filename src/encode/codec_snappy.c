@@ -67,14 +67,7 @@ static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
         pd_sink_reason(out, "snappy: bad length prefix");
         return PD_ERR_CORRUPT;
     }
-    if (len > s_most(n)) {
-        pd_sink_reason(out,
-                       "snappy: block of %zu bytes declares %llu decoded "
-                       "bytes, more than it can encode",
-                       n, (unsigned long long)len);
-        return PD_ERR_CORRUPT;
-    }
-    int rc = pd__sink_check_declared(out, "snappy block", len);
+    int rc = pd__sink_check_claim(out, "snappy", "block", n, len, s_most(n));
     if (rc) return rc;
     char *dst = pd_sink_reserve(out, (size_t)len);
     if (!dst) return pd__sink_fail(out);
