@@ -187,11 +187,13 @@ int pd__unlock_inner(pd_store *outer, pd_store *inner) {
 
 /* ------------------------------------------------------------ Dispatch */
 
-/* Validates the common arguments of a batch call.  Returns 0 or the error
- * (recorded on s). */
+/* Validates the store (not NULL; its error cleared) and the common
+ * arguments of a batch call.  Returns 0 or the error (recorded on s). */
 static int s_check_batch(pd_store *s, const char *op, size_t n,
                          const pd_key *keys, const pd_bytes *vals,
                          bool need_vals, unsigned flags, unsigned allowed) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "%s: NULL store", op);
+    pd__err_clear(s);
     if (flags & ~allowed)
         return pd__err(s, PD_ERR_MISUSE, 0, "%s: unknown flags 0x%x", op,
                        flags & ~allowed);
@@ -266,8 +268,6 @@ static int s_append_checked(pd_store *s, size_t n, const pd_key *keys,
 
 int pd_append(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
               unsigned flags) {
-    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "append: NULL store");
-    pd__err_clear(s);
     int rc = s_check_batch(s, "append", n, keys, vals, true, flags,
                            PD__ALL_CALL_FLAGS);
     if (rc || n == 0) return rc;
@@ -354,8 +354,6 @@ int pd__get_inner(pd_store *s, size_t n, const pd_key *keys, pd_result **out,
 }
 
 int pd_delete(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
-    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "delete: NULL store");
-    pd__err_clear(s);
     int rc = s_check_batch(s, "delete", n, keys, NULL, false, flags, PD_NOLOCK);
     if (rc || n == 0) return rc;
     rc = s_enter(s, flags);
@@ -378,8 +376,6 @@ typedef struct s_bkey {
 
 int pd_iset(pd_store *s, size_t n, const pd_key *keys, const pd_bytes *vals,
             unsigned flags) {
-    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "iset: NULL store");
-    pd__err_clear(s);
     int rc = s_check_batch(s, "iset", n, keys, vals, true, flags,
                            PD__ALL_CALL_FLAGS);
     if (rc || n == 0) return rc;

@@ -111,14 +111,23 @@ static bool s_unmap(const s_ns *ns, const pd_key *ik, pd_key *k) {
 
 /* ------------------------------------------------------------------ Ops */
 
+/* An append or an iset (write: pd__append_inner or pd__set_inner) of the
+ * keys under the namespace. */
+static int s_write(pd_store *s, const char *op,
+                   int (*write)(pd_store *, size_t, const pd_key *,
+                                const pd_bytes *, unsigned),
+                   size_t n, const pd_key *keys, const pd_bytes *vals,
+                   unsigned flags) {
+    s_ns *ns = (s_ns *)s;
+    int rc = s_map(ns, n, keys, op);
+    if (rc) return rc;
+    rc = write(ns->inner, n, ns->mk, vals, PD_NOLOCK | (flags & PD_FSYNC));
+    return rc ? s_wrap(ns, rc, op, n, keys) : 0;
+}
+
 static int s_append(pd_store *s, size_t n, const pd_key *keys,
                     const pd_bytes *vals, unsigned flags) {
-    s_ns *ns = (s_ns *)s;
-    int rc = s_map(ns, n, keys, "append");
-    if (rc) return rc;
-    rc = pd__append_inner(ns->inner, n, ns->mk, vals,
-                          PD_NOLOCK | (flags & PD_FSYNC));
-    return rc ? s_wrap(ns, rc, "append", n, keys) : 0;
+    return s_write(s, "append", pd__append_inner, n, keys, vals, flags);
 }
 
 static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
@@ -148,12 +157,7 @@ static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
 
 static int s_set(pd_store *s, size_t n, const pd_key *keys,
                  const pd_bytes *vals, unsigned flags) {
-    s_ns *ns = (s_ns *)s;
-    int rc = s_map(ns, n, keys, "iset");
-    if (rc) return rc;
-    rc = pd__set_inner(ns->inner, n, ns->mk, vals,
-                       PD_NOLOCK | (flags & PD_FSYNC));
-    return rc ? s_wrap(ns, rc, "iset", n, keys) : 0;
+    return s_write(s, "iset", pd__set_inner, n, keys, vals, flags);
 }
 
 static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
