@@ -56,6 +56,16 @@ static int s_op_leave(lg_store *l, bool took, int rc) {
     return rc;
 }
 
+/* A read's start: the op's lock (s_op_enter), then the records other
+ * handles wrote since the last read (lg_catch_up).  On error nothing is
+ * held. */
+static int s_read_enter(lg_store *l, const char *op, bool *took) {
+    int rc = s_op_enter(l, false, took);
+    if (rc) return rc;
+    rc = lg_catch_up(l, op);
+    return rc ? s_op_leave(l, *took, rc) : 0;
+}
+
 /* ----------------------------------------------------------------- Ops */
 
 /* Writes one record of `type` for the batch. */
@@ -102,9 +112,8 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     (void)flags;
     lg_store *l = (lg_store *)s;
     bool took;
-    int rc = s_op_enter(l, false, &took);
+    int rc = s_read_enter(l, "get", &took);
     if (rc) return rc;
-    rc = lg_catch_up(l, "get");
     for (size_t i = 0; i < n && rc == 0; i++) {
         rc = lg_damage_check(l, &keys[i], "get");
         const lg_key *k = rc ? NULL : lg_find(l, &keys[i]);
@@ -119,10 +128,9 @@ static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     lg_store *l = (lg_store *)s;
     bool took;
-    int rc = s_op_enter(l, false, &took);
+    int rc = s_read_enter(l, "keys", &took);
     if (rc) return rc;
-    rc = lg_catch_up(l, "keys");
-    if (rc == 0) rc = lg_damage_check(l, NULL, "keys");
+    rc = lg_damage_check(l, NULL, "keys");
     for (pd__knode *nd = l->keys.head; nd && rc == 0; nd = nd->next) {
         const lg_key *k = (const lg_key *)nd;
         if (k->size && pd__keylist_add_packed(kl, k->pk, nd->klen, k->size))
