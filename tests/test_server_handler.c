@@ -250,12 +250,11 @@ START_TEST(stats) {
 END_TEST
 
 int main(void) {
-    signal(SIGPIPE, SIG_IGN);
     const tu_case cases[] = {
         {"handler", handler},
         {"handler_stats", handler_stats},
         {"stats", stats},
     };
-    return tu_run_cases("test_server_handler", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return t_run_cases("test_server_handler", cases,
+                       sizeof cases / sizeof cases[0], 120);
 }
