@@ -239,12 +239,4 @@ static PD__UNUSED size_t t_many_parts(char *out) {
     return l;
 }
 
-/* Runs a server suite (tu_run_cases, no loops) with SIGPIPE ignored: a
- * peer that goes away must not kill the test. */
-static PD__UNUSED int t_run_cases(const char *suite, const tu_case *cases,
-                                  size_t n, double timeout) {
-    signal(SIGPIPE, SIG_IGN);
-    return tu_run_cases(suite, cases, n, timeout, 0);
-}
-
 #endif

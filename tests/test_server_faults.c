@@ -424,6 +424,7 @@ START_TEST(fork_client) {
 END_TEST
 
 int main(void) {
+    signal(SIGPIPE, SIG_IGN);
     const tu_case cases[] = {
         {"garbage", garbage},
         {"no_reader", no_reader},
@@ -432,6 +433,6 @@ int main(void) {
         {"many_processes", many_processes},
         {"fork_client", fork_client},
     };
-    return t_run_cases("test_server_faults", cases,
-                       sizeof cases / sizeof cases[0], 120);
+    return tu_run_cases("test_server_faults", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

@@ -250,11 +250,12 @@ START_TEST(stats) {
 END_TEST
 
 int main(void) {
+    signal(SIGPIPE, SIG_IGN);
     const tu_case cases[] = {
         {"handler", handler},
         {"handler_stats", handler_stats},
         {"stats", stats},
     };
-    return t_run_cases("test_server_handler", cases,
-                       sizeof cases / sizeof cases[0], 120);
+    return tu_run_cases("test_server_handler", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

@@ -144,10 +144,11 @@ START_TEST(python_server) {
 END_TEST
 
 int main(void) {
+    signal(SIGPIPE, SIG_IGN);
     const tu_case cases[] = {
         {"python_client", python_client},
         {"python_server", python_server},
     };
-    return t_run_cases("test_server_interop", cases,
-                       sizeof cases / sizeof cases[0], 300);
+    return tu_run_cases("test_server_interop", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

@@ -417,6 +417,7 @@ START_TEST(cli_serve) {
 END_TEST
 
 int main(void) {
+    signal(SIGPIPE, SIG_IGN);
     const tu_case cases[] = {
         {"curve", curve},
         {"curve_allow", curve_allow},
@@ -425,6 +426,6 @@ int main(void) {
         {"stop_from_signal", stop_from_signal},
         {"cli_serve", cli_serve},
     };
-    return t_run_cases("test_server_life", cases,
-                       sizeof cases / sizeof cases[0], 120);
+    return tu_run_cases("test_server_life", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

@@ -490,12 +490,13 @@ START_TEST(failed_get) {
 END_TEST
 
 int main(void) {
+    signal(SIGPIPE, SIG_IGN);
     const tu_case cases[] = {
         {"commands", commands},           {"large_values", large_values},
         {"wire_keys", wire_keys},         {"wire_codec", wire_codec},
         {"server_errors", server_errors}, {"server_pipeline", server_pipeline},
         {"failed_get", failed_get},
     };
-    return t_run_cases("test_server_protocol", cases,
-                       sizeof cases / sizeof cases[0], 120);
+    return tu_run_cases("test_server_protocol", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }
