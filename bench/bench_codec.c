@@ -224,19 +224,22 @@ static size_t s_bare_bound(s_bare *b, size_t n) {
     return ZSTD_compressBound(n);
 }
 
+/* Readies zlib's two streams on first use; false when they were ready. */
+static bool s_zlib_init(s_bare *b) {
+    if (b->zinit) return false;
+    if (deflateInit2(&b->def, b->level, Z_DEFLATED, MAX_WBITS, 8,
+                     Z_DEFAULT_STRATEGY) != Z_OK ||
+        inflateInit(&b->inf) != Z_OK)
+        s_die("zlib init");
+    b->zinit = true;
+    return true;
+}
+
 /* Compresses src into dst (cap bytes); returns the size. */
 static size_t s_bare_encode(s_bare *b, const void *src, size_t n, void *dst,
                             size_t cap) {
     if (!strcmp(b->name, "zlib")) {
-        if (!b->zinit) {
-            if (deflateInit2(&b->def, b->level, Z_DEFLATED, MAX_WBITS, 8,
-                             Z_DEFAULT_STRATEGY) != Z_OK ||
-                inflateInit(&b->inf) != Z_OK)
-                s_die("zlib init");
-            b->zinit = true;
-        } else {
-            deflateReset(&b->def);
-        }
+        if (!s_zlib_init(b)) deflateReset(&b->def);
         b->def.next_in = (Bytef *)src;
         b->def.avail_in = (uInt)n;
         b->def.next_out = dst;
@@ -297,15 +300,7 @@ static size_t s_bare_encode(s_bare *b, const void *src, size_t n, void *dst,
 static void s_bare_decode(s_bare *b, const void *src, size_t n, void *dst,
                           size_t want) {
     if (!strcmp(b->name, "zlib")) {
-        if (!b->zinit) {
-            if (deflateInit2(&b->def, b->level, Z_DEFLATED, MAX_WBITS, 8,
-                             Z_DEFAULT_STRATEGY) != Z_OK ||
-                inflateInit(&b->inf) != Z_OK)
-                s_die("zlib init");
-            b->zinit = true;
-        } else {
-            inflateReset(&b->inf);
-        }
+        if (!s_zlib_init(b)) inflateReset(&b->inf);
         b->inf.next_in = (Bytef *)src;
         b->inf.avail_in = (uInt)n;
         b->inf.next_out = dst;

@@ -72,12 +72,12 @@ START_TEST(codec_version) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_abi");
-    TCase *tc = tcase_create("abi");
-    tcase_add_test(tc, version_macros);
-    tcase_add_test(tc, server_opts_version);
-    tcase_add_test(tc, client_opts_version);
-    tcase_add_test(tc, codec_version);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"version_macros", version_macros},
+        {"server_opts_version", server_opts_version},
+        {"client_opts_version", client_opts_version},
+        {"codec_version", codec_version},
+    };
+    return tu_run_cases("test_abi", cases, sizeof cases / sizeof cases[0], 300,
+                        0);
 }

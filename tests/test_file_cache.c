@@ -196,20 +196,23 @@ END_TEST
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
-    Suite *s = suite_create("test_file_cache");
-
-    TCase *tc = tcase_create("cache");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, stale_descriptor_after_unlink, 0, 2);
-    tcase_add_loop_test(tc, stale_descriptor_after_other_handle_delete, 0, 2);
-    tcase_add_loop_test(tc, stale_descriptor_after_directory_replaced, 0, 2);
-    tcase_add_loop_test(tc, stale_descriptor_after_rename_over, 0, 2);
-    tcase_add_test(tc, stale_descriptor_unused_in_suspect_session);
-    tcase_add_test(tc, stale_descriptor_after_new_key_in_same_directory);
-    tcase_add_test(tc, batch_get_reads_current_files);
-    tcase_add_test(tc, few_descriptors_many_keys);
-    tcase_add_test(tc, fd_limit_256);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"stale_descriptor_after_unlink", stale_descriptor_after_unlink, 2},
+        {"stale_descriptor_after_other_handle_delete",
+         stale_descriptor_after_other_handle_delete, 2},
+        {"stale_descriptor_after_directory_replaced",
+         stale_descriptor_after_directory_replaced, 2},
+        {"stale_descriptor_after_rename_over",
+         stale_descriptor_after_rename_over, 2},
+        {"stale_descriptor_unused_in_suspect_session",
+         stale_descriptor_unused_in_suspect_session},
+        {"stale_descriptor_after_new_key_in_same_directory",
+         stale_descriptor_after_new_key_in_same_directory},
+        {"batch_get_reads_current_files", batch_get_reads_current_files},
+        {"few_descriptors_many_keys", few_descriptors_many_keys},
+        {"fd_limit_256", fd_limit_256},
+    };
+    return tu_run_cases_fixture("test_file_cache", cases,
+                                sizeof cases / sizeof cases[0], 120, 0, setup,
+                                teardown);
 }

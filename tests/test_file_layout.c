@@ -375,24 +375,26 @@ END_TEST
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
-    Suite *s = suite_create("test_file_layout");
-
-    TCase *tc = tcase_create("layout");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, plain_keys_use_reference_layout);
-    tcase_add_test(tc, hostile_keys_get_escaped_names);
-    tcase_add_test(tc, long_keys_nest_and_round_trip);
-    tcase_add_test(tc, encoding_is_injective_and_decodes);
-    tcase_add_test(tc, listing_ignores_foreign_names);
-    tcase_add_test(tc, tuple_and_flat_conflict_is_a_clear_error);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("safety");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_add_test(tc, symlinks_inside_are_never_followed);
-    tcase_add_test(tc, hard_links_fifos_and_dirs_are_refused);
-    tcase_add_test(tc, open_errors_name_the_path);
-    tcase_add_test(tc, temp_store_is_private_and_removed);
-    tcase_add_test(tc, iset_replaces_atomically_and_drop_keeps_lock);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"plain_keys_use_reference_layout", plain_keys_use_reference_layout},
+        {"hostile_keys_get_escaped_names", hostile_keys_get_escaped_names},
+        {"long_keys_nest_and_round_trip", long_keys_nest_and_round_trip},
+        {"encoding_is_injective_and_decodes",
+         encoding_is_injective_and_decodes},
+        {"listing_ignores_foreign_names", listing_ignores_foreign_names},
+        {"tuple_and_flat_conflict_is_a_clear_error",
+         tuple_and_flat_conflict_is_a_clear_error},
+        {"symlinks_inside_are_never_followed",
+         symlinks_inside_are_never_followed},
+        {"hard_links_fifos_and_dirs_are_refused",
+         hard_links_fifos_and_dirs_are_refused},
+        {"open_errors_name_the_path", open_errors_name_the_path},
+        {"temp_store_is_private_and_removed",
+         temp_store_is_private_and_removed},
+        {"iset_replaces_atomically_and_drop_keeps_lock",
+         iset_replaces_atomically_and_drop_keeps_lock},
+    };
+    return tu_run_cases_fixture("test_file_layout", cases,
+                                sizeof cases / sizeof cases[0], 300, 0, setup,
+                                teardown);
 }

@@ -143,15 +143,14 @@ END_TEST
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
-    Suite *s = suite_create("test_file_locking");
-
-    TCase *tc = tcase_create("locking");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, lock_is_recursive_and_shared_per_directory);
-    tcase_add_test(tc, flock_excludes_other_processes);
-    tcase_add_test(tc, handle_survives_fork);
-    tcase_add_test(tc, python_reference_interop);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"lock_is_recursive_and_shared_per_directory",
+         lock_is_recursive_and_shared_per_directory},
+        {"flock_excludes_other_processes", flock_excludes_other_processes},
+        {"handle_survives_fork", handle_survives_fork},
+        {"python_reference_interop", python_reference_interop},
+    };
+    return tu_run_cases_fixture("test_file_locking", cases,
+                                sizeof cases / sizeof cases[0], 60, 0, setup,
+                                teardown);
 }

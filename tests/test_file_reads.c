@@ -374,23 +374,25 @@ END_TEST
 
 int main(void) {
     signal(SIGPIPE, SIG_IGN);
-    Suite *s = suite_create("test_file_reads");
-
-    TCase *tc = tcase_create("reads");
-    tcase_add_checked_fixture(tc, setup, teardown);
-    tcase_set_timeout(tc, 120);
-    tcase_add_loop_test(tc, get_reads_past_remembered_size, 0, 8);
-    tcase_add_loop_test(tc, get_after_truncate_and_regrow, 0, 2);
-    tcase_add_loop_test(tc, stale_read_descriptor_after_unlink, 0, 2);
-    tcase_add_loop_test(tc, stale_read_descriptor_after_other_handle_delete, 0,
-                        2);
-    tcase_add_loop_test(tc, stale_read_descriptor_after_directory_replaced, 0,
-                        2);
-    tcase_add_loop_test(tc, stale_read_descriptor_after_rename_over, 0, 2);
-    tcase_add_test(tc, large_values_and_empty_files);
-    tcase_add_test(tc, read_descriptor_replaced_for_append);
-    tcase_add_test(tc, open_and_read_call_counts);
-    tcase_add_loop_test(tc, get_of_file_growing_under_it_ends, 0, 2);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"get_reads_past_remembered_size", get_reads_past_remembered_size, 8},
+        {"get_after_truncate_and_regrow", get_after_truncate_and_regrow, 2},
+        {"stale_read_descriptor_after_unlink",
+         stale_read_descriptor_after_unlink, 2},
+        {"stale_read_descriptor_after_other_handle_delete",
+         stale_read_descriptor_after_other_handle_delete, 2},
+        {"stale_read_descriptor_after_directory_replaced",
+         stale_read_descriptor_after_directory_replaced, 2},
+        {"stale_read_descriptor_after_rename_over",
+         stale_read_descriptor_after_rename_over, 2},
+        {"large_values_and_empty_files", large_values_and_empty_files},
+        {"read_descriptor_replaced_for_append",
+         read_descriptor_replaced_for_append},
+        {"open_and_read_call_counts", open_and_read_call_counts},
+        {"get_of_file_growing_under_it_ends", get_of_file_growing_under_it_ends,
+         2},
+    };
+    return tu_run_cases_fixture("test_file_reads", cases,
+                                sizeof cases / sizeof cases[0], 120, 0, setup,
+                                teardown);
 }

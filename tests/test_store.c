@@ -472,21 +472,21 @@ START_TEST(key_short_is_bounded) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("store");
-    TCase *tc = tcase_create("interface");
-    tcase_add_test(tc, version_matches_header);
-    tcase_add_test(tc, strerror_covers_every_code);
-    tcase_add_test(tc, dispatch_locks_once_and_passes_nolock);
-    tcase_add_test(tc, dispatch_rejects_misuse);
-    tcase_add_test(tc, errors_keep_code_errno_and_message);
-    tcase_add_test(tc, errors_are_per_thread_on_a_shared_handle);
-    tcase_add_test(tc, iset_is_idempotent_per_handle);
-    tcase_add_test(tc, results_and_keylists);
-    suite_add_tcase(s, tc);
-    tc = tcase_create("keys");
-    tcase_add_test(tc, packed_keys_are_injective);
-    tcase_add_test(tc, key_repr_and_parse_round_trip);
-    tcase_add_test(tc, key_short_is_bounded);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"version_matches_header", version_matches_header},
+        {"strerror_covers_every_code", strerror_covers_every_code},
+        {"dispatch_locks_once_and_passes_nolock",
+         dispatch_locks_once_and_passes_nolock},
+        {"dispatch_rejects_misuse", dispatch_rejects_misuse},
+        {"errors_keep_code_errno_and_message",
+         errors_keep_code_errno_and_message},
+        {"errors_are_per_thread_on_a_shared_handle",
+         errors_are_per_thread_on_a_shared_handle},
+        {"iset_is_idempotent_per_handle", iset_is_idempotent_per_handle},
+        {"results_and_keylists", results_and_keylists},
+        {"packed_keys_are_injective", packed_keys_are_injective},
+        {"key_repr_and_parse_round_trip", key_repr_and_parse_round_trip},
+        {"key_short_is_bounded", key_short_is_bounded},
+    };
+    return tu_run_cases("store", cases, sizeof cases / sizeof cases[0], 300, 0);
 }

@@ -112,9 +112,15 @@ void tu_append1(pd_store *s, pd_key k, const void *v, size_t n) {
 
 int tu_run_cases(const char *suite, const tu_case *cases, size_t n,
                  double timeout, int loop) {
+    return tu_run_cases_fixture(suite, cases, n, timeout, loop, NULL, NULL);
+}
+
+int tu_run_cases_fixture(const char *suite, const tu_case *cases, size_t n,
+                         double timeout, int loop, SFun setup, SFun teardown) {
     Suite *s = suite_create(suite);
     for (size_t i = 0; i < n; i++) {
         TCase *tc = tcase_create(cases[i].name);
+        if (setup || teardown) tcase_add_checked_fixture(tc, setup, teardown);
         tcase_set_timeout(tc, timeout);
         int times = cases[i].loop > 0 ? cases[i].loop : loop;
         if (times > 0)

@@ -45,6 +45,10 @@ typedef struct tu_case {
  * loop of its own), and runs it (tu_run). */
 int tu_run_cases(const char *suite, const tu_case *cases, size_t n,
                  double timeout, int loop);
+/* tu_run_cases with a checked fixture: setup before and teardown after
+ * each test, in its process (either may be NULL). */
+int tu_run_cases_fixture(const char *suite, const tu_case *cases, size_t n,
+                         double timeout, int loop, SFun setup, SFun teardown);
 
 #define TU_OK(expr, store)                                                     \
     do {                                                                       \
