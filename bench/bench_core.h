@@ -148,6 +148,23 @@ static inline uint64_t bc_rand(uint64_t *st) {
 void bc_fill(unsigned char *p, size_t n, uint64_t seed);
 /* malloc that exits with status 2 when out of memory. */
 void *bc_xmalloc(size_t n);
+
+/* The small workload's input: one pool of nvals*vsize pseudo-random bytes
+ * (seed 42); value i is pool[i*vsize .. (i+1)*vsize) and goes to key
+ * i % nkeys.  keys[] and vals[] hold the whole sequence of pd_append
+ * arguments, built before any timing. */
+typedef struct bc_input {
+    unsigned char *pool;
+    char (*names)[16]; /* "k0000" ... : plain names, files named as the key */
+    pd_key *keys1;     /* one key per key index, for gets */
+    pd_key *keys;      /* one per append */
+    pd_bytes *vals;    /* one per append */
+    size_t per_key;    /* bytes each key ends with */
+} bc_input;
+/* Builds in for cfg's nkeys, nvals and vsize. */
+void bc_input_make(bc_input *in);
+/* Frees what bc_input_make allocated. */
+void bc_input_free(bc_input *in);
 /* dir + "/" + name into out.  0, or -1 with errno ENAMETOOLONG if it does
  * not fit. */
 int bc_join(char *out, size_t cap, const char *dir, const char *name);

@@ -32,11 +32,7 @@
 #define S_PARTS 1024u /* partitions */
 
 typedef struct s_log {
-    unsigned char *pool; /* small workload */
-    char (*names)[16];
-    pd_key *keys1, *keys;
-    pd_bytes *vals;
-    size_t per_key;
+    bc_input in; /* small workload */
     /* Partition workload. */
     unsigned char *ppool;
     char (*pnames)[16];
@@ -50,21 +46,7 @@ static s_log lg;
 static size_t s_pbytes(void) { return cfg.quick ? 32u << 20 : 256u << 20; }
 
 void bc_log_init(void) {
-    lg.pool = bc_xmalloc(cfg.nvals * cfg.vsize);
-    bc_fill(lg.pool, cfg.nvals * cfg.vsize, 42);
-    lg.names = bc_xmalloc(cfg.nkeys * sizeof *lg.names);
-    lg.keys1 = bc_xmalloc(cfg.nkeys * sizeof *lg.keys1);
-    for (size_t k = 0; k < cfg.nkeys; k++) {
-        int w = snprintf(lg.names[k], sizeof lg.names[k], "k%04zu", k);
-        lg.keys1[k] = PD_KEY(lg.names[k], (size_t)w);
-    }
-    lg.keys = bc_xmalloc(cfg.nvals * sizeof *lg.keys);
-    lg.vals = bc_xmalloc(cfg.nvals * sizeof *lg.vals);
-    for (size_t i = 0; i < cfg.nvals; i++) {
-        lg.keys[i] = lg.keys1[i % cfg.nkeys];
-        lg.vals[i] = PD_BYTES(lg.pool + i * cfg.vsize, cfg.vsize);
-    }
-    lg.per_key = (cfg.nvals / cfg.nkeys) * cfg.vsize;
+    bc_input_make(&lg.in);
 
     /* Partition p gets values v with v % S_PARTS == p; values are slices of
      * a 16 MiB pool, so the input costs no page faults. */
@@ -87,11 +69,7 @@ void bc_log_init(void) {
 }
 
 void bc_log_free(void) {
-    free(lg.pool);
-    free(lg.names);
-    free(lg.keys1);
-    free(lg.keys);
-    free(lg.vals);
+    bc_input_free(&lg.in);
     free(lg.ppool);
     free(lg.pnames);
     free(lg.pkeys);
@@ -123,7 +101,7 @@ static pd_store *s_open_log(int r, const char *dir) {
 static double s_small_append(pd_store *s, int r) {
     double t0 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i += cfg.per_call)
-        if (pd_append(s, cfg.per_call, &lg.keys[i], &lg.vals[i], 0)) {
+        if (pd_append(s, cfg.per_call, &lg.in.keys[i], &lg.in.vals[i], 0)) {
             bc_fail(r, "append: %s", pd_errmsg(s));
             return -1;
         }
@@ -135,18 +113,18 @@ static double s_small_get(pd_store *s, int r, bool check) {
     double t0 = bench_now();
     for (size_t k = 0; k < cfg.nkeys; k++) {
         pd_result *res = NULL;
-        if (pd_get(s, 1, &lg.keys1[k], &res, 0)) {
-            bc_fail(r, "get %s: %s", lg.names[k], pd_errmsg(s));
+        if (pd_get(s, 1, &lg.in.keys1[k], &res, 0)) {
+            bc_fail(r, "get %s: %s", lg.in.names[k], pd_errmsg(s));
             return -1;
         }
         pd_bytes b = pd_result_value(res, 0);
-        bool bad =
-            b.size != lg.per_key ||
-            (check && memcmp(b.data, lg.pool + k * cfg.vsize, cfg.vsize) != 0);
+        bool bad = b.size != lg.in.per_key ||
+                   (check &&
+                    memcmp(b.data, lg.in.pool + k * cfg.vsize, cfg.vsize) != 0);
         pd_result_free(&res);
         if (bad) {
-            bc_fail(r, "get %s: %zu bytes, not the %zu appended", lg.names[k],
-                    b.size, lg.per_key);
+            bc_fail(r, "get %s: %zu bytes, not the %zu appended",
+                    lg.in.names[k], b.size, lg.in.per_key);
             return -1;
         }
     }
@@ -167,7 +145,7 @@ static void s_floor_writev(bool record) {
     double t0 = bench_now();
     for (size_t i = 0; fd >= 0 && i < cfg.nvals; i += cfg.per_call) {
         for (size_t j = 0; j < cfg.per_call; j++)
-            iov[j] = (struct iovec){(void *)lg.vals[i + j].data, cfg.vsize};
+            iov[j] = (struct iovec){(void *)lg.in.vals[i + j].data, cfg.vsize};
         if (writev(fd, iov, (int)cfg.per_call) !=
             (ssize_t)(cfg.per_call * cfg.vsize)) {
             bc_fail(R_FLOOR_LOG_WRITEV, "writev(%s): %s", path,

@@ -261,3 +261,29 @@ pd_store *bc_open_file(int r, bool defer) {
     if (defer) bc_trash_add(pd_file_path(f));
     return f;
 }
+
+void bc_input_make(bc_input *in) {
+    in->pool = bc_xmalloc(cfg.nvals * cfg.vsize);
+    bc_fill(in->pool, cfg.nvals * cfg.vsize, 42);
+    in->names = bc_xmalloc(cfg.nkeys * sizeof *in->names);
+    in->keys1 = bc_xmalloc(cfg.nkeys * sizeof *in->keys1);
+    for (size_t k = 0; k < cfg.nkeys; k++) {
+        int w = snprintf(in->names[k], sizeof in->names[k], "k%04zu", k);
+        in->keys1[k] = PD_KEY(in->names[k], (size_t)w);
+    }
+    in->keys = bc_xmalloc(cfg.nvals * sizeof *in->keys);
+    in->vals = bc_xmalloc(cfg.nvals * sizeof *in->vals);
+    for (size_t i = 0; i < cfg.nvals; i++) {
+        in->keys[i] = in->keys1[i % cfg.nkeys];
+        in->vals[i] = PD_BYTES(in->pool + i * cfg.vsize, cfg.vsize);
+    }
+    in->per_key = (cfg.nvals / cfg.nkeys) * cfg.vsize;
+}
+
+void bc_input_free(bc_input *in) {
+    free(in->pool);
+    free(in->names);
+    free(in->keys1);
+    free(in->keys);
+    free(in->vals);
+}

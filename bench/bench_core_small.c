@@ -15,49 +15,20 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-/*
- * Input: one pool of nvals*vsize pseudo-random bytes; value i is
- * pool[i*vsize .. (i+1)*vsize) and goes to key i % nkeys.  keys[] and vals[]
- * hold the whole sequence of pd_append arguments, built before any timing,
- * so call c is pd_append(s, per_call, &keys[c*per_call], &vals[...]).
- */
 typedef struct s_small {
-    unsigned char *pool;
-    char (*names)[16]; /* "k0000" ... : plain names, files named as the key */
-    pd_key *keys1;     /* one key per key index, for gets */
-    pd_key *keys;      /* one per append */
-    pd_bytes *vals;    /* one per append */
-    size_t per_key;    /* bytes each key ends with */
+    bc_input in;
     unsigned char *expect; /* key k's expected bytes, for the check */
 } s_small;
 
 static s_small sm;
 
 void bc_small_init(void) {
-    sm.pool = bc_xmalloc(cfg.nvals * cfg.vsize);
-    bc_fill(sm.pool, cfg.nvals * cfg.vsize, 42);
-    sm.names = bc_xmalloc(cfg.nkeys * sizeof *sm.names);
-    sm.keys1 = bc_xmalloc(cfg.nkeys * sizeof *sm.keys1);
-    for (size_t k = 0; k < cfg.nkeys; k++) {
-        int w = snprintf(sm.names[k], sizeof sm.names[k], "k%04zu", k);
-        sm.keys1[k] = PD_KEY(sm.names[k], (size_t)w);
-    }
-    sm.keys = bc_xmalloc(cfg.nvals * sizeof *sm.keys);
-    sm.vals = bc_xmalloc(cfg.nvals * sizeof *sm.vals);
-    for (size_t i = 0; i < cfg.nvals; i++) {
-        sm.keys[i] = sm.keys1[i % cfg.nkeys];
-        sm.vals[i] = PD_BYTES(sm.pool + i * cfg.vsize, cfg.vsize);
-    }
-    sm.per_key = (cfg.nvals / cfg.nkeys) * cfg.vsize;
-    sm.expect = bc_xmalloc(sm.per_key);
+    bc_input_make(&sm.in);
+    sm.expect = bc_xmalloc(sm.in.per_key);
 }
 
 void bc_small_free(void) {
-    free(sm.pool);
-    free(sm.names);
-    free(sm.keys1);
-    free(sm.keys);
-    free(sm.vals);
+    bc_input_free(&sm.in);
     free(sm.expect);
 }
 
@@ -65,7 +36,7 @@ void bc_small_free(void) {
 static const unsigned char *s_expected(size_t k) {
     size_t off = 0;
     for (size_t i = k; i < cfg.nvals; i += cfg.nkeys) {
-        memcpy(sm.expect + off, sm.pool + i * cfg.vsize, cfg.vsize);
+        memcpy(sm.expect + off, sm.in.pool + i * cfg.vsize, cfg.vsize);
         off += cfg.vsize;
     }
     return sm.expect;
@@ -76,20 +47,20 @@ static const unsigned char *s_expected(size_t k) {
 static int s_verify(pd_store *s, int r) {
     for (size_t k = 0; k < cfg.nkeys; k++) {
         pd_result *res = NULL;
-        int rc = pd_get(s, 1, &sm.keys1[k], &res, 0);
+        int rc = pd_get(s, 1, &sm.in.keys1[k], &res, 0);
         if (rc) {
-            bc_fail(r, "verify get %s: %s", sm.names[k], pd_errmsg(s));
+            bc_fail(r, "verify get %s: %s", sm.in.names[k], pd_errmsg(s));
             return -1;
         }
         pd_bytes b = pd_result_value(res, 0);
-        bool good =
-            b.size == sm.per_key && memcmp(b.data, s_expected(k), b.size) == 0;
+        bool good = b.size == sm.in.per_key &&
+                    memcmp(b.data, s_expected(k), b.size) == 0;
         pd_result_free(&res);
         if (!good) {
             bc_fail(r,
                     "verify: key %s reads back %zu bytes, not the %zu "
                     "appended (or different bytes)",
-                    sm.names[k], b.size, sm.per_key);
+                    sm.in.names[k], b.size, sm.in.per_key);
             return -1;
         }
     }
@@ -124,19 +95,19 @@ static void s_floor_write(const char *dir, bool record) {
     }
     double t0 = bench_now();
     for (; opened < cfg.nkeys; opened++) {
-        fds[opened] = openat(dfd, sm.names[opened],
+        fds[opened] = openat(dfd, sm.in.names[opened],
                              O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fds[opened] < 0) {
-            bc_fail(R_FLOOR_WRITE, "open(%s/%s): %s", dir, sm.names[opened],
+            bc_fail(R_FLOOR_WRITE, "open(%s/%s): %s", dir, sm.in.names[opened],
                     strerror(errno));
             goto done;
         }
     }
     double t1 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
-        ssize_t w = write(fds[i % cfg.nkeys], sm.vals[i].data, cfg.vsize);
+        ssize_t w = write(fds[i % cfg.nkeys], sm.in.vals[i].data, cfg.vsize);
         if (w != (ssize_t)cfg.vsize) {
-            bc_fail(R_FLOOR_WRITE, "write(%s): %s", sm.names[i % cfg.nkeys],
+            bc_fail(R_FLOOR_WRITE, "write(%s): %s", sm.in.names[i % cfg.nkeys],
                     w < 0 ? strerror(errno) : "short write");
             goto done;
         }
@@ -170,11 +141,11 @@ static void s_floor_owc(bool record) {
     }
     double t0 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
-        const char *name = sm.names[i % cfg.nkeys];
+        const char *name = sm.in.names[i % cfg.nkeys];
         int fd =
             openat(dfd, name, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
         if (fd < 0 ||
-            write(fd, sm.vals[i].data, cfg.vsize) != (ssize_t)cfg.vsize) {
+            write(fd, sm.in.vals[i].data, cfg.vsize) != (ssize_t)cfg.vsize) {
             bc_fail(R_FLOOR_OWC, "open/write(%s/%s): %s", dir, name,
                     strerror(errno));
             if (fd >= 0) close(fd);
@@ -196,8 +167,8 @@ static void s_floor_owc(bool record) {
  * of the floor.
  */
 static void s_floor_read(const char *dir, bool record) {
-    unsigned char *buf = bc_xmalloc(sm.per_key + 1);
-    memset(buf, 0, sm.per_key + 1);
+    unsigned char *buf = bc_xmalloc(sm.in.per_key + 1);
+    memset(buf, 0, sm.in.per_key + 1);
     uint64_t total = 0;
     int dfd = s_opendir(dir);
     if (dfd < 0) {
@@ -207,10 +178,11 @@ static void s_floor_read(const char *dir, bool record) {
     }
     double t0 = bench_now();
     for (size_t k = 0; k < cfg.nkeys; k++) {
-        int fd = openat(dfd, sm.names[k], O_RDONLY | O_CLOEXEC);
+        int fd = openat(dfd, sm.in.names[k], O_RDONLY | O_CLOEXEC);
         struct stat st;
-        if (fd < 0 || fstat(fd, &st) != 0 || (size_t)st.st_size > sm.per_key) {
-            bc_fail(R_FLOOR_READ, "open/fstat(%s/%s): %s", dir, sm.names[k],
+        if (fd < 0 || fstat(fd, &st) != 0 ||
+            (size_t)st.st_size > sm.in.per_key) {
+            bc_fail(R_FLOOR_READ, "open/fstat(%s/%s): %s", dir, sm.in.names[k],
                     fd < 0 ? strerror(errno) : "unexpected size");
             if (fd >= 0) close(fd);
             break;
@@ -218,17 +190,18 @@ static void s_floor_read(const char *dir, bool record) {
         ssize_t got = read(fd, buf, (size_t)st.st_size);
         close(fd);
         if (got != st.st_size) {
-            bc_fail(R_FLOOR_READ, "read(%s/%s): short read", dir, sm.names[k]);
+            bc_fail(R_FLOOR_READ, "read(%s/%s): short read", dir,
+                    sm.in.names[k]);
             break;
         }
         total += (uint64_t)got;
     }
     double t = bench_now() - t0;
     if (record && bc_ok(R_FLOOR_READ)) {
-        if (total != (uint64_t)sm.per_key * cfg.nkeys)
+        if (total != (uint64_t)sm.in.per_key * cfg.nkeys)
             bc_fail(R_FLOOR_READ, "read %llu bytes, expected %llu",
                     (unsigned long long)total,
-                    (unsigned long long)sm.per_key * cfg.nkeys);
+                    (unsigned long long)sm.in.per_key * cfg.nkeys);
         else
             bc_add(R_FLOOR_READ, (double)cfg.nkeys / t);
     }
@@ -244,23 +217,24 @@ static void s_floor_read(const char *dir, bool record) {
  * cost).
  */
 static void s_floor_memcpy(bool record) {
-    unsigned char *mem = bc_xmalloc(cfg.nkeys * sm.per_key);
-    memset(mem, 1, cfg.nkeys * sm.per_key);
+    unsigned char *mem = bc_xmalloc(cfg.nkeys * sm.in.per_key);
+    memset(mem, 1, cfg.nkeys * sm.in.per_key);
     size_t *fill = calloc(cfg.nkeys, sizeof *fill);
-    unsigned char *dst = bc_xmalloc(sm.per_key);
-    memset(dst, 1, sm.per_key);
+    unsigned char *dst = bc_xmalloc(sm.in.per_key);
+    memset(dst, 1, sm.in.per_key);
     if (!fill) exit(2);
 
     double t0 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i++) {
         size_t k = i % cfg.nkeys;
-        memcpy(mem + k * sm.per_key + fill[k], sm.vals[i].data, cfg.vsize);
+        memcpy(mem + k * sm.in.per_key + fill[k], sm.in.vals[i].data,
+               cfg.vsize);
         fill[k] += cfg.vsize;
     }
     double t1 = bench_now();
     unsigned sum = 0;
     for (size_t k = 0; k < cfg.nkeys; k++) {
-        memcpy(dst, mem + k * sm.per_key, fill[k]);
+        memcpy(dst, mem + k * sm.in.per_key, fill[k]);
         sum += dst[k % fill[k]]; /* keeps the copy observable */
     }
     double t2 = bench_now();
@@ -289,7 +263,7 @@ static double s_run_appends(pd_store *s, int r) {
     double t0 = bench_now();
     for (size_t i = 0; i < cfg.nvals; i += cfg.per_call) {
         size_t n = cfg.nvals - i < cfg.per_call ? cfg.nvals - i : cfg.per_call;
-        int rc = pd_append(s, n, &sm.keys[i], &sm.vals[i], 0);
+        int rc = pd_append(s, n, &sm.in.keys[i], &sm.in.vals[i], 0);
         if (rc) {
             bc_fail(r, "pd_append: %s", pd_errmsg(s));
             return -1;
@@ -306,7 +280,7 @@ static double s_run_gets(pd_store *s, int r) {
     double t0 = bench_now();
     for (size_t k = 0; k < cfg.nkeys; k++) {
         pd_result *res = NULL;
-        int rc = pd_get(s, 1, &sm.keys1[k], &res, 0);
+        int rc = pd_get(s, 1, &sm.in.keys1[k], &res, 0);
         if (rc) {
             bc_fail(r, "pd_get: %s", pd_errmsg(s));
             return -1;
@@ -315,10 +289,10 @@ static double s_run_gets(pd_store *s, int r) {
         pd_result_free(&res);
     }
     double t = bench_now() - t0;
-    if (total != (uint64_t)sm.per_key * cfg.nkeys) {
+    if (total != (uint64_t)sm.in.per_key * cfg.nkeys) {
         bc_fail(r, "gets returned %llu bytes, expected %llu",
                 (unsigned long long)total,
-                (unsigned long long)sm.per_key * cfg.nkeys);
+                (unsigned long long)sm.in.per_key * cfg.nkeys);
         return -1;
     }
     return (double)cfg.nkeys / t;
