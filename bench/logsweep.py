@@ -32,12 +32,12 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 
-from report import machine  # bench/ is sys.path[0] when run as a script
+import report  # bench/ is sys.path[0] when run as a script
+from report import machine
 
 SHUFFLE = re.compile(r'^shuffle: .* ([\d.]+) MB/s, ([\d.]+) records/s$', re.M)
 READ = re.compile(r'^read: .* ([\d.]+) MB/s, ([\d.]+) records/s$', re.M)
@@ -81,15 +81,7 @@ def floors(nbytes, tmpdir):
 def run_demo(partd, records, parts, store, direct, tmpdir):
     cmd = [partd, 'demo', '-q', '--records', str(records), '--partitions',
            str(parts), '--store', store] + (['--direct'] if direct else [])
-    env = dict(os.environ)
-    if tmpdir:
-        env['TMPDIR'] = tmpdir
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, env=env)
-    s, r = SHUFFLE.search(p.stdout), READ.search(p.stdout)
-    if p.returncode != 0 or not s or not r or 'partd demo: OK' not in p.stdout:
-        raise RuntimeError('%s: exit %d\n%s%s' % (' '.join(cmd), p.returncode,
-                                                  p.stdout, p.stderr))
+    out, s, r = report.run_demo(cmd, tmpdir, SHUFFLE, READ)
     return float(s.group(1)), float(r.group(1))
 
 

@@ -54,6 +54,24 @@ def machine():
             'kernel': platform.release(), 'loadavg': os.getloadavg()[0]}
 
 
+def run_demo(cmd, tmpdir, shuffle, read):
+    """Runs `partd demo` (cmd, a list), with TMPDIR=tmpdir when given;
+    returns its standard output and the matches of the regexes shuffle and
+    read on it.  Raises RuntimeError with its output when it failed, did
+    not say OK or printed no figures."""
+    import subprocess
+    env = dict(os.environ)
+    if tmpdir:
+        env['TMPDIR'] = tmpdir
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                       text=True, env=env)
+    s, r = shuffle.search(p.stdout), read.search(p.stdout)
+    if p.returncode != 0 or not s or not r or 'partd demo: OK' not in p.stdout:
+        raise RuntimeError('%s: exit %d\n%s%s' % (' '.join(cmd), p.returncode,
+                                                  p.stdout, p.stderr))
+    return p.stdout, s, r
+
+
 def fmt(x, unit=''):
     """A rate or size, short: 1.23M, 456k, 7.8."""
     if x is None:

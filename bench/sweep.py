@@ -31,10 +31,10 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
 
-from report import machine  # bench/ is sys.path[0] when run as a script
+import report  # bench/ is sys.path[0] when run as a script
+from report import machine
 
 SHUFFLE = re.compile(
     r'^shuffle: (\d+) records, ([\d.]+) MB in ([\d.]+) s: ([\d.]+) MB/s, '
@@ -70,16 +70,8 @@ def run_demo(partd, point, tmpdir):
     cmd = [partd, 'demo', '-q', '--records', str(point['records']),
            '--workers', str(point['workers']),
            '--partitions', str(point['partitions'])]
-    env = dict(os.environ)
-    if tmpdir:
-        env['TMPDIR'] = tmpdir
-    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                       text=True, env=env)
-    s, r = SHUFFLE.search(p.stdout), READ.search(p.stdout)
-    if p.returncode != 0 or not s or not r or 'partd demo: OK' not in p.stdout:
-        raise RuntimeError('%s: exit %d\n%s%s' % (' '.join(cmd), p.returncode,
-                                                  p.stdout, p.stderr))
-    m = PEAK.search(p.stdout)
+    out, s, r = report.run_demo(cmd, tmpdir, SHUFFLE, READ)
+    m = PEAK.search(out)
     return {'secs': float(s.group(3)), 'mb_s': float(s.group(4)),
             'rec_s': float(s.group(5)), 'read_mb_s': float(r.group(4)),
             'server_rss_mb': float(m.group(1)) if m else None}
