@@ -87,17 +87,21 @@ static PD__UNUSED int s_open_file_temp(cf_fix *f) {
     return rc;
 }
 
+/* After an open (result rc) that takes *inner when it succeeds: checks
+ * that it did, or closes *inner when it failed.  Returns rc. */
+static PD__UNUSED int s_taken(int rc, pd_store **inner) {
+    if (rc)
+        pd_close(inner);
+    else
+        ck_assert_ptr_null(*inner);
+    return rc;
+}
+
 static PD__UNUSED int s_buffer(pd_store **out, pd_store *fast, pd_store *slow,
                                uint64_t memory) {
     int rc = pd_buffer_open(out, &fast, &slow, memory, 0);
-    if (rc) {
-        pd_close(&fast);
-        pd_close(&slow);
-    } else {
-        ck_assert_ptr_null(fast);
-        ck_assert_ptr_null(slow);
-    }
-    return rc;
+    s_taken(rc, &fast);
+    return s_taken(rc, &slow);
 }
 
 static PD__UNUSED int s_open_buf_file(cf_fix *f, uint64_t memory) {
@@ -155,11 +159,7 @@ static PD__UNUSED int s_open_buf_nested(cf_fix *f) {
 static PD__UNUSED int s_encode(pd_store **out, pd_store *inner,
                                const char *codec) {
     int rc = pd_compress_open(out, &inner, codec, PD_LEVEL_DEFAULT, 0);
-    if (rc)
-        pd_close(&inner);
-    else
-        ck_assert_ptr_null(inner);
-    return rc;
+    return s_taken(rc, &inner);
 }
 
 static PD__UNUSED int s_open_buf_log(cf_fix *f) {
@@ -272,11 +272,7 @@ static PD__UNUSED int s_open_fanout_files(cf_fix *f) {
 
 static PD__UNUSED int s_namespace(cf_fix *f, pd_store *inner) {
     int rc = pd_namespace_open(&f->s, &inner, S_NSNAME, strlen(S_NSNAME), 0);
-    if (rc)
-        pd_close(&inner);
-    else
-        ck_assert_ptr_null(inner);
-    return rc;
+    return s_taken(rc, &inner);
 }
 
 static PD__UNUSED int s_open_ns_dict(cf_fix *f) {

@@ -266,10 +266,7 @@ END_TEST
 START_TEST(ops_clients) {
     t_srv s[3];
     pd_store *in[3];
-    for (int i = 0; i < 3; i++) {
-        t_srv_open(&s[i]);
-        in[i] = t_client(s[i].addr, 10000);
-    }
+    t_clients(s, in, 3);
     pd_store *f = t_fanout(in, 3);
     t_ops(f, in, 3);
     /* The data is on the servers' stores, each key on its server's. */
@@ -289,10 +286,7 @@ END_TEST
 START_TEST(threads_share) {
     t_srv s[2];
     pd_store *in[2];
-    for (int i = 0; i < 2; i++) {
-        t_srv_open(&s[i]);
-        in[i] = t_client(s[i].addr, 10000);
-    }
+    t_clients(s, in, 2);
     pd_store *f = t_fanout(in, 2);
     tu_threads_own_shared(f, 4, 200);
     TU_OK(pd_close(&f), NULL);
@@ -329,10 +323,7 @@ static int t_fork_child(void *arg) {
 START_TEST(forked_child) {
     t_srv s[2];
     pd_store *in[2];
-    for (int i = 0; i < 2; i++) {
-        t_srv_open(&s[i]);
-        in[i] = t_client(s[i].addr, 10000);
-    }
+    t_clients(s, in, 2);
     pd_store *f = NULL;
     TU_OK(pd_fanout_open(&f, in, 2, 0), NULL);
     tu_append1(f, K("k0"), "p", 1);

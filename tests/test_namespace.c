@@ -183,10 +183,7 @@ END_TEST
 START_TEST(ns_over_fanout) {
     t_srv s[2];
     pd_store *in[2];
-    for (int i = 0; i < 2; i++) {
-        t_srv_open(&s[i]);
-        in[i] = t_client(s[i].addr, 10000);
-    }
+    t_clients(s, in, 2);
     pd_store *f = t_fanout(in, 2);
     pd_store *a = t_ns(f, "a"), *b = t_ns(f, "b");
     char kb[16];
