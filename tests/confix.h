@@ -104,16 +104,21 @@ static PD__UNUSED int s_buffer(pd_store **out, pd_store *fast, pd_store *slow,
     return s_taken(rc, &slow);
 }
 
+/* Buffer(fast, slow, memory) into *out, given the result rc of the opens
+ * that gave fast and slow: on error, closes both. */
+static PD__UNUSED int s_buffer_over(pd_store **out, pd_store *fast, int rc,
+                                    pd_store *slow, uint64_t memory) {
+    if (rc == 0) return s_buffer(out, fast, slow, memory);
+    pd_close(&fast);
+    pd_close(&slow);
+    return rc;
+}
+
 static PD__UNUSED int s_open_buf_file(cf_fix *f, uint64_t memory) {
     pd_store *fast = NULL, *slow = NULL;
     int rc = pd_dict_open(&fast);
-    if (rc) return rc;
-    rc = s_file_in(f, &slow, 0);
-    if (rc) {
-        pd_close(&fast);
-        return rc;
-    }
-    return s_buffer(&f->s, fast, slow, memory);
+    if (rc == 0) rc = s_file_in(f, &slow, 0);
+    return s_buffer_over(&f->s, fast, rc, slow, memory);
 }
 
 static PD__UNUSED int s_open_buf_file_big(cf_fix *f) {
@@ -127,32 +132,17 @@ static PD__UNUSED int s_open_buf_file_tiny(cf_fix *f) {
 static PD__UNUSED int s_open_buf_dict(cf_fix *f) {
     pd_store *fast = NULL, *slow = NULL;
     int rc = pd_dict_open(&fast);
-    if (rc) return rc;
-    rc = pd_dict_open(&slow);
-    if (rc) {
-        pd_close(&fast);
-        return rc;
-    }
-    return s_buffer(&f->s, fast, slow, 256);
+    if (rc == 0) rc = pd_dict_open(&slow);
+    return s_buffer_over(&f->s, fast, rc, slow, 256);
 }
 
 static PD__UNUSED int s_open_buf_nested(cf_fix *f) {
     pd_store *a = NULL, *b = NULL, *inner = NULL, *slow = NULL;
     int rc = pd_dict_open(&a);
-    if (rc) return rc;
-    rc = pd_dict_open(&b);
-    if (rc) {
-        pd_close(&a);
-        return rc;
-    }
-    rc = s_buffer(&inner, a, b, 128);
-    if (rc) return rc;
-    rc = s_file_in(f, &slow, 0);
-    if (rc) {
-        pd_close(&inner);
-        return rc;
-    }
-    return s_buffer(&f->s, inner, slow, 1024);
+    if (rc == 0) rc = pd_dict_open(&b);
+    rc = s_buffer_over(&inner, a, rc, b, 128);
+    if (rc == 0) rc = s_file_in(f, &slow, 0);
+    return s_buffer_over(&f->s, inner, rc, slow, 1024);
 }
 
 /* An Encode layer named `codec` over `inner` (taken). */
@@ -165,13 +155,8 @@ static PD__UNUSED int s_encode(pd_store **out, pd_store *inner,
 static PD__UNUSED int s_open_buf_log(cf_fix *f) {
     pd_store *fast = NULL, *slow = NULL;
     int rc = pd_dict_open(&fast);
-    if (rc) return rc;
-    rc = s_log_in(f, &slow);
-    if (rc) {
-        pd_close(&fast);
-        return rc;
-    }
-    return s_buffer(&f->s, fast, slow, 64);
+    if (rc == 0) rc = s_log_in(f, &slow);
+    return s_buffer_over(&f->s, fast, rc, slow, 64);
 }
 
 static PD__UNUSED int s_open_zstd_log(cf_fix *f) {
@@ -201,27 +186,17 @@ static PD__UNUSED int s_open_zstd_dict(cf_fix *f) {
 static PD__UNUSED int s_open_snappy_buf(cf_fix *f) {
     pd_store *fast = NULL, *slow = NULL, *b = NULL;
     int rc = pd_dict_open(&fast);
-    if (rc) return rc;
-    rc = s_file_in(f, &slow, 0);
-    if (rc) {
-        pd_close(&fast);
-        return rc;
-    }
-    rc = s_buffer(&b, fast, slow, 64);
+    if (rc == 0) rc = s_file_in(f, &slow, 0);
+    rc = s_buffer_over(&b, fast, rc, slow, 64);
     return rc ? rc : s_encode(&f->s, b, "snappy");
 }
 
 static PD__UNUSED int s_open_buf_lz4(cf_fix *f) {
     pd_store *fast = NULL, *file = NULL, *slow = NULL;
     int rc = pd_dict_open(&fast);
-    if (rc) return rc;
-    rc = s_file_in(f, &file, 0);
+    if (rc == 0) rc = s_file_in(f, &file, 0);
     if (rc == 0) rc = s_encode(&slow, file, "lz4");
-    if (rc) {
-        pd_close(&fast);
-        return rc;
-    }
-    return s_buffer(&f->s, fast, slow, 256);
+    return s_buffer_over(&f->s, fast, rc, slow, 256);
 }
 
 /* ------------------------------------------------ Fanout and Namespace */
