@@ -27,7 +27,6 @@ Exit status: 0 when every demo ran; 2 when one failed or its output could
 not be parsed.
 """
 import argparse
-import csv
 import json
 import os
 import re
@@ -164,10 +163,7 @@ def main():
     if args.csv:
         cols = ['partitions', 'store', 'mode', 'runs', 'mb_s', 'mb_s_min',
                 'mb_s_max', 'read_mb_s', 'read_mb_s_min', 'read_mb_s_max']
-        with open(args.csv, 'w', newline='') as f:
-            w = csv.DictWriter(f, cols, extrasaction='ignore')
-            w.writeheader()
-            w.writerows(rows)
+        report.write_csv(args.csv, cols, rows)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'tool': 'logsweep', 'machine': info, 'runs': args.runs,

@@ -72,6 +72,15 @@ def run_demo(cmd, tmpdir, shuffle, read):
     return p.stdout, s, r
 
 
+def write_csv(path, cols, rows):
+    """rows (dicts) into the CSV file at path, columns cols (other keys
+    left out)."""
+    with open(path, 'w', newline='') as f:
+        w = csv.DictWriter(f, cols, extrasaction='ignore')
+        w.writeheader()
+        w.writerows(rows)
+
+
 def fmt(x, unit=''):
     """A rate or size, short: 1.23M, 456k, 7.8."""
     if x is None:

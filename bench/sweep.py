@@ -26,7 +26,6 @@ Exit status: 0 when every point ran (flat or not); 2 when a demo failed or
 its output could not be parsed.
 """
 import argparse
-import csv
 import json
 import os
 import re
@@ -147,10 +146,7 @@ def main():
         cols = ['sweep', 'records', 'partitions', 'workers', 'runs', 'mb_s',
                 'rec_s', 'rec_s_min', 'rec_s_max', 'read_mb_s',
                 'server_rss_mb', 'sweep_median_rec_s', 'rel', 'flat']
-        with open(args.csv, 'w', newline='') as f:
-            w = csv.DictWriter(f, cols, extrasaction='ignore')
-            w.writeheader()
-            w.writerows(rows)
+        report.write_csv(args.csv, cols, rows)
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'tool': 'sweep', 'machine': info, 'runs': args.runs,

@@ -164,6 +164,17 @@ static void s_close_compact(lg_store *l) {
     lg_flock(l, LOCK_UN);
 }
 
+/* Closes the directory and frees the buffers, the segment table and the
+ * path (closing and failed opens). */
+static void s_free_parts(lg_store *l) {
+    lg_close_dir(l);
+    if (l->dirfd >= 0) SYS.close(l->dirfd);
+    pd__buf_free(&l->rec);
+    pd__buf_free(&l->rbuf);
+    free(l->segs);
+    free(l->path);
+}
+
 static int s_destroy(pd_store *s) {
     lg_store *l = (lg_store *)s;
     int rc = 0;
@@ -174,12 +185,7 @@ static int s_destroy(pd_store *s) {
         SYS.unlinkat(l->dirfd, l->wname, 0);
     lg_index_reset(l);
     if (mine && l->temp && !l->keep) rc = lg_rm_contents(l);
-    lg_close_dir(l);
-    if (l->dirfd >= 0) SYS.close(l->dirfd);
-    pd__buf_free(&l->rec);
-    pd__buf_free(&l->rbuf);
-    free(l->segs);
-    free(l->path);
+    s_free_parts(l);
     return rc;
 }
 
@@ -249,12 +255,7 @@ static int s_open(pd_store **out, const char *path, unsigned flags, bool temp) {
     return 0;
 fail:
     lg_index_reset(l);
-    lg_close_dir(l);
-    if (l->dirfd >= 0) SYS.close(l->dirfd);
-    pd__buf_free(&l->rec);
-    pd__buf_free(&l->rbuf);
-    free(l->segs);
-    free(l->path);
+    s_free_parts(l);
     pd__store_fini(&l->base);
     free(l);
     return rc;
