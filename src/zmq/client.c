@@ -204,9 +204,21 @@ static int s_destroy(pd_store *s) {
     return 0;
 }
 
+/* What a write does before it sends anything (pd_store_ops.check): the
+ * fsync refusal, then pd__client_prepare, which leaves the handle ready
+ * for the op (the wire forms built, the replies it would read read). */
+static int s_check(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                   const pd_bytes *vals, unsigned flags) {
+    pd__client *c = (pd__client *)s;
+    int rc = vals ? s_no_fsync(c, op, flags) : 0;
+    if (rc) return rc;
+    return pd__client_prepare(c, op, n, keys, vals, strcmp(op, "append") == 0);
+}
+
 static const pd_store_ops s_client_ops = {
     PD__STORE_OPS("client"),
     .flush = s_flush,
+    .check = s_check,
 };
 
 /* ------------------------------------------------------------ Public */
