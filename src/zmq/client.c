@@ -417,6 +417,43 @@ int pd_client_stats(pd_store *s, pd_server_stats *out) {
     return pd__call(s, "stats", 0, 0, s_stats_call, out);
 }
 
+typedef struct s_lease_arg {
+    pd_key name;
+    uint32_t ms;
+} s_lease_arg;
+
+/* lease: [lease, name, ms] then [ack] (ours only). */
+static int s_lease_call(pd_store *s, void *arg, unsigned flags) {
+    (void)flags;
+    pd__client *c = (pd__client *)s;
+    s_lease_arg *a = arg;
+    char num[16];
+    snprintf(num, sizeof num, "%" PRIu32, a->ms);
+    pd_bytes v = PD_BYTES(num, strlen(num));
+    int rc = pd__client_prepare(c, "lease", 1, &a->name, &v, false);
+    if (rc) return rc;
+    if (c->ours != 1)
+        return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
+                       "lease: the server at %s is not libpartd's (Python "
+                       "partd?): it has no lease command",
+                       c->address);
+    rc = pd__client_send(c, "lease", "lease", &a->name, &v, 0, 1);
+    return rc ? rc : pd__client_settle(c, "lease", true);
+}
+
+int pd_client_lease(pd_store *s, const void *name, size_t len, uint32_t ms) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "client: lease: NULL");
+    pd__err_clear(s);
+    if (!s_cl(s))
+        return pd__err(s, PD_ERR_MISUSE, 0, "lease: not a client store");
+    if ((!name && len) || len > PD_KEY_MAX)
+        return pd__err(s, PD_ERR_MISUSE, 0,
+                       "lease: a NULL name of %zu bytes, or over %d bytes", len,
+                       PD_KEY_MAX);
+    s_lease_arg a = {PD_KEY(name, len), ms};
+    return pd__call(s, "lease", 0, 0, s_lease_call, &a);
+}
+
 int pd_client_sync(pd_store *s) { return s_call(s, "sync", s_sync_call); }
 
 int pd_client_close_server(pd_store *s) {
