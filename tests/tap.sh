@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # SPDX-FileCopyrightText: the libpartd authors
-# What the shell test suites share (sourced by tests/test_cli.sh and
+# What the shell test suites share (sourced by tests/clifix.sh and
 # tests/test_demo.sh): counting checks, and reporting a failure with the
 # last command's output.  The sourcing script sets W (its scratch
 # directory, where $W/out and $W/err hold the last command's output) and

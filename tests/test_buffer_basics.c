@@ -344,6 +344,36 @@ START_TEST(flush_keys) {
 }
 END_TEST
 
+/* pd_buffer_spills counts the moves that keep the Buffer under its limit,
+ * on an append (one per append that spills) and before a set (one per
+ * round), and not pd_buffer_flush's. */
+START_TEST(spills_counted) {
+    pd_store *b = s_buf_dd(100);
+    char v[100];
+    memset(v, 'v', sizeof v);
+    ck_assert_uint_eq(pd_buffer_spills(b), 0);
+    tu_append1(b, PD_KEY_STR("a"), v, 60);
+    ck_assert_uint_eq(pd_buffer_spills(b), 0);
+    tu_append1(b, PD_KEY_STR("b"), v, 60);
+    ck_assert_uint_eq(pd_buffer_spills(b), 1);
+    uint64_t before = pd_buffer_spills(b);
+    pd_key c = PD_KEY_STR("c");
+    pd_bytes cv = PD_BYTES(v, 90);
+    TU_OK(pd_iset(b, 1, &c, &cv, 0), b);
+    ck_assert_uint_gt(pd_buffer_spills(b), before);
+    ck_assert_uint_le(pd_buffer_memory_usage(b), 100);
+    before = pd_buffer_spills(b);
+    TU_OK(pd_buffer_flush(b, 0, NULL, 0), b);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
+    ck_assert_uint_eq(pd_buffer_spills(b), before);
+    tu_expect(b, PD_KEY_STR("a"), v, 60);
+    tu_expect(b, PD_KEY_STR("b"), v, 60);
+    tu_expect(b, c, v, 90);
+    ck_assert_uint_eq(pd_buffer_spills(pd_buffer_slow(b)), 0);
+    pd_close(&b);
+}
+END_TEST
+
 /* ------------------------------------------------------------- Ownership */
 
 START_TEST(ownership_and_misuse) {
@@ -396,21 +426,21 @@ START_TEST(ownership_and_misuse) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_buffer_basics");
-    TCase *tc = tcase_create("buffer");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, select_docstring);
-    tcase_add_test(tc, select_matches_reference);
-    tcase_add_test(tc, select_in_buffer);
-    tcase_add_test(tc, roundtrip_in_memory);
-    tcase_add_test(tc, order_after_spill);
-    tcase_add_test(tc, memory_bound);
-    tcase_add_test(tc, nested_buffers);
-    tcase_add_test(tc, fast_without_peek);
-    tcase_add_test(tc, iset_delete_drop);
-    tcase_add_test(tc, keys_union);
-    tcase_add_test(tc, flush_keys);
-    tcase_add_test(tc, ownership_and_misuse);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"select_docstring", select_docstring},
+        {"select_matches_reference", select_matches_reference},
+        {"select_in_buffer", select_in_buffer},
+        {"roundtrip_in_memory", roundtrip_in_memory},
+        {"order_after_spill", order_after_spill},
+        {"memory_bound", memory_bound},
+        {"nested_buffers", nested_buffers},
+        {"fast_without_peek", fast_without_peek},
+        {"iset_delete_drop", iset_delete_drop},
+        {"keys_union", keys_union},
+        {"flush_keys", flush_keys},
+        {"spills_counted", spills_counted},
+        {"ownership_and_misuse", ownership_and_misuse},
+    };
+    return tu_run_cases("test_buffer_basics", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

@@ -226,14 +226,13 @@ START_TEST(discard_errors) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_buffer_discard");
-    TCase *tc = tcase_create("buffer");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, ties_follow_insertion_order);
-    tcase_add_test(tc, dict_refs_stay_valid);
-    tcase_add_test(tc, discard_forgets_fast);
-    tcase_add_test(tc, discard_many_over_file);
-    tcase_add_test(tc, discard_errors);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"ties_follow_insertion_order", ties_follow_insertion_order},
+        {"dict_refs_stay_valid", dict_refs_stay_valid},
+        {"discard_forgets_fast", discard_forgets_fast},
+        {"discard_many_over_file", discard_many_over_file},
+        {"discard_errors", discard_errors},
+    };
+    return tu_run_cases("test_buffer_discard", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

@@ -238,15 +238,14 @@ START_TEST(nomem_keeps_counts) { tu_oom_child(s_counts_oom_child, NULL); }
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_buffer_errors");
-    TCase *tc = tcase_create("buffer");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, failing_slow_keeps_data);
-    tcase_add_test(tc, spill_after_append);
-    tcase_add_test(tc, failing_spill_applies_nothing);
-    tcase_add_test(tc, failing_fast_after_spill_says_so);
-    tcase_add_test(tc, dict_expects_limit);
-    tcase_add_test(tc, nomem_keeps_counts);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"failing_slow_keeps_data", failing_slow_keeps_data},
+        {"spill_after_append", spill_after_append},
+        {"failing_spill_applies_nothing", failing_spill_applies_nothing},
+        {"failing_fast_after_spill_says_so", failing_fast_after_spill_says_so},
+        {"dict_expects_limit", dict_expects_limit},
+        {"nomem_keeps_counts", nomem_keeps_counts},
+    };
+    return tu_run_cases("test_buffer_errors", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

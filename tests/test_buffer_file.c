@@ -260,16 +260,15 @@ START_TEST(private_dict_over_file) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_buffer_file");
-    TCase *tc = tcase_create("buffer");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, threads);
-    tcase_add_test(tc, dict_over_file);
-    tcase_add_test(tc, threads_dict_over_file);
-    tcase_add_test(tc, slow_locked_only_when_needed);
-    tcase_add_test(tc, private_skips_slow);
-    tcase_add_test(tc, private_with_filled_slow);
-    tcase_add_test(tc, private_dict_over_file);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"threads", threads},
+        {"dict_over_file", dict_over_file},
+        {"threads_dict_over_file", threads_dict_over_file},
+        {"slow_locked_only_when_needed", slow_locked_only_when_needed},
+        {"private_skips_slow", private_skips_slow},
+        {"private_with_filled_slow", private_with_filled_slow},
+        {"private_dict_over_file", private_dict_over_file},
+    };
+    return tu_run_cases("test_buffer_file", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

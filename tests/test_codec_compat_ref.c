@@ -399,12 +399,11 @@ START_TEST(live_two_way) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_codec_compat_ref");
-    TCase *tc = tcase_create("codec_compat");
-    tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, reference_vectors, 0, (int)NSHARED);
-    tcase_add_loop_test(tc, reference_vectors_damaged, 0, (int)NSHARED);
-    tcase_add_loop_test(tc, live_two_way, 0, (int)NSHARED);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"reference_vectors", reference_vectors},
+        {"reference_vectors_damaged", reference_vectors_damaged},
+        {"live_two_way", live_two_way},
+    };
+    return tu_run_cases("test_codec_compat_ref", cases,
+                        sizeof cases / sizeof cases[0], 300, (int)NSHARED);
 }

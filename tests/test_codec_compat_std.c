@@ -251,12 +251,11 @@ START_TEST(codec_names) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_codec_compat_std");
-    TCase *tc = tcase_create("codec_compat");
-    tcase_set_timeout(tc, 300);
-    tcase_add_test(tc, codec_names);
-    tcase_add_loop_test(tc, ours_roundtrip_standard_frames, 0, 2);
-    tcase_add_loop_test(tc, ours_and_the_cli_tools, 0, 2);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"codec_names", codec_names},
+        {"ours_roundtrip_standard_frames", ours_roundtrip_standard_frames, 2},
+        {"ours_and_the_cli_tools", ours_and_the_cli_tools, 2},
+    };
+    return tu_run_cases("test_codec_compat_std", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

@@ -267,12 +267,11 @@ START_TEST(stale_descriptors) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_concurrency_fds");
-    TCase *tc = tcase_create("processes");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, fd_limit);
-    tcase_add_test(tc, fd_limit_lowered_after_open);
-    tcase_add_loop_test(tc, stale_descriptors, 0, STALE_NVARIANTS);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"fd_limit", fd_limit},
+        {"fd_limit_lowered_after_open", fd_limit_lowered_after_open},
+        {"stale_descriptors", stale_descriptors, STALE_NVARIANTS},
+    };
+    return tu_run_cases("test_concurrency_fds", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

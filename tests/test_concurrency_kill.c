@@ -135,10 +135,9 @@ START_TEST(kill9_loses_nothing_acknowledged) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_concurrency_kill");
-    TCase *tc = tcase_create("processes");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, kill9_loses_nothing_acknowledged);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"kill9_loses_nothing_acknowledged", kill9_loses_nothing_acknowledged},
+    };
+    return tu_run_cases("test_concurrency_kill", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

@@ -240,10 +240,9 @@ START_TEST(many_writers) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_concurrency_writers");
-    TCase *tc = tcase_create("processes");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, many_writers);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"many_writers", many_writers},
+    };
+    return tu_run_cases("test_concurrency_writers", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

@@ -470,12 +470,11 @@ START_TEST(kill_rounds_fsync) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_crash_kill");
-    TCase *tc = tcase_create("crash");
-    tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, kill_rounds, 0, 2);
-    tcase_add_test(tc, fsync_reaches_the_file);
-    tcase_add_test(tc, kill_rounds_fsync);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"kill_rounds", kill_rounds, 2},
+        {"fsync_reaches_the_file", fsync_reaches_the_file},
+        {"kill_rounds_fsync", kill_rounds_fsync},
+    };
+    return tu_run_cases("test_crash_kill", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

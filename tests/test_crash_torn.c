@@ -249,11 +249,10 @@ START_TEST(successive_torn_writes) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_crash_torn");
-    TCase *tc = tcase_create("crash");
-    tcase_set_timeout(tc, 300);
-    tcase_add_loop_test(tc, zero_tail, 0, 2);
-    tcase_add_loop_test(tc, successive_torn_writes, 0, 6);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"zero_tail", zero_tail, 2},
+        {"successive_torn_writes", successive_torn_writes, 6},
+    };
+    return tu_run_cases("test_crash_torn", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

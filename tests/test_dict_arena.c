@@ -357,16 +357,15 @@ START_TEST(nomem_mapping_is_atomic) { tu_oom_child(s_arena_oom_child, NULL); }
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_dict_arena");
-    TCase *tc = tcase_create("dict");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, arena_classes);
-    tcase_add_test(tc, arena_blocks);
-    tcase_add_test(tc, arena_trim_keeps);
-    tcase_add_test(tc, chunk_policy);
-    tcase_add_test(tc, memory_returned);
-    tcase_add_test(tc, expect_hint);
-    tcase_add_test(tc, nomem_mapping_is_atomic);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"arena_classes", arena_classes},
+        {"arena_blocks", arena_blocks},
+        {"arena_trim_keeps", arena_trim_keeps},
+        {"chunk_policy", chunk_policy},
+        {"memory_returned", memory_returned},
+        {"expect_hint", expect_hint},
+        {"nomem_mapping_is_atomic", nomem_mapping_is_atomic},
+    };
+    return tu_run_cases("test_dict_arena", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

@@ -222,13 +222,12 @@ START_TEST(index_churn) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_dict_index");
-    TCase *tc = tcase_create("dict");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, ktab_collisions);
-    tcase_add_test(tc, key_equality);
-    tcase_add_test(tc, index_churn);
-    tcase_add_test(tc, trim_once_per_call);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"ktab_collisions", ktab_collisions},
+        {"key_equality", key_equality},
+        {"index_churn", index_churn},
+        {"trim_once_per_call", trim_once_per_call},
+    };
+    return tu_run_cases("test_dict_index", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

@@ -358,19 +358,18 @@ START_TEST(threads) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_dict_store");
-    TCase *tc = tcase_create("dict");
-    tcase_set_timeout(tc, 120);
-    tcase_add_test(tc, roundtrip);
-    tcase_add_test(tc, large_and_many);
-    tcase_add_test(tc, hostile_keys);
-    tcase_add_test(tc, duplicates_in_batch);
-    tcase_add_test(tc, iset_semantics);
-    tcase_add_test(tc, delete_and_drop);
-    tcase_add_test(tc, keys_and_sizes);
-    tcase_add_test(tc, nomem_append_is_atomic);
-    tcase_add_test(tc, misuse);
-    tcase_add_test(tc, threads);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"roundtrip", roundtrip},
+        {"large_and_many", large_and_many},
+        {"hostile_keys", hostile_keys},
+        {"duplicates_in_batch", duplicates_in_batch},
+        {"iset_semantics", iset_semantics},
+        {"delete_and_drop", delete_and_drop},
+        {"keys_and_sizes", keys_and_sizes},
+        {"nomem_append_is_atomic", nomem_append_is_atomic},
+        {"misuse", misuse},
+        {"threads", threads},
+    };
+    return tu_run_cases("test_dict_store", cases,
+                        sizeof cases / sizeof cases[0], 120, 0);
 }

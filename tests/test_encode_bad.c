@@ -634,32 +634,18 @@ START_TEST(random_corruption) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_encode_bad");
-    /* One case per test, so CK_RUN_CASE can pick one. */
-    struct {
-        const char *name;
-        const TTest *fn;
-        int loop; /* over the codecs */
-    } tests[] = {
-        {"corrupt_payload", corrupt_payload, 1},
-        {"corrupt_length_field", corrupt_length_field, 1},
-        {"length_past_end", length_past_end, 1},
-        {"bomb", bomb, 1},
-        {"lying_sizes", lying_sizes, 0},
-        {"zstd_window_bound", zstd_window_bound, 0},
-        {"lz4_frame_shapes", lz4_frame_shapes, 0},
-        {"snappy_prefix", snappy_prefix, 0},
-        {"repair_keeps_what_get_returns", repair_keeps_what_get_returns, 0},
-        {"random_corruption", random_corruption, 1},
+    const tu_case cases[] = {
+        {"corrupt_payload", corrupt_payload, NCODECS},
+        {"corrupt_length_field", corrupt_length_field, NCODECS},
+        {"length_past_end", length_past_end, NCODECS},
+        {"bomb", bomb, NCODECS},
+        {"lying_sizes", lying_sizes},
+        {"zstd_window_bound", zstd_window_bound},
+        {"lz4_frame_shapes", lz4_frame_shapes},
+        {"snappy_prefix", snappy_prefix},
+        {"repair_keeps_what_get_returns", repair_keeps_what_get_returns},
+        {"random_corruption", random_corruption, NCODECS},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 300);
-        if (tests[i].loop)
-            tcase_add_loop_test(tc, tests[i].fn, 0, NCODECS);
-        else
-            tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_encode_bad", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

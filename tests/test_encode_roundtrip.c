@@ -435,30 +435,16 @@ START_TEST(frame_split_callback) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_encode_roundtrip");
-    /* One case per test, so CK_RUN_CASE can pick one. */
-    struct {
-        const char *name;
-        const TTest *fn;
-        int loop; /* over the codecs */
-    } tests[] = {
-        {"roundtrip", roundtrip, 1},
-        {"levels", levels, 1},
-        {"builtin_table", builtin_table, 0},
-        {"custom_codec", custom_codec, 0},
-        {"custom_named_builtin", custom_named_builtin, 0},
-        {"passthrough", passthrough, 1},
-        {"frame_split", frame_split, 0},
-        {"frame_split_callback", frame_split_callback, 0},
+    const tu_case cases[] = {
+        {"roundtrip", roundtrip, NCODECS},
+        {"levels", levels, NCODECS},
+        {"builtin_table", builtin_table},
+        {"custom_codec", custom_codec},
+        {"custom_named_builtin", custom_named_builtin},
+        {"passthrough", passthrough, NCODECS},
+        {"frame_split", frame_split},
+        {"frame_split_callback", frame_split_callback},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 300);
-        if (tests[i].loop)
-            tcase_add_loop_test(tc, tests[i].fn, 0, NCODECS);
-        else
-            tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_encode_roundtrip", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

@@ -222,28 +222,14 @@ START_TEST(write_fails) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_encode_stacks");
-    /* One case per test, so CK_RUN_CASE can pick one. */
-    struct {
-        const char *name;
-        const TTest *fn;
-        int loop; /* over the codecs */
-    } tests[] = {
-        {"stack_zlib_file", stack_zlib_file, 0},
-        {"stack_zstd_buffer", stack_zstd_buffer, 0},
-        {"stack_buffer_lz4", stack_buffer_lz4, 0},
-        {"threads", threads, 1},
-        {"foreign_payloads", foreign_payloads, 0},
-        {"write_fails", write_fails, 1},
+    const tu_case cases[] = {
+        {"stack_zlib_file", stack_zlib_file},
+        {"stack_zstd_buffer", stack_zstd_buffer},
+        {"stack_buffer_lz4", stack_buffer_lz4},
+        {"threads", threads, NCODECS},
+        {"foreign_payloads", foreign_payloads},
+        {"write_fails", write_fails, NCODECS},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 300);
-        if (tests[i].loop)
-            tcase_add_loop_test(tc, tests[i].fn, 0, NCODECS);
-        else
-            tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_encode_stacks", cases,
+                        sizeof cases / sizeof cases[0], 300, 0);
 }

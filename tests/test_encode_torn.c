@@ -252,27 +252,13 @@ START_TEST(repair) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_encode_torn");
-    /* One case per test, so CK_RUN_CASE can pick one. */
-    struct {
-        const char *name;
-        const TTest *fn;
-        int loop; /* over the codecs */
-    } tests[] = {
-        {"torn_tail_every_offset", torn_tail_every_offset, 1},
-        {"torn_middle", torn_middle, 1},
-        {"successive_crashes", successive_crashes, 1},
-        {"zero_tail", zero_tail, 1},
-        {"repair", repair, 1},
+    const tu_case cases[] = {
+        {"torn_tail_every_offset", torn_tail_every_offset},
+        {"torn_middle", torn_middle},
+        {"successive_crashes", successive_crashes},
+        {"zero_tail", zero_tail},
+        {"repair", repair},
     };
-    for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
-        TCase *tc = tcase_create(tests[i].name);
-        tcase_set_timeout(tc, 300);
-        if (tests[i].loop)
-            tcase_add_loop_test(tc, tests[i].fn, 0, NCODECS);
-        else
-            tcase_add_test(tc, tests[i].fn);
-        suite_add_tcase(s, tc);
-    }
-    return tu_run(s);
+    return tu_run_cases("test_encode_torn", cases,
+                        sizeof cases / sizeof cases[0], 300, NCODECS);
 }

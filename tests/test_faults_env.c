@@ -287,12 +287,11 @@ START_TEST(small_tmpfs) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_faults_env");
-    TCase *tc = tcase_create("environment");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, fsize_limit);
-    tcase_add_test(tc, not_writable);
-    tcase_add_test(tc, small_tmpfs);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"fsize_limit", fsize_limit},
+        {"not_writable", not_writable},
+        {"small_tmpfs", small_tmpfs},
+    };
+    return tu_run_cases("test_faults_env", cases,
+                        sizeof cases / sizeof cases[0], 60, 0);
 }

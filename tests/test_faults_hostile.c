@@ -385,17 +385,16 @@ START_TEST(junk_in_store) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_faults_hostile");
-    TCase *tc = tcase_create("hostile_dir");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, key_is_directory);
-    tcase_add_test(tc, key_is_symlink);
-    tcase_add_test(tc, lock_is_symlink);
-    tcase_add_test(tc, key_is_hardlink);
-    tcase_add_test(tc, key_is_fifo);
-    tcase_add_test(tc, key_mode_000);
-    tcase_add_test(tc, junk_in_store);
-    tcase_add_test(tc, get_out_of_memory);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"key_is_directory", key_is_directory},
+        {"key_is_symlink", key_is_symlink},
+        {"lock_is_symlink", lock_is_symlink},
+        {"key_is_hardlink", key_is_hardlink},
+        {"key_is_fifo", key_is_fifo},
+        {"key_mode_000", key_mode_000},
+        {"junk_in_store", junk_in_store},
+        {"get_out_of_memory", get_out_of_memory},
+    };
+    return tu_run_cases("test_faults_hostile", cases,
+                        sizeof cases / sizeof cases[0], 60, 0);
 }

@@ -455,22 +455,21 @@ START_TEST(other_calls_fail) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_faults_syscalls");
-    TCase *tc = tcase_create("syscalls");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, write_enospc_nth);
-    tcase_add_test(tc, write_eio_nth);
-    tcase_add_test(tc, write_edquot_nth);
-    tcase_add_test(tc, write_eio_nth_fsync);
-    tcase_add_test(tc, openat_emfile_nth);
-    tcase_add_test(tc, openat_eacces_nth);
-    tcase_add_test(tc, iset_faults);
-    tcase_add_test(tc, short_writes);
-    tcase_add_test(tc, eintr_retried);
-    tcase_add_test(tc, fsync_fails);
-    tcase_add_test(tc, rollback_fails);
-    tcase_add_test(tc, flock_fails);
-    tcase_add_test(tc, other_calls_fail);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"write_enospc_nth", write_enospc_nth},
+        {"write_eio_nth", write_eio_nth},
+        {"write_edquot_nth", write_edquot_nth},
+        {"write_eio_nth_fsync", write_eio_nth_fsync},
+        {"openat_emfile_nth", openat_emfile_nth},
+        {"openat_eacces_nth", openat_eacces_nth},
+        {"iset_faults", iset_faults},
+        {"short_writes", short_writes},
+        {"eintr_retried", eintr_retried},
+        {"fsync_fails", fsync_fails},
+        {"rollback_fails", rollback_fails},
+        {"flock_fails", flock_fails},
+        {"other_calls_fail", other_calls_fail},
+    };
+    return tu_run_cases("test_faults_syscalls", cases,
+                        sizeof cases / sizeof cases[0], 60, 0);
 }

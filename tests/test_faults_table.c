@@ -457,16 +457,15 @@ START_TEST(limit_and_clock_fail) {
 END_TEST
 
 int main(void) {
-    Suite *s = suite_create("test_faults_table");
-    TCase *tc = tcase_create("syscalls");
-    tcase_set_timeout(tc, 60);
-    tcase_add_test(tc, fstat_fails_nth);
-    tcase_add_test(tc, open_calls_fail);
-    tcase_add_test(tc, close_rmdir_fails);
-    tcase_add_test(tc, listing_fails);
-    tcase_add_test(tc, fstatat_fails);
-    tcase_add_test(tc, untyped_entries);
-    tcase_add_test(tc, limit_and_clock_fail);
-    suite_add_tcase(s, tc);
-    return tu_run(s);
+    const tu_case cases[] = {
+        {"fstat_fails_nth", fstat_fails_nth},
+        {"open_calls_fail", open_calls_fail},
+        {"close_rmdir_fails", close_rmdir_fails},
+        {"listing_fails", listing_fails},
+        {"fstatat_fails", fstatat_fails},
+        {"untyped_entries", untyped_entries},
+        {"limit_and_clock_fail", limit_and_clock_fail},
+    };
+    return tu_run_cases("test_faults_table", cases,
+                        sizeof cases / sizeof cases[0], 60, 0);
 }

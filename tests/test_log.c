@@ -4,7 +4,7 @@
  * The Log store: round trips, order across batches, handles, threads and
  * processes, persistence, foreign and newer directories, compaction.
  * Crashes, damage and faults: test_log_damage.c.  (The store contract
- * itself is also run over Log stacks by test_conformance.)
+ * itself is also run over Log stacks by the test_conformance_* suites.)
  */
 #include "logfix.h"
 

@@ -31,7 +31,7 @@ static void t_isolation(pd_store *shared) {
     pd_store *a = t_ns(shared, "shuffle-a"), *b = t_ns(shared, "shuffle-b");
     pd_bytes tp[] = {V("x"), V("y")};
     /* (A File cannot hold both 'x' and ('x', 'y'): see prefix_collision in
-     * test_conformance.c.) */
+     * test_conformance_*.c.) */
     pd_key ks[] = {K("k"), PD_KEY_TUPLE(tp, 2), K("z"), PD_KEY("", 0)};
     pd_bytes va[] = {V("a1"), V("a2"), V("a3"), V("a4")};
     pd_bytes vb[] = {V("b1"), V("b2"), V("b3"), V("b4")};

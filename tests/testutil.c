@@ -116,8 +116,9 @@ int tu_run_cases(const char *suite, const tu_case *cases, size_t n,
     for (size_t i = 0; i < n; i++) {
         TCase *tc = tcase_create(cases[i].name);
         tcase_set_timeout(tc, timeout);
-        if (loop > 0)
-            tcase_add_loop_test(tc, cases[i].fn, 0, loop);
+        int times = cases[i].loop > 0 ? cases[i].loop : loop;
+        if (times > 0)
+            tcase_add_loop_test(tc, cases[i].fn, 0, times);
         else
             tcase_add_test(tc, cases[i].fn);
         suite_add_tcase(s, tc);

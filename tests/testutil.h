@@ -32,13 +32,17 @@ void tu_append1(pd_store *s, pd_key k, const void *v, size_t n);
  * returns the process exit status. */
 int tu_run(Suite *s);
 
-/* One Check test, run as a case of its own (so CK_RUN_CASE can pick it). */
+/* One Check test, run as a case of its own (so CK_RUN_CASE can pick it);
+ * loop > 0: run once for each _i in [0, loop), whatever tu_run_cases's
+ * loop says. */
 typedef struct tu_case {
     const char *name;
     const TTest *fn;
+    int loop;
 } tu_case;
 /* Builds suite `suite` from cases[0..n), each with `timeout` seconds (and,
- * when loop > 0, run once for each _i in [0, loop)), and runs it (tu_run). */
+ * when loop > 0, run once for each _i in [0, loop) unless the case has a
+ * loop of its own), and runs it (tu_run). */
 int tu_run_cases(const char *suite, const tu_case *cases, size_t n,
                  double timeout, int loop);
 

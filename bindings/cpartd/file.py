@@ -30,39 +30,24 @@ __all__ = ['File', 'cleanup_files', 'cleanup', 'filename', 'escape_filename',
            'token', 'valid_chars']
 
 
-class File(CStore, _cpartd.File, Interface):
-    """File(path=None, dir=None): a store in directory `path` (created with
-    its parents if missing).  Without a path: a new
-    ``tempfile.mkdtemp(suffix='.partd', dir=dir)``, removed when the object
-    is collected or the process exits (``cleanup_files``)."""
+class _DirStore:
+    """What File and Log share: a store in a directory, either given or a
+    new temporary one (``tempfile.mkdtemp(suffix=TEMP_SUFFIX, dir=dir)``)
+    removed when the object is collected or the process exits; leaving a
+    ``with`` block drops the data and removes the directory, as partd's."""
 
-    def __new__(cls, path=None, dir=None):
-        if cls is File:
-            from . import fanout
-            servers = fanout.servers_from_env()
-            if servers is not None:
-                if not path:
-                    path = tempfile.mkdtemp(suffix='.partd', dir=dir)
-                    cleanup_files.append(path)
-                return fanout.server_file(path, servers)
-        return super().__new__(cls)
+    TEMP_SUFFIX = '.partd'
 
-    def __init__(self, path=None, dir=None):
+    def _take_path(self, path, dir):
+        # Sets self.path (a new temporary directory when path is empty).
         if not path:
-            path = tempfile.mkdtemp(suffix='.partd', dir=dir)
+            path = tempfile.mkdtemp(suffix=self.TEMP_SUFFIX, dir=dir)
             cleanup_files.append(path)
             self._explicitly_given_path = False
         else:
             self._explicitly_given_path = True
         self.path = path
-        _cpartd.File.__init__(self, path)
-
-    def __reduce__(self):
-        # A File pickles to its path, as partd's; the copy never removes it.
-        return (_restore_file, (type(self), self.path, _hostname()))
-
-    def filename(self, key):
-        return os.path.join(self.path, self._relname(key))
+        return path
 
     def __enter__(self):
         return self
@@ -81,6 +66,34 @@ class File(CStore, _cpartd.File, Interface):
         with suppress(Exception):
             self.close()
         _remove_tree(self.path)
+
+
+class File(_DirStore, CStore, _cpartd.File, Interface):
+    """File(path=None, dir=None): a store in directory `path` (created with
+    its parents if missing).  Without a path: a new
+    ``tempfile.mkdtemp(suffix='.partd', dir=dir)``, removed when the object
+    is collected or the process exits (``cleanup_files``)."""
+
+    def __new__(cls, path=None, dir=None):
+        if cls is File:
+            from . import fanout
+            servers = fanout.servers_from_env()
+            if servers is not None:
+                if not path:
+                    path = tempfile.mkdtemp(suffix='.partd', dir=dir)
+                    cleanup_files.append(path)
+                return fanout.server_file(path, servers)
+        return super().__new__(cls)
+
+    def __init__(self, path=None, dir=None):
+        _cpartd.File.__init__(self, self._take_path(path, dir))
+
+    def __reduce__(self):
+        # A File pickles to its path, as partd's; the copy never removes it.
+        return (_restore_file, (type(self), self.path, _hostname()))
+
+    def filename(self, key):
+        return os.path.join(self.path, self._relname(key))
 
 
 MISSING_DIRECTORY = (

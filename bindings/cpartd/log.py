@@ -10,56 +10,31 @@ completed before it began.  The last handle to close after appending
 compacts the directory (each key then one sequential range);
 ``compact()`` does it on demand.  The format: docs/log-format.md.
 """
-from contextlib import suppress
-import tempfile
-
 from . import _cpartd
 from .core import Interface
-from .file import _remove_tree, cleanup_files
+from .file import _DirStore
 
 __all__ = ['Log']
 
 
-class Log(_cpartd.Log, Interface):
+class Log(_DirStore, _cpartd.Log, Interface):
     """Log(path=None, dir=None, fsync=False): a Log store in directory
     `path` (created with its parents if missing; an empty directory becomes
     a Log, a directory holding anything else is refused).  Without a path:
     a new ``tempfile.mkdtemp(suffix='.partd-log', dir=dir)``, removed when
     the object is collected or the process exits, as File's."""
 
+    TEMP_SUFFIX = '.partd-log'
+
     def __init__(self, path=None, dir=None, fsync=False):
-        if not path:
-            path = tempfile.mkdtemp(suffix='.partd-log', dir=dir)
-            cleanup_files.append(path)
-            self._explicitly_given_path = False
-        else:
-            self._explicitly_given_path = True
-        self.path = path
         self._fsync = bool(fsync)
-        _cpartd.Log.__init__(self, path, fsync=self._fsync)
+        _cpartd.Log.__init__(self, self._take_path(path, dir),
+                             fsync=self._fsync)
 
     def __reduce__(self):
         # Pickles to its path (as File): the copy opens a handle of its own
         # on the same directory and never removes it.
         return (_restore_log, (type(self), self.path, self._fsync))
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *args):
-        # As File's: drop, close, then remove the directory.
-        if not self.closed:
-            self.drop()
-            with suppress(ValueError):  # still used by a Buffer: keep open
-                self.close()
-        _remove_tree(self.path)
-
-    def __del__(self):
-        if getattr(self, '_explicitly_given_path', True):
-            return
-        with suppress(Exception):
-            self.close()
-        _remove_tree(self.path)
 
 
 def _restore_log(cls, path, fsync):

@@ -169,6 +169,13 @@ int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
 int cp_adopt(cp_store *self, int rc, pd_store *s, const char *kind);
 /* Reopening an object (calling __init__ twice) closes the old handle. */
 int cp_reinit(cp_store *self);
+/* The __init__ of a store over a directory, File or Log (path, fsync=False):
+ * opens path with open(&s, path, create | (fsync ? fsync_flag : 0)) and
+ * adopts the handle as `kind`.  0, or -1 with an exception. */
+typedef int (*cp_dir_open_fn)(pd_store **out, const char *path, unsigned flags);
+int cp_dir_store_init(cp_store *self, PyObject *args, PyObject *kwds,
+                      const char *kind, cp_dir_open_fn open, unsigned create,
+                      unsigned fsync_flag);
 /* close(): release the handle (idempotent). */
 PyObject *cp_store_close(cp_store *self, PyObject *ignored);
 /* An inner store for a wrapper: an open cpartd store.  0, or -1 with a

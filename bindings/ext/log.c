@@ -7,31 +7,9 @@
  */
 #include "cpartd.h"
 
-#include <string.h>
-
 static int s_log_init(cp_store *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"path", "fsync", NULL};
-    PyObject *path = NULL;
-    int fsync = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|p:Log", kwlist,
-                                     PyUnicode_FSConverter, &path, &fsync))
-        return -1;
-    if (cp_reinit(self) < 0) {
-        Py_DECREF(path);
-        return -1;
-    }
-    const char *p = PyBytes_AS_STRING(path);
-    if (strlen(p) != (size_t)PyBytes_GET_SIZE(path)) {
-        PyErr_SetString(PyExc_ValueError, "cpartd: embedded NUL in path");
-        Py_DECREF(path);
-        return -1;
-    }
-    pd_store *s = NULL;
-    unsigned flags = PD_LOG_CREATE | (fsync ? PD_LOG_FSYNC : 0);
-    int rc;
-    CP_NOGIL(rc = pd_log_open(&s, p, flags));
-    Py_DECREF(path);
-    return cp_adopt(self, rc, s, "Log");
+    return cp_dir_store_init(self, args, kwds, "Log", pd_log_open,
+                             PD_LOG_CREATE, PD_LOG_FSYNC);
 }
 
 /* The store's directory as libpartd holds it. */

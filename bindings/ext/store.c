@@ -313,6 +313,35 @@ int cp_reinit(cp_store *self) {
     return s_close(self, false);
 }
 
+int cp_dir_store_init(cp_store *self, PyObject *args, PyObject *kwds,
+                      const char *kind, cp_dir_open_fn open, unsigned create,
+                      unsigned fsync_flag) {
+    static char *kwlist[] = {"path", "fsync", NULL};
+    char fmt[32];
+    snprintf(fmt, sizeof fmt, "O&|p:%s", kind);
+    PyObject *path = NULL;
+    int fsync = 0;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, fmt, kwlist,
+                                     PyUnicode_FSConverter, &path, &fsync))
+        return -1;
+    if (cp_reinit(self) < 0) {
+        Py_DECREF(path);
+        return -1;
+    }
+    const char *p = PyBytes_AS_STRING(path);
+    if (strlen(p) != (size_t)PyBytes_GET_SIZE(path)) {
+        PyErr_SetString(PyExc_ValueError, "cpartd: embedded NUL in path");
+        Py_DECREF(path);
+        return -1;
+    }
+    pd_store *s = NULL;
+    unsigned flags = create | (fsync ? fsync_flag : 0);
+    int rc;
+    CP_NOGIL(rc = open(&s, p, flags));
+    Py_DECREF(path);
+    return cp_adopt(self, rc, s, kind);
+}
+
 static PyGetSetDef s_store_getset[] = {
     {"closed", (getter)s_store_closed, NULL, "True once closed", NULL},
     {"lock", (getter)s_store_lock, NULL,

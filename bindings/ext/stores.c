@@ -41,28 +41,8 @@ PyTypeObject cp_DictType = {
 /* ------------------------------------------------------------------ File */
 
 static int s_file_init(cp_store *self, PyObject *args, PyObject *kwds) {
-    static char *kwlist[] = {"path", "fsync", NULL};
-    PyObject *path = NULL;
-    int fsync = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "O&|p:File", kwlist,
-                                     PyUnicode_FSConverter, &path, &fsync))
-        return -1;
-    if (cp_reinit(self) < 0) {
-        Py_DECREF(path);
-        return -1;
-    }
-    const char *p = PyBytes_AS_STRING(path);
-    if (strlen(p) != (size_t)PyBytes_GET_SIZE(path)) {
-        PyErr_SetString(PyExc_ValueError, "cpartd: embedded NUL in path");
-        Py_DECREF(path);
-        return -1;
-    }
-    pd_store *s = NULL;
-    unsigned flags = PD_FILE_CREATE | (fsync ? PD_FILE_FSYNC : 0);
-    int rc;
-    CP_NOGIL(rc = pd_file_open(&s, p, flags));
-    Py_DECREF(path);
-    return cp_adopt(self, rc, s, "File");
+    return cp_dir_store_init(self, args, kwds, "File", pd_file_open,
+                             PD_FILE_CREATE, PD_FILE_FSYNC);
 }
 
 /* The store's root as libpartd resolved it (realpath). */

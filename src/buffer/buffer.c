@@ -145,8 +145,8 @@ static int s_append_spill(pd__buffer *b, size_t n, const pd_key *keys,
                  : pd__buffer_plan(b, stamp, &m);
     if (rc == 0 && m > 0) {
         pd__spill_batch batch = {n, keys, vals, b->ents, stamp};
-        rc = pd__buffer_move_batch(b, b->selnode, m, &batch, fsync, &in_slow);
-        if (rc == 0) b->spills++;
+        rc = pd__buffer_move_batch(b, b->selnode, m, &batch, fsync, true,
+                                   &in_slow);
     }
     if (rc) {
         s_ents_undo(b, n, vals);

@@ -89,7 +89,8 @@ int pd__buffer_move_keys(pd__buffer *b, size_t n, const pd_key *keys,
                          unsigned fsync);
 int pd__buffer_move_all(pd__buffer *b, unsigned fsync);
 int pd__buffer_make_room(pd__buffer *b, uint64_t incoming, unsigned fsync);
-int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync);
+int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync,
+                    bool spill);
 
 /* The values of an append batch that go to slow with the keys spilled
  * after it: those of the batch whose count entry ents[i] is marked stamp. */
@@ -102,7 +103,7 @@ typedef struct pd__spill_batch {
 } pd__spill_batch;
 int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
                           const pd__spill_batch *batch, unsigned fsync,
-                          bool *in_slow);
+                          bool spill, bool *in_slow);
 int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m);
 
 #endif /* PARTD_BUFFER_H */

@@ -219,12 +219,13 @@ int pd__buffer_need_slow(pd__buffer *b) {
  * for each, what fast holds of it, then (when nb > 0) the values of the
  * batch bkeys/bvals whose count entry bents[i] carries the stamp, in batch
  * order.  Then deletes the keys from fast; they stay counted (the caller
- * uncounts them).  *in_slow tells whether slow took the data: if not,
- * nothing changed; if so and the error is fast's delete, the keys' old
- * bytes are held twice (the message says so). */
+ * uncounts them); `spill`: the move keeps the Buffer under its limit and
+ * counts as a spill (pd_buffer_spills) once done.  *in_slow tells whether
+ * slow took the data: if not, nothing changed; if so and the error is
+ * fast's delete, the keys' old bytes are held twice (the message says so). */
 int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
                           const pd__spill_batch *batch, unsigned fsync,
-                          bool *in_slow) {
+                          bool spill, bool *in_slow) {
     pd_store *s = &b->base, *fast = b->fast, *slow = b->slow;
     char ks[PD__KEYSHORT_MAX];
     const char *more = m > 1 ? " (and other keys)" : "";
@@ -298,15 +299,17 @@ int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
                             "spill %s%s: copied to slow but not deleted from "
                             "fast (now held twice)",
                             pd__key_short(&sel[0]->key, ks), more);
+    if (spill) b->spills++;
     return 0;
 }
 
 /* Moves the keys of sel[0..m) from fast to slow (one append to slow), then
- * deletes them from fast and uncounts them.  On error the keys stay in fast
- * and counted. */
-int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync) {
+ * deletes them from fast and uncounts them; `spill` as for
+ * pd__buffer_move_batch.  On error the keys stay in fast and counted. */
+int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync,
+                    bool spill) {
     bool in_slow;
-    int rc = pd__buffer_move_batch(b, sel, m, NULL, fsync, &in_slow);
+    int rc = pd__buffer_move_batch(b, sel, m, NULL, fsync, spill, &in_slow);
     if (rc) return rc;
     for (size_t i = 0; i < m; i++) pd__buffer_count_remove(b, sel[i]);
     return 0;
@@ -361,9 +364,8 @@ int pd__buffer_make_room(pd__buffer *b, uint64_t incoming, unsigned fsync) {
         int rc = pd__buffer_select(b, sel, &m);
         if (rc) return rc;
         if (m == 0) break;
-        rc = pd__buffer_move(b, sel, m, fsync);
+        rc = pd__buffer_move(b, sel, m, fsync, true);
         if (rc) return rc;
-        b->spills++;
     }
     return 0;
 }
@@ -376,7 +378,7 @@ int pd__buffer_move_all(pd__buffer *b, unsigned fsync) {
         for (pd__knode *kn = b->counts.head; kn && m < PD__BUFFER_FLUSH_BATCH;
              kn = kn->next)
             sel[m++] = (pd__bcount *)kn;
-        int rc = pd__buffer_move(b, sel, m, fsync);
+        int rc = pd__buffer_move(b, sel, m, fsync, false);
         if (rc) return rc;
     }
     return 0;
@@ -394,10 +396,10 @@ int pd__buffer_move_keys(pd__buffer *b, size_t n, const pd_key *keys,
         e->mark = mark;
         sel[m++] = e;
         if (m == PD__BUFFER_FLUSH_BATCH) {
-            int rc = pd__buffer_move(b, sel, m, fsync);
+            int rc = pd__buffer_move(b, sel, m, fsync, false);
             if (rc) return rc;
             m = 0;
         }
     }
-    return m ? pd__buffer_move(b, sel, m, fsync) : 0;
+    return m ? pd__buffer_move(b, sel, m, fsync, false) : 0;
 }

@@ -302,20 +302,12 @@ static int s_prepare_dir(pd_demo *d) {
     if (d->temp) strcat(d->dir, "/store");
     d->o.kind = pd_cli_store_kind_of(d->dir, d->o.kind);
     int rc = s_check_store_dir(d, d->dir);
-    struct stat st[PD_DEMO_MAX_DIRS];
     for (unsigned i = 1; rc == 0 && i < d->o.ndirs; i++)
         rc = s_check_store_dir(d, d->o.dirs[i]);
-    for (unsigned i = 0; rc == 0 && i < d->o.ndirs; i++) {
-        if (stat(d->o.dirs[i], &st[i]) != 0)
-            return pd_demo_fail(d, "stat %s: %s", d->o.dirs[i],
-                                strerror(errno));
-        for (unsigned j = 0; j < i; j++)
-            if (st[i].st_dev == st[j].st_dev && st[i].st_ino == st[j].st_ino)
-                return pd_demo_fail(d,
-                                    "--dir %s and --dir %s are the same "
-                                    "directory",
-                                    d->o.dirs[j], d->o.dirs[i]);
-    }
+    char why[1024];
+    if (rc == 0 &&
+        pd_cli_distinct_dirs(d->o.dirs, d->o.ndirs, "--dir", why, sizeof why))
+        return pd_demo_fail(d, "%s", why);
     return rc;
 }
 

@@ -310,19 +310,9 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
     int rc;
     if (d->o.direct && d->o.ndirs > 1) {
         /* A Fanout of the stores, in the order of the --dir options. */
-        pd_store *files[PD_DEMO_MAX_DIRS] = {0};
-        rc = 0;
-        for (unsigned i = 0; rc == 0 && i < d->o.ndirs; i++)
-            rc = pd_cli_open_dir(&files[i], d->o.dirs[i], d->o.kind, false, why,
-                                 cap);
-        if (rc == 0 && pd_fanout_open(&inner, files, d->o.ndirs, 0) != 0) {
-            snprintf(why, cap, "%s", pd_errmsg(NULL));
-            rc = -1;
-        }
-        if (rc) {
-            for (unsigned i = 0; i < d->o.ndirs; i++) pd_close(&files[i]);
-            return rc;
-        }
+        rc = pd_cli_open_dirs(&inner, d->o.dirs, d->o.ndirs, d->o.kind, false,
+                              "--dir", why, cap);
+        if (rc) return rc;
     } else if (d->o.direct) {
         rc = pd_cli_open_dir(&inner, d->dir, d->o.kind, false, why, cap);
         if (rc) return rc;

@@ -33,7 +33,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #define S_MAX_BINDS 16
@@ -287,50 +286,21 @@ static int s_parse(int argc, char **argv, s_args *a) {
     return -1;
 }
 
-/* The store of one --path DIR (a File or a Log).  0, or -1 once reported. */
-static int s_open_dir(const s_args *a, const char *dir, pd_store **out) {
-    char why[1024];
-    if (pd_cli_open_dir(out, dir, a->kind, true, why, sizeof why) == 0)
-        return 0;
-    s_fail(why);
-    return -1;
-}
-
 /* The store of each --path (or a temporary one), under a Fanout when there
  * are several, into *out.  0, or -1 once reported. */
 static int s_open_files(const s_args *a, pd_store **out) {
-    if (a->npath == 1) return s_open_dir(a, a->paths[0], out);
     if (a->npath == 0) {
         int rc = a->kind == PD_CLI_STORE_LOG ? pd_log_open_temp(out, NULL, 0)
                                              : pd_file_open_temp(out, NULL, 0);
         if (rc) s_fail(pd_errmsg(NULL));
         return rc ? -1 : 0;
     }
-    pd_store *files[S_MAX_PATHS] = {0};
-    struct stat st[S_MAX_PATHS];
-    int rc = 0;
-    for (size_t i = 0; rc == 0 && i < a->npath; i++) {
-        rc = s_open_dir(a, a->paths[i], &files[i]);
-        if (rc == 0 && stat(a->paths[i], &st[i]) != 0)
-            memset(&st[i], 0, sizeof st[i]);
-        for (size_t j = 0; rc == 0 && j < i; j++)
-            if (st[i].st_ino && st[i].st_dev == st[j].st_dev &&
-                st[i].st_ino == st[j].st_ino) {
-                /* Its two stores would wait for each other's lock. */
-                fprintf(stderr,
-                        "partd: serve: --path %s and --path %s are the same "
-                        "directory\n",
-                        a->paths[j], a->paths[i]);
-                rc = -1;
-            }
-    }
-    if (rc == 0 && pd_fanout_open(out, files, a->npath, 0) != 0) {
-        s_fail(pd_errmsg(NULL));
-        rc = -1;
-    }
-    if (rc)
-        for (size_t i = 0; i < a->npath; i++) pd_close(&files[i]);
-    return rc;
+    char why[1024];
+    if (pd_cli_open_dirs(out, a->paths, a->npath, a->kind, true, "--path", why,
+                         sizeof why) == 0)
+        return 0;
+    s_fail(why);
+    return -1;
 }
 
 /* Builds Buffer(Dict, [Encode](File, Log or Fanout)) for --path, --codec

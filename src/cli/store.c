@@ -7,7 +7,9 @@
  */
 #include "store.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -64,4 +66,47 @@ int pd_cli_open_dir(pd_store **out, const char *dir, pd_cli_store_kind kind,
         return -1;
     }
     return 0;
+}
+
+int pd_cli_distinct_dirs(const char *const *dirs, size_t n, const char *opt,
+                         char *why, size_t cap) {
+    struct stat a, b;
+    for (size_t i = 0; i < n; i++) {
+        if (stat(dirs[i], &a) != 0) {
+            snprintf(why, cap, "stat %s: %s", dirs[i], strerror(errno));
+            return -1;
+        }
+        for (size_t j = 0; j < i; j++)
+            if (stat(dirs[j], &b) == 0 && a.st_dev == b.st_dev &&
+                a.st_ino == b.st_ino) {
+                snprintf(why, cap, "%s %s and %s %s are the same directory",
+                         opt, dirs[j], opt, dirs[i]);
+                return -1;
+            }
+    }
+    return 0;
+}
+
+int pd_cli_open_dirs(pd_store **out, const char *const *dirs, size_t n,
+                     pd_cli_store_kind kind, bool create, const char *opt,
+                     char *why, size_t cap) {
+    *out = NULL;
+    if (n == 1) return pd_cli_open_dir(out, dirs[0], kind, create, why, cap);
+    pd_store **stores = calloc(n ? n : 1, sizeof *stores);
+    if (!stores) {
+        snprintf(why, cap, "out of memory opening %zu directories", n);
+        return -1;
+    }
+    int rc = 0;
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = pd_cli_open_dir(&stores[i], dirs[i], kind, create, why, cap);
+    if (rc == 0) rc = pd_cli_distinct_dirs(dirs, n, opt, why, cap);
+    if (rc == 0 && pd_fanout_open(out, stores, n, 0) != 0) {
+        snprintf(why, cap, "%s", pd_errmsg(NULL));
+        rc = -1;
+    }
+    if (rc)
+        for (size_t i = 0; i < n; i++) pd_close(&stores[i]);
+    free(stores);
+    return rc;
 }

@@ -46,4 +46,18 @@ pd_cli_store_kind pd_cli_store_kind_of(const char *dir, pd_cli_store_kind kind);
 int pd_cli_open_dir(pd_store **out, const char *dir, pd_cli_store_kind kind,
                     bool create, char *why, size_t cap);
 
+/* Checks that no two of dirs[0..n) are the same directory (their two
+ * stores would wait for each other's lock).  0, or -1 with why filled:
+ * "OPT A and OPT B are the same directory" (opt: the option that named
+ * them, "--path"), or a directory that cannot be stat'ed. */
+int pd_cli_distinct_dirs(const char *const *dirs, size_t n, const char *opt,
+                         char *why, size_t cap);
+
+/* Opens the stores in dirs[0..n) (n >= 1) as pd_cli_open_dir does: the one
+ * store, or a Fanout over them in that order once pd_cli_distinct_dirs
+ * agrees.  0, or -1 with why filled (and nothing left open). */
+int pd_cli_open_dirs(pd_store **out, const char *const *dirs, size_t n,
+                     pd_cli_store_kind kind, bool create, const char *opt,
+                     char *why, size_t cap);
+
 #endif

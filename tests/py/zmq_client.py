@@ -1,7 +1,7 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # SPDX-FileCopyrightText: the libpartd authors
 """A Python partd.Client against a server, for the interop tests
-(tests/test_server.c).
+(tests/test_server_interop.c).
 
 usage: zmq_client.py ADDRESS SCENARIO
 

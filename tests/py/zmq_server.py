@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # SPDX-FileCopyrightText: the libpartd authors
-"""A Python partd.Server for the interop tests (tests/test_server.c).
+"""A Python partd.Server for the interop tests (tests/test_server_interop.c).
 
 usage: zmq_server.py [dict]
 
