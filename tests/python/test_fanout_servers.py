@@ -70,6 +70,20 @@ def env_with(**kw):
     return env
 
 
+def hide(directory):
+    """The command prefix that runs a command with `directory` hidden
+    under an empty tmpfs (unshare: a mount namespace; needs root)."""
+    unshare = shutil.which('unshare')
+    if os.geteuid() != 0 or not unshare:
+        pytest.skip('hiding a directory needs root and unshare')
+    probe = subprocess.run([unshare, '-m', '--propagation', 'private',
+                            'true'], capture_output=True)
+    if probe.returncode:
+        pytest.skip('unshare -m: %s' % probe.stderr.decode().strip())
+    return [unshare, '-m', '--propagation', 'private', 'sh', '-c',
+            'mount -t tmpfs none "$0" && exec "$@"', directory]
+
+
 def server_keys(addrs):
     out = []
     for a in addrs:
@@ -88,10 +102,13 @@ def test_snappy_file_is_a_compressed_server_file(serve, tmp_path,
     monkeypatch.setenv('CPARTD_TIMEOUT', '10')
     from cpartd.compressed import CEncode, Snappy
     from cpartd.python import Python
-    p = Python(Snappy(cpartd.File()))            # dask's bag groupby
+    hidden = tmp_path / 'hidden'
+    hidden.mkdir()
+    path = str(hidden / 'x.partd')
+    os.mkdir(path)
+    p = Python(Snappy(cpartd.File(path)))        # dask's bag groupby
     assert type(p.partd) is CEncode
     assert isinstance(p.partd.partd, cfan.ServerFile)
-    path = p.partd.partd.path
     # dask's partition(): fsync=True, which waits for both servers
     p.append({0: [1, 2], 1: ['x'] * 1000}, fsync=True)
     p.append({0: [3]}, fsync=True)
@@ -106,11 +123,16 @@ def test_snappy_file_is_a_compressed_server_file(serve, tmp_path,
             'print(type(p.partd).__name__, type(p.partd.partd).__name__)\n'
             'p.append({1: ["y"]}, fsync=True)\n'
             'print(p.get(0), len(p.get(1)), p.get(1)[-1])\n')
+    code = ('import os\n'
+            'assert not os.path.exists(%r), "the directory is visible"\n'
+            % path) + code
     env = env_with(CPARTD_TIMEOUT='10')
     env.pop('CPARTD_SERVERS')
-    os.rmdir(path)          # the directory is gone: still the servers' data
-    out = subprocess.run([sys.executable, '-c', code], input=blob, env=env,
-                         capture_output=True, timeout=60)
+    # The directory stays here (its creator would drop the namespace when
+    # it went): the other process has it hidden under an empty tmpfs in a
+    # mount namespace of its own, as on another host.
+    out = subprocess.run(hide(str(hidden)) + [sys.executable, '-c', code],
+                         input=blob, env=env, capture_output=True, timeout=60)
     assert out.returncode == 0, out.stderr.decode()[-3000:]
     assert out.stdout.decode().split('\n')[:2] == [
         'CEncode ServerFile', '[1, 2, 3] 1001 y']
