@@ -565,8 +565,9 @@ PD_API int pd_buffer_discard(pd_store *buffer);
  * calls do).  A write (append, iset, delete) that goes to two stores or
  * more first has every part checked by its store, without applying it,
  * for what the store can tell locally: a Client refuses keys the wire
- * cannot carry, a batch past a request's limits, PD_FSYNC, and reports the
- * failure of an earlier request it must read first; a Namespace the keys
+ * cannot carry, a batch past a request's limits, PD_FSYNC, and (before an
+ * iset or a delete) reports the failure of an earlier request it reads
+ * first; a Namespace the keys
  * its name makes too long, then its inner store's check.  If any part is
  * refused, nothing of the batch is sent and the call fails naming that
  * store ("refused before anything was sent").  What only a store itself

@@ -398,8 +398,11 @@ static void s_begin(s_fanout *f, int op, unsigned flags) {
 /* ------------------------------------------------------------------ Ops */
 
 /* Runs the inner stores' checks (pd_store_ops.check) of the parts split
- * for write `name`, each in the thread that makes its calls: 0 when none
- * refuses, else the lowest refusal, recorded on the Fanout. */
+ * for write `name`: 0 when none refuses, else the lowest refusal, recorded
+ * on the Fanout.  In the caller's thread, store after store (the stores'
+ * threads are idle between calls, and a hand-off to them would cost more
+ * than the checks), except in a pd_lock session, where each store's
+ * thread holds it: there, in that thread. */
 static int s_check_parts(s_fanout *f, const char *name, bool vals) {
     int op = f->op;
     bool any = false;
@@ -409,7 +412,12 @@ static int s_check_parts(s_fanout *f, const char *name, bool vals) {
     f->op = S_CHECK;
     f->cop = name;
     f->cvals = vals;
-    s_exec(f, 0, f->n);
+    if (f->base.lock_explicit && f->base.lock_depth > 0) {
+        s_exec(f, 0, f->n);
+    } else {
+        for (size_t i = 0; i < f->n; i++)
+            if (f->part[i].run && f->inner[i]->ops->check) s_run_part(f, i);
+    }
     f->op = op;
     return s_outcome(f, name, S_CHECKED);
 }

@@ -204,15 +204,20 @@ static int s_destroy(pd_store *s) {
     return 0;
 }
 
-/* What a write does before it sends anything (pd_store_ops.check): the
- * fsync refusal, then pd__client_prepare, which leaves the handle ready
- * for the op (the wire forms built, the replies it would read read). */
+/* What a write checks before it sends anything (pd_store_ops.check): the
+ * fsync refusal, the keys and the request's size (pd__client_check); an
+ * iset or a delete also reads the replies still due, as it would before
+ * sending, so an earlier request's failure stops it here.  An append reads
+ * nothing here: appends stream, and their replies are read when the
+ * window is full. */
 static int s_check(pd_store *s, const char *op, size_t n, const pd_key *keys,
                    const pd_bytes *vals, unsigned flags) {
     pd__client *c = (pd__client *)s;
     int rc = vals ? s_no_fsync(c, op, flags) : 0;
     if (rc) return rc;
-    return pd__client_prepare(c, op, n, keys, vals, strcmp(op, "append") == 0);
+    if (strcmp(op, "append") == 0)
+        return pd__client_check(c, op, n, keys, vals);
+    return pd__client_prepare(c, op, n, keys, vals, false);
 }
 
 static const pd_store_ops s_client_ops = {

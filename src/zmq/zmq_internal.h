@@ -382,6 +382,11 @@ int pd__client_settle(pd__client *c, const char *op, bool own);
 int pd__client_prepare(pd__client *c, const char *op, size_t n,
                        const pd_key *keys, const pd_bytes *vals,
                        bool pipelined);
+/* The part of pd__client_prepare that reads nothing from the server: the
+ * handle works, the batch fits a request, every key can cross the wire,
+ * a request with values fits max_message (when the server may be ours). */
+int pd__client_check(pd__client *c, const char *op, size_t n,
+                     const pd_key *keys, const pd_bytes *vals);
 int pd__client_send(pd__client *c, const char *op, const char *cmd,
                     const pd_key *keys, const pd_bytes *vals, size_t from,
                     size_t count);
