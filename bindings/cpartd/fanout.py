@@ -228,6 +228,7 @@ def server_file(path, servers):
 # leave its data there.  The same thread renews them.
 _watched = {}  # path -> (addresses, server keys, name, creator's pid)
 _leased = {}   # name -> [addresses, server keys, holders, next renewal, pid]
+_live = weakref.WeakSet()  # this process's ServerFiles
 _watch_lock = threading.Lock()
 _watch_cond = threading.Condition(_watch_lock)
 _watcher = None
@@ -296,6 +297,7 @@ def _hold(f):
                                        os.getpid()]
         entry[2] += 1
         entry[3] = time.monotonic() + seconds / 3
+        _live.add(f)
         _start_watcher()
     weakref.finalize(f, _unhold, f.name, os.getpid())
     if fresh:
@@ -422,5 +424,11 @@ def drop_watched(paths=None):
 @atexit.register
 def _drop_at_exit():
     from . import file
+    # The appends still in flight first: the drop's own connections could
+    # overtake them, and what they add after the drop would stay.
+    for f in list(_live):
+        with suppress(Exception):
+            if not f.closed:
+                f.partd.sync()
     drop_watched({os.path.abspath(p) for p in file.cleanup_files})
 
