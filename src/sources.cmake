@@ -20,6 +20,7 @@ set(PARTD_SOURCES_ENCODE
   src/encode/codec_snappy.c src/encode/codec_zlib.c src/encode/codec_zstd.c)
 set(PARTD_SOURCES_ZMQ
   src/zmq/client.c src/zmq/client_pipe.c src/zmq/curve.c src/zmq/handler.c
+  src/zmq/lease_srv.c
   src/zmq/server.c src/zmq/server_open.c src/zmq/wire.c)
 set(PARTD_SOURCES_FANOUT src/fanout/fanout.c src/fanout/namespace.c)
 set(PARTD_SOURCES_CLI

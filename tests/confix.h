@@ -44,6 +44,9 @@ typedef struct cf_fix {
     pd_server *srv;
     pd_store *served; /* the served store when borrowed (PD_BORROW) */
     char *ipcdir;     /* private temp dir of the server's ipc socket */
+    /* fanout(client,client) stacks: the servers (over their own Dicts),
+     * their ipc sockets in ipcdir; s is the Fanout (or a layer on it). */
+    pd_server *fsrv[2];
 } cf_fix;
 
 typedef int (*cf_open_fn)(cf_fix *f);
@@ -199,69 +202,6 @@ static PD__UNUSED int s_open_buf_lz4(cf_fix *f) {
     return s_buffer_over(&f->s, fast, rc, slow, 256);
 }
 
-/* ------------------------------------------------ Fanout and Namespace */
-
-/* A Fanout over inner[0..n) (taken). */
-static PD__UNUSED int s_fanout(pd_store **out, pd_store **inner, size_t n) {
-    int rc = pd_fanout_open(out, inner, n, 0);
-    for (size_t i = 0; i < n; i++) {
-        if (rc) pd_close(&inner[i]);
-        ck_assert_ptr_null(inner[i]);
-    }
-    return rc;
-}
-
-static PD__UNUSED int s_open_fanout_dicts(cf_fix *f) {
-    (void)f;
-    pd_store *in[3] = {NULL, NULL, NULL};
-    for (int i = 0; i < 3; i++) {
-        int rc = pd_dict_open(&in[i]);
-        if (rc) {
-            for (int j = 0; j < i; j++) pd_close(&in[j]);
-            return rc;
-        }
-    }
-    return s_fanout(&f->s, in, 3);
-}
-
-/* Two Files in directories a and b of the fixture's root. */
-static PD__UNUSED int s_open_fanout_files(cf_fix *f) {
-    f->parent = tu_mkdtemp();
-    ck_assert_ptr_nonnull(f->parent);
-    snprintf(f->root, sizeof f->root, "%s/root", f->parent);
-    pd_store *in[2] = {NULL, NULL};
-    for (int i = 0; i < 2; i++) {
-        char dir[PATH_MAX + 8];
-        snprintf(dir, sizeof dir, "%s/%c", f->root, "ab"[i]);
-        int rc = pd_file_open(&in[i], dir, PD_FILE_CREATE);
-        if (rc) {
-            pd_close(&in[0]);
-            return rc;
-        }
-    }
-    return s_fanout(&f->s, in, 2);
-}
-
-/* The name of the Namespace stacks (see `nsname` in s_stacks). */
-#define S_NSNAME "shuffle-1"
-
-static PD__UNUSED int s_namespace(cf_fix *f, pd_store *inner) {
-    int rc = pd_namespace_open(&f->s, &inner, S_NSNAME, strlen(S_NSNAME), 0);
-    return s_taken(rc, &inner);
-}
-
-static PD__UNUSED int s_open_ns_dict(cf_fix *f) {
-    pd_store *d = NULL;
-    int rc = pd_dict_open(&d);
-    return rc ? rc : s_namespace(f, d);
-}
-
-static PD__UNUSED int s_open_ns_file(cf_fix *f) {
-    pd_store *file = NULL;
-    int rc = s_file_in(f, &file, 0);
-    return rc ? rc : s_namespace(f, file);
-}
-
 /* ------------------------------------------------- Client(Server(...)) */
 
 static PD__UNUSED char *s_listdir(const char *dir, int *count);
@@ -385,6 +325,9 @@ static PD__UNUSED void s_close_remote(cf_fix *f, const char *name) {
     free(list);
 }
 
+/* Fanout and Namespace stacks, over local stores and over Clients. */
+#include "confix_fanout.h"
+
 /* `encoded`: the stack has an Encode layer, so pd_keys lists encoded sizes
  * (the stored frames, not the bytes a get returns), and a key that was
  * only given empty values holds frames (their encoding is not empty) and
@@ -403,6 +346,10 @@ static const struct {
     /* A Namespace: every key gets the part nsname (partd.h), so keys at
      * PD_KEY_MAX or PD_KEY_MAX_PARTS no longer fit (PD_ERR_KEY). */
     const char *nsname;
+    /* Keys cross a Client's wire (a client stack, or a Fanout of Clients):
+     * what the wire refuses is refused, before anything of the batch is
+     * applied (partd/zmq.h, partd.h "Fanout"). */
+    bool wire;
 } s_stacks[] = {
     {"dict", s_open_dict, false},
     {"file", s_open_file, false},
@@ -421,6 +368,13 @@ static const struct {
     {"fanout(file,file)", s_open_fanout_files, false},
     {.name = "namespace(dict)", .open = s_open_ns_dict, .nsname = S_NSNAME},
     {.name = "namespace(file)", .open = s_open_ns_file, .nsname = S_NSNAME},
+    {.name = "fanout(client,client)",
+     .open = s_open_fanout_clients,
+     .wire = true},
+    {.name = "namespace(fanout(client,client))",
+     .open = s_open_ns_fanout_clients,
+     .nsname = S_NSNAME,
+     .wire = true},
     {"log", s_open_log, false},
     {"buffer(dict,log,64)", s_open_buf_log, false},
     {"zstd(log)", s_open_zstd_log, true},
@@ -461,6 +415,7 @@ static PD__UNUSED void s_open(cf_fix *f, int i) {
 #define NAME(f) (s_stacks[(f)->stack].name)
 #define ENCODED(f) (s_stacks[(f)->stack].encoded)
 #define REMOTE(f) (s_stacks[(f)->stack].remote)
+#define WIRE(f) (REMOTE(f) || s_stacks[(f)->stack].wire)
 /* Bytes a Namespace stack adds to every key (0 for the others). */
 #define NSBYTES(f)                                                             \
     (s_stacks[(f)->stack].nsname ? strlen(s_stacks[(f)->stack].nsname) : 0)
@@ -515,6 +470,7 @@ static PD__UNUSED void s_check_contained(cf_fix *f) {
 
 static PD__UNUSED void s_close(cf_fix *f) {
     s_check_contained(f);
+    if (f->fsrv[0]) s_close_fanout_clients(f, NAME(f));
     if (REMOTE(f)) {
         s_close_remote(f, NAME(f));
         tu_rmtree(f->ipcdir);

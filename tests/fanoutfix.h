@@ -23,7 +23,7 @@ static pd_store *t_dict(void) {
 }
 
 /* The key "k<i>" into buf. */
-static pd_key t_ki(char *buf, size_t cap, size_t i) {
+static inline pd_key t_ki(char *buf, size_t cap, size_t i) {
     snprintf(buf, cap, "k%zu", i);
     return K(buf);
 }

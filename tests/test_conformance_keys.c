@@ -234,7 +234,7 @@ static void s_hostile_sep(cf_fix *f) {
     cf_model m = {0};
     s_append(f, &m, NGOOD, good, vs);
     s_verify(f, &m);
-    if (!REMOTE(f)) {
+    if (!WIRE(f)) {
         s_append(f, &m, NBAD, bad, vs);
         s_verify(f, &m);
     } else {

@@ -171,7 +171,7 @@ START_TEST(misuse) {
     TU_OK(pd_append(f.s, 1, &hk2max, &v, 0), f.s);
     s_expect(&f, hk2max, "v");
     free(huge);
-    if (REMOTE(&f)) {
+    if (WIRE(&f)) {
         /* Over the wire only: a request carries at most PD__WIRE_MAX_KEYS
          * keys (zmq_internal.h; partd/zmq.h does not say so), and the
          * Client refuses a larger batch with PD_ERR_LIMIT before sending

@@ -248,10 +248,13 @@ START_TEST(drop_store) {
     s_model_free(&m);
     s_verify(&f, &m); /* empty */
     s_expect(&f, ik, "");
-    /* Usable afterwards, and the iset memory is gone. */
+    /* Usable afterwards, and the iset memory is gone; but a Namespace over
+     * Clients drops by deleting its keys on the servers, whose served
+     * stores still remember the key as set (docs/fanout.md, Namespace). */
+    bool served_memo = WIRE(&f) && NSBYTES(&f);
     TU_OK(pd_iset(f.s, 1, &ik, &iv2, 0), f.s);
-    s_expect(&f, ik, "two");
-    s_model_put(s_model_find(&m, &ik, true), "two", 3, true);
+    s_expect(&f, ik, served_memo ? "" : "two");
+    if (!served_memo) s_model_put(s_model_find(&m, &ik, true), "two", 3, true);
     s_append(&f, &m, 3, ks, vs);
     s_verify(&f, &m);
     TU_OK(pd_drop(f.s, 0), f.s);

@@ -518,11 +518,20 @@ START_TEST(server_killed) {
     char want[200];
     snprintf(want, sizeof want, "get: store 1 of 2 (client %s)", s[1].addr);
     t_has(f, want);
+    /* An append checks nothing remote: store 0 applies its part, the dead
+     * store fails. */
     rc = pd_append(f, NK, keys, vals, 0);
     ck_assert_int_ne(rc, 0);
     t_has(f, "store 1 of 2 (client tcp://127.0.0.1:");
     t_has(f, "applied by store 0");
+    ck_assert_int_lt(t_ms() - t0, 2 * bound);
     /* Store 0 still answers. */
+    for (size_t i = 0; i < NK; i++)
+        if (pd_fanout_index(&keys[i], 2) == 0) tu_expect_str(f, keys[i], "vv");
+    /* A delete reads the replies due first: the dead store's check fails,
+     * nothing is deleted. */
+    ck_assert_int_ne(pd_delete(f, NK, keys, 0), 0);
+    t_has(f, "refused before anything was sent");
     for (size_t i = 0; i < NK; i++)
         if (pd_fanout_index(&keys[i], 2) == 0) tu_expect_str(f, keys[i], "vv");
     t0 = t_ms();

@@ -27,7 +27,12 @@ def bytes_concat(L):
 
 class CEncode(_cpartd.Compressed, Encode):
     """A libpartd Encode layer with a built-in codec over a cpartd
-    store (borrowed: the inner store stays usable and open)."""
+    store (borrowed: the inner store stays usable and open).
+
+    Over a store that waits for its servers instead of fsyncing (a
+    ServerFile, File(path) under CPARTD_SERVERS: its Clients cannot forward
+    PD_FSYNC), fsync=True writes without the flag, then waits for every
+    server's reply (the store's server_sync()), as the store itself does."""
 
     def __init__(self, codec, partd, level=None):
         _cpartd.Compressed.__init__(
@@ -37,7 +42,28 @@ class CEncode(_cpartd.Compressed, Encode):
         self.level = level
 
     def __reduce__(self):
-        return (CEncode, (self.codec, self.partd, self.level))
+        return (_restore, (self.codec, self.partd, self.level))
+
+    def _write(self, method, args, kwargs):
+        sync = getattr(self.partd, 'server_sync', None)
+        if sync is None or not kwargs.get('fsync'):
+            return method(self, *args, **kwargs)
+        kwargs = dict(kwargs, fsync=False)
+        out = method(self, *args, **kwargs)
+        sync()
+        return out
+
+    def append(self, data, **kwargs):
+        return self._write(_cpartd.Compressed.append, (data,), kwargs)
+
+    def _append_framed(self, data, **kwargs):
+        return self._write(_cpartd.Compressed._append_framed, (data,), kwargs)
+
+    def iset(self, key, value, **kwargs):
+        return self._write(_cpartd.Compressed.iset, (key, value), kwargs)
+
+    def _iset(self, key, value, **kwargs):
+        return self._write(_cpartd.Compressed._iset, (key, value), kwargs)
 
     def __enter__(self):
         return self
@@ -47,6 +73,16 @@ class CEncode(_cpartd.Compressed, Encode):
         self.drop()
         self.close()
         inner.__exit__(*args)
+
+
+def _restore(codec, partd, level):
+    # A File unpickled on a host without its directory is a MissingFile:
+    # the compressor over it fails the same way when used (not here: an
+    # error in the unpickling never reaches a dask.distributed user).
+    from .file import MissingFile
+    if isinstance(partd, MissingFile):
+        return partd.layer(_restore, (codec, partd, level))
+    return CEncode(codec, partd, level)
 
 
 _C_CODECS = set(_cpartd.codecs())

@@ -19,6 +19,8 @@ from contextlib import suppress
 import os
 import socket
 import threading
+import time
+import weakref
 
 from . import _cpartd
 from .core import Interface
@@ -161,6 +163,12 @@ class ServerFile(Namespace):
         if fsync:
             self.partd.sync()
 
+    def server_sync(self):
+        """Waits for every server's reply to the requests in flight (what
+        fsync=True means here); a layer over this store (a C compressor)
+        calls it for its own fsync=True."""
+        self.partd.sync()
+
     def drop(self):
         try:
             return Namespace.drop(self)
@@ -180,7 +188,9 @@ class ServerFile(Namespace):
 
 
 def _restore_server_file(addresses, server_keys, name, path):
-    return ServerFile(addresses, server_keys, name, path)
+    f = ServerFile(addresses, server_keys, name, path)
+    _hold(f)
+    return f
 
 
 def namespace_name(path):
@@ -197,6 +207,7 @@ def server_file(path, servers):
     addresses, keys = servers
     f = ServerFile(addresses, keys, namespace_name(path), path)
     _watch(f)
+    _hold(f)
     return f
 
 
@@ -204,20 +215,124 @@ def server_file(path, servers):
 # the shuffle's directory (or the creating worker exits, removing it with
 # cleanup_files).  One daemon thread polls the directories of the live
 # namespaces; each drop goes through connections of its own.
+#
+# Leases: every process holding a ServerFile (its creator, while the
+# directory exists, and every unpickled copy while it lives) renews the
+# namespace's lease on every server, every third of CPARTD_LEASE_SECONDS
+# (default 600); a server drops a namespace nobody renewed in time
+# (pd_client_lease), so a shuffle whose processes were all killed does not
+# leave its data there.  The same thread renews them.
 _watched = {}  # path -> (addresses, server keys, name, creator's pid)
+_leased = {}   # name -> [addresses, server keys, holders, next renewal, pid]
+_live = weakref.WeakSet()  # this process's ServerFiles
 _watch_lock = threading.Lock()
 _watch_cond = threading.Condition(_watch_lock)
 _watcher = None
 POLL_SECONDS = float(os.environ.get('CPARTD_WATCH_SECONDS', '1.0'))
 
 
+def lease_seconds():
+    """The lease of a ServerFile's namespace on its servers, in seconds
+    (CPARTD_LEASE_SECONDS, default 600)."""
+    value = os.environ.get('CPARTD_LEASE_SECONDS', '600')
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = -1
+    if not 0 < seconds <= 2147483:
+        raise ValueError('cpartd: CPARTD_LEASE_SECONDS=%r: want seconds, '
+                         'more than 0 and at most 2147483' % value)
+    return seconds
+
+
+def _lease(addresses, keys, name, seconds, wait=None):
+    """Leases (renews; 0: releases) namespace `name` on each server,
+    through a connection of its own (each wait at most `wait` seconds when
+    given).  A server that is not libpartd's has no leases: skipped.
+    Raises the first other failure, naming its server, after trying every
+    server."""
+    from .zmq import Client
+    first = None
+    for address, key in zip(addresses, keys or (None,) * len(addresses)):
+        try:
+            opts = _client_options(key)
+            if wait is not None:
+                opts['timeout'] = min(opts.get('timeout', 60.0), wait)
+            c = Client(address, **opts)
+            try:
+                c.lease(name, seconds)
+            except NotImplementedError:
+                pass  # Python partd's server: no lease command
+            finally:
+                c.close()
+        except Exception as e:
+            first = first or e
+    if first is not None:
+        raise first
+
+
+def _start_watcher():
+    global _watcher
+    if _watcher is None or not _watcher.is_alive():
+        _watcher = threading.Thread(target=_watch_loop, daemon=True,
+                                    name='cpartd-namespace-watch')
+        _watcher.start()
+
+
+def _hold(f):
+    """f's process holds f's namespace: lease it now (a failure raises:
+    the store is unusable), renew it while f lives."""
+    seconds = lease_seconds()
+    with _watch_lock:
+        entry = _leased.get(f.name)
+        if entry is not None and entry[4] != os.getpid():
+            entry = None  # a forked child: the parent's count is not ours
+        fresh = entry is None
+        if fresh:
+            entry = _leased[f.name] = [f.addresses, f.server_keys, 0, 0.0,
+                                       os.getpid()]
+        entry[2] += 1
+        entry[3] = time.monotonic() + seconds / 3
+        _live.add(f)
+        _start_watcher()
+    weakref.finalize(f, _unhold, f.name, os.getpid())
+    if fresh:
+        _lease(f.addresses, f.server_keys, f.name, seconds)
+
+
+def _unhold(name, pid):
+    with _watch_lock:
+        entry = _leased.get(name)
+        if entry is not None and entry[4] == pid:
+            entry[2] -= 1
+
+
+def _renew_due(now):
+    """(name, addresses, keys) of the leases to renew now; forgets those
+    nobody in this process holds (the creator holds its own while the
+    directory is watched)."""
+    watched = {v[2] for v in _watched.values() if v[3] == os.getpid()}
+    due = []
+    for name, entry in list(_leased.items()):
+        if entry[4] != os.getpid():
+            continue
+        if entry[2] <= 0 and name not in watched:
+            del _leased[name]
+            continue
+        if now >= entry[3]:
+            due.append((name, entry[0], entry[1]))
+    return due
+
+
 def _drop_namespace(addresses, keys, name):
     """Drops the namespace on each server on its own, through a connection
-    of its own: a server that is gone (whose Client times out) does not
-    keep the others' keys alive, as one Namespace drop over the Fanout
-    would (it lists the keys on every server first).  Raises the first
-    failure, which names its server."""
+    of its own, and releases its lease there: a server that is gone (whose
+    Client times out) does not keep the others' keys alive, as one
+    Namespace drop over the Fanout would (it lists the keys on every server
+    first).  Raises the first failure, which names its server."""
     from .zmq import Client
+    with _watch_lock:
+        _leased.pop(name, None)
     first = None
     for address, key in zip(addresses, keys or (None,) * len(addresses)):
         try:
@@ -228,6 +343,8 @@ def _drop_namespace(addresses, keys, name):
                     ns.drop()
                 finally:
                     ns.close()
+                with suppress(NotImplementedError):
+                    c.lease(name, 0)
             finally:
                 c.close()
         except Exception as e:
@@ -237,14 +354,10 @@ def _drop_namespace(addresses, keys, name):
 
 
 def _watch(f):
-    global _watcher
     with _watch_lock:
         _watched[os.path.abspath(f.path)] = (f.addresses, f.server_keys,
                                              f.name, os.getpid())
-        if _watcher is None or not _watcher.is_alive():
-            _watcher = threading.Thread(target=_watch_loop, daemon=True,
-                                        name='cpartd-namespace-watch')
-            _watcher.start()
+        _start_watcher()
 
 
 def _watch_loop():
@@ -254,13 +367,40 @@ def _watch_loop():
             gone = [p for p, v in _watched.items()
                     if v[3] == os.getpid() and not os.path.isdir(p)]
             items = [(p, _watched.pop(p)) for p in gone]
-        for path, (addresses, keys, name, _) in items:
+            now = time.monotonic()
+            renew = _renew_due(now)
             try:
-                _drop_namespace(addresses, keys, name)
-            except Exception as e:  # the servers may be gone already
+                seconds = lease_seconds()
+            except ValueError:
+                seconds = 600.0
+            for name, _, _ in renew:
+                _leased[name][3] = now + seconds / 3
+        for name, addresses, keys in renew:
+            try:
+                # A dead server must not hold up the other renewals: each
+                # wait is short beside the lease.
+                _lease(addresses, keys, name, seconds,
+                       wait=max(seconds / 4, 0.25))
+            except Exception as e:  # a server down: it is renewed later
                 import warnings
-                warnings.warn('cpartd: could not drop namespace %r on %s: %s'
+                warnings.warn('cpartd: could not renew the lease of '
+                              'namespace %r on %s: %s'
                               % (name, ','.join(addresses), e))
+        for path, (addresses, keys, name, _) in items:
+            # Each drop in a thread of its own: a dead server (a wait of
+            # CPARTD_TIMEOUT) must not hold up the renewals.
+            threading.Thread(target=_drop_in_thread,
+                             args=(addresses, keys, name), daemon=True,
+                             name='cpartd-namespace-drop').start()
+
+
+def _drop_in_thread(addresses, keys, name):
+    try:
+        _drop_namespace(addresses, keys, name)
+    except Exception as e:  # the servers may be gone already
+        import warnings
+        warnings.warn('cpartd: could not drop namespace %r on %s: %s'
+                      % (name, ','.join(addresses), e))
 
 
 def drop_watched(paths=None):
@@ -280,5 +420,11 @@ def drop_watched(paths=None):
 @atexit.register
 def _drop_at_exit():
     from . import file
+    # The appends still in flight first: the drop's own connections could
+    # overtake them, and what they add after the drop would stay.
+    for f in list(_live):
+        with suppress(Exception):
+            if not f.closed:
+                f.partd.sync()
     drop_watched({os.path.abspath(p) for p in file.cleanup_files})
 

@@ -148,6 +148,12 @@ class MissingFile(Interface):
     def __reduce__(self):
         return (_restore_file, (self._cls, self.path, self.host))
 
+    def layer(self, rebuild, args):
+        """A layer over this missing File (a C compressor, which needs a
+        real store): it fails the same way when used, and pickles back to
+        rebuild(*args)."""
+        return MissingLayer(self, rebuild, args)
+
     def _fail(self, *args, **kwargs):
         raise self.error()
 
@@ -163,6 +169,18 @@ class MissingFile(Interface):
 
     def __exit__(self, *args):
         pass
+
+
+class MissingLayer(MissingFile):
+    """A layer over a MissingFile (MissingFile.layer): the same error."""
+
+    def __init__(self, inner, rebuild, args):
+        MissingFile.__init__(self, inner._cls, inner.path, inner.host)
+        self.partd = inner
+        self._rebuild = (rebuild, args)
+
+    def __reduce__(self):
+        return self._rebuild
 
 
 def _remove_tree(path):

@@ -126,6 +126,36 @@ static PyObject *s_client_close_server(cp_store *self,
     return s_client_call(self, pd_client_close_server);
 }
 
+/* lease(name, seconds): pd_client_lease; name str (UTF-8) or bytes,
+ * seconds a number >= 0 (0 releases). */
+static PyObject *s_client_lease(cp_store *self, PyObject *args) {
+    PyObject *name;
+    double sec;
+    if (!PyArg_ParseTuple(args, "Od:lease", &name, &sec)) return NULL;
+    if (!(sec >= 0 && sec * 1000 <= 2147483647.0)) {
+        PyErr_Format(PyExc_ValueError,
+                     "lease: seconds must be 0 to 2147483.647, not %g", sec);
+        return NULL;
+    }
+    PyObject *b = PyUnicode_Check(name) ? PyUnicode_AsUTF8String(name)
+                                        : (Py_INCREF(name), name);
+    if (!b) return NULL;
+    if (!PyBytes_Check(b)) {
+        Py_DECREF(b);
+        PyErr_SetString(PyExc_TypeError, "lease: name must be str or bytes");
+        return NULL;
+    }
+    uint32_t ms = (uint32_t)(sec * 1000 + 0.5);
+    if (sec > 0 && ms == 0) ms = 1;
+    int rc;
+    CP_CALL(self, rc,
+            pd_client_lease(self->s, PyBytes_AS_STRING(b),
+                            (size_t)PyBytes_GET_SIZE(b), ms));
+    Py_DECREF(b);
+    if (rc) return NULL;
+    Py_RETURN_NONE;
+}
+
 static PyObject *s_client_ours(cp_store *self, void *Py_UNUSED(c)) {
     if (cp_check_open(self) < 0) return NULL;
     int r = pd_client_server_is_ours(self->s);
@@ -144,6 +174,10 @@ static PyMethodDef s_client_methods[] = {
      "error"},
     {"close_server", (PyCFunction)s_client_close_server, METH_NOARGS,
      "close_server(): ask the server to stop, and wait for its answer"},
+    {"lease", (PyCFunction)s_client_lease, METH_VARARGS,
+     "lease(name, seconds): lease namespace `name` on the server (libpartd's "
+     "only): unless renewed within `seconds`, the server drops its keys; 0 "
+     "releases the lease"},
     {NULL, NULL, 0, NULL}};
 
 static PyGetSetDef s_client_getset[] = {

@@ -562,12 +562,24 @@ PD_API int pd_buffer_discard(pd_store *buffer);
  * iset and drop go to every store concerned.
  *
  * Atomicity: each store applies its part whole or not at all (as its own
- * calls do), but a batch over several stores is not atomic across them.
- * Every part is tried; if one fails the call returns the error of the
- * lowest failing store, with its code and errno, and a message naming it
- * (its index, kind and, for a Client, its address), which other stores
- * applied their part and which failed too.  Over Clients, an append's
- * failure may only show on a later call to that store (partd/zmq.h).
+ * calls do).  A write (append, iset, delete) that goes to two stores or
+ * more first has every part checked by its store, without applying it,
+ * for what the store can tell locally: a Client refuses keys the wire
+ * cannot carry, a batch past a request's limits, PD_FSYNC, and (before an
+ * iset or a delete) reports the failure of an earlier request it reads
+ * first; a Namespace the keys
+ * its name makes too long, then its inner store's check.  If any part is
+ * refused, nothing of the batch is sent and the call fails naming that
+ * store ("refused before anything was sent").  What only a store itself
+ * can find (a server's disk full, a File's colliding names, a server gone
+ * mid-batch) is not atomic across stores and cannot be undone (an append
+ * has no inverse): every part is tried, and the call returns the error of
+ * the lowest failing store, with its code and errno, and a message naming
+ * it (its index, kind and, for a Client, its address), which other stores
+ * applied their part ("applied by store 0, 2") and which failed too.  Over
+ * Clients without PD_CLIENT_SYNC an append's reply is read later: its
+ * failure shows on a later call to that store, naming it and the request;
+ * the other stores' parts of that batch were applied.
  *
  * Locking: pd_lock locks every inner store in index order (lock Fanouts
  * that share stores in the same order); a call outside pd_lock locks each

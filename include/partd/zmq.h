@@ -280,6 +280,26 @@ PD_API const char *pd_client_address(const pd_store *client);
 PD_API int pd_client_sync(pd_store *client);
 
 /**
+ * Leases namespace `name` (len bytes: the first key part of a Namespace's
+ * keys, partd.h) on the server for `ms` milliseconds (at most 2^31 - 1):
+ * unless a lease call renews it before then, the server drops the
+ * namespace (deletes every key whose first part is `name` and that has two
+ * parts or more) and logs it.  A call renews the lease (any client may);
+ * ms == 0 releases it (the keys stay).  So the users of a shuffle renew
+ * its namespace while they live, and a shuffle whose processes were all
+ * killed does not leave its data on the server.  Leases live in the
+ * server's memory: a restarted server has none until they are renewed.
+ * See docs/zmq.md, "Leases".  Waits for the server's answer.
+ * Errors: PD_ERR_UNSUPPORTED (not libpartd's server), PD_ERR_KEY (a name
+ * containing "-|-" or ending in "-|"), PD_ERR_LIMIT (the server leases
+ * 4096 namespaces already), PD_ERR_TIMEOUT, as pd_client_sync (an earlier
+ * request's failure is read first); PD_ERR_MISUSE if `client` is not a
+ * client or the name is NULL or over PD_KEY_MAX bytes.
+ */
+PD_API int pd_client_lease(pd_store *client, const void *name, size_t len,
+                           uint32_t ms);
+
+/**
  * 1 when the server the client talks to is libpartd's, 0 when it is
  * another (Python partd), -1 when no reply has been received yet.
  */

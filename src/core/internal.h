@@ -84,6 +84,17 @@ typedef struct pd_store_ops {
      * valid until the next call on the store (another peek included). */
     int (*peek)(pd_store *s, const pd_key *key, const pd_bytes **chunks,
                 size_t *nchunks);
+
+    /* Optional (NULL: refuses nothing locally): everything the write `op`
+     * ("append", "iset" or "delete"; vals NULL for a delete) would check
+     * before applying anything, without applying it: a Client's keys the
+     * wire cannot carry, a batch past a request's limits, PD_FSYNC, the
+     * replies of earlier requests it would read first.  0, or the error
+     * the op would give, recorded on s.  Runs with mu held, through
+     * pd__check_inner; a layer that spreads one batch over several stores
+     * (the Fanout) checks every part before sending any. */
+    int (*check)(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                 const pd_bytes *vals, unsigned flags);
 } pd_store_ops;
 
 /* The members of an ops table that every store module names alike: the
@@ -321,6 +332,13 @@ int pd__get_inner(pd_store *inner, size_t n, const pd_key *keys,
  * re-validating. */
 int pd__set_inner(pd_store *inner, size_t n, const pd_key *keys,
                   const pd_bytes *vals, unsigned flags);
+
+/* The check op of an inner store (see pd_store_ops.check) for write `op`
+ * of keys[0..n), run under its mutex (it may be locked by this thread's
+ * session).  0 when it has none or finds nothing; else its error, recorded
+ * on inner. */
+int pd__check_inner(pd_store *inner, const char *op, size_t n,
+                    const pd_key *keys, const pd_bytes *vals, unsigned flags);
 
 /* A store-specific call (pd_buffer_flush, pd_encode_repair, ...) run the
  * way the dispatchers run an op: refuses flags outside `allowed`, clears

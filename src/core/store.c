@@ -489,6 +489,18 @@ int pd_keys(pd_store *s, pd_keylist **out, unsigned flags) {
     return s_finish(s, "keys", 0);
 }
 
+int pd__check_inner(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
+    pd__err_clear(s);
+    if (!s->ops->check || n == 0) return 0;
+    s_check_fork(s);
+    pthread_mutex_lock(&s->mu);
+    int rc = s->ops->check(s, op, n, keys, vals,
+                           (flags & PD__ALL_CALL_FLAGS) | PD_NOLOCK);
+    pthread_mutex_unlock(&s->mu);
+    return s_finish(s, op, rc);
+}
+
 int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
              pd__call_fn fn, void *arg) {
     pd__err_clear(s);

@@ -13,7 +13,10 @@
  * them, where a modulo would move nearly all; it costs O(log N) steps.
  *
  * A batch is split per inner store (a stable counting sort: a key's values
- * keep their order) and each part sent to its store.  Inner Clients each
+ * keep their order) and each part sent to its store.  A write to two
+ * stores or more first runs every part's check (pd_store_ops.check: what
+ * the store would refuse locally), so a key a Client cannot send never
+ * leaves the batch half applied.  Inner Clients each
  * get a thread of their own (when there are several stores) that makes
  * every call on that Client, so the round trips of a get, keys, delete...
  * overlap; other stores are called in the caller's thread, in index order.
@@ -37,7 +40,17 @@
 
 #define S_MAX_STORES 1024
 
-enum { S_APPEND, S_GET, S_DEL, S_SET, S_DROP, S_KEYS, S_LOCK, S_UNLOCK };
+enum {
+    S_APPEND,
+    S_GET,
+    S_DEL,
+    S_SET,
+    S_DROP,
+    S_KEYS,
+    S_LOCK,
+    S_UNLOCK,
+    S_CHECK
+};
 enum { S_IDLE, S_POSTED, S_DONE };
 
 typedef struct s_fanout s_fanout;
@@ -68,6 +81,8 @@ struct s_fanout {
     /* The current op, read by the threads after they see S_POSTED. */
     int op;
     unsigned iflags;
+    const char *cop; /* S_CHECK: the write checked ("append", ...) */
+    bool cvals;      /* S_CHECK: the write has values */
     size_t cap;
     size_t *route, *pos;
     pd_key *pk;
@@ -206,6 +221,10 @@ static void s_run_part(s_fanout *f, size_t i) {
     case S_KEYS: rc = pd_keys(in, &p->kl, nolock); break;
     case S_LOCK: rc = pd_lock(in); break;
     case S_UNLOCK: rc = pd_unlock(in); break;
+    case S_CHECK:
+        rc = pd__check_inner(in, f->cop, p->n, k, f->cvals ? v : NULL,
+                             f->iflags);
+        break;
     default: rc = PD_ERR_MISUSE;
     }
     p->rc = rc;
@@ -333,10 +352,13 @@ static size_t s_list(const s_fanout *f, bool ok, size_t skip, char *buf,
     return cnt;
 }
 
+enum { S_READ, S_WRITE, S_CHECKED };
+
 /* After s_exec: 0, or the error of the lowest failing store, recorded on
- * the Fanout with its code and errno, naming the store and, for a write,
- * which other stores applied their part and which failed too. */
-static int s_outcome(s_fanout *f, const char *op, bool write) {
+ * the Fanout with its code and errno, naming the store and, for a write
+ * (S_WRITE), which other stores applied their part and which failed too;
+ * for a check (S_CHECKED), that nothing of the batch was sent. */
+static int s_outcome(s_fanout *f, const char *op, int mode) {
     size_t bad = SIZE_MAX;
     for (size_t i = 0; i < f->n && bad == SIZE_MAX; i++)
         if (f->part[i].run && f->part[i].rc) bad = i;
@@ -344,7 +366,11 @@ static int s_outcome(s_fanout *f, const char *op, bool write) {
     const s_part *p = &f->part[bad];
     char desc[160], ok[160] = "", also[160] = "", tail[400] = "";
     s_desc(f, bad, desc, sizeof desc);
-    if (write) {
+    if (mode == S_CHECKED) {
+        snprintf(tail, sizeof tail,
+                 " (refused before anything was sent: no store applied the "
+                 "batch)");
+    } else if (mode == S_WRITE) {
         size_t nok = s_list(f, true, bad, ok, sizeof ok);
         size_t nalso = s_list(f, false, bad, also, sizeof also);
         snprintf(tail, sizeof tail, " (%s%s%s%s; not atomic across stores)",
@@ -371,14 +397,58 @@ static void s_begin(s_fanout *f, int op, unsigned flags) {
 
 /* ------------------------------------------------------------------ Ops */
 
+/* Runs the inner stores' checks (pd_store_ops.check) of the parts split
+ * for write `name`: 0 when none refuses, else the lowest refusal, recorded
+ * on the Fanout.  In the caller's thread, store after store (the stores'
+ * threads are idle between calls, and a hand-off to them would cost more
+ * than the checks), except in a pd_lock session, where each store's
+ * thread holds it: there, in that thread. */
+static int s_check_parts(s_fanout *f, const char *name, bool vals) {
+    int op = f->op;
+    bool any = false;
+    for (size_t i = 0; i < f->n && !any; i++)
+        any = f->part[i].run && f->inner[i]->ops->check;
+    if (!any) return 0;
+    f->op = S_CHECK;
+    f->cop = name;
+    f->cvals = vals;
+    if (f->base.lock_explicit && f->base.lock_depth > 0) {
+        s_exec(f, 0, f->n);
+    } else {
+        for (size_t i = 0; i < f->n; i++)
+            if (f->part[i].run && f->inner[i]->ops->check) s_run_part(f, i);
+    }
+    f->op = op;
+    return s_outcome(f, name, S_CHECKED);
+}
+
+/* A write: split, then, when it goes to two stores or more, every part
+ * checked before any is sent (what a store refuses locally never leaves a
+ * batch half applied), then the parts applied. */
 static int s_write(pd_store *s, int op, const char *name, size_t n,
                    const pd_key *keys, const pd_bytes *vals, unsigned flags) {
     s_fanout *f = (s_fanout *)s;
     s_begin(f, op, flags);
     int rc = s_split(f, n, keys, vals, name);
     if (rc) return rc;
+    size_t used = 0;
+    for (size_t i = 0; i < f->n; i++) used += f->part[i].run;
+    if (used > 1) {
+        rc = s_check_parts(f, name, vals != NULL);
+        if (rc) return rc;
+    }
     s_exec(f, 0, f->n);
-    return s_outcome(f, name, true);
+    return s_outcome(f, name, S_WRITE);
+}
+
+/* pd_store_ops.check, for a Fanout inside another layer that checks: every
+ * part's. */
+static int s_check(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                   const pd_bytes *vals, unsigned flags) {
+    s_fanout *f = (s_fanout *)s;
+    s_begin(f, S_CHECK, flags);
+    int rc = s_split(f, n, keys, vals, op);
+    return rc ? rc : s_check_parts(f, op, vals != NULL);
 }
 
 static int s_append(pd_store *s, size_t n, const pd_key *keys,
@@ -410,7 +480,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     int rc = s_split(f, n, keys, NULL, "get");
     if (rc) return rc;
     s_exec(f, 0, f->n);
-    rc = s_outcome(f, "get", false);
+    rc = s_outcome(f, "get", S_READ);
     if (rc) goto out;
     uint64_t total = 0;
     size_t used = 0, last = 0;
@@ -445,7 +515,7 @@ static int s_drop(pd_store *s, unsigned flags) {
     s_begin(f, S_DROP, flags);
     for (size_t i = 0; i < f->n; i++) f->part[i].run = true;
     s_exec(f, 0, f->n);
-    return s_outcome(f, "drop", true);
+    return s_outcome(f, "drop", S_WRITE);
 }
 
 static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
@@ -453,7 +523,7 @@ static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     s_begin(f, S_KEYS, flags);
     for (size_t i = 0; i < f->n; i++) f->part[i].run = true;
     s_exec(f, 0, f->n);
-    int rc = s_outcome(f, "keys", false);
+    int rc = s_outcome(f, "keys", S_READ);
     /* The stores hold disjoint keys (each key lives in one): the union is
      * their concatenation. */
     for (size_t i = 0; i < f->n && rc == 0; i++) {
@@ -478,7 +548,7 @@ static int s_unlock_hook(pd_store *s) {
     }
     for (size_t i = f->n; i-- > 0;)
         if (f->part[i].run) s_exec(f, i, i + 1);
-    return s_outcome(f, "unlock", false);
+    return s_outcome(f, "unlock", S_READ);
 }
 
 /* pd_lock: every store, in index order, each locked before the next is
@@ -494,7 +564,7 @@ static int s_lock_hook(pd_store *s) {
         if (f->part[i].rc) break;
         f->part[i].locked = true;
     }
-    int rc = s_outcome(f, "lock", false);
+    int rc = s_outcome(f, "lock", S_READ);
     if (rc) {
         pd__errsave sv;
         pd__err_save(s, &sv);
@@ -530,6 +600,7 @@ static const pd_store_ops s_fanout_ops = {
     PD__STORE_OPS("fanout"),
     .lock = s_lock_hook,
     .unlock = s_unlock_hook,
+    .check = s_check,
 };
 
 /* --------------------------------------------------------------- Public */

@@ -209,6 +209,17 @@ static int s_drop(pd_store *s, unsigned flags) {
     return rc;
 }
 
+/* pd_store_ops.check: the key limits with the namespace part, then the
+ * inner store's check of the mapped keys. */
+static int s_check(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                   const pd_bytes *vals, unsigned flags) {
+    s_ns *ns = (s_ns *)s;
+    int rc = s_map(ns, n, keys, op);
+    if (rc) return rc;
+    rc = pd__check_inner(ns->inner, op, n, ns->mk, vals, flags);
+    return rc ? s_wrap(ns, rc, op, n, keys) : 0;
+}
+
 static int s_lock_hook(pd_store *s) {
     return pd__lock_inner(s, ((s_ns *)s)->inner);
 }
@@ -239,6 +250,7 @@ static const pd_store_ops s_ns_ops = {
     PD__STORE_OPS("namespace"),
     .lock = s_lock_hook,
     .unlock = s_unlock_hook,
+    .check = s_check,
 };
 
 /* --------------------------------------------------------------- Public */

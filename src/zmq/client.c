@@ -204,9 +204,26 @@ static int s_destroy(pd_store *s) {
     return 0;
 }
 
+/* What a write checks before it sends anything (pd_store_ops.check): the
+ * fsync refusal, the keys and the request's size (pd__client_check); an
+ * iset or a delete also reads the replies still due, as it would before
+ * sending, so an earlier request's failure stops it here.  An append reads
+ * nothing here: appends stream, and their replies are read when the
+ * window is full. */
+static int s_check(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                   const pd_bytes *vals, unsigned flags) {
+    pd__client *c = (pd__client *)s;
+    int rc = vals ? s_no_fsync(c, op, flags) : 0;
+    if (rc) return rc;
+    if (strcmp(op, "append") == 0)
+        return pd__client_check(c, op, n, keys, vals);
+    return pd__client_prepare(c, op, n, keys, vals, false);
+}
+
 static const pd_store_ops s_client_ops = {
     PD__STORE_OPS("client"),
     .flush = s_flush,
+    .check = s_check,
 };
 
 /* ------------------------------------------------------------ Public */
@@ -403,6 +420,43 @@ int pd_client_stats(pd_store *s, pd_server_stats *out) {
                        "stats: out is NULL or out->size is too small (set "
                        "it to sizeof(pd_server_stats))");
     return pd__call(s, "stats", 0, 0, s_stats_call, out);
+}
+
+typedef struct s_lease_arg {
+    pd_key name;
+    uint32_t ms;
+} s_lease_arg;
+
+/* lease: [lease, name, ms] then [ack] (ours only). */
+static int s_lease_call(pd_store *s, void *arg, unsigned flags) {
+    (void)flags;
+    pd__client *c = (pd__client *)s;
+    s_lease_arg *a = arg;
+    char num[16];
+    snprintf(num, sizeof num, "%" PRIu32, a->ms);
+    pd_bytes v = PD_BYTES(num, strlen(num));
+    int rc = pd__client_prepare(c, "lease", 1, &a->name, &v, false);
+    if (rc) return rc;
+    if (c->ours != 1)
+        return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
+                       "lease: the server at %s is not libpartd's (Python "
+                       "partd?): it has no lease command",
+                       c->address);
+    rc = pd__client_send(c, "lease", "lease", &a->name, &v, 0, 1);
+    return rc ? rc : pd__client_settle(c, "lease", true);
+}
+
+int pd_client_lease(pd_store *s, const void *name, size_t len, uint32_t ms) {
+    if (!s) return pd__err(NULL, PD_ERR_MISUSE, 0, "client: lease: NULL");
+    pd__err_clear(s);
+    if (!s_cl(s))
+        return pd__err(s, PD_ERR_MISUSE, 0, "lease: not a client store");
+    if ((!name && len) || len > PD_KEY_MAX)
+        return pd__err(s, PD_ERR_MISUSE, 0,
+                       "lease: a NULL name of %zu bytes, or over %d bytes", len,
+                       PD_KEY_MAX);
+    s_lease_arg a = {PD_KEY(name, len), ms};
+    return pd__call(s, "lease", 0, 0, s_lease_call, &a);
 }
 
 int pd_client_sync(pd_store *s) { return s_call(s, "sync", s_sync_call); }

@@ -434,6 +434,22 @@ static int s_room(pd__client *c, const char *op, uint64_t bytes) {
     return 0;
 }
 
+int pd__client_check(pd__client *c, const char *op, size_t n,
+                     const pd_key *keys, const pd_bytes *vals) {
+    int rc = pd__client_ready(c);
+    if (!rc) rc = s_check_count(c, op, n);
+    if (!rc) rc = s_wire_keys(c, op, n, keys);
+    uint64_t bytes = c->wb.len + strlen(op);
+    for (size_t i = 0; vals && i < n; i++) bytes += vals[i].size;
+    if (!rc && vals && c->ours != 0 && bytes > c->max_message)
+        rc = pd__err(&c->base, PD_ERR_LIMIT, 0,
+                     "%s: a request of %" PRIu64 " bytes to %s is over the "
+                     "largest message, %" PRIu64
+                     " bytes (max_message): split the batch",
+                     op, bytes, c->address, c->max_message);
+    return rc;
+}
+
 /* What every keyed request checks before it is sent: the handle works,
  * the batch fits a request, every key can cross the wire, the replies of
  * earlier requests have been read (for an append, `pipelined`: enough of

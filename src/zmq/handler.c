@@ -79,6 +79,19 @@ static int s_store_failed(pd__handler *h, int code) {
     return code;
 }
 
+int pd__handler_ack(pd__handler *h) {
+    s_emit_ack(h);
+    return 0;
+}
+
+int pd__handler_refuse(pd__handler *h, int code, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    s_vfail(h, code, 1, fmt, ap);
+    va_end(ap);
+    return code;
+}
+
 static int s_no_memory(pd__handler *h, const char *cmd) {
     return s_refuse(h, PD_ERR_NOMEM, "%s: out of memory for the request", cmd);
 }
@@ -311,6 +324,7 @@ static int s_dispatch(pd__handler *h, size_t n, const pd_bytes *frames) {
     }
     if (pd__wire_is(cmd, "keys")) return s_keys_cmd(h);
     if (pd__wire_is(cmd, "stats")) return s_stats_cmd(h);
+    if (pd__wire_is(cmd, "lease")) return pd__handle_lease(h, np, pl);
     if (pd__wire_is(cmd, "close")) {
         if (h->flags & PD_SERVER_NO_CLOSE)
             return s_refuse(h, PD_ERR_UNSUPPORTED,
@@ -325,6 +339,7 @@ static int s_dispatch(pd__handler *h, size_t n, const pd_bytes *frames) {
 }
 
 void pd__handler_fini(pd__handler *h) {
+    pd__handler_leases_free(h);
     pd__wkeys_free(&h->wk);
     free(h->vals);
     free(h->out);

@@ -256,6 +256,10 @@ static int s_flush_store(pd_server *srv) {
     return rc;
 }
 
+static void s_lease_log(void *arg, int level, const char *line) {
+    pd__server_log(arg, level, "%s", line);
+}
+
 static int s_serve(pd_server *srv) {
     int rc = pd_lock(srv->store);
     if (rc) {
@@ -288,6 +292,16 @@ static int s_serve(pd_server *srv) {
                 break;
             }
             wait = (long)left;
+        }
+        /* Namespace leases: wake for the next deadline, drop what is due. */
+        int64_t due = pd__handler_lease_next(&srv->h);
+        if (due >= 0) {
+            int64_t now = pd__now_ms();
+            if (due <= now) {
+                pd__handler_leases_expire(&srv->h, now, s_lease_log, srv);
+                continue;
+            }
+            if (wait < 0 || due - now < wait) wait = (long)(due - now);
         }
         int pr = zmq_poll(it, nit, wait);
         if (pr < 0) {

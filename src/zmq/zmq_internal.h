@@ -8,6 +8,8 @@
  *                  fuzz_server.c)
  *   server.c       the serving loop: receive, reply, run/start/stop
  *   server_open.c  opening (binds, the default store) and closing a server
+ *   lease_srv.c    the handler's namespace leases: the lease request, the
+ *                  table, expiry
  *   curve.c        CURVE keys, z85 checks, the ZAP allow-list handler
  *   client_pipe.c  the Client's connection: requests in flight, replies
  *   client.c       the Client's store ops and public calls
@@ -136,6 +138,13 @@ uint64_t pd__rss_bytes(void);
  * own business: logged, never fatal). */
 typedef int (*pd__emit_fn)(void *arg, size_t n, const pd_bytes *frames);
 
+/* Namespaces a server leases at once (a new one past it: PD_ERR_LIMIT), and
+ * the longest lease (about 24 days): docs/zmq.md, "Leases". */
+#define PD__LEASES_MAX 4096
+#define PD__LEASE_MAX_MS 2147483647u
+
+struct pd__lease; /* a leased namespace (lease_srv.c) */
+
 /* The server's request handler: state and scratch reused across requests. */
 typedef struct pd__handler {
     pd_store *store; /* locked by the serving thread: calls use PD_NOLOCK */
@@ -163,6 +172,11 @@ typedef struct pd__handler {
     uint64_t requests, failed, records, appended_bytes;
     uint64_t connections; /* kept by the server from its monitor */
     int64_t start_ms;     /* pd__now_ms when serving started; 0: never */
+
+    /* Namespace leases (lease_srv.c). */
+    struct pd__lease *leases;
+    size_t nleases, leasecap;
+    uint64_t leases_expired;
 } pd__handler;
 
 /* Results of pd__handle besides the error codes. */
@@ -192,8 +206,26 @@ int pd__handle_fail(pd__handler *h, int code, int malformed, const char *fmt,
  * store's error (its message on h->store). */
 int pd__handler_stats(pd__handler *h, pd_server_stats *st, unsigned flags);
 
-/* Frees the handler's scratch (not the store). */
+/* Frees the handler's scratch and leases (not the store). */
 void pd__handler_fini(pd__handler *h);
+
+/* Answers the current request with [ack] (returns 0), or refuses it as
+ * malformed with an error reply (returns code). */
+int pd__handler_ack(pd__handler *h);
+int pd__handler_refuse(pd__handler *h, int code, const char *fmt, ...)
+    PD__PRINTF(3, 4);
+
+/* lease_srv.c: the lease request ([lease, name, milliseconds]; pl: the
+ * frames after the command); the earliest deadline of the leases
+ * (pd__now_ms), -1 when there is none; drops the namespace of every lease
+ * past its deadline at `now`, telling `log` (a line per lease); frees the
+ * table. */
+typedef void (*pd__lease_log_fn)(void *arg, int level, const char *line);
+int pd__handle_lease(pd__handler *h, size_t np, const pd_bytes *pl);
+int64_t pd__handler_lease_next(const pd__handler *h);
+void pd__handler_leases_expire(pd__handler *h, int64_t now,
+                               pd__lease_log_fn log, void *arg);
+void pd__handler_leases_free(pd__handler *h);
 
 /* A command's printable name for messages: its bytes, escaped and cut. */
 const char *pd__wire_cmd_name(const pd_bytes *cmd, char buf[48]);
@@ -350,6 +382,11 @@ int pd__client_settle(pd__client *c, const char *op, bool own);
 int pd__client_prepare(pd__client *c, const char *op, size_t n,
                        const pd_key *keys, const pd_bytes *vals,
                        bool pipelined);
+/* The part of pd__client_prepare that reads nothing from the server: the
+ * handle works, the batch fits a request, every key can cross the wire,
+ * a request with values fits max_message (when the server may be ours). */
+int pd__client_check(pd__client *c, const char *op, size_t n,
+                     const pd_key *keys, const pd_bytes *vals);
 int pd__client_send(pd__client *c, const char *op, const char *cmd,
                     const pd_key *keys, const pd_bytes *vals, size_t from,
                     size_t count);
