@@ -18,8 +18,10 @@
 
 static void s_unlink(pd_attempt *a) {
     pd_store *s = a->store;
-    if (a->prev) a->prev->next = a->next;
-    else s->attempts = a->next;
+    if (a->prev)
+        a->prev->next = a->next;
+    else
+        s->attempts = a->next;
     if (a->next) a->next->prev = a->prev;
     a->next = a->prev = NULL;
 }
@@ -58,8 +60,8 @@ int pd_attempt_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
     int rc = pd__key_check(writer, why);
     if (rc) return pd__err(s, rc, 0, "attempt begin: writer: %s", why);
     if (flags & ~PD_NOLOCK)
-        return pd__err(s, PD_ERR_MISUSE, 0,
-                       "attempt begin: unknown flags 0x%x", flags & ~PD_NOLOCK);
+        return pd__err(s, PD_ERR_MISUSE, 0, "attempt begin: unknown flags 0x%x",
+                       flags & ~PD_NOLOCK);
     if (!s->ops->att_begin) return s_unsupported(s, "attempt begin");
     size_t wlen = pd__key_packed_size(writer);
     pd_attempt *a = calloc(1, sizeof *a + wlen);

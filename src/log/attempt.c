@@ -145,8 +145,8 @@ static int s_leave(lg_store *l, bool took, int rc) {
 /* Inserts two entries (the writer, then the tag as a flat key), both with
  * no data, at the start of the table of the record in b, whose header is h
  * (type and seq are taken from it).  0 or PD_ERR_NOMEM / PD_ERR_LIMIT. */
-static int s_prefix(pd__buf *b, lg_hdr h, const unsigned char *wpk,
-                    size_t wlen, const unsigned char *tag, size_t taglen) {
+static int s_prefix(pd__buf *b, lg_hdr h, const unsigned char *wpk, size_t wlen,
+                    const unsigned char *tag, size_t taglen) {
     size_t e1 = LG_ENT + s_pad8(wlen), e2 = LG_ENT + s_pad8(1 + taglen);
     size_t extra = e1 + e2;
     if (h.nkeys + 2u > LG_MAX_KEYS || h.table_len + extra > LG_MAX_TABLE)
@@ -267,7 +267,8 @@ static s_pend *s_pend_get(lg_store *l, uint64_t inst) {
 
 int lg_att_index(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                  const unsigned char *table) {
-    if (h->type == LG_COMMIT && (h->seq <= l->base_seq || !l->segs[seg].commits))
+    if (h->type == LG_COMMIT &&
+        (h->seq <= l->base_seq || !l->segs[seg].commits))
         return 0; /* compacted already (or not where commits go) */
     if (h->type == LG_ATTEMPT && l->segs[seg].commits) return 0;
     s_tags t;
@@ -485,8 +486,7 @@ static int s_cl_scan(lg_store *l, int fd, const char *op) {
             if (lg_hdr_parse(hb, &h) || h.type != LG_COMMIT)
                 return pd__err(&l->base, PD_ERR_CORRUPT, 0,
                                "%s: %s/%s: bad commit record at offset %llu",
-                               op, l->path, LG_COMMITS,
-                               (unsigned long long)at);
+                               op, l->path, LG_COMMITS, (unsigned long long)at);
             torn = at + lg_rec_len(&h) > size;
         }
         if (torn) {
@@ -660,8 +660,7 @@ int lg_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
     at->attempt = attempt;
     at->pid = pd__getpid();
     rc = s_upgrade(l, "attempt begin");
-    if (rc == 0)
-        rc = s_check_won(l, at->wpk, wlen, attempt, "attempt begin");
+    if (rc == 0) rc = s_check_won(l, at->wpk, wlen, attempt, "attempt begin");
     if (rc) {
         free(at);
         return s_leave(l, took, rc);
@@ -744,8 +743,7 @@ static int s_commit(lg_store *l, lg_attempt *at, bool dosync) {
     if (rc) return rc;
     rc = s_cl_scan(l, fd, op);
     const s_won *won = rc ? NULL : s_won_find(l->att, at->wpk, at->wlen);
-    if (won)
-        rc = s_conflict(l, won, at->wpk, at->wlen, at->attempt, op, false);
+    if (won) rc = s_conflict(l, won, at->wpk, at->wlen, at->attempt, op, false);
     if (rc == 0 && dosync) rc = s_sync_data(l, at, op);
     if (rc == 0) {
         unsigned char tag[32];
