@@ -495,6 +495,99 @@ START_TEST(format_version) {
 }
 END_TEST
 
+/* Encode, Namespace and Buffer pass attempts on to a Log. */
+START_TEST(layers) {
+    fx f;
+    fx_init(&f);
+    pd_store *log = fx_open(&f), *z = NULL;
+    TU_OK(pd_compress_open(&z, &log, "zlib", 1, 0), NULL);
+    pd_attempt *a = s_begin(z, "w", 0);
+    s_add(a, "k", "zipped;");
+    tu_expect_str(z, K("k"), "");
+    s_commit(&a);
+    tu_expect_str(z, K("k"), "zipped;");
+    pd_key w = K("w");
+    ck_assert_int_eq(pd_attempt_begin(z, &w, 1, &a, 0), PD_ERR_CONFLICT);
+    ck_assert_msg(strstr(pd_errmsg(z), "zlib: ") &&
+                      strstr(pd_errmsg(z), "attempt 0 of this writer"),
+                  "%s", pd_errmsg(z));
+    TU_OK(pd_close(&z), NULL);
+
+    /* Namespace: writers of different namespaces are different writers. */
+    log = fx_open(&f);
+    pd_store *n1 = NULL, *n2 = NULL;
+    TU_OK(pd_namespace_open(&n1, &log, "one", 3, PD_BORROW), NULL);
+    TU_OK(pd_namespace_open(&n2, &log, "two", 3, PD_BORROW), NULL);
+    a = s_begin(n1, "w", 0);
+    pd_attempt *b = s_begin(n2, "w", 0);
+    s_add(a, "k", "n1;");
+    s_add(b, "k", "n2;");
+    s_commit(&a);
+    s_commit(&b);
+    tu_expect_str(n1, K("k"), "n1;");
+    tu_expect_str(n2, K("k"), "n2;");
+    pd_bytes parts[2] = {V("one"), V("k")};
+    tu_expect_str(log, PD_KEY_TUPLE(parts, 2), "n1;");
+    ck_assert_int_eq(pd_attempt_begin(n1, &w, 1, &a, 0), PD_ERR_CONFLICT);
+    ck_assert_ptr_nonnull(strstr(pd_errmsg(n1), "'one'"));
+    TU_OK(pd_close(&n1), NULL);
+    TU_OK(pd_close(&n2), NULL);
+    TU_OK(pd_drop(log, 0), log);
+
+    /* Buffer(Dict, Log), private or not: the attempt goes to slow, and
+     * fast's earlier bytes of its keys come first. */
+    for (int priv = 0; priv < 2; priv++) {
+        pd_store *d = NULL, *buf = NULL, *slow = log;
+        TU_OK(pd_dict_open(&d), NULL);
+        TU_OK(pd_buffer_open(&buf, &d, &slow, 1 << 20,
+                             priv ? PD_BUFFER_PRIVATE : 0),
+              NULL);
+        log = NULL;
+        tu_append1(buf, K("k"), "f1;", 3);
+        tu_append1(buf, K("o"), "o1;", 3);
+        char wn[8];
+        snprintf(wn, sizeof wn, "b%d", priv);
+        a = s_begin(buf, wn, 0);
+        s_add(a, "k", "A1;");
+        s_add(a, "new", "N1;");
+        tu_append1(buf, K("k"), "f2;", 3);
+        tu_expect_str(buf, K("k"), "f1;f2;");
+        ck_assert_uint_eq(pd_buffer_memory_usage(buf), 9);
+        s_commit(&a);
+        tu_append1(buf, K("k"), "f3;", 3);
+        tu_expect_str(buf, K("k"), "f1;f2;A1;f3;");
+        tu_expect_str(buf, K("new"), "N1;");
+        tu_expect_str(buf, K("o"), "o1;");
+        /* Aborted: nothing. */
+        a = s_begin(buf, "gone", 0);
+        s_add(a, "k", "lost;");
+        TU_OK(pd_attempt_abort(&a), buf);
+        tu_expect_str(buf, K("k"), "f1;f2;A1;f3;");
+        TU_OK(pd_drop(buf, 0), buf);
+        TU_OK(pd_close(&buf), NULL); /* and the Log under it */
+        log = fx_open(&f);
+    }
+    TU_OK(pd_close(&log), NULL);
+    fx_done(&f);
+}
+END_TEST
+
+START_TEST(fanout_unsupported) {
+    pd_store *d1 = NULL, *d2 = NULL, *fo = NULL;
+    TU_OK(pd_dict_open(&d1), NULL);
+    TU_OK(pd_dict_open(&d2), NULL);
+    pd_store *in[2] = {d1, d2};
+    TU_OK(pd_fanout_open(&fo, in, 2, 0), NULL);
+    pd_key w = K("w");
+    pd_attempt *a = NULL;
+    ck_assert_int_eq(pd_attempt_begin(fo, &w, 0, &a, 0), PD_ERR_UNSUPPORTED);
+    ck_assert_msg(strstr(pd_errmsg(fo), "fanout") &&
+                      strstr(pd_errmsg(fo), "atomic"),
+                  "%s", pd_errmsg(fo));
+    TU_OK(pd_close(&fo), NULL);
+}
+END_TEST
+
 int main(void) {
     const tu_case cases[] = {
         {"commit_makes_visible", commit_makes_visible},
@@ -507,6 +600,8 @@ int main(void) {
         {"misuse_and_close", misuse_and_close},
         {"forked_child_cannot_use", forked_child_cannot_use},
         {"format_version", format_version},
+        {"layers", layers},
+        {"fanout_unsupported", fanout_unsupported},
     };
     return tu_run_cases("test_log_attempt", cases,
                         sizeof cases / sizeof cases[0], 180, 0);

@@ -27,6 +27,12 @@ static void s_unlink(pd_attempt *a) {
 }
 
 static int s_unsupported(pd_store *s, const char *op) {
+    if (!strcmp(s->ops->kind, "fanout"))
+        return pd__err(s, PD_ERR_UNSUPPORTED, 0,
+                       "%s: a fanout store has no attempts (a commit could "
+                       "not be atomic across its stores; begin attempts on "
+                       "each inner store instead)",
+                       op);
     return pd__err(s, PD_ERR_UNSUPPORTED, 0,
                    "%s: a %s store has no attempts (they need a Log "
                    "underneath: pd_log_open, or an Encode, Namespace or "
