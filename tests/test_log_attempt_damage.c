@@ -319,12 +319,38 @@ START_TEST(bit_flips) {
 }
 END_TEST
 
+/* A commit whose records are gone (a segment removed by hand) is damage,
+ * never an empty value. */
+START_TEST(commit_missing_records) {
+    fx f;
+    fx_init(&f);
+    pd_store *s = fx_open(&f);
+    pd_attempt *a = s_begin(s, "w", 0);
+    s_add(a, "k", "v;");
+    TU_OK(pd_attempt_commit(&a, 0), s);
+    char seg[PATH_MAX + 300];
+    s_only(f.root, "w-", seg, sizeof seg);
+    ck_assert_int_eq(unlink(seg), 0);
+    pd_store *r = fx_open(&f);
+    char *got = NULL;
+    ck_assert_int_eq(tu_fetch1(r, K("k"), &got, NULL), PD_ERR_CORRUPT);
+    free(got);
+    ck_assert_msg(strstr(pd_errmsg(r), "commits") &&
+                      strstr(pd_errmsg(r), "naming 1 records, 0 of them"),
+                  "%s", pd_errmsg(r));
+    TU_OK(pd_close(&r), NULL);
+    pd_close(&s); /* its close compaction fails on the damage: fine */
+    fx_done(&f);
+}
+END_TEST
+
 int main(void) {
     const tu_case cases[] = {
         {"fsync_on_commit", fsync_on_commit},
         {"faults_in_append_and_commit", faults_in_append_and_commit},
         {"torn_records", torn_records},
         {"bit_flips", bit_flips},
+        {"commit_missing_records", commit_missing_records},
     };
     return tu_run_cases("test_log_attempt_damage", cases,
                         sizeof cases / sizeof cases[0], 300, 0);

@@ -61,6 +61,7 @@ typedef struct s_pend { /* a reader's view of one instance */
     uint64_t cseq, cnrecs, cbytes;
     uint32_t cseg;
     uint64_t coff;
+    uint64_t cround; /* the catch-up that found the commit */
 } s_pend;
 
 typedef struct s_won { /* a committer's view: writer -> winning attempt */
@@ -85,6 +86,8 @@ struct lg_att {
     ino_t cl_ino;
     /* reader */
     s_pend *pend;
+    uint64_t round;  /* catch-ups completed */
+    size_t awaiting; /* committed instances missing records */
 };
 
 typedef struct lg_attempt { /* the ops' impl */
@@ -213,6 +216,7 @@ static int s_tags_get(const lg_hdr *h, const unsigned char *table, s_tags *t) {
 /* ------------------------------------------------------------- Readers */
 
 static void s_pend_free(lg_store *l, s_pend *p) {
+    if (p->committed) l->att->awaiting--;
     HASH_DEL(l->att->pend, p);
     for (size_t i = 0; i < p->n; i++) free(p->r[i].table);
     free(p->r);
@@ -280,6 +284,8 @@ int lg_att_index(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
     if (h->type == LG_COMMIT) {
         if (p->committed) return 0; /* seen already */
         p->committed = true;
+        l->att->awaiting++;
+        p->cround = l->att->round;
         p->cseq = h->seq;
         p->cnrecs = s_get64(t.tag + 16);
         p->cbytes = s_get64(t.tag + 24);
@@ -308,6 +314,29 @@ void lg_att_reset(lg_store *l) {
     if (!l->att) return;
     s_pend *p, *tmp;
     HASH_ITER(hh, l->att->pend, p, tmp) s_pend_free(l, p);
+}
+
+int lg_att_caught_up(lg_store *l) {
+    struct lg_att *a = l->att;
+    if (!a) return 0;
+    a->round++;
+    if (!a->awaiting) return 0;
+    s_pend *p, *tmp;
+    int again = 0;
+    HASH_ITER(hh, a->pend, p, tmp) {
+        if (!p->committed) continue;
+        if (p->cround + 1 >= a->round) {
+            again = 1;
+            continue;
+        }
+        char why[96];
+        snprintf(why, sizeof why,
+                 "a commit naming %llu records, %zu of them found",
+                 (unsigned long long)p->cnrecs, p->n);
+        s_damage(l, p->cseg, p->coff, why);
+        s_pend_free(l, p);
+    }
+    return again;
 }
 
 /* --------------------------------------------------------------- Pins */
