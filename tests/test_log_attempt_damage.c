@@ -94,6 +94,13 @@ static int f_fsync(int fd) {
     return fsync(fd);
 }
 
+static int f_flock_eio(int fd, int op) {
+    (void)fd;
+    (void)op;
+    errno = EIO;
+    return -1;
+}
+
 START_TEST(faults_in_append_and_commit) {
     fx f;
     fx_init(&f);
@@ -141,7 +148,14 @@ START_TEST(faults_in_append_and_commit) {
     g_fail_fsyncs = 0;
     TU_OK(pd_attempt_commit(&a, PD_FSYNC), s);
     tu_expect_str(r, K("k"), "a1;a2;b2;c2;");
+    /* A commit whose lock cannot be taken: refused, the attempt freed. */
+    a = s_begin(s, "w4", 0);
+    s_add(a, "k", "d1;");
+    pd__sys_table.flock = f_flock_eio;
+    ck_assert_int_eq(pd_attempt_commit(&a, 0), PD_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(pd_errmsg(s), "flock"));
     pd__sys_reset();
+    tu_expect_str(r, K("k"), "a1;a2;b2;c2;");
     TU_OK(pd_close(&r), NULL);
     TU_OK(pd_close(&s), NULL);
     s = fx_open(&f);
