@@ -7,8 +7,9 @@
  * Files: format.c (records: building, checking, parsing), segment.c (the
  * directory, its lock and shared state, the writer), index.c (the reader:
  * key index, catch-up, gets), compact.c (compaction), log.c (the store
- * ops and the public functions), attempt.c (attempts: their records, the
- * commit log, commits as readers apply them).
+ * ops and the public functions); attempts: attempt.c (the ops, records,
+ * the writer's pins), pending.c (readers), commits.c (the commit log),
+ * sharing attempt.h.
  */
 #ifndef PARTD_LOG_H
 #define PARTD_LOG_H
