@@ -493,10 +493,9 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_buffer_ops = {
-    PD__STORE_OPS("buffer"),
-    .lock = s_lock_hook,
-    .unlock = s_unlock_hook,
-    .flush = s_flush_hook,
+    PD__STORE_OPS("buffer"),          .lock = s_lock_hook,
+    .unlock = s_unlock_hook,          .flush = s_flush_hook,
+    PD__ATTEMPT_OPS(pd__buffer_att_),
 };
 
 /* --------------------------------------------------------------- Public */

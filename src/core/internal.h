@@ -95,6 +95,20 @@ typedef struct pd_store_ops {
      * (the Fanout) checks every part before sending any. */
     int (*check)(pd_store *s, const char *op, size_t n, const pd_key *keys,
                  const pd_bytes *vals, unsigned flags);
+
+    /* Optional: attempts (partd.h, "Attempts"); NULL gives
+     * PD_ERR_UNSUPPORTED.  Run like the other ops (mu held; flags carry
+     * PD_NOLOCK).  att_begin makes the store's state of an attempt in
+     * *impl (the writer and keys are validated); att_append adds a batch to
+     * it; att_commit and att_abort end it and free impl whatever the
+     * outcome.  att_abort also runs in a forked child, where it must only
+     * free (no I/O on the parent's behalf) and from pd_close. */
+    int (*att_begin)(pd_store *s, const pd_key *writer, uint64_t attempt,
+                     void **impl, unsigned flags);
+    int (*att_append)(pd_store *s, void *impl, size_t n, const pd_key *keys,
+                      const pd_bytes *vals, unsigned flags);
+    int (*att_commit)(pd_store *s, void *impl, unsigned flags);
+    int (*att_abort)(pd_store *s, void *impl);
 } pd_store_ops;
 
 /* The members of an ops table that every store module names alike: the
@@ -104,7 +118,27 @@ typedef struct pd_store_ops {
     .kind = kind_, .append = s_append, .get = s_get, .del = s_del,             \
     .set = s_set, .drop = s_drop, .keys = s_keys, .destroy = s_destroy
 
+/* The four attempt ops of a module that names them <p>begin, <p>append,
+ * <p>commit and <p>abort. */
+#define PD__ATTEMPT_OPS(p)                                                     \
+    .att_begin = p##begin, .att_append = p##append, .att_commit = p##commit,   \
+    .att_abort = p##abort
+
 typedef struct pd__seen pd__seen; /* keys seen by iset (uthash), store.c */
+
+/* An attempt (core/attempt.c): the store's state of it (impl), and its
+ * place in the store's list of open attempts, which pd_close aborts. */
+struct pd_attempt {
+    pd_store *store; /* NULL once the store is closed */
+    void *impl;
+    pid_t pid; /* the process that began it */
+    uint64_t attempt;
+    struct pd_attempt *next, *prev; /* store->attempts, under store->mu */
+    pd_key writer;                  /* points into wpk / parts */
+    pd_bytes parts[PD_KEY_MAX_PARTS];
+    size_t wlen;
+    unsigned char wpk[]; /* the writer, packed */
+};
 
 struct pd_store {
     const pd_store_ops *ops;
@@ -115,6 +149,7 @@ struct pd_store {
                            * then lock every inner store at once, not
                            * lazily as an op needs it */
     pd__seen *iset_seen;  /* protected by mu */
+    pd_attempt *attempts; /* open attempts, protected by mu */
     pid_t pid;            /* process that initialised the mutexes */
 
     pthread_mutex_t err_mu; /* protects the four below */
@@ -353,6 +388,20 @@ int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
  * error onto `outer`. */
 int pd__lock_inner(pd_store *outer, pd_store *inner);
 int pd__unlock_inner(pd_store *outer, pd_store *inner);
+
+/* Validates a batch's keys, values and flags as pd_append does (need_vals:
+ * vals are required).  0 or the error, recorded on s under `op`. */
+int pd__check_batch(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, bool need_vals, unsigned flags,
+                    unsigned allowed);
+
+/* pd_attempt_append on an inner attempt, for layers whose dispatcher
+ * already validated the batch (no second validation). */
+int pd__attempt_append_inner(pd_attempt *a, size_t n, const pd_key *keys,
+                             const pd_bytes *vals, unsigned flags);
+/* Aborts every attempt open on s (pd_close, before flush and destroy):
+ * each is left for its owner to free, with no store. */
+void pd__attempts_close(pd_store *s);
 
 /* ------------------------------------------------------------ Directories */
 

@@ -184,6 +184,7 @@ static int s_destroy(pd_store *s) {
     if (mine && l->wfd >= 0 && l->wsize == 0)
         SYS.unlinkat(l->dirfd, l->wname, 0);
     lg_index_reset(l);
+    lg_att_free(l);
     if (mine && l->temp && !l->keep) rc = lg_rm_contents(l);
     s_free_parts(l);
     return rc;
@@ -193,6 +194,7 @@ static const pd_store_ops s_log_ops = {
     PD__STORE_OPS("log"),
     .lock = s_lock,
     .unlock = s_unlock,
+    PD__ATTEMPT_OPS(lg_att_),
 };
 
 /* ---------------------------------------------------------------- Open */
