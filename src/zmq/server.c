@@ -359,6 +359,14 @@ static int s_serve(pd_server *srv) {
         }
     }
 out:;
+    /* Attempts still open are aborted: their clients cannot go on with
+     * them on another run (docs/zmq.md, "Attempts"). */
+    if (pd__handler_attempts_open(&srv->h)) {
+        pd__server_log(srv, PD_LOG_INFO,
+                       "%" PRIu64 " attempts open at the stop: aborted",
+                       pd__handler_attempts_open(&srv->h));
+        pd__handler_attempts_close(&srv->h);
+    }
     /* A default store (private temporary directory) is dropped on close:
      * flushing it to disk first would be wasted work. */
     int frc = srv->default_store ? 0 : s_flush_store(srv);

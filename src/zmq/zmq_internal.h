@@ -8,9 +8,12 @@
  *                  fuzz_server.c)
  *   server.c       the serving loop: receive, reply, run/start/stop
  *   server_open.c  opening (binds, the default store) and closing a server
+ *   attempt_srv.c  the handler's writer attempts: the attempt_* requests
+ *                  and the table of open attempts
  *   curve.c        CURVE keys, z85 checks, the ZAP allow-list handler
  *   client_pipe.c  the Client's connection: requests in flight, replies
  *   client.c       the Client's store ops and public calls
+ *   client_attempt.c  the Client's attempt ops
  */
 #ifndef PARTD_ZMQ_INTERNAL_H
 #define PARTD_ZMQ_INTERNAL_H
@@ -112,6 +115,7 @@ enum {
     PD__CMD_KEYS,
     PD__CMD_STATS,
     PD__CMD_CLOSE,
+    PD__CMD_ATTEMPT, /* the four attempt_* requests */
     PD__CMD_OTHER,
     PD__CMD_N
 };
@@ -135,6 +139,19 @@ uint64_t pd__rss_bytes(void);
  * Returns 0, or nonzero when the reply could not be queued (the caller's
  * own business: logged, never fatal). */
 typedef int (*pd__emit_fn)(void *arg, size_t n, const pd_bytes *frames);
+
+/* Open attempts a server keeps (a begin past it: PD_ERR_LIMIT), and how
+ * long one may go without a request before the server aborts it (its
+ * client is taken for gone: docs/zmq.md, "Attempts"). */
+#define PD__ATTEMPTS_MAX 4096
+#define PD__ATTEMPT_IDLE_MS ((int64_t)600 * 1000)
+/* Why a server may not know an attempt, in its error reply; the client
+ * tells the caller the attempt was lost when it reads this. */
+#define PD__ATTEMPT_LOST_WHY                                                   \
+    "never begun, already committed or aborted, aborted after going idle, "   \
+    "or begun before the server restarted"
+
+struct pd__hatt; /* an open attempt (attempt_srv.c) */
 
 /* The server's request handler: state and scratch reused across requests. */
 typedef struct pd__handler {
@@ -163,6 +180,15 @@ typedef struct pd__handler {
     uint64_t requests, failed, records, appended_bytes;
     uint64_t connections; /* kept by the server from its monitor */
     int64_t start_ms;     /* pd__now_ms when serving started; 0: never */
+
+    /* Writer attempts (attempt_srv.c): the table, its bounds (set by
+     * whoever makes the handler; the tests lower them), and counts. */
+    struct pd__hatt *att;
+    size_t natt, att_max;
+    int64_t att_idle_ms, att_swept_ms;
+    uint64_t att_committed, att_aborted, att_conflicted, att_expired;
+    unsigned char *akey; /* scratch: a table key */
+    size_t akeycap;
 } pd__handler;
 
 /* Results of pd__handle besides the error codes. */
@@ -192,8 +218,20 @@ int pd__handle_fail(pd__handler *h, int code, int malformed, const char *fmt,
  * store's error (its message on h->store). */
 int pd__handler_stats(pd__handler *h, pd_server_stats *st, unsigned flags);
 
-/* Frees the handler's scratch (not the store). */
+/* Frees the handler's scratch and aborts the attempts still open (not the
+ * store, which must still be open). */
 void pd__handler_fini(pd__handler *h);
+
+/* Sends the error reply of h->code and h->msg. */
+void pd__handler_emit_error(pd__handler *h);
+
+/* attempt_srv.c: handles attempt_begin/append/commit/abort (cmd names
+ * which; pl the frames after the command); aborts every open attempt; how
+ * many are open. */
+int pd__handle_attempt(pd__handler *h, const char *cmd, size_t np,
+                       const pd_bytes *pl);
+void pd__handler_attempts_close(pd__handler *h);
+uint64_t pd__handler_attempts_open(const pd__handler *h);
 
 /* A command's printable name for messages: its bytes, escaped and cut. */
 const char *pd__wire_cmd_name(const pd_bytes *cmd, char buf[48]);
@@ -305,6 +343,8 @@ typedef struct pd__client {
     bool pending_syn; /* q's oldest answers our own `syn` */
     unsigned window;  /* appends in flight allowed with our server */
     int ours;         /* -1 unknown, 0 another server, 1 libpartd */
+    uint64_t gen;     /* connections made: an attempt begun on an earlier
+                         one is lost (client_attempt.c) */
 
     pd__buf wb;   /* wire keys */
     size_t *koff; /* their offsets in wb */
@@ -353,6 +393,11 @@ int pd__client_prepare(pd__client *c, const char *op, size_t n,
 int pd__client_send(pd__client *c, const char *op, const char *cmd,
                     const pd_key *keys, const pd_bytes *vals, size_t from,
                     size_t count);
+/* The same with nhead frames between the command and the keys (an
+ * attempt's writer and number); `what` describes it for messages. */
+int pd__client_send_head(pd__client *c, const char *op, const char *cmd,
+                         const pd_bytes *head, size_t nhead, const char *what,
+                         const pd_key *keys, const pd_bytes *vals, size_t n);
 int pd__client_maybe_sync(pd__client *c, const char *op);
 
 #endif /* PARTD_ZMQ_INTERNAL_H */
