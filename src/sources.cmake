@@ -4,16 +4,17 @@
 # docs/architecture.md).  Every file is named: a source moved or added
 # without being listed here is a link error, never silently dropped.
 set(PARTD_SOURCES_CORE
-  src/core/buf.c src/core/dir.c src/core/error.c src/core/key.c src/core/ktab.c
+  src/core/attempt.c src/core/buf.c src/core/dir.c src/core/error.c src/core/key.c src/core/ktab.c
   src/core/result.c src/core/store.c src/core/sys.c)
 set(PARTD_SOURCES_DICT src/dict/arena.c src/dict/dict.c)
 set(PARTD_SOURCES_FILE
   src/file/fdcache.c src/file/file.c src/file/keyfile.c src/file/lock.c
   src/file/names.c src/file/ops.c src/file/walk.c)
 set(PARTD_SOURCES_LOG
-  src/log/compact.c src/log/format.c src/log/index.c src/log/log.c
+  src/log/attempt.c src/log/compact.c src/log/format.c src/log/index.c src/log/log.c
   src/log/segment.c)
-set(PARTD_SOURCES_BUFFER src/buffer/buffer.c src/buffer/spill.c)
+set(PARTD_SOURCES_BUFFER src/buffer/attempt.c src/buffer/buffer.c
+  src/buffer/spill.c)
 set(PARTD_SOURCES_ENCODE
   src/encode/codec.c src/encode/encode.c src/encode/frame.c
   src/encode/codec_blosc.c src/encode/codec_bz2.c src/encode/codec_lz4.c

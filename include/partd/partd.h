@@ -120,6 +120,7 @@ PD_API const char *pd_version_string(void);
 #define PD_ERR_TIMEOUT (-7)     /* a peer did not answer in time */
 #define PD_ERR_UNSUPPORTED (-8) /* this store does not offer the operation */
 #define PD_ERR_LIMIT (-9)       /* a size or count exceeds a library limit */
+#define PD_ERR_CONFLICT (-10)   /* another attempt of the writer committed */
 
 /** A static description of a PD_ERR_* code (or "ok" for 0).  Never NULL. */
 PD_API const char *pd_strerror(int code);
@@ -331,6 +332,90 @@ PD_API int pd_close(pd_store **store);
 
 /** The kind of store: "dict", "file", "buffer", ... (static string). */
 PD_API const char *pd_store_kind(const pd_store *store);
+
+/* -------------------------------------------------------------- Attempts */
+
+/*
+ * Retried writers.  A shuffle task that dies mid-way is run again; its first
+ * run's appends must not count twice.  So a task (a *writer*, named by a key:
+ * bytes or a tuple) appends through an *attempt* (writer, attempt number):
+ * the appends stay invisible to every pd_get and pd_keys, in every process,
+ * until pd_attempt_commit makes all of them visible at once.  The first
+ * attempt of a writer to commit wins; a later commit of any other attempt of
+ * that writer fails with PD_ERR_CONFLICT and its data is discarded.  An
+ * attempt aborted, or whose process dies before it commits, leaves nothing
+ * visible (its bytes are reclaimed by a later compaction).  Appends outside
+ * attempts (pd_append) are unaffected.
+ *
+ * Where: a Log (pd_log_open) and the layers that pass attempts on to one:
+ * Encode (encodes the values), Namespace (prefixes the writer and the keys),
+ * Buffer (sends an attempt's appends straight to its slow store: an
+ * attempt's data must be in the store's files, not in a process's memory,
+ * to survive a crash).  A Client passes them to its Server's store.  Dict,
+ * File and Fanout (whose commit could not be atomic across its stores)
+ * return PD_ERR_UNSUPPORTED, naming the store kind.  Details, on disk and
+ * for compaction: docs/log-format.md.
+ *
+ * Order: a committed attempt's values of a key come at the commit's place
+ * among the key's other appends (commit order), and within the attempt in
+ * append order.
+ *
+ * An attempt belongs to the process that began it (calls from a forked
+ * child fail with PD_ERR_MISUSE; pd_attempt_abort there only frees it).
+ * pd_close on the store aborts the attempts still open on it; the caller
+ * still frees each with pd_attempt_abort (or commit, which then fails with
+ * PD_ERR_MISUSE).  An attempt may be used from several threads, one call at
+ * a time per attempt (calls lock the store).
+ */
+typedef struct pd_attempt pd_attempt;
+
+/**
+ * Begins attempt `attempt` (any uint64) of writer `writer` on store.  Fails
+ * with PD_ERR_CONFLICT when an attempt of that writer has already committed
+ * (the message says which).  The same (writer, attempt) may be begun again
+ * while an earlier begin is still open (a retry that cannot know the first
+ * run is still alive): they are separate attempts, and the first of them to
+ * commit wins.
+ * flags: 0 or PD_NOLOCK.  Errors: PD_ERR_UNSUPPORTED (naming the store kind)
+ * on stores without attempts, PD_ERR_CONFLICT, PD_ERR_MISUSE, PD_ERR_NOMEM,
+ * PD_ERR_IO.  On error *out is NULL.
+ */
+PD_API int pd_attempt_begin(pd_store *store, const pd_key *writer,
+                            uint64_t attempt, pd_attempt **out, unsigned flags);
+
+/**
+ * Appends vals[i] to keys[i] under the attempt: as pd_append (a batch is
+ * written whole or not at all), but invisible until the commit.
+ * flags: PD_NOLOCK, PD_FSYNC.  Errors: as pd_append.
+ */
+PD_API int pd_attempt_append(pd_attempt *a, size_t n, const pd_key *keys,
+                             const pd_bytes *vals, unsigned flags);
+
+/**
+ * Makes every append of the attempt visible at once (atomic for readers in
+ * any process), or returns PD_ERR_CONFLICT when another attempt of the same
+ * writer committed first (this one's data is then discarded).  With
+ * PD_FSYNC the attempt's data and the commit are durable against a power
+ * cut before it returns; without it, against the crash of any process.
+ * Frees *a and sets it to NULL whatever the outcome; the error is read with
+ * pd_errmsg on the store (pd_errmsg(NULL) when the store was closed).
+ * flags: PD_NOLOCK, PD_FSYNC.  Errors: PD_ERR_CONFLICT, PD_ERR_MISUSE,
+ * PD_ERR_NOMEM, PD_ERR_IO, PD_ERR_CORRUPT.
+ */
+PD_API int pd_attempt_commit(pd_attempt **a, unsigned flags);
+
+/** Discards the attempt's appends and frees *a (set to NULL).  Safe on NULL
+ *  and on an attempt whose store was closed. */
+PD_API int pd_attempt_abort(pd_attempt **a);
+
+/** The store the attempt was begun on (its errors are read with pd_errmsg
+ *  on it); NULL once that store is closed. */
+PD_API pd_store *pd_attempt_store(const pd_attempt *a);
+
+/** The writer and attempt number given to pd_attempt_begin (the key points
+ *  into a's memory, valid until it is freed).  MISUSE on NULL. */
+PD_API int pd_attempt_id(const pd_attempt *a, pd_key *writer,
+                         uint64_t *attempt);
 
 /* ------------------------------------------------------------------ Dict */
 

@@ -497,6 +497,10 @@ static const pd_store_ops s_buffer_ops = {
     .lock = s_lock_hook,
     .unlock = s_unlock_hook,
     .flush = s_flush_hook,
+    .att_begin = pd__buffer_att_begin,
+    .att_append = pd__buffer_att_append,
+    .att_commit = pd__buffer_att_commit,
+    .att_abort = pd__buffer_att_abort,
 };
 
 /* --------------------------------------------------------------- Public */

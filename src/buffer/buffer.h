@@ -81,6 +81,9 @@ void pd__buffer_count_remove(pd__buffer *b, pd__bcount *e);
 bool pd__buffer_slow_may_hold(const pd__buffer *b, size_t n,
                               const pd_key *keys);
 void pd__buffer_spilled_remove(pd__buffer *b, size_t n, const pd_key *keys);
+/* Records keys[0..n), just written to slow otherwise than by a spill (an
+ * attempt's commit), as spilled. */
+void pd__buffer_spilled_note(pd__buffer *b, size_t n, const pd_key *keys);
 void pd__buffer_spilled_clear(pd__buffer *b);
 void pd__buffer_counts_clear(pd__buffer *b);
 int pd__buffer_mscratch(pd__buffer *b, size_t need);
@@ -104,5 +107,14 @@ int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
                           const pd__spill_batch *batch, unsigned fsync,
                           bool *in_slow);
 int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m);
+
+/* attempt.c: the attempt ops (partd.h, "Attempts"), passed to slow. */
+int pd__buffer_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
+                         void **impl, unsigned flags);
+int pd__buffer_att_append(pd_store *s, void *impl, size_t n,
+                          const pd_key *keys, const pd_bytes *vals,
+                          unsigned flags);
+int pd__buffer_att_commit(pd_store *s, void *impl, unsigned flags);
+int pd__buffer_att_abort(pd_store *s, void *impl);
 
 #endif /* PARTD_BUFFER_H */

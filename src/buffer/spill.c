@@ -146,6 +146,29 @@ static void pd__buffer_spilled_add(pd__buffer *b, pd__bcount **sel, size_t m) {
     }
 }
 
+void pd__buffer_spilled_note(pd__buffer *b, size_t n, const pd_key *keys) {
+    if (!b->private_slow || b->spilled_all) return;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t h = pd__khash(&keys[i]);
+        if (pd__ktab_find(&b->spilled, &keys[i], h)) continue;
+        size_t klen = pd__key_packed_size(&keys[i]);
+        s_spill *e = malloc(sizeof *e + klen);
+        if (!e) {
+            b->spilled_all = true;
+            return;
+        }
+        pd__key_pack(&keys[i], e->pk);
+        e->kn.pk = e->pk;
+        e->kn.klen = klen;
+        e->kn.hash = h;
+        if (pd__ktab_insert(&b->spilled, &e->kn)) {
+            free(e);
+            b->spilled_all = true;
+            return;
+        }
+    }
+}
+
 /* Whether slow may hold anything of keys[0..n) (keys NULL: of any key). */
 bool pd__buffer_slow_may_hold(const pd__buffer *b, size_t n,
                               const pd_key *keys) {

@@ -23,6 +23,8 @@ const char *pd_strerror(int code) {
     case PD_ERR_TIMEOUT: return "timed out";
     case PD_ERR_UNSUPPORTED: return "operation not supported by this store";
     case PD_ERR_LIMIT: return "size or count beyond a library limit";
+    case PD_ERR_CONFLICT:
+        return "another attempt of this writer committed first";
     default: return "unknown error code";
     }
 }

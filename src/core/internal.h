@@ -84,6 +84,20 @@ typedef struct pd_store_ops {
      * valid until the next call on the store (another peek included). */
     int (*peek)(pd_store *s, const pd_key *key, const pd_bytes **chunks,
                 size_t *nchunks);
+
+    /* Optional: attempts (partd.h, "Attempts"); NULL gives
+     * PD_ERR_UNSUPPORTED.  Run like the other ops (mu held; flags carry
+     * PD_NOLOCK).  att_begin makes the store's state of an attempt in
+     * *impl (the writer and keys are validated); att_append adds a batch to
+     * it; att_commit and att_abort end it and free impl whatever the
+     * outcome.  att_abort also runs in a forked child, where it must only
+     * free (no I/O on the parent's behalf) and from pd_close. */
+    int (*att_begin)(pd_store *s, const pd_key *writer, uint64_t attempt,
+                     void **impl, unsigned flags);
+    int (*att_append)(pd_store *s, void *impl, size_t n, const pd_key *keys,
+                      const pd_bytes *vals, unsigned flags);
+    int (*att_commit)(pd_store *s, void *impl, unsigned flags);
+    int (*att_abort)(pd_store *s, void *impl);
 } pd_store_ops;
 
 /* The members of an ops table that every store module names alike: the
@@ -95,6 +109,20 @@ typedef struct pd_store_ops {
 
 typedef struct pd__seen pd__seen; /* keys seen by iset (uthash), store.c */
 
+/* An attempt (core/attempt.c): the store's state of it (impl), and its
+ * place in the store's list of open attempts, which pd_close aborts. */
+struct pd_attempt {
+    pd_store *store; /* NULL once the store is closed */
+    void *impl;
+    pid_t pid; /* the process that began it */
+    uint64_t attempt;
+    struct pd_attempt *next, *prev; /* store->attempts, under store->mu */
+    pd_key writer;                  /* points into wpk / parts */
+    pd_bytes parts[PD_KEY_MAX_PARTS];
+    size_t wlen;
+    unsigned char wpk[]; /* the writer, packed */
+};
+
 struct pd_store {
     const pd_store_ops *ops;
     pthread_mutex_t mu;   /* recursive; held by every op */
@@ -104,6 +132,7 @@ struct pd_store {
                            * then lock every inner store at once, not
                            * lazily as an op needs it */
     pd__seen *iset_seen;  /* protected by mu */
+    pd_attempt *attempts; /* open attempts, protected by mu */
     pid_t pid;            /* process that initialised the mutexes */
 
     pthread_mutex_t err_mu; /* protects the four below */
@@ -335,6 +364,20 @@ int pd__call(pd_store *s, const char *op, unsigned flags, unsigned allowed,
  * error onto `outer`. */
 int pd__lock_inner(pd_store *outer, pd_store *inner);
 int pd__unlock_inner(pd_store *outer, pd_store *inner);
+
+/* Validates a batch's keys, values and flags as pd_append does (need_vals:
+ * vals are required).  0 or the error, recorded on s under `op`. */
+int pd__check_batch(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, bool need_vals, unsigned flags,
+                    unsigned allowed);
+
+/* pd_attempt_append on an inner attempt, for layers whose dispatcher
+ * already validated the batch (no second validation). */
+int pd__attempt_append_inner(pd_attempt *a, size_t n, const pd_key *keys,
+                             const pd_bytes *vals, unsigned flags);
+/* Aborts every attempt open on s (pd_close, before flush and destroy):
+ * each is left for its owner to free, with no store. */
+void pd__attempts_close(pd_store *s);
 
 /* ------------------------------------------------------------ Directories */
 

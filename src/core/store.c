@@ -217,6 +217,12 @@ static int s_check_batch(pd_store *s, const char *op, size_t n,
     return 0;
 }
 
+int pd__check_batch(pd_store *s, const char *op, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, bool need_vals, unsigned flags,
+                    unsigned allowed) {
+    return s_check_batch(s, op, n, keys, vals, need_vals, flags, allowed);
+}
+
 /* Locks (unless PD_NOLOCK), or just takes mu. */
 static int s_enter(pd_store *s, unsigned flags) {
     if (flags & PD_NOLOCK) {
@@ -526,6 +532,7 @@ int pd_close(pd_store **sp) {
         }
     }
     pthread_mutex_unlock(&s->mu);
+    pd__attempts_close(s);
     if (s->ops->flush) {
         /* Flush under the full lock, as a normal call would. */
         int frc = s_lock(s);

@@ -342,6 +342,45 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     return rc;
 }
 
+/* Attempts: begun on the inner store; appends encoded as s_append's. */
+static int s_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
+                       void **impl, unsigned flags) {
+    s_enc *e = (s_enc *)s;
+    pd_attempt *ia = NULL;
+    int rc = pd_attempt_begin(e->inner, writer, attempt, &ia,
+                              PD_NOLOCK | (flags & ~PD_NOLOCK));
+    if (rc) return pd__err_inner(s, e->inner, rc);
+    *impl = ia;
+    return 0;
+}
+
+static int s_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
+                        const pd_bytes *vals, unsigned flags) {
+    s_enc *e = (s_enc *)s;
+    int rc = s_encode_batch(e, n, keys, vals, "attempt append");
+    if (rc == 0) {
+        rc = pd__attempt_append_inner(impl, n, keys, e->vals,
+                                      PD_NOLOCK | (flags & PD_FSYNC));
+        if (rc) rc = pd__err_inner(s, e->inner, rc);
+    }
+    s_trim(e);
+    return rc;
+}
+
+static int s_att_commit(pd_store *s, void *impl, unsigned flags) {
+    s_enc *e = (s_enc *)s;
+    pd_attempt *ia = impl;
+    int rc = pd_attempt_commit(&ia, PD_NOLOCK | (flags & PD_FSYNC));
+    return rc ? pd__err_inner(s, e->inner, rc) : 0;
+}
+
+static int s_att_abort(pd_store *s, void *impl) {
+    s_enc *e = (s_enc *)s;
+    pd_attempt *ia = impl;
+    int rc = pd_attempt_abort(&ia);
+    return rc ? pd__err_inner(s, e->inner, rc) : 0;
+}
+
 static int s_set(pd_store *s, size_t n, const pd_key *keys,
                  const pd_bytes *vals, unsigned flags) {
     s_enc *e = (s_enc *)s;
@@ -456,10 +495,10 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_ops = {
-    PD__STORE_OPS("encode"),
-    .lock = s_lock_hook,
-    .unlock = s_unlock_hook,
-    .flush = s_flush_hook,
+    PD__STORE_OPS("encode"),    .lock = s_lock_hook,
+    .unlock = s_unlock_hook,    .flush = s_flush_hook,
+    .att_begin = s_att_begin,   .att_append = s_att_append,
+    .att_commit = s_att_commit, .att_abort = s_att_abort,
 };
 
 /* --------------------------------------------------------------- Public */

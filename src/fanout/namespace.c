@@ -231,10 +231,52 @@ static int s_destroy(pd_store *s) {
     return rc;
 }
 
+/* Attempts: the writer is mapped like a key, so writers of different
+ * namespaces never conflict; the keys as s_append maps them. */
+static int s_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
+                       void **impl, unsigned flags) {
+    s_ns *ns = (s_ns *)s;
+    int rc = s_map(ns, 1, writer, "attempt begin");
+    if (rc) return rc;
+    pd_attempt *ia = NULL;
+    rc = pd_attempt_begin(ns->inner, &ns->mk[0], attempt, &ia,
+                          PD_NOLOCK | (flags & ~PD_NOLOCK));
+    if (rc) return s_wrap(ns, rc, "attempt begin", 1, writer);
+    *impl = ia;
+    return 0;
+}
+
+static int s_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
+                        const pd_bytes *vals, unsigned flags) {
+    s_ns *ns = (s_ns *)s;
+    int rc = s_map(ns, n, keys, "attempt append");
+    if (rc) return rc;
+    rc = pd__attempt_append_inner(impl, n, ns->mk, vals,
+                                  PD_NOLOCK | (flags & PD_FSYNC));
+    return rc ? s_wrap(ns, rc, "attempt append", n, keys) : 0;
+}
+
+static int s_att_commit(pd_store *s, void *impl, unsigned flags) {
+    s_ns *ns = (s_ns *)s;
+    pd_attempt *ia = impl;
+    int rc = pd_attempt_commit(&ia, PD_NOLOCK | (flags & PD_FSYNC));
+    return rc ? pd__err_wrap(s, ns->inner, rc, "%s attempt commit", ns->repr)
+              : 0;
+}
+
+static int s_att_abort(pd_store *s, void *impl) {
+    s_ns *ns = (s_ns *)s;
+    pd_attempt *ia = impl;
+    int rc = pd_attempt_abort(&ia);
+    return rc ? pd__err_wrap(s, ns->inner, rc, "%s attempt abort", ns->repr)
+              : 0;
+}
+
 static const pd_store_ops s_ns_ops = {
-    PD__STORE_OPS("namespace"),
-    .lock = s_lock_hook,
-    .unlock = s_unlock_hook,
+    PD__STORE_OPS("namespace"), .lock = s_lock_hook,
+    .unlock = s_unlock_hook,    .att_begin = s_att_begin,
+    .att_append = s_att_append, .att_commit = s_att_commit,
+    .att_abort = s_att_abort,
 };
 
 /* --------------------------------------------------------------- Public */

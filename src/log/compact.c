@@ -314,11 +314,13 @@ int lg_compact(lg_store *l, bool empty, bool salvage, const char *op) {
     __atomic_store_n(&l->sh->compacted, writes, __ATOMIC_SEQ_CST);
     /* Our own segment holds superseded records only. */
     if (l->wfd >= 0) {
-        SYS.close(l->wfd);
+        int keep = lg_att_retire(l);
+        if (keep < 2) SYS.close(l->wfd);
         l->wfd = -1;
-        SYS.unlinkat(l->dirfd, l->wname, 0);
+        if (!keep) SYS.unlinkat(l->dirfd, l->wname, 0);
         l->wname[0] = 0;
     }
+    if (empty) lg_att_dropped(l);
     s_cleanup(l, cname);
     lg_index_reset(l);
     return 0;

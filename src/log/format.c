@@ -36,7 +36,7 @@ static size_t s_pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 void lg_hdr_write(const lg_hdr *h, unsigned char out[LG_HDR]) {
     s_put32(out, LG_REC_MAGIC);
-    out[4] = (unsigned char)LG_FORMAT;
+    out[4] = (unsigned char)LG_REC_FORMAT;
     out[5] = (unsigned char)h->type;
     out[6] = out[7] = 0;
     s_put32(out + 8, h->nkeys);
@@ -48,7 +48,7 @@ void lg_hdr_write(const lg_hdr *h, unsigned char out[LG_HDR]) {
 }
 
 int lg_hdr_parse(const unsigned char *p, lg_hdr *h) {
-    if (s_get32(p) != LG_REC_MAGIC || p[4] != LG_FORMAT || p[6] || p[7])
+    if (s_get32(p) != LG_REC_MAGIC || p[4] != LG_REC_FORMAT || p[6] || p[7])
         return -1;
     if (s_get64(p + 40) != XXH3_64bits(p, 40)) return -1;
     h->type = p[5];
@@ -57,7 +57,7 @@ int lg_hdr_parse(const unsigned char *p, lg_hdr *h) {
     h->seq = s_get64(p + 16);
     h->data_len = s_get64(p + 24);
     h->table_hash = s_get64(p + 32);
-    if (h->type < LG_APPEND || h->type > LG_BASE) return -1;
+    if (h->type < LG_APPEND || h->type > LG_COMMIT) return -1;
     if (h->table_len % 8 || h->table_len > LG_MAX_TABLE ||
         h->nkeys > LG_MAX_KEYS || h->data_len > LG_MAX_DATA || h->seq == 0 ||
         h->seq >= LG_SEQ_MAX)
@@ -67,6 +67,9 @@ int lg_hdr_parse(const unsigned char *p, lg_hdr *h) {
     if (h->type == LG_BASE && (h->nkeys || h->data_len)) return -1;
     if (h->type == LG_DELETE && h->data_len) return -1;
     if (h->type != LG_BASE && h->nkeys == 0) return -1;
+    /* Attempts: the writer and a tag come first; a commit has no data. */
+    if (h->type == LG_ATTEMPT && h->nkeys < 2) return -1;
+    if (h->type == LG_COMMIT && (h->nkeys != 2 || h->data_len)) return -1;
     return 0;
 }
 

@@ -65,6 +65,7 @@ void lg_index_reset(lg_store *l) {
     l->rec_bytes = l->live_bytes = 0;
     l->ndamaged = 0;
     l->damage[0] = 0;
+    lg_att_reset(l);
 }
 
 lg_key *lg_find(lg_store *l, const pd_key *key) {
@@ -76,6 +77,7 @@ lg_key *lg_find(lg_store *l, const pd_key *key) {
 typedef struct s_apply {
     lg_store *l;
     uint32_t seg;
+    uint32_t skip; /* entries to leave out first (an attempt's tags) */
     uint64_t off;
 } s_apply;
 
@@ -113,6 +115,10 @@ static void s_trim(lg_store *l, lg_key *k) {
 static int s_apply_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
     s_apply *a = arg;
     lg_store *l = a->l;
+    if (PD__UNLIKELY(a->skip)) {
+        a->skip--;
+        return 0;
+    }
     lg_key *k = s_key_get(l, e);
     if (!k) return PD_ERR_NOMEM;
     if (h->seq < k->floor) return 0; /* superseded already */
@@ -126,9 +132,9 @@ static int s_apply_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
     uint32_t i = k->n;
     while (i > 0 && k->ext[i - 1].seq > h->seq) i--;
     uint64_t off = a->off + e->doff;
-    if (i > 0 && k->ext[i - 1].seq == h->seq && k->ext[i - 1].seg == a->seg &&
-        k->ext[i - 1].off == off)
-        return 0;
+    /* (A commit gives several records one sequence number.) */
+    for (uint32_t j = i; j > 0 && k->ext[j - 1].seq == h->seq; j--)
+        if (k->ext[j - 1].seg == a->seg && k->ext[j - 1].off == off) return 0;
     if (k->n == k->cap) {
         uint32_t nc = k->cap ? k->cap * 2 : 2;
         lg_ext *ne = realloc(k->ext, nc * sizeof *ne);
@@ -160,9 +166,15 @@ int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
         if (l->segs[seg].compacted && off == 0) l->base_seq = h->seq;
         return 0;
     }
+    if (h->type >= LG_ATTEMPT) return lg_att_index(l, seg, off, h, table);
     if (!l->segs[seg].compacted && h->seq <= l->base_seq) return 0;
+    return lg_index_apply(l, seg, off, h, table, 0);
+}
+
+int lg_index_apply(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
+                   const unsigned char *table, uint32_t skip) {
     l->rec_bytes += lg_rec_len(h);
-    s_apply a = {l, seg, off};
+    s_apply a = {l, seg, skip, off};
     int rc = lg_table_walk(h, table, s_apply_ent, &a);
     return rc < 0 ? PD_ERR_CORRUPT : rc;
 }
@@ -198,6 +210,7 @@ static int s_read_err(lg_store *l, int rc, const char *op, const lg_seg *s,
 /* The writer of segment s has gone (its flock can be taken). */
 static bool s_writer_gone(lg_store *l, lg_seg *s) {
     if (s->compacted) return true;
+    if (s->commits) return false; /* a torn tail: the next commit cuts it */
     if (l->wseg < l->nsegs && s == &l->segs[l->wseg] && l->wfd >= 0)
         return false;
     if (SYS.flock(s->fd, LOCK_EX | LOCK_NB) < 0) return false;
@@ -405,7 +418,8 @@ static int s_add_writer(void *arg, int dfd, const char *name,
     (void)type;
     s_addctx *c = arg;
     lg_store *l = c->l;
-    if (strncmp(name, "w-", 2) != 0) return 0;
+    bool commits = !strcmp(name, LG_COMMITS);
+    if (!commits && strncmp(name, "w-", 2) != 0) return 0;
     for (size_t i = 0; i < l->nsegs; i++)
         if (!strcmp(l->segs[i].name, name)) return 0;
     int sfd = SYS.openat(l->dirfd, name,
@@ -429,6 +443,7 @@ static int s_add_writer(void *arg, int dfd, const char *name,
         c->rc = ix;
         return 1;
     }
+    l->segs[ix].commits = commits;
     return 0;
 }
 

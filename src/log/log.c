@@ -165,6 +165,7 @@ static int s_destroy(pd_store *s) {
     if (mine && l->wfd >= 0 && l->wsize == 0)
         SYS.unlinkat(l->dirfd, l->wname, 0);
     lg_index_reset(l);
+    lg_att_free(l);
     if (mine && l->temp && !l->keep) rc = lg_rm_contents(l);
     lg_close_dir(l);
     if (l->dirfd >= 0) SYS.close(l->dirfd);
@@ -179,6 +180,10 @@ static const pd_store_ops s_log_ops = {
     PD__STORE_OPS("log"),
     .lock = s_lock,
     .unlock = s_unlock,
+    .att_begin = lg_att_begin,
+    .att_append = lg_att_append,
+    .att_commit = lg_att_commit,
+    .att_abort = lg_att_abort,
 };
 
 /* ---------------------------------------------------------------- Open */

@@ -7,7 +7,8 @@
  * Files: format.c (records: building, checking, parsing), segment.c (the
  * directory, its lock and shared state, the writer), index.c (the reader:
  * key index, catch-up, gets), compact.c (compaction), log.c (the store
- * ops and the public functions).
+ * ops and the public functions), attempt.c (attempts: their records, the
+ * commit log, commits as readers apply them).
  */
 #ifndef PARTD_LOG_H
 #define PARTD_LOG_H
@@ -21,7 +22,11 @@
 
 /* ------------------------------------------------------------- Format */
 
-#define LG_FORMAT 1u             /* format version this code writes */
+#define LG_FORMAT 2u             /* highest format version this code reads */
+#define LG_FORMAT_NEW 1u         /* version of a new store (2 once an
+                                  * attempt began in it) */
+#define LG_REC_FORMAT 1u         /* the record layout's version byte */
+#define LG_COMMITS "commits"     /* the commit log (attempts) */
 #define LG_MARKER "partd-log"    /* the marker file */
 #define LG_MAGIC "PARTDLOG"      /* its first 8 bytes */
 #define LG_MARKER_SIZE 16        /* magic, u32 version, u32 reserved */
@@ -40,6 +45,8 @@ enum lg_type {
     LG_SET = 2,    /* keys replaced by values (iset) */
     LG_DELETE = 3, /* keys forgotten (values empty) */
     LG_BASE = 4,   /* first record of a compacted segment: seq is its base */
+    LG_ATTEMPT = 5, /* values appended under an attempt (invisible) */
+    LG_COMMIT = 6,  /* an attempt committed (in the commit log only) */
 };
 
 /* A record header as parsed (all fields checked by lg_hdr_parse). */
@@ -118,7 +125,10 @@ typedef struct lg_seg {
     uint64_t parsed; /* bytes of whole records (or skipped damage) */
     bool compacted;  /* the current compacted segment */
     bool done;       /* a dead writer's torn tail was left out */
+    bool commits;    /* the commit log (its writer is never "gone") */
 } lg_seg;
+
+struct lg_att; /* attempt.c */
 
 typedef struct lg_store {
     pd_store base;
@@ -157,6 +167,8 @@ typedef struct lg_store {
     uint64_t ndamaged;            /* damaged regions whose keys are unknown */
     char damage[PD__MSG_MAX / 2]; /* the first one, described */
     char notice[PD__MSG_MAX / 2];
+
+    struct lg_att *att; /* attempts (attempt.c), NULL until the first */
 } lg_store;
 
 #define SYS pd__sys_table
@@ -180,6 +192,35 @@ int lg_read_key(lg_store *l, const lg_key *k, const pd_key *key, pd_result *r,
                 const char *op);
 int lg_damage_check(lg_store *l, const pd_key *key, const char *op);
 int lg_seg_add(lg_store *l, const char *name, int fd, bool compacted);
+
+/* As lg_index_rec past its checks: applies the record's entries (the first
+ * `skip` left out) as a record of type h->type and sequence h->seq. */
+int lg_index_apply(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
+                   const unsigned char *table, uint32_t skip);
+
+/* attempt.c: the ops, and hooks for the other files. */
+int lg_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
+                 void **impl, unsigned flags);
+int lg_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
+                  const pd_bytes *vals, unsigned flags);
+int lg_att_commit(pd_store *s, void *impl, unsigned flags);
+int lg_att_abort(pd_store *s, void *impl);
+/* An attempt or commit record found by a reader (index.c). */
+int lg_att_index(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
+                 const unsigned char *table);
+/* The writer leaves its segment (rotation, compaction, an abandoned
+ * write): 0 close and remove it as before; 1 close it but leave it on disk
+ * (it holds attempt records a later commit may need until the next
+ * compaction); 2 neither (an open attempt's records: the segment is kept
+ * open and locked until the attempt ends).  Resets the current segment's
+ * attempt state. */
+int lg_att_retire(lg_store *l);
+/* Index reset (readers forget pending attempts), fork, destroy. */
+void lg_att_reset(lg_store *l);
+void lg_att_fork(lg_store *l);
+void lg_att_free(lg_store *l);
+/* Compaction: a drop forgets every commit (removes the commit log). */
+void lg_att_dropped(lg_store *l);
 
 /* compact.c */
 int lg_compact(lg_store *l, bool empty, bool salvage, const char *op);

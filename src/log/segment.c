@@ -111,7 +111,7 @@ static int s_marker_create(lg_store *l) {
                        "directory is not empty)",
                        l->path, LG_MARKER);
     unsigned char m[LG_MARKER_SIZE] = LG_MAGIC;
-    m[8] = (unsigned char)LG_FORMAT;
+    m[8] = (unsigned char)LG_FORMAT_NEW;
     int fd = s_openat(l->dirfd, LG_MARKER ".tmp",
                       O_WRONLY | O_CREAT | O_TRUNC | S_OPEN_FLAGS, 0666);
     if (fd < 0)
@@ -262,6 +262,7 @@ int lg_check_fork(lg_store *l) {
     l->pid = pd__getpid();
     l->flock_mode = 0;
     if (l->wfd >= 0) close(l->wfd); /* the parent keeps its segment */
+    lg_att_fork(l);
     l->wfd = -1;
     l->wname[0] = 0;
     l->wseg = UINT32_MAX;
@@ -288,9 +289,10 @@ uint64_t lg_next_seq(lg_store *l) {
  * only superseded records: it is removed). */
 static int s_new_segment(lg_store *l, const char *op, const char *ks) {
     if (l->wfd >= 0) {
-        s_close(l->wfd);
+        int keep = lg_att_retire(l);
+        if (keep < 2) s_close(l->wfd);
         l->wfd = -1;
-        SYS.unlinkat(l->dirfd, l->wname, 0);
+        if (!keep) SYS.unlinkat(l->dirfd, l->wname, 0);
     }
     char name[96];
     int fd = -1;
@@ -362,7 +364,7 @@ static void s_undo(lg_store *l, uint64_t start) {
     while (rc < 0 && errno == EINTR);
     __atomic_add_fetch(&l->sh->writes, 1, __ATOMIC_SEQ_CST);
     if (rc < 0) {
-        s_close(l->wfd);
+        if (lg_att_retire(l) < 2) s_close(l->wfd);
         l->wfd = -1;
     }
 }
