@@ -105,13 +105,21 @@ START_TEST(commit_abort_conflict) {
     tu_expect_str(r, K("k"), "xxxxxxxxxxxxxxxxxxxx");
     tu_expect_str(r, K("j"), "y");
 
-    /* A second attempt of the writer: its commit is refused, discarded. */
-    a = t_begin(c, "w0", 2);
-    t_add(a, "k", "second");
-    ck_assert_int_eq(pd_attempt_commit(&a, 0), PD_ERR_CONFLICT);
-    ck_assert_ptr_null(a);
+    /* A second attempt of the writer, begun before the first committed:
+     * its commit is refused and its data discarded; one begun after is
+     * refused at once. */
+    a = t_begin(c, "w9", 1);
+    pd_attempt *a2 = t_begin(c, "w9", 2);
+    t_add(a, "n", "first");
+    t_add(a2, "n", "second");
+    TU_OK(pd_attempt_commit(&a, 0), c);
+    ck_assert_int_eq(pd_attempt_commit(&a2, 0), PD_ERR_CONFLICT);
+    ck_assert_ptr_null(a2);
     t_has(pd_errmsg(c), addr);
-    tu_expect_str(r, K("k"), "xxxxxxxxxxxxxxxxxxxx");
+    tu_expect_str(r, K("n"), "first");
+    pd_key w0 = K("w0");
+    ck_assert_int_eq(pd_attempt_begin(c, &w0, 3, &a2, 0), PD_ERR_CONFLICT);
+    ck_assert_ptr_null(a2);
 
     /* Abort leaves nothing; a later attempt of that writer commits. */
     a = t_begin(c, "w1", 1);
@@ -124,26 +132,31 @@ START_TEST(commit_abort_conflict) {
     TU_OK(pd_attempt_commit(&a, PD_FSYNC), c);
     tu_expect_str(r, K("m"), "kept");
 
-    /* One attempt is opened once: a second begin of it is refused. */
+    /* The same (writer, attempt) begun twice (a retry that cannot know
+     * the first run is dead) is two attempts: the first commit wins. */
     a = t_begin(c, "w2", 7);
-    pd_attempt *b = NULL;
-    pd_key w2 = K("w2");
-    ck_assert_int_lt(pd_attempt_begin(r, &w2, 7, &b, 0), 0);
-    t_has(pd_errmsg(r), "open already");
-    ck_assert_ptr_null(b);
+    pd_attempt *b = t_begin(r, "w2", 7);
+    t_add(a, "o", "a");
+    t_add(b, "o", "b");
+    TU_OK(pd_client_sync(c), c);
+    TU_OK(pd_attempt_commit(&b, 0), r);
+    tu_expect_str(r, K("o"), "b");
+    a2 = t_begin(c, "w3", 1); /* left open */
     /* Plain appends beside an open attempt keep today's behaviour. */
     TU_OK(pd_append(r, 1, &PD_KEY_STR("plain"), &PD_BYTES("p", 1), 0), r);
     tu_expect_str(r, K("plain"), "p");
 
     pd_server_stats st = t_stats(r);
-    ck_assert_uint_eq(st.attempts_committed, 2);
+    ck_assert_uint_eq(st.attempts_committed, 4);
     ck_assert_uint_eq(st.attempts_conflicted, 1);
     ck_assert_uint_eq(st.attempts_aborted, 1);
-    ck_assert_uint_eq(st.attempts_open, 1);
-    ck_assert_uint_ge(st.req_attempt, 30);
+    ck_assert_uint_eq(st.attempts_open, 2);
+    ck_assert_uint_ge(st.req_attempt, 35);
     /* records: the committed appends and the plain one only. */
-    ck_assert_uint_eq(st.records, 20 + 1 + 1 + 1);
-    TU_OK(pd_attempt_abort(&a), c);
+    ck_assert_uint_eq(st.records, 21 + 1 + 1 + 1 + 1);
+    ck_assert_int_eq(pd_attempt_commit(&a, 0), PD_ERR_CONFLICT);
+    tu_expect_str(r, K("o"), "b");
+    TU_OK(pd_attempt_abort(&a2), c);
 
     TU_OK(pd_close(&c), NULL);
     TU_OK(pd_close(&r), NULL);
@@ -174,25 +187,27 @@ START_TEST(pipelined_failure) {
     TU_OK(pd_client_sync(c), c);
     usleep(1200 * 1000); /* idle, and past the sweep's pace */
     pd_store *r = t_client(addr, 5000, PD_CLIENT_SYNC);
-    /* Any request sweeps: the attempt is expired. */
-    pd_server_stats st = t_stats(r);
-    ck_assert_uint_eq(st.attempts_expired, 1);
-    ck_assert_uint_eq(st.attempts_open, 0);
-    /* Pipelined: these are sent; their replies are errors. */
+    /* Pipelined: these are sent; the first attempt request sweeps the
+     * idle attempt away, so their replies are errors. */
     pd_key k = K("k");
     pd_bytes v = V("b");
     int rc = 0;
     for (int i = 0; i < 3 && rc == 0; i++)
         rc = pd_attempt_append(a, 1, &k, &v, 0);
     if (rc == 0) rc = pd_attempt_commit(&a, 0);
-    else pd_attempt_abort(&a);
+    char m[PD__MSG_MAX];
+    snprintf(m, sizeof m, "%s", pd_errmsg(c));
+    pd_attempt_abort(&a);
     ck_assert_int_lt(rc, 0);
     ck_assert_int_ne(rc, PD_ERR_CONFLICT);
-    t_has(pd_errmsg(c), "not open on this server");
-    t_has(pd_errmsg(c), "new attempt");
-    t_has(pd_errmsg(c), addr);
+    t_has(m, "not open on this server");
+    t_has(m, "new attempt");
+    t_has(m, addr);
     ck_assert_ptr_null(a);
     tu_expect_str(r, K("k"), "");
+    pd_server_stats st = t_stats(r);
+    ck_assert_uint_eq(st.attempts_expired, 1);
+    ck_assert_uint_eq(st.attempts_open, 0);
     /* The writer runs again: that works. */
     a = t_begin(c, "w", 2);
     t_add(a, "k", "ok");
@@ -347,9 +362,9 @@ START_TEST(server_restarted) {
     ck_assert_msg(rc == 0, "%s", pd_errmsg(c));
     /* The writer's first attempt committed before the restart: a retry
      * still conflicts. */
-    a = t_begin(c, "w", 2);
-    t_add(a, "k", "two");
-    ck_assert_int_eq(pd_attempt_commit(&a, 0), PD_ERR_CONFLICT);
+    pd_key wk = K("w");
+    ck_assert_int_eq(pd_attempt_begin(c, &wk, 2, &a, 0), PD_ERR_CONFLICT);
+    ck_assert_ptr_null(a);
 
     /* During an attempt: its next append fails, naming the server and
      * saying it was lost; so does the commit.  Never a success. */
@@ -380,11 +395,13 @@ START_TEST(server_restarted) {
     for (int i = 0; i < 12 && rc == 0; i++)
         rc = pd_attempt_append(a, 1, &ik, &v, 0);
     if (rc == 0) rc = pd_attempt_commit(&a, 0);
-    else pd_attempt_abort(&a);
+    char m[PD__MSG_MAX];
+    snprintf(m, sizeof m, "%s", pd_errmsg(p));
+    pd_attempt_abort(&a);
     ck_assert_int_lt(rc, 0);
     ck_assert_int_ne(rc, PD_ERR_CONFLICT);
-    t_has(pd_errmsg(p), addr);
-    t_has(pd_errmsg(p), "new attempt");
+    t_has(m, addr);
+    t_has(m, "new attempt");
     tu_expect_str(c, K("i"), "");
     /* The retry works. */
     a = t_begin(p, "u", 2);
@@ -410,6 +427,7 @@ typedef struct t_cap {
     size_t nframes[4];
     char first[4][64];
     char last[4][600];
+    unsigned char tok[8]; /* a begin's token */
 } t_cap;
 
 static int t_cap_emit(void *arg, size_t n, const pd_bytes *f) {
@@ -422,26 +440,47 @@ static int t_cap_emit(void *arg, size_t n, const pd_bytes *f) {
         l = n && f[n - 1].size < 599 ? f[n - 1].size : (n ? 599 : 0);
         memcpy(c->last[c->nmsg], n ? f[n - 1].data : "", l);
         c->last[c->nmsg][l] = 0;
+        if (c->nmsg == 0 && n == 1 && f[0].size == 8)
+            memcpy(c->tok, f[0].data, 8);
     }
     c->nmsg++;
     return 0;
 }
 
-/* Frames: C strings, except "#N" is N as an 8-byte attempt number. */
+/* Frames: C strings, except "#N" is N as an 8-byte number and "@w" the
+ * token of writer w's last begin (t_toks). */
+static char t_names[8][8];
+static unsigned char t_toks[8][8];
+
 static int t_req(pd__handler *h, t_cap *cap, size_t n, const char *const *f) {
-    pd_bytes fr[16];
+    pd_bytes fr[16] = {{0}};
     unsigned char nums[16][8];
     for (size_t i = 0; i < n; i++) {
         if (f[i][0] == '#') {
             pd__wire_put_u64(nums[i], strtoull(f[i] + 1, NULL, 10));
             fr[i] = (pd_bytes){nums[i], 8};
+        } else if (f[i][0] == '@') {
+            fr[i] = (pd_bytes){"", 0};
+            for (int j = 0; j < 8; j++)
+                if (!strcmp(t_names[j], f[i] + 1)) fr[i] = (pd_bytes){t_toks[j], 8};
         } else {
             fr[i] = (pd_bytes){f[i], strlen(f[i])};
         }
     }
     memset(cap, 0, sizeof *cap);
     int rc = pd__handle(h, n, fr);
-    ck_assert_uint_eq(cap->nmsg, 1); /* exactly one reply */
+    bool begun = rc == 0 && n && !strcmp(f[0], "attempt_begin");
+    /* exactly one final reply, after the token of a begin */
+    ck_assert_uint_eq(cap->nmsg, begun ? 2 : 1);
+    if (begun) {
+        ck_assert_str_eq(cap->first[1], "ack");
+        for (int j = 0; j < 8; j++)
+            if (!t_names[j][0] || !strcmp(t_names[j], f[1])) {
+                snprintf(t_names[j], sizeof t_names[j], "%s", f[1]);
+                memcpy(t_toks[j], cap->tok, 8);
+                break;
+            }
+    }
     return rc;
 }
 
@@ -462,28 +501,27 @@ START_TEST(handler_requests) {
     h.att_idle_ms = 50;
 
     ck_assert_int_eq(T_REQ(&h, &cap, "attempt_begin", "w", "#1"), 0);
+    ck_assert_int_eq(
+        T_REQ(&h, &cap, "attempt_append", "w", "#1", "@w", "k", "v"), 0);
     ck_assert_str_eq(cap.first[0], "ack");
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_append", "w", "#1", "k", "v"),
-                     0);
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_begin", "w", "#1"),
-                     PD_ERR_MISUSE);
-    t_has(cap.last[0], "open already");
     /* Malformed: refused, one error reply, the attempt untouched. */
-    const char *const bad[][6] = {
+    const char *const bad[][7] = {
         {"attempt_begin"},
         {"attempt_begin", "w"},
         {"attempt_begin", "w", "1"},
         {"attempt_begin", "w", "123456789"},
-        {"attempt_begin", "w", "#1", "fsync", "x"},
-        {"attempt_begin", "w", "#9", "nope"},
-        {"attempt_append", "w", "#1", "k"},
-        {"attempt_append", "w", "#1", "k", "v", "k2"},
-        {"attempt_commit", "w", "#1", "later"},
-        {"attempt_abort", "w", "#1", "x"},
+        {"attempt_begin", "w", "#1", "fsync"},
+        {"attempt_append", "w", "#1"},
+        {"attempt_append", "w", "#1", "short"},
+        {"attempt_append", "w", "#1", "@w", "k"},
+        {"attempt_append", "w", "#1", "@w", "k", "v", "k2"},
+        {"attempt_commit", "w", "#1", "@w", "later"},
+        {"attempt_commit", "w", "#1", "@w", "fsync", "x"},
+        {"attempt_abort", "w", "#1", "@w", "x"},
         {"attempt_abort"},
-        {"attempt_commit", "w", "abcdefg"},
+        {"attempt_commit", "w", "abcdefg", "@w"},
     };
-    size_t nb[] = {1, 2, 3, 3, 5, 4, 4, 6, 4, 4, 1, 3};
+    size_t nb[] = {1, 2, 3, 3, 4, 3, 4, 5, 7, 5, 6, 5, 1, 4};
     for (size_t i = 0; i < sizeof nb / sizeof nb[0]; i++) {
         int rc = t_req(&h, &cap, nb[i], bad[i]);
         ck_assert_msg(rc == PD_ERR_PROTOCOL, "bad request %zu: %d (%s)", i, rc,
@@ -495,18 +533,23 @@ START_TEST(handler_requests) {
     /* A key of too many parts. */
     char many[70 * 4] = "";
     for (int i = 0; i < 70; i++) strcat(many, i ? "-|-a" : "a");
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_append", "w", "#1", many, "v"),
-                     PD_ERR_LIMIT);
-    /* Unknown attempts: append and commit refused, naming why; abort is
-     * done already. */
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_append", "w", "#2", "k", "v"),
-                     PD_ERR_MISUSE);
+    ck_assert_int_eq(
+        T_REQ(&h, &cap, "attempt_append", "w", "#1", "@w", many, "v"),
+        PD_ERR_LIMIT);
+    /* Unknown attempts (another number, writer or token): refused, naming
+     * why; an abort of one is done already. */
+    ck_assert_int_eq(
+        T_REQ(&h, &cap, "attempt_append", "w", "#2", "@w", "k", "v"),
+        PD_ERR_MISUSE);
     t_has(cap.last[0], "not open on this server");
     t_has(cap.last[0], "attempt 2");
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_commit", "x", "#1"),
+    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_commit", "x", "#1", "@w"),
                      PD_ERR_MISUSE);
     t_has(cap.last[0], "not open on this server");
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_abort", "x", "#1"), 0);
+    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_commit", "w", "#1", "#12345"),
+                     PD_ERR_MISUSE);
+    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_abort", "x", "#1", "@w"), 0);
+    ck_assert_uint_eq(h.natt, 1);
 
     /* The table is bounded: a clear refusal when full. */
     ck_assert_int_eq(T_REQ(&h, &cap, "attempt_begin", "w2", "#1"), 0);
@@ -517,18 +560,22 @@ START_TEST(handler_requests) {
     usleep(100 * 1000);
     ck_assert_int_eq(T_REQ(&h, &cap, "attempt_begin", "w3", "#1"), 0);
     ck_assert_uint_eq(h.att_expired, 2);
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_commit", "w", "#1"),
+    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_commit", "w", "#1", "@w"),
                      PD_ERR_MISUSE);
-    ck_assert_int_eq(
-        T_REQ(&h, &cap, "attempt_append", "w3", "#1", "a-|-b", "tuple"), 0);
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_commit", "w3", "#1", "fsync"),
+    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_append", "w3", "#1", "@w3",
+                           "a-|-b", "tuple"),
                      0);
+    ck_assert_int_eq(
+        T_REQ(&h, &cap, "attempt_commit", "w3", "#1", "@w3", "fsync"), 0);
     ck_assert_uint_eq(h.att_committed, 1);
     pd_bytes parts[2] = {{"a", 1}, {"b", 1}};
     pd_key tk = {NULL, 0, parts, 2};
     tu_expect_str(log, tk, "tuple");
     tu_expect_str(log, K("k"), "");
     ck_assert_uint_eq(h.req[PD__CMD_ATTEMPT], h.requests);
+    /* The writer committed: another begin of it conflicts. */
+    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_begin", "w3", "#2"),
+                     PD_ERR_CONFLICT);
 
     /* A store without attempts says so. */
     pd_store *d = NULL;

@@ -343,9 +343,6 @@ static int s_dispatch(pd__handler *h, size_t n, const pd_bytes *frames) {
 
 void pd__handler_fini(pd__handler *h) {
     pd__handler_attempts_close(h);
-    free(h->akey);
-    h->akey = NULL;
-    h->akeycap = 0;
     pd__wkeys_free(&h->wk);
     free(h->vals);
     free(h->out);

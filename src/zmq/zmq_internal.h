@@ -186,9 +186,8 @@ typedef struct pd__handler {
     struct pd__hatt *att;
     size_t natt, att_max;
     int64_t att_idle_ms, att_swept_ms;
+    uint64_t att_next; /* the next token (0: not seeded yet) */
     uint64_t att_committed, att_aborted, att_conflicted, att_expired;
-    unsigned char *akey; /* scratch: a table key */
-    size_t akeycap;
 } pd__handler;
 
 /* Results of pd__handle besides the error codes. */
@@ -399,5 +398,14 @@ int pd__client_send_head(pd__client *c, const char *op, const char *cmd,
                          const pd_bytes *head, size_t nhead, const char *what,
                          const pd_key *keys, const pd_bytes *vals, size_t n);
 int pd__client_maybe_sync(pd__client *c, const char *op);
+
+/* client_attempt.c: the Client's attempt ops (pd_store_ops' att_*). */
+int pd__client_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
+                         void **impl, unsigned flags);
+int pd__client_att_append(pd_store *s, void *impl, size_t n,
+                          const pd_key *keys, const pd_bytes *vals,
+                          unsigned flags);
+int pd__client_att_commit(pd_store *s, void *impl, unsigned flags);
+int pd__client_att_abort(pd_store *s, void *impl);
 
 #endif /* PARTD_ZMQ_INTERNAL_H */
