@@ -122,7 +122,7 @@ int pd_demo_fail_tick(pd_demo *d) {
                     "partd: demo: killed worker %u (pid %d, attempt %u) "
                     "with SIGKILL after %" PRIu64
                     " records; running its share again as attempt %u\n",
-                    w, (int)c->pid, slot->attempt, slot->kill_at,
+                    w, (int)c->pid, slot->attempt, atomic_load(&slot->sent),
                     slot->attempt + 1);
         }
         slot->attempt++;

@@ -576,14 +576,14 @@ static int s_append_attempt(s_ctx *ctx, pd_store *s, const pd_key *key,
     pd_key writer = PD_KEY(w, strlen(w));
     pd_attempt *a = NULL;
     char msg[1536];
-    if (pd_attempt_begin(s, &writer, attempt, &a, 0) != 0 ||
-        pd_attempt_append(a, 1, key, val, 0) != 0) {
+    int rc = pd_attempt_begin(s, &writer, attempt, &a, 0);
+    if (rc == 0 && (rc = pd_attempt_append(a, 1, key, val, 0)) != 0) {
         snprintf(msg, sizeof msg, "writer '%s' attempt %" PRIu64 ": %s", w,
                  attempt, pd_errmsg(s));
-        if (a) pd_attempt_abort(&a);
+        pd_attempt_abort(&a);
         return s_fail(ctx, msg);
     }
-    int rc = pd_attempt_commit(&a, flags);
+    if (rc == 0) rc = pd_attempt_commit(&a, flags);
     if (rc == 0) return PD_CLI_EXIT_OK;
     snprintf(msg, sizeof msg, "writer '%s' attempt %" PRIu64 ": %s%s", w,
              attempt, pd_errmsg(s),
