@@ -15,12 +15,17 @@ and Server and Client (cpartd.zmq, libpartd's ZeroMQ layer: no pyzmq
 needed).  Errors from the C library: OSError (with errno) for I/O,
 TimeoutError, MemoryError, ValueError for bad keys/limits/misuse,
 CorruptError (a ValueError) for malformed stored data, ProtocolError (a
-ConnectionError) for a peer breaking the wire protocol.
+ConnectionError) for a peer breaking the wire protocol, AttemptConflict (a
+RuntimeError) for a commit that another attempt of its writer beat.
+
+Retried writers: ``with store.attempt(writer, n) as w: w.append({...})``
+makes the appends visible only when the block ends normally, and only if no
+other attempt of `writer` committed first (bindings/README.md).
 """
 from contextlib import suppress
 
 from . import _cpartd
-from ._cpartd import CorruptError, ProtocolError
+from ._cpartd import CorruptError, ProtocolError, AttemptConflict, Attempt
 from .file import File
 from .log import Log
 from .dict import Dict

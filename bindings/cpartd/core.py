@@ -93,6 +93,15 @@ class Interface:
         else:
             return self._delete(keys, **kwargs)
 
+    def attempt(self, writer, attempt):
+        """Attempts need a C store over a Log (Log, Compressed(Log), a
+        Buffer whose slow store is one...); a Python-level store encoding
+        values itself has none."""
+        raise NotImplementedError(
+            'cpartd: %s stores have no attempts (they need a Log '
+            'underneath, reached through C stores: Log, a compressor over a '
+            'Log, a Buffer over one)' % type(self).__name__)
+
     def pop(self, keys, **kwargs):
         """get then delete, under the store's lock.  (partd's pop reaches
         for self.partd.lock, which only wrappers have.)"""

@@ -11,6 +11,7 @@
  *   methods.c  Store's methods: append, get, _get, iget, delete, iset, keys
  *   stores.c   the store types Dict, File, Buffer, Compressed
  *   log.c      the store type Log
+ *   attempt.c  Store.attempt and the Attempt type (retried writers)
  *   zmq.c      Client, Server and the CURVE helpers
  *   fanout.c   the store types Fanout and Namespace
  *   pickle.c   the pickle writer for object blocks (text_pickle)
@@ -82,6 +83,8 @@ extern PyMethodDef cp_store_methods[]; /* methods.c */
 
 extern PyObject *cp_CorruptError; /* module.c */
 extern PyObject *cp_ProtocolError;
+extern PyObject *cp_AttemptConflict; /* attempt.c */
+extern PyTypeObject cp_AttemptType;
 
 #define CP_IS_STORE(o) PyObject_TypeCheck((o), &cp_StoreType)
 
@@ -226,6 +229,12 @@ PyObject *cp_curve_keypair_py(PyObject *mod, PyObject *ignored);
 
 /* fanout.c */
 PyObject *cp_fanout_index(PyObject *mod, PyObject *args);
+
+/* attempt.c: Store.attempt(writer, attempt), and the module's additions
+ * (Attempt, AttemptConflict); 0 or -1. */
+PyObject *cp_store_attempt(cp_store *self, PyObject *const *args,
+                           Py_ssize_t nargs, PyObject *kwnames);
+int cp_attempt_init(PyObject *m);
 
 /* pickle.c */
 /* Pickles `list` (protocol 4, no memo) into b, after an 8-byte frame

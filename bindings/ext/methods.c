@@ -568,5 +568,8 @@ PyMethodDef cp_store_methods[] = {
      METH_FASTCALL | METH_KEYWORDS, "keys(lock=True): the stored keys"},
     {"close", (PyCFunction)cp_store_close, METH_NOARGS,
      "close(): release the handle (idempotent)"},
+    {"attempt", (PyCFunction)(void (*)(void))cp_store_attempt,
+     METH_FASTCALL | METH_KEYWORDS,
+     "attempt(writer, attempt): begin an Attempt (attempt.c)"},
     {"__reduce__", (PyCFunction)s_store_reduce, METH_NOARGS, NULL},
     {NULL, NULL, 0, NULL}};

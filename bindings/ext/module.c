@@ -103,6 +103,7 @@ PyMODINIT_FUNC PyInit__cpartd(void) {
         s_add_type(m, &cp_CompressedType, "Compressed") < 0 ||
         s_add_type(m, &cp_FanoutType, "Fanout") < 0 ||
         s_add_type(m, &cp_NamespaceType, "Namespace") < 0 ||
+        cp_attempt_init(m) < 0 ||
         PyModule_AddStringConstant(m, "libpartd_version", pd_version_string()) <
             0 ||
         PyModule_AddIntConstant(m, "LEVEL_DEFAULT", -1000) < 0 ||

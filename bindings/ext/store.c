@@ -50,6 +50,7 @@ PyObject *cp_raise_as(int code, int sys, const char *msg) {
     case PD_ERR_TIMEOUT: PyErr_SetString(PyExc_TimeoutError, msg); break;
     case PD_ERR_CORRUPT: PyErr_SetString(cp_CorruptError, msg); break;
     case PD_ERR_PROTOCOL: PyErr_SetString(cp_ProtocolError, msg); break;
+    case PD_ERR_CONFLICT: PyErr_SetString(cp_AttemptConflict, msg); break;
     case PD_ERR_UNSUPPORTED:
         PyErr_SetString(PyExc_NotImplementedError, msg);
         break;

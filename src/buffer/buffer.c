@@ -493,14 +493,9 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_buffer_ops = {
-    PD__STORE_OPS("buffer"),
-    .lock = s_lock_hook,
-    .unlock = s_unlock_hook,
-    .flush = s_flush_hook,
-    .att_begin = pd__buffer_att_begin,
-    .att_append = pd__buffer_att_append,
-    .att_commit = pd__buffer_att_commit,
-    .att_abort = pd__buffer_att_abort,
+    PD__STORE_OPS("buffer"),          .lock = s_lock_hook,
+    .unlock = s_unlock_hook,          .flush = s_flush_hook,
+    PD__ATTEMPT_OPS(pd__buffer_att_),
 };
 
 /* --------------------------------------------------------------- Public */

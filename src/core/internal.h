@@ -107,6 +107,12 @@ typedef struct pd_store_ops {
     .kind = kind_, .append = s_append, .get = s_get, .del = s_del,             \
     .set = s_set, .drop = s_drop, .keys = s_keys, .destroy = s_destroy
 
+/* The four attempt ops of a module that names them <p>begin, <p>append,
+ * <p>commit and <p>abort. */
+#define PD__ATTEMPT_OPS(p)                                                     \
+    .att_begin = p##begin, .att_append = p##append, .att_commit = p##commit,   \
+    .att_abort = p##abort
+
 typedef struct pd__seen pd__seen; /* keys seen by iset (uthash), store.c */
 
 /* An attempt (core/attempt.c): the store's state of it (impl), and its

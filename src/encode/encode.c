@@ -495,10 +495,8 @@ static int s_destroy(pd_store *s) {
 }
 
 static const pd_store_ops s_ops = {
-    PD__STORE_OPS("encode"),    .lock = s_lock_hook,
-    .unlock = s_unlock_hook,    .flush = s_flush_hook,
-    .att_begin = s_att_begin,   .att_append = s_att_append,
-    .att_commit = s_att_commit, .att_abort = s_att_abort,
+    PD__STORE_OPS("encode"), .lock = s_lock_hook,     .unlock = s_unlock_hook,
+    .flush = s_flush_hook,   PD__ATTEMPT_OPS(s_att_),
 };
 
 /* --------------------------------------------------------------- Public */

@@ -273,10 +273,10 @@ static int s_att_abort(pd_store *s, void *impl) {
 }
 
 static const pd_store_ops s_ns_ops = {
-    PD__STORE_OPS("namespace"), .lock = s_lock_hook,
-    .unlock = s_unlock_hook,    .att_begin = s_att_begin,
-    .att_append = s_att_append, .att_commit = s_att_commit,
-    .att_abort = s_att_abort,
+    PD__STORE_OPS("namespace"),
+    .lock = s_lock_hook,
+    .unlock = s_unlock_hook,
+    PD__ATTEMPT_OPS(s_att_),
 };
 
 /* --------------------------------------------------------------- Public */

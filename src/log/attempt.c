@@ -442,6 +442,87 @@ static int s_won_add(struct lg_att *a, const unsigned char *pk, size_t len,
     return 0;
 }
 
+static int s_pread_all(int fd, void *buf, size_t n, uint64_t off);
+
+/* A whole, valid commit record at p[0..n)?  Its length, or 0. */
+static uint64_t s_valid_commit(const unsigned char *p, uint64_t n) {
+    lg_hdr h;
+    if (n < 2 * LG_HDR || lg_hdr_parse(p, &h) || h.type != LG_COMMIT ||
+        lg_rec_len(&h) > n)
+        return 0;
+    s_tags t;
+    uint64_t len = lg_rec_len(&h);
+    if (XXH3_64bits(p + LG_HDR, h.table_len) != h.table_hash ||
+        memcmp(p, p + len - LG_HDR, LG_HDR) != 0 ||
+        s_tags_get(&h, p + LG_HDR, &t))
+        return 0;
+    return len;
+}
+
+int lg_att_salvage(lg_store *l, const char *op) {
+    int fd = SYS.openat(l->dirfd, LG_COMMITS, O_RDONLY | O_CLOEXEC, 0);
+    if (fd < 0) return 0;
+    struct stat st;
+    unsigned char *p = NULL, *q = NULL;
+    int rc = 0;
+    if (SYS.fstat(fd, &st) < 0) {
+        rc = pd__err(&l->base, PD_ERR_IO, errno, "%s: fstat(%s/%s)", op,
+                     l->path, LG_COMMITS);
+        goto out;
+    }
+    uint64_t size = (uint64_t)st.st_size, kept = 0;
+    p = malloc(size ? size : 1);
+    q = malloc(size ? size : 1);
+    if (!p || !q) {
+        rc = pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s: %s/%s", op, l->path,
+                     LG_COMMITS);
+        goto out;
+    }
+    if (s_pread_all(fd, p, size, 0)) {
+        rc = pd__err(&l->base, PD_ERR_IO, errno, "%s: read %s/%s", op, l->path,
+                     LG_COMMITS);
+        goto out;
+    }
+    for (uint64_t at = 0; at < size;) {
+        uint64_t len = s_valid_commit(p + at, size - at);
+        if (!len) {
+            at++;
+            continue;
+        }
+        memcpy(q + kept, p + at, len);
+        kept += len;
+        at += len;
+    }
+    if (kept == size) goto out; /* nothing damaged */
+    SYS.close(fd);
+    fd =
+        SYS.openat(l->dirfd, LG_COMMITS ".tmp",
+                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
+    bool ok = fd >= 0 &&
+              (kept == 0 || SYS.write(fd, q, kept) == (ssize_t)kept) &&
+              SYS.fsync(fd) == 0;
+    int e = errno;
+    if (ok &&
+        SYS.renameat(l->dirfd, LG_COMMITS ".tmp", l->dirfd, LG_COMMITS) < 0) {
+        ok = false;
+        e = errno;
+    }
+    if (!ok) {
+        SYS.unlinkat(l->dirfd, LG_COMMITS ".tmp", 0);
+        rc = pd__err(&l->base, PD_ERR_IO, e, "%s: rewrite %s/%s", op, l->path,
+                     LG_COMMITS);
+    } else {
+        SYS.fsync(l->dirfd);
+        if (l->att) s_won_clear(l->att);
+        __atomic_add_fetch(&l->sh->created, 1, __ATOMIC_SEQ_CST);
+    }
+out:
+    if (fd >= 0) SYS.close(fd);
+    free(p);
+    free(q);
+    return rc;
+}
+
 static int s_pread_all(int fd, void *buf, size_t n, uint64_t off) {
     size_t done = 0;
     while (done < n) {
@@ -485,7 +566,8 @@ static int s_cl_scan(lg_store *l, int fd, const char *op) {
         if (!torn) {
             if (lg_hdr_parse(hb, &h) || h.type != LG_COMMIT)
                 return pd__err(&l->base, PD_ERR_CORRUPT, 0,
-                               "%s: %s/%s: bad commit record at offset %llu",
+                               "%s: %s/%s: bad commit record at offset %llu "
+                               "(pd_log_compact with PD_LOG_SALVAGE drops it)",
                                op, l->path, LG_COMMITS, (unsigned long long)at);
             torn = at + lg_rec_len(&h) > size;
         }
@@ -516,8 +598,9 @@ static int s_cl_scan(lg_store *l, int fd, const char *op) {
         if (XXH3_64bits(l->rbuf.p, h.table_len) != h.table_hash ||
             s_tags_get(&h, l->rbuf.p, &t))
             return pd__err(&l->base, PD_ERR_CORRUPT, 0,
-                           "%s: %s/%s: bad commit record at offset %llu", op,
-                           l->path, LG_COMMITS, (unsigned long long)at);
+                           "%s: %s/%s: bad commit record at offset %llu "
+                           "(pd_log_compact with PD_LOG_SALVAGE drops it)",
+                           op, l->path, LG_COMMITS, (unsigned long long)at);
         if (s_won_add(a, t.wpk, t.wlen, s_get64(t.tag)))
             return pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s: commit log",
                            op);

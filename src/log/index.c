@@ -210,7 +210,6 @@ static int s_read_err(lg_store *l, int rc, const char *op, const lg_seg *s,
 /* The writer of segment s has gone (its flock can be taken). */
 static bool s_writer_gone(lg_store *l, lg_seg *s) {
     if (s->compacted) return true;
-    if (s->commits) return false; /* a torn tail: the next commit cuts it */
     if (l->wseg < l->nsegs && s == &l->segs[l->wseg] && l->wfd >= 0)
         return false;
     if (SYS.flock(s->fd, LOCK_EX | LOCK_NB) < 0) return false;
@@ -365,8 +364,9 @@ static int s_catch_seg(lg_store *l, uint32_t si, const char *op) {
             s->parsed = off + lg_rec_len(&h);
             continue;
         }
-        /* Incomplete: in progress, or torn. */
-        if (!s_writer_gone(l, s)) return 0;
+        /* Incomplete: in progress, or torn.  (The commit log's torn tail
+         * is cut by the next committer, which counts it: read on.) */
+        if (s->commits || !s_writer_gone(l, s)) return 0;
         l->torn++;
         snprintf(l->notice, sizeof l->notice,
                  "log: left out a torn record of %llu bytes at offset %llu of "

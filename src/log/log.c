@@ -180,10 +180,7 @@ static const pd_store_ops s_log_ops = {
     PD__STORE_OPS("log"),
     .lock = s_lock,
     .unlock = s_unlock,
-    .att_begin = lg_att_begin,
-    .att_append = lg_att_append,
-    .att_commit = lg_att_commit,
-    .att_abort = lg_att_abort,
+    PD__ATTEMPT_OPS(lg_att_),
 };
 
 /* ---------------------------------------------------------------- Open */
