@@ -207,10 +207,7 @@ static int s_destroy(pd_store *s) {
 static const pd_store_ops s_client_ops = {
     PD__STORE_OPS("client"),
     .flush = s_flush,
-    .att_begin = pd__client_att_begin,
-    .att_append = pd__client_att_append,
-    .att_commit = pd__client_att_commit,
-    .att_abort = pd__client_att_abort,
+    PD__ATTEMPT_OPS(pd__client_att_),
 };
 
 /* ------------------------------------------------------------ Public */
