@@ -94,6 +94,13 @@ static int f_fsync(int fd) {
     return fsync(fd);
 }
 
+static int f_flock_eio(int fd, int op) {
+    (void)fd;
+    (void)op;
+    errno = EIO;
+    return -1;
+}
+
 START_TEST(faults_in_append_and_commit) {
     fx f;
     fx_init(&f);
@@ -141,7 +148,14 @@ START_TEST(faults_in_append_and_commit) {
     g_fail_fsyncs = 0;
     TU_OK(pd_attempt_commit(&a, PD_FSYNC), s);
     tu_expect_str(r, K("k"), "a1;a2;b2;c2;");
+    /* A commit whose lock cannot be taken: refused, the attempt freed. */
+    a = s_begin(s, "w4", 0);
+    s_add(a, "k", "d1;");
+    pd__sys_table.flock = f_flock_eio;
+    ck_assert_int_eq(pd_attempt_commit(&a, 0), PD_ERR_IO);
+    ck_assert_ptr_nonnull(strstr(pd_errmsg(s), "flock"));
     pd__sys_reset();
+    tu_expect_str(r, K("k"), "a1;a2;b2;c2;");
     TU_OK(pd_close(&r), NULL);
     TU_OK(pd_close(&s), NULL);
     s = fx_open(&f);
@@ -319,12 +333,38 @@ START_TEST(bit_flips) {
 }
 END_TEST
 
+/* A commit whose records are gone (a segment removed by hand) is damage,
+ * never an empty value. */
+START_TEST(commit_missing_records) {
+    fx f;
+    fx_init(&f);
+    pd_store *s = fx_open(&f);
+    pd_attempt *a = s_begin(s, "w", 0);
+    s_add(a, "k", "v;");
+    TU_OK(pd_attempt_commit(&a, 0), s);
+    char seg[PATH_MAX + 300];
+    s_only(f.root, "w-", seg, sizeof seg);
+    ck_assert_int_eq(unlink(seg), 0);
+    pd_store *r = fx_open(&f);
+    char *got = NULL;
+    ck_assert_int_eq(tu_fetch1(r, K("k"), &got, NULL), PD_ERR_CORRUPT);
+    free(got);
+    ck_assert_msg(strstr(pd_errmsg(r), "commits") &&
+                      strstr(pd_errmsg(r), "naming 1 records, 0 of them"),
+                  "%s", pd_errmsg(r));
+    TU_OK(pd_close(&r), NULL);
+    pd_close(&s); /* its close compaction fails on the damage: fine */
+    fx_done(&f);
+}
+END_TEST
+
 int main(void) {
     const tu_case cases[] = {
         {"fsync_on_commit", fsync_on_commit},
         {"faults_in_append_and_commit", faults_in_append_and_commit},
         {"torn_records", torn_records},
         {"bit_flips", bit_flips},
+        {"commit_missing_records", commit_missing_records},
     };
     return tu_run_cases("test_log_attempt_damage", cases,
                         sizeof cases / sizeof cases[0], 300, 0);

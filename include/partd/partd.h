@@ -24,6 +24,10 @@
  *
  * Every call is batch-first: it takes an array of n keys (and n values).
  *
+ * A writer that may be run again (a shuffle task killed and retried) appends
+ * through an *attempt* (pd_attempt_begin, "Attempts" below): invisible until
+ * it commits, and only the first attempt of a writer to commit counts.
+ *
  * KEYS
  * ====
  * A key is binary-safe: any bytes, of any length up to PD_KEY_MAX, including

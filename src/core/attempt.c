@@ -154,13 +154,40 @@ int pd_attempt_append(pd_attempt *a, size_t n, const pd_key *keys,
 
 /* ------------------------------------------------------- Commit, abort */
 
+/* The impl of an ending attempt, and whether the op took it (it frees it
+ * whatever the outcome). */
+typedef struct s_end {
+    void *impl;
+    bool taken;
+} s_end;
+
 static int s_commit_fn(pd_store *s, void *arg, unsigned flags) {
-    return s->ops->att_commit(s, arg, flags);
+    s_end *e = arg;
+    e->taken = true;
+    return s->ops->att_commit(s, e->impl, flags);
 }
 
 static int s_abort_fn(pd_store *s, void *arg, unsigned flags) {
     (void)flags;
-    return s->ops->att_abort(s, arg);
+    s_end *e = arg;
+    e->taken = true;
+    return s->ops->att_abort(s, e->impl);
+}
+
+/* Runs `fn` (commit or abort) on the attempt's impl; if the call could not
+ * even start (its lock failed), the impl is still aborted (mutex only), so
+ * nothing of it is kept, and the first error is returned. */
+static int s_end_call(pd_store *s, const char *op, unsigned flags,
+                      pd__call_fn fn, void *impl) {
+    s_end e = {impl, false};
+    int rc = pd__call(s, op, flags, S_FLAGS, fn, &e);
+    if (!e.taken) {
+        pd__errsave sv;
+        pd__err_save(s, &sv);
+        pd__call(s, "attempt abort", PD_NOLOCK, PD_NOLOCK, s_abort_fn, &e);
+        pd__err_restore(s, &sv);
+    }
+    return rc;
 }
 
 /* Takes a out of its store's list; returns its impl. */
@@ -184,9 +211,9 @@ int pd_attempt_commit(pd_attempt **ap, unsigned flags) {
             /* A forked child's copy: free what it holds, nothing else. */
             pd__errsave sv;
             pd__err_save(a->store, &sv);
-            void *impl = s_detach(a);
+            s_end e = {s_detach(a), false};
             pd__call(a->store, "attempt abort", PD_NOLOCK, PD_NOLOCK,
-                     s_abort_fn, impl);
+                     s_abort_fn, &e);
             pd__err_restore(a->store, &sv);
         }
         free(a);
@@ -194,8 +221,7 @@ int pd_attempt_commit(pd_attempt **ap, unsigned flags) {
     }
     pd_store *s = a->store;
     if (flags & ~S_FLAGS) {
-        void *impl = s_detach(a);
-        pd__call(s, "attempt abort", 0, PD_NOLOCK, s_abort_fn, impl);
+        s_end_call(s, "attempt abort", 0, s_abort_fn, s_detach(a));
         free(a);
         return pd__err(s, PD_ERR_MISUSE, 0,
                        "attempt commit: unknown flags 0x%x (the attempt was "
@@ -204,7 +230,7 @@ int pd_attempt_commit(pd_attempt **ap, unsigned flags) {
     }
     void *impl = s_detach(a);
     free(a);
-    return pd__call(s, "attempt commit", flags, S_FLAGS, s_commit_fn, impl);
+    return s_end_call(s, "attempt commit", flags, s_commit_fn, impl);
 }
 
 int pd_attempt_abort(pd_attempt **ap) {
@@ -220,7 +246,7 @@ int pd_attempt_abort(pd_attempt **ap) {
     /* In a forked child only the mutex: the op frees, no I/O. */
     unsigned fl = a->pid == pd__getpid() ? 0 : PD_NOLOCK;
     free(a);
-    return pd__call(s, "attempt abort", fl, PD_NOLOCK, s_abort_fn, impl);
+    return s_end_call(s, "attempt abort", fl, s_abort_fn, impl);
 }
 
 void pd__attempts_close(pd_store *s) {

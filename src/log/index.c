@@ -506,6 +506,12 @@ int lg_catch_up(lg_store *l, const char *op) {
         if (rc) return rc;
     }
     l->writes_seen = writes;
+    if (lg_att_caught_up(l)) {
+        /* A commit found now whose records are not all indexed: they were
+         * written before it, so one more listing and reading finds them. */
+        l->listed = false;
+        return lg_catch_up(l, op);
+    }
     return 0;
 }
 

@@ -7,8 +7,9 @@
  * Files: format.c (records: building, checking, parsing), segment.c (the
  * directory, its lock and shared state, the writer), index.c (the reader:
  * key index, catch-up, gets), compact.c (compaction), log.c (the store
- * ops and the public functions), attempt.c (attempts: their records, the
- * commit log, commits as readers apply them).
+ * ops and the public functions); attempts: attempt.c (the ops, records,
+ * the writer's pins), pending.c (readers), commits.c (the commit log),
+ * sharing attempt.h.
  */
 #ifndef PARTD_LOG_H
 #define PARTD_LOG_H
@@ -215,6 +216,11 @@ int lg_att_index(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
  * open and locked until the attempt ends).  Resets the current segment's
  * attempt state. */
 int lg_att_retire(lg_store *l);
+/* The end of a catch-up: a commit still missing records (written before
+ * it) after the catch-up that followed the one that found it is damage.
+ * Returns 1 when commits found in this catch-up miss records (the caller
+ * then catches up once more), else 0. */
+int lg_att_caught_up(lg_store *l);
 /* Index reset (readers forget pending attempts), fork, destroy. */
 void lg_att_reset(lg_store *l);
 void lg_att_fork(lg_store *l);

@@ -9,7 +9,8 @@
  * is the compacted segment c-0000000000000001 (else a writer segment); bit
  * 1: B is a second writer segment (else it is appended to A); bit 2: the
  * first 64 bytes of B are also written as the state file; bit 3: the
- * marker's version byte is B's first byte (else 1).
+ * marker's version byte is B's first byte (else 1); bit 4: B is the commit
+ * log `commits` (attempts) instead, and the marker says version 2.
  *
  * Then: pd_log_open, pd_keys, pd_get of every listed key and of made-up
  * keys, pd_append, pd_log_compact (plain, then PD_LOG_SALVAGE), pd_drop.
@@ -146,10 +147,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     snprintf(dir, sizeof dir, "%s/%lu", s_scratch, s_iter++);
     FZ_CHECK(mkdir(dir, 0700) == 0, "mkdir %s: %s", dir, strerror(errno));
     unsigned char marker[16] = "PARTDLOG";
-    marker[8] = (flags & 8) && nb ? b[0] : 1;
+    marker[8] = (flags & 8) && nb ? b[0] : (flags & 16) ? 2 : 1;
     s_put(dir, "partd-log", marker, sizeof marker);
     const char *na_name = flags & 1 ? "c-0000000000000001" : "w-1-0-a";
-    if (flags & 2) {
+    if (flags & 16) {
+        s_put(dir, na_name, a, na);
+        s_put(dir, "commits", b, nb);
+    } else if (flags & 2) {
         s_put(dir, na_name, a, na);
         s_put(dir, "w-2-0-b", b, nb);
     } else {

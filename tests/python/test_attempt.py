@@ -167,6 +167,18 @@ def test_layers(root):
     assert b.get(['k', 'n']) == [b'f1;f2;A;f3;', b'N']
 
 
+def test_namespace(root):
+    log = Log(root)
+    n1, n2 = cpartd.Namespace(log, 'one'), cpartd.Namespace(log, 'two')
+    with n1.attempt('w', 0) as a:       # writers are per namespace
+        a.append({'k': b'1'})
+    with n2.attempt('w', 0) as a:
+        a.append({'k': b'2'})
+    assert (n1.get('k'), n2.get('k')) == (b'1', b'2')
+    with pytest.raises(AttemptConflict, match="'one'"):
+        n1.attempt('w', 1)
+
+
 def test_closed_store(root):
     p = Log(root)
     a = p.attempt('w', 0)
