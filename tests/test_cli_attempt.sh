@@ -127,5 +127,7 @@ run demo -q --fail-workers 1 --records 1000
 expect_rc "demo --fail-workers without --store log (a File): refused" 2
 run demo -q --store log --workers 2 --fail-workers 3 --records 1000
 expect_rc "more workers to kill than workers: usage error" 2
+run demo -q --store log --attempts --dir "$T/d1" --dir "$T/d2" --records 1000
+expect_rc "attempts over several --dir (a Fanout): usage error" 2
 
 tap_summary

@@ -246,9 +246,10 @@ static int s_parse(int argc, char **argv, pd_demo_opts *o) {
                            "killed worker's appends would stay): use "
                            "--store log",
                            opt);
-        if (o->ndirs > 1 && o->direct)
-            return s_usage("%s: not with several --dir and --direct (a "
-                           "Fanout of Logs)",
+        if (o->ndirs > 1)
+            return s_usage("%s: not with several --dir (the store is then "
+                           "a Fanout, whose commit could not be atomic "
+                           "across its stores)",
                            opt);
     }
     if (have_level && !o->codec) return s_usage("--level needs --codec");
