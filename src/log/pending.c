@@ -82,7 +82,7 @@ int lg_att_index(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
     lg_pend *p = s_pend_get(l, inst);
     if (!p) return PD_ERR_NOMEM;
     if (h->type == LG_COMMIT) {
-        if (p->committed) return 0; /* seen already */
+        if (p->committed) return s_try_apply(l, p); /* seen: a retry */
         p->committed = true;
         l->att->awaiting++;
         p->cround = l->att->round;
