@@ -335,7 +335,12 @@ static int s_serve(pd_server *srv) {
             srv->served++;
             if (hr < 0) {
                 srv->refused++;
-                pd__server_log(srv, PD_LOG_WARN, "%s %s: %s", s_peer(srv, pb),
+                /* A conflict is an outcome the protocol expects (a
+                 * retried writer whose earlier run committed). */
+                pd__server_log(srv,
+                               hr == PD_ERR_CONFLICT ? PD_LOG_INFO
+                                                     : PD_LOG_WARN,
+                               "%s %s: %s", s_peer(srv, pb),
                                srv->h.malformed ? "sent a bad request"
                                                 : "request failed",
                                srv->h.msg);
