@@ -240,8 +240,7 @@ static int t_kid_fn(void *arg) {
     pd_key key = K("k");
     pd_bytes v = V("half");
     for (int i = 0; i < 10; i++)
-        TU_CHECK(pd_attempt_append(a, 1, &key, &v, 0) == 0, "%s",
-                 pd_errmsg(c));
+        TU_CHECK(pd_attempt_append(a, 1, &key, &v, 0) == 0, "%s", pd_errmsg(c));
     TU_CHECK(pd_client_sync(c) == 0, "%s", pd_errmsg(c));
     TU_CHECK(write(k->ready[1], "r", 1) == 1, "write");
     for (;;) pause(); /* until the SIGKILL */
@@ -462,7 +461,8 @@ static int t_req(pd__handler *h, t_cap *cap, size_t n, const char *const *f) {
         } else if (f[i][0] == '@') {
             fr[i] = (pd_bytes){"", 0};
             for (int j = 0; j < 8; j++)
-                if (!strcmp(t_names[j], f[i] + 1)) fr[i] = (pd_bytes){t_toks[j], 8};
+                if (!strcmp(t_names[j], f[i] + 1))
+                    fr[i] = (pd_bytes){t_toks[j], 8};
         } else {
             fr[i] = (pd_bytes){f[i], strlen(f[i])};
         }
@@ -562,9 +562,9 @@ START_TEST(handler_requests) {
     ck_assert_uint_eq(h.att_expired, 2);
     ck_assert_int_eq(T_REQ(&h, &cap, "attempt_commit", "w", "#1", "@w"),
                      PD_ERR_MISUSE);
-    ck_assert_int_eq(T_REQ(&h, &cap, "attempt_append", "w3", "#1", "@w3",
-                           "a-|-b", "tuple"),
-                     0);
+    ck_assert_int_eq(
+        T_REQ(&h, &cap, "attempt_append", "w3", "#1", "@w3", "a-|-b", "tuple"),
+        0);
     ck_assert_int_eq(
         T_REQ(&h, &cap, "attempt_commit", "w3", "#1", "@w3", "fsync"), 0);
     ck_assert_uint_eq(h.att_committed, 1);

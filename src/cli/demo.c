@@ -239,8 +239,8 @@ static int s_parse(int argc, char **argv, pd_demo_opts *o) {
                        "at least --workers)");
     if (o->attempts) {
         const char *opt = o->fail_workers ? "--fail-workers" : "--attempts";
-        pd_cli_store_kind k = pd_cli_store_kind_of(o->dir ? o->dir : "",
-                                                   o->kind);
+        pd_cli_store_kind k =
+            pd_cli_store_kind_of(o->dir ? o->dir : "", o->kind);
         if (k != PD_CLI_STORE_LOG)
             return s_usage("%s: a File store has no writer attempts (a "
                            "killed worker's appends would stay): use "

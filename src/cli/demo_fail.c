@@ -49,8 +49,8 @@ int pd_demo_sink_append(pd_demo_sink *k, size_t n, const pd_key *keys,
                 : pd_append(k->s, n, keys, vals, 0);
 }
 
-int pd_demo_sink_end(const pd_demo *d, unsigned w, pd_demo_sink *k,
-                     char *why, size_t cap) {
+int pd_demo_sink_end(const pd_demo *d, unsigned w, pd_demo_sink *k, char *why,
+                     size_t cap) {
     if (!k->a) return 0;
     unsigned att = d->slots[w].attempt;
     int rc = pd_attempt_commit(&k->a, 0);

@@ -60,8 +60,8 @@ typedef struct pd_demo_slot {
     _Atomic uint64_t sent; /* records handed to the store */
     char error[512];       /* why it failed, when it exits 1 */
     /* Attempts (demo_fail.c), set by the coordinator before the fork. */
-    unsigned attempt; /* the worker's attempt number (1, then 2, ...) */
-    uint64_t kill_at; /* records sent at which it waits to be killed; 0 */
+    unsigned attempt;      /* the worker's attempt number (1, then 2, ...) */
+    uint64_t kill_at;      /* records sent at which it waits to be killed; 0 */
     _Atomic int at_kill;   /* it waits there */
     _Atomic int conflicts; /* its commit found an earlier one committed */
 } pd_demo_slot;
@@ -101,7 +101,7 @@ typedef struct pd_demo {
     double last_shown; /* progress, pd_demo_now() */
     bool line_open;    /* a progress line without its newline */
     char failure[1024];
-    int failed; /* PD_CLI_EXIT_FAIL or PD_CLI_EXIT_INTR once failed */
+    int failed;      /* PD_CLI_EXIT_FAIL or PD_CLI_EXIT_INTR once failed */
     unsigned killed; /* workers killed by --fail-workers (and run again) */
 } pd_demo;
 
@@ -168,8 +168,8 @@ int pd_demo_sink_append(pd_demo_sink *k, size_t n, const pd_key *keys,
                         const pd_bytes *vals);
 /* Commits the attempt (a conflict is counted in the slot: the earlier
  * attempt's records stand, the same as these); 0, or -1 with why. */
-int pd_demo_sink_end(const pd_demo *d, unsigned w, pd_demo_sink *k,
-                     char *why, size_t cap);
+int pd_demo_sink_end(const pd_demo *d, unsigned w, pd_demo_sink *k, char *why,
+                     size_t cap);
 /* In worker w after `sent` records: at its kill point, waits there for the
  * coordinator's SIGKILL. */
 void pd_demo_kill_point(pd_demo *d, unsigned w, uint64_t sent);

@@ -221,8 +221,8 @@ static const char s_repair_about[] =
 
 static const s_verb s_verbs[] = {
     {S_VERB("append",
-            S_BIT(S_OPT_FSYNC) | S_BIT(S_OPT_REPR) | S_CODEC_OPTS |
-                S_NET_OPTS | S_BIT(S_OPT_WRITER) | S_BIT(S_OPT_ATTEMPT),
+            S_BIT(S_OPT_FSYNC) | S_BIT(S_OPT_REPR) | S_CODEC_OPTS | S_NET_OPTS |
+                S_BIT(S_OPT_WRITER) | S_BIT(S_OPT_ATTEMPT),
             0, "DIR KEY", "append all of standard input to KEY (creates DIR)",
             s_append_about),
      s_verb_append, 1, 2},

@@ -105,8 +105,8 @@ static int s_refuse(pd__handler *h, int code, const char *fmt, ...) {
     return code;
 }
 
-static int s_failed(pd__handler *h, int code, const char *cmd,
-                    const char *name, const char *why) {
+static int s_failed(pd__handler *h, int code, const char *cmd, const char *name,
+                    const char *why) {
     snprintf(h->msg, sizeof h->msg, "%s %s: %s", cmd, name, why);
     h->code = code;
     h->malformed = 0;

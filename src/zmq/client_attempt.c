@@ -23,11 +23,11 @@
 /* A client attempt: what the requests carry, and its state. */
 typedef struct pd__cattempt {
     pd__client *c;
-    pd__buf w; /* the writer's wire form */
+    pd__buf w;                  /* the writer's wire form */
     unsigned char a8[8], t8[8]; /* the attempt number; the server's token */
-    uint64_t gen;   /* the connection it began on */
-    int lost;       /* the error that lost it, or 0 */
-    char name[128]; /* "writer 'w' attempt 3", for messages */
+    uint64_t gen;               /* the connection it began on */
+    int lost;                   /* the error that lost it, or 0 */
+    char name[128];             /* "writer 'w' attempt 3", for messages */
 } pd__cattempt;
 
 static const char s_rerun[] =
@@ -125,7 +125,7 @@ static int s_begin_reply(pd__cattempt *a, const char *what) {
 }
 
 int pd__client_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
-                       void **impl, unsigned flags) {
+                         void **impl, unsigned flags) {
     (void)flags;
     pd__client *c = (pd__client *)s;
     *impl = NULL;
@@ -153,8 +153,7 @@ int pd__client_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
     snprintf(a->name, sizeof a->name, "writer %s attempt %llu",
              pd__key_short(writer, ks), (unsigned long long)attempt);
     a->gen = c->gen;
-    pd_bytes head[2] = {{a->w.len ? a->w.p : (void *)"", a->w.len},
-                        {a->a8, 8}};
+    pd_bytes head[2] = {{a->w.len ? a->w.p : (void *)"", a->w.len}, {a->a8, 8}};
     char what[192];
     snprintf(what, sizeof what, "attempt_begin of %s", a->name);
     rc = pd__client_send_head(c, "attempt_begin", "attempt_begin", head, 2,
@@ -168,9 +167,8 @@ int pd__client_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
     return 0;
 }
 
-int pd__client_att_append(pd_store *s, void *impl, size_t n,
-                        const pd_key *keys, const pd_bytes *vals,
-                        unsigned flags) {
+int pd__client_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
+                          const pd_bytes *vals, unsigned flags) {
     (void)s;
     pd__cattempt *a = impl;
     pd__client *c = a->c;

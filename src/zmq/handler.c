@@ -215,8 +215,8 @@ int pd__handler_stats(pd__handler *h, pd_server_stats *st, unsigned flags) {
     st->requests = h->requests;
     st->failed = h->failed;
     uint64_t *req[PD__CMD_N] = {
-        &st->req_syn,  &st->req_append, &st->req_get,   &st->req_iset,
-        &st->req_delete, &st->req_drop, &st->req_keys,  &st->req_stats,
+        &st->req_syn,    &st->req_append,  &st->req_get,  &st->req_iset,
+        &st->req_delete, &st->req_drop,    &st->req_keys, &st->req_stats,
         &st->req_close,  &st->req_attempt, &st->req_other};
     for (int i = 0; i < PD__CMD_N; i++) *req[i] = h->req[i];
     if (strcmp(pd_store_kind(h->store), "buffer") == 0) {
@@ -271,8 +271,8 @@ static const char *s_attempt_cmd(const pd_bytes *f) {
 /* The counted command of a request. */
 static int s_cmd_index(size_t n, const pd_bytes *frames) {
     static const char *const names[PD__CMD_ATTEMPT] = {
-        "syn", "append", "get", "iset", "delete", "drop", "keys", "stats",
-        "close"};
+        "syn",  "append", "get",   "iset", "delete",
+        "drop", "keys",   "stats", "close"};
     if (n == 0 || n > PD__WIRE_MAX_FRAMES) return PD__CMD_OTHER;
     for (int i = 0; i < PD__CMD_ATTEMPT; i++)
         if (pd__wire_is(&frames[0], names[i])) return i;

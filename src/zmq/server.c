@@ -337,13 +337,11 @@ static int s_serve(pd_server *srv) {
                 srv->refused++;
                 /* A conflict is an outcome the protocol expects (a
                  * retried writer whose earlier run committed). */
-                pd__server_log(srv,
-                               hr == PD_ERR_CONFLICT ? PD_LOG_INFO
-                                                     : PD_LOG_WARN,
-                               "%s %s: %s", s_peer(srv, pb),
-                               srv->h.malformed ? "sent a bad request"
-                                                : "request failed",
-                               srv->h.msg);
+                pd__server_log(
+                    srv, hr == PD_ERR_CONFLICT ? PD_LOG_INFO : PD_LOG_WARN,
+                    "%s %s: %s", s_peer(srv, pb),
+                    srv->h.malformed ? "sent a bad request" : "request failed",
+                    srv->h.msg);
             } else if (srv->log_level >= PD_LOG_DEBUG) {
                 char cn[48];
                 pd_bytes c = n ? srv->frames[0] : (pd_bytes){"", 0};

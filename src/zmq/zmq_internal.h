@@ -148,7 +148,7 @@ typedef int (*pd__emit_fn)(void *arg, size_t n, const pd_bytes *frames);
 /* Why a server may not know an attempt, in its error reply; the client
  * tells the caller the attempt was lost when it reads this. */
 #define PD__ATTEMPT_LOST_WHY                                                   \
-    "never begun, already committed or aborted, aborted after going idle, "   \
+    "never begun, already committed or aborted, aborted after going idle, "    \
     "or begun before the server restarted"
 
 struct pd__hatt; /* an open attempt (attempt_srv.c) */
@@ -402,9 +402,8 @@ int pd__client_maybe_sync(pd__client *c, const char *op);
 /* client_attempt.c: the Client's attempt ops (pd_store_ops' att_*). */
 int pd__client_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
                          void **impl, unsigned flags);
-int pd__client_att_append(pd_store *s, void *impl, size_t n,
-                          const pd_key *keys, const pd_bytes *vals,
-                          unsigned flags);
+int pd__client_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
+                          const pd_bytes *vals, unsigned flags);
 int pd__client_att_commit(pd_store *s, void *impl, unsigned flags);
 int pd__client_att_abort(pd_store *s, void *impl);
 

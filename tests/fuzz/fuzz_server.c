@@ -56,11 +56,14 @@ static int s_emit(void *arg, size_t n, const pd_bytes *f) {
     return 0;
 }
 
-static const char *const s_cmds[] = {
-    "append", "get",   "iset",          "delete",         "drop",
-    "syn",    "keys",  "close",         "keys",           "get",
-    "stats",  "attempt_begin", "attempt_append", "attempt_commit",
-    "attempt_abort"};
+static const char *const s_cmds[] = {"append",         "get",
+                                     "iset",           "delete",
+                                     "drop",           "syn",
+                                     "keys",           "close",
+                                     "keys",           "get",
+                                     "stats",          "attempt_begin",
+                                     "attempt_append", "attempt_commit",
+                                     "attempt_abort"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_reader r = {data, size};
