@@ -601,8 +601,17 @@ START_TEST(client_misuse) {
     char *dir, root[512], addr[600];
     pd_store *log = t_log(&dir, root);
     pd_server *srv = t_server(&log, dir, addr);
+    srv->h.att_max = 1;
     TU_OK(pd_server_start(srv), NULL);
     pd_store *c = t_client(addr, 5000, 0);
+    /* The server's table is full: a clear refusal, naming the server. */
+    pd_attempt *full = t_begin(c, "f", 1), *none = NULL;
+    pd_key f2 = K("f2");
+    ck_assert_int_eq(pd_attempt_begin(c, &f2, 1, &none, 0), PD_ERR_LIMIT);
+    ck_assert_ptr_null(none);
+    t_has(pd_errmsg(c), addr);
+    t_has(pd_errmsg(c), "1 attempts are open, the most this server keeps");
+    TU_OK(pd_attempt_abort(&full), c);
     /* A writer that cannot cross the wire. */
     pd_attempt *a = NULL;
     pd_key bad = K("a-|-b");
