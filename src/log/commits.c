@@ -54,10 +54,11 @@ int lg_won_add(struct lg_att *a, const unsigned char *pk, size_t len,
 }
 
 /* A whole, valid commit record at p[0..n)?  Its length, or 0. */
-static uint64_t s_valid_commit(const unsigned char *p, uint64_t n) {
+static uint64_t s_valid_commit(const unsigned char *p, uint64_t n,
+                               uint64_t base) {
     lg_hdr h;
     if (n < 2 * LG_HDR || lg_hdr_parse(p, &h) || h.type != LG_COMMIT ||
-        lg_rec_len(&h) > n)
+        lg_rec_len(&h) > n || h.seq > base)
         return 0;
     lg_tags t;
     uint64_t len = lg_rec_len(&h);
@@ -68,7 +69,7 @@ static uint64_t s_valid_commit(const unsigned char *p, uint64_t n) {
     return len;
 }
 
-int lg_att_salvage(lg_store *l, const char *op) {
+int lg_att_salvage(lg_store *l, const char *op, uint64_t base) {
     int fd = SYS.openat(l->dirfd, LG_COMMITS, O_RDONLY | O_CLOEXEC, 0);
     if (fd < 0) return 0;
     struct stat st;
@@ -93,7 +94,7 @@ int lg_att_salvage(lg_store *l, const char *op) {
         goto out;
     }
     for (uint64_t at = 0; at < size;) {
-        uint64_t len = s_valid_commit(p + at, size - at);
+        uint64_t len = s_valid_commit(p + at, size - at, base);
         if (!len) {
             at++;
             continue;

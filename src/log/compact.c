@@ -321,7 +321,7 @@ int lg_compact(lg_store *l, bool empty, bool salvage, const char *op) {
         l->wname[0] = 0;
     }
     if (empty) lg_att_dropped(l);
-    if (salvage) lg_att_salvage(l, op);
+    if (salvage) lg_att_salvage(l, op, o.seq);
     s_cleanup(l, cname);
     lg_index_reset(l);
     return 0;

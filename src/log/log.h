@@ -227,9 +227,11 @@ void lg_att_fork(lg_store *l);
 void lg_att_free(lg_store *l);
 /* Compaction: a drop forgets every commit (removes the commit log). */
 void lg_att_dropped(lg_store *l);
-/* A salvaging compaction: rewrites the commit log with its valid records
- * only (best effort; the error is recorded, the store stays as it was). */
-int lg_att_salvage(lg_store *l, const char *op);
+/* A salvaging compaction at sequence number `base`: rewrites the commit
+ * log with its valid records at or below base only (one above it was
+ * never read: hidden behind damage) (best effort; the error is recorded,
+ * the store stays as it was). */
+int lg_att_salvage(lg_store *l, const char *op, uint64_t base);
 
 /* compact.c */
 int lg_compact(lg_store *l, bool empty, bool salvage, const char *op);
