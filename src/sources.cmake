@@ -20,12 +20,13 @@ set(PARTD_SOURCES_ENCODE
   src/encode/codec_blosc.c src/encode/codec_bz2.c src/encode/codec_lz4.c
   src/encode/codec_snappy.c src/encode/codec_zlib.c src/encode/codec_zstd.c)
 set(PARTD_SOURCES_ZMQ
-  src/zmq/client.c src/zmq/client_pipe.c src/zmq/curve.c src/zmq/handler.c
-  src/zmq/lease_srv.c
+  src/zmq/attempt_srv.c src/zmq/client.c src/zmq/client_attempt.c
+  src/zmq/client_pipe.c src/zmq/curve.c src/zmq/handler.c src/zmq/lease_srv.c
   src/zmq/server.c src/zmq/server_open.c src/zmq/wire.c)
 set(PARTD_SOURCES_FANOUT src/fanout/fanout.c src/fanout/namespace.c)
 set(PARTD_SOURCES_CLI
-  src/cli/demo.c src/cli/demo_proc.c src/cli/demo_verify.c src/cli/main.c
+  src/cli/demo.c src/cli/demo_fail.c src/cli/demo_proc.c src/cli/demo_verify.c
+  src/cli/main.c
   src/cli/opts.c src/cli/out.c src/cli/serve.c src/cli/stats.c
   src/cli/store.c src/cli/verbs.c)
 

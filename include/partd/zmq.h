@@ -349,6 +349,17 @@ typedef struct pd_server_stats {
                                that reconnects after a timeout counts again) */
     uint64_t connections; /**< connections open now */
     uint64_t uptime_ms;   /**< since the server started serving */
+    /* Writer attempts (docs/zmq.md, "Attempts"); req_attempt counts the
+     * attempt_begin, _append, _commit and _abort requests. */
+    uint64_t req_attempt;
+    uint64_t attempts_open;       /**< open now */
+    uint64_t attempts_committed;  /**< committed */
+    uint64_t attempts_aborted;    /**< aborted by their client, or open when
+                                       the server stopped */
+    uint64_t attempts_conflicted; /**< commits refused: another attempt of
+                                       the writer committed first */
+    uint64_t attempts_expired;    /**< aborted by the server after going
+                                       idle (their client gone) */
 } pd_server_stats;
 
 /**

@@ -55,7 +55,9 @@ enum {
     S_KEEP,
     S_DIRECT,
     S_SEED,
-    S_STORE
+    S_STORE,
+    S_ATTEMPTS,
+    S_FAIL_WORKERS
 };
 
 static const pd_cli_opt s_optab[] = {
@@ -98,6 +100,16 @@ static const pd_cli_opt s_optab[] = {
      "writer): what the server's Buffer spills to, or with --direct what the "
      "workers append to; default: a Log if --dir holds its marker file "
      "partd-log, else a File",
+     false},
+    {S_ATTEMPTS, "attempts", NULL,
+     "each worker writes its share as one writer attempt, committed at its "
+     "end (needs --store log): what --fail-workers costs without killing "
+     "anyone",
+     false},
+    {S_FAIL_WORKERS, "fail-workers", "K",
+     "kill K workers (picked from the seed) with SIGKILL at a random point "
+     "of their share and run it again as a new attempt; the killed attempts "
+     "must leave nothing (implies --attempts; needs --store log)",
      false},
     {S_SEED, "seed", "S", "seed of the records; default 42", false},
     {'q', "quiet", NULL, "no progress, only the report and errors", false},
@@ -209,9 +221,37 @@ static int s_parse(int argc, char **argv, pd_demo_opts *o) {
             rc = pd_cli_opt_num(S_V, "--seed", val, PD_CLI_PLAIN, 0, UINT64_MAX,
                                 &o->seed);
             break;
+        case S_ATTEMPTS: o->attempts = true; break;
+        case S_FAIL_WORKERS:
+            rc = pd_cli_opt_num(S_V, "--fail-workers", val, PD_CLI_PLAIN, 0,
+                                PD_DEMO_MAX_WORKERS, &v);
+            o->fail_workers = (unsigned)v;
+            o->attempts = true;
+            break;
         }
     }
     if (rc) return rc;
+    if (o->fail_workers > o->workers)
+        return s_usage("--fail-workers %u: more than the %u workers",
+                       o->fail_workers, o->workers);
+    if (o->attempts && o->fail_workers && o->records < o->workers)
+        return s_usage("--fail-workers: every worker needs records (--records "
+                       "at least --workers)");
+    if (o->attempts) {
+        const char *opt = o->fail_workers ? "--fail-workers" : "--attempts";
+        pd_cli_store_kind k =
+            pd_cli_store_kind_of(o->dir ? o->dir : "", o->kind);
+        if (k != PD_CLI_STORE_LOG)
+            return s_usage("%s: a File store has no writer attempts (a "
+                           "killed worker's appends would stay): use "
+                           "--store log",
+                           opt);
+        if (o->ndirs > 1)
+            return s_usage("%s: not with several --dir (the store is then "
+                           "a Fanout, whose commit could not be atomic "
+                           "across its stores)",
+                           opt);
+    }
     if (have_level && !o->codec) return s_usage("--level needs --codec");
     if (o->have_memory && o->direct)
         return s_usage("--memory is the server's: not with --direct");
@@ -346,6 +386,12 @@ static void s_report_start(const pd_demo *d) {
            "%u partitions, seed %" PRIu64 "\n",
            o->records, o->recsize, s_mb(o->records * o->recsize), o->workers,
            o->workers == 1 ? "" : "s", o->parts, o->seed);
+    if (o->fail_workers)
+        printf("writers: one attempt per worker, committed at its end; %u "
+               "killed (SIGKILL) midway and run again\n",
+               o->fail_workers);
+    else if (o->attempts)
+        printf("writers: one attempt per worker, committed at its end\n");
     bool log = o->kind == PD_CLI_STORE_LOG;
     printf("store:   ");
     s_print_dirs(d, ", ");
@@ -476,6 +522,7 @@ int pd_cli_demo(int argc, char **argv) {
     printf("verify:  OK: %" PRIu64 " keys, %" PRIu64
            " records: every partition's count and checksum match\n",
            nkeys, readback.records);
+    pd_demo_fail_report(&d);
 
     /* Peak memory: the children's from wait4, this process's own. */
     uint64_t wmax = 0;

@@ -3,7 +3,8 @@
 /*
  * `partd demo`, shared by its files: demo.c (options, directories, the
  * report, pd_cli_demo), demo_proc.c (the server and worker processes, the
- * shuffle phase) and demo_verify.c (reading every partition back).  See
+ * shuffle phase), demo_fail.c (writer attempts: --attempts and
+ * --fail-workers) and demo_verify.c (reading every partition back).  See
  * demo.c for how it works.
  */
 #ifndef PARTD_CLI_DEMO_INT_H
@@ -50,12 +51,19 @@ typedef struct pd_demo_opts {
     pd_cli_store_kind kind; /* --store; resolved by demo.c before the run */
     int level;
     bool have_memory, keep, direct, quiet;
+    bool attempts;         /* workers write through writer attempts */
+    unsigned fail_workers; /* --fail-workers K (implies attempts) */
 } pd_demo_opts;
 
 /* A worker's corner of the shared mapping. */
 typedef struct pd_demo_slot {
     _Atomic uint64_t sent; /* records handed to the store */
     char error[512];       /* why it failed, when it exits 1 */
+    /* Attempts (demo_fail.c), set by the coordinator before the fork. */
+    unsigned attempt;      /* the worker's attempt number (1, then 2, ...) */
+    uint64_t kill_at;      /* records sent at which it waits to be killed; 0 */
+    _Atomic int at_kill;   /* it waits there */
+    _Atomic int conflicts; /* its commit found an earlier one committed */
 } pd_demo_slot;
 
 /* Per worker and partition, in the shared mapping after the slots. */
@@ -93,7 +101,8 @@ typedef struct pd_demo {
     double last_shown; /* progress, pd_demo_now() */
     bool line_open;    /* a progress line without its newline */
     char failure[1024];
-    int failed; /* PD_CLI_EXIT_FAIL or PD_CLI_EXIT_INTR once failed */
+    int failed;      /* PD_CLI_EXIT_FAIL or PD_CLI_EXIT_INTR once failed */
+    unsigned killed; /* workers killed by --fail-workers (and run again) */
 } pd_demo;
 
 typedef struct pd_demo_phase {
@@ -136,8 +145,41 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
                        char *why, size_t cap);
 /* A child that ended: a failure unless it is a worker that exited 0. */
 int pd_demo_check_exits(pd_demo *d);
+/* Forks worker w (its slot's attempt set); 0 or 1. */
+int pd_demo_start_worker(pd_demo *d, unsigned w);
 /* Starts the workers and waits for them, drawing progress. */
 int pd_demo_shuffle(pd_demo *d, pd_demo_phase *ph);
+
+/* ------------------------------------------------------------ Attempts */
+
+/* What a worker writes through: the store, or an attempt on it. */
+typedef struct pd_demo_sink {
+    pd_store *s;
+    pd_attempt *a; /* with attempts: open until pd_demo_sink_end */
+} pd_demo_sink;
+
+/* The writer of worker w, as a key: its index in decimal. */
+void pd_demo_writer(unsigned w, char buf[16]);
+/* Begins worker w's attempt on s when the demo uses attempts.  0, or -1
+ * with why filled. */
+int pd_demo_sink_begin(const pd_demo *d, unsigned w, pd_demo_sink *k,
+                       pd_store *s, char *why, size_t cap);
+int pd_demo_sink_append(pd_demo_sink *k, size_t n, const pd_key *keys,
+                        const pd_bytes *vals);
+/* Commits the attempt (a conflict is counted in the slot: the earlier
+ * attempt's records stand, the same as these); 0, or -1 with why. */
+int pd_demo_sink_end(const pd_demo *d, unsigned w, pd_demo_sink *k, char *why,
+                     size_t cap);
+/* In worker w after `sent` records: at its kill point, waits there for the
+ * coordinator's SIGKILL. */
+void pd_demo_kill_point(pd_demo *d, unsigned w, uint64_t sent);
+/* Coordinator: picks the workers to kill and their points (before the
+ * workers start); kills the ones waiting at their point and runs their
+ * share again as a new attempt (0, or 1 after a failure). */
+void pd_demo_fail_plan(pd_demo *d);
+int pd_demo_fail_tick(pd_demo *d);
+/* The report's attempts line. */
+void pd_demo_fail_report(const pd_demo *d);
 
 /* ------------------------------------------------------------ Verify */
 

@@ -364,7 +364,12 @@ static int s_worker(pd_demo *d, unsigned w) {
         goto out;
     }
     for (unsigned p = 0; p < P; p++) pd_demo_part_name(p, names[p]);
+    /* A retried worker counts its share afresh. */
+    memset(exp, 0, (size_t)P * sizeof *exp);
     if (pd_demo_open_store(d, &s, &client, slot->error, sizeof slot->error))
+        goto out;
+    pd_demo_sink k;
+    if (pd_demo_sink_begin(d, w, &k, s, slot->error, sizeof slot->error))
         goto out;
 
     uint64_t sent = 0;
@@ -377,9 +382,9 @@ static int s_worker(pd_demo *d, unsigned w) {
         exp[p].sum += pd_demo_hash(rec, B);
         len[p] += B;
         if (len[p] == cap) {
-            pd_key k = PD_KEY(names[p], 6);
+            pd_key pk = PD_KEY(names[p], 6);
             pd_bytes v = PD_BYTES(buf + (size_t)p * cap, cap);
-            if (pd_append(s, 1, &k, &v, 0) != 0) {
+            if (pd_demo_sink_append(&k, 1, &pk, &v) != 0) {
                 snprintf(slot->error, sizeof slot->error, "append %s: %s",
                          names[p], pd_errmsg(s));
                 goto out;
@@ -387,6 +392,7 @@ static int s_worker(pd_demo *d, unsigned w) {
             len[p] = 0;
             sent += per;
             atomic_store_explicit(&slot->sent, sent, memory_order_relaxed);
+            pd_demo_kill_point(d, w, sent);
         }
     }
     /* What is left, in one batch. */
@@ -398,11 +404,13 @@ static int s_worker(pd_demo *d, unsigned w) {
         sent += len[p] / B;
         n++;
     }
-    if (n && pd_append(s, n, keys, vals, 0) != 0) {
+    if (n && pd_demo_sink_append(&k, n, keys, vals) != 0) {
         snprintf(slot->error, sizeof slot->error, "append (last %zu keys): %s",
                  n, pd_errmsg(s));
         goto out;
     }
+    pd_demo_kill_point(d, w, sent);
+    if (pd_demo_sink_end(d, w, &k, slot->error, sizeof slot->error)) goto out;
     /* The client returns before the server's reply: wait for the last. */
     if (client && pd_client_sync(client) != 0) {
         snprintf(slot->error, sizeof slot->error, "append: %s",
@@ -424,22 +432,29 @@ out:
     return rc;
 }
 
-static int s_start_workers(pd_demo *d) {
-    for (unsigned w = 0; w < d->o.workers; w++) {
+int pd_demo_start_worker(pd_demo *d, unsigned w) {
+    fflush(NULL);
+    pid_t pid = fork();
+    if (pid < 0)
+        return pd_demo_fail(d, "fork (worker %u): %s", w, strerror(errno));
+    if (pid == 0) {
+        s_child_setup(d, SIGKILL);
+        int rc = s_worker(d, w);
         fflush(NULL);
-        pid_t pid = fork();
-        if (pid < 0)
-            return pd_demo_fail(d, "fork (worker %u): %s", w, strerror(errno));
-        if (pid == 0) {
-            s_child_setup(d, SIGKILL);
-            int rc = s_worker(d, w);
-            fflush(NULL);
-            _exit(rc);
-        }
-        d->workers[w].pid = pid;
-        d->workers[w].live = true;
-        if (d->o.direct && w == 0) d->pgid = pid;
-        (void)setpgid(pid, d->pgid);
+        _exit(rc);
+    }
+    d->workers[w].pid = pid;
+    d->workers[w].live = true;
+    if (d->o.direct && d->pgid == 0) d->pgid = pid;
+    (void)setpgid(pid, d->pgid);
+    return 0;
+}
+
+static int s_start_workers(pd_demo *d) {
+    pd_demo_fail_plan(d);
+    for (unsigned w = 0; w < d->o.workers; w++) {
+        int rc = pd_demo_start_worker(d, w);
+        if (rc) return rc;
     }
     return 0;
 }
@@ -477,6 +492,8 @@ int pd_demo_shuffle(pd_demo *d, pd_demo_phase *ph) {
     d->last_shown = t0;
     while (rc == 0) {
         if (pd_demo_stop) return PD_CLI_EXIT_INTR;
+        rc = pd_demo_fail_tick(d);
+        if (rc) break;
         rc = pd_demo_check_exits(d);
         if (rc) break;
         uint64_t done = 0;

@@ -10,6 +10,9 @@
 /* Usage error: unknown verb or option, a bad option value, missing or
  * extra arguments; the message and the usage are on stderr. */
 #define PD_CLI_EXIT_USAGE 2
+/* `partd append --writer`: another attempt of the writer committed first;
+ * this one was discarded. */
+#define PD_CLI_EXIT_CONFLICT 3
 /* Interrupted by SIGINT, SIGTERM or SIGHUP (`partd demo`): 128 + SIGINT. */
 #define PD_CLI_EXIT_INTR 130
 /* Standard output closed by its reader (EPIPE): 128 + SIGPIPE, what a shell

@@ -347,12 +347,15 @@ static void s_log_summary(pd_server *srv) {
             ", drop %" PRIu64 ", keys %" PRIu64 ", stats %" PRIu64
             ", syn %" PRIu64 ", close %" PRIu64 ", other %" PRIu64
             "), memory %" PRIu64 " of %" PRIu64 ", spills %" PRIu64
-            ", rss %" PRIu64 ", clients %" PRIu64 ", uptime %" PRIu64 " ms\n",
+            ", rss %" PRIu64 ", clients %" PRIu64 ", uptime %" PRIu64
+            " ms, attempts %" PRIu64 " committed (%" PRIu64
+            " conflicted, %" PRIu64 " aborted, %" PRIu64 " expired)\n",
             st.keys, st.bytes, st.records, st.appended_bytes, st.requests,
             st.failed, st.req_append, st.req_get, st.req_iset, st.req_delete,
             st.req_drop, st.req_keys, st.req_stats, st.req_syn, st.req_close,
             st.req_other, st.memory, st.memory_limit, st.spills, st.rss,
-            st.clients, st.uptime_ms);
+            st.clients, st.uptime_ms, st.attempts_committed,
+            st.attempts_conflicted, st.attempts_aborted, st.attempts_expired);
 }
 
 int pd_cli_serve(int argc, char **argv) {

@@ -46,6 +46,8 @@ enum {
     S_OPT_TIMEOUT,
     S_OPT_STORE,
     S_OPT_JSON,
+    S_OPT_WRITER,
+    S_OPT_ATTEMPT,
     S_OPT_HELP,
     S_NOPTS
 };
@@ -88,6 +90,15 @@ static const pd_cli_opt s_all[S_NOPTS] = {
                     "print JSON: one object (an array of them, one per "
                     "server, with several addresses)",
                     false},
+    [S_OPT_WRITER] = {S_LONG(S_OPT_WRITER), "writer", "W",
+                      "append as attempt --attempt of writer W (a flat key: "
+                      "the argument's bytes): nothing is visible until the "
+                      "attempt commits at the end; if another attempt of W "
+                      "committed first, nothing is added and the exit status "
+                      "is 3 (a Log, or a server over one)",
+                      false},
+    [S_OPT_ATTEMPT] = {S_LONG(S_OPT_ATTEMPT), "attempt", "N",
+                       "the attempt number for --writer (0 or more)", false},
     [S_OPT_HELP] = {'h', "help", NULL, "show help for the verb", false},
 };
 const pd_cli_opt *const pd_cli_store_opts = s_all;
@@ -121,6 +132,8 @@ const char pd_cli_store_tail[] =
     "       the reason is on stderr as \"partd: VERB: message\"\n"
     "  2    usage error: unknown verb or option, a bad option value,\n"
     "       missing or extra arguments\n"
+    "  3    append --writer: another attempt of the writer committed first\n"
+    "       (this one's value was discarded)\n"
     "  141  standard output was closed by its reader (e.g. `| head -c1`);\n"
     "       nothing is printed, as for a process killed by SIGPIPE\n";
 
@@ -208,7 +221,8 @@ static const char s_repair_about[] =
 
 static const s_verb s_verbs[] = {
     {S_VERB("append",
-            S_BIT(S_OPT_FSYNC) | S_BIT(S_OPT_REPR) | S_CODEC_OPTS | S_NET_OPTS,
+            S_BIT(S_OPT_FSYNC) | S_BIT(S_OPT_REPR) | S_CODEC_OPTS | S_NET_OPTS |
+                S_BIT(S_OPT_WRITER) | S_BIT(S_OPT_ATTEMPT),
             0, "DIR KEY", "append all of standard input to KEY (creates DIR)",
             s_append_about),
      s_verb_append, 1, 2},
@@ -563,8 +577,46 @@ static int s_one_key_args(s_ctx *ctx, const char **dir, pd_key *key,
 
 /* ----------------------------------------------------------------- Verbs */
 
+/* append --writer W --attempt N: the value as one attempt, committed at
+ * once (PD_FSYNC at the commit).  A conflict exits PD_CLI_EXIT_CONFLICT. */
+static int s_append_attempt(s_ctx *ctx, pd_store *s, const pd_key *key,
+                            const pd_bytes *val, uint64_t attempt,
+                            unsigned flags) {
+    const char *w = ctx->optval[S_OPT_WRITER];
+    pd_key writer = PD_KEY(w, strlen(w));
+    pd_attempt *a = NULL;
+    char msg[1536];
+    int rc = pd_attempt_begin(s, &writer, attempt, &a, 0);
+    if (rc == 0 && (rc = pd_attempt_append(a, 1, key, val, 0)) != 0) {
+        snprintf(msg, sizeof msg, "writer '%s' attempt %" PRIu64 ": %s", w,
+                 attempt, pd_errmsg(s));
+        pd_attempt_abort(&a);
+        return s_fail(ctx, msg);
+    }
+    if (rc == 0) rc = pd_attempt_commit(&a, flags);
+    if (rc == 0) return PD_CLI_EXIT_OK;
+    snprintf(msg, sizeof msg, "writer '%s' attempt %" PRIu64 ": %s%s", w,
+             attempt, pd_errmsg(s),
+             rc == PD_ERR_CONFLICT ? " (nothing was added)" : "");
+    s_fail(ctx, msg);
+    return rc == PD_ERR_CONFLICT ? PD_CLI_EXIT_CONFLICT : PD_CLI_EXIT_FAIL;
+}
+
 static int s_verb_append(s_ctx *ctx) {
     const char *dir = NULL;
+    uint64_t attempt = 0;
+    bool has_w = ctx->opts & S_BIT(S_OPT_WRITER),
+         has_a = ctx->opts & S_BIT(S_OPT_ATTEMPT);
+    if (has_w != has_a)
+        return s_usage(ctx, "--writer and --attempt go together");
+    if (has_a) {
+        int rc = pd_cli_opt_num(&ctx->verb->v, "--attempt",
+                                ctx->optval[S_OPT_ATTEMPT], PD_CLI_PLAIN, 0,
+                                UINT64_MAX, &attempt);
+        if (rc) return rc;
+        if (!*ctx->optval[S_OPT_WRITER])
+            return s_usage(ctx, "--writer: an empty writer");
+    }
     pd_key key, *owned = NULL;
     int rc = s_one_key_args(ctx, &dir, &key, &owned);
     if (rc) return rc;
@@ -582,7 +634,9 @@ static int s_verb_append(s_ctx *ctx) {
     if (rc == PD_CLI_EXIT_OK) {
         pd_bytes val = PD_BYTES(data, size);
         unsigned flags = (ctx->opts & S_BIT(S_OPT_FSYNC)) ? PD_FSYNC : 0;
-        if (pd_append(s, 1, &key, &val, flags) != 0)
+        if (ctx->opts & S_BIT(S_OPT_WRITER))
+            rc = s_append_attempt(ctx, s, &key, &val, attempt, flags);
+        else if (pd_append(s, 1, &key, &val, flags) != 0)
             rc = s_fail(ctx, pd_errmsg(s));
     }
     rc = s_close_store(ctx, &s, rc);

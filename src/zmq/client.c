@@ -224,6 +224,7 @@ static const pd_store_ops s_client_ops = {
     PD__STORE_OPS("client"),
     .flush = s_flush,
     .check = s_check,
+    PD__ATTEMPT_OPS(pd__client_att_),
 };
 
 /* ------------------------------------------------------------ Public */

@@ -106,6 +106,7 @@ int pd__client_connect(pd__client *c, pd_store *errs) {
         return rc;
     }
     c->sock = sock;
+    c->gen++;
     s_forget_all(c);
     s_push(c, 0);
     c->pending_syn = true;
@@ -391,11 +392,17 @@ static int s_check_count(pd__client *c, const char *op, size_t n) {
  * from + count), whose wire forms are in c->wb, and records the request as
  * in flight, described for messages about its reply.  On a send failure the
  * socket is reset (a message may be half sent). */
-int pd__client_send(pd__client *c, const char *op, const char *cmd,
-                    const pd_key *keys, const pd_bytes *vals, size_t from,
-                    size_t count) {
-    int rc = s_send_frame(c, op, cmd, strlen(cmd), count > 0);
+static int s_send(pd__client *c, const char *op, const char *cmd,
+                  const pd_bytes *head, size_t nhead, const char *what,
+                  const pd_key *keys, const pd_bytes *vals, size_t from,
+                  size_t count) {
+    int rc = s_send_frame(c, op, cmd, strlen(cmd), nhead + count > 0);
     uint64_t bytes = 0;
+    for (size_t i = 0; rc == 0 && i < nhead; i++) {
+        rc = s_send_frame(c, op, head[i].data, head[i].size,
+                          i + 1 < nhead || count > 0);
+        bytes += head[i].size;
+    }
     for (size_t i = from; rc == 0 && i < from + count; i++) {
         pd_bytes k = s_wkey(c, i);
         bool last = i + 1 == from + count;
@@ -408,8 +415,23 @@ int pd__client_send(pd__client *c, const char *op, const char *cmd,
     }
     if (rc) return pd__client_broken(c, rc);
     s_push(c, bytes);
-    s_describe(c, cmd, count, count ? keys + from : NULL);
+    if (what)
+        snprintf(pd__client_newest(c)->what, sizeof c->q[0].what, "%s", what);
+    else
+        s_describe(c, cmd, count, count ? keys + from : NULL);
     return 0;
+}
+
+int pd__client_send(pd__client *c, const char *op, const char *cmd,
+                    const pd_key *keys, const pd_bytes *vals, size_t from,
+                    size_t count) {
+    return s_send(c, op, cmd, NULL, 0, NULL, keys, vals, from, count);
+}
+
+int pd__client_send_head(pd__client *c, const char *op, const char *cmd,
+                         const pd_bytes *head, size_t nhead, const char *what,
+                         const pd_key *keys, const pd_bytes *vals, size_t n) {
+    return s_send(c, op, cmd, head, nhead, what, keys, vals, 0, n);
 }
 
 /* After sending a request whose reply may stay pending. */

@@ -17,7 +17,7 @@ static void s_emit_ack(pd__handler *h) {
     h->emit(h->emit_arg, 1, &f);
 }
 
-static void s_emit_error(pd__handler *h) {
+void pd__handler_emit_error(pd__handler *h) {
     char code[12];
     size_t cl = pd__wire_code(h->code, code);
     pd_bytes f[3] = {{PD__WIRE_ERROR, 5}, {code, cl}, {h->msg, strlen(h->msg)}};
@@ -44,7 +44,7 @@ static int s_vfail(pd__handler *h, int code, int malformed, const char *fmt,
     vsnprintf(h->msg, sizeof h->msg, fmt, ap);
     h->code = code;
     h->malformed = malformed;
-    s_emit_error(h);
+    pd__handler_emit_error(h);
     return code;
 }
 
@@ -75,7 +75,7 @@ static int s_refuse(pd__handler *h, int code, const char *fmt, ...) {
 static int s_store_failed(pd__handler *h, int code) {
     snprintf(h->msg, sizeof h->msg, "%s", pd_errmsg(h->store));
     h->code = code;
-    s_emit_error(h);
+    pd__handler_emit_error(h);
     return code;
 }
 
@@ -116,7 +116,7 @@ static int s_keys(pd__handler *h, const char *cmd, size_t n,
     }
     h->code = rc;
     h->malformed = 1;
-    if (!quiet) s_emit_error(h);
+    if (!quiet) pd__handler_emit_error(h);
     return rc;
 }
 
@@ -155,7 +155,7 @@ static int s_get(pd__handler *h, size_t n, const pd_bytes *keys) {
     rc = s_keys(h, "get", n, keys, 1, 1);
     if (rc) {
         s_emit_empty_results(h, n);
-        s_emit_error(h);
+        pd__handler_emit_error(h);
         return rc;
     }
     pd_result *r = NULL;
@@ -166,14 +166,14 @@ static int s_get(pd__handler *h, size_t n, const pd_bytes *keys) {
         snprintf(h->msg, sizeof h->msg, "get: out of memory for %zu values", n);
         h->code = PD_ERR_NOMEM;
         s_emit_empty_results(h, n);
-        s_emit_error(h);
+        pd__handler_emit_error(h);
         return PD_ERR_NOMEM;
     }
     if (rc) {
         snprintf(h->msg, sizeof h->msg, "%s", pd_errmsg(h->store));
         h->code = rc;
         s_emit_empty_results(h, n);
-        s_emit_error(h);
+        pd__handler_emit_error(h);
         return rc;
     }
     for (size_t i = 0; i < n; i++) {
@@ -227,10 +227,10 @@ int pd__handler_stats(pd__handler *h, pd_server_stats *st, unsigned flags) {
     st->appended_bytes = h->appended_bytes;
     st->requests = h->requests;
     st->failed = h->failed;
-    uint64_t *req[PD__CMD_N] = {&st->req_syn,  &st->req_append, &st->req_get,
-                                &st->req_iset, &st->req_delete, &st->req_drop,
-                                &st->req_keys, &st->req_stats,  &st->req_close,
-                                &st->req_other};
+    uint64_t *req[PD__CMD_N] = {
+        &st->req_syn,    &st->req_append,  &st->req_get,  &st->req_iset,
+        &st->req_delete, &st->req_drop,    &st->req_keys, &st->req_stats,
+        &st->req_close,  &st->req_attempt, &st->req_other};
     for (int i = 0; i < PD__CMD_N; i++) *req[i] = h->req[i];
     if (strcmp(pd_store_kind(h->store), "buffer") == 0) {
         st->buffer = 1;
@@ -242,6 +242,11 @@ int pd__handler_stats(pd__handler *h, pd_server_stats *st, unsigned flags) {
     st->clients = h->req[PD__CMD_SYN];
     st->connections = h->connections;
     if (h->start_ms) st->uptime_ms = (uint64_t)(pd__now_ms() - h->start_ms);
+    st->attempts_open = h->natt;
+    st->attempts_committed = h->att_committed;
+    st->attempts_aborted = h->att_aborted;
+    st->attempts_conflicted = h->att_conflicted;
+    st->attempts_expired = h->att_expired;
     return 0;
 }
 
@@ -267,14 +272,24 @@ static int s_stats_cmd(pd__handler *h) {
     return 0;
 }
 
+/* The attempt_* command frame f names, or NULL. */
+static const char *s_attempt_cmd(const pd_bytes *f) {
+    static const char *const names[] = {"attempt_begin", "attempt_append",
+                                        "attempt_commit", "attempt_abort"};
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++)
+        if (pd__wire_is(f, names[i])) return names[i];
+    return NULL;
+}
+
 /* The counted command of a request. */
 static int s_cmd_index(size_t n, const pd_bytes *frames) {
-    static const char *const names[PD__CMD_OTHER] = {"syn",  "append", "get",
-                                                     "iset", "delete", "drop",
-                                                     "keys", "stats",  "close"};
+    static const char *const names[PD__CMD_ATTEMPT] = {
+        "syn",  "append", "get",   "iset", "delete",
+        "drop", "keys",   "stats", "close"};
     if (n == 0 || n > PD__WIRE_MAX_FRAMES) return PD__CMD_OTHER;
-    for (int i = 0; i < PD__CMD_OTHER; i++)
+    for (int i = 0; i < PD__CMD_ATTEMPT; i++)
         if (pd__wire_is(&frames[0], names[i])) return i;
+    if (s_attempt_cmd(&frames[0])) return PD__CMD_ATTEMPT;
     return PD__CMD_OTHER;
 }
 
@@ -322,6 +337,8 @@ static int s_dispatch(pd__handler *h, size_t n, const pd_bytes *frames) {
         s_emit_ack(h);
         return 0;
     }
+    const char *acmd = s_attempt_cmd(cmd);
+    if (acmd) return pd__handle_attempt(h, acmd, np, pl);
     if (pd__wire_is(cmd, "keys")) return s_keys_cmd(h);
     if (pd__wire_is(cmd, "stats")) return s_stats_cmd(h);
     if (pd__wire_is(cmd, "lease")) return pd__handle_lease(h, np, pl);
@@ -340,6 +357,7 @@ static int s_dispatch(pd__handler *h, size_t n, const pd_bytes *frames) {
 
 void pd__handler_fini(pd__handler *h) {
     pd__handler_leases_free(h);
+    pd__handler_attempts_close(h);
     pd__wkeys_free(&h->wk);
     free(h->vals);
     free(h->out);

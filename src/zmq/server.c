@@ -349,10 +349,13 @@ static int s_serve(pd_server *srv) {
             srv->served++;
             if (hr < 0) {
                 srv->refused++;
-                pd__server_log(srv, PD_LOG_WARN, "%s %s: %s", s_peer(srv, pb),
-                               srv->h.malformed ? "sent a bad request"
-                                                : "request failed",
-                               srv->h.msg);
+                /* A conflict is an outcome the protocol expects (a
+                 * retried writer whose earlier run committed). */
+                pd__server_log(
+                    srv, hr == PD_ERR_CONFLICT ? PD_LOG_INFO : PD_LOG_WARN,
+                    "%s %s: %s", s_peer(srv, pb),
+                    srv->h.malformed ? "sent a bad request" : "request failed",
+                    srv->h.msg);
             } else if (srv->log_level >= PD_LOG_DEBUG) {
                 char cn[48];
                 pd_bytes c = n ? srv->frames[0] : (pd_bytes){"", 0};
@@ -373,6 +376,14 @@ static int s_serve(pd_server *srv) {
         }
     }
 out:;
+    /* Attempts still open are aborted: their clients cannot go on with
+     * them on another run (docs/zmq.md, "Attempts"). */
+    if (pd__handler_attempts_open(&srv->h)) {
+        pd__server_log(srv, PD_LOG_INFO,
+                       "%" PRIu64 " attempts open at the stop: aborted",
+                       pd__handler_attempts_open(&srv->h));
+        pd__handler_attempts_close(&srv->h);
+    }
     /* A default store (private temporary directory) is dropped on close:
      * flushing it to disk first would be wasted work. */
     int frc = srv->default_store ? 0 : s_flush_store(srv);

@@ -164,7 +164,7 @@ int pd__wire_final(size_t n, const pd_bytes *frames, int *code, pd_bytes *msg) {
     }
     /* A code from a newer server that this library does not know: still an
      * error, reported as a protocol-level one with the server's message. */
-    *code = (v >= 1 && v <= -PD_ERR_LIMIT) ? (int)-v : PD_ERR_PROTOCOL;
+    *code = (v >= 1 && v <= -PD_ERR_CONFLICT) ? (int)-v : PD_ERR_PROTOCOL;
     *msg = frames[2];
     return 1;
 }
@@ -213,12 +213,36 @@ int pd__sockopt_int(void *sock, int opt, int v) {
 #define S_F(m)                                                                 \
     { #m, offsetof(pd_server_stats, m) }
 const pd__stat_field pd__stat_fields[] = {
-    S_F(keys),     S_F(bytes),     S_F(records),      S_F(appended_bytes),
-    S_F(requests), S_F(failed),    S_F(req_syn),      S_F(req_append),
-    S_F(req_get),  S_F(req_iset),  S_F(req_delete),   S_F(req_drop),
-    S_F(req_keys), S_F(req_stats), S_F(req_close),    S_F(req_other),
-    S_F(buffer),   S_F(memory),    S_F(memory_limit), S_F(spills),
-    S_F(rss),      S_F(clients),   S_F(connections),  S_F(uptime_ms),
+    S_F(keys),
+    S_F(bytes),
+    S_F(records),
+    S_F(appended_bytes),
+    S_F(requests),
+    S_F(failed),
+    S_F(req_syn),
+    S_F(req_append),
+    S_F(req_get),
+    S_F(req_iset),
+    S_F(req_delete),
+    S_F(req_drop),
+    S_F(req_keys),
+    S_F(req_stats),
+    S_F(req_close),
+    S_F(req_other),
+    S_F(buffer),
+    S_F(memory),
+    S_F(memory_limit),
+    S_F(spills),
+    S_F(rss),
+    S_F(clients),
+    S_F(connections),
+    S_F(uptime_ms),
+    S_F(req_attempt),
+    S_F(attempts_open),
+    S_F(attempts_committed),
+    S_F(attempts_aborted),
+    S_F(attempts_conflicted),
+    S_F(attempts_expired),
 };
 #undef S_F
 const size_t pd__nstat_fields =

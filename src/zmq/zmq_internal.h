@@ -10,9 +10,12 @@
  *   server_open.c  opening (binds, the default store) and closing a server
  *   lease_srv.c    the handler's namespace leases: the lease request, the
  *                  table, expiry
+ *   attempt_srv.c  the handler's writer attempts: the attempt_* requests
+ *                  and the table of open attempts
  *   curve.c        CURVE keys, z85 checks, the ZAP allow-list handler
  *   client_pipe.c  the Client's connection: requests in flight, replies
  *   client.c       the Client's store ops and public calls
+ *   client_attempt.c  the Client's attempt ops
  */
 #ifndef PARTD_ZMQ_INTERNAL_H
 #define PARTD_ZMQ_INTERNAL_H
@@ -114,6 +117,7 @@ enum {
     PD__CMD_KEYS,
     PD__CMD_STATS,
     PD__CMD_CLOSE,
+    PD__CMD_ATTEMPT, /* the four attempt_* requests */
     PD__CMD_OTHER,
     PD__CMD_N
 };
@@ -144,6 +148,18 @@ typedef int (*pd__emit_fn)(void *arg, size_t n, const pd_bytes *frames);
 #define PD__LEASE_MAX_MS 2147483647u
 
 struct pd__lease; /* a leased namespace (lease_srv.c) */
+/* Open attempts a server keeps (a begin past it: PD_ERR_LIMIT), and how
+ * long one may go without a request before the server aborts it (its
+ * client is taken for gone: docs/zmq.md, "Attempts"). */
+#define PD__ATTEMPTS_MAX 4096
+#define PD__ATTEMPT_IDLE_MS ((int64_t)600 * 1000)
+/* Why a server may not know an attempt, in its error reply; the client
+ * tells the caller the attempt was lost when it reads this. */
+#define PD__ATTEMPT_LOST_WHY                                                   \
+    "never begun, already committed or aborted, aborted after going idle, "    \
+    "or begun before the server restarted"
+
+struct pd__hatt; /* an open attempt (attempt_srv.c) */
 
 /* The server's request handler: state and scratch reused across requests. */
 typedef struct pd__handler {
@@ -177,6 +193,13 @@ typedef struct pd__handler {
     struct pd__lease *leases;
     size_t nleases, leasecap;
     uint64_t leases_expired;
+    /* Writer attempts (attempt_srv.c): the table, its bounds (set by
+     * whoever makes the handler; the tests lower them), and counts. */
+    struct pd__hatt *att;
+    size_t natt, att_max;
+    int64_t att_idle_ms, att_swept_ms;
+    uint64_t att_next; /* the next token (0: not seeded yet) */
+    uint64_t att_committed, att_aborted, att_conflicted, att_expired;
 } pd__handler;
 
 /* Results of pd__handle besides the error codes. */
@@ -206,9 +229,6 @@ int pd__handle_fail(pd__handler *h, int code, int malformed, const char *fmt,
  * store's error (its message on h->store). */
 int pd__handler_stats(pd__handler *h, pd_server_stats *st, unsigned flags);
 
-/* Frees the handler's scratch and leases (not the store). */
-void pd__handler_fini(pd__handler *h);
-
 /* Answers the current request with [ack] (returns 0), or refuses it as
  * malformed with an error reply (returns code). */
 int pd__handler_ack(pd__handler *h);
@@ -226,6 +246,20 @@ int64_t pd__handler_lease_next(const pd__handler *h);
 void pd__handler_leases_expire(pd__handler *h, int64_t now,
                                pd__lease_log_fn log, void *arg);
 void pd__handler_leases_free(pd__handler *h);
+/* Frees the handler's scratch and leases and aborts the attempts still
+ * open (not the store, which must still be open). */
+void pd__handler_fini(pd__handler *h);
+
+/* Sends the error reply of h->code and h->msg. */
+void pd__handler_emit_error(pd__handler *h);
+
+/* attempt_srv.c: handles attempt_begin/append/commit/abort (cmd names
+ * which; pl the frames after the command); aborts every open attempt; how
+ * many are open. */
+int pd__handle_attempt(pd__handler *h, const char *cmd, size_t np,
+                       const pd_bytes *pl);
+void pd__handler_attempts_close(pd__handler *h);
+uint64_t pd__handler_attempts_open(const pd__handler *h);
 
 /* A command's printable name for messages: its bytes, escaped and cut. */
 const char *pd__wire_cmd_name(const pd_bytes *cmd, char buf[48]);
@@ -337,6 +371,8 @@ typedef struct pd__client {
     bool pending_syn; /* q's oldest answers our own `syn` */
     unsigned window;  /* appends in flight allowed with our server */
     int ours;         /* -1 unknown, 0 another server, 1 libpartd */
+    uint64_t gen;     /* connections made: an attempt begun on an earlier
+                         one is lost (client_attempt.c) */
 
     pd__buf wb;   /* wire keys */
     size_t *koff; /* their offsets in wb */
@@ -390,6 +426,19 @@ int pd__client_check(pd__client *c, const char *op, size_t n,
 int pd__client_send(pd__client *c, const char *op, const char *cmd,
                     const pd_key *keys, const pd_bytes *vals, size_t from,
                     size_t count);
+/* The same with nhead frames between the command and the keys (an
+ * attempt's writer and number); `what` describes it for messages. */
+int pd__client_send_head(pd__client *c, const char *op, const char *cmd,
+                         const pd_bytes *head, size_t nhead, const char *what,
+                         const pd_key *keys, const pd_bytes *vals, size_t n);
 int pd__client_maybe_sync(pd__client *c, const char *op);
+
+/* client_attempt.c: the Client's attempt ops (pd_store_ops' att_*). */
+int pd__client_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
+                         void **impl, unsigned flags);
+int pd__client_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
+                          const pd_bytes *vals, unsigned flags);
+int pd__client_att_commit(pd_store *s, void *impl, unsigned flags);
+int pd__client_att_abort(pd_store *s, void *impl);
 
 #endif /* PARTD_ZMQ_INTERNAL_H */

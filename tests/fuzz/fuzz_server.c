@@ -7,10 +7,11 @@
  * Input: a sequence of requests.  Each is a frame-count byte (n % 12
  * frames), then per frame a length byte L (255: a 16-bit little-endian
  * length follows, capped at 20000) and L bytes.  A first frame whose first
- * byte is below 0x0b and of length 1 is replaced by a real command
- * (append, get, iset, delete, drop, syn, keys, close, keys, get, stats), so
- * the
- * fuzzer reaches the commands' payload handling quickly.
+ * byte is below 0x0f and of length 1 is replaced by a real command
+ * (append, get, iset, delete, drop, syn, keys, close, keys, get, stats,
+ * attempt_begin, attempt_append, attempt_commit, attempt_abort), so the
+ * fuzzer reaches the commands' payload handling quickly (a Dict has no
+ * attempts: the attempt requests exercise their parsing and refusals).
  *
  * Properties: no crash, leak or sanitizer report; every request gets
  * exactly one final reply, last: [ack] or [error, CODE, MESSAGE] with a
@@ -55,9 +56,14 @@ static int s_emit(void *arg, size_t n, const pd_bytes *f) {
     return 0;
 }
 
-static const char *const s_cmds[] = {"append", "get", "iset", "delete",
-                                     "drop",   "syn", "keys", "close",
-                                     "keys",   "get", "stats"};
+static const char *const s_cmds[] = {"append",         "get",
+                                     "iset",           "delete",
+                                     "drop",           "syn",
+                                     "keys",           "close",
+                                     "keys",           "get",
+                                     "stats",          "attempt_begin",
+                                     "attempt_append", "attempt_commit",
+                                     "attempt_abort"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_reader r = {data, size};
@@ -83,7 +89,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             len = fz_take(&r, len, &p);
             fr[i] = (pd_bytes){len ? (const void *)p : "", len};
         }
-        if (n > 0 && fr[0].size == 1 && *(const uint8_t *)fr[0].data < 11) {
+        if (n > 0 && fr[0].size == 1 &&
+            *(const uint8_t *)fr[0].data < sizeof s_cmds / sizeof *s_cmds) {
             const char *c = s_cmds[*(const uint8_t *)fr[0].data];
             fr[0] = (pd_bytes){c, strlen(c)};
         }
@@ -102,7 +109,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             FZ_CHECK(h.msg[0] != '\0', "failure %d without a message", rc);
             FZ_CHECK(cap.code == rc || cap.code == PD_ERR_PROTOCOL,
                      "reply code %d, handler %d", cap.code, rc);
-            FZ_CHECK(rc >= PD_ERR_LIMIT, "unknown code %d", rc);
+            FZ_CHECK(rc >= PD_ERR_CONFLICT, "unknown code %d", rc);
         }
         bool is_get =
             n >= 1 && fr[0].size == 3 && !memcmp(fr[0].data, "get", 3);
