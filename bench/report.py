@@ -279,7 +279,7 @@ def python(indir):
                        spread(r['median'], r['min'], r['max'], r['unit']),
                        '%s: %s' % ('partd.File' if wl == 'Log' else 'partd',
                                    fmt(p['median'], p['unit'])),
-                       r['median'] / p['median'], t))
+                       r.get('paired_ratio', r['median'] / p['median']), t))
     for wl in ('shuffle', 'shuffle-str'):
         c = res.get(('cpartd', wl, 'shuffle'))
         p = res.get(('partd', wl, 'shuffle'))

@@ -45,31 +45,49 @@ static Py_ssize_t s_count_parts(PyObject *t, int depth) {
     return c;
 }
 
+static const char s_d2[] = "00010203040506070809"
+                           "10111213141516171819"
+                           "20212223242526272829"
+                           "30313233343536373839"
+                           "40414243444546474849"
+                           "50515253545556575859"
+                           "60616263646566676869"
+                           "70717273747576777879"
+                           "80818283848586878889"
+                           "90919293949596979899";
+
 /* The decimal text of v, written at the end of num (CP_NUM bytes), two
- * digits per step. */
-static pd_bytes s_int_text(long long v, char *num) {
-    static const char d2[] = "00010203040506070809"
-                             "10111213141516171819"
-                             "20212223242526272829"
-                             "30313233343536373839"
-                             "40414243444546474849"
-                             "50515253545556575859"
-                             "60616263646566676869"
-                             "70717273747576777879"
-                             "80818283848586878889"
-                             "90919293949596979899";
+ * digits per step; the partition numbers most keys are (0..9999) without a
+ * loop. */
+static inline pd_bytes s_int_text(long long v, char *num) {
     char *end = num + CP_NUM, *p = end;
     unsigned long long u =
         v < 0 ? 0ULL - (unsigned long long)v : (unsigned long long)v;
+    if (u < 10000) {
+        unsigned w = (unsigned)u;
+        if (w >= 100) {
+            p -= 2;
+            memcpy(p, s_d2 + 2 * (w % 100), 2);
+            w /= 100;
+        }
+        if (w >= 10) {
+            p -= 2;
+            memcpy(p, s_d2 + 2 * w, 2);
+        } else if (w || p == end) {
+            *--p = (char)('0' + w);
+        }
+        if (v < 0) *--p = '-';
+        return (pd_bytes){p, (size_t)(end - p)};
+    }
     while (u >= 100) {
         size_t r = (size_t)(u % 100) * 2;
         u /= 100;
         p -= 2;
-        memcpy(p, d2 + r, 2);
+        memcpy(p, s_d2 + r, 2);
     }
     if (u >= 10) {
         p -= 2;
-        memcpy(p, d2 + 2 * u, 2);
+        memcpy(p, s_d2 + 2 * u, 2);
     } else {
         *--p = (char)('0' + u);
     }

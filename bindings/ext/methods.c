@@ -9,6 +9,7 @@
 #include "cpartd.h"
 
 #include <string.h>
+#include <sys/stat.h>
 
 /* ------------------------------------------------------------------ Gets */
 
@@ -36,17 +37,45 @@ static PyObject *s_get_list(cp_store *self, cp_batch *b, unsigned flags) {
 /* Values from this size up are read straight into a bytes object. */
 #define S_INTO_MIN 4096
 
-/* pd_get of one key (get(key), iget): its value as bytes, or NULL.  When
- * the last single-key get on this store was large, the value is read
- * straight into a bytes object of that size plus some slack (pd_get_into),
- * then shrunk: no copy, as partd's f.read().  A wrong guess costs the copy
- * it saves. */
+/* Runs without the GIL: *out = the size of key's file in a File store (0
+ * when unknown), from lstat of its path, without the store's lock.  Only a
+ * guess for s_get_one's buffer: the read itself, under the lock, returns
+ * what the file holds then; had it grown since, the read costs the copy
+ * the guess would have saved, never a wrong value.  Always 0 (a failure
+ * leaves the guess unknown). */
+static int s_file_size_guess(pd_store *s, const pd_key *key, Py_ssize_t *out) {
+    char path[4096];
+    struct stat st;
+    size_t n = pd_file_filename(s, key, path, sizeof path);
+    *out = 0;
+    if (n > 0 && n < sizeof path && lstat(path, &st) == 0 &&
+        S_ISREG(st.st_mode) && st.st_size < PY_SSIZE_T_MAX / 4)
+        *out = (Py_ssize_t)st.st_size;
+    return 0;
+}
+
+/* pd_get of one key (get(key), iget): its value as bytes, or NULL.  A
+ * large value is read straight into a bytes object of its expected size
+ * plus some slack (pd_get_into), then shrunk: no copy, as partd's
+ * f.read().  The expected size is the last single-key get's on this store
+ * (get_hint); a File with no such size yet (get_hint 0: a fresh handle, or
+ * the last large value did not fit its guess) asks its file's size first.
+ * A wrong guess costs the copy it saves. */
 static PyObject *s_get_one(cp_store *self, PyObject *key, unsigned flags) {
     cp_batch b;
     cp_batch_init(&b);
     PyObject *ret = NULL, *buf = NULL;
     if (cp_batch_one(&b, key, NULL) == 0) {
         Py_ssize_t hint = self->get_hint, cap = 0;
+        bool file = pd_file_path(self->s) != NULL;
+        if (hint == 0 && file) {
+            int grc;
+            CP_CALL(self, grc, s_file_size_guess(self->s, b.keys, &hint));
+            if (grc) {
+                cp_batch_free(&b);
+                return NULL; /* closed meanwhile */
+            }
+        }
         if (hint >= S_INTO_MIN && hint < PY_SSIZE_T_MAX - 8192) {
             Py_ssize_t slack = hint / 16 > 4096 ? 4096 : hint / 16;
             cap = hint + slack + 1; /* File reads the size + up to 4 KiB */
@@ -63,8 +92,12 @@ static PyObject *s_get_one(cp_store *self, PyObject *key, unsigned flags) {
                 pd_get_into(self->s, 1, b.keys, bp, (size_t)cap, &r, flags));
         if (!rc) {
             pd_bytes v = pd_result_value(r, 0);
-            self->get_hint = (Py_ssize_t)v.size;
-            if (buf && pd_result_in(r, bp)) {
+            bool in = buf && pd_result_in(r, bp);
+            /* 0 is "unknown": a File then asks its next value's size */
+            self->get_hint = (file && !in && v.size >= S_INTO_MIN) ? 0
+                             : v.size ? (Py_ssize_t)v.size
+                                      : 1;
+            if (in) {
                 pd_result_free(&r); /* buf stays */
                 Py_ssize_t len = (Py_ssize_t)v.size;
                 if (cap - len <= 8192) {

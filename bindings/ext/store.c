@@ -305,6 +305,7 @@ int cp_adopt(cp_store *self, int rc, pd_store *s, const char *kind) {
     }
     self->s = s;
     self->kind = kind;
+    self->get_hint = 0; /* a new handle: no size known yet */
     return 0;
 }
 
