@@ -23,10 +23,8 @@
 
 /* ------------------------------------------------------------- Format */
 
-#define LG_FORMAT 2u /* highest format version this code reads */
-#define LG_FORMAT_NEW                                                          \
-    1u                           /* version of a new store (2 once an          \
-                                  * attempt began in it) */
+#define LG_FORMAT 2u             /* highest format version this code reads */
+#define LG_FORMAT_NEW 1u         /* a new store's (2 at its first attempt) */
 #define LG_REC_FORMAT 1u         /* the record layout's version byte */
 #define LG_COMMITS "commits"     /* the commit log (attempts) */
 #define LG_MARKER "partd-log"    /* the marker file */
