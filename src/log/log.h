@@ -24,8 +24,7 @@
 /* ------------------------------------------------------------- Format */
 
 #define LG_FORMAT 2u             /* highest format version this code reads */
-#define LG_FORMAT_NEW 1u         /* version of a new store (2 once an
-                                  * attempt began in it) */
+#define LG_FORMAT_NEW 1u         /* a new store's (2 at its first attempt) */
 #define LG_REC_FORMAT 1u         /* the record layout's version byte */
 #define LG_COMMITS "commits"     /* the commit log (attempts) */
 #define LG_MARKER "partd-log"    /* the marker file */
@@ -42,10 +41,10 @@
 #define LG_SEQ_MAX (1ull << 62)  /* sequence numbers stay below it */
 
 enum lg_type {
-    LG_APPEND = 1, /* values appended to keys */
-    LG_SET = 2,    /* keys replaced by values (iset) */
-    LG_DELETE = 3, /* keys forgotten (values empty) */
-    LG_BASE = 4,   /* first record of a compacted segment: seq is its base */
+    LG_APPEND = 1,  /* values appended to keys */
+    LG_SET = 2,     /* keys replaced by values (iset) */
+    LG_DELETE = 3,  /* keys forgotten (values empty) */
+    LG_BASE = 4,    /* first record of a compacted segment: seq is its base */
     LG_ATTEMPT = 5, /* values appended under an attempt (invisible) */
     LG_COMMIT = 6,  /* an attempt committed (in the commit log only) */
 };
