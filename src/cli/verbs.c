@@ -14,6 +14,7 @@
  * 141, quietly (main ignores SIGPIPE).
  */
 #include "partd/partd.h"
+#include "attempt.h"
 #include "exit.h"
 #include "opts.h"
 #include "out.h"
@@ -577,31 +578,6 @@ static int s_one_key_args(s_ctx *ctx, const char **dir, pd_key *key,
 
 /* ----------------------------------------------------------------- Verbs */
 
-/* append --writer W --attempt N: the value as one attempt, committed at
- * once (PD_FSYNC at the commit).  A conflict exits PD_CLI_EXIT_CONFLICT. */
-static int s_append_attempt(s_ctx *ctx, pd_store *s, const pd_key *key,
-                            const pd_bytes *val, uint64_t attempt,
-                            unsigned flags) {
-    const char *w = ctx->optval[S_OPT_WRITER];
-    pd_key writer = PD_KEY(w, strlen(w));
-    pd_attempt *a = NULL;
-    char msg[1536];
-    int rc = pd_attempt_begin(s, &writer, attempt, &a, 0);
-    if (rc == 0 && (rc = pd_attempt_append(a, 1, key, val, 0)) != 0) {
-        snprintf(msg, sizeof msg, "writer '%s' attempt %" PRIu64 ": %s", w,
-                 attempt, pd_errmsg(s));
-        pd_attempt_abort(&a);
-        return s_fail(ctx, msg);
-    }
-    if (rc == 0) rc = pd_attempt_commit(&a, flags);
-    if (rc == 0) return PD_CLI_EXIT_OK;
-    snprintf(msg, sizeof msg, "writer '%s' attempt %" PRIu64 ": %s%s", w,
-             attempt, pd_errmsg(s),
-             rc == PD_ERR_CONFLICT ? " (nothing was added)" : "");
-    s_fail(ctx, msg);
-    return rc == PD_ERR_CONFLICT ? PD_CLI_EXIT_CONFLICT : PD_CLI_EXIT_FAIL;
-}
-
 static int s_verb_append(s_ctx *ctx) {
     const char *dir = NULL;
     uint64_t attempt = 0;
@@ -634,10 +610,14 @@ static int s_verb_append(s_ctx *ctx) {
     if (rc == PD_CLI_EXIT_OK) {
         pd_bytes val = PD_BYTES(data, size);
         unsigned flags = (ctx->opts & S_BIT(S_OPT_FSYNC)) ? PD_FSYNC : 0;
-        if (ctx->opts & S_BIT(S_OPT_WRITER))
-            rc = s_append_attempt(ctx, s, &key, &val, attempt, flags);
-        else if (pd_append(s, 1, &key, &val, flags) != 0)
+        char msg[1536];
+        if (ctx->opts & S_BIT(S_OPT_WRITER)) {
+            rc = pd_cli_append_attempt(s, ctx->optval[S_OPT_WRITER], attempt,
+                                       &key, &val, flags, msg, sizeof msg);
+            if (rc) s_fail(ctx, msg);
+        } else if (pd_append(s, 1, &key, &val, flags) != 0) {
             rc = s_fail(ctx, pd_errmsg(s));
+        }
     }
     rc = s_close_store(ctx, &s, rc);
     free(data);
