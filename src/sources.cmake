@@ -12,7 +12,7 @@ set(PARTD_SOURCES_FILE
   src/file/names.c src/file/ops.c src/file/walk.c)
 set(PARTD_SOURCES_LOG
   src/log/compact.c src/log/format.c src/log/index.c src/log/log.c
-  src/log/segment.c)
+  src/log/rcache.c src/log/segment.c)
 set(PARTD_SOURCES_BUFFER src/buffer/buffer.c src/buffer/spill.c)
 set(PARTD_SOURCES_ENCODE
   src/encode/codec.c src/encode/encode.c src/encode/frame.c

@@ -54,6 +54,7 @@ void lg_index_reset(lg_store *l) {
         n = next;
     }
     pd__ktab_reset(&l->keys);
+    lg_win_reset(l);
     for (size_t i = 0; i < l->nsegs; i++) {
         if (l->segs[i].fd >= 0) SYS.close(l->segs[i].fd);
         free(l->segs[i].name);
@@ -527,7 +528,9 @@ int lg_read_key(lg_store *l, const lg_key *k, const pd_key *key, pd_result *r,
             j++;
         }
         const lg_seg *s = &l->segs[k->ext[i].seg];
-        int rc = s_pread_all(s->fd, dst + at, (size_t)len, k->ext[i].off);
+        int rc = lg_win_read(l, k->ext[i].seg, k->ext[i].off, (size_t)len,
+                             dst + at);
+        if (rc) rc = s_pread_all(s->fd, dst + at, (size_t)len, k->ext[i].off);
         if (rc) {
             if (rc < 0)
                 return pd__err(&l->base, PD_ERR_IO, errno,

@@ -165,6 +165,7 @@ static int s_destroy(pd_store *s) {
     if (mine && l->wfd >= 0 && l->wsize == 0)
         SYS.unlinkat(l->dirfd, l->wname, 0);
     lg_index_reset(l);
+    lg_win_free(l);
     if (mine && l->temp && !l->keep) rc = lg_rm_contents(l);
     lg_close_dir(l);
     if (l->dirfd >= 0) SYS.close(l->dirfd);
@@ -241,6 +242,7 @@ static int s_open(pd_store **out, const char *path, unsigned flags, bool temp) {
     return 0;
 fail:
     lg_index_reset(l);
+    lg_win_free(l);
     lg_close_dir(l);
     if (l->dirfd >= 0) SYS.close(l->dirfd);
     pd__buf_free(&l->rec);
