@@ -528,8 +528,8 @@ int lg_read_key(lg_store *l, const lg_key *k, const pd_key *key, pd_result *r,
             j++;
         }
         const lg_seg *s = &l->segs[k->ext[i].seg];
-        int rc = lg_win_read(l, k->ext[i].seg, k->ext[i].off, (size_t)len,
-                             dst + at);
+        int rc =
+            lg_win_read(l, k->ext[i].seg, k->ext[i].off, (size_t)len, dst + at);
         if (rc) rc = s_pread_all(s->fd, dst + at, (size_t)len, k->ext[i].off);
         if (rc) {
             if (rc < 0)

@@ -121,9 +121,9 @@ typedef struct lg_seg {
 } lg_seg;
 
 /* A read-ahead window (rcache.c). */
-#define LG_NWIN 64                /* windows per handle */
-#define LG_WIN (128u << 10)       /* bytes per window */
-#define LG_WIN_SMALL (16u << 10)  /* extents this small go through them */
+#define LG_NWIN 64               /* windows per handle */
+#define LG_WIN (128u << 10)      /* bytes per window */
+#define LG_WIN_SMALL (16u << 10) /* extents this small go through them */
 typedef struct lg_win {
     unsigned char *p; /* LG_WIN bytes, allocated at first use */
     uint64_t off, tick;

@@ -49,8 +49,7 @@ static ssize_t s_pread_some(int fd, unsigned char *p, size_t n, uint64_t off) {
     return (ssize_t)done;
 }
 
-int lg_win_read(lg_store *l, uint32_t si, uint64_t off, size_t len,
-                void *dst) {
+int lg_win_read(lg_store *l, uint32_t si, uint64_t off, size_t len, void *dst) {
     if (len > LG_WIN_SMALL || si >= l->nsegs) return 1;
     uint64_t tick = ++l->win_tick;
     lg_win *w = NULL;
@@ -64,8 +63,7 @@ int lg_win_read(lg_store *l, uint32_t si, uint64_t off, size_t len,
     }
     if (!w) {
         /* A miss: read a window if they pay. */
-        if (l->win_read > S_PROBATION && l->win_read / 8 > l->win_hit)
-            return 1;
+        if (l->win_read > S_PROBATION && l->win_read / 8 > l->win_hit) return 1;
         const lg_seg *s = &l->segs[si];
         uint64_t end = off + LG_WIN;
         if (end > s->parsed) end = s->parsed;
