@@ -21,7 +21,8 @@
 #include <sys/prctl.h>
 #endif
 
-#define S_BATCH_BUDGET (16u << 20) /* a worker's records per append call */
+#define S_BATCH 65536u             /* bytes per partition per call */
+#define S_BATCH_BUDGET (16u << 20) /* most bytes per call */
 #define S_CLIENT_TIMEOUT_MS 60000
 #define S_SERVER_START_S 30.0 /* for the server to print its address */
 #define S_GRACE_S 5.0         /* between SIGTERM and SIGKILL */
@@ -346,10 +347,11 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
 
 /* A worker, in its child: generates its records, appends them; returns the
  * exit status (the reason in its slot).  The map side of a sort shuffle:
- * the next S_BATCH_BUDGET bytes of records are counted per partition, then
- * generated straight into their partition's place in one buffer (a counting
- * sort, no copy), and appended in one call, a key per partition holding
- * records: a call carries up to 16 MiB whatever the number of partitions. */
+ * the next P x 64 KiB of records (at most 16 MiB) are counted per
+ * partition, then generated straight into their partition's place in one
+ * buffer (a counting sort, no copy), and appended in one call, a key per
+ * partition: each call carries every partition, so its size does not
+ * shrink as the partitions multiply. */
 static int s_worker(pd_demo *d, unsigned w) {
     pd_demo_slot *slot = &d->slots[w];
     pd_demo_sum *exp = d->expect + (size_t)w * d->o.parts;
@@ -358,7 +360,9 @@ static int s_worker(pd_demo *d, unsigned w) {
     uint64_t lo = d->o.records * w / d->o.workers;
     uint64_t hi = d->o.records * (w + 1) / d->o.workers;
 
-    size_t per = S_BATCH_BUDGET / B; /* records per call */
+    /* Records per call: 64 KiB per partition, at most 16 MiB. */
+    size_t per =
+        (P < S_BATCH_BUDGET / S_BATCH ? P * S_BATCH : S_BATCH_BUDGET) / B;
     if (per == 0) per = 1;
     unsigned char *buf = malloc(per * B);
     size_t *at = calloc((size_t)P + 1, sizeof *at); /* first record of p */
