@@ -406,8 +406,15 @@ static int s_worker(pd_demo *d, unsigned w) {
             n++;
         }
         if (pd_append(s, n, keys, vals, 0) != 0) {
-            snprintf(slot->error, sizeof slot->error,
-                     "append (%zu partitions): %s", n, pd_errmsg(s));
+            /* The store's message names the key that failed. */
+            const char *k0 = keys[0].data, *k1 = keys[n - 1].data;
+            if (n == 1)
+                snprintf(slot->error, sizeof slot->error, "append %.6s: %s", k0,
+                         pd_errmsg(s));
+            else
+                snprintf(slot->error, sizeof slot->error,
+                         "append %.6s..%.6s (%zu partitions): %s", k0, k1, n,
+                         pd_errmsg(s));
             goto out;
         }
         sent += g1 - g0;
