@@ -71,7 +71,10 @@ int lg_win_read(lg_store *l, uint32_t si, uint64_t off, size_t len, void *dst) {
         w = &l->win[0];
         for (unsigned i = 1; i < LG_NWIN && w->len; i++)
             if (!l->win[i].len || l->win[i].tick < w->tick) w = &l->win[i];
-        if (!w->p && !(w->p = malloc(LG_WIN))) return 1;
+        /* Page-aligned: the kernel copies into a buffer 16 bytes past a
+         * page boundary (where malloc puts blocks this big) several times
+         * slower (docs/perf-notes.md). */
+        if (!w->p && !(w->p = aligned_alloc(4096, LG_WIN))) return 1;
         w->len = 0;
         ssize_t got = s_pread_some(s->fd, w->p, (size_t)(end - off), off);
         /* A failure or a short read: the caller's pread reports it. */
