@@ -20,10 +20,11 @@
  * Worker w makes records [N*w/W, N*(w+1)/W), P x 64 KiB of them at a
  * time (at most 16 MiB), sorted by partition (a counting sort), and
  * appends them in one call holding every partition: the map side of a sort
- * shuffle, so a call's size does not shrink as partitions multiply.  Each worker counts, per partition, its records and the sum of their
- * 64-bit hashes (order-independent) in a shared mapping; the coordinator
- * reads every partition back and compares.  The mapping also carries each
- * worker's progress (records sent) and its error message.
+ * shuffle, so a call's size does not shrink as partitions multiply.  Each
+ * worker counts, per partition, its records and the sum of their 64-bit hashes
+ * (order-independent) in a shared mapping; the coordinator reads every
+ * partition back and compares.  The mapping also carries each worker's progress
+ * (records sent) and its error message.
  *
  * With --codec the workers compress (an Encode layer over their client or
  * File), so the work is spread over the workers and the server stores and
