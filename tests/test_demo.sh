@@ -426,7 +426,7 @@ fsize_case() {
 }
 (
     ulimit -f 1024
-    fsize_case direct '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3]: .*File too large' --direct
+    fsize_case direct '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3](\.\.p0000[0-3] \([0-9]* partitions\))?: .*File too large' --direct
     fsize_case "server, spilling" '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: .*failed on the server.*File too large' --memory 1M
     fsize_case "server, flush at close" '^partd: demo: server \(pid [0-9]*\) exited with status 1'
     echo "$PASSED $FAILED" >"$W/counts"

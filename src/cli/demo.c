@@ -17,13 +17,14 @@
  * Records: record-size bytes each: an 8-byte key (a 64-bit mix of the seed
  * and the record's index), the index, then letters derived from the key
  * (compressible, about 2:1 for zlib or zstd).  The partition is key % P.
- * Worker w makes records [N*w/W, N*(w+1)/W), keeps one buffer per
- * partition and appends a partition's buffer when it is full (64 KiB), so
- * each call carries hundreds of records; the rest goes in one batch at the
- * end.  Each worker counts, per partition, its records and the sum of their
- * 64-bit hashes (order-independent) in a shared mapping; the coordinator
- * reads every partition back and compares.  The mapping also carries each
- * worker's progress (records sent) and its error message.
+ * Worker w makes records [N*w/W, N*(w+1)/W), P x 64 KiB of them at a
+ * time (at most 16 MiB), sorted by partition (a counting sort), and
+ * appends them in one call holding every partition: the map side of a sort
+ * shuffle, so a call's size does not shrink as partitions multiply.  Each
+ * worker counts, per partition, its records and the sum of their 64-bit hashes
+ * (order-independent) in a shared mapping; the coordinator reads every
+ * partition back and compares.  The mapping also carries each worker's progress
+ * (records sent) and its error message.
  *
  * With --codec the workers compress (an Encode layer over their client or
  * File), so the work is spread over the workers and the server stores and
@@ -124,13 +125,13 @@ static int s_run(const pd_cli_verb *v, int argc, char **argv) {
 static const char s_about[] =
     "Starts a `partd serve` over ipc and W worker processes; each worker\n"
     "generates its share of N records (random 8-byte keys, then payload)\n"
-    "and appends each to partition key % P through the server, in batches\n"
-    "of up to 64 KiB per partition.  Then reads every partition back,\n"
-    "checks its record count and checksum (the sum of the records' 64-bit\n"
-    "hashes), and prints the throughput of both phases, the peak memory of\n"
-    "the processes and the disk used.  A progress bar on a terminal (plain\n"
-    "lines every few seconds otherwise) goes to standard error, the report\n"
-    "to standard output.\n";
+    "and appends each to partition key % P through the server, in calls\n"
+    "holding every partition (64 KiB each, at most 16 MiB a call).  Then\n"
+    "reads every partition back, checks its record count and checksum (the\n"
+    "sum of the records' 64-bit hashes), and prints the throughput of both\n"
+    "phases, the peak memory of the processes and the disk used.  A\n"
+    "progress bar on a terminal (plain lines every few seconds otherwise)\n"
+    "goes to standard error, the report to standard output.\n";
 
 static const char s_tail[] =
     "\n" PD_CLI_UNITS_HELP

@@ -21,8 +21,8 @@
 #include <sys/prctl.h>
 #endif
 
-#define S_BATCH 65536u /* a partition's buffer, appended when full */
-#define S_BATCH_BUDGET (16u << 20) /* all of a worker's buffers together */
+#define S_BATCH 65536u             /* bytes per partition per call */
+#define S_BATCH_BUDGET (16u << 20) /* most bytes per call */
 #define S_CLIENT_TIMEOUT_MS 60000
 #define S_SERVER_START_S 30.0 /* for the server to print its address */
 #define S_GRACE_S 5.0         /* between SIGTERM and SIGKILL */
@@ -336,7 +336,12 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
 }
 
 /* A worker, in its child: generates its records, appends them; returns the
- * exit status (the reason in its slot). */
+ * exit status (the reason in its slot).  The map side of a sort shuffle:
+ * the next P x 64 KiB of records (at most 16 MiB) are counted per
+ * partition, then generated straight into their partition's place in one
+ * buffer (a counting sort, no copy), and appended in one call, a key per
+ * partition: each call carries every partition, so its size does not
+ * shrink as the partitions multiply. */
 static int s_worker(pd_demo *d, unsigned w) {
     pd_demo_slot *slot = &d->slots[w];
     pd_demo_sum *exp = d->expect + (size_t)w * d->o.parts;
@@ -345,21 +350,19 @@ static int s_worker(pd_demo *d, unsigned w) {
     uint64_t lo = d->o.records * w / d->o.workers;
     uint64_t hi = d->o.records * (w + 1) / d->o.workers;
 
-    /* Records per partition buffer: 64 KiB worth, fewer when there are so
-     * many partitions that the buffers would pass S_BATCH_BUDGET. */
-    size_t per = S_BATCH / B;
-    size_t budget = S_BATCH_BUDGET / P / B;
-    if (budget < per) per = budget;
+    /* Records per call: 64 KiB per partition, at most 16 MiB. */
+    size_t per =
+        (P < S_BATCH_BUDGET / S_BATCH ? P * S_BATCH : S_BATCH_BUDGET) / B;
     if (per == 0) per = 1;
-    size_t cap = per * B;
-    unsigned char *buf = malloc((size_t)P * cap);
-    size_t *len = calloc(P, sizeof *len);
+    unsigned char *buf = malloc(per * B);
+    size_t *at = calloc((size_t)P + 1, sizeof *at); /* first record of p */
+    size_t *fill = calloc(P, sizeof *fill);
     pd_key *keys = calloc(P, sizeof *keys);
     pd_bytes *vals = calloc(P, sizeof *vals);
     char(*names)[8] = calloc(P, sizeof *names);
     pd_store *s = NULL, *client = NULL;
     int rc = PD_CLI_EXIT_FAIL;
-    if (!buf || !len || !keys || !vals || !names) {
+    if (!buf || !at || !fill || !keys || !vals || !names) {
         snprintf(slot->error, sizeof slot->error, "out of memory");
         goto out;
     }
@@ -373,41 +376,45 @@ static int s_worker(pd_demo *d, unsigned w) {
         goto out;
 
     uint64_t sent = 0;
-    for (uint64_t g = lo; g < hi; g++) {
-        uint64_t key = pd_demo_record_key(d->o.seed, g);
-        unsigned p = (unsigned)(key % P);
-        unsigned char *rec = buf + (size_t)p * cap + len[p];
-        pd_demo_make_record(key, g, rec, B);
-        exp[p].count++;
-        exp[p].sum += pd_demo_hash(rec, B);
-        len[p] += B;
-        if (len[p] == cap) {
-            pd_key pk = PD_KEY(names[p], 6);
-            pd_bytes v = PD_BYTES(buf + (size_t)p * cap, cap);
-            if (pd_demo_sink_append(&k, 1, &pk, &v) != 0) {
-                snprintf(slot->error, sizeof slot->error, "append %s: %s",
-                         names[p], pd_errmsg(s));
-                goto out;
-            }
-            len[p] = 0;
-            sent += per;
-            atomic_store_explicit(&slot->sent, sent, memory_order_relaxed);
-            pd_demo_kill_point(d, w, sent);
+    for (uint64_t g0 = lo; g0 < hi; g0 += per) {
+        uint64_t g1 = hi - g0 < per ? hi : g0 + per;
+        memset(at, 0, ((size_t)P + 1) * sizeof *at);
+        for (uint64_t g = g0; g < g1; g++)
+            at[pd_demo_record_key(d->o.seed, g) % P + 1]++;
+        for (unsigned p = 0; p < P; p++) {
+            at[p + 1] += at[p];
+            fill[p] = at[p];
         }
-    }
-    /* What is left, in one batch. */
-    size_t n = 0;
-    for (unsigned p = 0; p < P; p++) {
-        if (!len[p]) continue;
-        keys[n] = PD_KEY(names[p], 6);
-        vals[n] = PD_BYTES(buf + (size_t)p * cap, len[p]);
-        sent += len[p] / B;
-        n++;
-    }
-    if (n && pd_demo_sink_append(&k, n, keys, vals) != 0) {
-        snprintf(slot->error, sizeof slot->error, "append (last %zu keys): %s",
-                 n, pd_errmsg(s));
-        goto out;
+        for (uint64_t g = g0; g < g1; g++) {
+            uint64_t key = pd_demo_record_key(d->o.seed, g);
+            unsigned p = (unsigned)(key % P);
+            unsigned char *rec = buf + fill[p]++ * B;
+            pd_demo_make_record(key, g, rec, B);
+            exp[p].count++;
+            exp[p].sum += pd_demo_hash(rec, B);
+        }
+        size_t n = 0;
+        for (unsigned p = 0; p < P; p++) {
+            if (at[p + 1] == at[p]) continue;
+            keys[n] = PD_KEY(names[p], 6);
+            vals[n] = PD_BYTES(buf + at[p] * B, (at[p + 1] - at[p]) * B);
+            n++;
+        }
+        if (pd_demo_sink_append(&k, n, keys, vals) != 0) {
+            /* The store's message names the key that failed. */
+            const char *k0 = keys[0].data, *k1 = keys[n - 1].data;
+            if (n == 1)
+                snprintf(slot->error, sizeof slot->error, "append %.6s: %s", k0,
+                         pd_errmsg(s));
+            else
+                snprintf(slot->error, sizeof slot->error,
+                         "append %.6s..%.6s (%zu partitions): %s", k0, k1, n,
+                         pd_errmsg(s));
+            goto out;
+        }
+        sent += g1 - g0;
+        atomic_store_explicit(&slot->sent, sent, memory_order_relaxed);
+        pd_demo_kill_point(d, w, sent);
     }
     pd_demo_kill_point(d, w, sent);
     if (pd_demo_sink_end(d, w, &k, slot->error, sizeof slot->error)) goto out;
@@ -425,7 +432,8 @@ out:
         rc = PD_CLI_EXIT_FAIL;
     }
     free(buf);
-    free(len);
+    free(at);
+    free(fill);
     free(keys);
     free(vals);
     free(names);

@@ -54,6 +54,7 @@ void lg_index_reset(lg_store *l) {
         n = next;
     }
     pd__ktab_reset(&l->keys);
+    lg_win_reset(l);
     for (size_t i = 0; i < l->nsegs; i++) {
         if (l->segs[i].fd >= 0) SYS.close(l->segs[i].fd);
         free(l->segs[i].name);
@@ -74,23 +75,36 @@ lg_key *lg_find(lg_store *l, const pd_key *key) {
 
 /* ----------------------------------------------------------- Applying */
 
+/* Applying an entry costs three dependent cache misses when there are many
+ * keys (its hash slot, its key, the end of its extents): entries wait in a
+ * short queue while their memory is prefetched, a stage at a time. */
+#define S_Q 24 /* queue length; stages at 0, 8 and 16 entries in */
+
+typedef struct s_pend {
+    const unsigned char *pk;
+    uint32_t pklen;
+    uint64_t vlen, vhash, doff, hash;
+} s_pend;
+
 typedef struct s_apply {
     lg_store *l;
+    const lg_hdr *h;
     uint32_t seg;
     uint32_t skip; /* entries to leave out first (an attempt's tags) */
     uint64_t off;
+    s_pend q[S_Q];
+    size_t in, out; /* entries queued, applied */
 } s_apply;
 
-static lg_key *s_key_get(lg_store *l, const lg_ent *e) {
-    uint64_t h = pd__khash(&e->key);
-    lg_key *k = (lg_key *)pd__ktab_find(&l->keys, &e->key, h);
+static lg_key *s_key_get(lg_store *l, const pd_key *key, const s_pend *e) {
+    lg_key *k = (lg_key *)pd__ktab_find(&l->keys, key, e->hash);
     if (k) return k;
     k = calloc(1, sizeof *k + e->pklen);
     if (!k) return NULL;
     memcpy(k->pk, e->pk, e->pklen);
     k->node.pk = k->pk;
     k->node.klen = e->pklen;
-    k->node.hash = h;
+    k->node.hash = e->hash;
     if (pd__ktab_insert(&l->keys, &k->node)) {
         free(k);
         return NULL;
@@ -112,14 +126,13 @@ static void s_trim(lg_store *l, lg_key *k) {
     k->n = j;
 }
 
-static int s_apply_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
-    s_apply *a = arg;
+static int s_apply_one(s_apply *a, const s_pend *e) {
     lg_store *l = a->l;
-    if (PD__UNLIKELY(a->skip)) {
-        a->skip--;
-        return 0;
-    }
-    lg_key *k = s_key_get(l, e);
+    const lg_hdr *h = a->h;
+    pd_key key;
+    pd_bytes parts[PD_KEY_MAX_PARTS];
+    if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
+    lg_key *k = s_key_get(l, &key, e);
     if (!k) return PD_ERR_NOMEM;
     if (h->seq < k->floor) return 0; /* superseded already */
     if (h->type != LG_APPEND) {
@@ -150,6 +163,40 @@ static int s_apply_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
     return 0;
 }
 
+/* The slot where a lookup of hash starts, or NULL. */
+static const pd__kslot *s_slot(const lg_store *l, uint64_t hash) {
+    return l->keys.slots ? &l->keys.slots[hash & l->keys.mask] : NULL;
+}
+
+static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
+    (void)h;
+    s_apply *a = arg;
+    if (PD__UNLIKELY(a->skip)) { /* an attempt's tags */
+        a->skip--;
+        return 0;
+    }
+    s_pend *p = &a->q[a->in % S_Q];
+    *p = (s_pend){e->pk,    e->pklen, e->vlen,
+                  e->vhash, e->doff,  pd__khash(&e->key)};
+    const pd__kslot *sl = s_slot(a->l, p->hash);
+    if (sl) __builtin_prefetch(sl);
+    a->in++;
+    if (a->in - a->out > 8) { /* its slot is in: fetch its key */
+        sl = s_slot(a->l, a->q[(a->in - 9) % S_Q].hash);
+        if (sl && sl->node) __builtin_prefetch(sl->node);
+    }
+    if (a->in - a->out > 16) { /* its key is in: fetch its last extent */
+        const s_pend *q = &a->q[(a->in - 17) % S_Q];
+        sl = s_slot(a->l, q->hash);
+        if (sl && sl->node && sl->hash == q->hash) {
+            const lg_key *k = (const lg_key *)(const void *)sl->node;
+            if (k->n) __builtin_prefetch(&k->ext[k->n - 1]);
+        }
+    }
+    if (a->in - a->out < S_Q) return 0;
+    return s_apply_one(a, &a->q[a->out++ % S_Q]);
+}
+
 int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                  const unsigned char *table) {
     if (lg_table_walk(h, table, NULL, NULL)) return PD_ERR_CORRUPT;
@@ -174,8 +221,9 @@ int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
 int lg_index_apply(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                    const unsigned char *table, uint32_t skip) {
     l->rec_bytes += lg_rec_len(h);
-    s_apply a = {l, seg, skip, off};
-    int rc = lg_table_walk(h, table, s_apply_ent, &a);
+    s_apply a = {.l = l, .h = h, .seg = seg, .skip = skip, .off = off};
+    int rc = lg_table_walk(h, table, s_queue_ent, &a);
+    while (rc == 0 && a.out < a.in) rc = s_apply_one(&a, &a.q[a.out++ % S_Q]);
     return rc < 0 ? PD_ERR_CORRUPT : rc;
 }
 
@@ -548,7 +596,9 @@ int lg_read_key(lg_store *l, const lg_key *k, const pd_key *key, pd_result *r,
             j++;
         }
         const lg_seg *s = &l->segs[k->ext[i].seg];
-        int rc = s_pread_all(s->fd, dst + at, (size_t)len, k->ext[i].off);
+        int rc =
+            lg_win_read(l, k->ext[i].seg, k->ext[i].off, (size_t)len, dst + at);
+        if (rc) rc = s_pread_all(s->fd, dst + at, (size_t)len, k->ext[i].off);
         if (rc) {
             if (rc < 0)
                 return pd__err(&l->base, PD_ERR_IO, errno,

@@ -167,6 +167,7 @@ static void s_close_compact(lg_store *l) {
 /* Closes the directory and frees the buffers, the segment table and the
  * path (closing and failed opens). */
 static void s_free_parts(lg_store *l) {
+    lg_win_free(l);
     lg_close_dir(l);
     if (l->dirfd >= 0) SYS.close(l->dirfd);
     pd__buf_free(&l->rec);

@@ -130,6 +130,17 @@ typedef struct lg_seg {
 
 struct lg_att; /* attempt.c */
 
+/* A read-ahead window (rcache.c). */
+#define LG_NWIN 64               /* windows per handle */
+#define LG_WIN (128u << 10)      /* bytes per window */
+#define LG_WIN_SMALL (16u << 10) /* extents this small go through them */
+typedef struct lg_win {
+    unsigned char *p; /* LG_WIN bytes, allocated at first use */
+    uint64_t off, tick;
+    size_t len; /* 0: empty */
+    uint32_t seg;
+} lg_win;
+
 typedef struct lg_store {
     pd_store base;
     char *path;
@@ -161,6 +172,8 @@ typedef struct lg_store {
     uint64_t rec_bytes; /* bytes of records indexed (for dead space) */
     uint64_t live_bytes;
     pd__buf rbuf; /* catch-up read buffer */
+    lg_win win[LG_NWIN];
+    uint64_t win_tick, win_read, win_hit; /* bytes into / out of windows */
 
     /* damage */
     uint64_t torn;
@@ -231,6 +244,12 @@ void lg_att_dropped(lg_store *l);
  * never read: hidden behind damage) (best effort; the error is recorded,
  * the store stays as it was). */
 int lg_att_salvage(lg_store *l, const char *op, uint64_t base);
+
+/* rcache.c: copies len bytes at off of segment si into dst from a window;
+ * 0, or 1 when not served that way (the caller reads them itself). */
+int lg_win_read(lg_store *l, uint32_t si, uint64_t off, size_t len, void *dst);
+void lg_win_reset(lg_store *l); /* with the index */
+void lg_win_free(lg_store *l);
 
 /* compact.c */
 int lg_compact(lg_store *l, bool empty, bool salvage, const char *op);
