@@ -71,7 +71,7 @@ static pd_store *t_client(const char *addr, int timeout_ms) {
 
 /* n servers (t_srv_open) into s and a client of each (t_client, 10 s)
  * into in. */
-static void t_clients(t_srv *s, pd_store **in, size_t n) {
+static PD__UNUSED void t_clients(t_srv *s, pd_store **in, size_t n) {
     for (size_t i = 0; i < n; i++) {
         t_srv_open(&s[i]);
         in[i] = t_client(s[i].addr, 10000);
