@@ -1,17 +1,24 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # SPDX-FileCopyrightText: the libpartd authors
-"""partd.pandas: PandasColumns and PandasBlocks, in partd's format.
+"""partd.pandas: PandasColumns and PandasBlocks.
 
-PandasBlocks stores each appended DataFrame as partd's ``serialize`` does
-(a pickled header, then the column index, the index and each block as
-compressed bytes), so partd and cpartd read each other's stores.  The byte
-work runs in C without the GIL (cpartd._cpartd.blocks_frames, decompress):
-framing, blosc/snappy compression, and object (string) columns, whose items
-are pickled in C when they are str, bytes, int, float, bool or None.
+PandasBlocks stores each appended DataFrame as one frame: a pickled header,
+then the column index, the index and each block as bytes.  Two formats
+(docs/pandas-blocks.md), told apart by the header frame by frame:
+
+- partd's (``serialize``): numbers compressed with blosc, object columns
+  pickled and compressed as text; partd and cpartd read each other's.
+- cpartd's own (``serialize_cpartd``), for stores only cpartd reads
+  (``private_store``: dask's temporary shuffle stores among them): numbers
+  raw, and object columns of str, bytes, float and None in a compact
+  encoding made and read in C (strings.c), no pickle.
+
+The byte work runs in C without the GIL where it can
+(cpartd._cpartd.blocks_frames, decompress, concat_into, strings_into).
 
 get(key) of a key holding several DataFrames with the same columns, block
 layout and dtypes (a shuffle's partition) builds the result once: each block
-is decompressed straight into its place in one array, instead of making one
+is decoded straight into its place in one array, instead of making one
 DataFrame per append and concatenating them (partd's join).  Anything else
 (different columns or categories, extension arrays, special indexes) goes
 through partd's path: one DataFrame per append, then ``join``.  ``join``
