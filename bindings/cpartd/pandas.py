@@ -47,6 +47,9 @@ from .utils import extend, framesplit, frame  # noqa: F401 (partd's names)
 # _data that pandas 2 removed.
 from pandas.api.extensions import ExtensionArray, ExtensionDtype
 from pandas import CategoricalDtype, DatetimeTZDtype
+# Nullable numbers and booleans (Int64, Float64, boolean): values + mask.
+MASKED = (pd.arrays.IntegerArray, pd.arrays.FloatingArray,
+          pd.arrays.BooleanArray)
 
 
 def is_extension_array(x):
@@ -145,6 +148,7 @@ K_TEXT = 't'    # partd: framed item lists, compressed with pnp.TEXT_CODEC
 K_RAW = 'r'     # cpartd: numbers, raw
 K_STRS = 's'    # cpartd: the compact encoding (strings.c)
 K_LIST = 'p'    # cpartd: the pickle of the item list, raw
+K_MASKED = 'm'  # cpartd: a masked array's values raw, then its mask
 _NUMBERS = (K_NUM, K_RAW)
 _OBJECTS = (K_TEXT, K_STRS, K_LIST)
 _RAW = _cpartd.CODEC_RAW
@@ -203,6 +207,17 @@ def _block_parts(block, private=False):
         extension = ('datetime64_tz_type', (block.values.tzinfo,))
         values = np.asarray(values.asi8 if hasattr(values, 'asi8')
                             else values.view('i8'))
+    elif private and isinstance(values, MASKED) and values.ndim == 1:
+        # cpartd's format: values and mask raw, not the array pickled
+        # (what a masked slot holds does not matter: 0 there)
+        numpy_dtype = values.dtype.numpy_dtype
+        data = values.to_numpy(dtype=numpy_dtype,
+                               na_value=numpy_dtype.type(0))
+        header = (block.mgr_locs.as_array, data.dtype, values.shape,
+                  ('masked_type', (values.dtype,)))
+        raw = b''.join([np.ascontiguousarray(data).view(np.uint8),
+                        np.ascontiguousarray(values.isna()).view(np.uint8)])
+        return header, K_MASKED, (_RAW, raw, 1)
     elif isinstance(block.dtype, ExtensionDtype) or is_extension_array(values):
         extension = ("other", ())
     else:
@@ -302,8 +317,9 @@ def _read_header(data):
         raise _corrupt('a frame header without columns and index')
     for i, (h, k) in enumerate(zip(headers, kinds)):
         pickled = h is None or (i >= 2 and h[3][0] == 'other')
-        if pickled:
-            ok = k == K_PICKLE
+        masked = i >= 2 and h[3][0] == 'masked_type'
+        if pickled or masked or k in (K_PICKLE, K_MASKED):
+            ok = k == (K_PICKLE if pickled else K_MASKED if masked else '')
         else:
             ok = k in (_OBJECTS if h[2 if i < 2 else 1] == 'O' else _NUMBERS)
         if not ok:
@@ -373,10 +389,32 @@ def _finish_block(values, extension_type, extension_values, placement):
     return make_block(values, placement=placement)
 
 
+def _masked(ext, dtype, pieces, rows):
+    """A masked array (ext: its dtype) from kind-m pieces of rows[i]
+    values each, concatenated."""
+    size = dtype.itemsize
+    for piece, n in zip(pieces, rows):
+        if len(piece) != n * (size + 1):
+            raise _corrupt('a masked block of %d bytes for %d values of %s',
+                           len(piece), n, dtype)
+    total = sum(rows)
+    data = np.empty(total, dtype=dtype)
+    mask = np.empty(total, dtype=np.uint8)
+    _cpartd.concat_into(_RAW, [p[:n * size] for p, n in zip(pieces, rows)],
+                        data.view(np.uint8), 1, size, list(rows))
+    _cpartd.concat_into(_RAW, [p[n * size:] for p, n in zip(pieces, rows)],
+                        mask, 1, 1, list(rows))
+    if total and mask.max() > 1:
+        raise _corrupt('a mask byte that is neither 0 nor 1')
+    return ext.construct_array_type()(data, mask.view(bool))
+
+
 def _block_from(header, kind, data):
     placement, dtype, shape, (extension_type, extension_values) = header
     if kind == K_PICKLE:
         values = pickle.loads(data)
+    elif kind == K_MASKED:
+        values = _masked(extension_values[0], dtype, [data], [shape[-1]])
     else:
         values = _decode(kind, dtype, data).reshape(shape)
     return _finish_block(values, extension_type, extension_values, placement)
@@ -463,6 +501,8 @@ def _plan(heads, frames):
     for h in b0:
         if h[3][0] == 'other' or h[1] == 'O' and len(h[2]) != 2:
             return False
+        if h[3][0] == 'masked_type' and len(h[2]) != 1:
+            return False
     cbytes = frames[0][1]
     for (h, k), f in zip(heads[1:], frames[1:]):
         if (len(h) != len(h0) or len(f) != len(frames[0]) or h[0] is None
@@ -484,7 +524,8 @@ def _plan(heads, frames):
             kind, ext = x[3]
             if kind == 'categorical_type' and not _same_cat(ext, y[3][1]):
                 return False
-            if kind == 'datetime64_tz_type' and not _eq(ext[0], y[3][1][0]):
+            if kind in ('datetime64_tz_type', 'masked_type') and \
+                    not _eq(ext[0], y[3][1][0]):
                 return False
     return len(frames[0]) == len(h0) + 1
 
@@ -544,8 +585,12 @@ def _concat(heads, frames):
     blocks = []
     for j, bh in enumerate(h0[2:]):
         placement, bdtype, shape, (kind, ext) = bh
-        values = _concat_values(bdtype, tuple(shape),
-                                [f[3 + j] for f in frames], rows,
+        pieces = [f[3 + j] for f in frames]
+        if kind == 'masked_type':
+            blocks.append(make_block(_masked(ext[0], bdtype, pieces, rows),
+                                     placement=placement))
+            continue
+        values = _concat_values(bdtype, tuple(shape), pieces, rows,
                                 [k[2 + j] for _, k in heads])
         blocks.append(_finish_block(values, kind, ext, placement))
     # Not consolidated: merging blocks of one dtype would copy them again

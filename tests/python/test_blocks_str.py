@@ -222,12 +222,43 @@ def test_compact_and_fallback_kinds():
     df = frame(6)
     k = kinds(cp.serialize_cpartd(df))
     # columns, index, then blocks; every object column is compact, the
-    # numbers raw, the nullable integers pickled
-    assert k[0] == 's' and set(k[2:]) == {'r', 's', 'x'}
+    # numbers raw, the nullable integers values and mask
+    assert k[0] == 's' and set(k[2:]) == {'r', 's', 'm'}
     assert 'p' not in k and 't' not in k
     assert set(kinds(cp.serialize(df))) <= {'t', 'n', 'x'}
     odd = pd.DataFrame({'o': objects([(1, 2), 'x'])})
     assert kinds(cp.serialize_cpartd(odd))[2] == 'p'
+
+
+@pytest.mark.parametrize('dtype', ['Int64', 'Int8', 'UInt32', 'Float64',
+                                   'boolean'])
+def test_masked_arrays(dtype, tmp_path):
+    def mk(n, seed):
+        r = np.random.default_rng(seed)
+        v = pd.array(r.integers(0, 2, n), dtype=dtype)
+        v[r.random(n) < 0.3] = None
+        return pd.DataFrame({'v': v, 'w': pd.array(list(range(n)),
+                                                    dtype=dtype)
+                             if dtype != 'boolean' else v,
+                             'x': np.arange(n)})
+    dfs = [mk(n, n) for n in (6, 0, 9, 1)]
+    for df in dfs:
+        ser = cp.serialize_cpartd(df)
+        assert 'm' in kinds(ser)
+        pd.testing.assert_frame_equal(cp.deserialize(ser), df)
+    p = cpartd.PandasBlocks(Dict())
+    for df in dfs:
+        p.append({'k': df})
+    pd.testing.assert_frame_equal(p.get('k'), cp.join(dfs))
+    one = cp.serialize_cpartd(dfs[0][['v']])      # the mask is last
+    data = bytearray(one)
+    data[-1] = 7                                   # a mask byte of 7
+    with pytest.raises(cpartd.CorruptError):
+        cp.deserialize(bytes(data))
+    frames = [bytes(f) for f in C.framesplit(one)]
+    frames[-1] = frames[-1][:-1]                   # a short block
+    with pytest.raises(cpartd.CorruptError):
+        cp.deserialize(b''.join(C.frame(f) for f in frames))
 
 
 def test_mixed_str_and_nan_stay_mixed():
