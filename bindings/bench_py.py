@@ -31,7 +31,7 @@ cpartd/partd and the issue's target):
       sys.modules['partd'] at the time.
   shuffle-str: the same with the third column a string (object) column of
       short strings ('name-N', 100,000 distinct).
-  shuffle-cat: the same strings as a categorical column.
+  shuffle-cat: the third column categorical, 1,000 categories ('name-N').
   shuffle-Int64: the third column nullable integers (Int64, 10% missing).
   Shuffles report the best of the --repeat runs (the machine is shared:
   the fastest run is the least disturbed) and the median.  Targets:
@@ -178,10 +178,15 @@ def shuffle_frame(rows, label):
         rng = np.random.default_rng(0)
         df = pd.DataFrame({'k': rng.integers(0, 1 << 40, rows),
                            'x': rng.random(rows)})
-        if label in ('shuffle-str', 'shuffle-cat'):
-            s = pd.Series(['name-%d' % i for i in
-                           rng.integers(0, 100000, rows)], dtype=object)
-            df['s'] = s if label == 'shuffle-str' else s.astype('category')
+        if label == 'shuffle-str':
+            df['s'] = pd.Series(['name-%d' % i for i in
+                                 rng.integers(0, 100000, rows)], dtype=object)
+        elif label == 'shuffle-cat':
+            # 1,000 categories: each frame's header carries them all (both
+            # formats), so a disk shuffle of 100,000 costs seconds more
+            df['s'] = pd.Categorical.from_codes(
+                rng.integers(0, 1000, rows),
+                ['name-%d' % i for i in range(1000)])
         elif label == 'shuffle-Int64':
             y = pd.array(rng.integers(0, 1000, rows), dtype='Int64')
             y[rng.random(rows) < 0.1] = None
