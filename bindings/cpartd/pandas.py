@@ -1,23 +1,31 @@
 # SPDX-License-Identifier: BSD-3-Clause
 # SPDX-FileCopyrightText: the libpartd authors
-"""partd.pandas: PandasColumns and PandasBlocks, in partd's format.
+"""partd.pandas: PandasColumns and PandasBlocks.
 
-PandasBlocks stores each appended DataFrame as partd's ``serialize`` does
-(a pickled header, then the column index, the index and each block as
-compressed bytes), so partd and cpartd read each other's stores.  The byte
-work runs in C without the GIL (cpartd._cpartd.blocks_frames, decompress):
-framing, blosc/snappy compression, and object (string) columns, whose items
-are pickled in C when they are str, bytes, int, float, bool or None.
+PandasBlocks stores each appended DataFrame as one frame: a pickled header,
+then the column index, the index and each block as bytes.  Two formats
+(docs/pandas-blocks.md), told apart by the header frame by frame:
+
+- partd's (``serialize``): numbers compressed with blosc, object columns
+  pickled and compressed as text; partd and cpartd read each other's.
+- cpartd's own (``serialize_cpartd``), for stores only cpartd reads
+  (``private_store``: dask's temporary shuffle stores among them): numbers
+  raw, and object columns of str, bytes, float and None in a compact
+  encoding made and read in C (strings.c), no pickle.
+
+The byte work runs in C without the GIL where it can
+(cpartd._cpartd.blocks_frames, decompress, concat_into, strings_into).
 
 get(key) of a key holding several DataFrames with the same columns, block
 layout and dtypes (a shuffle's partition) builds the result once: each block
-is decompressed straight into its place in one array, instead of making one
+is decoded straight into its place in one array, instead of making one
 DataFrame per append and concatenating them (partd's join).  Anything else
 (different columns or categories, extension arrays, special indexes) goes
 through partd's path: one DataFrame per append, then ``join``.  ``join``
 keeps categorical columns categorical (partd 1.4).
 """
 from functools import partial
+import os
 import pickle
 
 import numpy as np
@@ -39,6 +47,9 @@ from .utils import extend, framesplit, frame  # noqa: F401 (partd's names)
 # _data that pandas 2 removed.
 from pandas.api.extensions import ExtensionArray, ExtensionDtype
 from pandas import CategoricalDtype, DatetimeTZDtype
+# Nullable numbers and booleans (Int64, Float64, boolean): values + mask.
+MASKED = (pd.arrays.IntegerArray, pd.arrays.FloatingArray,
+          pd.arrays.BooleanArray)
 
 
 def is_extension_array(x):
@@ -47,7 +58,7 @@ def is_extension_array(x):
 
 
 __all__ = ['PandasColumns', 'PandasBlocks', 'serialize', 'deserialize',
-           'join', 'index_to_header_bytes', 'index_from_header_bytes',
+           'serialize_cpartd', 'private_store', 'join', 'index_to_header_bytes', 'index_from_header_bytes',
            'block_to_header_bytes', 'block_from_header_bytes']
 
 dumps = partial(pickle.dumps, protocol=pickle.HIGHEST_PROTOCOL)
@@ -108,35 +119,79 @@ class PandasColumns(_Wrapping, Interface):
         pass
 
 
+# ------------------------------------------------------------- formats
+#
+# A frame is frame(pickled header) + frame(part) for the columns, the index
+# and each block (docs/pandas-blocks.md).  Two formats:
+#   - partd's: the header is partd's list [columns, index, block, ...];
+#     numbers compressed with blosc, object arrays as framed pickled item
+#     lists compressed as text (partd reads it);
+#   - cpartd's, for stores only cpartd reads: the header is the tuple
+#     (MARK, VERSION, kinds, that list), kinds saying how each part is
+#     coded: numbers raw, object arrays of str/bytes/float/None in the
+#     compact encoding (C, no pickle), other object arrays pickled.
+# A reader tells them apart by the header, frame by frame.
+MARK = 'cpartd-blocks'
+VERSION = 1
+
+# How a part is coded.
+K_PICKLE = 'x'  # a pickle (pickled indexes, extension arrays): both
+K_NUM = 'n'     # partd: numbers, compressed with pnp.NUMERIC_CODEC
+K_TEXT = 't'    # partd: framed item lists, compressed with pnp.TEXT_CODEC
+K_RAW = 'r'     # cpartd: numbers, raw
+K_STRS = 's'    # cpartd: the compact encoding (strings.c)
+K_LIST = 'p'    # cpartd: the pickle of the item list, raw
+K_MASKED = 'm'  # cpartd: a masked array's values raw, then its mask
+_NUMBERS = (K_NUM, K_RAW)
+_OBJECTS = (K_TEXT, K_STRS, K_LIST)
+_RAW = _cpartd.CODEC_RAW
+
+
+def _corrupt(msg, *args):
+    return _cpartd.CorruptError('cpartd: PandasBlocks: ' + msg % args)
+
+
 # ------------------------------------------------------------- serializing
 
-def _values_part(values):
-    """(codec, data, typesize) for blocks_frames: what partd's
-    pnp.compress(pnp.serialize(values), values.dtype) makes, in C."""
-    if values.dtype == 'O':
-        # partd: frame(pickle(x.flatten().tolist())), compressed as text
-        return (pnp.TEXT_CODEC, values.ravel().tolist(), pnp.TEXT_TYPESIZE)
-    flat = np.ascontiguousarray(values).reshape(-1).view(np.uint8)
+def _values_part(values, private=False):
+    """(kind, (codec, data, typesize)) for blocks_frames.  partd's format:
+    what partd's pnp.compress(pnp.serialize(values), values.dtype) makes,
+    in C (an item list is pickled by blocks_frames)."""
     itemsize = values.dtype.itemsize
-    return (pnp.NUMERIC_CODEC, flat, itemsize if 0 < itemsize < 256 else 1)
+    if values.dtype == 'O':
+        if not private:
+            return K_TEXT, (pnp.TEXT_CODEC, values.ravel().tolist(),
+                            pnp.TEXT_TYPESIZE)
+        values = np.ascontiguousarray(values)
+        packed = _cpartd.strings_pack(values)
+        if packed is not None:
+            return K_STRS, (_RAW, packed, 1)
+        return K_LIST, (_RAW, dumps(values.ravel().tolist()), 1)
+    flat = np.ascontiguousarray(values).reshape(-1).view(np.uint8)
+    typesize = itemsize if 0 < itemsize < 256 else 1
+    if private:
+        return K_RAW, (_RAW, flat, typesize)
+    return K_NUM, (pnp.NUMERIC_CODEC, flat, typesize)
 
 
-def _index_parts(ind):
+def _index_parts(ind, private=False):
+    """(header, kind, part) of an index."""
     # These have special `__reduce__` methods, just use pickle
     if isinstance(ind, (pd.DatetimeIndex, pd.MultiIndex, pd.RangeIndex)):
-        return None, (_cpartd.CODEC_RAW, dumps(ind), 1)
+        return None, K_PICKLE, (_RAW, dumps(ind), 1)
     if isinstance(ind.dtype, ExtensionDtype):
         # partd 1.4: indexes of extension dtypes (nullable numbers and
         # booleans, strings, categoricals, intervals, ...) are pickled.
-        return None, (_cpartd.CODEC_RAW, dumps(ind), 1)
+        return None, K_PICKLE, (_RAW, dumps(ind), 1)
     cat = None
     values = ind.values
     header = (type(ind), {k: getattr(ind, k, None) for k in ind._attributes},
               values.dtype, cat)
-    return header, _values_part(values)
+    return (header,) + _values_part(values, private)
 
 
-def _block_parts(block):
+def _block_parts(block, private=False):
+    """(header, kind, part) of a block."""
     values = block.values
     if isinstance(values, pd.Categorical):
         extension = ('categorical_type', (values.ordered, values.categories))
@@ -145,6 +200,17 @@ def _block_parts(block):
         extension = ('datetime64_tz_type', (block.values.tzinfo,))
         values = np.asarray(values.asi8 if hasattr(values, 'asi8')
                             else values.view('i8'))
+    elif private and isinstance(values, MASKED) and values.ndim == 1:
+        # cpartd's format: values and mask raw, not the array pickled
+        # (what a masked slot holds does not matter: 0 there)
+        numpy_dtype = values.dtype.numpy_dtype
+        data = values.to_numpy(dtype=numpy_dtype,
+                               na_value=numpy_dtype.type(0))
+        header = (block.mgr_locs.as_array, data.dtype, values.shape,
+                  ('masked_type', (values.dtype,)))
+        raw = b''.join([np.ascontiguousarray(data).view(np.uint8),
+                        np.ascontiguousarray(values.isna()).view(np.uint8)])
+        return header, K_MASKED, (_RAW, raw, 1)
     elif isinstance(block.dtype, ExtensionDtype) or is_extension_array(values):
         extension = ("other", ())
     else:
@@ -152,8 +218,8 @@ def _block_parts(block):
 
     header = (block.mgr_locs.as_array, values.dtype, values.shape, extension)
     if extension == ("other", ()):
-        return header, (_cpartd.CODEC_RAW, pickle.dumps(values), 1)
-    return header, _values_part(values)
+        return header, K_PICKLE, (_RAW, pickle.dumps(values), 1)
+    return (header,) + _values_part(values, private)
 
 
 def _parts_bytes(part):
@@ -166,47 +232,142 @@ def _parts_bytes(part):
 
 
 def index_to_header_bytes(ind):
-    header, part = _index_parts(ind)
+    header, _, part = _index_parts(ind)
     return header, _parts_bytes(part)
 
 
 def block_to_header_bytes(block):
-    header, part = _block_parts(block)
+    header, _, part = _block_parts(block)
     return header, _parts_bytes(part)
+
+
+def _parts(df, private):
+    headers, kinds, parts = [], [], []
+    for h, k, p in [_index_parts(df.columns, private),
+                    _index_parts(df.index, private)] + \
+            [_block_parts(b, private) for b in df._mgr.blocks]:
+        headers.append(h)
+        kinds.append(k)
+        parts.append(p)
+    return headers, kinds, parts
 
 
 def serialize(df):
     """ Serialize and compress a Pandas DataFrame
 
     Uses Pandas blocks, snappy, and blosc to deconstruct an array into bytes
+    (partd's format: partd reads it)
     """
-    col_header, col_part = _index_parts(df.columns)
-    ind_header, ind_part = _index_parts(df.index)
-    headers = [col_header, ind_header]
-    parts = [col_part, ind_part]
-    for block in df._mgr.blocks:
-        h, p = _block_parts(block)
-        headers.append(h)
-        parts.append(p)
+    headers, _, parts = _parts(df, False)
     out = _cpartd.blocks_frames(dumps(headers), parts)
     if out is None:
         # An object column holds items text_pickle leaves to pickle.
-        parts = [(_cpartd.CODEC_RAW, _parts_bytes(p), 1) for p in parts]
+        parts = [(_RAW, _parts_bytes(p), 1) for p in parts]
         out = _cpartd.blocks_frames(dumps(headers), parts)
     return out
 
 
+def serialize_cpartd(df):
+    """A DataFrame in cpartd's own format (only cpartd reads it): numbers
+    raw, str/bytes/float/None columns in the compact encoding."""
+    headers, kinds, parts = _parts(df, True)
+    return _cpartd.blocks_frames(
+        dumps((MARK, VERSION, ''.join(kinds), headers)), parts)
+
+
 # ----------------------------------------------------------- deserializing
 
-def index_from_header_bytes(header, bytes):
-    if header is None:
-        return pickle.loads(bytes)
+def _partd_kinds(headers):
+    """The kinds of a frame in partd's format."""
+    kinds = []
+    for i, h in enumerate(headers):
+        if h is None or (i >= 2 and h[3][0] == 'other'):
+            kinds.append(K_PICKLE)
+        else:
+            kinds.append(K_TEXT if h[2 if i < 2 else 1] == 'O' else K_NUM)
+    return kinds
 
+
+def _read_header(data):
+    """(headers, kinds) of a frame's first part, in either format."""
+    h = pickle.loads(data)
+    if type(h) is tuple:
+        if len(h) != 4 or h[0] != MARK:
+            raise _corrupt('a frame header of neither format')
+        if h[1] != VERSION:
+            raise _corrupt('a frame of format version %r (this cpartd '
+                           'reads %d)', h[1], VERSION)
+        kinds, headers = h[2], h[3]
+        if (type(kinds) is not str or type(headers) is not list
+                or len(kinds) != len(headers)):
+            raise _corrupt('a bad cpartd frame header')
+    elif type(h) is list:
+        headers = h
+        kinds = _partd_kinds(headers)
+    else:
+        raise _corrupt('a frame header of neither format')
+    if len(headers) < 2:
+        raise _corrupt('a frame header without columns and index')
+    for i, (h, k) in enumerate(zip(headers, kinds)):
+        pickled = h is None or (i >= 2 and h[3][0] == 'other')
+        masked = i >= 2 and h[3][0] == 'masked_type'
+        if pickled or masked or k in (K_PICKLE, K_MASKED):
+            ok = k == (K_PICKLE if pickled else K_MASKED if masked else '')
+        else:
+            ok = k in (_OBJECTS if h[2 if i < 2 else 1] == 'O' else _NUMBERS)
+        if not ok:
+            raise _corrupt('part %d of a frame is coded %r, which its '
+                           'header does not allow', i, k)
+    return headers, kinds
+
+
+def _strs_count(piece):
+    """The item count a compact piece claims, bounded by its size."""
+    if len(piece) < 12:
+        raise _corrupt('a string block of %d bytes', len(piece))
+    n = int.from_bytes(piece[4:12], 'little')
+    if n > (len(piece) - 12) // 5:
+        raise _corrupt('a string block claims %d items in %d bytes', n,
+                       len(piece))
+    return n
+
+
+def _objects(items):
+    """A 1-d object array of a list's items (never broadcast: a tuple is
+    one item)."""
+    return np.fromiter(items, dtype=object, count=len(items))
+
+
+def _decode(kind, dtype, piece):
+    """The 1-d values one part codes."""
+    if kind == K_NUM:
+        return pnp.deserialize(pnp.decompress(piece, dtype), dtype, copy=True)
+    if kind == K_RAW:
+        if len(piece) % dtype.itemsize:
+            raise _corrupt('%d bytes of %s', len(piece), dtype)
+        return np.frombuffer(piece, dtype).copy()
+    if kind == K_TEXT:
+        return pnp.deserialize(pnp.decompress(piece, dtype), dtype)
+    if kind == K_LIST:
+        return _objects(pickle.loads(piece))
+    n = _strs_count(piece)
+    out = np.empty(n, dtype=object)
+    _cpartd.strings_into([piece], out, 1, [n])
+    return out
+
+
+def _index_from(header, kind, data):
+    if header is None:
+        return pickle.loads(data)
     typ, attr, dtype, cat = header
-    data = pnp.deserialize(pnp.decompress(bytes, dtype), dtype, copy=True)
+    data = _decode(kind, dtype, data)
     if cat:
         data = pd.Categorical.from_codes(data, cat[1], ordered=cat[0])
     return typ.__new__(typ, data=data, **attr)
+
+
+def index_from_header_bytes(header, bytes):
+    return _index_from(header, _partd_kinds([header, None])[0], bytes)
 
 
 def _finish_block(values, extension_type, extension_values, placement):
@@ -221,29 +382,61 @@ def _finish_block(values, extension_type, extension_values, placement):
     return make_block(values, placement=placement)
 
 
-def block_from_header_bytes(header, bytes):
-    placement, dtype, shape, (extension_type, extension_values) = header
+def _masked(ext, dtype, pieces, rows):
+    """A masked array (ext: its dtype) from kind-m pieces of rows[i]
+    values each, concatenated."""
+    size = dtype.itemsize
+    for piece, n in zip(pieces, rows):
+        if len(piece) != n * (size + 1):
+            raise _corrupt('a masked block of %d bytes for %d values of %s',
+                           len(piece), n, dtype)
+    total = sum(rows)
+    data = np.empty(total, dtype=dtype)
+    mask = np.empty(total, dtype=np.uint8)
+    _cpartd.concat_into(_RAW, [p[:n * size] for p, n in zip(pieces, rows)],
+                        data.view(np.uint8), 1, size, list(rows))
+    _cpartd.concat_into(_RAW, [p[n * size:] for p, n in zip(pieces, rows)],
+                        mask, 1, 1, list(rows))
+    if total and mask.max() > 1:
+        raise _corrupt('a mask byte that is neither 0 nor 1')
+    return ext.construct_array_type()(data, mask.view(bool))
 
-    if extension_type == "other":
-        values = pickle.loads(bytes)
+
+def _block_from(header, kind, data):
+    placement, dtype, shape, (extension_type, extension_values) = header
+    if kind == K_PICKLE:
+        values = pickle.loads(data)
+    elif kind == K_MASKED:
+        values = _masked(extension_values[0], dtype, [data], [shape[-1]])
     else:
-        values = pnp.deserialize(pnp.decompress(bytes, dtype), dtype,
-                                 copy=True).reshape(shape)
+        values = _decode(kind, dtype, data).reshape(shape)
     return _finish_block(values, extension_type, extension_values, placement)
 
 
-def _from_frames(frames):
-    headers = pickle.loads(frames[0])
-    bytes = frames[1:]
-    axes = [index_from_header_bytes(headers[0], bytes[0]),
-            index_from_header_bytes(headers[1], bytes[1])]
-    blocks = [block_from_header_bytes(h, b)
-              for (h, b) in zip(headers[2:], bytes[2:])]
+def block_from_header_bytes(header, bytes):
+    kind = _partd_kinds([None, None, header])[2]
+    return _block_from(header, kind, bytes)
+
+
+def _from_parts(headers, kinds, parts):
+    if len(parts) != len(headers):
+        raise _corrupt('a frame of %d parts whose header lists %d',
+                       len(parts), len(headers))
+    axes = [_index_from(headers[0], kinds[0], parts[0]),
+            _index_from(headers[1], kinds[1], parts[1])]
+    blocks = [_block_from(h, k, b)
+              for h, k, b in zip(headers[2:], kinds[2:], parts[2:])]
     return pd.DataFrame(create_block_manager_from_blocks(blocks, axes))
 
 
+def _from_frames(frames):
+    headers, kinds = _read_header(frames[0])
+    return _from_parts(headers, kinds, frames[1:])
+
+
 def deserialize(bytes):
-    """ Deserialize and decompress bytes back to a pandas DataFrame """
+    """ Deserialize and decompress bytes back to a pandas DataFrame (either
+    format) """
     return _from_frames(_cpartd.framesplit(bytes))  # memoryviews: no copies
 
 
@@ -281,10 +474,18 @@ def _same_cat(a, b):
     return a[0] == b[0] and type(a[1]) is type(b[1]) and a[1].equals(b[1])
 
 
-def _plan(headers, frames):
+def _same_coding(kinds, k0):
+    """Each part coded alike: numbers with one codec; object parts in any
+    object coding (each piece is decoded by its own)."""
+    return all(a == b or (a in _OBJECTS and b in _OBJECTS)
+               for a, b in zip(kinds, k0))
+
+
+def _plan(heads, frames):
     """True when every DataFrame has the first one's columns, index type
-    and block layout, and the get can concatenate their blocks."""
-    h0 = headers[0]
+    and block layout, and the get can concatenate their blocks.  heads:
+    (headers, kinds) per frame."""
+    h0, k0 = heads[0]
     c0, i0, b0 = h0[0], h0[1], h0[2:]
     if (c0 is None or c0[3] is not None or i0 is None or i0[3] is not None
             or not b0 or i0[1].get('freq') is not None):
@@ -293,9 +494,13 @@ def _plan(headers, frames):
     for h in b0:
         if h[3][0] == 'other' or h[1] == 'O' and len(h[2]) != 2:
             return False
+        if h[3][0] == 'masked_type' and len(h[2]) != 1:
+            return False
     cbytes = frames[0][1]
-    for h, f in zip(headers[1:], frames[1:]):
-        if len(h) != len(h0) or h[0] is None or h[1] is None:
+    for (h, k), f in zip(heads[1:], frames[1:]):
+        if (len(h) != len(h0) or len(f) != len(frames[0]) or h[0] is None
+                or h[1] is None or k[0] != k0[0]
+                or not _same_coding(k, k0)):
             return False
         c, i = h[0], h[1]
         if (c[0] is not c0[0] or not _eq(c[1], c0[1]) or c[2] != c0[2]
@@ -312,9 +517,10 @@ def _plan(headers, frames):
             kind, ext = x[3]
             if kind == 'categorical_type' and not _same_cat(ext, y[3][1]):
                 return False
-            if kind == 'datetime64_tz_type' and not _eq(ext[0], y[3][1][0]):
+            if kind in ('datetime64_tz_type', 'masked_type') and \
+                    not _eq(ext[0], y[3][1][0]):
                 return False
-    return True
+    return len(frames[0]) == len(h0) + 1
 
 
 def _text_items(codec, piece):
@@ -326,76 +532,127 @@ def _text_items(codec, piece):
     return items
 
 
-def _concat_values(dtype, shape0, pieces, rows):
+def _concat_values(dtype, shape0, pieces, rows, kinds):
     """One array of shape shape0 with its last axis the sum of rows, from
-    the compressed pieces (one per DataFrame)."""
+    the coded pieces (one per DataFrame, kinds[i] coding pieces[i])."""
     total = sum(rows)
     lead = shape0[:-1]
     out = np.empty(lead + (total,), dtype=dtype)
     ncols = int(np.prod(lead)) if lead else 1
-    off = 0
     if dtype == 'O':
-        codec = pnp.TEXT_CODEC
-        for piece, n in zip(pieces, rows):
-            items = _text_items(codec, piece)
-            if len(items) != ncols * n:
-                raise _cpartd.CorruptError(
-                    'cpartd: PandasBlocks: an object block holds %d items, '
-                    'its header says %d' % (len(items), ncols * n))
-            if ncols == 1:
-                out.reshape(-1)[off:off + n] = items
+        if all(k == K_STRS for k in kinds):
+            # every piece decoded straight into its slots, in one C call
+            _cpartd.strings_into(list(pieces), out, ncols, rows)
+            return out
+        off = 0
+        for piece, n, kind in zip(pieces, rows, kinds):
+            if kind == K_STRS:
+                _cpartd.strings_into([piece], out, ncols, [n], off)
+                off += n
+                continue
+            if kind == K_TEXT:
+                items = _text_items(pnp.TEXT_CODEC, piece)
             else:
-                tmp = np.empty(ncols * n, dtype='O')
-                tmp[:] = items
-                out[..., off:off + n] = tmp.reshape(lead + (n,))
+                items = pickle.loads(piece)
+            if len(items) != ncols * n:
+                raise _corrupt('an object block holds %d items, its header '
+                               'says %d', len(items), ncols * n)
+            out[..., off:off + n] = _objects(items).reshape(lead + (n,))
             off += n
         return out
     # numbers: every piece decompressed into its place, in one C call
-    _cpartd.concat_into(pnp.NUMERIC_CODEC, pieces,
-                        out.reshape(-1).view(np.uint8), ncols,
-                        dtype.itemsize, rows)
+    codec = pnp.NUMERIC_CODEC if kinds[0] == K_NUM else _RAW
+    _cpartd.concat_into(codec, list(pieces), out.reshape(-1).view(np.uint8),
+                        ncols, dtype.itemsize, rows)
     return out
 
 
-def _concat(headers, frames):
-    h0 = headers[0]
-    rows = [h[2][2][-1] for h in headers]
-    columns = index_from_header_bytes(h0[0], frames[0][1])
+def _concat(heads, frames):
+    h0 = heads[0][0]
+    rows = [h[2][2][-1] for h, _ in heads]
+    columns = _index_from(h0[0], heads[0][1][0], frames[0][1])
     typ, attr, dtype, _ = h0[1]
-    data = _concat_values(dtype, (0,), [f[2] for f in frames], rows)
+    data = _concat_values(dtype, (0,), [f[2] for f in frames], rows,
+                          [k[1] for _, k in heads])
     index = typ.__new__(typ, data=data, **attr)
     blocks = []
     for j, bh in enumerate(h0[2:]):
         placement, bdtype, shape, (kind, ext) = bh
-        values = _concat_values(bdtype, tuple(shape),
-                                [f[3 + j] for f in frames], rows)
+        pieces = [f[3 + j] for f in frames]
+        if kind == 'masked_type':
+            blocks.append(make_block(_masked(ext[0], bdtype, pieces, rows),
+                                     placement=placement))
+            continue
+        values = _concat_values(bdtype, tuple(shape), pieces, rows,
+                                [k[2 + j] for _, k in heads])
         blocks.append(_finish_block(values, kind, ext, placement))
-    return pd.DataFrame(create_block_manager_from_blocks(blocks,
-                                                         [columns, index]))
+    # Not consolidated: merging blocks of one dtype would copy them again
+    # (pandas consolidates later, if an operation needs it).
+    return pd.DataFrame(create_block_manager_from_blocks(
+        blocks, [columns, index], consolidate=False))
 
 
 def _get_one(chunk):
     outer = _cpartd.framesplit(chunk, torn='drop')
     if not outer:
         return pd.DataFrame()
-    if len(outer) == 1:
-        return deserialize(outer[0])
     frames = [_cpartd.framesplit(f) for f in outer]
-    headers = [pickle.loads(f[0]) for f in frames]
-    if _plan(headers, frames):
-        return _concat(headers, frames)
-    return join([_from_frames(f) for f in frames])
+    heads = [_read_header(f[0]) for f in frames]
+    if len(frames) > 1 and _plan(heads, frames):
+        return _concat(heads, frames)
+    dfs = [_from_parts(h, k, f[1:]) for (h, k), f in zip(heads, frames)]
+    return dfs[0] if len(dfs) == 1 else join(dfs)
+
+
+# ------------------------------------------------------- the store
+
+def private_store(p):
+    """True when what is put in store p is read by cpartd alone: a cpartd
+    Dict or Log (no other implementation reads them), a File in a
+    temporary directory (one in ``file.cleanup_files``, removed at exit:
+    File() without a path, and dask's shuffle stores), or a cpartd Buffer
+    or compressor over such stores."""
+    if isinstance(p, (_cpartd.Dict, _cpartd.Log)):
+        return True
+    if isinstance(p, _cpartd.Buffer):
+        return private_store(p.fast) and private_store(p.slow)
+    if isinstance(p, _cpartd.Compressed):
+        return private_store(p.partd)
+    if isinstance(p, _cpartd.File):
+        path = getattr(p, 'path', None)
+        if not path:
+            return False
+        from .file import cleanup_files
+        path = os.path.abspath(path)
+        return any(os.path.abspath(c) == path for c in cleanup_files)
+    return False
 
 
 class PandasBlocks(Encode):
-    """PandasBlocks(partd=None): an Encode store of DataFrames (partd's
-    ``partial(Encode, serialize, deserialize, join)``, with a faster get)."""
+    """PandasBlocks(partd=None, format=None): an Encode store of DataFrames
+    (partd's ``partial(Encode, serialize, deserialize, join)``, with a
+    faster get).
 
-    def __init__(self, partd=None):
+    format: 'partd' writes partd's format (serialize), which partd reads;
+    'cpartd' writes cpartd's own (serialize_cpartd: no compression, string
+    columns without pickle), which only cpartd reads; None (the default)
+    is 'cpartd' when ``private_store(partd)`` (the store is cpartd's alone:
+    dask's shuffle stores, a File() of its own), else 'partd'.  get reads
+    both, frame by frame."""
+
+    def __init__(self, partd=None, format=None):
         Encode.__init__(self, serialize, deserialize, join, partd)
+        if format is None:
+            format = 'cpartd' if private_store(self.partd) else 'partd'
+        if format not in ('partd', 'cpartd'):
+            raise ValueError("PandasBlocks: format is 'partd' or 'cpartd', "
+                             "not %r" % (format,))
+        self.format = format
+        if format == 'cpartd':
+            self.encode = serialize_cpartd
 
     def __reduce__(self):
-        return (PandasBlocks, (self.partd,))
+        return (PandasBlocks, (self.partd, self.format))
 
     def _get(self, keys, **kwargs):
         return [_get_one(chunk) for chunk in self._raw(keys, **kwargs)]

@@ -406,6 +406,16 @@ PyObject *cp_concat_into(PyObject *Py_UNUSED(mod), PyObject *args) {
             break;
         }
         char *dst = (char *)out.buf + off * (size_t)itemsize;
+        if (ncols > 1 && codec == CP_CODEC_RAW) {
+            /* raw rows: each straight into its place, no scratch */
+            size_t len = nrow[i] * (size_t)itemsize;
+            for (Py_ssize_t c = 0; c < ncols; c++)
+                memcpy((char *)out.buf +
+                           ((size_t)c * total + off) * (size_t)itemsize,
+                       (const char *)views[i].buf + (size_t)c * len, len);
+            off += nrow[i];
+            continue;
+        }
         if (ncols > 1) {
             if (!scratch && !(scratch = malloc(maxpiece * (size_t)ncols))) {
                 why = "no memory";

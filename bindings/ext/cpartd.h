@@ -16,6 +16,7 @@
  *   fanout.c   the store types Fanout and Namespace
  *   pickle.c   the pickle writer for object blocks (text_pickle)
  *   blocks.c   PandasBlocks/Numpy serialisation through libpartd's codecs
+ *   strings.c  the compact encoding of object (string) blocks
  *   frames.c   frame and framesplit
  *   module.c   the module's functions and PyInit__cpartd
  *
@@ -263,6 +264,10 @@ int cp_blocks_init(void);
 PyObject *cp_blocks_frames(PyObject *mod, PyObject *args);
 PyObject *cp_decompress_py(PyObject *mod, PyObject *args, PyObject *kwds);
 PyObject *cp_concat_into(PyObject *mod, PyObject *args);
+
+/* strings.c: the compact encoding of object blocks (docs/pandas-blocks.md) */
+PyObject *cp_strings_pack(PyObject *mod, PyObject *arr);
+PyObject *cp_strings_into(PyObject *mod, PyObject *args);
 
 /* frames.c */
 PyObject *cp_frame(PyObject *mod, PyObject *arg);

@@ -41,6 +41,13 @@ static PyMethodDef s_module_methods[] = {
     {"concat_into", (PyCFunction)cp_concat_into, METH_VARARGS,
      "concat_into(codec, pieces, out, ncols, itemsize, rows): decompress "
      "the pieces into out, concatenated along their last axis"},
+    {"strings_pack", (PyCFunction)cp_strings_pack, METH_O,
+     "strings_pack(arr): the compact encoding of an object array of str, "
+     "bytes, float and None, or None when it holds anything else"},
+    {"strings_into", (PyCFunction)cp_strings_into, METH_VARARGS,
+     "strings_into(pieces, out, ncols, rows, start=0): decode compact "
+     "pieces into the object array out, concatenated along their last "
+     "axis"},
     {"_shutdown", (PyCFunction)cp_shutdown, METH_NOARGS,
      "_shutdown(): servers stop calling Python to log (interpreter exit)"},
     {"curve_public", (PyCFunction)cp_curve_public_py, METH_O,
