@@ -471,8 +471,10 @@ static int s_destroy(pd_store *s) {
     free(b->refs);
     free(b->selsz);
     free(b->selnode);
+    free(b->selheap);
     b->selsz = NULL;
     b->selnode = NULL;
+    b->selheap = NULL;
     b->mk = NULL;
     b->mv = NULL;
     b->ents = NULL;
