@@ -9,6 +9,7 @@
 #include "demo_int.h"
 
 #include <inttypes.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <sys/wait.h>
 
@@ -72,8 +73,8 @@ static int s_verify_part(pd_demo *d, pd_demo_phase *ph, unsigned p,
 }
 
 /* Partitions [p, end) of a get: as many as hold (by the workers' counts)
- * S_READ_BUDGET bytes in all, at least one. */
-static unsigned s_read_batch(const pd_demo *d, unsigned p) {
+ * S_READ_BUDGET bytes in all, at least one; *bytes: how many. */
+static unsigned s_read_batch(const pd_demo *d, unsigned p, uint64_t *bytesp) {
     const unsigned P = d->o.parts;
     uint64_t bytes = 0;
     unsigned q = p;
@@ -86,7 +87,26 @@ static unsigned s_read_batch(const pd_demo *d, unsigned p) {
         bytes += n;
         q++;
     }
+    *bytesp = bytes;
     return q;
+}
+
+/* The read buffer: at least `need` bytes (and a little slack: a store may
+ * ask more room than the values' size), page-aligned (the kernel copies into
+ * a buffer just past a page boundary several times slower:
+ * docs/perf-notes.md).  Reused from get to get, so the pages are faulted in
+ * once, not once per partition.  false when out of memory (then the get
+ * allocates its own). */
+static bool s_read_buf(void **buf, size_t *cap, uint64_t need) {
+    if (need <= *cap) return true;
+    if (need > SIZE_MAX / 2) return false;
+    size_t want = ((size_t)need + need / 16 + 65535) & ~(size_t)65535;
+    void *p = aligned_alloc(4096, want);
+    if (!p) return false;
+    free(*buf);
+    *buf = p;
+    *cap = want;
+    return true;
 }
 
 /* Reads every partition back and compares it with what the workers wrote;
@@ -118,15 +138,23 @@ int pd_demo_read_back(pd_demo *d, pd_demo_phase *ph, uint64_t *nkeys) {
         return pd_demo_fail(d, "read: %s", why);
     }
     int rc = 0;
+    void *buf = NULL;
+    size_t cap = 0;
     for (unsigned p = 0; p < P && rc == 0;) {
         if (pd_demo_stop) {
             rc = PD_CLI_EXIT_INTR;
             break;
         }
         if ((rc = pd_demo_check_exits(d))) break;
-        unsigned q = s_read_batch(d, p);
+        uint64_t want;
+        unsigned q = s_read_batch(d, p, &want);
+        if (!s_read_buf(&buf, &cap, want)) {
+            free(buf);
+            buf = NULL;
+            cap = 0;
+        }
         pd_result *r = NULL;
-        if (pd_get(s, q - p, keys + p, &r, 0) != 0) {
+        if (pd_get_into(s, q - p, keys + p, buf, cap, &r, 0) != 0) {
             if (q - p == 1)
                 rc =
                     pd_demo_fail(d, "read: get %s: %s", names[p], pd_errmsg(s));
@@ -141,6 +169,7 @@ int pd_demo_read_back(pd_demo *d, pd_demo_phase *ph, uint64_t *nkeys) {
         p = q;
         pd_demo_progress(d, "read", p, P, "partitions", ph->bytes, t0, false);
     }
+    free(buf);
     free(keys);
     free(names);
     /* Nothing but the partitions. */
