@@ -131,9 +131,9 @@ static int s_ents(pd__buffer *b, size_t n, const pd_key *keys,
  * A failing slow append leaves nothing applied.  The rest is appended to
  * fast after slow took its part: if fast fails then (it can only run out of
  * memory: a Dict), the error says which part of the batch was applied. */
-static int s_append_spill(pd__buffer *b, size_t n, const pd_key *keys,
-                          const pd_bytes *vals, uint64_t incoming,
-                          unsigned fsync) {
+static int s_append_spill_held(pd__buffer *b, size_t n, const pd_key *keys,
+                               const pd_bytes *vals, uint64_t incoming,
+                               unsigned fsync) {
     pd_store *s = &b->base;
     char ks[PD__KEYSHORT_MAX];
     uint64_t stamp = ++b->mark;
@@ -190,6 +190,17 @@ static int s_append_spill(pd__buffer *b, size_t n, const pd_key *keys,
                         "of the %zu keys spilled went to slow, the other %zu "
                         "values were not applied: fast",
                         pd__key_short(&keys[0], ks), n, m, nr);
+}
+
+/* The same, with fast's trims held when it is a Dict: the rest of the batch
+ * refills the pages the spill frees (pd__dict_trim_hold, dict.h). */
+static int s_append_spill(pd__buffer *b, size_t n, const pd_key *keys,
+                          const pd_bytes *vals, uint64_t incoming,
+                          unsigned fsync) {
+    if (b->fast_dict) pd__dict_trim_hold(b->fast, true);
+    int rc = s_append_spill_held(b, n, keys, vals, incoming, fsync);
+    if (b->fast_dict) pd__dict_trim_hold(b->fast, false);
+    return rc;
 }
 
 static int s_append(pd_store *s, size_t n, const pd_key *keys,
@@ -471,8 +482,10 @@ static int s_destroy(pd_store *s) {
     free(b->refs);
     free(b->selsz);
     free(b->selnode);
+    free(b->selheap);
     b->selsz = NULL;
     b->selnode = NULL;
+    b->selheap = NULL;
     b->mk = NULL;
     b->mv = NULL;
     b->ents = NULL;

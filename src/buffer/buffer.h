@@ -49,6 +49,8 @@ typedef struct pd__buffer {
     size_t selszcap;
     pd__bcount **selnode;
     size_t selnodecap;
+    size_t *selheap; /* pd__buffer_plan's ranking (positions in selnode) */
+    size_t selheapcap;
     bool fast_dict; /* fast is a Dict: appends take pd__dict_append_refs */
     /* PD_BUFFER_PRIVATE: slow changes only through this Buffer, so a key
      * never spilled has nothing in slow.  `spilled` indexes the keys moved

@@ -347,34 +347,86 @@ int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync,
     return 0;
 }
 
+/* The plan's order: bigger first, ties in insertion order (as
+ * pd__buffer_keys_to_flush ranks them).  Is position a before b? */
+static inline bool s_before(const uint64_t *sz, size_t a, size_t b) {
+    return sz[a] > sz[b] || (sz[a] == sz[b] && a < b);
+}
+
+static void s_sift(const uint64_t *sz, size_t *h, size_t n, size_t i) {
+    for (;;) {
+        size_t l = 2 * i + 1, t = i;
+        if (l < n && s_before(sz, h[l], h[t])) t = l;
+        if (l + 1 < n && s_before(sz, h[l + 1], h[t])) t = l + 1;
+        if (t == i) return;
+        size_t x = h[i];
+        h[i] = h[t];
+        h[t] = x;
+        i = t;
+    }
+}
+
 /* partd's rounds after an append (`while memory_usage > available_memory:
  * flush(keys_to_flush(lengths, 0.1, maxcount=20))`), simulated on the
  * counts: each round chooses among the keys not chosen yet, in insertion
  * order, and marks the chosen ones `stamp`.  Leaves the chosen entries in
  * insertion order in b->selnode[0..*m).  0 or PD_ERR_NOMEM (recorded,
- * nothing marked that matters: the caller drops the stamp). */
+ * nothing marked that matters: the caller drops the stamp).
+ *
+ * A round's choice is a prefix of the keys left in the order of s_before
+ * (the first ones of its top min(max(left / 2, 1), 20), as many as fit in a
+ * tenth of the bytes left, at least one), and what it leaves keeps that
+ * order: so the keys are ranked once, in a heap popped as the rounds go,
+ * instead of a pass over every key per round (at 65,536 keys and a 16 MiB
+ * batch, hundreds of rounds per append: docs/perf-notes.md). */
 int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m) {
     size_t n;
     int rc = s_sel_begin(b, m, &n);
     if (rc || n == 0) return rc;
+    if (b->usage <= b->limit) return 0;
+    if (pd__grow((void **)&b->selheap, &b->selheapcap, n, sizeof *b->selheap))
+        return pd__err(&b->base, PD_ERR_NOMEM, ENOMEM,
+                       "spill: choosing among %zu keys", n);
+    uint64_t *sz = b->selsz, left_bytes = 0;
+    size_t *h = b->selheap, i = 0;
+    for (pd__knode *kn = b->counts.head; kn; kn = kn->next, i++) {
+        b->selnode[i] = (pd__bcount *)kn;
+        sz[i] = b->selnode[i]->bytes;
+        left_bytes += sz[i];
+        h[i] = i;
+    }
+    for (size_t j = n / 2; j-- > 0;) s_sift(sz, h, n, j);
+    /* Popped in order but not chosen: the next round's first candidates. */
+    size_t top[PD__BUFFER_MAXCOUNT], ntop = 0, hn = n, left = n;
     uint64_t usage = b->usage;
-    while (usage > b->limit) {
-        size_t k = 0;
-        for (pd__knode *kn = b->counts.head; kn; kn = kn->next) {
-            pd__bcount *e = (pd__bcount *)kn;
-            if (e->mark == stamp) continue;
-            b->selnode[k] = e;
-            b->selsz[k++] = e->bytes;
+    while (usage > b->limit && left > 0) {
+        size_t cap = left / 2 > 0 ? left / 2 : 1;
+        if (cap > PD__BUFFER_MAXCOUNT) cap = PD__BUFFER_MAXCOUNT;
+        while (ntop < cap) {
+            top[ntop++] = h[0];
+            h[0] = h[--hn];
+            s_sift(sz, h, hn, 0);
         }
-        if (k == 0) break;
-        size_t idx[PD__BUFFER_MAXCOUNT];
-        size_t c = pd__buffer_keys_to_flush(b->selsz, k, PD__BUFFER_FRACTION,
-                                            PD__BUFFER_MAXCOUNT, idx);
+        /* pd__buffer_keys_to_flush's cut, on the same figures. */
+        double lim = (double)left_bytes * PD__BUFFER_FRACTION;
+        uint64_t cum = 0;
+        size_t c = 0;
+        for (size_t j = 0; j < cap; j++) {
+            cum += sz[top[j]];
+            if ((double)cum <= lim)
+                c = j + 1;
+            else
+                break;
+        }
+        if (c < 1) c = 1;
         for (size_t j = 0; j < c; j++) {
-            pd__bcount *e = b->selnode[idx[j]];
-            e->mark = stamp;
-            usage -= e->bytes;
+            b->selnode[top[j]]->mark = stamp;
+            usage -= sz[top[j]];
+            left_bytes -= sz[top[j]];
         }
+        left -= c;
+        memmove(top, top + c, (ntop - c) * sizeof *top);
+        ntop -= c;
     }
     for (pd__knode *kn = b->counts.head; kn; kn = kn->next)
         if (((pd__bcount *)kn)->mark == stamp)

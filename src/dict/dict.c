@@ -112,6 +112,7 @@ typedef struct s_dict {
     uint64_t heap_freed; /* malloc'd bytes freed since the last malloc_trim */
     size_t nheap;        /* malloc'd chunks held */
     uint64_t trims;      /* trims (pd__dict_trims, for tests) */
+    bool trim_held;      /* pd__dict_trim_hold: trims wait */
 } s_dict;
 
 static const pd_store_ops s_dict_ops;
@@ -242,6 +243,7 @@ static void s_heap_trim(s_dict *d) {
 }
 
 static void s_trim_maybe(s_dict *d) {
+    if (d->trim_held) return;
     if (d->freed < S_TRIM_MIN || d->freed < (d->nbytes + d->freed) / 8) return;
     d->freed = 0;
     d->trims++;
@@ -694,6 +696,15 @@ uint64_t pd_dict_nbytes(const pd_store *s) {
     uint64_t n = d->nbytes;
     pthread_mutex_unlock(&d->base.mu);
     return n;
+}
+
+void pd__dict_trim_hold(pd_store *s, bool hold) {
+    if (!s || s->ops != &s_dict_ops) return;
+    s_dict *d = (s_dict *)s;
+    pthread_mutex_lock(&d->base.mu);
+    d->trim_held = hold;
+    if (!hold) s_trim_maybe(d);
+    pthread_mutex_unlock(&d->base.mu);
 }
 
 /* How many times d gave free memory back to the system: for tests of the

@@ -44,6 +44,17 @@ int pd__dict_append_refs(pd_store *d, size_t n, const pd_key *keys,
  */
 void pd__dict_expect(pd_store *d, uint64_t bytes);
 
+/*
+ * While held, Dict d frees memory without giving it back to the system;
+ * releasing the hold trims as a delete would.  A spilling Buffer holds it
+ * across the delete of the keys it spilled and the append of the rest of
+ * the batch, which refills the freed pages instead of faulting (and the
+ * kernel zeroing) fresh ones: the peak stays what the delete's trim would
+ * allow, since the rest goes where the spilled bytes were.  Takes d's
+ * lock; never fails.
+ */
+void pd__dict_trim_hold(pd_store *d, bool hold);
+
 /* Trims (giving free memory back to the system) made by Dict d, for
  * tests of the policy. */
 uint64_t pd__dict_trims(const pd_store *d);
