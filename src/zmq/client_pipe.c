@@ -322,6 +322,33 @@ int pd__client_settle(pd__client *c, const char *op, bool own) {
     return first;
 }
 
+int pd__client_reply(pd__client *c, const char *op, const char *what,
+                     bool *done) {
+    *done = false;
+    int rc = pd__client_recv(c, op, what);
+    if (rc) return pd__client_broken(c, rc);
+    int code;
+    pd_bytes msg;
+    if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) != 1) return 0;
+    *done = true;
+    pd__client_pop(c);
+    rc = pd__client_final(c, op, what, false);
+    pd__client_drop_msgs(c);
+    return rc;
+}
+
+int pd__client_ours(pd__client *c, const char *op, const char *what) {
+    int rc = pd__client_ready(c);
+    if (!rc) rc = pd__client_settle(c, op, false);
+    if (rc) return rc;
+    if (c->ours != 1)
+        return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
+                       "%s: the server at %s is not libpartd's (Python "
+                       "partd?): it has no %s",
+                       op, c->address, what);
+    return 0;
+}
+
 /* ------------------------------------------------------------ Sending */
 
 /* Sends one frame; `more`: frames follow. */
