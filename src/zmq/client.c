@@ -130,13 +130,21 @@ static int s_drop(pd_store *s, unsigned flags) {
     return pd__client_maybe_sync(c, "drop");
 }
 
+/* Sends op, a command only our server has, and reads its reply: see
+ * pd__client_reply. */
+static int s_ask(pd__client *c, const char *op, bool *done) {
+    char what[32];
+    snprintf(what, sizeof what, "%s command", op);
+    int rc = pd__client_ours(c, op, what);
+    if (!rc) rc = pd__client_send(c, op, op, NULL, NULL, 0, 0);
+    return rc ? rc : pd__client_reply(c, op, op, done);
+}
+
 static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     pd__client *c = (pd__client *)s;
     bool done = false;
-    int rc = pd__client_ours(c, "keys", "keys command");
-    if (!rc) rc = pd__client_send(c, "keys", "keys", NULL, NULL, 0, 0);
-    if (!rc) rc = pd__client_reply(c, "keys", "keys", &done);
+    int rc = s_ask(c, "keys", &done);
     if (rc || done) return rc;
     /* [count, (packed key, size)...]: checked before anything is kept. */
     size_t nf = c->nmsgs;
@@ -351,9 +359,7 @@ static int s_stats_call(pd_store *s, void *arg, unsigned flags) {
     pd__client *c = (pd__client *)s;
     pd_server_stats *out = arg;
     bool done = false;
-    int rc = pd__client_ours(c, "stats", "stats command");
-    if (!rc) rc = pd__client_send(c, "stats", "stats", NULL, NULL, 0, 0);
-    if (!rc) rc = pd__client_reply(c, "stats", "stats", &done);
+    int rc = s_ask(c, "stats", &done);
     if (rc || done) return rc;
     size_t nf = c->nmsgs;
     bool ok = nf % 2 == 0;
