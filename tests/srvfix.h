@@ -136,6 +136,20 @@ static PD__UNUSED int64_t t_ms(void) {
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* Waits until something accepts connections on the ipc address addr. */
+static PD__UNUSED void t_wait_listening(const char *addr) {
+    for (int i = 0; i < 500; i++) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", addr + 6);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        int c = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+        close(fd);
+        if (c == 0) return;
+        usleep(10000);
+    }
+    ck_abort_msg("nothing listens at %s", addr);
+}
+
 /* The replies a pd__handler emits: of the first 8, the frame count, the
  * first and last frames (NUL-terminated, cut short), and a lone 8-byte
  * frame of the first (a begin's token). */

@@ -288,19 +288,6 @@ static int t_serve_fn(void *arg) {
     return 0;
 }
 
-static void t_wait_listening(const char *addr) {
-    for (int i = 0; i < 500; i++) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", addr + 6);
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        int c = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-        close(fd);
-        if (c == 0) return;
-        usleep(10000);
-    }
-    ck_abort_msg("nothing listens at %s", addr);
-}
-
 static tu_child t_restart(t_srvkid *a, tu_child *old) {
     if (old) {
         char msg[256];
