@@ -39,6 +39,17 @@ run() {
     "$PARTD" "$@" </dev/null >"$W/out" 2>"$W/err"
     RC=$?
 }
+# got DESC WANT ARGS...: `partd ARGS...` exits 0 and prints exactly WANT.
+got() {
+    local d=$1 want=$2
+    shift 2
+    run "$@"
+    if [ "$RC" -eq 0 ] && [ "$(cat "$W/out")" = "$want" ]; then
+        ok "$d"
+    else
+        bad "$d" "exit $RC, want '$want'"
+    fi
+}
 # run_in FILE ARGS...: the same with stdin from FILE.
 run_in() {
     local in=$1

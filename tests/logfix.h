@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* SPDX-FileCopyrightText: the libpartd authors */
-/* The fixture shared by the Log suites (test_log.c, test_log_damage.c). */
+/* The fixture shared by the Log suites (test_log*.c). */
 #ifndef PARTD_TESTS_LOGFIX_H
 #define PARTD_TESTS_LOGFIX_H
 
@@ -84,6 +84,28 @@ static PD__UNUSED void s_only(const char *root, const char *prefix, char *out,
         }
     if (d) closedir(d);
     ck_assert_int_eq(n, 1);
+}
+
+/* Flips bit `bit` (0 to 7) of byte off of path. */
+static PD__UNUSED void fx_flip(const char *path, long off, long bit) {
+    int fd = open(path, O_RDWR);
+    ck_assert_int_ge(fd, 0);
+    unsigned char c;
+    ck_assert_int_eq(pread(fd, &c, 1, off), 1);
+    c ^= (unsigned char)(1u << bit);
+    ck_assert_int_eq(pwrite(fd, &c, 1, off), 1);
+    close(fd);
+}
+
+/* Closes *s, opens f's store again and checks that key holds want; then
+ * closes it and ends f. */
+static PD__UNUSED void fx_end_reopened(fx *f, pd_store **s, const char *key,
+                                       const char *want) {
+    TU_OK(pd_close(s), NULL);
+    *s = fx_open(f);
+    tu_expect_str(*s, K(key), want);
+    TU_OK(pd_close(s), NULL);
+    fx_done(f);
 }
 
 /* Holds the state file's shared flock as an open handle does, so closing

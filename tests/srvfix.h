@@ -68,10 +68,10 @@ static PD__UNUSED void t_log_free(t_log *l) {
     free(l);
 }
 
-/* A server over *store (NULL: the default store), started in a thread,
+/* A server over *store (NULL: the default store), not started yet,
  * logging into lg (may be NULL: quiet). */
-static PD__UNUSED pd_server *t_server(pd_store **store, pd_server_opts *o,
-                                      t_log *lg) {
+static PD__UNUSED pd_server *t_server_open(pd_store **store, pd_server_opts *o,
+                                           t_log *lg) {
     pd_server_opts def = {0};
     if (!o) o = &def;
     o->log = t_log_fn;
@@ -90,6 +90,13 @@ static PD__UNUSED pd_server *t_server(pd_store **store, pd_server_opts *o,
     pd_server *srv = NULL;
     int rc = pd_server_open(&srv, store, o);
     ck_assert_msg(rc == 0, "server open: %s", pd_errmsg(NULL));
+    return srv;
+}
+
+/* The same, started in a thread. */
+static PD__UNUSED pd_server *t_server(pd_store **store, pd_server_opts *o,
+                                      t_log *lg) {
+    pd_server *srv = t_server_open(store, o, lg);
     TU_OK(pd_server_start(srv), NULL);
     return srv;
 }
@@ -127,6 +134,48 @@ static PD__UNUSED int64_t t_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Waits until something accepts connections on the ipc address addr. */
+static PD__UNUSED void t_wait_listening(const char *addr) {
+    for (int i = 0; i < 500; i++) {
+        struct sockaddr_un sa = {.sun_family = AF_UNIX};
+        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", addr + 6);
+        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+        int c = connect(fd, (struct sockaddr *)&sa, sizeof sa);
+        close(fd);
+        if (c == 0) return;
+        usleep(10000);
+    }
+    ck_abort_msg("nothing listens at %s", addr);
+}
+
+/* The replies a pd__handler emits: of the first 8, the frame count, the
+ * first and last frames (NUL-terminated, cut short), and a lone 8-byte
+ * frame of the first (a begin's token). */
+typedef struct t_cap {
+    size_t nmsg;
+    size_t nframes[8];
+    char first[8][64];
+    char last[8][600];
+    unsigned char tok[8];
+} t_cap;
+
+static PD__UNUSED int t_cap_emit(void *arg, size_t n, const pd_bytes *f) {
+    t_cap *c = arg;
+    if (c->nmsg < 8) {
+        c->nframes[c->nmsg] = n;
+        size_t l = n && f[0].size < 63 ? f[0].size : (n ? 63 : 0);
+        memcpy(c->first[c->nmsg], n ? f[0].data : "", l);
+        c->first[c->nmsg][l] = 0;
+        l = n && f[n - 1].size < 599 ? f[n - 1].size : (n ? 599 : 0);
+        memcpy(c->last[c->nmsg], n ? f[n - 1].data : "", l);
+        c->last[c->nmsg][l] = 0;
+        if (c->nmsg == 0 && n == 1 && f[0].size == 8)
+            memcpy(c->tok, f[0].data, 8);
+    }
+    c->nmsg++;
+    return 0;
 }
 
 /* A raw DEALER for sending what a real client never would. */

@@ -11,48 +11,16 @@
 # non-zero if any check failed.
 set -u
 
-PARTD=${1:-}
-if [ -z "$PARTD" ] || [ ! -x "$PARTD" ]; then
-    echo "usage: bash tests/test_cli_attempt.sh /path/to/partd" >&2
-    exit 2
-fi
-case $PARTD in /*) ;; *) PARTD=$PWD/$PARTD ;; esac
-
-T=$(mktemp -d "${TMPDIR:-/tmp}/partd-cli-att.XXXXXX") || exit 1
+. "$(dirname "${BASH_SOURCE[0]}")/clifix.sh" "$@"
 SPID=
 trap '[ -n "$SPID" ] && kill -9 $SPID 2>/dev/null; rm -rf "$T"' EXIT
-W=$T/work
-mkdir -p "$W"
 
-. "$(dirname "${BASH_SOURCE[0]}")/tap.sh"
-run() {
-    "$PARTD" "$@" </dev/null >"$W/out" 2>"$W/err"
-    RC=$?
-}
-put() { # put VALUE ARGS...: append VALUE from stdin
+# put VALUE ARGS...: `partd append ARGS...` with VALUE on stdin; sets RC.
+put() {
     local v=$1
     shift
     printf '%s' "$v" | "$PARTD" append "$@" >"$W/out" 2>"$W/err"
     RC=$?
-}
-got() {
-    local d=$1 want=$2
-    shift 2
-    run "$@"
-    if [ "$RC" -eq 0 ] && [ "$(cat "$W/out")" = "$want" ]; then
-        ok "$d"
-    else
-        bad "$d" "exit $RC, want '$want'"
-    fi
-}
-first_line() {
-    local l=
-    for _ in $(seq 1 100); do
-        l=$(head -n 1 "$1" 2>/dev/null)
-        [ -n "$l" ] && break
-        sleep 0.1
-    done
-    printf '%s' "$l"
 }
 
 # ------------------------------------------------------------ append

@@ -14,18 +14,6 @@ set -u
 SPID=
 trap '[ -n "$SPID" ] && kill -9 $SPID 2>/dev/null; rm -rf "$T"' EXIT
 
-# got DESC WANT ARGS...: `partd ARGS...` exits 0 and prints exactly WANT.
-got() {
-    local d=$1 want=$2
-    shift 2
-    run "$@"
-    if [ "$RC" -eq 0 ] && [ "$(cat "$W/out")" = "$want" ]; then
-        ok "$d"
-    else
-        bad "$d" "exit $RC, want '$want'"
-    fi
-}
-
 # ------------------------------------------------------------ help
 for verb in append get keys delete drop repair serve demo; do
     run help "$verb"

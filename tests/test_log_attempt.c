@@ -106,11 +106,7 @@ START_TEST(abort_leaves_nothing) {
     tu_expect_str(s, K("k"), "kept");
     /* The aborted attempt's bytes are gone after the compaction. */
     ck_assert_int_eq(s_count(f.root, "w-"), 0);
-    TU_OK(pd_close(&s), NULL);
-    s = fx_open(&f);
-    tu_expect_str(s, K("k"), "kept");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end_reopened(&f, &s, "k", "kept");
 }
 END_TEST
 

@@ -157,11 +157,7 @@ START_TEST(faults_in_append_and_commit) {
     pd__sys_reset();
     tu_expect_str(r, K("k"), "a1;a2;b2;c2;");
     TU_OK(pd_close(&r), NULL);
-    TU_OK(pd_close(&s), NULL);
-    s = fx_open(&f);
-    tu_expect_str(s, K("k"), "a1;a2;b2;c2;");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end_reopened(&f, &s, "k", "a1;a2;b2;c2;");
 }
 END_TEST
 
@@ -220,26 +216,10 @@ START_TEST(torn_records) {
         pd_store *r = fx_open(&f);
         tu_expect_str(r, K("k"), "p;retry;");
         TU_OK(pd_close(&r), NULL);
-        TU_OK(pd_close(&s), NULL);
-        s = fx_open(&f);
-        tu_expect_str(s, K("k"), "p;retry;");
-        TU_OK(pd_close(&s), NULL);
-        fx_done(&f);
+        fx_end_reopened(&f, &s, "k", "p;retry;");
     }
 }
 END_TEST
-
-/* --------------------------------------------------------- Bit flips */
-
-static void s_flip(const char *path, long off) {
-    int fd = open(path, O_RDWR);
-    ck_assert_int_ge(fd, 0);
-    unsigned char c;
-    ck_assert_int_eq(pread(fd, &c, 1, off), 1);
-    c ^= 0x10;
-    ck_assert_int_eq(pwrite(fd, &c, 1, off), 1);
-    close(fd);
-}
 
 /* After a flip: each key reads exactly or fails with PD_ERR_CORRUPT naming
  * a file; returns a mask of the keys that read exactly. */
@@ -275,9 +255,9 @@ static void s_flip_file(const char *root, const char *p, const char **want,
     ck_assert_int_eq(stat(p, &st), 0);
     long caught = 0;
     for (long off = 0; off < st.st_size; off++) {
-        s_flip(p, off);
+        fx_flip(p, off, 4);
         if (s_check(root, want, nk, off) != (1u << nk) - 1) caught++;
-        s_flip(p, off);
+        fx_flip(p, off, 4);
     }
     /* Most flips are caught (header copies and padding are not read). */
     ck_assert_msg(caught >= st.st_size / 3, "%s: %ld of %ld flips caught", p,
@@ -307,7 +287,7 @@ START_TEST(bit_flips) {
     snprintf(p, sizeof p, "%s/commits", f.root);
     s_flip_file(f.root, p, want, 4);
     /* A damaged commit log: commits fail, salvage rewrites it. */
-    s_flip(p, 20);
+    fx_flip(p, 20, 4);
     pd_store *r = fx_open(&f); /* (s read the log before: it trusts it) */
     pd_key w4 = K("w4");
     pd_attempt *b = NULL;

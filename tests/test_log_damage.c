@@ -140,17 +140,6 @@ END_TEST
 
 /* ------------------------------------------------------------ Bit flips */
 
-/* Flips bit (off % 8) of byte off of path. */
-static void s_flip(const char *path, long off) {
-    int fd = open(path, O_RDWR);
-    ck_assert_int_ge(fd, 0);
-    unsigned char c;
-    ck_assert_int_eq(pread(fd, &c, 1, off), 1);
-    c ^= (unsigned char)(1u << (off % 8));
-    ck_assert_int_eq(pwrite(fd, &c, 1, off), 1);
-    close(fd);
-}
-
 enum { NK = 3 };
 static const char *const s_want[NK] = {"first;second;third", "b-value", ""};
 
@@ -192,14 +181,14 @@ static void s_flip_all(const char *root, const char *prefix, bool *isolated) {
     struct stat st;
     ck_assert_int_eq(stat(seg, &st), 0);
     for (long off = 0; off < st.st_size; off++) {
-        s_flip(seg, off);
+        fx_flip(seg, off, off % 8);
         unsigned ok = s_check_flipped(root, off);
         if (ok != 0 && ok != (1u << NK) - 1) *isolated = true;
         /* The first header: recovered from its trailer copy. */
         if (off < 48 && strcmp(prefix, "w-") == 0)
             ck_assert_msg(ok == (1u << NK) - 1, "flip at %ld: lost keys %x",
                           off, ok);
-        s_flip(seg, off);
+        fx_flip(seg, off, off % 8);
     }
     ck_assert_uint_eq(s_check_flipped(root, -1), (1u << NK) - 1);
     close(hold);
@@ -248,7 +237,8 @@ START_TEST(salvage) {
     char *raw = tu_read_file(seg, &n);
     char *at = memmem(raw, n, "AAAA", 4);
     ck_assert_ptr_nonnull(at);
-    s_flip(seg, (long)(at - raw) + 1);
+    long at_off = (long)(at - raw) + 1;
+    fx_flip(seg, at_off, at_off % 8);
     hold = s_hold_state(f.root);
     /* One extent's data damaged: that key fails, the others read. */
     s = fx_open(&f);
@@ -267,7 +257,8 @@ START_TEST(salvage) {
     TU_OK(pd_close(&s), NULL);
     close(hold);
     s_only(f.root, "w-", seg, sizeof seg);
-    s_flip(seg, 48 + 24 + 1); /* the first key-table entry's key */
+    /* the first key-table entry's key */
+    fx_flip(seg, 48 + 24 + 1, (48 + 24 + 1) % 8);
     s = fx_open(&f);
     ck_assert_int_eq(pd_get(s, 1, &K("b"), &(pd_result *){NULL}, 0),
                      PD_ERR_CORRUPT);

@@ -3,18 +3,7 @@
 /* Writer attempts through the ZeroMQ Server and Client over a Log: commit,
  * abort, conflict, dead clients, restarted servers, the table's bounds and
  * bad requests (docs/zmq.md, "Attempts"). */
-#include "testutil.h"
-#include "zmq/zmq_internal.h"
-
-#include <signal.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/un.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
+#include "srvfix.h"
 
 #define K(s) PD_KEY_STR(s)
 #define V(s) PD_BYTES((s), strlen(s))
@@ -27,7 +16,7 @@ static void t_quiet_log(void *arg, int level, const char *line) {
 
 /* A Log in a new directory; *dir gets the directory (freed by the
  * caller). */
-static pd_store *t_log(char **dir, char root[512]) {
+static pd_store *t_logstore(char **dir, char root[512]) {
     *dir = tu_mkdtemp();
     ck_assert_ptr_nonnull(*dir);
     snprintf(root, 512, "%s/log", *dir);
@@ -36,28 +25,15 @@ static pd_store *t_log(char **dir, char root[512]) {
     return s;
 }
 
-/* A server over *store at a new ipc address, in a thread. */
-static pd_server *t_server(pd_store **store, const char *dir, char addr[600]) {
+/* A server over *store at a new ipc address, not started yet. */
+static pd_server *t_ipc_server(pd_store **store, const char *dir,
+                               char addr[600]) {
     snprintf(addr, 600, "ipc://%s/s.sock", dir);
     const char *b = addr;
     pd_server_opts o = {0};
     o.bind = &b;
     o.nbind = 1;
-    o.log = t_quiet_log;
-    pd_server *srv = NULL;
-    int rc = pd_server_open(&srv, store, &o);
-    ck_assert_msg(rc == 0, "server open: %s", pd_errmsg(NULL));
-    return srv;
-}
-
-static pd_store *t_client(const char *addr, int timeout_ms, unsigned flags) {
-    pd_client_opts o = {0};
-    o.timeout_ms = timeout_ms;
-    o.flags = flags;
-    pd_store *c = NULL;
-    int rc = pd_client_open(&c, addr, &o);
-    ck_assert_msg(rc == 0, "client open: %s", pd_errmsg(NULL));
-    return c;
+    return t_server_open(store, &o, NULL);
 }
 
 static pd_attempt *t_begin(pd_store *c, const char *w, uint64_t att) {
@@ -88,8 +64,8 @@ static void t_has(const char *msg, const char *want) {
 
 START_TEST(commit_abort_conflict) {
     char *dir, root[512], addr[600];
-    pd_store *log = t_log(&dir, root);
-    pd_server *srv = t_server(&log, dir, addr);
+    pd_store *log = t_logstore(&dir, root);
+    pd_server *srv = t_ipc_server(&log, dir, addr);
     TU_OK(pd_server_start(srv), NULL);
     pd_store *c = t_client(addr, 5000, 0);
     pd_store *r = t_client(addr, 5000, PD_CLIENT_SYNC);
@@ -177,8 +153,8 @@ END_TEST
  * follows reports it and commits nothing. */
 START_TEST(pipelined_failure) {
     char *dir, root[512], addr[600];
-    pd_store *log = t_log(&dir, root);
-    pd_server *srv = t_server(&log, dir, addr);
+    pd_store *log = t_logstore(&dir, root);
+    pd_server *srv = t_ipc_server(&log, dir, addr);
     srv->h.att_idle_ms = 100;
     TU_OK(pd_server_start(srv), NULL);
     pd_store *c = t_client(addr, 5000, 0);
@@ -248,8 +224,8 @@ static int t_kid_fn(void *arg) {
 
 START_TEST(client_killed) {
     char *dir, root[512], addr[600];
-    pd_store *log = t_log(&dir, root);
-    pd_server *srv = t_server(&log, dir, addr);
+    pd_store *log = t_logstore(&dir, root);
+    pd_server *srv = t_ipc_server(&log, dir, addr);
     TU_OK(pd_server_start(srv), NULL);
     t_kid k = {addr, {-1, -1}};
     ck_assert_int_eq(pipe(k.ready), 0);
@@ -310,19 +286,6 @@ static int t_serve_fn(void *arg) {
     TU_CHECK(pd_server_run(srv) == 0, "%s", pd_errmsg(NULL));
     pd_server_close(&srv);
     return 0;
-}
-
-static void t_wait_listening(const char *addr) {
-    for (int i = 0; i < 500; i++) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", addr + 6);
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        int c = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-        close(fd);
-        if (c == 0) return;
-        usleep(10000);
-    }
-    ck_abort_msg("nothing listens at %s", addr);
 }
 
 static tu_child t_restart(t_srvkid *a, tu_child *old) {
@@ -421,31 +384,6 @@ END_TEST
 
 /* ------------------------------------------------------------ Handler */
 
-typedef struct t_cap {
-    size_t nmsg;
-    size_t nframes[4];
-    char first[4][64];
-    char last[4][600];
-    unsigned char tok[8]; /* a begin's token */
-} t_cap;
-
-static int t_cap_emit(void *arg, size_t n, const pd_bytes *f) {
-    t_cap *c = arg;
-    if (c->nmsg < 4) {
-        c->nframes[c->nmsg] = n;
-        size_t l = n && f[0].size < 63 ? f[0].size : (n ? 63 : 0);
-        memcpy(c->first[c->nmsg], n ? f[0].data : "", l);
-        c->first[c->nmsg][l] = 0;
-        l = n && f[n - 1].size < 599 ? f[n - 1].size : (n ? 599 : 0);
-        memcpy(c->last[c->nmsg], n ? f[n - 1].data : "", l);
-        c->last[c->nmsg][l] = 0;
-        if (c->nmsg == 0 && n == 1 && f[0].size == 8)
-            memcpy(c->tok, f[0].data, 8);
-    }
-    c->nmsg++;
-    return 0;
-}
-
 /* Frames: C strings, except "#N" is N as an 8-byte number and "@w" the
  * token of writer w's last begin (t_toks). */
 static char t_names[8][8];
@@ -490,7 +428,7 @@ static int t_req(pd__handler *h, t_cap *cap, size_t n, const char *const *f) {
 
 START_TEST(handler_requests) {
     char *dir, root[512];
-    pd_store *log = t_log(&dir, root);
+    pd_store *log = t_logstore(&dir, root);
     TU_OK(pd_lock(log), log);
     t_cap cap;
     pd__handler h = {0};
@@ -599,8 +537,8 @@ END_TEST
 /* Through a Python-partd-like peer: not ours, so no attempt is sent. */
 START_TEST(client_misuse) {
     char *dir, root[512], addr[600];
-    pd_store *log = t_log(&dir, root);
-    pd_server *srv = t_server(&log, dir, addr);
+    pd_store *log = t_logstore(&dir, root);
+    pd_server *srv = t_ipc_server(&log, dir, addr);
     srv->h.att_max = 1;
     TU_OK(pd_server_start(srv), NULL);
     pd_store *c = t_client(addr, 5000, 0);

@@ -187,21 +187,6 @@ static int t_serve_child(void *arg) {
     return 0;
 }
 
-/* Waits until something accepts connections on the ipc path. */
-static void t_wait_listening(const char *addr) {
-    const char *path = addr + 6;
-    for (int i = 0; i < 500; i++) {
-        struct sockaddr_un sa = {.sun_family = AF_UNIX};
-        snprintf(sa.sun_path, sizeof sa.sun_path, "%s", path);
-        int fd = socket(AF_UNIX, SOCK_STREAM, 0);
-        int c = connect(fd, (struct sockaddr *)&sa, sizeof sa);
-        close(fd);
-        if (c == 0) return;
-        usleep(10000);
-    }
-    ck_abort_msg("nothing listens at %s", addr);
-}
-
 START_TEST(killed_server) {
     char *dir = tu_mkdtemp();
     char addr[256];

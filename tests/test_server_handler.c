@@ -5,24 +5,6 @@
 
 /* ------------------------------------------------------------ Handler */
 
-typedef struct t_cap {
-    size_t nmsg;
-    size_t nframes[8];
-    char first[8][64];
-} t_cap;
-
-static int t_cap_emit(void *arg, size_t n, const pd_bytes *f) {
-    t_cap *c = arg;
-    if (c->nmsg < 8) {
-        c->nframes[c->nmsg] = n;
-        size_t l = n && f[0].size < 63 ? f[0].size : (n ? 63 : 0);
-        memcpy(c->first[c->nmsg], n ? f[0].data : "", l);
-        c->first[c->nmsg][l] = 0;
-    }
-    c->nmsg++;
-    return 0;
-}
-
 static int t_handle(pd__handler *h, t_cap *cap, size_t n,
                     const char *const *f) {
     pd_bytes fr[16];

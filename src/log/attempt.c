@@ -203,12 +203,7 @@ void lg_att_fork(lg_store *l) {
     a->npins = 0;
     a->cur_pin = 0;
     a->cur_has = false;
-    lg_won *w, *tmp;
-    HASH_ITER(hh, a->won, w, tmp) {
-        HASH_DEL(a->won, w);
-        free(w);
-    }
-    a->cl_off = 0;
+    lg_won_clear(a);
 }
 
 void lg_att_free(lg_store *l) {

@@ -111,8 +111,6 @@ int lg_prefix(pd__buf *b, lg_hdr h, const unsigned char *wpk, size_t wlen,
 int lg_tags_get(const lg_hdr *h, const unsigned char *table, lg_tags *t);
 
 /* commits.c */
-/* pread of exactly n bytes: 0, 1 at EOF, -1 with errno. */
-int lg_att_pread(int fd, void *buf, size_t n, uint64_t off);
 /* Opens the commit log and locks it exclusively: 0 (*fdp set), 1 when it
  * does not exist and create is false, or an error (recorded). */
 int lg_cl_open(lg_store *l, bool create, int *fdp, const char *op);

@@ -88,7 +88,7 @@ int lg_att_salvage(lg_store *l, const char *op, uint64_t base) {
                      LG_COMMITS);
         goto out;
     }
-    if (lg_att_pread(fd, p, size, 0)) {
+    if (lg_pread_all(fd, p, size, 0)) {
         rc = pd__err(&l->base, PD_ERR_IO, errno, "%s: read %s/%s", op, l->path,
                      LG_COMMITS);
         goto out;
@@ -105,22 +105,10 @@ int lg_att_salvage(lg_store *l, const char *op, uint64_t base) {
     }
     if (kept == size) goto out; /* nothing damaged */
     SYS.close(fd);
-    fd =
-        SYS.openat(l->dirfd, LG_COMMITS ".tmp",
-                   O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0666);
-    bool ok = fd >= 0 &&
-              (kept == 0 || SYS.write(fd, q, kept) == (ssize_t)kept) &&
-              SYS.fsync(fd) == 0;
-    int e = errno;
-    if (ok &&
-        SYS.renameat(l->dirfd, LG_COMMITS ".tmp", l->dirfd, LG_COMMITS) < 0) {
-        ok = false;
-        e = errno;
-    }
-    if (!ok) {
-        SYS.unlinkat(l->dirfd, LG_COMMITS ".tmp", 0);
-        rc = pd__err(&l->base, PD_ERR_IO, e, "%s: rewrite %s/%s", op, l->path,
-                     LG_COMMITS);
+    fd = -1;
+    if (lg_put_file(l, LG_COMMITS, q, kept)) {
+        rc = pd__err(&l->base, PD_ERR_IO, errno, "%s: rewrite %s/%s", op,
+                     l->path, LG_COMMITS);
     } else {
         SYS.fsync(l->dirfd);
         if (l->att) lg_won_clear(l->att);
@@ -131,19 +119,6 @@ out:
     free(p);
     free(q);
     return rc;
-}
-
-int lg_att_pread(int fd, void *buf, size_t n, uint64_t off) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r =
-            SYS.pread(fd, (char *)buf + done, n - done, (off_t)(off + done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -1;
-        if (r == 0) return 1;
-        done += (size_t)r;
-    }
-    return 0;
 }
 
 /* Reads the commits not seen yet from the commit log (fd, locked
@@ -168,7 +143,7 @@ int lg_cl_scan(lg_store *l, int fd, const char *op) {
     while (at < size) {
         unsigned char hb[LG_HDR];
         lg_hdr h;
-        int rc = size - at < LG_HDR ? 1 : lg_att_pread(fd, hb, LG_HDR, at);
+        int rc = size - at < LG_HDR ? 1 : lg_pread_all(fd, hb, LG_HDR, at);
         if (rc < 0)
             return pd__err(&l->base, PD_ERR_IO, errno, "%s: pread(%s/%s)", op,
                            l->path, LG_COMMITS);
@@ -200,7 +175,7 @@ int lg_cl_scan(lg_store *l, int fd, const char *op) {
         if (pd__buf_reserve(&l->rbuf, h.table_len))
             return pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s: commit log",
                            op);
-        rc = lg_att_pread(fd, l->rbuf.p, h.table_len, at + LG_HDR);
+        rc = lg_pread_all(fd, l->rbuf.p, h.table_len, at + LG_HDR);
         if (rc)
             return pd__err(&l->base, PD_ERR_IO, rc < 0 ? errno : EIO,
                            "%s: pread(%s/%s)", op, l->path, LG_COMMITS);
@@ -265,7 +240,7 @@ int lg_upgrade(lg_store *l, const char *op) {
         if (fd < 0)
             return pd__err(&l->base, PD_ERR_IO, errno, "%s: open %s/%s", op,
                            l->path, LG_MARKER);
-        int rc = lg_att_pread(fd, m, sizeof m, 0);
+        int rc = lg_pread_all(fd, m, sizeof m, 0);
         SYS.close(fd);
         if (rc)
             return pd__err(&l->base, rc < 0 ? PD_ERR_IO : PD_ERR_CORRUPT,
@@ -281,24 +256,10 @@ int lg_upgrade(lg_store *l, const char *op) {
             continue;
         }
         m[8] = 2;
-        fd = SYS.openat(l->dirfd, LG_MARKER ".tmp",
-                        O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-                        0666);
-        bool ok = fd >= 0 && SYS.write(fd, m, sizeof m) == (ssize_t)sizeof m &&
-                  SYS.fsync(fd) == 0;
-        int e = errno;
-        if (fd >= 0) SYS.close(fd);
-        if (ok &&
-            SYS.renameat(l->dirfd, LG_MARKER ".tmp", l->dirfd, LG_MARKER) < 0) {
-            ok = false;
-            e = errno;
-        }
-        if (!ok) {
-            SYS.unlinkat(l->dirfd, LG_MARKER ".tmp", 0);
-            return pd__err(&l->base, PD_ERR_IO, e,
+        if (lg_put_file(l, LG_MARKER, m, sizeof m))
+            return pd__err(&l->base, PD_ERR_IO, errno,
                            "%s: write %s/%s (format version 2)", op, l->path,
                            LG_MARKER);
-        }
         SYS.fsync(l->dirfd);
         a->v2 = true;
     }

@@ -79,22 +79,6 @@ static int s_ord_cmp(const void *a, const void *b) {
     return x->off < y->off ? -1 : x->off > y->off;
 }
 
-static int s_pread_all(int fd, void *buf, size_t n, uint64_t off) {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t r =
-            SYS.pread(fd, (char *)buf + done, n - done, (off_t)(off + done));
-        if (r < 0 && errno == EINTR) continue;
-        if (r < 0) return -1;
-        if (r == 0) {
-            errno = 0;
-            return 1;
-        }
-        done += (size_t)r;
-    }
-    return 0;
-}
-
 /* Reads every piece of the group into g->buf and checks it. */
 static int s_gather(s_out *o, s_group *g) {
     lg_store *l = o->l;
@@ -125,7 +109,7 @@ static int s_gather(s_out *o, s_group *g) {
                                o->op);
             dst = l->rbuf.p;
         }
-        int rc = s_pread_all(sg->fd, dst, (size_t)(end - start), start);
+        int rc = lg_pread_all(sg->fd, dst, (size_t)(end - start), start);
         if (rc)
             return pd__err(&l->base, rc < 0 ? PD_ERR_IO : PD_ERR_CORRUPT,
                            rc < 0 ? errno : 0, "%s: %s(%s/%s) at %llu", o->op,

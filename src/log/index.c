@@ -229,8 +229,7 @@ int lg_index_apply(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
 
 /* ------------------------------------------------------------- Reading */
 
-/* Reads exactly n bytes at off; 0, or -1 with errno (EIO... ) or 1 at EOF. */
-static int s_pread_all(int fd, void *buf, size_t n, uint64_t off) {
+int lg_pread_all(int fd, void *buf, size_t n, uint64_t off) {
     size_t done = 0;
     while (done < n) {
         ssize_t r =
@@ -239,7 +238,10 @@ static int s_pread_all(int fd, void *buf, size_t n, uint64_t off) {
             if (errno == EINTR) continue;
             return -1;
         }
-        if (r == 0) return 1;
+        if (r == 0) {
+            errno = 0;
+            return 1;
+        }
         done += (size_t)r;
     }
     return 0;
@@ -283,7 +285,7 @@ static int s_index_at(lg_store *l, uint32_t si, uint64_t off, const lg_hdr *h,
     pd__buf_clear(&l->rbuf);
     if (pd__buf_reserve(&l->rbuf, h->table_len))
         return pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s: key table", op);
-    int rc = s_pread_all(s->fd, l->rbuf.p, h->table_len, off + LG_HDR);
+    int rc = lg_pread_all(s->fd, l->rbuf.p, h->table_len, off + LG_HDR);
     if (rc) return s_read_err(l, rc, op, s, off + LG_HDR);
     if (XXH3_64bits(l->rbuf.p, h->table_len) != h->table_hash) return 1;
     rc = lg_index_rec(l, si, off, h, l->rbuf.p);
@@ -306,7 +308,7 @@ static int s_resync(lg_store *l, uint32_t si, uint64_t x, uint64_t size,
     for (uint64_t at = x + 1; at + LG_HDR <= size && y == size;) {
         size_t n = (size_t)(size - at < S_CHUNK + LG_HDR ? size - at
                                                          : S_CHUNK + LG_HDR);
-        int rc = s_pread_all(s->fd, buf, n, at);
+        int rc = lg_pread_all(s->fd, buf, n, at);
         if (rc) {
             free(buf);
             return s_read_err(l, rc, op, s, at);
@@ -336,7 +338,8 @@ static int s_resync(lg_store *l, uint32_t si, uint64_t x, uint64_t size,
     *next = y;
     /* The trailer before y: the same header, describing [x, y)? */
     unsigned char t[LG_HDR];
-    if (y - x >= 2 * LG_HDR && s_pread_all(s->fd, t, LG_HDR, y - LG_HDR) == 0 &&
+    if (y - x >= 2 * LG_HDR &&
+        lg_pread_all(s->fd, t, LG_HDR, y - LG_HDR) == 0 &&
         lg_hdr_parse(t, &h) == 0 && lg_rec_len(&h) == y - x) {
         int rc = s_index_at(l, si, x, &h, op);
         if (rc <= 0) return rc;
@@ -363,7 +366,7 @@ static int s_catch_seg(lg_store *l, uint32_t si, const char *op) {
             pd__buf_clear(&l->rbuf);
             if (pd__buf_reserve(&l->rbuf, len))
                 return pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s: read", op);
-            int rc = s_pread_all(s->fd, l->rbuf.p, len, off);
+            int rc = lg_pread_all(s->fd, l->rbuf.p, len, off);
             if (rc) return s_read_err(l, rc, op, s, off);
             /* Whole records in the chunk. */
             size_t pos = 0;
@@ -393,7 +396,7 @@ static int s_catch_seg(lg_store *l, uint32_t si, const char *op) {
          * incomplete record, or a bad header. */
         unsigned char hb[LG_HDR];
         if (size - off >= LG_HDR) {
-            int rc = s_pread_all(s->fd, hb, LG_HDR, off);
+            int rc = lg_pread_all(s->fd, hb, LG_HDR, off);
             if (rc) return s_read_err(l, rc, op, s, off);
         }
         if (size - off >= LG_HDR && lg_hdr_parse(hb, &h) != 0) {
@@ -598,7 +601,7 @@ int lg_read_key(lg_store *l, const lg_key *k, const pd_key *key, pd_result *r,
         const lg_seg *s = &l->segs[k->ext[i].seg];
         int rc =
             lg_win_read(l, k->ext[i].seg, k->ext[i].off, (size_t)len, dst + at);
-        if (rc) rc = s_pread_all(s->fd, dst + at, (size_t)len, k->ext[i].off);
+        if (rc) rc = lg_pread_all(s->fd, dst + at, (size_t)len, k->ext[i].off);
         if (rc) {
             if (rc < 0)
                 return pd__err(&l->base, PD_ERR_IO, errno,

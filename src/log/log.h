@@ -194,8 +194,14 @@ int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync);
 uint64_t lg_next_seq(lg_store *l);
 int lg_rm_contents(lg_store *l);
 int lg_check_fork(lg_store *l);
+/* Replaces the file name in l's directory by the n bytes at buf: writes
+ * name.tmp, fsyncs it and renames it over name (the directory is not
+ * fsynced).  0, or -1 with errno (name.tmp removed). */
+int lg_put_file(lg_store *l, const char *name, const void *buf, size_t n);
 
 /* index.c */
+/* pread of exactly n bytes at off: 0, 1 at EOF (errno 0), -1 with errno. */
+int lg_pread_all(int fd, void *buf, size_t n, uint64_t off);
 int lg_catch_up(lg_store *l, const char *op);
 void lg_index_reset(lg_store *l);
 int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,

@@ -100,6 +100,35 @@ static int s_dir_nonempty(lg_store *l) {
     return pd__dir_each(fd, s_not_log_entry, NULL, &failed);
 }
 
+int lg_put_file(lg_store *l, const char *name, const void *buf, size_t n) {
+    char tmp[64];
+    snprintf(tmp, sizeof tmp, "%s.tmp", name);
+    int fd = s_openat(l->dirfd, tmp,
+                      O_WRONLY | O_CREAT | O_TRUNC | S_OPEN_FLAGS, 0666);
+    if (fd < 0) return -1;
+    size_t done = 0;
+    while (done < n) {
+        ssize_t w = SYS.write(fd, (const char *)buf + done, n - done);
+        if (w < 0 && errno == EINTR) continue;
+        if (w <= 0) {
+            if (w == 0) errno = EIO;
+            break;
+        }
+        done += (size_t)w;
+    }
+    int ok = done == n && SYS.fsync(fd) == 0;
+    int e = errno;
+    s_close(fd);
+    if (ok && SYS.renameat(l->dirfd, tmp, l->dirfd, name) < 0) {
+        ok = 0;
+        e = errno;
+    }
+    if (ok) return 0;
+    SYS.unlinkat(l->dirfd, tmp, 0);
+    errno = e;
+    return -1;
+}
+
 /* Creates the marker (called with .lock held exclusively). */
 static int s_marker_create(lg_store *l) {
     int nonempty = s_dir_nonempty(l);
@@ -112,28 +141,9 @@ static int s_marker_create(lg_store *l) {
                        l->path, LG_MARKER);
     unsigned char m[LG_MARKER_SIZE] = LG_MAGIC;
     m[8] = (unsigned char)LG_FORMAT_NEW;
-    int fd = s_openat(l->dirfd, LG_MARKER ".tmp",
-                      O_WRONLY | O_CREAT | O_TRUNC | S_OPEN_FLAGS, 0666);
-    if (fd < 0)
-        return pd__err(NULL, PD_ERR_IO, errno, "log: open: create %s/%s.tmp",
+    if (lg_put_file(l, LG_MARKER, m, sizeof m))
+        return pd__err(NULL, PD_ERR_IO, errno, "log: open: write %s/%s",
                        l->path, LG_MARKER);
-    ssize_t w;
-    do w = SYS.write(fd, m, sizeof m);
-    while (w < 0 && errno == EINTR);
-    int e = w < 0 ? errno : EIO;
-    bool ok = w == (ssize_t)sizeof m && SYS.fsync(fd) == 0;
-    if (!ok && w == (ssize_t)sizeof m) e = errno;
-    s_close(fd);
-    if (ok &&
-        SYS.renameat(l->dirfd, LG_MARKER ".tmp", l->dirfd, LG_MARKER) < 0) {
-        ok = false;
-        e = errno;
-    }
-    if (!ok) {
-        SYS.unlinkat(l->dirfd, LG_MARKER ".tmp", 0);
-        return pd__err(NULL, PD_ERR_IO, e, "log: open: write %s/%s", l->path,
-                       LG_MARKER);
-    }
     return 0;
 }
 

@@ -130,27 +130,22 @@ static int s_drop(pd_store *s, unsigned flags) {
     return pd__client_maybe_sync(c, "drop");
 }
 
+/* Sends op, a command only our server has, and reads its reply: see
+ * pd__client_reply. */
+static int s_ask(pd__client *c, const char *op, bool *done) {
+    char what[32];
+    snprintf(what, sizeof what, "%s command", op);
+    int rc = pd__client_ours(c, op, what);
+    if (!rc) rc = pd__client_send(c, op, op, NULL, NULL, 0, 0);
+    return rc ? rc : pd__client_reply(c, op, op, done);
+}
+
 static int s_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     (void)flags;
     pd__client *c = (pd__client *)s;
-    int rc = pd__client_ready(c);
-    if (!rc) rc = pd__client_settle(c, "keys", false);
-    if (rc) return rc;
-    if (c->ours != 1)
-        return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
-                       "keys: the server at %s is not libpartd's (Python "
-                       "partd?): it has no keys command",
-                       c->address);
-    rc = pd__client_send(c, "keys", "keys", NULL, NULL, 0, 0);
-    if (rc) return rc;
-    rc = pd__client_recv(c, "keys", "keys");
-    if (rc) return pd__client_broken(c, rc);
-    int code;
-    pd_bytes msg;
-    if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
-        pd__client_pop(c);
-        return pd__client_final(c, "keys", "keys", false);
-    }
+    bool done = false;
+    int rc = s_ask(c, "keys", &done);
+    if (rc || done) return rc;
     /* [count, (packed key, size)...]: checked before anything is kept. */
     size_t nf = c->nmsgs;
     bool ok = nf >= 1 && nf % 2 == 1 && c->frames[0].size == 8 &&
@@ -363,24 +358,9 @@ static int s_stats_call(pd_store *s, void *arg, unsigned flags) {
     (void)flags;
     pd__client *c = (pd__client *)s;
     pd_server_stats *out = arg;
-    int rc = pd__client_ready(c);
-    if (!rc) rc = pd__client_settle(c, "stats", false);
-    if (rc) return rc;
-    if (c->ours != 1)
-        return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
-                       "stats: the server at %s is not libpartd's (Python "
-                       "partd?): it has no stats command",
-                       c->address);
-    rc = pd__client_send(c, "stats", "stats", NULL, NULL, 0, 0);
-    if (rc) return rc;
-    rc = pd__client_recv(c, "stats", "stats");
-    if (rc) return pd__client_broken(c, rc);
-    int code;
-    pd_bytes msg;
-    if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
-        pd__client_pop(c);
-        return pd__client_final(c, "stats", "stats", false);
-    }
+    bool done = false;
+    int rc = s_ask(c, "stats", &done);
+    if (rc || done) return rc;
     size_t nf = c->nmsgs;
     bool ok = nf % 2 == 0;
     for (size_t i = 0; ok && i < nf; i += 2)

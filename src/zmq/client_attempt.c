@@ -102,16 +102,9 @@ static int s_request(pd__cattempt *a, const char *op, const char *cmd,
 static int s_begin_reply(pd__cattempt *a, const char *what) {
     pd__client *c = a->c;
     const char *op = "attempt_begin";
-    int rc = pd__client_recv(c, op, what);
-    if (rc) return pd__client_broken(c, rc);
-    int code;
-    pd_bytes msg;
-    if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
-        pd__client_pop(c);
-        rc = pd__client_final(c, op, what, false);
-        pd__client_drop_msgs(c);
-        return rc;
-    }
+    bool done = false;
+    int rc = pd__client_reply(c, op, what, &done);
+    if (rc || done) return rc;
     if (c->nmsgs != 1 || c->frames[0].size != 8) {
         pd__err(&c->base, PD_ERR_PROTOCOL, 0,
                 "%s: the server at %s answered %s with %zu frames, not an "
@@ -129,14 +122,8 @@ int pd__client_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
     (void)flags;
     pd__client *c = (pd__client *)s;
     *impl = NULL;
-    int rc = pd__client_ready(c);
-    if (!rc) rc = pd__client_settle(c, "attempt_begin", false);
+    int rc = pd__client_ours(c, "attempt_begin", "writer attempts");
     if (rc) return rc;
-    if (c->ours != 1)
-        return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
-                       "attempt_begin: the server at %s is not libpartd's "
-                       "(Python partd?): it has no writer attempts",
-                       c->address);
     pd__cattempt *a = calloc(1, sizeof *a);
     if (!a) return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM, "attempt_begin");
     a->c = c;

@@ -322,6 +322,33 @@ int pd__client_settle(pd__client *c, const char *op, bool own) {
     return first;
 }
 
+int pd__client_reply(pd__client *c, const char *op, const char *what,
+                     bool *done) {
+    *done = false;
+    int rc = pd__client_recv(c, op, what);
+    if (rc) return pd__client_broken(c, rc);
+    int code;
+    pd_bytes msg;
+    if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) != 1) return 0;
+    *done = true;
+    pd__client_pop(c);
+    rc = pd__client_final(c, op, what, false);
+    pd__client_drop_msgs(c);
+    return rc;
+}
+
+int pd__client_ours(pd__client *c, const char *op, const char *what) {
+    int rc = pd__client_ready(c);
+    if (!rc) rc = pd__client_settle(c, op, false);
+    if (rc) return rc;
+    if (c->ours != 1)
+        return pd__err(&c->base, PD_ERR_UNSUPPORTED, 0,
+                       "%s: the server at %s is not libpartd's (Python "
+                       "partd?): it has no %s",
+                       op, c->address, what);
+    return 0;
+}
+
 /* ------------------------------------------------------------ Sending */
 
 /* Sends one frame; `more`: frames follow. */
@@ -456,20 +483,37 @@ static int s_room(pd__client *c, const char *op, uint64_t bytes) {
     return 0;
 }
 
-int pd__client_check(pd__client *c, const char *op, size_t n,
-                     const pd_key *keys, const pd_bytes *vals) {
+/* The handle works, the batch fits a request and every key can cross the
+ * wire (its form into c->wb); *bytes: the request's size. */
+static int s_check_keys(pd__client *c, const char *op, size_t n,
+                        const pd_key *keys, const pd_bytes *vals,
+                        uint64_t *bytes) {
     int rc = pd__client_ready(c);
     if (!rc) rc = s_check_count(c, op, n);
     if (!rc) rc = s_wire_keys(c, op, n, keys);
-    uint64_t bytes = c->wb.len + strlen(op);
-    for (size_t i = 0; vals && i < n; i++) bytes += vals[i].size;
-    if (!rc && vals && c->ours != 0 && bytes > c->max_message)
-        rc = pd__err(&c->base, PD_ERR_LIMIT, 0,
-                     "%s: a request of %" PRIu64 " bytes to %s is over the "
-                     "largest message, %" PRIu64
-                     " bytes (max_message): split the batch",
-                     op, bytes, c->address, c->max_message);
+    *bytes = c->wb.len + strlen(op);
+    for (size_t i = 0; vals && i < n; i++) *bytes += vals[i].size;
     return rc;
+}
+
+/* A request with values fits our server's max_message, which would drop
+ * it with the connection. */
+static int s_check_size(pd__client *c, const char *op, const pd_bytes *vals,
+                        uint64_t bytes) {
+    if (vals && c->ours != 0 && bytes > c->max_message)
+        return pd__err(&c->base, PD_ERR_LIMIT, 0,
+                       "%s: a request of %" PRIu64 " bytes to %s is over the "
+                       "largest message, %" PRIu64
+                       " bytes (max_message): split the batch",
+                       op, bytes, c->address, c->max_message);
+    return 0;
+}
+
+int pd__client_check(pd__client *c, const char *op, size_t n,
+                     const pd_key *keys, const pd_bytes *vals) {
+    uint64_t bytes;
+    int rc = s_check_keys(c, op, n, keys, vals, &bytes);
+    return rc ? rc : s_check_size(c, op, vals, bytes);
 }
 
 /* What every keyed request checks before it is sent: the handle works,
@@ -480,18 +524,9 @@ int pd__client_check(pd__client *c, const char *op, size_t n,
 int pd__client_prepare(pd__client *c, const char *op, size_t n,
                        const pd_key *keys, const pd_bytes *vals,
                        bool pipelined) {
-    int rc = pd__client_ready(c);
-    if (!rc) rc = s_check_count(c, op, n);
-    if (!rc) rc = s_wire_keys(c, op, n, keys);
-    uint64_t bytes = c->wb.len + strlen(op);
-    for (size_t i = 0; vals && i < n; i++) bytes += vals[i].size;
+    uint64_t bytes;
+    int rc = s_check_keys(c, op, n, keys, vals, &bytes);
     if (!rc)
         rc = pipelined ? s_room(c, op, bytes) : pd__client_settle(c, op, false);
-    if (!rc && vals && c->ours != 0 && bytes > c->max_message)
-        rc = pd__err(&c->base, PD_ERR_LIMIT, 0,
-                     "%s: a request of %" PRIu64 " bytes to %s is over the "
-                     "largest message, %" PRIu64
-                     " bytes (max_message): split the batch",
-                     op, bytes, c->address, c->max_message);
-    return rc;
+    return rc ? rc : s_check_size(c, op, vals, bytes);
 }

@@ -411,6 +411,14 @@ int pd__client_final(pd__client *c, const char *op, const char *what,
 /* Reads every final reply still due; `own`: the newest request is the
  * current call's. */
 int pd__client_settle(pd__client *c, const char *op, bool own);
+/* Ready, earlier replies read, and a libpartd server (Python partd's has no
+ * `what`, e.g. "keys command"): 0 or an error (recorded). */
+int pd__client_ours(pd__client *c, const char *op, const char *what);
+/* Reads the reply to the current call's request `what`: 0 with a data
+ * reply in c->frames (*done false), or, for a final reply (*done true,
+ * messages released), 0 or the error it names. */
+int pd__client_reply(pd__client *c, const char *op, const char *what,
+                     bool *done);
 
 /* Checks a keyed request before it is sent (wire forms into c->wb, earlier
  * replies read: for an append, `pipelined`, only enough of them), sends

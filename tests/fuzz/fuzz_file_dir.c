@@ -40,14 +40,7 @@ static void s_rm_scratch(void);
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(s_scratch, sizeof s_scratch, "%s/partd-fuzz-dir-XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(s_scratch)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    atexit(s_rm_scratch);
+    fz_scratch(s_scratch, sizeof s_scratch, "dir", s_rm_scratch);
     return 0;
 }
 

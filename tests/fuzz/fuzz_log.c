@@ -57,14 +57,7 @@ static void s_rm_scratch(void) {
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     (void)argc;
     (void)argv;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(s_scratch, sizeof s_scratch, "%s/partd-fuzz-log-XXXXXX",
-             tmp && *tmp ? tmp : "/tmp");
-    if (!mkdtemp(s_scratch)) {
-        perror("mkdtemp");
-        exit(1);
-    }
-    atexit(s_rm_scratch);
+    fz_scratch(s_scratch, sizeof s_scratch, "log", s_rm_scratch);
     return 0;
 }
 

@@ -35,6 +35,20 @@ fz_fail(const char *fmt, ...) {
         if (!(cond)) fz_fail(__VA_ARGS__);                                     \
     } while (0)
 
+/* Makes this process's scratch directory, $TMPDIR/partd-fuzz-TAG-XXXXXX,
+ * in buf (exits when it cannot) and has rm remove it at exit. */
+static FZ_UNUSED void fz_scratch(char *buf, size_t cap, const char *tag,
+                                 void (*rm)(void)) {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/partd-fuzz-%s-XXXXXX", tmp && *tmp ? tmp : "/tmp",
+             tag);
+    if (!mkdtemp(buf)) {
+        perror("mkdtemp");
+        exit(1);
+    }
+    atexit(rm);
+}
+
 /* Consumes input bytes front to back; reads past the end give 0. */
 typedef struct fz_reader {
     const uint8_t *p;

@@ -48,3 +48,17 @@ INSTALLED = os.environ.get('CPARTD_TEST_INSTALLED') == '1'
 
 def repo_root():
     return os.path.dirname(os.path.dirname(HERE))
+
+
+def conflicting_commits(p, q):
+    """Attempts 1 (through store p) and 2 (through q) of writer 'w' append
+    to key k; 1 commits first, so 2's commit raises AttemptConflict, which
+    is returned."""
+    a1 = p.attempt('w', 1)
+    a2 = q.attempt('w', 2)
+    a1.append({'k': b'one;'})
+    a2.append({'k': b'two;'})
+    a1.commit()
+    with pytest.raises(cpartd.AttemptConflict) as ei:
+        a2.commit()
+    return ei.value

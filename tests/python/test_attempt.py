@@ -16,6 +16,8 @@ import cpartd
 from cpartd import AttemptConflict, Buffer, Dict, File, Log, Pickle
 from cpartd.compressed import ZLib
 
+from conftest import conflicting_commits
+
 
 def test_with_commits_on_exit(root):
     p = Log(root)
@@ -79,14 +81,7 @@ def test_explicit_commit_and_abort(root):
 
 def test_conflict(root):
     p, q = Log(root), Log(root)
-    a1 = p.attempt('w', 1)
-    a2 = q.attempt('w', 2)
-    a1.append({'k': b'one;'})
-    a2.append({'k': b'two;'})
-    a1.commit()
-    with pytest.raises(AttemptConflict) as ei:
-        a2.commit()
-    e = ei.value
+    e = conflicting_commits(p, q)
     assert isinstance(e, RuntimeError)
     assert (e.writer, e.attempt) == ('w', 2)
     assert "writer 'w' attempt 2" in str(e)

@@ -13,6 +13,8 @@ import pytest
 from cpartd import AttemptConflict, Dict, Log
 from cpartd.zmq import Client, Server
 
+from conftest import conflicting_commits
+
 
 @pytest.fixture
 def served(root):
@@ -46,15 +48,9 @@ def test_with_commits_and_exceptions_abort(served):
 def test_first_commit_wins(served):
     s, c = served
     d = Client(s.address)
-    a1 = c.attempt('w', 1)
-    a2 = d.attempt('w', 2)
-    a1.append({'k': b'one;'})
-    a2.append({'k': b'two;'})
-    a1.commit()
-    with pytest.raises(AttemptConflict) as ei:
-        a2.commit()
-    assert (ei.value.writer, ei.value.attempt) == ('w', 2)
-    assert s.address.decode() in str(ei.value)
+    e = conflicting_commits(c, d)
+    assert (e.writer, e.attempt) == ('w', 2)
+    assert s.address.decode() in str(e)
     assert c.get('k') == b'one;'
     with pytest.raises(AttemptConflict):
         c.attempt('w', 3)

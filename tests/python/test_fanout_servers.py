@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -91,6 +92,34 @@ def server_keys(addrs):
         out.extend(c.keys())
         c.close()
     return out
+
+
+@contextmanager
+def creator(addrs, code):
+    """Runs `code` in a Python process using the servers at addrs with a
+    1.2 s lease renewed every 0.1 s; kills it at the end."""
+    env = env_with(CPARTD_SERVERS=','.join(addrs), CPARTD_TIMEOUT='10',
+                   CPARTD_LEASE_SECONDS='1.2', CPARTD_WATCH_SECONDS='0.1')
+    p = subprocess.Popen([sys.executable, '-c', code], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        yield p
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+        p.stderr.close()
+
+
+def wait_no_keys(addrs):
+    """Waits (20 s at most) until the servers hold no key; the seconds it
+    took."""
+    t0 = time.time()
+    while server_keys(addrs) and time.time() - t0 < 20:
+        time.sleep(0.1)
+    assert server_keys(addrs) == []
+    return time.time() - t0
 
 
 # --------------------------------------------- a compressed File, servers
@@ -243,31 +272,22 @@ def test_sigkilled_creator_leaves_nothing(serve, tmp_path):
             'f.append({i: b"x" * 100 for i in range(50)}, fsync=True)\n'
             'print(f.path, flush=True)\n'
             'time.sleep(600)\n')
-    env = env_with(CPARTD_SERVERS=','.join(addrs), CPARTD_TIMEOUT='10',
-                   CPARTD_LEASE_SECONDS='1.2', CPARTD_WATCH_SECONDS='0.1')
-    p = subprocess.Popen([sys.executable, '-c', code], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    path = None
     try:
-        path = p.stdout.readline().decode().strip()
-        assert path, p.stderr.read().decode()[-3000:]
-        # alive: its thread renews the lease, well past the period
-        time.sleep(3)
-        assert len(server_keys(addrs)) == 50
-        os.kill(p.pid, signal.SIGKILL)
-        p.wait()
-        t0 = time.time()
-        while server_keys(addrs) and time.time() - t0 < 20:
-            time.sleep(0.1)
-        assert server_keys(addrs) == []
-        # within the lease (1.2 s) plus a poll, not at some later cleanup
-        assert time.time() - t0 < 5
-    finally:
-        if p.poll() is None:
-            p.kill()
+        with creator(addrs, code) as p:
+            path = p.stdout.readline().decode().strip()
+            assert path, p.stderr.read().decode()[-3000:]
+            # alive: its thread renews the lease, well past the period
+            time.sleep(3)
+            assert len(server_keys(addrs)) == 50
+            os.kill(p.pid, signal.SIGKILL)
             p.wait()
-        p.stdout.close()
-        p.stderr.close()
-        shutil.rmtree(path, ignore_errors=True)
+            # within the lease (1.2 s) plus a poll, not at some later
+            # cleanup
+            assert wait_no_keys(addrs) < 5
+    finally:
+        if path:
+            shutil.rmtree(path, ignore_errors=True)
 
 
 def test_unpickled_copy_keeps_the_lease_after_the_creator_dies(serve):
@@ -279,11 +299,7 @@ def test_unpickled_copy_keeps_the_lease_after_the_creator_dies(serve):
             'sys.stdout.buffer.write(b"%d\\n" % len(blob) + blob)\n'
             'sys.stdout.flush()\n'
             'time.sleep(600)\n')
-    env = env_with(CPARTD_SERVERS=','.join(addrs), CPARTD_TIMEOUT='10',
-                   CPARTD_LEASE_SECONDS='1.2', CPARTD_WATCH_SECONDS='0.1')
-    p = subprocess.Popen([sys.executable, '-c', code], env=env,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    try:
+    with creator(addrs, code) as p:
         line = p.stdout.readline()
         assert line, p.stderr.read().decode()[-3000:]
         blob = p.stdout.read(int(line))
@@ -299,18 +315,9 @@ def test_unpickled_copy_keeps_the_lease_after_the_creator_dies(serve):
             del g                       # the last holder goes
             import gc
             gc.collect()
-            t0 = time.time()
-            while server_keys(addrs) and time.time() - t0 < 20:
-                time.sleep(0.1)
-            assert server_keys(addrs) == []
+            wait_no_keys(addrs)
             assert name not in cfan._leased
         finally:
             del os.environ['CPARTD_LEASE_SECONDS']
             cfan.POLL_SECONDS = float(
                 os.environ.get('CPARTD_WATCH_SECONDS', '1.0'))
-    finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        p.stdout.close()
-        p.stderr.close()
