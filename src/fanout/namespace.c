@@ -288,11 +288,11 @@ static int s_att_abort(pd_store *s, void *impl) {
 }
 
 static const pd_store_ops s_ns_ops = {
-    PD__STORE_OPS("namespace"),
-    .lock = s_lock_hook,
+    PD__STORE_OPS("namespace"), /* keys in the namespace's key space */
+    .lock = s_lock_hook,        /* the inner store's lock */
     .unlock = s_unlock_hook,
-    .check = s_check,
-    PD__ATTEMPT_OPS(s_att_),
+    .check = s_check,        /* a Fanout's all-or-nothing writes */
+    PD__ATTEMPT_OPS(s_att_), /* the writer and keys in the namespace */
 };
 
 /* --------------------------------------------------------------- Public */
