@@ -526,9 +526,13 @@ def index_from_header_bytes(header, bytes):
 
 def _finish_block(values, extension_type, extension_values, placement):
     if extension_type == 'categorical_type':
-        values = pd.Categorical.from_codes(values,
-                                           extension_values[1],
-                                           ordered=extension_values[0])
+        if isinstance(extension_values[1], CategoricalDtype):  # version 2
+            values = pd.Categorical.from_codes(values,
+                                               dtype=extension_values[1])
+        else:
+            values = pd.Categorical.from_codes(values,
+                                               extension_values[1],
+                                               ordered=extension_values[0])
     elif extension_type == 'datetime64_tz_type':
         tz_info = extension_values[0]
         values = pd.DatetimeIndex(values).tz_localize('utc').tz_convert(
@@ -567,16 +571,21 @@ def _categories(ext, kinds, parts, memo):
         raise _corrupt('a categorical block names part %r', at)
     data = bytes(parts[at])
     last = memo.get('cats')
-    if last is not None and last[0] == data:
-        return ext[0], last[1]
+    if last is not None and last[0] == data and last[1] == ext[0]:
+        return ext[0], last[2]
     try:
         cats = pickle.loads(data)
     except Exception as e:
         raise _corrupt('unreadable categories (%s)', e) from None
     if not isinstance(cats, pd.Index):
         raise _corrupt('categories of type %s', type(cats).__name__)
-    memo['cats'] = (data, cats)
-    return ext[0], cats
+    try:
+        dtype = CategoricalDtype(cats, ordered=bool(ext[0]))
+    except (TypeError, ValueError) as e:
+        raise _corrupt('bad categories (%s)', e) from None
+    # one dtype for a get's frames: pd.concat hashes each distinct one
+    memo['cats'] = (data, ext[0], dtype)
+    return ext[0], dtype
 
 
 def _block_from(header, kind, data):
@@ -782,7 +791,7 @@ def _concat_values(dtype, shape0, pieces, rows, kinds):
     return out
 
 
-def _concat(heads, frames):
+def _concat(heads, frames, memo):
     h0, k0 = heads[0][0], heads[0][1]
     rows = [h[2][2][-1] for h, _, _ in heads]
     columns = _index_from(h0[0], heads[0][1][0], frames[0][1])
@@ -799,7 +808,7 @@ def _concat(heads, frames):
                                      placement=placement))
             continue
         if kind == 'categorical_type':
-            ext = _categories(ext, k0, frames[0][1:], {})
+            ext = _categories(ext, k0, frames[0][1:], memo)
         values = _concat_values(bdtype, tuple(shape), pieces, rows,
                                 [k[2 + j] for _, k, _ in heads])
         blocks.append(_finish_block(values, kind, ext, placement))
@@ -809,15 +818,16 @@ def _concat(heads, frames):
         blocks, [columns, index], consolidate=False))
 
 
-def _get_one(chunk):
+def _get_one(chunk, memo):
+    """The DataFrame of one key's bytes; memo: the last static header and
+    categories read, shared by a get's keys."""
     outer = _cpartd.framesplit(chunk, torn='drop')
     if not outer:
         return pd.DataFrame()
     frames = [_cpartd.framesplit(f) for f in outer]
-    memo = {}
     heads = [_read_header(f[0], memo) for f in frames]
     if len(frames) > 1 and _plan(heads, frames):
-        return _concat(heads, frames)
+        return _concat(heads, frames, memo)
     dfs = [_from_parts(h, k, f[1:], memo) for (h, k, _), f in
            zip(heads, frames)]
     return dfs[0] if len(dfs) == 1 else join(dfs)
@@ -874,4 +884,5 @@ class PandasBlocks(Encode):
         return (PandasBlocks, (self.partd, self.format))
 
     def _get(self, keys, **kwargs):
-        return [_get_one(chunk) for chunk in self._raw(keys, **kwargs)]
+        memo = {}
+        return [_get_one(chunk, memo) for chunk in self._raw(keys, **kwargs)]

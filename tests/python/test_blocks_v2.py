@@ -93,22 +93,30 @@ def test_different_categories_join():
 
 
 def test_many_categories_in_proportion(tmp_path):
-    """100,000 categories, 400 frames: each frame's categories cost a
-    byte comparison, not an unpickle and an Index comparison."""
+    """100,000 categories, 64 frames: each frame's categories cost a
+    byte comparison, not an unpickle and an Index comparison, and the
+    keys of a get share one CategoricalDtype."""
     cats = ['name-%d' % i for i in range(100000)]
     r = np.random.default_rng(0)
-    df = pd.DataFrame({'k': r.integers(0, 1 << 40, 40000),
+    n = 16000
+    df = pd.DataFrame({'k': r.integers(0, 1 << 40, n),
                        'c': pd.Categorical.from_codes(
-                           r.integers(0, len(cats), 40000), cats)})
+                           r.integers(0, len(cats), n), cats)},
+                      index=pd.Index(np.arange(n)))   # as in a shuffle
     p = cp.PandasBlocks(cpartd.File(str(tmp_path / 'f')), format='cpartd')
-    for i in range(10):     # 10 appends of 40 pieces, as a shuffle does
-        p.append({'k%d' % j: df.iloc[j::40] for j in range(40)})
-    got = p.get(['k%d' % j for j in range(40)])
+    for i in range(4):     # 4 appends of 16 pieces, as a shuffle does
+        p.append({'k%d' % j: df.iloc[j::16] for j in range(16)})
+    got = p.get(['k%d' % j for j in range(16)])
     for j, g in enumerate(got):
-        assert len(g) == 10 * len(df.iloc[j::40])
+        assert len(g) == 4 * len(df.iloc[j::16])
         assert g['c'].cat.categories.equals(df['c'].cat.categories)
-        pd.testing.assert_frame_equal(g.iloc[:len(df.iloc[j::40])],
-                                      df.iloc[j::40])
+        pd.testing.assert_frame_equal(g.iloc[:len(df.iloc[j::16])],
+                                      df.iloc[j::16])
+    # the same through partd's path (a join): one dtype for all frames
+    p.append({'k0': df.iloc[:3].reset_index(drop=True)})
+    g = p.get('k0')
+    assert len(g) == 4 * len(df.iloc[0::16]) + 3
+    assert g['c'].cat.categories.equals(df['c'].cat.categories)
 
 
 def corrupted(data, at, value):
