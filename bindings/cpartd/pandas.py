@@ -128,10 +128,12 @@ class PandasColumns(_Wrapping, Interface):
 #   - partd's: the header is partd's list [columns, index, block, ...];
 #     numbers compressed with blosc, object arrays as framed pickled item
 #     lists compressed as text (partd reads it);
-#   - cpartd's, for stores only cpartd reads: the header is the tuple
-#     (MARK, VERSION, kinds, that list), kinds saying how each part is
-#     coded: numbers raw, object arrays of str/bytes/float/None in the
-#     compact encoding (C, no pickle), other object arrays pickled.
+#   - cpartd's, for stores only cpartd reads: the header is MAGIC2, the
+#     row count and the pickled tuple (MARK, 2, kinds, that list) (version
+#     1, still read: the tuple alone, categories in it), kinds saying how
+#     each part is coded: numbers raw, object arrays of str/bytes/float/None
+#     in the compact encoding (C, no pickle), other object arrays pickled,
+#     categories in parts of their own.
 # A reader tells them apart by the header, frame by frame.
 MARK = 'cpartd-blocks'
 VERSION = 2   # written; version 1 (the whole header pickled) still reads
