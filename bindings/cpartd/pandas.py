@@ -298,29 +298,47 @@ def _cats_pickle(cats):
 
 
 def _same_key(a, b):
-    """Two header keys alike: objects by identity (block placements), the
-    rest by value."""
-    if len(a) != len(b):
+    """Two header keys alike.  Their items are plain values (attributes
+    paired with their types, dtypes, tuples, slices, bytes): == of the
+    lists is exact, and it runs in C."""
+    try:
+        return a == b
+    except Exception:   # a dtype's == that raises: no match
         return False
-    for x, y in zip(a, b):
-        if x is y:
-            continue
-        if type(x) is not tuple or type(y) is not tuple or len(x) != len(y):
-            return False
-        if not all(u is v or (type(u) is not pd.Index and
-                              not hasattr(u, 'as_array') and _eq(u, v))
-                   for u, v in zip(x, y)):
-            return False
-    return True
 
 
-def _static_header(kinds, key, locs):
+def _loc_key(loc):
+    """A block placement as a value that compares cheaply: its slice, or
+    its positions' bytes (the pieces dask's get_group makes have
+    placements equal but not identical)."""
+    ind = loc.indexer
+    return ind if type(ind) is slice else ind.tobytes()
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _index_key(h):
+    """An index header as a cache key: its attributes compared by type and
+    value when they are plain (str, int, float, bool, None), else a key
+    equal to no other."""
+    if h is None:
+        return None
+    typ, attrs, dtype, _ = h
+    items = tuple((k, type(v), v) for k, v in attrs.items())
+    if not all(t in _PLAIN for _, t, _ in items):
+        return (object(),)
+    return (typ, items, dtype)
+
+
+def _static_header(kinds, key, axes, locs):
     """pickle.dumps((MARK, 2, kinds, headers)) of a frame, from the cache
-    when the last frame this thread wrote had the same key."""
+    when the last frame this thread wrote had the same key (axes: the
+    columns' and index's headers)."""
     last = getattr(_tls, 'header', None)
     if last is not None and last[0] == kinds and _same_key(last[1], key):
         return last[2]
-    headers = list(key[:2])
+    headers = list(axes)
     for k, loc in zip(key[2:], locs):
         dtype, lead, ext, extv = k[1:]
         if ext == 'categorical_type':
@@ -336,10 +354,11 @@ def serialize_cpartd(df):
     raw, str/bytes/float/None columns in the compact encoding, the header
     version 2 (categories in parts of their own)."""
     cols, ind, blocks = df.columns, df.index, df._mgr.blocks
-    key, kinds, parts, cats, locs = [], [], [], [], []
+    key, kinds, parts, cats, locs, axes = [], [], [], [], [], []
     for i in (cols, ind):
         h, k, p = _index_parts(i, True)
-        key.append(h)
+        axes.append(h)
+        key.append(_index_key(h))
         kinds.append(k)
         parts.append(p)
     for b in blocks:
@@ -347,19 +366,20 @@ def serialize_cpartd(df):
         if isinstance(values, pd.Categorical):
             codes = values.codes
             k, p = _values_part(codes, True)
-            key.append((b.mgr_locs, codes.dtype, codes.shape[:-1],
+            key.append((_loc_key(b.mgr_locs), codes.dtype, codes.shape[:-1],
                         'categorical_type',
                         (bool(values.ordered), 2 + len(blocks) + len(cats))))
             cats.append(values.categories)
         else:
             h, k, p = _block_parts(b, True)
-            key.append((b.mgr_locs, h[1], tuple(h[2][:-1])) + h[3])
+            key.append((_loc_key(b.mgr_locs), h[1], tuple(h[2][:-1])) +
+                       h[3])
         locs.append(b.mgr_locs)
         kinds.append(k)
         parts.append(p)
     kinds.extend(K_CATS * len(cats))
     parts.extend((_RAW, _cats_pickle(c), 1) for c in cats)
-    static = _static_header(''.join(kinds), key, locs)
+    static = _static_header(''.join(kinds), key, axes, locs)
     return _cpartd.blocks_frames(MAGIC2 + _ROWS.pack(len(ind)) + static,
                                  parts)
 

@@ -79,9 +79,13 @@ def test_the_header_cache_tells_frames_apart():
     d = frame(5, cats=('u', 'v', 'w', 'x'))
     e = frame(5).assign(c=lambda x: x['c'].cat.as_ordered())
     f = frame(5)[['f', 'i', 's', 'c', 'n']]
-    for df in [a, b, c, d, e, f, a, f, b]:
+    # index names equal under == but of other types: kept apart
+    g, h, i = (frame(5).rename_axis(n) for n in (1, 1.0, True))
+    for df in [a, b, c, d, e, f, a, f, b, g, h, i, g]:
         pd.testing.assert_frame_equal(
             cp.deserialize(cp.serialize_cpartd(df)), df)
+        got = cp.deserialize(cp.serialize_cpartd(df)).index.name
+        assert type(got) is type(df.index.name)
     got = store([cp.serialize_cpartd(x) for x in (a, d, e)]).get('k')
     pd.testing.assert_frame_equal(got, cp.join([a, d, e]))
 
