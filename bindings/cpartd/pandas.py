@@ -441,7 +441,8 @@ def _parse_v2(static):
             ok = isinstance(x[0], type) and type(x[1]) is dict and \
                 isinstance(x[2], np.dtype) and x[3] is None
         elif ok and i >= 2:
-            ok = (x is not None and isinstance(x[1], np.dtype)
+            ok = (x is not None
+                  and isinstance(x[1], (np.dtype, ExtensionDtype))
                   and type(x[2]) is tuple
                   and all(type(d) is int and d >= 0 for d in x[2])
                   and type(x[3]) is tuple and len(x[3]) == 2
