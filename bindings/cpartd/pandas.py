@@ -27,6 +27,8 @@ keeps categorical columns categorical (partd 1.4).
 from functools import partial
 import os
 import pickle
+import struct
+import threading
 
 import numpy as np
 import pandas as pd
@@ -126,13 +128,23 @@ class PandasColumns(_Wrapping, Interface):
 #   - partd's: the header is partd's list [columns, index, block, ...];
 #     numbers compressed with blosc, object arrays as framed pickled item
 #     lists compressed as text (partd reads it);
-#   - cpartd's, for stores only cpartd reads: the header is the tuple
-#     (MARK, VERSION, kinds, that list), kinds saying how each part is
-#     coded: numbers raw, object arrays of str/bytes/float/None in the
-#     compact encoding (C, no pickle), other object arrays pickled.
+#   - cpartd's, for stores only cpartd reads: the header is MAGIC2, the
+#     row count and the pickled tuple (MARK, 2, kinds, that list) (version
+#     1, still read: the tuple alone, categories in it), kinds saying how
+#     each part is coded: numbers raw, object arrays of str/bytes/float/None
+#     in the compact encoding (C, no pickle), other object arrays pickled,
+#     categories in parts of their own.
 # A reader tells them apart by the header, frame by frame.
 MARK = 'cpartd-blocks'
-VERSION = 1
+VERSION = 2   # written; version 1 (the whole header pickled) still reads
+# Version 2's header: MAGIC2, the row count (8 bytes, little-endian), then
+# pickle.dumps((MARK, 2, kinds, headers)) with each block's shape without
+# its last axis (the rows) and a categorical block's categories in a part of
+# their own (kind 'c').  What follows the row count repeats frame after frame
+# of one DataFrame's pieces: a writer pickles it once (_HeaderCache) and a
+# reader unpickles it once per get (bytes compared, _Reader).
+MAGIC2 = b'CPB\x02'
+_ROWS = struct.Struct('<Q')
 
 # How a part is coded.
 K_PICKLE = 'x'  # a pickle (pickled indexes, extension arrays): both
@@ -142,6 +154,7 @@ K_RAW = 'r'     # cpartd: numbers, raw
 K_STRS = 's'    # cpartd: the compact encoding (strings.c)
 K_LIST = 'p'    # cpartd: the pickle of the item list, raw
 K_MASKED = 'm'  # cpartd: a masked array's values raw, then its mask
+K_CATS = 'c'    # cpartd 2: a categorical block's categories, pickled
 _NUMBERS = (K_NUM, K_RAW)
 _OBJECTS = (K_TEXT, K_STRS, K_LIST)
 _RAW = _cpartd.CODEC_RAW
@@ -267,12 +280,108 @@ def serialize(df):
     return out
 
 
+_tls = threading.local()   # per thread: dask's threads append at once
+
+
+def _cats_pickle(cats):
+    """The pickle of a categories Index, made once per Index object (the
+    pieces of one split DataFrame share it)."""
+    memo = getattr(_tls, 'cats', None)
+    if memo is None or len(memo) > 16:
+        memo = _tls.cats = {}
+    hit = memo.get(id(cats))
+    if hit is not None and hit[0] is cats:
+        return hit[1]
+    b = dumps(cats)
+    memo[id(cats)] = (cats, b)   # holds cats: its id is not reused
+    return b
+
+
+def _same_key(a, b):
+    """Two header keys alike.  Their items are plain values (attributes
+    paired with their types, dtypes, tuples, slices, bytes): == of the
+    lists is exact, and it runs in C."""
+    try:
+        return a == b
+    except Exception:   # a dtype's == that raises: no match
+        return False
+
+
+def _loc_key(loc):
+    """A block placement as a value that compares cheaply: its slice, or
+    its positions' bytes (the pieces dask's get_group makes have
+    placements equal but not identical)."""
+    ind = loc.indexer
+    return ind if type(ind) is slice else ind.tobytes()
+
+
+_PLAIN = (str, int, float, bool, type(None))
+
+
+def _index_key(h):
+    """An index header as a cache key: its attributes compared by type and
+    value when they are plain (str, int, float, bool, None), else a key
+    equal to no other."""
+    if h is None:
+        return None
+    typ, attrs, dtype, _ = h
+    items = tuple((k, type(v), v) for k, v in attrs.items())
+    if not all(t in _PLAIN for _, t, _ in items):
+        return (object(),)
+    return (typ, items, dtype)
+
+
+def _static_header(kinds, key, axes, locs):
+    """pickle.dumps((MARK, 2, kinds, headers)) of a frame, from the cache
+    when the last frame this thread wrote had the same key (axes: the
+    columns' and index's headers)."""
+    last = getattr(_tls, 'header', None)
+    if last is not None and last[0] == kinds and _same_key(last[1], key):
+        return last[2]
+    headers = list(axes)
+    for k, loc in zip(key[2:], locs):
+        dtype, lead, ext, extv = k[1:]
+        if ext == 'categorical_type':
+            extv = (extv[0], extv[1])   # (ordered, the categories' part)
+        headers.append((loc.as_array, dtype, lead, (ext, extv)))
+    b = dumps((MARK, VERSION, kinds, headers))
+    _tls.header = (kinds, key, b)
+    return b
+
+
 def serialize_cpartd(df):
     """A DataFrame in cpartd's own format (only cpartd reads it): numbers
-    raw, str/bytes/float/None columns in the compact encoding."""
-    headers, kinds, parts = _parts(df, True)
-    return _cpartd.blocks_frames(
-        dumps((MARK, VERSION, ''.join(kinds), headers)), parts)
+    raw, str/bytes/float/None columns in the compact encoding, the header
+    version 2 (categories in parts of their own)."""
+    cols, ind, blocks = df.columns, df.index, df._mgr.blocks
+    key, kinds, parts, cats, locs, axes = [], [], [], [], [], []
+    for i in (cols, ind):
+        h, k, p = _index_parts(i, True)
+        axes.append(h)
+        key.append(_index_key(h))
+        kinds.append(k)
+        parts.append(p)
+    for b in blocks:
+        values = b.values
+        if isinstance(values, pd.Categorical):
+            codes = values.codes
+            k, p = _values_part(codes, True)
+            key.append((_loc_key(b.mgr_locs), codes.dtype, codes.shape[:-1],
+                        'categorical_type',
+                        (bool(values.ordered), 2 + len(blocks) + len(cats))))
+            cats.append(values.categories)
+        else:
+            h, k, p = _block_parts(b, True)
+            key.append((_loc_key(b.mgr_locs), h[1], tuple(h[2][:-1])) +
+                       h[3])
+        locs.append(b.mgr_locs)
+        kinds.append(k)
+        parts.append(p)
+    kinds.extend(K_CATS * len(cats))
+    parts.extend((_RAW, _cats_pickle(c), 1) for c in cats)
+    static = _static_header(''.join(kinds), key, axes, locs)
+    return _cpartd.blocks_frames(MAGIC2 + _ROWS.pack(len(ind)) + static,
+                                 parts)
 
 
 # ----------------------------------------------------------- deserializing
@@ -288,15 +397,78 @@ def _partd_kinds(headers):
     return kinds
 
 
-def _read_header(data):
-    """(headers, kinds) of a frame's first part, in either format."""
+def _read_v2(data, memo):
+    """(headers, kinds, token) of a version-2 header; memo (a dict, one per
+    get) keeps the last static part read: a frame whose static part has
+    the same bytes reuses it and gets the same token."""
+    if len(data) < 12:
+        raise _corrupt('a frame header of %d bytes', len(data))
+    rows = _ROWS.unpack_from(data, 4)[0]
+    static = data[12:]
+    last = memo.get('static')
+    if last is not None and len(last[0]) == len(static) and \
+            last[0] == bytes(static):
+        token, headers, kinds = last
+    else:
+        token = bytes(static)
+        headers, kinds = _parse_v2(token)
+        memo['static'] = (token, headers, kinds)
+    if rows > 1 << 48:
+        raise _corrupt('a frame of %d rows', rows)
+    full = headers[:2] + [(p, d, lead + (rows,), e)
+                          for p, d, lead, e in headers[2:]]
+    return full, kinds, token
+
+
+def _parse_v2(static):
+    """(headers with shapes short of their rows, kinds) of a version-2
+    static part, checked: anything malformed raises CorruptError."""
+    try:
+        h = pickle.loads(static)
+    except Exception as e:
+        raise _corrupt('an unreadable frame header (%s)', e) from None
+    if (type(h) is not tuple or len(h) != 4 or h[0] != MARK
+            or h[1] != 2 or type(h[2]) is not str or type(h[3]) is not list):
+        raise _corrupt('a bad cpartd frame header (version 2)')
+    kinds, headers = h[2], h[3]
+    n = len(headers)
+    if n < 2 or len(kinds) < n or kinds[n:] != K_CATS * (len(kinds) - n):
+        raise _corrupt('a cpartd frame header of %d parts and kinds %r',
+                       n, kinds)
+    for i, x in enumerate(headers):
+        ok = x is None or (type(x) is tuple and len(x) == 4)
+        if ok and i < 2 and x is not None:
+            ok = isinstance(x[0], type) and type(x[1]) is dict and \
+                isinstance(x[2], np.dtype) and x[3] is None
+        elif ok and i >= 2:
+            ok = (x is not None
+                  and isinstance(x[1], (np.dtype, ExtensionDtype))
+                  and type(x[2]) is tuple
+                  and all(type(d) is int and d >= 0 for d in x[2])
+                  and type(x[3]) is tuple and len(x[3]) == 2
+                  and type(x[3][1]) is tuple)
+            if ok and x[3][0] == 'categorical_type':
+                c = x[3][1]
+                ok = (len(c) == 2 and type(c[1]) is int and n <= c[1]
+                      < len(kinds))
+        if not ok:
+            raise _corrupt('part %d of a frame has a bad header', i)
+    _check_kinds(headers, kinds)
+    return headers, kinds
+
+
+def _read_header(data, memo=None):
+    """(headers, kinds, token) of a frame's first part, in either format
+    (token: the static header's bytes in version 2, else None)."""
+    if data[:4] == MAGIC2:
+        return _read_v2(data, {} if memo is None else memo)
     h = pickle.loads(data)
     if type(h) is tuple:
         if len(h) != 4 or h[0] != MARK:
             raise _corrupt('a frame header of neither format')
-        if h[1] != VERSION:
+        if h[1] != 1:
             raise _corrupt('a frame of format version %r (this cpartd '
-                           'reads %d)', h[1], VERSION)
+                           'reads 1 and 2)', h[1])
         kinds, headers = h[2], h[3]
         if (type(kinds) is not str or type(headers) is not list
                 or len(kinds) != len(headers)):
@@ -308,6 +480,12 @@ def _read_header(data):
         raise _corrupt('a frame header of neither format')
     if len(headers) < 2:
         raise _corrupt('a frame header without columns and index')
+    _check_kinds(headers, kinds)
+    return headers, kinds, None
+
+
+def _check_kinds(headers, kinds):
+    """Each part coded in a way its header allows."""
     for i, (h, k) in enumerate(zip(headers, kinds)):
         pickled = h is None or (i >= 2 and h[3][0] == 'other')
         masked = i >= 2 and h[3][0] == 'masked_type'
@@ -318,7 +496,6 @@ def _read_header(data):
         if not ok:
             raise _corrupt('part %d of a frame is coded %r, which its '
                            'header does not allow', i, k)
-    return headers, kinds
 
 
 def _strs_count(piece):
@@ -372,9 +549,13 @@ def index_from_header_bytes(header, bytes):
 
 def _finish_block(values, extension_type, extension_values, placement):
     if extension_type == 'categorical_type':
-        values = pd.Categorical.from_codes(values,
-                                           extension_values[1],
-                                           ordered=extension_values[0])
+        if isinstance(extension_values[1], CategoricalDtype):  # version 2
+            values = pd.Categorical.from_codes(values,
+                                               dtype=extension_values[1])
+        else:
+            values = pd.Categorical.from_codes(values,
+                                               extension_values[1],
+                                               ordered=extension_values[0])
     elif extension_type == 'datetime64_tz_type':
         tz_info = extension_values[0]
         values = pd.DatetimeIndex(values).tz_localize('utc').tz_convert(
@@ -402,6 +583,34 @@ def _masked(ext, dtype, pieces, rows):
     return ext.construct_array_type()(data, mask.view(bool))
 
 
+def _categories(ext, kinds, parts, memo):
+    """A categorical block's (ordered, categories): in its header (version
+    1, partd's) or unpickled from the part its header names (version 2;
+    memo keeps the last one, for a get's many frames of one DataFrame)."""
+    at = ext[1]
+    if type(at) is not int:
+        return ext
+    if not (0 <= at < len(kinds) and kinds[at] == K_CATS):
+        raise _corrupt('a categorical block names part %r', at)
+    data = bytes(parts[at])
+    last = memo.get('cats')
+    if last is not None and last[0] == data and last[1] == ext[0]:
+        return ext[0], last[2]
+    try:
+        cats = pickle.loads(data)
+    except Exception as e:
+        raise _corrupt('unreadable categories (%s)', e) from None
+    if not isinstance(cats, pd.Index):
+        raise _corrupt('categories of type %s', type(cats).__name__)
+    try:
+        dtype = CategoricalDtype(cats, ordered=bool(ext[0]))
+    except (TypeError, ValueError) as e:
+        raise _corrupt('bad categories (%s)', e) from None
+    # one dtype for a get's frames: pd.concat hashes each distinct one
+    memo['cats'] = (data, ext[0], dtype)
+    return ext[0], dtype
+
+
 def _block_from(header, kind, data):
     placement, dtype, shape, (extension_type, extension_values) = header
     if kind == K_PICKLE:
@@ -409,7 +618,11 @@ def _block_from(header, kind, data):
     elif kind == K_MASKED:
         values = _masked(extension_values[0], dtype, [data], [shape[-1]])
     else:
-        values = _decode(kind, dtype, data).reshape(shape)
+        values = _decode(kind, dtype, data)
+        if values.size != int(np.prod(shape)):
+            raise _corrupt('a block of %d values, its header says %r',
+                           values.size, shape)
+        values = values.reshape(shape)
     return _finish_block(values, extension_type, extension_values, placement)
 
 
@@ -418,19 +631,24 @@ def block_from_header_bytes(header, bytes):
     return _block_from(header, kind, bytes)
 
 
-def _from_parts(headers, kinds, parts):
-    if len(parts) != len(headers):
+def _from_parts(headers, kinds, parts, memo=None):
+    if len(parts) != len(kinds):
         raise _corrupt('a frame of %d parts whose header lists %d',
-                       len(parts), len(headers))
+                       len(parts), len(kinds))
+    memo = {} if memo is None else memo
     axes = [_index_from(headers[0], kinds[0], parts[0]),
             _index_from(headers[1], kinds[1], parts[1])]
-    blocks = [_block_from(h, k, b)
-              for h, k, b in zip(headers[2:], kinds[2:], parts[2:])]
+    blocks = []
+    for h, k, b in zip(headers[2:], kinds[2:], parts[2:]):
+        if h[3][0] == 'categorical_type':
+            h = h[:3] + (('categorical_type',
+                          _categories(h[3][1], kinds, parts, memo)),)
+        blocks.append(_block_from(h, k, b))
     return pd.DataFrame(create_block_manager_from_blocks(blocks, axes))
 
 
 def _from_frames(frames):
-    headers, kinds = _read_header(frames[0])
+    headers, kinds, _ = _read_header(frames[0])
     return _from_parts(headers, kinds, frames[1:])
 
 
@@ -481,11 +699,30 @@ def _same_coding(kinds, k0):
                for a, b in zip(kinds, k0))
 
 
+def _same_cats(x, y, fx, fy):
+    """Two categorical blocks' (ordered, categories) alike: categories in
+    the header (version 1) compared as Indexes, in a part (version 2)
+    byte for byte."""
+    if type(x[1]) is int and type(y[1]) is int:
+        a, b = fx[1 + x[1]], fy[1 + y[1]]
+        return x[0] == y[0] and len(a) == len(b) and bytes(a) == bytes(b)
+    if type(x[1]) is int or type(y[1]) is int:
+        return False
+    return _same_cat(x, y)
+
+
 def _plan(heads, frames):
     """True when every DataFrame has the first one's columns, index type
     and block layout, and the get can concatenate their blocks.  heads:
-    (headers, kinds) per frame."""
-    h0, k0 = heads[0]
+    (headers, kinds, token) per frame; frames with the first one's token
+    (version 2, the same static header bytes) only compare their columns
+    and categories."""
+    h0, k0, t0 = heads[0]
+    if len(frames[0]) != len(k0) + 1:
+        return False
+    cat_parts = [b[3][1][1] for b in h0[2:]
+                 if b[3][0] == 'categorical_type'
+                 and type(b[3][1][1]) is int]
     c0, i0, b0 = h0[0], h0[1], h0[2:]
     if (c0 is None or c0[3] is not None or i0 is None or i0[3] is not None
             or not b0 or i0[1].get('freq') is not None):
@@ -497,7 +734,16 @@ def _plan(heads, frames):
         if h[3][0] == 'masked_type' and len(h[2]) != 1:
             return False
     cbytes = frames[0][1]
-    for (h, k), f in zip(heads[1:], frames[1:]):
+    f0 = frames[0]
+    for (h, k, t), f in zip(heads[1:], frames[1:]):
+        if t is not None and t is t0:
+            if len(f) != len(f0) or f[1] != cbytes:
+                return False
+            for at in cat_parts:
+                a, b = f[1 + at], f0[1 + at]
+                if len(a) != len(b) or bytes(a) != bytes(b):
+                    return False
+            continue
         if (len(h) != len(h0) or len(f) != len(frames[0]) or h[0] is None
                 or h[1] is None or k[0] != k0[0]
                 or not _same_coding(k, k0)):
@@ -515,12 +761,13 @@ def _plan(heads, frames):
                     or not np.array_equal(x[0], y[0])):
                 return False
             kind, ext = x[3]
-            if kind == 'categorical_type' and not _same_cat(ext, y[3][1]):
+            if kind == 'categorical_type' and \
+                    not _same_cats(ext, y[3][1], f, f0):
                 return False
             if kind in ('datetime64_tz_type', 'masked_type') and \
                     not _eq(ext[0], y[3][1][0]):
                 return False
-    return len(frames[0]) == len(h0) + 1
+    return True
 
 
 def _text_items(codec, piece):
@@ -567,13 +814,13 @@ def _concat_values(dtype, shape0, pieces, rows, kinds):
     return out
 
 
-def _concat(heads, frames):
-    h0 = heads[0][0]
-    rows = [h[2][2][-1] for h, _ in heads]
+def _concat(heads, frames, memo):
+    h0, k0 = heads[0][0], heads[0][1]
+    rows = [h[2][2][-1] for h, _, _ in heads]
     columns = _index_from(h0[0], heads[0][1][0], frames[0][1])
     typ, attr, dtype, _ = h0[1]
     data = _concat_values(dtype, (0,), [f[2] for f in frames], rows,
-                          [k[1] for _, k in heads])
+                          [k[1] for _, k, _ in heads])
     index = typ.__new__(typ, data=data, **attr)
     blocks = []
     for j, bh in enumerate(h0[2:]):
@@ -583,8 +830,10 @@ def _concat(heads, frames):
             blocks.append(make_block(_masked(ext[0], bdtype, pieces, rows),
                                      placement=placement))
             continue
+        if kind == 'categorical_type':
+            ext = _categories(ext, k0, frames[0][1:], memo)
         values = _concat_values(bdtype, tuple(shape), pieces, rows,
-                                [k[2 + j] for _, k in heads])
+                                [k[2 + j] for _, k, _ in heads])
         blocks.append(_finish_block(values, kind, ext, placement))
     # Not consolidated: merging blocks of one dtype would copy them again
     # (pandas consolidates later, if an operation needs it).
@@ -592,15 +841,18 @@ def _concat(heads, frames):
         blocks, [columns, index], consolidate=False))
 
 
-def _get_one(chunk):
+def _get_one(chunk, memo):
+    """The DataFrame of one key's bytes; memo: the last static header and
+    categories read, shared by a get's keys."""
     outer = _cpartd.framesplit(chunk, torn='drop')
     if not outer:
         return pd.DataFrame()
     frames = [_cpartd.framesplit(f) for f in outer]
-    heads = [_read_header(f[0]) for f in frames]
+    heads = [_read_header(f[0], memo) for f in frames]
     if len(frames) > 1 and _plan(heads, frames):
-        return _concat(heads, frames)
-    dfs = [_from_parts(h, k, f[1:]) for (h, k), f in zip(heads, frames)]
+        return _concat(heads, frames, memo)
+    dfs = [_from_parts(h, k, f[1:], memo) for (h, k, _), f in
+           zip(heads, frames)]
     return dfs[0] if len(dfs) == 1 else join(dfs)
 
 
@@ -655,4 +907,5 @@ class PandasBlocks(Encode):
         return (PandasBlocks, (self.partd, self.format))
 
     def _get(self, keys, **kwargs):
-        return [_get_one(chunk) for chunk in self._raw(keys, **kwargs)]
+        memo = {}
+        return [_get_one(chunk, memo) for chunk in self._raw(keys, **kwargs)]

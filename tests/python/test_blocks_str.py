@@ -223,7 +223,8 @@ def test_compact_and_fallback_kinds():
     k = kinds(cp.serialize_cpartd(df))
     # columns, index, then blocks; every object column is compact, the
     # numbers raw, the nullable integers values and mask
-    assert k[0] == 's' and set(k[2:]) == {'r', 's', 'm'}
+    assert k[0] == 's' and set(k[2:]) == {'r', 's', 'm', 'c'}
+    assert k.index('c') == 2 + len(df._mgr.blocks)   # the categories
     assert 'p' not in k and 't' not in k
     assert set(kinds(cp.serialize(df))) <= {'t', 'n', 'x'}
     odd = pd.DataFrame({'o': objects([(1, 2), 'x'])})
@@ -368,9 +369,17 @@ def test_corrupt_cpartd_store_raises_never_crashes(tmp_path):
     assert 'CorruptError' in outcomes, outcomes
 
 
+def serialize_v1(df):
+    """A frame in cpartd's format version 1 (the whole header pickled,
+    categories in it), as cpartd wrote before version 2."""
+    headers, kinds, parts = cp._parts(df, True)
+    return C.blocks_frames(pickle.dumps((cp.MARK, 1, ''.join(kinds),
+                                         headers)), parts)
+
+
 def test_bad_headers_raise_corrupt():
     df = pd.DataFrame({'s': ['a']})
-    parts = C.framesplit(cp.serialize_cpartd(df))
+    parts = C.framesplit(serialize_v1(df))
     h = pickle.loads(parts[0])
     for bad in [(cp.MARK, 2) + h[2:], ('other',) + h[1:],
                 h[:2] + ('rr' + h[2][2:],) + h[3:],
