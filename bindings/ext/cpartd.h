@@ -253,7 +253,7 @@ int cp_text_pickle(PyObject *list, pd__buf *b);
 PyObject *cp_text_pickle_py(PyObject *mod, PyObject *arg);
 
 /* blocks.c: how one part of a block is coded, the ids shared with
- * cpartd/pandas.py. */
+ * cpartd/blocks.py. */
 enum {
     CP_CODEC_RAW = 0,
     CP_CODEC_BLOSC = 1,

@@ -282,8 +282,11 @@ def test_no_pandas_internals_that_pandas_2_removed(monkeypatch):
     p.append({'k': df})
     p.append({'k': df})
     tm.assert_frame_equal(p.get('k'), pd.concat([df, df]))
-    with open(cpartd.pandas.__file__) as f:
-        src = f.read()
+    here = os.path.dirname(cpartd.pandas.__file__)
+    src = ''
+    for mod in ('pandas.py', 'blocks.py'):
+        with open(os.path.join(here, mod)) as f:
+            src += f.read()
     for name in ('._data', 'is_datetime64tz_dtype', 'is_categorical_dtype',
                  'is_extension_array_dtype'):
         assert name not in src.replace('# _data', ''), name
