@@ -26,7 +26,7 @@ set(PARTD_SOURCES_ZMQ
   src/zmq/server.c src/zmq/server_open.c src/zmq/wire.c)
 set(PARTD_SOURCES_FANOUT src/fanout/fanout.c src/fanout/namespace.c)
 set(PARTD_SOURCES_CLI
-  src/cli/attempt.c src/cli/demo.c src/cli/demo_fail.c src/cli/demo_proc.c
+  src/cli/attempt.c src/cli/connect.c src/cli/demo.c src/cli/demo_fail.c src/cli/demo_proc.c
   src/cli/demo_verify.c src/cli/main.c
   src/cli/opts.c src/cli/out.c src/cli/serve.c src/cli/stats.c
   src/cli/store.c src/cli/verbs.c)

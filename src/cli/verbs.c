@@ -3,7 +3,7 @@
 /*
  * The store verbs of `partd`: append, get, keys, delete, drop and repair,
  * over a File or Log store in DIR (store.c tells which) or, with --connect,
- * a server's store.
+ * a server's store (connect.c opens the --connect list).
  *
  * They share one table of options (s_all); each verb takes some of them.
  * The options are parsed (opts.c) into a s_ctx: which were seen, their
@@ -15,6 +15,7 @@
  */
 #include "partd/partd.h"
 #include "attempt.h"
+#include "connect.h"
 #include "exit.h"
 #include "opts.h"
 #include "out.h"
@@ -357,81 +358,16 @@ static int s_store_args(s_ctx *ctx, int nkeys_min, int nkeys_max,
     return PD_CLI_EXIT_OK;
 }
 
-/* The --connect list split at commas into addrs (at most S_MAX_ADDRS), each
- * a NUL-terminated copy in buf; *n of them.  Exit code. */
-#define S_MAX_ADDRS 1024
-static int s_split_addrs(s_ctx *ctx, char **buf, char **addrs, size_t *n) {
-    const char *list = ctx->optval[S_OPT_CONNECT];
-    *n = 0;
-    *buf = strdup(list);
-    if (!*buf) return s_fail(ctx, "out of memory");
-    char *p = *buf;
-    for (;;) {
-        char *comma = strchr(p, ',');
-        if (comma) *comma = '\0';
-        if (!*p || *n == S_MAX_ADDRS) {
-            bool empty = !*p;
-            free(*buf);
-            *buf = NULL;
-            return s_usage(ctx,
-                           empty ? "--connect '%.200s': an empty address"
-                                 : "--connect '%.200s': more than 1024 "
-                                   "addresses",
-                           list);
-        }
-        addrs[(*n)++] = p;
-        if (!comma) return PD_CLI_EXIT_OK;
-        p = comma + 1;
-    }
-}
-
-/* A client of server `addr`, with --timeout. */
-static int s_open_one(s_ctx *ctx, const char *addr, pd_store **out) {
-    pd_client_opts o = {0};
-    o.flags = PD_CLIENT_SYNC; /* each call reports its own error */
-    if (ctx->opts & S_BIT(S_OPT_TIMEOUT)) {
-        const char *text = ctx->optval[S_OPT_TIMEOUT];
-        char *end;
-        errno = 0;
-        double sec = strtod(text, &end);
-        if (errno || end == text || *end || !(sec > 0) || sec > 86400.0 * 365)
-            return s_usage(ctx,
-                           "--timeout: not a positive number of "
-                           "seconds: '%.40s'",
-                           text);
-        o.timeout_ms = sec * 1000 < 1 ? 1 : (int)(sec * 1000);
-    }
-    if (pd_client_open(out, addr, &o) != 0) {
-        *out = NULL;
-        return s_fail(ctx, pd_errmsg(NULL));
-    }
-    return PD_CLI_EXIT_OK;
-}
-
-/* Clients of the --connect servers, each opened by s_open_one: *n of them
- * into a malloc'd *out.  Exit code. */
+/* Clients of the --connect servers (connect.c): *n of them into a
+ * malloc'd *out.  Exit code. */
 static int s_open_clients(s_ctx *ctx, pd_store ***out, size_t *n) {
-    char *buf = NULL;
-    char **addrs = malloc(S_MAX_ADDRS * sizeof *addrs);
-    *out = NULL;
-    *n = 0;
-    if (!addrs) return s_fail(ctx, "out of memory");
-    int rc = s_split_addrs(ctx, &buf, addrs, n);
-    pd_store **cl = rc ? NULL : calloc(*n, sizeof *cl);
-    if (!rc && !cl) rc = s_fail(ctx, "out of memory");
-    for (size_t i = 0; !rc && i < *n; i++)
-        rc = s_open_one(ctx, addrs[i], &cl[i]);
-    if (rc && cl)
-        for (size_t i = 0; i < *n; i++) pd_close(&cl[i]);
-    if (rc) {
-        free(cl);
-        cl = NULL;
-        *n = 0;
-    }
-    free(addrs);
-    free(buf);
-    *out = cl;
-    return rc;
+    char why[1024];
+    const char *timeout =
+        (ctx->opts & S_BIT(S_OPT_TIMEOUT)) ? ctx->optval[S_OPT_TIMEOUT] : NULL;
+    int rc = pd_cli_connect(ctx->optval[S_OPT_CONNECT], timeout, out, n, why,
+                            sizeof why);
+    if (rc == PD_CLI_EXIT_USAGE) return s_usage(ctx, "%s", why);
+    return rc ? s_fail(ctx, why) : PD_CLI_EXIT_OK;
 }
 
 /* The --connect store: a client, or a Fanout over the clients of several
