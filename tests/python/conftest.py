@@ -3,6 +3,7 @@
 """cpartd's tests.  Run with tests/python/run.sh <build-dir>, which puts
 <build>/python on PYTHONPATH; Debian's /usr/bin/python3 has partd 1.3."""
 import os
+import pickle
 import sys
 
 import pytest
@@ -62,3 +63,44 @@ def conflicting_commits(p, q):
     with pytest.raises(cpartd.AttemptConflict) as ei:
         a2.commit()
     return ei.value
+
+
+# Exceptions a damaged PandasBlocks key may raise instead of CorruptError.
+DAMAGE_ERRORS = (ValueError, TypeError, KeyError, IndexError, EOFError,
+                 pickle.UnpicklingError, MemoryError, OverflowError)
+
+
+def damage_rounds(p, key, seed, tolerated=DAMAGE_ERRORS):
+    """300 rounds of damage to PandasBlocks p's file of `key` (cut short
+    every third round; 1-3 bytes changed outside the pickled headers, which
+    are unpickled as partd does): each get returns a DataFrame or raises
+    one of `tolerated`.  Returns the set of outcomes ('ok' or the
+    exception's name)."""
+    import random
+    import pandas as pd
+    fn = p.partd.filename(key)
+    with open(fn, 'rb') as f:
+        good = f.read()
+    headers, off = [], 0
+    for outer in cpartd._cpartd.framesplit(good, torn='drop'):
+        hlen = int.from_bytes(bytes(outer[:8]), 'little')
+        headers.append(range(off + 16, off + 16 + hlen))
+        off += 8 + len(outer)
+    rnd = random.Random(seed)
+    outcomes = set()
+    for trial in range(300):
+        data = bytearray(good)
+        if trial % 3 == 0:
+            data = data[:rnd.randrange(len(data))]
+        for _ in range(rnd.randrange(1, 4)):
+            i = rnd.randrange(len(data))
+            if not any(i in r for r in headers):
+                data[i] = rnd.randrange(256)
+        with open(fn, 'wb') as f:
+            f.write(data)
+        try:
+            assert isinstance(p.get(key), pd.DataFrame)
+            outcomes.add('ok')
+        except tolerated as e:
+            outcomes.add(type(e).__name__)
+    return outcomes
