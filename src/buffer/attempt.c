@@ -72,16 +72,10 @@ static void s_note(s_att *a, size_t n, const pd_key *keys) {
         }
         unsigned char *pk = (unsigned char *)(e->parts + pp.n);
         pd__key_pack(&keys[i], pk);
-        if (keys[i].nparts >= 2) {
-            size_t at = 1;
-            for (size_t j = 0; j < pp.n; j++) {
-                at += 4;
-                e->parts[j] = (pd_bytes){pk + at, pp.p[j].size};
-                at += pp.p[j].size;
-            }
-            e->key = (pd_key){NULL, 0, e->parts, pp.n};
-        } else {
-            e->key = (pd_key){pk + 1, klen - 1, NULL, 0};
+        if (pd__key_unpack(pk, klen, &e->key, e->parts)) { /* cannot be */
+            free(e);
+            a->all = true;
+            return;
         }
         e->kn.pk = pk;
         e->kn.klen = klen;
