@@ -238,11 +238,70 @@ void tu_child_fail(int line, const char *fmt, ...) {
     _exit(1);
 }
 
+#if defined(__SANITIZE_ADDRESS__)
+#define TU_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define TU_ASAN 1
+#endif
+#endif
+
+#ifdef TU_ASAN
+/* Whether thread `tid` of this process sleeps in the kernel: state S with
+ * a system call under way (the first field of /proc/.../syscall is its
+ * number; "running" when it runs in user space). */
+static bool s_thread_asleep(const char *tid) {
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/self/task/%s/stat", tid);
+    FILE *f = fopen(path, "r");
+    if (!f) return true; /* gone */
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    const char *paren = strrchr(buf, ')');
+    if (!paren || paren[1] != ' ' || paren[2] != 'S') return false;
+    snprintf(path, sizeof path, "/proc/self/task/%s/syscall", tid);
+    f = fopen(path, "r");
+    if (!f) return true;
+    n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    return n > 0 && buf[0] >= '0' && buf[0] <= '9';
+}
+
+/* ASan's allocator (GCC 12's libasan) takes no locks around fork(): a
+ * child forked while another thread of the parent (a server's, or ZeroMQ's
+ * I/O thread) holds one of its size-class locks deadlocks at its first
+ * allocation of that class.  glibc's malloc is fork-safe, so only the ASan
+ * build waits, for up to 2 s, until every other thread sleeps in a system
+ * call (twice in a row, 1 ms apart) before forking. */
+static void s_quiesce(void) {
+    pid_t self = gettid();
+    int calm = 0;
+    for (int round = 0; round < 2000 && calm < 2; round++) {
+        DIR *d = opendir("/proc/self/task");
+        if (!d) return;
+        bool all = true;
+        struct dirent *de;
+        while (all && (de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.' || atoi(de->d_name) == (int)self) continue;
+            all = s_thread_asleep(de->d_name);
+        }
+        closedir(d);
+        calm = all ? calm + 1 : 0;
+        if (calm < 2) usleep(1000);
+    }
+}
+#else
+static void s_quiesce(void) {}
+#endif
+
 tu_child tu_child_spawn(tu_child_fn fn, void *arg, const int *close_fds,
                         int nclose) {
     int p[2];
     ck_assert_int_eq(pipe(p), 0);
     fflush(NULL);
+    s_quiesce();
     pid_t pid = fork();
     ck_assert_int_ge(pid, 0);
     if (pid == 0) {
