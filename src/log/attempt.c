@@ -269,7 +269,11 @@ int lg_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
         free(at);
         return s_leave(l, took, rc);
     }
-    at->inst = lg_next_seq(l);
+    rc = lg_next_seq(l, "attempt begin", &at->inst);
+    if (rc) {
+        free(at);
+        return s_leave(l, took, rc);
+    }
     *impl = at;
     return s_leave(l, took, 0);
 }
@@ -290,7 +294,10 @@ int lg_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
         return s_leave(l, took, rc);
     }
     lg_hdr h;
-    rc = lg_rec_build(&l->rec, LG_APPEND, lg_next_seq(l), n, keys, vals);
+    uint64_t seq;
+    rc = lg_next_seq(l, "attempt append", &seq);
+    if (rc) return s_leave(l, took, rc);
+    rc = lg_rec_build(&l->rec, LG_APPEND, seq, n, keys, vals);
     if (rc == 0 && lg_hdr_parse(l->rec.p, &h)) rc = PD_ERR_LIMIT;
     if (rc == 0) {
         unsigned char tag[16];
@@ -349,13 +356,15 @@ static int s_commit(lg_store *l, lg_attempt *at, bool dosync) {
     const lg_won *won = rc ? NULL : lg_won_find(l->att, at->wpk, at->wlen);
     if (won) rc = s_conflict(l, won, at->wpk, at->wlen, at->attempt, op, false);
     if (rc == 0 && dosync) rc = s_sync_data(l, at, op);
+    uint64_t seq = 0;
+    if (rc == 0) rc = lg_next_seq(l, op, &seq);
     if (rc == 0) {
         unsigned char tag[32];
         lg_put64(tag, at->attempt);
         lg_put64(tag + 8, at->inst);
         lg_put64(tag + 16, at->nrecs);
         lg_put64(tag + 24, at->nbytes);
-        lg_hdr h = {LG_COMMIT, 0, 0, lg_next_seq(l), 0, 0};
+        lg_hdr h = {LG_COMMIT, 0, 0, seq, 0, 0};
         pd__buf_clear(&l->rec);
         if (pd__buf_reserve(&l->rec, 2 * LG_HDR)) {
             rc = PD_ERR_NOMEM;

@@ -263,8 +263,20 @@ int lg_compact(lg_store *l, bool empty, bool salvage, const char *op) {
     uint64_t writes = __atomic_load_n(&l->sh->writes, __ATOMIC_SEQ_CST);
     uint64_t gen = __atomic_load_n(&l->sh->gen, __ATOMIC_SEQ_CST);
     if (gen < l->cgen) gen = l->cgen;
-    gen++;
-    s_out o = {l, -1, "", lg_next_seq(l), op};
+    if (++gen >= LG_GEN_MAX) /* a hostile name; the state file is checked */
+        return pd__err(&l->base, PD_ERR_CORRUPT, 0,
+                       "%s: %s: the compaction generation is at %llu, its "
+                       "limit is 2^62: a compacted segment's name claims a "
+                       "number no store reaches (not a file this library "
+                       "wrote); nothing was compacted",
+                       op, l->path, (unsigned long long)gen - 1);
+    s_out o = {l, -1, "", 0, op};
+    if (lg_next_seq(l, op, &o.seq)) {
+        /* At the limit (damaged data): the last number handed out is the
+         * base; every record at or below it is in this compaction. */
+        pd__err_clear(&l->base);
+        o.seq = __atomic_load_n(&l->sh->seq, __ATOMIC_SEQ_CST);
+    }
     snprintf(o.name, sizeof o.name, "t-%016llx", (unsigned long long)gen);
     o.fd =
         SYS.openat(l->dirfd, o.name,

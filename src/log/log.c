@@ -75,7 +75,10 @@ static int s_write(pd_store *s, unsigned type, const char *op, size_t n,
     bool took;
     int rc = s_op_enter(l, false, &took);
     if (rc) return rc;
-    rc = lg_rec_build(&l->rec, type, lg_next_seq(l), n, keys, vals);
+    uint64_t seq;
+    rc = lg_next_seq(l, op, &seq);
+    if (rc) return s_op_leave(l, took, rc);
+    rc = lg_rec_build(&l->rec, type, seq, n, keys, vals);
     if (rc) {
         char kb[PD__KEYSHORT_MAX];
         rc = pd__err(s, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,

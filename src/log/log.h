@@ -39,6 +39,7 @@
 #define LG_MAX_DATA (1ull << 40) /* largest record data a reader accepts */
 #define LG_MAX_KEYS (1u << 25)   /* most keys in one record */
 #define LG_SEQ_MAX (1ull << 62)  /* sequence numbers stay below it */
+#define LG_GEN_MAX (1ull << 62)  /* compaction generations too */
 
 enum lg_type {
     LG_APPEND = 1,  /* values appended to keys */
@@ -191,7 +192,9 @@ int lg_flock(lg_store *l, int op);
 int lg_open_dir(lg_store *l, unsigned flags);
 void lg_close_dir(lg_store *l);
 int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync);
-uint64_t lg_next_seq(lg_store *l);
+/* The next sequence number into *seq; PD_ERR_CORRUPT (recorded on l's
+ * handle, naming op) when the counter is at LG_SEQ_MAX. */
+int lg_next_seq(lg_store *l, const char *op, uint64_t *seq);
 int lg_rm_contents(lg_store *l);
 int lg_check_fork(lg_store *l);
 /* Replaces the file name in l's directory by the n bytes at buf: writes

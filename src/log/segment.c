@@ -225,16 +225,18 @@ int lg_open_dir(lg_store *l, unsigned flags) {
         goto unlock;
     }
     l->flock_mode = create ? LOCK_EX : LOCK_SH;
-    if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0 || l->sh->seq >= LG_SEQ_MAX) {
-        /* A new or lost state file: the counters are rebuilt from the
-         * segments (the sequence must never go back), exclusively. */
+    if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0 || l->sh->seq >= LG_SEQ_MAX ||
+        l->sh->gen >= LG_GEN_MAX) {
+        /* A new or lost state file, or counters out of range: they are
+         * rebuilt from the segments (the sequence must never go back),
+         * exclusively. */
         if (l->flock_mode != LOCK_EX && lg_flock(l, LOCK_EX)) {
             rc = pd_errcode(&l->base);
             pd__err_to_thread(&l->base);
             goto unlock;
         }
         if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0 ||
-            l->sh->seq >= LG_SEQ_MAX) {
+            l->sh->seq >= LG_SEQ_MAX || l->sh->gen >= LG_GEN_MAX) {
             memset(l->sh, 0, sizeof *l->sh);
             rc = lg_catch_up(l, "open");
             if (rc) {
@@ -291,8 +293,24 @@ int lg_check_fork(lg_store *l) {
 
 /* ---------------------------------------------------------------- Writer */
 
-uint64_t lg_next_seq(lg_store *l) {
-    return __atomic_add_fetch(&l->sh->seq, 1, __ATOMIC_SEQ_CST);
+int lg_next_seq(lg_store *l, const char *op, uint64_t *seq) {
+    uint64_t cur = __atomic_load_n(&l->sh->seq, __ATOMIC_SEQ_CST);
+    do {
+        /* Only damaged or hostile data (a record or state file claiming a
+         * number near the limit) gets here: 2^62 records are never written.
+         * Handing out the limit would write a record no reader accepts. */
+        if (cur + 1 >= LG_SEQ_MAX)
+            return pd__err(&l->base, PD_ERR_CORRUPT, 0,
+                           "%s: %s: the sequence counter is at %llu, its limit "
+                           "is 2^62: a record or the state file claims a "
+                           "number no writer reaches (damaged or hostile "
+                           "data); nothing was written, the store can still "
+                           "be read and compacted",
+                           op, l->path, (unsigned long long)cur);
+    } while (!__atomic_compare_exchange_n(&l->sh->seq, &cur, cur + 1, false,
+                                          __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST));
+    *seq = cur + 1;
+    return 0;
 }
 
 /* Opens a new segment of our own (after a compaction, the old one holds
