@@ -18,9 +18,9 @@
  * a listed key reads back its listed size (or fails PD_ERR_CORRUPT); an
  * append succeeds unless the sequence counter is at its limit (a record
  * claims a number near 2^62: PD_ERR_CORRUPT saying so), and its value reads
- * back at the end of its key unless the store reports damage; a salvaging compaction succeeds and leaves a store whose keys all
- * read back their listed sizes, the appended value included; nothing is
- * listed after a drop.
+ * back at the end of its key unless the store reports damage; a salvaging
+ * compaction succeeds and leaves a store whose keys all read back their listed
+ * sizes, the appended value included; nothing is listed after a drop.
  */
 #include "fuzz_util.h"
 
