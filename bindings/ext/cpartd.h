@@ -89,6 +89,24 @@ extern PyTypeObject cp_AttemptType;
 
 #define CP_IS_STORE(o) PyObject_TypeCheck((o), &cp_StoreType)
 
+/* The PyTypeObject of a store type: a subclass of Store (its object is a
+ * cp_store) named cpartd._cpartd.<name>, with its own __init__, methods
+ * (NULL: only Store's) and attributes (getset, NULL: only Store's). */
+/* clang-format off */
+#define CP_STORE_TYPE(name, doc, init, methods, getset)                        \
+    {                                                                          \
+        PyVarObject_HEAD_INIT(NULL, 0)                                         \
+        .tp_name = "cpartd._cpartd." name,                                     \
+        .tp_basicsize = sizeof(cp_store),                                      \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,                  \
+        .tp_doc = (doc),                                                       \
+        .tp_base = &cp_StoreType,                                              \
+        .tp_init = (initproc)(init),                                           \
+        .tp_methods = (methods),                                               \
+        .tp_getset = (getset),                                                 \
+    }
+/* clang-format on */
+
 /* ------------------------------------------------------------ Errors */
 
 /* Maps a libpartd error to a Python exception and returns NULL.  The

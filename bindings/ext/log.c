@@ -58,13 +58,8 @@ static PyGetSetDef s_log_getset[] = {
      "the last torn record left out, or ''", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_LogType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Log",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Log(path, fsync=False): a directory of append-only segments, "
-              "one per writer (pd_log).",
-    .tp_init = (initproc)s_log_init,
-    .tp_methods = s_log_methods,
-    .tp_getset = s_log_getset,
-};
+PyTypeObject cp_LogType = CP_STORE_TYPE(
+    "Log",
+    "Log(path, fsync=False): a directory of append-only segments, "
+    "one per writer (pd_log).",
+    s_log_init, s_log_methods, s_log_getset);

@@ -78,14 +78,6 @@ PyMODINIT_FUNC PyInit__cpartd(void) {
     if (cp_blocks_init() < 0) return NULL;
     PyObject *m = PyModule_Create(&s_module);
     if (!m) return NULL;
-    cp_DictType.tp_base = &cp_StoreType;
-    cp_FileType.tp_base = &cp_StoreType;
-    cp_LogType.tp_base = &cp_StoreType;
-    cp_BufferType.tp_base = &cp_StoreType;
-    cp_ClientType.tp_base = &cp_StoreType;
-    cp_CompressedType.tp_base = &cp_StoreType;
-    cp_FanoutType.tp_base = &cp_StoreType;
-    cp_NamespaceType.tp_base = &cp_StoreType;
     cp_CorruptError = PyErr_NewExceptionWithDoc(
         "cpartd.CorruptError",
         "Stored data is malformed (libpartd PD_ERR_CORRUPT).  A ValueError: "

@@ -29,14 +29,9 @@ static PyGetSetDef s_dict_getset[] = {
     {"nbytes", (getter)s_dict_nbytes, NULL, "bytes of values held", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_DictType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Dict",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Dict(): an in-memory store (libpartd pd_dict).",
-    .tp_init = (initproc)s_dict_init,
-    .tp_getset = s_dict_getset,
-};
+PyTypeObject cp_DictType =
+    CP_STORE_TYPE("Dict", "Dict(): an in-memory store (libpartd pd_dict).",
+                  s_dict_init, NULL, s_dict_getset);
 
 /* ------------------------------------------------------------------ File */
 
@@ -105,15 +100,9 @@ static PyGetSetDef s_file_getset[] = {
     {"_root", (getter)s_file_root, NULL, "the resolved root directory", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_FileType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.File",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "File(path, fsync=False): a directory store (pd_file).",
-    .tp_init = (initproc)s_file_init,
-    .tp_methods = s_file_methods,
-    .tp_getset = s_file_getset,
-};
+PyTypeObject cp_FileType = CP_STORE_TYPE(
+    "File", "File(path, fsync=False): a directory store (pd_file).",
+    s_file_init, s_file_methods, s_file_getset);
 
 /* ---------------------------------------------------------------- Buffer */
 
@@ -221,16 +210,11 @@ static PyGetSetDef s_buffer_getset[] = {
     {"slow", (getter)s_buffer_inner, NULL, "the slow store", (void *)1},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_BufferType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Buffer",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Buffer(fast, slow, available_memory=1e9): spills the largest "
-              "keys from fast to slow past the memory limit (pd_buffer).",
-    .tp_init = (initproc)s_buffer_init,
-    .tp_methods = s_buffer_methods,
-    .tp_getset = s_buffer_getset,
-};
+PyTypeObject cp_BufferType = CP_STORE_TYPE(
+    "Buffer",
+    "Buffer(fast, slow, available_memory=1e9): spills the largest "
+    "keys from fast to slow past the memory limit (pd_buffer).",
+    s_buffer_init, s_buffer_methods, s_buffer_getset);
 
 /* ------------------------------------------------------------ Compressed */
 
@@ -272,12 +256,8 @@ static PyGetSetDef s_compressed_getset[] = {
      "the last torn frame left out, or ''", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_CompressedType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Compressed",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Compressed(codec, partd, level=default): libpartd's Encode "
-              "layer with a built-in codec over a cpartd store.",
-    .tp_init = (initproc)s_compressed_init,
-    .tp_getset = s_compressed_getset,
-};
+PyTypeObject cp_CompressedType =
+    CP_STORE_TYPE("Compressed",
+                  "Compressed(codec, partd, level=default): libpartd's Encode "
+                  "layer with a built-in codec over a cpartd store.",
+                  s_compressed_init, NULL, s_compressed_getset);

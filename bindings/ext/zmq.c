@@ -188,16 +188,11 @@ static PyGetSetDef s_client_getset[] = {
     {"_address", (getter)s_client_addr, NULL, "the address connected to", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_ClientType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Client",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Client(address, timeout=None, sync=False, ...): a store "
-              "whose calls run on a partd Server (pd_client_open).",
-    .tp_init = (initproc)s_client_init,
-    .tp_methods = s_client_methods,
-    .tp_getset = s_client_getset,
-};
+PyTypeObject cp_ClientType =
+    CP_STORE_TYPE("Client",
+                  "Client(address, timeout=None, sync=False, ...): a store "
+                  "whose calls run on a partd Server (pd_client_open).",
+                  s_client_init, s_client_methods, s_client_getset);
 
 /* ---------------------------------------------------------------- Server */
 
