@@ -223,12 +223,10 @@ static PyGetSetDef s_getset[] = {
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyMethodDef s_methods[] = {
-    {"append", (PyCFunction)(void (*)(void))s_append,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"append", CP_FASTCALL(s_append),
      "append(data, fsync=False): append each value of the mapping to its "
      "key, invisibly until commit()"},
-    {"commit", (PyCFunction)(void (*)(void))s_commit,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"commit", CP_FASTCALL(s_commit),
      "commit(fsync=False): make every append visible at once; raises "
      "AttemptConflict if another attempt of the writer committed first"},
     {"abort", (PyCFunction)s_abort, METH_NOARGS,

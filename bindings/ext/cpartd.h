@@ -107,6 +107,11 @@ extern PyTypeObject cp_AttemptType;
     }
 /* clang-format on */
 
+/* A METH_FASTCALL | METH_KEYWORDS method's function and flags, for a
+ * PyMethodDef: {"name", CP_FASTCALL(fn), "doc"}. */
+#define CP_FASTCALL(fn)                                                        \
+    (PyCFunction)(void (*)(void))(fn), METH_FASTCALL | METH_KEYWORDS
+
 /* ------------------------------------------------------------ Errors */
 
 /* Maps a libpartd error to a Python exception and returns NULL.  The

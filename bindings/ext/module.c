@@ -24,8 +24,7 @@ static PyObject *s_codecs(PyObject *Py_UNUSED(mod),
 static PyMethodDef s_module_methods[] = {
     {"frame", (PyCFunction)cp_frame, METH_O,
      "frame(b): 8-byte little-endian length + b (partd.utils.frame)"},
-    {"framesplit", (PyCFunction)(void (*)(void))cp_framesplit,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"framesplit", CP_FASTCALL(cp_framesplit),
      "framesplit(b, torn='error'): list of memoryviews of the frames"},
     {"text_pickle", (PyCFunction)cp_text_pickle_py, METH_O,
      "text_pickle(list): its pickle (protocol 4), written in C, or None when "

@@ -442,12 +442,10 @@ static PyObject *s_lock_locked(s_lock *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyMethodDef s_lock_methods[] = {
-    {"acquire", (PyCFunction)(void (*)(void))s_lock_acquire,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"acquire", CP_FASTCALL(s_lock_acquire),
      "acquire(): take the store's lock (recursive for this thread)"},
     {"release", (PyCFunction)s_lock_release, METH_NOARGS, "release()"},
-    {"__enter__", (PyCFunction)(void (*)(void))s_lock_acquire,
-     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"__enter__", CP_FASTCALL(s_lock_acquire), NULL},
     {"__exit__", (PyCFunction)s_lock_exit, METH_VARARGS, NULL},
     {"locked", (PyCFunction)s_lock_locked, METH_NOARGS,
      "True while a thread of this process holds the lock through cpartd"},

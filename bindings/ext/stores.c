@@ -197,8 +197,7 @@ static PyObject *s_buffer_flush(cp_store *self, PyObject *const *args,
 }
 
 static PyMethodDef s_buffer_methods[] = {
-    {"flush", (PyCFunction)(void (*)(void))s_buffer_flush,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"flush", CP_FASTCALL(s_buffer_flush),
      "flush(keys=None): move keys (default: all) from fast to slow"},
     {NULL, NULL, 0, NULL}};
 

@@ -436,8 +436,7 @@ static PyMethodDef s_server_methods[] = {
      "start(): serve in a new thread"},
     {"stop", (PyCFunction)s_server_stop, METH_NOARGS,
      "stop(): ask the server to stop after the request it is handling"},
-    {"wait", (PyCFunction)(void (*)(void))s_server_wait,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"wait", CP_FASTCALL(s_server_wait),
      "wait(timeout=None): wait until it stops serving; True once stopped"},
     {"close", (PyCFunction)s_server_close, METH_NOARGS,
      "close(): stop, flush the store into its inner stores, release its "
