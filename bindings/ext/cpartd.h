@@ -203,6 +203,10 @@ typedef int (*cp_dir_open_fn)(pd_store **out, const char *path, unsigned flags);
 int cp_dir_store_init(cp_store *self, PyObject *args, PyObject *kwds,
                       const char *kind, cp_dir_open_fn open, unsigned create,
                       unsigned fsync_flag);
+/* The tp_dealloc of a GC type with weak references (Store, Server): untracks
+ * self, clears the weak references to it (weakrefs: its list), runs the
+ * type's tp_clear and frees it. */
+void cp_gc_dealloc(PyObject *self, PyObject *weakrefs, inquiry clear);
 /* close(): release the handle (idempotent). */
 PyObject *cp_store_close(cp_store *self, PyObject *ignored);
 /* An inner store for a wrapper: an open cpartd store.  0, or -1 with a

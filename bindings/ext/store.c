@@ -273,14 +273,18 @@ static int s_store_clear(cp_store *self) {
     return 0;
 }
 
+void cp_gc_dealloc(PyObject *self, PyObject *weakrefs, inquiry clear) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (weakrefs) PyObject_ClearWeakRefs(self);
+    clear(self);
+    tp->tp_free(self);
+}
+
 static void s_store_dealloc(cp_store *self) {
     /* A Python subclass's dealloc untracks the object and releases its
      * heap type around this call. */
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
-    s_store_clear(self);
-    tp->tp_free((PyObject *)self);
+    cp_gc_dealloc((PyObject *)self, self->weakrefs, (inquiry)s_store_clear);
 }
 
 static PyObject *s_store_new(PyTypeObject *type, PyObject *Py_UNUSED(args),

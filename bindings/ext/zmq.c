@@ -424,11 +424,7 @@ static int s_server_clear(s_server *self) {
 }
 
 static void s_server_dealloc(s_server *self) {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
-    s_server_clear(self);
-    tp->tp_free((PyObject *)self);
+    cp_gc_dealloc((PyObject *)self, self->weakrefs, (inquiry)s_server_clear);
 }
 
 static PyMethodDef s_server_methods[] = {
