@@ -107,6 +107,14 @@ extern PyTypeObject cp_AttemptType;
     }
 /* clang-format on */
 
+/* Defines `name`, the getter of a store attribute read from the open
+ * handle: conv(fn(self->s)), or a ValueError once the store is closed. */
+#define CP_STORE_GETTER(name, conv, fn)                                        \
+    static PyObject *name(cp_store *self, void *Py_UNUSED(c)) {                \
+        if (cp_check_open(self) < 0) return NULL;                              \
+        return conv(fn(self->s));                                              \
+    }
+
 /* A METH_FASTCALL | METH_KEYWORDS method's function and flags, for a
  * PyMethodDef: {"name", CP_FASTCALL(fn), "doc"}. */
 #define CP_FASTCALL(fn)                                                        \

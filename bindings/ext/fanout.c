@@ -99,10 +99,7 @@ out:
     return ret;
 }
 
-static PyObject *s_fanout_count(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromSize_t(pd_fanout_count(self->s));
-}
+CP_STORE_GETTER(s_fanout_count, PyLong_FromSize_t, pd_fanout_count)
 
 /* index(key, n=None): the inner store that holds key (pd_fanout_index). */
 PyObject *cp_fanout_index(PyObject *Py_UNUSED(mod), PyObject *args) {

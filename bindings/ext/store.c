@@ -248,10 +248,7 @@ static PyObject *s_store_closed(cp_store *self, void *Py_UNUSED(c)) {
     return PyBool_FromLong(self->s == NULL);
 }
 
-static PyObject *s_store_kind(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_FromString(pd_store_kind(self->s));
-}
+CP_STORE_GETTER(s_store_kind, PyUnicode_FromString, pd_store_kind)
 
 static PyObject *s_store_lock(cp_store *self, void *Py_UNUSED(c));
 

@@ -20,10 +20,7 @@ static int s_dict_init(cp_store *self, PyObject *args, PyObject *kwds) {
     return cp_adopt(self, rc, s, "Dict");
 }
 
-static PyObject *s_dict_nbytes(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_dict_nbytes(self->s));
-}
+CP_STORE_GETTER(s_dict_nbytes, PyLong_FromUnsignedLongLong, pd_dict_nbytes)
 
 static PyGetSetDef s_dict_getset[] = {
     {"nbytes", (getter)s_dict_nbytes, NULL, "bytes of values held", NULL},
@@ -41,10 +38,7 @@ static int s_file_init(cp_store *self, PyObject *args, PyObject *kwds) {
 }
 
 /* The store's root as libpartd resolved it (realpath). */
-static PyObject *s_file_root(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_DecodeFSDefault(pd_file_path(self->s));
-}
+CP_STORE_GETTER(s_file_root, PyUnicode_DecodeFSDefault, pd_file_path)
 
 /* _relname(key): the path of key's file relative to the root. */
 static PyObject *s_file_relname(cp_store *self, PyObject *key) {
@@ -158,15 +152,11 @@ static int s_buffer_init(cp_store *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *s_buffer_usage(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_buffer_memory_usage(self->s));
-}
+CP_STORE_GETTER(s_buffer_usage, PyLong_FromUnsignedLongLong,
+                pd_buffer_memory_usage)
 
-static PyObject *s_buffer_limit(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_buffer_memory_limit(self->s));
-}
+CP_STORE_GETTER(s_buffer_limit, PyLong_FromUnsignedLongLong,
+                pd_buffer_memory_limit)
 
 static PyObject *s_buffer_inner(cp_store *self, void *c) {
     PyObject *o = self->inner[c ? 1 : 0];
@@ -237,15 +227,9 @@ static int s_compressed_init(cp_store *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *s_compressed_torn(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_encode_torn(self->s));
-}
+CP_STORE_GETTER(s_compressed_torn, PyLong_FromUnsignedLongLong, pd_encode_torn)
 
-static PyObject *s_compressed_notice(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_FromString(pd_encode_notice(self->s));
-}
+CP_STORE_GETTER(s_compressed_notice, PyUnicode_FromString, pd_encode_notice)
 
 static PyGetSetDef s_compressed_getset[] = {
     {"partd", (getter)s_buffer_inner, NULL, "the inner store", NULL},

@@ -163,10 +163,7 @@ static PyObject *s_client_ours(cp_store *self, void *Py_UNUSED(c)) {
     return PyBool_FromLong(r);
 }
 
-static PyObject *s_client_addr(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_FromString(pd_client_address(self->s));
-}
+CP_STORE_GETTER(s_client_addr, PyUnicode_FromString, pd_client_address)
 
 static PyMethodDef s_client_methods[] = {
     {"sync", (PyCFunction)s_client_sync, METH_NOARGS,
