@@ -182,8 +182,8 @@ int cp_parse(const char *fn, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames, const char *const *names, int nnames, int npos,
              int nreq, bool lenient, PyObject **out);
 
-/* The signature of a store method (every parameter may be given by
- * position or by name). */
+/* The signature of a store's or an Attempt's method (every parameter may be
+ * given by position or by name). */
 typedef struct cp_sig {
     const char *fn;
     const char *names[4]; /* the parameters in order */
@@ -192,9 +192,12 @@ typedef struct cp_sig {
     bool lenient;         /* unknown keywords are ignored (partd's **kwargs) */
 } cp_sig;
 
-/* A store method's arguments: a[i] (a slot per name) is the argument for
- * names[i] or NULL, *flags come from lock= and fsync=, and the store must
- * be open.  0, or -1 with an exception. */
+/* A method's arguments: a[i] (a slot per name) is the argument for
+ * names[i] or NULL, *flags (PD_NOLOCK, PD_FSYNC) come from lock= and
+ * fsync=.  0, or -1 with an exception. */
+int cp_sig_args(const cp_sig *sig, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames, PyObject **a, unsigned *flags);
+/* cp_sig_args for a store method, whose store must be open. */
 int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
             Py_ssize_t nargs, PyObject *kwnames, PyObject **a, unsigned *flags);
 

@@ -157,13 +157,10 @@ static int s_flags(PyObject *lock, PyObject *fsync, unsigned *flags) {
     return 0;
 }
 
-/* A store method's arguments: a[i] (a slot per name) is the argument for
- * names[i] or NULL, *flags come from lock= and fsync=, and the store must
- * be open.  0, or -1 with an exception.  One positional argument, the
- * common call, needs no parsing. */
-int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
-            Py_ssize_t nargs, PyObject *kwnames, PyObject **a,
-            unsigned *flags) {
+/* A method's arguments (cpartd.h).  One positional argument, the common
+ * call, needs no parsing. */
+int cp_sig_args(const cp_sig *sig, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames, PyObject **a, unsigned *flags) {
     int n = 0;
     while (n < 4 && sig->names[n]) a[n++] = NULL;
     if (nargs == 1 && !kwnames && sig->nreq <= 1)
@@ -171,9 +168,14 @@ int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
     else if (cp_parse(sig->fn, args, nargs, kwnames, sig->names, n, n,
                       sig->nreq, sig->lenient, a) < 0)
         return -1;
-    if (s_flags(sig->lock >= 0 ? a[sig->lock] : NULL,
-                sig->fsync >= 0 ? a[sig->fsync] : NULL, flags) < 0)
-        return -1;
+    return s_flags(sig->lock >= 0 ? a[sig->lock] : NULL,
+                   sig->fsync >= 0 ? a[sig->fsync] : NULL, flags);
+}
+
+int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
+            Py_ssize_t nargs, PyObject *kwnames, PyObject **a,
+            unsigned *flags) {
+    if (cp_sig_args(sig, args, nargs, kwnames, a, flags) < 0) return -1;
     return cp_check_open(self);
 }
 
