@@ -8,7 +8,8 @@ for scale pd.concat of the same pieces kept in memory.
         IMPL ROWS [KIND]
 
 IMPL: cpartd or partd; KIND: str (default: a column of short strings),
-cat (1,000 categories), Int64 (nullable, 10% missing) or num (int64).
+cat (1,000 categories), Int64 (nullable, 10% missing) or num (int64):
+bench/shuffle_frames.py builds the frame.
 32 input partitions, each grouped as dask's shuffle_group_3 does
 (groupby('_partitions') and one get_group per output partition) and
 appended with fsync=True to PandasBlocks(Buffer(Dict(), File())) in a
@@ -25,27 +26,15 @@ import time
 import numpy as np
 import pandas as pd
 
-if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(
-        os.path.abspath(__file__)):
+BENCH = os.path.dirname(os.path.abspath(__file__))
+if sys.path and os.path.abspath(sys.path[0]) == BENCH:
     del sys.path[0]
+sys.path.append(BENCH)  # last: only for shuffle_frames
+from shuffle_frames import shuffle_frame  # noqa: E402
 
 
 def frame(rows, kind):
-    rng = np.random.default_rng(0)
-    df = pd.DataFrame({'k': rng.integers(0, 1 << 40, rows),
-                       'x': rng.random(rows)})
-    if kind == 'str':
-        df['s'] = pd.Series(['name-%d' % i for i in
-                             rng.integers(0, 100000, rows)], dtype=object)
-    elif kind == 'cat':
-        df['s'] = pd.Categorical.from_codes(
-            rng.integers(0, 1000, rows), ['name-%d' % i for i in range(1000)])
-    elif kind == 'Int64':
-        y = pd.array(rng.integers(0, 1000, rows), dtype='Int64')
-        y[rng.random(rows) < 0.1] = None
-        df['y'] = y
-    else:
-        df['y'] = rng.integers(0, 1000, rows)
+    df = shuffle_frame(rows, kind)
     df['_partitions'] = (df['k'] % 32).astype('int64')
     return df
 

@@ -59,6 +59,9 @@ import time
 if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(
         os.path.abspath(__file__)):
     del sys.path[0]
+# bench/ last, for shuffle_frames (the frame bench/shuffle_split.py uses too).
+sys.path.append(os.path.join(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__))), 'bench'))
 
 import partd  # noqa: E402  (the reference: imported first, kept aside)
 import partd.zmq  # noqa: E402,F401
@@ -175,29 +178,13 @@ SHUFFLE_VS_TASKS = {'shuffle-str': 1.0}   # cpartd s / tasks s at most
 
 
 def shuffle_frame(rows, label):
+    """bench/shuffle_frames.py's frame of the workload `label` (kept for
+    the next run)."""
     key = (rows, label)
     if key not in _FRAMES:
-        import numpy as np
-        import pandas as pd
-        rng = np.random.default_rng(0)
-        df = pd.DataFrame({'k': rng.integers(0, 1 << 40, rows),
-                           'x': rng.random(rows)})
-        if label == 'shuffle-str':
-            df['s'] = pd.Series(['name-%d' % i for i in
-                                 rng.integers(0, 100000, rows)], dtype=object)
-        elif label == 'shuffle-cat':
-            # 1,000 categories: each frame's header carries them all (both
-            # formats), so a disk shuffle of 100,000 costs seconds more
-            df['s'] = pd.Categorical.from_codes(
-                rng.integers(0, 1000, rows),
-                ['name-%d' % i for i in range(1000)])
-        elif label == 'shuffle-Int64':
-            y = pd.array(rng.integers(0, 1000, rows), dtype='Int64')
-            y[rng.random(rows) < 0.1] = None
-            df['y'] = y
-        else:
-            df['y'] = rng.integers(0, 1000, rows)
-        _FRAMES[key] = df
+        from shuffle_frames import shuffle_frame as build
+        kind = label.partition('-')[2] or 'num'
+        _FRAMES[key] = build(rows, kind)
     return _FRAMES[key]
 
 

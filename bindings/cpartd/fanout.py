@@ -245,11 +245,10 @@ def lease_seconds():
     return seconds
 
 
-def _lease(addresses, keys, name, seconds, wait=None):
-    """Leases (renews; 0: releases) namespace `name` on each server,
-    through a connection of its own (each wait at most `wait` seconds when
-    given).  A server that is not libpartd's has no leases: skipped.
-    Raises the first other failure, naming its server, after trying every
+def _each_server(addresses, keys, work, wait=None):
+    """Runs work(client) on each server, through a Client of its own
+    (closed after it; each call waits at most `wait` seconds when given).
+    Raises the first failure, which names its server, after trying every
     server."""
     from .zmq import Client
     first = None
@@ -260,15 +259,24 @@ def _lease(addresses, keys, name, seconds, wait=None):
                 opts['timeout'] = min(opts.get('timeout', 60.0), wait)
             c = Client(address, **opts)
             try:
-                c.lease(name, seconds)
-            except NotImplementedError:
-                pass  # Python partd's server: no lease command
+                work(c)
             finally:
                 c.close()
         except Exception as e:
             first = first or e
     if first is not None:
         raise first
+
+
+def _lease(addresses, keys, name, seconds, wait=None):
+    """Leases (renews; 0: releases) namespace `name` on each server, as
+    _each_server.  A server that is not libpartd's has no leases:
+    skipped."""
+    def lease(c):
+        with suppress(NotImplementedError):  # Python partd's server
+            c.lease(name, seconds)
+
+    _each_server(addresses, keys, lease, wait)
 
 
 def _start_watcher():
@@ -326,31 +334,23 @@ def _renew_due(now):
 
 def _drop_namespace(addresses, keys, name):
     """Drops the namespace on each server on its own, through a connection
-    of its own, and releases its lease there: a server that is gone (whose
-    Client times out) does not keep the others' keys alive, as one
-    Namespace drop over the Fanout would (it lists the keys on every server
-    first).  Raises the first failure, which names its server."""
-    from .zmq import Client
+    of its own (_each_server), and releases its lease there: a server that
+    is gone (whose Client times out) does not keep the others' keys alive,
+    as one Namespace drop over the Fanout would (it lists the keys on every
+    server first).  Raises the first failure, which names its server."""
     with _watch_lock:
         _leased.pop(name, None)
-    first = None
-    for address, key in zip(addresses, keys or (None,) * len(addresses)):
+
+    def drop(c):
+        ns = Namespace(c, name)
         try:
-            c = Client(address, **_client_options(key))
-            try:
-                ns = Namespace(c, name)
-                try:
-                    ns.drop()
-                finally:
-                    ns.close()
-                with suppress(NotImplementedError):
-                    c.lease(name, 0)
-            finally:
-                c.close()
-        except Exception as e:
-            first = first or e
-    if first is not None:
-        raise first
+            ns.drop()
+        finally:
+            ns.close()
+        with suppress(NotImplementedError):
+            c.lease(name, 0)
+
+    _each_server(addresses, keys, drop)
 
 
 def _watch(f):

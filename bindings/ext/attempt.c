@@ -62,18 +62,12 @@ static int s_usable(cp_attempt *self, const char *op) {
 
 static PyObject *s_append(cp_attempt *self, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"data", "fsync"};
-    PyObject *a[2] = {NULL, NULL};
-    if (cp_parse("append", args, nargs, kwnames, names, 2, 2, 1, false, a) <
-            0 ||
+    static const cp_sig sig = {"append", {"data", "fsync"}, 1, -1, 1, false};
+    PyObject *a[2];
+    unsigned flags;
+    if (cp_sig_args(&sig, args, nargs, kwnames, a, &flags) < 0 ||
         s_usable(self, "append") < 0)
         return NULL;
-    unsigned flags = 0;
-    if (a[1]) {
-        int t = PyObject_IsTrue(a[1]);
-        if (t < 0) return NULL;
-        if (t) flags |= PD_FSYNC;
-    }
     cp_batch b;
     cp_batch_init(&b);
     int rc = cp_batch_from_mapping(&b, a[0]);
@@ -108,18 +102,12 @@ static int s_do_commit(cp_attempt *self, unsigned flags) {
 
 static PyObject *s_commit(cp_attempt *self, PyObject *const *args,
                           Py_ssize_t nargs, PyObject *kwnames) {
-    static const char *const names[] = {"fsync"};
-    PyObject *a[1] = {NULL};
-    if (cp_parse("commit", args, nargs, kwnames, names, 1, 1, 0, false, a) <
-            0 ||
+    static const cp_sig sig = {"commit", {"fsync"}, 0, -1, 0, false};
+    PyObject *a[1];
+    unsigned flags;
+    if (cp_sig_args(&sig, args, nargs, kwnames, a, &flags) < 0 ||
         s_usable(self, "commit") < 0)
         return NULL;
-    unsigned flags = 0;
-    if (a[0]) {
-        int t = PyObject_IsTrue(a[0]);
-        if (t < 0) return NULL;
-        if (t) flags |= PD_FSYNC;
-    }
     if (s_do_commit(self, flags) < 0) return NULL;
     Py_RETURN_NONE;
 }
@@ -223,12 +211,10 @@ static PyGetSetDef s_getset[] = {
     {NULL, NULL, NULL, NULL, NULL}};
 
 static PyMethodDef s_methods[] = {
-    {"append", (PyCFunction)(void (*)(void))s_append,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"append", CP_FASTCALL(s_append),
      "append(data, fsync=False): append each value of the mapping to its "
      "key, invisibly until commit()"},
-    {"commit", (PyCFunction)(void (*)(void))s_commit,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"commit", CP_FASTCALL(s_commit),
      "commit(fsync=False): make every append visible at once; raises "
      "AttemptConflict if another attempt of the writer committed first"},
     {"abort", (PyCFunction)s_abort, METH_NOARGS,

@@ -89,6 +89,37 @@ extern PyTypeObject cp_AttemptType;
 
 #define CP_IS_STORE(o) PyObject_TypeCheck((o), &cp_StoreType)
 
+/* The PyTypeObject of a store type: a subclass of Store (its object is a
+ * cp_store) named cpartd._cpartd.<name>, with its own __init__, methods
+ * (NULL: only Store's) and attributes (getset, NULL: only Store's). */
+/* clang-format off */
+#define CP_STORE_TYPE(name, doc, init, methods, getset)                        \
+    {                                                                          \
+        PyVarObject_HEAD_INIT(NULL, 0)                                         \
+        .tp_name = "cpartd._cpartd." name,                                     \
+        .tp_basicsize = sizeof(cp_store),                                      \
+        .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,                  \
+        .tp_doc = (doc),                                                       \
+        .tp_base = &cp_StoreType,                                              \
+        .tp_init = (initproc)(init),                                           \
+        .tp_methods = (methods),                                               \
+        .tp_getset = (getset),                                                 \
+    }
+/* clang-format on */
+
+/* Defines `name`, the getter of a store attribute read from the open
+ * handle: conv(fn(self->s)), or a ValueError once the store is closed. */
+#define CP_STORE_GETTER(name, conv, fn)                                        \
+    static PyObject *name(cp_store *self, void *Py_UNUSED(c)) {                \
+        if (cp_check_open(self) < 0) return NULL;                              \
+        return conv(fn(self->s));                                              \
+    }
+
+/* A METH_FASTCALL | METH_KEYWORDS method's function and flags, for a
+ * PyMethodDef: {"name", CP_FASTCALL(fn), "doc"}. */
+#define CP_FASTCALL(fn)                                                        \
+    (PyCFunction)(void (*)(void))(fn), METH_FASTCALL | METH_KEYWORDS
+
 /* ------------------------------------------------------------ Errors */
 
 /* Maps a libpartd error to a Python exception and returns NULL.  The
@@ -151,8 +182,8 @@ int cp_parse(const char *fn, PyObject *const *args, Py_ssize_t nargs,
              PyObject *kwnames, const char *const *names, int nnames, int npos,
              int nreq, bool lenient, PyObject **out);
 
-/* The signature of a store method (every parameter may be given by
- * position or by name). */
+/* The signature of a store's or an Attempt's method (every parameter may be
+ * given by position or by name). */
 typedef struct cp_sig {
     const char *fn;
     const char *names[4]; /* the parameters in order */
@@ -161,9 +192,12 @@ typedef struct cp_sig {
     bool lenient;         /* unknown keywords are ignored (partd's **kwargs) */
 } cp_sig;
 
-/* A store method's arguments: a[i] (a slot per name) is the argument for
- * names[i] or NULL, *flags come from lock= and fsync=, and the store must
- * be open.  0, or -1 with an exception. */
+/* A method's arguments: a[i] (a slot per name) is the argument for
+ * names[i] or NULL, *flags (PD_NOLOCK, PD_FSYNC) come from lock= and
+ * fsync=.  0, or -1 with an exception. */
+int cp_sig_args(const cp_sig *sig, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames, PyObject **a, unsigned *flags);
+/* cp_sig_args for a store method, whose store must be open. */
 int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
             Py_ssize_t nargs, PyObject *kwnames, PyObject **a, unsigned *flags);
 
@@ -180,6 +214,10 @@ typedef int (*cp_dir_open_fn)(pd_store **out, const char *path, unsigned flags);
 int cp_dir_store_init(cp_store *self, PyObject *args, PyObject *kwds,
                       const char *kind, cp_dir_open_fn open, unsigned create,
                       unsigned fsync_flag);
+/* The tp_dealloc of a GC type with weak references (Store, Server): untracks
+ * self, clears the weak references to it (weakrefs: its list), runs the
+ * type's tp_clear and frees it. */
+void cp_gc_dealloc(PyObject *self, PyObject *weakrefs, inquiry clear);
 /* close(): release the handle (idempotent). */
 PyObject *cp_store_close(cp_store *self, PyObject *ignored);
 /* An inner store for a wrapper: an open cpartd store.  0, or -1 with a

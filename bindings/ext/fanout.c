@@ -99,10 +99,7 @@ out:
     return ret;
 }
 
-static PyObject *s_fanout_count(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromSize_t(pd_fanout_count(self->s));
-}
+CP_STORE_GETTER(s_fanout_count, PyLong_FromSize_t, pd_fanout_count)
 
 /* index(key, n=None): the inner store that holds key (pd_fanout_index). */
 PyObject *cp_fanout_index(PyObject *Py_UNUSED(mod), PyObject *args) {
@@ -179,16 +176,11 @@ static PyGetSetDef s_fanout_getset[] = {{"nstores", (getter)s_fanout_count,
                                          NULL},
                                         {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_FanoutType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Fanout",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Fanout(stores): one store spread over several (pd_fanout); "
-              "takes the stores over (they read as closed afterwards).",
-    .tp_init = (initproc)s_fanout_init,
-    .tp_methods = s_fanout_methods,
-    .tp_getset = s_fanout_getset,
-};
+PyTypeObject cp_FanoutType =
+    CP_STORE_TYPE("Fanout",
+                  "Fanout(stores): one store spread over several (pd_fanout); "
+                  "takes the stores over (they read as closed afterwards).",
+                  s_fanout_init, s_fanout_methods, s_fanout_getset);
 
 /* ------------------------------------------------------------- Namespace */
 
@@ -245,12 +237,8 @@ static PyGetSetDef s_namespace_getset[] = {
     {"name_bytes", (getter)s_namespace_name, NULL, "the name, as bytes", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_NamespaceType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Namespace",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Namespace(store, name): the keys under name (str or bytes) "
-              "on a shared store (pd_namespace); borrows store.",
-    .tp_init = (initproc)s_namespace_init,
-    .tp_getset = s_namespace_getset,
-};
+PyTypeObject cp_NamespaceType =
+    CP_STORE_TYPE("Namespace",
+                  "Namespace(store, name): the keys under name (str or bytes) "
+                  "on a shared store (pd_namespace); borrows store.",
+                  s_namespace_init, NULL, s_namespace_getset);

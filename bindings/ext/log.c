@@ -13,20 +13,11 @@ static int s_log_init(cp_store *self, PyObject *args, PyObject *kwds) {
 }
 
 /* The store's directory as libpartd holds it. */
-static PyObject *s_log_root(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_DecodeFSDefault(pd_log_path(self->s));
-}
+CP_STORE_GETTER(s_log_root, PyUnicode_DecodeFSDefault, pd_log_path)
 
-static PyObject *s_log_torn(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_log_torn(self->s));
-}
+CP_STORE_GETTER(s_log_torn, PyLong_FromUnsignedLongLong, pd_log_torn)
 
-static PyObject *s_log_notice(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_FromString(pd_log_notice(self->s));
-}
+CP_STORE_GETTER(s_log_notice, PyUnicode_FromString, pd_log_notice)
 
 /* compact(salvage=False): rewrite the live data grouped by key. */
 static PyObject *s_log_compact(cp_store *self, PyObject *args, PyObject *kwds) {
@@ -58,13 +49,8 @@ static PyGetSetDef s_log_getset[] = {
      "the last torn record left out, or ''", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_LogType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Log",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Log(path, fsync=False): a directory of append-only segments, "
-              "one per writer (pd_log).",
-    .tp_init = (initproc)s_log_init,
-    .tp_methods = s_log_methods,
-    .tp_getset = s_log_getset,
-};
+PyTypeObject cp_LogType = CP_STORE_TYPE(
+    "Log",
+    "Log(path, fsync=False): a directory of append-only segments, "
+    "one per writer (pd_log).",
+    s_log_init, s_log_methods, s_log_getset);

@@ -24,8 +24,7 @@ static PyObject *s_codecs(PyObject *Py_UNUSED(mod),
 static PyMethodDef s_module_methods[] = {
     {"frame", (PyCFunction)cp_frame, METH_O,
      "frame(b): 8-byte little-endian length + b (partd.utils.frame)"},
-    {"framesplit", (PyCFunction)(void (*)(void))cp_framesplit,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"framesplit", CP_FASTCALL(cp_framesplit),
      "framesplit(b, torn='error'): list of memoryviews of the frames"},
     {"text_pickle", (PyCFunction)cp_text_pickle_py, METH_O,
      "text_pickle(list): its pickle (protocol 4), written in C, or None when "
@@ -78,14 +77,6 @@ PyMODINIT_FUNC PyInit__cpartd(void) {
     if (cp_blocks_init() < 0) return NULL;
     PyObject *m = PyModule_Create(&s_module);
     if (!m) return NULL;
-    cp_DictType.tp_base = &cp_StoreType;
-    cp_FileType.tp_base = &cp_StoreType;
-    cp_LogType.tp_base = &cp_StoreType;
-    cp_BufferType.tp_base = &cp_StoreType;
-    cp_ClientType.tp_base = &cp_StoreType;
-    cp_CompressedType.tp_base = &cp_StoreType;
-    cp_FanoutType.tp_base = &cp_StoreType;
-    cp_NamespaceType.tp_base = &cp_StoreType;
     cp_CorruptError = PyErr_NewExceptionWithDoc(
         "cpartd.CorruptError",
         "Stored data is malformed (libpartd PD_ERR_CORRUPT).  A ValueError: "

@@ -157,13 +157,10 @@ static int s_flags(PyObject *lock, PyObject *fsync, unsigned *flags) {
     return 0;
 }
 
-/* A store method's arguments: a[i] (a slot per name) is the argument for
- * names[i] or NULL, *flags come from lock= and fsync=, and the store must
- * be open.  0, or -1 with an exception.  One positional argument, the
- * common call, needs no parsing. */
-int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
-            Py_ssize_t nargs, PyObject *kwnames, PyObject **a,
-            unsigned *flags) {
+/* A method's arguments (cpartd.h).  One positional argument, the common
+ * call, needs no parsing. */
+int cp_sig_args(const cp_sig *sig, PyObject *const *args, Py_ssize_t nargs,
+                PyObject *kwnames, PyObject **a, unsigned *flags) {
     int n = 0;
     while (n < 4 && sig->names[n]) a[n++] = NULL;
     if (nargs == 1 && !kwnames && sig->nreq <= 1)
@@ -171,9 +168,14 @@ int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
     else if (cp_parse(sig->fn, args, nargs, kwnames, sig->names, n, n,
                       sig->nreq, sig->lenient, a) < 0)
         return -1;
-    if (s_flags(sig->lock >= 0 ? a[sig->lock] : NULL,
-                sig->fsync >= 0 ? a[sig->fsync] : NULL, flags) < 0)
-        return -1;
+    return s_flags(sig->lock >= 0 ? a[sig->lock] : NULL,
+                   sig->fsync >= 0 ? a[sig->fsync] : NULL, flags);
+}
+
+int cp_args(cp_store *self, const cp_sig *sig, PyObject *const *args,
+            Py_ssize_t nargs, PyObject *kwnames, PyObject **a,
+            unsigned *flags) {
+    if (cp_sig_args(sig, args, nargs, kwnames, a, flags) < 0) return -1;
     return cp_check_open(self);
 }
 
@@ -248,10 +250,7 @@ static PyObject *s_store_closed(cp_store *self, void *Py_UNUSED(c)) {
     return PyBool_FromLong(self->s == NULL);
 }
 
-static PyObject *s_store_kind(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_FromString(pd_store_kind(self->s));
-}
+CP_STORE_GETTER(s_store_kind, PyUnicode_FromString, pd_store_kind)
 
 static PyObject *s_store_lock(cp_store *self, void *Py_UNUSED(c));
 
@@ -273,14 +272,18 @@ static int s_store_clear(cp_store *self) {
     return 0;
 }
 
+void cp_gc_dealloc(PyObject *self, PyObject *weakrefs, inquiry clear) {
+    PyTypeObject *tp = Py_TYPE(self);
+    PyObject_GC_UnTrack(self);
+    if (weakrefs) PyObject_ClearWeakRefs(self);
+    clear(self);
+    tp->tp_free(self);
+}
+
 static void s_store_dealloc(cp_store *self) {
     /* A Python subclass's dealloc untracks the object and releases its
      * heap type around this call. */
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
-    s_store_clear(self);
-    tp->tp_free((PyObject *)self);
+    cp_gc_dealloc((PyObject *)self, self->weakrefs, (inquiry)s_store_clear);
 }
 
 static PyObject *s_store_new(PyTypeObject *type, PyObject *Py_UNUSED(args),
@@ -442,12 +445,10 @@ static PyObject *s_lock_locked(s_lock *self, PyObject *Py_UNUSED(ignored)) {
 }
 
 static PyMethodDef s_lock_methods[] = {
-    {"acquire", (PyCFunction)(void (*)(void))s_lock_acquire,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"acquire", CP_FASTCALL(s_lock_acquire),
      "acquire(): take the store's lock (recursive for this thread)"},
     {"release", (PyCFunction)s_lock_release, METH_NOARGS, "release()"},
-    {"__enter__", (PyCFunction)(void (*)(void))s_lock_acquire,
-     METH_FASTCALL | METH_KEYWORDS, NULL},
+    {"__enter__", CP_FASTCALL(s_lock_acquire), NULL},
     {"__exit__", (PyCFunction)s_lock_exit, METH_VARARGS, NULL},
     {"locked", (PyCFunction)s_lock_locked, METH_NOARGS,
      "True while a thread of this process holds the lock through cpartd"},

@@ -20,23 +20,15 @@ static int s_dict_init(cp_store *self, PyObject *args, PyObject *kwds) {
     return cp_adopt(self, rc, s, "Dict");
 }
 
-static PyObject *s_dict_nbytes(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_dict_nbytes(self->s));
-}
+CP_STORE_GETTER(s_dict_nbytes, PyLong_FromUnsignedLongLong, pd_dict_nbytes)
 
 static PyGetSetDef s_dict_getset[] = {
     {"nbytes", (getter)s_dict_nbytes, NULL, "bytes of values held", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_DictType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Dict",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Dict(): an in-memory store (libpartd pd_dict).",
-    .tp_init = (initproc)s_dict_init,
-    .tp_getset = s_dict_getset,
-};
+PyTypeObject cp_DictType =
+    CP_STORE_TYPE("Dict", "Dict(): an in-memory store (libpartd pd_dict).",
+                  s_dict_init, NULL, s_dict_getset);
 
 /* ------------------------------------------------------------------ File */
 
@@ -46,10 +38,7 @@ static int s_file_init(cp_store *self, PyObject *args, PyObject *kwds) {
 }
 
 /* The store's root as libpartd resolved it (realpath). */
-static PyObject *s_file_root(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_DecodeFSDefault(pd_file_path(self->s));
-}
+CP_STORE_GETTER(s_file_root, PyUnicode_DecodeFSDefault, pd_file_path)
 
 /* _relname(key): the path of key's file relative to the root. */
 static PyObject *s_file_relname(cp_store *self, PyObject *key) {
@@ -105,15 +94,9 @@ static PyGetSetDef s_file_getset[] = {
     {"_root", (getter)s_file_root, NULL, "the resolved root directory", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_FileType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.File",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "File(path, fsync=False): a directory store (pd_file).",
-    .tp_init = (initproc)s_file_init,
-    .tp_methods = s_file_methods,
-    .tp_getset = s_file_getset,
-};
+PyTypeObject cp_FileType = CP_STORE_TYPE(
+    "File", "File(path, fsync=False): a directory store (pd_file).",
+    s_file_init, s_file_methods, s_file_getset);
 
 /* ---------------------------------------------------------------- Buffer */
 
@@ -169,15 +152,11 @@ static int s_buffer_init(cp_store *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *s_buffer_usage(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_buffer_memory_usage(self->s));
-}
+CP_STORE_GETTER(s_buffer_usage, PyLong_FromUnsignedLongLong,
+                pd_buffer_memory_usage)
 
-static PyObject *s_buffer_limit(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_buffer_memory_limit(self->s));
-}
+CP_STORE_GETTER(s_buffer_limit, PyLong_FromUnsignedLongLong,
+                pd_buffer_memory_limit)
 
 static PyObject *s_buffer_inner(cp_store *self, void *c) {
     PyObject *o = self->inner[c ? 1 : 0];
@@ -208,8 +187,7 @@ static PyObject *s_buffer_flush(cp_store *self, PyObject *const *args,
 }
 
 static PyMethodDef s_buffer_methods[] = {
-    {"flush", (PyCFunction)(void (*)(void))s_buffer_flush,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"flush", CP_FASTCALL(s_buffer_flush),
      "flush(keys=None): move keys (default: all) from fast to slow"},
     {NULL, NULL, 0, NULL}};
 
@@ -221,16 +199,11 @@ static PyGetSetDef s_buffer_getset[] = {
     {"slow", (getter)s_buffer_inner, NULL, "the slow store", (void *)1},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_BufferType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Buffer",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Buffer(fast, slow, available_memory=1e9): spills the largest "
-              "keys from fast to slow past the memory limit (pd_buffer).",
-    .tp_init = (initproc)s_buffer_init,
-    .tp_methods = s_buffer_methods,
-    .tp_getset = s_buffer_getset,
-};
+PyTypeObject cp_BufferType = CP_STORE_TYPE(
+    "Buffer",
+    "Buffer(fast, slow, available_memory=1e9): spills the largest "
+    "keys from fast to slow past the memory limit (pd_buffer).",
+    s_buffer_init, s_buffer_methods, s_buffer_getset);
 
 /* ------------------------------------------------------------ Compressed */
 
@@ -254,15 +227,9 @@ static int s_compressed_init(cp_store *self, PyObject *args, PyObject *kwds) {
     return 0;
 }
 
-static PyObject *s_compressed_torn(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyLong_FromUnsignedLongLong(pd_encode_torn(self->s));
-}
+CP_STORE_GETTER(s_compressed_torn, PyLong_FromUnsignedLongLong, pd_encode_torn)
 
-static PyObject *s_compressed_notice(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_FromString(pd_encode_notice(self->s));
-}
+CP_STORE_GETTER(s_compressed_notice, PyUnicode_FromString, pd_encode_notice)
 
 static PyGetSetDef s_compressed_getset[] = {
     {"partd", (getter)s_buffer_inner, NULL, "the inner store", NULL},
@@ -272,12 +239,8 @@ static PyGetSetDef s_compressed_getset[] = {
      "the last torn frame left out, or ''", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_CompressedType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Compressed",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Compressed(codec, partd, level=default): libpartd's Encode "
-              "layer with a built-in codec over a cpartd store.",
-    .tp_init = (initproc)s_compressed_init,
-    .tp_getset = s_compressed_getset,
-};
+PyTypeObject cp_CompressedType =
+    CP_STORE_TYPE("Compressed",
+                  "Compressed(codec, partd, level=default): libpartd's Encode "
+                  "layer with a built-in codec over a cpartd store.",
+                  s_compressed_init, NULL, s_compressed_getset);

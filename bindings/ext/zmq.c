@@ -163,10 +163,7 @@ static PyObject *s_client_ours(cp_store *self, void *Py_UNUSED(c)) {
     return PyBool_FromLong(r);
 }
 
-static PyObject *s_client_addr(cp_store *self, void *Py_UNUSED(c)) {
-    if (cp_check_open(self) < 0) return NULL;
-    return PyUnicode_FromString(pd_client_address(self->s));
-}
+CP_STORE_GETTER(s_client_addr, PyUnicode_FromString, pd_client_address)
 
 static PyMethodDef s_client_methods[] = {
     {"sync", (PyCFunction)s_client_sync, METH_NOARGS,
@@ -188,16 +185,11 @@ static PyGetSetDef s_client_getset[] = {
     {"_address", (getter)s_client_addr, NULL, "the address connected to", NULL},
     {NULL, NULL, NULL, NULL, NULL}};
 
-PyTypeObject cp_ClientType = {
-    PyVarObject_HEAD_INIT(NULL, 0).tp_name = "cpartd._cpartd.Client",
-    .tp_basicsize = sizeof(cp_store),
-    .tp_flags = Py_TPFLAGS_DEFAULT | Py_TPFLAGS_BASETYPE,
-    .tp_doc = "Client(address, timeout=None, sync=False, ...): a store "
-              "whose calls run on a partd Server (pd_client_open).",
-    .tp_init = (initproc)s_client_init,
-    .tp_methods = s_client_methods,
-    .tp_getset = s_client_getset,
-};
+PyTypeObject cp_ClientType =
+    CP_STORE_TYPE("Client",
+                  "Client(address, timeout=None, sync=False, ...): a store "
+                  "whose calls run on a partd Server (pd_client_open).",
+                  s_client_init, s_client_methods, s_client_getset);
 
 /* ---------------------------------------------------------------- Server */
 
@@ -429,11 +421,7 @@ static int s_server_clear(s_server *self) {
 }
 
 static void s_server_dealloc(s_server *self) {
-    PyTypeObject *tp = Py_TYPE(self);
-    PyObject_GC_UnTrack(self);
-    if (self->weakrefs) PyObject_ClearWeakRefs((PyObject *)self);
-    s_server_clear(self);
-    tp->tp_free((PyObject *)self);
+    cp_gc_dealloc((PyObject *)self, self->weakrefs, (inquiry)s_server_clear);
 }
 
 static PyMethodDef s_server_methods[] = {
@@ -441,8 +429,7 @@ static PyMethodDef s_server_methods[] = {
      "start(): serve in a new thread"},
     {"stop", (PyCFunction)s_server_stop, METH_NOARGS,
      "stop(): ask the server to stop after the request it is handling"},
-    {"wait", (PyCFunction)(void (*)(void))s_server_wait,
-     METH_FASTCALL | METH_KEYWORDS,
+    {"wait", CP_FASTCALL(s_server_wait),
      "wait(timeout=None): wait until it stops serving; True once stopped"},
     {"close", (PyCFunction)s_server_close, METH_NOARGS,
      "close(): stop, flush the store into its inner stores, release its "

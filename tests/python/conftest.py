@@ -2,9 +2,11 @@
 # SPDX-FileCopyrightText: the libpartd authors
 """cpartd's tests.  Run with tests/python/run.sh <build-dir>, which puts
 <build>/python on PYTHONPATH; Debian's /usr/bin/python3 has partd 1.3."""
+import contextlib
 import os
 import pickle
 import sys
+import threading
 
 import pytest
 
@@ -49,6 +51,103 @@ INSTALLED = os.environ.get('CPARTD_TEST_INSTALLED') == '1'
 
 def repo_root():
     return os.path.dirname(os.path.dirname(HERE))
+
+
+def run_threads(work, n=4):
+    """Runs work(0) ... work(n - 1) at once, each in a thread of its own,
+    and waits for them all.  Returns the exceptions they raised (a list,
+    empty when none did)."""
+    errors = []
+
+    def run(t):
+        try:
+            work(t)
+        except Exception as e:  # pragma: no cover
+            errors.append(e)
+
+    ts = [threading.Thread(target=run, args=(t,)) for t in range(n)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join()
+    return errors
+
+
+@contextlib.contextmanager
+def spinning():
+    """A thread counting as fast as it can while the block runs; yields a
+    list whose [0] is the count.  It counts during a call only if the call
+    releases the GIL."""
+    count = [0]
+    stop = threading.Event()
+
+    def spin():
+        while not stop.is_set():
+            count[0] += 1
+
+    t = threading.Thread(target=spin)
+    t.start()
+    try:
+        yield count
+    finally:
+        stop.set()
+        t.join()
+
+
+# A script whose child process (multiprocessing's spawn) prints whether
+# `import partd` gives cpartd there.
+SPAWNED_CHILD = (
+    "import multiprocessing as mp\n"
+    "def f(q):\n"
+    "    import partd, cpartd\n"
+    "    q.put(partd is cpartd)\n"
+    "if __name__ == '__main__':\n"
+    "    ctx = mp.get_context('spawn')\n"
+    "    q = ctx.Queue()\n"
+    "    p = ctx.Process(target=f, args=(q,))\n"
+    "    p.start(); print(q.get(timeout=120)); p.join()\n")
+
+
+def check_pickled_by_path(cls, root):
+    """A cls(root) store (File, Log) pickles by its path: the copy is a cls
+    with a handle of its own on the same directory, and collecting it
+    never removes the directory.  Returns the store."""
+    p = cls(root)
+    p.append({'x': b'1'})
+    q = pickle.loads(pickle.dumps(p))
+    assert isinstance(q, cls)
+    assert q.path == root
+    assert q.get('x') == b'1'
+    q.append({'x': b'2'})               # its own handle on the directory
+    assert p.get('x') == b'12'
+    del q
+    assert os.path.isdir(root)
+    return p
+
+
+def check_temporary_pickle_keeps_dir(cls):
+    """Collecting an unpickled copy of a temporary cls() (File, Log) never
+    removes the directory: the original removes it."""
+    p = cls()
+    q = pickle.loads(pickle.dumps(p))
+    del q
+    assert os.path.isdir(p.path)
+    p.close()
+
+
+def check_exception_aborts(p, r, writer, before):
+    """An exception raised in `with p.attempt(writer, 0)` propagates and
+    aborts the attempt: its append to 'x' is lost (store r reads `before`).
+    The writer never committed: its retry, attempt 1, commits."""
+    with pytest.raises(KeyError, match='boom'):
+        with p.attempt(writer, 0) as a:
+            a.append({'x': b'lost'})
+            raise KeyError('boom')
+    assert not a.open
+    assert r.get('x') == before
+    with p.attempt(writer, 1) as a:
+        a.append({'x': b'kept'})
+    assert r.get('x') == before + b'kept'
 
 
 def conflicting_commits(p, q):

@@ -8,7 +8,6 @@ import multiprocessing
 import os
 import pickle
 import signal
-import threading
 
 import pytest
 
@@ -16,7 +15,7 @@ import cpartd
 from cpartd import AttemptConflict, Buffer, Dict, File, Log, Pickle
 from cpartd.compressed import ZLib
 
-from conftest import conflicting_commits
+from conftest import check_exception_aborts, conflicting_commits, run_threads
 
 
 def test_with_commits_on_exit(root):
@@ -36,16 +35,7 @@ def test_with_commits_on_exit(root):
 
 def test_exception_in_block_aborts(root):
     p = Log(root)
-    with pytest.raises(KeyError, match='boom'):
-        with p.attempt('w', 0) as a:
-            a.append({'x': b'lost'})
-            raise KeyError('boom')
-    assert not a.open
-    assert p.get('x') == b''
-    # The writer never committed: a retry may.
-    with p.attempt('w', 1) as a:
-        a.append({'x': b'kept'})
-    assert p.get('x') == b'kept'
+    check_exception_aborts(p, p, 'w', b'')
     # An error inside a with-block after an explicit abort: still raised.
     with pytest.raises(ZeroDivisionError):
         with p.attempt('v', 0) as a:
@@ -241,11 +231,7 @@ def test_threads_share_an_attempt(root):
             except RuntimeError as e:   # another thread inside: refused
                 errs.append(e)
 
-    ts = [threading.Thread(target=run, args=(t,)) for t in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
+    assert run_threads(run) == []
     a.commit()
     # Every append that returned is there, once; the refused ones are not.
     assert [len(p.get('k%d' % t)) for t in range(4)] == done

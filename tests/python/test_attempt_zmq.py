@@ -13,7 +13,7 @@ import pytest
 from cpartd import AttemptConflict, Dict, Log
 from cpartd.zmq import Client, Server
 
-from conftest import conflicting_commits
+from conftest import check_exception_aborts, conflicting_commits
 
 
 @pytest.fixture
@@ -33,15 +33,7 @@ def test_with_commits_and_exceptions_abort(served):
         a.append({'x': b'b;'})
         assert r.get(['x', 'y']) == [b'', b'']     # invisible meanwhile
     assert r.get(['x', 'y']) == [b'a;b;', b'1']
-    with pytest.raises(KeyError, match='boom'):
-        with c.attempt('v', 0) as b:
-            b.append({'x': b'lost'})
-            raise KeyError('boom')
-    assert not b.open
-    assert r.get('x') == b'a;b;'
-    with c.attempt('v', 1) as b:                   # the retry commits
-        b.append({'x': b'kept'})
-    assert r.get('x') == b'a;b;kept'
+    check_exception_aborts(c, r, 'v', b'a;b;')
     r.close()
 
 

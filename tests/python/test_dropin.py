@@ -14,7 +14,7 @@ import sys
 import pytest
 
 import cpartd
-from conftest import INSTALLED, ref
+from conftest import INSTALLED, SPAWNED_CHILD, ref
 
 
 def hook_installed():
@@ -84,15 +84,7 @@ def test_on_in_a_subprocess():
 
 def test_on_in_spawned_children(tmp_path):
     out = run(
-        "import multiprocessing as mp\n"
-        "def f(q):\n"
-        "    import partd, cpartd\n"
-        "    q.put(partd is cpartd)\n"
-        "if __name__ == '__main__':\n"
-        "    ctx = mp.get_context('spawn')\n"
-        "    q = ctx.Queue()\n"
-        "    p = ctx.Process(target=f, args=(q,))\n"
-        "    p.start(); print(q.get(timeout=120)); p.join()\n"
+        SPAWNED_CHILD +
         "    with ctx.Pool(2) as pool:\n"
         "        print(all(pool.map(__import__('operator').truth,\n"
         "              [__import__('partd') is __import__('cpartd')])))\n",

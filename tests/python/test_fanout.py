@@ -4,6 +4,7 @@
 (one store spread over several servers: dask's disk shuffle without a
 shared filesystem), and the error a File gives where its directory is
 missing."""
+import contextlib
 import os
 import pickle
 import shutil
@@ -160,16 +161,28 @@ def test_namespace_under_pandasblocks():
 
 # --------------------------------------------------- CPARTD_SERVERS: File
 
+@contextlib.contextmanager
+def serving(monkeypatch, n, timeout, **kw):
+    """n Servers of a Dict on tcp loopback (kw: more Server arguments),
+    named by CPARTD_SERVERS with CPARTD_TIMEOUT=timeout and no
+    CPARTD_SERVER_KEYS while the block runs; closed after it."""
+    srvs = [cpartd.Server(Dict(), bind='tcp://127.0.0.1:0', **kw)
+            for _ in range(n)]
+    try:
+        monkeypatch.setenv('CPARTD_SERVERS',
+                           ','.join(s.address.decode() for s in srvs))
+        monkeypatch.setenv('CPARTD_TIMEOUT', timeout)
+        monkeypatch.delenv('CPARTD_SERVER_KEYS', raising=False)
+        yield srvs
+    finally:
+        for s in srvs:
+            s.close()
+
+
 @pytest.fixture
 def servers(monkeypatch):
-    srvs = [cpartd.Server(Dict(), bind='tcp://127.0.0.1:0') for _ in range(3)]
-    addrs = [s.address.decode() for s in srvs]
-    monkeypatch.setenv('CPARTD_SERVERS', ','.join(addrs))
-    monkeypatch.setenv('CPARTD_TIMEOUT', '10')
-    monkeypatch.delenv('CPARTD_SERVER_KEYS', raising=False)
-    yield srvs
-    for s in srvs:
-        s.close()
+    with serving(monkeypatch, 3, '10') as srvs:
+        yield srvs
 
 
 def server_keys(srvs):
@@ -272,13 +285,8 @@ def test_server_keys_mismatch(monkeypatch, servers, tmp_path):
 
 def test_curve_servers(monkeypatch, tmp_path):
     pub, sec = cpartd._cpartd.curve_keypair()
-    srvs = [cpartd.Server(Dict(), bind='tcp://127.0.0.1:0', curve_secret=sec)
-            for _ in range(2)]
-    try:
-        monkeypatch.setenv('CPARTD_SERVERS',
-                           ','.join(s.address.decode() for s in srvs))
+    with serving(monkeypatch, 2, '10', curve_secret=sec):
         monkeypatch.setenv('CPARTD_SERVER_KEYS', '%s,%s' % (pub, pub))
-        monkeypatch.setenv('CPARTD_TIMEOUT', '10')
         f = File(str(tmp_path))
         fill(f)
         assert f.get('x') == expected()['x']
@@ -290,9 +298,6 @@ def test_curve_servers(monkeypatch, tmp_path):
         assert h.get('y') == DATA['y']
         assert csec.encode() not in pickle.dumps(h)
         f.drop()
-    finally:
-        for s in srvs:
-            s.close()
 
 
 # ---------------------------------------- no servers: the missing directory
@@ -354,11 +359,7 @@ def test_file_unpickled_with_its_directory_is_a_file(tmp_path, servers):
 
 def test_fsync_waits_for_the_servers_and_names_a_dead_one(tmp_path,
                                                            monkeypatch):
-    srvs = [cpartd.Server(Dict(), bind='tcp://127.0.0.1:0') for _ in range(2)]
-    try:
-        monkeypatch.setenv('CPARTD_SERVERS',
-                           ','.join(s.address.decode() for s in srvs))
-        monkeypatch.setenv('CPARTD_TIMEOUT', '2')
+    with serving(monkeypatch, 2, '2') as srvs:
         f = File(str(tmp_path))
         batch = {i: b'x' for i in range(50)}
         f.append(batch, fsync=True)
@@ -371,18 +372,11 @@ def test_fsync_waits_for_the_servers_and_names_a_dead_one(tmp_path,
         assert dead in str(e.value) and 'store 1 of 2' in str(e.value)
         with pytest.raises(TimeoutError, match=dead):
             f.get(list(batch))
-    finally:
-        for s in srvs:
-            s.close()
 
 
 def test_drop_with_a_dead_server_still_drops_the_others(tmp_path,
                                                         monkeypatch):
-    srvs = [cpartd.Server(Dict(), bind='tcp://127.0.0.1:0') for _ in range(3)]
-    try:
-        monkeypatch.setenv('CPARTD_SERVERS',
-                           ','.join(s.address.decode() for s in srvs))
-        monkeypatch.setenv('CPARTD_TIMEOUT', '2')
+    with serving(monkeypatch, 3, '2') as srvs:
         f = File(str(tmp_path))
         f.append({i: b'x' for i in range(60)}, fsync=True)
         dead = srvs[2].address.decode()
@@ -390,9 +384,6 @@ def test_drop_with_a_dead_server_still_drops_the_others(tmp_path,
         with pytest.raises(TimeoutError, match=dead):
             f.drop()
         assert server_keys(srvs[:2]) == []
-    finally:
-        for s in srvs:
-            s.close()
 
 
 def test_namespaced_fanout_of_clients_pickles(servers):

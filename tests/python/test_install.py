@@ -5,7 +5,7 @@ import os
 import subprocess
 import sys
 
-from conftest import build_python_dir
+from conftest import SPAWNED_CHILD, build_python_dir
 
 
 def shim_dir(py):
@@ -86,17 +86,7 @@ def test_shim_for_child_processes():
 def test_shim_grandchild_multiprocessing(tmp_path):
     # multiprocessing children (spawn) inherit PYTHONPATH, so they get the
     # shim too.
-    out = run(
-        "import multiprocessing as mp\n"
-        "def f(q):\n"
-        "    import partd, cpartd\n"
-        "    q.put(partd is cpartd)\n"
-        "if __name__ == '__main__':\n"
-        "    ctx = mp.get_context('spawn')\n"
-        "    q = ctx.Queue()\n"
-        "    p = ctx.Process(target=f, args=(q,))\n"
-        "    p.start(); print(q.get(timeout=60)); p.join()\n", shim=True,
-        tmp=str(tmp_path))
+    out = run(SPAWNED_CHILD, shim=True, tmp=str(tmp_path))
     assert out.strip() == 'True'
 
 

@@ -8,14 +8,14 @@ import pickle
 import subprocess
 import sys
 import textwrap
-import threading
 
 import pytest
 
 import cpartd
 from cpartd import Buffer, Dict, Log, Pickle
 from cpartd.compressed import ZLib, Snappy
-from conftest import build_python_dir
+from conftest import (build_python_dir, check_pickled_by_path,
+                      check_temporary_pickle_keeps_dir, run_threads)
 
 
 def test_round_trip(root):
@@ -83,25 +83,11 @@ def test_context_manager_and_temporary(tmp_path):
 
 
 def test_pickle(root):
-    p = Log(root)
-    p.append({'x': b'1'})
-    q = pickle.loads(pickle.dumps(p))
-    assert isinstance(q, Log)
-    assert q.path == root
-    assert q.get('x') == b'1'
-    q.append({'x': b'2'})               # its own handle on the directory
-    assert p.get('x') == b'12'
-    del q
-    assert os.path.isdir(root)          # an unpickled Log never removes it
-    p.close()
+    check_pickled_by_path(Log, root).close()
 
 
 def test_temporary_pickle_does_not_remove():
-    p = Log()
-    q = pickle.loads(pickle.dumps(p))
-    del q
-    assert os.path.isdir(p.path)
-    p.close()
+    check_temporary_pickle_keeps_dir(Log)
 
 
 def test_under_buffer(root):
@@ -145,11 +131,7 @@ def test_threads_append_at_once(root):
         for i in range(200):
             p.append({'k%d' % (i % 5): b'%d.%d,' % (t, i)})
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    assert run_threads(work) == []
     got = b''.join(p.get(['k%d' % j for j in range(5)]))
     assert sorted(got.split(b',')[:-1]) == sorted(
         b'%d.%d' % (t, i) for t in range(4) for i in range(200))

@@ -6,7 +6,6 @@ decompress, concat_into), the one-pass get, and the format against partd's
 import decimal
 import os
 import pickle
-import threading
 
 import pytest
 
@@ -17,7 +16,7 @@ import cpartd  # noqa: E402
 import cpartd.pandas as cp  # noqa: E402
 from cpartd import _cpartd as C  # noqa: E402
 from cpartd import Buffer, Dict, File  # noqa: E402
-from conftest import DAMAGE_ERRORS, damage_rounds  # noqa: E402
+from conftest import DAMAGE_ERRORS, damage_rounds, spinning  # noqa: E402
 
 
 def frame(n, seed=0, cats=('u', 'v'), tz='US/Eastern'):
@@ -238,21 +237,9 @@ def test_concat_into():
 
 def test_compression_releases_gil():
     big = np.random.default_rng(0).random(1 << 23)      # 64 MiB
-    count = [0]
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            count[0] += 1
-
-    t = threading.Thread(target=spin)
-    t.start()
-    try:
+    with spinning() as count:
         before = count[0]
         out = C.blocks_frames(b'', [(C.CODEC_BLOSC, big, 8)])
         C.decompress(C.CODEC_BLOSC, out[16:])
         during = count[0] - before
-    finally:
-        stop.set()
-        t.join()
     assert during > 1000

@@ -12,6 +12,8 @@ import cpartd
 from cpartd import Buffer, Dict, File
 from cpartd.buffer import CBuffer, PyBuffer, keys_to_flush
 from cpartd.utils import frame, framesplit, flatten, nested_get, suffix, extend
+from conftest import (check_pickled_by_path, check_temporary_pickle_keeps_dir,
+                      run_threads)
 
 
 def stores(root):
@@ -200,24 +202,11 @@ def test_file_fsync(root):
 
 
 def test_file_pickle(root):
-    p = File(root)
-    p.append({'x': b'1'})
-    q = pickle.loads(pickle.dumps(p))
-    assert isinstance(q, File)
-    assert q.path == root
-    assert q.get('x') == b'1'
-    q.append({'x': b'2'})
-    assert p.get('x') == b'12'
-    del q
-    assert os.path.isdir(root)         # an unpickled File never removes it
+    check_pickled_by_path(File, root)
 
 
 def test_temp_file_pickle_does_not_remove():
-    p = File()
-    q = pickle.loads(pickle.dumps(p))
-    del q
-    assert os.path.isdir(p.path)
-    p.close()
+    check_temporary_pickle_keeps_dir(File)
 
 
 def test_dict_pickle():
@@ -353,23 +342,14 @@ def test_core_names():
 
 def test_threads(root):
     p = Buffer(Dict(), File(root), available_memory=1000)
-    errors = []
 
     def work(t):
-        try:
-            for i in range(200):
-                p.append({i % 7: b'%d.%d;' % (t, i)})
-                if i % 50 == 0:
-                    p.get(list(range(7)))
-        except Exception as e:  # pragma: no cover
-            errors.append(e)
+        for i in range(200):
+            p.append({i % 7: b'%d.%d;' % (t, i)})
+            if i % 50 == 0:
+                p.get(list(range(7)))
 
-    ts = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors
+    assert run_threads(work) == []
     got = b''.join(p.get(list(range(7))))
     for t in range(4):
         for i in range(200):

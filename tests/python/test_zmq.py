@@ -14,7 +14,7 @@ import pytest
 import cpartd
 from cpartd import Buffer, Dict, File
 from cpartd.zmq import Client, Server, serialize_key, deserialize_key
-from conftest import build_python_dir
+from conftest import build_python_dir, run_threads, spinning
 
 
 @pytest.fixture
@@ -294,22 +294,12 @@ def test_client_recovers_when_server_comes(tmp_path):
 
 def test_client_releases_gil():
     c = Client('tcp://127.0.0.1:1', timeout=1)
-    count = [0]
-    stop = threading.Event()
-
-    def spin():
-        while not stop.is_set():
-            count[0] += 1
-
-    t = threading.Thread(target=spin)
-    t.start()
-    time.sleep(0.05)
-    before = count[0]
-    with pytest.raises(TimeoutError):
-        c.get('x')
-    during = count[0] - before
-    stop.set()
-    t.join()
+    with spinning() as count:
+        time.sleep(0.05)
+        before = count[0]
+        with pytest.raises(TimeoutError):
+            c.get('x')
+        during = count[0] - before
     c.close()
     assert during > 10000      # the spinning thread ran while get waited
 
@@ -388,23 +378,14 @@ def test_unknown_command_does_not_kill_server(server):
 
 
 def test_many_threads_and_clients(server):
-    errors = []
 
     def work(t):
-        try:
-            c = Client(server.address, timeout=30)
-            for i in range(100):
-                c.append({i % 5: b'%d.%d;' % (t, i)})
-            c.close()
-        except Exception as e:  # pragma: no cover
-            errors.append(e)
+        c = Client(server.address, timeout=30)
+        for i in range(100):
+            c.append({i % 5: b'%d.%d;' % (t, i)})
+        c.close()
 
-    ts = [threading.Thread(target=work, args=(t,)) for t in range(4)]
-    for t in ts:
-        t.start()
-    for t in ts:
-        t.join()
-    assert not errors
+    assert run_threads(work) == []
     c = Client(server.address)
     for k in range(5):
         items = c.get(k).split(b';')[:-1]
