@@ -43,6 +43,27 @@ static PD__UNUSED void fx_done(fx *f) {
     free(f->dir);
 }
 
+/* fx_init, then the first handle on f's Log, which it creates. */
+static PD__UNUSED pd_store *fx_start(fx *f) {
+    fx_init(f);
+    return fx_open(f);
+}
+
+/* Closes the last handle *s, then ends f (fx_done). */
+static PD__UNUSED void fx_end(fx *f, pd_store **s) {
+    TU_OK(pd_close(s), NULL);
+    fx_done(f);
+}
+
+/* In a child of tu_child_spawn: a handle on the Log at root, or the child
+ * fails, naming the root and why. */
+static PD__UNUSED pd_store *fx_child_open(const char *root) {
+    pd_store *s = NULL;
+    TU_CHECK(pd_log_open(&s, root, 0) == 0, "open %s: %s", root,
+             pd_errmsg(NULL));
+    return s;
+}
+
 /* Names in f's root starting with prefix. */
 static PD__UNUSED int s_count(const char *root, const char *prefix) {
     DIR *d = opendir(root);
@@ -97,15 +118,19 @@ static PD__UNUSED void fx_flip(const char *path, long off, long bit) {
     close(fd);
 }
 
-/* Closes *s, opens f's store again and checks that key holds want; then
- * closes it and ends f. */
+/* Opens f's store again, checks that key holds want, closes that handle and
+ * ends f. */
+static PD__UNUSED void fx_end_check(fx *f, const char *key, const char *want) {
+    pd_store *s = fx_open(f);
+    tu_expect_str(s, K(key), want);
+    fx_end(f, &s);
+}
+
+/* Closes *s, then fx_end_check. */
 static PD__UNUSED void fx_end_reopened(fx *f, pd_store **s, const char *key,
                                        const char *want) {
     TU_OK(pd_close(s), NULL);
-    *s = fx_open(f);
-    tu_expect_str(*s, K(key), want);
-    TU_OK(pd_close(s), NULL);
-    fx_done(f);
+    fx_end_check(f, key, want);
 }
 
 /* Holds the state file's shared flock as an open handle does, so closing
