@@ -200,10 +200,7 @@ START_TEST(ns_over_fanout) {
     TU_OK(pd_close(&a), NULL);
     TU_OK(pd_close(&b), NULL);
     TU_OK(pd_close(&f), NULL);
-    for (int i = 0; i < 2; i++) {
-        TU_OK(pd_close(&in[i]), NULL);
-        t_srv_close(&s[i]);
-    }
+    t_clients_close(s, in, 2);
 }
 END_TEST
 
