@@ -236,17 +236,23 @@ START_TEST(wire_codec) {
 }
 END_TEST
 
-/* Errors the server reports: immediately with PD_CLIENT_SYNC, by the next
- * call with window 1 (the reference's pacing), and the handle stays
- * usable.  (Pipelined appends: server_pipeline.) */
+/* A started server of a File in a new directory, *dir. */
+static pd_server *t_file_server(char **dir) {
+    *dir = tu_mkdtemp();
+    ck_assert_ptr_nonnull(*dir);
+    pd_store *file = NULL;
+    TU_OK(pd_file_open(&file, *dir, 0), NULL);
+    pd_server *srv = t_server(&file, NULL, NULL);
+    ck_assert_ptr_null(file);
+    return srv;
+}
+
 /* Appends to our server are pipelined: up to `window` in flight, applied in
  * the order sent; an error is reported by the append `window` calls later or
  * by the next call that is not an append, the appends behind it applied. */
 START_TEST(server_pipeline) {
-    char *dir = tu_mkdtemp();
-    pd_store *file = NULL;
-    TU_OK(pd_file_open(&file, dir, 0), NULL);
-    pd_server *srv = t_server(&file, NULL, NULL);
+    char *dir;
+    pd_server *srv = t_file_server(&dir);
     const char *addr = pd_server_address(srv, 0);
     pd_client_opts bad = {0};
     bad.window = PD_CLIENT_WINDOW_MAX + 1;
@@ -334,12 +340,12 @@ START_TEST(server_pipeline) {
 }
 END_TEST
 
+/* Errors the server reports: immediately with PD_CLIENT_SYNC, by the next
+ * call with window 1 (the reference's pacing), and the handle stays
+ * usable.  (Pipelined appends: server_pipeline.) */
 START_TEST(server_errors) {
-    char *dir = tu_mkdtemp();
-    pd_store *file = NULL;
-    TU_OK(pd_file_open(&file, dir, 0), NULL);
-    pd_server *srv = t_server(&file, NULL, NULL);
-    ck_assert_ptr_null(file);
+    char *dir;
+    pd_server *srv = t_file_server(&dir);
     const char *addr = pd_server_address(srv, 0);
     pd_bytes tp[2] = {PD_BYTES("a", 1), PD_BYTES("b", 1)};
     pd_key flat = PD_KEY_STR("a"), tuple = PD_KEY_TUPLE(tp, 2);
