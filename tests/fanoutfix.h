@@ -97,6 +97,13 @@ static pd_store *t_fanout(pd_store **inner, size_t n) {
     return f;
 }
 
+/* t_clients, and a borrowed Fanout over the clients (t_fanout). */
+static PD__UNUSED pd_store *t_clients_fanout(t_srv *s, pd_store **in,
+                                             size_t n) {
+    t_clients(s, in, n);
+    return t_fanout(in, n);
+}
+
 static void t_has(pd_store *s, const char *what) {
     ck_assert_msg(strstr(pd_errmsg(s), what) != NULL,
                   "message does not say '%s': %s", what, pd_errmsg(s));

@@ -118,6 +118,28 @@ static PD__UNUSED void fx_flip(const char *path, long off, long bit) {
     close(fd);
 }
 
+/* After a bit flip at off (-1: none) in the Log at root, whose handle is
+ * s: key reads exactly want, or fails with PD_ERR_CORRUPT naming root.
+ * Returns whether it read. */
+static PD__UNUSED bool fx_exact_or_corrupt(pd_store *s, const char *root,
+                                           const char *key, const char *want,
+                                           long off) {
+    char *got = NULL;
+    size_t len = 0;
+    int rc = tu_fetch1(s, K(key), &got, &len);
+    if (rc == 0) {
+        ck_assert_msg(len == strlen(want) && !memcmp(got, want, len),
+                      "flip at %ld: '%s' read '%.*s', not '%s'", off, key,
+                      (int)len, got, want);
+    } else {
+        ck_assert_msg(rc == PD_ERR_CORRUPT, "flip at %ld: %d %s", off, rc,
+                      pd_errmsg(s));
+        ck_assert_ptr_nonnull(strstr(pd_errmsg(s), root));
+    }
+    free(got);
+    return rc == 0;
+}
+
 /* Opens f's store again, checks that key holds want, closes that handle and
  * ends f. */
 static PD__UNUSED void fx_end_check(fx *f, const char *key, const char *want) {

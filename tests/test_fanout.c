@@ -266,8 +266,7 @@ END_TEST
 START_TEST(ops_clients) {
     t_srv s[3];
     pd_store *in[3];
-    t_clients(s, in, 3);
-    pd_store *f = t_fanout(in, 3);
+    pd_store *f = t_clients_fanout(s, in, 3);
     t_ops(f, in, 3);
     /* The data is on the servers' stores, each key on its server's. */
     tu_append1(f, K("where"), "w", 1);
@@ -286,8 +285,7 @@ END_TEST
 START_TEST(threads_share) {
     t_srv s[2];
     pd_store *in[2];
-    t_clients(s, in, 2);
-    pd_store *f = t_fanout(in, 2);
+    pd_store *f = t_clients_fanout(s, in, 2);
     tu_threads_own_shared(f, 4, 200);
     TU_OK(pd_close(&f), NULL);
     pd_store *d[3] = {t_dict(), t_dict(), t_dict()};

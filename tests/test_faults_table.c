@@ -9,6 +9,12 @@
 
 /* ------------------------------------- The rest of the syscall table */
 
+/* What each injected failure does: counts itself and sets errno. */
+static void s_inject(int err) {
+    g_injected++;
+    errno = err;
+}
+
 static int f_fstat_nth(int fd, struct stat *st) {
     if (++g_calls == g_fail_at) {
         g_injected++;
@@ -23,8 +29,7 @@ static int f_fstatat_fail(int d, const char *p, struct stat *st, int fl) {
     (void)p;
     (void)st;
     (void)fl;
-    g_injected++;
-    errno = EIO;
+    s_inject(EIO);
     return -1;
 }
 
@@ -32,45 +37,39 @@ static int f_open_fail(const char *p, int fl, mode_t m) {
     (void)p;
     (void)fl;
     (void)m;
-    g_injected++;
-    errno = EACCES;
+    s_inject(EACCES);
     return -1;
 }
 
 static int f_mkdir_fail(const char *p, mode_t m) {
     (void)p;
     (void)m;
-    g_injected++;
-    errno = EACCES;
+    s_inject(EACCES);
     return -1;
 }
 
 static int f_rmdir_fail(const char *p) {
     (void)p;
-    g_injected++;
-    errno = EBUSY;
+    s_inject(EBUSY);
     return -1;
 }
 
 static char *f_realpath_fail(const char *p, char *r) {
     (void)p;
     (void)r;
-    g_injected++;
-    errno = EIO;
+    s_inject(EIO);
     return NULL;
 }
 
 static char *f_mkdtemp_fail(char *tmpl) {
     (void)tmpl;
-    g_injected++;
-    errno = ENOSPC;
+    s_inject(ENOSPC);
     return NULL;
 }
 
 static DIR *f_fdopendir_fail(int fd) {
     (void)fd; /* the caller still owns fd and closes it */
-    g_injected++;
-    errno = ENOMEM;
+    s_inject(ENOMEM);
     return NULL;
 }
 
@@ -106,16 +105,14 @@ static struct dirent *f_readdir_untyped(DIR *d) {
 static int f_getrlimit_fail(int r, struct rlimit *rl) {
     (void)r;
     (void)rl;
-    g_injected++;
-    errno = EPERM;
+    s_inject(EPERM);
     return -1;
 }
 
 static int f_clock_fail(clockid_t c, struct timespec *ts) {
     (void)c;
     (void)ts;
-    g_injected++;
-    errno = EINVAL;
+    s_inject(EINVAL);
     return -1;
 }
 

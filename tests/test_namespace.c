@@ -183,8 +183,7 @@ END_TEST
 START_TEST(ns_over_fanout) {
     t_srv s[2];
     pd_store *in[2];
-    t_clients(s, in, 2);
-    pd_store *f = t_fanout(in, 2);
+    pd_store *f = t_clients_fanout(s, in, 2);
     pd_store *a = t_ns(f, "a"), *b = t_ns(f, "b");
     char kb[16];
     for (size_t i = 0; i < 50; i++) {
