@@ -391,12 +391,15 @@ typedef struct t_fg {
     pd_store *inner;
 } t_fg;
 
+/* What a call rc of the inner Dict of s returns through s. */
+static int t_fg_passed(pd_store *s, int rc) {
+    return rc ? pd__err_inner(s, ((t_fg *)s)->inner, rc) : 0;
+}
+
 static int t_fg_append(pd_store *s, size_t n, const pd_key *k,
                        const pd_bytes *v, unsigned f) {
     (void)f;
-    t_fg *g = (t_fg *)s;
-    int rc = pd_append(g->inner, n, k, v, 0);
-    return rc ? pd__err_inner(s, g->inner, rc) : 0;
+    return t_fg_passed(s, pd_append(((t_fg *)s)->inner, n, k, v, 0));
 }
 
 static int t_fg_get(pd_store *s, size_t n, const pd_key *k, pd_result *r,
@@ -420,24 +423,18 @@ static int t_fg_get(pd_store *s, size_t n, const pd_key *k, pd_result *r,
 
 static int t_fg_del(pd_store *s, size_t n, const pd_key *k, unsigned f) {
     (void)f;
-    t_fg *g = (t_fg *)s;
-    int rc = pd_delete(g->inner, n, k, 0);
-    return rc ? pd__err_inner(s, g->inner, rc) : 0;
+    return t_fg_passed(s, pd_delete(((t_fg *)s)->inner, n, k, 0));
 }
 
 static int t_fg_drop(pd_store *s, unsigned f) {
     (void)f;
-    t_fg *g = (t_fg *)s;
-    int rc = pd_drop(g->inner, 0);
-    return rc ? pd__err_inner(s, g->inner, rc) : 0;
+    return t_fg_passed(s, pd_drop(((t_fg *)s)->inner, 0));
 }
 
 static int t_fg_set(pd_store *s, size_t n, const pd_key *k, const pd_bytes *v,
                     unsigned f) {
     (void)f;
-    t_fg *g = (t_fg *)s;
-    int rc = pd__set_inner(g->inner, n, k, v, 0);
-    return rc ? pd__err_inner(s, g->inner, rc) : 0;
+    return t_fg_passed(s, pd__set_inner(((t_fg *)s)->inner, n, k, v, 0));
 }
 
 static int t_fg_keys(pd_store *s, pd_keylist *kl, unsigned f) {
