@@ -78,6 +78,14 @@ static PD__UNUSED void t_clients(t_srv *s, pd_store **in, size_t n) {
     }
 }
 
+/* Closes what t_clients opened: each client, then its server. */
+static PD__UNUSED void t_clients_close(t_srv *s, pd_store **in, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        TU_OK(pd_close(&in[i]), NULL);
+        t_srv_close(&s[i]);
+    }
+}
+
 /* A Fanout over inner[0..n), borrowed. */
 static pd_store *t_fanout(pd_store **inner, size_t n) {
     pd_store *f = NULL;
@@ -87,6 +95,13 @@ static pd_store *t_fanout(pd_store **inner, size_t n) {
     for (size_t i = 0; i < n; i++)
         ck_assert_ptr_eq(pd_fanout_inner(f, i), inner[i]);
     return f;
+}
+
+/* t_clients, and a borrowed Fanout over the clients (t_fanout). */
+static PD__UNUSED pd_store *t_clients_fanout(t_srv *s, pd_store **in,
+                                             size_t n) {
+    t_clients(s, in, n);
+    return t_fanout(in, n);
 }
 
 static void t_has(pd_store *s, const char *what) {

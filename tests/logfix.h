@@ -43,6 +43,27 @@ static PD__UNUSED void fx_done(fx *f) {
     free(f->dir);
 }
 
+/* fx_init, then the first handle on f's Log, which it creates. */
+static PD__UNUSED pd_store *fx_start(fx *f) {
+    fx_init(f);
+    return fx_open(f);
+}
+
+/* Closes the last handle *s, then ends f (fx_done). */
+static PD__UNUSED void fx_end(fx *f, pd_store **s) {
+    TU_OK(pd_close(s), NULL);
+    fx_done(f);
+}
+
+/* In a child of tu_child_spawn: a handle on the Log at root, or the child
+ * fails, naming the root and why. */
+static PD__UNUSED pd_store *fx_child_open(const char *root) {
+    pd_store *s = NULL;
+    TU_CHECK(pd_log_open(&s, root, 0) == 0, "open %s: %s", root,
+             pd_errmsg(NULL));
+    return s;
+}
+
 /* Names in f's root starting with prefix. */
 static PD__UNUSED int s_count(const char *root, const char *prefix) {
     DIR *d = opendir(root);
@@ -97,15 +118,41 @@ static PD__UNUSED void fx_flip(const char *path, long off, long bit) {
     close(fd);
 }
 
-/* Closes *s, opens f's store again and checks that key holds want; then
- * closes it and ends f. */
+/* After a bit flip at off (-1: none) in the Log at root, whose handle is
+ * s: key reads exactly want, or fails with PD_ERR_CORRUPT naming root.
+ * Returns whether it read. */
+static PD__UNUSED bool fx_exact_or_corrupt(pd_store *s, const char *root,
+                                           const char *key, const char *want,
+                                           long off) {
+    char *got = NULL;
+    size_t len = 0;
+    int rc = tu_fetch1(s, K(key), &got, &len);
+    if (rc == 0) {
+        ck_assert_msg(len == strlen(want) && !memcmp(got, want, len),
+                      "flip at %ld: '%s' read '%.*s', not '%s'", off, key,
+                      (int)len, got, want);
+    } else {
+        ck_assert_msg(rc == PD_ERR_CORRUPT, "flip at %ld: %d %s", off, rc,
+                      pd_errmsg(s));
+        ck_assert_ptr_nonnull(strstr(pd_errmsg(s), root));
+    }
+    free(got);
+    return rc == 0;
+}
+
+/* Opens f's store again, checks that key holds want, closes that handle and
+ * ends f. */
+static PD__UNUSED void fx_end_check(fx *f, const char *key, const char *want) {
+    pd_store *s = fx_open(f);
+    tu_expect_str(s, K(key), want);
+    fx_end(f, &s);
+}
+
+/* Closes *s, then fx_end_check. */
 static PD__UNUSED void fx_end_reopened(fx *f, pd_store **s, const char *key,
                                        const char *want) {
     TU_OK(pd_close(s), NULL);
-    *s = fx_open(f);
-    tu_expect_str(*s, K(key), want);
-    TU_OK(pd_close(s), NULL);
-    fx_done(f);
+    fx_end_check(f, key, want);
 }
 
 /* Holds the state file's shared flock as an open handle does, so closing

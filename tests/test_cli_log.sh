@@ -84,11 +84,24 @@ printf 'e' | "$PARTD" append --store log "$A/empty" k 2>"$W/err"
 got "an empty directory becomes a Log with --store log" e get "$A/empty" k
 
 # ------------------------------------------------------------ serve
+# serve_bg ARGS...: `partd serve ARGS... -q` in the background; SPID is its
+# pid and ADDR the address it prints.
+serve_bg() {
+    "$PARTD" serve "$@" -q >"$W/serve.out" 2>"$W/serve.err" </dev/null &
+    SPID=$!
+    ADDR=$(first_line "$W/serve.out")
+}
+
+# serve_stop: stops it with SIGTERM; RC is its exit status.
+serve_stop() {
+    kill -TERM "$SPID"
+    wait "$SPID"
+    RC=$?
+    SPID=
+}
+
 S=$A/served
-"$PARTD" serve --store log --path "$S" -q >"$W/serve.out" 2>"$W/serve.err" \
-    </dev/null &
-SPID=$!
-ADDR=$(first_line "$W/serve.out")
+serve_bg --store log --path "$S"
 case $ADDR in
 ipc://*) ok "serve --store log prints its address: $ADDR" ;;
 *) bad "serve --store log prints its address" "got '$ADDR'" ;;
@@ -99,38 +112,26 @@ run_in "$W/v1" append --connect "$ADDR" k
 cat "$W/v2" "$W/v1" >"$W/want"
 "$PARTD" get --connect "$ADDR" k >"$W/rt" 2>"$W/err" </dev/null
 check "get --connect reads both appends" cmp -s "$W/want" "$W/rt"
-kill -TERM "$SPID"
-wait "$SPID"
-RC=$?
-SPID=
+serve_stop
 expect_rc "serve --store log exits 0 on SIGTERM" 0
 check "--path is a Log" test -f "$S/partd-log"
 "$PARTD" get "$S" k >"$W/rt" 2>"$W/err" </dev/null
 check "... holding what was served (flushed on exit)" cmp -s "$W/want" "$W/rt"
 
 # serve --path of a Log without --store serves that Log.
-"$PARTD" serve --path "$S" -q >"$W/serve.out" 2>"$W/serve.err" </dev/null &
-SPID=$!
-ADDR=$(first_line "$W/serve.out")
+serve_bg --path "$S"
 "$PARTD" get --connect "$ADDR" k >"$W/rt" 2>"$W/err" </dev/null
 check "serve --path LOGDIR (no --store) serves the Log" cmp -s "$W/want" "$W/rt"
 run_in "$W/v1" append --connect "$ADDR" k2
-kill -TERM "$SPID"
-wait "$SPID"
-SPID=
+serve_stop
 got "... and keeps its appends" hello get "$S" k2
 
 # serve --store log without --path: a private temporary Log.
-"$PARTD" serve --store log -q >"$W/serve.out" 2>"$W/serve.err" </dev/null &
-SPID=$!
-ADDR=$(first_line "$W/serve.out")
+serve_bg --store log
 run_in "$W/v2" append --connect "$ADDR" t
 "$PARTD" get --connect "$ADDR" t >"$W/rt" 2>"$W/err" </dev/null
 check "serve --store log, temporary: a round trip" cmp -s "$W/v2" "$W/rt"
-kill -TERM "$SPID"
-wait "$SPID"
-RC=$?
-SPID=
+serve_stop
 expect_rc "... exits 0" 0
 run serve --store file --path "$L" --timeout 1
 expect_rc "serve --store file on a Log fails" 1

@@ -266,8 +266,7 @@ END_TEST
 START_TEST(ops_clients) {
     t_srv s[3];
     pd_store *in[3];
-    t_clients(s, in, 3);
-    pd_store *f = t_fanout(in, 3);
+    pd_store *f = t_clients_fanout(s, in, 3);
     t_ops(f, in, 3);
     /* The data is on the servers' stores, each key on its server's. */
     tu_append1(f, K("where"), "w", 1);
@@ -286,18 +285,14 @@ END_TEST
 START_TEST(threads_share) {
     t_srv s[2];
     pd_store *in[2];
-    t_clients(s, in, 2);
-    pd_store *f = t_fanout(in, 2);
+    pd_store *f = t_clients_fanout(s, in, 2);
     tu_threads_own_shared(f, 4, 200);
     TU_OK(pd_close(&f), NULL);
     pd_store *d[3] = {t_dict(), t_dict(), t_dict()};
     TU_OK(pd_fanout_open(&f, d, 3, 0), NULL);
     tu_threads_own_shared(f, 4, 500);
     TU_OK(pd_close(&f), NULL);
-    for (int i = 0; i < 2; i++) {
-        TU_OK(pd_close(&in[i]), NULL);
-        t_srv_close(&s[i]);
-    }
+    t_clients_close(s, in, 2);
 }
 END_TEST
 
@@ -427,23 +422,36 @@ static t_fail *t_fail_new(void) {
     return f;
 }
 
+/* Keys k0 .. k<n-1>, each with one value. */
+typedef struct t_keys {
+    size_t n;
+    char kb[64][16];
+    pd_key keys[64];
+    pd_bytes vals[64];
+} t_keys;
+
+/* Fills t with n keys (at most 64), each valued val, and appends them to f
+ * once. */
+static void t_keys_put(t_keys *t, pd_store *f, size_t n, const char *val) {
+    ck_assert_uint_le(n, 64);
+    t->n = n;
+    for (size_t i = 0; i < n; i++) {
+        t->keys[i] = t_ki(t->kb[i], sizeof t->kb[i], i);
+        t->vals[i] = V(val);
+    }
+    TU_OK(pd_append(f, n, t->keys, t->vals, 0), f);
+}
+
 START_TEST(errors_name_the_store) {
     t_fail *bad = t_fail_new();
     pd_store *in[3] = {t_dict(), &bad->base, t_dict()};
     pd_store *f = NULL;
     TU_OK(pd_fanout_open(&f, in, 3, 0), NULL);
-    enum { NK = 64 };
-    char kb[NK][16];
-    pd_key keys[NK];
-    pd_bytes vals[NK];
-    for (size_t i = 0; i < NK; i++) {
-        keys[i] = t_ki(kb[i], sizeof kb[i], i);
-        vals[i] = V("x");
-    }
-    TU_OK(pd_append(f, NK, keys, vals, 0), f);
+    t_keys tk;
+    t_keys_put(&tk, f, 64, "x");
     bad->fail = true;
     /* append: stores 0 and 2 applied their part, store 1 did not. */
-    int rc = pd_append(f, NK, keys, vals, 0);
+    int rc = pd_append(f, tk.n, tk.keys, tk.vals, 0);
     ck_assert_int_eq(rc, PD_ERR_IO);
     ck_assert_int_eq(pd_errcode(f), PD_ERR_IO);
     ck_assert_int_eq(pd_errno(f), ENOSPC);
@@ -452,14 +460,14 @@ START_TEST(errors_name_the_store) {
     t_has(f, "write(/fake/");
     t_has(f, "No space left on device");
     bad->fail = false;
-    for (size_t i = 0; i < NK; i++) {
-        size_t at = pd_fanout_index(&keys[i], 3);
-        tu_expect_str(f, keys[i], at == 1 ? "x" : "xx");
+    for (size_t i = 0; i < tk.n; i++) {
+        size_t at = pd_fanout_index(&tk.keys[i], 3);
+        tu_expect_str(f, tk.keys[i], at == 1 ? "x" : "xx");
     }
     bad->fail = true;
     /* Reads: the error, nothing returned. */
     pd_result *r = NULL;
-    ck_assert_int_eq(pd_get(f, NK, keys, &r, 0), PD_ERR_IO);
+    ck_assert_int_eq(pd_get(f, tk.n, tk.keys, &r, 0), PD_ERR_IO);
     ck_assert_ptr_null(r);
     t_has(f, "get: store 1 of 3 (failing)");
     t_has(f, "read(/fake)");
@@ -467,18 +475,18 @@ START_TEST(errors_name_the_store) {
     ck_assert_int_eq(pd_keys(f, &kl, 0), PD_ERR_IO);
     ck_assert_ptr_null(kl);
     t_has(f, "keys: store 1 of 3 (failing)");
-    ck_assert_int_eq(pd_delete(f, NK, keys, 0), PD_ERR_IO);
+    ck_assert_int_eq(pd_delete(f, tk.n, tk.keys, 0), PD_ERR_IO);
     t_has(f, "delete: store 1 of 3 (failing)");
-    ck_assert_int_eq(pd_iset(f, NK, keys, vals, 0), PD_ERR_IO);
+    ck_assert_int_eq(pd_iset(f, tk.n, tk.keys, tk.vals, 0), PD_ERR_IO);
     t_has(f, "iset: store 1 of 3 (failing)");
     ck_assert_int_eq(pd_drop(f, 0), PD_ERR_IO);
     t_has(f, "drop: store 1 of 3 (failing)");
     t_has(f, "applied by store 0, 2");
     /* Keys routed to healthy stores only: fine. */
-    for (size_t i = 0; i < NK; i++) {
-        if (pd_fanout_index(&keys[i], 3) == 1) continue;
-        TU_OK(pd_append(f, 1, &keys[i], &vals[i], 0), f);
-        tu_expect_str(f, keys[i], "x");
+    for (size_t i = 0; i < tk.n; i++) {
+        if (pd_fanout_index(&tk.keys[i], 3) == 1) continue;
+        TU_OK(pd_append(f, 1, &tk.keys[i], &tk.vals[i], 0), f);
+        tu_expect_str(f, tk.keys[i], "x");
     }
     bad->fail = false;
     TU_OK(pd_close(&f), NULL);
@@ -499,19 +507,12 @@ START_TEST(server_killed) {
     }
     pd_store *f = NULL;
     TU_OK(pd_fanout_open(&f, in, 2, 0), NULL);
-    enum { NK = 32 };
-    char kb[NK][16];
-    pd_key keys[NK];
-    pd_bytes vals[NK];
-    for (size_t i = 0; i < NK; i++) {
-        keys[i] = t_ki(kb[i], sizeof kb[i], i);
-        vals[i] = V("v");
-    }
-    TU_OK(pd_append(f, NK, keys, vals, 0), f);
+    t_keys tk;
+    t_keys_put(&tk, f, 32, "v");
     t_srv_close(&s[1]);
     int64_t t0 = t_ms();
     pd_result *r = NULL;
-    int rc = pd_get(f, NK, keys, &r, 0);
+    int rc = pd_get(f, tk.n, tk.keys, &r, 0);
     ck_assert_int_ne(rc, 0);
     ck_assert_ptr_null(r);
     ck_assert_int_lt(t_ms() - t0, bound);
@@ -520,20 +521,22 @@ START_TEST(server_killed) {
     t_has(f, want);
     /* An append checks nothing remote: store 0 applies its part, the dead
      * store fails. */
-    rc = pd_append(f, NK, keys, vals, 0);
+    rc = pd_append(f, tk.n, tk.keys, tk.vals, 0);
     ck_assert_int_ne(rc, 0);
     t_has(f, "store 1 of 2 (client tcp://127.0.0.1:");
     t_has(f, "applied by store 0");
     ck_assert_int_lt(t_ms() - t0, 2 * bound);
     /* Store 0 still answers. */
-    for (size_t i = 0; i < NK; i++)
-        if (pd_fanout_index(&keys[i], 2) == 0) tu_expect_str(f, keys[i], "vv");
+    for (size_t i = 0; i < tk.n; i++)
+        if (pd_fanout_index(&tk.keys[i], 2) == 0)
+            tu_expect_str(f, tk.keys[i], "vv");
     /* A delete reads the replies due first: the dead store's check fails,
      * nothing is deleted. */
-    ck_assert_int_ne(pd_delete(f, NK, keys, 0), 0);
+    ck_assert_int_ne(pd_delete(f, tk.n, tk.keys, 0), 0);
     t_has(f, "refused before anything was sent");
-    for (size_t i = 0; i < NK; i++)
-        if (pd_fanout_index(&keys[i], 2) == 0) tu_expect_str(f, keys[i], "vv");
+    for (size_t i = 0; i < tk.n; i++)
+        if (pd_fanout_index(&tk.keys[i], 2) == 0)
+            tu_expect_str(f, tk.keys[i], "vv");
     t0 = t_ms();
     pd_close(&f); /* the dead client may report its lost requests */
     ck_assert_int_lt(t_ms() - t0, bound);

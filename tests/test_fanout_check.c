@@ -141,10 +141,7 @@ START_TEST(refused_before_sent) {
     t_holds(&s[0], good, "1");
     t_holds(&s[1], other, "o2");
     TU_OK(pd_close(&f), NULL);
-    for (int i = 0; i < 2; i++) {
-        TU_OK(pd_close(&in[i]), NULL);
-        t_srv_close(&s[i]);
-    }
+    t_clients_close(s, in, 2);
 }
 END_TEST
 

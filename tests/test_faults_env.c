@@ -82,13 +82,6 @@ static int f_openat_eacces(int dfd, const char *p, int fl, mode_t m) {
     }
     return openat(dfd, p, fl, m);
 }
-static int f_mkdirat_eacces(int d, const char *p, mode_t m) {
-    (void)d;
-    (void)p;
-    (void)m;
-    errno = EACCES;
-    return -1;
-}
 static int f_unlinkat_eacces(int d, const char *p, int fl) {
     (void)d;
     (void)p;
@@ -147,7 +140,7 @@ static int s_ro_child(void *arg) {
     int rc = pd_file_open(&s, a->src, 0);
     TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
     pd__sys_table.openat = f_openat_eacces;
-    pd__sys_table.mkdirat = f_mkdirat_eacces;
+    pd__sys_table.mkdirat = f_mkdirat_fail; /* EACCES */
     pd__sys_table.unlinkat = f_unlinkat_eacces;
     pd__sys_table.renameat = f_renameat_eacces;
     s_check_refused(s, a->src, EACCES, "injected EACCES");

@@ -22,10 +22,15 @@ static void s_rc_clear(pd_store *s, int rc, const char *keyrepr,
                   pd_errmsg(s));
 }
 
+/* Opens f's store holding a bystander key, "o", that no fault may touch. */
+static void s_fx_bystander(fx *f) {
+    s_fx_open(f, 0);
+    tu_append1(f->s, K("o"), "other", 5);
+}
+
 START_TEST(key_is_directory) {
     fx f;
-    s_fx_open(&f, 0);
-    tu_append1(f.s, K("o"), "other", 5);
+    s_fx_bystander(&f);
     char p[PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/k", f.root);
     ck_assert_int_eq(mkdir(p, 0755), 0);
@@ -60,8 +65,7 @@ END_TEST
 
 START_TEST(key_is_symlink) {
     fx f;
-    s_fx_open(&f, 0);
-    tu_append1(f.s, K("o"), "other", 5);
+    s_fx_bystander(&f);
     char out[PATH_MAX + 16], outdir[PATH_MAX + 16], p[PATH_MAX + 32];
     snprintf(out, sizeof out, "%s/outside.txt", f.dir);
     s_write(out, "SECRET");
@@ -237,8 +241,7 @@ static int s_fifo_child(void *arg) {
 
 START_TEST(key_is_fifo) {
     fx f;
-    s_fx_open(&f, 0);
-    tu_append1(f.s, K("o"), "other", 5);
+    s_fx_bystander(&f);
     char p[PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/fifo", f.root);
     ck_assert_int_eq(mkfifo(p, 0644), 0);

@@ -9,6 +9,12 @@
 
 /* ------------------------------------- The rest of the syscall table */
 
+/* What each injected failure does: counts itself and sets errno. */
+static void s_inject(int err) {
+    g_injected++;
+    errno = err;
+}
+
 static int f_fstat_nth(int fd, struct stat *st) {
     if (++g_calls == g_fail_at) {
         g_injected++;
@@ -23,8 +29,7 @@ static int f_fstatat_fail(int d, const char *p, struct stat *st, int fl) {
     (void)p;
     (void)st;
     (void)fl;
-    g_injected++;
-    errno = EIO;
+    s_inject(EIO);
     return -1;
 }
 
@@ -32,45 +37,39 @@ static int f_open_fail(const char *p, int fl, mode_t m) {
     (void)p;
     (void)fl;
     (void)m;
-    g_injected++;
-    errno = EACCES;
+    s_inject(EACCES);
     return -1;
 }
 
 static int f_mkdir_fail(const char *p, mode_t m) {
     (void)p;
     (void)m;
-    g_injected++;
-    errno = EACCES;
+    s_inject(EACCES);
     return -1;
 }
 
 static int f_rmdir_fail(const char *p) {
     (void)p;
-    g_injected++;
-    errno = EBUSY;
+    s_inject(EBUSY);
     return -1;
 }
 
 static char *f_realpath_fail(const char *p, char *r) {
     (void)p;
     (void)r;
-    g_injected++;
-    errno = EIO;
+    s_inject(EIO);
     return NULL;
 }
 
 static char *f_mkdtemp_fail(char *tmpl) {
     (void)tmpl;
-    g_injected++;
-    errno = ENOSPC;
+    s_inject(ENOSPC);
     return NULL;
 }
 
 static DIR *f_fdopendir_fail(int fd) {
     (void)fd; /* the caller still owns fd and closes it */
-    g_injected++;
-    errno = ENOMEM;
+    s_inject(ENOMEM);
     return NULL;
 }
 
@@ -106,17 +105,21 @@ static struct dirent *f_readdir_untyped(DIR *d) {
 static int f_getrlimit_fail(int r, struct rlimit *rl) {
     (void)r;
     (void)rl;
-    g_injected++;
-    errno = EPERM;
+    s_inject(EPERM);
     return -1;
 }
 
 static int f_clock_fail(clockid_t c, struct timespec *ts) {
     (void)c;
     (void)ts;
-    g_injected++;
-    errno = EINVAL;
+    s_inject(EINVAL);
     return -1;
+}
+
+/* Opens f's store holding the baseline (s_baseline). */
+static void s_fx_baseline(fx *f) {
+    s_fx_open(f, 0);
+    s_baseline(f->s);
 }
 
 /* fstat fails at its 1st, 2nd, ... call while one batch appends to keys
@@ -187,6 +190,18 @@ START_TEST(fstat_fails_nth) {
 }
 END_TEST
 
+/* An open that an injected err failed: PD_ERR_IO, no handle, and the message
+ * names the call, the path and the reason. */
+static void s_open_failed(int rc, const pd_store *s, int err, const char *call,
+                          const char *path) {
+    ck_assert_int_eq(rc, PD_ERR_IO);
+    ck_assert_ptr_null(s);
+    ck_assert_int_eq(pd_errno(NULL), err);
+    ck_assert_msg(
+        s_msg_has(pd_errmsg(NULL), call, path, strerror(err), (char *)NULL),
+        "message: %s", pd_errmsg(NULL));
+}
+
 /* Opening: open, mkdir, realpath and mkdtemp fail with the path and the
  * reason, create nothing, and the store opens once they work. */
 START_TEST(open_calls_fail) {
@@ -200,11 +215,7 @@ START_TEST(open_calls_fail) {
     pd__sys_table.mkdir = f_mkdir_fail;
     int rc = pd_file_open(&s, root, PD_FILE_CREATE);
     pd__sys_reset();
-    ck_assert_int_eq(rc, PD_ERR_IO);
-    ck_assert_ptr_null(s);
-    ck_assert_msg(s_msg_has(pd_errmsg(NULL), "mkdir", root, "Permission denied",
-                            (char *)NULL),
-                  "message: %s", pd_errmsg(NULL));
+    s_open_failed(rc, s, EACCES, "mkdir", root);
     ck_assert_int_ne(stat(root, &st), 0);
 
     TU_OK(pd_file_open(&s, root, PD_FILE_CREATE), NULL);
@@ -214,21 +225,12 @@ START_TEST(open_calls_fail) {
     pd__sys_table.open = f_open_fail;
     rc = pd_file_open(&s, root, 0);
     pd__sys_reset();
-    ck_assert_int_eq(rc, PD_ERR_IO);
-    ck_assert_ptr_null(s);
-    ck_assert_int_eq(pd_errno(NULL), EACCES);
-    ck_assert_msg(s_msg_has(pd_errmsg(NULL), "open", root, "Permission denied",
-                            (char *)NULL),
-                  "message: %s", pd_errmsg(NULL));
+    s_open_failed(rc, s, EACCES, "open", root);
 
     pd__sys_table.realpath = f_realpath_fail;
     rc = pd_file_open(&s, root, 0);
     pd__sys_reset();
-    ck_assert_int_eq(rc, PD_ERR_IO);
-    ck_assert_ptr_null(s);
-    ck_assert_msg(s_msg_has(pd_errmsg(NULL), "realpath", root,
-                            "Input/output error", (char *)NULL),
-                  "message: %s", pd_errmsg(NULL));
+    s_open_failed(rc, s, EIO, "realpath", root);
 
     TU_OK(pd_file_open(&s, root, 0), NULL);
     tu_expect_as(s, K("k"), "v", "after the failed opens");
@@ -237,12 +239,7 @@ START_TEST(open_calls_fail) {
     pd__sys_table.mkdtemp = f_mkdtemp_fail;
     rc = pd_file_open_temp(&s, dir, 0);
     pd__sys_reset();
-    ck_assert_int_eq(rc, PD_ERR_IO);
-    ck_assert_ptr_null(s);
-    ck_assert_int_eq(pd_errno(NULL), ENOSPC);
-    ck_assert_msg(s_msg_has(pd_errmsg(NULL), "mkdtemp", dir,
-                            "No space left on device", (char *)NULL),
-                  "message: %s", pd_errmsg(NULL));
+    s_open_failed(rc, s, ENOSPC, "mkdtemp", dir);
     char *left = s_find_prefix(dir, "partd-");
     ck_assert_msg(left == NULL || !*left, "left behind: %s", left);
     free(left);
@@ -284,8 +281,7 @@ END_TEST
  * nothing when the listing fails at once; the store works afterwards. */
 START_TEST(listing_fails) {
     fx f;
-    s_fx_open(&f, 0);
-    s_baseline(f.s);
+    s_fx_baseline(&f);
     const char *calls[] = {"fdopendir", "readdir"};
     for (int c = 0; c < 2; c++) {
         s_counters(1, EIO);
@@ -363,8 +359,7 @@ END_TEST
  * appends and gets still give the right values. */
 START_TEST(fstatat_fails) {
     fx f;
-    s_fx_open(&f, 0);
-    s_baseline(f.s);
+    s_fx_baseline(&f);
     s_counters(0, 0);
     pd__sys_table.fstatat = f_fstatat_fail;
     pd_keylist *kl = NULL;
@@ -405,8 +400,7 @@ END_TEST
  * with fstatat; keys and drop work as with them. */
 START_TEST(untyped_entries) {
     fx f;
-    s_fx_open(&f, 0);
-    s_baseline(f.s);
+    s_fx_baseline(&f);
     char p[PATH_MAX + 16];
     snprintf(p, sizeof p, "%s/link", f.root);
     ck_assert_int_eq(symlink("a", p), 0);

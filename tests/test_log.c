@@ -18,8 +18,7 @@
 
 START_TEST(round_trip) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     pd_bytes tp[] = {V("a"), V(""), PD_BYTES("\0/..", 4)};
     pd_key ks[] = {K("x"), PD_KEY_TUPLE(tp, 3), PD_KEY("", 0), K("x"),
                    PD_KEY("\xff\x00", 2)};
@@ -69,8 +68,7 @@ END_TEST
 
 START_TEST(delete_iset_drop_across_handles) {
     fx f;
-    fx_init(&f);
-    pd_store *a = fx_open(&f), *b = fx_open(&f);
+    pd_store *a = fx_start(&f), *b = fx_open(&f);
     tu_append1(a, K("k"), "aa", 2);
     tu_append1(b, K("k"), "bb", 2);
     tu_append1(b, K("j"), "j1", 2);
@@ -97,8 +95,7 @@ START_TEST(delete_iset_drop_across_handles) {
     pd_store *c = fx_open(&f);
     tu_expect_str(c, K("k"), "new");
     tu_expect_str(c, K("j"), "");
-    TU_OK(pd_close(&c), NULL);
-    fx_done(&f);
+    fx_end(&f, &c);
 }
 END_TEST
 
@@ -121,10 +118,7 @@ START_TEST(order_across_handles) {
     for (int i = 0; i < H; i++) tu_expect_str(h[i], K("all"), want);
     ck_assert_int_eq(s_count(f.root, "w-"), H);
     for (int i = 0; i < H; i++) TU_OK(pd_close(&h[i]), NULL);
-    pd_store *s = fx_open(&f);
-    tu_expect_str(s, K("all"), want);
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end_check(&f, "all", want);
 }
 END_TEST
 
@@ -218,8 +212,7 @@ START_TEST(refuses_foreign_and_newer) {
     tu_append1(a, K("k"), "2", 1);
     tu_expect_str(b, K("k"), "v2");
     TU_OK(pd_close(&a), NULL);
-    TU_OK(pd_close(&b), NULL);
-    fx_done(&f);
+    fx_end(&f, &b);
 }
 END_TEST
 
@@ -227,8 +220,7 @@ END_TEST
 
 START_TEST(compaction) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f), *r = fx_open(&f);
+    pd_store *s = fx_start(&f), *r = fx_open(&f);
     char v[1000];
     memset(v, 'v', sizeof v);
     char key[32];
@@ -282,8 +274,7 @@ START_TEST(compaction) {
     free(got);
     pd_result_free(&g1);
     TU_OK(pd_close(&s), NULL);
-    TU_OK(pd_close(&r), NULL);
-    fx_done(&f);
+    fx_end(&f, &r);
 }
 END_TEST
 
@@ -291,8 +282,7 @@ END_TEST
  * compaction, whether or not it wrote. */
 START_TEST(close_compacts) {
     fx f;
-    fx_init(&f);
-    pd_store *w = fx_open(&f), *r = fx_open(&f);
+    pd_store *w = fx_start(&f), *r = fx_open(&f);
     tu_append1(w, K("k"), "1", 1);
     TU_OK(pd_close(&w), NULL);
     ck_assert_int_eq(s_count(f.root, "w-"), 1);
@@ -323,8 +313,7 @@ typedef struct rd_arg {
 
 static int s_reader_child(void *p) {
     rd_arg *a = p;
-    pd_store *s = NULL;
-    TU_CHECK(pd_log_open(&s, a->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = fx_child_open(a->root);
     for (int i = 0; i < a->rounds; i++) {
         char *v = NULL;
         size_t n = 0;
@@ -341,8 +330,7 @@ static int s_reader_child(void *p) {
 
 START_TEST(compaction_concurrent_reader) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     char want[4096] = "", buf[16];
     for (int i = 0; i < 300; i++) {
         snprintf(buf, sizeof buf, "%d;", i);
@@ -359,8 +347,7 @@ START_TEST(compaction_concurrent_reader) {
     char msg[2048];
     int st = tu_child_wait(c, msg, sizeof msg);
     ck_assert_msg(st == 0, "reader: %d %s", st, msg);
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
@@ -390,8 +377,7 @@ static void s_write_records(pd_store *s, int w, int n) {
 static int s_writer_child(void *p) {
     wr_arg *a = p;
     pd_store *s = a->s;
-    if (!s)
-        TU_CHECK(pd_log_open(&s, a->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    if (!s) s = fx_child_open(a->root);
     s_write_records(s, a->w, a->n);
     if (!a->s) TU_CHECK(pd_close(&s) == 0, "close: %s", pd_errmsg(NULL));
     return 0;
@@ -433,8 +419,7 @@ static void s_check_records(pd_store *s, int nw, int n) {
 
 START_TEST(processes_append_together) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     enum { N = 400 };
     /* Child 1 opens its own handle; child 2 uses the inherited one. */
     wr_arg a1 = {f.root, NULL, 1, N}, a2 = {f.root, s, 2, N};
@@ -448,8 +433,7 @@ START_TEST(processes_append_together) {
     TU_OK(pd_close(&s), NULL);
     s = fx_open(&f);
     s_check_records(s, 3, N);
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
@@ -475,17 +459,13 @@ START_TEST(concurrent_create) {
     char msg[1024];
     for (int i = 0; i < C; i++)
         ck_assert_msg(tu_child_wait(c[i], msg, sizeof msg) == 0, "%s", msg);
-    pd_store *s = fx_open(&f);
-    tu_expect_str(s, K("k"), "xxxxxx");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end_check(&f, "k", "xxxxxx");
 }
 END_TEST
 
 START_TEST(threads_one_and_many_handles) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     tu_threads_own_shared(s, 4, 300);
     TU_OK(pd_drop(s, 0), s);
     enum { T = 4, N = 300 };
@@ -498,16 +478,14 @@ START_TEST(threads_one_and_many_handles) {
     }
     for (int t = 0; t < T; t++) pthread_join(th[t], NULL);
     s_check_records(s, T, N);
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
 /* pd_lock excludes another process's append until pd_unlock. */
 static int s_locked_child(void *p) {
     wr_arg *a = p;
-    pd_store *s = NULL;
-    TU_CHECK(pd_log_open(&s, a->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = fx_child_open(a->root);
     tu_append1(s, K("order"), "child;", 6);
     pd_close(&s);
     return 0;
@@ -515,8 +493,7 @@ static int s_locked_child(void *p) {
 
 START_TEST(lock_excludes_processes) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     TU_OK(pd_lock(s), s);
     TU_OK(pd_lock(s), s);
     wr_arg a = {f.root, NULL, 0, 0};
@@ -529,8 +506,7 @@ START_TEST(lock_excludes_processes) {
     char msg[1024];
     ck_assert_msg(tu_child_wait(c, msg, sizeof msg) == 0, "%s", msg);
     tu_expect_str(s, K("order"), "parent;child;");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 

@@ -37,8 +37,7 @@ static void s_commit(pd_attempt **a) {
 
 START_TEST(commit_makes_visible) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f), *r = fx_open(&f);
+    pd_store *s = fx_start(&f), *r = fx_open(&f);
     tu_append1(s, K("a"), "x;", 2);
     pd_attempt *a = s_begin(s, "w", 0);
     s_add(a, "a", "A1;");
@@ -82,15 +81,13 @@ START_TEST(commit_makes_visible) {
     tu_expect_str(s, K("a"), "x;y;A1;A2;z;");
     tu_expect_str(s, ks[2], "T1;");
     tu_expect_str(s, K("d"), "D1;");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
 START_TEST(abort_leaves_nothing) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     pd_attempt *a = s_begin(s, "w", 1);
     s_add(a, "k", "lost");
     TU_OK(pd_attempt_abort(&a), s);
@@ -112,8 +109,7 @@ END_TEST
 
 START_TEST(first_commit_wins) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f), *r = fx_open(&f);
+    pd_store *s = fx_start(&f), *r = fx_open(&f);
     pd_attempt *a1 = s_begin(s, "w", 1), *a2 = s_begin(r, "w", 2);
     /* The same (writer, attempt) twice: separate attempts. */
     pd_attempt *a1b = s_begin(r, "w", 1);
@@ -154,8 +150,7 @@ START_TEST(first_commit_wins) {
     s_add(a, "k", "six;");
     s_commit(&a);
     tu_expect_str(s, K("k"), "six;");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
@@ -168,8 +163,7 @@ typedef struct race_arg {
 
 static int s_race_child(void *arg) {
     race_arg *ra = arg;
-    pd_store *s = NULL;
-    TU_CHECK(pd_log_open(&s, ra->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = fx_child_open(ra->root);
     pd_key w = K("w"), k = K("k");
     pd_attempt *a = NULL;
     int rc = pd_attempt_begin(s, &w, (uint64_t)ra->id, &a, 0);
@@ -193,8 +187,7 @@ static int s_race_child(void *arg) {
 
 START_TEST(processes_race_to_commit) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     enum { N = 4 };
     for (int round = 0; round < 3; round++) {
         TU_OK(pd_drop(s, 0), s);
@@ -232,8 +225,7 @@ START_TEST(processes_race_to_commit) {
         close(ready[1]);
         close(go[0]);
     }
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
@@ -257,8 +249,7 @@ typedef struct kill_arg {
  * batch with pauses, then commits. */
 static int s_kill_child(void *arg) {
     kill_arg *ka = arg;
-    pd_store *s = NULL;
-    TU_CHECK(pd_log_open(&s, ka->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = fx_child_open(ka->root);
     char wn[32];
     snprintf(wn, sizeof wn, "w%d", ka->round);
     pd_key w = PD_KEY_STR(wn);
@@ -282,8 +273,7 @@ static int s_kill_child(void *arg) {
 
 START_TEST(killed_writers_retried_exactly) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     enum { ROUNDS = 40 };
     static char want[4][ROUNDS * 200];
     for (int j = 0; j < 4; j++) want[j][0] = 0;
@@ -332,15 +322,13 @@ START_TEST(killed_writers_retried_exactly) {
         snprintf(kn, sizeof kn, "k%d", j);
         tu_expect_as(s, PD_KEY_STR(kn), want[j], "after reopen");
     }
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
 START_TEST(open_attempt_survives_compaction) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f), *r = fx_open(&f);
+    pd_store *s = fx_start(&f), *r = fx_open(&f);
     pd_attempt *a = s_begin(s, "w", 0);
     s_add(a, "k", "A1;");
     tu_append1(r, K("k"), "p1;", 3);
@@ -368,8 +356,7 @@ START_TEST(open_attempt_survives_compaction) {
     s = fx_open(&f);
     tu_expect_str(s, K("k"), "p1;p2;A1;A2;");
     tu_expect_str(s, K("j"), "J1;");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
@@ -403,8 +390,7 @@ END_TEST
 
 START_TEST(misuse_and_close) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     pd_key w = K("w");
     pd_attempt *a = NULL;
     ck_assert_int_eq(pd_attempt_begin(s, &w, 0, &a, 0x80), PD_ERR_MISUSE);
@@ -434,8 +420,7 @@ START_TEST(misuse_and_close) {
     tu_expect_str(s, K("k"), "");
     a = s_begin(s, "w", 1); /* never committed */
     TU_OK(pd_attempt_abort(&a), s);
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
@@ -454,8 +439,7 @@ static int s_fork_child(void *arg) {
 
 START_TEST(forked_child_cannot_use) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     pd_attempt *a = s_begin(s, "w", 0);
     s_add(a, "k", "parent;");
     tu_child c = tu_child_spawn(s_fork_child, a, NULL, 0);
@@ -464,15 +448,13 @@ START_TEST(forked_child_cannot_use) {
     s_add(a, "k", "more;");
     s_commit(&a);
     tu_expect_str(s, K("k"), "parent;more;");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
 START_TEST(format_version) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     tu_append1(s, K("k"), "v", 1);
     char p[PATH_MAX + 32];
     snprintf(p, sizeof p, "%s/partd-log", f.root);
@@ -486,16 +468,14 @@ START_TEST(format_version) {
     ck_assert_int_eq(m[8], 2);
     free(m);
     s_commit(&a);
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
 /* Encode, Namespace and Buffer pass attempts on to a Log. */
 START_TEST(layers) {
     fx f;
-    fx_init(&f);
-    pd_store *log = fx_open(&f), *z = NULL;
+    pd_store *log = fx_start(&f), *z = NULL;
     TU_OK(pd_compress_open(&z, &log, "zlib", 1, 0), NULL);
     pd_attempt *a = s_begin(z, "w", 0);
     s_add(a, "k", "zipped;");
@@ -563,8 +543,7 @@ START_TEST(layers) {
         TU_OK(pd_close(&buf), NULL); /* and the Log under it */
         log = fx_open(&f);
     }
-    TU_OK(pd_close(&log), NULL);
-    fx_done(&f);
+    fx_end(&f, &log);
 }
 END_TEST
 

@@ -36,8 +36,7 @@ static int f_fsync_count(int fd) {
 
 START_TEST(fsync_on_commit) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     pd__sys_table.fsync = f_fsync_count;
     pd_attempt *a = s_begin(s, "w", 0);
     s_add(a, "k", "v1;");
@@ -62,8 +61,7 @@ START_TEST(fsync_on_commit) {
     TU_OK(pd_attempt_commit(&a, 0), s);
     ck_assert_int_ge(g_fsyncs, 4);
     tu_expect_str(s, K("k"), "v1;v2;v3;v4;");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 
@@ -103,8 +101,7 @@ static int f_flock_eio(int fd, int op) {
 
 START_TEST(faults_in_append_and_commit) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f), *r = fx_open(&f);
+    pd_store *s = fx_start(&f), *r = fx_open(&f);
     pd__sys_table.write = f_write;
     pd__sys_table.fsync = f_fsync;
     /* An attempt append that fails leaves nothing of its batch. */
@@ -178,8 +175,7 @@ typedef struct torn_arg {
 
 static int s_torn_child(void *p) {
     torn_arg *ta = p;
-    pd_store *s = NULL;
-    TU_CHECK(pd_log_open(&s, ta->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = fx_child_open(ta->root);
     pd_key w = K("w"), k = K("k");
     pd_attempt *a = NULL;
     TU_CHECK(pd_attempt_begin(s, &w, 0, &a, 0) == 0, "%s", pd_errmsg(s));
@@ -195,8 +191,7 @@ static int s_torn_child(void *p) {
 START_TEST(torn_records) {
     for (int in_commit = 0; in_commit < 2; in_commit++) {
         fx f;
-        fx_init(&f);
-        pd_store *s = fx_open(&f);
+        pd_store *s = fx_start(&f);
         tu_append1(s, K("k"), "p;", 2);
         torn_arg ta = {f.root, in_commit};
         tu_child c = tu_child_spawn(s_torn_child, &ta, NULL, 0);
@@ -230,20 +225,7 @@ static unsigned s_check(const char *root, const char **want, int nk, long off) {
     for (int i = 0; i < nk; i++) {
         char kn[8];
         snprintf(kn, sizeof kn, "k%d", i);
-        char *got = NULL;
-        size_t len = 0;
-        int rc = tu_fetch1(s, PD_KEY_STR(kn), &got, &len);
-        if (rc == 0) {
-            ck_assert_msg(len == strlen(want[i]) && !memcmp(got, want[i], len),
-                          "flip at %ld: %s read '%.*s', not '%s'", off, kn,
-                          (int)len, got, want[i]);
-            ok |= 1u << i;
-        } else {
-            ck_assert_msg(rc == PD_ERR_CORRUPT, "flip at %ld: %d %s", off, rc,
-                          pd_errmsg(s));
-            ck_assert_ptr_nonnull(strstr(pd_errmsg(s), root));
-        }
-        free(got);
+        if (fx_exact_or_corrupt(s, root, kn, want[i], off)) ok |= 1u << i;
     }
     TU_OK(pd_close(&s), NULL);
     return ok;
@@ -308,8 +290,7 @@ START_TEST(bit_flips) {
     TU_OK(pd_attempt_commit(&a, 0), s);
     tu_expect_str(s, K("k3"), "open;more;");
     TU_OK(pd_close(&s), NULL);
-    TU_OK(pd_close(&sentinel), NULL);
-    fx_done(&f);
+    fx_end(&f, &sentinel);
 }
 END_TEST
 
@@ -317,8 +298,7 @@ END_TEST
  * never an empty value. */
 START_TEST(commit_missing_records) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     pd_attempt *a = s_begin(s, "w", 0);
     s_add(a, "k", "v;");
     TU_OK(pd_attempt_commit(&a, 0), s);

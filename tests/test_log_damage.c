@@ -32,8 +32,7 @@ static void s_batch_val(int i, char *buf, size_t *n) {
 
 static int s_kill_child(void *p) {
     kill_arg *a = p;
-    pd_store *s = NULL;
-    TU_CHECK(pd_log_open(&s, a->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = fx_child_open(a->root);
     char *buf = malloc(13 * 997 + 16);
     for (int i = 0;; i++) {
         size_t n;
@@ -57,8 +56,7 @@ static ssize_t s_write_then_die(int fd, const void *b, size_t n) {
 
 static int s_torn_child(void *p) {
     kill_arg *a = p;
-    pd_store *s = NULL;
-    TU_CHECK(pd_log_open(&s, a->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = fx_child_open(a->root);
     tu_append1(s, K("all"), "00000000", 8);
     pd__sys_table.write = s_write_then_die;
     tu_append1(s, K("all"), "never-acknowledged", 18);
@@ -100,8 +98,7 @@ static void s_check_killed(pd_store *s, int last) {
 
 START_TEST(kill9_writers) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     TU_OK(pd_close(&s), NULL);
     /* A deterministic torn record. */
     kill_arg a = {f.root, -1};
@@ -148,24 +145,10 @@ static const char *const s_want[NK] = {"first;second;third", "b-value", ""};
 static unsigned s_check_flipped(const char *root, long off) {
     pd_store *s = NULL;
     TU_OK(pd_log_open(&s, root, 0), NULL);
-    pd_key ks[NK] = {K("a"), K("b"), K("gone")};
+    const char *ks[NK] = {"a", "b", "gone"};
     unsigned ok = 0;
-    for (int i = 0; i < NK; i++) {
-        char *v = NULL;
-        size_t n = 0;
-        int rc = tu_fetch1(s, ks[i], &v, &n);
-        if (rc == 0) {
-            ck_assert_msg(n == strlen(s_want[i]) && !memcmp(v, s_want[i], n),
-                          "flip at %ld: key %d read wrong bytes '%.*s'", off, i,
-                          (int)n, v);
-            ok |= 1u << i;
-        } else {
-            ck_assert_msg(rc == PD_ERR_CORRUPT, "flip at %ld: %d %s", off, rc,
-                          pd_errmsg(s));
-            ck_assert_ptr_nonnull(strstr(pd_errmsg(s), root));
-        }
-        free(v);
-    }
+    for (int i = 0; i < NK; i++)
+        if (fx_exact_or_corrupt(s, root, ks[i], s_want[i], off)) ok |= 1u << i;
     pd_keylist *kl = NULL;
     int rc = pd_keys(s, &kl, 0);
     ck_assert(rc == 0 || rc == PD_ERR_CORRUPT);
@@ -196,8 +179,7 @@ static void s_flip_all(const char *root, const char *prefix, bool *isolated) {
 
 START_TEST(bit_flips) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     int hold = s_hold_state(f.root);
     pd_key ks[] = {K("a"), K("b"), K("gone")};
     pd_bytes v1[] = {V("first;"), V("b-value"), V("x")};
@@ -223,8 +205,7 @@ END_TEST
 
 START_TEST(salvage) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     int hold = s_hold_state(f.root);
     tu_append1(s, K("a"), "aaaa", 4);
     tu_append1(s, K("b"), "bbbb", 4);
@@ -359,8 +340,7 @@ static void s_expect_fail(int rc, pd_store *s, int code, const char *what) {
 
 START_TEST(faults) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f), *r = fx_open(&f);
+    pd_store *s = fx_start(&f), *r = fx_open(&f);
     tu_append1(s, K("k"), "base;", 5);
     char big[5000];
     memset(big, 'z', sizeof big);
@@ -445,10 +425,7 @@ START_TEST(faults) {
     TU_OK(pd_close(&t), NULL);
     TU_OK(pd_close(&s), NULL);
     TU_OK(pd_close(&r), NULL);
-    s = fx_open(&f);
-    tu_expect_str(s, K("k"), "base;more;after;intr;yx");
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end_check(&f, "k", "base;more;after;intr;yx");
 }
 END_TEST
 

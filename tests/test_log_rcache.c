@@ -49,8 +49,7 @@ static void s_batches(pd_store *s, int tag) {
 
 static int s_job(void *arg) {
     const job *j = arg;
-    pd_store *s = NULL;
-    TU_CHECK(pd_log_open(&s, j->root, 0) == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = fx_child_open(j->root);
     if (j->what == 0) {
         s_batches(s, j->tag);
     } else if (j->what == 1) {
@@ -116,8 +115,7 @@ static long s_read_all(pd_store *s) {
 
 START_TEST(in_order_reads_use_windows_and_see_others) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     pd__sys_table.pread = c_pread;
     /* The reader holds its handle open: the writers' closes do not
      * compact, so partitions stay in NB small extents per run. */
@@ -172,8 +170,7 @@ END_TEST
  * values. */
 START_TEST(scattered_reads_stop_using_windows) {
     fx f;
-    fx_init(&f);
-    pd_store *s = fx_open(&f);
+    pd_store *s = fx_start(&f);
     pd__sys_table.pread = c_pread;
     enum { NK = 64, NR = 512 };
     /* NR records of 8 keys of 4 KiB (16 MiB, more than the windows hold):
@@ -208,8 +205,7 @@ START_TEST(scattered_reads_stop_using_windows) {
     long n = __atomic_load_n(&s_preads, __ATOMIC_RELAXED) - before;
     ck_assert_msg(n > NR * 8, "%ld preads for %d extents", n, 2 * NR * 8);
     TU_OK(pd_close(&rd), NULL);
-    TU_OK(pd_close(&s), NULL);
-    fx_done(&f);
+    fx_end(&f, &s);
 }
 END_TEST
 

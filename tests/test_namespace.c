@@ -183,8 +183,7 @@ END_TEST
 START_TEST(ns_over_fanout) {
     t_srv s[2];
     pd_store *in[2];
-    t_clients(s, in, 2);
-    pd_store *f = t_fanout(in, 2);
+    pd_store *f = t_clients_fanout(s, in, 2);
     pd_store *a = t_ns(f, "a"), *b = t_ns(f, "b");
     char kb[16];
     for (size_t i = 0; i < 50; i++) {
@@ -200,10 +199,7 @@ START_TEST(ns_over_fanout) {
     TU_OK(pd_close(&a), NULL);
     TU_OK(pd_close(&b), NULL);
     TU_OK(pd_close(&f), NULL);
-    for (int i = 0; i < 2; i++) {
-        TU_OK(pd_close(&in[i]), NULL);
-        t_srv_close(&s[i]);
-    }
+    t_clients_close(s, in, 2);
 }
 END_TEST
 

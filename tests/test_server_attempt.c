@@ -14,26 +14,37 @@ static void t_quiet_log(void *arg, int level, const char *line) {
     (void)arg, (void)level, (void)line;
 }
 
-/* A Log in a new directory; *dir gets the directory (freed by the
- * caller). */
-static pd_store *t_logstore(char **dir, char root[512]) {
+/* A new directory *dir (freed by the caller), the root of a Log in it and
+ * the ipc address a server there binds. */
+static void t_paths(char **dir, char root[512], char addr[600]) {
     *dir = tu_mkdtemp();
     ck_assert_ptr_nonnull(*dir);
     snprintf(root, 512, "%s/log", *dir);
+    snprintf(addr, 600, "ipc://%s/s.sock", *dir);
+}
+
+/* t_paths, and the Log created at root. */
+static pd_store *t_logstore(char **dir, char root[512], char addr[600]) {
+    t_paths(dir, root, addr);
     pd_store *s = NULL;
     TU_OK(pd_log_open(&s, root, PD_LOG_CREATE), NULL);
     return s;
 }
 
-/* A server over *store at a new ipc address, not started yet. */
-static pd_server *t_ipc_server(pd_store **store, const char *dir,
-                               char addr[600]) {
-    snprintf(addr, 600, "ipc://%s/s.sock", dir);
+/* A server over *store at the ipc address addr, not started yet. */
+static pd_server *t_ipc_server(pd_store **store, const char *addr) {
     const char *b = addr;
     pd_server_opts o = {0};
     o.bind = &b;
     o.nbind = 1;
     return t_server_open(store, &o, NULL);
+}
+
+/* t_logstore and a server of that Log, not started yet: a test sets its
+ * knobs first. */
+static pd_server *t_log_server(char **dir, char root[512], char addr[600]) {
+    pd_store *log = t_logstore(dir, root, addr);
+    return t_ipc_server(&log, addr);
 }
 
 static pd_attempt *t_begin(pd_store *c, const char *w, uint64_t att) {
@@ -64,8 +75,7 @@ static void t_has(const char *msg, const char *want) {
 
 START_TEST(commit_abort_conflict) {
     char *dir, root[512], addr[600];
-    pd_store *log = t_logstore(&dir, root);
-    pd_server *srv = t_ipc_server(&log, dir, addr);
+    pd_server *srv = t_log_server(&dir, root, addr);
     TU_OK(pd_server_start(srv), NULL);
     pd_store *c = t_client(addr, 5000, 0);
     pd_store *r = t_client(addr, 5000, PD_CLIENT_SYNC);
@@ -153,8 +163,7 @@ END_TEST
  * follows reports it and commits nothing. */
 START_TEST(pipelined_failure) {
     char *dir, root[512], addr[600];
-    pd_store *log = t_logstore(&dir, root);
-    pd_server *srv = t_ipc_server(&log, dir, addr);
+    pd_server *srv = t_log_server(&dir, root, addr);
     srv->h.att_idle_ms = 100;
     TU_OK(pd_server_start(srv), NULL);
     pd_store *c = t_client(addr, 5000, 0);
@@ -225,15 +234,14 @@ static int t_kid_fn(void *arg) {
 
 START_TEST(client_killed) {
     char *dir, root[512], addr[600];
-    pd_store *log = t_logstore(&dir, root);
+    pd_store *log = t_logstore(&dir, root, addr);
     /* The child is forked before the server's threads exist (a fork copies
      * a running ZeroMQ context mid-use) and connects once it listens. */
-    snprintf(addr, sizeof addr, "ipc://%s/s.sock", dir);
     t_kid k = {addr, {-1, -1}};
     ck_assert_int_eq(pipe(k.ready), 0);
     tu_child ch = tu_child_spawn(t_kid_fn, &k, &k.ready[0], 1);
     close(k.ready[1]);
-    pd_server *srv = t_ipc_server(&log, dir, addr);
+    pd_server *srv = t_ipc_server(&log, addr);
     TU_OK(pd_server_start(srv), NULL);
     char b, msg[512];
     if (read(k.ready[0], &b, 1) != 1) {
@@ -307,10 +315,8 @@ static tu_child t_restart(t_srvkid *a, tu_child *old) {
 }
 
 START_TEST(server_restarted) {
-    char *dir = tu_mkdtemp();
-    char root[512], addr[600];
-    snprintf(root, sizeof root, "%s/log", dir);
-    snprintf(addr, sizeof addr, "ipc://%s/s.sock", dir);
+    char *dir, root[512], addr[600];
+    t_paths(&dir, root, addr);
     t_srvkid sk = {addr, root};
     tu_child ch = t_restart(&sk, NULL);
     pd_store *c = t_client(addr, 3000, PD_CLIENT_SYNC);
@@ -433,8 +439,8 @@ static int t_req(pd__handler *h, t_cap *cap, size_t n, const char *const *f) {
           (const char *[]){__VA_ARGS__})
 
 START_TEST(handler_requests) {
-    char *dir, root[512];
-    pd_store *log = t_logstore(&dir, root);
+    char *dir, root[512], addr[600];
+    pd_store *log = t_logstore(&dir, root, addr);
     TU_OK(pd_lock(log), log);
     t_cap cap;
     pd__handler h = {0};
@@ -543,8 +549,7 @@ END_TEST
 /* Through a Python-partd-like peer: not ours, so no attempt is sent. */
 START_TEST(client_misuse) {
     char *dir, root[512], addr[600];
-    pd_store *log = t_logstore(&dir, root);
-    pd_server *srv = t_ipc_server(&log, dir, addr);
+    pd_server *srv = t_log_server(&dir, root, addr);
     srv->h.att_max = 1;
     TU_OK(pd_server_start(srv), NULL);
     pd_store *c = t_client(addr, 5000, 0);

@@ -11,6 +11,21 @@
 
 /* ------------------------------------------------------------ Security */
 
+/* A client of addr over CURVE, trusting the server key srv_pub, with the
+ * keypair pub/sec (NULLs: a fresh random one). */
+static pd_store *t_curve_client(const char *addr, int timeout_ms,
+                                const char *srv_pub, const char *pub,
+                                const char *sec) {
+    pd_client_opts co = {0};
+    co.timeout_ms = timeout_ms;
+    co.curve_server_key = srv_pub;
+    co.curve_public = pub;
+    co.curve_secret = sec;
+    pd_store *c = NULL;
+    TU_OK(pd_client_open(&c, addr, &co), NULL);
+    return c;
+}
+
 START_TEST(curve) {
     char pub[41], sec[41], pub2[41], sec2[41], derived[41];
     TU_OK(pd_curve_keypair(pub, sec), NULL);
@@ -31,11 +46,7 @@ START_TEST(curve) {
                       strcmp(addr, "tcp://127.0.0.1:0") != 0,
                   "%s", addr);
 
-    pd_client_opts co = {0};
-    co.timeout_ms = 5000;
-    co.curve_server_key = pub;
-    pd_store *good = NULL;
-    TU_OK(pd_client_open(&good, addr, &co), NULL);
+    pd_store *good = t_curve_client(addr, 5000, pub, NULL, NULL);
     t_roundtrip(good, "secret", "s");
 
     /* Without CURVE, or with another server key: never connected. */
@@ -43,19 +54,11 @@ START_TEST(curve) {
     pd_bytes v = PD_BYTES("x", 1);
     pd_key k = PD_KEY_STR("secret");
     ck_assert_int_eq(pd_append(plain, 1, &k, &v, 0), PD_ERR_TIMEOUT);
-    co.timeout_ms = 300;
-    co.curve_server_key = pub2;
-    pd_store *wrong = NULL;
-    TU_OK(pd_client_open(&wrong, addr, &co), NULL);
+    pd_store *wrong = t_curve_client(addr, 300, pub2, NULL, NULL);
     ck_assert_int_eq(pd_append(wrong, 1, &k, &v, 0), PD_ERR_TIMEOUT);
     tu_expect_str(good, k, "s");
     /* A client with its own fixed keypair works. */
-    co.timeout_ms = 5000;
-    co.curve_server_key = pub;
-    co.curve_public = pub2;
-    co.curve_secret = sec2;
-    pd_store *mine = NULL;
-    TU_OK(pd_client_open(&mine, addr, &co), NULL);
+    pd_store *mine = t_curve_client(addr, 5000, pub, pub2, sec2);
     tu_expect_str(mine, k, "s");
     t_close(&mine);
     t_close(&wrong);
@@ -107,27 +110,15 @@ START_TEST(curve_allow) {
     o.ncurve_clients = 1;
     pd_server *srv = t_server(NULL, &o, lg);
     const char *addr = pd_server_address(srv, 0);
-    pd_client_opts co = {0};
-    co.timeout_ms = 5000;
-    co.curve_server_key = pub;
-    co.curve_public = cpub;
-    co.curve_secret = csec;
-    pd_store *in = NULL;
-    TU_OK(pd_client_open(&in, addr, &co), NULL);
+    pd_store *in = t_curve_client(addr, 5000, pub, cpub, csec);
     t_roundtrip(in, "listed", "yes");
     /* Right server key, but a client key not on the list: refused. */
-    co.timeout_ms = 400;
-    co.curve_public = opub;
-    co.curve_secret = osec;
-    pd_store *out = NULL;
-    TU_OK(pd_client_open(&out, addr, &co), NULL);
+    pd_store *out = t_curve_client(addr, 400, pub, opub, osec);
     pd_key k = PD_KEY_STR("listed");
     pd_bytes v = PD_BYTES("no", 2);
     ck_assert_int_eq(pd_append(out, 1, &k, &v, 0), PD_ERR_TIMEOUT);
     /* A fresh random keypair: refused too. */
-    co.curve_public = co.curve_secret = NULL;
-    pd_store *anon = NULL;
-    TU_OK(pd_client_open(&anon, addr, &co), NULL);
+    pd_store *anon = t_curve_client(addr, 400, pub, NULL, NULL);
     ck_assert_int_eq(pd_append(anon, 1, &k, &v, 0), PD_ERR_TIMEOUT);
     tu_expect_str(in, k, "yes"); /* the listed client still works */
     t_close(&anon);

@@ -236,17 +236,23 @@ START_TEST(wire_codec) {
 }
 END_TEST
 
-/* Errors the server reports: immediately with PD_CLIENT_SYNC, by the next
- * call with window 1 (the reference's pacing), and the handle stays
- * usable.  (Pipelined appends: server_pipeline.) */
+/* A started server of a File in a new directory, *dir. */
+static pd_server *t_file_server(char **dir) {
+    *dir = tu_mkdtemp();
+    ck_assert_ptr_nonnull(*dir);
+    pd_store *file = NULL;
+    TU_OK(pd_file_open(&file, *dir, 0), NULL);
+    pd_server *srv = t_server(&file, NULL, NULL);
+    ck_assert_ptr_null(file);
+    return srv;
+}
+
 /* Appends to our server are pipelined: up to `window` in flight, applied in
  * the order sent; an error is reported by the append `window` calls later or
  * by the next call that is not an append, the appends behind it applied. */
 START_TEST(server_pipeline) {
-    char *dir = tu_mkdtemp();
-    pd_store *file = NULL;
-    TU_OK(pd_file_open(&file, dir, 0), NULL);
-    pd_server *srv = t_server(&file, NULL, NULL);
+    char *dir;
+    pd_server *srv = t_file_server(&dir);
     const char *addr = pd_server_address(srv, 0);
     pd_client_opts bad = {0};
     bad.window = PD_CLIENT_WINDOW_MAX + 1;
@@ -334,12 +340,12 @@ START_TEST(server_pipeline) {
 }
 END_TEST
 
+/* Errors the server reports: immediately with PD_CLIENT_SYNC, by the next
+ * call with window 1 (the reference's pacing), and the handle stays
+ * usable.  (Pipelined appends: server_pipeline.) */
 START_TEST(server_errors) {
-    char *dir = tu_mkdtemp();
-    pd_store *file = NULL;
-    TU_OK(pd_file_open(&file, dir, 0), NULL);
-    pd_server *srv = t_server(&file, NULL, NULL);
-    ck_assert_ptr_null(file);
+    char *dir;
+    pd_server *srv = t_file_server(&dir);
     const char *addr = pd_server_address(srv, 0);
     pd_bytes tp[2] = {PD_BYTES("a", 1), PD_BYTES("b", 1)};
     pd_key flat = PD_KEY_STR("a"), tuple = PD_KEY_TUPLE(tp, 2);
@@ -385,12 +391,15 @@ typedef struct t_fg {
     pd_store *inner;
 } t_fg;
 
+/* What a call rc of the inner Dict of s returns through s. */
+static int t_fg_passed(pd_store *s, int rc) {
+    return rc ? pd__err_inner(s, ((t_fg *)s)->inner, rc) : 0;
+}
+
 static int t_fg_append(pd_store *s, size_t n, const pd_key *k,
                        const pd_bytes *v, unsigned f) {
     (void)f;
-    t_fg *g = (t_fg *)s;
-    int rc = pd_append(g->inner, n, k, v, 0);
-    return rc ? pd__err_inner(s, g->inner, rc) : 0;
+    return t_fg_passed(s, pd_append(((t_fg *)s)->inner, n, k, v, 0));
 }
 
 static int t_fg_get(pd_store *s, size_t n, const pd_key *k, pd_result *r,
@@ -414,24 +423,18 @@ static int t_fg_get(pd_store *s, size_t n, const pd_key *k, pd_result *r,
 
 static int t_fg_del(pd_store *s, size_t n, const pd_key *k, unsigned f) {
     (void)f;
-    t_fg *g = (t_fg *)s;
-    int rc = pd_delete(g->inner, n, k, 0);
-    return rc ? pd__err_inner(s, g->inner, rc) : 0;
+    return t_fg_passed(s, pd_delete(((t_fg *)s)->inner, n, k, 0));
 }
 
 static int t_fg_drop(pd_store *s, unsigned f) {
     (void)f;
-    t_fg *g = (t_fg *)s;
-    int rc = pd_drop(g->inner, 0);
-    return rc ? pd__err_inner(s, g->inner, rc) : 0;
+    return t_fg_passed(s, pd_drop(((t_fg *)s)->inner, 0));
 }
 
 static int t_fg_set(pd_store *s, size_t n, const pd_key *k, const pd_bytes *v,
                     unsigned f) {
     (void)f;
-    t_fg *g = (t_fg *)s;
-    int rc = pd__set_inner(g->inner, n, k, v, 0);
-    return rc ? pd__err_inner(s, g->inner, rc) : 0;
+    return t_fg_passed(s, pd__set_inner(((t_fg *)s)->inner, n, k, v, 0));
 }
 
 static int t_fg_keys(pd_store *s, pd_keylist *kl, unsigned f) {

@@ -69,6 +69,22 @@ static bool s_same(const uint8_t *a, size_t na, const uint8_t *b, size_t nb) {
     return na == nb && (na == 0 || memcmp(a, b, na) == 0);
 }
 
+/* s reads k as val[0..vlen), with no torn region; what names the value
+ * in a failure ("re-encoded value", "repaired key"). */
+static void s_reads_whole(pd_store *s, const pd_key *k, const uint8_t *val,
+                          size_t vlen, const char *codec, const char *what) {
+    uint8_t *got;
+    size_t glen;
+    int rc = s_get(s, k, &got, &glen);
+    FZ_CHECK(rc == 0, "%s: %s does not read: %s", codec, what, pd_errmsg(s));
+    FZ_CHECK(s_same(got, glen, val, vlen),
+             "%s: %s reads differently (%zu vs %zu bytes)", codec, what, glen,
+             vlen);
+    FZ_CHECK(pd_encode_torn(s) == 0, "%s: %s torn: %s", codec, what,
+             pd_encode_notice(s));
+    free(got);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     static bool hooked;
     if (!hooked) {
@@ -128,17 +144,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         pd_bytes vv = PD_BYTES(val, vlen);
         FZ_CHECK(pd_append(s2, 1, &k, &vv, 0) == 0, "%s: append: %s", codec,
                  pd_errmsg(s2));
-        uint8_t *again;
-        size_t alen;
-        int rc2 = s_get(s2, &k, &again, &alen);
-        FZ_CHECK(rc2 == 0, "%s: re-encoded value does not read: %s", codec,
-                 pd_errmsg(s2));
-        FZ_CHECK(s_same(again, alen, val, vlen),
-                 "%s: re-encoded value reads differently (%zu vs %zu bytes)",
-                 codec, alen, vlen);
-        FZ_CHECK(pd_encode_torn(s2) == 0, "%s: torn in a fresh encoding",
-                 codec);
-        free(again);
+        s_reads_whole(s2, &k, val, vlen, codec, "re-encoded value");
         pd_close(&s2);
         pd_close(&d2);
         /* repair: same value, nothing torn on a fresh handle */
@@ -151,16 +157,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
                  codec, (unsigned long long)torn, (unsigned long long)removed,
                  nraw);
         pd_store *s3 = s_layer(codec, dict, limit);
-        uint8_t *fixed;
-        size_t flen;
-        int rc3 = s_get(s3, &k, &fixed, &flen);
-        FZ_CHECK(rc3 == 0, "%s: repaired key does not read: %s", codec,
-                 pd_errmsg(s3));
-        FZ_CHECK(s_same(fixed, flen, val, vlen),
-                 "%s: repaired key reads differently", codec);
-        FZ_CHECK(pd_encode_torn(s3) == 0, "%s: torn after repair: %s", codec,
-                 pd_encode_notice(s3));
-        free(fixed);
+        s_reads_whole(s3, &k, val, vlen, codec, "repaired key");
         pd_close(&s3);
     }
     free(val);
