@@ -124,6 +124,16 @@ typedef struct pd_store_ops {
     .att_begin = p##begin, .att_append = p##append, .att_commit = p##commit,   \
     .att_abort = p##abort
 
+/* Declares the four attempt ops <p>begin, <p>append, <p>commit and
+ * <p>abort of a module that defines them in another file than its table. */
+#define PD__ATTEMPT_DECLS(p)                                                   \
+    int p##begin(pd_store *s, const pd_key *writer, uint64_t attempt,          \
+                 void **impl, unsigned flags);                                 \
+    int p##append(pd_store *s, void *impl, size_t n, const pd_key *keys,       \
+                  const pd_bytes *vals, unsigned flags);                       \
+    int p##commit(pd_store *s, void *impl, unsigned flags);                    \
+    int p##abort(pd_store *s, void *impl)
+
 typedef struct pd__seen pd__seen; /* keys seen by iset (uthash), store.c */
 
 /* An attempt (core/attempt.c): the store's state of it (impl), and its
