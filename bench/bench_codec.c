@@ -235,15 +235,21 @@ static bool s_zlib_init(s_bare *b) {
     return true;
 }
 
+/* Points z at its input src[0..n) and output dst[0..cap). */
+static void s_zlib_io(z_stream *z, const void *src, size_t n, void *dst,
+                      size_t cap) {
+    z->next_in = (Bytef *)src;
+    z->avail_in = (uInt)n;
+    z->next_out = dst;
+    z->avail_out = (uInt)cap;
+}
+
 /* Compresses src into dst (cap bytes); returns the size. */
 static size_t s_bare_encode(s_bare *b, const void *src, size_t n, void *dst,
                             size_t cap) {
     if (!strcmp(b->name, "zlib")) {
         if (!s_zlib_init(b)) deflateReset(&b->def);
-        b->def.next_in = (Bytef *)src;
-        b->def.avail_in = (uInt)n;
-        b->def.next_out = dst;
-        b->def.avail_out = (uInt)cap;
+        s_zlib_io(&b->def, src, n, dst, cap);
         if (deflate(&b->def, Z_FINISH) != Z_STREAM_END) s_die("deflate");
         return cap - b->def.avail_out;
     }
@@ -301,10 +307,7 @@ static void s_bare_decode(s_bare *b, const void *src, size_t n, void *dst,
                           size_t want) {
     if (!strcmp(b->name, "zlib")) {
         if (!s_zlib_init(b)) inflateReset(&b->inf);
-        b->inf.next_in = (Bytef *)src;
-        b->inf.avail_in = (uInt)n;
-        b->inf.next_out = dst;
-        b->inf.avail_out = (uInt)want;
+        s_zlib_io(&b->inf, src, n, dst, want);
         if (inflate(&b->inf, Z_FINISH) != Z_STREAM_END || b->inf.avail_out)
             s_die("inflate");
         return;

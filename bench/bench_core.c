@@ -137,6 +137,33 @@ static int s_parse_only(const char *list) {
     return 0;
 }
 
+/* The results written by `write` to path: 0, or 2 once stderr says why. */
+static int s_save(const char *what, int (*write_fn)(const char *path),
+                  const char *path) {
+    if (write_fn(path)) {
+        fprintf(stderr, "bench_core: cannot write %s: %s\n", path,
+                strerror(errno));
+        return 2;
+    }
+    printf("%s: %s\n", what, path);
+    return 0;
+}
+
+/* A section of rounds first..cfg.runs (round 0, the warm-up, not recorded;
+ * the first round run checks), its files emptied after. */
+static void s_rounds(const char *what, void (*init_fn)(void),
+                     void (*round_fn)(bool record, bool check),
+                     void (*free_fn)(void), int first) {
+    double t0 = bench_now();
+    init_fn();
+    for (int run = first; run <= cfg.runs; run++)
+        round_fn(run > 0, run == first);
+    free_fn();
+    bc_trash_empty();
+    printf("bench_core: %s done (%.1f s)\n", what, bench_now() - t0);
+    fflush(stdout);
+}
+
 int main(int argc, char **argv) {
     int runs = -1;
     cfg.sections = 15;
@@ -234,27 +261,11 @@ int main(int argc, char **argv) {
     /* Round 0 is the warm-up, discarded; --quick skips it (its first
      * measured round does the checks instead). */
     int first = cfg.quick ? 1 : 0;
-    if (bc_section_on(0)) {
-        t0 = bench_now();
-        bc_small_init();
-        for (int run = first; run <= cfg.runs; run++)
-            bc_small_round(run > 0, run == first);
-        bc_small_free();
-        bc_trash_empty();
-        printf("bench_core: small values done (%.1f s)\n", bench_now() - t0);
-        fflush(stdout);
-    }
-
-    if (bc_section_on(3)) {
-        t0 = bench_now();
-        bc_log_init();
-        for (int run = first; run <= cfg.runs; run++)
-            bc_log_round(run > 0, run == first);
-        bc_log_free();
-        bc_trash_empty();
-        printf("bench_core: Log done (%.1f s)\n", bench_now() - t0);
-        fflush(stdout);
-    }
+    if (bc_section_on(0))
+        s_rounds("small values", bc_small_init, bc_small_round, bc_small_free,
+                 first);
+    if (bc_section_on(3))
+        s_rounds("Log", bc_log_init, bc_log_round, bc_log_free, first);
 
     /* No warm-up: every run is a fresh child. */
     if (bc_section_on(2)) {
@@ -266,23 +277,8 @@ int main(int argc, char **argv) {
     bc_loadavg(host.load1, sizeof host.load1);
     bc_finish_notes();
     bc_print_table(stdout);
-    int rc = 0;
-    if (bc_write_csv(cfg.csv)) {
-        fprintf(stderr, "bench_core: cannot write %s: %s\n", cfg.csv,
-                strerror(errno));
-        rc = 2;
-    } else {
-        printf("csv: %s\n", cfg.csv);
-    }
-    if (cfg.json) {
-        if (bc_write_json(cfg.json)) {
-            fprintf(stderr, "bench_core: cannot write %s: %s\n", cfg.json,
-                    strerror(errno));
-            rc = 2;
-        } else {
-            printf("json: %s\n", cfg.json);
-        }
-    }
+    int rc = s_save("csv", bc_write_csv, cfg.csv);
+    if (cfg.json && s_save("json", bc_write_json, cfg.json)) rc = 2;
     bool miss = false, err = false;
     for (int r = 0; r < R_COUNT; r++) {
         miss |= strcmp(bc_verdict(r), "FAIL") == 0;

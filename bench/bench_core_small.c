@@ -70,8 +70,11 @@ static int s_verify(pd_store *s, int r) {
 /* Opens directory `dir` for the *at() calls of the floors: names are
  * resolved relative to it, as the File store resolves them relative to its
  * root, so the floors pay no more path walking than the store does. */
-static int s_opendir(const char *dir) {
-    return open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+/* The directory's descriptor, or -1 with the failure recorded on `row`. */
+static int s_opendir(const char *dir, int row) {
+    int dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd < 0) bc_fail(row, "open(%s): %s", dir, strerror(errno));
+    return dfd;
 }
 
 /*
@@ -85,14 +88,10 @@ static int s_opendir(const char *dir) {
  * `dir` for the read floor.
  */
 static void s_floor_write(const char *dir, bool record) {
+    int dfd = s_opendir(dir, R_FLOOR_WRITE);
+    if (dfd < 0) return;
     int *fds = bc_xmalloc(cfg.nkeys * sizeof *fds);
     size_t opened = 0;
-    int dfd = s_opendir(dir);
-    if (dfd < 0) {
-        bc_fail(R_FLOOR_WRITE, "open(%s): %s", dir, strerror(errno));
-        free(fds);
-        return;
-    }
     double t0 = bench_now();
     for (; opened < cfg.nkeys; opened++) {
         fds[opened] = openat(dfd, sm.in.names[opened],
@@ -133,9 +132,8 @@ static void s_floor_owc(bool record) {
         bc_fail(R_FLOOR_OWC, "mkdtemp in %s: %s", cfg.dir, strerror(errno));
         return;
     }
-    int dfd = s_opendir(dir);
+    int dfd = s_opendir(dir, R_FLOOR_OWC);
     if (dfd < 0) {
-        bc_fail(R_FLOOR_OWC, "open(%s): %s", dir, strerror(errno));
         bc_rmtree(dir);
         return;
     }
@@ -167,15 +165,11 @@ static void s_floor_owc(bool record) {
  * of the floor.
  */
 static void s_floor_read(const char *dir, bool record) {
+    int dfd = s_opendir(dir, R_FLOOR_READ);
+    if (dfd < 0) return;
     unsigned char *buf = bc_xmalloc(sm.in.per_key + 1);
     memset(buf, 0, sm.in.per_key + 1);
     uint64_t total = 0;
-    int dfd = s_opendir(dir);
-    if (dfd < 0) {
-        bc_fail(R_FLOOR_READ, "open(%s): %s", dir, strerror(errno));
-        free(buf);
-        return;
-    }
     double t0 = bench_now();
     for (size_t k = 0; k < cfg.nkeys; k++) {
         int fd = openat(dfd, sm.in.names[k], O_RDONLY | O_CLOEXEC);

@@ -77,10 +77,7 @@ static void s_note(s_att *a, size_t n, const pd_key *keys) {
             a->all = true;
             return;
         }
-        e->kn.pk = pk;
-        e->kn.klen = klen;
-        e->kn.hash = h;
-        if (pd__ktab_insert(&a->keys, &e->kn)) {
+        if (pd__ktab_add(&a->keys, &e->kn, pk, klen, h)) {
             free(e);
             a->all = true;
         }

@@ -283,20 +283,29 @@ out:
     return rc;
 }
 
+/* Deletes keys[0..n) from slow when it may hold any of them; an error is
+ * "<op> <first key>: <what>". */
+static int s_slow_delete(pd__buffer *b, size_t n, const pd_key *keys,
+                         const char *op, const char *what) {
+    if (!pd__buffer_slow_may_hold(b, n, keys)) return 0;
+    int rc = pd__buffer_need_slow(b);
+    if (rc) return rc;
+    rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
+    if (rc) {
+        char ks[PD__KEYSHORT_MAX];
+        return pd__err_wrap(&b->base, b->slow, rc, "%s %s: %s", op,
+                            pd__key_short(&keys[0], ks), what);
+    }
+    pd__buffer_spilled_remove(b, n, keys);
+    return 0;
+}
+
 static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     pd__buffer *b = (pd__buffer *)s;
     char ks[PD__KEYSHORT_MAX];
-    int rc;
-    if (pd__buffer_slow_may_hold(b, n, keys)) {
-        int lrc = pd__buffer_need_slow(b);
-        if (lrc) return lrc;
-        rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
-        if (rc)
-            return pd__err_wrap(s, b->slow, rc, "delete %s: slow",
-                                pd__key_short(&keys[0], ks));
-        pd__buffer_spilled_remove(b, n, keys);
-    }
+    int rc = s_slow_delete(b, n, keys, "delete", "slow");
+    if (rc) return rc;
     rc = pd_delete(b->fast, n, keys, PD_NOLOCK);
     if (rc)
         return pd__err_wrap(s, b->fast, rc, "delete %s: fast",
@@ -315,15 +324,8 @@ static int s_set(pd_store *s, size_t n, const pd_key *keys,
     char ks[PD__KEYSHORT_MAX];
     int rc = pd__buffer_make_room(b, s_sum(n, vals), fsync);
     if (rc) return rc;
-    if (pd__buffer_slow_may_hold(b, n, keys)) {
-        rc = pd__buffer_need_slow(b);
-        if (rc) return rc;
-        rc = pd_delete(b->slow, n, keys, PD_NOLOCK);
-        if (rc)
-            return pd__err_wrap(s, b->slow, rc, "set %s: delete from slow",
-                                pd__key_short(&keys[0], ks));
-        pd__buffer_spilled_remove(b, n, keys);
-    }
+    rc = s_slow_delete(b, n, keys, "set", "delete from slow");
+    if (rc) return rc;
     rc = s_ents(b, n, keys, NULL, "set");
     if (rc) return rc;
     rc = pd__set_inner(b->fast, n, keys, vals, PD_NOLOCK | fsync);
@@ -539,13 +541,9 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
         slow_had_keys = kl->count > 0;
         pd_keylist_free(&kl);
     }
-    pd__buffer *b = calloc(1, sizeof *b);
-    if (!b) return pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "buffer: open");
-    int rc = pd__store_init(&b->base, &s_buffer_ops);
-    if (rc) {
-        free(b);
-        return rc;
-    }
+    int rc;
+    pd__buffer *b = pd__store_new(sizeof *b, &s_buffer_ops, &rc);
+    if (!b) return rc;
     b->fast = *fast;
     b->slow = *slow;
     b->limit = memory;
@@ -569,20 +567,12 @@ static pd__buffer *s_buf(const pd_store *s) {
 
 uint64_t pd_buffer_spills(const pd_store *s) {
     pd__buffer *b = s_buf(s);
-    if (!b) return 0;
-    pthread_mutex_lock(&b->base.mu);
-    uint64_t n = b->spills;
-    pthread_mutex_unlock(&b->base.mu);
-    return n;
+    return b ? pd__store_read(&b->base, &b->spills) : 0;
 }
 
 uint64_t pd_buffer_memory_usage(const pd_store *s) {
     pd__buffer *b = s_buf(s);
-    if (!b) return 0;
-    pthread_mutex_lock(&b->base.mu);
-    uint64_t u = b->usage;
-    pthread_mutex_unlock(&b->base.mu);
-    return u;
+    return b ? pd__store_read(&b->base, &b->usage) : 0;
 }
 
 uint64_t pd_buffer_memory_limit(const pd_store *s) {

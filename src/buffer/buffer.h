@@ -112,11 +112,6 @@ int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
 int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m);
 
 /* attempt.c: the attempt ops (partd.h, "Attempts"), passed to slow. */
-int pd__buffer_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
-                         void **impl, unsigned flags);
-int pd__buffer_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
-                          const pd_bytes *vals, unsigned flags);
-int pd__buffer_att_commit(pd_store *s, void *impl, unsigned flags);
-int pd__buffer_att_abort(pd_store *s, void *impl);
+PD__ATTEMPT_DECLS(pd__buffer_att_);
 
 #endif /* PARTD_BUFFER_H */

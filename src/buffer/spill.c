@@ -21,6 +21,19 @@ typedef struct s_spill {
 
 /* ------------------------------------------------------------ Selection */
 
+/* How many of order[0..n) (indices into sizes) fit in lim bytes, their sizes
+ * summed in that order. */
+static size_t s_cut(const uint64_t *sizes, const size_t *order, size_t n,
+                    double lim) {
+    uint64_t cum = 0;
+    size_t c = 0;
+    for (; c < n; c++) {
+        cum += sizes[order[c]];
+        if ((double)cum > lim) break;
+    }
+    return c;
+}
+
 size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
                                 double fraction, size_t maxcount, size_t *out) {
     if (n == 0) return 0;
@@ -41,16 +54,7 @@ size_t pd__buffer_keys_to_flush(const uint64_t *sizes, size_t n,
         out[j] = i;
     }
     /* Cumulative sizes need only the first cnt (<= maxcount) entries. */
-    uint64_t cum = 0;
-    size_t b = 0;
-    double lim = (double)total * fraction;
-    for (size_t i = 0; i < cnt; i++) {
-        cum += sizes[out[i]];
-        if ((double)cum <= lim)
-            b = i + 1;
-        else
-            break;
-    }
+    size_t b = s_cut(sizes, out, cnt, (double)total * fraction);
     if (b < 1) b = 1;
     if (b > maxcount) b = maxcount;
     if (b > cnt) b = cnt;
@@ -111,11 +115,8 @@ pd__bcount *pd__buffer_count_add(pd__buffer *b, const pd_key *key, uint64_t h) {
         free(e);
         return NULL;
     }
-    e->kn.pk = p;
-    e->kn.klen = klen;
-    e->kn.hash = h;
     e->dref.hash = h;
-    if (pd__ktab_insert(&b->counts, &e->kn)) {
+    if (pd__ktab_add(&b->counts, &e->kn, p, klen, h)) {
         free(e);
         return NULL;
     }
@@ -130,52 +131,33 @@ void pd__buffer_count_remove(pd__buffer *b, pd__bcount *e) {
 
 /* ---------------------------------------------------------- Spilled set */
 
-/* Records the keys of sel[0..m), just appended to slow, as spilled.  An
- * entry that cannot be allocated makes the index incomplete (spilled_all)
- * instead of failing: the data is in slow already. */
+/* Records key (hash h) as spilled unless it is already.  An entry that
+ * cannot be allocated makes the index incomplete (spilled_all) instead of
+ * failing, since the data is in slow already: false then. */
+static bool s_spilled_put(pd__buffer *b, const pd_key *key, uint64_t h) {
+    if (pd__ktab_find(&b->spilled, key, h)) return true;
+    size_t klen = pd__key_packed_size(key);
+    s_spill *e = malloc(sizeof *e + klen);
+    if (e) {
+        pd__key_pack(key, e->pk);
+        if (pd__ktab_add(&b->spilled, &e->kn, e->pk, klen, h) == 0) return true;
+        free(e);
+    }
+    b->spilled_all = true;
+    return false;
+}
+
+/* Records the keys of sel[0..m), just appended to slow, as spilled. */
 static void pd__buffer_spilled_add(pd__buffer *b, pd__bcount **sel, size_t m) {
     if (!b->private_slow || b->spilled_all) return;
-    for (size_t i = 0; i < m; i++) {
-        const pd__knode *c = &sel[i]->kn;
-        if (pd__ktab_find(&b->spilled, &sel[i]->key, c->hash)) continue;
-        s_spill *e = malloc(sizeof *e + c->klen);
-        if (!e) {
-            b->spilled_all = true;
-            return;
-        }
-        memcpy(e->pk, c->pk, c->klen);
-        e->kn.pk = e->pk;
-        e->kn.klen = c->klen;
-        e->kn.hash = c->hash;
-        if (pd__ktab_insert(&b->spilled, &e->kn)) {
-            free(e);
-            b->spilled_all = true;
-            return;
-        }
-    }
+    for (size_t i = 0; i < m; i++)
+        if (!s_spilled_put(b, &sel[i]->key, sel[i]->kn.hash)) return;
 }
 
 void pd__buffer_spilled_note(pd__buffer *b, size_t n, const pd_key *keys) {
     if (!b->private_slow || b->spilled_all) return;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t h = pd__khash(&keys[i]);
-        if (pd__ktab_find(&b->spilled, &keys[i], h)) continue;
-        size_t klen = pd__key_packed_size(&keys[i]);
-        s_spill *e = malloc(sizeof *e + klen);
-        if (!e) {
-            b->spilled_all = true;
-            return;
-        }
-        pd__key_pack(&keys[i], e->pk);
-        e->kn.pk = e->pk;
-        e->kn.klen = klen;
-        e->kn.hash = h;
-        if (pd__ktab_insert(&b->spilled, &e->kn)) {
-            free(e);
-            b->spilled_all = true;
-            return;
-        }
-    }
+    for (size_t i = 0; i < n; i++)
+        if (!s_spilled_put(b, &keys[i], pd__khash(&keys[i]))) return;
 }
 
 /* Whether slow may hold anything of keys[0..n) (keys NULL: of any key). */
@@ -408,16 +390,8 @@ int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m) {
             s_sift(sz, h, hn, 0);
         }
         /* pd__buffer_keys_to_flush's cut, on the same figures. */
-        double lim = (double)left_bytes * PD__BUFFER_FRACTION;
-        uint64_t cum = 0;
-        size_t c = 0;
-        for (size_t j = 0; j < cap; j++) {
-            cum += sz[top[j]];
-            if ((double)cum <= lim)
-                c = j + 1;
-            else
-                break;
-        }
+        size_t c =
+            s_cut(sz, top, cap, (double)left_bytes * PD__BUFFER_FRACTION);
         if (c < 1) c = 1;
         for (size_t j = 0; j < c; j++) {
             b->selnode[top[j]]->mark = stamp;

@@ -597,14 +597,19 @@ static int s_cmp_line(const void *a, const void *b) {
     return s_cmp_str(&((const s_line *)a)->repr, &((const s_line *)b)->repr);
 }
 
-static int s_verb_keys(s_ctx *ctx) {
+/* Opens the store of a verb that takes no keys, once its arguments are
+ * checked: PD_CLI_EXIT_OK with *s set, or the exit code (*s stays NULL). */
+static int s_open_keyless(s_ctx *ctx, pd_store **s) {
     const char *dir = NULL;
     int first = 0;
     int rc = s_store_args(ctx, 0, 0, &dir, &first);
-    if (rc) return rc;
+    return rc ? rc : s_open_store(ctx, dir, false, s);
+}
+
+static int s_verb_keys(s_ctx *ctx) {
     pd_store *s = NULL;
     pd_keylist *kl = NULL;
-    rc = s_open_store(ctx, dir, false, &s);
+    int rc = s_open_keyless(ctx, &s);
     if (rc == PD_CLI_EXIT_OK && pd_keys(s, &kl, 0) != 0)
         rc = s_fail(ctx, pd_errmsg(s));
     rc = s_close_store(ctx, &s, rc);
@@ -676,12 +681,8 @@ static int s_verb_delete(s_ctx *ctx) {
 }
 
 static int s_verb_drop(s_ctx *ctx) {
-    const char *dir = NULL;
-    int first = 0;
-    int rc = s_store_args(ctx, 0, 0, &dir, &first);
-    if (rc) return rc;
     pd_store *s = NULL;
-    rc = s_open_store(ctx, dir, false, &s);
+    int rc = s_open_keyless(ctx, &s);
     if (rc == PD_CLI_EXIT_OK && pd_drop(s, 0) != 0)
         rc = s_fail(ctx, pd_errmsg(s));
     return s_close_store(ctx, &s, rc);

@@ -192,24 +192,25 @@ const char *pd_errmsg(const pd_store *s) {
     return tl_copy;
 }
 
+/* One of s's error fields (err_code, err_sys), read under err_mu. */
+static int s_err_read(const pd_store *s, const int *field) {
+    pd_store *m = (pd_store *)s;
+    pthread_mutex_lock(&m->err_mu);
+    int c = *field;
+    pthread_mutex_unlock(&m->err_mu);
+    return c;
+}
+
 int pd_errcode(const pd_store *s) {
     if (!s) return tl_null.code;
     if (tl_err.store == s) return tl_err.code;
-    pd_store *m = (pd_store *)s;
-    pthread_mutex_lock(&m->err_mu);
-    int c = m->err_code;
-    pthread_mutex_unlock(&m->err_mu);
-    return c;
+    return s_err_read(s, &s->err_code);
 }
 
 int pd_errno(const pd_store *s) {
     if (!s) return tl_null.sys;
     if (tl_err.store == s) return tl_err.sys;
-    pd_store *m = (pd_store *)s;
-    pthread_mutex_lock(&m->err_mu);
-    int c = m->err_sys;
-    pthread_mutex_unlock(&m->err_mu);
-    return c;
+    return s_err_read(s, &s->err_sys);
 }
 
 bool pd__err_is_current(const pd_store *s) {

@@ -124,6 +124,16 @@ typedef struct pd_store_ops {
     .att_begin = p##begin, .att_append = p##append, .att_commit = p##commit,   \
     .att_abort = p##abort
 
+/* Declares the four attempt ops <p>begin, <p>append, <p>commit and
+ * <p>abort of a module that defines them in another file than its table. */
+#define PD__ATTEMPT_DECLS(p)                                                   \
+    int p##begin(pd_store *s, const pd_key *writer, uint64_t attempt,          \
+                 void **impl, unsigned flags);                                 \
+    int p##append(pd_store *s, void *impl, size_t n, const pd_key *keys,       \
+                  const pd_bytes *vals, unsigned flags);                       \
+    int p##commit(pd_store *s, void *impl, unsigned flags);                    \
+    int p##abort(pd_store *s, void *impl)
+
 typedef struct pd__seen pd__seen; /* keys seen by iset (uthash), store.c */
 
 /* An attempt (core/attempt.c): the store's state of it (impl), and its
@@ -161,6 +171,11 @@ struct pd_store {
 /* Initialises the base of a freshly allocated store.  Returns 0 or
  * PD_ERR_NOMEM (with the thread error set). */
 int pd__store_init(pd_store *s, const pd_store_ops *ops);
+/* Allocates a zeroed store of `size` bytes (a struct whose first member is
+ * its pd_store) and initialises its base with `ops`: the store, or NULL
+ * with *rc set and the thread error recorded ("<kind>: open" when out of
+ * memory). */
+void *pd__store_new(size_t size, const pd_store_ops *ops, int *rc);
 /* Frees the base's own resources (mutexes, seen-set).  Not the struct. */
 void pd__store_fini(pd_store *s);
 
@@ -168,6 +183,15 @@ void pd__store_fini(pd_store *s);
  * one kind check: each module passes its own table), NULL otherwise. */
 static inline void *pd__store_as(const pd_store *s, const pd_store_ops *ops) {
     return s && (s->ops == ops || s->ops->base == ops) ? (void *)s : NULL;
+}
+
+/* *field, a counter of store s that its ops update under s->mu, read under
+ * that mutex (what a getter such as pd_buffer_spills returns). */
+static inline uint64_t pd__store_read(pd_store *s, const uint64_t *field) {
+    pthread_mutex_lock(&s->mu);
+    uint64_t v = *field;
+    pthread_mutex_unlock(&s->mu);
+    return v;
 }
 
 /* ---------------------------------------------------------------- Errors */

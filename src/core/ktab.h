@@ -211,6 +211,15 @@ PD__INLINE pd__knode *pd__ktab_find(const pd__ktab *t, const pd_key *key,
  * order, setting its kw and flat16.  0, or -1 when the table could not
  * grow (nothing changed). */
 int pd__ktab_insert(pd__ktab *t, pd__knode *n);
+/* pd__ktab_insert of n once its packed key pk[0..klen) and hash are set. */
+static inline int pd__ktab_add(pd__ktab *t, pd__knode *n,
+                               const unsigned char *pk, size_t klen,
+                               uint64_t hash) {
+    n->pk = pk;
+    n->klen = klen;
+    n->hash = hash;
+    return pd__ktab_insert(t, n);
+}
 /* Removes n (which is in t).  Never fails. */
 void pd__ktab_remove(pd__ktab *t, pd__knode *n);
 /* Forgets every node and frees the slots (the nodes are the caller's). */

@@ -82,6 +82,20 @@ void pd__store_fini(pd_store *s) {
     pthread_mutex_destroy(&s->mu);
 }
 
+void *pd__store_new(size_t size, const pd_store_ops *ops, int *rc) {
+    pd_store *s = calloc(1, size);
+    if (!s) {
+        *rc = pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "%s: open", ops->kind);
+        return NULL;
+    }
+    *rc = pd__store_init(s, ops);
+    if (*rc) {
+        free(s);
+        return NULL;
+    }
+    return s;
+}
+
 /* ------------------------------------------------------------------ Fork */
 
 static pid_t g_pid; /* getpid(), refreshed in forked children */

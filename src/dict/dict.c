@@ -200,10 +200,7 @@ static s_entry *s_entry_add(s_dict *d, const pd_key *key, uint64_t h) {
     s_entry *e = calloc(1, sizeof *e + klen);
     if (!e) return NULL;
     pd__key_pack(key, e->key);
-    e->kn.pk = e->key;
-    e->kn.klen = klen;
-    e->kn.hash = h;
-    if (pd__ktab_insert(&d->tab, &e->kn)) {
+    if (pd__ktab_add(&d->tab, &e->kn, e->key, klen, h)) {
         free(e);
         return NULL;
     }
@@ -661,13 +658,9 @@ static const pd_store_ops s_dict_ops = {
 int pd_dict_open(pd_store **out) {
     if (!out) return pd__err(NULL, PD_ERR_MISUSE, 0, "dict: open: NULL out");
     *out = NULL;
-    s_dict *d = calloc(1, sizeof *d);
-    if (!d) return pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "dict: open");
-    int rc = pd__store_init(&d->base, &s_dict_ops);
-    if (rc) {
-        free(d);
-        return rc;
-    }
+    int rc;
+    s_dict *d = pd__store_new(sizeof *d, &s_dict_ops, &rc);
+    if (!d) return rc;
     pd__arena_init(&d->arena, false);
     *out = &d->base;
     pd__err_clear(NULL);
@@ -692,10 +685,7 @@ void pd__dict_expect(pd_store *s, uint64_t bytes) {
 uint64_t pd_dict_nbytes(const pd_store *s) {
     if (!s || s->ops != &s_dict_ops) return 0;
     s_dict *d = (s_dict *)s;
-    pthread_mutex_lock(&d->base.mu);
-    uint64_t n = d->nbytes;
-    pthread_mutex_unlock(&d->base.mu);
-    return n;
+    return pd__store_read(&d->base, &d->nbytes);
 }
 
 void pd__dict_trim_hold(pd_store *s, bool hold) {
@@ -712,10 +702,7 @@ void pd__dict_trim_hold(pd_store *s, bool hold) {
 uint64_t pd__dict_trims(const pd_store *s) {
     if (!s || s->ops != &s_dict_ops) return 0;
     s_dict *d = (s_dict *)s;
-    pthread_mutex_lock(&d->base.mu);
-    uint64_t n = d->trims;
-    pthread_mutex_unlock(&d->base.mu);
-    return n;
+    return pd__store_read(&d->base, &d->trims);
 }
 
 const pd__arena *pd__dict_arena(const pd_store *s) {

@@ -86,6 +86,15 @@ size_t pd__ratio_cap(size_t n, size_t ratio, size_t slack) {
     return c;
 }
 
+int pd__codec_new(pd_codec *out, pd_codec proto, size_t size, int level) {
+    int *state = calloc(1, size);
+    if (!state) return PD_ERR_NOMEM;
+    *state = level;
+    *out = proto;
+    out->ctx = state;
+    return 0;
+}
+
 int pd__sink_check_declared(pd_sink *sink, const char *what,
                             uint64_t declared) {
     size_t room = pd_sink_room(sink);

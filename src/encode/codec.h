@@ -78,6 +78,11 @@ extern const pd__codec_ext pd__codec_zstd;
  * 0 counts as 1.  0 or PD_ERR_NOMEM. */
 PD__API int pd__codec_blosc_typed(pd_codec *out, int level, size_t typesize);
 
+/* Fills *out with `proto` (name and callbacks) and, as its ctx, a zeroed
+ * state of `size` bytes whose first member is `int level`, set to level:
+ * the make of a built-in codec that keeps a state.  0 or PD_ERR_NOMEM. */
+int pd__codec_new(pd_codec *out, pd_codec proto, size_t size, int level);
+
 /* The extras of a built-in codec (recognised by its encode callback), or
  * NULL for a custom codec. */
 const pd__codec_ext *pd__codec_ext_of(const pd_codec *codec);

@@ -122,12 +122,10 @@ static int s_decode(void *ctx, const void *src, size_t n, pd_sink *out) {
 static void s_destroy(void *ctx) { free(ctx); }
 
 int pd__codec_blosc_typed(pd_codec *out, int level, size_t typesize) {
-    s_blosc *b = calloc(1, sizeof *b);
-    if (!b) return PD_ERR_NOMEM;
-    b->level = level;
-    b->typesize = typesize ? typesize : 1;
-    *out = (pd_codec){"blosc", b, s_encode, s_decode, s_destroy};
-    return 0;
+    pd_codec proto = {"blosc", NULL, s_encode, s_decode, s_destroy};
+    int rc = pd__codec_new(out, proto, sizeof(s_blosc), level);
+    if (rc == 0) ((s_blosc *)out->ctx)->typesize = typesize ? typesize : 1;
+    return rc;
 }
 
 static int s_make(pd_codec *out, int level) {

@@ -186,11 +186,8 @@ static void s_destroy(void *ctx) {
 }
 
 static int s_make(pd_codec *out, int level) {
-    s_bz2 *b = calloc(1, sizeof *b);
-    if (!b) return PD_ERR_NOMEM;
-    b->level = level;
-    *out = (pd_codec){"bz2", b, s_encode, s_decode, s_destroy};
-    return 0;
+    pd_codec proto = {"bz2", NULL, s_encode, s_decode, s_destroy};
+    return pd__codec_new(out, proto, sizeof(s_bz2), level);
 }
 
 /* "BZh" + block size '1'..'9' + a block or end-of-stream magic; 14 bytes

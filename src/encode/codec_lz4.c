@@ -227,11 +227,8 @@ static void s_destroy(void *ctx) {
 }
 
 static int s_make(pd_codec *out, int level) {
-    s_lz4 *z = calloc(1, sizeof *z);
-    if (!z) return PD_ERR_NOMEM;
-    z->level = level;
-    *out = (pd_codec){"lz4", z, s_encode, s_decode, s_destroy};
-    return 0;
+    pd_codec proto = {"lz4", NULL, s_encode, s_decode, s_destroy};
+    return pd__codec_new(out, proto, sizeof(s_lz4), level);
 }
 
 static int s_probe(const unsigned char *p, size_t n, uint64_t *declared) {

@@ -130,11 +130,8 @@ static void s_destroy(void *ctx) {
 }
 
 static int s_make(pd_codec *out, int level) {
-    s_zlib *z = calloc(1, sizeof *z);
-    if (!z) return PD_ERR_NOMEM;
-    z->level = level;
-    *out = (pd_codec){"zlib", z, s_encode, s_decode, s_destroy};
-    return 0;
+    pd_codec proto = {"zlib", NULL, s_encode, s_decode, s_destroy};
+    return pd__codec_new(out, proto, sizeof(s_zlib), level);
 }
 
 /* RFC 1950 header: deflate method, window <= 32 KiB, check bits, no

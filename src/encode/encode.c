@@ -329,17 +329,25 @@ static size_t s_presize(const s_enc *e, const pd_result *raw) {
 
 /* ------------------------------------------------------------------ Ops */
 
-static int s_append(pd_store *s, size_t n, const pd_key *keys,
-                    const pd_bytes *vals, unsigned flags) {
+/* An append or iset (`put`, on the inner store) of the batch encoded;
+ * `what` names the op in errors. */
+static int s_put(pd_store *s, size_t n, const pd_key *keys,
+                 const pd_bytes *vals, unsigned flags, const char *what,
+                 int (*put)(pd_store *inner, size_t n, const pd_key *keys,
+                            const pd_bytes *vals, unsigned flags)) {
     s_enc *e = (s_enc *)s;
-    int rc = s_encode_batch(e, n, keys, vals, "append");
+    int rc = s_encode_batch(e, n, keys, vals, what);
     if (rc == 0) {
-        rc = pd__append_inner(e->inner, n, keys, e->vals,
-                              PD_NOLOCK | (flags & PD_FSYNC));
+        rc = put(e->inner, n, keys, e->vals, PD_NOLOCK | (flags & PD_FSYNC));
         if (rc) rc = pd__err_inner(s, e->inner, rc);
     }
     s_trim(e);
     return rc;
+}
+
+static int s_append(pd_store *s, size_t n, const pd_key *keys,
+                    const pd_bytes *vals, unsigned flags) {
+    return s_put(s, n, keys, vals, flags, "append", pd__append_inner);
 }
 
 /* Attempts: begun on the inner store; appends encoded as s_append's. */
@@ -383,15 +391,7 @@ static int s_att_abort(pd_store *s, void *impl) {
 
 static int s_set(pd_store *s, size_t n, const pd_key *keys,
                  const pd_bytes *vals, unsigned flags) {
-    s_enc *e = (s_enc *)s;
-    int rc = s_encode_batch(e, n, keys, vals, "iset");
-    if (rc == 0) {
-        rc = pd__set_inner(e->inner, n, keys, e->vals,
-                           PD_NOLOCK | (flags & PD_FSYNC));
-        if (rc) rc = pd__err_inner(s, e->inner, rc);
-    }
-    s_trim(e);
-    return rc;
+    return s_put(s, n, keys, vals, flags, "iset", pd__set_inner);
 }
 
 static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
@@ -580,11 +580,7 @@ int pd_encode_set_limit(pd_store *store, uint64_t max_frame) {
 
 uint64_t pd_encode_torn(const pd_store *store) {
     s_enc *e = s_enc_of(store);
-    if (!e) return 0;
-    pthread_mutex_lock(&e->base.mu);
-    uint64_t t = e->torn;
-    pthread_mutex_unlock(&e->base.mu);
-    return t;
+    return e ? pd__store_read(&e->base, &e->torn) : 0;
 }
 
 const char *pd_encode_notice(const pd_store *store) {

@@ -27,14 +27,20 @@ static int s_no_fsync(pd__client *c, const char *op, unsigned flags) {
                    op, c->address);
 }
 
+/* Checks and sends a keyed request (op names the command too; vals NULL:
+ * keys only): 0 or the error. */
+static int s_request(pd__client *c, const char *op, size_t n,
+                     const pd_key *keys, const pd_bytes *vals, bool pipelined) {
+    int rc = pd__client_prepare(c, op, n, keys, vals, pipelined);
+    return rc ? rc : pd__client_send(c, op, op, keys, vals, 0, n);
+}
+
 static int s_append(pd_store *s, size_t n, const pd_key *keys,
                     const pd_bytes *vals, unsigned flags) {
     pd__client *c = (pd__client *)s;
     int rc = s_no_fsync(c, "append", flags);
     if (rc) return rc;
-    rc = pd__client_prepare(c, "append", n, keys, vals, true);
-    if (rc) return rc;
-    rc = pd__client_send(c, "append", "append", keys, vals, 0, n);
+    rc = s_request(c, "append", n, keys, vals, true);
     if (rc) return rc;
     return pd__client_maybe_sync(c, "append");
 }
@@ -43,9 +49,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                  unsigned flags) {
     (void)flags;
     pd__client *c = (pd__client *)s;
-    int rc = pd__client_prepare(c, "get", n, keys, NULL, false);
-    if (rc) return rc;
-    rc = pd__client_send(c, "get", "get", keys, NULL, 0, n);
+    int rc = s_request(c, "get", n, keys, NULL, false);
     if (rc) return rc;
     char what[sizeof c->q[0].what];
     memcpy(what, pd__client_newest(c)->what, sizeof what);
@@ -87,9 +91,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
 static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     (void)flags;
     pd__client *c = (pd__client *)s;
-    int rc = pd__client_prepare(c, "delete", n, keys, NULL, false);
-    if (rc) return rc;
-    rc = pd__client_send(c, "delete", "delete", keys, NULL, 0, n);
+    int rc = s_request(c, "delete", n, keys, NULL, false);
     if (rc) return rc;
     return pd__client_maybe_sync(c, "delete");
 }
@@ -265,13 +267,9 @@ int pd_client_open(pd_store **out, const char *address,
                            "key given together",
                            address);
     }
-    pd__client *c = calloc(1, sizeof *c);
-    if (!c) return pd__err(NULL, PD_ERR_NOMEM, ENOMEM, "client: open");
-    int rc = pd__store_init(&c->base, &s_client_ops);
-    if (rc) {
-        free(c);
-        return rc;
-    }
+    int rc;
+    pd__client *c = pd__store_new(sizeof *c, &s_client_ops, &rc);
+    if (!c) return rc;
     c->timeout_ms =
         o && o->timeout_ms ? o->timeout_ms : PD_CLIENT_TIMEOUT_DEFAULT;
     c->flags = o ? o->flags : 0;

@@ -442,11 +442,6 @@ int pd__client_send_head(pd__client *c, const char *op, const char *cmd,
 int pd__client_maybe_sync(pd__client *c, const char *op);
 
 /* client_attempt.c: the Client's attempt ops (pd_store_ops' att_*). */
-int pd__client_att_begin(pd_store *s, const pd_key *writer, uint64_t attempt,
-                         void **impl, unsigned flags);
-int pd__client_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
-                          const pd_bytes *vals, unsigned flags);
-int pd__client_att_commit(pd_store *s, void *impl, unsigned flags);
-int pd__client_att_abort(pd_store *s, void *impl);
+PD__ATTEMPT_DECLS(pd__client_att_);
 
 #endif /* PARTD_ZMQ_INTERNAL_H */
