@@ -441,6 +441,5 @@ int main(void) {
         {"spills_counted", spills_counted},
         {"ownership_and_misuse", ownership_and_misuse},
     };
-    return tu_run_cases("test_buffer_basics", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_basics", cases, 300, 0);
 }

@@ -233,6 +233,5 @@ int main(void) {
         {"discard_many_over_file", discard_many_over_file},
         {"discard_errors", discard_errors},
     };
-    return tu_run_cases("test_buffer_discard", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_discard", cases, 300, 0);
 }

@@ -246,6 +246,5 @@ int main(void) {
         {"dict_expects_limit", dict_expects_limit},
         {"nomem_keeps_counts", nomem_keeps_counts},
     };
-    return tu_run_cases("test_buffer_errors", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_errors", cases, 300, 0);
 }

@@ -269,6 +269,5 @@ int main(void) {
         {"private_with_filled_slow", private_with_filled_slow},
         {"private_dict_over_file", private_dict_over_file},
     };
-    return tu_run_cases("test_buffer_file", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_file", cases, 300, 0);
 }

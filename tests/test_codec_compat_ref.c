@@ -404,6 +404,5 @@ int main(void) {
         {"reference_vectors_damaged", reference_vectors_damaged},
         {"live_two_way", live_two_way},
     };
-    return tu_run_cases("test_codec_compat_ref", cases,
-                        sizeof cases / sizeof cases[0], 300, (int)NSHARED);
+    return TU_RUN_CASES("test_codec_compat_ref", cases, 300, (int)NSHARED);
 }

@@ -256,6 +256,5 @@ int main(void) {
         {"ours_roundtrip_standard_frames", ours_roundtrip_standard_frames, 2},
         {"ours_and_the_cli_tools", ours_and_the_cli_tools, 2},
     };
-    return tu_run_cases("test_codec_compat_std", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_codec_compat_std", cases, 300, 0);
 }

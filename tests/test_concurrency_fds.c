@@ -272,6 +272,5 @@ int main(void) {
         {"fd_limit_lowered_after_open", fd_limit_lowered_after_open},
         {"stale_descriptors", stale_descriptors, STALE_NVARIANTS},
     };
-    return tu_run_cases("test_concurrency_fds", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_concurrency_fds", cases, 120, 0);
 }

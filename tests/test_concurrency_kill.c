@@ -138,6 +138,5 @@ int main(void) {
     const tu_case cases[] = {
         {"kill9_loses_nothing_acknowledged", kill9_loses_nothing_acknowledged},
     };
-    return tu_run_cases("test_concurrency_kill", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_concurrency_kill", cases, 120, 0);
 }

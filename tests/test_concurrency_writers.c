@@ -243,6 +243,5 @@ int main(void) {
     const tu_case cases[] = {
         {"many_writers", many_writers},
     };
-    return tu_run_cases("test_concurrency_writers", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_concurrency_writers", cases, 120, 0);
 }

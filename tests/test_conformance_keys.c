@@ -412,6 +412,5 @@ int main(void) {
         {"large_value", large_value},
         {"prefix_collision", prefix_collision},
     };
-    return tu_run_cases("test_conformance_keys", cases,
-                        sizeof cases / sizeof cases[0], 60, NSTACKS);
+    return TU_RUN_CASES("test_conformance_keys", cases, 60, NSTACKS);
 }

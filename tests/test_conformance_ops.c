@@ -321,6 +321,5 @@ int main(void) {
         {"delete_keys", delete_keys},   {"iset_idempotent", iset_idempotent},
         {"drop_store", drop_store},     {"keys_listing", keys_listing},
     };
-    return tu_run_cases("test_conformance_ops", cases,
-                        sizeof cases / sizeof cases[0], 60, NSTACKS);
+    return TU_RUN_CASES("test_conformance_ops", cases, 60, NSTACKS);
 }

@@ -475,6 +475,5 @@ int main(void) {
         {"fsync_reaches_the_file", fsync_reaches_the_file},
         {"kill_rounds_fsync", kill_rounds_fsync},
     };
-    return tu_run_cases("test_crash_kill", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_crash_kill", cases, 300, 0);
 }

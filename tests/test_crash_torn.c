@@ -253,6 +253,5 @@ int main(void) {
         {"zero_tail", zero_tail, 2},
         {"successive_torn_writes", successive_torn_writes, 6},
     };
-    return tu_run_cases("test_crash_torn", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_crash_torn", cases, 300, 0);
 }

@@ -366,6 +366,5 @@ int main(void) {
         {"expect_hint", expect_hint},
         {"nomem_mapping_is_atomic", nomem_mapping_is_atomic},
     };
-    return tu_run_cases("test_dict_arena", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_dict_arena", cases, 120, 0);
 }

@@ -228,6 +228,5 @@ int main(void) {
         {"index_churn", index_churn},
         {"trim_once_per_call", trim_once_per_call},
     };
-    return tu_run_cases("test_dict_index", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_dict_index", cases, 120, 0);
 }

@@ -370,6 +370,5 @@ int main(void) {
         {"misuse", misuse},
         {"threads", threads},
     };
-    return tu_run_cases("test_dict_store", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_dict_store", cases, 120, 0);
 }

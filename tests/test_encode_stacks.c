@@ -230,6 +230,5 @@ int main(void) {
         {"foreign_payloads", foreign_payloads},
         {"write_fails", write_fails, NCODECS},
     };
-    return tu_run_cases("test_encode_stacks", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_encode_stacks", cases, 300, 0);
 }

@@ -259,6 +259,5 @@ int main(void) {
         {"zero_tail", zero_tail},
         {"repair", repair},
     };
-    return tu_run_cases("test_encode_torn", cases,
-                        sizeof cases / sizeof cases[0], 300, NCODECS);
+    return TU_RUN_CASES("test_encode_torn", cases, 300, NCODECS);
 }

@@ -488,5 +488,5 @@ int main(void) {
         {"key_repr_and_parse_round_trip", key_repr_and_parse_round_trip},
         {"key_short_is_bounded", key_short_is_bounded},
     };
-    return tu_run_cases("store", cases, sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("store", cases, 300, 0);
 }

@@ -49,6 +49,14 @@ int tu_run_cases(const char *suite, const tu_case *cases, size_t n,
  * each test, in its process (either may be NULL). */
 int tu_run_cases_fixture(const char *suite, const tu_case *cases, size_t n,
                          double timeout, int loop, SFun setup, SFun teardown);
+/* tu_run_cases and tu_run_cases_fixture over a whole array of cases (its
+ * length computed here). */
+#define TU_RUN_CASES(suite, cases, timeout, loop)                              \
+    tu_run_cases(suite, cases, sizeof(cases) / sizeof((cases)[0]), timeout,    \
+                 loop)
+#define TU_RUN_CASES_FIXTURE(suite, cases, timeout, loop, setup, teardown)     \
+    tu_run_cases_fixture(suite, cases, sizeof(cases) / sizeof((cases)[0]),     \
+                         timeout, loop, setup, teardown)
 
 #define TU_OK(expr, store)                                                     \
     do {                                                                       \
