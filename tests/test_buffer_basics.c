@@ -106,7 +106,7 @@ END_TEST
 /* The Buffer spills what the selection says: with the docstring's sizes
  * held and a limit of 100, one more byte spills only f. */
 START_TEST(select_in_buffer) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BORROW), b);
     const char *names = "abcdefg";
     int sizes[7] = {20, 10, 15, 15, 10, 25, 5};
@@ -210,7 +210,7 @@ END_TEST
 /* Nested: Buffer(Buffer(Dict, Dict), Dict) -- the outer fast store has no
  * peek, so spills read it with pd_get. */
 START_TEST(nested_buffers) {
-    pd_store *inner = s_buf_dd(1500), *slow = s_dict(), *b = NULL;
+    pd_store *inner = s_buf_dd(1500), *slow = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &inner, &slow, 5000, 0), b);
     ck_assert_ptr_null(inner);
     s_random_workload(b, pd_buffer_fast(b), 5000, 1500, 3);
@@ -224,7 +224,7 @@ END_TEST
 /* A fast store without peek (the "failing" store, not failing). */
 START_TEST(fast_without_peek) {
     t_fail *f = t_fail_open();
-    pd_store *fast = &f->base, *slow = s_dict(), *b = NULL;
+    pd_store *fast = &f->base, *slow = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &slow, 3000, 0), b);
     s_random_workload(b, pd_buffer_fast(b), 3000, 800, 4);
     pd_close(&b);
@@ -377,7 +377,7 @@ END_TEST
 /* ------------------------------------------------------------- Ownership */
 
 START_TEST(ownership_and_misuse) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = (pd_store *)&b;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = (pd_store *)&b;
     /* Misuse: nothing taken, pointers untouched, *out NULL. */
     ck_assert_int_eq(pd_buffer_open(&b, &f, &f, 10, 0), PD_ERR_MISUSE);
     ck_assert_ptr_null(b);

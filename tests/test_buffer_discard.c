@@ -11,7 +11,7 @@
 /* Ties between equal sizes go to the key counted first, and a key spilled
  * and appended again counts as new (the reference's dict order). */
 START_TEST(ties_follow_insertion_order) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &f, &sl, 40, PD_BORROW), b);
     static const char ten[] = "0123456789";
     const char *names = "abcd";
@@ -49,7 +49,7 @@ END_TEST
  * or dropping in the Dict directly (a borrowed fast store), spills, and a
  * failed batch must all invalidate it (ASan/valgrind see a stale one). */
 START_TEST(dict_refs_stay_valid) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &f, &sl, 1u << 20, PD_BORROW), b);
     pd_bytes parts[2] = {{"t", 1}, {"u", 1}};
     pd_key ka = PD_KEY_STR("a"), kt = PD_KEY_TUPLE(parts, 2);
@@ -107,7 +107,7 @@ END_TEST
 /* ---------------------------------------------------------------- Discard */
 
 START_TEST(discard_forgets_fast) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BORROW), b);
     TU_OK(pd_buffer_discard(b), b); /* nothing held: fine */
     static char v[80];
@@ -157,7 +157,7 @@ END_TEST
 START_TEST(discard_many_over_file) {
     pd_store *file = s_file_or_skip("discard_many_over_file");
     if (!file) return;
-    pd_store *fast = s_dict(), *slow = file, *b = NULL;
+    pd_store *fast = tu_dict(), *slow = file, *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &slow, 1u << 20, PD_BORROW), b);
     char name[16];
     for (int i = 0; i < 300; i++) {
@@ -185,7 +185,7 @@ START_TEST(discard_errors) {
     ck_assert_int_eq(pd_buffer_discard(NULL), PD_ERR_MISUSE);
     ck_assert_msg(strstr(pd_errmsg(NULL), "discard") != NULL, "%s",
                   pd_errmsg(NULL));
-    pd_store *d = s_dict();
+    pd_store *d = tu_dict();
     ck_assert_int_eq(pd_buffer_discard(d), PD_ERR_MISUSE);
     ck_assert_str_eq(pd_errmsg(d), "dict: discard: not a buffer store");
     pd_close(&d);
@@ -193,7 +193,7 @@ START_TEST(discard_errors) {
     /* fast fails to delete: the error names the key, the keys stay counted
      * and held; once healed, discard works. */
     t_fail *ff = t_fail_open();
-    pd_store *fast = &ff->base, *slow = s_dict(), *b = NULL;
+    pd_store *fast = &ff->base, *slow = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &slow, 1000, 0), b);
     tu_append1(b, PD_KEY_STR("a"), "aa", 2);
     tu_append1(b, PD_KEY_STR("b"), "b", 1);

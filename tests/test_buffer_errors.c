@@ -10,7 +10,7 @@
 
 START_TEST(failing_slow_keeps_data) {
     t_fail *fs = t_fail_open();
-    pd_store *fast = s_dict(), *slow = &fs->base, *b = NULL;
+    pd_store *fast = tu_dict(), *slow = &fs->base, *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &slow, 100, PD_BORROW), b);
     static char v[200];
     memset(v, 'v', sizeof v);
@@ -65,7 +65,7 @@ END_TEST
  * until fast holds at most the limit; a spilled key's batch values go to
  * slow with what fast held of it, in one append to slow. */
 START_TEST(spill_after_append) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &f, &sl, 10, PD_BORROW), b);
     pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
     pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
@@ -95,7 +95,7 @@ END_TEST
  * neither its spilled keys nor the others. */
 START_TEST(failing_spill_applies_nothing) {
     t_fail *fs = t_fail_open();
-    pd_store *fast = s_dict(), *slow = &fs->base, *b = NULL;
+    pd_store *fast = tu_dict(), *slow = &fs->base, *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &slow, 10, PD_BORROW), b);
     pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
     pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
@@ -129,7 +129,7 @@ END_TEST
  * the batch was partly applied, and which part. */
 START_TEST(failing_fast_after_spill_says_so) {
     t_fail *ff = t_fail_open();
-    pd_store *fast = &ff->base, *slow = s_dict(), *b = NULL;
+    pd_store *fast = &ff->base, *slow = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &slow, 10, PD_BORROW), b);
     pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
     pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
@@ -159,7 +159,7 @@ END_TEST
  * large one. */
 START_TEST(dict_expects_limit) {
     for (int big = 0; big < 2; big++) {
-        pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+        pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
         uint64_t limit = big ? (uint64_t)64 << 20 : 1u << 20;
         TU_OK(pd_buffer_open(&b, &f, &sl, limit, 0), NULL);
         const pd__arena *a = pd__dict_arena(pd_buffer_fast(b));
@@ -178,7 +178,7 @@ END_TEST
  * what fast holds. */
 static int s_counts_oom_child(void *arg) {
     (void)arg;
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
     TU_CHECK(pd_buffer_open(&b, &f, &sl, (uint64_t)1 << 30, 0) == 0, "open: %s",
              pd_errmsg(NULL));
     pd_key ka = PD_KEY_STR("a"), kb = PD_KEY_STR("b"), kc = PD_KEY_STR("c");

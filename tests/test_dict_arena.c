@@ -162,7 +162,7 @@ static size_t s_chunks(pd_store *d, const char *key, size_t *nch,
  * own exact size (malloc'd); the rest of a small part goes to the room of
  * the last chunk. */
 START_TEST(chunk_policy) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     static unsigned char v[200000];
     for (size_t i = 0; i < sizeof v; i++) v[i] = (unsigned char)(i * 31 + 7);
     size_t nch, maxch;
@@ -238,7 +238,7 @@ static void s_keys_k(int nk, char (*names)[16], pd_key *keys, pd_bytes *vals,
  * large delete. */
 START_TEST(memory_returned) {
     enum { NK = 200, PER = 200, V = 100 }; /* 4 MB */
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     const pd__arena *a = pd__dict_arena(d);
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_null(pd__dict_arena(NULL));
@@ -281,7 +281,7 @@ END_TEST
 
 /* A Dict expecting megabytes asks for huge pages from its first segment. */
 START_TEST(expect_hint) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     const pd__arena *a = pd__dict_arena(d);
     ck_assert(!a->huge_first);
     pd__dict_expect(d, (uint64_t)64 << 20);

@@ -181,7 +181,7 @@ START_TEST(trim_once_per_call) {
 END_TEST
 
 START_TEST(index_churn) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     enum { NK = 5000 };
     int nk = tu_under_valgrind() ? NK / 5 : NK;
     char name[32];

@@ -97,6 +97,15 @@ bool tu_have_python_partd(void) {
     return have == 1;
 }
 
+pd_store *tu_dict(void) {
+    pd_store *d = NULL;
+    int rc = pd_dict_open(&d);
+    ck_assert_msg(rc == 0, "pd_dict_open -> %d: %s", rc, pd_errmsg(NULL));
+    ck_assert_ptr_nonnull(d);
+    ck_assert_str_eq(pd_store_kind(d), "dict");
+    return d;
+}
+
 char *tu_get1(pd_store *s, const pd_key *k, size_t *len) {
     char *out = NULL;
     int rc = tu_fetch1(s, *k, &out, len);

@@ -23,6 +23,8 @@ bool tu_have_python_partd(void);
 /* Runs a shell command; returns its exit status (or -1). */
 int tu_system(const char *fmt, ...) PD__PRINTF(1, 2);
 
+/* Opens a new Dict; fails the test unless it opens as a "dict". */
+pd_store *tu_dict(void);
 /* Gets one key as a malloc'd NUL-terminated copy (len in *len). */
 char *tu_get1(pd_store *s, const pd_key *k, size_t *len);
 /* Appends one value to one key; aborts the test on error. */
@@ -57,6 +59,21 @@ int tu_run_cases_fixture(const char *suite, const tu_case *cases, size_t n,
 #define TU_RUN_CASES_FIXTURE(suite, cases, timeout, loop, setup, teardown)     \
     tu_run_cases_fixture(suite, cases, sizeof(cases) / sizeof((cases)[0]),     \
                          timeout, loop, setup, teardown)
+
+/* Defines the sanitizers' default options (once per test program) so that
+ * malloc returns NULL instead of aborting when a test asks for more than it
+ * can have: the NOMEM tests ask for 2^62 bytes. */
+#define TU_ALLOCATOR_MAY_RETURN_NULL()                                         \
+    __attribute__((visibility("default"), used)) const char *                  \
+    __asan_default_options(void);                                              \
+    const char *__asan_default_options(void) {                                 \
+        return "allocator_may_return_null=1";                                  \
+    }                                                                          \
+    __attribute__((visibility("default"), used)) const char *                  \
+    __tsan_default_options(void);                                              \
+    const char *__tsan_default_options(void) {                                 \
+        return "allocator_may_return_null=1";                                  \
+    }
 
 #define TU_OK(expr, store)                                                     \
     do {                                                                       \
