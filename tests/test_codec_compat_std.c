@@ -115,9 +115,7 @@ START_TEST(ours_roundtrip_standard_frames) {
         }
         s_close(&s);
         /* reopened, it reads the same */
-        pd_store *f = NULL;
-        TU_OK(pd_file_open(&f, dir, 0), NULL);
-        TU_OK(pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0), NULL);
+        s = tu_codec_file(dir, 0, codec, PD_LEVEL_DEFAULT);
         s_live_check(s, codec);
         s_close(&s);
         tu_rmtree(dir);

@@ -194,9 +194,7 @@ static ssize_t t_write_enospc(int fd, const void *buf, size_t n) {
 
 START_TEST(write_fails) {
     char *dir = tu_mkdtemp();
-    pd_store *f = NULL, *s = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, s_names[_i], PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *s = tu_codec_file(dir, 0, s_names[_i], PD_LEVEL_DEFAULT);
     tu_append1(s, K("k"), "before", 6);
     pd__sys_table.write = t_write_enospc;
     pd_key ks[] = {K("k"), K("new")};
