@@ -11,12 +11,7 @@
 START_TEST(roundtrip) {
     pd_store *d = tu_dict();
     pd_key ka = PD_KEY_STR("a"), kb = PD_KEY_STR("b");
-    tu_append1(d, ka, "Hello ", 6);
-    tu_append1(d, kb, "x", 1);
-    tu_append1(d, ka, "World!", 6);
-    tu_expect_str(d, ka, "Hello World!");
-    tu_expect_str(d, kb, "x");
-    tu_expect_str(d, PD_KEY_STR("missing"), "");
+    tu_hello_ab(d, ka, kb);
     ck_assert_uint_eq(pd_dict_nbytes(d), 13);
 
     /* A batch get: values in key order, missing keys empty. */
