@@ -27,6 +27,24 @@ TU_ALLOCATOR_MAY_RETURN_NULL()
 
 /* ------------------------------------------------------------ Helpers */
 
+/* A Buffer (limit) that borrows fast and slow: the test reads them
+ * directly, and closes all three (s_close3). */
+static PD__UNUSED pd_store *s_buf_borrow(pd_store *fast, pd_store *slow,
+                                         uint64_t limit) {
+    pd_store *b = NULL;
+    int rc = pd_buffer_open(&b, &fast, &slow, limit, PD_BORROW);
+    ck_assert_msg(rc == 0, "buffer open: %s", pd_errmsg(NULL));
+    return b;
+}
+
+/* Closes a Buffer, then the two stores it borrowed. */
+static PD__UNUSED void s_close3(pd_store **b, pd_store **fast,
+                                pd_store **slow) {
+    pd_close(b);
+    pd_close(fast);
+    pd_close(slow);
+}
+
 /* Buffer over two new Dicts, owned. */
 static PD__UNUSED pd_store *s_buf_dd(uint64_t limit) {
     pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;

@@ -106,8 +106,7 @@ END_TEST
 /* The Buffer spills what the selection says: with the docstring's sizes
  * held and a limit of 100, one more byte spills only f. */
 START_TEST(select_in_buffer) {
-    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
-    TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BORROW), b);
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = s_buf_borrow(f, sl, 100);
     const char *names = "abcdefg";
     int sizes[7] = {20, 10, 15, 15, 10, 25, 5};
     static char fill[64];
@@ -135,12 +134,7 @@ END_TEST
 START_TEST(roundtrip_in_memory) {
     pd_store *b = s_buf_dd(1u << 20);
     pd_key a = PD_KEY_STR("a"), k2 = PD_KEY_STR("b");
-    tu_append1(b, a, "Hello ", 6);
-    tu_append1(b, k2, "x", 1);
-    tu_append1(b, a, "World!", 6);
-    tu_expect_str(b, a, "Hello World!");
-    tu_expect_str(b, k2, "x");
-    tu_expect_str(b, PD_KEY_STR("none"), "");
+    tu_hello_ab(b, a, k2);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 13);
     ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_fast(b)), 13);
     ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_slow(b)), 0);
