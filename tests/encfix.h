@@ -95,6 +95,22 @@ static PD__UNUSED void s_raw_set(pd_store *inner, pd_key k, const void *data,
     if (n) TU_OK(pd_append(inner, 1, &k, &v, 0), inner);
 }
 
+/* Sets key k of inner to the np pieces, concatenated in order: what a file
+ * holds after writers were killed in the middle of frames. */
+static PD__UNUSED void s_raw_pieces(pd_store *inner, pd_key k, size_t np,
+                                    const pd_bytes *pieces) {
+    size_t n = 0;
+    for (size_t i = 0; i < np; i++) n += pieces[i].size;
+    unsigned char *buf = malloc(n + 1), *p = buf;
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < np; i++) {
+        memcpy(p, pieces[i].data, pieces[i].size);
+        p += pieces[i].size;
+    }
+    s_raw_set(inner, k, buf, n);
+    free(buf);
+}
+
 /* The frames `vals` encode to, concatenated (malloc'd), with each frame's
  * end offset in ends[] (when not NULL). */
 static PD__UNUSED unsigned char *s_frames(pd_store *s, pd_store *inner,

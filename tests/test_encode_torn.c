@@ -47,22 +47,14 @@ START_TEST(torn_middle) {
     s_fx_open(&fx, s_names[_i]);
     size_t f1 = fx.ends[1] - fx.ends[0]; /* frame 1's size */
     size_t f2 = fx.n - fx.ends[1];
-    unsigned char *buf = malloc(2 * fx.n);
+    const unsigned char *r = fx.raw, *r1 = r + fx.ends[0], *r2 = r + fx.ends[1];
     size_t cuts[] = {1, 5, 8, 9, 20, f1 / 2, f1 - 1};
     for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
         /* frame0, frame1 cut at cuts[c], frame2, frame1 cut again, frame2 */
-        size_t n = 0, cut = cuts[c], cut2 = f1 - cuts[c];
-        memcpy(buf, fx.raw, fx.ends[0]);
-        n = fx.ends[0];
-        memcpy(buf + n, fx.raw + fx.ends[0], cut);
-        n += cut;
-        memcpy(buf + n, fx.raw + fx.ends[1], f2);
-        n += f2;
-        memcpy(buf + n, fx.raw + fx.ends[0], cut2);
-        n += cut2;
-        memcpy(buf + n, fx.raw + fx.ends[1], f2);
-        n += f2;
-        s_raw_set(fx.inner, K("k"), buf, n);
+        size_t cut = cuts[c], cut2 = f1 - cuts[c];
+        pd_bytes pc[] = {
+            {r, fx.ends[0]}, {r1, cut}, {r2, f2}, {r1, cut2}, {r2, f2}};
+        s_raw_pieces(fx.inner, K("k"), 5, pc);
         uint64_t before = pd_encode_torn(fx.s);
         size_t wn = fx.sizes[0] + 2 * fx.sizes[2];
         unsigned char *w = malloc(wn);
@@ -81,18 +73,11 @@ START_TEST(torn_middle) {
                       pd_encode_notice(fx.s));
     }
     /* A torn frame, then a later batch, then a torn tail: both left out. */
-    size_t n = 0;
-    memcpy(buf, fx.raw, fx.ends[1] - 10);
-    n = fx.ends[1] - 10;
-    memcpy(buf + n, fx.raw + fx.ends[1], f2);
-    n += f2;
-    memcpy(buf + n, fx.raw, 30);
-    n += 30;
-    s_raw_set(fx.inner, K("k"), buf, n);
+    pd_bytes later[] = {{r, fx.ends[1] - 10}, {r2, f2}, {r, 30}};
+    s_raw_pieces(fx.inner, K("k"), 3, later);
     uint64_t before = pd_encode_torn(fx.s);
     s_expect_vals(&fx, K("k"), 0, 1, fx.vals[2], fx.sizes[2]);
     ck_assert_uint_eq(pd_encode_torn(fx.s), before + 2);
-    free(buf);
     s_fx_close(&fx);
 }
 END_TEST
@@ -106,29 +91,22 @@ START_TEST(successive_crashes) {
     s_fx_open(&fx, s_names[_i]);
     size_t f0 = fx.ends[0], f1 = fx.ends[1] - fx.ends[0],
            f2 = fx.n - fx.ends[1];
-    unsigned char *buf = malloc(3 * fx.n);
+    const unsigned char *r = fx.raw;
     /* f0, f1 cut in half, f1 again all but its last byte (a torn tail). */
-    size_t n = 0;
-    memcpy(buf, fx.raw, f0), n = f0;
-    memcpy(buf + n, fx.raw + f0, f1 / 2), n += f1 / 2;
-    memcpy(buf + n, fx.raw + f0, f1 - 1), n += f1 - 1;
-    s_raw_set(fx.inner, K("k"), buf, n);
+    pd_bytes tail[] = {{r, f0}, {r + f0, f1 / 2}, {r + f0, f1 - 1}};
+    s_raw_pieces(fx.inner, K("k"), 3, tail);
     s_expect_vals(&fx, K("k"), 0, 1, NULL, 0);
     ck_assert_uint_eq(pd_encode_torn(fx.s), 2);
     /* f0, f1 cut to 40 bytes, f1 cut in half, f2 whole: f2 lies beyond
      * the first torn frame's claim. */
-    n = 0;
-    memcpy(buf, fx.raw, f0), n = f0;
-    memcpy(buf + n, fx.raw + f0, 40), n += 40;
-    memcpy(buf + n, fx.raw + f0, f1 / 2), n += f1 / 2;
-    memcpy(buf + n, fx.raw + fx.ends[1], f2), n += f2;
-    s_raw_set(fx.inner, K("k"), buf, n);
+    pd_bytes beyond[] = {
+        {r, f0}, {r + f0, 40}, {r + f0, f1 / 2}, {r + fx.ends[1], f2}};
+    s_raw_pieces(fx.inner, K("k"), 4, beyond);
     uint64_t before = pd_encode_torn(fx.s);
     s_expect_vals(&fx, K("k"), 0, 1, fx.vals[2], fx.sizes[2]);
     /* (When f2 lies inside the first torn frame's claim too, the two torn
      * pieces may be left out as one region.) */
     ck_assert_uint_ge(pd_encode_torn(fx.s), before + 1);
-    free(buf);
     s_fx_close(&fx);
 }
 END_TEST
@@ -180,15 +158,14 @@ START_TEST(repair) {
     unsigned char *fr = s_frames(s, inner, 2, vs, &n, ends);
     /* "torn": frame a, frame b cut, frame a, then a cut tail of b. */
     size_t fb = n - ends[0];
-    unsigned char *buf = malloc(3 * n);
-    size_t m = 0;
-    memcpy(buf + m, fr, ends[0]), m += ends[0];
-    memcpy(buf + m, fr + ends[0], fb / 2), m += fb / 2;
-    memcpy(buf + m, fr, ends[0]), m += ends[0];
-    memcpy(buf + m, fr + ends[0], 11), m += 11;
-    s_raw_set(inner, K("torn"), buf, m);
+    pd_bytes pc[] = {{fr, ends[0]},
+                     {fr + ends[0], fb / 2},
+                     {fr, ends[0]},
+                     {fr + ends[0], 11}};
+    s_raw_pieces(inner, K("torn"), 4, pc);
     tu_append1(s, K("clean"), a, 5000);
     /* "bad": corrupt, not torn. */
+    unsigned char *buf = malloc(n);
     memcpy(buf, fr, n);
     buf[s_hit(name, 0, ends[0])] ^= 0x10;
     s_raw_set(inner, K("bad"), buf, n);
