@@ -220,4 +220,16 @@ static PD__UNUSED void s_expect_vals(t_fx *fx, pd_key k, int first, int last,
     free(w);
 }
 
+/* Sets key "k" to the np pieces, concatenated, and asserts that it reads as
+ * values 0..last-1 plus `tail`; returns how many torn frames that read
+ * counted. */
+static PD__UNUSED uint64_t s_torn_read(t_fx *fx, size_t np,
+                                       const pd_bytes *pieces, int last,
+                                       const void *tail, size_t tn) {
+    s_raw_pieces(fx->inner, K("k"), np, pieces);
+    uint64_t before = pd_encode_torn(fx->s);
+    s_expect_vals(fx, K("k"), 0, last, tail, tn);
+    return pd_encode_torn(fx->s) - before;
+}
+
 #endif
