@@ -156,6 +156,19 @@ static size_t s_chunks(pd_store *d, const char *key, size_t *nch,
     return sum;
 }
 
+/* Appends v[from, to) to key, then asserts that the key holds v[0, to) in
+ * nch chunks; returns the largest chunk's size. */
+static size_t s_append_chunks(pd_store *d, const char *key,
+                              const unsigned char *v, size_t from, size_t to,
+                              size_t nch) {
+    tu_append1(d, PD_KEY_STR(key), v + from, to - from);
+    size_t n, maxch;
+    ck_assert_uint_eq(s_chunks(d, key, &n, &maxch), to);
+    ck_assert_msg(n == nch, "%s: %zu chunks, want %zu", key, n, nch);
+    tu_expect(d, PD_KEY_STR(key), v, to);
+    return maxch;
+}
+
 /* How a key's bytes are laid out in chunks: small appends fill chunks that
  * grow with the key up to the arena's largest block; a part larger than
  * that, or than 4 KiB and than the key's next chunk, gets a chunk of its
@@ -177,27 +190,15 @@ START_TEST(chunk_policy) {
     ck_assert_uint_ge(nch, at / (PD__ARENA_MAX - 16));
     ck_assert_uint_le(nch, 200);
     /* One large value: one chunk, exact. */
-    tu_append1(d, PD_KEY_STR("big"), v, 100000);
-    ck_assert_uint_eq(s_chunks(d, "big", &nch, &maxch), 100000);
-    ck_assert_uint_eq(nch, 1);
-    tu_expect(d, PD_KEY_STR("big"), v, 100000);
+    s_append_chunks(d, "big", v, 0, 100000, 1);
     /* 6000 bytes after 10: the first chunk's room, then an exact chunk. */
     tu_append1(d, PD_KEY_STR("mid"), v, 10);
-    tu_append1(d, PD_KEY_STR("mid"), v + 10, 6000);
-    ck_assert_uint_eq(s_chunks(d, "mid", &nch, &maxch), 6010);
-    ck_assert_uint_eq(nch, 2);
-    ck_assert_uint_ge(maxch, 5990);
+    ck_assert_uint_ge(s_append_chunks(d, "mid", v, 10, 6010, 2), 5990);
     /* (its room rounded up to whole malloc units takes 5 more) */
-    tu_append1(d, PD_KEY_STR("mid"), v + 6010, 5);
-    ck_assert_uint_eq(s_chunks(d, "mid", &nch, &maxch), 6015);
-    ck_assert_uint_eq(nch, 2);
-    tu_expect(d, PD_KEY_STR("mid"), v, 6015);
+    s_append_chunks(d, "mid", v, 6010, 6015, 2);
     /* 3000 bytes: an arena block with room left, which takes 50 more. */
     tu_append1(d, PD_KEY_STR("small"), v, 3000);
-    tu_append1(d, PD_KEY_STR("small"), v + 3000, 50);
-    ck_assert_uint_eq(s_chunks(d, "small", &nch, &maxch), 3050);
-    ck_assert_uint_eq(nch, 1);
-    tu_expect(d, PD_KEY_STR("small"), v, 3050);
+    s_append_chunks(d, "small", v, 3000, 3050, 1);
     /* set: exact chunks, arena or malloc'd; appends continue them. */
     pd_key ks[2] = {PD_KEY_STR("s1"), PD_KEY_STR("s2")};
     pd_bytes vs[2] = {{v, 20000}, {v, 300}};
