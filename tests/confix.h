@@ -557,6 +557,24 @@ static PD__UNUSED cf_ent *s_model_find(cf_model *m, const pd_key *k,
     return e;
 }
 
+/* Asserts that v is what the model holds for key k (empty when absent);
+ * the failure message names the value by fmt.  Returns the model's length. */
+static PD__UNUSED PD__PRINTF(5, 6) size_t
+    s_model_expect(cf_fix *f, cf_model *m, const pd_key *k, pd_bytes v,
+                   const char *fmt, ...) {
+    cf_ent *e = s_model_find(m, k, false);
+    size_t wl = e ? e->len : 0;
+    if (v.size == wl && (wl == 0 || !memcmp(v.data, e->val, wl))) return wl;
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    ck_abort_msg("[%s] %s is wrong: %zu bytes, want %zu", NAME(f), what, v.size,
+                 wl);
+    return wl;
+}
+
 static PD__UNUSED void s_model_put(cf_ent *e, const void *v, size_t n,
                                    bool replace) {
     if (replace) e->len = 0;
