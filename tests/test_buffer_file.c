@@ -18,8 +18,7 @@ END_TEST
 START_TEST(dict_over_file) {
     pd_store *file = s_file_or_skip("dict_over_file");
     if (!file) return;
-    pd_store *fast = tu_dict(), *slow = file,
-             *b = s_buf_borrow(fast, slow, 3000);
+    pd_store *fast = tu_dict(), *b = s_buf_borrow(fast, file, 3000);
     s_random_workload(b, fast, 3000, 600, 5);
     ck_assert_uint_gt(s_held(file), 0);
     /* Order after spill, hostile keys included. */
