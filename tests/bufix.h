@@ -22,25 +22,32 @@
 #include <time.h>
 #include <unistd.h>
 
-/* dict_refs_stay_valid asks malloc for 2^62 bytes; under AddressSanitizer
- * that must return NULL instead of aborting. */
-__attribute__((visibility("default"), used)) const char *
-__asan_default_options(void);
-const char *__asan_default_options(void) {
-    return "allocator_may_return_null=1";
-}
+/* dict_refs_stay_valid asks malloc for 2^62 bytes. */
+TU_ALLOCATOR_MAY_RETURN_NULL()
 
 /* ------------------------------------------------------------ Helpers */
 
-static PD__UNUSED pd_store *s_dict(void) {
-    pd_store *d = NULL;
-    ck_assert_int_eq(pd_dict_open(&d), 0);
-    return d;
+/* A Buffer (limit) that borrows fast and slow: the test reads them
+ * directly, and closes all three (s_close3). */
+static PD__UNUSED pd_store *s_buf_borrow(pd_store *fast, pd_store *slow,
+                                         uint64_t limit) {
+    pd_store *b = NULL;
+    int rc = pd_buffer_open(&b, &fast, &slow, limit, PD_BORROW);
+    ck_assert_msg(rc == 0, "buffer open: %s", pd_errmsg(NULL));
+    return b;
+}
+
+/* Closes a Buffer, then the two stores it borrowed. */
+static PD__UNUSED void s_close3(pd_store **b, pd_store **fast,
+                                pd_store **slow) {
+    pd_close(b);
+    pd_close(fast);
+    pd_close(slow);
 }
 
 /* Buffer over two new Dicts, owned. */
 static PD__UNUSED pd_store *s_buf_dd(uint64_t limit) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
     int rc = pd_buffer_open(&b, &f, &sl, limit, 0);
     ck_assert_msg(rc == 0, "open: %s", pd_errmsg(NULL));
     ck_assert_ptr_null(f);

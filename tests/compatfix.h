@@ -61,12 +61,7 @@ static PD__UNUSED char *s_raw(pd_store *enc, pd_key k, size_t *len) {
 /* A codec layer over a new File store at dir (created). */
 static PD__UNUSED pd_store *s_open_file_codec(const char *dir,
                                               const char *codec, int level) {
-    pd_store *f = NULL, *s = NULL;
-    int rc = pd_file_open(&f, dir, PD_FILE_CREATE);
-    ck_assert_msg(rc == 0, "file open %s: %s", dir, pd_errmsg(NULL));
-    rc = pd_compress_open(&s, &f, codec, level, 0);
-    ck_assert_msg(rc == 0, "%s open: %s", codec, pd_errmsg(NULL));
-    ck_assert_ptr_null(f);
+    pd_store *s = tu_codec_file(dir, PD_FILE_CREATE, codec, level);
     ck_assert_str_eq(pd_store_kind(s), codec);
     return s;
 }

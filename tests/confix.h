@@ -206,6 +206,24 @@ static PD__UNUSED int s_open_buf_lz4(cf_fix *f) {
 
 static PD__UNUSED char *s_listdir(const char *dir, int *count);
 
+/* Checks that the server or servers (`who`) left nothing in f's ipc
+ * directory. */
+static PD__UNUSED void s_ipcdir_empty(const cf_fix *f, const char *name,
+                                      const char *who) {
+    int n;
+    char *list = s_listdir(f->ipcdir, &n);
+    ck_assert_msg(n == 0, "[%s] %s left in %s:\n%s", name, who, f->ipcdir,
+                  list ? list : "(unreadable)");
+    free(list);
+}
+
+/* Removes f's ipc directory. */
+static PD__UNUSED void s_ipcdir_remove(cf_fix *f) {
+    tu_rmtree(f->ipcdir);
+    free(f->ipcdir);
+    f->ipcdir = NULL;
+}
+
 /* Opens the store a server will serve; `reopen`: over the File root an
  * earlier open made (f->root), which must exist. */
 typedef int (*cf_served_fn)(cf_fix *f, pd_store **out, bool reopen);
@@ -318,11 +336,7 @@ static PD__UNUSED void s_close_remote(cf_fix *f, const char *name) {
         ck_assert_msg(rc == 0, "[%s] served store close -> %d: %s", name, rc,
                       pd_errmsg(NULL));
     }
-    int n;
-    char *list = s_listdir(f->ipcdir, &n);
-    ck_assert_msg(n == 0, "[%s] the server left in %s:\n%s", name, f->ipcdir,
-                  list ? list : "(unreadable)");
-    free(list);
+    s_ipcdir_empty(f, name, "the server");
 }
 
 /* Fanout and Namespace stacks, over local stores and over Clients. */
@@ -473,9 +487,7 @@ static PD__UNUSED void s_close(cf_fix *f) {
     if (f->fsrv[0]) s_close_fanout_clients(f, NAME(f));
     if (REMOTE(f)) {
         s_close_remote(f, NAME(f));
-        tu_rmtree(f->ipcdir);
-        free(f->ipcdir);
-        f->ipcdir = NULL;
+        s_ipcdir_remove(f);
     }
     int rc = pd_close(&f->s);
     ck_assert_msg(rc == 0, "[%s] close -> %d: %s", NAME(f), rc,
@@ -543,6 +555,24 @@ static PD__UNUSED cf_ent *s_model_find(cf_model *m, const pd_key *k,
     e->parts = calloc(PD_KEY_MAX_PARTS, sizeof *e->parts);
     ck_assert_int_eq(pd__key_unpack(pk, len, &e->key, e->parts), 0);
     return e;
+}
+
+/* Asserts that v is what the model holds for key k (empty when absent);
+ * the failure message names the value by fmt.  Returns the model's length. */
+static PD__UNUSED PD__PRINTF(5, 6) size_t
+    s_model_expect(cf_fix *f, cf_model *m, const pd_key *k, pd_bytes v,
+                   const char *fmt, ...) {
+    cf_ent *e = s_model_find(m, k, false);
+    size_t wl = e ? e->len : 0;
+    if (v.size == wl && (wl == 0 || !memcmp(v.data, e->val, wl))) return wl;
+    char what[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
+    ck_abort_msg("[%s] %s is wrong: %zu bytes, want %zu", NAME(f), what, v.size,
+                 wl);
+    return wl;
 }
 
 static PD__UNUSED void s_model_put(cf_ent *e, const void *v, size_t n,

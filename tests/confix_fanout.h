@@ -134,14 +134,8 @@ static PD__UNUSED void s_close_fanout_clients(cf_fix *f, const char *name) {
         ck_assert_msg(rc == 0, "[%s] server %d close -> %d: %s", name, i, rc,
                       pd_errmsg(NULL));
     }
-    int n;
-    char *list = s_listdir(f->ipcdir, &n);
-    ck_assert_msg(n == 0, "[%s] the servers left in %s:\n%s", name, f->ipcdir,
-                  list ? list : "(unreadable)");
-    free(list);
-    tu_rmtree(f->ipcdir);
-    free(f->ipcdir);
-    f->ipcdir = NULL;
+    s_ipcdir_empty(f, name, "the servers");
+    s_ipcdir_remove(f);
 }
 
 #endif /* PARTD_TESTS_CONFIX_FANOUT_H */

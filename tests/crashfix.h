@@ -96,15 +96,6 @@ static PD__UNUSED char *s_new_store(void) {
     return dir;
 }
 
-static PD__UNUSED pd_store *s_open(const char *dir, const char *codec) {
-    pd_store *f = NULL, *s = NULL;
-    int rc = pd_file_open(&f, dir, 0);
-    ck_assert_msg(rc == 0, "reopen after a kill: %s", pd_errmsg(NULL));
-    rc = pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0);
-    ck_assert_msg(rc == 0, "%s open: %s", codec, pd_errmsg(NULL));
-    return s;
-}
-
 static PD__UNUSED const char *const CODECS[] = {"zlib", "zstd"};
 
 #endif

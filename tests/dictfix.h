@@ -19,26 +19,6 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
-/* The NOMEM tests ask malloc for 2^62 bytes; under AddressSanitizer that
- * must return NULL instead of aborting. */
-__attribute__((visibility("default"), used)) const char *
-__asan_default_options(void);
-const char *__asan_default_options(void) {
-    return "allocator_may_return_null=1";
-}
-
-__attribute__((visibility("default"), used)) const char *
-__tsan_default_options(void);
-const char *__tsan_default_options(void) {
-    return "allocator_may_return_null=1";
-}
-
-static PD__UNUSED pd_store *s_open(void) {
-    pd_store *d = NULL;
-    ck_assert_int_eq(pd_dict_open(&d), 0);
-    ck_assert_ptr_nonnull(d);
-    ck_assert_str_eq(pd_store_kind(d), "dict");
-    return d;
-}
+TU_ALLOCATOR_MAY_RETURN_NULL()
 
 #endif

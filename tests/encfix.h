@@ -95,6 +95,22 @@ static PD__UNUSED void s_raw_set(pd_store *inner, pd_key k, const void *data,
     if (n) TU_OK(pd_append(inner, 1, &k, &v, 0), inner);
 }
 
+/* Sets key k of inner to the np pieces, concatenated in order: what a file
+ * holds after writers were killed in the middle of frames. */
+static PD__UNUSED void s_raw_pieces(pd_store *inner, pd_key k, size_t np,
+                                    const pd_bytes *pieces) {
+    size_t n = 0;
+    for (size_t i = 0; i < np; i++) n += pieces[i].size;
+    unsigned char *buf = malloc(n + 1), *p = buf;
+    ck_assert_ptr_nonnull(buf);
+    for (size_t i = 0; i < np; i++) {
+        memcpy(p, pieces[i].data, pieces[i].size);
+        p += pieces[i].size;
+    }
+    s_raw_set(inner, k, buf, n);
+    free(buf);
+}
+
 /* The frames `vals` encode to, concatenated (malloc'd), with each frame's
  * end offset in ends[] (when not NULL). */
 static PD__UNUSED unsigned char *s_frames(pd_store *s, pd_store *inner,
@@ -202,6 +218,18 @@ static PD__UNUSED void s_expect_vals(t_fx *fx, pd_key k, int first, int last,
     if (tn) memcpy(p, tail, tn);
     tu_expect(fx->s, k, w, wn);
     free(w);
+}
+
+/* Sets key "k" to the np pieces, concatenated, and asserts that it reads as
+ * values 0..last-1 plus `tail`; returns how many torn frames that read
+ * counted. */
+static PD__UNUSED uint64_t s_torn_read(t_fx *fx, size_t np,
+                                       const pd_bytes *pieces, int last,
+                                       const void *tail, size_t tn) {
+    s_raw_pieces(fx->inner, K("k"), np, pieces);
+    uint64_t before = pd_encode_torn(fx->s);
+    s_expect_vals(fx, K("k"), 0, last, tail, tn);
+    return pd_encode_torn(fx->s) - before;
 }
 
 #endif

@@ -136,22 +136,26 @@ static PD__UNUSED int g_calls, g_fail_at, g_err, g_injected;
 static PD__UNUSED int g_short; /* short-write/read chunk */
 static PD__UNUSED int g_every; /* EINTR every other call */
 
+/* Counts one injected failure (g_injected) and fails the call with errno
+ * err. */
+static PD__UNUSED int f_inject(int err) {
+    g_injected++;
+    errno = err;
+    return -1;
+}
+
+/* Counts a call (g_calls); true when it is the one to fail (g_fail_at). */
+static PD__UNUSED bool f_nth(void) { return ++g_calls == g_fail_at; }
+
+/* True every other call (g_every), starting with the first. */
+static PD__UNUSED bool f_other(void) { return g_every++ % 2 == 0; }
+
 static PD__UNUSED ssize_t f_write_nth(int fd, const void *b, size_t n) {
-    if (++g_calls == g_fail_at) {
-        g_injected++;
-        errno = g_err;
-        return -1;
-    }
-    return write(fd, b, n);
+    return f_nth() ? f_inject(g_err) : write(fd, b, n);
 }
 
 static PD__UNUSED int f_openat_nth(int dfd, const char *p, int fl, mode_t m) {
-    if (++g_calls == g_fail_at) {
-        g_injected++;
-        errno = g_err;
-        return -1;
-    }
-    return openat(dfd, p, fl, m);
+    return f_nth() ? f_inject(g_err) : openat(dfd, p, fl, m);
 }
 
 static PD__UNUSED ssize_t f_write_short(int fd, const void *b, size_t n) {
@@ -160,12 +164,7 @@ static PD__UNUSED ssize_t f_write_short(int fd, const void *b, size_t n) {
 }
 
 static PD__UNUSED ssize_t f_write_eintr(int fd, const void *b, size_t n) {
-    if (g_every++ % 2 == 0) {
-        g_injected++;
-        errno = EINTR;
-        return -1;
-    }
-    return write(fd, b, n);
+    return f_other() ? f_inject(EINTR) : write(fd, b, n);
 }
 
 static PD__UNUSED ssize_t f_pread_short(int fd, void *b, size_t n, off_t off) {
@@ -174,22 +173,12 @@ static PD__UNUSED ssize_t f_pread_short(int fd, void *b, size_t n, off_t off) {
 }
 
 static PD__UNUSED ssize_t f_pread_eintr(int fd, void *b, size_t n, off_t off) {
-    if (g_every++ % 2 == 0) {
-        g_injected++;
-        errno = EINTR;
-        return -1;
-    }
-    return pread(fd, b, n, off);
+    return f_other() ? f_inject(EINTR) : pread(fd, b, n, off);
 }
 
 static PD__UNUSED ssize_t f_pread_fail(int fd, void *b, size_t n, off_t off) {
-    (void)fd;
-    (void)b;
-    (void)n;
-    (void)off;
-    g_injected++;
-    errno = EIO;
-    return -1;
+    (void)fd, (void)b, (void)n, (void)off;
+    return f_inject(EIO);
 }
 
 static PD__UNUSED int f_fsync_fail(int fd) {
@@ -205,58 +194,31 @@ static PD__UNUSED int f_fsync_count(int fd) {
 }
 
 static PD__UNUSED int f_ftruncate_fail(int fd, off_t len) {
-    (void)fd;
-    (void)len;
-    g_injected++;
-    errno = EIO;
-    return -1;
+    (void)fd, (void)len;
+    return f_inject(EIO);
 }
 
 static PD__UNUSED int f_flock_fail(int fd, int op) {
-    if ((op & LOCK_UN) == 0) {
-        g_injected++;
-        errno = ENOLCK;
-        return -1;
-    }
-    return flock(fd, op);
+    return (op & LOCK_UN) == 0 ? f_inject(ENOLCK) : flock(fd, op);
 }
 
 static PD__UNUSED int f_flock_eintr(int fd, int op) {
-    if ((op & LOCK_UN) == 0 && g_every++ % 2 == 0) {
-        g_injected++;
-        errno = EINTR;
-        return -1;
-    }
-    return flock(fd, op);
+    return (op & LOCK_UN) == 0 && f_other() ? f_inject(EINTR) : flock(fd, op);
 }
 
 static PD__UNUSED int f_renameat_fail(int a, const char *o, int b,
                                       const char *n) {
-    (void)a;
-    (void)o;
-    (void)b;
-    (void)n;
-    g_injected++;
-    errno = EIO;
-    return -1;
+    (void)a, (void)o, (void)b, (void)n;
+    return f_inject(EIO);
 }
 
 static PD__UNUSED int f_unlinkat_nth(int d, const char *p, int fl) {
-    if (++g_calls == g_fail_at) {
-        g_injected++;
-        errno = g_err;
-        return -1;
-    }
-    return unlinkat(d, p, fl);
+    return f_nth() ? f_inject(g_err) : unlinkat(d, p, fl);
 }
 
 static PD__UNUSED int f_mkdirat_fail(int d, const char *p, mode_t m) {
-    (void)d;
-    (void)p;
-    (void)m;
-    g_injected++;
-    errno = EACCES;
-    return -1;
+    (void)d, (void)p, (void)m;
+    return f_inject(EACCES);
 }
 
 static PD__UNUSED void s_counters(int fail_at, int err) {

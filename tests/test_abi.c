@@ -78,6 +78,5 @@ int main(void) {
         {"client_opts_version", client_opts_version},
         {"codec_version", codec_version},
     };
-    return tu_run_cases("test_abi", cases, sizeof cases / sizeof cases[0], 300,
-                        0);
+    return TU_RUN_CASES("test_abi", cases, 300, 0);
 }

@@ -106,8 +106,7 @@ END_TEST
 /* The Buffer spills what the selection says: with the docstring's sizes
  * held and a limit of 100, one more byte spills only f. */
 START_TEST(select_in_buffer) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
-    TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BORROW), b);
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = s_buf_borrow(f, sl, 100);
     const char *names = "abcdefg";
     int sizes[7] = {20, 10, 15, 15, 10, 25, 5};
     static char fill[64];
@@ -135,12 +134,7 @@ END_TEST
 START_TEST(roundtrip_in_memory) {
     pd_store *b = s_buf_dd(1u << 20);
     pd_key a = PD_KEY_STR("a"), k2 = PD_KEY_STR("b");
-    tu_append1(b, a, "Hello ", 6);
-    tu_append1(b, k2, "x", 1);
-    tu_append1(b, a, "World!", 6);
-    tu_expect_str(b, a, "Hello World!");
-    tu_expect_str(b, k2, "x");
-    tu_expect_str(b, PD_KEY_STR("none"), "");
+    tu_hello_ab(b, a, k2);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 13);
     ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_fast(b)), 13);
     ck_assert_uint_eq(pd_dict_nbytes(pd_buffer_slow(b)), 0);
@@ -210,7 +204,7 @@ END_TEST
 /* Nested: Buffer(Buffer(Dict, Dict), Dict) -- the outer fast store has no
  * peek, so spills read it with pd_get. */
 START_TEST(nested_buffers) {
-    pd_store *inner = s_buf_dd(1500), *slow = s_dict(), *b = NULL;
+    pd_store *inner = s_buf_dd(1500), *slow = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &inner, &slow, 5000, 0), b);
     ck_assert_ptr_null(inner);
     s_random_workload(b, pd_buffer_fast(b), 5000, 1500, 3);
@@ -224,7 +218,7 @@ END_TEST
 /* A fast store without peek (the "failing" store, not failing). */
 START_TEST(fast_without_peek) {
     t_fail *f = t_fail_open();
-    pd_store *fast = &f->base, *slow = s_dict(), *b = NULL;
+    pd_store *fast = &f->base, *slow = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &slow, 3000, 0), b);
     s_random_workload(b, pd_buffer_fast(b), 3000, 800, 4);
     pd_close(&b);
@@ -377,7 +371,7 @@ END_TEST
 /* ------------------------------------------------------------- Ownership */
 
 START_TEST(ownership_and_misuse) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = (pd_store *)&b;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = (pd_store *)&b;
     /* Misuse: nothing taken, pointers untouched, *out NULL. */
     ck_assert_int_eq(pd_buffer_open(&b, &f, &f, 10, 0), PD_ERR_MISUSE);
     ck_assert_ptr_null(b);
@@ -441,6 +435,5 @@ int main(void) {
         {"spills_counted", spills_counted},
         {"ownership_and_misuse", ownership_and_misuse},
     };
-    return tu_run_cases("test_buffer_basics", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_basics", cases, 300, 0);
 }

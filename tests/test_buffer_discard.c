@@ -11,8 +11,7 @@
 /* Ties between equal sizes go to the key counted first, and a key spilled
  * and appended again counts as new (the reference's dict order). */
 START_TEST(ties_follow_insertion_order) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
-    TU_OK(pd_buffer_open(&b, &f, &sl, 40, PD_BORROW), b);
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = s_buf_borrow(f, sl, 40);
     static const char ten[] = "0123456789";
     const char *names = "abcd";
     for (int i = 0; i < 4; i++) tu_append1(b, PD_KEY(names + i, 1), ten, 10);
@@ -39,9 +38,7 @@ START_TEST(ties_follow_insertion_order) {
     ck_assert_uint_eq(tu_nkeys(sl), 4); /* a (twice), b, c, d */
     ck_assert_int_eq(tu_listed_size(sl, PD_KEY_STR("a")), 20);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 31);
-    pd_close(&b);
-    pd_close(&f);
-    pd_close(&sl);
+    s_close3(&b, &f, &sl);
 }
 END_TEST
 
@@ -49,8 +46,8 @@ END_TEST
  * or dropping in the Dict directly (a borrowed fast store), spills, and a
  * failed batch must all invalidate it (ASan/valgrind see a stale one). */
 START_TEST(dict_refs_stay_valid) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
-    TU_OK(pd_buffer_open(&b, &f, &sl, 1u << 20, PD_BORROW), b);
+    pd_store *f = tu_dict(), *sl = tu_dict(),
+             *b = s_buf_borrow(f, sl, 1u << 20);
     pd_bytes parts[2] = {{"t", 1}, {"u", 1}};
     pd_key ka = PD_KEY_STR("a"), kt = PD_KEY_TUPLE(parts, 2);
     pd_key kb = PD_KEY_STR("b");
@@ -98,17 +95,14 @@ START_TEST(dict_refs_stay_valid) {
     pd_bytes v4 = {"5", 1};
     TU_OK(pd_append(b, 1, &ka, &v4, PD_NOLOCK), b);
     tu_expect_str(b, ka, "345");
-    pd_close(&b);
-    pd_close(&f);
-    pd_close(&sl);
+    s_close3(&b, &f, &sl);
 }
 END_TEST
 
 /* ---------------------------------------------------------------- Discard */
 
 START_TEST(discard_forgets_fast) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
-    TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BORROW), b);
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = s_buf_borrow(f, sl, 100);
     TU_OK(pd_buffer_discard(b), b); /* nothing held: fine */
     static char v[80];
     memset(v, 'v', sizeof v);
@@ -157,8 +151,7 @@ END_TEST
 START_TEST(discard_many_over_file) {
     pd_store *file = s_file_or_skip("discard_many_over_file");
     if (!file) return;
-    pd_store *fast = s_dict(), *slow = file, *b = NULL;
-    TU_OK(pd_buffer_open(&b, &fast, &slow, 1u << 20, PD_BORROW), b);
+    pd_store *fast = tu_dict(), *b = s_buf_borrow(fast, file, 1u << 20);
     char name[16];
     for (int i = 0; i < 300; i++) {
         int w = snprintf(name, sizeof name, "k%03d", i);
@@ -185,7 +178,7 @@ START_TEST(discard_errors) {
     ck_assert_int_eq(pd_buffer_discard(NULL), PD_ERR_MISUSE);
     ck_assert_msg(strstr(pd_errmsg(NULL), "discard") != NULL, "%s",
                   pd_errmsg(NULL));
-    pd_store *d = s_dict();
+    pd_store *d = tu_dict();
     ck_assert_int_eq(pd_buffer_discard(d), PD_ERR_MISUSE);
     ck_assert_str_eq(pd_errmsg(d), "dict: discard: not a buffer store");
     pd_close(&d);
@@ -193,7 +186,7 @@ START_TEST(discard_errors) {
     /* fast fails to delete: the error names the key, the keys stay counted
      * and held; once healed, discard works. */
     t_fail *ff = t_fail_open();
-    pd_store *fast = &ff->base, *slow = s_dict(), *b = NULL;
+    pd_store *fast = &ff->base, *slow = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &slow, 1000, 0), b);
     tu_append1(b, PD_KEY_STR("a"), "aa", 2);
     tu_append1(b, PD_KEY_STR("b"), "b", 1);
@@ -233,6 +226,5 @@ int main(void) {
         {"discard_many_over_file", discard_many_over_file},
         {"discard_errors", discard_errors},
     };
-    return tu_run_cases("test_buffer_discard", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_discard", cases, 300, 0);
 }

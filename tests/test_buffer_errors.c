@@ -10,8 +10,8 @@
 
 START_TEST(failing_slow_keeps_data) {
     t_fail *fs = t_fail_open();
-    pd_store *fast = s_dict(), *slow = &fs->base, *b = NULL;
-    TU_OK(pd_buffer_open(&b, &fast, &slow, 100, PD_BORROW), b);
+    pd_store *fast = tu_dict(), *slow = &fs->base,
+             *b = s_buf_borrow(fast, slow, 100);
     static char v[200];
     memset(v, 'v', sizeof v);
     pd_key ka = PD_KEY_STR("a"), kb = PD_KEY_STR("b");
@@ -61,33 +61,43 @@ START_TEST(failing_slow_keeps_data) {
 }
 END_TEST
 
+/* The two batches of the spill tests, over a Buffer of limit 10: after the
+ * first, fast holds x "Hello" and y "abc" (8 bytes); the second (x
+ * "World!", y "def") takes it past the limit, so x, the largest key, is
+ * spilled to slow with what fast held of it. */
+static const pd_key spill_k[2] = {{"x", 1, NULL, 0}, {"y", 1, NULL, 0}};
+static const pd_bytes spill_v1[2] = {{"Hello", 5}, {"abc", 3}};
+static const pd_bytes spill_v2[2] = {{"World!", 6}, {"def", 3}};
+
+/* Appends the first batch to b, sets *fail, and checks that the second
+ * fails with PD_ERR_IO. */
+static void s_second_batch_fails(pd_store *b, bool *fail) {
+    TU_OK(pd_append(b, 2, spill_k, spill_v1, 0), b);
+    *fail = true;
+    ck_assert_int_eq(pd_append(b, 2, spill_k, spill_v2, 0), PD_ERR_IO);
+}
+
 /* partd's placement: a batch is appended, then the largest keys are spilled
  * until fast holds at most the limit; a spilled key's batch values go to
  * slow with what fast held of it, in one append to slow. */
 START_TEST(spill_after_append) {
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
-    TU_OK(pd_buffer_open(&b, &f, &sl, 10, PD_BORROW), b);
-    pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
-    pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
-    pd_bytes v2[2] = {{"World!", 6}, {"def", 3}};
-    TU_OK(pd_append(b, 2, k, v1, 0), b);
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = s_buf_borrow(f, sl, 10);
+    TU_OK(pd_append(b, 2, spill_k, spill_v1, 0), b);
     ck_assert_uint_eq(tu_nkeys(sl), 0);
-    TU_OK(pd_append(b, 2, k, v2, 0), b);
-    tu_expect_str(sl, k[0], "HelloWorld!");
-    ck_assert_int_eq(tu_listed_size(f, k[0]), -1);
-    tu_expect_str(f, k[1], "abcdef");
-    ck_assert_int_eq(tu_listed_size(sl, k[1]), -1);
+    TU_OK(pd_append(b, 2, spill_k, spill_v2, 0), b);
+    tu_expect_str(sl, spill_k[0], "HelloWorld!");
+    ck_assert_int_eq(tu_listed_size(f, spill_k[0]), -1);
+    tu_expect_str(f, spill_k[1], "abcdef");
+    ck_assert_int_eq(tu_listed_size(sl, spill_k[1]), -1);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 6);
-    tu_expect_str(b, k[0], "HelloWorld!");
+    tu_expect_str(b, spill_k[0], "HelloWorld!");
     /* A batch larger than the limit on its own key: all of it to slow. */
     pd_key kz = PD_KEY_STR("z");
     tu_append1(b, kz, "0123456789ab", 12);
     tu_expect_str(sl, kz, "0123456789ab");
     ck_assert_int_eq(tu_listed_size(f, kz), -1);
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 6);
-    pd_close(&b);
-    pd_close(&f);
-    pd_close(&sl);
+    s_close3(&b, &f, &sl);
 }
 END_TEST
 
@@ -95,18 +105,13 @@ END_TEST
  * neither its spilled keys nor the others. */
 START_TEST(failing_spill_applies_nothing) {
     t_fail *fs = t_fail_open();
-    pd_store *fast = s_dict(), *slow = &fs->base, *b = NULL;
-    TU_OK(pd_buffer_open(&b, &fast, &slow, 10, PD_BORROW), b);
-    pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
-    pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
-    pd_bytes v2[2] = {{"World!", 6}, {"def", 3}};
-    TU_OK(pd_append(b, 2, k, v1, 0), b);
-    fs->fail = true;
-    ck_assert_int_eq(pd_append(b, 2, k, v2, 0), PD_ERR_IO);
+    pd_store *fast = tu_dict(), *slow = &fs->base,
+             *b = s_buf_borrow(fast, slow, 10);
+    s_second_batch_fails(b, &fs->fail);
     ck_assert_msg(strstr(pd_errmsg(b), "spill 'x' to slow") != NULL, "%s",
                   pd_errmsg(b));
-    tu_expect_str(b, k[0], "Hello");
-    tu_expect_str(b, k[1], "abc");
+    tu_expect_str(b, spill_k[0], "Hello");
+    tu_expect_str(b, spill_k[1], "abc");
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 8);
     ck_assert_uint_eq(pd_dict_nbytes(fast), 8);
     /* A new key chosen for spilling is forgotten too. */
@@ -116,12 +121,10 @@ START_TEST(failing_spill_applies_nothing) {
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 8);
     ck_assert_uint_eq(tu_nkeys(b), 2);
     fs->fail = false;
-    TU_OK(pd_append(b, 2, k, v2, 0), b);
-    tu_expect_str(slow, k[0], "HelloWorld!");
-    tu_expect_str(fast, k[1], "abcdef");
-    pd_close(&b);
-    pd_close(&fast);
-    pd_close(&slow);
+    TU_OK(pd_append(b, 2, spill_k, spill_v2, 0), b);
+    tu_expect_str(slow, spill_k[0], "HelloWorld!");
+    tu_expect_str(fast, spill_k[1], "abcdef");
+    s_close3(&b, &fast, &slow);
 }
 END_TEST
 
@@ -129,14 +132,9 @@ END_TEST
  * the batch was partly applied, and which part. */
 START_TEST(failing_fast_after_spill_says_so) {
     t_fail *ff = t_fail_open();
-    pd_store *fast = &ff->base, *slow = s_dict(), *b = NULL;
-    TU_OK(pd_buffer_open(&b, &fast, &slow, 10, PD_BORROW), b);
-    pd_key k[2] = {PD_KEY_STR("x"), PD_KEY_STR("y")};
-    pd_bytes v1[2] = {{"Hello", 5}, {"abc", 3}};
-    pd_bytes v2[2] = {{"World!", 6}, {"def", 3}};
-    TU_OK(pd_append(b, 2, k, v1, 0), b);
-    ff->fail = true;
-    ck_assert_int_eq(pd_append(b, 2, k, v2, 0), PD_ERR_IO);
+    pd_store *fast = &ff->base, *slow = tu_dict(),
+             *b = s_buf_borrow(fast, slow, 10);
+    s_second_batch_fails(b, &ff->fail);
     const char *msg = pd_errmsg(b);
     ck_assert_msg(strstr(msg, "PARTLY APPLIED") != NULL, "%s", msg);
     ck_assert_msg(strstr(msg, "1 keys spilled went to slow, the other 1 "
@@ -144,12 +142,10 @@ START_TEST(failing_fast_after_spill_says_so) {
                   "%s", msg);
     ck_assert_msg(strstr(msg, "No space left on device") != NULL, "%s", msg);
     ff->fail = false;
-    tu_expect_str(b, k[0], "HelloWorld!");
-    tu_expect_str(b, k[1], "abc");
+    tu_expect_str(b, spill_k[0], "HelloWorld!");
+    tu_expect_str(b, spill_k[1], "abc");
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 3);
-    pd_close(&b);
-    pd_close(&fast);
-    pd_close(&slow);
+    s_close3(&b, &fast, &slow);
 }
 END_TEST
 
@@ -159,7 +155,7 @@ END_TEST
  * large one. */
 START_TEST(dict_expects_limit) {
     for (int big = 0; big < 2; big++) {
-        pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+        pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
         uint64_t limit = big ? (uint64_t)64 << 20 : 1u << 20;
         TU_OK(pd_buffer_open(&b, &f, &sl, limit, 0), NULL);
         const pd__arena *a = pd__dict_arena(pd_buffer_fast(b));
@@ -178,7 +174,7 @@ END_TEST
  * what fast holds. */
 static int s_counts_oom_child(void *arg) {
     (void)arg;
-    pd_store *f = s_dict(), *sl = s_dict(), *b = NULL;
+    pd_store *f = tu_dict(), *sl = tu_dict(), *b = NULL;
     TU_CHECK(pd_buffer_open(&b, &f, &sl, (uint64_t)1 << 30, 0) == 0, "open: %s",
              pd_errmsg(NULL));
     pd_key ka = PD_KEY_STR("a"), kb = PD_KEY_STR("b"), kc = PD_KEY_STR("c");
@@ -246,6 +242,5 @@ int main(void) {
         {"dict_expects_limit", dict_expects_limit},
         {"nomem_keeps_counts", nomem_keeps_counts},
     };
-    return tu_run_cases("test_buffer_errors", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_errors", cases, 300, 0);
 }

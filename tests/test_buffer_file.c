@@ -18,8 +18,7 @@ END_TEST
 START_TEST(dict_over_file) {
     pd_store *file = s_file_or_skip("dict_over_file");
     if (!file) return;
-    pd_store *fast = s_dict(), *b = NULL, *slow = file;
-    TU_OK(pd_buffer_open(&b, &fast, &slow, 3000, PD_BORROW), b);
+    pd_store *fast = tu_dict(), *b = s_buf_borrow(fast, file, 3000);
     s_random_workload(b, fast, 3000, 600, 5);
     ck_assert_uint_gt(s_held(file), 0);
     /* Order after spill, hostile keys included. */
@@ -50,7 +49,7 @@ END_TEST
 START_TEST(threads_dict_over_file) {
     pd_store *file = s_file_or_skip("threads_dict_over_file");
     if (!file) return;
-    pd_store *fast = s_dict(), *b = NULL;
+    pd_store *fast = tu_dict(), *b = NULL;
     TU_OK(pd_buffer_open(&b, &fast, &file, 20000, 0), b);
     s_threads_on(b);
     pd_close(&b);
@@ -135,7 +134,7 @@ END_TEST
 
 START_TEST(private_skips_slow) {
     t_fail *sf = t_fail_open();
-    pd_store *f = s_dict(), *sl = &sf->base, *b = NULL;
+    pd_store *f = tu_dict(), *sl = &sf->base, *b = NULL;
     TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BUFFER_PRIVATE), NULL);
     ck_assert_int_eq(sf->keys, 1); /* open lists slow once */
     sf->keys = 0;
@@ -193,7 +192,7 @@ END_TEST
 /* Keys slow held at open are found: the flag then reads slow always. */
 START_TEST(private_with_filled_slow) {
     t_fail *sf = t_fail_open();
-    pd_store *f = s_dict(), *sl = &sf->base, *b = NULL;
+    pd_store *f = tu_dict(), *sl = &sf->base, *b = NULL;
     tu_append1(sl, PD_KEY_STR("old"), "before", 6);
     TU_OK(pd_buffer_open(&b, &f, &sl, 100, PD_BUFFER_PRIVATE), NULL);
     tu_append1(b, PD_KEY_STR("old"), "+after", 6);
@@ -209,7 +208,7 @@ START_TEST(private_with_filled_slow) {
     pd_close(&b);
 
     /* Unknown flags are still refused, taking nothing. */
-    pd_store *f2 = s_dict(), *s2 = s_dict();
+    pd_store *f2 = tu_dict(), *s2 = tu_dict();
     ck_assert_int_eq(pd_buffer_open(&b, &f2, &s2, 100, 0x4000), PD_ERR_MISUSE);
     ck_assert_ptr_nonnull(f2);
     ck_assert_ptr_nonnull(s2);
@@ -223,7 +222,7 @@ END_TEST
 START_TEST(private_dict_over_file) {
     pd_store *b[2] = {NULL, NULL};
     for (int j = 0; j < 2; j++) {
-        pd_store *d = s_dict(), *f = NULL;
+        pd_store *d = tu_dict(), *f = NULL;
         TU_OK(pd_file_open_temp(&f, NULL, 0), NULL);
         TU_OK(pd_buffer_open(&b[j], &d, &f, 4096, j ? PD_BUFFER_PRIVATE : 0),
               NULL);
@@ -269,6 +268,5 @@ int main(void) {
         {"private_with_filled_slow", private_with_filled_slow},
         {"private_dict_over_file", private_dict_over_file},
     };
-    return tu_run_cases("test_buffer_file", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_file", cases, 300, 0);
 }

@@ -106,6 +106,5 @@ int main(void) {
     const tu_case cases[] = {
         {"plan_is_partds_rounds", plan_is_partds_rounds},
     };
-    return tu_run_cases("test_buffer_plan", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_buffer_plan", cases, 300, 0);
 }

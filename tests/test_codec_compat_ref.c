@@ -276,10 +276,7 @@ static char *s_copy_vectors(const char *codec) {
 START_TEST(reference_vectors) {
     const char *codec = SHARED[_i];
     char *dir = s_copy_vectors(codec);
-    pd_store *f = NULL, *s = NULL;
-    int rc = pd_file_open(&f, dir, 0);
-    ck_assert_msg(rc == 0, "open %s: %s", dir, pd_errmsg(NULL));
-    TU_OK(pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *s = tu_codec_file(dir, 0, codec, PD_LEVEL_DEFAULT);
     size_t nkeys = s_check_vectors(codec, s);
     ck_assert_uint_eq(tu_nkeys(s), nkeys);
     s_close(&s);
@@ -304,9 +301,7 @@ START_TEST(reference_vectors_damaged) {
 
     /* Torn tail: the last frame ("tail") cut 3 bytes short. */
     ck_assert_int_eq(tu_write_file(path, raw, len - 3), 0);
-    pd_store *s = NULL, *f = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *s = tu_codec_file(dir, 0, codec, PD_LEVEL_DEFAULT);
     pd_key big = PD_KEY_STR("big");
     size_t glen;
     char *got = NULL;
@@ -404,6 +399,5 @@ int main(void) {
         {"reference_vectors_damaged", reference_vectors_damaged},
         {"live_two_way", live_two_way},
     };
-    return tu_run_cases("test_codec_compat_ref", cases,
-                        sizeof cases / sizeof cases[0], 300, (int)NSHARED);
+    return TU_RUN_CASES("test_codec_compat_ref", cases, 300, (int)NSHARED);
 }

@@ -115,9 +115,7 @@ START_TEST(ours_roundtrip_standard_frames) {
         }
         s_close(&s);
         /* reopened, it reads the same */
-        pd_store *f = NULL;
-        TU_OK(pd_file_open(&f, dir, 0), NULL);
-        TU_OK(pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0), NULL);
+        s = tu_codec_file(dir, 0, codec, PD_LEVEL_DEFAULT);
         s_live_check(s, codec);
         s_close(&s);
         tu_rmtree(dir);
@@ -256,6 +254,5 @@ int main(void) {
         {"ours_roundtrip_standard_frames", ours_roundtrip_standard_frames, 2},
         {"ours_and_the_cli_tools", ours_and_the_cli_tools, 2},
     };
-    return tu_run_cases("test_codec_compat_std", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_codec_compat_std", cases, 300, 0);
 }

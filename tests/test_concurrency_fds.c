@@ -91,17 +91,15 @@ static int s_fd_child(void *arg) {
  * not the library: Python's os.open loop takes as long), so the variant
  * that only needs to overflow the descriptor cache uses fewer keys. */
 static void s_fd_test(bool lower_after_open, int nkeys) {
-    char *dir = tu_mkdtemp();
-    char root[PATH_MAX];
-    snprintf(root, sizeof root, "%s/store", dir);
-    fdargs a = {root, lower_after_open, nkeys};
+    tu_tmp t;
+    tu_tmp_make(&t);
+    fdargs a = {t.root, lower_after_open, nkeys};
     double t0 = s_now();
     s_wait_ok(s_spawn(s_fd_child, &a), "fd-limit child");
     fprintf(stderr, "fd_limit%s: 2 x %d keys in %.2fs\n",
             lower_after_open ? " (lowered after open)" : "", nkeys,
             s_now() - t0);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tmp_remove(&t);
 }
 
 START_TEST(fd_limit) { s_fd_test(false, FD_NKEYS); }
@@ -173,11 +171,10 @@ START_TEST(stale_descriptors) {
         fprintf(stderr, "stale_descriptors[%s]: SKIP: no python partd\n", name);
         return;
     }
-    char *dir = tu_mkdtemp();
-    char root[PATH_MAX];
-    snprintf(root, sizeof root, "%s/store", dir);
+    tu_tmp t;
+    tu_tmp_make(&t);
     pd_store *a = NULL;
-    TU_OK(pd_file_open(&a, root, PD_FILE_CREATE), NULL);
+    TU_OK(pd_file_open(&a, t.root, PD_FILE_CREATE), NULL);
     pd_bytes tp[] = {PD_BYTES("d", 1), PD_BYTES("k", 1)};
     pd_key keys[] = {PD_KEY_STR("k"), PD_KEY_TUPLE(tp, 2),
                      PD_KEY_STR("bystander")};
@@ -189,14 +186,15 @@ START_TEST(stale_descriptors) {
 
     /* B acts while A's handle stays open. */
     if (py) {
-        int st = v == STALE_PY_DROP ? s_py_op(NULL, 0, root, "drop", NULL, NULL)
+        int st = v == STALE_PY_DROP
+                     ? s_py_op(NULL, 0, t.root, "drop", NULL, NULL)
                  : v == STALE_PY_ISET
-                     ? s_py_op(NULL, 0, root, "iset", "k", "other") |
-                           s_py_op(NULL, 0, root, "iset", "d,k", "other")
-                     : s_py_op(NULL, 0, root, "delete", "k", "d,k");
+                     ? s_py_op(NULL, 0, t.root, "iset", "k", "other") |
+                           s_py_op(NULL, 0, t.root, "iset", "d,k", "other")
+                     : s_py_op(NULL, 0, t.root, "delete", "k", "d,k");
         ck_assert_msg(st == 0, "python %s exited %d", name, st);
     } else {
-        bargs b = {root, v};
+        bargs b = {t.root, v};
         s_wait_ok(s_spawn(s_stale_b, &b), name);
     }
 
@@ -216,16 +214,17 @@ START_TEST(stale_descriptors) {
 
     /* What another process sees: a fresh C handle and Python. */
     pd_store *c = NULL;
-    TU_OK(pd_file_open(&c, root, 0), NULL);
+    TU_OK(pd_file_open(&c, t.root, 0), NULL);
     tu_expect_as(c, keys[0], want, "fresh handle");
     tu_expect_as(c, keys[1], want, "fresh handle");
     pd_close(&c);
     if (tu_have_python_partd()) {
         char out[64];
-        ck_assert_int_eq(s_py_op(out, sizeof out, root, "get", "k", NULL), 0);
+        ck_assert_int_eq(s_py_op(out, sizeof out, t.root, "get", "k", NULL), 0);
         ck_assert_msg(!strcmp(out, want), "%s: python reads '%s', want '%s'",
                       name, out, want);
-        ck_assert_int_eq(s_py_op(out, sizeof out, root, "get", "d,k", NULL), 0);
+        ck_assert_int_eq(s_py_op(out, sizeof out, t.root, "get", "d,k", NULL),
+                         0);
         ck_assert_msg(!strcmp(out, want), "%s: python reads '%s', want '%s'",
                       name, out, want);
     }
@@ -237,15 +236,15 @@ START_TEST(stale_descriptors) {
         pid_t pid = -1;
         bool pyl = tu_have_python_partd();
         tu_child ck = {-1, -1};
-        bargs b = {root, STALE_C_DELETE_REAPPEND};
+        bargs b = {t.root, STALE_C_DELETE_REAPPEND};
         if (pyl)
-            pid = s_spawn_py(-1, -1, "op.py", root, "append", "z", "py",
+            pid = s_spawn_py(-1, -1, "op.py", t.root, "append", "z", "py",
                              (char *)NULL);
         else
             ck = s_spawn(s_stale_b, &b);
         s_sleep_ms(400);
         char zpath[PATH_MAX + 8];
-        snprintf(zpath, sizeof zpath, "%s/%s", root, pyl ? "z" : "k");
+        snprintf(zpath, sizeof zpath, "%s/%s", t.root, pyl ? "z" : "k");
         size_t zl = 0;
         char *z = tu_read_file(zpath, &zl);
         bool early = pyl ? z != NULL : (z && strcmp(z, want) != 0);
@@ -261,8 +260,7 @@ START_TEST(stale_descriptors) {
                       name);
     }
     TU_OK(pd_close(&a), NULL);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tmp_remove(&t);
 }
 END_TEST
 
@@ -272,6 +270,5 @@ int main(void) {
         {"fd_limit_lowered_after_open", fd_limit_lowered_after_open},
         {"stale_descriptors", stale_descriptors, STALE_NVARIANTS},
     };
-    return tu_run_cases("test_concurrency_fds", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_concurrency_fds", cases, 120, 0);
 }

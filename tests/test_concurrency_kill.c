@@ -79,11 +79,10 @@ static void s_kill_check(pd_store *s, int round, int j, long acked) {
 }
 
 START_TEST(kill9_loses_nothing_acknowledged) {
-    char *dir = tu_mkdtemp();
-    char root[4096];
-    snprintf(root, sizeof root, "%s/store", dir);
+    tu_tmp t;
+    tu_tmp_make(&t);
     pd_store *s = NULL;
-    TU_OK(pd_file_open(&s, root, PD_FILE_CREATE), NULL);
+    TU_OK(pd_file_open(&s, t.root, PD_FILE_CREATE), NULL);
     long acked[KILL_ROUNDS];
     srand(4242);
     for (int round = 0; round < KILL_ROUNDS; round++) {
@@ -93,7 +92,7 @@ START_TEST(kill9_loses_nothing_acknowledged) {
         ck_assert_int_ge(pid, 0);
         if (pid == 0) {
             close(pfd[0]);
-            s_kill_writer(root, round, pfd[1]);
+            s_kill_writer(t.root, round, pfd[1]);
         }
         close(pfd[1]);
         /* under valgrind the writer starts ~100x slower */
@@ -118,7 +117,7 @@ START_TEST(kill9_loses_nothing_acknowledged) {
     }
     /* a fresh handle sees every round intact */
     pd_close(&s);
-    TU_OK(pd_file_open(&s, root, 0), NULL);
+    TU_OK(pd_file_open(&s, t.root, 0), NULL);
     long total = 0;
     for (int round = 0; round < KILL_ROUNDS; round++) {
         total += acked[round] + 1;
@@ -129,8 +128,7 @@ START_TEST(kill9_loses_nothing_acknowledged) {
             KILL_ROUNDS, total);
     ck_assert_int_gt(total, KILL_ROUNDS);
     pd_close(&s);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tmp_remove(&t);
 }
 END_TEST
 
@@ -138,6 +136,5 @@ int main(void) {
     const tu_case cases[] = {
         {"kill9_loses_nothing_acknowledged", kill9_loses_nothing_acknowledged},
     };
-    return tu_run_cases("test_concurrency_kill", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_concurrency_kill", cases, 120, 0);
 }

@@ -16,17 +16,20 @@ typedef struct wargs {
     int gofd; /* read end: EOF means go */
 } wargs;
 
-static void s_wait_go(int fd) {
+/* In a child: waits for the go (EOF on gofd), then opens the File store at
+ * root. */
+static pd_store *s_open_on_go(const char *root, int gofd) {
     char c;
-    while (read(fd, &c, 1) > 0) {}
+    while (read(gofd, &c, 1) > 0) {}
+    pd_store *s = NULL;
+    int rc = pd_file_open(&s, root, 0);
+    TU_CHECK(rc == 0, "open %s: %s", root, pd_errmsg(NULL));
+    return s;
 }
 
 static int s_c_writer(void *arg) {
     wargs *a = arg;
-    s_wait_go(a->gofd);
-    pd_store *s = NULL;
-    int rc = pd_file_open(&s, a->root, 0);
-    TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = s_open_on_go(a->root, a->gofd);
     /* Writers differ: some split each record into two values of the same
      * key within the batch, some hold pd_lock around the batch. */
     bool split = a->w % 3 == 1, locked = a->w % 2 == 1;
@@ -51,11 +54,11 @@ static int s_c_writer(void *arg) {
         }
         if (locked) {
             TU_CHECK(pd_lock(s) == 0, "lock: %s", pd_errmsg(s));
-            rc = pd_append(s, n, keys, vals, PD_NOLOCK);
+            int rc = pd_append(s, n, keys, vals, PD_NOLOCK);
             TU_CHECK(rc == 0, "append: %s", pd_errmsg(s));
             TU_CHECK(pd_unlock(s) == 0, "unlock: %s", pd_errmsg(s));
         } else {
-            rc = pd_append(s, n, keys, vals, 0);
+            int rc = pd_append(s, n, keys, vals, 0);
             TU_CHECK(rc == 0, "append: %s", pd_errmsg(s));
         }
     }
@@ -117,10 +120,7 @@ static long s_check_snapshot(pd_result *r, rec *seq, rec *tmp, long prevn,
 
 static int s_reader(void *arg) {
     rargs *a = arg;
-    s_wait_go(a->gofd);
-    pd_store *s = NULL;
-    int rc = pd_file_open(&s, a->root, 0);
-    TU_CHECK(rc == 0, "open: %s", pd_errmsg(NULL));
+    pd_store *s = s_open_on_go(a->root, a->gofd);
     rec *seq = calloc(MAXREC, sizeof *seq), *tmp = calloc(MAXREC, sizeof *tmp),
         *prev = calloc(MAXREC, sizeof *prev);
     pd_key keys[NK];
@@ -132,7 +132,7 @@ static int s_reader(void *arg) {
         struct pollfd pf = {a->stopfd, POLLIN, 0};
         bool last = poll(&pf, 1, 0) > 0;
         pd_result *r = NULL;
-        rc = pd_get(s, NK, keys, &r, 0);
+        int rc = pd_get(s, NK, keys, &r, 0);
         TU_CHECK(rc == 0, "get: %s", pd_errmsg(s));
         long n = s_check_snapshot(r, seq, tmp, prevn, why, sizeof why);
         TU_CHECK(n >= 0, "snapshot %ld: %s", snaps, why);
@@ -157,11 +157,10 @@ static int s_reader(void *arg) {
 }
 
 START_TEST(many_writers) {
-    char *dir = tu_mkdtemp();
-    char root[PATH_MAX];
-    snprintf(root, sizeof root, "%s/store", dir);
+    tu_tmp t;
+    tu_tmp_make(&t);
     pd_store *s = NULL;
-    TU_OK(pd_file_open(&s, root, PD_FILE_CREATE), NULL);
+    TU_OK(pd_file_open(&s, t.root, PD_FILE_CREATE), NULL);
 
     bool py = tu_have_python_partd();
     if (!py)
@@ -180,21 +179,21 @@ START_TEST(many_writers) {
     int npy = 0;
     wargs wa[NW];
     for (int w = 0; w < NW; w++) {
-        wa[w] = (wargs){root, w, go[0]};
+        wa[w] = (wargs){t.root, w, go[0]};
         if (py && w >= NW - 2) {
             char ws[16], nb[16], nk[16], gfd[16];
             snprintf(ws, sizeof ws, "%d", w);
             snprintf(nb, sizeof nb, "%d", NB);
             snprintf(nk, sizeof nk, "%d", NK);
             snprintf(gfd, sizeof gfd, "%d", go[0]);
-            pyk[npy++] = s_spawn_py(-1, go[0], "writer.py", root, ws, nb, nk,
+            pyk[npy++] = s_spawn_py(-1, go[0], "writer.py", t.root, ws, nb, nk,
                                     gfd, (char *)NULL);
             kids[w].pid = -1;
         } else {
             kids[w] = s_spawn(s_c_writer, &wa[w]);
         }
     }
-    rargs ra = {root, stop[0], go[0]};
+    rargs ra = {t.root, stop[0], go[0]};
     kids[NW] = s_spawn(s_reader, &ra);
     close(stop[0]);
     close(go[0]);
@@ -234,8 +233,7 @@ START_TEST(many_writers) {
     free(seq);
     free(tmp);
     pd_close(&s);
-    tu_rmtree(dir);
-    free(dir);
+    tu_tmp_remove(&t);
 }
 END_TEST
 
@@ -243,6 +241,5 @@ int main(void) {
     const tu_case cases[] = {
         {"many_writers", many_writers},
     };
-    return tu_run_cases("test_concurrency_writers", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_concurrency_writers", cases, 120, 0);
 }

@@ -24,6 +24,21 @@ static void s_kflat(cf_keys *ks, const void *p, size_t len) {
     ks->n++;
 }
 
+/* Flat keys spelled as string literals, their lengths (NULs included)
+ * counted by sizeof; s_kflat each, in order. */
+typedef struct cf_lit {
+    const char *p;
+    size_t n;
+} cf_lit;
+#define LIT(s)                                                                 \
+    { (s), sizeof(s) - 1 }
+#define S_KFLATS(ks, lits)                                                     \
+    s_kflats((ks), (lits), sizeof(lits) / sizeof((lits)[0]))
+
+static void s_kflats(cf_keys *ks, const cf_lit *lits, size_t n) {
+    for (size_t i = 0; i < n; i++) s_kflat(ks, lits[i].p, lits[i].n);
+}
+
 /* A File lays a tuple out as directories, so a tuple whose first part is
  * also a flat key collides with that key's file (PD_ERR_KEY, tested in
  * prefix_collision); such tuples run in a second phase. */
@@ -47,19 +62,14 @@ static void s_hostile(cf_keys *ks, cf_fix *f) {
     for (int i = 0; i < 256; i++) all[i] = (unsigned char)i;
     s_kflat(ks, all, 256);
     s_kflat(ks, all + 1, 255); /* no NUL */
-    s_kflat(ks, "a\0b", 3);
-    s_kflat(ks, "\0", 1);
-    s_kflat(ks, "", 0);
-    s_kflat(ks, "/", 1);
-    s_kflat(ks, "//", 2);
-    s_kflat(ks, "a/b", 3);
+    static const cf_lit slashes[] = {LIT("a\0b"), LIT("\0"), LIT(""),
+                                     LIT("/"),    LIT("//"), LIT("a/b")};
+    S_KFLATS(ks, slashes);
     s_ktuple(ks, 2, "a", "b");
     ks->phase[ks->n - 1] = 0; /* no flat 'a' */
-    s_kflat(ks, ".", 1);
-    s_kflat(ks, "..", 2);
-    s_kflat(ks, "...", 3);
-    s_kflat(ks, "../x", 4);
-    s_kflat(ks, "../root", 7);
+    static const cf_lit dots[] = {LIT("."), LIT(".."), LIT("..."), LIT("../x"),
+                                  LIT("../root")};
+    S_KFLATS(ks, dots);
     /* "../../name" from <parent>/root is dirname(parent)/name. */
     if (f->parent) {
         const char *slash = strrchr(f->parent, '/');
@@ -88,21 +98,15 @@ static void s_hostile(cf_keys *ks, cf_fix *f) {
     s_ktuple(ks, 2, "..", "y");
     s_ktuple(ks, 3, "", "", "");
     s_ktuple(ks, 2, "%41", "/");
-    s_kflat(ks, "%41", 3);
-    s_kflat(ks, "A", 1);
-    s_kflat(ks, "%", 1);
-    s_kflat(ks, "%%", 2);
-    s_kflat(ks, "%#tmp", 5);
-    s_kflat(ks, "%~x", 3);
-    s_kflat(ks, "x!y", 3);
-    s_kflat(ks, "xy", 2);
+    static const cf_lit escapes[] = {LIT("%41"), LIT("A"),     LIT("%"),
+                                     LIT("%%"),  LIT("%#tmp"), LIT("%~x"),
+                                     LIT("x!y"), LIT("xy")};
+    S_KFLATS(ks, escapes);
     s_kflat(ks, "\xd0\xba\xd0\xbb\xd1\x8e\xd1\x87", 8); /* ключ */
-    s_kflat(ks, "with space", 10);
-    s_kflat(ks, " ", 1);
-    s_kflat(ks, "UPPER", 5);
-    s_kflat(ks, "upper", 5);
-    s_kflat(ks, "a\nb", 3);
-    s_kflat(ks, "-rf", 3);
+    /* blanks, case, a newline, an option */
+    static const cf_lit words[] = {LIT("with space"), LIT(" "),    LIT("UPPER"),
+                                   LIT("upper"),      LIT("a\nb"), LIT("-rf")};
+    S_KFLATS(ks, words);
     {
         char k[5000];
         memset(k, 'L', sizeof k);
@@ -412,6 +416,5 @@ int main(void) {
         {"large_value", large_value},
         {"prefix_collision", prefix_collision},
     };
-    return tu_run_cases("test_conformance_keys", cases,
-                        sizeof cases / sizeof cases[0], 60, NSTACKS);
+    return TU_RUN_CASES("test_conformance_keys", cases, 60, NSTACKS);
 }

@@ -280,6 +280,5 @@ int main(void) {
         {"close_twice", close_twice},
         {"reopen_persists", reopen_persists},
     };
-    return tu_run_cases("test_conformance_life", cases,
-                        sizeof cases / sizeof cases[0], 60, NSTACKS);
+    return TU_RUN_CASES("test_conformance_life", cases, 60, NSTACKS);
 }

@@ -100,14 +100,9 @@ START_TEST(get_many) {
     pd_result *r = NULL;
     TU_OK(pd_get(f.s, N + 3, ask, &r, 0), f.s);
     ck_assert_uint_eq(pd_result_count(r), N + 3);
-    for (int i = 0; i < N + 3; i++) {
-        cf_ent *e = s_model_find(&m, &ask[i], false);
-        pd_bytes v = pd_result_value(r, (size_t)i);
-        size_t wl = e ? e->len : 0;
-        ck_assert_msg(v.size == wl && (wl == 0 || !memcmp(v.data, e->val, wl)),
-                      "[%s] value %d of a %d-key get is wrong", NAME(&f), i,
-                      N + 3);
-    }
+    for (int i = 0; i < N + 3; i++)
+        s_model_expect(&f, &m, &ask[i], pd_result_value(r, (size_t)i),
+                       "value %d of a %d-key get", i, N + 3);
     pd_result_free(&r);
     s_verify(&f, &m);
     s_model_free(&m);
@@ -135,16 +130,10 @@ START_TEST(get_into) {
             TU_OK(pd_get_into(f.s, n, keys, buf, caps[c], &r, 0), f.s);
             ck_assert_uint_eq(pd_result_count(r), n);
             uint64_t total = 0;
-            for (size_t i = 0; i < n; i++) {
-                cf_ent *e = s_model_find(&m, &keys[i], false);
-                pd_bytes v = pd_result_value(r, i);
-                size_t wl = e ? e->len : 0;
-                ck_assert_msg(v.size == wl &&
-                                  (wl == 0 || !memcmp(v.data, e->val, wl)),
-                              "[%s] get_into cap %zu: value %zu wrong",
-                              NAME(&f), caps[c], i);
-                total += wl;
-            }
+            for (size_t i = 0; i < n; i++)
+                total +=
+                    s_model_expect(&f, &m, &keys[i], pd_result_value(r, i),
+                                   "get_into cap %zu: value %zu", caps[c], i);
             /* In buf only if they fit, and then from its start. */
             if (pd_result_in(r, buf)) {
                 ck_assert_uint_le(total, caps[c]);
@@ -321,6 +310,5 @@ int main(void) {
         {"delete_keys", delete_keys},   {"iset_idempotent", iset_idempotent},
         {"drop_store", drop_store},     {"keys_listing", keys_listing},
     };
-    return tu_run_cases("test_conformance_ops", cases,
-                        sizeof cases / sizeof cases[0], 60, NSTACKS);
+    return TU_RUN_CASES("test_conformance_ops", cases, 60, NSTACKS);
 }

@@ -299,7 +299,7 @@ static uint64_t s_verify(s_model *m, const char *dir, bool repair,
     char names[NKEYS][4];
     pd_key keys[NKEYS];
     s_keys(names, keys);
-    pd_store *s = s_open(dir, m->codec);
+    pd_store *s = tu_codec_file(dir, 0, m->codec, PD_LEVEL_DEFAULT);
     pd_result *r = NULL;
     int rc = pd_get(s, NKEYS, keys, &r, 0);
     ck_assert_msg(rc == 0, "[%s seed %u] get after a kill: %s", m->codec,
@@ -323,7 +323,7 @@ static uint64_t s_verify(s_model *m, const char *dir, bool repair,
                       m->codec, m->seed, (unsigned long long)torn,
                       (unsigned long long)removed);
         ck_assert_int_eq(pd_close(&s), 0);
-        s = s_open(dir, m->codec);
+        s = tu_codec_file(dir, 0, m->codec, PD_LEVEL_DEFAULT);
         pd_result *r2 = NULL;
         rc = pd_get(s, NKEYS, keys, &r2, 0);
         ck_assert_msg(rc == 0, "get after repair: %s", pd_errmsg(s));
@@ -417,9 +417,7 @@ static int s_count_fsync(int fd) {
  * every call. */
 START_TEST(fsync_reaches_the_file) {
     char *dir = s_new_store();
-    pd_store *f = NULL, *s = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, "zlib", PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *s = tu_codec_file(dir, 0, "zlib", PD_LEVEL_DEFAULT);
     pd__sys_table.fsync = s_count_fsync;
     char names[NKEYS][4];
     pd_key keys[NKEYS];
@@ -435,8 +433,7 @@ START_TEST(fsync_reaches_the_file) {
     ck_assert_int_ge(g_fsyncs, 1);
     ck_assert_int_eq(pd_close(&s), 0);
 
-    TU_OK(pd_file_open(&f, dir, PD_FILE_FSYNC), NULL);
-    TU_OK(pd_compress_open(&s, &f, "zstd", PD_LEVEL_DEFAULT, 0), NULL);
+    s = tu_codec_file(dir, PD_FILE_FSYNC, "zstd", PD_LEVEL_DEFAULT);
     g_fsyncs = 0;
     TU_OK(pd_append(s, 3, keys + 3, vals, 0), s); /* c3 c4 c5 */
     ck_assert_int_ge(g_fsyncs, 3);
@@ -475,6 +472,5 @@ int main(void) {
         {"fsync_reaches_the_file", fsync_reaches_the_file},
         {"kill_rounds_fsync", kill_rounds_fsync},
     };
-    return tu_run_cases("test_crash_kill", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_crash_kill", cases, 300, 0);
 }

@@ -14,9 +14,7 @@
 START_TEST(zero_tail) {
     const char *codec = CODECS[_i];
     char *dir = s_new_store();
-    pd_store *f = NULL, *s = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, codec, PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *s = tu_codec_file(dir, 0, codec, PD_LEVEL_DEFAULT);
     pd_key k = PD_KEY_STR("z");
     unsigned char *v = malloc(5000);
     s_fill(1, 0, 0, 5000, v);
@@ -31,9 +29,7 @@ START_TEST(zero_tail) {
     const off_t zeros[] = {1, 7, 8, 9, 4096, 65536};
     for (size_t z = 0; z < sizeof zeros / sizeof zeros[0]; z++) {
         ck_assert_int_eq(truncate(path, whole + zeros[z]), 0);
-        pd_store *f2 = NULL, *s2 = NULL;
-        TU_OK(pd_file_open(&f2, dir, 0), NULL);
-        TU_OK(pd_compress_open(&s2, &f2, codec, PD_LEVEL_DEFAULT, 0), NULL);
+        pd_store *s2 = tu_codec_file(dir, 0, codec, PD_LEVEL_DEFAULT);
         size_t len;
         char *got = NULL;
         int rc = tu_fetch1(s2, k, &got, &len);
@@ -253,6 +249,5 @@ int main(void) {
         {"zero_tail", zero_tail, 2},
         {"successive_torn_writes", successive_torn_writes, 6},
     };
-    return tu_run_cases("test_crash_torn", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_crash_torn", cases, 300, 0);
 }

@@ -156,13 +156,26 @@ static size_t s_chunks(pd_store *d, const char *key, size_t *nch,
     return sum;
 }
 
+/* Appends v[from, to) to key, then asserts that the key holds v[0, to) in
+ * nch chunks; returns the largest chunk's size. */
+static size_t s_append_chunks(pd_store *d, const char *key,
+                              const unsigned char *v, size_t from, size_t to,
+                              size_t nch) {
+    tu_append1(d, PD_KEY_STR(key), v + from, to - from);
+    size_t n, maxch;
+    ck_assert_uint_eq(s_chunks(d, key, &n, &maxch), to);
+    ck_assert_msg(n == nch, "%s: %zu chunks, want %zu", key, n, nch);
+    tu_expect(d, PD_KEY_STR(key), v, to);
+    return maxch;
+}
+
 /* How a key's bytes are laid out in chunks: small appends fill chunks that
  * grow with the key up to the arena's largest block; a part larger than
  * that, or than 4 KiB and than the key's next chunk, gets a chunk of its
  * own exact size (malloc'd); the rest of a small part goes to the room of
  * the last chunk. */
 START_TEST(chunk_policy) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     static unsigned char v[200000];
     for (size_t i = 0; i < sizeof v; i++) v[i] = (unsigned char)(i * 31 + 7);
     size_t nch, maxch;
@@ -177,27 +190,15 @@ START_TEST(chunk_policy) {
     ck_assert_uint_ge(nch, at / (PD__ARENA_MAX - 16));
     ck_assert_uint_le(nch, 200);
     /* One large value: one chunk, exact. */
-    tu_append1(d, PD_KEY_STR("big"), v, 100000);
-    ck_assert_uint_eq(s_chunks(d, "big", &nch, &maxch), 100000);
-    ck_assert_uint_eq(nch, 1);
-    tu_expect(d, PD_KEY_STR("big"), v, 100000);
+    s_append_chunks(d, "big", v, 0, 100000, 1);
     /* 6000 bytes after 10: the first chunk's room, then an exact chunk. */
     tu_append1(d, PD_KEY_STR("mid"), v, 10);
-    tu_append1(d, PD_KEY_STR("mid"), v + 10, 6000);
-    ck_assert_uint_eq(s_chunks(d, "mid", &nch, &maxch), 6010);
-    ck_assert_uint_eq(nch, 2);
-    ck_assert_uint_ge(maxch, 5990);
+    ck_assert_uint_ge(s_append_chunks(d, "mid", v, 10, 6010, 2), 5990);
     /* (its room rounded up to whole malloc units takes 5 more) */
-    tu_append1(d, PD_KEY_STR("mid"), v + 6010, 5);
-    ck_assert_uint_eq(s_chunks(d, "mid", &nch, &maxch), 6015);
-    ck_assert_uint_eq(nch, 2);
-    tu_expect(d, PD_KEY_STR("mid"), v, 6015);
+    s_append_chunks(d, "mid", v, 6010, 6015, 2);
     /* 3000 bytes: an arena block with room left, which takes 50 more. */
     tu_append1(d, PD_KEY_STR("small"), v, 3000);
-    tu_append1(d, PD_KEY_STR("small"), v + 3000, 50);
-    ck_assert_uint_eq(s_chunks(d, "small", &nch, &maxch), 3050);
-    ck_assert_uint_eq(nch, 1);
-    tu_expect(d, PD_KEY_STR("small"), v, 3050);
+    s_append_chunks(d, "small", v, 3000, 3050, 1);
     /* set: exact chunks, arena or malloc'd; appends continue them. */
     pd_key ks[2] = {PD_KEY_STR("s1"), PD_KEY_STR("s2")};
     pd_bytes vs[2] = {{v, 20000}, {v, 300}};
@@ -238,7 +239,7 @@ static void s_keys_k(int nk, char (*names)[16], pd_key *keys, pd_bytes *vals,
  * large delete. */
 START_TEST(memory_returned) {
     enum { NK = 200, PER = 200, V = 100 }; /* 4 MB */
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     const pd__arena *a = pd__dict_arena(d);
     ck_assert_ptr_nonnull(a);
     ck_assert_ptr_null(pd__dict_arena(NULL));
@@ -281,7 +282,7 @@ END_TEST
 
 /* A Dict expecting megabytes asks for huge pages from its first segment. */
 START_TEST(expect_hint) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     const pd__arena *a = pd__dict_arena(d);
     ck_assert(!a->huge_first);
     pd__dict_expect(d, (uint64_t)64 << 20);
@@ -366,6 +367,5 @@ int main(void) {
         {"expect_hint", expect_hint},
         {"nomem_mapping_is_atomic", nomem_mapping_is_atomic},
     };
-    return tu_run_cases("test_dict_arena", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_dict_arena", cases, 120, 0);
 }

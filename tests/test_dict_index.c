@@ -181,7 +181,7 @@ START_TEST(trim_once_per_call) {
 END_TEST
 
 START_TEST(index_churn) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     enum { NK = 5000 };
     int nk = tu_under_valgrind() ? NK / 5 : NK;
     char name[32];
@@ -228,6 +228,5 @@ int main(void) {
         {"index_churn", index_churn},
         {"trim_once_per_call", trim_once_per_call},
     };
-    return tu_run_cases("test_dict_index", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_dict_index", cases, 120, 0);
 }

@@ -9,14 +9,9 @@
 /* ------------------------------------------------------------------ Tests */
 
 START_TEST(roundtrip) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     pd_key ka = PD_KEY_STR("a"), kb = PD_KEY_STR("b");
-    tu_append1(d, ka, "Hello ", 6);
-    tu_append1(d, kb, "x", 1);
-    tu_append1(d, ka, "World!", 6);
-    tu_expect_str(d, ka, "Hello World!");
-    tu_expect_str(d, kb, "x");
-    tu_expect_str(d, PD_KEY_STR("missing"), "");
+    tu_hello_ab(d, ka, kb);
     ck_assert_uint_eq(pd_dict_nbytes(d), 13);
 
     /* A batch get: values in key order, missing keys empty. */
@@ -49,7 +44,7 @@ START_TEST(roundtrip) {
 END_TEST
 
 START_TEST(large_and_many) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     pd_key k = PD_KEY_STR("big");
     size_t n = 3u << 20;
     unsigned char *big = malloc(n);
@@ -92,7 +87,7 @@ START_TEST(large_and_many) {
 END_TEST
 
 START_TEST(hostile_keys) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     static char longk[10000];
     memset(longk, 'L', sizeof longk);
     longk[5000] = '\0';
@@ -155,7 +150,7 @@ START_TEST(hostile_keys) {
 END_TEST
 
 START_TEST(duplicates_in_batch) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     pd_key k[5] = {PD_KEY_STR("a"), PD_KEY_STR("b"), PD_KEY_STR("a"),
                    PD_KEY_STR("a"), PD_KEY_STR("b")};
     pd_bytes v[5] = {{"1", 1}, {"x", 1}, {"22", 2}, {"333", 3}, {"yy", 2}};
@@ -174,7 +169,7 @@ START_TEST(duplicates_in_batch) {
 END_TEST
 
 START_TEST(iset_semantics) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     pd_key k = PD_KEY_STR("k"), j = PD_KEY_STR("j");
     pd_bytes v1 = {"one", 3}, v2 = {"two", 3};
     /* set replaces what append put there. */
@@ -214,7 +209,7 @@ START_TEST(iset_semantics) {
 END_TEST
 
 START_TEST(delete_and_drop) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     for (int i = 0; i < 100; i++) {
         char k[16];
         snprintf(k, sizeof k, "k%d", i);
@@ -243,7 +238,7 @@ START_TEST(delete_and_drop) {
 END_TEST
 
 START_TEST(keys_and_sizes) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     ck_assert_uint_eq(tu_nkeys(d), 0);
     pd_bytes parts[3] = {{"x", 1}, {"\0", 1}, {"", 0}};
     pd_key tk = PD_KEY_TUPLE(parts, 3);
@@ -273,7 +268,7 @@ START_TEST(keys_and_sizes) {
 END_TEST
 
 START_TEST(nomem_append_is_atomic) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     pd_key a = PD_KEY_STR("a"), b = PD_KEY_STR("b");
     tu_append1(d, a, "x", 1);
     tu_append1(d, b, "b0", 2);
@@ -324,7 +319,7 @@ END_TEST
 
 START_TEST(misuse) {
     ck_assert_uint_eq(pd_dict_nbytes(NULL), 0);
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     pd_key k = PD_KEY_STR("k");
     pd_bytes v = {NULL, 3};
     ck_assert_int_eq(pd_append(d, 1, &k, &v, 0), PD_ERR_MISUSE);
@@ -350,7 +345,7 @@ END_TEST
 #define S_ROUNDS 5000
 
 START_TEST(threads) {
-    pd_store *d = s_open();
+    pd_store *d = tu_dict();
     tu_threads_own_shared(d, S_THREADS, S_ROUNDS);
     ck_assert_uint_eq(pd_dict_nbytes(d), 2u * S_THREADS * S_ROUNDS * 9);
     pd_close(&d);
@@ -370,6 +365,5 @@ int main(void) {
         {"misuse", misuse},
         {"threads", threads},
     };
-    return tu_run_cases("test_dict_store", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_dict_store", cases, 120, 0);
 }

@@ -673,6 +673,5 @@ int main(void) {
         {"repair_keeps_what_get_returns", repair_keeps_what_get_returns},
         {"random_corruption", random_corruption, NCODECS},
     };
-    return tu_run_cases("test_encode_bad", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_encode_bad", cases, 300, 0);
 }

@@ -445,6 +445,5 @@ int main(void) {
         {"frame_split", frame_split},
         {"frame_split_callback", frame_split_callback},
     };
-    return tu_run_cases("test_encode_roundtrip", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_encode_roundtrip", cases, 300, 0);
 }

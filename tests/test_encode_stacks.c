@@ -10,10 +10,7 @@
 
 START_TEST(stack_zlib_file) {
     char *dir = tu_mkdtemp();
-    pd_store *f = NULL, *s = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, "zlib", PD_LEVEL_DEFAULT, 0), NULL);
-    ck_assert_ptr_null(f);
+    pd_store *s = tu_codec_file(dir, 0, "zlib", PD_LEVEL_DEFAULT);
     pd_bytes tp[] = {V("t"), V("u")};
     pd_key ks[] = {K("x"), PD_KEY_TUPLE(tp, 2), K("x")};
     pd_bytes vs[] = {V("hello "), V("tuple"), V("world")};
@@ -32,8 +29,7 @@ START_TEST(stack_zlib_file) {
     free(raw);
     TU_OK(pd_close(&s), NULL);
     /* Reopen: the data persists. */
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, "zlib", 1, 0), NULL);
+    s = tu_codec_file(dir, 0, "zlib", 1);
     tu_expect_str(s, ks[0], "hello world");
     TU_OK(pd_close(&s), NULL);
     tu_rmtree(dir);
@@ -61,8 +57,7 @@ START_TEST(stack_zstd_buffer) {
     tu_expect(s, K("k"), want, wn);
     ck_assert_uint_gt(pd_buffer_memory_usage(pd_encode_inner(s)), 0);
     TU_OK(pd_close(&s), NULL); /* flushes the Buffer into the File */
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, "zstd", 1, 0), NULL);
+    s = tu_codec_file(dir, 0, "zstd", 1);
     tu_expect(s, K("k"), want, wn);
     ck_assert_uint_eq(pd_encode_torn(s), 0);
     TU_OK(pd_close(&s), NULL);
@@ -75,9 +70,8 @@ END_TEST
 
 START_TEST(stack_buffer_lz4) {
     char *dir = tu_mkdtemp();
-    pd_store *f = NULL, *d = NULL, *z = NULL, *b = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&z, &f, "lz4", PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *z = tu_codec_file(dir, 0, "lz4", PD_LEVEL_DEFAULT);
+    pd_store *d = NULL, *b = NULL;
     TU_OK(pd_dict_open(&d), NULL);
     TU_OK(pd_buffer_open(&b, &d, &z, 2048, 0), NULL);
     unsigned char *v = s_bytes(100000, 6, false);
@@ -86,8 +80,7 @@ START_TEST(stack_buffer_lz4) {
     TU_OK(pd_buffer_flush(b, 0, NULL, 0), b);
     tu_expect(b, K("k"), v, 30000);
     TU_OK(pd_close(&b), NULL);
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&z, &f, "lz4", PD_LEVEL_DEFAULT, 0), NULL);
+    z = tu_codec_file(dir, 0, "lz4", PD_LEVEL_DEFAULT);
     tu_expect(z, K("k"), v, 30000);
     TU_OK(pd_close(&z), NULL);
     free(v);
@@ -194,9 +187,7 @@ static ssize_t t_write_enospc(int fd, const void *buf, size_t n) {
 
 START_TEST(write_fails) {
     char *dir = tu_mkdtemp();
-    pd_store *f = NULL, *s = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, s_names[_i], PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *s = tu_codec_file(dir, 0, s_names[_i], PD_LEVEL_DEFAULT);
     tu_append1(s, K("k"), "before", 6);
     pd__sys_table.write = t_write_enospc;
     pd_key ks[] = {K("k"), K("new")};
@@ -230,6 +221,5 @@ int main(void) {
         {"foreign_payloads", foreign_payloads},
         {"write_fails", write_fails, NCODECS},
     };
-    return tu_run_cases("test_encode_stacks", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_encode_stacks", cases, 300, 0);
 }

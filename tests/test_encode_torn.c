@@ -47,57 +47,30 @@ START_TEST(torn_middle) {
     s_fx_open(&fx, s_names[_i]);
     size_t f1 = fx.ends[1] - fx.ends[0]; /* frame 1's size */
     size_t f2 = fx.n - fx.ends[1];
-    unsigned char *buf = malloc(2 * fx.n);
+    const unsigned char *r = fx.raw, *r1 = r + fx.ends[0], *r2 = r + fx.ends[1];
+    /* what reads after frame 0: value 2, twice */
+    unsigned char *v2v2 = malloc(2 * fx.sizes[2]);
+    memcpy(v2v2, fx.vals[2], fx.sizes[2]);
+    memcpy(v2v2 + fx.sizes[2], fx.vals[2], fx.sizes[2]);
     size_t cuts[] = {1, 5, 8, 9, 20, f1 / 2, f1 - 1};
     for (size_t c = 0; c < sizeof cuts / sizeof cuts[0]; c++) {
         /* frame0, frame1 cut at cuts[c], frame2, frame1 cut again, frame2 */
-        size_t n = 0, cut = cuts[c], cut2 = f1 - cuts[c];
-        memcpy(buf, fx.raw, fx.ends[0]);
-        n = fx.ends[0];
-        memcpy(buf + n, fx.raw + fx.ends[0], cut);
-        n += cut;
-        memcpy(buf + n, fx.raw + fx.ends[1], f2);
-        n += f2;
-        memcpy(buf + n, fx.raw + fx.ends[0], cut2);
-        n += cut2;
-        memcpy(buf + n, fx.raw + fx.ends[1], f2);
-        n += f2;
-        s_raw_set(fx.inner, K("k"), buf, n);
-        uint64_t before = pd_encode_torn(fx.s);
-        size_t wn = fx.sizes[0] + 2 * fx.sizes[2];
-        unsigned char *w = malloc(wn);
-        memcpy(w, fx.vals[0], fx.sizes[0]);
-        memcpy(w + fx.sizes[0], fx.vals[2], fx.sizes[2]);
-        memcpy(w + fx.sizes[0] + fx.sizes[2], fx.vals[2], fx.sizes[2]);
-        tu_expect(fx.s, K("k"), w, wn);
-        free(w);
-        ck_assert_msg(pd_encode_torn(fx.s) == before + 2,
-                      "[%s] cut %zu: torn %llu -> %llu", s_names[_i], cut,
-                      (unsigned long long)before,
-                      (unsigned long long)pd_encode_torn(fx.s));
+        size_t cut = cuts[c], cut2 = f1 - cuts[c];
+        pd_bytes pc[] = {
+            {r, fx.ends[0]}, {r1, cut}, {r2, f2}, {r1, cut2}, {r2, f2}};
+        uint64_t torn = s_torn_read(&fx, 5, pc, 1, v2v2, 2 * fx.sizes[2]);
+        ck_assert_msg(torn == 2, "[%s] cut %zu: %llu torn frames counted",
+                      s_names[_i], cut, (unsigned long long)torn);
         char want[64];
         snprintf(want, sizeof want, "torn frame of %zu bytes", cut2);
         ck_assert_msg(strstr(pd_encode_notice(fx.s), want), "cut %zu: %s", cut,
                       pd_encode_notice(fx.s));
     }
     /* A torn frame, then a later batch, then a torn tail: both left out. */
-    size_t n = 0;
-    memcpy(buf, fx.raw, fx.ends[1] - 10);
-    n = fx.ends[1] - 10;
-    memcpy(buf + n, fx.raw + fx.ends[1], f2);
-    n += f2;
-    memcpy(buf + n, fx.raw, 30);
-    n += 30;
-    s_raw_set(fx.inner, K("k"), buf, n);
-    uint64_t before = pd_encode_torn(fx.s);
-    size_t wn = fx.sizes[0] + fx.sizes[2];
-    unsigned char *w = malloc(wn);
-    memcpy(w, fx.vals[0], fx.sizes[0]);
-    memcpy(w + fx.sizes[0], fx.vals[2], fx.sizes[2]);
-    tu_expect(fx.s, K("k"), w, wn);
-    ck_assert_uint_eq(pd_encode_torn(fx.s), before + 2);
-    free(w);
-    free(buf);
+    pd_bytes later[] = {{r, fx.ends[1] - 10}, {r2, f2}, {r, 30}};
+    ck_assert_uint_eq(s_torn_read(&fx, 3, later, 1, fx.vals[2], fx.sizes[2]),
+                      2);
+    free(v2v2);
     s_fx_close(&fx);
 }
 END_TEST
@@ -111,39 +84,19 @@ START_TEST(successive_crashes) {
     s_fx_open(&fx, s_names[_i]);
     size_t f0 = fx.ends[0], f1 = fx.ends[1] - fx.ends[0],
            f2 = fx.n - fx.ends[1];
-    unsigned char *buf = malloc(3 * fx.n);
+    const unsigned char *r = fx.raw;
     /* f0, f1 cut in half, f1 again all but its last byte (a torn tail). */
-    size_t n = 0;
-    memcpy(buf, fx.raw, f0), n = f0;
-    memcpy(buf + n, fx.raw + f0, f1 / 2), n += f1 / 2;
-    memcpy(buf + n, fx.raw + f0, f1 - 1), n += f1 - 1;
-    s_raw_set(fx.inner, K("k"), buf, n);
-    s_expect_vals(&fx, K("k"), 0, 1, NULL, 0);
+    pd_bytes tail[] = {{r, f0}, {r + f0, f1 / 2}, {r + f0, f1 - 1}};
+    s_torn_read(&fx, 3, tail, 1, NULL, 0);
     ck_assert_uint_eq(pd_encode_torn(fx.s), 2);
     /* f0, f1 cut to 40 bytes, f1 cut in half, f2 whole: f2 lies beyond
      * the first torn frame's claim. */
-    n = 0;
-    memcpy(buf, fx.raw, f0), n = f0;
-    memcpy(buf + n, fx.raw + f0, 40), n += 40;
-    memcpy(buf + n, fx.raw + f0, f1 / 2), n += f1 / 2;
-    memcpy(buf + n, fx.raw + fx.ends[1], f2), n += f2;
-    s_raw_set(fx.inner, K("k"), buf, n);
-    uint64_t before = pd_encode_torn(fx.s);
-    size_t wn = fx.sizes[0] + fx.sizes[2];
-    unsigned char *w = malloc(wn);
-    memcpy(w, fx.vals[0], fx.sizes[0]);
-    memcpy(w + fx.sizes[0], fx.vals[2], fx.sizes[2]);
+    pd_bytes beyond[] = {
+        {r, f0}, {r + f0, 40}, {r + f0, f1 / 2}, {r + fx.ends[1], f2}};
     /* (When f2 lies inside the first torn frame's claim too, the two torn
      * pieces may be left out as one region.) */
-    char *got;
-    size_t gl;
-    int rc = tu_fetch1(fx.s, K("k"), &got, &gl);
-    ck_assert_msg(rc == 0, "%s", pd_errmsg(fx.s));
-    ck_assert(gl == wn && memcmp(got, w, wn) == 0);
-    ck_assert_uint_ge(pd_encode_torn(fx.s), before + 1);
-    free(got);
-    free(w);
-    free(buf);
+    ck_assert_uint_ge(s_torn_read(&fx, 4, beyond, 1, fx.vals[2], fx.sizes[2]),
+                      1);
     s_fx_close(&fx);
 }
 END_TEST
@@ -187,9 +140,7 @@ END_TEST
 START_TEST(repair) {
     const char *name = s_names[_i];
     char *dir = tu_mkdtemp();
-    pd_store *f = NULL, *s = NULL;
-    TU_OK(pd_file_open(&f, dir, 0), NULL);
-    TU_OK(pd_compress_open(&s, &f, name, PD_LEVEL_DEFAULT, 0), NULL);
+    pd_store *s = tu_codec_file(dir, 0, name, PD_LEVEL_DEFAULT);
     pd_store *inner = pd_encode_inner(s);
     unsigned char *a = s_bytes(5000, 30, false), *b = s_bytes(3000, 31, true);
     pd_bytes vs[2] = {{a, 5000}, {b, 3000}};
@@ -197,15 +148,14 @@ START_TEST(repair) {
     unsigned char *fr = s_frames(s, inner, 2, vs, &n, ends);
     /* "torn": frame a, frame b cut, frame a, then a cut tail of b. */
     size_t fb = n - ends[0];
-    unsigned char *buf = malloc(3 * n);
-    size_t m = 0;
-    memcpy(buf + m, fr, ends[0]), m += ends[0];
-    memcpy(buf + m, fr + ends[0], fb / 2), m += fb / 2;
-    memcpy(buf + m, fr, ends[0]), m += ends[0];
-    memcpy(buf + m, fr + ends[0], 11), m += 11;
-    s_raw_set(inner, K("torn"), buf, m);
+    pd_bytes pc[] = {{fr, ends[0]},
+                     {fr + ends[0], fb / 2},
+                     {fr, ends[0]},
+                     {fr + ends[0], 11}};
+    s_raw_pieces(inner, K("torn"), 4, pc);
     tu_append1(s, K("clean"), a, 5000);
     /* "bad": corrupt, not torn. */
+    unsigned char *buf = malloc(n);
     memcpy(buf, fr, n);
     buf[s_hit(name, 0, ends[0])] ^= 0x10;
     s_raw_set(inner, K("bad"), buf, n);
@@ -259,6 +209,5 @@ int main(void) {
         {"zero_tail", zero_tail},
         {"repair", repair},
     };
-    return tu_run_cases("test_encode_torn", cases,
-                        sizeof cases / sizeof cases[0], 300, NCODECS);
+    return TU_RUN_CASES("test_encode_torn", cases, 300, NCODECS);
 }

@@ -557,6 +557,5 @@ int main(void) {
         {"errors_name_the_store", errors_name_the_store},
         {"server_killed", server_killed},
     };
-    return tu_run_cases("test_fanout", cases, sizeof cases / sizeof cases[0],
-                        120, 0);
+    return TU_RUN_CASES("test_fanout", cases, 120, 0);
 }

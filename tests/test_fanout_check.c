@@ -263,6 +263,5 @@ int main(void) {
         {"namespaces_checked", namespaces_checked},
     };
     /* Each case twice: _i 0 with PD_CLIENT_SYNC clients, 1 pipelined. */
-    return tu_run_cases("test_fanout_check", cases,
-                        sizeof cases / sizeof cases[0], 120, 2);
+    return TU_RUN_CASES("test_fanout_check", cases, 120, 2);
 }

@@ -285,6 +285,5 @@ int main(void) {
         {"not_writable", not_writable},
         {"small_tmpfs", small_tmpfs},
     };
-    return tu_run_cases("test_faults_env", cases,
-                        sizeof cases / sizeof cases[0], 60, 0);
+    return TU_RUN_CASES("test_faults_env", cases, 60, 0);
 }

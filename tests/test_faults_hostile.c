@@ -398,6 +398,5 @@ int main(void) {
         {"junk_in_store", junk_in_store},
         {"get_out_of_memory", get_out_of_memory},
     };
-    return tu_run_cases("test_faults_hostile", cases,
-                        sizeof cases / sizeof cases[0], 60, 0);
+    return TU_RUN_CASES("test_faults_hostile", cases, 60, 0);
 }

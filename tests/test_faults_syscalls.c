@@ -470,6 +470,5 @@ int main(void) {
         {"flock_fails", flock_fails},
         {"other_calls_fail", other_calls_fail},
     };
-    return tu_run_cases("test_faults_syscalls", cases,
-                        sizeof cases / sizeof cases[0], 60, 0);
+    return TU_RUN_CASES("test_faults_syscalls", cases, 60, 0);
 }

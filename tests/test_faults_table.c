@@ -460,6 +460,5 @@ int main(void) {
         {"untyped_entries", untyped_entries},
         {"limit_and_clock_fail", limit_and_clock_fail},
     };
-    return tu_run_cases("test_faults_table", cases,
-                        sizeof cases / sizeof cases[0], 60, 0);
+    return TU_RUN_CASES("test_faults_table", cases, 60, 0);
 }

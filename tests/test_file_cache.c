@@ -212,7 +212,6 @@ int main(void) {
         {"few_descriptors_many_keys", few_descriptors_many_keys},
         {"fd_limit_256", fd_limit_256},
     };
-    return tu_run_cases_fixture("test_file_cache", cases,
-                                sizeof cases / sizeof cases[0], 120, 0, setup,
+    return TU_RUN_CASES_FIXTURE("test_file_cache", cases, 120, 0, setup,
                                 teardown);
 }

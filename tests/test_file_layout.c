@@ -394,7 +394,6 @@ int main(void) {
         {"iset_replaces_atomically_and_drop_keeps_lock",
          iset_replaces_atomically_and_drop_keeps_lock},
     };
-    return tu_run_cases_fixture("test_file_layout", cases,
-                                sizeof cases / sizeof cases[0], 300, 0, setup,
+    return TU_RUN_CASES_FIXTURE("test_file_layout", cases, 300, 0, setup,
                                 teardown);
 }

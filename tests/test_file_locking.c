@@ -150,7 +150,6 @@ int main(void) {
         {"handle_survives_fork", handle_survives_fork},
         {"python_reference_interop", python_reference_interop},
     };
-    return tu_run_cases_fixture("test_file_locking", cases,
-                                sizeof cases / sizeof cases[0], 60, 0, setup,
+    return TU_RUN_CASES_FIXTURE("test_file_locking", cases, 60, 0, setup,
                                 teardown);
 }

@@ -392,7 +392,6 @@ int main(void) {
         {"get_of_file_growing_under_it_ends", get_of_file_growing_under_it_ends,
          2},
     };
-    return tu_run_cases_fixture("test_file_reads", cases,
-                                sizeof cases / sizeof cases[0], 120, 0, setup,
+    return TU_RUN_CASES_FIXTURE("test_file_reads", cases, 120, 0, setup,
                                 teardown);
 }

@@ -525,6 +525,5 @@ int main(void) {
         {"threads_one_and_many_handles", threads_one_and_many_handles},
         {"lock_excludes_processes", lock_excludes_processes},
     };
-    return tu_run_cases("test_log", cases, sizeof cases / sizeof cases[0], 120,
-                        0);
+    return TU_RUN_CASES("test_log", cases, 120, 0);
 }

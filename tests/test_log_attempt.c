@@ -578,6 +578,5 @@ int main(void) {
         {"layers", layers},
         {"fanout_unsupported", fanout_unsupported},
     };
-    return tu_run_cases("test_log_attempt", cases,
-                        sizeof cases / sizeof cases[0], 180, 0);
+    return TU_RUN_CASES("test_log_attempt", cases, 180, 0);
 }

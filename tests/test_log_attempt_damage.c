@@ -326,6 +326,5 @@ int main(void) {
         {"bit_flips", bit_flips},
         {"commit_missing_records", commit_missing_records},
     };
-    return tu_run_cases("test_log_attempt_damage", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_log_attempt_damage", cases, 300, 0);
 }

@@ -436,6 +436,5 @@ int main(void) {
         {"salvage", salvage},
         {"faults", faults},
     };
-    return tu_run_cases("test_log_damage", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_log_damage", cases, 120, 0);
 }

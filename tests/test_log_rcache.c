@@ -216,6 +216,5 @@ int main(void) {
         {"scattered_reads_stop_using_windows",
          scattered_reads_stop_using_windows},
     };
-    return tu_run_cases("test_log_rcache", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_log_rcache", cases, 120, 0);
 }

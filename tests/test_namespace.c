@@ -291,6 +291,5 @@ int main(void) {
         {"ns_hostile_keys", ns_hostile_keys},
         {"ns_open_misuse", ns_open_misuse},
     };
-    return tu_run_cases("test_namespace", cases, sizeof cases / sizeof cases[0],
-                        120, 0);
+    return TU_RUN_CASES("test_namespace", cases, 120, 0);
 }

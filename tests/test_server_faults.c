@@ -418,6 +418,5 @@ int main(void) {
         {"many_processes", many_processes},
         {"fork_client", fork_client},
     };
-    return tu_run_cases("test_server_faults", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_server_faults", cases, 120, 0);
 }

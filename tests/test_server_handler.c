@@ -257,6 +257,5 @@ int main(void) {
         {"handler_stats", handler_stats},
         {"stats", stats},
     };
-    return tu_run_cases("test_server_handler", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_server_handler", cases, 120, 0);
 }

@@ -149,6 +149,5 @@ int main(void) {
         {"python_client", python_client},
         {"python_server", python_server},
     };
-    return tu_run_cases("test_server_interop", cases,
-                        sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("test_server_interop", cases, 300, 0);
 }

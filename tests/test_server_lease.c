@@ -169,9 +169,8 @@ END_TEST
 
 int main(void) {
     const tu_case cases[] = {
-        {"expires_unless_renewed", expires_unless_renewed, 0},
-        {"refusals", refusals, 0},
+        {"expires_unless_renewed", expires_unless_renewed},
+        {"refusals", refusals},
     };
-    return tu_run_cases("test_server_lease", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_server_lease", cases, 120, 0);
 }

@@ -417,6 +417,5 @@ int main(void) {
         {"stop_from_signal", stop_from_signal},
         {"cli_serve", cli_serve},
     };
-    return tu_run_cases("test_server_life", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_server_life", cases, 120, 0);
 }

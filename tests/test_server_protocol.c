@@ -500,6 +500,5 @@ int main(void) {
         {"server_errors", server_errors}, {"server_pipeline", server_pipeline},
         {"failed_get", failed_get},
     };
-    return tu_run_cases("test_server_protocol", cases,
-                        sizeof cases / sizeof cases[0], 120, 0);
+    return TU_RUN_CASES("test_server_protocol", cases, 120, 0);
 }

@@ -19,7 +19,11 @@ typedef struct probe {
     int fail_next; /* error code to return from the next op */
 } probe;
 
-static int p_fail(probe *p, const char *op) {
+/* Counts one call of op in *calls, records its flags, and fails it when a
+ * failure was asked for. */
+static int p_call(probe *p, int *calls, unsigned flags, const char *op) {
+    ++*calls;
+    p->last_flags = flags;
     int rc = p->fail_next;
     p->fail_next = 0;
     if (rc) return pd__err(&p->base, rc, EIO, "%s 'k': write(/x/k)", op);
@@ -30,18 +34,14 @@ static int p_append(pd_store *s, size_t n, const pd_key *k, const pd_bytes *v,
                     unsigned flags) {
     (void)k, (void)v;
     probe *p = (probe *)s;
-    p->appends++;
     p->last_n = n;
-    p->last_flags = flags;
-    return p_fail(p, "append");
+    return p_call(p, &p->appends, flags, "append");
 }
 
 static int p_get(pd_store *s, size_t n, const pd_key *k, pd_result *r,
                  unsigned flags) {
     probe *p = (probe *)s;
-    p->gets++;
-    p->last_flags = flags;
-    int rc = p_fail(p, "get");
+    int rc = p_call(p, &p->gets, flags, "get");
     if (rc) return rc;
     for (size_t i = 0; i < n; i++) {
         pd__parts pp;
@@ -56,38 +56,30 @@ static int p_get(pd_store *s, size_t n, const pd_key *k, pd_result *r,
 static int p_del(pd_store *s, size_t n, const pd_key *k, unsigned flags) {
     (void)n, (void)k;
     probe *p = (probe *)s;
-    p->dels++;
-    p->last_flags = flags;
-    return p_fail(p, "delete");
+    return p_call(p, &p->dels, flags, "delete");
 }
 
 static int p_set(pd_store *s, size_t n, const pd_key *k, const pd_bytes *v,
                  unsigned flags) {
     (void)k, (void)v;
     probe *p = (probe *)s;
-    p->sets++;
     p->last_n = n;
-    p->last_flags = flags;
-    return p_fail(p, "iset");
+    return p_call(p, &p->sets, flags, "iset");
 }
 
 static int p_drop(pd_store *s, unsigned flags) {
     probe *p = (probe *)s;
-    p->drops++;
-    p->last_flags = flags;
-    return p_fail(p, "drop");
+    return p_call(p, &p->drops, flags, "drop");
 }
 
 static int p_keys(pd_store *s, pd_keylist *kl, unsigned flags) {
     probe *p = (probe *)s;
-    p->keys_calls++;
-    p->last_flags = flags;
     pd_bytes parts[2] = {{"a", 1}, {"b\0", 2}};
     pd_key k1 = PD_KEY_STR("flat");
     pd_key k2 = PD_KEY_TUPLE(parts, 2);
     pd__keylist_add(kl, &k1, 10);
     pd__keylist_add(kl, &k2, 20);
-    return p_fail(p, "keys");
+    return p_call(p, &p->keys_calls, flags, "keys");
 }
 
 static int p_lock(pd_store *s) {
@@ -124,6 +116,10 @@ static probe *probe_new(void) {
     return p;
 }
 
+/* The key and the value the probe tests send. */
+static const pd_key probe_k = {"k", 1, NULL, 0};
+static const pd_bytes probe_v = {"v", 1};
+
 /* -------------------------------------------------------------- Tests */
 
 START_TEST(version_matches_header) {
@@ -149,16 +145,14 @@ END_TEST
 START_TEST(dispatch_locks_once_and_passes_nolock) {
     probe *p = probe_new();
     pd_store *s = &p->base;
-    pd_key k = PD_KEY_STR("k");
-    pd_bytes v = PD_BYTES("v", 1);
-    TU_OK(pd_append(s, 1, &k, &v, 0), s);
+    TU_OK(pd_append(s, 1, &probe_k, &probe_v, 0), s);
     ck_assert_int_eq(p->locks, 1);
     ck_assert_int_eq(p->unlocks, 1);
     ck_assert(p->last_flags & PD_NOLOCK);
     TU_OK(pd_lock(s), s);
     TU_OK(pd_lock(s), s);
-    TU_OK(pd_append(s, 1, &k, &v, 0), s);
-    TU_OK(pd_append(s, 1, &k, &v, PD_NOLOCK | PD_FSYNC), s);
+    TU_OK(pd_append(s, 1, &probe_k, &probe_v, 0), s);
+    TU_OK(pd_append(s, 1, &probe_k, &probe_v, PD_NOLOCK | PD_FSYNC), s);
     ck_assert(p->last_flags & PD_FSYNC);
     ck_assert_int_eq(p->locks, 2); /* hook runs only at depth 0 -> 1 */
     TU_OK(pd_unlock(s), s);
@@ -173,31 +167,29 @@ END_TEST
 START_TEST(dispatch_rejects_misuse) {
     probe *p = probe_new();
     pd_store *s = &p->base;
-    pd_key k = PD_KEY_STR("k");
-    pd_bytes v = PD_BYTES("v", 1);
     pd_result *r = (pd_result *)&r;
-    ck_assert_int_eq(pd_append(NULL, 1, &k, &v, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_append(NULL, 1, &probe_k, &probe_v, 0), PD_ERR_MISUSE);
     ck_assert_ptr_nonnull(strstr(pd_errmsg(NULL), "NULL store"));
-    ck_assert_int_eq(pd_append(s, 1, NULL, &v, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_append(s, 1, NULL, &probe_v, 0), PD_ERR_MISUSE);
     ck_assert_ptr_nonnull(strstr(pd_errmsg(s), "probe: append: NULL keys"));
-    ck_assert_int_eq(pd_append(s, 1, &k, NULL, 0), PD_ERR_MISUSE);
-    ck_assert_int_eq(pd_append(s, 1, &k, &v, 0x100), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_append(s, 1, &probe_k, NULL, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_append(s, 1, &probe_k, &probe_v, 0x100), PD_ERR_MISUSE);
     ck_assert_ptr_nonnull(strstr(pd_errmsg(s), "unknown flags"));
     pd_bytes bad = {NULL, 3};
-    ck_assert_int_eq(pd_append(s, 1, &k, &bad, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_append(s, 1, &probe_k, &bad, 0), PD_ERR_MISUSE);
     pd_key badk = {NULL, 4, NULL, 0};
-    ck_assert_int_eq(pd_append(s, 1, &badk, &v, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_append(s, 1, &badk, &probe_v, 0), PD_ERR_MISUSE);
     pd_key nullparts = {NULL, 0, NULL, 2};
     ck_assert_int_eq(pd_delete(s, 1, &nullparts, 0), PD_ERR_MISUSE);
     static char big[PD_KEY_MAX + 1];
     pd_key bigk = PD_KEY(big, sizeof big);
-    ck_assert_int_eq(pd_append(s, 1, &bigk, &v, 0), PD_ERR_LIMIT);
+    ck_assert_int_eq(pd_append(s, 1, &bigk, &probe_v, 0), PD_ERR_LIMIT);
     pd_bytes many[PD_KEY_MAX_PARTS + 1] = {{0}};
     pd_key manyk = PD_KEY_TUPLE(many, PD_KEY_MAX_PARTS + 1);
     ck_assert_int_eq(pd_get(s, 1, &manyk, &r, 0), PD_ERR_LIMIT);
     ck_assert_ptr_null(r); /* *out is NULLed on error */
-    ck_assert_int_eq(pd_get(s, 1, &k, NULL, 0), PD_ERR_MISUSE);
-    ck_assert_int_eq(pd_get(s, 1, &k, &r, PD_FSYNC), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_get(s, 1, &probe_k, NULL, 0), PD_ERR_MISUSE);
+    ck_assert_int_eq(pd_get(s, 1, &probe_k, &r, PD_FSYNC), PD_ERR_MISUSE);
     ck_assert_int_eq(pd_drop(s, PD_FSYNC), PD_ERR_MISUSE);
     ck_assert_int_eq(pd_keys(s, NULL, 0), PD_ERR_MISUSE);
     ck_assert_int_eq(pd_lock(NULL), PD_ERR_MISUSE);
@@ -219,10 +211,8 @@ END_TEST
 START_TEST(errors_keep_code_errno_and_message) {
     probe *p = probe_new();
     pd_store *s = &p->base;
-    pd_key k = PD_KEY_STR("k");
-    pd_bytes v = PD_BYTES("v", 1);
     p->fail_next = PD_ERR_IO;
-    ck_assert_int_eq(pd_append(s, 1, &k, &v, 0), PD_ERR_IO);
+    ck_assert_int_eq(pd_append(s, 1, &probe_k, &probe_v, 0), PD_ERR_IO);
     ck_assert_str_eq(pd_errmsg(s),
                      "probe: append 'k': write(/x/k): Input/output error");
     ck_assert_int_eq(pd_errcode(s), PD_ERR_IO);
@@ -235,7 +225,7 @@ START_TEST(errors_keep_code_errno_and_message) {
         "probe: probe: append 'k': write(/x/k): Input/output error");
     ck_assert_int_eq(pd_errno(&q->base), EIO);
     /* success clears */
-    TU_OK(pd_append(s, 1, &k, &v, 0), s);
+    TU_OK(pd_append(s, 1, &probe_k, &probe_v, 0), s);
     ck_assert_str_eq(pd_errmsg(s), "ok");
     pd_store *qs = &q->base;
     pd_close(&qs);
@@ -252,11 +242,9 @@ typedef struct thr_arg {
 static void *thr_call(void *a) {
     thr_arg *t = a;
     probe *p = (probe *)t->s;
-    pd_key k = PD_KEY_STR("k");
-    pd_bytes v = PD_BYTES("v", 1);
     pd_lock(t->s);
     p->fail_next = t->fail;
-    pd_append(t->s, 1, &k, &v, PD_NOLOCK);
+    pd_append(t->s, 1, &probe_k, &probe_v, PD_NOLOCK);
     snprintf(t->msg, sizeof t->msg, "%s", pd_errmsg(t->s));
     pd_unlock(t->s);
     return NULL;
@@ -488,5 +476,5 @@ int main(void) {
         {"key_repr_and_parse_round_trip", key_repr_and_parse_round_trip},
         {"key_short_is_bounded", key_short_is_bounded},
     };
-    return tu_run_cases("store", cases, sizeof cases / sizeof cases[0], 300, 0);
+    return TU_RUN_CASES("store", cases, 300, 0);
 }

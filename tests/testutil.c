@@ -49,6 +49,20 @@ int tu_rmtree(const char *path) {
     return nftw(path, s_rm, 64, FTW_DEPTH | FTW_PHYS);
 }
 
+void tu_tmp_make(tu_tmp *t) {
+    t->dir = tu_mkdtemp();
+    ck_assert_ptr_nonnull(t->dir);
+    int n = snprintf(t->root, sizeof t->root, "%s/store", t->dir);
+    ck_assert_msg(n > 0 && (size_t)n < sizeof t->root, "path too long: %s",
+                  t->dir);
+}
+
+void tu_tmp_remove(tu_tmp *t) {
+    tu_rmtree(t->dir);
+    free(t->dir);
+    t->dir = NULL;
+}
+
 char *tu_read_file(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
@@ -95,6 +109,27 @@ bool tu_have_python_partd(void) {
                tu_system("%s -c 'import partd' 2>/dev/null",
                          PARTD_TEST_PYTHON) == 0;
     return have == 1;
+}
+
+pd_store *tu_dict(void) {
+    pd_store *d = NULL;
+    int rc = pd_dict_open(&d);
+    ck_assert_msg(rc == 0, "pd_dict_open -> %d: %s", rc, pd_errmsg(NULL));
+    ck_assert_ptr_nonnull(d);
+    ck_assert_str_eq(pd_store_kind(d), "dict");
+    return d;
+}
+
+pd_store *tu_codec_file(const char *root, unsigned file_flags,
+                        const char *codec, int level) {
+    pd_store *f = NULL, *s = NULL;
+    int rc = pd_file_open(&f, root, file_flags);
+    ck_assert_msg(rc == 0, "file open %s -> %d: %s", root, rc, pd_errmsg(NULL));
+    rc = pd_compress_open(&s, &f, codec, level, 0);
+    ck_assert_msg(rc == 0, "%s open over %s -> %d: %s", codec, root, rc,
+                  pd_errmsg(NULL));
+    ck_assert_ptr_null(f);
+    return s;
 }
 
 char *tu_get1(pd_store *s, const pd_key *k, size_t *len) {
@@ -153,6 +188,15 @@ int tu_fetch1(pd_store *s, pd_key k, char **out, size_t *len) {
     if (len) *len = v.size;
     pd_result_free(&r);
     return rc;
+}
+
+void tu_hello_ab(pd_store *s, pd_key a, pd_key b) {
+    tu_append1(s, a, "Hello ", 6);
+    tu_append1(s, b, "x", 1);
+    tu_append1(s, a, "World!", 6);
+    tu_expect_str(s, a, "Hello World!");
+    tu_expect_str(s, b, "x");
+    tu_expect_str(s, PD_KEY_STR("none"), "");
 }
 
 void tu_expect(pd_store *s, pd_key k, const void *want, size_t wlen) {

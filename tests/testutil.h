@@ -6,6 +6,7 @@
 
 #include "core/internal.h"
 #include <check.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/types.h>
@@ -14,6 +15,14 @@
 char *tu_mkdtemp(void);
 /* rm -rf path (no symlinks followed).  0 on success. */
 int tu_rmtree(const char *path);
+/* A fresh directory (tu_mkdtemp) and the root of a store inside it, made
+ * and removed (rm -rf, freed) by tu_tmp_make and tu_tmp_remove. */
+typedef struct tu_tmp {
+    char *dir;
+    char root[PATH_MAX]; /* dir/store, not created */
+} tu_tmp;
+void tu_tmp_make(tu_tmp *t);
+void tu_tmp_remove(tu_tmp *t);
 /* Reads a whole file into a malloc'd buffer; NULL if missing. */
 char *tu_read_file(const char *path, size_t *len);
 /* Writes a file (creating/truncating).  0 on success. */
@@ -23,6 +32,12 @@ bool tu_have_python_partd(void);
 /* Runs a shell command; returns its exit status (or -1). */
 int tu_system(const char *fmt, ...) PD__PRINTF(1, 2);
 
+/* Opens a new Dict; fails the test unless it opens as a "dict". */
+pd_store *tu_dict(void);
+/* A codec layer (codec, level) over the File store at root, opened with
+ * file_flags; fails the test, naming root and codec, unless both open. */
+pd_store *tu_codec_file(const char *root, unsigned file_flags,
+                        const char *codec, int level);
 /* Gets one key as a malloc'd NUL-terminated copy (len in *len). */
 char *tu_get1(pd_store *s, const pd_key *k, size_t *len);
 /* Appends one value to one key; aborts the test on error. */
@@ -49,6 +64,29 @@ int tu_run_cases(const char *suite, const tu_case *cases, size_t n,
  * each test, in its process (either may be NULL). */
 int tu_run_cases_fixture(const char *suite, const tu_case *cases, size_t n,
                          double timeout, int loop, SFun setup, SFun teardown);
+/* tu_run_cases and tu_run_cases_fixture over a whole array of cases (its
+ * length computed here). */
+#define TU_RUN_CASES(suite, cases, timeout, loop)                              \
+    tu_run_cases(suite, cases, sizeof(cases) / sizeof((cases)[0]), timeout,    \
+                 loop)
+#define TU_RUN_CASES_FIXTURE(suite, cases, timeout, loop, setup, teardown)     \
+    tu_run_cases_fixture(suite, cases, sizeof(cases) / sizeof((cases)[0]),     \
+                         timeout, loop, setup, teardown)
+
+/* Defines the sanitizers' default options (once per test program) so that
+ * malloc returns NULL instead of aborting when a test asks for more than it
+ * can have: the NOMEM tests ask for 2^62 bytes. */
+#define TU_ALLOCATOR_MAY_RETURN_NULL()                                         \
+    __attribute__((visibility("default"), used)) const char *                  \
+    __asan_default_options(void);                                              \
+    const char *__asan_default_options(void) {                                 \
+        return "allocator_may_return_null=1";                                  \
+    }                                                                          \
+    __attribute__((visibility("default"), used)) const char *                  \
+    __tsan_default_options(void);                                              \
+    const char *__tsan_default_options(void) {                                 \
+        return "allocator_may_return_null=1";                                  \
+    }
 
 #define TU_OK(expr, store)                                                     \
     do {                                                                       \
@@ -63,6 +101,10 @@ int tu_run_cases_fixture(const char *suite, const tu_case *cases, size_t n,
  * when len != NULL) without asserting; returns the pd_get code, with an
  * empty copy on error. */
 int tu_fetch1(pd_store *s, pd_key k, char **out, size_t *len);
+/* Appends "Hello " to key a, "x" to key b, then "World!" to a (three
+ * calls, 13 bytes), and asserts that a, b and an absent key read back as
+ * "Hello World!", "x" and "". */
+void tu_hello_ab(pd_store *s, pd_key a, pd_key b);
 /* Asserts that key k holds exactly (want, wlen). */
 void tu_expect(pd_store *s, pd_key k, const void *want, size_t wlen);
 /* Asserts that key k holds exactly the string want. */
