@@ -119,6 +119,5 @@ int main(void) {
         {"sequence_at_limit", sequence_at_limit},
         {"generation_out_of_range", generation_out_of_range},
     };
-    return tu_run_cases("test_log_limits", cases,
-                        sizeof cases / sizeof cases[0], 60, 0);
+    return TU_RUN_CASES("test_log_limits", cases, 60, 0);
 }
