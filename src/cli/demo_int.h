@@ -250,9 +250,15 @@ static inline uint64_t pd_demo_hash(const unsigned char *p, size_t n) {
         h = (h ^ pd_demo_load64(p + i)) * 0x9fb21c651e98df25u;
         h ^= h >> 29;
     }
-    if (i < n) {
+    if (i < n) { /* the last n - i bytes as the low bytes of w */
         uint64_t w = 0;
-        memcpy(&w, p + i, n - i);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* One load (no copy through memory) when 8 bytes end at p + n. */
+        if (n >= 8)
+            w = pd_demo_load64(p + n - 8) >> (8 * (8 - (n - i)));
+        else
+#endif
+            memcpy(&w, p + i, n - i);
         h = (h ^ w) * 0x9fb21c651e98df25u;
     }
     return pd_demo_mix(h);
