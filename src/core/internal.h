@@ -443,9 +443,9 @@ int pd__dir_each(int dfd, pd__dirent_fn fn, void *arg, const char **failed);
 
 /* ------------------------------------------------------ Syscall table */
 
-/* Every system call (and libc directory or path call) the File store makes
- * goes through this table, so tests can inject faults (EIO, ENOSPC, short
- * writes, EINTR).  Each member has the name and the signature of the libc
+/* Every system call (and libc directory or path call) the File and Log
+ * stores make goes through this table, so tests can inject faults (EIO, ENOSPC,
+ * short writes, EINTR).  Each member has the name and the signature of the libc
  * function it stands for (open and openat take their mode always).  A test
  * assigns members of pd__sys_table directly (pd__sys_table.fstat = fn) and
  * calls pd__sys_reset() to restore every default.  Not thread-safe to change
