@@ -6,6 +6,7 @@
  * faults (ENOSPC, EDQUOT, EIO, short writes, EINTR) through pd__sys_table.
  */
 #include "logfix.h"
+#include "writevfix.h"
 
 #include <errno.h>
 #include <pthread.h>
@@ -59,6 +60,7 @@ static int s_torn_child(void *p) {
     pd_store *s = fx_child_open(a->root);
     tu_append1(s, K("all"), "00000000", 8);
     pd__sys_table.write = s_write_then_die;
+    pd__sys_table.writev = fx_writev_by_write;
     tu_append1(s, K("all"), "never-acknowledged", 18);
     return 1;
 }
@@ -350,6 +352,7 @@ START_TEST(faults) {
     g_calls = 0;
     g_fail_at = 1;
     pd__sys_table.write = f_write_short;
+    pd__sys_table.writev = fx_writev_by_write;
     int rc = pd_append(s, 2, ks, vs, 0);
     pd__sys_reset();
     s_expect_fail(rc, s, PD_ERR_IO, "'k'");
@@ -366,6 +369,7 @@ START_TEST(faults) {
     g_calls = 0;
     g_errno = EDQUOT;
     pd__sys_table.write = f_write_short;
+    pd__sys_table.writev = fx_writev_by_write;
     pd__sys_table.ftruncate = f_ftruncate_fail;
     rc = pd_append(s, 2, ks, vs, 0);
     pd__sys_reset();
@@ -378,6 +382,7 @@ START_TEST(faults) {
     /* EINTR is retried. */
     g_calls = 0;
     pd__sys_table.write = f_write_eintr;
+    pd__sys_table.writev = fx_writev_by_write;
     tu_append1(s, K("k"), "intr;", 5);
     pd__sys_reset();
     tu_expect_str(r, K("k"), "base;more;after;intr;");

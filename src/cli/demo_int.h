@@ -212,21 +212,33 @@ static inline uint64_t pd_demo_record_key(uint64_t seed, uint64_t g) {
     return pd_demo_mix(seed ^ pd_demo_mix(g + 0x9e3779b97f4a7c15u));
 }
 
+/* The partition of a record whose key is `key`: key % P (a mask when P
+ * is a power of two: the same result without a division). */
+static inline unsigned pd_demo_part_of(uint64_t key, unsigned P) {
+    return (unsigned)((P & (P - 1)) == 0 ? key & (P - 1) : key % P);
+}
+
 /* Record number g, whose key is `key`, into rec[0..size). */
 static inline void pd_demo_make_record(uint64_t key, uint64_t g,
                                        unsigned char *rec, size_t size) {
     memcpy(rec, &key, 8);
     memcpy(rec + 8, &g, 8);
     uint64_t x = key;
-    for (size_t i = 16; i < size; i += 16) {
-        /* 16 letters a-p from one 64-bit draw: its nibbles. */
+    size_t i = 16;
+    /* 16 letters a-p from one 64-bit draw: its nibbles, low then high. */
+    for (; i < size; i += 16) {
         x = pd_demo_mix(x + 0x9e3779b97f4a7c15u);
-        unsigned char l[16];
         uint64_t lo = (x & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u;
         uint64_t hi = ((x >> 4) & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u;
-        memcpy(l, &lo, 8);
-        memcpy(l + 8, &hi, 8);
-        memcpy(rec + i, l, size - i < 16 ? size - i : 16);
+        if (size - i >= 16) { /* whole draws: fixed-size copies */
+            memcpy(rec + i, &lo, 8);
+            memcpy(rec + i + 8, &hi, 8);
+        } else {
+            unsigned char l[16];
+            memcpy(l, &lo, 8);
+            memcpy(l + 8, &hi, 8);
+            memcpy(rec + i, l, size - i);
+        }
     }
 }
 
@@ -238,9 +250,15 @@ static inline uint64_t pd_demo_hash(const unsigned char *p, size_t n) {
         h = (h ^ pd_demo_load64(p + i)) * 0x9fb21c651e98df25u;
         h ^= h >> 29;
     }
-    if (i < n) {
+    if (i < n) { /* the last n - i bytes as the low bytes of w */
         uint64_t w = 0;
-        memcpy(&w, p + i, n - i);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* One load (no copy through memory) when 8 bytes end at p + n. */
+        if (n >= 8)
+            w = pd_demo_load64(p + n - 8) >> (8 * (8 - (n - i)));
+        else
+#endif
+            memcpy(&w, p + i, n - i);
         h = (h ^ w) * 0x9fb21c651e98df25u;
     }
     return pd_demo_mix(h);

@@ -335,11 +335,66 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
     return rc;
 }
 
+/* The next batch of worker records [g0, g1), sorted by partition into buf
+ * (a counting sort): their partitions are drawn in order, then each record's
+ * index is placed in its partition's run (4-byte stores into a table that
+ * stays in cache), then the records are made in buffer order, so each is
+ * written once, sequentially, and hashed while it is in cache; the
+ * expected counts and checksums are added per partition.  Fills keys and
+ * vals (a key per partition that got records); returns their count. */
+typedef struct s_batch {
+    unsigned char *buf;
+    uint32_t *rpart; /* [i]: the partition of record g0 + i */
+    uint32_t *idx;   /* [j]: the record at buf + j * B, as g - g0 */
+    uint32_t *at;    /* [p]: partition p's first slot; [P]: the total */
+    uint32_t *fill;
+    char (*names)[8];
+} s_batch;
+
+static size_t s_make_batch(const pd_demo *d, s_batch *t, pd_demo_sum *exp,
+                           uint64_t g0, uint64_t g1, pd_key *keys,
+                           pd_bytes *vals) {
+    const unsigned P = d->o.parts;
+    const size_t B = d->o.recsize;
+    const uint64_t seed = d->o.seed;
+    const size_t m = (size_t)(g1 - g0);
+    uint32_t *at = t->at, *fill = t->fill;
+    memset(at, 0, ((size_t)P + 1) * sizeof *at);
+    for (size_t i = 0; i < m; i++) {
+        unsigned p = pd_demo_part_of(pd_demo_record_key(seed, g0 + i), P);
+        t->rpart[i] = p;
+        at[p + 1]++;
+    }
+    for (unsigned p = 0; p < P; p++) {
+        at[p + 1] += at[p];
+        fill[p] = at[p];
+    }
+    for (size_t i = 0; i < m; i++) t->idx[fill[t->rpart[i]]++] = (uint32_t)i;
+    size_t n = 0;
+    for (unsigned p = 0; p < P; p++) {
+        uint32_t j0 = at[p], j1 = at[p + 1];
+        if (j0 == j1) continue;
+        uint64_t sum = 0;
+        for (uint32_t j = j0; j < j1; j++) {
+            /* The key drawn again: cheaper than a cache miss. */
+            uint64_t g = g0 + t->idx[j];
+            unsigned char *rec = t->buf + (size_t)j * B;
+            pd_demo_make_record(pd_demo_record_key(seed, g), g, rec, B);
+            sum += pd_demo_hash(rec, B);
+        }
+        exp[p].count += j1 - j0;
+        exp[p].sum += sum;
+        keys[n] = PD_KEY(t->names[p], 6);
+        vals[n] = PD_BYTES(t->buf + (size_t)j0 * B, (size_t)(j1 - j0) * B);
+        n++;
+    }
+    return n;
+}
+
 /* A worker, in its child: generates its records, appends them; returns the
  * exit status (the reason in its slot).  The map side of a sort shuffle:
- * the next P x 64 KiB of records (at most 16 MiB) are counted per
- * partition, then generated straight into their partition's place in one
- * buffer (a counting sort, no copy), and appended in one call, a key per
+ * the next P x 64 KiB of records (at most 16 MiB) are sorted by partition
+ * into one buffer (s_make_batch) and appended in one call, a key per
  * partition: each call carries every partition, so its size does not
  * shrink as the partitions multiply. */
 static int s_worker(pd_demo *d, unsigned w) {
@@ -350,23 +405,28 @@ static int s_worker(pd_demo *d, unsigned w) {
     uint64_t lo = d->o.records * w / d->o.workers;
     uint64_t hi = d->o.records * (w + 1) / d->o.workers;
 
-    /* Records per call: 64 KiB per partition, at most 16 MiB. */
+    /* Records per call: 64 KiB per partition, at most 16 MiB (so far
+     * fewer than 2^32: idx and at hold them in 32 bits). */
     size_t per =
         (P < S_BATCH_BUDGET / S_BATCH ? P * S_BATCH : S_BATCH_BUDGET) / B;
     if (per == 0) per = 1;
-    unsigned char *buf = malloc(per * B);
-    size_t *at = calloc((size_t)P + 1, sizeof *at); /* first record of p */
-    size_t *fill = calloc(P, sizeof *fill);
+    s_batch t;
+    t.buf = malloc(per * B);
+    t.rpart = malloc(per * sizeof *t.rpart);
+    t.idx = malloc(per * sizeof *t.idx);
+    t.at = calloc((size_t)P + 1, sizeof *t.at);
+    t.fill = calloc(P, sizeof *t.fill);
+    t.names = calloc(P, sizeof *t.names);
     pd_key *keys = calloc(P, sizeof *keys);
     pd_bytes *vals = calloc(P, sizeof *vals);
-    char(*names)[8] = calloc(P, sizeof *names);
     pd_store *s = NULL, *client = NULL;
     int rc = PD_CLI_EXIT_FAIL;
-    if (!buf || !at || !fill || !keys || !vals || !names) {
+    if (!t.buf || !t.rpart || !t.idx || !t.at || !t.fill || !t.names || !keys ||
+        !vals) {
         snprintf(slot->error, sizeof slot->error, "out of memory");
         goto out;
     }
-    for (unsigned p = 0; p < P; p++) pd_demo_part_name(p, names[p]);
+    for (unsigned p = 0; p < P; p++) pd_demo_part_name(p, t.names[p]);
     /* A retried worker counts its share afresh. */
     memset(exp, 0, (size_t)P * sizeof *exp);
     if (pd_demo_open_store(d, &s, &client, slot->error, sizeof slot->error))
@@ -378,28 +438,7 @@ static int s_worker(pd_demo *d, unsigned w) {
     uint64_t sent = 0;
     for (uint64_t g0 = lo; g0 < hi; g0 += per) {
         uint64_t g1 = hi - g0 < per ? hi : g0 + per;
-        memset(at, 0, ((size_t)P + 1) * sizeof *at);
-        for (uint64_t g = g0; g < g1; g++)
-            at[pd_demo_record_key(d->o.seed, g) % P + 1]++;
-        for (unsigned p = 0; p < P; p++) {
-            at[p + 1] += at[p];
-            fill[p] = at[p];
-        }
-        for (uint64_t g = g0; g < g1; g++) {
-            uint64_t key = pd_demo_record_key(d->o.seed, g);
-            unsigned p = (unsigned)(key % P);
-            unsigned char *rec = buf + fill[p]++ * B;
-            pd_demo_make_record(key, g, rec, B);
-            exp[p].count++;
-            exp[p].sum += pd_demo_hash(rec, B);
-        }
-        size_t n = 0;
-        for (unsigned p = 0; p < P; p++) {
-            if (at[p + 1] == at[p]) continue;
-            keys[n] = PD_KEY(names[p], 6);
-            vals[n] = PD_BYTES(buf + at[p] * B, (at[p + 1] - at[p]) * B);
-            n++;
-        }
+        size_t n = s_make_batch(d, &t, exp, g0, g1, keys, vals);
         if (pd_demo_sink_append(&k, n, keys, vals) != 0) {
             /* The store's message names the key that failed. */
             const char *k0 = keys[0].data, *k1 = keys[n - 1].data;
@@ -431,12 +470,14 @@ out:
         snprintf(slot->error, sizeof slot->error, "close: %s", pd_errmsg(NULL));
         rc = PD_CLI_EXIT_FAIL;
     }
-    free(buf);
-    free(at);
-    free(fill);
+    free(t.buf);
+    free(t.rpart);
+    free(t.idx);
+    free(t.at);
+    free(t.fill);
+    free(t.names);
     free(keys);
     free(vals);
-    free(names);
     return rc;
 }
 

@@ -30,7 +30,7 @@ static int s_check_part(pd_demo *d, unsigned p, pd_bytes v, pd_demo_sum *got) {
     for (size_t off = 0; off < v.size; off += B) {
         const unsigned char *rec = data + off;
         uint64_t key = pd_demo_load64(rec), g = pd_demo_load64(rec + 8);
-        if (key % d->o.parts != p || g >= d->o.records)
+        if (pd_demo_part_of(key, d->o.parts) != p || g >= d->o.records)
             return pd_demo_fail(
                 d,
                 "verify: partition p%05u, record %zu (offset %zu): "

@@ -27,6 +27,7 @@
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/uio.h>
 #include <time.h>
 
 #define PD__MSG_MAX 1024
@@ -442,9 +443,9 @@ int pd__dir_each(int dfd, pd__dirent_fn fn, void *arg, const char **failed);
 
 /* ------------------------------------------------------ Syscall table */
 
-/* Every system call (and libc directory or path call) the File store makes
- * goes through this table, so tests can inject faults (EIO, ENOSPC, short
- * writes, EINTR).  Each member has the name and the signature of the libc
+/* Every system call (and libc directory or path call) the File and Log
+ * stores make goes through this table, so tests can inject faults (EIO, ENOSPC,
+ * short writes, EINTR).  Each member has the name and the signature of the libc
  * function it stands for (open and openat take their mode always).  A test
  * assigns members of pd__sys_table directly (pd__sys_table.fstat = fn) and
  * calls pd__sys_reset() to restore every default.  Not thread-safe to change
@@ -452,6 +453,7 @@ int pd__dir_each(int dfd, pd__dirent_fn fn, void *arg, const char **failed);
 typedef struct pd__sys {
     int (*openat)(int dirfd, const char *path, int flags, mode_t mode);
     ssize_t (*write)(int fd, const void *buf, size_t n);
+    ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
     ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
     int (*fsync)(int fd);
     int (*ftruncate)(int fd, off_t len);
@@ -482,5 +484,9 @@ void pd__sys_reset(void);
  * EINTR; returns n, or the bytes written before an error (errno set; EIO
  * for a write that wrote nothing). */
 size_t pd__write_all(int fd, const void *p, size_t n);
+/* The same for the n buffers of iov through the table's writev, at most
+ * IOV_MAX of them a call; consumes iov (a partly written buffer's entry is
+ * advanced past what was written). */
+size_t pd__writev_all(int fd, struct iovec *iov, size_t n);
 
 #endif /* PARTD_INTERNAL_H */

@@ -9,10 +9,12 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /* open and openat are variadic in libc; the table always passes a mode. */
@@ -31,13 +33,14 @@ static int s_getrlimit(int resource, struct rlimit *rl) {
 
 #define S_DEFAULTS                                                             \
     {                                                                          \
-        .openat = s_openat, .write = write, .pread = pread, .fsync = fsync,    \
-        .ftruncate = ftruncate, .close = close, .mkdirat = mkdirat,            \
-        .unlinkat = unlinkat, .renameat = renameat, .flock = flock,            \
-        .fstat = fstat, .fstatat = fstatat, .open = s_open, .mkdir = mkdir,    \
-        .rmdir = rmdir, .realpath = realpath, .mkdtemp = mkdtemp,              \
-        .fdopendir = fdopendir, .readdir = readdir, .closedir = closedir,      \
-        .getrlimit = s_getrlimit, .clock_gettime = clock_gettime,              \
+        .openat = s_openat, .write = write, .writev = writev, .pread = pread,  \
+        .fsync = fsync, .ftruncate = ftruncate, .close = close,                \
+        .mkdirat = mkdirat, .unlinkat = unlinkat, .renameat = renameat,        \
+        .flock = flock, .fstat = fstat, .fstatat = fstatat, .open = s_open,    \
+        .mkdir = mkdir, .rmdir = rmdir, .realpath = realpath,                  \
+        .mkdtemp = mkdtemp, .fdopendir = fdopendir, .readdir = readdir,        \
+        .closedir = closedir, .getrlimit = s_getrlimit,                        \
+        .clock_gettime = clock_gettime,                                        \
     }
 
 static const pd__sys s_default = S_DEFAULTS;
@@ -60,6 +63,36 @@ size_t pd__write_all(int fd, const void *p, size_t n) {
             return done;
         }
         done += (size_t)w;
+    }
+    return done;
+}
+
+size_t pd__writev_all(int fd, struct iovec *iov, size_t n) {
+    size_t done = 0;
+    while (n && iov->iov_len == 0) iov++, n--;
+    while (n) {
+        int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
+        ssize_t w = pd__sys_table.writev(fd, iov, cnt);
+        if (w < 0) {
+            if (errno == EINTR) continue;
+            return done;
+        }
+        if (w == 0) {
+            errno = EIO;
+            return done;
+        }
+        done += (size_t)w;
+        /* Past the buffers written whole, into the one written in part. */
+        size_t left = (size_t)w;
+        while (n && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++, n--;
+        }
+        if (n) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+        while (n && iov->iov_len == 0) iov++, n--;
     }
     return done;
 }

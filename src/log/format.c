@@ -110,103 +110,182 @@ typedef struct s_node {
     uint64_t vlen;
 } s_node;
 
-/* Ends a record whose table and data b->p holds: the header (its table's
- * checksum included) before them, its copy after them, b->len = total. */
+/* Ends a record whose table b->p holds: the header (its table's checksum
+ * included) before it, its copy at `tail` (after the data when b holds
+ * the data too), b->len = tail + LG_HDR. */
 static void s_rec_seal(pd__buf *b, unsigned type, uint64_t seq, size_t nkeys,
-                       size_t table_len, uint64_t data_len, size_t total) {
+                       size_t table_len, uint64_t data_len, size_t tail) {
     unsigned char *rec = b->p, *tab = rec + LG_HDR;
     lg_hdr h = {type, (uint32_t)nkeys, (uint32_t)table_len,
                 seq,  data_len,        XXH3_64bits(tab, table_len)};
     lg_hdr_write(&h, rec);
-    memcpy(tab + table_len + data_len, rec, LG_HDR);
-    b->len = total;
-    b->p[total] = 0;
+    memcpy(rec + tail, rec, LG_HDR);
+    b->len = tail + LG_HDR;
+    b->p[b->len] = 0;
 }
 
-int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
-                 const pd_key *keys, const pd_bytes *vals) {
+/* A record's plan: its distinct keys in order of first occurrence (each
+ * one's occurrences linked through next[]), its table's and data's sizes. */
+typedef struct s_plan {
+    size_t *next, *pkoff;
+    s_node *nodes;
+    unsigned char *pks;
+    size_t nd, table_len, data_len, total;
+} s_plan;
+
+static void s_plan_free(s_plan *pl) {
+    free(pl->pkoff);
+    free(pl->next);
+    free(pl->nodes);
+    free(pl->pks);
+}
+
+static int s_plan_make(s_plan *pl, size_t n, const pd_key *keys,
+                       const pd_bytes *vals) {
     int rc = PD_ERR_NOMEM;
-    size_t pktot = 0, *next = NULL, *pkoff = NULL;
-    s_node *nodes = NULL;
-    unsigned char *pks = NULL;
+    size_t pktot = 0;
     pd__ktab t = {0};
-    size_t nd = 0;
+    memset(pl, 0, sizeof *pl);
     if (n > LG_MAX_KEYS) return PD_ERR_LIMIT;
-    pkoff = malloc((n ? n : 1) * sizeof *pkoff);
-    next = malloc((n ? n : 1) * sizeof *next);
-    nodes = calloc(n ? n : 1, sizeof *nodes);
-    if (!pkoff || !next || !nodes) goto out;
+    pl->pkoff = malloc((n ? n : 1) * sizeof *pl->pkoff);
+    pl->next = malloc((n ? n : 1) * sizeof *pl->next);
+    pl->nodes = calloc(n ? n : 1, sizeof *pl->nodes);
+    if (!pl->pkoff || !pl->next || !pl->nodes) goto out;
     for (size_t i = 0; i < n; i++) {
-        pkoff[i] = pktot;
+        pl->pkoff[i] = pktot;
         pktot += pd__key_packed_size(&keys[i]);
     }
-    pks = malloc(pktot ? pktot : 1);
-    if (!pks) goto out;
-    /* Distinct keys in order of first occurrence; each one's occurrences
-     * linked through next[]. */
+    pl->pks = malloc(pktot ? pktot : 1);
+    if (!pl->pks) goto out;
     for (size_t i = 0; i < n; i++) {
-        next[i] = SIZE_MAX;
+        pl->next[i] = SIZE_MAX;
         uint64_t h = pd__khash(&keys[i]);
         pd__knode *f = n > 1 ? pd__ktab_find(&t, &keys[i], h) : NULL;
         if (f) {
             s_node *sn = (s_node *)f;
-            next[sn->last] = i;
+            pl->next[sn->last] = i;
             sn->last = i;
             sn->vlen += vals ? vals[i].size : 0;
             continue;
         }
-        s_node *sn = &nodes[nd];
-        pd__key_pack(&keys[i], pks + pkoff[i]);
-        sn->node.pk = pks + pkoff[i];
+        s_node *sn = &pl->nodes[pl->nd];
+        pd__key_pack(&keys[i], pl->pks + pl->pkoff[i]);
+        sn->node.pk = pl->pks + pl->pkoff[i];
         sn->node.klen = pd__key_packed_size(&keys[i]);
         sn->node.hash = h;
         sn->first = sn->last = i;
         sn->vlen = vals ? vals[i].size : 0;
         if (n > 1 && pd__ktab_insert(&t, &sn->node)) goto out;
-        nd++;
+        pl->nd++;
     }
-    size_t table_len = 0, data_len = 0, total;
-    for (size_t j = 0; j < nd; j++) {
-        table_len += LG_ENT + s_pad8(nodes[j].node.klen);
-        if (pd__add_ovf(data_len, nodes[j].vlen, &data_len)) {
+    for (size_t j = 0; j < pl->nd; j++) {
+        pl->table_len += LG_ENT + s_pad8(pl->nodes[j].node.klen);
+        if (pd__add_ovf(pl->data_len, pl->nodes[j].vlen, &pl->data_len)) {
             rc = PD_ERR_LIMIT;
             goto out;
         }
     }
-    if (table_len > LG_MAX_TABLE || data_len > LG_MAX_DATA ||
-        pd__add_ovf(table_len + 2 * LG_HDR, data_len, &total)) {
+    if (pl->table_len > LG_MAX_TABLE || pl->data_len > LG_MAX_DATA ||
+        pd__add_ovf(pl->table_len + 2 * LG_HDR, pl->data_len, &pl->total)) {
         rc = PD_ERR_LIMIT;
         goto out;
     }
+    rc = 0;
+out:
+    pd__ktab_reset(&t);
+    return rc;
+}
+
+/* Key j's table entry at tab + *at, its data's hash given. */
+static void s_put_ent(unsigned char *tab, size_t *at, const s_node *sn,
+                      uint64_t vhash) {
+    s_put32(tab + *at, (uint32_t)sn->node.klen);
+    s_put64(tab + *at + 8, sn->vlen);
+    s_put64(tab + *at + 16, vhash);
+    memcpy(tab + *at + LG_ENT, sn->node.pk, sn->node.klen);
+    *at += LG_ENT + s_pad8(sn->node.klen);
+}
+
+int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
+                 const pd_key *keys, const pd_bytes *vals) {
+    s_plan pl;
+    int rc = s_plan_make(&pl, n, keys, vals);
+    if (rc) goto out;
+    rc = PD_ERR_NOMEM;
     pd__buf_clear(b);
-    if (pd__buf_reserve(b, total)) goto out;
+    if (pd__buf_reserve(b, pl.total)) goto out;
     unsigned char *rec = b->p, *tab = rec + LG_HDR;
-    unsigned char *data = tab + table_len;
-    memset(tab, 0, table_len);
+    unsigned char *data = tab + pl.table_len;
+    memset(tab, 0, pl.table_len);
     size_t at = 0, dat = 0;
-    for (size_t j = 0; j < nd; j++) {
-        s_node *sn = &nodes[j];
+    for (size_t j = 0; j < pl.nd; j++) {
+        s_node *sn = &pl.nodes[j];
         unsigned char *d0 = data + dat;
-        for (size_t i = sn->first; i != SIZE_MAX; i = next[i]) {
+        for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i]) {
             if (vals && vals[i].size) {
                 memcpy(data + dat, vals[i].data, vals[i].size);
                 dat += vals[i].size;
             }
         }
-        s_put32(tab + at, (uint32_t)sn->node.klen);
-        s_put64(tab + at + 8, sn->vlen);
-        s_put64(tab + at + 16, XXH3_64bits(d0, sn->vlen));
-        memcpy(tab + at + LG_ENT, sn->node.pk, sn->node.klen);
-        at += LG_ENT + s_pad8(sn->node.klen);
+        s_put_ent(tab, &at, sn, XXH3_64bits(d0, sn->vlen));
     }
-    s_rec_seal(b, type, seq, nd, table_len, data_len, total);
+    s_rec_seal(b, type, seq, pl.nd, pl.table_len, pl.data_len,
+               pl.total - LG_HDR);
     rc = 0;
 out:
-    pd__ktab_reset(&t);
-    free(pkoff);
-    free(next);
-    free(nodes);
-    free(pks);
+    s_plan_free(&pl);
+    return rc;
+}
+
+int lg_rec_build_iov(pd__buf *b, lg_iov *v, unsigned type, uint64_t seq,
+                     size_t n, const pd_key *keys, const pd_bytes *vals) {
+    s_plan pl;
+    int rc = s_plan_make(&pl, n, keys, vals);
+    if (rc) goto out;
+    rc = PD_ERR_NOMEM;
+    /* b: the header and the table, then the trailer (no data). */
+    size_t head = LG_HDR + pl.table_len;
+    pd__buf_clear(b);
+    if (pd__buf_reserve(b, head + LG_HDR)) goto out;
+    size_t nvals = 0;
+    for (size_t i = 0; vals && i < n; i++) nvals += vals[i].size != 0;
+    if (nvals + 2 > v->cap) {
+        struct iovec *p = realloc(v->iov, (nvals + 2) * sizeof *p);
+        if (!p) goto out;
+        v->iov = p;
+        v->cap = nvals + 2;
+    }
+    unsigned char *tab = b->p + LG_HDR;
+    memset(tab, 0, pl.table_len);
+    size_t at = 0, k = 1;
+    for (size_t j = 0; j < pl.nd; j++) {
+        s_node *sn = &pl.nodes[j];
+        uint64_t h;
+        if (pl.next[sn->first] == SIZE_MAX) { /* one value: one pass */
+            const void *d = vals ? vals[sn->first].data : NULL;
+            h = XXH3_64bits(d ? d : tab, sn->vlen);
+        } else { /* its values in order, as if concatenated */
+            XXH3_state_t st;
+            XXH3_64bits_reset(&st);
+            for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i])
+                if (vals && vals[i].size)
+                    XXH3_64bits_update(&st, vals[i].data, vals[i].size);
+            h = XXH3_64bits_digest(&st);
+        }
+        for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i])
+            if (vals && vals[i].size)
+                v->iov[k++] =
+                    (struct iovec){(void *)vals[i].data, vals[i].size};
+        s_put_ent(tab, &at, sn, h);
+    }
+    s_rec_seal(b, type, seq, pl.nd, pl.table_len, pl.data_len, head);
+    v->iov[0] = (struct iovec){b->p, head};
+    v->iov[k++] = (struct iovec){b->p + head, LG_HDR};
+    v->n = k;
+    v->total = pl.total;
+    rc = 0;
+out:
+    s_plan_free(&pl);
     return rc;
 }
 
@@ -235,6 +314,6 @@ int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,
         at += LG_ENT + s_pad8(kl);
         dat += vals[i].size;
     }
-    s_rec_seal(b, type, seq, n, table_len, data_len, total);
+    s_rec_seal(b, type, seq, n, table_len, data_len, total - LG_HDR);
     return 0;
 }

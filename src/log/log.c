@@ -78,14 +78,15 @@ static int s_write(pd_store *s, unsigned type, const char *op, size_t n,
     uint64_t seq;
     rc = lg_next_seq(l, op, &seq);
     if (rc) return s_op_leave(l, took, rc);
-    rc = lg_rec_build(&l->rec, type, seq, n, keys, vals);
+    /* The values go from the caller's memory to the file, uncopied. */
+    rc = lg_rec_build_iov(&l->rec, &l->wiov, type, seq, n, keys, vals);
     if (rc) {
         char kb[PD__KEYSHORT_MAX];
         rc = pd__err(s, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,
                      "%s %s: a record of %zu keys", op,
                      pd__key_short(&keys[0], kb), n);
     } else {
-        rc = lg_write_rec(l, op, &keys[0], flags & PD_FSYNC);
+        rc = lg_write_iov(l, op, &keys[0], flags & PD_FSYNC, &l->wiov);
     }
     /* Replaced or deleted data past the threshold: compact now. */
     if (rc == 0 && type != LG_APPEND && lg_compact_pays(l) &&
@@ -174,6 +175,7 @@ static void s_free_parts(lg_store *l) {
     lg_close_dir(l);
     if (l->dirfd >= 0) SYS.close(l->dirfd);
     pd__buf_free(&l->rec);
+    free(l->wiov.iov);
     pd__buf_free(&l->rbuf);
     free(l->segs);
     free(l->path);

@@ -20,6 +20,7 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/uio.h>
 
 /* ------------------------------------------------------------- Format */
 
@@ -86,6 +87,20 @@ int lg_table_walk(const lg_hdr *h, const unsigned char *table, lg_ent_fn fn,
  * order under its first occurrence.  0 or PD_ERR_NOMEM / PD_ERR_LIMIT. */
 int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
                  const pd_key *keys, const pd_bytes *vals);
+
+/* A record to write as it lies in memory: iov[0..n), total bytes. */
+typedef struct lg_iov {
+    struct iovec *iov;
+    size_t n, cap, total;
+} lg_iov;
+
+/* As lg_rec_build, but the values stay where they are: b gets the header
+ * and the key table, then the trailer; v the whole record in order (b's
+ * header and table, the values grouped per key as lg_rec_build copies
+ * them, empty ones left out, b's trailer), v->iov growing as needed.  The
+ * bytes are those lg_rec_build makes.  0 or PD_ERR_NOMEM / PD_ERR_LIMIT. */
+int lg_rec_build_iov(pd__buf *b, lg_iov *v, unsigned type, uint64_t seq,
+                     size_t n, const pd_key *keys, const pd_bytes *vals);
 
 struct lg_key;
 /* As lg_rec_build, for n distinct keys of the index (compaction). */
@@ -159,6 +174,7 @@ typedef struct lg_store {
     uint64_t wgen;     /* generation it was created in */
     unsigned ncreated; /* segments this handle created (names) */
     pd__buf rec;       /* record being built */
+    lg_iov wiov;       /* the record to write (header, table, trailer in rec) */
 
     /* reader */
     lg_seg *segs;
@@ -191,7 +207,12 @@ typedef struct lg_store {
 int lg_flock(lg_store *l, int op);
 int lg_open_dir(lg_store *l, unsigned flags);
 void lg_close_dir(lg_store *l);
+/* Writes the record in l->rec (lg_write_rec) or the one v describes
+ * (lg_write_iov) at the end of the handle's segment; if that fails,
+ * nothing of it stays (see s_undo).  0 or an error naming op and key0. */
 int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync);
+int lg_write_iov(lg_store *l, const char *op, const pd_key *key0, bool dosync,
+                 lg_iov *v);
 /* The next sequence number into *seq; PD_ERR_CORRUPT (recorded on l's
  * handle, naming op) when the counter is at LG_SEQ_MAX. */
 int lg_next_seq(lg_store *l, const char *op, uint64_t *seq);

@@ -5,10 +5,12 @@
  *
  * Each handle appends to a segment of its own, created at its first write
  * and held with flock(LOCK_EX) while the handle is open, so a reader that
- * can take that lock knows the writer is gone.  A record is one write() at
- * the end of the segment; if it fails, the segment is truncated back to the
- * record's start (if that fails too, the segment is abandoned: its partial
- * tail is a torn record of a closed writer, never acknowledged).
+ * can take that lock knows the writer is gone.  A record is written at the
+ * end of the segment (one write(), or writev() of its header and table,
+ * the caller's values and its trailer, looping on short writes); if that
+ * fails, the segment is truncated back to the record's start (if that fails
+ * too, the segment is abandoned: its partial tail is a torn record of a
+ * closed writer, never acknowledged).
  */
 #include "log/log.h"
 
@@ -378,7 +380,10 @@ static void s_undo(lg_store *l, uint64_t start) {
     }
 }
 
-int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
+/* Writes l->rec, or the record v describes (v consumed), then syncs if
+ * asked; on failure truncates back. */
+static int s_write(lg_store *l, const char *op, const pd_key *key0, bool dosync,
+                   lg_iov *v) {
     char kb[PD__KEYSHORT_MAX];
     const char *ks = key0 ? pd__key_short(key0, kb) : "";
     uint64_t gen = __atomic_load_n(&l->sh->gen, __ATOMIC_SEQ_CST);
@@ -388,14 +393,16 @@ int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
     }
     const char *seg = l->wname;
     uint64_t start = l->wsize;
-    size_t n = l->rec.len;
-    size_t done = pd__write_all(l->wfd, l->rec.p, n);
+    size_t n = v ? v->total : l->rec.len;
+    size_t done = v ? pd__writev_all(l->wfd, v->iov, v->n)
+                    : pd__write_all(l->wfd, l->rec.p, n);
     if (done != n) {
         int e = errno;
         s_undo(l, start);
         return pd__err(&l->base, e == ENOMEM ? PD_ERR_NOMEM : PD_ERR_IO, e,
-                       "%s %s: write(%s/%s) at offset %llu", op, ks, l->path,
-                       seg, (unsigned long long)start);
+                       "%s %s: %s(%s/%s) at offset %llu", op, ks,
+                       v ? "writev" : "write", l->path, seg,
+                       (unsigned long long)start);
     }
     if (dosync || l->fsync_all) {
         int rc;
@@ -414,6 +421,15 @@ int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
     /* Not indexed here: a writer that never reads (a map task) does not
      * pay for an index; a get reads it back at its catch-up. */
     return 0;
+}
+
+int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
+    return s_write(l, op, key0, dosync, NULL);
+}
+
+int lg_write_iov(lg_store *l, const char *op, const pd_key *key0, bool dosync,
+                 lg_iov *v) {
+    return s_write(l, op, key0, dosync, v);
 }
 
 /* Removes everything in the directory (a temporary store closing). */
