@@ -293,6 +293,41 @@ START_TEST(bypass_private_slow) {
 }
 END_TEST
 
+/* The default threshold by slow store: a Log's and a Dict's append is one
+ * write, so large batches bypass; a File's is a write per key, so never
+ * (the File keeps the Dict's coalescing), nor other stores. */
+START_TEST(bypass_by_slow_kind) {
+    pd_store *fast = tu_dict(), *slow = NULL, *b = NULL;
+    TU_OK(pd_log_open_temp(&slow, NULL, 0), NULL);
+    b = s_buf_borrow(fast, slow, 1000);
+    ck_assert_uint_eq(((pd__buffer *)b)->bypass, PD__BUFFER_BYPASS);
+    s_close3(&b, &fast, &slow);
+    fast = tu_dict();
+    slow = s_file_or_skip("bypass_by_slow_kind");
+    if (slow) {
+        b = s_buf_borrow(fast, slow, (uint64_t)64 << 20);
+        ck_assert_uint_eq(((pd__buffer *)b)->bypass, 0);
+        /* A batch at the threshold stays in fast. */
+        size_t t = (size_t)PD__BUFFER_BYPASS;
+        char *v = calloc(1, t);
+        ck_assert_ptr_nonnull(v);
+        pd_key k0 = s_k(0);
+        pd_bytes vt = {v, t};
+        TU_OK(pd_append(b, 1, &k0, &vt, 0), b);
+        ck_assert_uint_eq(pd_buffer_memory_usage(b), t);
+        ck_assert_int_eq(tu_listed_size(slow, k0), -1);
+        free(v);
+        pd_close(&b);
+        pd_close(&slow);
+    }
+    t_fail *fs = t_fail_open();
+    slow = &fs->base;
+    b = s_buf_borrow(fast, slow, 1000);
+    ck_assert_uint_eq(((pd__buffer *)b)->bypass, 0);
+    s_close3(&b, &fast, &slow);
+}
+END_TEST
+
 int main(void) {
     const tu_case cases[] = {
         {"bypass_order", bypass_order, 3},
@@ -301,6 +336,7 @@ int main(void) {
         {"bypass_failing_fast_delete_says_so",
          bypass_failing_fast_delete_says_so, 0},
         {"bypass_private_slow", bypass_private_slow, 0},
+        {"bypass_by_slow_kind", bypass_by_slow_kind, 0},
     };
     return TU_RUN_CASES("test_buffer_bypass", cases, 300, 0);
 }

@@ -549,7 +549,7 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
     b->fast = *fast;
     b->slow = *slow;
     b->limit = memory;
-    b->bypass = PD__BUFFER_BYPASS;
+    b->bypass = pd__buffer_bypass_for(b->slow);
     b->fast_dict = pd__dict_is(b->fast);
     if (b->fast_dict) pd__dict_expect(b->fast, memory);
     b->owned = !(flags & PD_BORROW);
