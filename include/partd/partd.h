@@ -584,7 +584,7 @@ PD_API const char *pd_log_path(const pd_store *log);
  * bytes in append order: what was spilled to slow, then what fast holds.
  *
  * Large batches bypass fast when slow is a Log or a Dict: an append of at
- * least 4 MiB goes straight to slow, in one append that first carries what
+ * least 1 MiB goes straight to slow, in one append that first carries what
  * fast holds of the batch's keys (so the order stays), then the batch;
  * those keys are then deleted from fast.  If slow fails nothing of it is
  * applied.  A bypass is not a spill (pd_buffer_spills does not count it).

@@ -19,7 +19,7 @@
  * or Dict (bypass.c; the measurements: docs/perf-notes.md, issue 13).  A
  * build may set another (-DPD__BUFFER_BYPASS=BYTES) to measure. */
 #ifndef PD__BUFFER_BYPASS
-#define PD__BUFFER_BYPASS ((uint64_t)4 << 20)
+#define PD__BUFFER_BYPASS ((uint64_t)1 << 20)
 #endif
 
 typedef struct pd__bcount {
