@@ -128,7 +128,8 @@ START_TEST(bypass_order) {
     ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
     s_check(b, fast, w);
     TU_OK(pd_close(&b), NULL);
-    for (int k = 0; k < S_NKEYS; k++) tu_expect(slow, s_k(k), w->v[k], w->len[k]);
+    for (int k = 0; k < S_NKEYS; k++)
+        tu_expect(slow, s_k(k), w->v[k], w->len[k]);
     pd_close(&fast);
     pd_close(&slow);
     free(w);

@@ -78,8 +78,8 @@ int pd__buffer_bypass(pd__buffer *b, size_t n, const pd_key *keys,
     }
     pd__spill_batch batch = {n, keys, vals, NULL, 0};
     bool in_slow = false;
-    rc = pd__buffer_move_batch(b, b->selnode, m, &batch, fsync, false,
-                               &in_slow);
+    rc =
+        pd__buffer_move_batch(b, b->selnode, m, &batch, fsync, false, &in_slow);
     if (in_slow) pd__buffer_spilled_note(b, n, keys);
     if (rc) {
         /* move_batch's error says which key and store failed; say what the
