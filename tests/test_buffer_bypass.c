@@ -9,6 +9,8 @@
  */
 #include "bufix.h"
 
+#include <sys/uio.h>
+
 #define S_NKEYS 6
 #define S_CAP 65536
 
@@ -250,6 +252,63 @@ START_TEST(bypass_failing_slow) {
 }
 END_TEST
 
+static ssize_t f_writev_enospc(int fd, const struct iovec *iov, int cnt) {
+    (void)fd;
+    (void)iov;
+    (void)cnt;
+    errno = ENOSPC;
+    return -1;
+}
+
+/* A real slow store failing: a Log whose writev fails with ENOSPC, during a
+ * bypass that carries fast's bytes of a key.  Nothing of it is applied, in
+ * the Log's files either: reopened, the Log holds exactly what was acked. */
+START_TEST(bypass_failing_log) {
+    tu_tmp t;
+    tu_tmp_make(&t);
+    pd_store *fast = tu_dict(), *slow = NULL;
+    TU_OK(pd_log_open(&slow, t.root, PD_LOG_CREATE), NULL);
+    pd_store *b = s_buf_borrow(fast, slow, 1000);
+    s_set_bypass(b, 16);
+    s_want *w = calloc(1, sizeof *w);
+    int ks1[1] = {0};
+    pd_bytes vs1[1] = {{"0123456789abcdef", 16}};
+    s_append_n(b, w, 1, ks1, vs1); /* to slow */
+    int ks2[2] = {1, 0};
+    pd_bytes vs2[2] = {{"first", 5}, {"a2", 2}};
+    s_append_n(b, w, 2, ks2, vs2); /* to fast: k0 in both */
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 7);
+    pd__sys_table.writev = f_writev_enospc;
+    pd_key kb[2] = {s_k(0), s_k(1)};
+    pd_bytes vb[2] = {{"ABCDEFGHIJ", 10}, {"KLMNOPQRST", 10}};
+    int rc = pd_append(b, 2, kb, vb, 0);
+    pd__sys_reset();
+    ck_assert_int_eq(rc, PD_ERR_IO);
+    const char *msg = pd_errmsg(b);
+    ck_assert_msg(strstr(msg, "straight to slow") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "nothing applied") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "log: ") != NULL, "%s", msg);
+    ck_assert_msg(strstr(msg, "No space left") != NULL, "%s", msg);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 7);
+    s_check(b, fast, w);
+    /* Healed: applied once, in order. */
+    TU_OK(pd_append(b, 2, kb, vb, 0), b);
+    s_want_add(w, 0, vb[0].data, 10);
+    s_want_add(w, 1, vb[1].data, 10);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), 0);
+    s_check(b, fast, w);
+    TU_OK(pd_close(&b), NULL);
+    TU_OK(pd_close(&slow), NULL);
+    TU_OK(pd_log_open(&slow, t.root, 0), NULL);
+    for (int k = 0; k < S_NKEYS; k++)
+        tu_expect(slow, s_k(k), w->v[k], w->len[k]);
+    pd_close(&slow);
+    pd_close(&fast);
+    tu_tmp_remove(&t);
+    free(w);
+}
+END_TEST
+
 /* A fast store whose delete fails after slow took the batch: the error
  * says the batch is applied, and the keys stay counted in fast. */
 START_TEST(bypass_failing_fast_delete_says_so) {
@@ -334,6 +393,7 @@ int main(void) {
         {"bypass_order", bypass_order, 3},
         {"bypass_threshold_edges", bypass_threshold_edges, 0},
         {"bypass_failing_slow", bypass_failing_slow, 0},
+        {"bypass_failing_log", bypass_failing_log, 0},
         {"bypass_failing_fast_delete_says_so",
          bypass_failing_fast_delete_says_so, 0},
         {"bypass_private_slow", bypass_private_slow, 0},
