@@ -15,7 +15,7 @@ set(PARTD_SOURCES_LOG
   src/log/index.c src/log/log.c src/log/pending.c src/log/rcache.c
   src/log/segment.c)
 set(PARTD_SOURCES_BUFFER src/buffer/attempt.c src/buffer/buffer.c
-  src/buffer/spill.c)
+  src/buffer/bypass.c src/buffer/spill.c)
 set(PARTD_SOURCES_ENCODE
   src/encode/codec.c src/encode/encode.c src/encode/frame.c
   src/encode/codec_blosc.c src/encode/codec_bz2.c src/encode/codec_lz4.c

@@ -209,6 +209,8 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     unsigned fsync = flags & PD_FSYNC;
     char ks[PD__KEYSHORT_MAX];
     uint64_t incoming = s_sum(n, vals);
+    if (pd__buffer_bypass_wants(b, incoming))
+        return pd__buffer_bypass(b, n, keys, vals, fsync);
     int rc = s_ents(b, n, keys, vals, "append");
     if (rc) return rc;
     if (incoming > b->limit || b->usage > b->limit - incoming) {
@@ -547,6 +549,7 @@ int pd_buffer_open(pd_store **out, pd_store **fast, pd_store **slow,
     b->fast = *fast;
     b->slow = *slow;
     b->limit = memory;
+    b->bypass = pd__buffer_bypass_for(b->slow);
     b->fast_dict = pd__dict_is(b->fast);
     if (b->fast_dict) pd__dict_expect(b->fast, memory);
     b->owned = !(flags & PD_BORROW);

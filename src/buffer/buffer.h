@@ -15,6 +15,12 @@
 #define PD__BUFFER_FRACTION 0.1
 #define PD__BUFFER_MAXCOUNT 20
 #define PD__BUFFER_FLUSH_BATCH 32
+/* An append batch of at least this many bytes goes straight to a slow Log
+ * or Dict (bypass.c; the measurements: docs/perf-notes.md, issue 13).  A
+ * build may set another (-DPD__BUFFER_BYPASS=BYTES) to measure. */
+#ifndef PD__BUFFER_BYPASS
+#define PD__BUFFER_BYPASS ((uint64_t)1 << 20)
+#endif
 
 typedef struct pd__bcount {
     pd__knode kn;      /* first: the index's node is the entry */
@@ -32,6 +38,7 @@ typedef struct pd__buffer {
     uint64_t limit;
     uint64_t usage;
     uint64_t spills; /* moves to slow to stay under the limit */
+    uint64_t bypass; /* bypass.c's threshold (tests set it; 0: never) */
     pd__ktab counts; /* pd__bcount entries, in insertion order */
     uint64_t mark;
     bool slow_locked; /* this session holds slow's lock */
@@ -98,7 +105,8 @@ int pd__buffer_move(pd__buffer *b, pd__bcount **sel, size_t m, unsigned fsync,
                     bool spill);
 
 /* The values of an append batch that go to slow with the keys spilled
- * after it: those of the batch whose count entry ents[i] is marked stamp. */
+ * after it: those of the batch whose count entry ents[i] is marked stamp;
+ * every value when ents is NULL (a bypass). */
 typedef struct pd__spill_batch {
     size_t n;
     const pd_key *keys;
@@ -110,6 +118,16 @@ int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
                           const pd__spill_batch *batch, unsigned fsync,
                           bool spill, bool *in_slow);
 int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m);
+
+/* bypass.c: whether an append of `incoming` bytes goes straight to slow,
+ * and that append (the batch's keys held in fast are moved first, in the
+ * same append to slow).  0 or the error, recorded; on error nothing is
+ * applied unless the message says so (fast's delete failed after slow took
+ * the batch: the keys' old bytes are then held twice, as for a spill). */
+uint64_t pd__buffer_bypass_for(const pd_store *slow); /* b->bypass */
+bool pd__buffer_bypass_wants(const pd__buffer *b, uint64_t incoming);
+int pd__buffer_bypass(pd__buffer *b, size_t n, const pd_key *keys,
+                      const pd_bytes *vals, unsigned fsync);
 
 /* attempt.c: the attempt ops (partd.h, "Attempts"), passed to slow. */
 PD__ATTEMPT_DECLS(pd__buffer_att_);

@@ -291,7 +291,7 @@ int pd__buffer_move_batch(pd__buffer *b, pd__bcount **sel, size_t m,
     if (rc == 0) {
         /* The batch's values of the chosen keys follow fast's bytes. */
         for (size_t i = 0; i < nb; i++) {
-            if (batch->ents[i]->mark != batch->stamp) continue;
+            if (batch->ents && batch->ents[i]->mark != batch->stamp) continue;
             b->mk[nv] = batch->keys[i];
             b->mv[nv++] = batch->vals[i];
         }
