@@ -71,8 +71,8 @@ static const pd_cli_opt s_opts[] = {
      true},
     {S_MEMORY, "memory", "BYTES",
      "keep up to BYTES in memory before spilling to the File or Log (a size: "
-     "see "
-     "below); default 1000000000",
+     "see below; with a Log, a request of 1 MiB or more goes straight to it); "
+     "default 1000000000",
      false},
     {S_CODEC, "codec", "NAME",
      "compress what spills: zlib, bz2, snappy, blosc, lz4, zstd", false},
