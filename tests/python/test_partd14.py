@@ -17,6 +17,8 @@ from conftest import ref
 pd = pytest.importorskip('pandas')
 import pandas.testing as tm  # noqa: E402
 
+import cpartd.pandas  # noqa: E402,F401  (used as cpartd.pandas; not lazy)
+
 
 def joined(data):
     """{key: bytes} of a Dict's .data (partd keeps chunks, cpartd one)."""
