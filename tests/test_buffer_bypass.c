@@ -148,7 +148,8 @@ START_TEST(bypass_threshold_edges) {
     v[0] = 'F';
     pd_store *fast = tu_dict(), *slow = tu_dict();
     pd_store *b = s_buf_borrow(fast, slow, 4 * (uint64_t)t);
-    ck_assert_uint_eq(((pd__buffer *)b)->bypass, PD__BUFFER_BYPASS);
+    ck_assert_uint_eq(((pd__buffer *)b)->bypass, 0); /* a Dict: never */
+    s_set_bypass(b, PD__BUFFER_BYPASS);              /* as over a Log */
     /* Two values, t - 1 bytes in all: fast. */
     pd_key k2[2] = {s_k(0), s_k(1)};
     pd_bytes v2[2] = {{v, t / 2}, {v, t - 1 - t / 2}};
@@ -353,9 +354,10 @@ START_TEST(bypass_private_slow) {
 }
 END_TEST
 
-/* The default threshold by slow store: a Log's and a Dict's append is one
- * write, so large batches bypass; a File's is a write per key, so never
- * (the File keeps the Dict's coalescing), nor other stores. */
+/* The default threshold by slow store: a Log's append is one write, so
+ * large batches bypass; a File's is a write per key, so never (the File
+ * keeps the Dict's coalescing); over a Dict placement stays partd's (the
+ * batch in fast); nor over other stores. */
 START_TEST(bypass_by_slow_kind) {
     pd_store *fast = tu_dict(), *slow = NULL, *b = NULL;
     TU_OK(pd_log_open_temp(&slow, NULL, 0), NULL);
@@ -384,6 +386,21 @@ START_TEST(bypass_by_slow_kind) {
     slow = &fs->base;
     b = s_buf_borrow(fast, slow, 1000);
     ck_assert_uint_eq(((pd__buffer *)b)->bypass, 0);
+    s_close3(&b, &fast, &slow);
+    /* Buffer(Dict, Dict): a batch at the threshold stays in fast. */
+    fast = tu_dict();
+    slow = tu_dict();
+    b = s_buf_borrow(fast, slow, (uint64_t)64 << 20);
+    ck_assert_uint_eq(((pd__buffer *)b)->bypass, 0);
+    size_t t = (size_t)PD__BUFFER_BYPASS;
+    char *v = calloc(1, t);
+    ck_assert_ptr_nonnull(v);
+    pd_key k0 = s_k(0);
+    pd_bytes vt = {v, t};
+    TU_OK(pd_append(b, 1, &k0, &vt, 0), b);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), t);
+    ck_assert_uint_eq(tu_nkeys(slow), 0);
+    free(v);
     s_close3(&b, &fast, &slow);
 }
 END_TEST

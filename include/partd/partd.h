@@ -583,13 +583,14 @@ PD_API const char *pd_log_path(const pd_store *log);
  * partly applied: the chosen keys are in slow.)  pd_get returns a key's
  * bytes in append order: what was spilled to slow, then what fast holds.
  *
- * Large batches bypass fast when slow is a Log or a Dict: an append of at
+ * Large batches bypass fast when slow is a Log: an append of at
  * least 1 MiB goes straight to slow, in one append that first carries what
  * fast holds of the batch's keys (so the order stays), then the batch;
  * those keys are then deleted from fast.  If slow fails nothing of it is
  * applied.  A bypass is not a spill (pd_buffer_spills does not count it).
  * Over a File (a write per key) batches always go through fast, which
- * gathers a key's small values into larger writes.
+ * gathers a key's small values into larger writes; over other stores too
+ * (over a Dict, placement stays partd's).
  *
  * Locking: a call locks fast, and slow only if it touches slow (a spill,
  * get, delete, iset, drop, keys), so appends that spill nothing never wait

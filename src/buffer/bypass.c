@@ -2,7 +2,7 @@
 /* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Buffer: an append batch of at least b->bypass bytes (PD__BUFFER_BYPASS
- * when slow is a Log or a Dict, else never: pd__buffer_bypass_for) goes
+ * when slow is a Log, else never: pd__buffer_bypass_for) goes
  * straight to the slow store, in one call, instead of through fast.
  * Holding it in fast would only copy it there and spill it later: the Dict's
  * per-key work and its memory buy nothing for a batch that large.
@@ -23,15 +23,13 @@
 #include "core/hash.h"
 
 uint64_t pd__buffer_bypass_for(const pd_store *slow) {
-    /* A Log takes a batch in one write whatever its number of keys (and a
-     * Dict in memory); a File writes each key's file, so small values per
-     * key cost it more than the Dict saves: measured slower from 4,096 keys
-     * a batch (docs/perf-notes.md), so never there, nor over other stores,
-     * not measured. */
-    const char *kind = pd_store_kind(slow);
-    return strcmp(kind, "log") == 0 || strcmp(kind, "dict") == 0
-               ? PD__BUFFER_BYPASS
-               : 0;
+    /* A Log takes a batch in one write whatever its number of keys.  A File
+     * writes each key's file, so small values per key cost it more than the
+     * Dict saves: measured slower from 4,096 keys a batch
+     * (docs/perf-notes.md).  Over a Dict (partd's own Buffer(Dict, Dict))
+     * placement stays partd's: the batch in fast, then the largest keys
+     * spilled.  Other stores were not measured. */
+    return strcmp(pd_store_kind(slow), "log") == 0 ? PD__BUFFER_BYPASS : 0;
 }
 
 bool pd__buffer_bypass_wants(const pd__buffer *b, uint64_t incoming) {
