@@ -354,6 +354,20 @@ START_TEST(bypass_private_slow) {
 }
 END_TEST
 
+/* b never bypasses: a batch at the default threshold stays in fast. */
+static void s_stays_in_fast(pd_store *b, pd_store *slow) {
+    ck_assert_uint_eq(((pd__buffer *)b)->bypass, 0);
+    size_t t = (size_t)PD__BUFFER_BYPASS;
+    char *v = calloc(1, t);
+    ck_assert_ptr_nonnull(v);
+    pd_key k0 = s_k(0);
+    pd_bytes vt = {v, t};
+    TU_OK(pd_append(b, 1, &k0, &vt, 0), b);
+    ck_assert_uint_eq(pd_buffer_memory_usage(b), t);
+    ck_assert_int_eq(tu_listed_size(slow, k0), -1);
+    free(v);
+}
+
 /* The default threshold by slow store: a Log's append is one write, so
  * large batches bypass; a File's is a write per key, so never (the File
  * keeps the Dict's coalescing); over a Dict placement stays partd's (the
@@ -368,17 +382,7 @@ START_TEST(bypass_by_slow_kind) {
     slow = s_file_or_skip("bypass_by_slow_kind");
     if (slow) {
         b = s_buf_borrow(fast, slow, (uint64_t)64 << 20);
-        ck_assert_uint_eq(((pd__buffer *)b)->bypass, 0);
-        /* A batch at the threshold stays in fast. */
-        size_t t = (size_t)PD__BUFFER_BYPASS;
-        char *v = calloc(1, t);
-        ck_assert_ptr_nonnull(v);
-        pd_key k0 = s_k(0);
-        pd_bytes vt = {v, t};
-        TU_OK(pd_append(b, 1, &k0, &vt, 0), b);
-        ck_assert_uint_eq(pd_buffer_memory_usage(b), t);
-        ck_assert_int_eq(tu_listed_size(slow, k0), -1);
-        free(v);
+        s_stays_in_fast(b, slow);
         pd_close(&b);
         pd_close(&slow);
     }
@@ -391,16 +395,7 @@ START_TEST(bypass_by_slow_kind) {
     fast = tu_dict();
     slow = tu_dict();
     b = s_buf_borrow(fast, slow, (uint64_t)64 << 20);
-    ck_assert_uint_eq(((pd__buffer *)b)->bypass, 0);
-    size_t t = (size_t)PD__BUFFER_BYPASS;
-    char *v = calloc(1, t);
-    ck_assert_ptr_nonnull(v);
-    pd_key k0 = s_k(0);
-    pd_bytes vt = {v, t};
-    TU_OK(pd_append(b, 1, &k0, &vt, 0), b);
-    ck_assert_uint_eq(pd_buffer_memory_usage(b), t);
-    ck_assert_uint_eq(tu_nkeys(slow), 0);
-    free(v);
+    s_stays_in_fast(b, slow);
     s_close3(&b, &fast, &slow);
 }
 END_TEST
