@@ -260,22 +260,20 @@ int lg_rec_build_iov(pd__buf *b, lg_iov *v, unsigned type, uint64_t seq,
     size_t at = 0, k = 1;
     for (size_t j = 0; j < pl.nd; j++) {
         s_node *sn = &pl.nodes[j];
-        uint64_t h;
-        if (pl.next[sn->first] == SIZE_MAX) { /* one value: one pass */
-            const void *d = vals ? vals[sn->first].data : NULL;
-            h = XXH3_64bits(d ? d : tab, sn->vlen);
-        } else { /* its values in order, as if concatenated */
-            XXH3_state_t st;
-            XXH3_64bits_reset(&st);
-            for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i])
-                if (vals && vals[i].size)
-                    XXH3_64bits_update(&st, vals[i].data, vals[i].size);
-            h = XXH3_64bits_digest(&st);
-        }
+        /* Its values in order, hashed as if concatenated (one value: one
+         * pass, no streaming state). */
+        bool one = pl.next[sn->first] == SIZE_MAX;
+        XXH3_state_t st;
+        if (!one) XXH3_64bits_reset(&st);
         for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i])
-            if (vals && vals[i].size)
+            if (vals && vals[i].size) {
                 v->iov[k++] =
                     (struct iovec){(void *)vals[i].data, vals[i].size};
+                if (!one) XXH3_64bits_update(&st, vals[i].data, vals[i].size);
+            }
+        const void *d = one && vals ? vals[sn->first].data : NULL;
+        uint64_t h =
+            one ? XXH3_64bits(d ? d : tab, sn->vlen) : XXH3_64bits_digest(&st);
         s_put_ent(tab, &at, sn, h);
     }
     s_rec_seal(b, type, seq, pl.nd, pl.table_len, pl.data_len, head);

@@ -178,6 +178,13 @@ static int s_marker(lg_store *l) { return s_marker_try(l, true); }
 
 /* ----------------------------------------------------------------- Open */
 
+/* Whether the state file holds counters we can use: its magic, and a
+ * sequence and generation in range (else they are rebuilt). */
+static bool s_state_ok(const lg_shared *sh) {
+    return memcmp(sh->magic, "PDLOGST1", 8) == 0 && sh->seq < LG_SEQ_MAX &&
+           sh->gen < LG_GEN_MAX;
+}
+
 int lg_open_dir(lg_store *l, unsigned flags) {
     (void)flags;
     int rc = s_marker(l);
@@ -227,8 +234,7 @@ int lg_open_dir(lg_store *l, unsigned flags) {
         goto unlock;
     }
     l->flock_mode = create ? LOCK_EX : LOCK_SH;
-    if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0 || l->sh->seq >= LG_SEQ_MAX ||
-        l->sh->gen >= LG_GEN_MAX) {
+    if (!s_state_ok(l->sh)) {
         /* A new or lost state file, or counters out of range: they are
          * rebuilt from the segments (the sequence must never go back),
          * exclusively. */
@@ -237,8 +243,7 @@ int lg_open_dir(lg_store *l, unsigned flags) {
             pd__err_to_thread(&l->base);
             goto unlock;
         }
-        if (memcmp(l->sh->magic, "PDLOGST1", 8) != 0 ||
-            l->sh->seq >= LG_SEQ_MAX || l->sh->gen >= LG_GEN_MAX) {
+        if (!s_state_ok(l->sh)) {
             memset(l->sh, 0, sizeof *l->sh);
             rc = lg_catch_up(l, "open");
             if (rc) {
