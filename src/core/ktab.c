@@ -55,17 +55,22 @@ static int s_resize(pd__ktab *t, size_t cap) {
     return 0;
 }
 
-int pd__ktab_insert(pd__ktab *t, pd__knode *n) {
+int pd__ktab_reserve(pd__ktab *t, size_t n) {
     size_t cap = t->slots ? t->mask + 1 : 0;
     /* At most half full: probe sequences stay about one slot long. */
-    if (t->count + 1 > cap / 2) {
+    if (n > cap / 2) {
         size_t ncap = cap ? cap : S_MIN_SLOTS;
-        while (t->count + 1 > ncap / 2) {
+        while (n > ncap / 2) {
             if (ncap > SIZE_MAX / 2 / sizeof(pd__kslot)) return -1;
             ncap *= 2;
         }
         if (s_resize(t, ncap)) return -1;
     }
+    return 0;
+}
+
+int pd__ktab_insert(pd__ktab *t, pd__knode *n) {
+    if (pd__ktab_reserve(t, t->count + 1)) return -1;
     n->flat16 = n->klen >= 1 && n->klen <= 17 && n->pk[0] == 0;
     n->kw[0] = n->kw[1] = 0;
     if (n->flat16) pd__load16(n->pk + 1, n->klen - 1, &n->kw[0], &n->kw[1]);
@@ -126,6 +131,24 @@ void pd__ktab_reset(pd__ktab *t) {
     free(t->slots);
     t->slots = NULL;
     t->mask = 0;
+    t->count = 0;
+    t->head = t->tail = NULL;
+}
+
+void pd__ktab_clear(pd__ktab *t) {
+    size_t cap = t->slots ? t->mask + 1 : 0;
+    /* A full table is zeroed whole; a sparse one slot by slot (each node
+     * is in t, so its probe reaches it; slots emptied before it on the way
+     * are passed over). */
+    if (t->count > cap / 16) {
+        memset(t->slots, 0, cap * sizeof *t->slots);
+    } else {
+        for (pd__knode *n = t->head; n; n = n->next) {
+            size_t i = (size_t)n->hash & t->mask;
+            while (t->slots[i].node != n) i = (i + 1) & t->mask;
+            t->slots[i] = (pd__kslot){0, NULL};
+        }
+    }
     t->count = 0;
     t->head = t->tail = NULL;
 }

@@ -224,5 +224,12 @@ static inline int pd__ktab_add(pd__ktab *t, pd__knode *n,
 void pd__ktab_remove(pd__ktab *t, pd__knode *n);
 /* Forgets every node and frees the slots (the nodes are the caller's). */
 void pd__ktab_reset(pd__ktab *t);
+/* Makes room for n nodes in all (those in t included), so that inserting
+ * up to n never grows the slots.  0, or -1 when out of memory (t
+ * unchanged). */
+int pd__ktab_reserve(pd__ktab *t, size_t n);
+/* Forgets every node but keeps the slots, emptied, for the next use (the
+ * nodes must still be valid: they locate their slots).  Never fails. */
+void pd__ktab_clear(pd__ktab *t);
 
 #endif /* PARTD_KTAB_H */

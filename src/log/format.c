@@ -12,24 +12,27 @@
 #include <stdlib.h>
 #include <string.h>
 
+/* Byte by byte, written out so that the compiler makes one load or store
+ * of each (a loop of byte stores stays a loop at -O2). */
 static void s_put32(unsigned char *p, uint32_t v) {
-    for (int i = 0; i < 4; i++) p[i] = (unsigned char)(v >> (8 * i));
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
 }
 
 static void s_put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
+    s_put32(p, (uint32_t)v);
+    s_put32(p + 4, (uint32_t)(v >> 32));
 }
 
 static uint32_t s_get32(const unsigned char *p) {
-    uint32_t v = 0;
-    for (int i = 3; i >= 0; i--) v = v << 8 | p[i];
-    return v;
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
 }
 
 static uint64_t s_get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
+    return (uint64_t)s_get32(p) | (uint64_t)s_get32(p + 4) << 32;
 }
 
 static size_t s_pad8(size_t n) { return (n + 7) & ~(size_t)7; }
@@ -104,11 +107,32 @@ int lg_table_walk(const lg_hdr *h, const unsigned char *table, lg_ent_fn fn,
 
 /* ------------------------------------------------------------- Building */
 
-typedef struct s_node {
+/* A distinct key of a record: its table entry at `at` from the table's
+ * start (its packed key at + LG_ENT, which node.pk points to while the
+ * plan indexes keys), its occurrences first .. last linked through the
+ * plan's next[], the sum of their sizes. */
+struct lg_pnode {
     pd__knode node;
-    size_t first, last; /* occurrences: first and last index */
+    size_t first, last, at;
     uint64_t vlen;
-} s_node;
+};
+typedef struct lg_pnode s_node;
+
+/* What a handle's plan keeps between calls: at most S_KEEP_MAX entries
+ * and a record buffer of S_KEEP_BYTES; any size up to S_KEEP_MIN entries;
+ * more only while the calls use over a quarter of it (S_KEEP_CALLS calls
+ * in a row that do not release it). */
+#define S_KEEP_MAX ((size_t)1 << 18)
+#define S_KEEP_MIN ((size_t)1 << 10)
+#define S_KEEP_BYTES ((size_t)32 << 20)
+#define S_KEEP_CALLS 16u
+#define S_AHEAD 8 /* keys a lookup's slot is prefetched ahead */
+
+#if defined(__GNUC__)
+#define S_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define S_PREFETCH(p) ((void)(p))
+#endif
 
 /* Ends a record whose table b->p holds: the header (its table's checksum
  * included) before it, its copy at `tail` (after the data when b holds
@@ -124,167 +148,308 @@ static void s_rec_seal(pd__buf *b, unsigned type, uint64_t seq, size_t nkeys,
     b->p[b->len] = 0;
 }
 
-/* A record's plan: its distinct keys in order of first occurrence (each
- * one's occurrences linked through next[]), its table's and data's sizes. */
-typedef struct s_plan {
-    size_t *next, *pkoff;
-    s_node *nodes;
-    unsigned char *pks;
-    size_t nd, table_len, data_len, total;
-} s_plan;
-
-static void s_plan_free(s_plan *pl) {
-    free(pl->pkoff);
-    free(pl->next);
+void lg_plan_free(lg_plan *pl) {
     free(pl->nodes);
-    free(pl->pks);
+    free(pl->next);
+    free(pl->hash);
+    pd__ktab_reset(&pl->t);
+    memset(pl, 0, sizeof *pl);
 }
 
-static int s_plan_make(s_plan *pl, size_t n, const pd_key *keys,
-                       const pd_bytes *vals) {
-    int rc = PD_ERR_NOMEM;
-    size_t pktot = 0;
-    pd__ktab t = {0};
-    memset(pl, 0, sizeof *pl);
-    if (n > LG_MAX_KEYS) return PD_ERR_LIMIT;
-    pl->pkoff = malloc((n ? n : 1) * sizeof *pl->pkoff);
-    pl->next = malloc((n ? n : 1) * sizeof *pl->next);
-    pl->nodes = calloc(n ? n : 1, sizeof *pl->nodes);
-    if (!pl->pkoff || !pl->next || !pl->nodes) goto out;
-    for (size_t i = 0; i < n; i++) {
-        pl->pkoff[i] = pktot;
-        pktot += pd__key_packed_size(&keys[i]);
+void lg_plan_done(lg_plan *pl, size_t n, pd__buf *b, lg_iov *v) {
+    if (pl->cap > S_KEEP_MIN && n <= pl->cap / 4)
+        pl->small++;
+    else
+        pl->small = 0;
+    if (pl->cap <= S_KEEP_MAX && b->cap <= S_KEEP_BYTES &&
+        pl->small < S_KEEP_CALLS)
+        return;
+    lg_plan_free(pl);
+    pd__buf_free(b);
+    free(v->iov);
+    memset(v, 0, sizeof *v);
+}
+
+/* Room in pl's arrays for n occurrences (their content is not kept). */
+static int s_plan_arrays(lg_plan *pl, size_t n) {
+    if (n <= pl->cap) return 0;
+    size_t cap = 64;
+    while (cap < n) cap *= 2;
+    free(pl->nodes);
+    free(pl->next);
+    free(pl->hash);
+    pl->nodes = malloc(cap * sizeof *pl->nodes);
+    pl->next = malloc(cap * sizeof *pl->next);
+    pl->hash = malloc(cap * sizeof *pl->hash);
+    pl->cap = pl->nodes && pl->next && pl->hash ? cap : 0;
+    if (pl->cap) return 0;
+    free(pl->nodes);
+    free(pl->next);
+    free(pl->hash);
+    pl->nodes = NULL;
+    pl->next = NULL;
+    pl->hash = NULL;
+    return -1;
+}
+
+/* Room in b for the header, the table up to its byte `end` and the
+ * trailer; the nd keys' packed keys move with b. */
+static int s_room(pd__buf *b, lg_plan *pl, size_t nd, size_t end) {
+    size_t need = LG_HDR + end + LG_HDR;
+    if (need < b->cap) return 0;
+    if (pd__buf_reserve(b, need)) return -1;
+    for (size_t j = 0; j < nd; j++)
+        pl->nodes[j].node.pk = b->p + LG_HDR + pl->nodes[j].at + LG_ENT;
+    return 0;
+}
+
+/* Whether packed key a[0..la) sorts before b[0..lb): bytes, then length. */
+static bool s_pk_before(const unsigned char *a, size_t la,
+                        const unsigned char *b, size_t lb) {
+    int c = memcmp(a, b, la < lb ? la : lb);
+    return c < 0 || (c == 0 && la < lb);
+}
+
+/* The batch's keys stopped increasing: hashes them all and indexes the
+ * nd distinct ones so far, the slots sized for n (at most S_KEEP_MAX:
+ * beyond, they grow). */
+static int s_index(lg_plan *pl, size_t nd, const pd_key *keys, size_t n) {
+    if (pd__ktab_reserve(&pl->t, n < S_KEEP_MAX ? n : S_KEEP_MAX)) return -1;
+    for (size_t i = 0; i < n; i++) pl->hash[i] = pd__khash(&keys[i]);
+    for (size_t j = 0; j < nd; j++) {
+        s_node *sn = &pl->nodes[j];
+        sn->node.hash = pl->hash[sn->first];
+        if (pd__ktab_insert(&pl->t, &sn->node)) return -1;
     }
-    pl->pks = malloc(pktot ? pktot : 1);
-    if (!pl->pks) goto out;
+    return 0;
+}
+
+/* Occurrence i (of vl bytes) of the key of sn. */
+static void s_link(lg_plan *pl, s_node *sn, size_t i, uint64_t vl) {
+    pl->next[sn->last] = i;
+    sn->last = i;
+    sn->vlen += vl;
+}
+
+/* A record's sizes, its plan made. */
+typedef struct s_rec {
+    size_t nd, table_len, total;
+    uint64_t data_len;
+} s_rec;
+
+/* Plans the record of a batch: its distinct keys in order of first
+ * occurrence into pl, their table into b after room for the header
+ * (each entry's key, its sizes and checksum left to fill), the sizes
+ * into *r.  While the keys increase (a batch ordered by key) they are all
+ * distinct and compared with their predecessor only; from the first that
+ * does not, they go through pl's key index.  0, PD_ERR_NOMEM or
+ * PD_ERR_LIMIT. */
+static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, size_t n,
+                       const pd_key *keys, const pd_bytes *vals) {
+    memset(r, 0, sizeof *r);
+    if (n > LG_MAX_KEYS) return PD_ERR_LIMIT;
+    /* The table's size if the keys are distinct flat keys of up to 7
+     * bytes; it grows as needed. */
+    size_t guess = n < LG_MAX_TABLE / (LG_ENT + 8) ? n * (LG_ENT + 8) : 0;
+    pd__buf_clear(b);
+    if (s_plan_arrays(pl, n ? n : 1) || pd__buf_reserve(b, 2 * LG_HDR + guess))
+        return PD_ERR_NOMEM;
+    bool sorted = true;
+    size_t nd = 0, at = 0;
+    uint64_t data = 0;
+    int rc = 0;
     for (size_t i = 0; i < n; i++) {
+        const pd_key *k = &keys[i];
+        uint64_t vl = vals ? vals[i].size : 0, h = 0;
         pl->next[i] = SIZE_MAX;
-        uint64_t h = pd__khash(&keys[i]);
-        pd__knode *f = n > 1 ? pd__ktab_find(&t, &keys[i], h) : NULL;
-        if (f) {
-            s_node *sn = (s_node *)f;
-            pl->next[sn->last] = i;
-            sn->last = i;
-            sn->vlen += vals ? vals[i].size : 0;
-            continue;
+        if (pd__add_ovf(data, vl, &data)) {
+            rc = PD_ERR_LIMIT;
+            break;
         }
-        s_node *sn = &pl->nodes[pl->nd];
-        pd__key_pack(&keys[i], pl->pks + pl->pkoff[i]);
-        sn->node.pk = pl->pks + pl->pkoff[i];
-        sn->node.klen = pd__key_packed_size(&keys[i]);
+        if (!sorted) {
+            /* The slot a later key's lookup reads, on its way into cache
+             * (the slots outgrow it at many keys). */
+            if (i + S_AHEAD < n)
+                S_PREFETCH(&pl->t.slots[pl->hash[i + S_AHEAD] & pl->t.mask]);
+            h = pl->hash[i];
+            pd__knode *f = pd__ktab_find(&pl->t, k, h);
+            if (f) {
+                s_link(pl, (s_node *)f, i, vl);
+                continue;
+            }
+        }
+        bool flat = k->nparts == 0; /* the usual key, packed here */
+        size_t kl = flat ? k->size + 1 : pd__key_packed_size(k);
+        size_t e = LG_ENT + s_pad8(kl);
+        if (e > LG_MAX_TABLE - at) {
+            rc = PD_ERR_LIMIT;
+            break;
+        }
+        if (s_room(b, pl, nd, at + e)) {
+            rc = PD_ERR_NOMEM;
+            break;
+        }
+        /* The entry's key (its padding zeroed), past the table so far. */
+        unsigned char *tab = b->p + LG_HDR, *ent = tab + at;
+        s_put32(ent, (uint32_t)kl);
+        s_put32(ent + 4, 0);
+        memset(ent + LG_ENT + s_pad8(kl) - 8, 0, 8);
+        if (flat) {
+            ent[LG_ENT] = 0;
+            if (k->size) memcpy(ent + LG_ENT + 1, k->data, k->size);
+        } else {
+            pd__key_pack(k, ent + LG_ENT);
+        }
+        if (sorted && nd) {
+            const s_node *pv = &pl->nodes[nd - 1];
+            if (!s_pk_before(tab + pv->at + LG_ENT, pv->node.klen, ent + LG_ENT,
+                             kl)) {
+                if (s_index(pl, nd, keys, n)) {
+                    rc = PD_ERR_NOMEM;
+                    break;
+                }
+                sorted = false;
+                h = pl->hash[i];
+                pd__knode *f = pd__ktab_find(&pl->t, k, h);
+                if (f) { /* the entry just written is dropped */
+                    s_link(pl, (s_node *)f, i, vl);
+                    continue;
+                }
+            }
+        }
+        s_node *sn = &pl->nodes[nd];
+        sn->node.pk = ent + LG_ENT;
+        sn->node.klen = kl;
         sn->node.hash = h;
         sn->first = sn->last = i;
-        sn->vlen = vals ? vals[i].size : 0;
-        if (n > 1 && pd__ktab_insert(&t, &sn->node)) goto out;
-        pl->nd++;
-    }
-    for (size_t j = 0; j < pl->nd; j++) {
-        pl->table_len += LG_ENT + s_pad8(pl->nodes[j].node.klen);
-        if (pd__add_ovf(pl->data_len, pl->nodes[j].vlen, &pl->data_len)) {
-            rc = PD_ERR_LIMIT;
-            goto out;
+        sn->at = at;
+        sn->vlen = vl;
+        if (!sorted && pd__ktab_insert(&pl->t, &sn->node)) {
+            rc = PD_ERR_NOMEM;
+            break;
         }
+        nd++;
+        at += e;
     }
-    if (pl->table_len > LG_MAX_TABLE || pl->data_len > LG_MAX_DATA ||
-        pd__add_ovf(pl->table_len + 2 * LG_HDR, pl->data_len, &pl->total)) {
-        rc = PD_ERR_LIMIT;
-        goto out;
-    }
-    rc = 0;
-out:
-    pd__ktab_reset(&t);
-    return rc;
+    pd__ktab_clear(&pl->t);
+    if (rc) return rc;
+    if (data > LG_MAX_DATA || pd__add_ovf(at + 2 * LG_HDR, data, &r->total))
+        return PD_ERR_LIMIT;
+    r->nd = nd;
+    r->table_len = at;
+    r->data_len = data;
+    return 0;
 }
 
-/* Key j's table entry at tab + *at, its data's hash given. */
-static void s_put_ent(unsigned char *tab, size_t *at, const s_node *sn,
-                      uint64_t vhash) {
-    s_put32(tab + *at, (uint32_t)sn->node.klen);
-    s_put64(tab + *at + 8, sn->vlen);
-    s_put64(tab + *at + 16, vhash);
-    memcpy(tab + *at + LG_ENT, sn->node.pk, sn->node.klen);
-    *at += LG_ENT + s_pad8(sn->node.klen);
+/* The size and checksum of the data of the key whose entry is at ent. */
+static void s_put_sums(unsigned char *ent, uint64_t vlen, uint64_t vhash) {
+    s_put64(ent + 8, vlen);
+    s_put64(ent + 16, vhash);
 }
 
 int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
                  const pd_key *keys, const pd_bytes *vals) {
-    s_plan pl;
-    int rc = s_plan_make(&pl, n, keys, vals);
-    if (rc) goto out;
-    rc = PD_ERR_NOMEM;
-    pd__buf_clear(b);
-    if (pd__buf_reserve(b, pl.total)) goto out;
-    unsigned char *rec = b->p, *tab = rec + LG_HDR;
-    unsigned char *data = tab + pl.table_len;
-    memset(tab, 0, pl.table_len);
-    size_t at = 0, dat = 0;
-    for (size_t j = 0; j < pl.nd; j++) {
-        s_node *sn = &pl.nodes[j];
-        unsigned char *d0 = data + dat;
-        for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i]) {
-            if (vals && vals[i].size) {
-                memcpy(data + dat, vals[i].data, vals[i].size);
-                dat += vals[i].size;
+    lg_plan pl = {0};
+    s_rec r;
+    int rc = s_plan_make(&pl, &r, b, n, keys, vals);
+    if (rc == 0 && pd__buf_reserve(b, r.total)) rc = PD_ERR_NOMEM;
+    if (rc == 0) {
+        unsigned char *tab = b->p + LG_HDR, *data = tab + r.table_len;
+        size_t dat = 0;
+        for (size_t j = 0; j < r.nd; j++) {
+            const s_node *sn = &pl.nodes[j];
+            unsigned char *d0 = data + dat;
+            for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i]) {
+                if (vals && vals[i].size) {
+                    memcpy(data + dat, vals[i].data, vals[i].size);
+                    dat += vals[i].size;
+                }
             }
+            s_put_sums(tab + sn->at, sn->vlen, XXH3_64bits(d0, sn->vlen));
         }
-        s_put_ent(tab, &at, sn, XXH3_64bits(d0, sn->vlen));
+        s_rec_seal(b, type, seq, r.nd, r.table_len, r.data_len,
+                   r.total - LG_HDR);
     }
-    s_rec_seal(b, type, seq, pl.nd, pl.table_len, pl.data_len,
-               pl.total - LG_HDR);
-    rc = 0;
-out:
-    s_plan_free(&pl);
+    lg_plan_free(&pl);
     return rc;
 }
 
-int lg_rec_build_iov(pd__buf *b, lg_iov *v, unsigned type, uint64_t seq,
-                     size_t n, const pd_key *keys, const pd_bytes *vals) {
-    s_plan pl;
-    int rc = s_plan_make(&pl, n, keys, vals);
-    if (rc) goto out;
-    rc = PD_ERR_NOMEM;
-    /* b: the header and the table, then the trailer (no data). */
-    size_t head = LG_HDR + pl.table_len;
-    pd__buf_clear(b);
-    if (pd__buf_reserve(b, head + LG_HDR)) goto out;
-    size_t nvals = 0;
-    for (size_t i = 0; vals && i < n; i++) nvals += vals[i].size != 0;
-    if (nvals + 2 > v->cap) {
-        struct iovec *p = realloc(v->iov, (nvals + 2) * sizeof *p);
-        if (!p) goto out;
+/* A key's values hashed as if concatenated: a run of values that follow
+ * each other in memory in one piece, so that a key whose values make one
+ * run (one value, or a caller's buffer) needs no streaming state. */
+typedef struct s_hrun {
+    const unsigned char *p;
+    size_t len;
+    bool streaming;
+    XXH3_state_t st;
+} s_hrun;
+
+static void s_hrun_add(s_hrun *h, const unsigned char *d, size_t n) {
+    if (h->len && h->p + h->len == d) {
+        h->len += n;
+        return;
+    }
+    if (h->len) {
+        if (!h->streaming) XXH3_64bits_reset(&h->st);
+        h->streaming = true;
+        XXH3_64bits_update(&h->st, h->p, h->len);
+    }
+    h->p = d;
+    h->len = n;
+}
+
+static uint64_t s_hrun_end(s_hrun *h) {
+    if (!h->streaming)
+        return XXH3_64bits(h->len ? h->p : (const void *)"", h->len);
+    XXH3_64bits_update(&h->st, h->p, h->len);
+    return XXH3_64bits_digest(&h->st);
+}
+
+int lg_rec_build_iov(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
+                     uint64_t seq, size_t n, const pd_key *keys,
+                     const pd_bytes *vals) {
+    s_rec r;
+    int rc = s_plan_make(pl, &r, b, n, keys, vals);
+    if (rc) return rc;
+    if (n + 2 > v->cap) {
+        struct iovec *p = realloc(v->iov, (n + 2) * sizeof *p);
+        if (!p) return PD_ERR_NOMEM;
         v->iov = p;
-        v->cap = nvals + 2;
+        v->cap = n + 2;
     }
     unsigned char *tab = b->p + LG_HDR;
-    memset(tab, 0, pl.table_len);
-    size_t at = 0, k = 1;
-    for (size_t j = 0; j < pl.nd; j++) {
-        s_node *sn = &pl.nodes[j];
-        /* Its values in order, hashed as if concatenated (one value: one
-         * pass, no streaming state). */
-        bool one = pl.next[sn->first] == SIZE_MAX;
-        XXH3_state_t st;
-        if (!one) XXH3_64bits_reset(&st);
-        for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i])
-            if (vals && vals[i].size) {
-                v->iov[k++] =
-                    (struct iovec){(void *)vals[i].data, vals[i].size};
-                if (!one) XXH3_64bits_update(&st, vals[i].data, vals[i].size);
-            }
-        const void *d = one && vals ? vals[sn->first].data : NULL;
-        uint64_t h =
-            one ? XXH3_64bits(d ? d : tab, sn->vlen) : XXH3_64bits_digest(&st);
-        s_put_ent(tab, &at, sn, h);
+    size_t k = 1;
+    s_hrun hr;
+    for (size_t j = 0; j < r.nd; j++) {
+        const s_node *sn = &pl->nodes[j];
+        if (vals && j + 2 < r.nd) {
+            const pd_bytes *nv = &vals[pl->nodes[j + 2].first];
+            for (size_t o = 0; o < nv->size && o < 256; o += 64)
+                S_PREFETCH((const char *)nv->data + o);
+        }
+        hr.len = 0;
+        hr.streaming = false;
+        for (size_t i = sn->first; vals && i != SIZE_MAX; i = pl->next[i]) {
+            const unsigned char *d = vals[i].data;
+            size_t sz = vals[i].size;
+            if (!sz) continue;
+            /* Values that follow each other in memory: one buffer. */
+            struct iovec *last = &v->iov[k - 1];
+            if (k > 1 && (unsigned char *)last->iov_base + last->iov_len == d)
+                last->iov_len += sz;
+            else
+                v->iov[k++] = (struct iovec){(void *)d, sz};
+            s_hrun_add(&hr, d, sz);
+        }
+        s_put_sums(tab + sn->at, sn->vlen, s_hrun_end(&hr));
     }
-    s_rec_seal(b, type, seq, pl.nd, pl.table_len, pl.data_len, head);
+    size_t head = LG_HDR + r.table_len;
+    s_rec_seal(b, type, seq, r.nd, r.table_len, r.data_len, head);
     v->iov[0] = (struct iovec){b->p, head};
     v->iov[k++] = (struct iovec){b->p + head, LG_HDR};
     v->n = k;
-    v->total = pl.total;
-    rc = 0;
-out:
-    s_plan_free(&pl);
-    return rc;
+    v->total = r.total;
+    return 0;
 }
 
 int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,

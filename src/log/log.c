@@ -79,7 +79,8 @@ static int s_write(pd_store *s, unsigned type, const char *op, size_t n,
     rc = lg_next_seq(l, op, &seq);
     if (rc) return s_op_leave(l, took, rc);
     /* The values go from the caller's memory to the file, uncopied. */
-    rc = lg_rec_build_iov(&l->rec, &l->wiov, type, seq, n, keys, vals);
+    rc =
+        lg_rec_build_iov(&l->rec, &l->wiov, &l->plan, type, seq, n, keys, vals);
     if (rc) {
         char kb[PD__KEYSHORT_MAX];
         rc = pd__err(s, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,
@@ -88,6 +89,7 @@ static int s_write(pd_store *s, unsigned type, const char *op, size_t n,
     } else {
         rc = lg_write_iov(l, op, &keys[0], flags & PD_FSYNC, &l->wiov);
     }
+    lg_plan_done(&l->plan, n, &l->rec, &l->wiov);
     /* Replaced or deleted data past the threshold: compact now. */
     if (rc == 0 && type != LG_APPEND && lg_compact_pays(l) &&
         lg_flock(l, LOCK_EX) == 0) {
@@ -176,6 +178,7 @@ static void s_free_parts(lg_store *l) {
     if (l->dirfd >= 0) SYS.close(l->dirfd);
     pd__buf_free(&l->rec);
     free(l->wiov.iov);
+    lg_plan_free(&l->plan);
     pd__buf_free(&l->rbuf);
     free(l->segs);
     free(l->path);

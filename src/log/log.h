@@ -94,13 +94,38 @@ typedef struct lg_iov {
     size_t n, cap, total;
 } lg_iov;
 
+/* What building a record needs besides the record (format.c): its
+ * distinct keys, each one's occurrences linked, and a key index used once
+ * the batch's keys are not in increasing order.  A handle keeps one
+ * between calls, so that a call at many keys allocates, faults in and
+ * zeroes nothing; lg_plan_done bounds what it keeps.  Zeroed: empty. */
+struct lg_pnode;
+typedef struct lg_plan {
+    struct lg_pnode *nodes; /* [cap]: the distinct keys, in table order */
+    size_t *next;           /* [cap]: occurrence i's next one of its key */
+    uint64_t *hash;         /* [cap]: occurrence i's key's, for the index */
+    size_t cap;             /* entries of each (0: none) */
+    pd__ktab t;             /* empty between calls, its slots kept */
+    unsigned small;         /* calls in a row that used under a quarter */
+} lg_plan;
+
+/* After a call that built a record of n keys with pl, b and v and wrote it:
+ * releases them all when pl holds more than a bounded number of entries,
+ * or when the calls have used under a quarter of it for a while. */
+void lg_plan_done(lg_plan *pl, size_t n, pd__buf *b, lg_iov *v);
+/* Frees pl's buffers; pl is empty again. */
+void lg_plan_free(lg_plan *pl);
+
 /* As lg_rec_build, but the values stay where they are: b gets the header
  * and the key table, then the trailer; v the whole record in order (b's
  * header and table, the values grouped per key as lg_rec_build copies
- * them, empty ones left out, b's trailer), v->iov growing as needed.  The
- * bytes are those lg_rec_build makes.  0 or PD_ERR_NOMEM / PD_ERR_LIMIT. */
-int lg_rec_build_iov(pd__buf *b, lg_iov *v, unsigned type, uint64_t seq,
-                     size_t n, const pd_key *keys, const pd_bytes *vals);
+ * them, empty ones left out, values that follow each other in memory in
+ * one buffer, b's trailer), v->iov growing as needed; pl is kept for the
+ * next call (lg_plan_done).  The bytes are those lg_rec_build makes.  0 or
+ * PD_ERR_NOMEM / PD_ERR_LIMIT. */
+int lg_rec_build_iov(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
+                     uint64_t seq, size_t n, const pd_key *keys,
+                     const pd_bytes *vals);
 
 struct lg_key;
 /* As lg_rec_build, for n distinct keys of the index (compaction). */
@@ -175,6 +200,7 @@ typedef struct lg_store {
     unsigned ncreated; /* segments this handle created (names) */
     pd__buf rec;       /* record being built */
     lg_iov wiov;       /* the record to write (header, table, trailer in rec) */
+    lg_plan plan;      /* what building it needs, kept between calls */
 
     /* reader */
     lg_seg *segs;
