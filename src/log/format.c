@@ -118,14 +118,6 @@ struct lg_pnode {
 };
 typedef struct lg_pnode s_node;
 
-/* What a handle's plan keeps between calls: at most S_KEEP_MAX entries
- * and a record buffer of S_KEEP_BYTES; any size up to S_KEEP_MIN entries;
- * more only while the calls use over a quarter of it (S_KEEP_CALLS calls
- * in a row that do not release it). */
-#define S_KEEP_MAX ((size_t)1 << 18)
-#define S_KEEP_MIN ((size_t)1 << 10)
-#define S_KEEP_BYTES ((size_t)32 << 20)
-#define S_KEEP_CALLS 16u
 #define S_AHEAD 8 /* keys a lookup's slot is prefetched ahead */
 
 #if defined(__GNUC__)
@@ -157,12 +149,12 @@ void lg_plan_free(lg_plan *pl) {
 }
 
 void lg_plan_done(lg_plan *pl, size_t n, pd__buf *b, lg_iov *v) {
-    if (pl->cap > S_KEEP_MIN && n <= pl->cap / 4)
+    if (pl->cap > LG_PLAN_KEEP_MIN && n <= pl->cap / 4)
         pl->small++;
     else
         pl->small = 0;
-    if (pl->cap <= S_KEEP_MAX && b->cap <= S_KEEP_BYTES &&
-        pl->small < S_KEEP_CALLS)
+    if (pl->cap <= LG_PLAN_KEEP_MAX && b->cap <= LG_PLAN_KEEP_BYTES &&
+        pl->small < LG_PLAN_KEEP_CALLS)
         return;
     lg_plan_free(pl);
     pd__buf_free(b);
@@ -211,10 +203,11 @@ static bool s_pk_before(const unsigned char *a, size_t la,
 }
 
 /* The batch's keys stopped increasing: hashes them all and indexes the
- * nd distinct ones so far, the slots sized for n (at most S_KEEP_MAX:
+ * nd distinct ones so far, the slots sized for n (at most LG_PLAN_KEEP_MAX:
  * beyond, they grow). */
 static int s_index(lg_plan *pl, size_t nd, const pd_key *keys, size_t n) {
-    if (pd__ktab_reserve(&pl->t, n < S_KEEP_MAX ? n : S_KEEP_MAX)) return -1;
+    if (pd__ktab_reserve(&pl->t, n < LG_PLAN_KEEP_MAX ? n : LG_PLAN_KEEP_MAX))
+        return -1;
     for (size_t i = 0; i < n; i++) pl->hash[i] = pd__khash(&keys[i]);
     for (size_t j = 0; j < nd; j++) {
         s_node *sn = &pl->nodes[j];

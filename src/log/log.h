@@ -109,9 +109,18 @@ typedef struct lg_plan {
     unsigned small;         /* calls in a row that used under a quarter */
 } lg_plan;
 
-/* After a call that built a record of n keys with pl, b and v and wrote it:
- * releases them all when pl holds more than a bounded number of entries,
- * or when the calls have used under a quarter of it for a while. */
+/* What a handle's plan keeps between calls: entries for at most
+ * LG_PLAN_KEEP_MAX occurrences and a record buffer of LG_PLAN_KEEP_BYTES;
+ * up to LG_PLAN_KEEP_MIN entries always; more only until
+ * LG_PLAN_KEEP_CALLS calls in a row used under a quarter of them. */
+#define LG_PLAN_KEEP_MAX ((size_t)1 << 18)
+#define LG_PLAN_KEEP_MIN ((size_t)1 << 10)
+#define LG_PLAN_KEEP_BYTES ((size_t)32 << 20)
+#define LG_PLAN_KEEP_CALLS 16u
+
+/* After a call that built a record of n keys with pl, b and v (and wrote
+ * it, or failed): releases all three (they are empty again) past the
+ * bounds above; else keeps them for the next call. */
 void lg_plan_done(lg_plan *pl, size_t n, pd__buf *b, lg_iov *v);
 /* Frees pl's buffers; pl is empty again. */
 void lg_plan_free(lg_plan *pl);
