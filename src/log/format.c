@@ -218,7 +218,7 @@ static int s_index(lg_plan *pl, size_t nd, const pd_key *keys, size_t n) {
 }
 
 /* Occurrence i (of vl bytes) of the key of sn. */
-static void s_link(lg_plan *pl, s_node *sn, size_t i, uint64_t vl) {
+static void s_link(lg_plan *pl, s_node *sn, size_t i, size_t vl) {
     pl->next[sn->last] = i;
     sn->last = i;
     sn->vlen += vl;
@@ -248,12 +248,12 @@ static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, size_t n,
     if (s_plan_arrays(pl, n ? n : 1) || pd__buf_reserve(b, 2 * LG_HDR + guess))
         return PD_ERR_NOMEM;
     bool sorted = true;
-    size_t nd = 0, at = 0;
-    uint64_t data = 0;
+    size_t nd = 0, at = 0, data = 0;
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         const pd_key *k = &keys[i];
-        uint64_t vl = vals ? vals[i].size : 0, h = 0;
+        size_t vl = vals ? vals[i].size : 0;
+        uint64_t h = 0;
         pl->next[i] = SIZE_MAX;
         if (pd__add_ovf(data, vl, &data)) {
             rc = PD_ERR_LIMIT;
