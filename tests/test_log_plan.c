@@ -14,6 +14,7 @@
 #include "log/log.h"
 #include "logfix.h"
 
+#include <errno.h>
 #include <sys/uio.h>
 
 /* ------------------------------------------------------------- Random */
@@ -567,6 +568,71 @@ START_TEST(store_reads_back) {
 }
 END_TEST
 
+/* Bytes of the largest writev call, the calls, and the call that fails
+ * with ENOSPC (0: none). */
+static size_t g_most;
+static int g_ncalls, g_fail_at;
+
+static ssize_t f_writev_pieces(int fd, const struct iovec *iov, int cnt) {
+    size_t sum = 0;
+    for (int i = 0; i < cnt; i++) sum += iov[i].iov_len;
+    if (sum > g_most) g_most = sum;
+    if (++g_ncalls == g_fail_at) {
+        errno = ENOSPC;
+        return -1;
+    }
+    return writev(fd, iov, cnt);
+}
+
+START_TEST(written_in_pieces) {
+    /* A record of 3.5 MiB: a value of 2.5 MiB (cut), 4,096 of 256 bytes
+     * in one buffer, and a 2 MiB key table's worth of keys. */
+    enum { N = 4097, BIG = 5 << 19, SMALL = 256 };
+    unsigned char *big = malloc(BIG), *small = malloc((size_t)N * SMALL);
+    char(*names)[8] = calloc(N, sizeof *names);
+    pd_key *ks = calloc(N, sizeof *ks);
+    pd_bytes *vs = calloc(N, sizeof *vs);
+    ck_assert(big && small && names && ks && vs);
+    for (size_t i = 0; i < BIG; i++) big[i] = (unsigned char)(i * 7);
+    for (size_t i = 0; i < (size_t)N * SMALL; i++) small[i] = (unsigned char)i;
+    s_sorted(N, SMALL, names, ks, vs, small);
+    vs[N / 2] = PD_BYTES(big, BIG);
+    fx f;
+    pd_store *s = fx_start(&f), *r = fx_open(&f);
+    pd__sys_table.writev = f_writev_pieces;
+    TU_OK(pd_append(s, N, ks, vs, 0), s);
+    ck_assert_uint_le(g_most, LG_WRITE_PIECE);
+    ck_assert_int_ge(g_ncalls, 4);
+    pd__sys_reset();
+    tu_expect(r, ks[N / 2], big, BIG);
+    tu_expect(r, ks[N - 1], small + (size_t)(N - 1) * SMALL, SMALL);
+    /* A piece failing after others were written: nothing of the record
+     * stays, the error names the call. */
+    long long size = s_seg_bytes(f.root);
+    g_ncalls = 0;
+    g_fail_at = 3;
+    pd__sys_table.writev = f_writev_pieces;
+    ck_assert_int_eq(pd_append(s, N, ks, vs, 0), PD_ERR_IO);
+    pd__sys_reset();
+    ck_assert_ptr_nonnull(strstr(pd_errmsg(s), "writev("));
+    ck_assert_int_eq(s_seg_bytes(f.root), size);
+    tu_expect(r, ks[N / 2], big, BIG);
+    /* And the next append is whole. */
+    TU_OK(pd_append(s, N, ks, vs, 0), s);
+    unsigned char twice[2 * SMALL];
+    memcpy(twice, small, SMALL);
+    memcpy(twice + SMALL, small, SMALL);
+    tu_expect(r, ks[0], twice, sizeof twice);
+    TU_OK(pd_close(&r), NULL);
+    fx_end(&f, &s);
+    free(big);
+    free(small);
+    free(names);
+    free(ks);
+    free(vs);
+}
+END_TEST
+
 int main(void) {
     const tu_case cases[] = {
         {"random_batches", random_batches, 0},
@@ -574,6 +640,7 @@ int main(void) {
         {"kept_and_released", kept_and_released, 0},
         {"limits", limits, 0},
         {"store_reads_back", store_reads_back, 0},
+        {"written_in_pieces", written_in_pieces, 0},
     };
     return TU_RUN_CASES("test_log_plan", cases, 300, 0);
 }

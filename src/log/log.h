@@ -238,13 +238,19 @@ typedef struct lg_store {
 
 #define SYS pd__sys_table
 
+/* Bytes a writev call of a record takes at most: a page cache write costs
+ * more system time in one call of 16 MiB than in 1 MiB ones, and varies
+ * more (docs/perf-notes.md, issue 13). */
+#define LG_WRITE_PIECE ((size_t)1 << 20)
+
 /* segment.c */
 int lg_flock(lg_store *l, int op);
 int lg_open_dir(lg_store *l, unsigned flags);
 void lg_close_dir(lg_store *l);
 /* Writes the record in l->rec (lg_write_rec) or the one v describes
- * (lg_write_iov) at the end of the handle's segment; if that fails,
- * nothing of it stays (see s_undo).  0 or an error naming op and key0. */
+ * (lg_write_iov, in writev calls of at most LG_WRITE_PIECE bytes) at the
+ * end of the handle's segment; if that fails, nothing of it stays (see
+ * s_undo).  0 or an error naming op and key0. */
 int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync);
 int lg_write_iov(lg_store *l, const char *op, const pd_key *key0, bool dosync,
                  lg_iov *v);

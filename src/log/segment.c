@@ -385,6 +385,32 @@ static void s_undo(lg_store *l, uint64_t start) {
     }
 }
 
+/* pd__writev_all of v's buffers in calls of at most LG_WRITE_PIECE bytes (a
+ * buffer larger than that in several); v is consumed.  The bytes written:
+ * all of them, or fewer with errno set. */
+static size_t s_writev_pieces(int fd, lg_iov *v) {
+    struct iovec *iov = v->iov;
+    size_t n = v->n, i = 0, done = 0;
+    while (i < n) {
+        size_t j = i, sum = 0, w;
+        while (j < n && iov[j].iov_len <= LG_WRITE_PIECE - sum)
+            sum += iov[j++].iov_len;
+        if (j > i) {
+            w = pd__writev_all(fd, iov + i, j - i);
+            i = j;
+        } else { /* buffer i alone is larger: its next piece */
+            struct iovec piece = {iov[i].iov_base, LG_WRITE_PIECE};
+            sum = LG_WRITE_PIECE;
+            w = pd__writev_all(fd, &piece, 1);
+            iov[i].iov_base = (char *)iov[i].iov_base + LG_WRITE_PIECE;
+            iov[i].iov_len -= LG_WRITE_PIECE;
+        }
+        done += w;
+        if (w != sum) return done;
+    }
+    return done;
+}
+
 /* Writes l->rec, or the record v describes (v consumed), then syncs if
  * asked; on failure truncates back. */
 static int s_write(lg_store *l, const char *op, const pd_key *key0, bool dosync,
@@ -399,8 +425,8 @@ static int s_write(lg_store *l, const char *op, const pd_key *key0, bool dosync,
     const char *seg = l->wname;
     uint64_t start = l->wsize;
     size_t n = v ? v->total : l->rec.len;
-    size_t done = v ? pd__writev_all(l->wfd, v->iov, v->n)
-                    : pd__write_all(l->wfd, l->rec.p, n);
+    size_t done =
+        v ? s_writev_pieces(l->wfd, v) : pd__write_all(l->wfd, l->rec.p, n);
     if (done != n) {
         int e = errno;
         s_undo(l, start);
