@@ -13,7 +13,7 @@
  * Python `partd.Server`.
  *
  *   pd_server *srv = NULL;
- *   pd_server_open(&srv, NULL, NULL);          // Buffer(Dict, File) over ipc
+ *   pd_server_open(&srv, NULL, NULL);          // Buffer(Dict, Log) over ipc
  *   pd_server_start(srv);                      // serve in a thread
  *   ... give pd_server_address(srv, 0) to the workers ...
  *   pd_store *c = NULL;
@@ -139,7 +139,7 @@ typedef struct pd_server_opts {
  * does not serve yet.
  *
  * store: the store to serve.  NULL, or *store NULL: a new
- *   Buffer(Dict, File) with the File in a private temporary directory,
+ *   Buffer(Dict, Log) with the Log in a private temporary directory,
  *   removed by pd_server_close.  Otherwise *store is taken over (set to
  *   NULL) and closed by pd_server_close, unless opts->flags has PD_BORROW.
  * opts: may be NULL (all defaults).
