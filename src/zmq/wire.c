@@ -184,6 +184,15 @@ uint64_t pd__wire_get_u64(const unsigned char in[8]) {
     return v;
 }
 
+void pd__wire_put_u32(unsigned char out[4], uint32_t v) {
+    for (int i = 0; i < 4; i++) out[i] = (unsigned char)(v >> (8 * i));
+}
+
+uint32_t pd__wire_get_u32(const unsigned char in[4]) {
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 |
+           (uint32_t)in[3] << 24;
+}
+
 const char *pd__wire_cmd_name(const pd_bytes *cmd, char buf[48]) {
     pd_key k = PD_KEY(cmd->size ? cmd->data : "", cmd->size);
     size_t n = pd_key_repr(&k, NULL, 0);
