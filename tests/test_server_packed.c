@@ -293,9 +293,7 @@ START_TEST(fallback) {
     ck_assert_msg(t_log_has(lg, "'append_packed' (3 frames): ok"), "log:\n%s",
                   lg->buf);
 
-    /* A get whose values total more than max: packed, the data cut in
-     * frames of at most max bytes (a frame over it would be dropped by
-     * libzmq with the connection). */
+    /* A get of them all: packed (its request fits). */
     pd_result *r = NULL;
     TU_OK(pd_get(c, n, k, &r, 0), c);
     ck_assert_uint_eq(pd_result_total(r), n * vsz);
@@ -304,8 +302,10 @@ START_TEST(fallback) {
     pd_result_free(&r);
     ck_assert_msg(t_log_has(lg, "'get_packed' (3 frames): ok"), "log:\n%s",
                   lg->buf);
-    /* One value larger than max reaches the client too, in pieces; the
-     * per-key form could not carry it. */
+    /* Values of more than max bytes: the data is cut in frames of at most
+     * max bytes (libzmq drops a larger frame with the connection), so one
+     * value larger than max reaches the client too, in pieces; the per-key
+     * form could not carry it. */
     size_t bsz = 3 * max / 2;
     char *bigv = malloc(bsz);
     for (size_t i = 0; i < bsz; i++) bigv[i] = (char)(i % 253);
