@@ -335,7 +335,16 @@ static int s_get_packed(pd__handler *h, size_t np, const pd_bytes *pl) {
         uint64_t len = total - off < limit ? total - off : limit;
         h->out[1 + k] = (pd_bytes){d + off, (size_t)len};
     }
-    h->emit(h->emit_arg, (size_t)nd + 1, h->out);
+    if (nd == 1 && total >= PD__WIRE_PACKED_MIN_FRAME && h->emit_own &&
+        !r->ext) {
+        /* One data frame: the result's buffer goes as it is. */
+        void *own = r->buf;
+        r->buf = NULL;
+        r->cap = 0;
+        h->emit_own(h->emit_arg, 2, h->out, own);
+    } else {
+        h->emit(h->emit_arg, (size_t)nd + 1, h->out);
+    }
     pd_result_free(&r);
     s_emit_ack(h);
     return 0;

@@ -165,6 +165,10 @@ uint64_t pd__rss_bytes(void);
  * Returns 0, or nonzero when the reply could not be queued (the caller's
  * own business: logged, never fatal). */
 typedef int (*pd__emit_fn)(void *arg, size_t n, const pd_bytes *frames);
+/* The same, except that the last frame lies in `own`, a malloc'd block the
+ * callee takes: sent without a copy, then freed (at once on failure). */
+typedef int (*pd__emit_own_fn)(void *arg, size_t n, const pd_bytes *frames,
+                               void *own);
 
 /* Namespaces a server leases at once (a new one past it: PD_ERR_LIMIT), and
  * the longest lease (about 24 days): docs/zmq.md, "Leases". */
@@ -190,6 +194,7 @@ typedef struct pd__handler {
     pd_store *store; /* locked by the serving thread: calls use PD_NOLOCK */
     unsigned flags;  /* PD_SERVER_NO_CLOSE */
     pd__emit_fn emit;
+    pd__emit_own_fn emit_own; /* NULL: emit copies every reply */
     void *emit_arg;
 
     /* Outcome of the last request: code 0 or its error, and a message
@@ -356,11 +361,13 @@ struct pd_server {
 
 /* server.c: a log line at `level` (rate-limited from warnings up), the
  * default log (stderr), and the handler's emit (a reply to the peer of the
- * current request). */
+ * current request; pd__server_emit_own: its last frame without a copy).
+ */
 void pd__server_log(pd_server *srv, int level, const char *fmt, ...)
     PD__PRINTF(3, 4);
 void pd__server_log_stderr(void *arg, int level, const char *line);
 int pd__server_emit(void *arg, size_t n, const pd_bytes *frames);
+int pd__server_emit_own(void *arg, size_t n, const pd_bytes *frames, void *own);
 
 /* curve.c: binds the ZAP handler that admits only the CURVE clients whose
  * public keys are in keys[0..n) (checked), before the server socket binds.
