@@ -101,11 +101,22 @@ int pd__wire_final(size_t n, const pd_bytes *frames, int *code, pd_bytes *msg);
 size_t pd__wire_code(int code, char buf[12]);
 
 /* Little-endian u64 (the keys reply, packed requests) and u32 (packed
- * requests). */
-void pd__wire_put_u64(unsigned char out[8], uint64_t v);
-uint64_t pd__wire_get_u64(const unsigned char in[8]);
-void pd__wire_put_u32(unsigned char out[4], uint32_t v);
-uint32_t pd__wire_get_u32(const unsigned char in[4]);
+ * requests); inline, since a packed index has a few per key. */
+static inline void pd__wire_put_u64(unsigned char out[8], uint64_t v) {
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint64_t pd__wire_get_u64(const unsigned char in[8]) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)in[i] << (8 * i);
+    return v;
+}
+static inline void pd__wire_put_u32(unsigned char out[4], uint32_t v) {
+    for (int i = 0; i < 4; i++) out[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint32_t pd__wire_get_u32(const unsigned char in[4]) {
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 |
+           (uint32_t)in[3] << 24;
+}
 
 /* ------------------------------------------------------------ Packed */
 
