@@ -241,6 +241,7 @@ int pd_server_open(pd_server **out, pd_store **store, const pd_server_opts *o) {
     srv->curve = o && o->curve_secret;
     srv->h.flags = flags;
     srv->h.emit = pd__server_emit;
+    srv->h.emit_own = pd__server_emit_own;
     srv->h.emit_arg = srv;
     size_t nb = o && o->nbind ? o->nbind : 1;
     srv->addrs = calloc(nb, sizeof *srv->addrs);
