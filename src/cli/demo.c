@@ -526,20 +526,23 @@ int pd_cli_demo(int argc, char **argv) {
     pd_demo_fail_report(&d);
 
     /* Peak memory: the children's from wait4, this process's own. */
-    uint64_t wmax = 0;
+    uint64_t wmax = 0, rmax = 0;
     for (unsigned w = 0; w < d.o.workers; w++)
         if ((uint64_t)d.workers[w].ru.ru_maxrss > wmax)
             wmax = (uint64_t)d.workers[w].ru.ru_maxrss;
+    for (unsigned r = 0; r < d.nreaders; r++)
+        if ((uint64_t)d.readers[r].ru.ru_maxrss > rmax)
+            rmax = (uint64_t)d.readers[r].ru.ru_maxrss;
     struct rusage self;
     getrusage(RUSAGE_SELF, &self);
-    if (d.o.direct)
-        printf("memory:  peak RSS: workers %.1f MB (largest), demo %.1f MB\n",
-               s_mb(wmax * 1024), s_mb((uint64_t)self.ru_maxrss * 1024));
-    else
-        printf("memory:  peak RSS: server %.1f MB, workers %.1f MB (largest), "
-               "demo %.1f MB\n",
-               s_mb((uint64_t)d.server.ru.ru_maxrss * 1024), s_mb(wmax * 1024),
-               s_mb((uint64_t)self.ru_maxrss * 1024));
+    printf("memory:  peak RSS: ");
+    if (!d.o.direct)
+        printf("server %.1f MB, ",
+               s_mb((uint64_t)d.server.ru.ru_maxrss * 1024));
+    printf("workers %.1f MB (largest), readers %.1f MB (largest), demo %.1f "
+           "MB\n",
+           s_mb(wmax * 1024), s_mb(rmax * 1024),
+           s_mb((uint64_t)self.ru_maxrss * 1024));
     s_du_blocks = s_du_size = 0;
     bool du_ok = nftw(d.dir, s_du_fn, 16, FTW_PHYS) == 0;
     for (unsigned i = 1; du_ok && i < d.o.ndirs; i++)
@@ -575,6 +578,7 @@ out:
     if (fflush(stdout) != 0 && !d.failed) d.failed = PD_CLI_EXIT_FAIL;
     if (d.shm) munmap(d.shm, d.shm_size);
     free(d.workers);
+    free(d.readers);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGHUP, &old_hup, NULL);

@@ -92,6 +92,8 @@ typedef struct pd_demo {
     char addr[1024];
     pd_demo_child server;
     pd_demo_child *workers;
+    pd_demo_child *readers; /* the read phase's (demo_verify.c), W at most */
+    unsigned nreaders;
     pid_t pgid; /* the children's process group */
     void *shm;
     size_t shm_size;
@@ -138,6 +140,11 @@ bool pd_demo_reap(pd_demo_child *c, bool block);
 const char *pd_demo_status_str(int st, char *buf, size_t cap);
 /* Stops and reaps every live child. */
 void pd_demo_stop_children(pd_demo *d);
+/* Forks a child of the demo into c: in the child (which returns 0) default
+ * signals, the children's process group (a new one when d->pgid is 0) and
+ * death with the coordinator; in the coordinator the child's pid, or -1
+ * with errno. */
+pid_t pd_demo_fork(pd_demo *d, pd_demo_child *c);
 /* Forks the server and reads its address; 0, 1 or PD_CLI_EXIT_INTR. */
 int pd_demo_start_server(pd_demo *d);
 /* The store a worker or the read-back uses (see demo_proc.c). */

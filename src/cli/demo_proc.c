@@ -164,28 +164,37 @@ const char *pd_demo_status_str(int st, char *buf, size_t cap) {
     return buf;
 }
 
-/* Stops every live child: SIGTERM to the workers, then the server (which
- * stops cleanly), SIGKILL to whatever is left after the grace time; reaps
- * them all. */
+/* The live workers and readers: sends them sig (0: none); reaps them
+ * (block: waits for each).  Returns true if none is left. */
+static bool s_signal_reap(pd_demo *d, int sig, bool block) {
+    pd_demo_child *lists[2] = {d->workers, d->readers};
+    unsigned counts[2] = {d->o.workers, d->nreaders};
+    bool gone = true;
+    for (int l = 0; l < 2; l++)
+        for (unsigned i = 0; lists[l] && i < counts[l]; i++) {
+            pd_demo_child *c = &lists[l][i];
+            if (sig && c->live) kill(c->pid, sig);
+            if (!sig && !pd_demo_reap(c, block)) gone = false;
+        }
+    return gone;
+}
+
+/* Stops every live child: SIGTERM to the workers and readers, then the
+ * server (which stops cleanly), SIGKILL to whatever is left after the grace
+ * time; reaps them all. */
 void pd_demo_stop_children(pd_demo *d) {
-    for (unsigned w = 0; w < d->o.workers; w++)
-        if (d->workers[w].live) kill(d->workers[w].pid, SIGTERM);
+    s_signal_reap(d, SIGTERM, false);
     if (d->server.live) kill(d->server.pid, SIGTERM);
     double until = pd_demo_now() + S_GRACE_S;
     for (;;) {
-        bool any = false;
-        for (unsigned w = 0; w < d->o.workers; w++)
-            if (!pd_demo_reap(&d->workers[w], false)) any = true;
-        if (!pd_demo_reap(&d->server, false)) any = true;
-        if (!any) return;
+        bool gone = s_signal_reap(d, 0, false);
+        if (pd_demo_reap(&d->server, false) && gone) return;
         if (pd_demo_now() > until) break;
         pd_demo_sleep_ms(10);
     }
-    for (unsigned w = 0; w < d->o.workers; w++)
-        if (d->workers[w].live) kill(d->workers[w].pid, SIGKILL);
+    s_signal_reap(d, SIGKILL, false);
     if (d->server.live) kill(d->server.pid, SIGKILL);
-    for (unsigned w = 0; w < d->o.workers; w++)
-        pd_demo_reap(&d->workers[w], true);
+    s_signal_reap(d, 0, true);
     pd_demo_reap(&d->server, true);
 }
 
@@ -481,21 +490,30 @@ out:
     return rc;
 }
 
-int pd_demo_start_worker(pd_demo *d, unsigned w) {
+pid_t pd_demo_fork(pd_demo *d, pd_demo_child *c) {
     fflush(NULL);
     pid_t pid = fork();
+    if (pid <= 0) {
+        if (pid == 0) s_child_setup(d, SIGKILL);
+        return pid;
+    }
+    memset(c, 0, sizeof *c);
+    c->pid = pid;
+    c->live = true;
+    if (d->pgid == 0) d->pgid = pid; /* it leads the group */
+    (void)setpgid(pid, d->pgid);     /* also here: whichever runs first */
+    return pid;
+}
+
+int pd_demo_start_worker(pd_demo *d, unsigned w) {
+    pid_t pid = pd_demo_fork(d, &d->workers[w]);
     if (pid < 0)
         return pd_demo_fail(d, "fork (worker %u): %s", w, strerror(errno));
     if (pid == 0) {
-        s_child_setup(d, SIGKILL);
         int rc = s_worker(d, w);
         fflush(NULL);
         _exit(rc);
     }
-    d->workers[w].pid = pid;
-    d->workers[w].live = true;
-    if (d->o.direct && d->pgid == 0) d->pgid = pid;
-    (void)setpgid(pid, d->pgid);
     return 0;
 }
 
