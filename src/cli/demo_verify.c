@@ -159,13 +159,35 @@ static void s_send(int fd, uint32_t kind, const pd_demo_phase *ph,
     }
 }
 
+/* A reader's store, in its child.  With --direct --store log, the Log the
+ * coordinator holds, inherited through fork() with its index of every key
+ * (the library gives the child lock and state descriptors of its own), and
+ * an Encode layer over it with --codec: a Log opened anew would read every
+ * segment's key tables to build that index again, in every reader (at
+ * 65,536 partitions most of a reader's time, docs/perf-notes.md).  Else
+ * a store of its own: the File(s), or a client of the server. */
+static int s_reader_store(pd_demo *d, pd_store **s) {
+    char why[768];
+    pd_store *client = NULL;
+    if (!d->hold) {
+        if (pd_demo_open_store(d, s, &client, why, sizeof why))
+            return pd_demo_fail(d, "read: %s", why);
+        return 0;
+    }
+    *s = d->hold;
+    pd_store *inner = d->hold;
+    if (d->o.codec &&
+        pd_compress_open(s, &inner, d->o.codec, d->o.level, PD_BORROW) != 0)
+        return pd_demo_fail(d, "read: open the store: %s", pd_errmsg(NULL));
+    return 0;
+}
+
 /* Reader r, in its child: reads partitions [p0, p1) with its own store
  * handle, as many per get as hold S_READ_BUDGET bytes, verifies each and
  * reports on fd; returns its exit status. */
 static int s_reader(pd_demo *d, unsigned p0, unsigned p1, int fd) {
-    pd_store *s = NULL, *client = NULL;
+    pd_store *s = NULL;
     pd_demo_phase ph = {0, 0, 0};
-    char why[768];
     const unsigned P = d->o.parts;
     pd_key *keys = calloc(P, sizeof *keys);
     char(*names)[8] = calloc(P, sizeof *names);
@@ -175,8 +197,7 @@ static int s_reader(pd_demo *d, unsigned p0, unsigned p1, int fd) {
         pd_demo_part_name(p, names[p]);
         keys[p] = PD_KEY(names[p], 6);
     }
-    if (rc == 0 && pd_demo_open_store(d, &s, &client, why, sizeof why))
-        rc = pd_demo_fail(d, "read: %s", why);
+    if (rc == 0) rc = s_reader_store(d, &s);
     void *buf = NULL;
     size_t cap = 0;
     for (unsigned p = p0; p < p1 && rc == 0;) {
@@ -206,7 +227,8 @@ static int s_reader(pd_demo *d, unsigned p0, unsigned p1, int fd) {
     free(buf);
     free(keys);
     free(names);
-    if (s && pd_close(&s) != 0 && rc == 0)
+    /* Not the coordinator's Log (its copy goes with this process). */
+    if (s && s != d->hold && pd_close(&s) != 0 && rc == 0)
         rc = pd_demo_fail(d, "read: close: %s", pd_errmsg(NULL));
     if (rc)
         s_send(fd, S_FAIL, &ph, 0, d->failure);
@@ -364,13 +386,17 @@ static int s_wait_readers(pd_demo *d, s_rd *rds, pd_demo_phase *ph, double t0) {
     }
 }
 
-/* Checks that the store holds nothing but the partitions; with the server,
- * then asks it to stop (it flushes its Buffer to DIR). */
+/* Checks that the store holds nothing but the partitions: the Log the
+ * coordinator holds (before the readers: they inherit the index this
+ * builds), else a store opened here after the readers (a client of the
+ * server: the readers are forked before this process touches ZeroMQ),
+ * then asks the server to stop (it flushes its Buffer to DIR).  ph->secs:
+ * the read phase's time, up to there. */
 static int s_check_keys(pd_demo *d, uint64_t *nkeys, pd_demo_phase *ph,
                         double t0) {
-    pd_store *s = NULL, *client = NULL;
+    pd_store *s = d->hold, *client = NULL;
     char why[768];
-    if (pd_demo_open_store(d, &s, &client, why, sizeof why))
+    if (!s && pd_demo_open_store(d, &s, &client, why, sizeof why))
         return pd_demo_fail(d, "read: %s", why);
     int rc = 0;
     pd_keylist *kl = NULL;
@@ -395,7 +421,7 @@ static int s_check_keys(pd_demo *d, uint64_t *nkeys, pd_demo_phase *ph,
     ph->secs = pd_demo_now() - t0;
     if (client && rc == 0 && pd_client_close_server(client) != 0)
         rc = pd_demo_fail(d, "stop the server: %s", pd_errmsg(client));
-    if (pd_close(&s) != 0 && rc == 0)
+    if (s != d->hold && pd_close(&s) != 0 && rc == 0)
         rc = pd_demo_fail(d, "read: close: %s", pd_errmsg(NULL));
     return rc;
 }
@@ -423,7 +449,8 @@ int pd_demo_read_back(pd_demo *d, pd_demo_phase *ph, uint64_t *nkeys) {
     s_shares(d, rds);
     /* --direct: the workers' process group is gone with them. */
     if (!d->server.live) d->pgid = 0;
-    int rc = s_start_readers(d, rds);
+    int rc = d->hold ? s_check_keys(d, nkeys, ph, t0) : 0;
+    if (rc == 0) rc = s_start_readers(d, rds);
     if (rc == 0) {
         s_report_readers(d);
         rc = s_wait_readers(d, rds, ph, t0);
@@ -432,7 +459,10 @@ int pd_demo_read_back(pd_demo *d, pd_demo_phase *ph, uint64_t *nkeys) {
         if (rds[r].fd >= 0) close(rds[r].fd);
     free(rds);
     pd_demo_clear_line(d);
-    if (rc == 0) rc = s_check_keys(d, nkeys, ph, t0);
+    if (d->hold)
+        ph->secs = pd_demo_now() - t0;
+    else if (rc == 0)
+        rc = s_check_keys(d, nkeys, ph, t0);
     return rc;
 }
 
