@@ -271,6 +271,110 @@ static inline uint64_t pd_demo_hash(const unsigned char *p, size_t n) {
     return pd_demo_mix(h);
 }
 
+/* The records are made and hashed PD_DEMO_LANES at a time, in lockstep:
+ * each one's draws and hash steps are a chain of dependent multiplies, and
+ * several independent chains keep the core's multipliers busy (the same
+ * bytes and hashes as pd_demo_make_record and pd_demo_hash). */
+#define PD_DEMO_LANES 4
+
+#define PD_DEMO_H_MUL 0x9fb21c651e98df25u
+static inline uint64_t pd_demo_hash_step(uint64_t h, uint64_t w) {
+    h = (h ^ w) * PD_DEMO_H_MUL;
+    return h ^ (h >> 29);
+}
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* Records g[l] (key key[l]) into rec + l * size for l < lanes, made and
+ * hashed in one pass (their words hashed from registers): h[l] is
+ * pd_demo_hash of record l.  lanes is a constant where it is called. */
+static inline __attribute__((always_inline)) void
+pd_demo_make_lanes(const uint64_t *key, const uint64_t *g, unsigned char *rec,
+                   size_t size, uint64_t *h, const unsigned lanes) {
+    uint64_t x[PD_DEMO_LANES], hh[PD_DEMO_LANES];
+#pragma GCC unroll 4
+    for (unsigned l = 0; l < lanes; l++) {
+        memcpy(rec + l * size, &key[l], 8);
+        memcpy(rec + l * size + 8, &g[l], 8);
+        x[l] = key[l];
+        hh[l] = pd_demo_hash_step(
+            pd_demo_hash_step(0x243f6a8885a308d3u ^ size, key[l]), g[l]);
+    }
+    size_t i = 16;
+    for (; i + 16 <= size; i += 16) {
+#pragma GCC unroll 4
+        for (unsigned l = 0; l < lanes; l++) {
+            x[l] = pd_demo_mix(x[l] + 0x9e3779b97f4a7c15u);
+            uint64_t lo = (x[l] & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u;
+            uint64_t hi =
+                ((x[l] >> 4) & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u;
+            memcpy(rec + l * size + i, &lo, 8);
+            memcpy(rec + l * size + i + 8, &hi, 8);
+            hh[l] = pd_demo_hash_step(pd_demo_hash_step(hh[l], lo), hi);
+        }
+    }
+    if (i < size) { /* 1-15 bytes: a prefix of the next draw */
+        size_t r = size - i;
+#pragma GCC unroll 4
+        for (unsigned l = 0; l < lanes; l++) {
+            x[l] = pd_demo_mix(x[l] + 0x9e3779b97f4a7c15u);
+            uint64_t w[2] = {(x[l] & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u,
+                             ((x[l] >> 4) & 0x0f0f0f0f0f0f0f0fu) +
+                                 0x6161616161616161u};
+            memcpy(rec + l * size + i, w, r);
+            uint64_t t = w[0];
+            if (r >= 8) {
+                hh[l] = pd_demo_hash_step(hh[l], w[0]);
+                t = w[1];
+            }
+            if (r & 7) /* the last r % 8 bytes, as pd_demo_hash's tail */
+                hh[l] = (hh[l] ^ (t & ((UINT64_C(1) << (8 * (r & 7))) - 1))) *
+                        PD_DEMO_H_MUL;
+        }
+    }
+#pragma GCC unroll 4
+    for (unsigned l = 0; l < lanes; l++) h[l] = pd_demo_mix(hh[l]);
+}
+
+/* pd_demo_hash of the lanes records at p + l * size. */
+static inline __attribute__((always_inline)) void
+pd_demo_hash_lanes(const unsigned char *p, size_t size, uint64_t *h,
+                   const unsigned lanes) {
+    uint64_t hh[PD_DEMO_LANES];
+#pragma GCC unroll 4
+    for (unsigned l = 0; l < lanes; l++) hh[l] = 0x243f6a8885a308d3u ^ size;
+    size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+#pragma GCC unroll 4
+        for (unsigned l = 0; l < lanes; l++)
+            hh[l] = pd_demo_hash_step(hh[l], pd_demo_load64(p + l * size + i));
+    }
+    if (i < size) { /* size >= 16: the last 8 bytes, shifted */
+#pragma GCC unroll 4
+        for (unsigned l = 0; l < lanes; l++)
+            hh[l] = (hh[l] ^ (pd_demo_load64(p + l * size + size - 8) >>
+                              (8 * (8 - (size - i))))) *
+                    PD_DEMO_H_MUL;
+    }
+#pragma GCC unroll 4
+    for (unsigned l = 0; l < lanes; l++) h[l] = pd_demo_mix(hh[l]);
+}
+#else
+static inline void pd_demo_make_lanes(const uint64_t *key, const uint64_t *g,
+                                      unsigned char *rec, size_t size,
+                                      uint64_t *h, const unsigned lanes) {
+    for (unsigned l = 0; l < lanes; l++) {
+        pd_demo_make_record(key[l], g[l], rec + l * size, size);
+        h[l] = pd_demo_hash(rec + l * size, size);
+    }
+}
+
+static inline void pd_demo_hash_lanes(const unsigned char *p, size_t size,
+                                      uint64_t *h, const unsigned lanes) {
+    for (unsigned l = 0; l < lanes; l++)
+        h[l] = pd_demo_hash(p + l * size, size);
+}
+#endif
+
 static inline void pd_demo_part_name(unsigned p, char name[8]) {
     snprintf(name, 8, "p%05u", p % 100000); /* p < PD_DEMO_MAX_PARTS */
 }
