@@ -284,6 +284,31 @@ static inline uint64_t pd_demo_hash_step(uint64_t h, uint64_t w) {
 }
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* The first r (1-15) bytes of w[0], w[1] at p, in fixed-size stores (a
+ * memcpy of a variable size is a call per record). */
+static inline void pd_demo_store_tail(unsigned char *p, const uint64_t w[2],
+                                      size_t r) {
+    uint64_t t = w[0];
+    if (r >= 8) {
+        memcpy(p, &w[0], 8);
+        p += 8;
+        t = w[1];
+    }
+    if (r & 4) {
+        uint32_t v = (uint32_t)t;
+        memcpy(p, &v, 4);
+        p += 4;
+        t >>= 32;
+    }
+    if (r & 2) {
+        uint16_t v = (uint16_t)t;
+        memcpy(p, &v, 2);
+        p += 2;
+        t >>= 16;
+    }
+    if (r & 1) *p = (unsigned char)t;
+}
+
 /* Records g[l] (key key[l]) into rec + l * size for l < lanes, made and
  * hashed in one pass (their words hashed from registers): h[l] is
  * pd_demo_hash of record l.  lanes is a constant where it is called. */
@@ -320,7 +345,7 @@ pd_demo_make_lanes(const uint64_t *key, const uint64_t *g, unsigned char *rec,
             uint64_t w[2] = {(x[l] & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u,
                              ((x[l] >> 4) & 0x0f0f0f0f0f0f0f0fu) +
                                  0x6161616161616161u};
-            memcpy(rec + l * size + i, w, r);
+            pd_demo_store_tail(rec + l * size + i, w, r);
             uint64_t t = w[0];
             if (r >= 8) {
                 hh[l] = pd_demo_hash_step(hh[l], w[0]);
