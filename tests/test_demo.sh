@@ -67,16 +67,18 @@ usage() {
         bad "usage error exits 2: $d" "exit $RC"
     fi
 }
-# start_bg ARGS...: partd demo ARGS... in the background; BG its pid.
+# start_bg ARGS...: partd demo ARGS... in the background; BG its pid.  The
+# last run's output goes first: wait_line must not see its lines.
 start_bg() {
+    rm -f "$W/out" "$W/err"
     "$PARTD" demo "$@" </dev/null >"$W/out" 2>"$W/err" &
     BG=$!
 }
 # wait_line REGEX: waits (30 s at most) for a line of $W/out to match.
 wait_line() {
     for _ in $(seq 300); do
-        grep -qE "$1" "$W/out" && return 0
-        kill -0 "$BG" 2>/dev/null || { grep -qE "$1" "$W/out"; return; }
+        grep -qsE "$1" "$W/out" && return 0
+        kill -0 "$BG" 2>/dev/null || { grep -qsE "$1" "$W/out"; return; }
         sleep 0.1
     done
     return 1
