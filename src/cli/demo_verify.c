@@ -4,7 +4,9 @@
  * `partd demo`: reading every partition back (see demo.c).  Each holds
  * whole records of its own, as many as the workers wrote to it, whose
  * hashes add up to the sum the workers counted; the store holds nothing
- * else.
+ * else.  The reading is done by reader processes in parallel (a shuffle's
+ * reducers), each a contiguous share of the partitions, forked with
+ * pd_demo_fork as the workers are; each reports on a pipe of its own.
  */
 #include "demo_int.h"
 
@@ -199,9 +201,9 @@ static int s_reader_store(pd_demo *d, pd_store **s) {
     return 0;
 }
 
-/* Reader r, in its child: reads partitions [p0, p1) with its own store
- * handle, as many per get as hold S_READ_BUDGET bytes, verifies each and
- * reports on fd; returns its exit status. */
+/* A reader, in its child: reads partitions [p0, p1) through its store
+ * (s_reader_store), as many per get as hold S_READ_BUDGET bytes, verifies
+ * each and reports on fd; returns its exit status. */
 static int s_reader(pd_demo *d, unsigned p0, unsigned p1, int fd) {
     pd_store *s = NULL;
     pd_demo_phase ph = {0, 0, 0};
