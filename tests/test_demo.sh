@@ -339,7 +339,7 @@ tmp_clean "--dir A --dir B"
 
 good "--keep" --records 10k --keep
 kept=$(sed -n 's/^kept:    \([^ ]*\) .*/\1/p' "$W/out")
-check "--keep: the store is kept at $kept" test -n "$kept" -a -f "$kept/p00000"
+check "--keep: the store (a Log by default) is kept at $kept" test -n "$kept" -a -f "$kept/partd-log"
 rm -rf "${TMPDIR:?}"/*
 
 TMPDIR=$W/no/such/dir run --records 10k
@@ -446,7 +446,8 @@ fsize_case() {
 }
 (
     ulimit -f 1024
-    fsize_case direct '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3](\.\.p0000[0-3] \([0-9]* partitions\))?: .*File too large' --direct
+    fsize_case "direct, Log" '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3](\.\.p0000[0-3] \([0-9]* partitions\))?: .*File too large' --direct
+    fsize_case "direct, File" '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3](\.\.p0000[0-3] \([0-9]* partitions\))?: .*File too large' --direct --store file
     fsize_case "server, spilling" '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: .*failed on the server.*File too large' --memory 1M
     fsize_case "server, flush at close" '^partd: demo: server \(pid [0-9]*\) exited with status 1'
     echo "$PASSED $FAILED" >"$W/counts"

@@ -101,8 +101,8 @@ static const pd_cli_opt s_optab[] = {
     {S_STORE, "store", "KIND",
      "file (one file per partition) or log (append-only segments, one per "
      "writer): what the server's Buffer spills to, or with --direct what the "
-     "workers append to; default: a Log if --dir holds its marker file "
-     "partd-log, else a File",
+     "workers append to; default: a Log, or with --dir a Log if DIR holds "
+     "its marker file partd-log, else a File",
      false},
     {S_ATTEMPTS, "attempts", NULL,
      "each worker writes its share as one writer attempt, committed at its "
@@ -161,6 +161,14 @@ const pd_cli_verb pd_cli_demo_verb = {
 
 #define S_V (&pd_cli_demo_verb)
 #define s_usage(...) pd_cli_usage(S_V, __VA_ARGS__)
+
+/* The store kind: --store; else, in a --dir, a Log if it holds one (else a
+ * File); else (dir NULL: the private temporary store) a Log, as `partd
+ * serve` without --path. */
+static pd_cli_store_kind s_kind(const pd_demo_opts *o, const char *dir) {
+    if (o->kind != PD_CLI_STORE_AUTO) return o->kind;
+    return dir ? pd_cli_store_kind_of(dir, o->kind) : PD_CLI_STORE_LOG;
+}
 
 /* Parses argv[1..argc) into o; returns -1 to go on, else an exit code. */
 static int s_parse(int argc, char **argv, pd_demo_opts *o) {
@@ -245,8 +253,7 @@ static int s_parse(int argc, char **argv, pd_demo_opts *o) {
                        "at least --workers)");
     if (o->attempts) {
         const char *opt = o->fail_workers ? "--fail-workers" : "--attempts";
-        pd_cli_store_kind k =
-            pd_cli_store_kind_of(o->dir ? o->dir : "", o->kind);
+        pd_cli_store_kind k = s_kind(o, o->dir);
         if (k != PD_CLI_STORE_LOG)
             return s_usage("%s: a File store has no writer attempts (a "
                            "killed worker's appends would stay): use "
@@ -346,7 +353,7 @@ static int s_prepare_dir(pd_demo *d) {
                          d->o.dir ? d->o.dir : d->run) >= sizeof d->dir - 8)
         return pd_demo_fail(d, "--dir: path too long");
     if (d->temp) strcat(d->dir, "/store");
-    d->o.kind = pd_cli_store_kind_of(d->dir, d->o.kind);
+    d->o.kind = s_kind(&d->o, d->temp ? NULL : d->dir);
     int rc = s_check_store_dir(d, d->dir);
     for (unsigned i = 1; rc == 0 && i < d->o.ndirs; i++)
         rc = s_check_store_dir(d, d->o.dirs[i]);
