@@ -351,7 +351,7 @@ static const struct {
     cf_open_fn open;
     bool encoded;
     /* client(server(served)): served NULL is the server's default store,
-     * Buffer(Dict, File); `borrow`: served with PD_BORROW (the fixture
+     * Buffer(Dict, Log); `borrow`: served with PD_BORROW (the fixture
      * closes it after the server); `persists`: a File root that a new
      * server can reopen; `buffered`: the served store is a Buffer. */
     bool remote;

@@ -424,5 +424,18 @@ run_in "$W/text" append "$S" after-drop
 expect_rc "append after drop exits 0" 0
 roundtrip "store usable after drop" "$S" "$W/text" after-drop
 
+# A file size limit (ulimit -f, in KiB): the write fails with EFBIG, reported
+# with the path, instead of SIGXFSZ killing the CLI.
+head -c 300000 /dev/urandom >"$W/big"
+for kind in file log; do
+    (
+        ulimit -f 64
+        run_in "$W/big" append --store "$kind" "$A/fsize-$kind" k
+        echo "$RC" >"$W/rc"
+    )
+    RC=$(cat "$W/rc")
+    expect_rc "append past a file size limit ($kind): fails, not killed" 1
+    check "... naming the path and the reason" grep -q "$A/fsize-$kind.*File too large" "$W/err"
+done
 
 tap_summary

@@ -92,7 +92,9 @@ run demo -q --store file --fail-workers 1 --records 1000
 expect_rc "demo --fail-workers on a File: usage error" 2
 grep -q "no writer attempts" "$W/err" && ok "the refusal says why" || bad "the refusal says why"
 run demo -q --fail-workers 1 --records 1000
-expect_rc "demo --fail-workers without --store log (a File): refused" 2
+expect_rc "demo --fail-workers without --store: the default Log takes it" 0
+run demo -q --fail-workers 1 --records 1000 --dir "$T/new-dir"
+expect_rc "demo --fail-workers into a new --dir (a File) without --store log: refused" 2
 run demo -q --store log --workers 2 --fail-workers 3 --records 1000
 expect_rc "more workers to kill than workers: usage error" 2
 run demo -q --store log --attempts --dir "$T/d1" --dir "$T/d2" --records 1000

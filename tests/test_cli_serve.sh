@@ -69,6 +69,33 @@ expect_rc "--timeout without --connect is a usage error" 2
 run serve --no-such-option
 expect_rc "serve: an unknown option is a usage error" 2
 
+# ------------------------------------------- the default store, no --path
+# Buffer(Dict, Log): an append of 1 MiB or more goes straight to the Log, so
+# the Buffer's memory stays 0; with --store file it stays in memory.
+head -c 2000000 /dev/urandom >"$W/big"
+for kind in default file; do
+    opt=()
+    [ "$kind" = file ] && opt=(--store file)
+    "$PARTD" serve -q "${opt[@]}" >"$W/serve.out" 2>"$W/serve.err" </dev/null &
+    SPID=$!
+    ADDR=$(first_line "$W/serve.out")
+    run_in "$W/big" append --connect "$ADDR" big
+    run stats --connect "$ADDR"
+    if [ "$kind" = default ]; then
+        check "serve without --path: the Buffer spills to a Log (2 MB append bypasses memory)" \
+            grep -qx "memory 0" "$W/out"
+    else
+        check "serve --store file without --path: a File (the 2 MB append stays in memory)" \
+            grep -qx "memory 2000000" "$W/out"
+    fi
+    "$PARTD" get --connect "$ADDR" big >"$W/rt" 2>"$W/err" </dev/null
+    same_bytes "... and reads back ($kind)" "$W/big" "$W/rt"
+    kill -TERM "$SPID"
+    wait "$SPID"
+    RC=$?
+    expect_rc "... serve exits 0 ($kind)" 0
+done
+
 # ------------------------------------------- several servers, stats, --path x2
 # --connect A,B is one store spread over both servers (a Fanout): the same
 # list in the same order reads everything back, and each server holds only

@@ -3,8 +3,9 @@
 # SPDX-FileCopyrightText: the libpartd authors
 # Tests of `partd demo`, the multiprocess shuffle: small runs with each
 # transport (a server over ipc, or --direct into a File under flock) and
-# codecs, usage errors, and failures: a worker or the server killed
-# mid-run, SIGINT, a foreign write into a partition.  In every case: the
+# codecs, usage errors, the read phase's readers (1 and 3), and failures:
+# a worker, a reader or the server killed mid-run, SIGINT, a foreign write
+# into a partition (a reader's verify failure).  In every case: the
 # exit status, the verification line, no process left behind and nothing
 # left in $TMPDIR.
 # Usage: bash tests/test_demo.sh /path/to/partd
@@ -66,16 +67,18 @@ usage() {
         bad "usage error exits 2: $d" "exit $RC"
     fi
 }
-# start_bg ARGS...: partd demo ARGS... in the background; BG its pid.
+# start_bg ARGS...: partd demo ARGS... in the background; BG its pid.  The
+# last run's output goes first: wait_line must not see its lines.
 start_bg() {
+    rm -f "$W/out" "$W/err"
     "$PARTD" demo "$@" </dev/null >"$W/out" 2>"$W/err" &
     BG=$!
 }
 # wait_line REGEX: waits (30 s at most) for a line of $W/out to match.
 wait_line() {
     for _ in $(seq 300); do
-        grep -qE "$1" "$W/out" && return 0
-        kill -0 "$BG" 2>/dev/null || { grep -qE "$1" "$W/out"; return; }
+        grep -qsE "$1" "$W/out" && return 0
+        kill -0 "$BG" 2>/dev/null || { grep -qsE "$1" "$W/out"; return; }
         sleep 0.1
     done
     return 1
@@ -109,6 +112,7 @@ gone() {
 }
 server_pid() { sed -n 's/^server:  .*(pid \([0-9]*\)) at .*/\1/p' "$W/out"; }
 worker_pids() { sed -n 's/^workers: \(.*\) (pids)$/\1/p' "$W/out"; }
+reader_pids() { sed -n 's/^readers: \(.*\) (pids)$/\1/p' "$W/out"; }
 
 echo "# partd: $PARTD"
 
@@ -186,8 +190,8 @@ check "reports 64 keys and 200000 records" \
 for line in '^shuffle: 200000 records, 20.0 MB in .* MB/s, .* records/s$' \
     '^read:    64 partitions, 20.0 MB in .* MB/s' \
     '^server:  partd serve --path .*(pid [0-9]*) at ipc://' \
-    '^workers: [0-9]* [0-9]* (pids)$' \
-    '^memory:  peak RSS: server [0-9.]* MB, workers [0-9.]* MB' \
+    '^workers: [0-9]* [0-9]* (pids)$' '^readers: [0-9]* [0-9]* (pids)$' \
+    '^memory:  peak RSS: server [0-9.]* MB, workers [0-9.]* MB (largest), readers [0-9.]* MB' \
     '^disk:    [0-9.]* MB used .*(removed)$' '^close:   '; do
     check "report has /$line/" grep -q "$line" "$W/out"
 done
@@ -206,8 +210,24 @@ good "server, snappy, 3 workers, 7 partitions, 37-byte records" \
     --records 12345 --codec snappy --workers 3 --partitions 7 --record-size 37
 check "7 keys" grep -q '^verify:  OK: 7 keys, 12345 records' "$W/out"
 good "fewer records than workers" --records 1 --workers 4
+check "... still 4 readers" grep -qE '^readers: [0-9]+ [0-9]+ [0-9]+ [0-9]+ \(pids\)$' "$W/out"
 check "1 key, 1 record" grep -q '^verify:  OK: 1 keys, 1 records' "$W/out"
+good "fewer partitions than workers: a reader per partition" --records 1000 \
+    --workers 4 --partitions 2 --direct
+check "... 2 readers" grep -qE '^readers: [0-9]+ [0-9]+ \(pids\)$' "$W/out"
 good "server spills (64 KiB of memory)" --records 100k --memory 64k
+# The read phase: as many readers as workers, each its own store handle.
+for mode in served direct; do
+    extra=()
+    [ $mode = direct ] && extra=(--direct --store log)
+    good "$mode: 1 worker, 1 reader" --records 20k --workers 1 "${extra[@]}"
+    check "$mode: 1 reader" grep -qE '^readers: [0-9]+ \(pids\)$' "$W/out"
+    good "$mode: 3 workers, 3 readers, 100 partitions" --records 30k --workers 3 \
+        --partitions 100 "${extra[@]}"
+    check "$mode: 3 readers" grep -qE '^readers: [0-9]+ [0-9]+ [0-9]+ \(pids\)$' "$W/out"
+    check "$mode: 3 readers: 30000 records verified" \
+        grep -q '^verify:  OK: 100 keys, 30000 records' "$W/out"
+done
 good "1 worker, 1 partition, big records" --records 2000 --workers 1 \
     --partitions 1 --record-size 65536
 good "another seed, quiet" --records 50k --seed 7 -q
@@ -319,7 +339,7 @@ tmp_clean "--dir A --dir B"
 
 good "--keep" --records 10k --keep
 kept=$(sed -n 's/^kept:    \([^ ]*\) .*/\1/p' "$W/out")
-check "--keep: the store is kept at $kept" test -n "$kept" -a -f "$kept/p00000"
+check "--keep: the store (a Log by default) is kept at $kept" test -n "$kept" -a -f "$kept/partd-log"
 rm -rf "${TMPDIR:?}"/*
 
 TMPDIR=$W/no/such/dir run --records 10k
@@ -426,7 +446,8 @@ fsize_case() {
 }
 (
     ulimit -f 1024
-    fsize_case direct '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3](\.\.p0000[0-3] \([0-9]* partitions\))?: .*File too large' --direct
+    fsize_case "direct, Log" '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3](\.\.p0000[0-3] \([0-9]* partitions\))?: .*File too large' --direct
+    fsize_case "direct, File" '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: append p0000[0-3](\.\.p0000[0-3] \([0-9]* partitions\))?: .*File too large' --direct --store file
     fsize_case "server, spilling" '^partd: demo: worker [0-9] \(pid [0-9]*\) failed: .*failed on the server.*File too large' --memory 1M
     fsize_case "server, flush at close" '^partd: demo: server \(pid [0-9]*\) exited with status 1'
     echo "$PASSED $FAILED" >"$W/counts"
@@ -451,5 +472,57 @@ else
     wait_bg
 fi
 tmp_clean "foreign record"
+
+# A foreign record of p00050 (its key 50: 50 % 64), in the last of 3
+# readers' shares: that reader's message reaches the output as it is.
+D=$W/store4
+start_bg --records 1M --direct --codec zlib --dir "$D" --workers 3 -q
+if wait_line '^workers: '; then
+    { printf '\x32\0\0\0\0\0\0\0\0\0\0\0\0\0\0\0'; head -c 84 /dev/zero | tr '\0' a; } |
+        "$PARTD" append --codec zlib "$D" p00050
+    wait_bg
+    if [ "$RC" -eq 1 ] &&
+        grep -qx 'partd: demo: verify: partition p00050 holds [0-9]* records, [0-9]* were written to it' "$W/err" &&
+        [ "$(wc -l <"$W/err")" -eq 1 ] && grep -q '^partd demo: FAILED$' "$W/out"; then
+        ok "a reader's verify failure: exit 1, its message alone, unchanged"
+    else
+        bad "a reader's verify failure: exit 1, its message alone, unchanged" "exit $RC"
+    fi
+    read -r -a rp <<<"$(reader_pids)"
+    check "... 3 readers" test "${#rp[@]}" -eq 3
+    gone "a reader's verify failure: every process stopped" "${rp[@]}"
+else
+    bad "a reader's verify failure: the demo started"
+    wait_bg
+fi
+tmp_clean "a reader's verify failure"
+
+# A reader killed, and SIGINT, in the read phase: bz2 makes it last (a
+# second or more).  The killed reader is named with its partitions.
+for what in kill INT; do
+    start_bg --records 30k --record-size 1k --codec bz2 --direct
+    if wait_line '^readers: '; then
+        read -r -a rp <<<"$(reader_pids)"
+        if [ $what = kill ]; then kill -9 "${rp[1]}"; else kill -INT "$BG"; fi
+        wait_bg
+        if [ $what = kill ]; then
+            if [ "$RC" -eq 1 ] && grep -qx "partd: demo: reader 1 (pid ${rp[1]}), reading partitions p000[0-9][0-9]\.\.p00063, was killed by signal 9 (Killed)" "$W/err" &&
+                grep -q '^partd demo: FAILED$' "$W/out" && ! grep -q '^verify:  OK' "$W/out"; then
+                ok "reader killed: exit 1 naming it, its pid and partitions"
+            else
+                bad "reader killed: exit 1 naming it, its pid and partitions" "exit $RC"
+            fi
+        elif [ "$RC" -eq 130 ] && grep -q 'interrupted by signal 2' "$W/err"; then
+            ok "SIGINT while reading: exit 130"
+        else
+            bad "SIGINT while reading: exit 130" "exit $RC"
+        fi
+        gone "read phase, $what: every process stopped" "${rp[@]}"
+    else
+        bad "read phase, $what: the readers started"
+        wait_bg
+    fi
+    tmp_clean "read phase, $what"
+done
 
 tap_summary

@@ -13,7 +13,7 @@
  * Python `partd.Server`.
  *
  *   pd_server *srv = NULL;
- *   pd_server_open(&srv, NULL, NULL);          // Buffer(Dict, File) over ipc
+ *   pd_server_open(&srv, NULL, NULL);          // Buffer(Dict, Log) over ipc
  *   pd_server_start(srv);                      // serve in a thread
  *   ... give pd_server_address(srv, 0) to the workers ...
  *   pd_store *c = NULL;
@@ -139,7 +139,7 @@ typedef struct pd_server_opts {
  * does not serve yet.
  *
  * store: the store to serve.  NULL, or *store NULL: a new
- *   Buffer(Dict, File) with the File in a private temporary directory,
+ *   Buffer(Dict, Log) with the Log in a private temporary directory,
  *   removed by pd_server_close.  Otherwise *store is taken over (set to
  *   NULL) and closed by pd_server_close, unless opts->flags has PD_BORROW.
  * opts: may be NULL (all defaults).
@@ -226,7 +226,10 @@ typedef struct pd_client_opts {
      *  Also the largest append or iset request sent to a libpartd server
      *  (keys and values together): a larger one fails with PD_ERR_LIMIT
      *  before anything is sent, since a server with the same limit (the
-     *  same default) would drop it with the connection. */
+     *  same default) would drop it with the connection.  A libpartd
+     *  server sends a get's values in frames of at most this size (the
+     *  packed get: docs/zmq.md, "Packed append and get"), so there a
+     *  value larger than it still arrives. */
     uint64_t max_message;
     /** PD_CLIENT_SYNC. */
     unsigned flags;

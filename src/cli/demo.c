@@ -7,7 +7,8 @@
  * demo_verify.c the read-back; demo_int.h what they share.
  *
  * Processes: this one (the coordinator), one `partd serve` (pd_cli_serve in
- * a forked child, unless --direct) and W workers.  The children are forked
+ * a forked child, unless --direct), W workers, then W readers (fewer when
+ * there are fewer partitions: demo_verify.c).  The children are forked
  * before this process touches ZeroMQ, so none inherits a context, and they
  * run in a process group of their own: a ^C on the terminal reaches only
  * the coordinator, which then stops them in order (workers, then the server)
@@ -22,9 +23,10 @@
  * appends them in one call holding every partition: the map side of a sort
  * shuffle, so a call's size does not shrink as partitions multiply.  Each
  * worker counts, per partition, its records and the sum of their 64-bit hashes
- * (order-independent) in a shared mapping; the coordinator reads every
- * partition back and compares.  The mapping also carries each worker's progress
- * (records sent) and its error message.
+ * (order-independent) in a shared mapping; the readers, each a contiguous
+ * share of the partitions, read them back and compare, and report on a pipe.
+ * The mapping also carries each worker's progress (records sent) and its
+ * error message.
  *
  * With --codec the workers compress (an Encode layer over their client or
  * File), so the work is spread over the workers and the server stores and
@@ -99,8 +101,8 @@ static const pd_cli_opt s_optab[] = {
     {S_STORE, "store", "KIND",
      "file (one file per partition) or log (append-only segments, one per "
      "writer): what the server's Buffer spills to, or with --direct what the "
-     "workers append to; default: a Log if --dir holds its marker file "
-     "partd-log, else a File",
+     "workers append to; default: a Log, or with --dir a Log if DIR holds "
+     "its marker file partd-log, else a File",
      false},
     {S_ATTEMPTS, "attempts", NULL,
      "each worker writes its share as one writer attempt, committed at its "
@@ -127,11 +129,14 @@ static const char s_about[] =
     "generates its share of N records (random 8-byte keys, then payload)\n"
     "and appends each to partition key % P through the server, in calls\n"
     "holding every partition (64 KiB each, at most 16 MiB a call).  Then\n"
-    "reads every partition back, checks its record count and checksum (the\n"
-    "sum of the records' 64-bit hashes), and prints the throughput of both\n"
-    "phases, the peak memory of the processes and the disk used.  A\n"
-    "progress bar on a terminal (plain lines every few seconds otherwise)\n"
-    "goes to standard error, the report to standard output.\n";
+    "W reader processes (at most one per partition) read the partitions\n"
+    "back in parallel, each a contiguous share of about the same bytes\n"
+    "through a client (or store handle) of its own, and check every\n"
+    "partition's record count and checksum (the sum of the records' 64-bit\n"
+    "hashes).  Prints the throughput of both phases, the peak memory of the\n"
+    "processes and the disk used.  A progress bar on a terminal (plain\n"
+    "lines every few seconds otherwise) goes to standard error, the report\n"
+    "to standard output.\n";
 
 static const char s_tail[] =
     "\n" PD_CLI_UNITS_HELP
@@ -139,10 +144,10 @@ static const char s_tail[] =
     "G or T (in any case): powers of 1000, so 10M is 10000000.\n"
     "\n"
     "Exit status: 0 when every partition holds exactly the records written\n"
-    "to it; 1 on failure (a worker or the server failed or died, a count or\n"
-    "checksum differs, an I/O error: the message names the process or the\n"
-    "partition); 2 on a usage error; 130 when interrupted (SIGINT,\n"
-    "SIGTERM, SIGHUP).  Every process is stopped and the temporary\n"
+    "to it; 1 on failure (a worker, a reader or the server failed or died,\n"
+    "a count or checksum differs, an I/O error: the message names the\n"
+    "process or the partition); 2 on a usage error; 130 when interrupted\n"
+    "(SIGINT, SIGTERM, SIGHUP).  Every process is stopped and the temporary\n"
     "directory removed in every case.\n";
 
 const pd_cli_verb pd_cli_demo_verb = {
@@ -156,6 +161,14 @@ const pd_cli_verb pd_cli_demo_verb = {
 
 #define S_V (&pd_cli_demo_verb)
 #define s_usage(...) pd_cli_usage(S_V, __VA_ARGS__)
+
+/* The store kind: --store; else, in a --dir, a Log if it holds one (else a
+ * File); else (dir NULL: the private temporary store) a Log, as `partd
+ * serve` without --path. */
+static pd_cli_store_kind s_kind(const pd_demo_opts *o, const char *dir) {
+    if (o->kind != PD_CLI_STORE_AUTO) return o->kind;
+    return dir ? pd_cli_store_kind_of(dir, o->kind) : PD_CLI_STORE_LOG;
+}
 
 /* Parses argv[1..argc) into o; returns -1 to go on, else an exit code. */
 static int s_parse(int argc, char **argv, pd_demo_opts *o) {
@@ -240,8 +253,7 @@ static int s_parse(int argc, char **argv, pd_demo_opts *o) {
                        "at least --workers)");
     if (o->attempts) {
         const char *opt = o->fail_workers ? "--fail-workers" : "--attempts";
-        pd_cli_store_kind k =
-            pd_cli_store_kind_of(o->dir ? o->dir : "", o->kind);
+        pd_cli_store_kind k = s_kind(o, o->dir);
         if (k != PD_CLI_STORE_LOG)
             return s_usage("%s: a File store has no writer attempts (a "
                            "killed worker's appends would stay): use "
@@ -341,7 +353,7 @@ static int s_prepare_dir(pd_demo *d) {
                          d->o.dir ? d->o.dir : d->run) >= sizeof d->dir - 8)
         return pd_demo_fail(d, "--dir: path too long");
     if (d->temp) strcat(d->dir, "/store");
-    d->o.kind = pd_cli_store_kind_of(d->dir, d->o.kind);
+    d->o.kind = s_kind(&d->o, d->temp ? NULL : d->dir);
     int rc = s_check_store_dir(d, d->dir);
     for (unsigned i = 1; rc == 0 && i < d->o.ndirs; i++)
         rc = s_check_store_dir(d, d->o.dirs[i]);
@@ -526,20 +538,23 @@ int pd_cli_demo(int argc, char **argv) {
     pd_demo_fail_report(&d);
 
     /* Peak memory: the children's from wait4, this process's own. */
-    uint64_t wmax = 0;
+    uint64_t wmax = 0, rmax = 0;
     for (unsigned w = 0; w < d.o.workers; w++)
         if ((uint64_t)d.workers[w].ru.ru_maxrss > wmax)
             wmax = (uint64_t)d.workers[w].ru.ru_maxrss;
+    for (unsigned r = 0; r < d.nreaders; r++)
+        if ((uint64_t)d.readers[r].ru.ru_maxrss > rmax)
+            rmax = (uint64_t)d.readers[r].ru.ru_maxrss;
     struct rusage self;
     getrusage(RUSAGE_SELF, &self);
-    if (d.o.direct)
-        printf("memory:  peak RSS: workers %.1f MB (largest), demo %.1f MB\n",
-               s_mb(wmax * 1024), s_mb((uint64_t)self.ru_maxrss * 1024));
-    else
-        printf("memory:  peak RSS: server %.1f MB, workers %.1f MB (largest), "
-               "demo %.1f MB\n",
-               s_mb((uint64_t)d.server.ru.ru_maxrss * 1024), s_mb(wmax * 1024),
-               s_mb((uint64_t)self.ru_maxrss * 1024));
+    printf("memory:  peak RSS: ");
+    if (!d.o.direct)
+        printf("server %.1f MB, ",
+               s_mb((uint64_t)d.server.ru.ru_maxrss * 1024));
+    printf("workers %.1f MB (largest), readers %.1f MB (largest), demo %.1f "
+           "MB\n",
+           s_mb(wmax * 1024), s_mb(rmax * 1024),
+           s_mb((uint64_t)self.ru_maxrss * 1024));
     s_du_blocks = s_du_size = 0;
     bool du_ok = nftw(d.dir, s_du_fn, 16, FTW_PHYS) == 0;
     for (unsigned i = 1; du_ok && i < d.o.ndirs; i++)
@@ -575,6 +590,7 @@ out:
     if (fflush(stdout) != 0 && !d.failed) d.failed = PD_CLI_EXIT_FAIL;
     if (d.shm) munmap(d.shm, d.shm_size);
     free(d.workers);
+    free(d.readers);
     sigaction(SIGINT, &old_int, NULL);
     sigaction(SIGTERM, &old_term, NULL);
     sigaction(SIGHUP, &old_hup, NULL);

@@ -11,7 +11,8 @@
  * Forks a `partd serve` (pd_cli_serve) over ipc, unless --direct, and W
  * worker processes that generate records and append them, partitioned,
  * through the server (or straight into a File store under flock); then
- * reads every partition back, checks its record count and checksum, and
+ * W reader processes read the partitions back in parallel, check each
+ * one's record count and checksum, and the demo
  * prints a summary on standard output (progress and errors on standard
  * error).  Every child is reaped before it returns, and a temporary store
  * directory is removed, also on failure and on SIGINT/SIGTERM (handlers are

@@ -92,6 +92,8 @@ typedef struct pd_demo {
     char addr[1024];
     pd_demo_child server;
     pd_demo_child *workers;
+    pd_demo_child *readers; /* the read phase's (demo_verify.c), W at most */
+    unsigned nreaders;
     pid_t pgid; /* the children's process group */
     void *shm;
     size_t shm_size;
@@ -138,6 +140,11 @@ bool pd_demo_reap(pd_demo_child *c, bool block);
 const char *pd_demo_status_str(int st, char *buf, size_t cap);
 /* Stops and reaps every live child. */
 void pd_demo_stop_children(pd_demo *d);
+/* Forks a child of the demo into c: in the child (which returns 0) default
+ * signals, the children's process group (a new one when d->pgid is 0) and
+ * death with the coordinator; in the coordinator the child's pid, or -1
+ * with errno. */
+pid_t pd_demo_fork(pd_demo *d, pd_demo_child *c);
 /* Forks the server and reads its address; 0, 1 or PD_CLI_EXIT_INTR. */
 int pd_demo_start_server(pd_demo *d);
 /* The store a worker or the read-back uses (see demo_proc.c). */
@@ -263,6 +270,135 @@ static inline uint64_t pd_demo_hash(const unsigned char *p, size_t n) {
     }
     return pd_demo_mix(h);
 }
+
+/* The records are made and hashed PD_DEMO_LANES at a time, in lockstep:
+ * each one's draws and hash steps are a chain of dependent multiplies, and
+ * several independent chains keep the core's multipliers busy (the same
+ * bytes and hashes as pd_demo_make_record and pd_demo_hash). */
+#define PD_DEMO_LANES 4
+
+#define PD_DEMO_H_MUL 0x9fb21c651e98df25u
+static inline uint64_t pd_demo_hash_step(uint64_t h, uint64_t w) {
+    h = (h ^ w) * PD_DEMO_H_MUL;
+    return h ^ (h >> 29);
+}
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+/* The first r (1-15) bytes of w[0], w[1] at p, in fixed-size stores (a
+ * memcpy of a variable size is a call per record). */
+static inline void pd_demo_store_tail(unsigned char *p, const uint64_t w[2],
+                                      size_t r) {
+    uint64_t t = w[0];
+    if (r >= 8) {
+        memcpy(p, &w[0], 8);
+        p += 8;
+        t = w[1];
+    }
+    if (r & 4) {
+        uint32_t v = (uint32_t)t;
+        memcpy(p, &v, 4);
+        p += 4;
+        t >>= 32;
+    }
+    if (r & 2) {
+        uint16_t v = (uint16_t)t;
+        memcpy(p, &v, 2);
+        p += 2;
+        t >>= 16;
+    }
+    if (r & 1) *p = (unsigned char)t;
+}
+
+/* Records g[l] (key key[l]) into rec + l * size for l < lanes, made and
+ * hashed in one pass (their words hashed from registers): h[l] is
+ * pd_demo_hash of record l.  lanes is a constant where it is called. */
+static inline __attribute__((always_inline)) void
+pd_demo_make_lanes(const uint64_t *key, const uint64_t *g, unsigned char *rec,
+                   size_t size, uint64_t *h, const unsigned lanes) {
+    uint64_t x[PD_DEMO_LANES], hh[PD_DEMO_LANES];
+#pragma GCC unroll 4
+    for (unsigned l = 0; l < lanes; l++) {
+        memcpy(rec + l * size, &key[l], 8);
+        memcpy(rec + l * size + 8, &g[l], 8);
+        x[l] = key[l];
+        hh[l] = pd_demo_hash_step(
+            pd_demo_hash_step(0x243f6a8885a308d3u ^ size, key[l]), g[l]);
+    }
+    size_t i = 16;
+    for (; i + 16 <= size; i += 16) {
+#pragma GCC unroll 4
+        for (unsigned l = 0; l < lanes; l++) {
+            x[l] = pd_demo_mix(x[l] + 0x9e3779b97f4a7c15u);
+            uint64_t lo = (x[l] & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u;
+            uint64_t hi =
+                ((x[l] >> 4) & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u;
+            memcpy(rec + l * size + i, &lo, 8);
+            memcpy(rec + l * size + i + 8, &hi, 8);
+            hh[l] = pd_demo_hash_step(pd_demo_hash_step(hh[l], lo), hi);
+        }
+    }
+    if (i < size) { /* 1-15 bytes: a prefix of the next draw */
+        size_t r = size - i;
+#pragma GCC unroll 4
+        for (unsigned l = 0; l < lanes; l++) {
+            x[l] = pd_demo_mix(x[l] + 0x9e3779b97f4a7c15u);
+            uint64_t w[2] = {(x[l] & 0x0f0f0f0f0f0f0f0fu) + 0x6161616161616161u,
+                             ((x[l] >> 4) & 0x0f0f0f0f0f0f0f0fu) +
+                                 0x6161616161616161u};
+            pd_demo_store_tail(rec + l * size + i, w, r);
+            uint64_t t = w[0];
+            if (r >= 8) {
+                hh[l] = pd_demo_hash_step(hh[l], w[0]);
+                t = w[1];
+            }
+            if (r & 7) /* the last r % 8 bytes, as pd_demo_hash's tail */
+                hh[l] = (hh[l] ^ (t & ((UINT64_C(1) << (8 * (r & 7))) - 1))) *
+                        PD_DEMO_H_MUL;
+        }
+    }
+#pragma GCC unroll 4
+    for (unsigned l = 0; l < lanes; l++) h[l] = pd_demo_mix(hh[l]);
+}
+
+/* pd_demo_hash of the lanes records at p + l * size. */
+static inline __attribute__((always_inline)) void
+pd_demo_hash_lanes(const unsigned char *p, size_t size, uint64_t *h,
+                   const unsigned lanes) {
+    uint64_t hh[PD_DEMO_LANES];
+#pragma GCC unroll 4
+    for (unsigned l = 0; l < lanes; l++) hh[l] = 0x243f6a8885a308d3u ^ size;
+    size_t i = 0;
+    for (; i + 8 <= size; i += 8) {
+#pragma GCC unroll 4
+        for (unsigned l = 0; l < lanes; l++)
+            hh[l] = pd_demo_hash_step(hh[l], pd_demo_load64(p + l * size + i));
+    }
+    if (i < size) { /* size >= 16: the last 8 bytes, shifted */
+#pragma GCC unroll 4
+        for (unsigned l = 0; l < lanes; l++)
+            hh[l] = (hh[l] ^ (pd_demo_load64(p + l * size + size - 8) >>
+                              (8 * (8 - (size - i))))) *
+                    PD_DEMO_H_MUL;
+    }
+#pragma GCC unroll 4
+    for (unsigned l = 0; l < lanes; l++) h[l] = pd_demo_mix(hh[l]);
+}
+#else
+static inline void pd_demo_make_lanes(const uint64_t *key, const uint64_t *g,
+                                      unsigned char *rec, size_t size,
+                                      uint64_t *h, const unsigned lanes) {
+    for (unsigned l = 0; l < lanes; l++) {
+        pd_demo_make_record(key[l], g[l], rec + l * size, size);
+        h[l] = pd_demo_hash(rec + l * size, size);
+    }
+}
+
+static inline void pd_demo_hash_lanes(const unsigned char *p, size_t size,
+                                      uint64_t *h, const unsigned lanes) {
+    for (unsigned l = 0; l < lanes; l++)
+        h[l] = pd_demo_hash(p + l * size, size);
+}
+#endif
 
 static inline void pd_demo_part_name(unsigned p, char name[8]) {
     snprintf(name, 8, "p%05u", p % 100000); /* p < PD_DEMO_MAX_PARTS */

@@ -164,28 +164,37 @@ const char *pd_demo_status_str(int st, char *buf, size_t cap) {
     return buf;
 }
 
-/* Stops every live child: SIGTERM to the workers, then the server (which
- * stops cleanly), SIGKILL to whatever is left after the grace time; reaps
- * them all. */
+/* The live workers and readers: sends them sig (0: none); reaps them
+ * (block: waits for each).  Returns true if none is left. */
+static bool s_signal_reap(pd_demo *d, int sig, bool block) {
+    pd_demo_child *lists[2] = {d->workers, d->readers};
+    unsigned counts[2] = {d->o.workers, d->nreaders};
+    bool gone = true;
+    for (int l = 0; l < 2; l++)
+        for (unsigned i = 0; lists[l] && i < counts[l]; i++) {
+            pd_demo_child *c = &lists[l][i];
+            if (sig && c->live) kill(c->pid, sig);
+            if (!sig && !pd_demo_reap(c, block)) gone = false;
+        }
+    return gone;
+}
+
+/* Stops every live child: SIGTERM to the workers and readers, then the
+ * server (which stops cleanly), SIGKILL to whatever is left after the grace
+ * time; reaps them all. */
 void pd_demo_stop_children(pd_demo *d) {
-    for (unsigned w = 0; w < d->o.workers; w++)
-        if (d->workers[w].live) kill(d->workers[w].pid, SIGTERM);
+    s_signal_reap(d, SIGTERM, false);
     if (d->server.live) kill(d->server.pid, SIGTERM);
     double until = pd_demo_now() + S_GRACE_S;
     for (;;) {
-        bool any = false;
-        for (unsigned w = 0; w < d->o.workers; w++)
-            if (!pd_demo_reap(&d->workers[w], false)) any = true;
-        if (!pd_demo_reap(&d->server, false)) any = true;
-        if (!any) return;
+        bool gone = s_signal_reap(d, 0, false);
+        if (pd_demo_reap(&d->server, false) && gone) return;
         if (pd_demo_now() > until) break;
         pd_demo_sleep_ms(10);
     }
-    for (unsigned w = 0; w < d->o.workers; w++)
-        if (d->workers[w].live) kill(d->workers[w].pid, SIGKILL);
+    s_signal_reap(d, SIGKILL, false);
     if (d->server.live) kill(d->server.pid, SIGKILL);
-    for (unsigned w = 0; w < d->o.workers; w++)
-        pd_demo_reap(&d->workers[w], true);
+    s_signal_reap(d, 0, true);
     pd_demo_reap(&d->server, true);
 }
 
@@ -339,15 +348,17 @@ int pd_demo_open_store(const pd_demo *d, pd_store **out, pd_store **client,
  * (a counting sort): their partitions are drawn in order, then each record's
  * index is placed in its partition's run (4-byte stores into a table that
  * stays in cache), then the records are made in buffer order, so each is
- * written once, sequentially, and hashed while it is in cache; the
- * expected counts and checksums are added per partition.  Fills keys and
- * vals (a key per partition that got records); returns their count. */
+ * written once, sequentially, PD_DEMO_LANES at a time and hashed as it is
+ * made (its hash into hs); the expected counts and checksums are added per
+ * partition.  Fills keys and vals (a key per partition that got records);
+ * returns their count. */
 typedef struct s_batch {
     unsigned char *buf;
     uint32_t *rpart; /* [i]: the partition of record g0 + i */
     uint32_t *idx;   /* [j]: the record at buf + j * B, as g - g0 */
     uint32_t *at;    /* [p]: partition p's first slot; [P]: the total */
     uint32_t *fill;
+    uint64_t *hs; /* [j]: the hash of the record at buf + j * B */
     char (*names)[8];
 } s_batch;
 
@@ -370,18 +381,27 @@ static size_t s_make_batch(const pd_demo *d, s_batch *t, pd_demo_sum *exp,
         fill[p] = at[p];
     }
     for (size_t i = 0; i < m; i++) t->idx[fill[t->rpart[i]]++] = (uint32_t)i;
+    /* The keys drawn again: cheaper than a cache miss. */
+    enum { L = PD_DEMO_LANES };
+    size_t j = 0;
+    for (; j + L <= m; j += L) {
+        uint64_t key[L], g[L];
+        for (unsigned l = 0; l < L; l++) {
+            g[l] = g0 + t->idx[j + l];
+            key[l] = pd_demo_record_key(seed, g[l]);
+        }
+        pd_demo_make_lanes(key, g, t->buf + j * B, B, t->hs + j, L);
+    }
+    for (; j < m; j++) {
+        uint64_t g = g0 + t->idx[j], key = pd_demo_record_key(seed, g);
+        pd_demo_make_lanes(&key, &g, t->buf + j * B, B, t->hs + j, 1);
+    }
     size_t n = 0;
     for (unsigned p = 0; p < P; p++) {
         uint32_t j0 = at[p], j1 = at[p + 1];
         if (j0 == j1) continue;
         uint64_t sum = 0;
-        for (uint32_t j = j0; j < j1; j++) {
-            /* The key drawn again: cheaper than a cache miss. */
-            uint64_t g = g0 + t->idx[j];
-            unsigned char *rec = t->buf + (size_t)j * B;
-            pd_demo_make_record(pd_demo_record_key(seed, g), g, rec, B);
-            sum += pd_demo_hash(rec, B);
-        }
+        for (uint32_t k = j0; k < j1; k++) sum += t->hs[k];
         exp[p].count += j1 - j0;
         exp[p].sum += sum;
         keys[n] = PD_KEY(t->names[p], 6);
@@ -414,6 +434,7 @@ static int s_worker(pd_demo *d, unsigned w) {
     t.buf = malloc(per * B);
     t.rpart = malloc(per * sizeof *t.rpart);
     t.idx = malloc(per * sizeof *t.idx);
+    t.hs = malloc(per * sizeof *t.hs);
     t.at = calloc((size_t)P + 1, sizeof *t.at);
     t.fill = calloc(P, sizeof *t.fill);
     t.names = calloc(P, sizeof *t.names);
@@ -421,8 +442,8 @@ static int s_worker(pd_demo *d, unsigned w) {
     pd_bytes *vals = calloc(P, sizeof *vals);
     pd_store *s = NULL, *client = NULL;
     int rc = PD_CLI_EXIT_FAIL;
-    if (!t.buf || !t.rpart || !t.idx || !t.at || !t.fill || !t.names || !keys ||
-        !vals) {
+    if (!t.buf || !t.rpart || !t.idx || !t.hs || !t.at || !t.fill || !t.names ||
+        !keys || !vals) {
         snprintf(slot->error, sizeof slot->error, "out of memory");
         goto out;
     }
@@ -473,6 +494,7 @@ out:
     free(t.buf);
     free(t.rpart);
     free(t.idx);
+    free(t.hs);
     free(t.at);
     free(t.fill);
     free(t.names);
@@ -481,21 +503,30 @@ out:
     return rc;
 }
 
-int pd_demo_start_worker(pd_demo *d, unsigned w) {
+pid_t pd_demo_fork(pd_demo *d, pd_demo_child *c) {
     fflush(NULL);
     pid_t pid = fork();
+    if (pid <= 0) {
+        if (pid == 0) s_child_setup(d, SIGKILL);
+        return pid;
+    }
+    memset(c, 0, sizeof *c);
+    c->pid = pid;
+    c->live = true;
+    if (d->pgid == 0) d->pgid = pid; /* it leads the group */
+    (void)setpgid(pid, d->pgid);     /* also here: whichever runs first */
+    return pid;
+}
+
+int pd_demo_start_worker(pd_demo *d, unsigned w) {
+    pid_t pid = pd_demo_fork(d, &d->workers[w]);
     if (pid < 0)
         return pd_demo_fail(d, "fork (worker %u): %s", w, strerror(errno));
     if (pid == 0) {
-        s_child_setup(d, SIGKILL);
         int rc = s_worker(d, w);
         fflush(NULL);
         _exit(rc);
     }
-    d->workers[w].pid = pid;
-    d->workers[w].live = true;
-    if (d->o.direct && d->pgid == 0) d->pgid = pid;
-    (void)setpgid(pid, d->pgid);
     return 0;
 }
 

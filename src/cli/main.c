@@ -152,6 +152,10 @@ static int s_help_run(const pd_cli_verb *v, int argc, char **argv) {
 int main(int argc, char **argv) {
     /* A reader that goes away must give EPIPE, not kill us mid-write. */
     signal(SIGPIPE, SIG_IGN);
+    /* A file size limit (ulimit -f) must fail the write with EFBIG, which
+     * the store reports naming the path, not kill us mid-write (a Log's
+     * compaction at close writes too). */
+    signal(SIGXFSZ, SIG_IGN);
     s_init_verbs();
 
     if (argc < 2) return s_usage_error("missing verb");

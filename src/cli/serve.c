@@ -4,10 +4,10 @@
  * `partd serve`: serves a store over ZeroMQ in the foreground (see
  * serve.h and the help text below).
  *
- * The store: Buffer(Dict, File) as the server's default, with the File in
- * DIR (--path, kept after exit) or in a private temporary directory
- * (removed on exit); with --store log (or a --path that holds a Log),
- * Buffer(Dict, Log) the same way.  Several --path: Buffer(Dict, Fanout(DIR1,
+ * The store: Buffer(Dict, S).  Without --path, S is a Log (a File with
+ * --store file) in a private temporary directory, removed on exit.  With
+ * --path DIR (kept after exit), S is a File in DIR (what Python partd's
+ * File reads), or a Log with --store log or when DIR holds a Log.  Several --path: Buffer(Dict, Fanout(DIR1,
  * DIR2, ...)), each DIR a File or a Log as above, one memory limit for them
  * all, each key spilled to the DIR the Fanout maps it to.  --codec puts an
  * Encode layer between the Buffer and the File, Buffer(Dict, Encode(File)):
@@ -61,8 +61,9 @@ static const pd_cli_opt s_opts[] = {
      true},
     {S_STORE, "store", "KIND",
      "what the Buffer spills to: file (one file per key) or log (append-only "
-     "segments: for many keys).  Default: a Log if --path DIR holds its "
-     "marker file partd-log, else a File",
+     "segments: for many keys).  Default: without --path a Log; with "
+     "--path DIR a Log if DIR holds its marker file partd-log, else a File "
+     "(what Python partd's File reads)",
      false},
     {S_BIND, "bind", "ADDR",
      "listen on ADDR, e.g. tcp://127.0.0.1:0 (port 0: a free one; the real "
@@ -290,8 +291,10 @@ static int s_parse(int argc, char **argv, s_args *a) {
  * are several, into *out.  0, or -1 once reported. */
 static int s_open_files(const s_args *a, pd_store **out) {
     if (a->npath == 0) {
-        int rc = a->kind == PD_CLI_STORE_LOG ? pd_log_open_temp(out, NULL, 0)
-                                             : pd_file_open_temp(out, NULL, 0);
+        /* A private directory nobody else reads: a Log unless --store file
+         * (docs/perf-notes.md, "Issue 13": the server's default store). */
+        int rc = a->kind == PD_CLI_STORE_FILE ? pd_file_open_temp(out, NULL, 0)
+                                              : pd_log_open_temp(out, NULL, 0);
         if (rc) s_fail(pd_errmsg(NULL));
         return rc ? -1 : 0;
     }

@@ -40,21 +40,95 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     pd__client *c = (pd__client *)s;
     int rc = s_no_fsync(c, "append", flags);
     if (rc) return rc;
-    rc = s_request(c, "append", n, keys, vals, true);
+    rc = pd__client_prepare(c, "append", n, keys, vals, true);
+    if (!rc)
+        rc = pd__client_packs(c, n, vals)
+                 ? pd__client_send_packed(c, "append", keys, vals, n)
+                 : pd__client_send(c, "append", "append", keys, vals, 0, n);
     if (rc) return rc;
     return pd__client_maybe_sync(c, "append");
+}
+
+/* Copies the values of a packed get's results message in c->frames,
+ * [LENGTHS, DATA...], into r, checked first: 0 (*total set), or the
+ * error (the connection is reset on a malformed message). */
+static int s_get_unpack(pd__client *c, size_t n, pd_result *r,
+                        uint64_t *total) {
+    const pd_bytes *f = c->frames;
+    size_t nf = c->nmsgs;
+    bool ok = nf >= 2 && f[0].size == 4 + 8 * (uint64_t)n &&
+              pd__wire_get_u32(f[0].data) == n;
+    uint64_t sum = 0, data = 0;
+    for (size_t i = 0; ok && i < n; i++) {
+        uint64_t l =
+            pd__wire_get_u64((const unsigned char *)f[0].data + 4 + 8 * i);
+        ok = l <= UINT64_MAX - sum;
+        sum += l;
+    }
+    for (size_t k = 1; ok && k < nf; k++) data += f[k].size;
+    if (!ok || sum != data) {
+        pd__err(&c->base, PD_ERR_PROTOCOL, 0,
+                "get: the server at %s sent a malformed packed results "
+                "message (%zu frames for %zu keys); connection reset",
+                c->address, nf, n);
+        return pd__client_broken(c, PD_ERR_PROTOCOL);
+    }
+    *total = sum;
+    if (sum > SIZE_MAX || !pd__result_reserve(r, (size_t)sum))
+        return PD_ERR_NOMEM;
+    /* The values run on across the data frames. */
+    size_t k = 1, at = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t l =
+            pd__wire_get_u64((const unsigned char *)f[0].data + 4 + 8 * i);
+        while (l > 0) {
+            while (at == f[k].size) k++, at = 0;
+            size_t take = f[k].size - at < l ? f[k].size - at : (size_t)l;
+            if (pd__result_put(r, (const char *)f[k].data + at, take))
+                return PD_ERR_NOMEM;
+            at += take;
+            l -= take;
+        }
+        if (pd__result_next(r)) return PD_ERR_NOMEM;
+    }
+    return 0;
 }
 
 static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                  unsigned flags) {
     (void)flags;
     pd__client *c = (pd__client *)s;
-    int rc = s_request(c, "get", n, keys, NULL, false);
+    int rc = pd__client_prepare(c, "get", n, keys, NULL, false);
+    if (rc) return rc;
+    bool packed = pd__client_packs(c, n, NULL);
+    rc = packed ? pd__client_send_packed(c, "get", keys, NULL, n)
+                : pd__client_send(c, "get", "get", keys, NULL, 0, n);
     if (rc) return rc;
     char what[sizeof c->q[0].what];
     memcpy(what, pd__client_newest(c)->what, sizeof what);
     rc = pd__client_recv(c, "get", what);
     if (rc) return pd__client_broken(c, rc);
+    if (packed) {
+        /* A failure gets its error reply alone, never taken for results:
+         * an index is 4 + 8n bytes, never 5 ("error"). */
+        int code;
+        pd_bytes msg;
+        if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
+            pd__client_pop(c);
+            rc = pd__client_final(c, "get", what, false);
+            pd__client_drop_msgs(c);
+            return rc;
+        }
+        uint64_t total = 0;
+        int err = s_get_unpack(c, n, r, &total);
+        if (err == PD_ERR_PROTOCOL) return err;
+        pd__client_drop_msgs(c);
+        rc = pd__client_settle(c, "get", true);
+        if (rc == 0 && err)
+            rc = pd__err(&c->base, err, ENOMEM,
+                         "get: %" PRIu64 " bytes from %s", total, c->address);
+        return rc;
+    }
     if (c->nmsgs != n) {
         /* Only a request the server could not parse gets an error reply
          * alone; with n != 3 it cannot be mistaken for values. */

@@ -449,6 +449,112 @@ static int s_send(pd__client *c, const char *op, const char *cmd,
     return 0;
 }
 
+/* ------------------------------------------------------------ Packed */
+
+/* Sends message m (closed here, sent or not); `more`: frames follow. */
+static int s_send_msg(pd__client *c, const char *op, zmq_msg_t *m, bool more) {
+    for (;;) {
+        if (zmq_msg_send(m, c->sock, more ? ZMQ_SNDMORE : 0) >= 0) return 0;
+        int e = zmq_errno();
+        if (e == EINTR) continue;
+        zmq_msg_close(m);
+        if (e == EAGAIN)
+            return pd__err(&c->base, PD_ERR_TIMEOUT, 0,
+                           "%s: could not send to %s within %d ms (the "
+                           "server does not read); connection reset",
+                           op, c->address, c->timeout_ms);
+        return pd__err(&c->base, PD_ERR_IO, e, "%s: send to %s", op,
+                       c->address);
+    }
+}
+
+/* The size of a packed index of the n keys in c->wb: the count, then per
+ * key its length, `head` more bytes (a value length, or none), its bytes. */
+static uint64_t s_index_size(pd__client *c, size_t n, size_t head) {
+    return 4 + (uint64_t)n * (4 + head) + (c->koff[n] - c->koff[0]);
+}
+
+/* A new frame of the packed index of c->wb's n keys (with vals: each with
+ * its value's length).  0 or PD_ERR_NOMEM (recorded). */
+static int s_index_msg(pd__client *c, const char *op, size_t n,
+                       const pd_bytes *vals, zmq_msg_t *m) {
+    size_t head = vals ? 8 : 0;
+    if (zmq_msg_init_size(m, (size_t)s_index_size(c, n, head)) != 0)
+        return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM, "%s: index frame", op);
+    unsigned char *o = zmq_msg_data(m);
+    pd__wire_put_u32(o, (uint32_t)n);
+    o += 4;
+    for (size_t i = 0; i < n; i++) {
+        pd_bytes k = s_wkey(c, i);
+        pd__wire_put_u32(o, (uint32_t)k.size);
+        if (vals) pd__wire_put_u64(o + 4, vals[i].size);
+        o += 4 + head;
+        if (k.size) memcpy(o, k.data, k.size);
+        o += k.size;
+    }
+    return 0;
+}
+
+bool pd__client_packs(pd__client *c, size_t n, const pd_bytes *vals) {
+    if (c->ours != 1 || c->pending_syn) return false;
+    uint64_t req;
+    if (vals) {
+        req = strlen(PD__WIRE_APPEND_PACKED) + s_index_size(c, n, 8);
+        for (size_t i = 0; i < n; i++) req += vals[i].size;
+    } else {
+        /* The reply's frames must pass this socket's max_message too. */
+        if (c->max_message < PD__WIRE_PACKED_MIN_FRAME ||
+            4 + 8 * (uint64_t)n > c->max_message)
+            return false;
+        req = strlen(PD__WIRE_GET_PACKED) + s_index_size(c, n, 0) + 8;
+    }
+    /* The server refuses a message over its max_message, taken to be the
+     * client's; libzmq drops a frame over it: none is larger than req. */
+    return req <= c->max_message;
+}
+
+int pd__client_send_packed(pd__client *c, const char *op, const pd_key *keys,
+                           const pd_bytes *vals, size_t n) {
+    const char *cmd = vals ? PD__WIRE_APPEND_PACKED : PD__WIRE_GET_PACKED;
+    zmq_msg_t ix, tail;
+    int rc = s_index_msg(c, op, n, vals, &ix);
+    if (rc) return rc; /* nothing sent yet: the stream is in step */
+    uint64_t bytes = zmq_msg_size(&ix);
+    if (vals) {
+        for (size_t i = 0; i < n; i++) bytes += vals[i].size;
+        rc = zmq_msg_init_size(&tail, (size_t)(bytes - zmq_msg_size(&ix)));
+        if (rc == 0) {
+            char *o = zmq_msg_data(&tail);
+            for (size_t i = 0; i < n; i++) {
+                if (vals[i].size) memcpy(o, vals[i].data, vals[i].size);
+                o += vals[i].size;
+            }
+        }
+    } else {
+        rc = zmq_msg_init_size(&tail, 8);
+        if (rc == 0) pd__wire_put_u64(zmq_msg_data(&tail), c->max_message);
+    }
+    if (rc) {
+        zmq_msg_close(&ix);
+        return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM,
+                       "%s: a frame of %" PRIu64 " bytes", op, bytes);
+    }
+    rc = s_send_frame(c, op, cmd, strlen(cmd), true);
+    if (rc) {
+        zmq_msg_close(&ix);
+        zmq_msg_close(&tail);
+        return pd__client_broken(c, rc);
+    }
+    rc = s_send_msg(c, op, &ix, true);
+    if (rc) zmq_msg_close(&tail);
+    if (!rc) rc = s_send_msg(c, op, &tail, false);
+    if (rc) return pd__client_broken(c, rc);
+    s_push(c, bytes);
+    /* Described as the plain request, which it stands for. */
+    s_describe(c, op, n, keys);
+    return 0;
+}
+
 int pd__client_send(pd__client *c, const char *op, const char *cmd,
                     const pd_key *keys, const pd_bytes *vals, size_t from,
                     size_t count) {

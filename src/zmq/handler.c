@@ -9,6 +9,7 @@
  */
 #include "zmq/zmq_internal.h"
 
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -186,6 +187,169 @@ static int s_get(pd__handler *h, size_t n, const pd_bytes *keys) {
     return 0;
 }
 
+/* ------------------------------------------------------------ Packed */
+
+/*
+ * Parses the INDEX frame of a packed request (see PD__WIRE_APPEND_PACKED):
+ * the keys into h->kf (pointing into the frame) and, with `data` (append),
+ * the values into h->vals (pointing into the data frame), whose lengths
+ * must add up to exactly its size.  Strict: every byte of the index is
+ * accounted for.  *np gets the count.  0, or the refusal (answered).
+ */
+static int s_packed_index(pd__handler *h, const char *cmd, const pd_bytes *ix,
+                          const pd_bytes *data, size_t *np) {
+    const unsigned char *p = ix->data;
+    size_t size = ix->size;
+    size_t head = data ? 12 : 4; /* key length, [value length] */
+    if (size < 4)
+        return s_refuse(h, PD_ERR_PROTOCOL,
+                        "%s: the index frame has %zu bytes: truncated before "
+                        "its 4-byte key count",
+                        cmd, size);
+    uint32_t n = pd__wire_get_u32(p);
+    if (n > PD__WIRE_MAX_KEYS)
+        return s_refuse(h, PD_ERR_LIMIT,
+                        "%s: %" PRIu32 " keys in one request (at most %zu)",
+                        cmd, n, PD__WIRE_MAX_KEYS);
+    if ((size - 4) / head < n)
+        return s_refuse(h, PD_ERR_PROTOCOL,
+                        "%s: the index frame has %zu bytes: truncated, too "
+                        "short for %" PRIu32 " entries of at least %zu bytes",
+                        cmd, size, n, head);
+    if (pd__grow((void **)&h->kf, &h->kfcap, n ? n : 1, sizeof *h->kf) ||
+        (data &&
+         pd__grow((void **)&h->vals, &h->valcap, n ? n : 1, sizeof *h->vals)))
+        return s_no_memory(h, cmd);
+    const unsigned char *d = data ? data->data : NULL;
+    size_t at = 4, used = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        if (size - at < head)
+            return s_refuse(h, PD_ERR_PROTOCOL,
+                            "%s: index entry %" PRIu32 " of %" PRIu32
+                            " truncated at byte %zu of the %zu-byte index",
+                            cmd, i, n, at, size);
+        uint32_t kl = pd__wire_get_u32(p + at);
+        uint64_t vl = data ? pd__wire_get_u64(p + at + 4) : 0;
+        at += head;
+        if (kl > size - at)
+            return s_refuse(h, PD_ERR_PROTOCOL,
+                            "%s: index entry %" PRIu32 " of %" PRIu32
+                            ": a key of %" PRIu32
+                            " bytes runs past the end of the %zu-byte index",
+                            cmd, i, n, kl, size);
+        h->kf[i] = (pd_bytes){kl ? p + at : (const void *)"", kl};
+        at += kl;
+        if (!data) continue;
+        if (vl > data->size - used)
+            return s_refuse(h, PD_ERR_PROTOCOL,
+                            "%s: index entry %" PRIu32 " of %" PRIu32
+                            ": a value of %" PRIu64 " bytes runs past the end "
+                            "of the %zu-byte data frame (%zu bytes used)",
+                            cmd, i, n, vl, data->size, used);
+        h->vals[i] = (pd_bytes){vl ? d + used : (const void *)"", (size_t)vl};
+        used += (size_t)vl;
+    }
+    if (at != size)
+        return s_refuse(h, PD_ERR_PROTOCOL,
+                        "%s: %zu trailing bytes after the %" PRIu32
+                        " entries of the index",
+                        cmd, size - at, n);
+    if (data && used != data->size)
+        return s_refuse(h, PD_ERR_PROTOCOL,
+                        "%s: the value lengths add up to %zu bytes, the data "
+                        "frame has %zu",
+                        cmd, used, data->size);
+    *np = n;
+    return 0;
+}
+
+/* [append_packed, INDEX, DATA]: the same batch as append's. */
+static int s_append_packed(pd__handler *h, size_t np, const pd_bytes *pl) {
+    const char *cmd = PD__WIRE_APPEND_PACKED;
+    if (np != 2)
+        return s_refuse(h, PD_ERR_PROTOCOL,
+                        "%s: %zu payload frames (an index and a data frame "
+                        "expected)",
+                        cmd, np);
+    size_t n = 0;
+    int rc = s_packed_index(h, cmd, &pl[0], &pl[1], &n);
+    if (!rc) rc = s_keys(h, cmd, n, h->kf, 1, 0);
+    if (rc) return rc;
+    rc = pd_append(h->store, n, h->wk.keys, h->vals, PD_NOLOCK);
+    if (rc) return s_store_failed(h, rc);
+    h->records += n;
+    h->appended_bytes += pl[1].size;
+    s_emit_ack(h);
+    return 0;
+}
+
+/* [get_packed, INDEX, LIMIT]: results [LENGTHS, DATA...], then [ack]; a
+ * failure gets its error reply alone (only our client sends it). */
+static int s_get_packed(pd__handler *h, size_t np, const pd_bytes *pl) {
+    const char *cmd = PD__WIRE_GET_PACKED;
+    if (np != 2)
+        return s_refuse(h, PD_ERR_PROTOCOL,
+                        "%s: %zu payload frames (an index and a frame limit "
+                        "expected)",
+                        cmd, np);
+    if (pl[1].size != 8)
+        return s_refuse(h, PD_ERR_PROTOCOL,
+                        "%s: the frame limit has %zu bytes (8 expected)", cmd,
+                        pl[1].size);
+    uint64_t limit = pd__wire_get_u64(pl[1].data);
+    if (limit == 0)
+        return s_refuse(h, PD_ERR_PROTOCOL, "%s: a frame limit of 0 bytes",
+                        cmd);
+    size_t n = 0;
+    int rc = s_packed_index(h, cmd, &pl[0], NULL, &n);
+    if (rc) return rc;
+    if (n == 0) return s_refuse(h, PD_ERR_PROTOCOL, "%s: no key", cmd);
+    rc = s_keys(h, cmd, n, h->kf, 1, 0);
+    if (rc) return rc;
+    pd_result *r = NULL;
+    rc = pd_get(h->store, n, h->wk.keys, &r, PD_NOLOCK);
+    if (rc) return s_store_failed(h, rc);
+    uint64_t total = r->off[r->count] - r->off[0];
+    uint64_t nd = total ? (total - 1) / limit + 1 : 1;
+    if (nd > PD__WIRE_MAX_FRAMES) {
+        pd_result_free(&r);
+        return s_refuse(h, PD_ERR_LIMIT,
+                        "%s: %" PRIu64 " bytes of values in frames of at most "
+                        "%" PRIu64 " bytes: over %zu frames",
+                        cmd, total, limit, PD__WIRE_MAX_FRAMES);
+    }
+    if (pd__grow((void **)&h->out, &h->outcap, (size_t)nd + 1,
+                 sizeof *h->out) ||
+        pd__grow((void **)&h->nums, &h->numcap, 4 + 8 * n, 1)) {
+        pd_result_free(&r);
+        return s_no_memory(h, cmd);
+    }
+    pd__wire_put_u32(h->nums, (uint32_t)n);
+    for (size_t i = 0; i < n; i++)
+        pd__wire_put_u64(h->nums + 4 + 8 * i, pd_result_value(r, i).size);
+    h->out[0] = (pd_bytes){h->nums, 4 + 8 * n};
+    /* The values are one run of the result's buffer, in order. */
+    const char *d = total ? r->buf + r->off[0] : "";
+    for (uint64_t k = 0; k < nd; k++) {
+        uint64_t off = k * limit;
+        uint64_t len = total - off < limit ? total - off : limit;
+        h->out[1 + k] = (pd_bytes){d + off, (size_t)len};
+    }
+    if (nd == 1 && total >= PD__WIRE_PACKED_MIN_FRAME && h->emit_own &&
+        !r->ext) {
+        /* One data frame: the result's buffer goes as it is. */
+        void *own = r->buf;
+        r->buf = NULL;
+        r->cap = 0;
+        h->emit_own(h->emit_arg, 2, h->out, own);
+    } else {
+        h->emit(h->emit_arg, (size_t)nd + 1, h->out);
+    }
+    pd_result_free(&r);
+    s_emit_ack(h);
+    return 0;
+}
+
 static int s_keys_cmd(pd__handler *h) {
     pd_keylist *kl = NULL;
     int rc = pd_keys(h->store, &kl, PD_NOLOCK);
@@ -290,6 +454,9 @@ static int s_cmd_index(size_t n, const pd_bytes *frames) {
     for (int i = 0; i < PD__CMD_ATTEMPT; i++)
         if (pd__wire_is(&frames[0], names[i])) return i;
     if (s_attempt_cmd(&frames[0])) return PD__CMD_ATTEMPT;
+    /* The packed forms count as the requests they stand for. */
+    if (pd__wire_is(&frames[0], PD__WIRE_APPEND_PACKED)) return PD__CMD_APPEND;
+    if (pd__wire_is(&frames[0], PD__WIRE_GET_PACKED)) return PD__CMD_GET;
     return PD__CMD_OTHER;
 }
 
@@ -318,6 +485,9 @@ static int s_dispatch(pd__handler *h, size_t n, const pd_bytes *frames) {
     int rc;
     if (pd__wire_is(cmd, "append")) return s_pairs(h, "append", np, pl, 0);
     if (pd__wire_is(cmd, "get")) return s_get(h, np, pl);
+    if (pd__wire_is(cmd, PD__WIRE_APPEND_PACKED))
+        return s_append_packed(h, np, pl);
+    if (pd__wire_is(cmd, PD__WIRE_GET_PACKED)) return s_get_packed(h, np, pl);
     if (pd__wire_is(cmd, "syn")) {
         s_emit_ack(h);
         return 0;
@@ -359,6 +529,9 @@ void pd__handler_fini(pd__handler *h) {
     pd__handler_leases_free(h);
     pd__handler_attempts_close(h);
     pd__wkeys_free(&h->wk);
+    free(h->kf);
+    h->kf = NULL;
+    h->kfcap = 0;
     free(h->vals);
     free(h->out);
     free(h->nums);

@@ -87,8 +87,9 @@ static const char *s_peer(pd_server *srv, char buf[96]) {
 
 /* ------------------------------------------------------------ Replies */
 
-int pd__server_emit(void *arg, size_t n, const pd_bytes *frames) {
-    pd_server *srv = arg;
+/* Sends the routing frame of the current request's peer.  0 or -1
+ * (logged). */
+static int s_emit_ident(pd_server *srv) {
     if (zmq_send(srv->sock, zmq_msg_data(&srv->ident),
                  zmq_msg_size(&srv->ident), ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0) {
         char pb[96];
@@ -104,8 +105,15 @@ int pd__server_emit(void *arg, size_t n, const pd_bytes *frames) {
                            s_peer(srv, pb), zmq_strerror(e));
         return -1;
     }
+    return 0;
+}
+
+/* Sends frames[0..n) after the routing frame, with ZMQ_SNDMORE on the
+ * last when `more` (a frame follows).  0 or -1 (logged). */
+static int s_emit_frames(pd_server *srv, size_t n, const pd_bytes *frames,
+                         bool more) {
     for (size_t i = 0; i < n; i++) {
-        int fl = (i + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT;
+        int fl = (i + 1 < n || more ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT;
         const void *d = frames[i].size ? frames[i].data : "";
         if (zmq_send(srv->sock, d, frames[i].size, fl) < 0) {
             /* Only the routing frame can be refused; past it libzmq
@@ -115,6 +123,48 @@ int pd__server_emit(void *arg, size_t n, const pd_bytes *frames) {
                            s_peer(srv, pb), i, zmq_strerror(zmq_errno()));
             return -1;
         }
+    }
+    return 0;
+}
+
+int pd__server_emit(void *arg, size_t n, const pd_bytes *frames) {
+    pd_server *srv = arg;
+    if (s_emit_ident(srv)) return -1;
+    return s_emit_frames(srv, n, frames, false);
+}
+
+static void s_free_own(void *data, void *hint) {
+    (void)data;
+    free(hint);
+}
+
+int pd__server_emit_own(void *arg, size_t n, const pd_bytes *frames,
+                        void *own) {
+    pd_server *srv = arg;
+    if (n == 0) {
+        free(own);
+        return -1;
+    }
+    /* libzmq frees `own` with s_free_own once the frame is sent (from its
+     * I/O thread), or when the message is closed unsent.  Made before the
+     * first frame goes, so a failure leaves no message half sent. */
+    zmq_msg_t m;
+    const pd_bytes *last = &frames[n - 1];
+    if (zmq_msg_init_data(&m, last->size ? (void *)last->data : own, last->size,
+                          s_free_own, own) != 0) {
+        free(own);
+        return -1;
+    }
+    if (s_emit_ident(srv) || s_emit_frames(srv, n - 1, frames, true)) {
+        zmq_msg_close(&m);
+        return -1;
+    }
+    if (zmq_msg_send(&m, srv->sock, ZMQ_DONTWAIT) < 0) {
+        char pb[96];
+        pd__server_log(srv, PD_LOG_WARN, "reply to %s: frame %zu: %s",
+                       s_peer(srv, pb), n - 1, zmq_strerror(zmq_errno()));
+        zmq_msg_close(&m);
+        return -1;
     }
     return 0;
 }

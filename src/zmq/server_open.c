@@ -157,7 +157,7 @@ static void s_free(pd_server *srv) {
 static int s_open_default_store(pd_server *srv, const pd_server_opts *o) {
     pd_store *fast = NULL, *slow = NULL, *b = NULL;
     int rc = pd_dict_open(&fast);
-    if (rc == 0) rc = pd_file_open_temp(&slow, o ? o->dir : NULL, 0);
+    if (rc == 0) rc = pd_log_open_temp(&slow, o ? o->dir : NULL, 0);
     uint64_t mem = o && o->memory ? o->memory : PD_SERVER_MEMORY_DEFAULT;
     if (rc == 0) rc = pd_buffer_open(&b, &fast, &slow, mem, PD_BUFFER_PRIVATE);
     if (rc) {
@@ -241,6 +241,7 @@ int pd_server_open(pd_server **out, pd_store **store, const pd_server_opts *o) {
     srv->curve = o && o->curve_secret;
     srv->h.flags = flags;
     srv->h.emit = pd__server_emit;
+    srv->h.emit_own = pd__server_emit_own;
     srv->h.emit_arg = srv;
     size_t nb = o && o->nbind ? o->nbind : 1;
     srv->addrs = calloc(nb, sizeof *srv->addrs);

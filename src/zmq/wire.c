@@ -174,16 +174,6 @@ size_t pd__wire_code(int code, char buf[12]) {
     return w > 0 && w < 12 ? (size_t)w : 0;
 }
 
-void pd__wire_put_u64(unsigned char out[8], uint64_t v) {
-    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(v >> (8 * i));
-}
-
-uint64_t pd__wire_get_u64(const unsigned char in[8]) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | in[i];
-    return v;
-}
-
 const char *pd__wire_cmd_name(const pd_bytes *cmd, char buf[48]) {
     pd_key k = PD_KEY(cmd->size ? cmd->data : "", cmd->size);
     size_t n = pd_key_repr(&k, NULL, 0);

@@ -100,9 +100,44 @@ int pd__wire_final(size_t n, const pd_bytes *frames, int *code, pd_bytes *msg);
  * (buf holds at least 12 bytes). */
 size_t pd__wire_code(int code, char buf[12]);
 
-/* Little-endian u64, for the keys reply. */
-void pd__wire_put_u64(unsigned char out[8], uint64_t v);
-uint64_t pd__wire_get_u64(const unsigned char in[8]);
+/* Little-endian u64 (the keys reply, packed requests) and u32 (packed
+ * requests); inline, since a packed index has a few per key. */
+static inline void pd__wire_put_u64(unsigned char out[8], uint64_t v) {
+    for (int i = 0; i < 8; i++) out[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint64_t pd__wire_get_u64(const unsigned char in[8]) {
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++) v |= (uint64_t)in[i] << (8 * i);
+    return v;
+}
+static inline void pd__wire_put_u32(unsigned char out[4], uint32_t v) {
+    for (int i = 0; i < 4; i++) out[i] = (unsigned char)(v >> (8 * i));
+}
+static inline uint32_t pd__wire_get_u32(const unsigned char in[4]) {
+    return (uint32_t)in[0] | (uint32_t)in[1] << 8 | (uint32_t)in[2] << 16 |
+           (uint32_t)in[3] << 24;
+}
+
+/* ------------------------------------------------------------ Packed */
+
+/* The packed forms of append and get, which only our client sends to our
+ * server (docs/zmq.md, "Packed append and get"):
+ *   [append_packed, INDEX, DATA]   INDEX: u32 count, then per key u32 key
+ *                                  length, u64 value length, key bytes;
+ *                                  DATA: the values, concatenated
+ *   [get_packed, INDEX, LIMIT]     INDEX: u32 count, then per key u32 key
+ *                                  length, key bytes; LIMIT: u64, the
+ *                                  largest reply frame the client takes
+ * and a packed get's results message [LENGTHS, DATA...]: LENGTHS a u32
+ * count, then a u64 length per value; DATA the values, concatenated, cut
+ * into frames of at most LIMIT bytes (one frame, empty when there are no
+ * bytes, if they fit).  All integers little-endian. */
+#define PD__WIRE_APPEND_PACKED "append_packed"
+#define PD__WIRE_GET_PACKED "get_packed"
+/* The smallest frame limit with which our client sends get_packed (a
+ * smaller max_message: the per-key get), so a reply is never cut into
+ * more than a few frames per key. */
+#define PD__WIRE_PACKED_MIN_FRAME ((uint64_t)1 << 16)
 
 /* ------------------------------------------------------------ Stats */
 
@@ -141,6 +176,10 @@ uint64_t pd__rss_bytes(void);
  * Returns 0, or nonzero when the reply could not be queued (the caller's
  * own business: logged, never fatal). */
 typedef int (*pd__emit_fn)(void *arg, size_t n, const pd_bytes *frames);
+/* The same, except that the last frame lies in `own`, a malloc'd block the
+ * callee takes: sent without a copy, then freed (at once on failure). */
+typedef int (*pd__emit_own_fn)(void *arg, size_t n, const pd_bytes *frames,
+                               void *own);
 
 /* Namespaces a server leases at once (a new one past it: PD_ERR_LIMIT), and
  * the longest lease (about 24 days): docs/zmq.md, "Leases". */
@@ -166,6 +205,7 @@ typedef struct pd__handler {
     pd_store *store; /* locked by the serving thread: calls use PD_NOLOCK */
     unsigned flags;  /* PD_SERVER_NO_CLOSE */
     pd__emit_fn emit;
+    pd__emit_own_fn emit_own; /* NULL: emit copies every reply */
     void *emit_arg;
 
     /* Outcome of the last request: code 0 or its error, and a message
@@ -176,6 +216,8 @@ typedef struct pd__handler {
 
     /* scratch */
     pd__wkeys wk;
+    pd_bytes *kf; /* the keys of a packed request, in its index frame */
+    size_t kfcap;
     pd_bytes *vals;
     size_t valcap;
     pd_bytes *out;
@@ -330,11 +372,13 @@ struct pd_server {
 
 /* server.c: a log line at `level` (rate-limited from warnings up), the
  * default log (stderr), and the handler's emit (a reply to the peer of the
- * current request). */
+ * current request; pd__server_emit_own: its last frame without a copy).
+ */
 void pd__server_log(pd_server *srv, int level, const char *fmt, ...)
     PD__PRINTF(3, 4);
 void pd__server_log_stderr(void *arg, int level, const char *line);
 int pd__server_emit(void *arg, size_t n, const pd_bytes *frames);
+int pd__server_emit_own(void *arg, size_t n, const pd_bytes *frames, void *own);
 
 /* curve.c: binds the ZAP handler that admits only the CURVE clients whose
  * public keys are in keys[0..n) (checked), before the server socket binds.
@@ -440,6 +484,15 @@ int pd__client_send_head(pd__client *c, const char *op, const char *cmd,
                          const pd_bytes *head, size_t nhead, const char *what,
                          const pd_key *keys, const pd_bytes *vals, size_t n);
 int pd__client_maybe_sync(pd__client *c, const char *op);
+/* Whether a request of the n keys in c->wb (and vals: an append; NULL: a
+ * get) goes in its packed form: to our server, known on this connection,
+ * when its frames and its reply's pass max_message. */
+bool pd__client_packs(pd__client *c, size_t n, const pd_bytes *vals);
+/* Sends [append_packed, INDEX, DATA] (vals) or [get_packed, INDEX, LIMIT]
+ * (vals NULL) of the n keys in c->wb, recorded like pd__client_send's
+ * request `op` ("append" or "get"). */
+int pd__client_send_packed(pd__client *c, const char *op, const pd_key *keys,
+                           const pd_bytes *vals, size_t n);
 
 /* client_attempt.c: the Client's attempt ops (pd_store_ops' att_*). */
 PD__ATTEMPT_DECLS(pd__client_att_);

@@ -7,9 +7,10 @@
  * Input: a sequence of requests.  Each is a frame-count byte (n % 12
  * frames), then per frame a length byte L (255: a 16-bit little-endian
  * length follows, capped at 20000) and L bytes.  A first frame whose first
- * byte is below 0x0f and of length 1 is replaced by a real command
+ * byte is below 0x11 and of length 1 is replaced by a real command
  * (append, get, iset, delete, drop, syn, keys, close, keys, get, stats,
- * attempt_begin, attempt_append, attempt_commit, attempt_abort), so the
+ * attempt_begin, attempt_append, attempt_commit, attempt_abort,
+ * append_packed, get_packed), so the
  * fuzzer reaches the commands' payload handling quickly (a Dict has no
  * attempts: the attempt requests exercise their parsing and refusals).
  *
@@ -17,7 +18,10 @@
  * exactly one final reply, last: [ack] or [error, CODE, MESSAGE] with a
  * known negative CODE and a non-empty MESSAGE; a failed request sets the
  * handler's message; a get of n >= 1 keys sends one results message of n
- * frames first (on success and on failure), a keys request a results
+ * frames first (on success and on failure), a successful get_packed one
+ * results message of a lengths frame (a count and 8 bytes per key) and at
+ * least one data frame holding exactly the lengths' sum (a failed one only
+ * its error), a keys request a results
  * message of 1 + 2 * count frames, a stats request a results message of a
  * name and a value per figure, its request count that of every request so
  * far; a successful append is read back whole by a get of the same keys
@@ -37,6 +41,9 @@ typedef struct s_cap {
     int final; /* pd__wire_final of the last message */
     int code;
     size_t total; /* bytes in the first message */
+    /* First message: its first frame (copied), the bytes of the rest. */
+    unsigned char head[4 + 8 * 5000]; /* 20000-byte index: <= 5000 keys */
+    size_t head_size, rest;
 } s_cap;
 
 static int s_emit(void *arg, size_t n, const pd_bytes *f) {
@@ -45,8 +52,13 @@ static int s_emit(void *arg, size_t n, const pd_bytes *f) {
     for (size_t i = 0; i < n; i++)
         FZ_CHECK(f[i].data || f[i].size == 0, "frame %zu: NULL data", i);
     if (c->nmsg < S_MAX_MSGS) c->nframes[c->nmsg] = n;
-    if (c->nmsg == 0)
+    if (c->nmsg == 0) {
         for (size_t i = 0; i < n; i++) c->total += f[i].size;
+        c->head_size = f[0].size;
+        memcpy(c->head, f[0].data,
+               f[0].size < sizeof c->head ? f[0].size : sizeof c->head);
+        c->rest = c->total - f[0].size;
+    }
     pd_bytes msg;
     c->code = 0;
     c->final = pd__wire_final(n, f, &c->code, &msg);
@@ -56,6 +68,26 @@ static int s_emit(void *arg, size_t n, const pd_bytes *f) {
     return 0;
 }
 
+/* A get_packed's results: [LENGTHS, DATA...], LENGTHS a u32 count and a
+ * u64 per key (an index frame of at most 20000 bytes holds at most 5000
+ * keys of 4 bytes each, so a valid lengths frame fits in head). */
+static void s_check_lengths(const s_cap *c) {
+    FZ_CHECK(c->nframes[0] >= 2, "get_packed: %zu result frames",
+             c->nframes[0]);
+    FZ_CHECK(c->head_size >= 4 && c->head_size <= sizeof c->head,
+             "get_packed: a lengths frame of %zu bytes", c->head_size);
+    uint32_t count = (uint32_t)c->head[0] | (uint32_t)c->head[1] << 8 |
+                     (uint32_t)c->head[2] << 16 | (uint32_t)c->head[3] << 24;
+    FZ_CHECK(c->head_size == 4 + 8 * (size_t)count,
+             "get_packed: %u lengths in %zu bytes", count, c->head_size);
+    uint64_t sum = 0;
+    for (uint32_t i = 0; i < count; i++)
+        for (int b = 0; b < 8; b++)
+            sum += (uint64_t)c->head[4 + 8 * i + b] << (8 * b);
+    FZ_CHECK(sum == c->rest, "get_packed: lengths add up to %llu, data %zu",
+             (unsigned long long)sum, c->rest);
+}
+
 static const char *const s_cmds[] = {"append",         "get",
                                      "iset",           "delete",
                                      "drop",           "syn",
@@ -63,7 +95,8 @@ static const char *const s_cmds[] = {"append",         "get",
                                      "keys",           "get",
                                      "stats",          "attempt_begin",
                                      "attempt_append", "attempt_commit",
-                                     "attempt_abort"};
+                                     "attempt_abort",  "append_packed",
+                                     "get_packed"};
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     fz_reader r = {data, size};
@@ -117,7 +150,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
             n >= 1 && fr[0].size == 4 && !memcmp(fr[0].data, "keys", 4);
         bool is_stats =
             n >= 1 && fr[0].size == 5 && !memcmp(fr[0].data, "stats", 5);
-        if (is_get && n >= 2) {
+        bool is_pget =
+            n >= 1 && fr[0].size == 10 && !memcmp(fr[0].data, "get_packed", 10);
+        if (is_pget) {
+            FZ_CHECK(cap.nmsg == (rc == 0 ? 2u : 1u),
+                     "get_packed (rc %d): %zu messages", rc, cap.nmsg);
+            if (rc == 0) s_check_lengths(&cap);
+        } else if (is_get && n >= 2) {
             FZ_CHECK(cap.nmsg == 2, "get of %zu keys: %zu messages", n - 1,
                      cap.nmsg);
             FZ_CHECK(cap.nframes[0] == n - 1, "get of %zu keys: %zu values",
