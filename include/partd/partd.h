@@ -499,7 +499,8 @@ PD_API int pd_file_set_max_fds(pd_store *file, size_t max_fds);
 /**
  * Opens the Log store in directory `dir`: a store for shuffles whose cost
  * per append does not depend on the number of keys.  Each handle appends
- * its batches to a segment file of its own, one write() per batch; a get
+ * its batches to a segment file of its own, one record per batch (written
+ * with writev() in pieces of at most 1 MiB); a get
  * reads a key's extents from the segments (after pd_log_compact or the
  * close of the last handle, from one sequential range).  Handles in any
  * number of threads and processes may append and read at once; a get sees
