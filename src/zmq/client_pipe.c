@@ -352,20 +352,23 @@ int pd__client_ours(pd__client *c, const char *op, const char *what) {
 /* ------------------------------------------------------------ Sending */
 
 /* Sends one frame; `more`: frames follow. */
+/* The error of a send that failed with errno e (not EINTR). */
+static int s_send_failed(pd__client *c, const char *op, int e) {
+    if (e == EAGAIN)
+        return pd__err(&c->base, PD_ERR_TIMEOUT, 0,
+                       "%s: could not send to %s within %d ms (the "
+                       "server does not read); connection reset",
+                       op, c->address, c->timeout_ms);
+    return pd__err(&c->base, PD_ERR_IO, e, "%s: send to %s", op, c->address);
+}
+
 static int s_send_frame(pd__client *c, const char *op, const void *data,
                         size_t size, bool more) {
     int fl = more ? ZMQ_SNDMORE : 0;
     for (;;) {
         if (zmq_send(c->sock, size ? data : "", size, fl) >= 0) return 0;
         int e = zmq_errno();
-        if (e == EINTR) continue;
-        if (e == EAGAIN)
-            return pd__err(&c->base, PD_ERR_TIMEOUT, 0,
-                           "%s: could not send to %s within %d ms (the "
-                           "server does not read); connection reset",
-                           op, c->address, c->timeout_ms);
-        return pd__err(&c->base, PD_ERR_IO, e, "%s: send to %s", op,
-                       c->address);
+        if (e != EINTR) return s_send_failed(c, op, e);
     }
 }
 
@@ -458,13 +461,7 @@ static int s_send_msg(pd__client *c, const char *op, zmq_msg_t *m, bool more) {
         int e = zmq_errno();
         if (e == EINTR) continue;
         zmq_msg_close(m);
-        if (e == EAGAIN)
-            return pd__err(&c->base, PD_ERR_TIMEOUT, 0,
-                           "%s: could not send to %s within %d ms (the "
-                           "server does not read); connection reset",
-                           op, c->address, c->timeout_ms);
-        return pd__err(&c->base, PD_ERR_IO, e, "%s: send to %s", op,
-                       c->address);
+        return s_send_failed(c, op, e);
     }
 }
 
