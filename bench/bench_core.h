@@ -92,8 +92,11 @@ enum {
     R_LOG_READBACK_RAW,
     R_LOG_READBACK,
     R_FILE_READBACK,
+    R_FLOOR_THR_1T,
+    R_FLOOR_THR_NT,
     R_LOG_APPEND_1T,
     R_LOG_APPEND_NT,
+    R_LOG_THR_SCALING,
     R_COUNT
 };
 
@@ -101,7 +104,7 @@ typedef struct bc_row {
     const char *id;   /* stable name used in CSV/JSON and by ref_core.py */
     int section;      /* 0 small values, 1 big values, 2 memory, 3 Log */
     const char *name; /* shown in the table */
-    const char *unit; /* "rec/s", "keys/s", "GB/s", "MiB" */
+    const char *unit; /* "rec/s", "keys/s", "GB/s", "MiB", "x" (a ratio) */
     int floor;        /* row index of its floor, or -1 */
     bc_tkind tkind;
     double target;

@@ -15,7 +15,9 @@
  * partition read back with one pd_get each, beside a floor reading the same
  * bytes from one cached file with one read() per partition; the same for a
  * File.  Then the same appends from T threads (one handle each, one
- * directory, one process) against one thread.
+ * directory, one process) against one thread, each beside a floor: the
+ * same calls written with writev() by as many threads, a new file each, the
+ * scaling the kernel gives this pattern (the ceiling of the Log's).
  */
 #include "bench_core.h"
 
@@ -263,50 +265,119 @@ static void s_floor_seqread(bool record) {
     bc_rmtree(dir);
 }
 
+/* One thread of the thread rows: values [lo, hi) of the partition workload
+ * in calls of S_PCALL, to a Log handle of its own on dir, or (raw, the
+ * floor) with one writev() per call to a new file of its own in dir: the
+ * same bytes from the same memory, as the Log's record gathers them. */
 typedef struct s_thr {
     const char *dir;
+    unsigned idx;
+    bool raw;
     size_t lo, hi;
-    int rc;
-    char err[256];
+    int rc, fd;
+    pd_store *s;
+    char err[PATH_MAX + 128];
 } s_thr;
+
+static void s_thr_raw(s_thr *t) {
+    char path[PATH_MAX], name[16];
+    snprintf(name, sizeof name, "t%u", t->idx);
+    if (bc_join(path, sizeof path, t->dir, name) ||
+        (t->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) <
+            0) {
+        t->rc = -1;
+        snprintf(t->err, sizeof t->err, "open(%s/%s): %s", t->dir, name,
+                 strerror(errno));
+        return;
+    }
+    struct iovec iov[S_PCALL];
+    for (size_t v = t->lo; v < t->hi; v += S_PCALL) {
+        size_t n = t->hi - v < S_PCALL ? t->hi - v : S_PCALL;
+        for (size_t j = 0; j < n; j++)
+            iov[j] = (struct iovec){(void *)lg.pvals[v + j].data, S_PVAL};
+        ssize_t w = writev(t->fd, iov, (int)n);
+        if (w != (ssize_t)(n * S_PVAL)) {
+            t->rc = -1;
+            snprintf(t->err, sizeof t->err, "writev(%s): %s", path,
+                     w < 0 ? strerror(errno) : "short write");
+            return;
+        }
+    }
+}
 
 static void *s_thr_main(void *arg) {
     s_thr *t = arg;
-    pd_store *s = NULL;
-    t->rc = pd_log_open(&s, t->dir, 0);
-    if (t->rc == 0 && s_part_append(s, t->lo, t->hi)) t->rc = -1;
-    if (t->rc) snprintf(t->err, sizeof t->err, "%s", pd_errmsg(s));
-    /* The closes are outside the timing (see s_threads). */
-    return s;
+    if (t->raw) {
+        s_thr_raw(t);
+        return NULL;
+    }
+    t->rc = pd_log_open(&t->s, t->dir, 0);
+    if (t->rc == 0 && s_part_append(t->s, t->lo, t->hi)) t->rc = -1;
+    if (t->rc) snprintf(t->err, sizeof t->err, "%s", pd_errmsg(t->s));
+    return NULL;
 }
 
-/* The partition workload appended by nt threads, one Log handle each, to
- * one directory; records/s into row r (-1 after bc_fail).  A handle kept
- * open meanwhile stops the writers' closes from compacting. */
-static void s_threads(int r, unsigned nt, bool record) {
-    pd_store *hold = s_open_log(r, NULL);
-    if (!hold) return;
+/* The partition workload split into whole calls over nt threads writing
+ * into dir; records/s, or -1 after bc_fail(r).  The closes are outside the
+ * timing, as in the other rows. */
+static double s_run_threads(int r, unsigned nt, bool raw, const char *dir) {
     s_thr t[8];
     pthread_t id[8];
-    pd_store *s[8] = {0};
+    size_t calls = (lg.pvals_n + S_PCALL - 1) / S_PCALL;
     double t0 = bench_now();
     for (unsigned i = 0; i < nt; i++) {
-        /* Whole calls per thread. */
-        size_t calls = (lg.pvals_n + S_PCALL - 1) / S_PCALL;
-        t[i] = (s_thr){pd_log_path(hold), calls * i / nt * S_PCALL,
-                       calls * (i + 1) / nt * S_PCALL, 0, ""};
+        t[i] = (s_thr){dir,
+                       i,
+                       raw,
+                       calls * i / nt * S_PCALL,
+                       calls * (i + 1) / nt * S_PCALL,
+                       0,
+                       -1,
+                       NULL,
+                       ""};
         if (t[i].hi > lg.pvals_n) t[i].hi = lg.pvals_n;
         pthread_create(&id[i], NULL, s_thr_main, &t[i]);
     }
-    for (unsigned i = 0; i < nt; i++) pthread_join(id[i], (void **)&s[i]);
+    for (unsigned i = 0; i < nt; i++) pthread_join(id[i], NULL);
     double el = bench_now() - t0;
+    bool ok = true;
     for (unsigned i = 0; i < nt; i++) {
-        if (t[i].rc) bc_fail(r, "thread %u: %s", i, t[i].err);
-        pd_close(&s[i]);
+        if (t[i].rc) {
+            bc_fail(r, "thread %u: %s", i, t[i].err);
+            ok = false;
+        }
+        if (t[i].fd >= 0) close(t[i].fd);
+        pd_close(&t[i].s);
     }
+    return ok ? (double)lg.pvals_n / el : -1;
+}
+
+/* The Log rows: nt threads, one Log handle each, one directory.  A handle
+ * kept open meanwhile stops the writers' closes from compacting. */
+static double s_threads(int r, unsigned nt, bool record) {
+    if (!bc_ok(r)) return -1;
+    pd_store *hold = s_open_log(r, NULL);
+    if (!hold) return -1;
+    double rate = s_run_threads(r, nt, false, pd_log_path(hold));
     pd_drop(hold, 0);
     pd_close(&hold);
-    if (record && bc_ok(r)) bc_add(r, (double)lg.pvals_n / el);
+    if (record && rate > 0) bc_add(r, rate);
+    return rate;
+}
+
+/* Their floor: the same calls from nt threads, each writev()ing them to a
+ * new file of its own in one new directory, removed after. */
+static double s_floor_threads(int r, unsigned nt, bool record) {
+    if (!bc_ok(r)) return -1;
+    char dir[PATH_MAX];
+    if (bc_mkdtemp(dir, sizeof dir)) {
+        bc_fail(r, "mkdtemp in %s: %s", cfg.dir, strerror(errno));
+        return -1;
+    }
+    double rate = s_run_threads(r, nt, true, dir);
+    bc_rmtree(dir);
+    if (record && rate > 0) bc_add(r, rate);
+    return rate;
 }
 
 static void s_parts(bool record, bool check) {
@@ -345,9 +416,20 @@ static void s_parts(bool record, bool check) {
 
     long nproc = sysconf(_SC_NPROCESSORS_ONLN);
     unsigned nt = nproc < 2 ? 2 : nproc > 8 ? 8 : (unsigned)nproc;
-    s_threads(R_LOG_APPEND_1T, 1, record);
-    s_threads(R_LOG_APPEND_NT, nt, record);
+    /* Each Log row right after its floor; the last row is this round's
+     * Log T/1 over the floor's T/1. */
+    double f1 = s_floor_threads(R_FLOOR_THR_1T, 1, record);
+    double l1 = s_threads(R_LOG_APPEND_1T, 1, record);
+    double fn = s_floor_threads(R_FLOOR_THR_NT, nt, record);
+    double ln = s_threads(R_LOG_APPEND_NT, nt, record);
+    if (f1 > 0 && l1 > 0 && fn > 0 && ln > 0) {
+        if (record) bc_add(R_LOG_THR_SCALING, (ln / l1) / (fn / f1));
+    } else {
+        bc_fail(R_LOG_THR_SCALING, "a thread row above failed");
+    }
     snprintf(rows[R_LOG_APPEND_NT].note, sizeof rows[R_LOG_APPEND_NT].note,
+             "%u threads", nt);
+    snprintf(rows[R_FLOOR_THR_NT].note, sizeof rows[R_FLOOR_THR_NT].note,
              "%u threads", nt);
 }
 

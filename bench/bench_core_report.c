@@ -153,6 +153,25 @@ void bc_finish_notes(void) {
                  "ratio to write() on already-open files (%s rec/s): %.2f; "
                  "creating files costs what it costs on this file system",
                  bc_fmt(w.med, "rec/s", b, sizeof b), a.med / w.med);
+
+    /* The Log's T/1 beside the kernel's for the same calls (the floors'),
+     * both as ratios of medians, under the target row and the scaling row. */
+    bc_stat l1 = bc_stats(R_LOG_APPEND_1T), ln = bc_stats(R_LOG_APPEND_NT);
+    bc_stat f1 = bc_stats(R_FLOOR_THR_1T), fn = bc_stats(R_FLOOR_THR_NT);
+    if (l1.have && ln.have && f1.have && fn.have && l1.med > 0 && f1.med > 0) {
+        double lq = ln.med / l1.med, fq = fn.med / f1.med;
+        bc_row *nt = &rows[R_LOG_APPEND_NT];
+        size_t used = strlen(nt->note);
+        snprintf(nt->note + used, sizeof nt->note - used,
+                 "%sthe write() floor scales %.2fx with as many threads in the "
+                 "same run (the kernel's own scaling of these calls)",
+                 used ? "; " : "", fq);
+        snprintf(rows[R_LOG_THR_SCALING].note,
+                 sizeof rows[R_LOG_THR_SCALING].note,
+                 "ratio of medians: Log T/1 %.2f, floor T/1 %.2f (the row: "
+                 "median of each round's quotient)",
+                 lq, fq);
+    }
 }
 
 void bc_print_table(FILE *out) {

@@ -108,11 +108,27 @@ bc_row rows[R_COUNT] = {
     [R_FILE_READBACK] = {"file_readback", 3,
                          "File read-back, 1 pd_get per partition", "GB/s",
                          R_FLOOR_SEQREAD, T_INFO, 0},
+    /* The thread rows' floors: the Log's calls written with one writev()
+     * each by 1 and T threads, a new file per thread in one directory.  The
+     * T-thread floor is an info row so that its ratio (the kernel's own
+     * scaling of the pattern) reaches bench/report.py, which skips floors. */
+    [R_FLOOR_THR_1T] = {"floor_thr_writev_1t", 3,
+                        "floor: write() of the partition calls, 1 thread, "
+                        "one file each",
+                        "rec/s", -1, T_FLOOR, 0},
+    [R_FLOOR_THR_NT] = {"floor_thr_writev_nt", 3,
+                        "floor: write() of the partition calls, T threads, "
+                        "one file each",
+                        "rec/s", R_FLOOR_THR_1T, T_INFO, 0},
     [R_LOG_APPEND_1T] = {"log_append_1t", 3, "Log append, partitions, 1 thread",
                          "rec/s", -1, T_FLOOR, 0},
     [R_LOG_APPEND_NT] = {"log_append_nt", 3,
                          "Log append, partitions, T threads (a handle each)",
                          "rec/s", R_LOG_APPEND_1T, T_RATIO_MIN, 1.70},
+    /* Per round: (Log T threads / Log 1 thread) / (floor T / floor 1). */
+    [R_LOG_THR_SCALING] = {"log_thr_scaling_vs_floor", 3,
+                           "Log T-thread scaling / floor T-thread scaling", "x",
+                           -1, T_INFO, 0},
 };
 
 void bc_add(int r, double x) {
