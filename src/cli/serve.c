@@ -7,10 +7,11 @@
  * The store: Buffer(Dict, S).  Without --path, S is a Log (a File with
  * --store file) in a private temporary directory, removed on exit.  With
  * --path DIR (kept after exit), S is a File in DIR (what Python partd's
- * File reads), or a Log with --store log or when DIR holds a Log.  Several --path: Buffer(Dict, Fanout(DIR1,
- * DIR2, ...)), each DIR a File or a Log as above, one memory limit for them
- * all, each key spilled to the DIR the Fanout maps it to.  --codec puts an
- * Encode layer between the Buffer and the File, Buffer(Dict, Encode(File)):
+ * File reads), or a Log with --store log or when DIR holds a Log.  Several
+ * --path: Buffer(Dict, Fanout(DIR1, DIR2, ...)), each DIR a File or a Log as
+ * above, one memory limit for them all, each key spilled to the DIR the
+ * Fanout maps it to.  --codec puts an Encode layer between the Buffer and
+ * S, Buffer(Dict, Encode(S)):
  * appends stay in memory uncompressed, and what spills is compressed, framed
  * as Python partd's compressed stores frame it, so DIR is what
  * `partd.ZLib(partd.File(DIR))` (for zlib, bz2, snappy, blosc) reads (with
