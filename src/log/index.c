@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -54,6 +55,9 @@ void lg_index_reset(lg_store *l) {
         n = next;
     }
     pd__ktab_reset(&l->keys);
+    free(l->hint); /* it points at the keys just freed */
+    l->hint = NULL;
+    l->caphint = 0;
     lg_win_reset(l);
     for (size_t i = 0; i < l->nsegs; i++) {
         if (l->segs[i].fd >= 0) SYS.close(l->segs[i].fd);
@@ -77,13 +81,23 @@ lg_key *lg_find(lg_store *l, const pd_key *key) {
 
 /* Applying an entry costs three dependent cache misses when there are many
  * keys (its hash slot, its key, the end of its extents): entries wait in a
- * short queue while their memory is prefetched, a stage at a time. */
-#define S_Q 24 /* queue length; stages at 0, 8 and 16 entries in */
+ * short queue while their memory is prefetched, a stage at a time.
+ *
+ * Shuffle writers append the same keys in the same order call after call:
+ * entry i of a record is first compared (packed bytes) with the key entry i
+ * of the last record applied went to (l->hint[i]); when they are equal it
+ * is that key, with no hash and no lookup.  The hint holds keys of the
+ * index only (lg_index_reset, the only place keys are freed, drops it). */
+#define S_Q 24          /* queue length; stages at 0, 8 and 16 entries in */
+#define S_HINT_AHEAD 16 /* hinted keys fetched this far ahead */
+#define S_HINT_MAX ((size_t)1 << 18) /* entries of a record hinted at most */
 
 typedef struct s_pend {
     const unsigned char *pk;
     uint32_t pklen;
+    uint32_t idx; /* entry index past `skip` (its hint slot) */
     uint64_t vlen, vhash, doff, hash;
+    lg_key *k; /* the key, from the hint (hash unset), or NULL */
 } s_pend;
 
 typedef struct s_apply {
@@ -92,6 +106,9 @@ typedef struct s_apply {
     uint32_t seg;
     uint32_t skip; /* entries to leave out first (an attempt's tags) */
     uint64_t off;
+    lg_key **hint; /* l->hint */
+    size_t nhint;  /* its slots usable for this record */
+    uint32_t nent; /* entries seen past `skip` */
     s_pend q[S_Q];
     size_t in, out; /* entries queued, applied */
 } s_apply;
@@ -129,11 +146,15 @@ static void s_trim(lg_store *l, lg_key *k) {
 static int s_apply_one(s_apply *a, const s_pend *e) {
     lg_store *l = a->l;
     const lg_hdr *h = a->h;
-    pd_key key;
-    pd_bytes parts[PD_KEY_MAX_PARTS];
-    if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
-    lg_key *k = s_key_get(l, &key, e);
-    if (!k) return PD_ERR_NOMEM;
+    lg_key *k = e->k;
+    if (!k) {
+        pd_key key;
+        pd_bytes parts[PD_KEY_MAX_PARTS];
+        if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
+        k = s_key_get(l, &key, e);
+        if (!k) return PD_ERR_NOMEM;
+        if (e->idx < a->nhint) a->hint[e->idx] = k;
+    }
     if (h->seq < k->floor) return 0; /* superseded already */
     if (h->type != LG_APPEND) {
         k->floor = h->seq;
@@ -168,6 +189,15 @@ static const pd__kslot *s_slot(const lg_store *l, uint64_t hash) {
     return l->keys.slots ? &l->keys.slots[hash & l->keys.mask] : NULL;
 }
 
+/* The key the hint gives entry i of pk[0..pklen), or NULL. */
+static lg_key *s_hinted(const s_apply *a, uint32_t i, const unsigned char *pk,
+                        uint32_t pklen) {
+    if (i >= a->nhint) return NULL;
+    lg_key *k = a->hint[i];
+    if (!k || k->node.klen != pklen || memcmp(k->pk, pk, pklen)) return NULL;
+    return k;
+}
+
 static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
     (void)h;
     s_apply *a = arg;
@@ -175,19 +205,35 @@ static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
         a->skip--;
         return 0;
     }
+    uint32_t i = a->nent++;
+    if (i + S_HINT_AHEAD < a->nhint && a->hint[i + S_HINT_AHEAD]) {
+        const char *nk = (const char *)a->hint[i + S_HINT_AHEAD];
+        __builtin_prefetch(nk);                        /* its length */
+        __builtin_prefetch(nk + offsetof(lg_key, pk)); /* extents, bytes */
+    }
     s_pend *p = &a->q[a->in % S_Q];
-    *p = (s_pend){e->pk,    e->pklen, e->vlen,
-                  e->vhash, e->doff,  pd__khash(&e->key)};
-    const pd__kslot *sl = s_slot(a->l, p->hash);
-    if (sl) __builtin_prefetch(sl);
+    lg_key *hk = s_hinted(a, i, e->pk, e->pklen);
+    if (hk) {
+        *p = (s_pend){e->pk, e->pklen, i, e->vlen, e->vhash, e->doff, 0, hk};
+    } else {
+        *p = (s_pend){e->pk,   e->pklen,           i,   e->vlen, e->vhash,
+                      e->doff, pd__khash(&e->key), NULL};
+        const pd__kslot *sl = s_slot(a->l, p->hash);
+        if (sl) __builtin_prefetch(sl);
+    }
     a->in++;
     if (a->in - a->out > 8) { /* its slot is in: fetch its key */
-        sl = s_slot(a->l, a->q[(a->in - 9) % S_Q].hash);
-        if (sl && sl->node) __builtin_prefetch(sl->node);
+        const s_pend *q = &a->q[(a->in - 9) % S_Q];
+        if (q->k) { /* hinted: its key is in, fetch its last extent */
+            if (q->k->n) __builtin_prefetch(&q->k->ext[q->k->n - 1]);
+        } else {
+            const pd__kslot *sl = s_slot(a->l, q->hash);
+            if (sl && sl->node) __builtin_prefetch(sl->node);
+        }
     }
     if (a->in - a->out > 16) { /* its key is in: fetch its last extent */
         const s_pend *q = &a->q[(a->in - 17) % S_Q];
-        sl = s_slot(a->l, q->hash);
+        const pd__kslot *sl = q->k ? NULL : s_slot(a->l, q->hash);
         if (sl && sl->node && sl->hash == q->hash) {
             const lg_key *k = (const lg_key *)(const void *)sl->node;
             if (k->n) __builtin_prefetch(&k->ext[k->n - 1]);
@@ -195,6 +241,21 @@ static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
     }
     if (a->in - a->out < S_Q) return 0;
     return s_apply_one(a, &a->q[a->out++ % S_Q]);
+}
+
+/* Makes room in the hint for a record of n entries (at most S_HINT_MAX);
+ * when that fails the hint covers fewer (it is only a shortcut). */
+static void s_hint_grow(lg_store *l, size_t n) {
+    if (n > S_HINT_MAX) n = S_HINT_MAX;
+    if (n <= l->caphint) return;
+    size_t nc = l->caphint ? l->caphint : 64;
+    while (nc < n) nc *= 2;
+    if (nc > S_HINT_MAX) nc = S_HINT_MAX;
+    lg_key **nh = realloc(l->hint, nc * sizeof *nh);
+    if (!nh) return;
+    memset(nh + l->caphint, 0, (nc - l->caphint) * sizeof *nh);
+    l->hint = nh;
+    l->caphint = nc;
 }
 
 int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
@@ -221,7 +282,14 @@ int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
 int lg_index_apply(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                    const unsigned char *table, uint32_t skip) {
     l->rec_bytes += lg_rec_len(h);
-    s_apply a = {.l = l, .h = h, .seg = seg, .skip = skip, .off = off};
+    s_hint_grow(l, h->nkeys > skip ? h->nkeys - skip : 0);
+    s_apply a = {.l = l,
+                 .h = h,
+                 .seg = seg,
+                 .skip = skip,
+                 .off = off,
+                 .hint = l->hint,
+                 .nhint = l->caphint};
     int rc = lg_table_walk(h, table, s_queue_ent, &a);
     while (rc == 0 && a.out < a.in) rc = s_apply_one(&a, &a.q[a.out++ % S_Q]);
     return rc < 0 ? PD_ERR_CORRUPT : rc;
