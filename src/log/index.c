@@ -88,8 +88,10 @@ lg_key *lg_find(lg_store *l, const pd_key *key) {
  * of the last record applied went to (l->hint[i]); when they are equal it
  * is that key, with no hash and no lookup.  The hint holds keys of the
  * index only (lg_index_reset, the only place keys are freed, drops it). */
-#define S_Q 24          /* queue length; stages at 0, 8 and 16 entries in */
-#define S_HINT_AHEAD 16 /* hinted keys fetched this far ahead */
+#define S_Q 24  /* queue length; stages at 0, 8 and 16 entries in */
+#define S_QR 32 /* its ring's slots (a power of 2: a mask, no division) */
+#define S_AT(i) ((i) & (S_QR - 1))
+#define S_HINT_AHEAD 16              /* hinted keys fetched this far ahead */
 #define S_HINT_MAX ((size_t)1 << 18) /* entries of a record hinted at most */
 
 typedef struct s_pend {
@@ -109,7 +111,7 @@ typedef struct s_apply {
     lg_key **hint; /* l->hint */
     size_t nhint;  /* its slots usable for this record */
     uint32_t nent; /* entries seen past `skip` */
-    s_pend q[S_Q];
+    s_pend q[S_QR];
     size_t in, out; /* entries queued, applied */
 } s_apply;
 
@@ -176,7 +178,8 @@ static int s_apply_one(s_apply *a, const s_pend *e) {
         k->ext = ne;
         k->cap = nc;
     }
-    memmove(&k->ext[i + 1], &k->ext[i], (k->n - i) * sizeof *k->ext);
+    if (i < k->n)
+        memmove(&k->ext[i + 1], &k->ext[i], (k->n - i) * sizeof *k->ext);
     k->ext[i] = (lg_ext){h->seq, off, e->vlen, e->vhash, a->seg, 0};
     k->n++;
     k->size += e->vlen;
@@ -194,8 +197,14 @@ static lg_key *s_hinted(const s_apply *a, uint32_t i, const unsigned char *pk,
                         uint32_t pklen) {
     if (i >= a->nhint) return NULL;
     lg_key *k = a->hint[i];
-    if (!k || k->node.klen != pklen || memcmp(k->pk, pk, pklen)) return NULL;
-    return k;
+    if (!k || k->node.klen != pklen) return NULL;
+    if (pklen <= 16) { /* the usual key: two words each, inline */
+        uint64_t a0, a1, b0, b1;
+        pd__load16(k->pk, pklen, &a0, &a1);
+        pd__load16(pk, pklen, &b0, &b1);
+        return a0 == b0 && a1 == b1 ? k : NULL;
+    }
+    return memcmp(k->pk, pk, pklen) ? NULL : k;
 }
 
 static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
@@ -211,7 +220,7 @@ static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
         __builtin_prefetch(nk);                        /* its length */
         __builtin_prefetch(nk + offsetof(lg_key, pk)); /* extents, bytes */
     }
-    s_pend *p = &a->q[a->in % S_Q];
+    s_pend *p = &a->q[S_AT(a->in)];
     lg_key *hk = s_hinted(a, i, e->pk, e->pklen);
     if (hk) {
         *p = (s_pend){e->pk, e->pklen, i, e->vlen, e->vhash, e->doff, 0, hk};
@@ -223,7 +232,7 @@ static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
     }
     a->in++;
     if (a->in - a->out > 8) { /* its slot is in: fetch its key */
-        const s_pend *q = &a->q[(a->in - 9) % S_Q];
+        const s_pend *q = &a->q[S_AT(a->in - 9)];
         if (q->k) { /* hinted: its key is in, fetch its last extent */
             if (q->k->n) __builtin_prefetch(&q->k->ext[q->k->n - 1]);
         } else {
@@ -232,7 +241,7 @@ static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
         }
     }
     if (a->in - a->out > 16) { /* its key is in: fetch its last extent */
-        const s_pend *q = &a->q[(a->in - 17) % S_Q];
+        const s_pend *q = &a->q[S_AT(a->in - 17)];
         const pd__kslot *sl = q->k ? NULL : s_slot(a->l, q->hash);
         if (sl && sl->node && sl->hash == q->hash) {
             const lg_key *k = (const lg_key *)(const void *)sl->node;
@@ -240,7 +249,7 @@ static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
         }
     }
     if (a->in - a->out < S_Q) return 0;
-    return s_apply_one(a, &a->q[a->out++ % S_Q]);
+    return s_apply_one(a, &a->q[S_AT(a->out++)]);
 }
 
 /* Makes room in the hint for a record of n entries (at most S_HINT_MAX);
@@ -291,7 +300,7 @@ int lg_index_apply(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                  .hint = l->hint,
                  .nhint = l->caphint};
     int rc = lg_table_walk(h, table, s_queue_ent, &a);
-    while (rc == 0 && a.out < a.in) rc = s_apply_one(&a, &a.q[a.out++ % S_Q]);
+    while (rc == 0 && a.out < a.in) rc = s_apply_one(&a, &a.q[S_AT(a.out++)]);
     return rc < 0 ? PD_ERR_CORRUPT : rc;
 }
 
