@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: BSD-3-Clause */
 /* SPDX-FileCopyrightText: the libpartd authors */
 /*
- * The Log's index hint (src/log/index.c): a record whose keys repeat the
+ * The Log's index hint (src/log/index.c): a record whose keys follow the
  * previous record's order reuses its keys without a lookup.  Records of one
  * order many times, then changed orders, keys removed and added mid-run,
- * deletes and isets, compactions and drops under a reader that keeps
- * reading, another process appending in another order, committed attempts:
- * every key is checked against its exact expected bytes after each step.
+ * records each lacking some keys, deletes and isets, compactions and drops
+ * under a reader that keeps reading, another process appending in another
+ * order, committed attempts: every key is checked against its exact
+ * expected bytes after each step.
  */
 #include "logfix.h"
 
@@ -143,6 +144,35 @@ START_TEST(same_order_then_changes) {
     s_check(w, "writer");
     TU_OK(pd_close(&r), NULL);
     r = fx_open(&f); /* a new handle reads it all in one catch-up */
+    s_check(r, "reopened");
+    TU_OK(pd_close(&r), NULL);
+    fx_end(&f, &w);
+    s_model_free();
+}
+END_TEST
+
+/* Records each lacking some keys (a shuffle call where a partition got no
+ * value), some runs of them longer than the hint looks past, then all. */
+START_TEST(records_lacking_keys) {
+    fx f;
+    s_orders();
+    pd_store *w = fx_start(&f), *r = fx_open(&f);
+    unsigned x = 12345;
+    for (int tag = 0; tag < 30; tag++) {
+        int order[NU], n = 0;
+        for (int i = 0; i < NU; i++) {
+            x = x * 1103515245u + 12345u;
+            bool run = tag % 7 == 3 && i >= 100 && i < 100 + tag; /* a run */
+            if (run || (tag % 5 != 0 && (x >> 16) % 9 == 0)) continue;
+            order[n++] = i;
+        }
+        s_rec(w, order, n, tag, true);
+        if (tag % 4 == 3) s_check(r, "lacking keys");
+    }
+    s_rec(w, s_up, NU, 30, true);
+    s_check(r, "all again");
+    TU_OK(pd_close(&r), NULL);
+    r = fx_open(&f);
     s_check(r, "reopened");
     TU_OK(pd_close(&r), NULL);
     fx_end(&f, &w);
@@ -331,6 +361,7 @@ END_TEST
 int main(void) {
     const tu_case cases[] = {
         {"same_order_then_changes", same_order_then_changes},
+        {"records_lacking_keys", records_lacking_keys},
         {"deletes_and_isets_between", deletes_and_isets_between},
         {"compaction_drop_and_others", compaction_drop_and_others},
         {"attempts_between", attempts_between},
