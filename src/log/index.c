@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
@@ -54,6 +55,10 @@ void lg_index_reset(lg_store *l) {
         n = next;
     }
     pd__ktab_reset(&l->keys);
+    free(l->hint); /* they point at the keys just freed */
+    free(l->hnext);
+    l->hint = l->hnext = NULL;
+    l->nhint = l->caphint = 0;
     lg_win_reset(l);
     for (size_t i = 0; i < l->nsegs; i++) {
         if (l->segs[i].fd >= 0) SYS.close(l->segs[i].fd);
@@ -77,13 +82,29 @@ lg_key *lg_find(lg_store *l, const pd_key *key) {
 
 /* Applying an entry costs three dependent cache misses when there are many
  * keys (its hash slot, its key, the end of its extents): entries wait in a
- * short queue while their memory is prefetched, a stage at a time. */
-#define S_Q 24 /* queue length; stages at 0, 8 and 16 entries in */
+ * short queue while their memory is prefetched, a stage at a time.
+ *
+ * Shuffle writers append the same keys in the same order call after call
+ * (a key with no value in a call left out): the entries of a record are
+ * compared (packed bytes) with the keys of the last record applied
+ * (l->hint), in order from a cursor, and one that equals the key at the
+ * cursor, or at one of the next S_HINT_SKIP (keys this record lacks), is
+ * that key, with no hash and no lookup.  The hint holds keys of the index
+ * only (lg_index_reset, the only place keys are freed, drops it). */
+#define S_Q 24  /* queue length; stages at 0, 8 and 16 entries in */
+#define S_QR 32 /* its ring's slots (a power of 2: a mask, no division) */
+#define S_AT(i) ((i) & (S_QR - 1))
+#define S_HINT_AHEAD 16              /* hinted keys fetched this far ahead */
+#define S_HINT_MAX ((size_t)1 << 18) /* entries of a record hinted at most */
+#define S_HINT_SKIP 4                /* hint entries a miss looks past */
+#define S_HINT_GIVEUP 16 /* misses in a row after which it stops looking */
 
 typedef struct s_pend {
     const unsigned char *pk;
     uint32_t pklen;
+    uint32_t idx; /* entry index past `skip` (its slot in hnext) */
     uint64_t vlen, vhash, doff, hash;
+    lg_key *k; /* the key, from the hint (hash unset), or NULL */
 } s_pend;
 
 typedef struct s_apply {
@@ -92,7 +113,12 @@ typedef struct s_apply {
     uint32_t seg;
     uint32_t skip; /* entries to leave out first (an attempt's tags) */
     uint64_t off;
-    s_pend q[S_Q];
+    lg_key **hint, **next; /* l->hint (the last record's), l->hnext */
+    size_t nhint, nnext;   /* entries of each usable */
+    size_t at;             /* the cursor in hint */
+    unsigned misses;       /* entries in a row the hint did not give */
+    uint32_t nent;         /* entries seen past `skip` */
+    s_pend q[S_QR];
     size_t in, out; /* entries queued, applied */
 } s_apply;
 
@@ -129,11 +155,15 @@ static void s_trim(lg_store *l, lg_key *k) {
 static int s_apply_one(s_apply *a, const s_pend *e) {
     lg_store *l = a->l;
     const lg_hdr *h = a->h;
-    pd_key key;
-    pd_bytes parts[PD_KEY_MAX_PARTS];
-    if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
-    lg_key *k = s_key_get(l, &key, e);
-    if (!k) return PD_ERR_NOMEM;
+    lg_key *k = e->k;
+    if (!k) {
+        pd_key key;
+        pd_bytes parts[PD_KEY_MAX_PARTS];
+        if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
+        k = s_key_get(l, &key, e);
+        if (!k) return PD_ERR_NOMEM;
+        if (e->idx < a->nnext) a->next[e->idx] = k;
+    }
     if (h->seq < k->floor) return 0; /* superseded already */
     if (h->type != LG_APPEND) {
         k->floor = h->seq;
@@ -155,7 +185,8 @@ static int s_apply_one(s_apply *a, const s_pend *e) {
         k->ext = ne;
         k->cap = nc;
     }
-    memmove(&k->ext[i + 1], &k->ext[i], (k->n - i) * sizeof *k->ext);
+    if (i < k->n)
+        memmove(&k->ext[i + 1], &k->ext[i], (k->n - i) * sizeof *k->ext);
     k->ext[i] = (lg_ext){h->seq, off, e->vlen, e->vhash, a->seg, 0};
     k->n++;
     k->size += e->vlen;
@@ -168,6 +199,45 @@ static const pd__kslot *s_slot(const lg_store *l, uint64_t hash) {
     return l->keys.slots ? &l->keys.slots[hash & l->keys.mask] : NULL;
 }
 
+/* Whether key k is the one packed as pk[0..pklen). */
+static bool s_is(const lg_key *k, const unsigned char *pk, uint32_t pklen) {
+    if (!k || k->node.klen != pklen) return false;
+    if (pklen <= 16) { /* the usual key: two words each, inline */
+        uint64_t a0, a1, b0, b1;
+        pd__load16(k->pk, pklen, &a0, &a1);
+        pd__load16(pk, pklen, &b0, &b1);
+        return a0 == b0 && a1 == b1;
+    }
+    return !memcmp(k->pk, pk, pklen);
+}
+
+/* s_hinted past the cursor's key: the next S_HINT_SKIP (unless the hint
+ * has missed S_HINT_GIVEUP entries in a row). */
+static lg_key *s_hint_skip(s_apply *a, const unsigned char *pk,
+                           uint32_t pklen) {
+    size_t end = a->at + 1 + (a->misses < S_HINT_GIVEUP ? S_HINT_SKIP : 0);
+    if (end > a->nhint) end = a->nhint;
+    for (size_t j = a->at + 1; j < end; j++)
+        if (s_is(a->hint[j], pk, pklen)) {
+            a->at = j + 1;
+            a->misses = 0;
+            return a->hint[j];
+        }
+    a->misses++;
+    return NULL;
+}
+
+/* The key the hint gives the entry packed as pk[0..pklen), or NULL; moves
+ * the cursor past it. */
+static inline lg_key *s_hinted(s_apply *a, const unsigned char *pk,
+                               uint32_t pklen) {
+    if (a->at < a->nhint && s_is(a->hint[a->at], pk, pklen)) {
+        a->misses = 0;
+        return a->hint[a->at++];
+    }
+    return s_hint_skip(a, pk, pklen);
+}
+
 static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
     (void)h;
     s_apply *a = arg;
@@ -175,26 +245,62 @@ static int s_queue_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
         a->skip--;
         return 0;
     }
-    s_pend *p = &a->q[a->in % S_Q];
-    *p = (s_pend){e->pk,    e->pklen, e->vlen,
-                  e->vhash, e->doff,  pd__khash(&e->key)};
-    const pd__kslot *sl = s_slot(a->l, p->hash);
-    if (sl) __builtin_prefetch(sl);
+    uint32_t i = a->nent++;
+    if (a->at + S_HINT_AHEAD < a->nhint && a->hint[a->at + S_HINT_AHEAD]) {
+        const char *nk = (const char *)a->hint[a->at + S_HINT_AHEAD];
+        __builtin_prefetch(nk);                        /* its length */
+        __builtin_prefetch(nk + offsetof(lg_key, pk)); /* extents, bytes */
+    }
+    s_pend *p = &a->q[S_AT(a->in)];
+    lg_key *hk = s_hinted(a, e->pk, e->pklen);
+    if (hk) {
+        if (i < a->nnext) a->next[i] = hk;
+        *p = (s_pend){e->pk, e->pklen, i, e->vlen, e->vhash, e->doff, 0, hk};
+    } else {
+        *p = (s_pend){e->pk,   e->pklen,           i,   e->vlen, e->vhash,
+                      e->doff, pd__khash(&e->key), NULL};
+        const pd__kslot *sl = s_slot(a->l, p->hash);
+        if (sl) __builtin_prefetch(sl);
+    }
     a->in++;
     if (a->in - a->out > 8) { /* its slot is in: fetch its key */
-        sl = s_slot(a->l, a->q[(a->in - 9) % S_Q].hash);
-        if (sl && sl->node) __builtin_prefetch(sl->node);
+        const s_pend *q = &a->q[S_AT(a->in - 9)];
+        if (q->k) { /* hinted: its key is in, fetch its last extent */
+            if (q->k->n) __builtin_prefetch(&q->k->ext[q->k->n - 1]);
+        } else {
+            const pd__kslot *sl = s_slot(a->l, q->hash);
+            if (sl && sl->node) __builtin_prefetch(sl->node);
+        }
     }
     if (a->in - a->out > 16) { /* its key is in: fetch its last extent */
-        const s_pend *q = &a->q[(a->in - 17) % S_Q];
-        sl = s_slot(a->l, q->hash);
+        const s_pend *q = &a->q[S_AT(a->in - 17)];
+        const pd__kslot *sl = q->k ? NULL : s_slot(a->l, q->hash);
         if (sl && sl->node && sl->hash == q->hash) {
             const lg_key *k = (const lg_key *)(const void *)sl->node;
             if (k->n) __builtin_prefetch(&k->ext[k->n - 1]);
         }
     }
     if (a->in - a->out < S_Q) return 0;
-    return s_apply_one(a, &a->q[a->out++ % S_Q]);
+    return s_apply_one(a, &a->q[S_AT(a->out++)]);
+}
+
+/* Makes room in the hint for a record of n entries (at most S_HINT_MAX);
+ * when that fails the hint covers fewer (it is only a shortcut). */
+static void s_hint_grow(lg_store *l, size_t n) {
+    if (n > S_HINT_MAX) n = S_HINT_MAX;
+    if (n <= l->caphint) return;
+    size_t nc = l->caphint ? l->caphint : 64;
+    while (nc < n) nc *= 2;
+    if (nc > S_HINT_MAX) nc = S_HINT_MAX;
+    lg_key **nh = realloc(l->hint, nc * sizeof *nh);
+    if (!nh) return;
+    l->hint = nh; /* (caphint stays until both have grown) */
+    nh = realloc(l->hnext, nc * sizeof *nh);
+    if (!nh) return;
+    l->hnext = nh;
+    memset(l->hint + l->caphint, 0, (nc - l->caphint) * sizeof *nh);
+    memset(l->hnext + l->caphint, 0, (nc - l->caphint) * sizeof *nh);
+    l->caphint = nc;
 }
 
 int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
@@ -221,9 +327,23 @@ int lg_index_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
 int lg_index_apply(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                    const unsigned char *table, uint32_t skip) {
     l->rec_bytes += lg_rec_len(h);
-    s_apply a = {.l = l, .h = h, .seg = seg, .skip = skip, .off = off};
+    s_hint_grow(l, h->nkeys > skip ? h->nkeys - skip : 0);
+    s_apply a = {.l = l,
+                 .h = h,
+                 .seg = seg,
+                 .skip = skip,
+                 .off = off,
+                 .hint = l->hint,
+                 .next = l->hnext,
+                 .nhint = l->nhint,
+                 .nnext = l->caphint};
     int rc = lg_table_walk(h, table, s_queue_ent, &a);
-    while (rc == 0 && a.out < a.in) rc = s_apply_one(&a, &a.q[a.out++ % S_Q]);
+    while (rc == 0 && a.out < a.in) rc = s_apply_one(&a, &a.q[S_AT(a.out++)]);
+    /* This record's keys are the next one's hint.  (After an error some of
+     * hnext may be older keys: still keys of the index.) */
+    l->hint = a.next;
+    l->hnext = a.hint;
+    l->nhint = a.nent < a.nnext ? a.nent : a.nnext;
     return rc < 0 ? PD_ERR_CORRUPT : rc;
 }
 

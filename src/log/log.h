@@ -224,6 +224,13 @@ typedef struct lg_store {
     uint64_t rec_bytes; /* bytes of records indexed (for dead space) */
     uint64_t live_bytes;
     pd__buf rbuf; /* catch-up read buffer */
+    /* The keys of the last record applied, in table order (index.c): the
+     * next record's entries are tried against them, in order, before a
+     * lookup.  hint[0..nhint) holds them, hnext the record being applied
+     * (both caphint long).  Only keys of the index (NULL: none); freed by
+     * lg_index_reset. */
+    lg_key **hint, **hnext;
+    size_t nhint, caphint;
     lg_win win[LG_NWIN];
     uint64_t win_tick, win_read, win_hit; /* bytes into / out of windows */
 
