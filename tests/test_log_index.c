@@ -90,6 +90,17 @@ static void s_orders(void) {
     }
 }
 
+/* Closes reader r, checks that a new handle reads it all in one catch-up,
+ * and ends the fixture (writer w). */
+static void s_finish(fx *f, pd_store **w, pd_store **r) {
+    TU_OK(pd_close(r), NULL);
+    *r = fx_open(f);
+    s_check(*r, "reopened");
+    TU_OK(pd_close(r), NULL);
+    fx_end(f, w);
+    s_model_free();
+}
+
 START_TEST(same_order_then_changes) {
     fx f;
     s_orders();
@@ -142,12 +153,7 @@ START_TEST(same_order_then_changes) {
     s_check(r, "8 keys, then all");
     /* The writer's own handle reads the same. */
     s_check(w, "writer");
-    TU_OK(pd_close(&r), NULL);
-    r = fx_open(&f); /* a new handle reads it all in one catch-up */
-    s_check(r, "reopened");
-    TU_OK(pd_close(&r), NULL);
-    fx_end(&f, &w);
-    s_model_free();
+    s_finish(&f, &w, &r);
 }
 END_TEST
 
@@ -171,12 +177,7 @@ START_TEST(records_lacking_keys) {
     }
     s_rec(w, s_up, NU, 30, true);
     s_check(r, "all again");
-    TU_OK(pd_close(&r), NULL);
-    r = fx_open(&f);
-    s_check(r, "reopened");
-    TU_OK(pd_close(&r), NULL);
-    fx_end(&f, &w);
-    s_model_free();
+    s_finish(&f, &w, &r);
 }
 END_TEST
 
@@ -349,12 +350,7 @@ START_TEST(attempts_between) {
         TU_OK(pd_attempt_abort(&o), w);
         s_check(r, "aborted");
     }
-    TU_OK(pd_close(&r), NULL);
-    r = fx_open(&f);
-    s_check(r, "reopened");
-    TU_OK(pd_close(&r), NULL);
-    fx_end(&f, &w);
-    s_model_free();
+    s_finish(&f, &w, &r);
 }
 END_TEST
 
