@@ -350,7 +350,9 @@ else
 fi
 
 if command -v script >/dev/null 2>&1; then
-    script -qec "'$PARTD' demo --records 2M --workers 1" /dev/null \
+    # zlib in the worker: a shuffle of seconds, so the bar (drawn every
+    # 0.2 s) shows however fast the store is.
+    script -qec "'$PARTD' demo --records 500k --workers 1 --codec zlib" /dev/null \
         </dev/null >"$W/tty" 2>&1
     RC=$?
     if [ "$RC" -eq 0 ] && grep -q 'shuffle \[#*-*\] ' "$W/tty"; then
