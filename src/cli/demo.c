@@ -170,6 +170,11 @@ static pd_cli_store_kind s_kind(const pd_demo_opts *o, const char *dir) {
     return dir ? pd_cli_store_kind_of(dir, o->kind) : PD_CLI_STORE_LOG;
 }
 
+bool pd_demo_drops_served(const pd_demo *d) {
+    return !d->o.direct && d->temp && !d->o.keep &&
+           d->o.kind == PD_CLI_STORE_LOG;
+}
+
 /* Parses argv[1..argc) into o; returns -1 to go on, else an exit code. */
 static int s_parse(int argc, char **argv, pd_demo_opts *o) {
     pd_cli_parser p;
@@ -528,8 +533,9 @@ int pd_cli_demo(int argc, char **argv) {
         rc = pd_demo_wait_server(&d, &close_secs);
         if (rc == PD_CLI_EXIT_INTR) d.failed = PD_CLI_EXIT_INTR;
         if (rc) goto out;
-        printf("close:   the server flushed its Buffer to disk and exited "
-               "in %.2f s\n",
+        printf("close:   the server %s and exited in %.2f s\n",
+               pd_demo_drops_served(&d) ? "dropped the store"
+                                        : "flushed its Buffer to disk",
                close_secs);
     }
     printf("verify:  OK: %" PRIu64 " keys, %" PRIu64

@@ -192,6 +192,10 @@ void pd_demo_fail_report(const pd_demo *d);
 
 /* Reads every partition back and checks it; then stops the server. */
 int pd_demo_read_back(pd_demo *d, pd_demo_phase *ph, uint64_t *nkeys);
+/* Whether the read phase drops the served store before stopping the server:
+ * a temporary Log that is not kept (the server would compact it at close
+ * for nobody). */
+bool pd_demo_drops_served(const pd_demo *d);
 /* Waits for the server to exit after `close`. */
 int pd_demo_wait_server(pd_demo *d, double *secs);
 

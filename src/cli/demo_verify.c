@@ -438,6 +438,11 @@ static int s_check_keys(pd_demo *d, uint64_t *nkeys, pd_demo_phase *ph,
     }
     pd_keylist_free(&kl);
     ph->secs = pd_demo_now() - t0;
+    /* A temporary Log about to be removed is dropped first, as --direct
+     * does: the server's close would compact it, as its last handle, for
+     * nobody. */
+    if (client && rc == 0 && pd_demo_drops_served(d) && pd_drop(client, 0))
+        rc = pd_demo_fail(d, "drop the store: %s", pd_errmsg(client));
     if (client && rc == 0 && pd_client_close_server(client) != 0)
         rc = pd_demo_fail(d, "stop the server: %s", pd_errmsg(client));
     if (s != d->hold && pd_close(&s) != 0 && rc == 0)
