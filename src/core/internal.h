@@ -455,6 +455,7 @@ typedef struct pd__sys {
     ssize_t (*write)(int fd, const void *buf, size_t n);
     ssize_t (*writev)(int fd, const struct iovec *iov, int iovcnt);
     ssize_t (*pread)(int fd, void *buf, size_t n, off_t off);
+    ssize_t (*preadv)(int fd, const struct iovec *iov, int iovcnt, off_t off);
     int (*fsync)(int fd);
     int (*ftruncate)(int fd, off_t len);
     int (*close)(int fd);
@@ -488,5 +489,10 @@ size_t pd__write_all(int fd, const void *p, size_t n);
  * IOV_MAX of them a call; consumes iov (a partly written buffer's entry is
  * advanced past what was written). */
 size_t pd__writev_all(int fd, struct iovec *iov, size_t n);
+/* Reads into the n buffers of iov from offset off through the table's
+ * preadv, at most IOV_MAX of them a call, retrying on EINTR; consumes iov
+ * as pd__writev_all does.  Returns the bytes read: fewer than asked at the
+ * end of the file (errno 0) or on an error (errno set). */
+size_t pd__preadv_all(int fd, struct iovec *iov, size_t n, uint64_t off);
 
 #endif /* PARTD_INTERNAL_H */

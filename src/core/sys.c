@@ -34,12 +34,12 @@ static int s_getrlimit(int resource, struct rlimit *rl) {
 #define S_DEFAULTS                                                             \
     {                                                                          \
         .openat = s_openat, .write = write, .writev = writev, .pread = pread,  \
-        .fsync = fsync, .ftruncate = ftruncate, .close = close,                \
-        .mkdirat = mkdirat, .unlinkat = unlinkat, .renameat = renameat,        \
-        .flock = flock, .fstat = fstat, .fstatat = fstatat, .open = s_open,    \
-        .mkdir = mkdir, .rmdir = rmdir, .realpath = realpath,                  \
-        .mkdtemp = mkdtemp, .fdopendir = fdopendir, .readdir = readdir,        \
-        .closedir = closedir, .getrlimit = s_getrlimit,                        \
+        .preadv = preadv, .fsync = fsync, .ftruncate = ftruncate,              \
+        .close = close, .mkdirat = mkdirat, .unlinkat = unlinkat,              \
+        .renameat = renameat, .flock = flock, .fstat = fstat,                  \
+        .fstatat = fstatat, .open = s_open, .mkdir = mkdir, .rmdir = rmdir,    \
+        .realpath = realpath, .mkdtemp = mkdtemp, .fdopendir = fdopendir,      \
+        .readdir = readdir, .closedir = closedir, .getrlimit = s_getrlimit,    \
         .clock_gettime = clock_gettime,                                        \
     }
 
@@ -84,6 +84,35 @@ size_t pd__writev_all(int fd, struct iovec *iov, size_t n) {
         done += (size_t)w;
         /* Past the buffers written whole, into the one written in part. */
         size_t left = (size_t)w;
+        while (n && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++, n--;
+        }
+        if (n) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+        while (n && iov->iov_len == 0) iov++, n--;
+    }
+    return done;
+}
+
+size_t pd__preadv_all(int fd, struct iovec *iov, size_t n, uint64_t off) {
+    size_t done = 0;
+    while (n && iov->iov_len == 0) iov++, n--;
+    while (n) {
+        int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
+        ssize_t r = pd__sys_table.preadv(fd, iov, cnt, (off_t)(off + done));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return done;
+        }
+        if (r == 0) { /* the end of the file */
+            errno = 0;
+            return done;
+        }
+        done += (size_t)r;
+        size_t left = (size_t)r;
         while (n && left >= iov->iov_len) {
             left -= iov->iov_len;
             iov++, n--;

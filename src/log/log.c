@@ -113,6 +113,20 @@ static int s_del(pd_store *s, size_t n, const pd_key *keys, unsigned flags) {
     return s_write(s, LG_DELETE, "delete", n, keys, NULL, flags);
 }
 
+/* The keys [i, n) of a get whose extents are read together: as many as
+ * hold at most LG_GATHER_MAX extents, at least one. */
+static size_t s_get_span(const lg_key *const *ks, size_t i, size_t n) {
+    size_t j = i + 1, ext = ks[i] ? ks[i]->n : 0;
+    for (; j < n; j++) {
+        ext += ks[j] ? ks[j]->n : 0;
+        if (ext > LG_GATHER_MAX) break;
+    }
+    return j;
+}
+
+/* A get of several keys reads their extents together (gather.c); a single
+ * key goes through the read-ahead windows (rcache.c), which serve a reader
+ * asking for neighbouring keys one get at a time. */
 static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
                  unsigned flags) {
     (void)flags;
@@ -120,13 +134,24 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     bool took;
     int rc = s_read_enter(l, "get", &took);
     if (rc) return rc;
+    const lg_key **ks = malloc((n ? n : 1) * sizeof *ks);
+    if (!ks) rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: %zu keys", n);
     for (size_t i = 0; i < n && rc == 0; i++) {
         rc = lg_damage_check(l, &keys[i], "get");
-        const lg_key *k = rc ? NULL : lg_find(l, &keys[i]);
-        if (k && k->size) rc = lg_read_key(l, k, &keys[i], r, "get");
+        ks[i] = rc ? NULL : lg_find(l, &keys[i]);
+    }
+    for (size_t i = 0, j; i < n && rc == 0; i = j) {
+        j = s_get_span(ks, i, n);
+        if (j - i > 1) {
+            rc = lg_read_keys(l, j - i, ks + i, keys + i, r, "get");
+            continue;
+        }
+        if (ks[i] && ks[i]->size)
+            rc = lg_read_key(l, ks[i], &keys[i], r, "get");
         if (rc == 0 && pd__result_next(r))
             rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: result");
     }
+    free(ks);
     return s_op_leave(l, took, rc);
 }
 
@@ -174,6 +199,7 @@ static void s_close_compact(lg_store *l) {
  * path (closing and failed opens). */
 static void s_free_parts(lg_store *l) {
     lg_win_free(l);
+    lg_gather_free(l);
     lg_close_dir(l);
     if (l->dirfd >= 0) SYS.close(l->dirfd);
     pd__buf_free(&l->rec);

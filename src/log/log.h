@@ -178,7 +178,8 @@ typedef struct lg_seg {
     bool commits;    /* the commit log (its writer is never "gone") */
 } lg_seg;
 
-struct lg_att; /* attempt.c */
+struct lg_att;    /* attempt.c */
+struct lg_gather; /* gather.c */
 
 /* A read-ahead window (rcache.c). */
 #define LG_NWIN 64               /* windows per handle */
@@ -233,6 +234,7 @@ typedef struct lg_store {
     size_t nhint, caphint;
     lg_win win[LG_NWIN];
     uint64_t win_tick, win_read, win_hit; /* bytes into / out of windows */
+    struct lg_gather *gather; /* gather.c's buffers, NULL until used */
 
     /* damage */
     uint64_t torn;
@@ -328,6 +330,20 @@ int lg_att_salvage(lg_store *l, const char *op, uint64_t base);
 int lg_win_read(lg_store *l, uint32_t si, uint64_t off, size_t len, void *dst);
 void lg_win_reset(lg_store *l); /* with the index */
 void lg_win_free(lg_store *l);
+
+/* gather.c: reads the values of the n keys ks[i] (NULL: a key with no
+ * value) into r as n values, their extents in file order with a preadv per
+ * run of extents at most LG_GATHER_GAP bytes apart, and checks them; an
+ * error names op and the key.  For several keys of at most LG_GATHER_MAX
+ * extents in all (s_get splits larger batches): it holds 80 bytes per
+ * extent while it runs. */
+#define LG_GATHER_GAP 4096u
+#define LG_GATHER_MAX ((size_t)1 << 18)
+#define LG_GATHER_RUN ((size_t)1 << 20) /* bytes a run spans at most */
+#define LG_GATHER_SMALL 2048u           /* extents smaller on average: staged */
+int lg_read_keys(lg_store *l, size_t n, const lg_key *const *ks,
+                 const pd_key *keys, pd_result *r, const char *op);
+void lg_gather_free(lg_store *l); /* its buffers kept between gets */
 
 /* compact.c */
 int lg_compact(lg_store *l, bool empty, bool salvage, const char *op);
