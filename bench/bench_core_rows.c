@@ -102,6 +102,10 @@ bc_row rows[R_COUNT] = {
     [R_LOG_READBACK_RAW] = {"log_readback_raw", 3,
                             "Log read-back, not compacted (writer open)",
                             "GB/s", R_FLOOR_SEQREAD, T_INFO, 0},
+    [R_LOG_READBACK_RAW_BATCH] = {"log_readback_raw_batch", 3,
+                                  "Log read-back, not compacted, 64 "
+                                  "partitions per pd_get",
+                                  "GB/s", R_FLOOR_SEQREAD, T_INFO, 0},
     [R_LOG_READBACK] = {"log_readback", 3,
                         "Log read-back, compacted, 1 pd_get per partition",
                         "GB/s", R_FLOOR_SEQREAD, T_RATIO_MIN, 0.50},
