@@ -151,7 +151,10 @@ static int s_pairs(pd__handler *h, const char *cmd, size_t np,
  * without a copy (the buffer goes to emit_own, r keeps none), so the
  * server holds a big value once, not twice, while it goes out. */
 static void s_emit_result(pd__handler *h, size_t n, pd_result *r) {
-    if (h->emit_own && !r->ext && r->buf && r->len >= PD__SERVER_SHARE_MIN) {
+    bool large = false;
+    for (size_t i = 0; i < n && !large; i++)
+        large = h->out[i].size >= PD__SERVER_SHARE_MIN;
+    if (large && h->emit_own && !r->ext && r->buf) {
         void *own = r->buf;
         size_t len = r->len;
         r->buf = NULL;

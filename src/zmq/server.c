@@ -213,6 +213,12 @@ int pd__server_emit_own(void *arg, size_t n, const pd_bytes *frames, void *own,
     int rc = k == n ? 0 : -1;
     for (; k < n; k++) zmq_msg_close(&srv->outm[k]);
     s_unshare(NULL, sh);
+    if (srv->outmcap > 65536) {
+        /* Give back the table of a reply of very many frames. */
+        free(srv->outm);
+        srv->outm = NULL;
+        srv->outmcap = 0;
+    }
     return rc;
 }
 
