@@ -227,9 +227,9 @@ typedef struct pd_client_opts {
      *  (keys and values together): a larger one fails with PD_ERR_LIMIT
      *  before anything is sent, since a server with the same limit (the
      *  same default) would drop it with the connection.  A libpartd
-     *  server sends a get's values in frames of at most this size (the
-     *  packed get: docs/zmq.md, "Packed append and get"), so there a
-     *  value larger than it still arrives. */
+     *  server sends a get's values in frames of at most this size and
+     *  32 MiB (the packed get: docs/zmq.md, "Packed append and get"), so
+     *  there a value larger than it still arrives. */
     uint64_t max_message;
     /** PD_CLIENT_SYNC. */
     unsigned flags;

@@ -10,7 +10,9 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -49,49 +51,141 @@ static int s_append(pd_store *s, size_t n, const pd_key *keys,
     return pd__client_maybe_sync(c, "append");
 }
 
-/* Copies the values of a packed get's results message in c->frames,
- * [LENGTHS, DATA...], into r, checked first: 0 (*total set), or the
- * error (the connection is reset on a malformed message). */
-static int s_get_unpack(pd__client *c, size_t n, pd_result *r,
-                        uint64_t *total) {
-    const pd_bytes *f = c->frames;
-    size_t nf = c->nmsgs;
-    bool ok = nf >= 2 && f[0].size == 4 + 8 * (uint64_t)n &&
-              pd__wire_get_u32(f[0].data) == n;
-    uint64_t sum = 0, data = 0;
-    for (size_t i = 0; ok && i < n; i++) {
-        uint64_t l =
-            pd__wire_get_u64((const unsigned char *)f[0].data + 4 + 8 * i);
-        ok = l <= UINT64_MAX - sum;
-        sum += l;
-    }
-    for (size_t k = 1; ok && k < nf; k++) data += f[k].size;
-    if (!ok || sum != data) {
-        pd__err(&c->base, PD_ERR_PROTOCOL, 0,
-                "get: the server at %s sent a malformed packed results "
-                "message (%zu frames for %zu keys); connection reset",
-                c->address, nf, n);
-        return pd__client_broken(c, PD_ERR_PROTOCOL);
-    }
-    *total = sum;
-    if (sum > SIZE_MAX || !pd__result_reserve(r, (size_t)sum))
-        return PD_ERR_NOMEM;
-    /* The values run on across the data frames. */
-    size_t k = 1, at = 0;
-    for (size_t i = 0; i < n; i++) {
-        uint64_t l =
-            pd__wire_get_u64((const unsigned char *)f[0].data + 4 + 8 * i);
-        while (l > 0) {
-            while (at == f[k].size) k++, at = 0;
-            size_t take = f[k].size - at < l ? f[k].size - at : (size_t)l;
-            if (pd__result_put(r, (const char *)f[k].data + at, take))
-                return PD_ERR_NOMEM;
-            at += take;
-            l -= take;
-        }
+/* A packed get's values being copied into the result: the lengths (in
+ * the LENGTHS frame), the values finished, the bytes left of the next. */
+typedef struct s_unpack {
+    const unsigned char *len;
+    size_t n, done;
+    uint64_t left;
+} s_unpack;
+
+/* Ends the values that are complete (empty ones too).  0 or NOMEM. */
+static int s_unpack_ends(s_unpack *u, pd_result *r) {
+    while (u->left == 0 && u->done < u->n) {
         if (pd__result_next(r)) return PD_ERR_NOMEM;
+        if (++u->done < u->n)
+            u->left = pd__wire_get_u64(u->len + 4 + 8 * u->done);
     }
     return 0;
+}
+
+/* Copies the sz bytes at p, the next of the values, into r.  The caller
+ * checked that they do not run past the lengths. */
+static int s_unpack_put(s_unpack *u, pd_result *r, const char *p, size_t sz) {
+    while (sz > 0) {
+        int rc = s_unpack_ends(u, r);
+        if (rc) return rc;
+        if (u->done == u->n) break;
+        size_t take = u->left < sz ? (size_t)u->left : sz;
+        if (pd__result_put(r, p, take)) return PD_ERR_NOMEM;
+        p += take;
+        sz -= take;
+        u->left -= take;
+    }
+    return 0;
+}
+
+/* A packed get's results message that breaks the protocol: the
+ * connection is reset (the rest of the message goes with it). */
+static int s_get_malformed(pd__client *c, size_t n, const char *fmt, ...)
+    PD__PRINTF(3, 4);
+static int s_get_malformed(pd__client *c, size_t n, const char *fmt, ...) {
+    char w[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(w, sizeof w, fmt, ap);
+    va_end(ap);
+    pd__err(&c->base, PD_ERR_PROTOCOL, 0,
+            "get: the server at %s sent a malformed packed results message "
+            "for %zu keys: %s; connection reset",
+            c->address, n, w);
+    return pd__client_broken(c, PD_ERR_PROTOCOL);
+}
+
+/* The first frame of a packed get's reply is not LENGTHS: the error reply
+ * (a failed get_packed gets it alone), or a malformed message. */
+static int s_get_not_lengths(pd__client *c, size_t n, const char *what) {
+    int rc = pd__client_recv_rest(c, "get");
+    if (rc) return pd__client_broken(c, rc);
+    int code;
+    pd_bytes msg;
+    if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
+        pd__client_pop(c);
+        rc = pd__client_final(c, "get", what, false);
+        pd__client_drop_msgs(c);
+        return rc;
+    }
+    return s_get_malformed(
+        c, n, "its lengths frame has %zu bytes, %" PRIu64 " expected",
+        c->frames[0].size, 4 + 8 * (uint64_t)n);
+}
+
+/* Reads a packed get's results message, [LENGTHS, DATA...], whose first
+ * frame is in c->msgs, into r: each data frame is copied as it is taken
+ * from the socket and released at once, so the client holds the values
+ * once (plus a frame) rather than all the frames and the result.  Then
+ * reads the final reply.  0 or the error (the connection is reset on a
+ * malformed message). */
+static int s_get_packed_reply(pd__client *c, size_t n, pd_result *r,
+                              const char *what) {
+    const unsigned char *lf = c->frames[0].data;
+    if (c->frames[0].size != 4 + 8 * (uint64_t)n)
+        return s_get_not_lengths(c, n, what);
+    if (pd__wire_get_u32(lf) != n)
+        return s_get_malformed(c, n,
+                               "its lengths frame counts %" PRIu32 " values",
+                               pd__wire_get_u32(lf));
+    uint64_t sum = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint64_t l = pd__wire_get_u64(lf + 4 + 8 * i);
+        if (l > UINT64_MAX - sum)
+            return s_get_malformed(c, n,
+                                   "its value lengths add up past 2^64 (at "
+                                   "value %zu)",
+                                   i);
+        sum += l;
+    }
+    if (!zmq_msg_more(&c->msgs[0]))
+        return s_get_malformed(c, n,
+                               "no data frame after the lengths (%" PRIu64
+                               " bytes of values)",
+                               sum);
+    int err = 0;
+    if (sum > SIZE_MAX || !pd__result_reserve(r, (size_t)sum))
+        err = PD_ERR_NOMEM;
+    s_unpack u = {lf, n, 0, pd__wire_get_u64(lf + 4)};
+    uint64_t data = 0;
+    for (bool more = true; more;) {
+        zmq_msg_t m;
+        int rc = pd__client_recv_frame(c, "get", &m);
+        if (rc) return pd__client_broken(c, rc);
+        size_t sz = zmq_msg_size(&m);
+        more = zmq_msg_more(&m);
+        if (sz > sum - data) {
+            zmq_msg_close(&m);
+            return s_get_malformed(
+                c, n,
+                "its data frames carry more than the %" PRIu64
+                " bytes of its value lengths",
+                sum);
+        }
+        data += sz;
+        if (!err) err = s_unpack_put(&u, r, zmq_msg_data(&m), sz);
+        zmq_msg_close(&m);
+    }
+    if (data != sum)
+        return s_get_malformed(c, n,
+                               "its data frames carry %" PRIu64
+                               " bytes, its value lengths %" PRIu64,
+                               data, sum);
+    if (!err) err = s_unpack_ends(&u, r);
+    pd__client_drop_msgs(c);
+    /* The final reply follows the values at once. */
+    int rc = pd__client_settle(c, "get", true);
+    if (rc == 0 && err)
+        rc = pd__err(&c->base, err, ENOMEM, "get: %" PRIu64 " bytes from %s",
+                     sum, c->address);
+    return rc;
 }
 
 static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
@@ -106,29 +200,10 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     if (rc) return rc;
     char what[sizeof c->q[0].what];
     memcpy(what, pd__client_newest(c)->what, sizeof what);
-    rc = pd__client_recv(c, "get", what);
+    rc = packed ? pd__client_recv_head(c, "get", what)
+                : pd__client_recv(c, "get", what);
     if (rc) return pd__client_broken(c, rc);
-    if (packed) {
-        /* A failure gets its error reply alone, never taken for results:
-         * an index is 4 + 8n bytes, never 5 ("error"). */
-        int code;
-        pd_bytes msg;
-        if (pd__wire_final(c->nmsgs, c->frames, &code, &msg) == 1) {
-            pd__client_pop(c);
-            rc = pd__client_final(c, "get", what, false);
-            pd__client_drop_msgs(c);
-            return rc;
-        }
-        uint64_t total = 0;
-        int err = s_get_unpack(c, n, r, &total);
-        if (err == PD_ERR_PROTOCOL) return err;
-        pd__client_drop_msgs(c);
-        rc = pd__client_settle(c, "get", true);
-        if (rc == 0 && err)
-            rc = pd__err(&c->base, err, ENOMEM,
-                         "get: %" PRIu64 " bytes from %s", total, c->address);
-        return rc;
-    }
+    if (packed) return s_get_packed_reply(c, n, r, what);
     if (c->nmsgs != n) {
         /* Only a request the server could not parse gets an error reply
          * alone; with n != 3 it cannot be mistaken for values. */

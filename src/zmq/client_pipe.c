@@ -195,28 +195,48 @@ void pd__client_hangup(pd__client *c) {
 
 /* ------------------------------------------------------------ Waiting */
 
-/* Receives one whole message into c->msgs / c->frames.  0, PD_ERR_TIMEOUT,
- * or PD_ERR_IO (recorded; `op` names the call). */
-int pd__client_recv(pd__client *c, const char *op, const char *waiting_for) {
-    pd__client_drop_msgs(c);
-    int64_t deadline = pd__now_ms() + c->timeout_ms;
+/* Receives the next frame of the message being read into m (initialised
+ * here; closed on failure): libzmq hands a message over whole, so it is
+ * here already.  0 or PD_ERR_IO (recorded). */
+int pd__client_recv_frame(pd__client *c, const char *op, zmq_msg_t *m) {
+    zmq_msg_init(m);
     for (;;) {
-        if (pd__grow((void **)&c->msgs, &c->msgcap, c->nmsgs + 1,
-                     sizeof *c->msgs))
-            return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM,
-                           "%s: receive from %s", op, c->address);
-        zmq_msg_t *m = &c->msgs[c->nmsgs];
+        if (zmq_msg_recv(m, c->sock, ZMQ_DONTWAIT) >= 0) return 0;
+        int e = zmq_errno();
+        if (e == EINTR) continue;
+        zmq_msg_close(m);
+        return pd__err(&c->base, PD_ERR_IO, e, "%s: receive from %s", op,
+                       c->address);
+    }
+}
+
+/* c->frames[i] for each message in c->msgs.  0 or PD_ERR_NOMEM. */
+static int s_frames(pd__client *c, const char *op) {
+    if (pd__grow((void **)&c->frames, &c->framecap, c->nmsgs,
+                 sizeof *c->frames))
+        return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM, "%s: receive from %s",
+                       op, c->address);
+    for (size_t i = 0; i < c->nmsgs; i++)
+        c->frames[i] =
+            (pd_bytes){zmq_msg_data(&c->msgs[i]), zmq_msg_size(&c->msgs[i])};
+    return 0;
+}
+
+int pd__client_recv_head(pd__client *c, const char *op,
+                         const char *waiting_for) {
+    pd__client_drop_msgs(c);
+    if (pd__grow((void **)&c->msgs, &c->msgcap, 1, sizeof *c->msgs))
+        return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM, "%s: receive from %s",
+                       op, c->address);
+    int64_t deadline = pd__now_ms() + c->timeout_ms;
+    zmq_msg_t *m = &c->msgs[0];
+    for (;;) {
         zmq_msg_init(m);
-        int r = zmq_msg_recv(m, c->sock, ZMQ_DONTWAIT);
-        if (r >= 0) {
-            c->nmsgs++;
-            if (!zmq_msg_more(m)) break;
-            continue; /* the rest of the message is here already */
-        }
+        if (zmq_msg_recv(m, c->sock, ZMQ_DONTWAIT) >= 0) break;
         zmq_msg_close(m);
         int e = zmq_errno();
         if (e == EINTR) continue;
-        if (e != EAGAIN || c->nmsgs > 0)
+        if (e != EAGAIN)
             return pd__err(&c->base, PD_ERR_IO, e, "%s: receive from %s", op,
                            c->address);
         int64_t left = deadline - pd__now_ms();
@@ -230,17 +250,29 @@ int pd__client_recv(pd__client *c, const char *op, const char *waiting_for) {
             return pd__err(&c->base, PD_ERR_IO, zmq_errno(),
                            "%s: zmq_poll on %s", op, c->address);
     }
-    if (pd__grow((void **)&c->frames, &c->framecap, c->nmsgs,
-                 sizeof *c->frames))
-        return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM, "%s: receive from %s",
-                       op, c->address);
-    for (size_t i = 0; i < c->nmsgs; i++)
-        c->frames[i] =
-            (pd_bytes){zmq_msg_data(&c->msgs[i]), zmq_msg_size(&c->msgs[i])};
+    c->nmsgs = 1;
     /* Which server is it?  Ours shows its routing id (see partd/zmq.h). */
-    const char *id = zmq_msg_gets(&c->msgs[0], "Identity");
+    const char *id = zmq_msg_gets(m, "Identity");
     c->ours = id && strcmp(id, PD_SERVER_IDENTITY) == 0 ? 1 : 0;
-    return 0;
+    return s_frames(c, op);
+}
+
+int pd__client_recv_rest(pd__client *c, const char *op) {
+    while (c->nmsgs > 0 && zmq_msg_more(&c->msgs[c->nmsgs - 1])) {
+        if (pd__grow((void **)&c->msgs, &c->msgcap, c->nmsgs + 1,
+                     sizeof *c->msgs))
+            return pd__err(&c->base, PD_ERR_NOMEM, ENOMEM,
+                           "%s: receive from %s", op, c->address);
+        int rc = pd__client_recv_frame(c, op, &c->msgs[c->nmsgs]);
+        if (rc) return rc;
+        c->nmsgs++;
+    }
+    return s_frames(c, op);
+}
+
+int pd__client_recv(pd__client *c, const char *op, const char *waiting_for) {
+    int rc = pd__client_recv_head(c, op, waiting_for);
+    return rc ? rc : pd__client_recv_rest(c, op);
 }
 
 /* A failure that leaves the stream out of step: reset, then return. */
@@ -529,7 +561,11 @@ int pd__client_send_packed(pd__client *c, const char *op, const pd_key *keys,
         }
     } else {
         rc = zmq_msg_init_size(&tail, 8);
-        if (rc == 0) pd__wire_put_u64(zmq_msg_data(&tail), c->max_message);
+        if (rc == 0)
+            pd__wire_put_u64(zmq_msg_data(&tail),
+                             c->max_message < PD__CLIENT_GET_FRAME
+                                 ? c->max_message
+                                 : PD__CLIENT_GET_FRAME);
     }
     if (rc) {
         zmq_msg_close(&ix);

@@ -147,6 +147,24 @@ static int s_pairs(pd__handler *h, const char *cmd, size_t np,
     return 0;
 }
 
+/* Sends h->out[0..n), whose values lie in r's buffer: its large frames
+ * without a copy (the buffer goes to emit_own, r keeps none), so the
+ * server holds a big value once, not twice, while it goes out. */
+static void s_emit_result(pd__handler *h, size_t n, pd_result *r) {
+    bool large = false;
+    for (size_t i = 0; i < n && !large; i++)
+        large = h->out[i].size >= PD__SERVER_SHARE_MIN;
+    if (large && h->emit_own && !r->ext && r->buf) {
+        void *own = r->buf;
+        size_t len = r->len;
+        r->buf = NULL;
+        r->cap = 0;
+        h->emit_own(h->emit_arg, n, h->out, own, len);
+    } else {
+        h->emit(h->emit_arg, n, h->out);
+    }
+}
+
 static int s_get(pd__handler *h, size_t n, const pd_bytes *keys) {
     int rc;
     if (n == 0) {
@@ -181,7 +199,7 @@ static int s_get(pd__handler *h, size_t n, const pd_bytes *keys) {
         pd_bytes v = pd_result_value(r, i);
         h->out[i] = v.size ? v : (pd_bytes){"", 0};
     }
-    h->emit(h->emit_arg, n, h->out);
+    s_emit_result(h, n, r);
     pd_result_free(&r);
     s_emit_ack(h);
     return 0;
@@ -335,16 +353,7 @@ static int s_get_packed(pd__handler *h, size_t np, const pd_bytes *pl) {
         uint64_t len = total - off < limit ? total - off : limit;
         h->out[1 + k] = (pd_bytes){d + off, (size_t)len};
     }
-    if (nd == 1 && total >= PD__WIRE_PACKED_MIN_FRAME && h->emit_own &&
-        !r->ext) {
-        /* One data frame: the result's buffer goes as it is. */
-        void *own = r->buf;
-        r->buf = NULL;
-        r->cap = 0;
-        h->emit_own(h->emit_arg, 2, h->out, own);
-    } else {
-        h->emit(h->emit_arg, (size_t)nd + 1, h->out);
-    }
+    s_emit_result(h, (size_t)nd + 1, r);
     pd_result_free(&r);
     s_emit_ack(h);
     return 0;

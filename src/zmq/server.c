@@ -133,40 +133,93 @@ int pd__server_emit(void *arg, size_t n, const pd_bytes *frames) {
     return s_emit_frames(srv, n, frames, false);
 }
 
-static void s_free_own(void *data, void *hint) {
+/* A block of reply frames sent without a copy: freed when the last
+ * reference goes (the serving thread's own, and one per frame in libzmq,
+ * dropped from its I/O thread once the frame is sent or dropped). */
+typedef struct s_share {
+    atomic_size_t refs;
+    void *own;
+} s_share;
+
+static void s_unshare(void *data, void *hint) {
     (void)data;
-    free(hint);
+    s_share *sh = hint;
+    if (atomic_fetch_sub(&sh->refs, 1) == 1) {
+        free(sh->own);
+        free(sh);
+    }
 }
 
-int pd__server_emit_own(void *arg, size_t n, const pd_bytes *frames,
-                        void *own) {
+/* Makes srv->outm[0..n) the frames: those of PD__SERVER_SHARE_MIN bytes
+ * or more inside [own, own + len) refer to sh's block, the others are
+ * copies.  True, or false (out of memory) with none left open. */
+static bool s_share_init(pd_server *srv, size_t n, const pd_bytes *frames,
+                         s_share *sh, size_t len) {
+    if (pd__grow((void **)&srv->outm, &srv->outmcap, n, sizeof *srv->outm))
+        return false;
+    const char *lo = sh->own, *hi = lo + len;
+    for (size_t k = 0; k < n; k++) {
+        const char *d = frames[k].data;
+        size_t sz = frames[k].size;
+        zmq_msg_t *m = &srv->outm[k];
+        int rc;
+        if (sz >= PD__SERVER_SHARE_MIN && d >= lo && d < hi &&
+            sz <= (size_t)(hi - d)) {
+            atomic_fetch_add(&sh->refs, 1);
+            rc = zmq_msg_init_data(m, (void *)d, sz, s_unshare, sh);
+            if (rc) atomic_fetch_sub(&sh->refs, 1);
+        } else {
+            rc = zmq_msg_init_size(m, sz);
+            if (rc == 0 && sz) memcpy(zmq_msg_data(m), d, sz);
+        }
+        if (rc) {
+            while (k-- > 0) zmq_msg_close(&srv->outm[k]);
+            return false;
+        }
+    }
+    return true;
+}
+
+int pd__server_emit_own(void *arg, size_t n, const pd_bytes *frames, void *own,
+                        size_t len) {
     pd_server *srv = arg;
-    if (n == 0) {
-        free(own);
-        return -1;
+    s_share *sh = malloc(sizeof *sh);
+    if (sh) {
+        atomic_init(&sh->refs, 1);
+        sh->own = own;
     }
-    /* libzmq frees `own` with s_free_own once the frame is sent (from its
-     * I/O thread), or when the message is closed unsent.  Made before the
-     * first frame goes, so a failure leaves no message half sent. */
-    zmq_msg_t m;
-    const pd_bytes *last = &frames[n - 1];
-    if (zmq_msg_init_data(&m, last->size ? (void *)last->data : own, last->size,
-                          s_free_own, own) != 0) {
-        free(own);
-        return -1;
+    /* Every frame is made before the first goes, so a failure leaves no
+     * message half sent; out of memory, the reply goes by copy. */
+    if (!sh || !s_share_init(srv, n, frames, sh, len)) {
+        int rc = pd__server_emit(arg, n, frames);
+        if (sh)
+            s_unshare(NULL, sh);
+        else
+            free(own);
+        return rc;
     }
-    if (s_emit_ident(srv) || s_emit_frames(srv, n - 1, frames, true)) {
-        zmq_msg_close(&m);
-        return -1;
+    size_t k = 0;
+    if (s_emit_ident(srv) == 0) {
+        for (; k < n; k++) {
+            int fl = (k + 1 < n ? ZMQ_SNDMORE : 0) | ZMQ_DONTWAIT;
+            if (zmq_msg_send(&srv->outm[k], srv->sock, fl) < 0) {
+                char pb[96];
+                pd__server_log(srv, PD_LOG_WARN, "reply to %s: frame %zu: %s",
+                               s_peer(srv, pb), k, zmq_strerror(zmq_errno()));
+                break;
+            }
+        }
     }
-    if (zmq_msg_send(&m, srv->sock, ZMQ_DONTWAIT) < 0) {
-        char pb[96];
-        pd__server_log(srv, PD_LOG_WARN, "reply to %s: frame %zu: %s",
-                       s_peer(srv, pb), n - 1, zmq_strerror(zmq_errno()));
-        zmq_msg_close(&m);
-        return -1;
+    int rc = k == n ? 0 : -1;
+    for (; k < n; k++) zmq_msg_close(&srv->outm[k]);
+    s_unshare(NULL, sh);
+    if (srv->outmcap > 65536) {
+        /* Give back the table of a reply of very many frames. */
+        free(srv->outm);
+        srv->outm = NULL;
+        srv->outmcap = 0;
     }
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------ Receiving */

@@ -148,6 +148,7 @@ static void s_free(pd_server *srv) {
     zmq_msg_close(&srv->scratch);
     free(srv->msgs);
     free(srv->frames);
+    free(srv->outm);
     pd__handler_fini(&srv->h);
     pthread_cond_destroy(&srv->cv);
     pthread_mutex_destroy(&srv->mu);

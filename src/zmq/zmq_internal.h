@@ -176,10 +176,12 @@ uint64_t pd__rss_bytes(void);
  * Returns 0, or nonzero when the reply could not be queued (the caller's
  * own business: logged, never fatal). */
 typedef int (*pd__emit_fn)(void *arg, size_t n, const pd_bytes *frames);
-/* The same, except that the last frame lies in `own`, a malloc'd block the
- * callee takes: sent without a copy, then freed (at once on failure). */
+/* The same, with `own` a malloc'd block of len bytes the callee takes: the
+ * frames of PD__SERVER_SHARE_MIN bytes or more that lie in it are sent
+ * without a copy (the others are copied), and it is freed once the last of
+ * them is sent or dropped (at once when none is). */
 typedef int (*pd__emit_own_fn)(void *arg, size_t n, const pd_bytes *frames,
-                               void *own);
+                               void *own, size_t len);
 
 /* Namespaces a server leases at once (a new one past it: PD_ERR_LIMIT), and
  * the longest lease (about 24 days): docs/zmq.md, "Leases". */
@@ -312,6 +314,9 @@ const char *pd__wire_cmd_name(const pd_bytes *cmd, char buf[48]);
 #define PD__SERVER_RCVHWM 8
 #define PD__SERVER_SNDHWM 64 /* replies queued for one peer */
 #define PD__SERVER_LINGER_MS 1000
+/* A reply frame at least this large is sent from the store's result
+ * without a copy (pd__server_emit_own); smaller ones are copied. */
+#define PD__SERVER_SHARE_MIN ((size_t)64 << 10)
 
 enum { PD__SERVER_NEW, PD__SERVER_RUNNING, PD__SERVER_DONE };
 
@@ -361,6 +366,8 @@ struct pd_server {
     size_t msgcap;
     pd_bytes *frames;
     size_t framecap;
+    zmq_msg_t *outm; /* the frames of a reply sent by pd__server_emit_own */
+    size_t outmcap;
 
     /* log rate limit: at most PD__SERVER_LOG_BURST warnings per second */
     int64_t log_sec;
@@ -372,13 +379,14 @@ struct pd_server {
 
 /* server.c: a log line at `level` (rate-limited from warnings up), the
  * default log (stderr), and the handler's emit (a reply to the peer of the
- * current request; pd__server_emit_own: its last frame without a copy).
+ * current request; pd__server_emit_own: its large frames without a copy).
  */
 void pd__server_log(pd_server *srv, int level, const char *fmt, ...)
     PD__PRINTF(3, 4);
 void pd__server_log_stderr(void *arg, int level, const char *line);
 int pd__server_emit(void *arg, size_t n, const pd_bytes *frames);
-int pd__server_emit_own(void *arg, size_t n, const pd_bytes *frames, void *own);
+int pd__server_emit_own(void *arg, size_t n, const pd_bytes *frames, void *own,
+                        size_t len);
 
 /* curve.c: binds the ZAP handler that admits only the CURVE clients whose
  * public keys are in keys[0..n) (checked), before the server socket binds.
@@ -391,6 +399,12 @@ void pd__zap_answer(pd_server *srv);
 
 /* Bounds on the appends in flight to our server (see client_pipe.c). */
 #define PD__CLIENT_WINDOW_BYTES ((uint64_t)32 << 20)
+/* The largest frame our client asks a packed get's values in (LIMIT, when
+ * max_message is larger): it copies each frame into the result and frees
+ * it as it goes, so a get holds the values plus about one frame.  32 MiB
+ * is over glibc's largest mmap threshold: each frame is its own mapping,
+ * given back to the system when freed. */
+#define PD__CLIENT_GET_FRAME ((uint64_t)32 << 20)
 
 /* A request awaiting its final reply. */
 typedef struct pd__creq {
@@ -443,8 +457,15 @@ pd__creq *pd__client_newest(pd__client *c);
 void pd__client_pop(pd__client *c);
 void pd__client_drop_msgs(pd__client *c);
 
-/* Receives one whole message into c->msgs / c->frames within the timeout. */
+/* Receives one whole message into c->msgs / c->frames within the timeout;
+ * or in steps: its first frame (c->nmsgs 1; the one wait), then the rest
+ * into c->msgs, or frame by frame into the caller's m (libzmq hands a
+ * message over whole: no more waiting). */
 int pd__client_recv(pd__client *c, const char *op, const char *waiting_for);
+int pd__client_recv_head(pd__client *c, const char *op,
+                         const char *waiting_for);
+int pd__client_recv_rest(pd__client *c, const char *op);
+int pd__client_recv_frame(pd__client *c, const char *op, zmq_msg_t *m);
 /* A failure that leaves the stream out of step: reconnects (keeping the
  * error), returns rc. */
 int pd__client_broken(pd__client *c, int rc);
