@@ -226,9 +226,29 @@ static void s_link(lg_plan *pl, s_node *sn, size_t i, size_t vl) {
 
 /* A record's sizes, its plan made. */
 typedef struct s_rec {
-    size_t nd, table_len, total;
+    size_t npre, nd, table_len, total; /* npre: the tag's entries */
     uint64_t data_len;
 } s_rec;
+
+/* The bytes of the tag's two table entries. */
+static size_t s_tag_size(const lg_att_tag *t) {
+    return 2 * LG_ENT + s_pad8(t->wlen) + s_pad8(1 + t->taglen);
+}
+
+/* The tag's two entries at ent: the writer, then the tag as a flat key,
+ * no data (the checksum of nothing), padding zeroed. */
+static void s_tag_put(const lg_att_tag *t, unsigned char *ent) {
+    uint64_t h0 = XXH3_64bits("", 0);
+    size_t e1 = LG_ENT + s_pad8(t->wlen);
+    memset(ent, 0, s_tag_size(t));
+    s_put32(ent, (uint32_t)t->wlen);
+    s_put64(ent + 16, h0);
+    memcpy(ent + LG_ENT, t->wpk, t->wlen);
+    ent += e1;
+    s_put32(ent, (uint32_t)(1 + t->taglen));
+    s_put64(ent + 16, h0);
+    memcpy(ent + LG_ENT + 1, t->tag, t->taglen); /* after the flat mark 0 */
+}
 
 /* Plans the record of a batch: its distinct keys in order of first
  * occurrence into pl, their table into b after room for the header
@@ -237,18 +257,22 @@ typedef struct s_rec {
  * distinct and compared with their predecessor only; from the first that
  * does not, they go through pl's key index.  0, PD_ERR_NOMEM or
  * PD_ERR_LIMIT. */
-static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, size_t n,
-                       const pd_key *keys, const pd_bytes *vals) {
+static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, const lg_att_tag *tag,
+                       size_t n, const pd_key *keys, const pd_bytes *vals) {
     memset(r, 0, sizeof *r);
     if (n > LG_MAX_KEYS) return PD_ERR_LIMIT;
+    size_t pre = tag ? s_tag_size(tag) : 0;
+    if (pre > LG_MAX_TABLE) return PD_ERR_LIMIT;
     /* The table's size if the keys are distinct flat keys of up to 7
      * bytes; it grows as needed. */
     size_t guess = n < LG_MAX_TABLE / (LG_ENT + 8) ? n * (LG_ENT + 8) : 0;
     pd__buf_clear(b);
-    if (s_plan_arrays(pl, n ? n : 1) || pd__buf_reserve(b, 2 * LG_HDR + guess))
+    if (s_plan_arrays(pl, n ? n : 1) ||
+        pd__buf_reserve(b, 2 * LG_HDR + pre + guess))
         return PD_ERR_NOMEM;
+    if (tag) s_tag_put(tag, b->p + LG_HDR);
     bool sorted = true;
-    size_t nd = 0, at = 0, data = 0;
+    size_t nd = 0, at = pre, data = 0;
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         const pd_key *k = &keys[i];
@@ -326,8 +350,11 @@ static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, size_t n,
     }
     pd__ktab_clear(&pl->t);
     if (rc) return rc;
-    if (data > LG_MAX_DATA || pd__add_ovf(at + 2 * LG_HDR, data, &r->total))
+    size_t npre = tag ? 2 : 0;
+    if (nd + npre > LG_MAX_KEYS || data > LG_MAX_DATA ||
+        pd__add_ovf(at + 2 * LG_HDR, data, &r->total))
         return PD_ERR_LIMIT;
+    r->npre = npre;
     r->nd = nd;
     r->table_len = at;
     r->data_len = data;
@@ -344,7 +371,7 @@ int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
                  const pd_key *keys, const pd_bytes *vals) {
     lg_plan pl = {0};
     s_rec r;
-    int rc = s_plan_make(&pl, &r, b, n, keys, vals);
+    int rc = s_plan_make(&pl, &r, b, NULL, n, keys, vals);
     if (rc == 0 && pd__buf_reserve(b, r.total)) rc = PD_ERR_NOMEM;
     if (rc == 0) {
         unsigned char *tab = b->p + LG_HDR, *data = tab + r.table_len;
@@ -401,8 +428,14 @@ static uint64_t s_hrun_end(s_hrun *h) {
 int lg_rec_build_iov(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
                      uint64_t seq, size_t n, const pd_key *keys,
                      const pd_bytes *vals) {
+    return lg_rec_build_tagged(b, v, pl, type, seq, NULL, n, keys, vals);
+}
+
+int lg_rec_build_tagged(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
+                        uint64_t seq, const lg_att_tag *tag, size_t n,
+                        const pd_key *keys, const pd_bytes *vals) {
     s_rec r;
-    int rc = s_plan_make(pl, &r, b, n, keys, vals);
+    int rc = s_plan_make(pl, &r, b, tag, n, keys, vals);
     if (rc) return rc;
     if (n + 2 > v->cap) {
         struct iovec *p = realloc(v->iov, (n + 2) * sizeof *p);
@@ -437,7 +470,7 @@ int lg_rec_build_iov(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
         s_put_sums(tab + sn->at, sn->vlen, s_hrun_end(&hr));
     }
     size_t head = LG_HDR + r.table_len;
-    s_rec_seal(b, type, seq, r.nd, r.table_len, r.data_len, head);
+    s_rec_seal(b, type, seq, r.npre + r.nd, r.table_len, r.data_len, head);
     v->iov[0] = (struct iovec){b->p, head};
     v->iov[k++] = (struct iovec){b->p + head, LG_HDR};
     v->n = k;
