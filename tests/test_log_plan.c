@@ -3,7 +3,7 @@
 /*
  * Building a Log record (src/log/format.c): lg_rec_build and
  * lg_rec_build_iov make the bytes docs/log-format.md describes (checked
- * against a plain builder written here from that page) for random batches:
+ * against a plain builder written from that page, logref.h) for random batches:
  * keys repeated and interleaved, in order and not, flat, tuple and 1-tuple
  * keys, long keys (the table outgrows its first guess), empty values,
  * values adjacent in memory or not.  The iovec merges values that follow
@@ -13,6 +13,7 @@
  */
 #include "log/log.h"
 #include "logfix.h"
+#include "logref.h"
 
 #include <errno.h>
 #include <sys/uio.h>
@@ -32,95 +33,10 @@ static size_t s_below(size_t n) { return (size_t)(s_rand() % n); }
 
 /* ------------------------------------------------- The plain builder */
 
-static void s_le(unsigned char *p, uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-/* FNV-1a of p[0..n). */
-static uint64_t s_fnv(const unsigned char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* The record of the batch as docs/log-format.md describes it: distinct
- * keys in order of first occurrence (keys equal when they pack alike),
- * each one's values concatenated in batch order.  Malloc'd; its length in
- * *len. */
 static unsigned char *s_ref(unsigned type, uint64_t seq, size_t n,
                             const pd_key *keys, const pd_bytes *vals,
                             size_t *len) {
-    size_t nslot = 16;
-    while (nslot < 2 * n) nslot *= 2;
-    unsigned char **pk = calloc(n + 1, sizeof *pk);
-    size_t *pl = calloc(n + 1, sizeof *pl), *of = calloc(n + 1, sizeof *of);
-    size_t *slot = malloc(nslot * sizeof *slot),
-           *vl = calloc(n + 1, sizeof *vl);
-    ck_assert(pk && pl && of && slot && vl);
-    for (size_t i = 0; i < nslot; i++) slot[i] = SIZE_MAX;
-    size_t nd = 0, table = 0, data = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t l = pd__key_packed_size(&keys[i]);
-        unsigned char *p = malloc(l);
-        ck_assert_ptr_nonnull(p);
-        pd__key_pack(&keys[i], p);
-        size_t at = (size_t)s_fnv(p, l) & (nslot - 1);
-        while (slot[at] != SIZE_MAX &&
-               !(pl[slot[at]] == l && memcmp(pk[slot[at]], p, l) == 0))
-            at = (at + 1) & (nslot - 1);
-        if (slot[at] == SIZE_MAX) {
-            slot[at] = nd;
-            pk[nd] = p, pl[nd] = l, nd++;
-            table += 24 + (l + 7) / 8 * 8;
-        } else {
-            free(p);
-        }
-        of[i] = slot[at];
-        data += vals ? vals[i].size : 0;
-        vl[of[i]] += vals ? vals[i].size : 0;
-    }
-    *len = 48 + table + data + 48;
-    unsigned char *r = calloc(1, *len);
-    ck_assert_ptr_nonnull(r);
-    unsigned char *t = r + 48, *d = t + table;
-    /* Key j's data starts after the data of keys 0..j-1. */
-    size_t *dat = calloc(nd + 1, sizeof *dat);
-    ck_assert_ptr_nonnull(dat);
-    for (size_t j = 1; j <= nd; j++) dat[j] = dat[j - 1] + vl[j - 1];
-    size_t *fill = calloc(nd + 1, sizeof *fill);
-    ck_assert_ptr_nonnull(fill);
-    for (size_t i = 0; vals && i < n; i++) {
-        if (vals[i].size)
-            memcpy(d + dat[of[i]] + fill[of[i]], vals[i].data, vals[i].size);
-        fill[of[i]] += vals[i].size;
-    }
-    size_t at = 0;
-    for (size_t j = 0; j < nd; j++) {
-        s_le(t + at, pl[j], 4);
-        s_le(t + at + 8, vl[j], 8);
-        s_le(t + at + 16, XXH3_64bits(d + dat[j], vl[j]), 8);
-        memcpy(t + at + 24, pk[j], pl[j]);
-        at += 24 + (pl[j] + 7) / 8 * 8;
-        free(pk[j]);
-    }
-    s_le(r, 0x52444c50u, 4);
-    r[4] = 1;
-    r[5] = (unsigned char)type;
-    s_le(r + 8, nd, 4);
-    s_le(r + 12, table, 4);
-    s_le(r + 16, seq, 8);
-    s_le(r + 24, data, 8);
-    s_le(r + 32, XXH3_64bits(t, table), 8);
-    s_le(r + 40, XXH3_64bits(r, 40), 8);
-    memcpy(r + *len - 48, r, 48);
-    free(pk);
-    free(pl);
-    free(of);
-    free(slot);
-    free(vl);
-    free(dat);
-    free(fill);
-    return r;
+    return lr_rec(type, seq, NULL, n, keys, vals, len);
 }
 
 /* ------------------------------------------------------------ Batches */
