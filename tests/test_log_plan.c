@@ -3,13 +3,14 @@
 /*
  * Building a Log record (src/log/format.c): lg_rec_build and
  * lg_rec_build_iov make the bytes docs/log-format.md describes (checked
- * against a plain builder written from that page, logref.h) for random batches:
- * keys repeated and interleaved, in order and not, flat, tuple and 1-tuple
- * keys, long keys (the table outgrows its first guess), empty values,
- * values adjacent in memory or not.  The iovec merges values that follow
- * each other in memory and only those.  A handle's plan is kept between
- * calls and released past its bounds, and the store reads back exactly
- * what such calls appended.
+ * against a plain builder written from that page, logref.h) for random
+ * batches: keys repeated and interleaved, in order and not, flat, tuple
+ * and 1-tuple keys, long keys (the table outgrows its first guess), empty
+ * values, values adjacent in memory or not.  The iovec merges values that
+ * follow each other in memory and only those; many small pieces are
+ * copied into one buffer instead.  A handle's plan is kept between calls
+ * and released past its bounds, and the store reads back exactly what
+ * such calls appended.
  */
 #include "log/log.h"
 #include "logfix.h"
@@ -143,17 +144,29 @@ static unsigned char *s_gather(const lg_iov *v) {
     return out;
 }
 
-/* v's data buffers are not empty and no one starts where the one before
- * it ends (values adjacent in memory were merged). */
-static void s_merged(const lg_iov *v) {
+/* Either the record was gathered into b (one buffer, b's), or v's data
+ * buffers are not empty, no one starts where the one before it ends
+ * (values adjacent in memory were merged), and they are not so many and
+ * so small that they should have been gathered. */
+static void s_merged(const lg_iov *v, const pd__buf *b) {
+    if (v->n == 1) {
+        ck_assert_ptr_eq(v->iov[0].iov_base, b->p);
+        ck_assert_uint_eq(v->iov[0].iov_len, v->total);
+        ck_assert_uint_eq(b->len, v->total);
+        return;
+    }
     ck_assert_uint_ge(v->n, 2);
+    size_t data = 0, k = v->n - 2;
     for (size_t i = 1; i + 1 < v->n; i++) {
         ck_assert_uint_gt(v->iov[i].iov_len, 0);
+        data += v->iov[i].iov_len;
         if (i > 1)
             ck_assert_ptr_ne((const char *)v->iov[i - 1].iov_base +
                                  v->iov[i - 1].iov_len,
                              v->iov[i].iov_base);
     }
+    ck_assert(k < LG_GATHER_MIN || data >= k * LG_GATHER_BELOW ||
+              v->total > LG_PLAN_KEEP_BYTES);
 }
 
 /* Builds the batch both ways (the iovec with pl, b and v, kept across
@@ -173,7 +186,7 @@ static void s_check(lg_plan *pl, pd__buf *b, lg_iov *v, unsigned type, size_t n,
     ck_assert_uint_eq(v->total, rlen);
     unsigned char *got = s_gather(v);
     ck_assert_msg(memcmp(got, ref, rlen) == 0, "iovec record differs");
-    s_merged(v);
+    s_merged(v, b);
     /* The record reads back as it was written. */
     lg_hdr h;
     ck_assert_int_eq(lg_hdr_parse(got, &h), 0);
@@ -257,7 +270,7 @@ START_TEST(adjacent_values_one_buffer) {
     /* [0, 10), [11, 100), 200, [101, 200), 100, [201, N): 6 data
      * buffers. */
     ck_assert_uint_eq(v.n, 8);
-    s_merged(&v);
+    s_merged(&v, &b);
     lg_plan_done(&pl, N, &b, &v);
     /* The same key twice in a row, its two values adjacent: one buffer
      * still, the key once in the table. */
@@ -373,6 +386,69 @@ START_TEST(kept_and_released) {
     free(ks);
     free(vs);
     free(buf);
+}
+END_TEST
+
+/* n values of vs bytes each to nk keys in turn (key i % nk): value i at
+ * arena + i * vs, so a key's values never follow each other in memory. */
+static void s_turns(size_t n, size_t nk, size_t vs, char (*names)[8],
+                    pd_key *ks, pd_bytes *v, const unsigned char *arena) {
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], 8, "g%05zu", i % nk);
+        ks[i] = PD_KEY(names[i], 6);
+        v[i] = PD_BYTES(arena + i * vs, vs);
+    }
+}
+
+START_TEST(gathered) {
+    enum { N = 1000 };
+    unsigned char *arena = malloc((size_t)N * 4096);
+    char(*names)[8] = calloc(400000, sizeof *names);
+    pd_key *ks = calloc(400000, sizeof *ks);
+    pd_bytes *vs = calloc(400000, sizeof *vs);
+    ck_assert(arena && names && ks && vs);
+    for (size_t i = 0; i < (size_t)N * 4096; i++)
+        arena[i] = (unsigned char)(i * 29);
+    lg_plan pl = {0};
+    pd__buf b;
+    pd__buf_init(&b, NULL, 0);
+    lg_iov v = {0};
+    /* 1,000 values of 100 bytes, 64 keys in turn: copied, one buffer. */
+    s_turns(N, 64, 100, names, ks, vs, arena);
+    s_check(&pl, &b, &v, LG_APPEND, N, ks, vs);
+    TU_OK(lg_rec_build_iov(&b, &v, &pl, LG_APPEND, 5, N, ks, vs), NULL);
+    ck_assert_uint_eq(v.n, 1);
+    lg_plan_done(&pl, N, &b, &v);
+    /* Of 4 KiB: each its own buffer. */
+    s_turns(N, 64, 4096, names, ks, vs, arena);
+    s_check(&pl, &b, &v, LG_APPEND, N, ks, vs);
+    TU_OK(lg_rec_build_iov(&b, &v, &pl, LG_APPEND, 6, N, ks, vs), NULL);
+    ck_assert_uint_eq(v.n, N + 2);
+    lg_plan_done(&pl, N, &b, &v);
+    /* Too few to gather. */
+    s_turns(LG_GATHER_MIN - 1, 2, 100, names, ks, vs, arena);
+    TU_OK(
+        lg_rec_build_iov(&b, &v, &pl, LG_APPEND, 7, LG_GATHER_MIN - 1, ks, vs),
+        NULL);
+    ck_assert_uint_eq(v.n, LG_GATHER_MIN + 1);
+    lg_plan_done(&pl, LG_GATHER_MIN - 1, &b, &v);
+    /* A record past what a handle keeps: not copied (40 MB of values of
+     * 100 bytes, each from one of two places, alternating). */
+    for (size_t i = 0; i < 400000; i++) {
+        snprintf(names[i], 8, "h%05zu", i % 2);
+        ks[i] = PD_KEY(names[i], 6);
+        vs[i] = PD_BYTES(arena + (i % 2) * 200, 100);
+    }
+    TU_OK(lg_rec_build_iov(&b, &v, &pl, LG_APPEND, 8, 400000, ks, vs), NULL);
+    ck_assert_uint_eq(v.n, 400002);
+    lg_plan_done(&pl, 400000, &b, &v);
+    lg_plan_free(&pl);
+    pd__buf_free(&b);
+    free(v.iov);
+    free(arena);
+    free(names);
+    free(ks);
+    free(vs);
 }
 END_TEST
 
@@ -554,6 +630,7 @@ int main(void) {
         {"random_batches", random_batches, 0},
         {"adjacent_values_one_buffer", adjacent_values_one_buffer, 0},
         {"kept_and_released", kept_and_released, 0},
+        {"gathered", gathered, 0},
         {"limits", limits, 0},
         {"store_reads_back", store_reads_back, 0},
         {"written_in_pieces", written_in_pieces, 0},

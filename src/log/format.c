@@ -367,6 +367,45 @@ static void s_put_sums(unsigned char *ent, uint64_t vlen, uint64_t vhash) {
     s_put64(ent + 16, vhash);
 }
 
+/* Copies the values into b after the table planned in pl (b has room for
+ * the whole record), grouped per key, each key's size and checksum into
+ * its entry. */
+static void s_copy_data(const lg_plan *pl, const s_rec *r, pd__buf *b,
+                        const pd_bytes *vals) {
+    unsigned char *tab = b->p + LG_HDR, *data = tab + r->table_len;
+    size_t dat = 0;
+    for (size_t j = 0; j < r->nd; j++) {
+        const s_node *sn = &pl->nodes[j];
+        unsigned char *d0 = data + dat;
+        for (size_t i = sn->first; i != SIZE_MAX; i = pl->next[i]) {
+            if (vals && vals[i].size) {
+                memcpy(data + dat, vals[i].data, vals[i].size);
+                dat += vals[i].size;
+            }
+        }
+        s_put_sums(tab + sn->at, sn->vlen, XXH3_64bits(d0, sn->vlen));
+    }
+}
+
+/* Whether the record's values go into b rather than to writev from where
+ * they are: many small data buffers (values adjacent in memory merged)
+ * cost the kernel more per buffer, and the checksums more per piece, than
+ * copying them costs (docs/perf-notes.md, "Attempt appends"), as long as b
+ * stays within what a handle keeps. */
+static bool s_gather(const lg_plan *pl, const s_rec *r, const pd_bytes *vals) {
+    if (!vals || r->total > LG_PLAN_KEEP_BYTES) return false;
+    size_t k = 0;
+    const unsigned char *end = NULL;
+    for (size_t j = 0; j < r->nd; j++)
+        for (size_t i = pl->nodes[j].first; i != SIZE_MAX; i = pl->next[i]) {
+            const unsigned char *d = vals[i].data;
+            if (!vals[i].size) continue;
+            if (d != end) k++;
+            end = d + vals[i].size;
+        }
+    return k >= LG_GATHER_MIN && r->data_len < (uint64_t)k * LG_GATHER_BELOW;
+}
+
 int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
                  const pd_key *keys, const pd_bytes *vals) {
     lg_plan pl = {0};
@@ -374,19 +413,7 @@ int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
     int rc = s_plan_make(&pl, &r, b, NULL, n, keys, vals);
     if (rc == 0 && pd__buf_reserve(b, r.total)) rc = PD_ERR_NOMEM;
     if (rc == 0) {
-        unsigned char *tab = b->p + LG_HDR, *data = tab + r.table_len;
-        size_t dat = 0;
-        for (size_t j = 0; j < r.nd; j++) {
-            const s_node *sn = &pl.nodes[j];
-            unsigned char *d0 = data + dat;
-            for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i]) {
-                if (vals && vals[i].size) {
-                    memcpy(data + dat, vals[i].data, vals[i].size);
-                    dat += vals[i].size;
-                }
-            }
-            s_put_sums(tab + sn->at, sn->vlen, XXH3_64bits(d0, sn->vlen));
-        }
+        s_copy_data(&pl, &r, b, vals);
         s_rec_seal(b, type, seq, r.nd, r.table_len, r.data_len,
                    r.total - LG_HDR);
     }
@@ -442,6 +469,16 @@ int lg_rec_build_tagged(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
         if (!p) return PD_ERR_NOMEM;
         v->iov = p;
         v->cap = n + 2;
+    }
+    if (s_gather(pl, &r, vals)) { /* one buffer: the whole record */
+        if (pd__buf_reserve(b, r.total)) return PD_ERR_NOMEM;
+        s_copy_data(pl, &r, b, vals);
+        s_rec_seal(b, type, seq, r.npre + r.nd, r.table_len, r.data_len,
+                   r.total - LG_HDR);
+        v->iov[0] = (struct iovec){b->p, r.total};
+        v->n = 1;
+        v->total = r.total;
+        return 0;
     }
     unsigned char *tab = b->p + LG_HDR;
     size_t k = 1;

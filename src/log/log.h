@@ -118,6 +118,12 @@ typedef struct lg_plan {
 #define LG_PLAN_KEEP_BYTES ((size_t)32 << 20)
 #define LG_PLAN_KEEP_CALLS 16u
 
+/* lg_rec_build_iov copies the values into the record buffer instead when
+ * they make LG_GATHER_MIN data buffers or more of under LG_GATHER_BELOW
+ * bytes on average (and the record fits LG_PLAN_KEEP_BYTES). */
+#define LG_GATHER_MIN 32u
+#define LG_GATHER_BELOW 2048u
+
 /* After a call that built a record of n keys with pl, b and v (and wrote
  * it, or failed): releases all three (they are empty again) past the
  * bounds above; else keeps them for the next call. */
