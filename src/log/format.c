@@ -392,18 +392,34 @@ static void s_copy_data(const lg_plan *pl, const s_rec *r, pd__buf *b,
  * cost the kernel more per buffer, and the checksums more per piece, than
  * copying them costs (docs/perf-notes.md, "Attempt appends"), as long as b
  * stays within what a handle keeps. */
-static bool s_gather(const lg_plan *pl, const s_rec *r, const pd_bytes *vals) {
-    if (!vals || r->total > LG_PLAN_KEEP_BYTES) return false;
+static bool s_gather(const lg_plan *pl, const s_rec *r, size_t n,
+                     const pd_bytes *vals) {
+    /* Values of BELOW bytes on average make buffers at least as large. */
+    if (!vals || r->total > LG_PLAN_KEEP_BYTES ||
+        r->data_len >= (uint64_t)n * LG_GATHER_BELOW)
+        return false;
+    uint64_t most = r->data_len / LG_GATHER_BELOW; /* more: gathered */
+    if (most < LG_GATHER_MIN - 1) most = LG_GATHER_MIN - 1;
     size_t k = 0;
     const unsigned char *end = NULL;
+    if (r->nd == n) { /* every key once: the table's order is the batch's */
+        for (size_t i = 0; i < n; i++) {
+            const unsigned char *d = vals[i].data;
+            if (!vals[i].size) continue;
+            k += d != end;
+            end = d + vals[i].size;
+        }
+        return k > most;
+    }
     for (size_t j = 0; j < r->nd; j++)
         for (size_t i = pl->nodes[j].first; i != SIZE_MAX; i = pl->next[i]) {
             const unsigned char *d = vals[i].data;
             if (!vals[i].size) continue;
-            if (d != end) k++;
+            k += d != end;
             end = d + vals[i].size;
+            if (k > most) return true;
         }
-    return k >= LG_GATHER_MIN && r->data_len < (uint64_t)k * LG_GATHER_BELOW;
+    return false;
 }
 
 int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
@@ -470,7 +486,7 @@ int lg_rec_build_tagged(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
         v->iov = p;
         v->cap = n + 2;
     }
-    if (s_gather(pl, &r, vals)) { /* one buffer: the whole record */
+    if (s_gather(pl, &r, n, vals)) { /* one buffer: the whole record */
         if (pd__buf_reserve(b, r.total)) return PD_ERR_NOMEM;
         s_copy_data(pl, &r, b, vals);
         s_rec_seal(b, type, seq, r.npre + r.nd, r.table_len, r.data_len,
