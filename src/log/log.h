@@ -136,8 +136,10 @@ void lg_plan_free(lg_plan *pl);
  * header and table, the values grouped per key as lg_rec_build copies
  * them, empty ones left out, values that follow each other in memory in
  * one buffer, b's trailer), v->iov growing as needed; pl is kept for the
- * next call (lg_plan_done).  The bytes are those lg_rec_build makes.  0 or
- * PD_ERR_NOMEM / PD_ERR_LIMIT. */
+ * next call (lg_plan_done).  Values in many small buffers (see
+ * LG_GATHER_BELOW) are copied instead: b gets the whole record, v that one
+ * buffer.  The bytes are those lg_rec_build makes.  0 or PD_ERR_NOMEM /
+ * PD_ERR_LIMIT. */
 int lg_rec_build_iov(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
                      uint64_t seq, size_t n, const pd_key *keys,
                      const pd_bytes *vals);
