@@ -85,6 +85,7 @@ enum {
     R_BUFFER_PEAK_RSS,
     R_FLOOR_LOG_WRITEV,
     R_LOG_APPEND,
+    R_LOG_ATT_APPEND,
     R_LOG_FILE_APPEND,
     R_LOG_GET,
     R_LOG_FILE_GET,
@@ -97,6 +98,7 @@ enum {
     R_FLOOR_THR_NT,
     R_LOG_APPEND_1T,
     R_LOG_APPEND_NT,
+    R_LOG_ATT_APPEND_1T,
     R_LOG_THR_SCALING,
     R_COUNT
 };

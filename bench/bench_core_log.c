@@ -8,7 +8,9 @@
  * call shape) appended to a new Log and to a new File, beside a floor that
  * writes each call's values with one writev() to one open file (the least
  * a store that keeps a call's bytes together can pay); then one get per key
- * from each, reopened (the Log compacted by its close).
+ * from each, reopened (the Log compacted by its close).  The same appends
+ * through one attempt (begun and committed in the timing) to another new
+ * Log, beside the plain ones.
  *
  * Partitions: P partitions filled as a shuffle's map side fills them (calls
  * of 16 keys x 4 KiB), the Log closed (compacted) and reopened, then every
@@ -17,7 +19,8 @@
  * File.  Then the same appends from T threads (one handle each, one
  * directory, one process) against one thread, each beside a floor: the
  * same calls written with writev() by as many threads, a new file each, the
- * scaling the kernel gives this pattern (the ceiling of the Log's).
+ * scaling the kernel gives this pattern (the ceiling of the Log's); and the
+ * one-thread appends through an attempt, beside the plain ones.
  */
 #include "bench_core.h"
 
@@ -110,6 +113,30 @@ static double s_small_append(pd_store *s, int r) {
     return bench_now() - t0;
 }
 
+/* The same calls through one attempt of a writer, begun and committed
+ * within the timing; seconds, or -1 after bc_fail. */
+static double s_small_attempt(pd_store *s, int r) {
+    pd_key w = PD_KEY_STR("bench");
+    pd_attempt *a = NULL;
+    double t0 = bench_now();
+    if (pd_attempt_begin(s, &w, 0, &a, 0)) {
+        bc_fail(r, "attempt begin: %s", pd_errmsg(s));
+        return -1;
+    }
+    for (size_t i = 0; i < cfg.nvals; i += cfg.per_call)
+        if (pd_attempt_append(a, cfg.per_call, &lg.in.keys[i], &lg.in.vals[i],
+                              0)) {
+            bc_fail(r, "attempt append: %s", pd_errmsg(s));
+            pd_attempt_abort(&a);
+            return -1;
+        }
+    if (pd_attempt_commit(&a, 0)) {
+        bc_fail(r, "attempt commit: %s", pd_errmsg(s));
+        return -1;
+    }
+    return bench_now() - t0;
+}
+
 /* One get per key; seconds, or -1.  `check`: compare every key's bytes. */
 static double s_small_get(pd_store *s, int r, bool check) {
     double t0 = bench_now();
@@ -177,6 +204,12 @@ static void s_small(bool record, bool check) {
     if (s) {
         t = s_small_get(s, R_LOG_GET, check);
         if (t > 0 && record) bc_add(R_LOG_GET, (double)cfg.nkeys / t);
+        pd_close(&s);
+    }
+    if (bc_ok(R_LOG_ATT_APPEND) && (s = s_open_log(R_LOG_ATT_APPEND, NULL))) {
+        t = s_small_attempt(s, R_LOG_ATT_APPEND);
+        if (t > 0 && record) bc_add(R_LOG_ATT_APPEND, (double)cfg.nvals / t);
+        pd_drop(s, 0);
         pd_close(&s);
     }
     s = bc_open_file(R_LOG_FILE_APPEND, true);
@@ -283,7 +316,7 @@ static void s_floor_seqread(bool record) {
 typedef struct s_thr {
     const char *dir;
     unsigned idx;
-    bool raw;
+    bool raw, att; /* att: the Log's calls through one attempt */
     size_t lo, hi;
     int rc, fd;
     pd_store *s;
@@ -323,7 +356,19 @@ static void *s_thr_main(void *arg) {
         return NULL;
     }
     t->rc = pd_log_open(&t->s, t->dir, 0);
-    if (t->rc == 0 && s_part_append(t->s, t->lo, t->hi)) t->rc = -1;
+    if (t->rc == 0 && t->att) {
+        pd_key w = PD_KEY_STR("bench");
+        pd_attempt *a = NULL;
+        t->rc = pd_attempt_begin(t->s, &w, t->idx, &a, 0);
+        for (size_t v = t->lo; t->rc == 0 && v < t->hi; v += S_PCALL)
+            t->rc =
+                pd_attempt_append(a, t->hi - v < S_PCALL ? t->hi - v : S_PCALL,
+                                  &lg.pkeys[v], &lg.pvals[v], 0);
+        if (t->rc == 0) t->rc = pd_attempt_commit(&a, 0);
+        pd_attempt_abort(&a);
+    } else if (t->rc == 0 && s_part_append(t->s, t->lo, t->hi)) {
+        t->rc = -1;
+    }
     if (t->rc) snprintf(t->err, sizeof t->err, "%s", pd_errmsg(t->s));
     return NULL;
 }
@@ -331,7 +376,8 @@ static void *s_thr_main(void *arg) {
 /* The partition workload split into whole calls over nt threads writing
  * into dir; records/s, or -1 after bc_fail(r).  The closes are outside the
  * timing, as in the other rows. */
-static double s_run_threads(int r, unsigned nt, bool raw, const char *dir) {
+static double s_run_threads(int r, unsigned nt, bool raw, bool att,
+                            const char *dir) {
     s_thr t[8];
     pthread_t id[8];
     size_t calls = (lg.pvals_n + S_PCALL - 1) / S_PCALL;
@@ -340,6 +386,7 @@ static double s_run_threads(int r, unsigned nt, bool raw, const char *dir) {
         t[i] = (s_thr){dir,
                        i,
                        raw,
+                       att,
                        calls * i / nt * S_PCALL,
                        calls * (i + 1) / nt * S_PCALL,
                        0,
@@ -369,7 +416,8 @@ static double s_threads(int r, unsigned nt, bool record) {
     if (!bc_ok(r)) return -1;
     pd_store *hold = s_open_log(r, NULL);
     if (!hold) return -1;
-    double rate = s_run_threads(r, nt, false, pd_log_path(hold));
+    double rate = s_run_threads(r, nt, false, r == R_LOG_ATT_APPEND_1T,
+                                pd_log_path(hold));
     pd_drop(hold, 0);
     pd_close(&hold);
     if (record && rate > 0) bc_add(r, rate);
@@ -385,7 +433,7 @@ static double s_floor_threads(int r, unsigned nt, bool record) {
         bc_fail(r, "mkdtemp in %s: %s", cfg.dir, strerror(errno));
         return -1;
     }
-    double rate = s_run_threads(r, nt, true, dir);
+    double rate = s_run_threads(r, nt, true, false, dir);
     bc_rmtree(dir);
     if (record && rate > 0) bc_add(r, rate);
     return rate;
@@ -433,6 +481,7 @@ static void s_parts(bool record, bool check) {
      * Log T/1 over the floor's T/1. */
     double f1 = s_floor_threads(R_FLOOR_THR_1T, 1, record);
     double l1 = s_threads(R_LOG_APPEND_1T, 1, record);
+    s_threads(R_LOG_ATT_APPEND_1T, 1, record);
     double fn = s_floor_threads(R_FLOOR_THR_NT, nt, record);
     double ln = s_threads(R_LOG_APPEND_NT, nt, record);
     if (f1 > 0 && l1 > 0 && fn > 0 && ln > 0) {

@@ -89,6 +89,11 @@ bc_row rows[R_COUNT] = {
                             "rec/s", -1, T_FLOOR, 0},
     [R_LOG_APPEND] = {"log_append", 3, "Log append, new store", "rec/s",
                       R_FLOOR_LOG_WRITEV, T_INFO, 0},
+    /* The same calls through one attempt (begin and commit timed), beside
+     * the plain appends of the same round. */
+    [R_LOG_ATT_APPEND] = {"log_attempt_append", 3,
+                          "Log attempt append, new store (and commit)", "rec/s",
+                          R_LOG_APPEND, T_INFO, 0},
     [R_LOG_FILE_APPEND] = {"log_file_append", 3,
                            "File append, new store (same round)", "rec/s",
                            R_FLOOR_LOG_WRITEV, T_INFO, 0},
@@ -129,6 +134,9 @@ bc_row rows[R_COUNT] = {
     [R_LOG_APPEND_NT] = {"log_append_nt", 3,
                          "Log append, partitions, T threads (a handle each)",
                          "rec/s", R_LOG_APPEND_1T, T_RATIO_MIN, 1.70},
+    [R_LOG_ATT_APPEND_1T] = {"log_attempt_append_1t", 3,
+                             "Log attempt append, partitions, 1 thread",
+                             "rec/s", R_LOG_APPEND_1T, T_INFO, 0},
     /* Per round: (Log T threads / Log 1 thread) / (floor T / floor 1). */
     [R_LOG_THR_SCALING] = {"log_thr_scaling_vs_floor", 3,
                            "Log T-thread scaling / floor T-thread scaling", "x",

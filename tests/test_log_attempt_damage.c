@@ -2,13 +2,15 @@
 /* SPDX-FileCopyrightText: the libpartd authors */
 /*
  * Attempts on a Log under faults and damage: fsync on commit, failing
- * writes and fsyncs (through the syscall table) during attempt appends and
- * commits, attempt and commit records torn by a writer killed mid-write,
+ * writes and fsyncs (through the syscall table; appends write with writev,
+ * made of writes by writevfix.h) during attempt appends and commits,
+ * attempt and commit records torn by a writer killed mid-write,
  * and every bit flip of a small store's attempt segment and commit log:
  * nothing partial ever visible, wrong bytes never returned, the store
  * usable afterwards.
  */
 #include "logfix.h"
+#include "writevfix.h"
 
 #include <errno.h>
 #include <signal.h>
@@ -103,6 +105,7 @@ START_TEST(faults_in_append_and_commit) {
     fx f;
     pd_store *s = fx_start(&f), *r = fx_open(&f);
     pd__sys_table.write = f_write;
+    pd__sys_table.writev = fx_writev_by_write; /* appends: writev */
     pd__sys_table.fsync = f_fsync;
     /* An attempt append that fails leaves nothing of its batch. */
     pd_attempt *a = s_begin(s, "w", 0);
@@ -181,6 +184,7 @@ static int s_torn_child(void *p) {
     TU_CHECK(pd_attempt_begin(s, &w, 0, &a, 0) == 0, "%s", pd_errmsg(s));
     pd_bytes v = V("child;");
     TU_CHECK(pd_attempt_append(a, 1, &k, &v, 0) == 0, "%s", pd_errmsg(s));
+    pd__sys_table.writev = fx_writev_by_write; /* appends: writev */
     if (!ta->in_commit) pd__sys_table.write = s_write_then_die;
     TU_CHECK(pd_attempt_append(a, 1, &k, &v, 0) == 0, "%s", pd_errmsg(s));
     pd__sys_table.write = s_write_then_die;

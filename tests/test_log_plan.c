@@ -3,16 +3,18 @@
 /*
  * Building a Log record (src/log/format.c): lg_rec_build and
  * lg_rec_build_iov make the bytes docs/log-format.md describes (checked
- * against a plain builder written here from that page) for random batches:
- * keys repeated and interleaved, in order and not, flat, tuple and 1-tuple
- * keys, long keys (the table outgrows its first guess), empty values,
- * values adjacent in memory or not.  The iovec merges values that follow
- * each other in memory and only those.  A handle's plan is kept between
- * calls and released past its bounds, and the store reads back exactly
- * what such calls appended.
+ * against a plain builder written from that page, logref.h) for random
+ * batches: keys repeated and interleaved, in order and not, flat, tuple
+ * and 1-tuple keys, long keys (the table outgrows its first guess), empty
+ * values, values adjacent in memory or not.  The iovec merges values that
+ * follow each other in memory and only those; many small pieces are
+ * copied into one buffer instead.  A handle's plan is kept between calls
+ * and released past its bounds, and the store reads back exactly what
+ * such calls appended.
  */
 #include "log/log.h"
 #include "logfix.h"
+#include "logref.h"
 
 #include <errno.h>
 #include <sys/uio.h>
@@ -32,95 +34,10 @@ static size_t s_below(size_t n) { return (size_t)(s_rand() % n); }
 
 /* ------------------------------------------------- The plain builder */
 
-static void s_le(unsigned char *p, uint64_t v, int bytes) {
-    for (int i = 0; i < bytes; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-/* FNV-1a of p[0..n). */
-static uint64_t s_fnv(const unsigned char *p, size_t n) {
-    uint64_t h = 0xcbf29ce484222325ull;
-    for (size_t i = 0; i < n; i++) h = (h ^ p[i]) * 0x100000001b3ull;
-    return h;
-}
-
-/* The record of the batch as docs/log-format.md describes it: distinct
- * keys in order of first occurrence (keys equal when they pack alike),
- * each one's values concatenated in batch order.  Malloc'd; its length in
- * *len. */
 static unsigned char *s_ref(unsigned type, uint64_t seq, size_t n,
                             const pd_key *keys, const pd_bytes *vals,
                             size_t *len) {
-    size_t nslot = 16;
-    while (nslot < 2 * n) nslot *= 2;
-    unsigned char **pk = calloc(n + 1, sizeof *pk);
-    size_t *pl = calloc(n + 1, sizeof *pl), *of = calloc(n + 1, sizeof *of);
-    size_t *slot = malloc(nslot * sizeof *slot),
-           *vl = calloc(n + 1, sizeof *vl);
-    ck_assert(pk && pl && of && slot && vl);
-    for (size_t i = 0; i < nslot; i++) slot[i] = SIZE_MAX;
-    size_t nd = 0, table = 0, data = 0;
-    for (size_t i = 0; i < n; i++) {
-        size_t l = pd__key_packed_size(&keys[i]);
-        unsigned char *p = malloc(l);
-        ck_assert_ptr_nonnull(p);
-        pd__key_pack(&keys[i], p);
-        size_t at = (size_t)s_fnv(p, l) & (nslot - 1);
-        while (slot[at] != SIZE_MAX &&
-               !(pl[slot[at]] == l && memcmp(pk[slot[at]], p, l) == 0))
-            at = (at + 1) & (nslot - 1);
-        if (slot[at] == SIZE_MAX) {
-            slot[at] = nd;
-            pk[nd] = p, pl[nd] = l, nd++;
-            table += 24 + (l + 7) / 8 * 8;
-        } else {
-            free(p);
-        }
-        of[i] = slot[at];
-        data += vals ? vals[i].size : 0;
-        vl[of[i]] += vals ? vals[i].size : 0;
-    }
-    *len = 48 + table + data + 48;
-    unsigned char *r = calloc(1, *len);
-    ck_assert_ptr_nonnull(r);
-    unsigned char *t = r + 48, *d = t + table;
-    /* Key j's data starts after the data of keys 0..j-1. */
-    size_t *dat = calloc(nd + 1, sizeof *dat);
-    ck_assert_ptr_nonnull(dat);
-    for (size_t j = 1; j <= nd; j++) dat[j] = dat[j - 1] + vl[j - 1];
-    size_t *fill = calloc(nd + 1, sizeof *fill);
-    ck_assert_ptr_nonnull(fill);
-    for (size_t i = 0; vals && i < n; i++) {
-        if (vals[i].size)
-            memcpy(d + dat[of[i]] + fill[of[i]], vals[i].data, vals[i].size);
-        fill[of[i]] += vals[i].size;
-    }
-    size_t at = 0;
-    for (size_t j = 0; j < nd; j++) {
-        s_le(t + at, pl[j], 4);
-        s_le(t + at + 8, vl[j], 8);
-        s_le(t + at + 16, XXH3_64bits(d + dat[j], vl[j]), 8);
-        memcpy(t + at + 24, pk[j], pl[j]);
-        at += 24 + (pl[j] + 7) / 8 * 8;
-        free(pk[j]);
-    }
-    s_le(r, 0x52444c50u, 4);
-    r[4] = 1;
-    r[5] = (unsigned char)type;
-    s_le(r + 8, nd, 4);
-    s_le(r + 12, table, 4);
-    s_le(r + 16, seq, 8);
-    s_le(r + 24, data, 8);
-    s_le(r + 32, XXH3_64bits(t, table), 8);
-    s_le(r + 40, XXH3_64bits(r, 40), 8);
-    memcpy(r + *len - 48, r, 48);
-    free(pk);
-    free(pl);
-    free(of);
-    free(slot);
-    free(vl);
-    free(dat);
-    free(fill);
-    return r;
+    return lr_rec(type, seq, NULL, n, keys, vals, len);
 }
 
 /* ------------------------------------------------------------ Batches */
@@ -227,17 +144,29 @@ static unsigned char *s_gather(const lg_iov *v) {
     return out;
 }
 
-/* v's data buffers are not empty and no one starts where the one before
- * it ends (values adjacent in memory were merged). */
-static void s_merged(const lg_iov *v) {
+/* Either the record was copied into b (one buffer, b's), or v's data
+ * buffers are not empty, no one starts where the one before it ends
+ * (values adjacent in memory were merged), and they are not so many and
+ * so small that they should have been copied. */
+static void s_merged(const lg_iov *v, const pd__buf *b) {
+    if (v->n == 1) {
+        ck_assert_ptr_eq(v->iov[0].iov_base, b->p);
+        ck_assert_uint_eq(v->iov[0].iov_len, v->total);
+        ck_assert_uint_eq(b->len, v->total);
+        return;
+    }
     ck_assert_uint_ge(v->n, 2);
+    size_t data = 0, k = v->n - 2;
     for (size_t i = 1; i + 1 < v->n; i++) {
         ck_assert_uint_gt(v->iov[i].iov_len, 0);
+        data += v->iov[i].iov_len;
         if (i > 1)
             ck_assert_ptr_ne((const char *)v->iov[i - 1].iov_base +
                                  v->iov[i - 1].iov_len,
                              v->iov[i].iov_base);
     }
+    ck_assert(k < LG_COPY_MIN || data >= k * LG_COPY_BELOW ||
+              v->total > LG_PLAN_KEEP_BYTES);
 }
 
 /* Builds the batch both ways (the iovec with pl, b and v, kept across
@@ -257,7 +186,7 @@ static void s_check(lg_plan *pl, pd__buf *b, lg_iov *v, unsigned type, size_t n,
     ck_assert_uint_eq(v->total, rlen);
     unsigned char *got = s_gather(v);
     ck_assert_msg(memcmp(got, ref, rlen) == 0, "iovec record differs");
-    s_merged(v);
+    s_merged(v, b);
     /* The record reads back as it was written. */
     lg_hdr h;
     ck_assert_int_eq(lg_hdr_parse(got, &h), 0);
@@ -341,7 +270,7 @@ START_TEST(adjacent_values_one_buffer) {
     /* [0, 10), [11, 100), 200, [101, 200), 100, [201, N): 6 data
      * buffers. */
     ck_assert_uint_eq(v.n, 8);
-    s_merged(&v);
+    s_merged(&v, &b);
     lg_plan_done(&pl, N, &b, &v);
     /* The same key twice in a row, its two values adjacent: one buffer
      * still, the key once in the table. */
@@ -457,6 +386,68 @@ START_TEST(kept_and_released) {
     free(ks);
     free(vs);
     free(buf);
+}
+END_TEST
+
+/* n values of vs bytes each to nk keys in turn (key i % nk): value i at
+ * arena + i * vs, so a key's values never follow each other in memory. */
+static void s_turns(size_t n, size_t nk, size_t vs, char (*names)[8],
+                    pd_key *ks, pd_bytes *v, const unsigned char *arena) {
+    for (size_t i = 0; i < n; i++) {
+        snprintf(names[i], 8, "g%05zu", i % nk);
+        ks[i] = PD_KEY(names[i], 6);
+        v[i] = PD_BYTES(arena + i * vs, vs);
+    }
+}
+
+START_TEST(small_values_copied) {
+    enum { N = 1000 };
+    unsigned char *arena = malloc((size_t)N * 4096);
+    char(*names)[8] = calloc(400000, sizeof *names);
+    pd_key *ks = calloc(400000, sizeof *ks);
+    pd_bytes *vs = calloc(400000, sizeof *vs);
+    ck_assert(arena && names && ks && vs);
+    for (size_t i = 0; i < (size_t)N * 4096; i++)
+        arena[i] = (unsigned char)(i * 29);
+    lg_plan pl = {0};
+    pd__buf b;
+    pd__buf_init(&b, NULL, 0);
+    lg_iov v = {0};
+    /* 1,000 values of 100 bytes, 64 keys in turn: copied, one buffer. */
+    s_turns(N, 64, 100, names, ks, vs, arena);
+    s_check(&pl, &b, &v, LG_APPEND, N, ks, vs);
+    TU_OK(lg_rec_build_iov(&b, &v, &pl, LG_APPEND, 5, N, ks, vs), NULL);
+    ck_assert_uint_eq(v.n, 1);
+    lg_plan_done(&pl, N, &b, &v);
+    /* Of 4 KiB: each its own buffer. */
+    s_turns(N, 64, 4096, names, ks, vs, arena);
+    s_check(&pl, &b, &v, LG_APPEND, N, ks, vs);
+    TU_OK(lg_rec_build_iov(&b, &v, &pl, LG_APPEND, 6, N, ks, vs), NULL);
+    ck_assert_uint_eq(v.n, N + 2);
+    lg_plan_done(&pl, N, &b, &v);
+    /* Too few to copy. */
+    s_turns(LG_COPY_MIN - 1, 2, 100, names, ks, vs, arena);
+    TU_OK(lg_rec_build_iov(&b, &v, &pl, LG_APPEND, 7, LG_COPY_MIN - 1, ks, vs),
+          NULL);
+    ck_assert_uint_eq(v.n, LG_COPY_MIN + 1);
+    lg_plan_done(&pl, LG_COPY_MIN - 1, &b, &v);
+    /* A record past what a handle keeps: not copied (40 MB of values of
+     * 100 bytes, each from one of two places, alternating). */
+    for (size_t i = 0; i < 400000; i++) {
+        snprintf(names[i], 8, "h%05zu", i % 2);
+        ks[i] = PD_KEY(names[i], 6);
+        vs[i] = PD_BYTES(arena + (i % 2) * 200, 100);
+    }
+    TU_OK(lg_rec_build_iov(&b, &v, &pl, LG_APPEND, 8, 400000, ks, vs), NULL);
+    ck_assert_uint_eq(v.n, 400002);
+    lg_plan_done(&pl, 400000, &b, &v);
+    lg_plan_free(&pl);
+    pd__buf_free(&b);
+    free(v.iov);
+    free(arena);
+    free(names);
+    free(ks);
+    free(vs);
 }
 END_TEST
 
@@ -638,6 +629,7 @@ int main(void) {
         {"random_batches", random_batches, 0},
         {"adjacent_values_one_buffer", adjacent_values_one_buffer, 0},
         {"kept_and_released", kept_and_released, 0},
+        {"small_values_copied", small_values_copied, 0},
         {"limits", limits, 0},
         {"store_reads_back", store_reads_back, 0},
         {"written_in_pieces", written_in_pieces, 0},

@@ -213,9 +213,11 @@ START_TEST(short_writes_and_eintr) {
 }
 END_TEST
 
-/* More values than one writev takes: key i % 5 gets value i (i % 13
- * bytes of its own letters, some empty). */
+/* More values than one writev takes: key i % 5 gets value i (2 KiB and
+ * i % 13 bytes of its own letters, some empty: large enough not to be
+ * copied into one buffer). */
 #define S_MANY (3 * IOV_MAX + 7)
+#define S_VMAX (LG_COPY_BELOW + 13)
 
 static void s_many(pd_key *ks, pd_bytes *vs, char (*names)[2], char *data) {
     size_t at = 0;
@@ -223,7 +225,7 @@ static void s_many(pd_key *ks, pd_bytes *vs, char (*names)[2], char *data) {
         names[i][0] = (char)('a' + i % 5);
         names[i][1] = 0;
         ks[i] = PD_KEY(names[i], 1);
-        size_t len = (size_t)(i % 13);
+        size_t len = i % 13 ? LG_COPY_BELOW + (size_t)(i % 13) : 0;
         for (size_t j = 0; j < len; j++) data[at + j] = (char)('A' + i % 26);
         vs[i] = PD_BYTES(data + at, len);
         at += len;
@@ -254,7 +256,7 @@ START_TEST(more_than_iov_max) {
     pd_key *ks = calloc(S_MANY, sizeof *ks);
     pd_bytes *vs = calloc(S_MANY, sizeof *vs);
     char(*names)[2] = calloc(S_MANY, sizeof *names);
-    char *data = calloc(S_MANY, 13);
+    char *data = calloc(S_MANY, S_VMAX);
     ck_assert(ks && vs && names && data);
     s_many(ks, vs, names, data);
     /* Whole calls: at most IOV_MAX buffers each, three of them or more. */

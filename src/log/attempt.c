@@ -68,42 +68,6 @@ static int s_leave(lg_store *l, bool took, int rc) {
 
 /* -------------------------------------------------------------- Records */
 
-/* Inserts two entries (the writer, then the tag as a flat key), both with
- * no data, at the start of the table of the record in b, whose header is h
- * (type and seq are taken from it).  0 or PD_ERR_NOMEM / PD_ERR_LIMIT. */
-int lg_prefix(pd__buf *b, lg_hdr h, const unsigned char *wpk, size_t wlen,
-              const unsigned char *tag, size_t taglen) {
-    size_t e1 = LG_ENT + lg_pad8(wlen), e2 = LG_ENT + lg_pad8(1 + taglen);
-    size_t extra = e1 + e2;
-    if (h.nkeys + 2u > LG_MAX_KEYS || h.table_len + extra > LG_MAX_TABLE)
-        return PD_ERR_LIMIT;
-    if (pd__buf_reserve(b, extra)) return PD_ERR_NOMEM;
-    unsigned char *p = b->p;
-    memmove(p + LG_HDR + extra, p + LG_HDR, b->len - LG_HDR);
-    unsigned char *t = p + LG_HDR;
-    memset(t, 0, extra);
-    uint64_t h0 = XXH3_64bits("", 0);
-    t[0] = (unsigned char)wlen;
-    t[1] = (unsigned char)(wlen >> 8);
-    t[2] = (unsigned char)(wlen >> 16);
-    t[3] = (unsigned char)(wlen >> 24);
-    lg_put64(t + 16, h0);
-    memcpy(t + LG_ENT, wpk, wlen);
-    t += e1;
-    t[0] = (unsigned char)(1 + taglen);
-    lg_put64(t + 16, h0);
-    t[LG_ENT] = 0; /* a flat key */
-    memcpy(t + LG_ENT + 1, tag, taglen);
-    h.nkeys += 2;
-    h.table_len += (uint32_t)extra;
-    h.table_hash = XXH3_64bits(p + LG_HDR, h.table_len);
-    b->len += extra;
-    lg_hdr_write(&h, p);
-    memcpy(p + b->len - LG_HDR, p, LG_HDR);
-    p[b->len] = 0;
-    return 0;
-}
-
 static int s_tags_ent(void *arg, const lg_hdr *h, const lg_ent *e) {
     (void)h;
     lg_tags *t = arg;
@@ -293,26 +257,27 @@ int lg_att_append(pd_store *s, void *impl, size_t n, const pd_key *keys,
                      pd__key_short(&keys[0], kb));
         return s_leave(l, took, rc);
     }
-    lg_hdr h;
     uint64_t seq;
     rc = lg_next_seq(l, "attempt append", &seq);
     if (rc) return s_leave(l, took, rc);
-    rc = lg_rec_build(&l->rec, LG_APPEND, seq, n, keys, vals);
+    /* Built and written as a plain append is (the values uncopied), its
+     * table led by the writer and the tag. */
+    unsigned char tag[16];
+    lg_put64(tag, at->attempt);
+    lg_put64(tag + 8, at->inst);
+    lg_att_tag t = {at->wpk, tag, at->wlen, sizeof tag};
+    rc = lg_rec_build_tagged(&l->rec, &l->wiov, &l->plan, LG_ATTEMPT, seq, &t,
+                             n, keys, vals);
+    lg_hdr h;
     if (rc == 0 && lg_hdr_parse(l->rec.p, &h)) rc = PD_ERR_LIMIT;
-    if (rc == 0) {
-        unsigned char tag[16];
-        lg_put64(tag, at->attempt);
-        lg_put64(tag + 8, at->inst);
-        h.type = LG_ATTEMPT;
-        rc = lg_prefix(&l->rec, h, at->wpk, at->wlen, tag, sizeof tag);
-    }
-    if (rc) {
+    if (rc)
         rc = pd__err(s, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,
                      "attempt append %s: a record of %zu keys",
                      pd__key_short(&keys[0], kb), n);
-        return s_leave(l, took, rc);
-    }
-    rc = lg_write_rec(l, "attempt append", &keys[0], flags & PD_FSYNC);
+    else
+        rc = lg_write_iov(l, "attempt append", &keys[0], flags & PD_FSYNC,
+                          &l->wiov);
+    lg_plan_done(&l->plan, n, &l->rec, &l->wiov);
     if (rc == 0) {
         at->nrecs++;
         at->nbytes += h.data_len;
@@ -364,14 +329,10 @@ static int s_commit(lg_store *l, lg_attempt *at, bool dosync) {
         lg_put64(tag + 8, at->inst);
         lg_put64(tag + 16, at->nrecs);
         lg_put64(tag + 24, at->nbytes);
-        lg_hdr h = {LG_COMMIT, 0, 0, seq, 0, 0};
-        pd__buf_clear(&l->rec);
-        if (pd__buf_reserve(&l->rec, 2 * LG_HDR)) {
-            rc = PD_ERR_NOMEM;
-        } else {
-            l->rec.len = 2 * LG_HDR;
-            rc = lg_prefix(&l->rec, h, at->wpk, at->wlen, tag, sizeof tag);
-        }
+        /* No data: the whole record lands in l->rec. */
+        lg_att_tag t = {at->wpk, tag, at->wlen, sizeof tag};
+        rc = lg_rec_build_tagged(&l->rec, &l->wiov, &l->plan, LG_COMMIT, seq,
+                                 &t, 0, NULL, NULL);
         if (rc)
             rc = pd__err(&l->base, rc, rc == PD_ERR_NOMEM ? ENOMEM : 0,
                          "%s: writer %s: commit record", op,

@@ -101,11 +101,6 @@ struct lg_att *lg_att_state(lg_store *l);
 /* A packed key, printable, for messages. */
 const char *lg_pkshort(const unsigned char *pk, size_t len,
                        char kb[PD__KEYSHORT_MAX]);
-/* Inserts two entries (the writer, then the tag as a flat key), both with
- * no data, at the start of the table of the record in b, whose header is h
- * (type and seq are taken from it).  0 or PD_ERR_NOMEM / PD_ERR_LIMIT. */
-int lg_prefix(pd__buf *b, lg_hdr h, const unsigned char *wpk, size_t wlen,
-              const unsigned char *tag, size_t taglen);
 /* The writer and tag of an attempt (16-byte tag) or commit (32) record's
  * table (checked by lg_table_walk already): 0, or -1 when malformed. */
 int lg_tags_get(const lg_hdr *h, const unsigned char *table, lg_tags *t);

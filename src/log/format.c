@@ -226,9 +226,29 @@ static void s_link(lg_plan *pl, s_node *sn, size_t i, size_t vl) {
 
 /* A record's sizes, its plan made. */
 typedef struct s_rec {
-    size_t nd, table_len, total;
+    size_t npre, nd, table_len, total; /* npre: the tag's entries */
     uint64_t data_len;
 } s_rec;
+
+/* The bytes of the tag's two table entries. */
+static size_t s_tag_size(const lg_att_tag *t) {
+    return 2 * LG_ENT + s_pad8(t->wlen) + s_pad8(1 + t->taglen);
+}
+
+/* The tag's two entries at ent: the writer, then the tag as a flat key,
+ * no data (the checksum of nothing), padding zeroed. */
+static void s_tag_put(const lg_att_tag *t, unsigned char *ent) {
+    uint64_t h0 = XXH3_64bits("", 0);
+    size_t e1 = LG_ENT + s_pad8(t->wlen);
+    memset(ent, 0, s_tag_size(t));
+    s_put32(ent, (uint32_t)t->wlen);
+    s_put64(ent + 16, h0);
+    memcpy(ent + LG_ENT, t->wpk, t->wlen);
+    ent += e1;
+    s_put32(ent, (uint32_t)(1 + t->taglen));
+    s_put64(ent + 16, h0);
+    memcpy(ent + LG_ENT + 1, t->tag, t->taglen); /* after the flat mark 0 */
+}
 
 /* Plans the record of a batch: its distinct keys in order of first
  * occurrence into pl, their table into b after room for the header
@@ -237,18 +257,22 @@ typedef struct s_rec {
  * distinct and compared with their predecessor only; from the first that
  * does not, they go through pl's key index.  0, PD_ERR_NOMEM or
  * PD_ERR_LIMIT. */
-static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, size_t n,
-                       const pd_key *keys, const pd_bytes *vals) {
+static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, const lg_att_tag *tag,
+                       size_t n, const pd_key *keys, const pd_bytes *vals) {
     memset(r, 0, sizeof *r);
     if (n > LG_MAX_KEYS) return PD_ERR_LIMIT;
+    size_t pre = tag ? s_tag_size(tag) : 0;
+    if (pre > LG_MAX_TABLE) return PD_ERR_LIMIT;
     /* The table's size if the keys are distinct flat keys of up to 7
      * bytes; it grows as needed. */
     size_t guess = n < LG_MAX_TABLE / (LG_ENT + 8) ? n * (LG_ENT + 8) : 0;
     pd__buf_clear(b);
-    if (s_plan_arrays(pl, n ? n : 1) || pd__buf_reserve(b, 2 * LG_HDR + guess))
+    if (s_plan_arrays(pl, n ? n : 1) ||
+        pd__buf_reserve(b, 2 * LG_HDR + pre + guess))
         return PD_ERR_NOMEM;
+    if (tag) s_tag_put(tag, b->p + LG_HDR);
     bool sorted = true;
-    size_t nd = 0, at = 0, data = 0;
+    size_t nd = 0, at = pre, data = 0;
     int rc = 0;
     for (size_t i = 0; i < n; i++) {
         const pd_key *k = &keys[i];
@@ -326,8 +350,11 @@ static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, size_t n,
     }
     pd__ktab_clear(&pl->t);
     if (rc) return rc;
-    if (data > LG_MAX_DATA || pd__add_ovf(at + 2 * LG_HDR, data, &r->total))
+    size_t npre = tag ? 2 : 0;
+    if (nd + npre > LG_MAX_KEYS || data > LG_MAX_DATA ||
+        pd__add_ovf(at + 2 * LG_HDR, data, &r->total))
         return PD_ERR_LIMIT;
+    r->npre = npre;
     r->nd = nd;
     r->table_len = at;
     r->data_len = data;
@@ -340,26 +367,69 @@ static void s_put_sums(unsigned char *ent, uint64_t vlen, uint64_t vhash) {
     s_put64(ent + 16, vhash);
 }
 
+/* Copies the values into b after the table planned in pl (b has room for
+ * the whole record), grouped per key, each key's size and checksum into
+ * its entry. */
+static void s_copy_data(const lg_plan *pl, const s_rec *r, pd__buf *b,
+                        const pd_bytes *vals) {
+    unsigned char *tab = b->p + LG_HDR, *data = tab + r->table_len;
+    size_t dat = 0;
+    for (size_t j = 0; j < r->nd; j++) {
+        const s_node *sn = &pl->nodes[j];
+        unsigned char *d0 = data + dat;
+        for (size_t i = sn->first; i != SIZE_MAX; i = pl->next[i]) {
+            if (vals && vals[i].size) {
+                memcpy(data + dat, vals[i].data, vals[i].size);
+                dat += vals[i].size;
+            }
+        }
+        s_put_sums(tab + sn->at, sn->vlen, XXH3_64bits(d0, sn->vlen));
+    }
+}
+
+/* Whether the record's values go into b rather than to writev from where
+ * they are: many small data buffers (values adjacent in memory merged)
+ * cost the kernel more per buffer, and the checksums more per piece, than
+ * copying them costs (docs/perf-notes.md, "Attempt appends"), as long as b
+ * stays within what a handle keeps. */
+static bool s_copy_values(const lg_plan *pl, const s_rec *r, size_t n,
+                          const pd_bytes *vals) {
+    /* Values of BELOW bytes on average make buffers at least as large. */
+    if (!vals || r->total > LG_PLAN_KEEP_BYTES ||
+        r->data_len >= (uint64_t)n * LG_COPY_BELOW)
+        return false;
+    uint64_t most = r->data_len / LG_COPY_BELOW; /* more: copied */
+    if (most < LG_COPY_MIN - 1) most = LG_COPY_MIN - 1;
+    size_t k = 0;
+    const unsigned char *end = NULL;
+    if (r->nd == n) { /* every key once: the table's order is the batch's */
+        for (size_t i = 0; i < n; i++) {
+            const unsigned char *d = vals[i].data;
+            if (!vals[i].size) continue;
+            k += d != end;
+            end = d + vals[i].size;
+        }
+        return k > most;
+    }
+    for (size_t j = 0; j < r->nd; j++)
+        for (size_t i = pl->nodes[j].first; i != SIZE_MAX; i = pl->next[i]) {
+            const unsigned char *d = vals[i].data;
+            if (!vals[i].size) continue;
+            k += d != end;
+            end = d + vals[i].size;
+            if (k > most) return true;
+        }
+    return false;
+}
+
 int lg_rec_build(pd__buf *b, unsigned type, uint64_t seq, size_t n,
                  const pd_key *keys, const pd_bytes *vals) {
     lg_plan pl = {0};
     s_rec r;
-    int rc = s_plan_make(&pl, &r, b, n, keys, vals);
+    int rc = s_plan_make(&pl, &r, b, NULL, n, keys, vals);
     if (rc == 0 && pd__buf_reserve(b, r.total)) rc = PD_ERR_NOMEM;
     if (rc == 0) {
-        unsigned char *tab = b->p + LG_HDR, *data = tab + r.table_len;
-        size_t dat = 0;
-        for (size_t j = 0; j < r.nd; j++) {
-            const s_node *sn = &pl.nodes[j];
-            unsigned char *d0 = data + dat;
-            for (size_t i = sn->first; i != SIZE_MAX; i = pl.next[i]) {
-                if (vals && vals[i].size) {
-                    memcpy(data + dat, vals[i].data, vals[i].size);
-                    dat += vals[i].size;
-                }
-            }
-            s_put_sums(tab + sn->at, sn->vlen, XXH3_64bits(d0, sn->vlen));
-        }
+        s_copy_data(&pl, &r, b, vals);
         s_rec_seal(b, type, seq, r.nd, r.table_len, r.data_len,
                    r.total - LG_HDR);
     }
@@ -401,14 +471,30 @@ static uint64_t s_hrun_end(s_hrun *h) {
 int lg_rec_build_iov(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
                      uint64_t seq, size_t n, const pd_key *keys,
                      const pd_bytes *vals) {
+    return lg_rec_build_tagged(b, v, pl, type, seq, NULL, n, keys, vals);
+}
+
+int lg_rec_build_tagged(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
+                        uint64_t seq, const lg_att_tag *tag, size_t n,
+                        const pd_key *keys, const pd_bytes *vals) {
     s_rec r;
-    int rc = s_plan_make(pl, &r, b, n, keys, vals);
+    int rc = s_plan_make(pl, &r, b, tag, n, keys, vals);
     if (rc) return rc;
     if (n + 2 > v->cap) {
         struct iovec *p = realloc(v->iov, (n + 2) * sizeof *p);
         if (!p) return PD_ERR_NOMEM;
         v->iov = p;
         v->cap = n + 2;
+    }
+    if (s_copy_values(pl, &r, n, vals)) { /* one buffer: the whole record */
+        if (pd__buf_reserve(b, r.total)) return PD_ERR_NOMEM;
+        s_copy_data(pl, &r, b, vals);
+        s_rec_seal(b, type, seq, r.npre + r.nd, r.table_len, r.data_len,
+                   r.total - LG_HDR);
+        v->iov[0] = (struct iovec){b->p, r.total};
+        v->n = 1;
+        v->total = r.total;
+        return 0;
     }
     unsigned char *tab = b->p + LG_HDR;
     size_t k = 1;
@@ -437,7 +523,7 @@ int lg_rec_build_iov(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
         s_put_sums(tab + sn->at, sn->vlen, s_hrun_end(&hr));
     }
     size_t head = LG_HDR + r.table_len;
-    s_rec_seal(b, type, seq, r.nd, r.table_len, r.data_len, head);
+    s_rec_seal(b, type, seq, r.npre + r.nd, r.table_len, r.data_len, head);
     v->iov[0] = (struct iovec){b->p, head};
     v->iov[k++] = (struct iovec){b->p + head, LG_HDR};
     v->n = k;

@@ -118,6 +118,12 @@ typedef struct lg_plan {
 #define LG_PLAN_KEEP_BYTES ((size_t)32 << 20)
 #define LG_PLAN_KEEP_CALLS 16u
 
+/* lg_rec_build_iov copies the values into the record buffer instead when
+ * they make LG_COPY_MIN data buffers or more of under LG_COPY_BELOW
+ * bytes on average (and the record fits LG_PLAN_KEEP_BYTES). */
+#define LG_COPY_MIN 32u
+#define LG_COPY_BELOW 2048u
+
 /* After a call that built a record of n keys with pl, b and v (and wrote
  * it, or failed): releases all three (they are empty again) past the
  * bounds above; else keeps them for the next call. */
@@ -130,11 +136,30 @@ void lg_plan_free(lg_plan *pl);
  * header and table, the values grouped per key as lg_rec_build copies
  * them, empty ones left out, values that follow each other in memory in
  * one buffer, b's trailer), v->iov growing as needed; pl is kept for the
- * next call (lg_plan_done).  The bytes are those lg_rec_build makes.  0 or
- * PD_ERR_NOMEM / PD_ERR_LIMIT. */
+ * next call (lg_plan_done).  Values in many small buffers (see
+ * LG_COPY_BELOW) are copied instead: b gets the whole record, v that one
+ * buffer.  The bytes are those lg_rec_build makes.  0 or PD_ERR_NOMEM /
+ * PD_ERR_LIMIT. */
 int lg_rec_build_iov(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
                      uint64_t seq, size_t n, const pd_key *keys,
                      const pd_bytes *vals);
+
+/* What an attempt's record (LG_ATTEMPT) and its commit's (LG_COMMIT) carry
+ * before the batch: two table entries without data, the writer's packed
+ * key, then the tag (taglen bytes) as a flat key (docs/log-format.md,
+ * "Attempts"). */
+typedef struct lg_att_tag {
+    const unsigned char *wpk, *tag;
+    size_t wlen, taglen;
+} lg_att_tag;
+
+/* As lg_rec_build_iov, the table starting with tag's two entries (none
+ * when tag is NULL); n may be 0 (a commit: b then holds the whole record,
+ * b->len bytes).  Attempts and plain appends build and write their records
+ * the same way.  0 or PD_ERR_NOMEM / PD_ERR_LIMIT. */
+int lg_rec_build_tagged(pd__buf *b, lg_iov *v, lg_plan *pl, unsigned type,
+                        uint64_t seq, const lg_att_tag *tag, size_t n,
+                        const pd_key *keys, const pd_bytes *vals);
 
 struct lg_key;
 /* As lg_rec_build, for n distinct keys of the index (compaction). */
@@ -256,11 +281,10 @@ typedef struct lg_store {
 int lg_flock(lg_store *l, int op);
 int lg_open_dir(lg_store *l, unsigned flags);
 void lg_close_dir(lg_store *l);
-/* Writes the record in l->rec (lg_write_rec) or the one v describes
- * (lg_write_iov, in writev calls of at most LG_WRITE_PIECE bytes) at the
- * end of the handle's segment; if that fails, nothing of it stays (see
- * s_undo).  0 or an error naming op and key0. */
-int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync);
+/* Writes the record v describes (v consumed) at the end of the handle's
+ * segment, in writev calls of at most LG_WRITE_PIECE bytes, then fsyncs it
+ * if asked; if that fails, nothing of it stays (see s_undo).  0 or an
+ * error naming op and key0. */
 int lg_write_iov(lg_store *l, const char *op, const pd_key *key0, bool dosync,
                  lg_iov *v);
 /* The next sequence number into *seq; PD_ERR_CORRUPT (recorded on l's

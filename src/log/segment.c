@@ -411,10 +411,10 @@ static size_t s_writev_pieces(int fd, lg_iov *v) {
     return done;
 }
 
-/* Writes l->rec, or the record v describes (v consumed), then syncs if
- * asked; on failure truncates back. */
-static int s_write(lg_store *l, const char *op, const pd_key *key0, bool dosync,
-                   lg_iov *v) {
+/* Writes the record v describes (v consumed), then syncs if asked; on
+ * failure truncates back. */
+int lg_write_iov(lg_store *l, const char *op, const pd_key *key0, bool dosync,
+                 lg_iov *v) {
     char kb[PD__KEYSHORT_MAX];
     const char *ks = key0 ? pd__key_short(key0, kb) : "";
     uint64_t gen = __atomic_load_n(&l->sh->gen, __ATOMIC_SEQ_CST);
@@ -424,16 +424,14 @@ static int s_write(lg_store *l, const char *op, const pd_key *key0, bool dosync,
     }
     const char *seg = l->wname;
     uint64_t start = l->wsize;
-    size_t n = v ? v->total : l->rec.len;
-    size_t done =
-        v ? s_writev_pieces(l->wfd, v) : pd__write_all(l->wfd, l->rec.p, n);
+    size_t n = v->total;
+    size_t done = s_writev_pieces(l->wfd, v);
     if (done != n) {
         int e = errno;
         s_undo(l, start);
         return pd__err(&l->base, e == ENOMEM ? PD_ERR_NOMEM : PD_ERR_IO, e,
-                       "%s %s: %s(%s/%s) at offset %llu", op, ks,
-                       v ? "writev" : "write", l->path, seg,
-                       (unsigned long long)start);
+                       "%s %s: writev(%s/%s) at offset %llu", op, ks, l->path,
+                       seg, (unsigned long long)start);
     }
     if (dosync || l->fsync_all) {
         int rc;
@@ -452,15 +450,6 @@ static int s_write(lg_store *l, const char *op, const pd_key *key0, bool dosync,
     /* Not indexed here: a writer that never reads (a map task) does not
      * pay for an index; a get reads it back at its catch-up. */
     return 0;
-}
-
-int lg_write_rec(lg_store *l, const char *op, const pd_key *key0, bool dosync) {
-    return s_write(l, op, key0, dosync, NULL);
-}
-
-int lg_write_iov(lg_store *l, const char *op, const pd_key *key0, bool dosync,
-                 lg_iov *v) {
-    return s_write(l, op, key0, dosync, v);
 }
 
 /* Removes everything in the directory (a temporary store closing). */
