@@ -4,12 +4,12 @@
  * The extent arrays of a Log handle's index (src/log/extents.c): growth
  * keeps every extent and a power-of-2 capacity at most twice what is held,
  * across the pooled sizes into malloc'd ones (a key with thousands of
- * extents); a grown key's old array is reused by the next key of that
- * size; many keys of one extent cost one 40-byte array each; trimming
- * (set, delete) gives arrays back; a reset frees everything (the ASan
- * build checks for leaks).  Through the index: keys growing in step record
- * after record stay within twice their extents' bytes, counting what the
- * free lists hold.
+ * extents); an array given back serves the next of its size; many keys of
+ * one extent cost one 40-byte array each; a slab emptied is unmapped (one
+ * kept); trimming (set, delete) gives arrays back; a reset frees
+ * everything.  Through the index: keys growing in step record after record
+ * hold their arrays and about one more slab per size, no trail of the
+ * smaller arrays they outgrew.
  */
 #include "log/log.h"
 #include "logfix.h"
@@ -39,11 +39,9 @@ static void s_check(const lg_key *k, uint32_t key) {
     }
 }
 
-/* Bytes of a pool's slabs given out and not back on a free list (the
- * slabs' 16-byte links left out; what a slab's end could not hold in). */
-static uint64_t s_used(const lg_xpool *p) {
-    return p->slab_bytes - p->free_bytes - p->left -
-           p->slab_bytes / LG_XSLAB * 16;
+/* Arrays of capacity cap a slab holds. */
+static uint64_t s_per_slab(uint32_t cap) {
+    return (LG_XSLAB - 64) / (cap * sizeof(lg_ext));
 }
 
 START_TEST(growth) {
@@ -73,7 +71,7 @@ START_TEST(growth) {
     ck_assert_uint_eq(a.cap + a.n, 0);
     ck_assert_uint_eq(p.big_bytes, 0);
     lg_xpool_free(&p);
-    ck_assert_uint_eq(p.slab_bytes, 0);
+    ck_assert_uint_eq(p.slab_bytes + p.used_bytes, 0);
 }
 END_TEST
 
@@ -84,36 +82,52 @@ START_TEST(many_keys) {
     lg_key *ks = calloc(N, sizeof *ks);
     ck_assert_ptr_nonnull(ks);
     for (uint32_t i = 0; i < N; i++) s_push(&p, &ks[i], i);
-    uint64_t per = LG_XSLAB - 16, need = (uint64_t)N * sizeof(lg_ext);
-    ck_assert_uint_eq(p.slab_bytes, (need + per - 1) / per * LG_XSLAB);
-    ck_assert_uint_eq(s_used(&p), need);
-    ck_assert_uint_eq(p.free_bytes, 0);
+    uint64_t per = s_per_slab(1);
+    ck_assert_uint_eq(p.slab_bytes, (N + per - 1) / per * LG_XSLAB);
+    ck_assert_uint_eq(p.used_bytes, N * sizeof(lg_ext));
     for (uint32_t i = 0; i < N; i += 997) s_check(&ks[i], i);
+    /* Given back, all but the spare slab are unmapped. */
+    for (uint32_t i = 0; i < N; i++) lg_ext_release(&p, &ks[i]);
+    ck_assert_uint_eq(p.used_bytes, 0);
+    ck_assert_uint_eq(p.slab_bytes, LG_XSLAB);
     lg_xpool_free(&p);
+    ck_assert_uint_eq(p.slab_bytes, 0);
     free(ks);
 }
 END_TEST
 
-/* A grown key's array goes to the next key that needs its size; released
- * arrays are reused before the slab grows. */
+/* An array given back serves the next of its capacity (its slab's free
+ * list first, then its slab kept empty). */
 START_TEST(reuse) {
     lg_xpool p = {0};
-    lg_key a = {0}, b = {0}, c = {0};
-    s_push(&p, &a, 1); /* a: 1 */
-    s_push(&p, &a, 1); /* a: 2, its 1 on the list */
-    ck_assert_uint_eq(p.free_bytes, sizeof(lg_ext));
-    lg_ext *old1 = NULL;
-    s_push(&p, &b, 2); /* b: the 1 a left */
-    ck_assert_uint_eq(p.free_bytes, 0);
-    old1 = b.ext;
-    uint64_t slabs = p.slab_bytes, left = p.left;
-    lg_ext_release(&p, &b);
+    lg_key a = {0}, b = {0}, c = {0}, d = {0};
+    s_push(&p, &a, 1);
+    s_push(&p, &b, 2);
     s_push(&p, &c, 3);
-    ck_assert_ptr_eq(c.ext, old1);
+    lg_ext *bx = b.ext;
+    lg_ext_release(&p, &b);
+    s_push(&p, &d, 4);
+    ck_assert_ptr_eq(d.ext, bx);
+    ck_assert_uint_eq(p.slab_bytes, LG_XSLAB);
+    /* a grows: its array of one back on the list, then to the next key. */
+    lg_ext *ax = a.ext;
+    s_push(&p, &a, 1);
+    ck_assert_ptr_ne(a.ext, ax);
+    s_push(&p, &b, 2);
+    ck_assert_ptr_eq(b.ext, ax);
+    ck_assert_uint_eq(p.used_bytes, 5 * sizeof(lg_ext));
+    /* A slab emptied is kept, and serves another capacity. */
+    lg_key e = {0};
+    for (int i = 0; i < 4; i++) s_push(&p, &e, 5); /* a slab of 4s */
+    uint64_t slabs = p.slab_bytes;
+    lg_ext_release(&p, &a); /* the 2s' slab empties: the spare */
     ck_assert_uint_eq(p.slab_bytes, slabs);
-    ck_assert_uint_eq(p.left, left);
-    s_check(&a, 1);
+    s_push(&p, &e, 5); /* an 8: the spare */
+    ck_assert_uint_eq(p.slab_bytes, slabs);
+    s_check(&b, 2);
     s_check(&c, 3);
+    s_check(&d, 4);
+    s_check(&e, 5);
     lg_xpool_free(&p);
 }
 END_TEST
@@ -131,17 +145,19 @@ START_TEST(fit) {
     k.n = 1000;
     lg_ext_fit(&p, &k);
     ck_assert_uint_eq(k.cap, 1024);
-    ck_assert_uint_eq(p.big_bytes, 0);
+    ck_assert_uint_eq(p.big_bytes, 1024 * sizeof(lg_ext));
     s_check(&k, 7);
     k.n = 3;
     lg_ext_fit(&p, &k);
     ck_assert_uint_eq(k.cap, 4);
+    ck_assert_uint_eq(p.big_bytes, 0);
     s_check(&k, 7);
     k.n = 0;
     lg_ext_fit(&p, &k);
     ck_assert_ptr_null(k.ext);
     ck_assert_uint_eq(k.cap, 0);
-    ck_assert_uint_eq(s_used(&p), 0);
+    ck_assert_uint_eq(p.used_bytes, 0);
+    ck_assert_uint_le(p.slab_bytes, LG_XSLAB);
     lg_xpool_free(&p);
 }
 END_TEST
@@ -200,9 +216,9 @@ static const lg_key *s_find(lg_store *l, int i) {
 }
 
 /* Keys in step record after record: every key's extents in order, the
- * pool within twice the extents' bytes plus what the free lists hold,
- * and those within the bytes in use; one key of 3,000 extents; a set
- * leaves each key one extent in an array of one, a delete none. */
+ * slabs within the arrays' bytes plus about a slab per capacity; one key
+ * of 3,000 extents; a set leaves each key one extent in an array of one
+ * and the slabs of the larger arrays unmapped; a delete none. */
 START_TEST(index_memory) {
     enum { NKEYS = 5000, NREC = 40 };
     lg_store *l = s_index_new();
@@ -221,22 +237,17 @@ START_TEST(index_memory) {
             ck_assert_uint_eq(k->ext[j].seq, j + 1);
         caps += k->cap * sizeof(lg_ext);
     }
-    /* The arrays, and at most the largest one per slab at slab ends; the
-     * free lists hold less than the arrays (each key left 1 + 2 + ... +
-     * 32 extents' worth behind). */
     const lg_xpool *p = &l->xp;
-    ck_assert_uint_ge(s_used(p), caps);
-    ck_assert_uint_le(s_used(p),
-                      caps + p->slab_bytes / LG_XSLAB * 64 * sizeof(lg_ext));
-    ck_assert_uint_lt(p->free_bytes, caps);
-    ck_assert_uint_le(caps, 2 * (uint64_t)NKEYS * NREC * sizeof(lg_ext));
+    ck_assert_uint_eq(p->used_bytes, caps);
+    uint64_t full = (NKEYS + s_per_slab(64) - 1) / s_per_slab(64);
+    ck_assert_uint_le(p->slab_bytes, (full + 2) * LG_XSLAB);
     /* One key, thousands of records. */
     for (int r = 0; r < 3000; r++)
         s_apply(l, &b, LG_APPEND, seq++, NKEYS, 1, &off);
     const lg_key *big = s_find(l, NKEYS);
     ck_assert_uint_eq(big->n, 3000);
     ck_assert_uint_eq(big->cap, 4096);
-    ck_assert_uint_eq(l->xp.big_bytes, 4096 * sizeof(lg_ext));
+    ck_assert_uint_eq(p->big_bytes, 4096 * sizeof(lg_ext));
     for (uint32_t j = 0; j < big->n; j++)
         ck_assert_uint_eq(big->ext[j].seq, NREC + 1 + j);
     /* A set of every key: one extent each, in an array of one. */
@@ -247,8 +258,9 @@ START_TEST(index_memory) {
         ck_assert_uint_eq(k->cap, 1);
         ck_assert_uint_eq(k->ext[0].seq, seq - 1);
     }
-    ck_assert_uint_eq(l->xp.big_bytes, 0);
-    ck_assert_uint_ge(s_used(&l->xp), (NKEYS + 1) * sizeof(lg_ext));
+    ck_assert_uint_eq(p->big_bytes, 0);
+    ck_assert_uint_eq(p->used_bytes, (NKEYS + 1) * sizeof(lg_ext));
+    ck_assert_uint_le(p->slab_bytes, 2 * LG_XSLAB);
     /* A delete: none. */
     s_apply(l, &b, LG_DELETE, seq++, 0, NKEYS + 1, &off);
     for (int i = 0; i <= NKEYS; i++) {
@@ -257,9 +269,11 @@ START_TEST(index_memory) {
         ck_assert_ptr_null(k->ext);
     }
     ck_assert_uint_eq(l->live_bytes, 0);
+    ck_assert_uint_eq(p->used_bytes, 0);
+    ck_assert_uint_le(p->slab_bytes, LG_XSLAB);
     /* A reset frees it all, and the index works again. */
     lg_index_reset(l);
-    ck_assert_uint_eq(l->xp.slab_bytes + l->xp.free_bytes + l->xp.big_bytes, 0);
+    ck_assert_uint_eq(p->slab_bytes + p->big_bytes, 0);
     l->nsegs = 1;
     s_apply(l, &b, LG_APPEND, seq++, 0, 10, &off);
     ck_assert_uint_eq(s_find(l, 9)->n, 1);

@@ -5,28 +5,90 @@
  * every key's array a record at a time, so glibc's realloc ran for every
  * doubling of every key (a quarter of the index build's instructions,
  * docs/perf-notes.md).  Here an array of up to LG_XPOOL_MAX extents comes
- * from a free list of its capacity, else from the current slab (a pointer
- * bump), and a grown key's old array goes onto its list: a few
- * instructions each, and the index frees its slabs at once.  Capacities are
- * powers of 2 (at most twice the extents held); the lists keep what grown
- * keys left behind for keys that reach that capacity later, as glibc's
- * bins would (they are not merged, and not returned before the index
- * goes).
+ * from a slab of arrays of its capacity: from the slab's free list, else
+ * its uncarved end; a few instructions each.  A slab is LG_XSLAB bytes
+ * aligned to its size, so an array's slab is its address masked.  Keys
+ * that grow in step give back whole slabs of the smaller capacity, which
+ * are unmapped (one is kept for the next slab needed): what the pool holds
+ * beyond its arrays is about a partly used slab per capacity, and slabs
+ * that arrays given back left partly empty (their free lists serve the
+ * next arrays of that capacity).  Capacities are powers of 2 (at most
+ * twice the extents held).
  */
 #include "log/log.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
-/* Slabs start with the link to the previous one; blocks follow, 8-aligned
- * (an extent is 40 bytes). */
-#define S_SLAB_HDR 16u
+/* A slab's header, at its start; its arrays follow. */
+typedef struct lg_xslab {
+    struct lg_xslab *rprev, *rnext; /* in its capacity's room list */
+    struct lg_xslab *aprev, *anext; /* in the pool's list of slabs */
+    void *free;                     /* arrays given back, linked */
+    uint32_t live;                  /* arrays given out */
+    uint32_t carved;                /* arrays carved from its end so far */
+    uint32_t narr;                  /* arrays it holds */
+    uint32_t cls;                   /* their capacity: 1 << cls */
+} lg_xslab;
+
+#define S_HDR 64u /* the header's room (an array's alignment: 8) */
 
 static unsigned s_class(uint32_t cap) { return (unsigned)__builtin_ctz(cap); }
 
 /* The smallest power of 2 at or above n (n >= 1, n <= 2^31). */
 static uint32_t s_pow2(uint32_t n) {
     return n <= 1 ? 1 : (uint32_t)1 << (32 - __builtin_clz(n - 1));
+}
+
+/* LG_XSLAB bytes aligned to LG_XSLAB, or NULL. */
+static lg_xslab *s_map(void) {
+    size_t n = 2 * LG_XSLAB;
+    unsigned char *m = mmap(NULL, n, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m == MAP_FAILED) return NULL;
+    uintptr_t a = ((uintptr_t)m + LG_XSLAB - 1) & ~(uintptr_t)(LG_XSLAB - 1);
+    size_t head = (size_t)(a - (uintptr_t)m);
+    if (head) munmap(m, head);
+    if (n - head > LG_XSLAB)
+        munmap((unsigned char *)a + LG_XSLAB, n - head - LG_XSLAB);
+    return (lg_xslab *)a;
+}
+
+static void s_room_add(lg_xpool *p, lg_xslab *s) {
+    s->rprev = NULL;
+    s->rnext = p->room[s->cls];
+    if (s->rnext) s->rnext->rprev = s;
+    p->room[s->cls] = s;
+}
+
+static void s_room_del(lg_xpool *p, lg_xslab *s) {
+    if (s->rprev)
+        s->rprev->rnext = s->rnext;
+    else
+        p->room[s->cls] = s->rnext;
+    if (s->rnext) s->rnext->rprev = s->rprev;
+}
+
+/* A slab for arrays of class c, in the room and slab lists; or NULL. */
+static lg_xslab *s_slab_new(lg_xpool *p, unsigned c) {
+    lg_xslab *s = p->spare;
+    if (s) {
+        p->spare = NULL;
+    } else {
+        s = s_map();
+        if (!s) return NULL;
+        p->slab_bytes += LG_XSLAB;
+    }
+    memset(s, 0, sizeof *s);
+    s->cls = c;
+    s->narr = (uint32_t)((LG_XSLAB - S_HDR) / (sizeof(lg_ext) << c));
+    s->anext = p->all;
+    if (s->anext) s->anext->aprev = s;
+    p->all = s;
+    s_room_add(p, s);
+    return s;
 }
 
 /* An array of cap extents (a power of 2), or NULL. */
@@ -38,26 +100,18 @@ static lg_ext *s_alloc(lg_xpool *p, uint32_t cap) {
         return x;
     }
     unsigned c = s_class(cap);
-    void *b = p->free[c];
+    lg_xslab *s = p->room[c];
+    if (!s && !(s = s_slab_new(p, c))) return NULL;
+    void *b = s->free;
     if (b) {
-        memcpy(&p->free[c], b, sizeof(void *));
-        p->free_bytes -= bytes;
-        return b;
+        memcpy(&s->free, b, sizeof(void *));
+    } else {
+        b = (unsigned char *)s + S_HDR + (size_t)s->carved * bytes;
+        s->carved++;
     }
-    if (p->left < bytes) {
-        /* A new slab; what is left of the current one (less than this
-         * block) is given up. */
-        unsigned char *s = malloc(LG_XSLAB);
-        if (!s) return NULL;
-        memcpy(s, &p->slabs, sizeof(void *));
-        p->slabs = s;
-        p->slab_bytes += LG_XSLAB;
-        p->bump = s + S_SLAB_HDR;
-        p->left = LG_XSLAB - S_SLAB_HDR;
-    }
-    b = p->bump;
-    p->bump += bytes;
-    p->left -= bytes;
+    s->live++;
+    if (!s->free && s->carved == s->narr) s_room_del(p, s); /* full */
+    p->used_bytes += bytes;
     return b;
 }
 
@@ -70,10 +124,29 @@ static void s_give(lg_xpool *p, lg_ext *x, uint32_t cap) {
         p->big_bytes -= bytes;
         return;
     }
-    unsigned c = s_class(cap);
-    memcpy(x, &p->free[c], sizeof(void *));
-    p->free[c] = x;
-    p->free_bytes += bytes;
+    lg_xslab *s = (lg_xslab *)((uintptr_t)x & ~(uintptr_t)(LG_XSLAB - 1));
+    bool full = !s->free && s->carved == s->narr;
+    memcpy(x, &s->free, sizeof(void *));
+    s->free = x;
+    s->live--;
+    p->used_bytes -= bytes;
+    if (s->live) {
+        if (full) s_room_add(p, s);
+        return;
+    }
+    /* Empty: out of the lists, kept as the spare or unmapped. */
+    if (!full) s_room_del(p, s);
+    if (s->aprev)
+        s->aprev->anext = s->anext;
+    else
+        p->all = s->anext;
+    if (s->anext) s->anext->aprev = s->aprev;
+    if (!p->spare) {
+        p->spare = s;
+    } else {
+        munmap(s, LG_XSLAB);
+        p->slab_bytes -= LG_XSLAB;
+    }
 }
 
 int lg_ext_grow(lg_xpool *p, lg_key *k, uint32_t need) {
@@ -119,12 +192,12 @@ void lg_ext_fit(lg_xpool *p, lg_key *k) {
 }
 
 void lg_xpool_free(lg_xpool *p) {
-    void *s = p->slabs;
+    lg_xslab *s = p->all;
     while (s) {
-        void *prev;
-        memcpy(&prev, s, sizeof prev);
-        free(s);
-        s = prev;
+        lg_xslab *next = s->anext;
+        munmap(s, LG_XSLAB);
+        s = next;
     }
+    if (p->spare) munmap(p->spare, LG_XSLAB);
     memset(p, 0, sizeof *p);
 }

@@ -223,20 +223,22 @@ typedef struct lg_key {
 } lg_key;
 
 /* The extent arrays of a handle's index (extents.c): capacities of 1, 2,
- * 4, ..., LG_XPOOL_MAX extents are carved from slabs of LG_XSLAB bytes,
- * one free list per capacity; larger ones are malloc'd.  Everything goes
- * at once with the index (lg_xpool_free).  Zeroed: empty. */
-#define LG_XPOOL_CLASSES 11u
+ * 4, ..., LG_XPOOL_MAX extents come from slabs of LG_XSLAB bytes (mapped,
+ * aligned to their size), each holding arrays of one capacity, with a free
+ * list of its own; a slab whose arrays are all given back is unmapped (one
+ * is kept), so keys that grow in step leave no trail of small arrays.
+ * Larger arrays are malloc'd.  Zeroed: empty. */
+#define LG_XPOOL_CLASSES 9u
 #define LG_XPOOL_MAX (1u << (LG_XPOOL_CLASSES - 1))
-#define LG_XSLAB ((size_t)1 << 20)
+#define LG_XSLAB ((size_t)1 << 18)
+struct lg_xslab;
 typedef struct lg_xpool {
-    void *free[LG_XPOOL_CLASSES]; /* per capacity, linked through the blocks */
-    unsigned char *bump;          /* the current slab's unused part */
-    size_t left;                  /* its bytes */
-    void *slabs;                  /* linked through their first word */
-    uint64_t slab_bytes;          /* bytes of slabs */
-    uint64_t free_bytes;          /* bytes in the free lists */
-    uint64_t big_bytes;           /* bytes of malloc'd arrays */
+    struct lg_xslab *room[LG_XPOOL_CLASSES]; /* slabs with an array free */
+    struct lg_xslab *all;                    /* every slab in use */
+    struct lg_xslab *spare;                  /* an empty slab kept */
+    uint64_t slab_bytes; /* bytes of slabs mapped (the spare included) */
+    uint64_t used_bytes; /* bytes of the arrays given out from them */
+    uint64_t big_bytes;  /* bytes of malloc'd arrays */
 } lg_xpool;
 
 /* Makes room in k for `need` extents (need > k->cap): its capacity becomes
@@ -249,7 +251,7 @@ int lg_ext_grow(lg_xpool *p, lg_key *k, uint32_t need);
 void lg_ext_fit(lg_xpool *p, lg_key *k);
 /* Gives k's array back (k has no extents, capacity 0). */
 void lg_ext_release(lg_xpool *p, lg_key *k);
-/* Frees p's slabs, and with them every array of LG_XPOOL_MAX extents or
+/* Unmaps p's slabs, and with them every array of LG_XPOOL_MAX extents or
  * fewer (larger ones are released first, lg_ext_release); p is empty. */
 void lg_xpool_free(lg_xpool *p);
 
