@@ -204,7 +204,11 @@ static inline int s_queue_ent(s_apply *a, const lg_ent *e) {
     }
     if (a->at + S_HINT_EXT < a->nhint && a->hint[a->at + S_HINT_EXT]) {
         const lg_key *nk = a->hint[a->at + S_HINT_EXT]; /* fetched above */
-        if (nk->n) __builtin_prefetch(&nk->ext[nk->n - 1]);
+        if (nk->n) { /* its last extent, and where the next one goes */
+            __builtin_prefetch(&nk->ext[nk->n - 1]);
+            if (nk->n < nk->cap)
+                __builtin_prefetch((const char *)&nk->ext[nk->n + 1] - 1);
+        }
     }
     lg_key *hk = s_hinted(a, e->pk, e->pklen);
     if (hk && i < a->nnext) a->next[i] = hk;
