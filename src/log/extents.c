@@ -22,6 +22,22 @@
 #include <string.h>
 #include <sys/mman.h>
 
+/* Under AddressSanitizer, arrays given back and slab space not carved yet
+ * are poisoned: a use of an array after it moved is reported. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer) && !defined(__SANITIZE_ADDRESS__)
+#define __SANITIZE_ADDRESS__ 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#define S_POISON(p, n) ASAN_POISON_MEMORY_REGION((p), (n))
+#define S_UNPOISON(p, n) ASAN_UNPOISON_MEMORY_REGION((p), (n))
+#else
+#define S_POISON(p, n) ((void)(p), (void)(n))
+#define S_UNPOISON(p, n) ((void)(p), (void)(n))
+#endif
+
 /* A slab's header, at its start; its arrays follow. */
 typedef struct lg_xslab {
     struct lg_xslab *rprev, *rnext; /* in its capacity's room list */
@@ -84,6 +100,7 @@ static lg_xslab *s_slab_new(lg_xpool *p, unsigned c) {
     memset(s, 0, sizeof *s);
     s->cls = c;
     s->narr = (uint32_t)((LG_XSLAB - S_HDR) / (sizeof(lg_ext) << c));
+    S_POISON((unsigned char *)s + S_HDR, LG_XSLAB - S_HDR);
     s->anext = p->all;
     if (s->anext) s->anext->aprev = s;
     p->all = s;
@@ -104,10 +121,12 @@ static lg_ext *s_alloc(lg_xpool *p, uint32_t cap) {
     if (!s && !(s = s_slab_new(p, c))) return NULL;
     void *b = s->free;
     if (b) {
+        S_UNPOISON(b, bytes);
         memcpy(&s->free, b, sizeof(void *));
     } else {
         b = (unsigned char *)s + S_HDR + (size_t)s->carved * bytes;
         s->carved++;
+        S_UNPOISON(b, bytes);
     }
     s->live++;
     if (!s->free && s->carved == s->narr) s_room_del(p, s); /* full */
@@ -127,6 +146,7 @@ static void s_give(lg_xpool *p, lg_ext *x, uint32_t cap) {
     lg_xslab *s = (lg_xslab *)((uintptr_t)x & ~(uintptr_t)(LG_XSLAB - 1));
     bool full = !s->free && s->carved == s->narr;
     memcpy(x, &s->free, sizeof(void *));
+    S_POISON(x, bytes);
     s->free = x;
     s->live--;
     p->used_bytes -= bytes;
@@ -144,6 +164,7 @@ static void s_give(lg_xpool *p, lg_ext *x, uint32_t cap) {
     if (!p->spare) {
         p->spare = s;
     } else {
+        S_UNPOISON(s, LG_XSLAB);
         munmap(s, LG_XSLAB);
         p->slab_bytes -= LG_XSLAB;
     }
@@ -195,9 +216,13 @@ void lg_xpool_free(lg_xpool *p) {
     lg_xslab *s = p->all;
     while (s) {
         lg_xslab *next = s->anext;
+        S_UNPOISON(s, LG_XSLAB);
         munmap(s, LG_XSLAB);
         s = next;
     }
-    if (p->spare) munmap(p->spare, LG_XSLAB);
+    if (p->spare) {
+        S_UNPOISON(p->spare, LG_XSLAB);
+        munmap(p->spare, LG_XSLAB);
+    }
     memset(p, 0, sizeof *p);
 }
