@@ -8,19 +8,22 @@
  * leaves the index as it was.  Other records are checked whole first
  * (a set or delete drops extents that could not be restored).
  *
- * Applying an entry costs three dependent cache misses when there are many
- * keys (its hash slot, its key, the end of its extents): entries wait in a
- * short queue while their memory is prefetched, a stage at a time.
- *
  * Shuffle writers append the same keys in the same order call after call
  * (a key with no value in a call left out): the entries of a record are
  * compared (packed bytes) with the keys of the last record applied
  * (l->hint), in order from a cursor, and one that equals the key at the
  * cursor, or at one of the next S_HINT_SKIP (keys this record lacks), is
  * that key, with no unpacking, hash or lookup (its packing was checked
- * when the key was first seen).  The hint holds keys of the index only
- * (lg_index_reset frees keys and drops it; s_undo drops it when it frees a
- * key).
+ * when the key was first seen); its key and the end of its extents were
+ * prefetched from the hint, so it is applied at once.  The hint holds keys
+ * of the index only (lg_index_reset frees keys and drops it; s_undo drops
+ * it when it frees a key).
+ *
+ * Applying another entry costs three dependent cache misses when there
+ * are many keys (its hash slot, its key, the end of its extents): such
+ * entries wait in a short queue while their memory is prefetched, a stage
+ * at a time.  (So a record's entries are not applied in table order: a
+ * key's extents of one record are ordered by their offset.)
  */
 #include "log/log.h"
 
@@ -42,7 +45,6 @@ typedef struct s_pend {
     uint32_t pklen;
     uint32_t idx; /* entry index past `skip` (its slot in hnext) */
     uint64_t vlen, vhash, doff, hash;
-    lg_key *k; /* the key, from the hint (hash unset), or NULL */
 } s_pend;
 
 typedef struct s_apply {
@@ -55,7 +57,6 @@ typedef struct s_apply {
     size_t at;             /* the cursor in hint */
     unsigned misses;       /* entries in a row the hint did not give */
     uint32_t nent;         /* entries seen past `skip` */
-    uint32_t applied;      /* entries applied (the first ones) */
     bool seen;             /* an entry was in the index already */
     s_pend q[S_QR];
     size_t in, out; /* entries queued, applied */
@@ -107,11 +108,16 @@ static inline int s_add(s_apply *a, lg_key *k, uint64_t doff, uint64_t vlen,
         s_trim(l, k);
     }
     if (h->type == LG_DELETE) return 0;
-    /* Insert in sequence order (usually at the end); a record applied
-     * again (after a failed catch-up) is recognised and skipped. */
+    /* Insert in sequence order (usually at the end), and a record's own
+     * in table order (its data's: entries from the hint are applied before
+     * those waiting in the queue); a record applied again (after a failed
+     * catch-up) is recognised and skipped. */
     uint32_t i = k->n;
-    while (i > 0 && k->ext[i - 1].seq > h->seq) i--;
     uint64_t off = a->off + doff;
+    while (i > 0 && (k->ext[i - 1].seq > h->seq ||
+                     (k->ext[i - 1].seq == h->seq &&
+                      k->ext[i - 1].seg == a->seg && k->ext[i - 1].off > off)))
+        i--;
     /* (A commit gives several records one sequence number.) */
     for (uint32_t j = i; j > 0 && k->ext[j - 1].seq == h->seq; j--)
         if (k->ext[j - 1].seg == a->seg && k->ext[j - 1].off == off) {
@@ -125,22 +131,17 @@ static inline int s_add(s_apply *a, lg_key *k, uint64_t doff, uint64_t vlen,
     k->n++;
     k->size += vlen;
     l->live_bytes += vlen;
-    a->applied++;
     return 0;
 }
 
-/* Applies a queued entry.  (Its key is found or made here unless the hint
- * gave it.) */
+/* Applies a queued entry: finds or makes its key. */
 static int s_apply_one(s_apply *a, const s_pend *e) {
-    lg_key *k = e->k;
-    if (!k) {
-        pd_key key;
-        pd_bytes parts[PD_KEY_MAX_PARTS];
-        if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
-        k = s_key_get(a->l, &key, e);
-        if (!k) return PD_ERR_NOMEM;
-        if (e->idx < a->nnext) a->next[e->idx] = k;
-    }
+    pd_key key;
+    pd_bytes parts[PD_KEY_MAX_PARTS];
+    if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
+    lg_key *k = s_key_get(a->l, &key, e);
+    if (!k) return PD_ERR_NOMEM;
+    if (e->idx < a->nnext) a->next[e->idx] = k;
     return s_add(a, k, e->doff, e->vlen, e->vhash);
 }
 
@@ -211,37 +212,29 @@ static inline int s_queue_ent(s_apply *a, const lg_ent *e) {
         }
     }
     lg_key *hk = s_hinted(a, e->pk, e->pklen);
-    if (hk && i < a->nnext) a->next[i] = hk;
-    /* Nothing waits (the hint gave every key so far): its memory was
-     * fetched from the hint, apply it now. */
-    if (hk && a->in == a->out) return s_add(a, hk, e->doff, e->vlen, e->vhash);
-    s_pend *p = &a->q[S_AT(a->in)];
-    if (hk) {
-        *p = (s_pend){e->pk, e->pklen, i, e->vlen, e->vhash, e->doff, 0, hk};
-    } else {
-        pd_key key;
-        pd_bytes parts[PD_KEY_MAX_PARTS];
-        if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
-        *p = (s_pend){e->pk,   e->pklen,        i,   e->vlen, e->vhash,
-                      e->doff, pd__khash(&key), NULL};
-        const pd__kslot *sl = s_slot(a->l, p->hash);
-        if (sl) __builtin_prefetch(sl);
+    if (hk) { /* its memory was fetched from the hint: apply it now */
+        if (i < a->nnext) a->next[i] = hk;
+        return s_add(a, hk, e->doff, e->vlen, e->vhash);
     }
+    pd_key key;
+    pd_bytes parts[PD_KEY_MAX_PARTS];
+    if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
+    s_pend *p = &a->q[S_AT(a->in)];
+    *p = (s_pend){e->pk,   e->pklen,       i, e->vlen, e->vhash,
+                  e->doff, pd__khash(&key)};
+    const pd__kslot *sl = s_slot(a->l, p->hash);
+    if (sl) __builtin_prefetch(sl);
     a->in++;
     if (a->in - a->out > 8) { /* its slot is in: fetch its key */
         const s_pend *q = &a->q[S_AT(a->in - 9)];
-        if (q->k) { /* hinted: its key is in, fetch its last extent */
-            if (q->k->n) __builtin_prefetch(&q->k->ext[q->k->n - 1]);
-        } else {
-            const pd__kslot *sl = s_slot(a->l, q->hash);
-            if (sl && sl->node) __builtin_prefetch(sl->node);
-        }
+        const pd__kslot *qs = s_slot(a->l, q->hash);
+        if (qs && qs->node) __builtin_prefetch(qs->node);
     }
     if (a->in - a->out > 16) { /* its key is in: fetch its last extent */
         const s_pend *q = &a->q[S_AT(a->in - 17)];
-        const pd__kslot *sl = q->k ? NULL : s_slot(a->l, q->hash);
-        if (sl && sl->node && sl->hash == q->hash) {
-            const lg_key *k = (const lg_key *)(const void *)sl->node;
+        const pd__kslot *qs = s_slot(a->l, q->hash);
+        if (qs && qs->node && qs->hash == q->hash) {
+            const lg_key *k = (const lg_key *)(const void *)qs->node;
             if (k->n) __builtin_prefetch(&k->ext[k->n - 1]);
         }
     }
@@ -277,9 +270,10 @@ static lg_key *s_lookup(lg_store *l, const unsigned char *pk, uint32_t pklen) {
 }
 
 /* Takes back what applying the first n entries (past skip) of an append
- * record did: their extents, then the keys left with no extent and no
- * floor (as a key the index never saw: made by this record).  Lookups
- * only, no hint: an entry's key may have been freed by an earlier one's. */
+ * record did (some of them may not have been applied yet: they have no
+ * extent of the record): their extents, then the keys left with no extent and
+ * no floor (as a key the index never saw: made by this record).  Lookups only,
+ * no hint: an entry's key may have been freed by an earlier one's. */
 static void s_undo(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                    const unsigned char *table, uint32_t skip, uint32_t n) {
     bool freed = false;
@@ -355,7 +349,7 @@ static int s_apply_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
     if (rc && !checked) {
         /* Taken back whole (a record seen before was applied whole: its
          * entries were all found, nothing was added). */
-        if (!a.seen) s_undo(l, seg, off, h, table, skip, a.applied);
+        if (!a.seen) s_undo(l, seg, off, h, table, skip, a.nent);
         return rc;
     }
     if (rc == 0) l->rec_bytes += lg_rec_len(h);
