@@ -12,10 +12,11 @@
  * (a key with no value in a call left out): the entries of a record are
  * compared (packed bytes) with the keys of the last record applied
  * (l->hint), in order from a cursor, and one that equals the key at the
- * cursor, or at one of the next S_HINT_SKIP (keys this record lacks), is
- * that key, with no unpacking, hash or lookup (its packing was checked
- * when the key was first seen); its key and the end of its extents were
- * prefetched from the hint, so it is applied at once.  The hint holds keys
+ * cursor, or at one of the next S_HINT_SKIP (keys this record lacks, which
+ * the next hint keeps, once), is that key, with no unpacking, hash or
+ * lookup (its packing was checked when the key was first seen); its key
+ * and the end of its extents were prefetched from the hint, so it is
+ * applied at once.  The hint holds keys
  * of the index only (lg_index_reset frees keys and drops it; s_undo drops
  * it when it frees a key).
  *
@@ -43,7 +44,7 @@
 typedef struct s_pend {
     const unsigned char *pk;
     uint32_t pklen;
-    uint32_t idx; /* entry index past `skip` (its slot in hnext) */
+    uint32_t idx; /* its slot in hnext */
     uint64_t vlen, vhash, doff, hash;
 } s_pend;
 
@@ -57,6 +58,7 @@ typedef struct s_apply {
     size_t at;             /* the cursor in hint */
     unsigned misses;       /* entries in a row the hint did not give */
     uint32_t nent;         /* entries seen past `skip` */
+    size_t nn;             /* next[0..nn) filled */
     bool seen;             /* an entry was in the index already */
     s_pend q[S_QR];
     size_t in, out; /* entries queued, applied */
@@ -162,17 +164,30 @@ static bool s_is(const lg_key *k, const unsigned char *pk, uint32_t pklen) {
     return !memcmp(k->pk, pk, pklen);
 }
 
+/* A hint entry's key, and whether it was carried: a key of the record
+ * before the last that the last one lacked (bit 0 of the pointer). */
+static inline lg_key *s_hkey(lg_key *p) {
+    return (lg_key *)((uintptr_t)p & ~(uintptr_t)1);
+}
+static inline bool s_carried(const lg_key *p) { return (uintptr_t)p & 1; }
+
 /* s_hinted past the cursor's key: the next S_HINT_SKIP (unless the hint
- * has missed S_HINT_GIVEUP entries in a row). */
+ * has missed S_HINT_GIVEUP entries in a row).  The keys passed over (this
+ * record lacks them) go on into the next hint, marked carried, once: a
+ * shuffle's record that lacks a key usually has it again in the next. */
 static lg_key *s_hint_skip(s_apply *a, const unsigned char *pk,
                            uint32_t pklen) {
     size_t end = a->at + 1 + (a->misses < S_HINT_GIVEUP ? S_HINT_SKIP : 0);
     if (end > a->nhint) end = a->nhint;
     for (size_t j = a->at + 1; j < end; j++)
-        if (s_is(a->hint[j], pk, pklen)) {
+        if (s_is(s_hkey(a->hint[j]), pk, pklen)) {
+            for (size_t m = a->at; m < j; m++)
+                if (a->hint[m] && !s_carried(a->hint[m]) && a->nn < a->nnext)
+                    a->next[a->nn++] =
+                        (lg_key *)((uintptr_t)a->hint[m] | (uintptr_t)1);
             a->at = j + 1;
             a->misses = 0;
-            return a->hint[j];
+            return s_hkey(a->hint[j]);
         }
     a->misses++;
     return NULL;
@@ -182,9 +197,9 @@ static lg_key *s_hint_skip(s_apply *a, const unsigned char *pk,
  * the cursor past it. */
 static inline lg_key *s_hinted(s_apply *a, const unsigned char *pk,
                                uint32_t pklen) {
-    if (a->at < a->nhint && s_is(a->hint[a->at], pk, pklen)) {
+    if (a->at < a->nhint && s_is(s_hkey(a->hint[a->at]), pk, pklen)) {
         a->misses = 0;
-        return a->hint[a->at++];
+        return s_hkey(a->hint[a->at++]);
     }
     return s_hint_skip(a, pk, pklen);
 }
@@ -197,14 +212,14 @@ static int s_apply_next(s_apply *a) {
 /* Queues entry e (its key not unpacked), applying the oldest entry when
  * the queue is full.  0 or an error (PD_ERR_CORRUPT: a bad key). */
 static inline int s_queue_ent(s_apply *a, const lg_ent *e) {
-    uint32_t i = a->nent++;
+    a->nent++;
     if (a->at + S_HINT_AHEAD < a->nhint && a->hint[a->at + S_HINT_AHEAD]) {
-        const char *nk = (const char *)a->hint[a->at + S_HINT_AHEAD];
+        const char *nk = (const char *)s_hkey(a->hint[a->at + S_HINT_AHEAD]);
         __builtin_prefetch(nk);                        /* its length */
         __builtin_prefetch(nk + offsetof(lg_key, pk)); /* extents, bytes */
     }
     if (a->at + S_HINT_EXT < a->nhint && a->hint[a->at + S_HINT_EXT]) {
-        const lg_key *nk = a->hint[a->at + S_HINT_EXT]; /* fetched above */
+        const lg_key *nk = s_hkey(a->hint[a->at + S_HINT_EXT]); /* fetched */
         if (nk->n) { /* its last extent, and where the next one goes */
             __builtin_prefetch(&nk->ext[nk->n - 1]);
             if (nk->n < nk->cap)
@@ -213,15 +228,16 @@ static inline int s_queue_ent(s_apply *a, const lg_ent *e) {
     }
     lg_key *hk = s_hinted(a, e->pk, e->pklen);
     if (hk) { /* its memory was fetched from the hint: apply it now */
-        if (i < a->nnext) a->next[i] = hk;
+        if (a->nn < a->nnext) a->next[a->nn++] = hk;
         return s_add(a, hk, e->doff, e->vlen, e->vhash);
     }
     pd_key key;
     pd_bytes parts[PD_KEY_MAX_PARTS];
     if (pd__key_unpack(e->pk, e->pklen, &key, parts)) return PD_ERR_CORRUPT;
     s_pend *p = &a->q[S_AT(a->in)];
-    *p = (s_pend){e->pk,   e->pklen,       i, e->vlen, e->vhash,
-                  e->doff, pd__khash(&key)};
+    uint32_t slot = a->nn < a->nnext ? (uint32_t)a->nn++ : UINT32_MAX;
+    *p = (s_pend){e->pk,    e->pklen, slot,           e->vlen,
+                  e->vhash, e->doff,  pd__khash(&key)};
     const pd__kslot *sl = s_slot(a->l, p->hash);
     if (sl) __builtin_prefetch(sl);
     a->in++;
@@ -321,7 +337,8 @@ static void s_undo(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
 static int s_apply_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
                        const unsigned char *table, uint32_t skip,
                        bool checked) {
-    s_hint_grow(l, h->nkeys > skip ? h->nkeys - skip : 0);
+    /* (Room for this record's keys and those carried from the last.) */
+    s_hint_grow(l, (h->nkeys > skip ? h->nkeys - skip : 0) + l->nhint);
     s_apply a = {.l = l,
                  .h = h,
                  .seg = seg,
@@ -357,7 +374,7 @@ static int s_apply_rec(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
      * hnext may be older keys: still keys of the index.) */
     l->hint = a.next;
     l->hnext = a.hint;
-    l->nhint = a.nent < a.nnext ? a.nent : a.nnext;
+    l->nhint = a.nn;
     return rc;
 }
 

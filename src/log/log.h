@@ -310,9 +310,10 @@ typedef struct lg_store {
     uint64_t rec_bytes; /* bytes of records indexed (for dead space) */
     uint64_t live_bytes;
     pd__buf rbuf; /* catch-up read buffer */
-    /* The keys of the last record applied, in table order (index.c): the
-     * next record's entries are tried against them, in order, before a
-     * lookup.  hint[0..nhint) holds them, hnext the record being applied
+    /* The keys of the last record applied, in table order, with those it
+     * lacked of the record before (apply.c: bit 0 of the pointer set):
+     * the next record's entries are tried against them, in order, before
+     * a lookup.  hint[0..nhint) holds them, hnext the record being applied
      * (both caphint long).  Only keys of the index (NULL: none); freed by
      * lg_index_reset. */
     lg_key **hint, **hnext;
