@@ -12,7 +12,8 @@ set(PARTD_SOURCES_FILE
   src/file/names.c src/file/ops.c src/file/walk.c)
 set(PARTD_SOURCES_LOG
   src/log/attempt.c src/log/commits.c src/log/compact.c src/log/format.c
-  src/log/gather.c src/log/index.c src/log/log.c src/log/pending.c src/log/rcache.c
+  src/log/apply.c src/log/extents.c src/log/gather.c src/log/index.c
+  src/log/log.c src/log/pending.c src/log/rcache.c
   src/log/segment.c)
 set(PARTD_SOURCES_BUFFER src/buffer/attempt.c src/buffer/buffer.c
   src/buffer/bypass.c src/buffer/spill.c)

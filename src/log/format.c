@@ -78,31 +78,17 @@ int lg_hdr_parse(const unsigned char *p, lg_hdr *h) {
 
 int lg_table_walk(const lg_hdr *h, const unsigned char *table, lg_ent_fn fn,
                   void *arg) {
-    size_t at = 0;
-    uint64_t doff = (uint64_t)LG_HDR + h->table_len;
-    for (uint32_t i = 0; i < h->nkeys; i++) {
-        if (h->table_len - at < LG_ENT) return -1;
-        lg_ent e;
-        e.pklen = s_get32(table + at);
-        if (s_get32(table + at + 4)) return -1;
-        e.vlen = s_get64(table + at + 8);
-        e.vhash = s_get64(table + at + 16);
-        e.pk = table + at + LG_ENT;
-        if (e.pklen == 0 || e.pklen > h->table_len - at - LG_ENT) return -1;
+    lg_tcur c;
+    lg_ent e;
+    int rc;
+    lg_tcur_init(&c, h);
+    while ((rc = lg_tcur_next(&c, h, table, &e)) == 1) {
         pd_bytes parts[PD_KEY_MAX_PARTS];
         if (pd__key_unpack(e.pk, e.pklen, &e.key, parts)) return -1;
-        if (e.vlen > h->data_len - (doff - LG_HDR - h->table_len)) return -1;
-        e.doff = doff;
-        doff += e.vlen;
-        at += LG_ENT + s_pad8(e.pklen);
-        if (at > h->table_len) return -1;
-        int rc = fn ? fn(arg, h, &e) : 0;
+        rc = fn ? fn(arg, h, &e) : 0;
         if (rc) return rc;
     }
-    if (at != h->table_len ||
-        doff != (uint64_t)LG_HDR + h->table_len + h->data_len)
-        return -1;
-    return 0;
+    return rc;
 }
 
 /* ------------------------------------------------------------- Building */

@@ -6,7 +6,8 @@
  *
  * Files: format.c (records: building, checking, parsing), segment.c (the
  * directory, its lock and shared state, the writer), index.c (the reader:
- * key index, catch-up, gets), compact.c (compaction), log.c (the store
+ * catch-up, gets), apply.c (applying records to the key index), extents.c
+ * (its extent arrays), compact.c (compaction), log.c (the store
  * ops and the public functions); attempts: attempt.c (the ops, records,
  * the writer's pins), pending.c (readers), commits.c (the commit log),
  * sharing attempt.h.
@@ -75,6 +76,58 @@ typedef struct lg_ent {
     uint32_t pklen;
     uint64_t vlen, vhash, doff; /* doff: offset of its data in the record */
 } lg_ent;
+
+/* Little-endian loads, a byte at a time (the compiler makes one load). */
+static inline uint32_t lg_le32(const unsigned char *p) {
+    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
+           (uint32_t)p[3] << 24;
+}
+static inline uint64_t lg_le64(const unsigned char *p) {
+    return (uint64_t)lg_le32(p) | (uint64_t)lg_le32(p + 4) << 32;
+}
+
+/* A walk of a key table an entry at a time: the checks of lg_table_walk
+ * but the key's packing, which the caller checks when it needs the key
+ * (the index: a key equal to one it holds was checked when first seen). */
+typedef struct lg_tcur {
+    size_t at;     /* the next entry's offset in the table */
+    uint64_t doff; /* its data's offset in the record */
+    uint32_t i;    /* entries read */
+} lg_tcur;
+
+static inline void lg_tcur_init(lg_tcur *c, const lg_hdr *h) {
+    c->at = 0;
+    c->doff = (uint64_t)LG_HDR + h->table_len;
+    c->i = 0;
+}
+
+/* The next entry into *e (e->key unset): 1; 0 past the last entry of a
+ * well-formed table; -1 if the table is malformed there (c unchanged). */
+static inline int lg_tcur_next(lg_tcur *c, const lg_hdr *h,
+                               const unsigned char *table, lg_ent *e) {
+    if (c->i == h->nkeys)
+        return c->at == h->table_len &&
+                       c->doff == (uint64_t)LG_HDR + h->table_len + h->data_len
+                   ? 0
+                   : -1;
+    const unsigned char *p = table + c->at;
+    if (h->table_len - c->at < LG_ENT || lg_le32(p + 4)) return -1;
+    uint32_t pklen = lg_le32(p);
+    uint64_t vlen = lg_le64(p + 8);
+    if (pklen == 0 || pklen > h->table_len - c->at - LG_ENT) return -1;
+    if (vlen > h->data_len - (c->doff - LG_HDR - h->table_len)) return -1;
+    size_t next = c->at + LG_ENT + (((size_t)pklen + 7) & ~(size_t)7);
+    if (next > h->table_len) return -1;
+    e->pk = p + LG_ENT;
+    e->pklen = pklen;
+    e->vlen = vlen;
+    e->vhash = lg_le64(p + 16);
+    e->doff = c->doff;
+    c->doff += vlen;
+    c->at = next;
+    c->i++;
+    return 1;
+}
 
 /* Calls fn for each entry of a table whose hash was checked.  0, or -1 if
  * the table is malformed (bad key, lengths not summing to data_len). */
@@ -186,13 +239,46 @@ typedef struct lg_ext {
 } lg_ext;
 
 typedef struct lg_key {
-    pd__knode node; /* first: pk points to pk[] below */
-    uint64_t floor; /* extents with seq < floor are gone (delete, set) */
-    uint64_t size;  /* bytes of the extents */
-    lg_ext *ext;    /* sorted by seq */
-    uint32_t n, cap;
+    pd__knode node;  /* first: pk points to pk[] below */
+    uint64_t floor;  /* extents with seq < floor are gone (delete, set) */
+    uint64_t size;   /* bytes of the extents */
+    lg_ext *ext;     /* sorted by seq; from the handle's pool (extents.c) */
+    uint32_t n, cap; /* cap: 0 or a power of 2 */
     unsigned char pk[];
 } lg_key;
+
+/* The extent arrays of a handle's index (extents.c): capacities of 1, 2,
+ * 4, ..., LG_XPOOL_MAX extents come from slabs of LG_XSLAB bytes (mapped,
+ * aligned to their size), each holding arrays of one capacity, with a free
+ * list of its own; a slab whose arrays are all given back is unmapped (one
+ * is kept), so keys that grow in step leave no trail of small arrays.
+ * Larger arrays are malloc'd.  Zeroed: empty. */
+#define LG_XPOOL_CLASSES 9u
+#define LG_XPOOL_MAX (1u << (LG_XPOOL_CLASSES - 1))
+#define LG_XSLAB ((size_t)1 << 18)
+struct lg_xslab;
+typedef struct lg_xpool {
+    struct lg_xslab *room[LG_XPOOL_CLASSES]; /* slabs with an array free */
+    struct lg_xslab *all;                    /* every slab in use */
+    struct lg_xslab *spare;                  /* an empty slab kept */
+    uint64_t slab_bytes; /* bytes of slabs mapped (the spare included) */
+    uint64_t used_bytes; /* bytes of the arrays given out from them */
+    uint64_t big_bytes;  /* bytes of malloc'd arrays */
+} lg_xpool;
+
+/* Makes room in k for `need` extents (need > k->cap): its capacity becomes
+ * the power of 2 at or above max(need, 2 * cap).  0, or PD_ERR_NOMEM (k
+ * unchanged). */
+int lg_ext_grow(lg_xpool *p, lg_key *k, uint32_t need);
+/* After extents were dropped from k: gives its array back when it is empty,
+ * moves it to a quarter of its capacity or less when it uses that little
+ * (nothing changes when that fails). */
+void lg_ext_fit(lg_xpool *p, lg_key *k);
+/* Gives k's array back (k has no extents, capacity 0). */
+void lg_ext_release(lg_xpool *p, lg_key *k);
+/* Unmaps p's slabs, and with them every array of LG_XPOOL_MAX extents or
+ * fewer (larger ones are released first, lg_ext_release); p is empty. */
+void lg_xpool_free(lg_xpool *p);
 
 typedef struct lg_seg {
     char *name;
@@ -250,13 +336,15 @@ typedef struct lg_store {
     uint64_t rec_bytes; /* bytes of records indexed (for dead space) */
     uint64_t live_bytes;
     pd__buf rbuf; /* catch-up read buffer */
-    /* The keys of the last record applied, in table order (index.c): the
-     * next record's entries are tried against them, in order, before a
-     * lookup.  hint[0..nhint) holds them, hnext the record being applied
+    /* The keys of the last record applied, in table order, with those it
+     * lacked of the record before (apply.c: bit 0 of the pointer set):
+     * the next record's entries are tried against them, in order, before
+     * a lookup.  hint[0..nhint) holds them, hnext the record being applied
      * (both caphint long).  Only keys of the index (NULL: none); freed by
      * lg_index_reset. */
     lg_key **hint, **hnext;
     size_t nhint, caphint;
+    lg_xpool xp; /* the keys' extent arrays */
     lg_win win[LG_NWIN];
     uint64_t win_tick, win_read, win_hit; /* bytes into / out of windows */
     struct lg_gather *gather; /* gather.c's buffers, NULL until used */
