@@ -16,7 +16,7 @@
 #define PD__BUFFER_MAXCOUNT 20
 #define PD__BUFFER_FLUSH_BATCH 32
 /* An append batch of at least this many bytes goes straight to a slow Log
- * (bypass.c; the measurements: docs/perf-notes.md, issue 13).  A
+ * (bypass.c; the measurements: docs/perf-log.md).  A
  * build may set another (-DPD__BUFFER_BYPASS=BYTES) to measure. */
 #ifndef PD__BUFFER_BYPASS
 #define PD__BUFFER_BYPASS ((uint64_t)1 << 20)

@@ -26,7 +26,7 @@ uint64_t pd__buffer_bypass_for(const pd_store *slow) {
     /* A Log takes a batch in one write whatever its number of keys.  A File
      * writes each key's file, so small values per key cost it more than the
      * Dict saves: measured slower from 4,096 keys a batch
-     * (docs/perf-notes.md).  Over a Dict (partd's own Buffer(Dict, Dict))
+     * (docs/perf-log.md).  Over a Dict (partd's own Buffer(Dict, Dict))
      * placement stays partd's: the batch in fast, then the largest keys
      * spilled.  Other stores were not measured. */
     return strcmp(pd_store_kind(slow), "log") == 0 ? PD__BUFFER_BYPASS : 0;

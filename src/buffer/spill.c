@@ -360,7 +360,7 @@ static void s_sift(const uint64_t *sz, size_t *h, size_t n, size_t i) {
  * tenth of the bytes left, at least one), and what it leaves keeps that
  * order: so the keys are ranked once, in a heap popped as the rounds go,
  * instead of a pass over every key per round (at 65,536 keys and a 16 MiB
- * batch, hundreds of rounds per append: docs/perf-notes.md). */
+ * batch, hundreds of rounds per append: docs/perf-log.md). */
 int pd__buffer_plan(pd__buffer *b, uint64_t stamp, size_t *m) {
     size_t n;
     int rc = s_sel_begin(b, m, &n);

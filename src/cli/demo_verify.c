@@ -183,7 +183,7 @@ static void s_send(int fd, uint32_t kind, const pd_demo_phase *ph,
  * (the library gives the child lock and state descriptors of its own), and
  * an Encode layer over it with --codec: a Log opened anew would read every
  * segment's key tables to build that index again, in every reader (at
- * 65,536 partitions most of a reader's time, docs/perf-notes.md).  Else
+ * 65,536 partitions most of a reader's time, docs/perf-log.md).  Else
  * a store of its own: the File(s), or a client of the server. */
 static int s_reader_store(pd_demo *d, pd_store **s) {
     char why[768];

@@ -293,7 +293,7 @@ static int s_parse(int argc, char **argv, s_args *a) {
 static int s_open_files(const s_args *a, pd_store **out) {
     if (a->npath == 0) {
         /* A private directory nobody else reads: a Log unless --store file
-         * (docs/perf-notes.md, "Issue 13": the server's default store). */
+         * (docs/perf-log.md: the server's default store). */
         int rc = a->kind == PD_CLI_STORE_FILE ? pd_file_open_temp(out, NULL, 0)
                                               : pd_log_open_temp(out, NULL, 0);
         if (rc) s_fail(pd_errmsg(NULL));

@@ -4,7 +4,7 @@
  * Log: the extent arrays of a handle's index.  A shuffle's catch-up grows
  * every key's array a record at a time, so glibc's realloc ran for every
  * doubling of every key (a quarter of the index build's instructions,
- * docs/perf-notes.md).  Here an array of up to LG_XPOOL_MAX extents comes
+ * docs/perf-log.md).  Here an array of up to LG_XPOOL_MAX extents comes
  * from a slab of arrays of its capacity: from the slab's free list, else
  * its uncarved end; a few instructions each.  A slab is LG_XSLAB bytes
  * aligned to its size, so an array's slab is its address masked.  Keys

@@ -376,7 +376,7 @@ static void s_copy_data(const lg_plan *pl, const s_rec *r, pd__buf *b,
 /* Whether the record's values go into b rather than to writev from where
  * they are: many small data buffers (values adjacent in memory merged)
  * cost the kernel more per buffer, and the checksums more per piece, than
- * copying them costs (docs/perf-notes.md, "Attempt appends"), as long as b
+ * copying them costs (docs/perf-log.md, "Attempt appends"), as long as b
  * stays within what a handle keeps. */
 static bool s_copy_values(const lg_plan *pl, const s_rec *r, size_t n,
                           const pd_bytes *vals) {

@@ -362,7 +362,7 @@ typedef struct lg_store {
 
 /* Bytes a writev call of a record takes at most: a page cache write costs
  * more system time in one call of 16 MiB than in 1 MiB ones, and varies
- * more (docs/perf-notes.md, issue 13). */
+ * more (docs/perf-log.md). */
 #define LG_WRITE_PIECE ((size_t)1 << 20)
 
 /* segment.c */
@@ -447,8 +447,9 @@ void lg_win_free(lg_store *l);
  * value) into r as n values, their extents in file order with a preadv per
  * run of extents at most LG_GATHER_GAP bytes apart, and checks them; an
  * error names op and the key.  For several keys of at most LG_GATHER_MAX
- * extents in all (s_get splits larger batches): it holds 80 bytes per
- * extent while it runs. */
+ * extents in all (s_get splits larger batches): it holds about 150 bytes
+ * per extent while it runs, and the handle keeps those arrays for the next
+ * get up to 2^17 extents (20 MB), plus a 1 MiB staging buffer. */
 #define LG_GATHER_GAP 4096u
 #define LG_GATHER_MAX ((size_t)1 << 18)
 #define LG_GATHER_RUN ((size_t)1 << 20) /* bytes a run spans at most */
