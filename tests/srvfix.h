@@ -119,6 +119,17 @@ static PD__UNUSED pd_store *t_client(const char *addr, int timeout_ms,
     return t_client_w(addr, timeout_ms, flags, 0);
 }
 
+/* A client whose frames are at most max_message bytes (0: the default). */
+static PD__UNUSED pd_store *t_client_max(const char *addr,
+                                         uint64_t max_message) {
+    pd_client_opts o = {0};
+    o.timeout_ms = 10000;
+    o.max_message = max_message;
+    pd_store *c = NULL;
+    TU_OK(pd_client_open(&c, addr, &o), NULL);
+    return c;
+}
+
 static PD__UNUSED void t_close_server(pd_server **srv) {
     int rc = pd_server_close(srv);
     ck_assert_msg(rc == 0, "server close: %s", pd_errmsg(NULL));

@@ -12,34 +12,11 @@
  * store: a hash-valid malformed record in a segment is damage, and a
  * salvaging compaction keeps exactly the other records' data.
  */
-#include "log/log.h"
-#include "logfix.h"
+#include "logidxfix.h"
 
 enum { NK = 100 }; /* keys of a record (more than the apply queue holds) */
 
-/* ----------------------------------------------------- A bare index */
-
-static lg_store *s_index_new(void) {
-    lg_store *l = calloc(1, sizeof *l);
-    ck_assert_ptr_nonnull(l);
-    l->sh = calloc(1, sizeof *l->sh);
-    ck_assert_ptr_nonnull(l->sh);
-    l->segs = calloc(1, sizeof *l->segs);
-    ck_assert_ptr_nonnull(l->segs);
-    l->segs[0].fd = -1;
-    l->nsegs = l->capsegs = 1;
-    l->wseg = UINT32_MAX;
-    return l;
-}
-
-static void s_index_free(lg_store *l) {
-    lg_index_reset(l);
-    free(l->segs);
-    free(l->sh);
-    free(l->hint);
-    free(l->hnext);
-    free(l);
-}
+/* ---------------------------------------------------------- Records */
 
 /* Key i of a record: "k<i>", every seventh a 2-tuple ("t", "k<i>"). */
 static char s_names[4 * NK][16];

@@ -11,8 +11,7 @@
  * hold their arrays and about one more slab per size, no trail of the
  * smaller arrays they outgrew.
  */
-#include "log/log.h"
-#include "logfix.h"
+#include "logidxfix.h"
 
 /* Extent i of a key, recognisably. */
 static lg_ext s_ext(uint32_t key, uint32_t i) {
@@ -166,27 +165,6 @@ START_TEST(fit) {
 END_TEST
 
 /* ------------------------------------------------- Through the index */
-
-static lg_store *s_index_new(void) {
-    lg_store *l = calloc(1, sizeof *l);
-    ck_assert_ptr_nonnull(l);
-    l->sh = calloc(1, sizeof *l->sh);
-    l->segs = calloc(1, sizeof *l->segs);
-    ck_assert(l->sh && l->segs);
-    l->segs[0].fd = -1;
-    l->nsegs = l->capsegs = 1;
-    l->wseg = UINT32_MAX;
-    return l;
-}
-
-static void s_index_free(lg_store *l) {
-    lg_index_reset(l);
-    free(l->segs);
-    free(l->sh);
-    free(l->hint);
-    free(l->hnext);
-    free(l);
-}
 
 /* Applies a record of type over keys "k<first>".."k<first+n-1>". */
 static void s_apply(lg_store *l, pd__buf *b, unsigned type, uint64_t seq,

@@ -66,15 +66,6 @@ static void t_check_mixed(const pd_result *r, size_t n) {
     }
 }
 
-static pd_store *t_client_max(const char *addr, uint64_t max_message) {
-    pd_client_opts o = {0};
-    o.timeout_ms = 10000;
-    o.max_message = max_message;
-    pd_store *c = NULL;
-    TU_OK(pd_client_open(&c, addr, &o), NULL);
-    return c;
-}
-
 /* ------------------------------------------------------------ Reassembly */
 
 /* Values of 0 to 200 KB under a 64 KiB frame limit: a packed get's values

@@ -86,15 +86,6 @@ static pd_server *t_dbg_server(t_log *lg, uint64_t max_message) {
     return t_server(NULL, &o, lg);
 }
 
-static pd_store *t_client_max(const char *addr, uint64_t max_message) {
-    pd_client_opts o = {0};
-    o.timeout_ms = 10000;
-    o.max_message = max_message;
-    pd_store *c = NULL;
-    TU_OK(pd_client_open(&c, addr, &o), NULL);
-    return c;
-}
-
 /* ------------------------------------------------------------ Round trips */
 
 START_TEST(roundtrip) {

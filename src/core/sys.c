@@ -67,12 +67,30 @@ size_t pd__write_all(int fd, const void *p, size_t n) {
     return done;
 }
 
+/* Moves *iov (of *n buffers) past `done` bytes: past the buffers done
+ * whole and into the one done in part, then past empty ones. */
+static void s_iov_skip(struct iovec **iov, size_t *n, size_t done) {
+    struct iovec *v = *iov;
+    while (*n && done >= v->iov_len) {
+        done -= v->iov_len;
+        v++, (*n)--;
+    }
+    if (*n) {
+        v->iov_base = (char *)v->iov_base + done;
+        v->iov_len -= done;
+    }
+    while (*n && v->iov_len == 0) v++, (*n)--;
+    *iov = v;
+}
+
+/* The system call's count for n buffers: at most IOV_MAX a call. */
+static int s_iov_cnt(size_t n) { return n > IOV_MAX ? IOV_MAX : (int)n; }
+
 size_t pd__writev_all(int fd, struct iovec *iov, size_t n) {
     size_t done = 0;
-    while (n && iov->iov_len == 0) iov++, n--;
+    s_iov_skip(&iov, &n, 0);
     while (n) {
-        int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
-        ssize_t w = pd__sys_table.writev(fd, iov, cnt);
+        ssize_t w = pd__sys_table.writev(fd, iov, s_iov_cnt(n));
         if (w < 0) {
             if (errno == EINTR) continue;
             return done;
@@ -82,27 +100,17 @@ size_t pd__writev_all(int fd, struct iovec *iov, size_t n) {
             return done;
         }
         done += (size_t)w;
-        /* Past the buffers written whole, into the one written in part. */
-        size_t left = (size_t)w;
-        while (n && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++, n--;
-        }
-        if (n) {
-            iov->iov_base = (char *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
-        while (n && iov->iov_len == 0) iov++, n--;
+        s_iov_skip(&iov, &n, (size_t)w);
     }
     return done;
 }
 
 size_t pd__preadv_all(int fd, struct iovec *iov, size_t n, uint64_t off) {
     size_t done = 0;
-    while (n && iov->iov_len == 0) iov++, n--;
+    s_iov_skip(&iov, &n, 0);
     while (n) {
-        int cnt = n > IOV_MAX ? IOV_MAX : (int)n;
-        ssize_t r = pd__sys_table.preadv(fd, iov, cnt, (off_t)(off + done));
+        ssize_t r =
+            pd__sys_table.preadv(fd, iov, s_iov_cnt(n), (off_t)(off + done));
         if (r < 0) {
             if (errno == EINTR) continue;
             return done;
@@ -112,16 +120,7 @@ size_t pd__preadv_all(int fd, struct iovec *iov, size_t n, uint64_t off) {
             return done;
         }
         done += (size_t)r;
-        size_t left = (size_t)r;
-        while (n && left >= iov->iov_len) {
-            left -= iov->iov_len;
-            iov++, n--;
-        }
-        if (n) {
-            iov->iov_base = (char *)iov->iov_base + left;
-            iov->iov_len -= left;
-        }
-        while (n && iov->iov_len == 0) iov++, n--;
+        s_iov_skip(&iov, &n, (size_t)r);
     }
     return done;
 }
