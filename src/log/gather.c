@@ -321,6 +321,8 @@ int lg_read_keys(lg_store *l, size_t n, const lg_key *const *ks,
                        "%s %s (%zu keys): %llu bytes in %zu extents", op,
                        pd__key_short(&keys[0], kb), n,
                        (unsigned long long)total, nitems);
+    if (total == 0) /* empty values only: nothing to read */
+        nitems = 0;
     char *dst = pd__result_reserve(r, (size_t)total);
     s_gather *g = s_gather_for(l, nitems ? nitems : 1);
     if ((!dst && total) || !g)
@@ -329,9 +331,9 @@ int lg_read_keys(lg_store *l, size_t n, const lg_key *const *ks,
                        pd__key_short(&keys[0], kb), n,
                        (unsigned long long)total, nitems);
     size_t at = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (size_t i = 0; nitems && i < n; i++) {
         const lg_key *k = ks[i];
-        if (i + 2 < n && ks[i + 2]) { /* the arrays lie all over the heap */
+        if (i + 2 < n && ks[i + 2] && ks[i + 2]->ext) { /* all over the heap */
             const char *e = (const char *)ks[i + 2]->ext;
             for (unsigned c = 0; c < 4; c++) __builtin_prefetch(e + c * 64);
         }
