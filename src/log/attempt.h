@@ -75,18 +75,6 @@ typedef struct lg_attempt { /* the ops' impl */
     unsigned char wpk[];
 } lg_attempt;
 
-static inline void lg_put64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static inline uint64_t lg_get64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--) v = v << 8 | p[i];
-    return v;
-}
-
-static inline size_t lg_pad8(size_t n) { return (n + 7) & ~(size_t)7; }
-
 /* The writer and the tag of an attempt or commit record's table (checked
  * by lg_table_walk already). */
 typedef struct lg_tags {

@@ -186,7 +186,7 @@ int lg_cl_scan(lg_store *l, int fd, const char *op) {
                            "%s: %s/%s: bad commit record at offset %llu "
                            "(pd_log_compact with PD_LOG_SALVAGE drops it)",
                            op, l->path, LG_COMMITS, (unsigned long long)at);
-        if (lg_won_add(a, t.wpk, t.wlen, lg_get64(t.tag)))
+        if (lg_won_add(a, t.wpk, t.wlen, lg_le64(t.tag)))
             return pd__err(&l->base, PD_ERR_NOMEM, ENOMEM, "%s: commit log",
                            op);
         at += lg_rec_len(&h);

@@ -177,7 +177,7 @@ static int s_write_keys(s_out *o, bool salvage) {
     for (pd__knode *nd = l->keys.head; rc == 0; nd = nd->next) {
         lg_key *k = nd ? (lg_key *)nd : NULL;
         if (k && k->size == 0) continue;
-        size_t kt = k ? LG_ENT + ((k->node.klen + 7) & ~(size_t)7) : 0;
+        size_t kt = k ? LG_ENT + lg_pad8(k->node.klen) : 0;
         if (g.n && (!k || g.bytes + k->size > S_GROUP ||
                     g.table + kt > LG_MAX_TABLE / 2)) {
             g.buf = malloc(g.bytes ? g.bytes : 1);

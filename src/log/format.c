@@ -12,54 +12,29 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* Byte by byte, written out so that the compiler makes one load or store
- * of each (a loop of byte stores stays a loop at -O2). */
-static void s_put32(unsigned char *p, uint32_t v) {
-    p[0] = (unsigned char)v;
-    p[1] = (unsigned char)(v >> 8);
-    p[2] = (unsigned char)(v >> 16);
-    p[3] = (unsigned char)(v >> 24);
-}
-
-static void s_put64(unsigned char *p, uint64_t v) {
-    s_put32(p, (uint32_t)v);
-    s_put32(p + 4, (uint32_t)(v >> 32));
-}
-
-static uint32_t s_get32(const unsigned char *p) {
-    return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
-           (uint32_t)p[3] << 24;
-}
-
-static uint64_t s_get64(const unsigned char *p) {
-    return (uint64_t)s_get32(p) | (uint64_t)s_get32(p + 4) << 32;
-}
-
-static size_t s_pad8(size_t n) { return (n + 7) & ~(size_t)7; }
-
 void lg_hdr_write(const lg_hdr *h, unsigned char out[LG_HDR]) {
-    s_put32(out, LG_REC_MAGIC);
+    lg_put32(out, LG_REC_MAGIC);
     out[4] = (unsigned char)LG_REC_FORMAT;
     out[5] = (unsigned char)h->type;
     out[6] = out[7] = 0;
-    s_put32(out + 8, h->nkeys);
-    s_put32(out + 12, h->table_len);
-    s_put64(out + 16, h->seq);
-    s_put64(out + 24, h->data_len);
-    s_put64(out + 32, h->table_hash);
-    s_put64(out + 40, XXH3_64bits(out, 40));
+    lg_put32(out + 8, h->nkeys);
+    lg_put32(out + 12, h->table_len);
+    lg_put64(out + 16, h->seq);
+    lg_put64(out + 24, h->data_len);
+    lg_put64(out + 32, h->table_hash);
+    lg_put64(out + 40, XXH3_64bits(out, 40));
 }
 
 int lg_hdr_parse(const unsigned char *p, lg_hdr *h) {
-    if (s_get32(p) != LG_REC_MAGIC || p[4] != LG_REC_FORMAT || p[6] || p[7])
+    if (lg_le32(p) != LG_REC_MAGIC || p[4] != LG_REC_FORMAT || p[6] || p[7])
         return -1;
-    if (s_get64(p + 40) != XXH3_64bits(p, 40)) return -1;
+    if (lg_le64(p + 40) != XXH3_64bits(p, 40)) return -1;
     h->type = p[5];
-    h->nkeys = s_get32(p + 8);
-    h->table_len = s_get32(p + 12);
-    h->seq = s_get64(p + 16);
-    h->data_len = s_get64(p + 24);
-    h->table_hash = s_get64(p + 32);
+    h->nkeys = lg_le32(p + 8);
+    h->table_len = lg_le32(p + 12);
+    h->seq = lg_le64(p + 16);
+    h->data_len = lg_le64(p + 24);
+    h->table_hash = lg_le64(p + 32);
     if (h->type < LG_APPEND || h->type > LG_COMMIT) return -1;
     if (h->table_len % 8 || h->table_len > LG_MAX_TABLE ||
         h->nkeys > LG_MAX_KEYS || h->data_len > LG_MAX_DATA || h->seq == 0 ||
@@ -218,21 +193,21 @@ typedef struct s_rec {
 
 /* The bytes of the tag's two table entries. */
 static size_t s_tag_size(const lg_att_tag *t) {
-    return 2 * LG_ENT + s_pad8(t->wlen) + s_pad8(1 + t->taglen);
+    return 2 * LG_ENT + lg_pad8(t->wlen) + lg_pad8(1 + t->taglen);
 }
 
 /* The tag's two entries at ent: the writer, then the tag as a flat key,
  * no data (the checksum of nothing), padding zeroed. */
 static void s_tag_put(const lg_att_tag *t, unsigned char *ent) {
     uint64_t h0 = XXH3_64bits("", 0);
-    size_t e1 = LG_ENT + s_pad8(t->wlen);
+    size_t e1 = LG_ENT + lg_pad8(t->wlen);
     memset(ent, 0, s_tag_size(t));
-    s_put32(ent, (uint32_t)t->wlen);
-    s_put64(ent + 16, h0);
+    lg_put32(ent, (uint32_t)t->wlen);
+    lg_put64(ent + 16, h0);
     memcpy(ent + LG_ENT, t->wpk, t->wlen);
     ent += e1;
-    s_put32(ent, (uint32_t)(1 + t->taglen));
-    s_put64(ent + 16, h0);
+    lg_put32(ent, (uint32_t)(1 + t->taglen));
+    lg_put64(ent + 16, h0);
     memcpy(ent + LG_ENT + 1, t->tag, t->taglen); /* after the flat mark 0 */
 }
 
@@ -283,7 +258,7 @@ static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, const lg_att_tag *tag,
         }
         bool flat = k->nparts == 0; /* the usual key, packed here */
         size_t kl = flat ? k->size + 1 : pd__key_packed_size(k);
-        size_t e = LG_ENT + s_pad8(kl);
+        size_t e = LG_ENT + lg_pad8(kl);
         if (e > LG_MAX_TABLE - at) {
             rc = PD_ERR_LIMIT;
             break;
@@ -294,9 +269,9 @@ static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, const lg_att_tag *tag,
         }
         /* The entry's key (its padding zeroed), past the table so far. */
         unsigned char *tab = b->p + LG_HDR, *ent = tab + at;
-        s_put32(ent, (uint32_t)kl);
-        s_put32(ent + 4, 0);
-        memset(ent + LG_ENT + s_pad8(kl) - 8, 0, 8);
+        lg_put32(ent, (uint32_t)kl);
+        lg_put32(ent + 4, 0);
+        memset(ent + LG_ENT + lg_pad8(kl) - 8, 0, 8);
         if (flat) {
             ent[LG_ENT] = 0;
             if (k->size) memcpy(ent + LG_ENT + 1, k->data, k->size);
@@ -349,8 +324,8 @@ static int s_plan_make(lg_plan *pl, s_rec *r, pd__buf *b, const lg_att_tag *tag,
 
 /* The size and checksum of the data of the key whose entry is at ent. */
 static void s_put_sums(unsigned char *ent, uint64_t vlen, uint64_t vhash) {
-    s_put64(ent + 8, vlen);
-    s_put64(ent + 16, vhash);
+    lg_put64(ent + 8, vlen);
+    lg_put64(ent + 16, vhash);
 }
 
 /* Copies the values into b after the table planned in pl (b has room for
@@ -521,7 +496,7 @@ int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,
                         const lg_key *const *keys, const pd_bytes *vals) {
     size_t table_len = 0, data_len = 0, total;
     for (size_t i = 0; i < n; i++) {
-        table_len += LG_ENT + s_pad8(keys[i]->node.klen);
+        table_len += LG_ENT + lg_pad8(keys[i]->node.klen);
         if (pd__add_ovf(data_len, vals[i].size, &data_len)) return PD_ERR_LIMIT;
     }
     if (n > LG_MAX_KEYS || table_len > LG_MAX_TABLE || data_len > LG_MAX_DATA ||
@@ -535,11 +510,11 @@ int lg_rec_build_packed(pd__buf *b, unsigned type, uint64_t seq, size_t n,
     for (size_t i = 0; i < n; i++) {
         size_t kl = keys[i]->node.klen;
         if (vals[i].size) memcpy(data + dat, vals[i].data, vals[i].size);
-        s_put32(tab + at, (uint32_t)kl);
-        s_put64(tab + at + 8, vals[i].size);
-        s_put64(tab + at + 16, XXH3_64bits(data + dat, vals[i].size));
+        lg_put32(tab + at, (uint32_t)kl);
+        lg_put64(tab + at + 8, vals[i].size);
+        lg_put64(tab + at + 16, XXH3_64bits(data + dat, vals[i].size));
         memcpy(tab + at + LG_ENT, keys[i]->pk, kl);
-        at += LG_ENT + s_pad8(kl);
+        at += LG_ENT + lg_pad8(kl);
         dat += vals[i].size;
     }
     s_rec_seal(b, type, seq, n, table_len, data_len, total - LG_HDR);

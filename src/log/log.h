@@ -77,7 +77,9 @@ typedef struct lg_ent {
     uint64_t vlen, vhash, doff; /* doff: offset of its data in the record */
 } lg_ent;
 
-/* Little-endian loads, a byte at a time (the compiler makes one load). */
+/* Little-endian loads and stores, a byte at a time and written out (the
+ * compiler makes one load or store of each; a loop of byte stores stays a
+ * loop at -O2), and the 8-byte padding of table entries' keys. */
 static inline uint32_t lg_le32(const unsigned char *p) {
     return (uint32_t)p[0] | (uint32_t)p[1] << 8 | (uint32_t)p[2] << 16 |
            (uint32_t)p[3] << 24;
@@ -85,6 +87,17 @@ static inline uint32_t lg_le32(const unsigned char *p) {
 static inline uint64_t lg_le64(const unsigned char *p) {
     return (uint64_t)lg_le32(p) | (uint64_t)lg_le32(p + 4) << 32;
 }
+static inline void lg_put32(unsigned char *p, uint32_t v) {
+    p[0] = (unsigned char)v;
+    p[1] = (unsigned char)(v >> 8);
+    p[2] = (unsigned char)(v >> 16);
+    p[3] = (unsigned char)(v >> 24);
+}
+static inline void lg_put64(unsigned char *p, uint64_t v) {
+    lg_put32(p, (uint32_t)v);
+    lg_put32(p + 4, (uint32_t)(v >> 32));
+}
+static inline size_t lg_pad8(size_t n) { return (n + 7) & ~(size_t)7; }
 
 /* A walk of a key table an entry at a time: the checks of lg_table_walk
  * but the key's packing, which the caller checks when it needs the key
@@ -116,7 +129,7 @@ static inline int lg_tcur_next(lg_tcur *c, const lg_hdr *h,
     uint64_t vlen = lg_le64(p + 8);
     if (pklen == 0 || pklen > h->table_len - c->at - LG_ENT) return -1;
     if (vlen > h->data_len - (c->doff - LG_HDR - h->table_len)) return -1;
-    size_t next = c->at + LG_ENT + (((size_t)pklen + 7) & ~(size_t)7);
+    size_t next = c->at + LG_ENT + lg_pad8(pklen);
     if (next > h->table_len) return -1;
     e->pk = p + LG_ENT;
     e->pklen = pklen;

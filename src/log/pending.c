@@ -78,7 +78,7 @@ int lg_att_index(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
     lg_tags t;
     if (lg_tags_get(h, table, &t)) return PD_ERR_CORRUPT;
     if (!lg_att_state(l)) return PD_ERR_NOMEM;
-    uint64_t inst = lg_get64(t.tag + 8);
+    uint64_t inst = lg_le64(t.tag + 8);
     lg_pend *p = s_pend_get(l, inst);
     if (!p) return PD_ERR_NOMEM;
     if (h->type == LG_COMMIT) {
@@ -87,8 +87,8 @@ int lg_att_index(lg_store *l, uint32_t seg, uint64_t off, const lg_hdr *h,
         l->att->awaiting++;
         p->cround = l->att->round;
         p->cseq = h->seq;
-        p->cnrecs = lg_get64(t.tag + 16);
-        p->cbytes = lg_get64(t.tag + 24);
+        p->cnrecs = lg_le64(t.tag + 16);
+        p->cbytes = lg_le64(t.tag + 24);
         p->cseg = seg;
         p->coff = off;
         return s_try_apply(l, p);

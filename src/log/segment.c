@@ -71,8 +71,7 @@ static int s_marker_check(lg_store *l, int fd) {
                        "log: open %s: not a Log store (%s/%s has no Log "
                        "marker)",
                        l->path, l->path, LG_MARKER);
-    uint32_t v = (uint32_t)m[8] | (uint32_t)m[9] << 8 | (uint32_t)m[10] << 16 |
-                 (uint32_t)m[11] << 24;
+    uint32_t v = lg_le32(m + 8);
     if (v > LG_FORMAT)
         return pd__err(NULL, PD_ERR_UNSUPPORTED, 0,
                        "log: open %s: Log format version %u is newer than "
