@@ -134,7 +134,10 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
     bool took;
     int rc = s_read_enter(l, "get", &took);
     if (rc) return rc;
-    const lg_key **ks = malloc((n ? n : 1) * sizeof *ks);
+    /* The keys found; a get of a few keys (most are of one) allocates no
+     * room for them. */
+    const lg_key *few[8];
+    const lg_key **ks = n <= 8 ? few : malloc(n * sizeof *ks);
     if (!ks) rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: %zu keys", n);
     for (size_t i = 0; i < n && rc == 0; i++) {
         rc = lg_damage_check(l, &keys[i], "get");
@@ -151,7 +154,7 @@ static int s_get(pd_store *s, size_t n, const pd_key *keys, pd_result *r,
         if (rc == 0 && pd__result_next(r))
             rc = pd__err(s, PD_ERR_NOMEM, ENOMEM, "get: result");
     }
-    free(ks);
+    if (ks != few) free(ks);
     return s_op_leave(l, took, rc);
 }
 
